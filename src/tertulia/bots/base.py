@@ -1,0 +1,112 @@
+"""The internal bot API, compatible with BLAB's (PROTOCOL 6.2).
+
+A bot is any class built as ``cls(conversation_info, *args, **kwargs)`` with the methods
+``receive_message(message)`` and ``update_status(status)``; either may be a plain function
+(run in a worker thread) or a coroutine function (run on the event loop). Subclassing
+:class:`Bot` is optional: classes written for BLAB work unchanged.
+
+A fresh instance is made for every event, as in BLAB, so state that must survive belongs in
+``conversation_info.state`` (a dict stored durably per conversation and bot: it is loaded
+before each call and saved after the call returns normally).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from tertulia.domain.model import MessageType
+
+SendFunction = Callable[[dict[str, Any]], Any]
+"""Stores a message as sent by the bot and returns its representation (PROTOCOL 5.1).
+
+Called from a worker thread (a synchronous bot) it blocks until the message is stored and
+returns the stored message as a dict, or ``None`` when it was a duplicate ``local_id``.
+Called on the event loop (an asynchronous bot) it returns an awaitable of the same.
+Raises :class:`tertulia.errors.ValidationFailed` for invalid input.
+"""
+
+
+@dataclass(slots=True)
+class ConversationInfo:
+    """What a bot knows of its conversation.
+
+    Attributes:
+        conversation_id: the conversation's id (a ``str``, canonical).
+        bot_participant_id: this bot's participant id in it.
+        send_function: see :data:`SendFunction`.
+        participants: the conversation's participants, ``[{"id", "name", "type"}]``, at the
+            time of the call (an extension; BLAB bots learn them from ``update_status``).
+        state: durable per-(conversation, bot) state; JSON values only.
+    """
+
+    conversation_id: str
+    bot_participant_id: str
+    send_function: SendFunction
+    participants: list[dict[str, str]] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChatMessage:
+    """A message as a bot receives it: the wire representation as attributes.
+
+    Keys BLAB's ``ChatMessage`` has are always present (``None`` when absent on the wire).
+    Extensions: ``file_url``, ``file_size``, ``file_name``, ``seq``, and ``approved`` (set
+    only on deliveries to the manager: whether people can see the message yet).
+    """
+
+    id: str
+    time: datetime
+    type: MessageType
+    sent_by_human: bool
+    options: list[str] = field(default_factory=list)
+    local_id: str | None = None
+    text: str | None = None
+    sender_id: str | None = None
+    additional_metadata: dict[str, Any] | None = None
+    event: str | None = None
+    quoted_message_id: str | None = None
+    file_url: str | None = None
+    file_size: int | None = None
+    file_name: str | None = None
+    seq: int | None = None
+    approved: bool | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChatMessage:
+        """Build from a wire representation (with any redirect overrides merged in).
+
+        Unknown keys are dropped; ``time`` may be a datetime or an ISO string.
+        """
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        moment = values.get("time")
+        if isinstance(moment, str):
+            values["time"] = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        values["type"] = MessageType(values["type"])
+        values["options"] = list(values.get("options") or [])
+        return cls(**values)
+
+
+class Bot:
+    """Optional base class for internal bots.
+
+    Subclasses override :meth:`receive_message` and, if they care, :meth:`update_status`.
+    Either may be ``async def``.
+    """
+
+    def __init__(self, conversation_info: ConversationInfo, *args: Any, **kwargs: Any) -> None:
+        self.conversation_info = conversation_info
+
+    def receive_message(self, message: ChatMessage) -> None | Awaitable[None]:
+        """Called with every message routed to this bot (PROTOCOL 7.1)."""
+
+    def update_status(self, status: dict[str, Any]) -> None | Awaitable[None]:
+        """Called with ``{"participants": [...]}`` when participants or presence change."""
+
+    def send(self, **message: Any) -> Any:
+        """Shorthand for ``self.conversation_info.send_function(message)``."""
+        return self.conversation_info.send_function(message)

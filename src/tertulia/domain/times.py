@@ -1,0 +1,48 @@
+"""Times on the wire: UTC, ISO 8601, ``Z``, no fraction or exactly six digits (PROTOCOL 1.2)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time
+
+from tertulia.errors import ValidationFailed
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime (naive values are taken as UTC)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """Print ``moment`` the way DRF does: ``2026-11-25T14:55:39.166537Z`` or ``...:39Z``."""
+    moment = as_utc(moment)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_query_time(value: str) -> datetime:
+    """Parse ``until`` / ``since``: ISO 8601 (``Z`` or offset; naive is UTC), a bare date, or ``now``.
+
+    Raises:
+        ValidationFailed: ``{"detail": "Invalid date-time string: <value>"}``.
+    """
+    if value == "now":
+        return utcnow()
+    try:
+        if _DATE_ONLY.match(value):
+            return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise ValidationFailed(detail=f"Invalid date-time string: {value}") from None
+    return as_utc(parsed)

@@ -1,0 +1,135 @@
+"""Tertulia's errors: one root, a stable ``code`` on each, data rather than prose.
+
+The tree::
+
+    TertuliaError                     code            HTTP
+    ├── ConfigurationError            bad_config      (start-up only)
+    ├── ValidationFailed              invalid         400  field errors: {"field": ["text", ...]}
+    │   └── CommandError              bad_command     400  a manager command that cannot be applied
+    ├── NotAuthenticated              no_session      403  (WebSocket close 4401)
+    ├── PermissionDenied              not_participant 403  (WebSocket close 4403)
+    ├── NotFound                      not_found       404  (WebSocket close 4404)
+    ├── PayloadTooLarge               too_large       413
+    └── UnsupportedMediaType          media_type      415
+
+The web layer maps them to replies in one place (``tertulia.web.errors``); the WebSocket
+endpoint turns them into ``{"error": {...}}`` frames. Anything else that escapes is a bug:
+it is logged with the conversation and participant ids and answered with a generic error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+
+class TertuliaError(Exception):
+    """Root of every error Tertulia raises on purpose.
+
+    Attributes:
+        code: a stable machine-readable code.
+        status: the HTTP status it maps to.
+        detail: a short human-readable text.
+    """
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def body(self) -> Any:
+        """The JSON body of the HTTP reply (DRF shapes, plus ``code``)."""
+        return {"detail": self.detail, "code": self.code}
+
+
+class ConfigurationError(TertuliaError):
+    """The configuration cannot work; raised at start-up only."""
+
+    code = "bad_config"
+
+
+class ValidationFailed(TertuliaError):
+    """Input that breaks a rule.
+
+    Args:
+        errors: field name -> list of texts (DRF's shape), or ``None`` with ``detail`` /
+            ``bare`` for the other DRF shapes.
+        bare: a list of texts to send as a bare JSON list (DRF's plain ValidationError).
+    """
+
+    code = "invalid"
+    status = 400
+
+    def __init__(
+        self,
+        errors: Mapping[str, Sequence[str]] | None = None,
+        *,
+        detail: str | None = None,
+        bare: Sequence[str] | None = None,
+    ) -> None:
+        self.errors = {k: list(v) for k, v in (errors or {}).items()}
+        self.bare = list(bare) if bare is not None else None
+        text = detail or "; ".join(
+            [f"{k}: {' '.join(v)}" for k, v in self.errors.items()] + list(self.bare or [])
+        )
+        super().__init__(text or "Invalid input.")
+        self._detail_only = detail is not None and not self.errors and self.bare is None
+
+    def body(self) -> Any:
+        if self.bare is not None:
+            return self.bare
+        if self._detail_only:
+            return {"detail": self.detail, "code": self.code}
+        return {**self.errors, "code": self.code}
+
+
+class CommandError(ValidationFailed):
+    """A manager command that cannot be applied; nothing of it was done."""
+
+    code = "bad_command"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__({"command": [detail]})
+
+
+class NotAuthenticated(TertuliaError):
+    """No valid session."""
+
+    code = "no_session"
+    status = 403
+
+
+class PermissionDenied(TertuliaError):
+    """The session may not do this (usually: not a participant of the conversation)."""
+
+    code = "not_participant"
+    status = 403
+
+    def __init__(self, detail: str = "You do not have permission to perform this action.") -> None:
+        super().__init__(detail)
+
+
+class NotFound(TertuliaError):
+    """No such thing."""
+
+    code = "not_found"
+    status = 404
+
+    def __init__(self, detail: str = "Not found.") -> None:
+        super().__init__(detail)
+
+
+class PayloadTooLarge(TertuliaError):
+    """A body or file over its limit."""
+
+    code = "too_large"
+    status = 413
+
+
+class UnsupportedMediaType(TertuliaError):
+    """A body of a content type the endpoint does not take."""
+
+    code = "media_type"
+    status = 415
