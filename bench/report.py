@@ -1,0 +1,274 @@
+"""Results: medians of runs, targets from the issue, and the `docs/performance.md` page.
+
+Each scenario run gives a dict of numbers. Across runs, counts of problems (`lost`, `late`,
+`duplicates`, ...) are summed, so one lost answer in any run shows; every other figure is the
+median of the runs.
+
+The *fraction* column says how much of the bare limit Tertulia reaches: Tertulia / bare for
+figures where more is better (rates, connections held), bare / Tertulia where less is better
+(latencies, memory). 100 % means as good as a server that stores nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.scenarios import Sizes
+from bench.servers import REPO
+from bench.stats import median
+
+COUNTS = {
+    "lost",
+    "late",
+    "duplicates",
+    "errors",
+    "other",
+    "unparsable",
+    "closed",
+    "wrong",
+    "failed",
+}
+HIGHER_IS_BETTER = ("_per_s", "held")
+LOWER_IS_BETTER = ("_ms", "kib_", "rss_", "setup_s")
+PACKAGES = ("uvicorn", "starlette", "fastapi", "websockets", "uvloop", "httptools", "orjson")
+
+# Figures of the original BLAB Controller, from the issue, for reference.
+BLAB = {
+    ("roundtrip", "p50_ms"): 136,
+    ("roundtrip", "p99_ms"): 179,
+    ("throughput", "answers_per_s"): 10.8,
+    ("create", "sequential_per_s"): 9.6,
+    ("history", "sequential_per_s"): 4.2,
+    ("fanout", "p99_ms_50"): 65,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """A target from the issue: `metric op value`, on Tertulia's figure or its fraction."""
+
+    op: str
+    value: float
+    on_fraction: bool = False
+
+    def met(self, figure: float) -> bool:
+        """Whether `figure` meets the goal (NaN never does)."""
+        if math.isnan(figure):
+            return False
+        if self.op == "<=":
+            return figure <= self.value
+        if self.op == ">=":
+            return figure >= self.value
+        return figure == self.value
+
+    def label(self) -> str:
+        """The goal as the table shows it."""
+        value = f"{self.value:.0%}" if self.on_fraction else fmt(self.value)
+        return f"{self.op} {value}" + (" of limit" if self.on_fraction else "")
+
+
+def goals(sizes: Sizes) -> dict[tuple[str, str], list[Goal]]:
+    """The issue's targets (and "nothing lost"), for the metrics the sizes produce."""
+    table: dict[tuple[str, str], list[Goal]] = {
+        ("roundtrip", "p50_ms"): [Goal("<=", 3)],
+        ("roundtrip", "p99_ms"): [Goal("<=", 10)],
+        ("throughput", "answers_per_s"): [Goal(">=", 1500), Goal(">=", 0.40, on_fraction=True)],
+        ("throughput", "p99_ms"): [Goal("<=", 50)],
+        ("create", "sequential_per_s"): [Goal(">=", 300)],
+        ("history", "sequential_per_s"): [Goal(">=", 500)],
+        ("fanout", "p99_ms_50"): [Goal("<=", 10)],
+        ("fanout", "p99_ms_1000"): [Goal("<=", 150)],
+        ("connections", "held"): [Goal(">=", sizes.connections)],
+        ("connections", "kib_per_connection"): [Goal("<=", 60)],
+    }
+    for name in ("roundtrip", "throughput", "history", "manager"):
+        table[(name, "lost")] = [Goal("==", 0)]
+    for people in sizes.fanout_people:
+        table[("fanout", f"lost_{people}")] = [Goal("==", 0)]
+    table[("manager", "wrong")] = [Goal("==", 0)]
+    return table
+
+
+@dataclass(slots=True)
+class Outcome:
+    """All runs of one scenario on one server."""
+
+    runs: list[dict[str, float]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def figures(self) -> dict[str, float]:
+        """Counts summed over the runs, other figures their median."""
+        keys = list(dict.fromkeys(k for run in self.runs for k in run))
+        values = {k: [run[k] for run in self.runs if k in run] for k in keys}
+        return {k: sum(v) if is_count(k) else median(v) for k, v in values.items()}
+
+
+Results = dict[str, dict[str, Outcome]]  # server name -> scenario name -> outcome
+
+
+def is_count(metric: str) -> bool:
+    """Whether the metric is a count of problems (summed, not a median)."""
+    return metric.split("_")[0] in COUNTS
+
+
+def fraction(metric: str, figure: float, limit: float) -> float:
+    """How much of the limit the figure reaches (see the module docstring); NaN if none."""
+    if is_count(metric) or math.isnan(figure) or math.isnan(limit) or figure <= 0 or limit <= 0:
+        return math.nan
+    if any(metric.endswith(s) or s == metric for s in HIGHER_IS_BETTER):
+        return figure / limit
+    if any(s in metric for s in LOWER_IS_BETTER):
+        return limit / figure
+    return math.nan
+
+
+def fmt(value: float) -> str:
+    """A figure with sensible precision; `—` for NaN."""
+    if math.isnan(value):
+        return "—"
+    if abs(value) >= 100 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def table(results: Results, server: str, sizes: Sizes, scenarios: Iterable[str]) -> list[str]:
+    """Markdown rows comparing `server` with the bare limit, with targets."""
+    rows = [
+        "| scenario | metric | Tertulia | bare limit | fraction of limit | target | BLAB | pass |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    targets = goals(sizes)
+    for scenario in scenarios:
+        ours = results.get(server, {}).get(scenario, Outcome()).figures()
+        bare = results.get("bare", {}).get(scenario, Outcome()).figures()
+        for metric in dict.fromkeys([*ours, *bare]):
+            figure, limit = ours.get(metric, math.nan), bare.get(metric, math.nan)
+            share = fraction(metric, figure, limit)
+            wanted = targets.get((scenario, metric), [])
+            verdicts = [g.met(share if g.on_fraction else figure) for g in wanted]
+            rows.append(
+                f"| {scenario} | {metric} | {fmt(figure)} | {fmt(limit)} | "
+                f"{'—' if math.isnan(share) else f'{share:.0%}'} | "
+                f"{', '.join(g.label() for g in wanted) or '—'} | "
+                f"{fmt(BLAB.get((scenario, metric), math.nan))} | "
+                f"{'—' if not wanted else 'pass' if all(verdicts) else '**fail**'} |"
+            )
+    return rows
+
+
+def machine() -> list[str]:
+    """Facts about this machine and the software measured, as Markdown bullets."""
+    cpu = _proc_field("/proc/cpuinfo", "model name") or platform.processor()
+    mem_kib = int((_proc_field("/proc/meminfo", "MemTotal") or "0 kB").split()[0])
+    versions = ", ".join(f"{p} {_version(p)}" for p in PACKAGES)
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores",
+        f"- RAM: {mem_kib / 1024 / 1024:.1f} GiB",
+        f"- OS: {platform.system()} {platform.release()}",
+        f"- Python: {platform.python_version()} ({platform.python_implementation()})",
+        f"- Packages: {versions}",
+        f"- Tertulia: {_version('tertulia')}, commit {_git_commit()}",
+    ]
+
+
+def _proc_field(path: str, name: str) -> str | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head or 'unknown'}{' (with uncommitted changes)' if dirty else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What the performance page needs besides the results."""
+
+    command: str
+    sizes: Sizes
+    quick: bool
+    runs: int
+    servers: list[str]
+    scenarios: list[str]
+
+
+def render(results: Results, page: Page) -> str:
+    """The whole `docs/performance.md`."""
+    lines = [
+        "# Performance",
+        "",
+        "Measured with the benchmark suite in `bench/` (what each scenario does: "
+        "`bench/README.md`). Figures are medians of the runs; counts of problems "
+        "(`lost`, `late`, `duplicates`, `errors`, `closed`, `wrong`, `failed`) are summed over "
+        "the runs. Latencies in ms, rates per second, memory in MiB/KiB.",
+        "",
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- Command: `{page.command}`",
+        f"- Mode: {'quick (small sizes, smoke test only)' if page.quick else 'full'}, "
+        f"{page.runs} run(s) per scenario, a fresh server process per run",
+        *machine(),
+        "",
+        "The *bare limit* is `bench/echo_server.py`: the same stack (Starlette, uvicorn, uvloop, "
+        "httptools) speaking the same protocol but storing nothing. *Fraction of limit*: "
+        "Tertulia / bare for rates, bare / Tertulia for latencies and memory.",
+    ]
+    for server in page.servers:
+        if server == "bare":
+            continue
+        lines += ["", f"## {server} against the bare limit", ""]
+        lines += table(results, server, page.sizes, page.scenarios)
+    if page.servers == ["bare"]:
+        lines += ["", "## bare limit only", "", *table(results, "-", page.sizes, page.scenarios)]
+    lines += _errors(results)
+    return "\n".join(lines) + "\n"
+
+
+def _errors(results: Results) -> list[str]:
+    found = [
+        f"- {server} / {scenario}: {error}"
+        for server, outcomes in results.items()
+        for scenario, outcome in outcomes.items()
+        for error in outcome.errors
+    ]
+    return ["", "## Errors", "", *found] if found else []
+
+
+def command_line() -> str:
+    """The command that was run, as one would type it from the repository root."""
+    executable = os.path.relpath(sys.executable, REPO) if sys.executable else "python"
+    return shlex.join([executable, "-m", "bench.run", *sys.argv[1:]])

@@ -1,0 +1,161 @@
+"""The benchmark runner: `python -m bench.run [--quick] [--only a,b] [--database-url URL]`.
+
+For each server (Tertulia on SQLite, Tertulia on PostgreSQL when `--database-url` is given,
+then the bare echo server), for each selected scenario, for each run: start a fresh server
+process in a temporary directory, wait until `GET /api/chat/bots/` answers, measure, stop the
+server. Then write the results table to `docs/performance.md` (or `--output`).
+
+Only 127.0.0.1 is used. The soft open-files limit is raised to the hard one first, for this
+process and the servers it starts. Every scenario run is capped in time; servers are always
+stopped, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import uvloop
+
+from bench.report import Outcome, Page, Results, command_line, render
+from bench.scenarios import QUICK, SCENARIOS, Sizes
+from bench.servers import (
+    REPO,
+    ServerError,
+    ServerSpec,
+    log_tail,
+    raise_nofile_limit,
+    running_server,
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run: smoke test")
+    parser.add_argument("--runs", type=int, help="runs per scenario (default 3, quick 1)")
+    parser.add_argument(
+        "--servers", default="tertulia,bare", help="which servers: tertulia, bare, or both"
+    )
+    parser.add_argument("--database-url", help="also run Tertulia on this PostgreSQL URL")
+    parser.add_argument(
+        "--tertulia",
+        default=str(Path(sys.executable).parent / "tertulia"),
+        help="the tertulia command (default: the one beside this Python)",
+    )
+    parser.add_argument("--output", default=str(REPO / "docs" / "performance.md"))
+    parser.add_argument("--json", help="also write the raw results of every run here")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    args = parser.parse_args(argv)
+    args.scenarios = [s for s in args.only.split(",") if s] or list(SCENARIOS)
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+    args.runs = args.runs or (1 if args.quick else 3)
+    return args
+
+
+def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
+    """The servers to measure, Tertulia first, the bare limit last."""
+    wanted = set(args.servers.split(","))
+    specs = []
+    if "tertulia" in wanted:
+        specs.append(ServerSpec("tertulia-sqlite", "tertulia", args.tertulia))
+        if args.database_url:
+            specs.append(
+                ServerSpec("tertulia-postgresql", "tertulia", args.tertulia, args.database_url)
+            )
+    if "bare" in wanted:
+        specs.append(ServerSpec("bare", "bare"))
+    return specs
+
+
+async def measure_server(
+    spec: ServerSpec, args: argparse.Namespace, sizes: Sizes, workdir: Path
+) -> dict[str, Outcome]:
+    """Every selected scenario, `args.runs` times each, on fresh `spec` processes."""
+    outcomes: dict[str, Outcome] = {}
+    for name in args.scenarios:
+        scenario, outcome = SCENARIOS[name], outcomes.setdefault(name, Outcome())
+        for run in range(1, args.runs + 1):
+            rundir = workdir / spec.name / f"{name}-{run}"
+            began = time.monotonic()
+            try:
+                async with running_server(spec, rundir, manager=scenario.manager) as target:
+                    figures = await scenario.measure(target, sizes)
+                outcome.runs.append(figures)
+                say(f"{spec.name} {name} run {run}: {summary(figures)}", began)
+            except ServerError as exc:
+                outcome.errors.append(f"run {run}: the server did not start: {exc}")
+                say(f"{spec.name}: the server did not start; skipping it\n{exc}", began)
+                return outcomes
+            except Exception as exc:
+                outcome.errors.append(f"run {run}: {type(exc).__name__}: {exc}")
+                say(f"{spec.name} {name} run {run} FAILED: {exc!r}", began)
+                say(f"server log tail:\n{log_tail(rundir / 'server.log', 10)}", began)
+    return outcomes
+
+
+def say(text: str, began: float) -> None:
+    """One progress line on stderr."""
+    print(f"[{time.monotonic() - began:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+def summary(figures: dict[str, float]) -> str:
+    """A short one-line view of one run's figures."""
+    return ", ".join(f"{k}={v:.4g}" for k, v in figures.items() if v == v and v != 0)
+
+
+async def measure(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> Results:
+    """All servers, all scenarios."""
+    return {
+        spec.name: await measure_server(spec, args, sizes, workdir) for spec in server_specs(args)
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark and writes the report; returns the exit status."""
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else Sizes()
+    limit = raise_nofile_limit()
+    print(f"open-files limit {limit}; working in a temporary directory", file=sys.stderr)
+    workspace: contextlib.AbstractContextManager[str] = (
+        contextlib.nullcontext(tempfile.mkdtemp(prefix="tertulia-bench-"))
+        if args.keep
+        else tempfile.TemporaryDirectory(prefix="tertulia-bench-")
+    )
+    with workspace as tmp:
+        if args.keep:
+            print(f"keeping {tmp}", file=sys.stderr)
+        results = uvloop.run(measure(args, sizes, Path(tmp)))
+    page = Page(
+        command_line(),
+        sizes,
+        args.quick,
+        args.runs,
+        [s.name for s in server_specs(args)],
+        args.scenarios,
+    )
+    text = render(results, page)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(text, encoding="utf-8")
+    if args.json:
+        raw = {s: {n: vars_of(o) for n, o in out.items()} for s, out in results.items()}
+        Path(args.json).write_bytes(orjson.dumps(raw, option=orjson.OPT_INDENT_2))
+    print(text)
+    return 0
+
+
+def vars_of(outcome: Outcome) -> dict[str, object]:
+    """An outcome as plain data for the JSON file."""
+    return {"runs": outcome.runs, "errors": outcome.errors}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Server processes for the benchmark: configuration, start, readiness, RSS, stop.
+
+Each scenario run gets a fresh server process in its own working directory (its TOML
+configuration, its SQLite file, its log), so runs are independent and the RSS of the
+`connections` scenario starts from a clean process. The process is started in a new session
+and stopped with SIGTERM to its process group, then SIGKILL after a timeout; `running_server`
+does that in a `finally`, so no server outlives the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.httpclient import HttpClient, HttpError
+
+HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
+SQLITE_URL = "sqlite+aiosqlite:///./bench.db"
+
+BASE_CONFIG = """\
+database_url = "{database_url}"
+rooms = true
+{manager_line}
+[bots.ECHO]
+module = "tertulia.bots.builtin"
+class = "UpperCaseEchoBot"
+
+[bots.Calculator]
+module = "tertulia.bots.builtin"
+class = "CalculatorBot"
+"""
+
+MANAGER_BOT = """
+[bots.Manager]
+module = "tertulia.bots.builtin"
+class = "CalcOrEchoManagerBot"
+kwargs = { calculator_bot_name = "Calculator", echo_bot_name = "ECHO" }
+"""
+
+
+class ServerError(Exception):
+    """The server did not start or did not become ready; carries its log's tail."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """Which server to run.
+
+    Attributes:
+        name: label in the results (`tertulia-sqlite`, `tertulia-postgresql`, `bare`).
+        kind: `tertulia` or `bare`.
+        executable: the `tertulia` command (unused for `bare`).
+        database_url: Tertulia's database; None for SQLite in the working directory.
+    """
+
+    name: str
+    kind: str
+    executable: str = ""
+    database_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A running server, as scenarios see it."""
+
+    name: str
+    bare: bool
+    port: int
+    pid: int
+    log: Path
+
+    @property
+    def ws_base(self) -> str:
+        """The WebSocket base URL, without the `/ws/chat/...` path."""
+        return f"ws://{HOST}:{self.port}"
+
+    def http(self, max_connections: int = 64) -> HttpClient:
+        """A new HTTP client to this server."""
+        return HttpClient(HOST, self.port, max_connections=max_connections)
+
+
+def raise_nofile_limit() -> int:
+    """Raises the soft RLIMIT_NOFILE to the hard limit (inherited by servers); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(workdir: Path, database_url: str | None, manager: bool) -> Path:
+    """Writes Tertulia's TOML configuration into `workdir`; returns its path."""
+    text = BASE_CONFIG.format(
+        database_url=database_url or SQLITE_URL,
+        manager_line='manager = "Manager"\n' if manager else "",
+    )
+    if manager:
+        text += MANAGER_BOT
+    path = workdir / "tertulia.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def server_argv(spec: ServerSpec, workdir: Path, port: int, manager: bool) -> list[str]:
+    """The command line that starts `spec` on `port`."""
+    if spec.kind == "bare":
+        return [sys.executable, "-m", "bench.echo_server", "--host", HOST, "--port", str(port)]
+    config = write_config(workdir, spec.database_url, manager)
+    return [spec.executable, "serve", "--host", HOST, "--port", str(port), "--config", str(config)]
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS in KiB of `pid` and all its descendants (0 for processes already gone)."""
+    total = 0
+    for each in [pid, *_descendants(pid)]:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = [pid]
+    while todo and len(found) < 1000:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                children = [int(c) for c in (task / "children").read_text().split()]
+                found.extend(children)
+                todo.extend(children)
+    return found
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a log file."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+async def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float) -> None:
+    """Waits until `GET /api/chat/bots/` answers 200.
+
+    Raises:
+        ServerError: the process exited or `timeout` passed first.
+    """
+    client = HttpClient(HOST, port, max_connections=1, timeout=2.0)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ServerError(f"server exited with {proc.returncode}:\n{log_tail(log)}")
+            with contextlib.suppress(HttpError, OSError, TimeoutError):
+                if (await client.request("GET", "/api/chat/bots/")).status == 200:
+                    return
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
+    raise ServerError(f"server not ready after {timeout:.0f} s:\n{log_tail(log)}")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM to the server's process group, SIGKILL if still there after `timeout`."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    spec: ServerSpec, workdir: Path, *, manager: bool = False, ready_timeout: float = 60.0
+) -> AsyncIterator[Target]:
+    """Starts `spec` in `workdir`, yields it once ready, and always stops it.
+
+    Args:
+        spec: the server to run.
+        workdir: a fresh directory: configuration, database and `server.log` go there.
+        manager: start Tertulia with the `CalcOrEchoManagerBot` manager.
+        ready_timeout: seconds allowed to start.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = server_argv(spec, workdir, port, manager)
+    log = workdir / "server.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if spec.kind == "bare":
+        env["PYTHONPATH"] = str(REPO)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        await wait_ready(proc, port, log, ready_timeout)
+        yield Target(spec.name, spec.kind == "bare", port, proc.pid, log)
+    finally:
+        stop(proc)

@@ -1,0 +1,5 @@
+import sys
+
+from tertulia.cli import main
+
+sys.exit(main())

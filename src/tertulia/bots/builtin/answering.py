@@ -1,0 +1,44 @@
+"""The shared behaviour of the example answering bots (PROTOCOL 6.4)."""
+
+from __future__ import annotations
+
+import time
+
+from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.domain.ids import new_local_id
+
+
+class AnsweringBot(Bot):
+    """Answers every message a human sent with one text reply quoting it.
+
+    Messages whose ``sent_by_human`` is false (system messages, bots' messages, its own) are
+    ignored. The reply is ``{"type": "T", "text": answer(message), "quoted_message_id":
+    message.id, "local_id": <fresh 32 hex>}``, sent after waiting ``delay`` seconds when
+    ``delay`` is positive (the original's bots pause to look like they are typing).
+
+    Subclasses implement :meth:`answer`.
+    """
+
+    def __init__(self, conversation_info: ConversationInfo, delay: float = 0.0) -> None:
+        super().__init__(conversation_info)
+        self.delay = delay
+
+    def receive_message(self, message: ChatMessage) -> None:
+        if not message.sent_by_human:
+            return
+        if self.delay > 0:
+            self.pause(self.delay)
+        self.send(
+            type="T",
+            text=self.answer(message),
+            quoted_message_id=message.id,
+            local_id=new_local_id(),
+        )
+
+    def answer(self, message: ChatMessage) -> str:
+        """The reply's text for a human's ``message``."""
+        raise NotImplementedError
+
+    def pause(self, seconds: float) -> None:
+        """Block for ``seconds`` (bots run in a worker thread, so this stalls nobody else)."""
+        time.sleep(seconds)

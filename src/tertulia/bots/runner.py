@@ -1,0 +1,313 @@
+"""Runs internal bots: durable, ordered, time-limited, retried deliveries.
+
+Guarantees (see docs/bots.md):
+
+- Every delivery is a row of the ``deliveries`` outbox, written in the same transaction as
+  the message or status change that causes it. Nothing is delivered before that commit, and
+  nothing recorded is forgotten: pending rows are picked up again when the server starts.
+- Deliveries to one bot participant (one bot in one conversation) run one at a time, in
+  the order they were recorded. Different conversations and bots run concurrently, at most
+  ``spec.concurrency`` at once per bot spec.
+- A synchronous bot runs in a worker thread, an ``async`` one on the event loop, each call
+  limited to ``spec.timeout`` seconds. A failure or timeout is retried ``spec.retries``
+  times with exponential backoff (tenacity), then recorded as failed and logged with ids.
+  A synchronous call that overruns cannot be killed: its thread keeps its concurrency slot
+  until it really returns, so a hung bot can only ever block itself.
+- Answers are idempotent across retries: within one delivery the n-th message a bot sends
+  gets a ``local_id`` derived from the delivery and n, so a retried delivery that answers
+  again is recognised as a duplicate and shown once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from tenacity import AsyncRetrying, RetryError, stop_after_attempt, wait_exponential_jitter
+
+from tertulia.bots.base import ChatMessage, ConversationInfo
+from tertulia.domain.times import utcnow
+from tertulia.settings import BotSpec
+from tertulia.storage import deliveries as outbox
+from tertulia.storage.database import Database
+from tertulia.storage.deliveries import Delivery
+
+log = structlog.get_logger(__name__)
+BATCH = 50
+
+
+@dataclass(frozen=True, slots=True)
+class BotContext:
+    """What the host tells the runner about a bot participant before a call."""
+
+    bot_name: str
+    participants: list[dict[str, str]]
+
+
+class BotHost(Protocol):
+    """The chat side of the runner (implemented by :mod:`tertulia.chats`)."""
+
+    async def bot_context(self, conversation_id: str, bot_participant_id: str) -> BotContext | None:
+        """The bot's name and its conversation's participants, or None if gone."""
+
+    async def send_from_bot(
+        self, conversation_id: str, bot_participant_id: str, data: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Store a message sent by the bot; its representation, or None for a duplicate."""
+
+    def bot_working(self, conversation_id: str, bot_participant_id: str, working: bool) -> None:
+        """A bot started or finished handling a delivery."""
+
+
+class BotTimeout(Exception):
+    """A bot call took longer than its spec allows."""
+
+
+def answer_local_id(delivery_pk: int, n: int) -> str:
+    """The ``local_id`` of the n-th message a bot sends while handling a delivery."""
+    return hashlib.sha256(f"tertulia-delivery:{delivery_pk}:{n}".encode()).hexdigest()[:32]
+
+
+class BotRunner:
+    """Runs the deliveries recorded in the outbox.
+
+    Args:
+        db: the database.
+        bots: bot name -> (spec, class), validated at start-up.
+        host: the chat side.
+        poll_interval: how often to look for deliveries whose wake-up was missed (e.g.
+            recorded by another process); ``0`` disables polling.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        bots: dict[str, tuple[BotSpec, type]],
+        host: BotHost,
+        *,
+        poll_interval: float = 5.0,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self._db = db
+        self._bots = bots
+        self._host = host
+        self._poll_interval = poll_interval
+        self._backoff = (backoff_initial, backoff_max)
+        self._slots = {name: asyncio.Semaphore(spec.concurrency) for name, (spec, _) in bots.items()}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._executor = ThreadPoolExecutor(
+            max_workers=sum(spec.concurrency for spec, _ in bots.values()) + 4,
+            thread_name_prefix="bot",
+        )
+        self._poller: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        """Resume every pending delivery (those a previous run left behind)."""
+        self._loop = asyncio.get_running_loop()
+        await self._resume()
+        if self._poll_interval > 0:
+            self._poller = asyncio.create_task(self._poll(), name="bot-runner-poll")
+
+    async def close(self) -> None:
+        """Stop the workers; pending deliveries stay recorded for the next start."""
+        self._closing = True
+        tasks = list(self._workers.values())
+        if self._poller is not None:
+            tasks.append(self._poller)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def notify(self, bot_participant_ids: set[str]) -> None:
+        """New deliveries were committed for these bot participants: make sure they run."""
+        for bot_id in bot_participant_ids:
+            self._dirty.add(bot_id)
+            if bot_id not in self._workers and not self._closing:
+                self._workers[bot_id] = asyncio.create_task(
+                    self._work(bot_id), name=f"bot-{bot_id}"
+                )
+
+    async def idle(self) -> None:
+        """Wait until no delivery is running or queued in this process (for tests and drains)."""
+        while self._workers:
+            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    async def _resume(self) -> None:
+        async with self._db.read() as conn:
+            pending = await outbox.bots_with_pending(conn)
+        self.notify({bot_id for _, bot_id in pending})
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                await self._resume()
+            except Exception:
+                log.exception("polling the outbox failed")
+
+    async def _work(self, bot_id: str) -> None:
+        try:
+            while True:
+                self._dirty.discard(bot_id)
+                async with self._db.read() as conn:
+                    batch = await outbox.pending_for(conn, bot_id, limit=BATCH)
+                for delivery in batch:
+                    await self._run(delivery)
+                if not batch and bot_id not in self._dirty:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("bot worker failed", participant_id=bot_id)
+        finally:
+            self._workers.pop(bot_id, None)
+
+    async def _run(self, delivery: Delivery) -> None:
+        bound = log.bind(
+            conversation_id=delivery.conversation_id,
+            participant_id=delivery.bot_participant_id,
+            delivery=delivery.pk,
+        )
+        context = await self._host.bot_context(delivery.conversation_id, delivery.bot_participant_id)
+        entry = self._bots.get(context.bot_name) if context else None
+        if context is None or entry is None:
+            bound.warning("delivery to an unknown bot dropped")
+            await self._finish(delivery, outbox.FAILED, delivery.attempts, "unknown bot", None)
+            return
+        spec, cls = entry
+        async with self._db.read() as conn:
+            state = await outbox.load_state(conn, delivery.bot_participant_id)
+        before = copy.deepcopy(state)
+        attempts = delivery.attempts
+        bound = bound.bind(bot=context.bot_name)
+        self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, True)
+        try:
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(max(1, spec.retries + 1 - attempts)),
+                wait=wait_exponential_jitter(initial=self._backoff[0], max=self._backoff[1]),
+                reraise=False,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    try:
+                        await self._call(delivery, spec, cls, context, state)
+                    except BaseException as exc:
+                        if isinstance(exc, asyncio.CancelledError):
+                            raise
+                        error = f"{type(exc).__name__}: {exc}"
+                        bound.warning("bot call failed", attempt=attempts, error=error)
+                        state.clear()
+                        state.update(copy.deepcopy(before))
+                        async with self._db.write() as conn:
+                            await outbox.record_attempt(conn, delivery.pk, attempts=attempts, error=error)
+                        raise
+        except RetryError as exc:
+            error = str(exc.last_attempt.exception())
+            bound.error("bot delivery failed for good", attempts=attempts, error=error)
+            await self._finish(delivery, outbox.FAILED, attempts, error, None)
+            return
+        finally:
+            self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, False)
+        await self._finish(delivery, outbox.DONE, attempts, None, state if state != before else None)
+
+    async def _finish(
+        self,
+        delivery: Delivery,
+        status: str,
+        attempts: int,
+        error: str | None,
+        state: dict[str, Any] | None,
+    ) -> None:
+        async with self._db.write() as conn:
+            if state is not None:
+                await outbox.save_state(conn, delivery.bot_participant_id, state)
+            await outbox.finish(
+                conn, delivery.pk, status=status, attempts=attempts, now=utcnow(), error=error
+            )
+
+    async def _call(
+        self,
+        delivery: Delivery,
+        spec: BotSpec,
+        cls: type,
+        context: BotContext,
+        state: dict[str, Any],
+    ) -> None:
+        info = ConversationInfo(
+            conversation_id=delivery.conversation_id,
+            bot_participant_id=delivery.bot_participant_id,
+            send_function=self._send_function(delivery),
+            participants=context.participants,
+            state=state,
+        )
+        method = "receive_message" if delivery.kind == "message" else "update_status"
+        argument: Any = (
+            ChatMessage.from_dict(delivery.payload) if delivery.kind == "message" else delivery.payload
+        )
+        slot = self._slots[context.bot_name]
+        await slot.acquire()
+        target = getattr(cls, method, None)
+        if target is None:
+            slot.release()
+            return
+        if inspect.iscoroutinefunction(target):
+            try:
+                bot = cls(info, *spec.args, **spec.kwargs)
+                await asyncio.wait_for(getattr(bot, method)(argument), spec.timeout)
+            except TimeoutError:
+                raise BotTimeout(f"no answer within {spec.timeout} s") from None
+            finally:
+                slot.release()
+            return
+
+        def call() -> None:
+            bot = cls(info, *spec.args, **spec.kwargs)
+            result = getattr(bot, method)(argument)
+            if inspect.isawaitable(result):  # a sync method that returned a coroutine
+                asyncio.run_coroutine_threadsafe(_await(result), self._require_loop()).result()
+
+        assert self._loop is not None
+        future = self._loop.run_in_executor(self._executor, call)
+        future.add_done_callback(lambda _: slot.release())
+        try:
+            await asyncio.wait_for(asyncio.shield(future), spec.timeout)
+        except TimeoutError:
+            raise BotTimeout(f"no answer within {spec.timeout} s") from None
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    def _send_function(self, delivery: Delivery) -> Callable[[dict[str, Any]], Any]:
+        loop = self._require_loop()
+        loop_thread = threading.get_ident()
+        counter = iter(range(1_000_000))
+        host = self._host
+
+        def send(data: dict[str, Any]) -> Any:
+            data = dict(data)
+            data["local_id"] = answer_local_id(delivery.pk, next(counter))
+            coro = host.send_from_bot(delivery.conversation_id, delivery.bot_participant_id, data)
+            if threading.get_ident() == loop_thread:
+                return asyncio.ensure_future(coro)
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+        return send
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

@@ -1,0 +1,763 @@
+"""``Chat``: the controller of one conversation's events (the core API of DESIGN.md).
+
+Every use case runs in one database transaction and, after commit, publishes its frames and
+wakes the bot runner (see :mod:`tertulia.outgoing`). A conversation's use cases run one at
+a time in this process (a per-``Chat`` lock), so frames leave in ``seq`` order.
+
+The services a ``Chat`` needs (database, broker, runner, settings) live in a
+:class:`ChatRegistry`, built in the app's lifespan and bound with :meth:`Chat.bind`; nothing
+is created at import. ``Chat.get_chat`` keeps a bounded cache of controllers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, TypedDict
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tertulia.bots.runner import BotContext, BotRunner
+from tertulia.domain.commands import ManagerCommand, parse_command
+from tertulia.domain.conversations import anonymous_name
+from tertulia.domain.ids import canonical_id, new_id
+from tertulia.domain.inputs import NewMessage, parse_new_message
+from tertulia.domain.model import (
+    FILE_TYPES,
+    Approval,
+    Conversation,
+    FileInfo,
+    Message,
+    MessageType,
+    Participant,
+    ParticipantType,
+    SystemEvent,
+    public_message,
+)
+from tertulia.domain.times import utcnow
+from tertulia.errors import CommandError, NotFound, ValidationFailed
+from tertulia.outgoing import Outgoing
+from tertulia.realtime.broker import Broker
+from tertulia.settings import BotSpec, Settings
+from tertulia.storage import conversations as conv_repo
+from tertulia.storage import deliveries as outbox
+from tertulia.storage import messages as msg_repo
+from tertulia.storage import sessions as session_repo
+from tertulia.storage.database import Database
+
+log = structlog.get_logger(__name__)
+MEDIA_URL = "/media/"
+
+
+class ChatLimits(TypedDict):
+    """Upload limits in bytes, per kind of file; 0 disables that kind."""
+
+    MAX_ATTACHMENT_SIZE: int
+    MAX_IMAGE_SIZE: int
+    MAX_VIDEO_SIZE: int
+    MAX_AUDIO_SIZE: int
+    MAX_VOICE_SIZE: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    """The outcome of storing a message: the stored one, and whether it was a duplicate."""
+
+    message: Message
+    duplicate: bool = False
+
+
+class ChatRegistry:
+    """The services shared by every ``Chat`` of this process, and the bot runner's host.
+
+    Args:
+        settings: the configuration.
+        db: the database.
+        broker: the fan-out.
+        bots: bot name -> (spec, class), validated.
+        cache_size: how many conversation controllers to keep in memory.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        broker: Broker,
+        bots: dict[str, tuple[BotSpec, type]],
+        *,
+        cache_size: int = 10_000,
+        runner_poll_interval: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.broker = broker
+        self.bots = bots
+        self.runner = BotRunner(db, bots, self, poll_interval=runner_poll_interval)
+        self._chats: OrderedDict[str, Chat] = OrderedDict()
+        self._cache_size = cache_size
+        self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        await self.runner.start()
+
+    async def close(self) -> None:
+        """Store the pending 'left' events at once, then stop the runner."""
+        pending = list(self._leaving.items())
+        self._leaving.clear()
+        for (conversation_id, participant_id), task in pending:
+            task.cancel()
+            chat = await self.get(conversation_id)
+            if chat is not None:
+                try:
+                    await chat._participant_left(participant_id)
+                except Exception:
+                    log.exception("storing participant-left at shutdown failed",
+                                  conversation_id=conversation_id, participant_id=participant_id)
+        await self.runner.close()
+
+    # -- controllers -------------------------------------------------------------------
+
+    async def get(self, conversation_id: str) -> Chat | None:
+        """The controller of a conversation, loaded if needed; None when there is none."""
+        key = canonical_id(conversation_id)
+        if key is None:
+            return None
+        chat = self._chats.get(key)
+        if chat is not None:
+            self._chats.move_to_end(key)
+            return chat
+        async with self.db.read() as conn:
+            conversation = await conv_repo.get_conversation(conn, key)
+            if conversation is None:
+                return None
+            participants = await conv_repo.list_participants(conn, key)
+        chat = self._chats.get(key)  # another task may have loaded it meanwhile
+        if chat is None:
+            chat = Chat(conversation, participants=participants, registry=self)
+            self._remember(chat)
+        return chat
+
+    def _remember(self, chat: Chat) -> None:
+        self._chats[chat.conversation.id] = chat
+        self._chats.move_to_end(chat.conversation.id)
+        while len(self._chats) > self._cache_size:
+            self._chats.popitem(last=False)
+
+    def accepts(self, bot: Participant, kind: str, payload: dict[str, Any]) -> bool:
+        """Whether ``bot``'s class wants a delivery (classes may define ``accepts_delivery``)."""
+        entry = self.bots.get(bot.bot_name or "")
+        if entry is None:
+            return False
+        check = getattr(entry[1], "accepts_delivery", None)
+        return True if check is None else bool(check(kind, payload, bot.id))
+
+    # -- BotHost -----------------------------------------------------------------------
+
+    async def bot_context(self, conversation_id: str, bot_participant_id: str) -> BotContext | None:
+        chat = await self.get(conversation_id)
+        if chat is None:
+            return None
+        bot = await chat.participant(bot_participant_id)
+        if bot is None or bot.bot_name is None:
+            return None
+        return BotContext(bot_name=bot.bot_name, participants=chat.public_participants())
+
+    async def send_from_bot(
+        self, conversation_id: str, bot_participant_id: str, data: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        chat = await self.get(conversation_id)
+        if chat is None:
+            raise NotFound("conversation not found")
+        bot = await chat.participant(bot_participant_id)
+        if bot is None:
+            raise NotFound("participant not found")
+        result = await chat.submit(bot, data)
+        return None if result.duplicate else chat.public(result.message)
+
+    def bot_working(self, conversation_id: str, bot_participant_id: str, working: bool) -> None:
+        """Hook for the bots' working indicator (not published yet)."""
+
+    # -- presence timers ---------------------------------------------------------------
+
+    def schedule_leave(self, chat: Chat, participant_id: str, delay: float) -> None:
+        key = (chat.conversation.id, participant_id)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            self._leaving.pop(key, None)
+            if participant_id in await self.broker.present(chat.conversation.id):
+                return
+            await chat._participant_left(participant_id)
+
+        self._leaving[key] = asyncio.create_task(later(), name=f"leave-{participant_id}")
+
+    def cancel_leave(self, conversation_id: str, participant_id: str) -> bool:
+        task = self._leaving.pop((conversation_id, participant_id), None)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+
+class Chat:
+    """The controller of the events in one conversation.
+
+    Use :meth:`get_chat` or :meth:`on_create_conversation` to obtain one; one instance per
+    conversation per process.
+    """
+
+    _registry: ClassVar[ChatRegistry | None] = None
+
+    def __init__(
+        self,
+        conversation: Conversation,
+        *,
+        participants: Sequence[Participant] = (),
+        registry: ChatRegistry | None = None,
+    ) -> None:
+        self.conversation = conversation
+        self.participants: list[Participant] = list(participants)
+        self._services = registry or self.registry()
+        self._lock = asyncio.Lock()
+
+    # -- services ----------------------------------------------------------------------
+
+    @classmethod
+    def bind(cls, registry: ChatRegistry | None) -> None:
+        """Install (or, with None, remove) the services every ``Chat`` uses."""
+        cls._registry = registry
+
+    @classmethod
+    def registry(cls) -> ChatRegistry:
+        if cls._registry is None:
+            raise RuntimeError("Chat services are not bound; build the app's lifespan first")
+        return cls._registry
+
+    @property
+    def settings(self) -> Settings:
+        return self._services.settings
+
+    @property
+    def manager(self) -> Participant | None:
+        return next((p for p in self.participants if p.is_manager), None)
+
+    @classmethod
+    async def get_chat(cls, conversation_id: str) -> Chat | None:
+        """The ``Chat`` for a conversation, or None where there is no such conversation."""
+        return await cls.registry().get(conversation_id)
+
+    # -- participants ------------------------------------------------------------------
+
+    async def participant(self, participant_id: str) -> Participant | None:
+        """A participant of this conversation by id (reloaded once if not known here)."""
+        found = self._find(participant_id)
+        if found is None:
+            await self.refresh()
+            found = self._find(participant_id)
+        return found
+
+    def _find(self, participant_id: str) -> Participant | None:
+        return next((p for p in self.participants if p.id == participant_id), None)
+
+    async def refresh(self) -> None:
+        """Reload the participants (another process may have added some)."""
+        async with self._services.db.read() as conn:
+            self.participants = await conv_repo.list_participants(conn, self.conversation.id)
+
+    def public_participants(self) -> list[dict[str, str]]:
+        return [p.public() for p in self.participants]
+
+    def public(self, message: Message) -> dict[str, Any]:
+        return public_message(message, media_url=MEDIA_URL)
+
+    async def state(self) -> dict[str, Any]:
+        """The ``state`` frame's content: participants, name, and who is online."""
+        online = await self._services.broker.present(self.conversation.id)
+        return {
+            "participants": self.public_participants(),
+            "conversation_name": self.conversation.name,
+            "online": [p.id for p in self.participants if p.id in online],
+        }
+
+    # -- transactions ------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[tuple[AsyncConnection, Outgoing]]:
+        """One use case: a transaction, then (after commit) its frames and deliveries."""
+        async with self._lock:
+            out = Outgoing(self.conversation.id)
+            async with self._services.db.write() as conn:
+                yield conn, out
+            await self._flush(out)
+
+    async def _flush(self, out: Outgoing) -> None:
+        if out.events:
+            await self._services.broker.publish(self.conversation.id, out.events)
+        if out.deliveries:
+            self._services.runner.notify({d.bot_participant_id for d in out.deliveries})
+
+    async def _store(
+        self, conn: AsyncConnection, out: Outgoing, message: Message
+    ) -> Message:
+        """Insert a message (taking a ``seq`` if people can see it) and route it."""
+        if message.visible:
+            message = replace(message, seq=await conv_repo.next_seq(conn, self.conversation.id))
+        await msg_repo.insert_messages(conn, [message])
+        self._route(out, message)
+        return message
+
+    def _route(self, out: Outgoing, message: Message) -> None:
+        out.publish_message(
+            message,
+            self.public(message),
+            self.participants,
+            has_manager=self.manager is not None,
+            accepts=self._services.accepts,
+        )
+
+    def _system(self, event: SystemEvent, participant_id: str | None = None) -> Message:
+        return Message(
+            id=new_id(),
+            conversation_id=self.conversation.id,
+            type=MessageType.SYSTEM,
+            time=utcnow(),
+            approval=Approval.AUTOMATIC,
+            event=event,
+            text=event.value,
+            additional_metadata={"participant_id": participant_id} if participant_id else {},
+        )
+
+    # -- creating and joining ----------------------------------------------------------
+
+    @classmethod
+    async def on_create_conversation(
+        cls,
+        nickname: str | None,
+        bots: Sequence[str],
+        conversation: Conversation,
+        *,
+        session_key: str | None = None,
+    ) -> list[Participant]:
+        """Store a new conversation with its human, its bots and the manager.
+
+        Stores the *conversation-created* and the bots' *participant-joined* messages and,
+        with ``session_key``, the session's participation, all in one transaction; bots are
+        told after commit (that is when external bots are triggered).
+
+        Args:
+            nickname: the human's name (``None``: ``ANON_<id>``); already validated.
+            bots: names of installed bots, validated (no manager, no duplicates).
+            conversation: the new conversation (not stored yet).
+
+        Returns:
+            the participants, the human first, then the bots in order, then the manager.
+        """
+        registry = cls.registry()
+        settings = registry.settings
+        human_id = new_id()
+        participants = [
+            Participant(
+                id=human_id,
+                conversation_id=conversation.id,
+                name=nickname or anonymous_name(human_id),
+                type=ParticipantType.HUMAN,
+            )
+        ]
+        names = list(bots) + ([settings.manager] if settings.manager else [])
+        for i, name in enumerate(names):
+            spec = settings.bots[name]
+            participants.append(
+                Participant(
+                    id=new_id(),
+                    conversation_id=conversation.id,
+                    name=name,
+                    type=ParticipantType.BOT,
+                    is_required=spec.required,
+                    is_manager=settings.manager is not None and i == len(bots),
+                    bot_name=name,
+                )
+            )
+        chat = cls(conversation, participants=participants, registry=registry)
+        async with chat._transaction() as (conn, out):
+            await conv_repo.insert_conversation(conn, conversation)
+            await conv_repo.insert_participants(conn, participants, first_ordinal=0)
+            await chat._store(conn, out, chat._system(SystemEvent.CONVERSATION_CREATED))
+            for bot in participants[1:]:
+                await chat._store(conn, out, chat._system(SystemEvent.PARTICIPANT_JOINED, bot.id))
+            out.publish_state(await chat.state(), participants, registry.accepts)
+            if session_key is not None:
+                await session_repo.add_participation(conn, session_key, conversation.id, human_id)
+            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+        registry._remember(chat)
+        log.info("conversation created", conversation_id=conversation.id,
+                 participant_id=human_id, bots=names)
+        return participants
+
+    async def join(self, nickname: str | None, *, session_key: str | None = None) -> Participant:
+        """A further human joins; returns the new participant.
+
+        Publishes a ``state`` frame and tells the bots; no message is stored (the
+        newcomer's *participant-joined* comes when their first socket opens).
+        """
+        await self.refresh()
+        if len(self.participants) >= self.settings.max_participants:
+            raise ValidationFailed(detail="This conversation is full.")
+        participant_id = new_id()
+        participant = Participant(
+            id=participant_id,
+            conversation_id=self.conversation.id,
+            name=nickname or anonymous_name(participant_id),
+            type=ParticipantType.HUMAN,
+        )
+        async with self._transaction() as (conn, out):
+            ordinal = len(await conv_repo.list_participants(conn, self.conversation.id))
+            await conv_repo.insert_participants(conn, [participant], first_ordinal=ordinal)
+            self.participants.append(participant)
+            if session_key is not None:
+                await session_repo.add_participation(
+                    conn, session_key, self.conversation.id, participant_id
+                )
+            out.publish_state(await self.state(), self.participants, self._services.accepts)
+            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+        log.info("participant joined", conversation_id=self.conversation.id,
+                 participant_id=participant_id)
+        return participant
+
+    async def rename(self, participant: Participant, name: str) -> Participant:
+        """Rename a participant; publishes a ``state`` frame and tells the bots."""
+        renamed = replace(participant, name=name)
+        async with self._transaction() as (conn, out):
+            await conv_repo.rename_participant(conn, participant.id, name)
+            self.participants = [renamed if p.id == participant.id else p for p in self.participants]
+            out.publish_state(await self.state(), self.participants, self._services.accepts)
+            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+        return renamed
+
+    async def generate_participant_joined_system_message(self, participant_id: str) -> Message:
+        """Store and publish a *participant-joined* system message."""
+        async with self._transaction() as (conn, out):
+            message = await self._store(
+                conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant_id)
+            )
+            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+        return message
+
+    # -- presence ----------------------------------------------------------------------
+
+    async def connect(self, participant: Participant, socket_id: str) -> bool:
+        """A socket of ``participant`` opened (after authentication).
+
+        Returns:
+            True when this made the participant present and a *participant-joined* was
+            published (humans only: bots' was stored at creation).
+        """
+        services = self._services
+        first = await services.broker.join(self.conversation.id, participant.id, socket_id)
+        returning = services.cancel_leave(self.conversation.id, participant.id)
+        if not first or returning:
+            return False
+        async with self._transaction() as (conn, out):
+            if participant.is_human:
+                await self._store(
+                    conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant.id)
+                )
+            out.publish_state(await self.state(), self.participants, services.accepts)
+            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+        return participant.is_human
+
+    async def disconnect(self, participant: Participant, socket_id: str) -> None:
+        """A socket closed; the participant leaves when its last socket has been gone for
+        ``presence_grace`` seconds."""
+        last = await self._services.broker.leave(self.conversation.id, participant.id, socket_id)
+        if not last:
+            return
+        grace = self.settings.presence_grace
+        if grace > 0:
+            self._services.schedule_leave(self, participant.id, grace)
+        else:
+            await self._participant_left(participant.id)
+
+    async def _participant_left(self, participant_id: str) -> None:
+        participant = await self.participant(participant_id)
+        if participant is None:
+            return
+        services = self._services
+        async with self._transaction() as (conn, out):
+            await self._store(conn, out, self._system(SystemEvent.PARTICIPANT_LEFT, participant_id))
+            if participant.is_required:
+                await self._store(
+                    conn, out, self._system(SystemEvent.CONVERSATION_ENDED, participant_id)
+                )
+                await conv_repo.set_ended(conn, self.conversation.id)
+                self.conversation = replace(self.conversation, ended=True)
+                log.info("conversation ended", conversation_id=self.conversation.id,
+                         participant_id=participant_id)
+            out.publish_state(await self.state(), self.participants, services.accepts)
+            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+
+    # -- messages ----------------------------------------------------------------------
+
+    async def save_message(
+        self, participant: Participant, message_data: dict[str, Any]
+    ) -> Message | None:
+        """Validate and store a message from a human or a bot, applying the manager's rules.
+
+        Returns:
+            the stored message, or None when ``local_id`` repeats an earlier one (which is
+            then re-sent to the sender's own sockets).
+
+        Raises:
+            ValidationFailed: invalid input (CommandError for a manager command); nothing
+                is stored then.
+        """
+        result = await self.submit(participant, message_data)
+        return None if result.duplicate else result.message
+
+    async def submit(
+        self,
+        participant: Participant,
+        message_data: dict[str, Any],
+        *,
+        file: FileInfo | None = None,
+    ) -> SaveResult:
+        """:meth:`save_message`, also telling a duplicate apart and taking an uploaded file.
+
+        Args:
+            participant: the sender (always the session's or the bot's own participant).
+            message_data: the input fields of PROTOCOL 5.3.
+            file: an uploaded file already stored, for the file types.
+        """
+        new = parse_new_message(message_data)
+        command = ManagerCommand()
+        if participant.is_manager and new.command is not None:
+            command = parse_command(new.command)
+        if new.type in FILE_TYPES:
+            if file is None and new.external_file_url is None:
+                raise ValidationFailed({"file": ["No file was submitted."]})
+            if (new.external_file_url and participant.is_human
+                    and self.settings.external_files == "bots"):
+                raise ValidationFailed({"external_file_url": ["Only bots may send external files."]})
+        async with self._transaction() as (conn, out):
+            result = await self._save(conn, out, participant, new, command, file)
+            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+        return result
+
+    async def _save(
+        self,
+        conn: AsyncConnection,
+        out: Outgoing,
+        participant: Participant,
+        new: NewMessage,
+        command: ManagerCommand,
+        file: FileInfo | None,
+    ) -> SaveResult:
+        sender = participant
+        if command.on_behalf_of is not None:
+            principal = await self.participant(command.on_behalf_of)
+            if principal is None:
+                raise CommandError(f"on_behalf_of: no participant {command.on_behalf_of}")
+            sender = principal
+
+        if new.local_id is not None:
+            existing = await msg_repo.find_by_local_id(
+                conn, self.conversation.id, sender.id, new.local_id
+            )
+            if existing is not None:
+                out.echo_to(participant.id, self.public(existing))
+                return SaveResult(existing, duplicate=True)
+
+        quoted: Message | None = None
+        if new.quoted_message_id is not None:
+            quoted = await msg_repo.get_message(conn, self.conversation.id, new.quoted_message_id)
+            if quoted is None:
+                raise ValidationFailed(
+                    {"quoted_message_id": ["The quoted message does not exist."]}
+                )
+
+        targets = await self._targets(command)
+        if command.action is not None and quoted is None:
+            raise CommandError(f"{command.action} needs quoted_message_id")
+
+        if participant.is_human:
+            approval = Approval.AUTOMATIC
+        elif self.manager is None:
+            approval = Approval.AUTOMATIC
+        elif participant.is_manager and command.self_approve:
+            approval = Approval.BY_MANAGER
+        else:
+            approval = Approval.NOT_APPROVED
+
+        # 1. the action on the quoted message
+        if command.action == "approve" and quoted is not None:
+            quoted = await self._approve(conn, quoted)
+            self._route(out, quoted)
+        elif command.action == "redirect" and quoted is not None:
+            public = self.public(quoted)
+            for bot in targets:
+                out.send_copy(bot, public, command.overrides, self._services.accepts)
+
+        # 2. the message itself
+        message = Message(
+            id=new_id(),
+            conversation_id=self.conversation.id,
+            type=new.type,
+            time=utcnow(),
+            approval=approval,
+            sender_id=sender.id,
+            sent_by_human=sender.is_human,
+            text=new.text,
+            local_id=new.local_id,
+            quoted_message_id=new.quoted_message_id,
+            options=new.options,
+            file=file if file is not None else (
+                FileInfo(external_url=new.external_file_url,
+                         name=_url_file_name(new.external_file_url))
+                if new.external_file_url else None
+            ),
+            command=_command_text(new.command) if participant.is_manager else None,
+            sent_by_manager=participant.is_manager,
+            real_sender_id=participant.id if sender.id != participant.id else None,
+        )
+        message = await self._store(conn, out, message)
+
+        # 3. self_redirect: the stored message itself goes to the targets
+        if command.self_redirect:
+            public = self.public(message)
+            for bot in targets:
+                out.send_copy(bot, public, command.overrides, self._services.accepts)
+        if command.on_behalf_of is not None:
+            log.info("manager posted on behalf of a participant",
+                     conversation_id=self.conversation.id, participant_id=participant.id,
+                     principal_id=sender.id, message_id=message.id)
+        return SaveResult(message)
+
+    async def _targets(self, command: ManagerCommand) -> list[Participant]:
+        """Resolve ``bots`` (names or participant ids) for redirect / self_redirect."""
+        if command.action != "redirect" and not command.self_redirect:
+            return []
+        found = []
+        for entry in command.bots:
+            bot = next(
+                (p for p in self.participants if p.is_bot and (p.id == entry or p.name == entry)),
+                None,
+            )
+            if bot is None:
+                await self.refresh()
+                bot = next(
+                    (p for p in self.participants
+                     if p.is_bot and (p.id == entry or p.name == entry)),
+                    None,
+                )
+            if bot is None:
+                raise CommandError(f"bots: no bot {entry!r} in this conversation")
+            found.append(bot)
+        return found
+
+    async def _approve(self, conn: AsyncConnection, target: Message) -> Message:
+        seq = target.seq
+        if seq is None:
+            seq = await conv_repo.next_seq(conn, self.conversation.id)
+        await msg_repo.set_approval(conn, target.id, approval=Approval.BY_MANAGER, seq=seq, at=utcnow())
+        return replace(target, approval=Approval.BY_MANAGER, seq=seq)
+
+    # -- deliveries (also used by redirects) -------------------------------------------
+
+    async def deliver_message_to_bot(
+        self,
+        message: Message,
+        bot: Participant,
+        field_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        """Deliver one message to one bot only (its sockets and its class)."""
+        await self._redirect_message(message, [bot.id], field_overrides)
+
+    async def deliver_status_to_bot(self, status: dict[str, Any], bot: Participant) -> None:
+        """Deliver a status update (``{"participants": [...]}``) to one bot's class."""
+        async with self._transaction() as (conn, out):
+            out.deliver(bot, "status", status, self._services.accepts)
+            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+
+    async def _redirect_message(
+        self,
+        message: Message,
+        targets: Sequence[str],
+        field_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        """Deliver a message to the named bots (names or participant ids).
+
+        Raises:
+            CommandError: a target is not a bot of this conversation.
+        """
+        bots = await self._targets(ManagerCommand(action="redirect", bots=tuple(targets)))
+        async with self._transaction() as (conn, out):
+            public = self.public(message)
+            for bot in bots:
+                out.send_copy(bot, public, field_overrides, self._services.accepts)
+            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def replay(
+        self, participant: Participant, after: int, *, limit: int = 10_000
+    ) -> list[tuple[int, str]]:
+        """(seq, frame) of the visible messages with ``seq > after`` this participant may see."""
+        from tertulia.outgoing import message_frame
+
+        async with self._services.db.read() as conn:
+            found = await msg_repo.visible_after(conn, self.conversation.id, after, limit=limit)
+        has_manager = self.manager is not None
+        frames = []
+        for message in found:
+            if participant.is_bot and has_manager and not participant.is_manager and not message.is_system:
+                continue
+            public = self.public(message)
+            if participant.is_manager:
+                public["approved"] = True
+            frames.append((message.seq or 0, message_frame(public)))
+        return frames
+
+    async def latest_visible(self) -> Message | None:
+        async with self._services.db.read() as conn:
+            found = await msg_repo.latest_visible(conn, self.conversation.id)
+        return found[0] if found else None
+
+    async def history(
+        self, *, until: Any, since: Any, limit: int | None, page: int, page_size: int = 100
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """A page of the visible history (PROTOCOL 3.9): count and representations."""
+        async with self._services.db.read() as conn:
+            total, found = await msg_repo.history(
+                conn,
+                self.conversation.id,
+                until=until,
+                since=since,
+                limit=limit,
+                offset=(page - 1) * page_size,
+                page_size=page_size,
+            )
+        return total, [self.public(m) for m in found]
+
+
+def _command_text(raw: str | dict[str, Any] | None) -> str | None:
+    if raw is None or isinstance(raw, str):
+        return raw
+    import orjson
+
+    return orjson.dumps(raw).decode()
+
+
+def _url_file_name(url: str | None) -> str | None:
+    """The last path segment of a URL, without its query (PROTOCOL 5.1)."""
+    if not url:
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return name[:255] or None
+
+
+__all__ = ["Chat", "ChatLimits", "ChatRegistry", "SaveResult"]

@@ -1,0 +1,67 @@
+"""Rules for creating and joining conversations: nicknames, names, requested bots."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from tertulia.errors import ValidationFailed
+
+MAX_NAME = 50
+
+
+def clean_conversation_name(value: Any) -> str | None:
+    """A conversation name: optional, trimmed, at most 50 characters.
+
+    Raises:
+        ValidationFailed: ``{"name": [...]}``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationFailed({"name": ["Not a valid string."]})
+    value = value.strip()
+    if len(value) > MAX_NAME:
+        raise ValidationFailed({"name": [f"Ensure this field has no more than {MAX_NAME} characters."]})
+    return value
+
+
+def clean_nickname(value: Any) -> str | None:
+    """A nickname: ``None`` when absent or blank (fall back to the session's, then ANON_).
+
+    Raises:
+        ValidationFailed: a bare list, as BLAB's ``["nickname must be a string"]``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationFailed(bare=["nickname must be a string"])
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > MAX_NAME:
+        raise ValidationFailed(bare=[f"nickname must have at most {MAX_NAME} characters"])
+    return value
+
+
+def anonymous_name(participant_id: str) -> str:
+    return f"ANON_{participant_id}"
+
+
+def clean_bot_names(value: Any, *, installed: Collection[str], manager: str | None) -> list[str]:
+    """The bots requested at creation: known, not the manager, no duplicates.
+
+    Raises:
+        ValidationFailed: bare lists, as BLAB's ``["Invalid bot array:..."]``.
+    """
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(b, str) for b in value):
+        raise ValidationFailed(bare=[f"Invalid bot array:{value!r}"])
+    unknown = [b for b in value if b not in installed or b == manager]
+    if unknown:
+        raise ValidationFailed(bare=[f"Bot(s) not found: {unknown!r}"])
+    duplicates = sorted({b for b in value if value.count(b) > 1})
+    if duplicates:
+        raise ValidationFailed(bare=[f"Duplicate bot(s): {duplicates!r}"])
+    return list(value)

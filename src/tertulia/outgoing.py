@@ -1,0 +1,106 @@
+"""What a use case sends once its transaction commits: frames and bot deliveries.
+
+A use case collects its effects in an :class:`Outgoing` while it writes; the chat publishes
+the frames and wakes the runner only after commit, so nothing is seen before it is stored.
+The routing itself is :mod:`tertulia.domain.routing`; this module applies it to frames
+(serialised once per audience) and outbox rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tertulia.domain.model import Message, Participant
+from tertulia.domain.routing import (
+    HUMANS,
+    MANAGER,
+    bot_recipients,
+    message_audience,
+    participant_tag,
+)
+from tertulia.realtime.broker import Event
+from tertulia.storage.deliveries import NewDelivery
+
+Accepts = Callable[[Participant, str, dict[str, Any]], bool]
+"""Whether a bot participant's class wants a delivery: (bot, kind, payload) -> bool."""
+
+
+def message_frame(payload: dict[str, Any]) -> str:
+    return orjson.dumps({"message": payload}).decode()
+
+
+def state_frame(state: dict[str, Any]) -> str:
+    return orjson.dumps({"state": state}).decode()
+
+
+def error_frame(code: str, detail: Any, local_id: str | None = None) -> str:
+    return orjson.dumps({"error": {"code": code, "detail": detail, "local_id": local_id}}).decode()
+
+
+@dataclass
+class Outgoing:
+    """Frames and deliveries collected during one transaction, in order."""
+
+    conversation_id: str
+    events: list[Event] = field(default_factory=list)
+    deliveries: list[NewDelivery] = field(default_factory=list)
+
+    def publish_message(
+        self,
+        message: Message,
+        public: dict[str, Any],
+        participants: Sequence[Participant],
+        *,
+        has_manager: bool,
+        accepts: Accepts,
+    ) -> None:
+        """Route a stored or newly approved message to sockets and bots (PROTOCOL 7.1)."""
+        audience = message_audience(message, has_manager=has_manager)
+        if has_manager and not message.is_system:
+            # The manager's copy says whether people can see it yet (an extension).
+            if message.visible:
+                self.events.append(Event(audience - {MANAGER}, message_frame(public), message.seq))
+            flagged = {**public, "approved": message.visible}
+            self.events.append(Event(frozenset({MANAGER}), message_frame(flagged), message.seq))
+        elif audience:
+            self.events.append(Event(audience, message_frame(public), message.seq))
+        bots = [p for p in participants if p.is_bot]
+        for bot in bot_recipients(message, bots, has_manager=has_manager):
+            payload = {**public, "approved": message.visible} if bot.is_manager else public
+            self.deliver(bot, "message", payload, accepts)
+
+    def send_copy(
+        self,
+        bot: Participant,
+        public: dict[str, Any],
+        overrides: dict[str, Any] | None,
+        accepts: Accepts,
+    ) -> None:
+        """A redirected copy: to the bot's own sockets and to its class, never stored."""
+        payload = {**public, **(overrides or {})}
+        payload.pop("seq", None)
+        self.events.append(Event(frozenset({participant_tag(bot.id)}), message_frame(payload)))
+        self.deliver(bot, "message", payload, accepts)
+
+    def echo_to(self, participant_id: str, public: dict[str, Any]) -> None:
+        """Re-send a stored message to one participant's sockets (a duplicate ``local_id``)."""
+        self.events.append(
+            Event(frozenset({participant_tag(participant_id)}), message_frame(public))
+        )
+
+    def publish_state(self, state: dict[str, Any], participants: Sequence[Participant],
+                      accepts: Accepts) -> None:
+        """A ``state`` frame to every socket, and ``update_status`` to every bot."""
+        self.events.append(Event(frozenset({HUMANS, "bots"}), state_frame(state)))
+        status = {"participants": state["participants"]}
+        for bot in participants:
+            if bot.is_bot:
+                self.deliver(bot, "status", status, accepts)
+
+    def deliver(self, bot: Participant, kind: str, payload: dict[str, Any], accepts: Accepts) -> None:
+        if accepts(bot, kind, payload):
+            self.deliveries.append(NewDelivery(self.conversation_id, bot.id, kind, payload))

@@ -1,0 +1,91 @@
+"""Fan-out of a conversation's events to the sockets subscribed to it, and presence.
+
+Delivery semantics, for every implementation:
+
+- An :class:`Event` is a frame serialised once, plus the audience tags that may receive it
+  (see :mod:`tertulia.domain.routing`). Subscribers filter by their own tags.
+- Events published to one channel reach each subscriber in publication order. The chat
+  publishes a conversation's events under its per-conversation lock, after commit, so that
+  order is the ``seq`` order.
+- ``deliver`` callbacks must not block: each socket queues frames in its own bounded queue
+  and drops itself if the queue is full (a slow reader never stalls others).
+- Presence counts sockets per participant, across every server process sharing the broker.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One frame for a conversation's sockets.
+
+    Attributes:
+        audience: tags a socket must share to receive it.
+        frame: the JSON text frame, serialised once (text, ready for the socket).
+        seq: the message's ``seq`` when the frame carries a visible message (for resume).
+    """
+
+    audience: frozenset[str]
+    frame: str
+    seq: int | None = None
+
+
+Deliver = Callable[[Event], None]
+Unsubscribe = Callable[[], None]
+
+
+class Broker(abc.ABC):
+    """Publish/subscribe per conversation channel, plus per-participant presence."""
+
+    async def start(self) -> None:
+        """Open connections (called in the app's lifespan)."""
+
+    async def close(self) -> None:
+        """Release connections (called in the app's lifespan, in reverse order)."""
+
+    @abc.abstractmethod
+    async def publish(self, channel: str, events: list[Event]) -> None:
+        """Send ``events``, in order, to every subscriber of ``channel`` in every process."""
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str, deliver: Deliver) -> Unsubscribe:
+        """Call ``deliver`` with each event later published to ``channel``.
+
+        Returns once the subscription is active: any event published after the call returns
+        is delivered.
+        """
+
+    @abc.abstractmethod
+    async def join(self, channel: str, participant_id: str, socket_id: str) -> bool:
+        """Record an open socket. Returns True when it is the participant's first."""
+
+    @abc.abstractmethod
+    async def leave(self, channel: str, participant_id: str, socket_id: str) -> bool:
+        """Forget a socket. Returns True when the participant has no socket left."""
+
+    @abc.abstractmethod
+    async def present(self, channel: str) -> set[str]:
+        """Participant ids with at least one open socket."""
+
+
+def create_broker(url: str) -> Broker:
+    """The broker for ``url``: ``memory://`` or ``redis://host:port/db``.
+
+    Raises:
+        ConfigurationError: an unknown scheme.
+    """
+    from tertulia.errors import ConfigurationError
+
+    if url.startswith("memory://"):
+        from tertulia.realtime.memory import MemoryBroker
+
+        return MemoryBroker()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from tertulia.realtime.redis import RedisBroker
+
+        return RedisBroker(url)
+    raise ConfigurationError(f"unknown broker URL {url!r} (memory:// or redis://...)")

@@ -1,0 +1,249 @@
+"""One typed ``Settings``: environment variables ``TERTULIA_*`` plus an optional TOML file.
+
+Precedence, highest first: values passed in code (tests), environment variables, the TOML
+file (``--config FILE`` or ``TERTULIA_CONFIG``), the defaults below. Nested values use
+``__`` in variable names (``TERTULIA_LIMITS__MAX_IMAGE_SIZE=0``).
+
+:func:`load_settings` also checks that every bot spec can be imported, so that a bad
+configuration stops start-up with one clear line instead of failing a request later.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from tertulia.errors import ConfigurationError
+
+MiB = 1024 * 1024
+LIMIT_KEYS = (
+    "MAX_ATTACHMENT_SIZE",
+    "MAX_IMAGE_SIZE",
+    "MAX_VIDEO_SIZE",
+    "MAX_AUDIO_SIZE",
+    "MAX_VOICE_SIZE",
+)
+
+
+class BotSpec(BaseModel):
+    """A bot spec: BLAB's ``(module, class_name, required, args, kwargs)`` plus run limits.
+
+    In TOML either a table (``[bots.ECHO]`` with ``module``, ``class``...) or BLAB's 5-item
+    array ``["module", "Class", false, [], {}]``.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    module: str
+    class_name: str = Field(alias="class")
+    required: bool = False
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    timeout: float = Field(default=30.0, gt=0, description="seconds one call may take")
+    retries: int = Field(default=3, ge=0, description="further attempts after a failure")
+    concurrency: int = Field(
+        default=4, ge=1, description="deliveries run at once for this bot, across conversations"
+    )
+
+    def resolve(self) -> type:
+        """Import the module and find the class (a dotted path inside the module is allowed).
+
+        Raises:
+            ConfigurationError: the module or class cannot be found.
+        """
+        try:
+            target: Any = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import bot module {self.module!r}: {exc}") from exc
+        for part in self.class_name.split("."):
+            target = getattr(target, part, None)
+            if target is None:
+                raise ConfigurationError(
+                    f"bot class {self.class_name!r} not found in module {self.module!r}"
+                )
+        if not isinstance(target, type):
+            raise ConfigurationError(f"{self.module}.{self.class_name} is not a class")
+        return target
+
+
+def _default_bots() -> dict[str, BotSpec]:
+    return {
+        "ECHO": BotSpec(module="tertulia.bots.builtin", class_name="UpperCaseEchoBot"),
+        "Calculator": BotSpec(module="tertulia.bots.builtin", class_name="CalculatorBot"),
+    }
+
+
+def _default_limits() -> dict[str, int]:
+    return {key: (25 if key == "MAX_VIDEO_SIZE" else 15) * MiB for key in LIMIT_KEYS}
+
+
+class Settings(BaseSettings):
+    """Tertulia's configuration. Every field can be set in TOML or as ``TERTULIA_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TERTULIA_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./tertulia.db"
+    database_schema: str | None = Field(
+        default=None, description="PostgreSQL schema to use (created by migrate)"
+    )
+    auto_migrate: bool = Field(default=True, description="run migrations when serve starts")
+    broker_url: str = "memory://"
+    rooms: bool = Field(default=True, description="BLAB's CHAT_ENABLE_ROOMS")
+    allowed_origins: list[str] = Field(default_factory=list)
+    manager: str | None = Field(default=None, description="BLAB's CHAT_BOT_MANAGER")
+    limits: dict[str, int] = Field(default_factory=_default_limits)
+    bots: dict[str, BotSpec] = Field(default_factory=_default_bots)
+
+    media_root: Path = Path("./media")
+    external_files: Literal["everyone", "bots"] = "everyone"
+
+    session_max_age: int = Field(default=14 * 24 * 3600, gt=0)
+    session_cookie_secure: bool = False
+    session_cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+
+    presence_grace: float = Field(
+        default=2.0, ge=0, description="seconds a participant may be away before 'left'"
+    )
+    ws_max_message: int = Field(default=64 * 1024, ge=1024)
+    ws_send_queue: int = Field(default=1000, ge=10, description="frames queued per socket")
+    history_max_limit: int | None = Field(default=None, ge=1)
+    max_participants: int = Field(default=1000, ge=2)
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+    production: bool = False
+
+    @field_validator("bots", mode="before")
+    @classmethod
+    def _blab_tuples(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for name, spec in value.items():
+            if isinstance(spec, list | tuple):
+                if len(spec) != 5:
+                    raise ValueError(
+                        f"bot {name!r}: a spec array needs 5 items "
+                        f"(module, class, required, args, kwargs), got {len(spec)}"
+                    )
+                module, class_name, required, args, kwargs = spec
+                spec = {
+                    "module": module,
+                    "class": class_name,
+                    "required": required,
+                    "args": args,
+                    "kwargs": kwargs,
+                }
+            out[name] = spec
+        return out
+
+    @field_validator("limits")
+    @classmethod
+    def _limit_keys(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = set(value) - set(LIMIT_KEYS)
+        if unknown:
+            raise ValueError(f"unknown limit(s) {sorted(unknown)}; known: {list(LIMIT_KEYS)}")
+        if any(v < 0 for v in value.values()):
+            raise ValueError("limits are byte counts >= 0")
+        return value
+
+    def check(self) -> None:
+        """Check what a field validator cannot: bots importable, manager among them.
+
+        Raises:
+            ConfigurationError: with one clear line.
+        """
+        for name, spec in self.bots.items():
+            if not name or len(name) > 50:
+                raise ConfigurationError(f"bot name {name!r} must be 1-50 characters")
+            spec.resolve()
+        if self.manager is not None and self.manager not in self.bots:
+            raise ConfigurationError(f"manager {self.manager!r} is not among the bots")
+        if self.production and not self.session_cookie_secure:
+            raise ConfigurationError("production needs session_cookie_secure = true (HTTPS)")
+        if self.session_cookie_samesite == "none" and not self.session_cookie_secure:
+            raise ConfigurationError("session_cookie_samesite = 'none' needs a secure cookie")
+
+    @property
+    def chat_limits(self) -> dict[str, int]:
+        """The five limits, a missing key counting as 0 (PROTOCOL 3.4)."""
+        return {key: int(self.limits.get(key, 0)) for key in LIMIT_KEYS}
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+class _Values(PydanticBaseSettingsSource):
+    """A settings source over a plain dict (the TOML file's contents)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def _format_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    return "; ".join(parts)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the configuration and check it.
+
+    Args:
+        config_file: a TOML file; defaults to ``$TERTULIA_CONFIG`` when set.
+        overrides: field values that win over everything else.
+
+    Raises:
+        ConfigurationError: unreadable file, invalid values, or bots that cannot be loaded.
+    """
+    path = config_file or os.environ.get("TERTULIA_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        try:
+            file_values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read config file {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from exc
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _Values(settings_cls, file_values))
+
+    try:
+        loaded = _FileSettings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid configuration: {_format_error(exc)}") from exc
+    settings = Settings.model_validate(loaded.model_dump(by_alias=True))
+    settings.check()
+    return settings

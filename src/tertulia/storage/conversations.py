@@ -1,0 +1,126 @@
+"""Conversations and participants: rows <-> domain objects. Callers own the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tertulia.domain.model import Conversation, Participant, ParticipantType
+from tertulia.domain.times import utcnow
+from tertulia.storage.tables import conversations, participants
+
+
+def _conversation(row: Any) -> Conversation:
+    return Conversation(id=row.id, name=row.name, created_at=row.created_at, ended=row.ended)
+
+
+def _participant(row: Any) -> Participant:
+    return Participant(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        name=row.name,
+        type=ParticipantType(row.type),
+        is_required=row.is_required,
+        is_manager=row.is_manager,
+        bot_name=row.bot_name,
+    )
+
+
+async def insert_conversation(conn: AsyncConnection, conversation: Conversation) -> None:
+    await conn.execute(
+        conversations.insert().values(
+            id=conversation.id,
+            name=conversation.name,
+            created_at=conversation.created_at,
+            ended=conversation.ended,
+            last_seq=0,
+        )
+    )
+
+
+async def get_conversation(conn: AsyncConnection, conversation_id: str) -> Conversation | None:
+    row = (
+        await conn.execute(select(conversations).where(conversations.c.id == conversation_id))
+    ).first()
+    return _conversation(row) if row else None
+
+
+async def list_conversations(
+    conn: AsyncConnection, *, offset: int, limit: int
+) -> tuple[int, list[tuple[Conversation, int]]]:
+    """One page of all conversations, by name then creation, with participant counts."""
+    total = (await conn.execute(select(func.count()).select_from(conversations))).scalar_one()
+    counts = (
+        select(participants.c.conversation_id, func.count().label("n"))
+        .group_by(participants.c.conversation_id)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(conversations, func.coalesce(counts.c.n, 0).label("participant_count"))
+        .outerjoin(counts, counts.c.conversation_id == conversations.c.id)
+        .order_by(conversations.c.name, conversations.c.created_at, conversations.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return total, [(_conversation(r), r.participant_count) for r in rows]
+
+
+async def set_ended(conn: AsyncConnection, conversation_id: str) -> None:
+    await conn.execute(
+        update(conversations).where(conversations.c.id == conversation_id).values(ended=True)
+    )
+
+
+async def next_seq(conn: AsyncConnection, conversation_id: str) -> int:
+    """Take the conversation's next ``seq``; the row stays locked until the transaction ends."""
+    result = await conn.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(last_seq=conversations.c.last_seq + 1)
+        .returning(conversations.c.last_seq)
+    )
+    return int(result.scalar_one())
+
+
+async def insert_participants(
+    conn: AsyncConnection, new: Sequence[Participant], *, first_ordinal: int
+) -> None:
+    if not new:
+        return
+    now = utcnow()
+    await conn.execute(
+        participants.insert(),
+        [
+            {
+                "id": p.id,
+                "conversation_id": p.conversation_id,
+                "ordinal": first_ordinal + i,
+                "name": p.name,
+                "type": p.type.value,
+                "is_required": p.is_required,
+                "is_manager": p.is_manager,
+                "bot_name": p.bot_name,
+                "created_at": now,
+            }
+            for i, p in enumerate(new)
+        ],
+    )
+
+
+async def list_participants(conn: AsyncConnection, conversation_id: str) -> list[Participant]:
+    """The conversation's participants in the order they were added."""
+    rows = await conn.execute(
+        select(participants)
+        .where(participants.c.conversation_id == conversation_id)
+        .order_by(participants.c.ordinal)
+    )
+    return [_participant(r) for r in rows]
+
+
+async def rename_participant(conn: AsyncConnection, participant_id: str, name: str) -> None:
+    await conn.execute(
+        update(participants).where(participants.c.id == participant_id).values(name=name)
+    )

@@ -1,0 +1,161 @@
+"""The database schema (SQLAlchemy Core). Changes go through an Alembic migration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# Integer primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC as a naive timestamp; gives back aware UTC datetimes."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # pragma: no cover - drivers give datetimes
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(50), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("ended", Boolean, nullable=False, default=False),
+    # the last ``seq`` given to a message people can see; bumped in the writing transaction
+    Column("last_seq", BigInteger, nullable=False, default=0),
+)
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("conversation_id", String(36), ForeignKey("conversations.id"), nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("type", String(1), nullable=False),
+    Column("is_required", Boolean, nullable=False, default=False),
+    Column("is_manager", Boolean, nullable=False, default=False),
+    Column("bot_name", String(100), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("conversation_id", "ordinal"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("conversation_id", String(36), ForeignKey("conversations.id"), nullable=False),
+    Column("type", String(1), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("approval", SmallInteger, nullable=False),
+    Column("seq", BigInteger, nullable=True),
+    Column("sender_id", String(36), ForeignKey("participants.id"), nullable=True),
+    Column("sent_by_human", Boolean, nullable=False, default=False),
+    Column("text", Text, nullable=False, default=""),
+    Column("local_id", String(32), nullable=True),
+    Column("quoted_message_id", String(36), nullable=True),
+    Column("event", String(32), nullable=True),
+    Column("additional_metadata", JSON, nullable=True),
+    Column("options", JSON, nullable=True),
+    Column("file_path", String(300), nullable=True),
+    Column("external_url", String(1000), nullable=True),
+    Column("file_size", BigInteger, nullable=True),
+    Column("file_name", String(255), nullable=True),
+    Column("mime_type", String(100), nullable=True),
+    # audit of manager decisions (PROTOCOL 9 #19, #43); never on the wire
+    Column("command", Text, nullable=True),
+    Column("sent_by_manager", Boolean, nullable=False, default=False),
+    Column("real_sender_id", String(36), nullable=True),
+    Column("approved_at", UTCDateTime, nullable=True),
+    UniqueConstraint("conversation_id", "seq"),
+    UniqueConstraint("conversation_id", "sender_id", "local_id"),
+    Index("ix_messages_history", "conversation_id", "approval", "time", "pk"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("nickname", String(50), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    # a bot's session is scoped to one conversation (PROTOCOL 9 #42)
+    Column("bot_conversation_id", String(36), nullable=True),
+)
+
+session_participations = Table(
+    "session_participations",
+    metadata,
+    Column("session_key", String(64), ForeignKey("sessions.key", ondelete="CASCADE"),
+           primary_key=True),
+    Column("conversation_id", String(36), ForeignKey("conversations.id"), primary_key=True),
+    Column("participant_id", String(36), ForeignKey("participants.id"), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(36), ForeignKey("conversations.id"), nullable=False),
+    Column("bot_participant_id", String(36), ForeignKey("participants.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # "message" | "status"
+    Column("payload", JSON, nullable=False),
+    Column("status", String(10), nullable=False, default="pending"),  # pending|done|failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_deliveries_pending", "status", "bot_participant_id", "pk"),
+)
+
+bot_states = Table(
+    "bot_states",
+    metadata,
+    Column("participant_id", String(36), ForeignKey("participants.id"), primary_key=True),
+    Column("data", JSON, nullable=False),
+)

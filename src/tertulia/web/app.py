@@ -1,0 +1,123 @@
+"""The FastAPI application: routes, error mapping, and the resources of its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tertulia.chats import Chat, ChatRegistry
+from tertulia.realtime.broker import create_broker
+from tertulia.settings import Settings
+from tertulia.storage.database import Database
+from tertulia.storage.migrate import upgrade_async
+from tertulia.web import errors
+from tertulia.web.deps import Services
+from tertulia.web.responses import JSONBody
+from tertulia.web.rest import conversations, messages, meta
+from tertulia.web.sessions import Sessions
+from tertulia.web.ws import chat_socket
+
+log = structlog.get_logger(__name__)
+API = "/api/chat"
+CORS_HEADERS = ["accept", "accept-encoding", "authorization", "content-type", "dnt", "origin",
+                "user-agent", "x-csrftoken", "x-requested-with"]
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class OriginCheck:
+    """Refuses state-changing requests from foreign origins (instead of CSRF tokens).
+
+    Allowed: no ``Origin`` header, the server's own origin, or a configured one.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
+        self.app = app
+        self.allowed = {o.lower().rstrip("/") for o in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
+            headers = dict(scope["headers"])
+            origin = headers.get(b"origin", b"").decode("latin-1").lower().rstrip("/")
+            host = headers.get(b"host", b"").decode("latin-1").lower()
+            if origin and origin not in self.allowed and origin not in (
+                f"http://{host}", f"https://{host}"
+            ):
+                response = JSONBody(
+                    {"detail": "Origin not allowed.", "code": "origin"}, status_code=403
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the application; its resources are made in the lifespan, not here.
+
+    Args:
+        settings: a checked configuration (see :func:`tertulia.settings.load_settings`).
+    """
+    bots = {name: (spec, spec.resolve()) for name, spec in settings.bots.items()}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await upgrade_async(settings.database_url, settings.database_schema)
+        db = Database(settings.database_url, schema=settings.database_schema)
+        broker = create_broker(settings.broker_url)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        await broker.start()
+        registry = ChatRegistry(settings, db, broker, bots)
+        Chat.bind(registry)
+        await registry.start()
+        app.state.services = Services(settings, registry, Sessions(db, settings), http)
+        log.info("tertulia started", database=db.engine.url.render_as_string(hide_password=True),
+                 broker=settings.broker_url.split("@")[-1], bots=list(bots))
+        try:
+            yield
+        finally:
+            await registry.close()
+            Chat.bind(None)
+            await http.aclose()
+            await broker.close()
+            await db.close()
+            log.info("tertulia stopped")
+
+    app = FastAPI(
+        title="Tertulia",
+        summary="A chat controller for people and bots, wire-compatible with BLAB.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=f"{API}/_docs/",
+        openapi_url=f"{API}/_docs/openapi.json",
+        redoc_url=f"{API}/_docs/redoc/",
+        redirect_slashes=False,
+        default_response_class=JSONBody,
+    )
+    errors.install(app)
+    for router in (meta.router, conversations.router, messages.router):
+        app.include_router(router, prefix=API)
+    app.add_api_websocket_route("/ws/chat/{conversation_id}/", chat_socket)
+    app.add_api_websocket_route("/ws/chat/{conversation_id}", chat_socket)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse(f"{API}/_docs/")
+
+    app.add_middleware(OriginCheck, allowed=settings.allowed_origins)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_credentials=True,
+            allow_methods=["DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT"],
+            allow_headers=CORS_HEADERS,
+            max_age=86400,
+        )
+    return app

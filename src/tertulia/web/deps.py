@@ -1,0 +1,68 @@
+"""What routes share: the app's services and the session/participant checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from starlette.requests import HTTPConnection
+
+from tertulia.chats import Chat, ChatRegistry
+from tertulia.domain.ids import canonical_id
+from tertulia.domain.model import Participant
+from tertulia.errors import NotFound, PermissionDenied
+from tertulia.settings import Settings
+from tertulia.storage.sessions import SessionRecord
+from tertulia.web.sessions import Sessions
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Built in the lifespan, kept on ``app.state.services``."""
+
+    settings: Settings
+    registry: ChatRegistry
+    sessions: Sessions
+    http: httpx.AsyncClient
+
+
+def services(connection: HTTPConnection) -> Services:
+    found: Services = connection.app.state.services
+    return found
+
+
+async def chat_or_404(conversation_id: str) -> Chat:
+    """The conversation's controller; NotFound for an unknown or malformed id."""
+    chat = await Chat.get_chat(conversation_id) if canonical_id(conversation_id) else None
+    if chat is None:
+        raise NotFound()
+    return chat
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    chat: Chat
+    participant: Participant
+    session: SessionRecord
+
+
+async def membership(connection: HTTPConnection, conversation_id: str) -> Membership:
+    """The session's participant in the conversation.
+
+    Raises:
+        PermissionDenied: no session, or the session is not in this conversation (also
+            when the conversation does not exist, as in BLAB).
+    """
+    svc = services(connection)
+    session = await svc.sessions.load(connection)
+    key = canonical_id(conversation_id)
+    if session is None or key is None:
+        raise PermissionDenied()
+    participant_id = await svc.sessions.participant_id(session, key)
+    if participant_id is None:
+        raise PermissionDenied()
+    chat = await Chat.get_chat(key)
+    participant = await chat.participant(participant_id) if chat else None
+    if chat is None or participant is None:
+        raise PermissionDenied()
+    return Membership(chat, participant, session)

@@ -1,0 +1,166 @@
+"""Conversations: list (rooms), create, retrieve, join, rename a participant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from tertulia.chats import Chat
+from tertulia.domain.conversations import (
+    MAX_NAME,
+    clean_bot_names,
+    clean_conversation_name,
+    clean_nickname,
+)
+from tertulia.domain.ids import new_id
+from tertulia.domain.model import Conversation
+from tertulia.domain.times import format_time, utcnow
+from tertulia.errors import PermissionDenied, ValidationFailed
+from tertulia.storage import conversations as conv_repo
+from tertulia.storage.sessions import SessionRecord
+from tertulia.web.bodies import read_object
+from tertulia.web.deps import chat_or_404, membership, services
+from tertulia.web.pagination import PAGE_SIZE, check_in_range, page_number, paginated, resolve_last
+from tertulia.web.responses import JSONBody
+from tertulia.web.rest import route
+from tertulia.web.schemas import (
+    ERRORS,
+    ConversationCreate,
+    ConversationOut,
+    ConversationPage,
+    JoinRequest,
+    ParticipantOut,
+    RenameRequest,
+    request_body,
+)
+
+router = APIRouter(prefix="/conversations", tags=["conversations"], responses=ERRORS)
+
+
+def _conversation(chat: Chat, my_participant_id: str | None) -> dict[str, Any]:
+    conversation = chat.conversation
+    return {
+        "id": conversation.id,
+        "name": conversation.name,
+        "created_at": format_time(conversation.created_at),
+        "participants": chat.public_participants(),
+        "my_participant_id": my_participant_id,
+    }
+
+
+@route(router, "", ["GET", "HEAD"], response_model=ConversationPage, name="list_conversations")
+async def list_conversations(request: Request) -> JSONBody:
+    """All conversations, by name (only with rooms on; 403 otherwise)."""
+    svc = services(request)
+    if not svc.settings.rooms:
+        raise PermissionDenied()
+    page = page_number(request.query_params.get("page"))
+    async with svc.registry.db.read() as conn:
+        number = page if isinstance(page, int) else 1
+        total, rows = await conv_repo.list_conversations(
+            conn, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        )
+        if page == "last":
+            number = resolve_last(page, total)
+            total, rows = await conv_repo.list_conversations(
+                conn, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE
+            )
+    check_in_range(number, total)
+    session = await svc.sessions.load(request)
+    mine = await svc.sessions.participations(session, [c.id for c, _ in rows])
+    results = [
+        {
+            "id": c.id,
+            "name": c.name,
+            "created_at": format_time(c.created_at),
+            "participant_count": count,
+            "my_participant_id": mine.get(c.id),
+        }
+        for c, count in rows
+    ]
+    return JSONBody(paginated(request, number, total, results))
+
+
+@route(router, "", ["POST"], status_code=201, response_model=ConversationOut,
+       openapi_extra=request_body(ConversationCreate, multipart=True))
+async def create_conversation(request: Request) -> JSONBody:
+    """Create a conversation with the requested bots (and the manager, if configured).
+
+    The caller becomes its first participant; the response sets the ``sessionid`` cookie."""
+    svc = services(request)
+    data = await read_object(request)
+    name = clean_conversation_name(data.get("name"))
+    nickname = clean_nickname(data.get("nickname"))
+    bots = clean_bot_names(data.get("bots"), installed=svc.settings.bots, manager=svc.settings.manager)
+
+    session = await svc.sessions.load(request)
+    if session is None or session.bot_conversation_id is not None:
+        session = await svc.sessions.create(nickname=nickname)
+    elif nickname is not None and nickname != session.nickname:
+        await svc.sessions.remember_nickname(session, nickname)
+    effective = nickname or session.nickname or None
+
+    conversation = Conversation(id=new_id(), name=name, created_at=utcnow())
+    participants = await Chat.on_create_conversation(
+        effective, bots, conversation, session_key=session.key
+    )
+    chat = await chat_or_404(conversation.id)
+    response = JSONBody(_conversation(chat, participants[0].id), status_code=201)
+    svc.sessions.set_cookie(response, session)
+    return response
+
+
+@route(router, "/{conversation_id}", ["GET", "HEAD"], response_model=ConversationOut)
+async def retrieve_conversation(conversation_id: str, request: Request) -> JSONBody:
+    """One conversation with its participants (rooms off: participants only)."""
+    svc = services(request)
+    chat = await chat_or_404(conversation_id)
+    session = await svc.sessions.load(request)
+    mine = await svc.sessions.participant_id(session, chat.conversation.id) if session else None
+    if mine is None and not svc.settings.rooms:
+        raise PermissionDenied()
+    await chat.refresh()
+    return JSONBody(_conversation(chat, mine))
+
+
+@route(router, "/{conversation_id}/join", ["POST"], response_model=ConversationOut,
+       openapi_extra=request_body(JoinRequest, multipart=True))
+async def join_conversation(conversation_id: str, request: Request) -> JSONBody:
+    """Re-enter a conversation the session is in, or (rooms on) join it as a new person."""
+    svc = services(request)
+    chat = await chat_or_404(conversation_id)
+    data = await read_object(request)
+    nickname = clean_nickname(data.get("nickname"))
+    session: SessionRecord | None = await svc.sessions.load(request)
+    if session is not None:
+        mine = await svc.sessions.participant_id(session, chat.conversation.id)
+        if mine is not None and await chat.participant(mine) is not None:
+            response = JSONBody(_conversation(chat, mine))
+            svc.sessions.set_cookie(response, session)
+            return response
+        if session.bot_conversation_id is not None:
+            raise PermissionDenied()
+    if not svc.settings.rooms:
+        raise PermissionDenied()
+    if session is None:
+        session = await svc.sessions.create()
+    participant = await chat.join(nickname or session.nickname or None, session_key=session.key)
+    response = JSONBody(_conversation(chat, participant.id))
+    svc.sessions.set_cookie(response, session)
+    return response
+
+
+@route(router, "/{conversation_id}/participants/{participant_id}", ["PATCH"],
+       response_model=ParticipantOut, openapi_extra=request_body(RenameRequest))
+async def rename_participant(conversation_id: str, participant_id: str, request: Request) -> JSONBody:
+    """Rename oneself (the web client's "Change my name")."""
+    member = await membership(request, conversation_id)
+    if member.participant.id != participant_id.lower():
+        raise PermissionDenied()
+    data = await read_object(request, form=False)
+    name = data.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME:
+        raise ValidationFailed({"name": [f"Enter 1 to {MAX_NAME} characters."]})
+    renamed = await member.chat.rename(member.participant, name.strip())
+    return JSONBody(renamed.public())

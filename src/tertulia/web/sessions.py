@@ -1,0 +1,116 @@
+"""Anonymous server-side sessions carried by the ``sessionid`` cookie (PROTOCOL 2.1).
+
+The cookie's value is the session key itself (external bots receive it in the trigger and
+send it back). Expiry is renewed on use, at most once an hour, so a session used only over
+WebSocket does not lapse two weeks after its creation (BLAB's bug).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from http.cookies import SimpleCookie
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from tertulia.domain.ids import new_session_key
+from tertulia.domain.times import utcnow
+from tertulia.settings import Settings
+from tertulia.storage import sessions as repo
+from tertulia.storage.database import Database
+from tertulia.storage.sessions import SessionRecord
+
+COOKIE = "sessionid"
+RENEW_AFTER = timedelta(hours=1)
+
+
+def cookie_key(connection: HTTPConnection) -> str | None:
+    """The session key sent by the client, if it looks like one."""
+    key = connection.cookies.get(COOKIE)
+    if key is None:
+        # Starlette skips a cookie header it cannot parse whole; try the strict parser too.
+        raw = connection.headers.get("cookie", "")
+        parsed: SimpleCookie = SimpleCookie()
+        try:
+            parsed.load(raw)
+        except Exception:
+            return None
+        morsel = parsed.get(COOKIE)
+        key = morsel.value if morsel else None
+    if key is None or not 8 <= len(key) <= 64:
+        return None
+    return key
+
+
+class Sessions:
+    """Loads, creates and renews sessions."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+
+    @property
+    def max_age(self) -> timedelta:
+        return timedelta(seconds=self._settings.session_max_age)
+
+    async def load(self, connection: HTTPConnection) -> SessionRecord | None:
+        """The connection's valid session, renewed if it is getting old; None otherwise."""
+        key = cookie_key(connection)
+        if key is None:
+            return None
+        now = utcnow()
+        async with self._db.read() as conn:
+            session = await repo.get_session(conn, key, now=now)
+        if session is None:
+            return None
+        if session.bot_conversation_id is None and session.expires_at - now < self.max_age - RENEW_AFTER:
+            expires = now + self.max_age
+            async with self._db.write() as conn:
+                await repo.renew(conn, key, expires_at=expires)
+        return session
+
+    async def create(
+        self, *, nickname: str | None = None, bot_conversation_id: str | None = None,
+        max_age: timedelta | None = None,
+    ) -> SessionRecord:
+        now = utcnow()
+        async with self._db.write() as conn:
+            return await repo.create_session(
+                conn,
+                new_session_key(),
+                now=now,
+                expires_at=now + (max_age or self.max_age),
+                nickname=nickname,
+                bot_conversation_id=bot_conversation_id,
+            )
+
+    async def participant_id(self, session: SessionRecord, conversation_id: str) -> str | None:
+        """The session's participant in a conversation (bot sessions: only their own)."""
+        if session.bot_conversation_id not in (None, conversation_id):
+            return None
+        async with self._db.read() as conn:
+            return await repo.participation(conn, session.key, conversation_id)
+
+    async def participations(self, session: SessionRecord | None, ids: list[str]) -> dict[str, str]:
+        if session is None:
+            return {}
+        async with self._db.read() as conn:
+            found = await repo.participations(conn, session.key, ids)
+        if session.bot_conversation_id is not None:
+            found = {k: v for k, v in found.items() if k == session.bot_conversation_id}
+        return found
+
+    async def remember_nickname(self, session: SessionRecord, nickname: str) -> None:
+        async with self._db.write() as conn:
+            await repo.set_nickname(conn, session.key, nickname)
+
+    def set_cookie(self, response: Response, session: SessionRecord) -> None:
+        response.set_cookie(
+            COOKIE,
+            session.key,
+            max_age=self._settings.session_max_age,
+            path="/",
+            httponly=True,
+            samesite=self._settings.session_cookie_samesite,
+            secure=self._settings.session_cookie_secure,
+        )
