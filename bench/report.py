@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.scenarios import Sizes
+from bench.scenarios import PROBLEMS, Sizes
 from bench.servers import REPO
 from bench.stats import median
 
@@ -152,17 +152,52 @@ def table(results: Results, server: str, sizes: Sizes, scenarios: Iterable[str])
         ours = results.get(server, {}).get(scenario, Outcome()).figures()
         bare = results.get("bare", {}).get(scenario, Outcome()).figures()
         for metric in dict.fromkeys([*ours, *bare]):
+            if metric in PROBLEMS:
+                continue
             figure, limit = ours.get(metric, math.nan), bare.get(metric, math.nan)
             share = fraction(metric, figure, limit)
             wanted = targets.get((scenario, metric), [])
             verdicts = [g.met(share if g.on_fraction else figure) for g in wanted]
-            rows.append(
-                f"| {scenario} | {metric} | {fmt(figure)} | {fmt(limit)} | "
-                f"{'—' if math.isnan(share) else f'{share:.0%}'} | "
-                f"{', '.join(g.label() for g in wanted) or '—'} | "
-                f"{fmt(BLAB.get((scenario, metric), math.nan))} | "
-                f"{'—' if not wanted else 'pass' if all(verdicts) else '**fail**'} |"
-            )
+            cells = [
+                scenario,
+                metric,
+                fmt(figure),
+                fmt(limit),
+                "—" if math.isnan(share) else f"{share:.0%}",
+                ", ".join(g.label() for g in wanted) or "—",
+                fmt(BLAB.get((scenario, metric), math.nan)),
+                "—" if not wanted else "pass" if all(verdicts) else "**fail**",
+            ]
+            rows.append("| " + " | ".join(cells) + " |")
+        rows.append(_problems_row(scenario, ours, bare))
+    return rows
+
+
+def _problems_row(scenario: str, ours: dict[str, float], bare: dict[str, float]) -> str:
+    """One row for every problem count: `none`, or the non-zero counts."""
+    ok = bool(ours) and not any(ours.get(name, 0) for name in PROBLEMS)
+    verdict = "—" if not ours else "pass" if ok else "**fail**"
+    cells = [scenario, "problems", problems(ours), problems(bare), "—", "none", "—", verdict]
+    return "| " + " | ".join(cells) + " |"
+
+
+def problems(figures: dict[str, float]) -> str:
+    """The non-zero problem counts as text (`none` if all are zero, `—` with no figures)."""
+    if not figures:
+        return "—"
+    found = [f"{name} {fmt(figures[name])}" for name in PROBLEMS if figures.get(name)]
+    return ", ".join(found) or "none"
+
+
+def bare_table(results: Results, scenarios: Iterable[str]) -> list[str]:
+    """Markdown rows of the bare limit alone."""
+    rows = ["| scenario | metric | bare limit |", "| --- | --- | ---: |"]
+    for scenario in scenarios:
+        figures = results.get("bare", {}).get(scenario, Outcome()).figures()
+        for metric, value in figures.items():
+            if metric not in PROBLEMS:
+                rows.append(f"| {scenario} | {metric} | {fmt(value)} |")
+        rows.append(f"| {scenario} | problems | {problems(figures)} |")
     return rows
 
 
@@ -253,7 +288,7 @@ def render(results: Results, page: Page) -> str:
         lines += ["", f"## {server} against the bare limit", ""]
         lines += table(results, server, page.sizes, page.scenarios)
     if page.servers == ["bare"]:
-        lines += ["", "## bare limit only", "", *table(results, "-", page.sizes, page.scenarios)]
+        lines += ["", "## bare limit only", "", *bare_table(results, page.scenarios)]
     lines += _errors(results)
     return "\n".join(lines) + "\n"
 

@@ -197,7 +197,7 @@ class BotRunner:
         try:
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(max(1, spec.retries + 1 - attempts)),
-                wait=wait_exponential_jitter(initial=self._backoff[0], max=self._backoff[1]),
+                wait=wait_exponential_jitter(multiplier=self._backoff[0], max=self._backoff[1]),
                 reraise=False,
             )
             async for attempt in retrying:

@@ -1,0 +1,153 @@
+"""Fixtures shared by every test: databases (SQLite and PostgreSQL), settings, live servers.
+
+Every test that asks for ``database`` runs twice: on a fresh SQLite file and on a fresh
+PostgreSQL schema. PostgreSQL is at ``TERTULIA_TEST_POSTGRES`` (default
+``postgresql+asyncpg://postgres@127.0.0.1:5432/test``); where it is not reachable those runs
+are skipped, except with ``CI=true``, where a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from support.blab import Person
+from support.server import LiveServer, live_server
+from tertulia.settings import Settings, load_settings
+
+POSTGRES_URL = os.environ.get(
+    "TERTULIA_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TERTULIA_TEST_REDIS", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url.replace("+asyncpg", ""))
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str) -> None:
+    """Skip (or, under CI, fail) when a service the test needs is not running."""
+    if _reachable(url):
+        return
+    message = f"{name} is not reachable at {url}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: services are required)")
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    url: str
+    schema: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "sqlite" if self.url.startswith("sqlite") else "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("TERTULIA_") and not key.startswith("TERTULIA_TEST_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseTarget]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield DatabaseTarget(f"sqlite+aiosqlite:///{tmp_path / 'tertulia.db'}")
+        return
+    require_service("PostgreSQL", POSTGRES_URL)
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    yield DatabaseTarget(POSTGRES_URL, schema)
+    asyncio.run(_drop_schema(schema))
+
+
+async def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    parts = urlsplit(POSTGRES_URL.replace("+asyncpg", ""))
+    conn = await asyncpg.connect(
+        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
+        database=parts.path.lstrip("/") or "test",
+    )
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(database: DatabaseTarget, tmp_path: Path) -> SettingsFactory:
+    """Settings on the test's database; keyword arguments override fields."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database.url,
+            "database_schema": database.schema,
+            "presence_grace": 0,
+            "media_root": tmp_path / "media",
+            "log_format": "json",
+        }
+        values.update(overrides)
+        return load_settings(None, **values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+    """A live server with the default bots (ECHO, Calculator), rooms on, no manager."""
+    async with live_server(settings) as running:
+        yield running
+
+
+PersonFactory = Callable[[LiveServer], Person]
+
+
+@pytest.fixture
+async def people() -> AsyncIterator[PersonFactory]:
+    """Make clients for a server; all are closed after the test."""
+    made: list[Person] = []
+
+    def make(target: LiveServer) -> Person:
+        person = Person(target.base_url, target.ws_url)
+        made.append(person)
+        return person
+
+    yield make
+    for person in made:
+        await person.close()
+
+
+@pytest.fixture
+async def alice(server: LiveServer, people: PersonFactory) -> Person:
+    """A person in a new conversation with ECHO (no socket yet)."""
+    person = people(server)
+    response = await person.create(nickname="alice", name="room", bots=["ECHO"])
+    assert response.status_code == 201, response.text
+    return person

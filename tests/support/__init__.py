@@ -1,0 +1,1 @@
+"""Test support: a live server on port 0 and a BLAB protocol client."""

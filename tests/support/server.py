@@ -1,0 +1,66 @@
+"""A real uvicorn server on port 0, in the test's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from tertulia.settings import Settings
+from tertulia.web.app import create_app
+
+
+@dataclass
+class LiveServer:
+    app: FastAPI
+    settings: Settings
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def registry(self):  # type: ignore[no-untyped-def]
+        return self.app.state.services.registry
+
+
+@asynccontextmanager
+async def live_server(settings: Settings, *, port: int = 0) -> AsyncIterator[LiveServer]:
+    """Serve ``settings`` until the block ends; the lifespan runs for real."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="asyncio",
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_message,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(20):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server stopped during start-up")
+                await asyncio.sleep(0.005)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield LiveServer(app, settings, bound)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
