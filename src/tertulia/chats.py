@@ -16,15 +16,17 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, ClassVar, TypedDict
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tertulia.bots.base import BotServices
 from tertulia.bots.runner import BotContext, BotRunner
 from tertulia.domain.commands import ManagerCommand, parse_command
 from tertulia.domain.conversations import anonymous_name
-from tertulia.domain.ids import canonical_id, new_id
+from tertulia.domain.ids import canonical_id, new_id, new_session_key
 from tertulia.domain.inputs import NewMessage, parse_new_message
 from tertulia.domain.model import (
     FILE_TYPES,
@@ -91,8 +93,10 @@ class ChatRegistry:
         *,
         cache_size: int = 10_000,
         runner_poll_interval: float = 5.0,
+        http: Any = None,
     ) -> None:
         self.settings = settings
+        self.http = http
         self.db = db
         self.broker = broker
         self.bots = bots
@@ -164,7 +168,33 @@ class ChatRegistry:
         bot = await chat.participant(bot_participant_id)
         if bot is None or bot.bot_name is None:
             return None
-        return BotContext(bot_name=bot.bot_name, participants=chat.public_participants())
+        services = None
+        if self.http is not None:
+
+            async def new_session() -> str:
+                return await self.new_bot_session(conversation_id, bot_participant_id)
+
+            services = BotServices(http=self.http, new_session=new_session)
+        return BotContext(
+            bot_name=bot.bot_name, participants=chat.public_participants(), services=services
+        )
+
+    async def new_bot_session(self, conversation_id: str, bot_participant_id: str) -> str:
+        """A session for an external bot: valid in its own conversation only, lapsing after
+        ``bot_session_max_age`` idle seconds or when the conversation ends."""
+        now = utcnow()
+        async with self.db.write() as conn:
+            session = await session_repo.create_session(
+                conn,
+                new_session_key(),
+                now=now,
+                expires_at=now + timedelta(seconds=self.settings.bot_session_max_age),
+                bot_conversation_id=conversation_id,
+            )
+            await session_repo.add_participation(
+                conn, session.key, conversation_id, bot_participant_id
+            )
+        return session.key
 
     async def send_from_bot(
         self, conversation_id: str, bot_participant_id: str, data: dict[str, Any]
@@ -493,6 +523,7 @@ class Chat:
                     conn, out, self._system(SystemEvent.CONVERSATION_ENDED, participant_id)
                 )
                 await conv_repo.set_ended(conn, self.conversation.id)
+                await session_repo.expire_bot_sessions(conn, self.conversation.id, now=utcnow())
                 self.conversation = replace(self.conversation, ended=True)
                 log.info("conversation ended", conversation_id=self.conversation.id,
                          participant_id=participant_id)

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     external_files: Literal["everyone", "bots"] = "everyone"
 
     session_max_age: int = Field(default=14 * 24 * 3600, gt=0)
+    bot_session_max_age: int = Field(
+        default=24 * 3600, gt=0, description="idle seconds before an external bot's session lapses"
+    )
     session_cookie_secure: bool = False
     session_cookie_samesite: Literal["lax", "strict", "none"] = "lax"
 

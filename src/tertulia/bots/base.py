@@ -20,6 +20,7 @@ from typing import Any
 from tertulia.domain.model import MessageType
 
 SendFunction = Callable[[dict[str, Any]], Any]
+SessionFactory = Callable[[], Awaitable[str]]
 """Stores a message as sent by the bot and returns its representation (PROTOCOL 5.1).
 
 Called from a worker thread (a synchronous bot) it blocks until the message is stored and
@@ -27,6 +28,20 @@ returns the stored message as a dict, or ``None`` when it was a duplicate ``loca
 Called on the event loop (an asynchronous bot) it returns an awaitable of the same.
 Raises :class:`tertulia.errors.ValidationFailed` for invalid input.
 """
+
+
+@dataclass(frozen=True, slots=True)
+class BotServices:
+    """Server resources a bot may use (external bots mostly).
+
+    Attributes:
+        http: the server's shared HTTP client (timeouts set; use it, do not make your own).
+        new_session: creates a session valid only for this bot in this conversation and
+            returns its key (the ``sessionid`` cookie value an external bot connects with).
+    """
+
+    http: Any
+    new_session: SessionFactory
 
 
 @dataclass(slots=True)
@@ -40,6 +55,7 @@ class ConversationInfo:
         participants: the conversation's participants, ``[{"id", "name", "type"}]``, at the
             time of the call (an extension; BLAB bots learn them from ``update_status``).
         state: durable per-(conversation, bot) state; JSON values only.
+        services: server resources (HTTP client, bot sessions); None outside the server.
     """
 
     conversation_id: str
@@ -47,6 +63,7 @@ class ConversationInfo:
     send_function: SendFunction
     participants: list[dict[str, str]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    services: BotServices | None = None
 
 
 @dataclass(slots=True)

@@ -73,7 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         broker = create_broker(settings.broker_url)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         await broker.start()
-        registry = ChatRegistry(settings, db, broker, bots)
+        registry = ChatRegistry(settings, db, broker, bots, http=http)
         Chat.bind(registry)
         await registry.start()
         app.state.services = Services(settings, registry, Sessions(db, settings), http)

@@ -1,0 +1,82 @@
+"""BLAB's WebSocket-triggered external bots (PROTOCOL 6.3).
+
+The bot is a separate program. When its *participant-joined* message is delivered (after the
+conversation is committed), the server creates a session valid only for that bot in that
+conversation and POSTs ``{"conversation_id", "bot_participant_id", "session"}`` as JSON to
+the configured URL; the bot then opens ``/ws/chat/<id>/`` with ``Cookie: sessionid=<session>``
+and talks like any socket client.
+
+The POST runs in the bot runner, never in the request that created the conversation: a bot
+that is down only costs retries with backoff (the spec's ``retries``, ``timeout``) and a log
+line. The trigger URL is used as configured (BLAB's bot library listens on ``/``); only
+``http`` and ``https`` are allowed, and since the session is a bearer secret, plain ``http``
+should point at loopback or a private network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+
+from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.errors import ConfigurationError
+
+log = structlog.get_logger(__name__)
+TRIGGER_TIMEOUT = 5.0
+
+
+class TriggerFailed(Exception):
+    """The bot's trigger URL did not accept the POST."""
+
+
+class WebSocketExternalBot(Bot):
+    """Starts an external bot by POSTing the trigger to ``url``.
+
+    Args:
+        conversation_info: as for every bot.
+        url: the bot's trigger URL, ``http(s)://host:port[/path]`` (the query is dropped).
+    """
+
+    def __init__(self, conversation_info: ConversationInfo, url: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(conversation_info)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError(f"external bot URL must be http(s)://host[:port]: {url!r}")
+        self.url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+
+    @classmethod
+    def accepts_delivery(cls, kind: str, payload: dict[str, Any], participant_id: str) -> bool:
+        """Only its own *participant-joined* matters (the rest reaches it over its socket)."""
+        metadata = payload.get("additional_metadata") or {}
+        return (
+            kind == "message"
+            and payload.get("event") == "participant-joined"
+            and metadata.get("participant_id") == participant_id
+        )
+
+    async def receive_message(self, message: ChatMessage) -> None:
+        info = self.conversation_info
+        if not self.accepts_delivery(
+            "message",
+            {"event": message.event, "additional_metadata": message.additional_metadata},
+            info.bot_participant_id,
+        ):
+            return
+        if info.services is None:
+            raise TriggerFailed("no server services available to trigger the bot")
+        session = await info.services.new_session()
+        body = {
+            "conversation_id": info.conversation_id,
+            "bot_participant_id": info.bot_participant_id,
+            "session": session,
+        }
+        try:
+            response = await info.services.http.post(self.url, json=body, timeout=TRIGGER_TIMEOUT)
+        except Exception as exc:
+            raise TriggerFailed(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise TriggerFailed(f"{self.url} answered {response.status_code}")
+        log.info("external bot triggered", conversation_id=info.conversation_id,
+                 participant_id=info.bot_participant_id, url=self.url)
