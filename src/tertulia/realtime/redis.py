@@ -1,0 +1,168 @@
+"""The Redis broker: fan-out and presence shared by several server processes.
+
+Each process keeps one pub/sub connection; a reader task hands incoming events to the local
+subscribers of each channel, in the order Redis delivers them (Redis keeps per-publisher
+order, and the chat publishes a conversation's events under its lock). A channel is
+subscribed in Redis while at least one local socket listens to it, and ``subscribe``
+returns only once Redis has confirmed the subscription.
+
+Presence is a Redis set of socket ids per participant, plus a set of present participants
+per conversation; keys expire after a day without changes, so the sockets of a crashed
+process do not linger forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from tertulia.realtime.broker import Broker, Deliver, Event, Unsubscribe
+
+log = structlog.get_logger(__name__)
+PREFIX = "tertulia"
+PRESENCE_TTL = 24 * 3600
+
+_JOIN = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return redis.call('SCARD', KEYS[1])
+"""
+_LEAVE = """
+redis.call('SREM', KEYS[1], ARGV[1])
+local left = redis.call('SCARD', KEYS[1])
+if left == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+return left
+"""
+
+
+def _events(data: bytes) -> list[Event]:
+    return [Event(frozenset(audience), frame, seq) for audience, frame, seq in orjson.loads(data)]
+
+
+class RedisBroker(Broker):
+    """Pub/sub and presence on Redis (``redis://host:port/db``)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._redis: Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._local: defaultdict[str, dict[int, Deliver]] = defaultdict(dict)
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+        self._next = 0
+
+    def _channel(self, channel: str) -> str:
+        return f"{PREFIX}:conv:{channel}"
+
+    async def start(self) -> None:
+        self._redis = Redis.from_url(self._url)
+        await self._redis.ping()
+        self._pubsub = self._redis.pubsub()
+        # A placeholder channel keeps the connection in subscribed mode for the reader.
+        await self._pubsub.subscribe(f"{PREFIX}:control")
+        self._reader = asyncio.create_task(self._read(), name="redis-broker-reader")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def _client(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("RedisBroker.start() was not called")
+        return self._redis
+
+    async def _read(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            try:
+                message: dict[str, Any] | None = await self._pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("redis broker read failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            if message is None:
+                continue
+            name = message["channel"].decode()
+            kind = message["type"]
+            if kind == "subscribe":
+                future = self._confirmed.pop(name, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+            elif kind == "message":
+                channel = name.removeprefix(f"{PREFIX}:conv:")
+                subscribers = self._local.get(channel)
+                if not subscribers:
+                    continue
+                events = _events(message["data"])
+                for deliver in list(subscribers.values()):
+                    for event in events:
+                        try:
+                            deliver(event)
+                        except Exception:
+                            log.exception("subscriber failed", conversation_id=channel)
+
+    async def publish(self, channel: str, events: list[Event]) -> None:
+        payload = orjson.dumps([[sorted(e.audience), e.frame, e.seq] for e in events])
+        await self._client().publish(self._channel(channel), payload)
+
+    async def subscribe(self, channel: str, deliver: Deliver) -> Unsubscribe:
+        assert self._pubsub is not None
+        self._next += 1
+        token = self._next
+        first = not self._local.get(channel)
+        self._local[channel][token] = deliver
+        name = self._channel(channel)
+        if first:
+            future = self._confirmed.get(name)
+            if future is None:
+                future = asyncio.get_running_loop().create_future()
+                self._confirmed[name] = future
+                await self._pubsub.subscribe(name)
+            await asyncio.wait_for(asyncio.shield(future), 10)
+
+        def unsubscribe() -> None:
+            subscribers = self._local.get(channel)
+            if subscribers is None:
+                return
+            subscribers.pop(token, None)
+            if not subscribers:
+                del self._local[channel]
+                if self._pubsub is not None:
+                    task = asyncio.ensure_future(self._pubsub.unsubscribe(name))
+                    task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+        return unsubscribe
+
+    def _keys(self, channel: str, participant_id: str) -> list[str]:
+        return [f"{PREFIX}:sockets:{channel}:{participant_id}", f"{PREFIX}:present:{channel}"]
+
+    async def join(self, channel: str, participant_id: str, socket_id: str) -> bool:
+        count = await self._client().eval(
+            _JOIN, 2, *self._keys(channel, participant_id), socket_id, participant_id, PRESENCE_TTL
+        )
+        return int(count) == 1
+
+    async def leave(self, channel: str, participant_id: str, socket_id: str) -> bool:
+        left = await self._client().eval(
+            _LEAVE, 2, *self._keys(channel, participant_id), socket_id, participant_id
+        )
+        return int(left) == 0
+
+    async def present(self, channel: str) -> set[str]:
+        members = await self._client().smembers(f"{PREFIX}:present:{channel}")
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}

@@ -1,0 +1,60 @@
+"""Two server processes sharing PostgreSQL and Redis serve one conversation together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
+from support.blab import Person
+from support.process import server_process, write_config
+from support.server import live_server
+from tertulia.settings import load_settings
+
+
+@pytest.mark.slow
+async def test_people_on_two_servers_see_each_other(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """A person on each of two processes: messages, presence and bot answers cross over."""
+    if database.kind != "postgresql":
+        pytest.skip("scale-out needs a shared server database")
+    require_service("Redis", REDIS_URL)
+    require_service("PostgreSQL", POSTGRES_URL)
+    values = {
+        "database_url": database.url,
+        "database_schema": database.schema,
+        "broker_url": REDIS_URL,
+        "presence_grace": 0,
+        "rooms": True,
+    }
+    config = write_config(tmp_path / "tertulia.toml", {**values, "log_format": "json"})
+    async with live_server(load_settings(None, **values)) as one, server_process(
+        config, tmp_path
+    ) as two:
+        alice = Person(one.base_url, one.ws_url)
+        bob = Person(two.base_url, two.ws_url)
+        try:
+            created = await alice.create(nickname="alice", name="room", bots=["ECHO"])
+            assert created.status_code == 201
+            conversation_id = created.json()["id"]
+            alice_socket = await alice.connect()
+            assert (await bob.join(conversation_id, nickname="bob")).status_code == 200
+            bob_socket = await bob.connect()
+            joined = await alice_socket.message(event="participant-joined")
+            while joined["additional_metadata"]["participant_id"] != bob.participant_id:
+                joined = await alice_socket.message(event="participant-joined")
+
+            await bob_socket.say("hello from two")
+            heard = await alice_socket.message(text="hello from two")
+            assert heard["sender_id"] == bob.participant_id
+            answer = await alice_socket.message(text="HELLO FROM TWO")
+            assert answer["quoted_message_id"] == heard["id"]
+            await bob_socket.message(text="HELLO FROM TWO")
+
+            await alice_socket.say("and back")
+            assert (await bob_socket.message(text="and back"))["sender_id"] == alice.participant_id
+        finally:
+            await alice.close()
+            await bob.close()

@@ -1,0 +1,116 @@
+"""Run ``tertulia serve`` as a real subprocess (for crash and multi-process tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(value)
+
+
+def write_config(path: Path, values: dict[str, Any]) -> Path:
+    """Write Settings fields as TOML (tables for ``bots`` and ``limits``)."""
+    lines = []
+    tables = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key in ("bots", "limits"):
+            tables[key] = value
+        else:
+            lines.append(f"{key} = {toml_value(value)}")
+    for name, spec in tables.get("bots", {}).items():
+        lines.append(f"[bots.{name}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in spec.items())
+    if "limits" in tables:
+        lines.append("[limits]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in tables["limits"].items())
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class ServerProcess:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.process = process
+        self.port = port
+        self.log = log
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+@asynccontextmanager
+async def server_process(
+    config: Path, workdir: Path, *, port: int | None = None, timeout: float = 30
+) -> AsyncIterator[ServerProcess]:
+    """Start ``python -m tertulia serve`` and wait until it answers; always stop it."""
+    port = port or free_port()
+    log = workdir / f"server-{port}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TERTULIA_")}
+    with log.open("ab") as out:
+        process = subprocess.Popen(  # noqa: ASYNC220 - started once, waited on below
+            [sys.executable, "-m", "tertulia", "serve", "--host", "127.0.0.1",
+             "--port", str(port), "--config", str(config)],
+            cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    running = ServerProcess(process, port, log)
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(timeout):
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+                try:
+                    response = await client.get(f"{running.base_url}/api/chat/bots/")
+                    if response.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                running.kill()
