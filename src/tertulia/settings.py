@@ -152,6 +152,12 @@ class Settings(BaseSettings):
             out[name] = spec
         return out
 
+    @field_validator("limits", mode="before")
+    @classmethod
+    def _upper_limit_keys(cls, value: Any) -> Any:
+        # environment variables arrive lower-cased (TERTULIA_LIMITS__MAX_IMAGE_SIZE)
+        return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
+
     @field_validator("limits")
     @classmethod
     def _limit_keys(cls, value: dict[str, int]) -> dict[str, int]:

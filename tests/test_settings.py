@@ -1,0 +1,119 @@
+"""Settings: TOML file, environment, precedence, and the start-up checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tertulia.errors import ConfigurationError
+from tertulia.settings import LIMIT_KEYS, load_settings
+
+EXAMPLE = """
+database_url = "sqlite+aiosqlite:///./tertulia.db"
+broker_url = "memory://"
+rooms = true
+allowed_origins = ["http://localhost:3000"]
+manager = "Manager"
+
+[limits]
+MAX_ATTACHMENT_SIZE = 15728640
+
+[bots.ECHO]
+module = "tertulia.bots.builtin"
+class = "UpperCaseEchoBot"
+required = false
+args = []
+kwargs = {}
+
+[bots.Manager]
+module = "tertulia.bots.builtin"
+class = "TransparentManagerBot"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tertulia.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_documented_toml_shape_loads(tmp_path: Path) -> None:
+    """The issue's example file loads: rooms, origins, manager, limits, bot specs."""
+    settings = load_settings(write(tmp_path, EXAMPLE))
+    assert settings.rooms is True
+    assert settings.allowed_origins == ["http://localhost:3000"]
+    assert settings.manager == "Manager"
+    assert settings.bots["ECHO"].class_name == "UpperCaseEchoBot"
+    assert settings.chat_limits == {
+        "MAX_ATTACHMENT_SIZE": 15728640, "MAX_IMAGE_SIZE": 0, "MAX_VIDEO_SIZE": 0,
+        "MAX_AUDIO_SIZE": 0, "MAX_VOICE_SIZE": 0,
+    }
+
+
+def test_defaults_offer_echo_and_calculator_with_rooms_on() -> None:
+    """Without a file: ECHO and Calculator, rooms on, SQLite in the working directory."""
+    settings = load_settings()
+    assert list(settings.bots) == ["ECHO", "Calculator"]
+    assert settings.rooms is True
+    assert settings.database_url == "sqlite+aiosqlite:///./tertulia.db"
+    assert set(settings.chat_limits) == set(LIMIT_KEYS)
+
+
+def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TERTULIA_* variables override the file, nested ones with a double underscore."""
+    monkeypatch.setenv("TERTULIA_ROOMS", "false")
+    monkeypatch.setenv("TERTULIA_LIMITS__MAX_IMAGE_SIZE", "7")
+    settings = load_settings(write(tmp_path, EXAMPLE))
+    assert settings.rooms is False
+    assert settings.chat_limits["MAX_IMAGE_SIZE"] == 7
+
+
+def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TERTULIA_CONFIG names the file when no --config is given."""
+    monkeypatch.setenv("TERTULIA_CONFIG", str(write(tmp_path, EXAMPLE)))
+    assert load_settings().manager == "Manager"
+
+
+def test_blab_five_item_specs_are_accepted(tmp_path: Path) -> None:
+    """BLAB's (module, class, required, args, kwargs) arrays work as bot specs."""
+    text = 'ECHO = ["tertulia.bots.builtin", "UpperCaseEchoBot", true, [], {delay = 0}]'
+    settings = load_settings(write(tmp_path, "[bots]\n" + text))
+    spec = settings.bots["ECHO"]
+    assert (spec.required, spec.kwargs) == (True, {"delay": 0})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[bots]\nX = ["tertulia.bots.builtin", "UpperCaseEchoBot", [], {}]', "5 items"),
+        ('[bots.X]\nmodule = "no.such.module"\nclass = "Bot"', "cannot import bot module"),
+        ('[bots.X]\nmodule = "tertulia.bots.builtin"\nclass = "Nope"', "not found in module"),
+        ('[bots.X]\nmodule = "tertulia.settings"\nclass = "LIMIT_KEYS"', "is not a class"),
+        ('manager = "Ghost"', "manager 'Ghost' is not among the bots"),
+        ("[limits]\nMAX_SIZE = 1", "unknown limit"),
+        ("[limits]\nMAX_IMAGE_SIZE = -1", "limits are byte counts"),
+        ("rooms = 3", "rooms"),
+        ("production = true", "session_cookie_secure"),
+        ('session_cookie_samesite = "none"', "needs a secure cookie"),
+        ("not toml = = =", "not valid TOML"),
+    ],
+)
+def test_bad_configurations_stop_start_up(tmp_path: Path, text: str, message: str) -> None:
+    """Each broken configuration raises one ConfigurationError naming the problem."""
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(write(tmp_path, text))
+
+
+def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
+    """A config path that does not exist is reported, not ignored."""
+    with pytest.raises(ConfigurationError, match="cannot read config file"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_bot_names_are_limited(tmp_path: Path) -> None:
+    """A bot name must fit in a participant name (1-50 characters)."""
+    with pytest.raises(ConfigurationError, match="1-50 characters"):
+        load_settings(
+            write(tmp_path, f'[bots.{"B" * 51}]\nmodule = "tertulia.bots.builtin"\nclass = "CalculatorBot"')
+        )
