@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypedDict
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tertulia.bots.base import BotServices
+from tertulia.bots.base import Bot, BotServices
 from tertulia.bots.runner import BotContext, BotRunner
 from tertulia.domain.commands import ManagerCommand, parse_command
 from tertulia.domain.conversations import anonymous_name
@@ -50,6 +50,7 @@ from tertulia.storage import deliveries as outbox
 from tertulia.storage import messages as msg_repo
 from tertulia.storage import sessions as session_repo
 from tertulia.storage.database import Database
+from tertulia.working import WorkingIndicator
 
 log = structlog.get_logger(__name__)
 MEDIA_URL = "/media/"
@@ -104,6 +105,7 @@ class ChatRegistry:
         self._chats: OrderedDict[str, Chat] = OrderedDict()
         self._cache_size = cache_size
         self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.working = WorkingIndicator(broker, self._current_state)
 
     async def start(self) -> None:
         await self.runner.start()
@@ -119,9 +121,13 @@ class ChatRegistry:
                 try:
                     await chat._participant_left(participant_id)
                 except Exception:
-                    log.exception("storing participant-left at shutdown failed",
-                                  conversation_id=conversation_id, participant_id=participant_id)
+                    log.exception(
+                        "storing participant-left at shutdown failed",
+                        conversation_id=conversation_id,
+                        participant_id=participant_id,
+                    )
         await self.runner.close()
+        await self.working.close()
 
     # -- controllers -------------------------------------------------------------------
 
@@ -156,8 +162,14 @@ class ChatRegistry:
         entry = self.bots.get(bot.bot_name or "")
         if entry is None:
             return False
-        check = getattr(entry[1], "accepts_delivery", None)
-        return True if check is None else bool(check(kind, payload, bot.id))
+        cls = entry[1]
+        check = getattr(cls, "accepts_delivery", None)
+        if check is not None:
+            return bool(check(kind, payload, bot.id))
+        if kind == "status":
+            # a Bot subclass that kept the no-op update_status has nothing to be told
+            return getattr(cls, "update_status", None) not in (None, Bot.update_status)
+        return True
 
     # -- BotHost -----------------------------------------------------------------------
 
@@ -174,7 +186,18 @@ class ChatRegistry:
             async def new_session() -> str:
                 return await self.new_bot_session(conversation_id, bot_participant_id)
 
-            services = BotServices(http=self.http, new_session=new_session)
+            async def recent_messages(n: int) -> list[dict[str, Any]]:
+                found = await self.get(conversation_id)
+                if found is None or n <= 0:
+                    return []
+                _, messages = await found.history(
+                    until=None, since=None, limit=n, page=1, page_size=n
+                )
+                return messages
+
+            services = BotServices(
+                http=self.http, new_session=new_session, recent_messages=recent_messages
+            )
         return BotContext(
             bot_name=bot.bot_name, participants=chat.public_participants(), services=services
         )
@@ -209,7 +232,22 @@ class ChatRegistry:
         return None if result.duplicate else chat.public(result.message)
 
     def bot_working(self, conversation_id: str, bot_participant_id: str, working: bool) -> None:
-        """Hook for the bots' working indicator (not published yet)."""
+        """A bot started or finished a delivery: people see it (:mod:`tertulia.working`).
+
+        Bot classes with ``working_indicator = False`` (external WebSocket bots, whose only
+        delivery is their trigger) are never shown.
+        """
+        if working:
+            chat = self._chats.get(conversation_id)
+            bot = chat._find(bot_participant_id) if chat is not None else None
+            entry = self.bots.get(bot.bot_name or "") if bot is not None else None
+            if entry is None or not getattr(entry[1], "working_indicator", True):
+                return
+        self.working.change(conversation_id, bot_participant_id, working)
+
+    async def _current_state(self, conversation_id: str) -> dict[str, Any] | None:
+        chat = await self.get(conversation_id)
+        return await chat.state() if chat is not None else None
 
     # -- presence timers ---------------------------------------------------------------
 
@@ -330,9 +368,7 @@ class Chat:
         if out.deliveries:
             self._services.runner.notify({d.bot_participant_id for d in out.deliveries})
 
-    async def _store(
-        self, conn: AsyncConnection, out: Outgoing, message: Message
-    ) -> Message:
+    async def _store(self, conn: AsyncConnection, out: Outgoing, message: Message) -> Message:
         """Insert a message (taking a ``seq`` if people can see it) and route it."""
         if message.visible:
             message = replace(message, seq=await conv_repo.next_seq(conn, self.conversation.id))
@@ -423,8 +459,12 @@ class Chat:
                 await session_repo.add_participation(conn, session_key, conversation.id, human_id)
             await outbox.enqueue(conn, out.deliveries, now=utcnow())
         registry._remember(chat)
-        log.info("conversation created", conversation_id=conversation.id,
-                 participant_id=human_id, bots=names)
+        log.info(
+            "conversation created",
+            conversation_id=conversation.id,
+            participant_id=human_id,
+            bots=names,
+        )
         return participants
 
     async def join(self, nickname: str | None, *, session_key: str | None = None) -> Participant:
@@ -453,8 +493,11 @@ class Chat:
                 )
             out.publish_state(await self.state(), self.participants, self._services.accepts)
             await outbox.enqueue(conn, out.deliveries, now=utcnow())
-        log.info("participant joined", conversation_id=self.conversation.id,
-                 participant_id=participant_id)
+        log.info(
+            "participant joined",
+            conversation_id=self.conversation.id,
+            participant_id=participant_id,
+        )
         return participant
 
     async def rename(self, participant: Participant, name: str) -> Participant:
@@ -462,7 +505,9 @@ class Chat:
         renamed = replace(participant, name=name)
         async with self._transaction() as (conn, out):
             await conv_repo.rename_participant(conn, participant.id, name)
-            self.participants = [renamed if p.id == participant.id else p for p in self.participants]
+            self.participants = [
+                renamed if p.id == participant.id else p for p in self.participants
+            ]
             out.publish_state(await self.state(), self.participants, self._services.accepts)
             await outbox.enqueue(conn, out.deliveries, now=utcnow())
         return renamed
@@ -525,8 +570,11 @@ class Chat:
                 await conv_repo.set_ended(conn, self.conversation.id)
                 await session_repo.expire_bot_sessions(conn, self.conversation.id, now=utcnow())
                 self.conversation = replace(self.conversation, ended=True)
-                log.info("conversation ended", conversation_id=self.conversation.id,
-                         participant_id=participant_id)
+                log.info(
+                    "conversation ended",
+                    conversation_id=self.conversation.id,
+                    participant_id=participant_id,
+                )
             out.publish_state(await self.state(), self.participants, services.accepts)
             await outbox.enqueue(conn, out.deliveries, now=utcnow())
 
@@ -569,9 +617,14 @@ class Chat:
         if new.type in FILE_TYPES:
             if file is None and new.external_file_url is None:
                 raise ValidationFailed({"file": ["No file was submitted."]})
-            if (new.external_file_url and participant.is_human
-                    and self.settings.external_files == "bots"):
-                raise ValidationFailed({"external_file_url": ["Only bots may send external files."]})
+            if (
+                new.external_file_url
+                and participant.is_human
+                and self.settings.external_files == "bots"
+            ):
+                raise ValidationFailed(
+                    {"external_file_url": ["Only bots may send external files."]}
+                )
         async with self._transaction() as (conn, out):
             result = await self._save(conn, out, participant, new, command, file)
             await outbox.enqueue(conn, out.deliveries, now=utcnow())
@@ -644,10 +697,14 @@ class Chat:
             local_id=new.local_id,
             quoted_message_id=new.quoted_message_id,
             options=new.options,
-            file=file if file is not None else (
-                FileInfo(external_url=new.external_file_url,
-                         name=_url_file_name(new.external_file_url))
-                if new.external_file_url else None
+            file=file
+            if file is not None
+            else (
+                FileInfo(
+                    external_url=new.external_file_url, name=_url_file_name(new.external_file_url)
+                )
+                if new.external_file_url
+                else None
             ),
             command=_command_text(new.command) if participant.is_manager else None,
             sent_by_manager=participant.is_manager,
@@ -661,9 +718,13 @@ class Chat:
             for bot in targets:
                 out.send_copy(bot, public, command.overrides, self._services.accepts)
         if command.on_behalf_of is not None:
-            log.info("manager posted on behalf of a participant",
-                     conversation_id=self.conversation.id, participant_id=participant.id,
-                     principal_id=sender.id, message_id=message.id)
+            log.info(
+                "manager posted on behalf of a participant",
+                conversation_id=self.conversation.id,
+                participant_id=participant.id,
+                principal_id=sender.id,
+                message_id=message.id,
+            )
         return SaveResult(message)
 
     async def _targets(self, command: ManagerCommand) -> list[Participant]:
@@ -679,8 +740,11 @@ class Chat:
             if bot is None:
                 await self.refresh()
                 bot = next(
-                    (p for p in self.participants
-                     if p.is_bot and (p.id == entry or p.name == entry)),
+                    (
+                        p
+                        for p in self.participants
+                        if p.is_bot and (p.id == entry or p.name == entry)
+                    ),
                     None,
                 )
             if bot is None:
@@ -692,7 +756,9 @@ class Chat:
         seq = target.seq
         if seq is None:
             seq = await conv_repo.next_seq(conn, self.conversation.id)
-        await msg_repo.set_approval(conn, target.id, approval=Approval.BY_MANAGER, seq=seq, at=utcnow())
+        await msg_repo.set_approval(
+            conn, target.id, approval=Approval.BY_MANAGER, seq=seq, at=utcnow()
+        )
         return replace(target, approval=Approval.BY_MANAGER, seq=seq)
 
     # -- deliveries (also used by redirects) -------------------------------------------
@@ -743,7 +809,12 @@ class Chat:
         has_manager = self.manager is not None
         frames = []
         for message in found:
-            if participant.is_bot and has_manager and not participant.is_manager and not message.is_system:
+            if (
+                participant.is_bot
+                and has_manager
+                and not participant.is_manager
+                and not message.is_system
+            ):
                 continue
             public = self.public(message)
             if participant.is_manager:

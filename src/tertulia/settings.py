@@ -76,6 +76,14 @@ class BotSpec(BaseModel):
         return target
 
 
+DEFAULT_RATE_LIMITS = {
+    "create": "60/minute",
+    "join": "120/minute",
+    "handshake": "300/minute",
+    "message": "30/second",
+}
+
+
 def _default_bots() -> dict[str, BotSpec]:
     return {
         "ECHO": BotSpec(module="tertulia.bots.builtin", class_name="UpperCaseEchoBot"),
@@ -123,6 +131,11 @@ class Settings(BaseSettings):
     ws_send_queue: int = Field(default=1000, ge=10, description="frames queued per socket")
     history_max_limit: int | None = Field(default=None, ge=1)
     max_participants: int = Field(default=1000, ge=2)
+    rate_limits: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
+        description="per client address (create, join, handshake) or participant (message); "
+        "'' switches one off",
+    )
 
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
@@ -167,6 +180,19 @@ class Settings(BaseSettings):
         if any(v < 0 for v in value.values()):
             raise ValueError("limits are byte counts >= 0")
         return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        from limits import parse
+
+        unknown = set(value) - set(DEFAULT_RATE_LIMITS)
+        if unknown:
+            raise ValueError(f"unknown rate limit(s) {sorted(unknown)}; known: {list(DEFAULT_RATE_LIMITS)}")
+        for rule in value.values():
+            if rule:
+                parse(rule)  # raises ValueError with the library's message
+        return {**DEFAULT_RATE_LIMITS, **value}
 
     def check(self) -> None:
         """Check what a field validator cannot: bots importable, manager among them.

@@ -28,6 +28,7 @@ returns the stored message as a dict, or ``None`` when it was a duplicate ``loca
 Called on the event loop (an asynchronous bot) it returns an awaitable of the same.
 Raises :class:`tertulia.errors.ValidationFailed` for invalid input.
 """
+RecentMessages = Callable[[int], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +39,13 @@ class BotServices:
         http: the server's shared HTTP client (timeouts set; use it, do not make your own).
         new_session: creates a session valid only for this bot in this conversation and
             returns its key (the ``sessionid`` cookie value an external bot connects with).
+        recent_messages: ``await recent_messages(n)`` is the conversation's newest ``n``
+            messages people can see, oldest first, as wire representations (PROTOCOL 5.1).
     """
 
     http: Any
     new_session: SessionFactory
+    recent_messages: RecentMessages | None = None
 
 
 @dataclass(slots=True)
@@ -56,6 +60,8 @@ class ConversationInfo:
             time of the call (an extension; BLAB bots learn them from ``update_status``).
         state: durable per-(conversation, bot) state; JSON values only.
         services: server resources (HTTP client, bot sessions); None outside the server.
+        delivery_id: the runner's key of the delivery being handled, the same on every
+            retry of it (an idempotency key for outbound calls); None outside the runner.
     """
 
     conversation_id: str
@@ -64,6 +70,7 @@ class ConversationInfo:
     participants: list[dict[str, str]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     services: BotServices | None = None
+    delivery_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -112,7 +119,13 @@ class Bot:
     """Optional base class for internal bots.
 
     Subclasses override :meth:`receive_message` and, if they care, :meth:`update_status`.
-    Either may be ``async def``.
+    Either may be ``async def``. A subclass that does not override :meth:`update_status` is
+    not sent status updates at all.
+
+    Optional hook, for any bot class: a classmethod
+    ``accepts_delivery(kind, payload, participant_id) -> bool`` (``kind`` is ``"message"`` or
+    ``"status"``, ``payload`` the wire representation). Deliveries it refuses are never
+    recorded or run — a cheap way for a bot that ignores most messages to cost nothing.
     """
 
     def __init__(self, conversation_info: ConversationInfo, *args: Any, **kwargs: Any) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import structlog
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import RedirectResponse
+from starlette.responses import FileResponse
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tertulia.chats import Chat, ChatRegistry
@@ -17,8 +20,9 @@ from tertulia.realtime.broker import create_broker
 from tertulia.settings import Settings
 from tertulia.storage.database import Database
 from tertulia.storage.migrate import upgrade_async
-from tertulia.web import errors
+from tertulia.web import errors, media
 from tertulia.web.deps import Services
+from tertulia.web.ratelimit import RateLimitMiddleware, RateLimits
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import conversations, messages, meta
 from tertulia.web.sessions import Sessions
@@ -26,8 +30,18 @@ from tertulia.web.ws import chat_socket
 
 log = structlog.get_logger(__name__)
 API = "/api/chat"
-CORS_HEADERS = ["accept", "accept-encoding", "authorization", "content-type", "dnt", "origin",
-                "user-agent", "x-csrftoken", "x-requested-with"]
+STATIC = Path(__file__).parent / "static"
+CORS_HEADERS = [
+    "accept",
+    "accept-encoding",
+    "authorization",
+    "content-type",
+    "dnt",
+    "origin",
+    "user-agent",
+    "x-csrftoken",
+    "x-requested-with",
+]
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -46,8 +60,10 @@ class OriginCheck:
             headers = dict(scope["headers"])
             origin = headers.get(b"origin", b"").decode("latin-1").lower().rstrip("/")
             host = headers.get(b"host", b"").decode("latin-1").lower()
-            if origin and origin not in self.allowed and origin not in (
-                f"http://{host}", f"https://{host}"
+            if (
+                origin
+                and origin not in self.allowed
+                and origin not in (f"http://{host}", f"https://{host}")
             ):
                 response = JSONBody(
                     {"detail": "Origin not allowed.", "code": "origin"}, status_code=403
@@ -55,6 +71,19 @@ class OriginCheck:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class ListedOriginsCORS(CORSMiddleware):
+    """Starlette's CORS, but silent for unlisted origins: they get no CORS headers at all
+    (Starlette would still send its allow-credentials, methods and headers)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            origin = Headers(scope=scope).get("origin")
+            if origin is not None and not self.is_allowed_origin(origin):
+                await self.app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -77,8 +106,12 @@ def create_app(settings: Settings) -> FastAPI:
         Chat.bind(registry)
         await registry.start()
         app.state.services = Services(settings, registry, Sessions(db, settings), http)
-        log.info("tertulia started", database=db.engine.url.render_as_string(hide_password=True),
-                 broker=settings.broker_url.split("@")[-1], bots=list(bots))
+        log.info(
+            "tertulia started",
+            database=db.engine.url.render_as_string(hide_password=True),
+            broker=settings.broker_url.split("@")[-1],
+            bots=list(bots),
+        )
         try:
             yield
         finally:
@@ -103,17 +136,22 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     for router in (meta.router, conversations.router, messages.router):
         app.include_router(router, prefix=API)
+    app.include_router(media.router)
     app.add_api_websocket_route("/ws/chat/{conversation_id}/", chat_socket)
     app.add_api_websocket_route("/ws/chat/{conversation_id}", chat_socket)
 
     @app.get("/", include_in_schema=False)
-    async def home() -> RedirectResponse:
-        return RedirectResponse(f"{API}/_docs/")
+    async def home() -> FileResponse:
+        """The browser client (static files under ``/static/``, no build step)."""
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    app.add_middleware(RateLimitMiddleware, limits=RateLimits(settings), api=API)
     app.add_middleware(OriginCheck, allowed=settings.allowed_origins)
     if settings.allowed_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ListedOriginsCORS,
             allow_origins=settings.allowed_origins,
             allow_credentials=True,
             allow_methods=["DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT"],

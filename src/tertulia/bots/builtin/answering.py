@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from typing import Any
+
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
 from tertulia.domain.ids import new_local_id
 
@@ -22,6 +24,11 @@ class AnsweringBot(Bot):
     def __init__(self, conversation_info: ConversationInfo, delay: float = 0.0) -> None:
         super().__init__(conversation_info)
         self.delay = delay
+
+    @classmethod
+    def accepts_delivery(cls, kind: str, payload: dict[str, Any], participant_id: str) -> bool:
+        """Only people's messages: nothing else would be answered, so nothing else is queued."""
+        return kind == "message" and payload.get("sent_by_human") is True
 
     def receive_message(self, message: ChatMessage) -> None:
         if not message.sent_by_human:

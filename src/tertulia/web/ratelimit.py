@@ -1,0 +1,84 @@
+"""Rate limits per client address and per participant (PROTOCOL 9 #40, 4.1).
+
+Built on the ``limits`` library (moving windows). Counters live in memory, or in Redis when
+the broker is Redis, so that several processes share them. Limits (``rate_limits``):
+
+- ``create``: conversations created per client address,
+- ``join``: joins per client address,
+- ``handshake``: WebSocket handshakes per client address (BLAB's web client reconnects
+  every 500 ms forever after a failure),
+- ``message``: messages per participant, REST and WebSocket together.
+
+The client address is the one uvicorn reports: behind a reverse proxy, uvicorn takes it
+from ``X-Forwarded-For`` when the proxy is trusted (``--forwarded-allow-ips``).
+"""
+
+from __future__ import annotations
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tertulia.settings import Settings
+from tertulia.web.responses import JSONBody
+
+
+class RateLimits:
+    """Checks and counts hits against the configured limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        storage: Storage
+        if settings.broker_url.startswith(("redis://", "rediss://")):
+            storage = RedisStorage("async+" + settings.broker_url, key_prefix="tertulia-limits")
+        else:
+            storage = MemoryStorage()
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._rules: dict[str, RateLimitItem] = {
+            kind: parse(rule) for kind, rule in settings.rate_limits.items() if rule
+        }
+
+    async def hit(self, kind: str, key: str) -> bool:
+        """Count one hit; False when the limit is already reached (the hit is refused)."""
+        rule = self._rules.get(kind)
+        if rule is None:
+            return True
+        return await self._limiter.hit(rule, kind, key)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+class RateLimitMiddleware:
+    """Applies ``create``, ``join`` and ``handshake`` limits before routing."""
+
+    def __init__(self, app: ASGIApp, limits: RateLimits, api: str) -> None:
+        self.app = app
+        self.limits = limits
+        self.create_paths = {f"{api}/conversations", f"{api}/conversations/"}
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = None
+        path: str = scope.get("path", "")
+        if scope["type"] == "websocket" and path.startswith("/ws/chat/"):
+            kind = "handshake"
+        elif scope["type"] == "http" and scope["method"] == "POST":
+            if path in self.create_paths:
+                kind = "create"
+            elif path.rstrip("/").endswith("/join") and path.startswith(self.api):
+                kind = "join"
+        if kind is not None and not await self.limits.hit(kind, _client(scope)):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4429})  # before accept: HTTP 403
+                return
+            response = JSONBody(
+                {"detail": "Request was throttled.", "code": "throttled"},
+                status_code=429,
+                headers={"Retry-After": "10"},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

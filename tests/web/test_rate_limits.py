@@ -1,0 +1,70 @@
+"""Rate limits per client address: creations, joins, WebSocket handshakes."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from conftest import PersonFactory, SettingsFactory
+from support.server import live_server
+from tertulia.errors import ConfigurationError
+
+
+async def test_creations_over_the_limit_get_429(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The third creation in a minute from one address is refused with a JSON 429."""
+    async with live_server(make_settings(rate_limits={"create": "2/minute"})) as server:
+        person = people(server)
+        assert (await person.create(bots=["ECHO"])).status_code == 201
+        assert (await person.create(bots=["ECHO"])).status_code == 201
+        refused = await person.create(bots=["ECHO"])
+        assert refused.status_code == 429
+        assert refused.json() == {"detail": "Request was throttled.", "code": "throttled"}
+        assert refused.headers["retry-after"] == "10"
+
+
+async def test_joins_over_the_limit_get_429(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """Joins count per address, separately from creations."""
+    async with live_server(make_settings(rate_limits={"join": "1/minute"})) as server:
+        alice = people(server)
+        await alice.create(bots=[])
+        assert alice.conversation_id
+        assert (await people(server).join(alice.conversation_id)).status_code == 200
+        assert (await people(server).join(alice.conversation_id)).status_code == 429
+
+
+async def test_handshakes_over_the_limit_are_refused(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A client reconnecting too fast is refused at the handshake (HTTP 403)."""
+    async with live_server(make_settings(rate_limits={"handshake": "1/minute"})) as server:
+        alice = people(server)
+        await alice.create(bots=["ECHO"])
+        socket = await alice.connect()
+        await socket.state()
+        with pytest.raises(InvalidStatus) as refused:
+            await alice.connect()
+        assert refused.value.response.status_code == 403
+        await socket.say("still served")
+        await socket.message(text="STILL SERVED")
+
+
+async def test_an_empty_rule_switches_a_limit_off(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """'' disables a limit (benchmarks create hundreds of conversations from one address)."""
+    async with live_server(make_settings(rate_limits={"create": ""})) as server:
+        person = people(server)
+        for _ in range(5):
+            assert (await person.create()).status_code == 201
+
+
+def test_bad_rules_stop_start_up(make_settings: SettingsFactory) -> None:
+    """A malformed or unknown rule is a configuration error."""
+    with pytest.raises(ConfigurationError, match="rate_limits"):
+        make_settings(rate_limits={"create": "lots"})
+    with pytest.raises(ConfigurationError, match="unknown rate limit"):
+        make_settings(rate_limits={"upload": "1/second"})
