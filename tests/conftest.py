@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,43 +19,15 @@ from urllib.parse import urlsplit
 import pytest
 
 from support.blab import Person
+from support.environment import (
+    POSTGRES_URL,
+    DatabaseTarget,
+    PersonFactory,
+    SettingsFactory,
+    require_service,
+)
 from support.server import LiveServer, live_server
 from tertulia.settings import Settings, load_settings
-
-POSTGRES_URL = os.environ.get(
-    "TERTULIA_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("TERTULIA_TEST_REDIS", "redis://127.0.0.1:6379/15")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url.replace("+asyncpg", ""))
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 1):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, url: str) -> None:
-    """Skip (or, under CI, fail) when a service the test needs is not running."""
-    if _reachable(url):
-        return
-    message = f"{name} is not reachable at {url}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: services are required)")
-    pytest.skip(message)
-
-
-@dataclass(frozen=True)
-class DatabaseTarget:
-    url: str
-    schema: str | None = None
-
-    @property
-    def kind(self) -> str:
-        return "sqlite" if self.url.startswith("sqlite") else "postgresql"
 
 
 @pytest.fixture(autouse=True)
@@ -84,16 +54,15 @@ async def _drop_schema(schema: str) -> None:
 
     parts = urlsplit(POSTGRES_URL.replace("+asyncpg", ""))
     conn = await asyncpg.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
         database=parts.path.lstrip("/") or "test",
     )
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
-
-
-SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture
@@ -124,9 +93,6 @@ async def server(settings: Settings) -> AsyncIterator[LiveServer]:
     """A live server with the default bots (ECHO, Calculator), rooms on, no manager."""
     async with live_server(settings) as running:
         yield running
-
-
-PersonFactory = Callable[[LiveServer], Person]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from conftest import REDIS_URL, require_service
+from support.environment import REDIS_URL, require_service
 from tertulia.errors import ConfigurationError
 from tertulia.realtime.broker import Broker, Event, create_broker
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
+from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
 from support.blab import Person
 from support.process import server_process, write_config
 from support.server import live_server

@@ -6,7 +6,7 @@ import asyncio
 
 from alembic import command
 
-from conftest import DatabaseTarget
+from support.environment import DatabaseTarget
 from tertulia.storage.migrate import alembic_config, upgrade
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from conftest import PersonFactory, SettingsFactory
+from support.environment import PersonFactory, SettingsFactory
 from support.server import live_server
 from tertulia.errors import ConfigurationError
 

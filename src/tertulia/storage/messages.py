@@ -76,7 +76,9 @@ async def insert_messages(conn: AsyncConnection, new: list[Message]) -> None:
     await conn.execute(messages.insert(), [_values(m) for m in new])
 
 
-async def get_message(conn: AsyncConnection, conversation_id: str, message_id: str) -> Message | None:
+async def get_message(
+    conn: AsyncConnection, conversation_id: str, message_id: str
+) -> Message | None:
     row = (
         await conn.execute(
             select(messages).where(
@@ -96,6 +98,21 @@ async def find_by_local_id(
                 messages.c.conversation_id == conversation_id,
                 messages.c.sender_id == sender_id,
                 messages.c.local_id == local_id,
+            )
+        )
+    ).first()
+    return _message(row) if row else None
+
+
+async def find_by_file_path(
+    conn: AsyncConnection, conversation_id: str, file_path: str
+) -> Message | None:
+    """The message of a conversation that carries the uploaded file ``file_path``."""
+    row = (
+        await conn.execute(
+            select(messages).where(
+                messages.c.conversation_id == conversation_id,
+                messages.c.file_path == file_path,
             )
         )
     ).first()
@@ -142,24 +159,27 @@ async def history(
     if since is not None:
         conditions.append(messages.c.time >= since)
     where = and_(*conditions)
-    total = (await conn.execute(select(func.count()).select_from(messages).where(where))).scalar_one()
+    total = (
+        await conn.execute(select(func.count()).select_from(messages).where(where))
+    ).scalar_one()
     if limit is not None:
         total = min(total, limit)
     if offset >= total:
         return total, []
-    newest = (
-        select(messages.c.pk)
-        .where(where)
-        .order_by(messages.c.time.desc(), messages.c.pk.desc())
-        .limit(total)
-        .subquery()
-    )
+    # Not LIMIT total: on PostgreSQL (read committed) a message stored since the count
+    # would push the oldest one out of the page.
+    selected = select(messages).where(where)
+    if limit is not None:
+        newest = (
+            select(messages.c.pk)
+            .where(where)
+            .order_by(messages.c.time.desc(), messages.c.pk.desc())
+            .limit(limit)
+            .subquery()
+        )
+        selected = select(messages).where(messages.c.pk.in_(select(newest.c.pk)))
     rows = await conn.execute(
-        select(messages)
-        .where(messages.c.pk.in_(select(newest.c.pk)))
-        .order_by(messages.c.time, messages.c.pk)
-        .offset(offset)
-        .limit(page_size)
+        selected.order_by(messages.c.time, messages.c.pk).offset(offset).limit(page_size)
     )
     return total, [_message(r) for r in rows]
 
@@ -177,7 +197,9 @@ async def visible_after(
     return [_message(r) for r in rows]
 
 
-async def latest_visible(conn: AsyncConnection, conversation_id: str, count: int = 1) -> list[Message]:
+async def latest_visible(
+    conn: AsyncConnection, conversation_id: str, count: int = 1
+) -> list[Message]:
     """The ``count`` most recent visible messages, oldest first."""
     rows = await conn.execute(
         _visible(conversation_id).order_by(messages.c.seq.desc()).limit(count)

@@ -115,6 +115,7 @@ messages = Table(
     UniqueConstraint("conversation_id", "seq"),
     UniqueConstraint("conversation_id", "sender_id", "local_id"),
     Index("ix_messages_history", "conversation_id", "approval", "time", "pk"),
+    Index("ix_messages_file", "conversation_id", "file_path"),
 )
 
 sessions = Table(
@@ -131,8 +132,9 @@ sessions = Table(
 session_participations = Table(
     "session_participations",
     metadata,
-    Column("session_key", String(64), ForeignKey("sessions.key", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "session_key", String(64), ForeignKey("sessions.key", ondelete="CASCADE"), primary_key=True
+    ),
     Column("conversation_id", String(36), ForeignKey("conversations.id"), primary_key=True),
     Column("participant_id", String(36), ForeignKey("participants.id"), nullable=False),
 )

@@ -93,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings: a checked configuration (see :func:`tertulia.settings.load_settings`).
     """
     bots = {name: (spec, spec.resolve()) for name, spec in settings.bots.items()}
+    rate_limits = RateLimits(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
         broker = create_broker(settings.broker_url)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         await broker.start()
+        await rate_limits.start()
         registry = ChatRegistry(settings, db, broker, bots, http=http)
         Chat.bind(registry)
         await registry.start()
@@ -118,6 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
             await registry.close()
             Chat.bind(None)
             await http.aclose()
+            await rate_limits.close()
             await broker.close()
             await db.close()
             log.info("tertulia stopped")
@@ -140,14 +143,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_websocket_route("/ws/chat/{conversation_id}/", chat_socket)
     app.add_api_websocket_route("/ws/chat/{conversation_id}", chat_socket)
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def home() -> FileResponse:
         """The browser client (static files under ``/static/``, no build step)."""
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    app.add_middleware(RateLimitMiddleware, limits=RateLimits(settings), api=API)
+    app.add_middleware(RateLimitMiddleware, limits=rate_limits, api=API)
     app.add_middleware(OriginCheck, allowed=settings.allowed_origins)
     if settings.allowed_origins:
         app.add_middleware(

@@ -18,6 +18,7 @@ from __future__ import annotations
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import ConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tertulia.settings import Settings
@@ -25,18 +26,34 @@ from tertulia.web.responses import JSONBody
 
 
 class RateLimits:
-    """Checks and counts hits against the configured limits."""
+    """Checks and counts hits against the configured limits.
+
+    Counters need :meth:`start` (in the app's lifespan) and :meth:`close` for Redis.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        storage: Storage
-        if settings.broker_url.startswith(("redis://", "rediss://")):
-            storage = RedisStorage("async+" + settings.broker_url, key_prefix="tertulia-limits")
-        else:
-            storage = MemoryStorage()
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._url = settings.broker_url
+        self._pool: ConnectionPool | None = None
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._rules: dict[str, RateLimitItem] = {
             kind: parse(rule) for kind, rule in settings.rate_limits.items() if rule
         }
+
+    async def start(self) -> None:
+        if self._url.startswith(("redis://", "rediss://")) and self._rules:
+            self._pool = ConnectionPool.from_url(self._url)
+            storage: Storage = RedisStorage(
+                "async+" + self._url,
+                implementation="redispy",
+                key_prefix="tertulia-limits",
+                connection_pool=self._pool,  # type: ignore[arg-type]
+            )
+            self._limiter = MovingWindowRateLimiter(storage)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     async def hit(self, kind: str, key: str) -> bool:
         """Count one hit; False when the limit is already reached (the hit is refused)."""

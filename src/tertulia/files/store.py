@@ -1,0 +1,197 @@
+"""Where uploaded files live: a small interface and the local-directory implementation.
+
+An upload is first written to a :class:`SpoolFile` (a temporary file under the store's
+root, so that keeping it is a rename on the same file system), then either kept under a
+name the server makes, or discarded. No name or path from a client ever reaches the file
+system: stored files are named like BLAB's,
+
+    ``chat/chat_<conversation id hex>/msg_<random hex>_<random hex>``
+
+and :meth:`FileStore.locate` accepts nothing but that shape. The client's file name is only
+kept as data (``file_name``, see :func:`display_name`).
+
+Durability: :meth:`LocalFileStore.keep` flushes the file and its directory to disk before it
+returns, so a message that commits after it never points at a file a crash could lose. A
+crash between the two leaves an unreferenced file (never a dangling reference); spool files
+left by a crash are under ``<root>/tmp`` and may be deleted when the server is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import anyio.to_thread
+
+KEY_PATTERN = re.compile(r"chat/chat_([0-9a-f]{32})/msg_[0-9a-f]{32}_[0-9a-f]{32}")
+MAX_NAME = 255
+WRITE_BUFFER = 256 * 1024
+
+
+def new_key(conversation_id: str) -> str:
+    """A fresh storage name for a file of the conversation (BLAB's shape, PROTOCOL 3.11)."""
+    conversation = uuid.UUID(conversation_id).hex
+    return f"chat/chat_{conversation}/msg_{uuid.uuid4().hex}_{uuid.uuid4().hex}"
+
+
+def key_conversation(key: str) -> str | None:
+    """The conversation id (canonical) a storage name belongs to; None for anything that is
+    not a storage name this module makes."""
+    match = KEY_PATTERN.fullmatch(key)
+    return str(uuid.UUID(hex=match.group(1))) if match else None
+
+
+def display_name(raw: str | None) -> str | None:
+    """The client's file name, made safe to keep and show: the last path segment, no
+    control characters, at most 255 characters with the extension kept; None when empty."""
+    if not raw:
+        return None
+    name = re.split(r"[/\\]", raw)[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    if len(name) > MAX_NAME:
+        stem, dot, ext = name.rpartition(".")
+        if dot and stem and 0 < len(ext) <= 16:
+            name = stem[: MAX_NAME - len(ext) - 1] + "." + ext
+        else:
+            name = name[:MAX_NAME]
+    return name or None
+
+
+class SpoolFile:
+    """A temporary local file an upload is streamed into (buffered, written in a thread).
+
+    Attributes:
+        path: where the bytes are.
+        size: how many bytes were written so far.
+    """
+
+    def __init__(self, path: Path, file: BinaryIO) -> None:
+        self.path = path
+        self._file = file
+        self._buffer = bytearray()
+        self.size = 0
+
+    @classmethod
+    async def create(cls, directory: Path) -> SpoolFile:
+        """A new empty spool file in ``directory`` (created if needed)."""
+
+        def make() -> SpoolFile:
+            directory.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(dir=directory, prefix="upload_")
+            return cls(Path(name), os.fdopen(handle, "wb", buffering=0))
+
+        return await anyio.to_thread.run_sync(make)
+
+    def add(self, data: bytes) -> None:
+        """Append ``data`` to the in-memory buffer; :meth:`flush` writes it out."""
+        self._buffer += data
+        self.size += len(data)
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered but not written yet."""
+        return len(self._buffer)
+
+    async def flush(self) -> None:
+        """Write the buffer to the file (in a thread)."""
+        if self._buffer:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            await anyio.to_thread.run_sync(self._file.write, data)
+
+    async def finish(self) -> None:
+        """Write what is buffered, push it to disk, and close the file."""
+        await self.flush()
+        await anyio.to_thread.run_sync(_sync_and_close, self._file)
+
+    def discard(self) -> None:
+        """Close and delete the file (safe to call twice, and after :meth:`finish`)."""
+        self._buffer = bytearray()
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _sync_and_close(file: BinaryIO) -> None:
+    os.fsync(file.fileno())
+    file.close()
+
+
+class FileStore(Protocol):
+    """Storage of uploaded files. Implementations must keep the names they are given."""
+
+    async def spool(self) -> SpoolFile:
+        """A new temporary file to stream an upload into."""
+        ...
+
+    async def keep(self, spool: SpoolFile, conversation_id: str) -> str:
+        """Store a finished spool file under a new name of the conversation; returns the
+        name (the ``file_url`` path after ``/media/``). The spool file is gone afterwards."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove a stored file; a missing file or a foreign name is not an error.
+
+        Callers use it on error paths, also while being cancelled: implementations should
+        finish the removal even then (the local one does not suspend at all)."""
+        ...
+
+    def locate(self, key: str) -> Path | None:
+        """The local path of a stored file, or None (unknown name, or not there)."""
+        ...
+
+
+class LocalFileStore:
+    """Files in a local directory (``settings.media_root``).
+
+    Args:
+        root: the directory; created when first needed.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    async def spool(self) -> SpoolFile:
+        return await SpoolFile.create(self.root / "tmp")
+
+    async def keep(self, spool: SpoolFile, conversation_id: str) -> str:
+        key = new_key(conversation_id)
+        target = self.root / key
+        await anyio.to_thread.run_sync(_move_durably, spool.path, target)
+        return key
+
+    async def delete(self, key: str) -> None:
+        # No await inside: a cancelled caller cannot interrupt the removal.
+        path = self.locate(key)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def locate(self, key: str) -> Path | None:
+        if key_conversation(key) is None:
+            return None
+        path = self.root / key
+        return path if path.is_file() else None
+
+
+def _move_durably(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+__all__ = [
+    "FileStore",
+    "LocalFileStore",
+    "SpoolFile",
+    "display_name",
+    "key_conversation",
+    "new_key",
+]

@@ -1,0 +1,421 @@
+"""Streaming ``multipart/form-data`` uploads for posting a message (PROTOCOL 3.10, 5.8).
+
+The body is never held in memory: it is read chunk by chunk from ``request.stream()``, fed
+to python-multipart's streaming parser, and the file part is written to a spool file of the
+:class:`~tertulia.files.FileStore` (at most one chunk plus a 256 KB write buffer in memory).
+
+Refusing as early as possible:
+
+1. ``Content-Length`` over the largest limit plus :data:`ALLOWANCE` → 413 before a byte of
+   the body is read.
+2. When the ``type`` field comes before the file part (the BLAB web client's order), the
+   type's own limit applies from the file part's first byte, and a ``Content-Length`` over
+   that limit plus :data:`ALLOWANCE` is refused right at the part's headers; a file on a
+   type that takes none (``T``) is refused there too.
+3. Otherwise the file is capped at the largest limit while streaming and checked against
+   its type's limit once the body has been read.
+
+Every refusal answers ``413 {"detail": "MAX = <limit>"}`` (the type's limit when the type is
+known, else the largest). A refusal before the end of the body is an :class:`UploadError`
+with ``complete=False``: the caller must close the connection (``Connection: close``) so
+the client stops sending. Whatever was spooled is deleted on every error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import anyio.to_thread
+import structlog
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from tertulia.domain.inputs import parse_new_message
+from tertulia.domain.model import FileInfo
+from tertulia.errors import PayloadTooLarge, TertuliaError, UnsupportedMediaType, ValidationFailed
+from tertulia.files import (
+    FILE_TYPE_CODES,
+    ContentMismatch,
+    FileStore,
+    SpoolFile,
+    display_name,
+    file_store,
+    largest_limit,
+    limit_for,
+    stored_type,
+)
+from tertulia.web.deps import Membership, services
+from tertulia.web.responses import JSONBody
+
+log = structlog.get_logger(__name__)
+
+ALLOWANCE = 64 * 1024  # boundaries, part headers and the text fields, on top of the file
+MAX_FIELDS_SIZE = 32 * 1024  # all text fields together (text is at most 4000 characters)
+MAX_PARTS = 32
+FILE_FIELDS = ("file", "blob")  # ``file`` as BLAB; ``blob`` also taken for voice recordings
+FLUSH_AT = 256 * 1024
+EMPTY_FILE = "The submitted file is empty."
+NOT_A_FILE = "The submitted data was not a file. Check the encoding type on the form."
+
+
+class UploadError(Exception):
+    """An upload refused; nothing of it is kept.
+
+    Attributes:
+        error: the error to answer with.
+        complete: whether the whole body had been read (if not, close the connection).
+        bytes_read: body bytes read before the refusal.
+    """
+
+    def __init__(self, error: TertuliaError, *, complete: bool, bytes_read: int) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.complete = complete
+        self.bytes_read = bytes_read
+
+
+class _Refuse(Exception):
+    """Raised inside the parser's callbacks to stop reading."""
+
+    def __init__(self, error: TertuliaError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
+@dataclass
+class ReceivedFile:
+    """The file part, complete and on disk (the spool file is flushed and closed).
+
+    Attributes:
+        spool: where the bytes are; the caller keeps or discards it.
+        filename: the client's file name, as sent (not safe for anything but display).
+        size: bytes.
+    """
+
+    spool: SpoolFile
+    filename: str | None
+    size: int
+
+
+@dataclass
+class Upload:
+    """A multipart body: its text fields (a repeated name keeps its last value) and file."""
+
+    fields: dict[str, str]
+    file: ReceivedFile | None = None
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"MAX = {limit}")
+
+
+def _decode(raw: bytes) -> str:
+    # parse_options_header gives latin-1 bytes back; browsers send UTF-8 names.
+    return raw.decode("utf-8", errors="replace")
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str | None = None
+    is_file: bool = False
+    data: bytearray = field(default_factory=bytearray)
+    header_name: bytearray = field(default_factory=bytearray)
+    header_value: bytearray = field(default_factory=bytearray)
+    disposition: bytes = b""
+
+
+class _Reader:
+    """The parser's callbacks: fields in memory (capped), the file into ``pending``."""
+
+    def __init__(self, limits: Mapping[str, int], declared: int | None) -> None:
+        self.limits = limits
+        self.declared = declared
+        self.largest = largest_limit(limits)
+        self.fields: dict[str, str] = {}
+        self.fields_size = 0
+        self.parts = 0
+        self.part = _Part()
+        self.file_started = False
+        self.filename: str | None = None
+        self.file_size = 0
+        self.file_limit = self.largest
+        self.pending = bytearray()  # file bytes not yet handed to the spool file
+        self.ended = False
+
+    # -- python-multipart callbacks ----------------------------------------------------
+
+    def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise _Refuse(ValidationFailed(detail=f"At most {MAX_PARTS} form parts."))
+        self.part = _Part()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.part.header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.part.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if bytes(self.part.header_name).strip().lower() == b"content-disposition":
+            self.part.disposition = bytes(self.part.header_value)
+        self.part.header_name.clear()
+        self.part.header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.part.disposition)
+        if b"name" not in options:
+            raise _Refuse(
+                ValidationFailed(detail='Multipart form parse error - a part has no "name".')
+            )
+        self.part.name = _decode(options[b"name"])
+        if b"filename" not in options:
+            return
+        self.part.is_file = True
+        self.part.filename = _decode(options[b"filename"])
+        if self.part.name not in FILE_FIELDS:
+            raise _Refuse(ValidationFailed({self.part.name: ["Unexpected file."]}))
+        if self.file_started:
+            raise _Refuse(ValidationFailed({"file": ["Send at most one file."]}))
+        self.file_started = True
+        self.filename = self.part.filename
+        kind = self.fields.get("type")
+        if kind is None:
+            return  # the type comes later: capped by the largest limit meanwhile
+        if kind not in FILE_TYPE_CODES:
+            raise _Refuse(_no_file_for(self.fields))
+        self.file_limit = limit_for(self.limits, kind)
+        if self.declared is not None and self.declared > self.file_limit + ALLOWANCE:
+            raise _Refuse(too_large(self.file_limit))
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        size = end - start
+        if self.part.is_file:
+            self.file_size += size
+            if self.file_size > self.file_limit:
+                raise _Refuse(too_large(self.file_limit))
+            self.pending += data[start:end]
+            return
+        self.fields_size += size
+        if self.fields_size > MAX_FIELDS_SIZE:
+            raise _Refuse(
+                ValidationFailed(detail=f"The form's text fields exceed {MAX_FIELDS_SIZE} bytes.")
+            )
+        self.part.data += data[start:end]
+
+    def on_part_end(self) -> None:
+        if not self.part.is_file:
+            self.fields[self.part.name] = self.part.data.decode("utf-8", errors="replace")
+
+    def on_end(self) -> None:
+        self.ended = True
+
+
+def _no_file_for(fields: Mapping[str, str]) -> ValidationFailed:
+    """The error for a file on a message type that takes none: the type's own error when
+    the type is invalid, else a ``file`` error (Tertulia refuses files on ``T``)."""
+    try:
+        parse_new_message(fields)
+    except ValidationFailed as exc:
+        if "type" in exc.errors:
+            return ValidationFailed({"type": exc.errors["type"]})
+    return ValidationFailed({"file": ["Only the types V, a, v, i and A take a file."]})
+
+
+def _boundary(request: Request) -> bytes:
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise ValidationFailed(
+            detail="Multipart form parse error - Invalid boundary in multipart: None"
+        )
+    return boundary
+
+
+def _declared_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    return int(raw) if raw is not None and raw.strip().isdigit() else None
+
+
+async def receive_upload(request: Request, store: FileStore, limits: Mapping[str, int]) -> Upload:
+    """Read a multipart message body, streaming its file to a spool file of ``store``.
+
+    Args:
+        request: a ``multipart/form-data`` request whose body has not been read.
+        store: where the file is spooled.
+        limits: the five limits (``settings.chat_limits``).
+
+    Returns:
+        the text fields and, when there was a file part, the spooled file (non-empty,
+        within its type's limit). The caller keeps or discards ``file.spool``.
+
+    Raises:
+        UploadError: over a limit (413), a malformed body, a file on a type that takes
+            none, an empty file, an unexpected or second file part, or the client went
+            away mid-body (400).
+    """
+    declared = _declared_length(request)
+    reader = _Reader(limits, declared)
+    body_cap = reader.largest + ALLOWANCE
+    read = 0
+    spool: SpoolFile | None = None
+    complete = False
+    try:
+        if declared is not None and declared > body_cap:
+            raise _Refuse(too_large(reader.largest))
+        parser = MultipartParser(
+            _boundary(request),
+            {
+                "on_part_begin": reader.on_part_begin,
+                "on_part_data": reader.on_part_data,
+                "on_part_end": reader.on_part_end,
+                "on_header_field": reader.on_header_field,
+                "on_header_value": reader.on_header_value,
+                "on_header_end": reader.on_header_end,
+                "on_headers_finished": reader.on_headers_finished,
+                "on_end": reader.on_end,
+            },
+        )
+        async for chunk in request.stream():
+            read += len(chunk)
+            parser.write(chunk)  # its callbacks refuse a file over its type's limit
+            if read > body_cap:  # a body that is not all file: epilogue, padding
+                raise _Refuse(too_large(reader.file_limit))
+            if reader.pending:
+                if spool is None:
+                    spool = await store.spool()
+                spool.add(bytes(reader.pending))
+                reader.pending.clear()
+                if spool.pending >= FLUSH_AT:
+                    await spool.flush()
+        complete = True
+        parser.finalize()
+        if not reader.ended:
+            raise ValidationFailed(detail="Multipart form parse error - the body ended early.")
+        received = await _finish(reader, spool)
+    except _Refuse as exc:
+        _discard(spool)
+        raise _failed(request, exc.error, complete=complete, read=read) from None
+    except FormParserError as exc:
+        _discard(spool)
+        error = ValidationFailed(detail=f"Multipart form parse error - {exc}")
+        raise _failed(request, error, complete=complete, read=read) from None
+    except TertuliaError as exc:
+        _discard(spool)
+        raise _failed(request, exc, complete=complete, read=read) from None
+    except ClientDisconnect:
+        _discard(spool)
+        error = ValidationFailed(detail="The upload was interrupted.")
+        raise _failed(request, error, complete=False, read=read) from None
+    except BaseException:
+        _discard(spool)
+        raise
+    return Upload(reader.fields, received)
+
+
+async def _finish(reader: _Reader, spool: SpoolFile | None) -> ReceivedFile | None:
+    """Checks that need the whole body: the type's limit, a file on ``T``, an empty file."""
+    if not reader.file_started:
+        return None
+    kind = reader.fields.get("type")
+    if kind not in FILE_TYPE_CODES:
+        raise _Refuse(_no_file_for(reader.fields))
+    limit = limit_for(reader.limits, kind)
+    if reader.file_size > limit:
+        raise _Refuse(too_large(limit))
+    if reader.file_size == 0 or spool is None:
+        raise _Refuse(ValidationFailed({"file": [EMPTY_FILE]}))
+    await spool.finish()
+    return ReceivedFile(spool, reader.filename, reader.file_size)
+
+
+def _discard(spool: SpoolFile | None) -> None:
+    if spool is not None:
+        spool.discard()
+
+
+def _failed(request: Request, error: TertuliaError, *, complete: bool, read: int) -> UploadError:
+    log.info(
+        "upload refused",
+        status=error.status,
+        detail=error.detail,
+        bytes_read=read,
+        body_complete=complete,
+        conversation_id=request.path_params.get("conversation_id"),
+    )
+    return UploadError(error, complete=complete, bytes_read=read)
+
+
+def is_multipart(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "")
+    return content_type.split(";", 1)[0].strip().lower() == "multipart/form-data"
+
+
+async def post_multipart(request: Request, member: Membership) -> JSONBody:
+    """The multipart path of ``POST messages/``: receive, check, store, then submit.
+
+    The file is kept (under a server-made name, flushed to disk) before the message is
+    submitted, and deleted again when the submission fails or turns out to repeat an
+    earlier ``local_id``; so no stored message points at a missing file and no failed one
+    leaves a file behind.
+
+    Returns:
+        201 with the message, 200 for a repeated ``local_id``, or the refusal of
+        :func:`receive_upload` (with ``Connection: close`` when the body was not read).
+
+    Raises:
+        ValidationFailed: ``file`` sent as a text field, or the message's own rules.
+        UnsupportedMediaType: the file's content does not fit the message type.
+    """
+    svc = services(request)
+    store = file_store(svc.settings.media_root)
+    try:
+        upload = await receive_upload(request, store, svc.settings.chat_limits)
+    except UploadError as exc:
+        headers = None if exc.complete else {"Connection": "close"}
+        return JSONBody(exc.error.body(), status_code=exc.error.status, headers=headers)
+    received = upload.file
+    key: str | None = None
+    try:
+        if "file" in upload.fields:
+            raise ValidationFailed({"file": [NOT_A_FILE]})
+        info: FileInfo | None = None
+        if received is not None:
+            kind = upload.fields["type"]
+            try:
+                mime = await anyio.to_thread.run_sync(stored_type, kind, received.spool.path)
+            except ContentMismatch as exc:
+                raise UnsupportedMediaType(str(exc)) from None
+            key = await store.keep(received.spool, member.chat.conversation.id)
+            info = FileInfo(
+                path=key,
+                size=received.size,
+                name=display_name(received.filename),
+                mime_type=mime,
+            )
+        result = await member.chat.submit(member.participant, upload.fields, file=info)
+    except BaseException:
+        if received is not None:
+            received.spool.discard()
+        if key is not None:
+            await store.delete(key)
+        raise
+    if result.duplicate and key is not None:
+        await store.delete(key)
+    status = 200 if result.duplicate else 201
+    return JSONBody(member.chat.public(result.message), status_code=status)
+
+
+__all__ = [
+    "ALLOWANCE",
+    "NOT_A_FILE",
+    "ReceivedFile",
+    "Upload",
+    "UploadError",
+    "is_multipart",
+    "post_multipart",
+    "receive_upload",
+]
