@@ -256,10 +256,12 @@ class ChatRegistry:
 
         async def later() -> None:
             await asyncio.sleep(delay)
+            # Check before letting go of the timer: a socket that connects meanwhile cancels
+            # it (cancel_leave), so a reconnection never yields 'joined' without a 'left'.
+            present = await self.broker.present(chat.conversation.id)
             self._leaving.pop(key, None)
-            if participant_id in await self.broker.present(chat.conversation.id):
-                return
-            await chat._participant_left(participant_id)
+            if participant_id not in present:
+                await chat._participant_left(participant_id)
 
         self._leaving[key] = asyncio.create_task(later(), name=f"leave-{participant_id}")
 
@@ -799,13 +801,20 @@ class Chat:
     # -- reading -----------------------------------------------------------------------
 
     async def replay(
-        self, participant: Participant, after: int, *, limit: int = 10_000
+        self, participant: Participant, after: int, *, batch: int = 1000
     ) -> list[tuple[int, str]]:
-        """(seq, frame) of the visible messages with ``seq > after`` this participant may see."""
+        """(seq, frame) of every visible message with ``seq > after`` this participant may
+        see, read in batches of ``batch``."""
         from tertulia.outgoing import message_frame
 
+        found: list[Message] = []
         async with self._services.db.read() as conn:
-            found = await msg_repo.visible_after(conn, self.conversation.id, after, limit=limit)
+            while True:
+                page = await msg_repo.visible_after(conn, self.conversation.id, after, limit=batch)
+                found.extend(page)
+                if len(page) < batch:
+                    break
+                after = page[-1].seq or after
         has_manager = self.manager is not None
         frames = []
         for message in found:

@@ -21,19 +21,19 @@ Guarantees (see docs/bots.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 from tenacity import AsyncRetrying, RetryError, stop_after_attempt, wait_exponential_jitter
 
-from tertulia.bots.base import ChatMessage, ConversationInfo
+from tertulia.bots.base import BotServices, ChatMessage, ConversationInfo
 from tertulia.domain.times import utcnow
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
@@ -42,6 +42,8 @@ from tertulia.storage.deliveries import Delivery
 
 log = structlog.get_logger(__name__)
 BATCH = 50
+CLOSE_GRACE = 2.0
+"""Seconds :meth:`BotRunner.close` waits for bots' messages being stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class BotContext:
 
     bot_name: str
     participants: list[dict[str, str]]
+    services: BotServices | None = None
 
 
 class BotHost(Protocol):
@@ -71,6 +74,10 @@ class BotTimeout(Exception):
     """A bot call took longer than its spec allows."""
 
 
+class BotStopped(Exception):
+    """A bot tried to send while the runner was stopping; nothing was stored."""
+
+
 def answer_local_id(delivery_pk: int, n: int) -> str:
     """The ``local_id`` of the n-th message a bot sends while handling a delivery."""
     return hashlib.sha256(f"tertulia-delivery:{delivery_pk}:{n}".encode()).hexdigest()[:32]
@@ -85,6 +92,9 @@ class BotRunner:
         host: the chat side.
         poll_interval: how often to look for deliveries whose wake-up was missed (e.g.
             recorded by another process); ``0`` disables polling.
+        backoff_initial: seconds before the first retry (plus up to as much again at
+            random); each further retry waits twice as long.
+        backoff_max: the longest wait between two attempts.
     """
 
     def __init__(
@@ -102,16 +112,15 @@ class BotRunner:
         self._host = host
         self._poll_interval = poll_interval
         self._backoff = (backoff_initial, backoff_max)
-        self._slots = {name: asyncio.Semaphore(spec.concurrency) for name, (spec, _) in bots.items()}
+        self._slots = {
+            name: asyncio.Semaphore(spec.concurrency) for name, (spec, _) in bots.items()
+        }
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
-        self._executor = ThreadPoolExecutor(
-            max_workers=sum(spec.concurrency for spec, _ in bots.values()) + 4,
-            thread_name_prefix="bot",
-        )
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._sends: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         """Resume every pending delivery (those a previous run left behind)."""
@@ -129,7 +138,13 @@ class BotRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # A bot thread that outlived its worker may be storing a message: let that finish
+        # (briefly) so no transaction is cut in half, then refuse any further sends.
+        if self._sends:
+            await asyncio.wait(set(self._sends), timeout=CLOSE_GRACE)
+        for task in list(self._sends):
+            task.cancel()
+        await asyncio.gather(*self._sends, return_exceptions=True)
 
     def notify(self, bot_participant_ids: set[str]) -> None:
         """New deliveries were committed for these bot participants: make sure they run."""
@@ -181,7 +196,9 @@ class BotRunner:
             participant_id=delivery.bot_participant_id,
             delivery=delivery.pk,
         )
-        context = await self._host.bot_context(delivery.conversation_id, delivery.bot_participant_id)
+        context = await self._host.bot_context(
+            delivery.conversation_id, delivery.bot_participant_id
+        )
         entry = self._bots.get(context.bot_name) if context else None
         if context is None or entry is None:
             bound.warning("delivery to an unknown bot dropped")
@@ -193,11 +210,15 @@ class BotRunner:
         before = copy.deepcopy(state)
         attempts = delivery.attempts
         bound = bound.bind(bot=context.bot_name)
-        self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, True)
+        busy = delivery.kind == "message"  # status updates are no work people wait for
+        if busy:
+            self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, True)
         try:
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(max(1, spec.retries + 1 - attempts)),
-                wait=wait_exponential_jitter(multiplier=self._backoff[0], max=self._backoff[1]),
+                wait=wait_exponential_jitter(
+                    multiplier=self._backoff[0], max=self._backoff[1], jitter=self._backoff[0]
+                ),
                 reraise=False,
             )
             async for attempt in retrying:
@@ -213,7 +234,9 @@ class BotRunner:
                         state.clear()
                         state.update(copy.deepcopy(before))
                         async with self._db.write() as conn:
-                            await outbox.record_attempt(conn, delivery.pk, attempts=attempts, error=error)
+                            await outbox.record_attempt(
+                                conn, delivery.pk, attempts=attempts, error=error
+                            )
                         raise
         except RetryError as exc:
             error = str(exc.last_attempt.exception())
@@ -221,8 +244,11 @@ class BotRunner:
             await self._finish(delivery, outbox.FAILED, attempts, error, None)
             return
         finally:
-            self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, False)
-        await self._finish(delivery, outbox.DONE, attempts, None, state if state != before else None)
+            if busy:
+                self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, False)
+        await self._finish(
+            delivery, outbox.DONE, attempts, None, state if state != before else None
+        )
 
     async def _finish(
         self,
@@ -253,10 +279,14 @@ class BotRunner:
             send_function=self._send_function(delivery),
             participants=context.participants,
             state=state,
+            services=context.services,
+            delivery_id=delivery.pk,
         )
         method = "receive_message" if delivery.kind == "message" else "update_status"
         argument: Any = (
-            ChatMessage.from_dict(delivery.payload) if delivery.kind == "message" else delivery.payload
+            ChatMessage.from_dict(delivery.payload)
+            if delivery.kind == "message"
+            else delivery.payload
         )
         slot = self._slots[context.bot_name]
         await slot.acquire()
@@ -281,7 +311,7 @@ class BotRunner:
                 asyncio.run_coroutine_threadsafe(_await(result), self._require_loop()).result()
 
         assert self._loop is not None
-        future = self._loop.run_in_executor(self._executor, call)
+        future = _in_daemon_thread(self._loop, call, name=f"bot-{delivery.bot_participant_id}")
         future.add_done_callback(lambda _: slot.release())
         try:
             await asyncio.wait_for(asyncio.shield(future), spec.timeout)
@@ -301,13 +331,66 @@ class BotRunner:
         def send(data: dict[str, Any]) -> Any:
             data = dict(data)
             data["local_id"] = answer_local_id(delivery.pk, next(counter))
-            coro = host.send_from_bot(delivery.conversation_id, delivery.bot_participant_id, data)
+            if self._closing:
+                raise BotStopped("the server is stopping; the message was not stored")
+            coro = self._tracked(
+                host.send_from_bot(delivery.conversation_id, delivery.bot_participant_id, data)
+            )
             if threading.get_ident() == loop_thread:
                 return asyncio.ensure_future(coro)
             return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
         return send
 
+    async def _tracked(self, coro: Awaitable[Any]) -> Any:
+        """Run a bot's send on the loop, unless the runner is closing (a thread can outlive
+        its worker); :meth:`close` waits for the sends in progress."""
+        task = asyncio.current_task()
+        if self._closing or task is None:
+            if inspect.iscoroutine(coro):
+                coro.close()
+            raise BotStopped("the server is stopping; the message was not stored")
+        self._sends.add(task)
+        try:
+            return await coro
+        finally:
+            self._sends.discard(task)
+
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+def _in_daemon_thread(
+    loop: asyncio.AbstractEventLoop, call: Callable[[], None], *, name: str
+) -> asyncio.Future[None]:
+    """Run ``call`` in a new daemon thread; the future settles when it returns.
+
+    Not a ``ThreadPoolExecutor``: the interpreter joins those threads at exit, so one bot
+    call that never returns would keep the server from stopping. The concurrency slots
+    already bound how many threads run at once.
+    """
+    future: asyncio.Future[None] = loop.create_future()
+    # A call that outlived its timeout fails unobserved: mark its error as seen (the
+    # awaiting side, when there is one, still gets it raised and logs it).
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def settle(error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            call()
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future

@@ -16,6 +16,7 @@ handshake is accepted (refusals are HTTP 403). Then:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import orjson
@@ -33,28 +34,47 @@ from tertulia.web.deps import services
 
 log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
+CLOSE_TIMEOUT = 5.0
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     """No ``Origin``, the server's own origin, or a configured one (PROTOCOL 4.1)."""
     origin = websocket.headers.get("origin")
-    if origin is None or origin in allowed:
+    if origin is None:
         return True
-    host = websocket.headers.get("host", "")
-    scheme = "https" if websocket.url.scheme == "wss" else "http"
-    return origin.lower() in (f"{scheme}://{host}".lower(), f"http://{host}".lower())
+    # Origins compare case-insensitively; configured ones may end in "/" (as REST's check).
+    origin = origin.lower().rstrip("/")
+    if origin in {o.lower().rstrip("/") for o in allowed}:
+        return True
+    host = websocket.headers.get("host", "").lower()
+    return origin in (f"http://{host}", f"https://{host}")
 
 
 class Outbox:
-    """A socket's outgoing frames: a bounded queue, filtering by tags, and resume."""
+    """A socket's outgoing frames: a bounded queue, filtering by tags, and resume.
 
-    def __init__(self, websocket: WebSocket, tags: frozenset[str], size: int) -> None:
+    The queue holds single frames and, once, the whole replay of ``?after=N`` as one item:
+    the sender task writes a replay frame by frame with the socket's own back-pressure, so
+    a long replay never overflows the queue. Live frames are only queued; when the queue is
+    full the socket is dropped (its sender stops and the endpoint closes it with 1013).
+    """
+
+    def __init__(
+        self, websocket: WebSocket, tags: frozenset[str], size: int, *, log: Any = log
+    ) -> None:
         self.websocket = websocket
         self.tags = tags
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[str | list[str]] = asyncio.Queue(size)
         self.overflowed = False
+        self.sender: asyncio.Task[None] | None = None
+        self._log = log
         self._held: list[Event] | None = None
         self._replayed_upto = 0
+
+    def start(self, name: str) -> asyncio.Task[None]:
+        """Start the sender task."""
+        self.sender = asyncio.create_task(self._pump(), name=name)
+        return self.sender
 
     def deliver(self, event: Event) -> None:
         """Broker callback: never blocks."""
@@ -67,41 +87,44 @@ class Outbox:
             return
         self.put(event.frame)
 
-    def put(self, frame: str) -> None:
+    def put(self, frame: str | list[str]) -> None:
+        """Queue a frame (or a replay); a full queue drops the socket."""
         if self.overflowed:
             return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.overflowed = True
-            log.warning("socket too slow, closing it")
-            self.queue = asyncio.Queue(1)
-            self.queue.put_nowait(None)
+            self._log.warning("socket too slow, dropping it", queued=self.queue.qsize())
+            # The sender may be stuck writing to a peer that does not read: stop it now,
+            # which ends the receive loop and runs the disconnect bookkeeping.
+            if self.sender is not None:
+                self.sender.cancel()
 
     def hold(self) -> None:
+        """Keep live frames back until :meth:`release`."""
         self._held = []
 
     def release(self, replay: list[tuple[int, str]]) -> None:
         """Send the replay, then the live frames held meanwhile that it did not cover."""
         held, self._held = self._held or [], None
-        for seq, frame in replay:
-            self._replayed_upto = max(self._replayed_upto, seq)
-            self.put(frame)
+        if replay:
+            self._replayed_upto = max(seq for seq, _ in replay)
+            self.put([frame for _, frame in replay])
         for event in held:
             self.deliver(event)
 
-    async def pump(self) -> None:
-        """Send queued frames in order until told to stop (None) or the socket breaks."""
+    async def _pump(self) -> None:
+        """Send queued frames in order until cancelled or the socket breaks."""
         while True:
-            frame = await self.queue.get()
-            if frame is None:
-                if self.overflowed:
-                    await self.websocket.close(CLOSE_SLOW, "too slow")
-                return
-            await self.websocket.send_text(frame)
+            item = await self.queue.get()
+            for frame in [item] if isinstance(item, str) else item:
+                await self.websocket.send_text(frame)
 
 
-async def _authenticate(websocket: WebSocket, conversation_id: str) -> tuple[Chat, Participant] | None:
+async def _authenticate(
+    websocket: WebSocket, conversation_id: str
+) -> tuple[Chat, Participant] | None:
     svc = services(websocket)
     if not origin_allowed(websocket, svc.settings.allowed_origins):
         return None
@@ -135,11 +158,11 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     after = _after(websocket)
     await websocket.accept()
 
-    outbox = Outbox(websocket, socket_tags(participant), svc.settings.ws_send_queue)
+    outbox = Outbox(websocket, socket_tags(participant), svc.settings.ws_send_queue, log=bound)
     if after is not None:
         outbox.hold()
     unsubscribe = await svc.registry.broker.subscribe(chat.conversation.id, outbox.deliver)
-    sender = asyncio.create_task(outbox.pump(), name=f"ws-send-{socket_id}")
+    sender = outbox.start(f"ws-send-{socket_id}")
     connected = False
     try:
         joined = await chat.connect(participant, socket_id)
@@ -158,10 +181,7 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
         pass
     finally:
         unsubscribe()
-        outbox.queue = asyncio.Queue(1)
-        outbox.queue.put_nowait(None)
-        if not sender.done():
-            sender.cancel()
+        sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
         if connected:
             try:
@@ -169,7 +189,10 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
             except Exception:
                 bound.exception("disconnect bookkeeping failed")
         if websocket.application_state == WebSocketState.CONNECTED and outbox.overflowed:
-            await websocket.close(CLOSE_SLOW)
+            # A peer that does not read may never take the close frame either; after the
+            # timeout the server drops the connection without it.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(CLOSE_SLOW, "too slow"), CLOSE_TIMEOUT)
 
 
 async def _receive(
@@ -199,7 +222,9 @@ async def _receive(
         await _handle(text, chat, participant, outbox, bound)
 
 
-async def _handle(text: str, chat: Chat, participant: Participant, outbox: Outbox, bound: Any) -> None:
+async def _handle(
+    text: str, chat: Chat, participant: Participant, outbox: Outbox, bound: Any
+) -> None:
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -1,0 +1,137 @@
+"""Bots that misbehave on purpose, a log watcher, and sockets for bot participants.
+
+The classes are installed with ``make_settings(bots={"NAME": {"module": "support.bots",
+"class": ...}})``. Blocking bots wait on :data:`RELEASE`, which the ``release_bots`` fixture
+of the tests that use them sets at teardown, so no worker thread outlives its test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+from support.blab import Person
+from support.server import LiveServer
+from tertulia.bots.base import ChatMessage, ConversationInfo
+from tertulia.storage import sessions as session_repo
+
+RELEASE = threading.Event()
+"""Set to let every blocked bot return."""
+
+EventDict = MutableMapping[str, Any]
+
+
+class _HumanTriggered:
+    def __init__(self, conversation_info: ConversationInfo, *args: Any, **kwargs: Any) -> None:
+        self.info = conversation_info
+
+
+class RaisingBot(_HumanTriggered):
+    """Raises on every message a human sent."""
+
+    def receive_message(self, message: ChatMessage) -> None:
+        if message.sent_by_human:
+            raise RuntimeError(f"boom on {message.text!r}")
+
+
+class BlockingBot(_HumanTriggered):
+    """Blocks its worker thread on every human message until :data:`RELEASE` is set."""
+
+    def receive_message(self, message: ChatMessage) -> None:
+        if message.sent_by_human:
+            RELEASE.wait()
+
+
+class AsyncHangingBot(_HumanTriggered):
+    """An async bot that never returns from a human message (it awaits forever)."""
+
+    async def receive_message(self, message: ChatMessage) -> None:
+        if message.sent_by_human:
+            await asyncio.Event().wait()
+
+
+class SilentBot(_HumanTriggered):
+    """Does nothing: a participant driven by the test over its own socket."""
+
+
+def bots_with(name: str, cls: str, **fields: Any) -> dict[str, dict[str, Any]]:
+    """A ``bots`` entry for :func:`make_settings`, plus the default ECHO."""
+    return {
+        "ECHO": {"module": "tertulia.bots.builtin", "class": "UpperCaseEchoBot"},
+        name: {"module": "support.bots", "class": cls, **fields},
+    }
+
+
+class LogWatcher:
+    """Every structlog event while active; tests wait on them instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.entries: list[EventDict] = []
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._thread = threading.get_ident()
+
+    def __call__(self, _logger: Any, method: str, event: EventDict) -> EventDict:
+        event = dict(event)
+        event.setdefault("log_level", method)
+        self.entries.append(event)
+        if threading.get_ident() == self._thread:
+            self._changed.set()
+        else:
+            self._loop.call_soon_threadsafe(self._changed.set)
+        raise structlog.DropEvent
+
+    async def wait_for(
+        self, predicate: Callable[[EventDict], bool], timeout: float = 10.0
+    ) -> EventDict:
+        """The first entry (past or future) matching ``predicate``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for entry in self.entries:
+                    if predicate(entry):
+                        return entry
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@contextmanager
+def watch_logs() -> Iterator[LogWatcher]:
+    """Capture structlog's output (like ``structlog.testing.capture_logs``), awaitably."""
+    watcher = LogWatcher()
+    previous = structlog.get_config()["processors"]
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, watcher])
+    try:
+        yield watcher
+    finally:
+        structlog.configure(processors=previous)
+
+
+async def bot_person(server: LiveServer, conversation_id: str, participant_id: str) -> Person:
+    """A client holding a session for a bot participant (as an external bot would)."""
+    services = server.app.state.services
+    session = await services.sessions.create(bot_conversation_id=conversation_id)
+    async with server.registry.db.write() as conn:
+        await session_repo.add_participation(conn, session.key, conversation_id, participant_id)
+    person = Person(server.base_url, server.ws_url)
+    person.http.cookies.set("sessionid", session.key)
+    person.conversation_id = conversation_id
+    person.participant_id = participant_id
+    return person
+
+
+__all__ = [
+    "RELEASE",
+    "AsyncHangingBot",
+    "BlockingBot",
+    "LogWatcher",
+    "RaisingBot",
+    "SilentBot",
+    "bot_person",
+    "bots_with",
+    "watch_logs",
+]
