@@ -20,10 +20,12 @@ def clean_conversation_name(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationFailed({"name": ["Not a valid string."]})
-    value = value.strip()
-    if len(value) > MAX_NAME:
-        raise ValidationFailed({"name": [f"Ensure this field has no more than {MAX_NAME} characters."]})
-    return value
+    name = value.strip()
+    if len(name) > MAX_NAME:
+        raise ValidationFailed(
+            {"name": [f"Ensure this field has no more than {MAX_NAME} characters."]}
+        )
+    return name
 
 
 def clean_nickname(value: Any) -> str | None:
@@ -36,12 +38,12 @@ def clean_nickname(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationFailed(bare=["nickname must be a string"])
-    value = value.strip()
-    if not value:
+    nickname = value.strip()
+    if not nickname:
         return None
-    if len(value) > MAX_NAME:
+    if len(nickname) > MAX_NAME:
         raise ValidationFailed(bare=[f"nickname must have at most {MAX_NAME} characters"])
-    return value
+    return nickname
 
 
 def anonymous_name(participant_id: str) -> str:

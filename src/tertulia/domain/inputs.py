@@ -43,11 +43,11 @@ def _string(errors: dict[str, list[str]], key: str, value: Any, limit: int) -> s
     if not isinstance(value, str):
         errors[key] = ["Not a valid string."]
         return None
-    value = value.strip()
-    if len(value) > limit:
+    text = value.strip()
+    if len(text) > limit:
         errors[key] = [f"Ensure this field has no more than {limit} characters."]
         return None
-    return value
+    return text
 
 
 def parse_new_message(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tertulia.domain.model import Conversation, Participant, ParticipantType
@@ -51,8 +51,17 @@ async def get_conversation(conn: AsyncConnection, conversation_id: str) -> Conve
 async def list_conversations(
     conn: AsyncConnection, *, offset: int, limit: int
 ) -> tuple[int, list[tuple[Conversation, int]]]:
-    """One page of all conversations, by name then creation, with participant counts."""
+    """One page of all conversations, by name then creation, with participant counts.
+
+    The order is the same on every database: no name first, then names by code point
+    (PostgreSQL would otherwise put NULLs last and sort by the locale's collation).
+    """
     total = (await conn.execute(select(func.count()).select_from(conversations))).scalar_one()
+    if offset and offset >= total:
+        return total, []  # past the end (and no huge OFFSET for the database to refuse)
+    name: ColumnElement[Any] = conversations.c.name
+    if conn.dialect.name == "postgresql":
+        name = name.collate("C")
     counts = (
         select(participants.c.conversation_id, func.count().label("n"))
         .group_by(participants.c.conversation_id)
@@ -61,7 +70,7 @@ async def list_conversations(
     rows = await conn.execute(
         select(conversations, func.coalesce(counts.c.n, 0).label("participant_count"))
         .outerjoin(counts, counts.c.conversation_id == conversations.c.id)
-        .order_by(conversations.c.name, conversations.c.created_at, conversations.c.id)
+        .order_by(name.asc().nulls_first(), conversations.c.created_at, conversations.c.id)
         .offset(offset)
         .limit(limit)
     )

@@ -75,8 +75,9 @@ async def participations(
     if not conversation_ids:
         return {}
     rows = await conn.execute(
-        select(session_participations.c.conversation_id, session_participations.c.participant_id)
-        .where(
+        select(
+            session_participations.c.conversation_id, session_participations.c.participant_id
+        ).where(
             session_participations.c.session_key == key,
             session_participations.c.conversation_id.in_(conversation_ids),
         )
@@ -94,7 +95,9 @@ async def add_participation(
     )
 
 
-async def expire_bot_sessions(conn: AsyncConnection, conversation_id: str, *, now: datetime) -> None:
+async def expire_bot_sessions(
+    conn: AsyncConnection, conversation_id: str, *, now: datetime
+) -> None:
     """End the sessions handed to external bots of a conversation (it has ended)."""
     await conn.execute(
         update(sessions)

@@ -14,8 +14,15 @@ from tertulia.web.responses import JSONBody
 
 log = structlog.get_logger(__name__)
 
-_HTTP_CODES = {400: "invalid", 403: "forbidden", 404: "not_found", 405: "method", 413: "too_large",
-               415: "media_type", 429: "throttled"}
+_HTTP_CODES = {
+    400: "invalid",
+    403: "forbidden",
+    404: "not_found",
+    405: "method",
+    413: "too_large",
+    415: "media_type",
+    429: "throttled",
+}
 
 
 async def _tertulia_error(request: Request, exc: Exception) -> JSONBody:
@@ -31,8 +38,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONBody:
     elif exc.status_code == 404 and detail == "Not Found":
         detail = "Not found."
     code = _HTTP_CODES.get(exc.status_code, "error")
-    return JSONBody({"detail": detail, "code": code}, status_code=exc.status_code,
-                    headers=getattr(exc, "headers", None))
+    return JSONBody(
+        {"detail": detail, "code": code},
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONBody:
@@ -40,7 +50,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONBody:
     body: dict[str, Any] = {}
     for error in exc.errors():
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
-        body.setdefault(".".join(loc) or "non_field_errors", []).append(error.get("msg", "Invalid."))
+        body.setdefault(".".join(loc) or "non_field_errors", []).append(
+            error.get("msg", "Invalid.")
+        )
     body["code"] = "invalid"
     return JSONBody(body, status_code=400)
 

@@ -9,6 +9,7 @@ from fastapi import Request
 from tertulia.errors import NotFound
 
 PAGE_SIZE = 100
+PAGE_QUERY = "page number from 1, or `last`; 100 items a page"
 
 
 def page_number(raw: str | None, *, count_hint: int | None = None) -> int | str:
@@ -21,7 +22,7 @@ def page_number(raw: str | None, *, count_hint: int | None = None) -> int | str:
         return 1
     if raw == "last":
         return "last"
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise NotFound("Invalid page.")
     return int(raw)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 
-class JSONBody(Response):
+class JSONBody(JSONResponse):  # a JSONResponse, so OpenAPI shows the response models
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:

@@ -110,7 +110,9 @@ class ErrorOut(BaseModel):
     code: str
 
 
-def request_body(model: type[BaseModel], *, multipart: bool = False, form: bool = True) -> dict[str, Any]:
+def request_body(
+    model: type[BaseModel], *, multipart: bool = False, form: bool = True
+) -> dict[str, Any]:
     """``openapi_extra`` describing a body parsed by hand."""
     schema = model.model_json_schema()
     content: dict[str, Any] = {"application/json": {"schema": schema}}

@@ -63,14 +63,22 @@ class Sessions:
             session = await repo.get_session(conn, key, now=now)
         if session is None:
             return None
-        if session.bot_conversation_id is None and session.expires_at - now < self.max_age - RENEW_AFTER:
-            expires = now + self.max_age
+        max_age = (
+            self.max_age
+            if session.bot_conversation_id is None
+            else timedelta(seconds=self._settings.bot_session_max_age)
+        )
+        if session.expires_at - now < max_age - min(RENEW_AFTER, max_age / 2):
+            expires = now + max_age
             async with self._db.write() as conn:
                 await repo.renew(conn, key, expires_at=expires)
         return session
 
     async def create(
-        self, *, nickname: str | None = None, bot_conversation_id: str | None = None,
+        self,
+        *,
+        nickname: str | None = None,
+        bot_conversation_id: str | None = None,
         max_age: timedelta | None = None,
     ) -> SessionRecord:
         now = utcnow()
@@ -105,12 +113,15 @@ class Sessions:
             await repo.set_nickname(conn, session.key, nickname)
 
     def set_cookie(self, response: Response, session: SessionRecord) -> None:
+        """``sessionid=<key>; expires=…; HttpOnly; Max-Age=…; Path=/; SameSite=Lax`` as
+        Django writes it (``Secure`` too when configured); never scoped to a host or port."""
         response.set_cookie(
             COOKIE,
             session.key,
             max_age=self._settings.session_max_age,
+            expires=self._settings.session_max_age,
             path="/",
             httponly=True,
-            samesite=self._settings.session_cookie_samesite,
+            samesite=self._settings.session_cookie_samesite.capitalize(),  # type: ignore[arg-type]
             secure=self._settings.session_cookie_secure,
         )

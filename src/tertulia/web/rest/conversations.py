@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.exc import IntegrityError
 
 from tertulia.chats import Chat
 from tertulia.domain.conversations import (
@@ -20,8 +21,15 @@ from tertulia.errors import PermissionDenied, ValidationFailed
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.sessions import SessionRecord
 from tertulia.web.bodies import read_object
-from tertulia.web.deps import chat_or_404, membership, services
-from tertulia.web.pagination import PAGE_SIZE, check_in_range, page_number, paginated, resolve_last
+from tertulia.web.deps import Services, chat_or_404, membership, services
+from tertulia.web.pagination import (
+    PAGE_QUERY,
+    PAGE_SIZE,
+    check_in_range,
+    page_number,
+    paginated,
+    resolve_last,
+)
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import route
 from tertulia.web.schemas import (
@@ -50,19 +58,21 @@ def _conversation(chat: Chat, my_participant_id: str | None) -> dict[str, Any]:
 
 
 @route(router, "", ["GET", "HEAD"], response_model=ConversationPage, name="list_conversations")
-async def list_conversations(request: Request) -> JSONBody:
+async def list_conversations(
+    request: Request, page: Annotated[str | None, Query(description=PAGE_QUERY)] = None
+) -> JSONBody:
     """All conversations, by name (only with rooms on; 403 otherwise)."""
     svc = services(request)
     if not svc.settings.rooms:
         raise PermissionDenied()
-    page = page_number(request.query_params.get("page"))
+    wanted = page_number(page)
+    number = wanted if isinstance(wanted, int) else 1
     async with svc.registry.db.read() as conn:
-        number = page if isinstance(page, int) else 1
         total, rows = await conv_repo.list_conversations(
             conn, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE
         )
-        if page == "last":
-            number = resolve_last(page, total)
+        if wanted == "last" and resolve_last(wanted, total) != number:
+            number = resolve_last(wanted, total)
             total, rows = await conv_repo.list_conversations(
                 conn, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE
             )
@@ -82,8 +92,14 @@ async def list_conversations(request: Request) -> JSONBody:
     return JSONBody(paginated(request, number, total, results))
 
 
-@route(router, "", ["POST"], status_code=201, response_model=ConversationOut,
-       openapi_extra=request_body(ConversationCreate, multipart=True))
+@route(
+    router,
+    "",
+    ["POST"],
+    status_code=201,
+    response_model=ConversationOut,
+    openapi_extra=request_body(ConversationCreate, multipart=True),
+)
 async def create_conversation(request: Request) -> JSONBody:
     """Create a conversation with the requested bots (and the manager, if configured).
 
@@ -92,7 +108,9 @@ async def create_conversation(request: Request) -> JSONBody:
     data = await read_object(request)
     name = clean_conversation_name(data.get("name"))
     nickname = clean_nickname(data.get("nickname"))
-    bots = clean_bot_names(data.get("bots"), installed=svc.settings.bots, manager=svc.settings.manager)
+    bots = clean_bot_names(
+        data.get("bots"), installed=svc.settings.bots, manager=svc.settings.manager
+    )
 
     session = await svc.sessions.load(request)
     if session is None or session.bot_conversation_id is not None:
@@ -124,8 +142,13 @@ async def retrieve_conversation(conversation_id: str, request: Request) -> JSONB
     return JSONBody(_conversation(chat, mine))
 
 
-@route(router, "/{conversation_id}/join", ["POST"], response_model=ConversationOut,
-       openapi_extra=request_body(JoinRequest, multipart=True))
+@route(
+    router,
+    "/{conversation_id}/join",
+    ["POST"],
+    response_model=ConversationOut,
+    openapi_extra=request_body(JoinRequest, multipart=True),
+)
 async def join_conversation(conversation_id: str, request: Request) -> JSONBody:
     """Re-enter a conversation the session is in, or (rooms on) join it as a new person."""
     svc = services(request)
@@ -136,24 +159,43 @@ async def join_conversation(conversation_id: str, request: Request) -> JSONBody:
     if session is not None:
         mine = await svc.sessions.participant_id(session, chat.conversation.id)
         if mine is not None and await chat.participant(mine) is not None:
-            response = JSONBody(_conversation(chat, mine))
-            svc.sessions.set_cookie(response, session)
-            return response
+            await chat.refresh()  # another server process may have added participants
+            return _joined(svc, chat, mine, session)
         if session.bot_conversation_id is not None:
             raise PermissionDenied()
     if not svc.settings.rooms:
         raise PermissionDenied()
     if session is None:
         session = await svc.sessions.create()
-    participant = await chat.join(nickname or session.nickname or None, session_key=session.key)
-    response = JSONBody(_conversation(chat, participant.id))
+    try:
+        participant = await chat.join(nickname or session.nickname or None, session_key=session.key)
+    except IntegrityError:
+        # The same session joined at the same moment and won: nothing of this join was
+        # stored (one transaction), so answer as a re-entry into the winner's participant.
+        await chat.refresh()
+        mine = await svc.sessions.participant_id(session, chat.conversation.id)
+        if mine is None:
+            raise
+        return _joined(svc, chat, mine, session)
+    return _joined(svc, chat, participant.id, session)
+
+
+def _joined(svc: Services, chat: Chat, participant_id: str, session: SessionRecord) -> JSONBody:
+    response = JSONBody(_conversation(chat, participant_id))
     svc.sessions.set_cookie(response, session)
     return response
 
 
-@route(router, "/{conversation_id}/participants/{participant_id}", ["PATCH"],
-       response_model=ParticipantOut, openapi_extra=request_body(RenameRequest))
-async def rename_participant(conversation_id: str, participant_id: str, request: Request) -> JSONBody:
+@route(
+    router,
+    "/{conversation_id}/participants/{participant_id}",
+    ["PATCH"],
+    response_model=ParticipantOut,
+    openapi_extra=request_body(RenameRequest),
+)
+async def rename_participant(
+    conversation_id: str, participant_id: str, request: Request
+) -> JSONBody:
     """Rename oneself (the web client's "Change my name")."""
     member = await membership(request, conversation_id)
     if member.participant.id != participant_id.lower():

@@ -1,0 +1,35 @@
+"""Helpers for the REST tests: one-off requests without a session, and settings types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from support.blab import Person
+from support.server import LiveServer
+from tertulia.settings import Settings
+
+SettingsFactory = Callable[..., Settings]
+PersonFactory = Callable[[LiveServer], Person]
+NOWHERE = "00000000-0000-4000-8000-000000000000"
+
+
+async def call(server: LiveServer, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request with no cookie jar shared with anybody (a fresh client)."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as client:
+        return await client.request(method, path, **kwargs)
+
+
+async def get(server: LiveServer, path: str, **kwargs: Any) -> httpx.Response:
+    """A GET with no session."""
+    return await call(server, "GET", path, **kwargs)
+
+
+def set_cookie(response: httpx.Response) -> str | None:
+    """The ``Set-Cookie`` header for ``sessionid``, if the response has one."""
+    for value in response.headers.get_list("set-cookie"):
+        if value.startswith("sessionid="):
+            return value
+    return None
