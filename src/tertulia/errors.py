@@ -10,7 +10,8 @@ The tree::
     ├── PermissionDenied              not_participant 403  (WebSocket close 4403)
     ├── NotFound                      not_found       404  (WebSocket close 4404)
     ├── PayloadTooLarge               too_large       413
-    └── UnsupportedMediaType          media_type      415
+    ├── UnsupportedMediaType          media_type      415
+    └── Throttled                     throttled       429  (WebSocket: an error frame)
 
 The web layer maps them to replies in one place (``tertulia.web.errors``); the WebSocket
 endpoint turns them into ``{"error": {...}}`` frames. Anything else that escapes is a bug:
@@ -133,3 +134,13 @@ class UnsupportedMediaType(TertuliaError):
 
     code = "media_type"
     status = 415
+
+
+class Throttled(TertuliaError):
+    """Too many requests or messages; try again later."""
+
+    code = "throttled"
+    status = 429
+
+    def __init__(self, detail: str = "Request was throttled.") -> None:
+        super().__init__(detail)

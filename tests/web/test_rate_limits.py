@@ -68,3 +68,23 @@ def test_bad_rules_stop_start_up(make_settings: SettingsFactory) -> None:
         make_settings(rate_limits={"create": "lots"})
     with pytest.raises(ConfigurationError, match="unknown rate limit"):
         make_settings(rate_limits={"upload": "1/second"})
+
+
+async def test_messages_over_the_limit_get_an_error_frame_and_429(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A participant's messages count over REST and WebSocket together; the socket stays open."""
+    async with live_server(make_settings(rate_limits={"message": "2/minute"})) as server:
+        alice = people(server)
+        await alice.create(bots=[])
+        socket = await alice.connect()
+        first = await socket.say("one")
+        await socket.message(local_id=first)
+        assert (await alice.post(type="T", text="two")).status_code == 201
+        refused = await alice.post(type="T", text="three")
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "throttled"
+        local_id = await socket.say("four")
+        error = await socket.error()
+        assert (error["code"], error["local_id"]) == ("throttled", local_id)
+        assert socket.connection.state.name == "OPEN"

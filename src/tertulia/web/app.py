@@ -107,7 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
         registry = ChatRegistry(settings, db, broker, bots, http=http)
         Chat.bind(registry)
         await registry.start()
-        app.state.services = Services(settings, registry, Sessions(db, settings), http)
+        app.state.services = Services(settings, registry, Sessions(db, settings), http, rate_limits)
         log.info(
             "tertulia started",
             database=db.engine.url.render_as_string(hide_password=True),

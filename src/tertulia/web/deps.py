@@ -10,9 +10,10 @@ from starlette.requests import HTTPConnection
 from tertulia.chats import Chat, ChatRegistry
 from tertulia.domain.ids import canonical_id
 from tertulia.domain.model import Participant
-from tertulia.errors import NotFound, PermissionDenied
+from tertulia.errors import NotFound, PermissionDenied, Throttled
 from tertulia.settings import Settings
 from tertulia.storage.sessions import SessionRecord
+from tertulia.web.ratelimit import RateLimits
 from tertulia.web.sessions import Sessions
 
 
@@ -24,6 +25,7 @@ class Services:
     registry: ChatRegistry
     sessions: Sessions
     http: httpx.AsyncClient
+    rate_limits: RateLimits
 
 
 def services(connection: HTTPConnection) -> Services:
@@ -66,3 +68,13 @@ async def membership(connection: HTTPConnection, conversation_id: str) -> Member
     if chat is None or participant is None:
         raise PermissionDenied()
     return Membership(chat, participant, session)
+
+
+async def check_message_rate(connection: HTTPConnection, participant_id: str) -> None:
+    """Count one message of a participant (REST and WebSocket together).
+
+    Raises:
+        Throttled: over the ``message`` rate limit.
+    """
+    if not await services(connection).rate_limits.hit("message", participant_id):
+        raise Throttled("Too many messages; slow down.")

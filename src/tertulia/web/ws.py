@@ -30,7 +30,7 @@ from tertulia.domain.routing import socket_tags
 from tertulia.errors import TertuliaError
 from tertulia.outgoing import error_frame, message_frame, state_frame
 from tertulia.realtime.broker import Event
-from tertulia.web.deps import services
+from tertulia.web.deps import check_message_rate, services
 
 log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
@@ -219,11 +219,16 @@ async def _receive(
             continue
         if not text:
             continue
-        await _handle(text, chat, participant, outbox, bound)
+        await _handle(text, chat, participant, outbox, bound, websocket)
 
 
 async def _handle(
-    text: str, chat: Chat, participant: Participant, outbox: Outbox, bound: Any
+    text: str,
+    chat: Chat,
+    participant: Participant,
+    outbox: Outbox,
+    bound: Any,
+    websocket: WebSocket,
 ) -> None:
     try:
         data = orjson.loads(text)
@@ -235,6 +240,7 @@ async def _handle(
         return
     local_id = data.get("local_id") if isinstance(data.get("local_id"), str) else None
     try:
+        await check_message_rate(websocket, participant.id)
         await chat.submit(participant, data)
     except TertuliaError as exc:
         outbox.put(error_frame(exc.code, exc.body(), local_id))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from tertulia.domain.times import parse_query_time
 from tertulia.errors import ValidationFailed
 from tertulia.web.bodies import read_object
-from tertulia.web.deps import membership, services
+from tertulia.web.deps import check_message_rate, membership, services
 from tertulia.web.pagination import (
     PAGE_QUERY,
     check_in_range,
@@ -83,6 +83,7 @@ async def post_message(conversation_id: str, request: Request) -> JSONBody:
     come as multipart (streamed, see :mod:`tertulia.web.uploads`); JSON carries at most an
     ``external_file_url``."""
     member = await membership(request, conversation_id)
+    await check_message_rate(request, member.participant.id)
     if is_multipart(request):
         return await post_multipart(request, member)
     data = await read_object(request, form=False)
