@@ -39,7 +39,11 @@ class WebSocketExternalBot(Bot):
         url: the bot's trigger URL, ``http(s)://host:port[/path]`` (the query is dropped).
     """
 
-    def __init__(self, conversation_info: ConversationInfo, url: str, *args: Any, **kwargs: Any) -> None:
+    working_indicator = False  # its only delivery is the trigger: no work people wait for
+
+    def __init__(
+        self, conversation_info: ConversationInfo, url: str, *args: Any, **kwargs: Any
+    ) -> None:
         super().__init__(conversation_info)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -78,5 +82,9 @@ class WebSocketExternalBot(Bot):
             raise TriggerFailed(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
             raise TriggerFailed(f"{self.url} answered {response.status_code}")
-        log.info("external bot triggered", conversation_id=info.conversation_id,
-                 participant_id=info.bot_participant_id, url=self.url)
+        log.info(
+            "external bot triggered",
+            conversation_id=info.conversation_id,
+            participant_id=info.bot_participant_id,
+            url=self.url,
+        )

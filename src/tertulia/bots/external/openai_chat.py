@@ -1,0 +1,258 @@
+"""A bot that answers people with any OpenAI-compatible chat-completions API.
+
+Built on the official ``openai`` package (imported on first use). It works with OpenAI
+itself and with the many servers that speak the same API (vLLM, llama.cpp's server,
+Ollama, LiteLLM...): point ``base_url`` at them.
+
+Contract:
+
+- Answers human text messages only (``sent_by_human`` true, type ``T``; a manager may make
+  any message look human with a redirect override). Each answer quotes the message.
+- The prompt is ``system_prompt``, then the conversation's last ``context_messages``
+  messages people could see before this one (people's as ``user`` turns, bots' as
+  ``assistant`` turns, system events left out), then this message. The context is read
+  with the server's ``recent_messages`` hook (:class:`tertulia.bots.base.BotServices`),
+  not over REST.
+- Requests go through the server's shared ``httpx.AsyncClient``. The ``openai`` client
+  retries ``max_retries`` times, honouring ``Retry-After`` on 429, and retrying 408, 409,
+  429, 5xx, timeouts and connection errors. When those fail for good one error line is
+  logged ("LLM request failed") and the delivery fails, so the bot runner retries it later
+  (the spec's ``retries``; each runner attempt repeats the client's retries, so keep
+  ``retries`` small). Other errors (401, 400, 404...) are logged and not retried.
+- Nothing is posted unless a whole completion arrived. An answer over the 4000-character
+  limit is sent as several messages, each quoting the question.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import os
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.domain.model import MessageType
+from tertulia.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import openai
+
+log = structlog.get_logger(__name__)
+MAX_TEXT = 4000
+RETRYABLE = frozenset({408, 409, 429})
+
+
+class LLMFailed(Exception):
+    """The completion could not be had after the client's retries (the runner retries)."""
+
+
+async def _openai() -> Any:
+    """The ``openai`` module, imported off the event loop the first time (it is large)."""
+    return await asyncio.to_thread(importlib.import_module, "openai")
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """``text`` cut into pieces of at most ``limit`` characters, at line or word breaks."""
+    pieces = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = rest.rfind("\n", 0, limit)
+        if cut < limit // 2:
+            cut = rest.rfind(" ", 0, limit)
+        if cut < limit // 2:
+            cut = limit
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def _turn_text(message: dict[str, Any]) -> str:
+    """A message as prompt text: its text, with a note for a file."""
+    text = str(message.get("text") or "")
+    if message.get("type") not in (None, "T"):
+        what = message.get("file_name") or message.get("file_url") or "file"
+        text = f"[{message['type']}: {what}] {text}".strip()
+    return text
+
+
+class OpenAIChatBot(Bot):
+    """Answers each human text message with a chat completion.
+
+    Args:
+        conversation_info: as for every bot.
+        model: the model name the API expects.
+        base_url: the API's base URL (``https://api.openai.com/v1`` when None).
+        api_key_env: name of the environment variable holding the API key; None or ``""``
+            for servers that need none.
+        system_prompt: the first, ``system``, turn; None for none.
+        context_messages: how many earlier visible messages to include (0: none).
+        temperature: sampling temperature; None for the API's default.
+        max_tokens: cap on the answer's tokens; None for the API's default.
+        timeout: seconds one HTTP request may take.
+        max_retries: the ``openai`` client's retries of one request.
+
+    Raises:
+        ConfigurationError: ``api_key_env`` names an unset variable.
+    """
+
+    def __init__(
+        self,
+        conversation_info: ConversationInfo,
+        *,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        system_prompt: str | None = None,
+        context_messages: int = 10,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+    ) -> None:
+        super().__init__(conversation_info)
+        self.model = model
+        self.base_url = base_url
+        self.api_key = "unused"
+        if api_key_env:
+            self.api_key = os.environ.get(api_key_env, "")
+            if not self.api_key:
+                raise ConfigurationError(f"LLM API key variable {api_key_env!r} is unset or empty")
+        self.system_prompt = system_prompt
+        self.context_messages = max(0, context_messages)
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.timeout = timeout
+        self.max_retries = max_retries
+
+    @classmethod
+    def accepts_delivery(cls, kind: str, payload: dict[str, Any], participant_id: str) -> bool:
+        """Human text messages only: nothing else is work for this bot."""
+        return (
+            kind == "message"
+            and payload.get("sent_by_human") is True
+            and payload.get("type") == MessageType.TEXT.value
+        )
+
+    async def receive_message(self, message: ChatMessage) -> None:
+        if not message.sent_by_human or message.type != MessageType.TEXT:
+            return
+        if not (message.text or "").strip():
+            return
+        prompt = await self.prompt(message)
+        answer = await self.complete(prompt, message)
+        if not answer:
+            return
+        for piece in split_text(answer):
+            result = self.conversation_info.send_function(
+                {"type": "T", "text": piece, "quoted_message_id": message.id}
+            )
+            if inspect.isawaitable(result):
+                await result
+
+    async def prompt(self, message: ChatMessage) -> list[dict[str, str]]:
+        """The chat-completions ``messages`` for answering ``message``."""
+        turns: list[dict[str, str]] = []
+        if self.system_prompt:
+            turns.append({"role": "system", "content": self.system_prompt})
+        for earlier in await self._context(message):
+            text = _turn_text(earlier)
+            if text:
+                role = "user" if earlier.get("sent_by_human") else "assistant"
+                turns.append({"role": role, "content": text})
+        turns.append({"role": "user", "content": message.text or ""})
+        return turns
+
+    async def _context(self, message: ChatMessage) -> list[dict[str, Any]]:
+        """The visible messages before ``message``, system events left out, at most N."""
+        services = self.conversation_info.services
+        if self.context_messages == 0 or services is None or services.recent_messages is None:
+            return []
+        recent = await services.recent_messages(self.context_messages + 1)
+        ids = [m.get("id") for m in recent]
+        if message.id in ids:
+            recent = recent[: ids.index(message.id)]
+        else:  # e.g. a redirected copy of a message people cannot see
+            recent = [m for m in recent if _parse_time(m.get("time")) <= message.time]
+        earlier = [m for m in recent if m.get("type") != MessageType.SYSTEM.value]
+        return earlier[-self.context_messages :]
+
+    async def complete(self, prompt: list[dict[str, str]], message: ChatMessage) -> str | None:
+        """One completion's text; None when the API refused (logged, not retried).
+
+        Raises:
+            LLMFailed: the request failed after the client's retries (worth retrying).
+        """
+        openai_module = await _openai()
+        services = self.conversation_info.services
+        own_client = services is None
+        client: openai.AsyncOpenAI = openai_module.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key,
+            http_client=services.http if services is not None else None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+        )
+        options: dict[str, Any] = {}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            options["max_tokens"] = self.max_tokens
+        bound = log.bind(
+            conversation_id=self.conversation_info.conversation_id,
+            participant_id=self.conversation_info.bot_participant_id,
+            message_id=message.id,
+            model=self.model,
+            base_url=str(client.base_url),
+        )
+        try:
+            completion = await client.chat.completions.create(
+                model=self.model,
+                messages=prompt,  # type: ignore[arg-type]
+                **options,
+            )
+        except openai_module.APIStatusError as exc:
+            status = exc.status_code
+            retryable = status in RETRYABLE or status >= 500
+            bound.error(
+                "LLM request failed",
+                status=status,
+                attempts=self.max_retries + 1 if retryable else 1,
+                error=str(exc),
+                retried_later=retryable,
+            )
+            if retryable:
+                raise LLMFailed(f"LLM answered {status}") from exc
+            return None
+        except openai_module.APIError as exc:  # connection errors and timeouts
+            bound.error(
+                "LLM request failed",
+                attempts=self.max_retries + 1,
+                error=f"{type(exc).__name__}: {exc}",
+                retried_later=True,
+            )
+            raise LLMFailed(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if own_client:
+                await client.close()  # never close the server's shared client
+        choice = completion.choices[0] if completion.choices else None
+        text = (choice.message.content or "") if choice is not None else ""
+        if not text.strip():
+            bound.warning(
+                "LLM answered nothing", finish_reason=getattr(choice, "finish_reason", None)
+            )
+            return None
+        if choice is not None and choice.finish_reason == "length":
+            bound.info("LLM answer cut at max_tokens", max_tokens=self.max_tokens)
+        return text
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))

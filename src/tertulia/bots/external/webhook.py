@@ -1,0 +1,184 @@
+"""Webhook bots: each delivery is POSTed, signed, to an HTTP endpoint of the bot's own.
+
+The wire contract (body, headers, answers) is in :mod:`tertulia.client.webhooks`, the side
+bot authors read. Here:
+
+- Which deliveries: every message routed to the bot (PROTOCOL 7.1: without a manager,
+  every message, system messages included) except the bot's own. No status updates: the
+  body carries the participant list instead.
+- Delivery semantics come from the bot runner: the delivery is recorded before it is
+  attempted, retried with backoff on failure (the spec's ``retries``), and the
+  ``X-Tertulia-Delivery`` id is the same on every attempt, so the bot can skip a delivery
+  it already handled. Inline answers sent again by a retried delivery are shown once (the
+  runner derives their ``local_id`` from the delivery).
+- Retried: connection errors, timeouts, and answers 408, 425, 429 and 5xx. Any other
+  4xx means the bot refuses the delivery: logged, not retried.
+- The session in the body lets the bot post later over REST; it is valid only for this
+  bot in this conversation. It is kept in the bot's state and reused for
+  ``session_refresh`` seconds, then a fresh one is made (an unused session lapses after the
+  server's ``bot_session_max_age``). The session is a bearer secret: use HTTPS, or
+  loopback / a private network.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+import uuid
+from dataclasses import fields
+from typing import Any
+
+import orjson
+import structlog
+
+from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.client.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
+from tertulia.domain.times import format_time
+from tertulia.errors import ConfigurationError, TertuliaError
+
+log = structlog.get_logger(__name__)
+RETRYABLE = frozenset({408, 425, 429})
+SESSION_STATE = "webhook_session"
+_DELIVERY_NAMESPACE = uuid.UUID("5b0e7f53-3a55-4c1e-9a63-8f0d27a1c6d4")
+
+
+class WebhookFailed(Exception):
+    """The bot's endpoint did not take the delivery (the runner retries it)."""
+
+
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    """``message`` as the WebSocket would show it (PROTOCOL 5.1, with its extensions)."""
+    data = {f.name: getattr(message, f.name) for f in fields(message)}
+    data["time"] = format_time(message.time)
+    data["type"] = message.type.value
+    keep = {"quoted_message_id", "local_id"} if message.type.value != "S" else set()
+    return {k: v for k, v in data.items() if v is not None or k in keep}
+
+
+def delivery_header(info: ConversationInfo) -> str:
+    """The idempotency id of the delivery being handled: stable across its retries."""
+    if info.delivery_id is None:
+        return str(uuid.uuid4())
+    name = f"{info.bot_participant_id}:{info.delivery_id}"
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, name))
+
+
+class WebhookBot(Bot):
+    """POSTs every message routed to it to ``url``, signed with the secret in ``secret_env``.
+
+    Args:
+        conversation_info: as for every bot.
+        url: the bot's endpoint, ``http(s)://...``.
+        secret_env: name of the environment variable holding the signing secret.
+        timeout: seconds one POST may take (keep it below the spec's ``timeout``).
+        session_refresh: seconds a session is reused before a fresh one is made.
+
+    Raises:
+        ConfigurationError: a bad URL, or the secret's variable is unset or empty.
+    """
+
+    def __init__(
+        self,
+        conversation_info: ConversationInfo,
+        url: str,
+        secret_env: str,
+        *,
+        timeout: float = 10.0,
+        session_refresh: float = 3600.0,
+    ) -> None:
+        super().__init__(conversation_info)
+        if not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"webhook URL must be http(s)://...: {url!r}")
+        secret = os.environ.get(secret_env, "")
+        if not secret:
+            raise ConfigurationError(f"webhook secret variable {secret_env!r} is unset or empty")
+        self.url = url
+        self.secret = secret.encode()
+        self.timeout = timeout
+        self.session_refresh = session_refresh
+
+    @classmethod
+    def accepts_delivery(cls, kind: str, payload: dict[str, Any], participant_id: str) -> bool:
+        """Messages only, and not the bot's own."""
+        return kind == "message" and payload.get("sender_id") != participant_id
+
+    async def receive_message(self, message: ChatMessage) -> None:
+        info = self.conversation_info
+        if message.sender_id == info.bot_participant_id:
+            return
+        if info.services is None:
+            raise WebhookFailed("no server services available to call the webhook")
+        delivery = delivery_header(info)
+        body = orjson.dumps(
+            {
+                "delivery_id": delivery,
+                "conversation_id": info.conversation_id,
+                "bot_participant_id": info.bot_participant_id,
+                "session": await self._session(),
+                "participants": info.participants,
+                "message": wire_message(message),
+            }
+        )
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self.secret, body),
+            DELIVERY_HEADER: delivery,
+        }
+        try:
+            response = await info.services.http.post(
+                self.url, content=body, headers=headers, timeout=self.timeout
+            )
+        except Exception as exc:
+            raise WebhookFailed(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        if status in RETRYABLE or status >= 500:
+            raise WebhookFailed(f"{self.url} answered {status}")
+        bound = log.bind(
+            conversation_id=info.conversation_id,
+            participant_id=info.bot_participant_id,
+            url=self.url,
+        )
+        if status >= 400:
+            bound.error("webhook refused the delivery", status=status, message_id=message.id)
+            return
+        await self._send_answers(response.content, bound)
+
+    async def _session(self) -> str:
+        """A session for the bot, reused from its state while fresh enough."""
+        info = self.conversation_info
+        assert info.services is not None
+        cached = info.state.get(SESSION_STATE)
+        now = time.time()
+        if isinstance(cached, dict) and now - float(cached.get("at", 0)) < self.session_refresh:
+            return str(cached["key"])
+        key = await info.services.new_session()
+        info.state[SESSION_STATE] = {"key": key, "at": now}
+        return key
+
+    async def _send_answers(self, content: bytes, bound: Any) -> None:
+        """Send the inline answers ``{"messages": [...]}``; bad ones are logged and skipped."""
+        if not content.strip():
+            return
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            bound.warning("webhook answer is not JSON; ignored")
+            return
+        answers = data.get("messages") if isinstance(data, dict) else None
+        if answers is None:
+            return
+        if not isinstance(answers, list):
+            bound.warning("webhook answer's messages is not a list; ignored")
+            return
+        for answer in answers:
+            if not isinstance(answer, dict):
+                bound.warning("webhook answer is not an object; skipped")
+                continue
+            try:
+                result = self.conversation_info.send_function(answer)
+                if inspect.isawaitable(result):
+                    await result
+            except TertuliaError as exc:
+                # Retrying would only get the same answer refused again.
+                bound.warning("webhook answer refused", code=exc.code, detail=exc.body())

@@ -1,0 +1,322 @@
+"""One conversation an external bot was triggered into: its socket, kept open, and its sends.
+
+Delivery semantics (what a bot author can rely on):
+
+- Receiving: frames are read as they come; messages go to the bot's ``on_message`` one at
+  a time, in order, from a queue of their own, so a slow handler never stops the reading
+  (nor the recognition of the bot's own echoes).
+- Resume: every visible message carries ``seq``. After a drop the client reconnects with
+  ``?after=<last seq seen>``, so the server replays what was missed, then goes on live;
+  a message is never handed over twice. Messages stored before the first connection are
+  not replayed (as with BLAB's library), nor, if the socket drops before any message with
+  a ``seq`` arrived, those of that gap.
+- Reconnecting: exponential backoff with jitter between ``backoff[0]`` and ``backoff[1]``
+  seconds, reset by every successful connection. A refused handshake (HTTP 4xx: the
+  session lapsed, or the conversation ended and took the bot's session with it) is final:
+  the conversation closes. Network errors, 5xx and closes by the server are retried.
+- Sending: :meth:`Conversation.send` gives each message a fresh ``local_id`` and keeps it
+  pending until the server echoes it back; pending messages are sent again after every
+  reconnect (the server stores a repeated ``local_id`` once). A message the server refuses
+  (an ``error`` frame naming its ``local_id``) is dropped and logged: sending it again
+  would be refused again. Under a manager a bot gets no echo of its own messages, so they
+  stay pending until the next reconnect re-sends them and the server echoes the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+
+from tertulia.bots.base import ChatMessage
+
+if TYPE_CHECKING:
+    from tertulia.client.app import BotApp
+
+log = logging.getLogger("tertulia.client")
+MAX_PENDING = 1000
+
+Task = Callable[[], Awaitable[None]]
+
+
+class Conversation:
+    """A conversation the bot is in, from its trigger until it is closed.
+
+    Made by :class:`tertulia.client.BotApp` when a trigger arrives; bot code gets it in its
+    callbacks.
+
+    Attributes:
+        conversation_id: the conversation's id.
+        bot_participant_id: the bot's participant id in it (its messages' ``sender_id``).
+        session: the session key the bot connects with (the trigger's ``session``).
+        state: the latest ``state`` frame's content, merged (``participants``...).
+        last_seq: the ``seq`` of the newest visible message seen, if any.
+    """
+
+    def __init__(
+        self,
+        app: BotApp,
+        conversation_id: str,
+        bot_participant_id: str,
+        session: str,
+    ) -> None:
+        self.app = app
+        self.conversation_id = conversation_id
+        self.bot_participant_id = bot_participant_id
+        self.session = session
+        self.state: dict[str, Any] = {}
+        self.last_seq: int | None = None
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._socket: ClientConnection | None = None
+        self._inbox: asyncio.Queue[Task] = asyncio.Queue()
+        self._closing = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._greeted = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closer: asyncio.Task[None] | None = None
+
+    # -- what bots use -----------------------------------------------------------------
+
+    @property
+    def participants(self) -> list[dict[str, str]]:
+        """The conversation's participants, ``[{"id", "name", "type"}]``, from ``state``."""
+        found: list[dict[str, str]] = self.state.get("participants", [])
+        return found
+
+    @property
+    def connected(self) -> bool:
+        """Whether a socket is open right now."""
+        return self._connected.is_set()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the conversation is over for this bot (closed, or refused for good)."""
+        return self._closed.is_set()
+
+    @property
+    def active(self) -> bool:
+        """Whether the bot is still in the conversation (not closed nor closing)."""
+        return not self._closing.is_set()
+
+    @property
+    def pending(self) -> list[str]:
+        """``local_id``s of sent messages the server has not echoed yet, oldest first."""
+        return list(self._pending)
+
+    async def send(
+        self,
+        text: str | None = None,
+        *,
+        type: str = "T",
+        quote: ChatMessage | str | None = None,
+        options: list[str] | None = None,
+        external_file_url: str | None = None,
+        command: str | None = None,
+        local_id: str | None = None,
+    ) -> str:
+        """Send a message as the bot; returns its ``local_id``.
+
+        Returns at once: the message is on its way, or pending until the socket is back.
+
+        Args:
+            text: the text (a caption for files).
+            type: a type code of PROTOCOL 5.2 (not ``S``).
+            quote: the message answered (or its id), shown above the answer.
+            options: choices offered to people.
+            external_file_url: a file's URL, for the types ``V a v i A``.
+            command: a manager command, as a JSON string (PROTOCOL 7.2).
+            local_id: your own id for it (default: a fresh 32-hex id).
+
+        Raises:
+            RuntimeError: the conversation is closed.
+        """
+        if self.closed or self._closing.is_set():
+            raise RuntimeError("the conversation is closed")
+        local_id = local_id or uuid.uuid4().hex
+        frame: dict[str, Any] = {"local_id": local_id, "type": type, "text": text}
+        if quote is not None:
+            frame["quoted_message_id"] = quote.id if isinstance(quote, ChatMessage) else quote
+        if options:
+            frame["options"] = list(options)
+        if external_file_url is not None:
+            frame["external_file_url"] = external_file_url
+        if command is not None:
+            frame["command"] = command
+        if len(self._pending) >= MAX_PENDING:
+            dropped = next(iter(self._pending))
+            del self._pending[dropped]
+            log.warning("too many unacknowledged messages; forgot %s", dropped)
+        self._pending[local_id] = frame
+        socket = self._socket
+        if socket is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await socket.send(json.dumps(frame))
+        return local_id
+
+    async def close(self) -> None:
+        """Leave: close the socket (the server records *participant-left*) and stop."""
+        self._closing.set()
+        socket = self._socket
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.close()
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in self._tasks if t is not asyncio.current_task()), return_exceptions=True
+        )
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the conversation is over for this bot."""
+        await self._closed.wait()
+
+    async def wait_connected(self) -> None:
+        """Wait until a socket is open."""
+        await self._connected.wait()
+
+    # -- machinery ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting and handling (called by the app)."""
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"bot-socket-{self.conversation_id}"),
+            asyncio.create_task(self._handle(), name=f"bot-handler-{self.conversation_id}"),
+        ]
+
+    def _url(self) -> str:
+        url = f"{self.app.ws_url}/ws/chat/{self.conversation_id}/"
+        return url if self.last_seq is None else f"{url}?after={self.last_seq}"
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._closing.is_set():
+                try:
+                    async with connect(
+                        self._url(),
+                        additional_headers={"Cookie": f"sessionid={self.session}"},
+                        open_timeout=self.app.open_timeout,
+                        proxy=None,
+                    ) as socket:
+                        failures = 0
+                        await self._serve(socket)
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    if 400 <= status < 500:
+                        log.warning(
+                            "server refused the socket of conversation %s (HTTP %s); leaving",
+                            self.conversation_id,
+                            status,
+                        )
+                        return
+                    log.info("socket handshake failed (HTTP %s); retrying", status)
+                except InvalidURI:
+                    log.error("bad server URL %r; leaving", self.app.ws_url)
+                    return
+                except Exception as exc:  # network errors, timeouts, drops: retried
+                    log.info("socket of conversation %s dropped: %r", self.conversation_id, exc)
+                if self._closing.is_set():
+                    return
+                initial, ceiling = self.app.backoff
+                delay = min(ceiling, initial * 2**failures) * random.uniform(0.5, 1.0)
+                failures = min(failures + 1, 30)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), delay)
+        finally:
+            self._connected.clear()
+            if not self._closing.is_set():
+                self._closing.set()
+                self._closer = asyncio.get_running_loop().create_task(self.close())
+            self.app._forget(self)
+
+    async def _serve(self, socket: ClientConnection) -> None:
+        """One connection: re-send what is pending, then read until it closes."""
+        self._socket = socket
+        self._connected.set()
+        try:
+            for frame in list(self._pending.values()):
+                await socket.send(json.dumps(frame))
+            if not self._greeted and self.app.connect_handler is not None:
+                handler = self.app.connect_handler
+                self._inbox.put_nowait(lambda: _call(handler, self))
+            self._greeted = True
+            async for raw in socket:
+                self._frame(raw)
+        finally:
+            self._socket = None
+            self._connected.clear()
+
+    def _frame(self, raw: str | bytes) -> None:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            log.warning("ignoring a frame that is not JSON")
+            return
+        if not isinstance(frame, dict):
+            return
+        state = frame.get("state")
+        if isinstance(state, dict):
+            self.state.update(state)
+            handler = self.app.state_handler
+            if handler is not None:
+                snapshot = dict(state)
+                self._inbox.put_nowait(lambda: _call(handler, self, snapshot))
+        message = frame.get("message")
+        if isinstance(message, dict):
+            self._message(message)
+        error = frame.get("error")
+        if isinstance(error, dict):
+            local_id = error.get("local_id")
+            if local_id in self._pending:
+                del self._pending[local_id]
+            log.warning("server refused a message (local_id %s): %s", local_id, error)
+
+    def _message(self, data: dict[str, Any]) -> None:
+        seq = data.get("seq")
+        if isinstance(seq, int):
+            if self.last_seq is not None and seq <= self.last_seq:
+                return  # already seen (a replay overlapping live frames)
+            self.last_seq = seq
+        own = data.get("sender_id") == self.bot_participant_id
+        if own:
+            self._pending.pop(str(data.get("local_id")), None)
+            if not self.app.own_messages:
+                return
+        elif not data.get("sent_by_human") and self.app.humans_only:
+            return
+        try:
+            message = ChatMessage.from_dict(data)
+        except Exception:
+            log.warning("ignoring a message the client cannot read: %r", data)
+            return
+        handler = self.app.message_handler
+        if handler is not None:
+            self._inbox.put_nowait(lambda: _call(handler, self, message))
+
+    async def _handle(self) -> None:
+        while True:
+            job = await self._inbox.get()
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("bot handler failed in conversation %s", self.conversation_id)
+
+
+async def _call(function: Callable[..., Any], *args: Any) -> None:
+    result = function(*args)
+    if inspect.isawaitable(result):
+        await result

@@ -1,0 +1,202 @@
+"""Real local servers for the external-bot tests: any ASGI app on port 0, a request
+recorder, and a TCP proxy that can cut connections (a network drop, not a mock)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from support.blab import Person
+from support.server import LiveServer
+from tertulia.settings import Settings
+
+SettingsFactory = Callable[..., Settings]
+PersonFactory = Callable[[LiveServer], Person]
+TIMEOUT = 10.0
+
+
+@asynccontextmanager
+async def serve(app: ASGIApp, *, lifespan: str = "off") -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 at a free port until the block ends; yields its base URL."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        loop="asyncio",
+        log_config=None,
+        access_log=False,
+        lifespan=lifespan,
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(20):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server stopped during start-up")
+                await asyncio.sleep(0.005)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+@dataclass
+class Recorded:
+    """One HTTP request as it arrived."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Recorder:
+    """ASGI middleware that keeps every HTTP request (then passes it on, if there is an app).
+
+    Without an app it answers an empty 200, like BLAB's bot library does to a trigger.
+    """
+
+    app: ASGIApp | None = None
+    requests: list[Recorded] = field(default_factory=list)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if self.app is not None:
+                await self.app(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        self.requests.append(Recorded(scope["method"], scope["path"], headers, body))
+        self._arrived.set()
+        if self.app is None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def wait_for(self, count: int, timeout: float = TIMEOUT) -> list[Recorded]:
+        """The first ``count`` requests, once they have arrived."""
+        async with asyncio.timeout(timeout):
+            while len(self.requests) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.requests[:count]
+
+
+class Proxy:
+    """A TCP proxy to ``port`` on loopback; :meth:`drop` cuts every connection at once and
+    ``refusing`` makes it close new ones straight away (the network is down)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.refusing = False
+        self.accepted = 0
+        self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    @property
+    def listen_port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+
+    async def close(self) -> None:
+        self.drop()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in self._pipes:
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    def drop(self) -> None:
+        """Abort every open connection, both ways, without a closing handshake."""
+        for client, upstream in list(self._links):
+            client.transport.abort()
+            upstream.transport.abort()
+        self._links.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            writer.transport.abort()
+            return
+        link = (writer, up_writer)
+        self._links.add(link)
+        for source, target in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(_pipe(source, target))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError, OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    with contextlib.suppress(Exception):
+        writer.close()
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def bot_id(created: dict[str, Any], name: str) -> str:
+    """The participant id of the bot called ``name`` in a create response."""
+    return str(next(p["id"] for p in created["participants"] if p["name"] == name))
+
+
+def external_bot(url: str, **fields: Any) -> dict[str, Any]:
+    """A ``bots`` entry for a BLAB WebSocket-triggered bot at ``url``."""
+    return {
+        "module": "tertulia.bots.external",
+        "class": "WebSocketExternalBot",
+        "args": [url],
+        **fields,
+    }

@@ -1,0 +1,176 @@
+"""The LLM bot against a local server speaking the OpenAI chat-completions API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve
+from support.bots import watch_logs
+from support.server import live_server
+
+KEY = "sk-test-key"
+
+
+class FakeLLM:
+    """``POST /v1/chat/completions``: the first ``failures`` requests get ``status`` (with a
+    short ``Retry-After``), the rest a completion numbered by the request."""
+
+    def __init__(self, failures: int = 0, status: int = 429) -> None:
+        self.failures = failures
+        self.status = status
+        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append((dict(request.headers), body))
+        if len(self.requests) <= self.failures:
+            return JSONResponse(
+                {"error": {"message": "try later", "type": "rate_limit"}},
+                status_code=self.status,
+                headers={"retry-after-ms": "20", "retry-after": "1"},
+            )
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"answer {len(self.requests)}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+
+
+def llm_bot(base_url: str, **fields: Any) -> dict[str, Any]:
+    kwargs = {
+        "base_url": f"{base_url}/v1",
+        "model": "test-model",
+        "api_key_env": "TEST_LLM_KEY",
+        "system_prompt": "Be brief.",
+        "context_messages": 4,
+        "temperature": 0.2,
+        "max_tokens": 50,
+        "timeout": 5,
+        "max_retries": 2,
+    }
+    kwargs.update(fields.pop("kwargs", {}))
+    return {
+        "module": "tertulia.bots.external",
+        "class": "OpenAIChatBot",
+        "kwargs": kwargs,
+        **fields,
+    }
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_LLM_KEY", KEY)
+
+
+async def test_llm_bot_retries_a_429_then_answers_with_context(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A 429 with Retry-After is retried; the answer quotes the question; the next prompt holds
+    the earlier turns (people as user, bots as assistant)."""
+    llm = FakeLLM(failures=1, status=429)
+    async with serve(llm.app) as base:
+        settings = make_settings(bots={"LLM": llm_bot(base)})
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["LLM"])
+            llm_id = bot_id(created.json(), "LLM")
+            socket = await alice.connect()
+
+            asked = await socket.message(local_id=await socket.say("hi there"))
+            reply = await socket.message(sender_id=llm_id, quoted_message_id=asked["id"])
+            assert reply["text"] == "answer 2"
+            assert len(llm.requests) == 2
+            headers, body = llm.requests[1]
+            assert headers["authorization"] == f"Bearer {KEY}"
+            assert body["model"] == "test-model"
+            assert body["temperature"] == 0.2
+            assert body["max_tokens"] == 50
+            assert body["messages"] == [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "hi there"},
+            ]
+
+            again = await socket.message(local_id=await socket.say("and again?"))
+            second = await socket.message(sender_id=llm_id, quoted_message_id=again["id"])
+            assert second["text"] == "answer 3"
+            assert llm.requests[2][1]["messages"] == [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "hi there"},
+                {"role": "assistant", "content": "answer 2"},
+                {"role": "user", "content": "and again?"},
+            ]
+
+
+async def test_llm_bot_failing_for_good_posts_nothing(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """5xx on every try: retried by the client, then one clear error line and no answer."""
+    llm = FakeLLM(failures=1000, status=503)
+    settings_fields = {"retries": 0, "kwargs": {"max_retries": 1}}
+    with watch_logs() as logs:
+        async with serve(llm.app) as base:
+            settings = make_settings(bots={"LLM": llm_bot(base, **settings_fields)})
+            async with live_server(settings) as server:
+                alice = people(server)
+                created = await alice.create(nickname="alice", bots=["LLM"])
+                llm_id = bot_id(created.json(), "LLM")
+                socket = await alice.connect()
+                await socket.message(local_id=await socket.say("anyone?"))
+
+                failed = await logs.wait_for(lambda e: e.get("event") == "LLM request failed")
+                assert failed["log_level"] == "error"
+                assert failed["status"] == 503
+                assert failed["participant_id"] == llm_id
+                assert failed["conversation_id"] == alice.conversation_id
+                await logs.wait_for(
+                    lambda e: (
+                        e.get("event") == "bot delivery failed for good"
+                        and e.get("participant_id") == llm_id
+                    )
+                )
+                assert len(llm.requests) == 2
+                await socket.sync()
+                assert not [m for m in socket.messages() if m.get("sender_id") == llm_id]
+                history = (await alice.history()).json()["results"]
+                assert not [m for m in history if m.get("sender_id") == llm_id]
+
+
+async def test_llm_bot_ignores_what_people_did_not_say(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """System events and other bots' messages never reach the LLM."""
+    llm = FakeLLM()
+    async with serve(llm.app) as base:
+        bots = {
+            "ECHO": {"module": "tertulia.bots.builtin", "class": "UpperCaseEchoBot"},
+            "LLM": llm_bot(base),
+        }
+        async with live_server(make_settings(bots=bots)) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["ECHO", "LLM"])
+            llm_id = bot_id(created.json(), "LLM")
+            socket = await alice.connect()
+            asked = await socket.message(local_id=await socket.say("hello"))
+            await socket.message(sender_id=llm_id, quoted_message_id=asked["id"])
+            if "HELLO" not in [m.get("text") for m in socket.messages()]:
+                await socket.message(text="HELLO")
+            await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+            assert len(llm.requests) == 1

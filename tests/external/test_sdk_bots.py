@@ -1,0 +1,268 @@
+"""BLAB's WebSocket-triggered external bots, written with the SDK (PROTOCOL 6.3, A.2 19-20)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from external.fakes import (
+    TIMEOUT,
+    PersonFactory,
+    Proxy,
+    Recorder,
+    SettingsFactory,
+    bot_id,
+    closed_port,
+    external_bot,
+    serve,
+)
+from support.bots import watch_logs
+from support.server import live_server
+from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
+
+ProxyFactory = Callable[[int], Awaitable[Proxy]]
+
+
+@pytest.fixture
+async def proxy_to() -> AsyncIterator[ProxyFactory]:
+    """Start TCP proxies to given ports; all are closed after the test."""
+    made: list[Proxy] = []
+
+    async def make(port: int) -> Proxy:
+        proxy = Proxy(port)
+        await proxy.start()
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        await proxy.close()
+
+
+class EchoBot:
+    """A small SDK bot: greets on connect, answers each human text with ``echo: <text>``."""
+
+    def __init__(self, **options: Any) -> None:
+        self.app = BotApp("http://127.0.0.1:1", backoff=(0.02, 0.2), **options)
+        self.seen: list[str] = []
+        self.conversation: Conversation | None = None
+        self.got_state = asyncio.Event()
+
+        @self.app.on_connect
+        async def greet(conversation: Conversation) -> None:
+            self.conversation = conversation
+            await conversation.send("Hello from Ext")
+
+        @self.app.on_state
+        def state(conversation: Conversation, state: dict[str, Any]) -> None:
+            self.got_state.set()
+
+        @self.app.on_message
+        async def echo(conversation: Conversation, message: ChatMessage) -> None:
+            self.seen.append(message.text or "")
+            await conversation.send(f"echo: {message.text}", quote=message)
+
+    def point_at(self, server_url: str) -> None:
+        self.app.ws_url = websocket_base(server_url)
+
+
+async def test_required_external_bot_case_19(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """Trigger with the three keys as JSON; the bot connects, greets, answers; its leaving
+    stores participant-left then conversation-ended; people can still write."""
+    bot = EchoBot()
+    recorder = Recorder(bot.app.asgi)
+    async with serve(recorder, lifespan="on") as trigger_url:
+        settings = make_settings(bots={"Ext": external_bot(trigger_url, required=True)})
+        async with live_server(settings) as server:
+            bot.point_at(server.base_url)
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            assert created.status_code == 201, created.text
+            ext_id = bot_id(created.json(), "Ext")
+
+            (trigger,) = await recorder.wait_for(1)
+            assert trigger.method == "POST"
+            assert trigger.path == "/"
+            assert trigger.headers["content-type"] == "application/json"
+            body = trigger.json()
+            assert set(body) == {"conversation_id", "bot_participant_id", "session"}
+            assert body["conversation_id"] == alice.conversation_id
+            assert body["bot_participant_id"] == ext_id
+
+            socket = await alice.connect(after=0)
+            greeting = await socket.message(sender_id=ext_id, text="Hello from Ext")
+            assert greeting["sent_by_human"] is False
+            await asyncio.wait_for(bot.got_state.wait(), TIMEOUT)
+            assert bot.conversation is not None
+            assert ext_id in [p["id"] for p in bot.conversation.participants]
+
+            asked = await socket.message(local_id=await socket.say("hi"))
+            answer = await socket.message(sender_id=ext_id, quoted_message_id=asked["id"])
+            assert answer["text"] == "echo: hi"
+
+            await bot.conversation.close()
+            left = await socket.message(event="participant-left")
+            assert left["additional_metadata"] == {"participant_id": ext_id}
+            ended = await socket.message(event="conversation-ended")
+            assert ended["additional_metadata"] == {"participant_id": ext_id}
+            assert socket.messages().index(left) < socket.messages().index(ended)
+
+            mine = await socket.message(local_id=await socket.say("still here?"))
+            assert mine["text"] == "still here?"
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                url = f"/api/chat/conversations/{alice.conversation_id}/messages/"
+                cookie = {"Cookie": f"sessionid={body['session']}"}
+                assert (await client.get(url, headers=cookie)).status_code == 403
+            await bot.app.aclose()
+
+
+async def test_bot_library_image_message_case_20(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """An image with ``text: null`` and an external URL is stored and shown with its name."""
+    bot = EchoBot()
+    async with bot.app.running() as trigger_url:
+        settings = make_settings(bots={"Ext": external_bot(trigger_url)})
+        async with live_server(settings) as server:
+            bot.point_at(server.base_url)
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            ext_id = bot_id(created.json(), "Ext")
+            socket = await alice.connect(after=0)
+            await socket.message(sender_id=ext_id, text="Hello from Ext")
+            assert bot.conversation is not None
+
+            url = "https://example.com/pics/cat.png?size=2"
+            await bot.conversation.send(None, type="i", external_file_url=url)
+            image = await socket.message(sender_id=ext_id, type="i")
+            assert image["text"] == ""
+            assert image["file_url"] == url
+            assert image["file_name"] == "cat.png"
+            assert image["file_size"] is None
+            history = (await alice.history()).json()["results"]
+            assert image["id"] in [m["id"] for m in history]
+            await bot.app.aclose()
+
+
+async def test_unreachable_bot_does_not_fail_creation(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A bot whose URL refuses connections: 201 at once, the failure logged, chat usable."""
+    url = f"http://127.0.0.1:{closed_port()}/"
+    settings = make_settings(
+        bots={
+            "ECHO": {"module": "tertulia.bots.builtin", "class": "UpperCaseEchoBot"},
+            "Ext": external_bot(url, required=True, retries=1),
+        }
+    )
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["ECHO", "Ext"])
+            assert created.status_code == 201, created.text
+            ext_id = bot_id(created.json(), "Ext")
+
+            failed = await logs.wait_for(
+                lambda e: (
+                    e.get("event") == "bot delivery failed for good"
+                    and e.get("participant_id") == ext_id
+                )
+            )
+            assert failed["conversation_id"] == alice.conversation_id
+            assert "cannot reach" in failed["error"]
+
+            socket = await alice.connect()
+            asked = await socket.message(local_id=await socket.say("still works"))
+            answer = await socket.message(quoted_message_id=asked["id"])
+            assert answer["text"] == "STILL WORKS"
+
+
+async def test_dropped_bot_resumes_without_losing_messages(
+    make_settings: SettingsFactory, people: PersonFactory, proxy_to: ProxyFactory
+) -> None:
+    """The bot's connection is cut; what was said meanwhile is replayed once it is back, and
+    what it sent meanwhile is delivered once."""
+    bot = EchoBot()
+    async with bot.app.running() as trigger_url:
+        settings = make_settings(bots={"Ext": external_bot(trigger_url)})
+        async with live_server(settings) as server:
+            proxy = await proxy_to(server.port)
+            bot.point_at(f"http://127.0.0.1:{proxy.listen_port}")
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            ext_id = bot_id(created.json(), "Ext")
+            socket = await alice.connect(after=0)
+            await socket.message(sender_id=ext_id, text="Hello from Ext")
+            one = await socket.message(local_id=await socket.say("one"))
+            await socket.message(sender_id=ext_id, quoted_message_id=one["id"])
+            conversation = bot.conversation
+            assert conversation is not None
+
+            proxy.refusing = True
+            proxy.drop()
+            left = await socket.message(event="participant-left")
+            assert left["additional_metadata"] == {"participant_id": ext_id}
+            two = await socket.message(local_id=await socket.say("two"))
+            away = await conversation.send("sent while away")
+            assert away in conversation.pending
+
+            proxy.refusing = False
+            answer = await socket.message(sender_id=ext_id, quoted_message_id=two["id"])
+            assert answer["text"] == "echo: two"
+            if away not in [m.get("local_id") for m in socket.messages()]:
+                await socket.message(sender_id=ext_id, local_id=away)
+            await socket.sync()
+            from_bot = [m["text"] for m in socket.messages() if m.get("sender_id") == ext_id]
+            assert sorted(from_bot) == sorted(
+                ["Hello from Ext", "echo: one", "echo: two", "sent while away"]
+            )
+            assert bot.seen == ["one", "two"]
+            assert conversation.pending == []
+            assert proxy.accepted >= 2
+            await bot.app.aclose()
+
+
+async def test_trigger_endpoint_refuses_malformed_bodies() -> None:
+    """The SDK's trigger answers 400 to a body that is not the three strings, 200 otherwise."""
+    app = BotApp("ws://127.0.0.1:1", backoff=(5.0, 5.0))
+    async with app.running() as url, httpx.AsyncClient() as client:
+        assert (await client.post(url, content=b"not json")).status_code == 400
+        assert (await client.post(url, json=[1, 2])).status_code == 400
+        missing = {"conversation_id": "c", "session": "s"}
+        assert (await client.post(url, json=missing)).status_code == 400
+        good = {"conversation_id": "c", "bot_participant_id": "b", "session": "s"}
+        response = await client.post(url, json=good)
+        assert response.status_code == 200
+        assert response.content == b""
+        assert set(app.conversations) == {"c"}
+    assert app.conversations == {}
+
+
+def test_websocket_base_accepts_http_and_ws_urls() -> None:
+    """Servers may be named by their HTTP or their WebSocket URL."""
+    assert websocket_base("http://h:8000/") == "ws://h:8000"
+    assert websocket_base("https://h") == "wss://h"
+    assert websocket_base("ws://h:1") == "ws://h:1"
+
+
+async def test_refused_session_closes_the_conversation(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A handshake refused with 403 (a lapsed or foreign session) is final, not retried."""
+    async with live_server(make_settings()) as server:
+        alice = people(server)
+        created = await alice.create(nickname="alice", bots=["ECHO"])
+        assert alice.conversation_id is not None
+        app = BotApp(server.base_url, backoff=(0.02, 0.2))
+        conversation = app.join(alice.conversation_id, bot_id(created.json(), "ECHO"), "bogus")
+        await asyncio.wait_for(conversation.wait_closed(), TIMEOUT)
+        assert conversation.closed
+        assert app.conversations == {}
+        with pytest.raises(RuntimeError):
+            await conversation.send("too late")
