@@ -21,8 +21,13 @@ class MessageType(StrEnum):
 
 
 FILE_TYPES = frozenset(
-    {MessageType.VOICE, MessageType.AUDIO, MessageType.VIDEO, MessageType.IMAGE,
-     MessageType.ATTACHMENT}
+    {
+        MessageType.VOICE,
+        MessageType.AUDIO,
+        MessageType.VIDEO,
+        MessageType.IMAGE,
+        MessageType.ATTACHMENT,
+    }
 )
 
 

@@ -41,10 +41,10 @@ Unsubscribe = Callable[[], None]
 class Broker(abc.ABC):
     """Publish/subscribe per conversation channel, plus per-participant presence."""
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Open connections (called in the app's lifespan)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release connections (called in the app's lifespan, in reverse order)."""
 
     @abc.abstractmethod
