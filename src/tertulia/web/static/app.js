@@ -1,0 +1,113 @@
+/**
+ * Tertulia's web client: the entry point. It shows the lobby, or re-enters the
+ * conversation of the last visit (its id is kept in localStorage; the participant comes
+ * back through the HttpOnly session cookie), and swaps views.
+ *
+ * It speaks only the public protocol (PROTOCOL.md): the same REST calls and WebSocket
+ * frames as every other client. No build step: plain ES modules.
+ */
+
+import { getConversation, joinConversation } from "./js/api.js";
+import { ChatView } from "./js/chat-view.js";
+import { backoffDelay } from "./js/connection.js";
+import { h } from "./js/dom.js";
+import { detectLanguage, onLanguageChange, setLanguage, t } from "./js/i18n.js";
+import { LobbyView } from "./js/lobby.js";
+import { ChatSession } from "./js/session.js";
+import { storage } from "./js/storage.js";
+
+const root = document.getElementById("app");
+let view = null;
+
+function show(next) {
+  view?.destroy();
+  view = next;
+  root.replaceChildren(next.el);
+  next.mounted?.();
+}
+
+function showLobby(message) {
+  show(new LobbyView({ onEnter: enter, message }));
+}
+
+function enter(conversation) {
+  storage.set("conversation", conversation.id);
+  const session = new ChatSession(conversation);
+  const leave = (message) => {
+    storage.remove("conversation");
+    showLobby(message);
+  };
+  show(
+    new ChatView(session, {
+      onLeave: () => leave(),
+      onLost: (reason) => leave(t(`lost.${reason}`)),
+    }),
+  );
+  session.start();
+}
+
+/** A plain screen while the server cannot be reached at start-up. */
+class WaitingView {
+  constructor(onGiveUp) {
+    this.el = h(
+      "main",
+      { class: "waiting-screen" },
+      h(
+        "p",
+        { role: "status" },
+        h("span", { class: "spinner", "aria-hidden": "true" }),
+        t("connection.unreachable"),
+      ),
+      h(
+        "button",
+        { type: "button", class: "secondary", onclick: onGiveUp },
+        t("action.back_to_lobby"),
+      ),
+    );
+  }
+
+  relabel() {}
+}
+
+/** Re-enter the conversation of the last visit, as the same participant. */
+async function resume(id) {
+  let cancelled = false;
+  for (let attempt = 0; !cancelled; attempt += 1) {
+    try {
+      // Ask first: with rooms on, joining without a session would make a new, anonymous
+      // participant rather than bring the old one back.
+      const conversation = await getConversation(id);
+      if (!conversation.my_participant_id) {
+        leaveResume(t("lost.left"));
+        return;
+      }
+      enter(await joinConversation(id, ""));
+      return;
+    } catch (error) {
+      if (error.status !== 0) {
+        leaveResume(t(error.status === 404 ? "lost.gone" : "lost.left"));
+        return;
+      }
+      if (!(view instanceof WaitingView)) {
+        show(
+          new WaitingView(() => {
+            cancelled = true;
+            leaveResume();
+          }),
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt)));
+    }
+  }
+}
+
+function leaveResume(message) {
+  storage.remove("conversation");
+  showLobby(message);
+}
+
+setLanguage(detectLanguage());
+onLanguageChange(() => view?.relabel?.());
+const saved = storage.get("conversation");
+if (saved) resume(saved);
+else showLobby();

@@ -1,0 +1,439 @@
+/**
+ * The conversation screen: header, messages, participants, composer, connection and
+ * end-of-conversation notices, drag and drop. It renders the session's store and turns
+ * clicks and keys into session calls.
+ */
+
+import { Composer } from "./composer.js";
+import { h } from "./dom.js";
+import { formatDuration, t, translate } from "./i18n.js";
+import { icon } from "./icons.js";
+import { languagePicker } from "./language-picker.js";
+import { MessageList } from "./message-list.js";
+import { nameOf, systemText } from "./message-view.js";
+import { announce, notify } from "./notices.js";
+import { renderParticipants, workingText } from "./participants.js";
+import { snippet } from "./text.js";
+
+/** Closer than this to the bottom counts as "at the bottom": new messages scroll into view. */
+const STICK_PX = 80;
+const WIDE = "(min-width: 900px)";
+
+export class ChatView {
+  /**
+   * @param {import("./session.js").ChatSession} session
+   * @param {{onLeave: () => void, onLost: (reason: string) => void}} callbacks
+   */
+  constructor(session, { onLeave, onLost }) {
+    this.session = session;
+    this.store = session.store;
+    this.onLeave = onLeave;
+    this.onLost = onLost;
+    this.stick = true;
+    this.unseen = 0;
+    this.connection = { state: "connecting" };
+    this.wasDisconnected = false;
+    this.peopleOpen = window.matchMedia(WIDE).matches;
+    this.list = new MessageList(this.store, {
+      reply: (message) => this.composer.setReply(message),
+      option: (message, option) => {
+        this.session.chooseOption(message, option);
+        this.#stickToBottom();
+      },
+      retry: (localId) => this.session.retry(localId),
+      discard: (localId) => this.session.discard(localId),
+    });
+    this.composer = new Composer(session);
+    this.#build();
+    this.#listen();
+    this.render();
+  }
+
+  #build() {
+    this.titleEl = h("h1", { class: "title", id: "chat-title" });
+    this.subtitleEl = h("p", { class: "subtitle" });
+    this.peopleButton = h(
+      "button",
+      {
+        type: "button",
+        class: "icon-button people-toggle",
+        "aria-controls": "participants",
+        "data-i18n-aria-label": "participants.toggle",
+        "data-i18n-title": "participants.toggle",
+        "aria-label": t("participants.toggle"),
+        title: t("participants.toggle"),
+        onclick: () => this.#togglePeople(),
+      },
+      icon("people"),
+      h("span", { class: "count" }),
+    );
+    const header = h(
+      "header",
+      { class: "topbar" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "icon-button back",
+          "data-i18n-aria-label": "action.back_to_lobby",
+          "data-i18n-title": "action.back_to_lobby",
+          "aria-label": t("action.back_to_lobby"),
+          title: t("action.back_to_lobby"),
+          onclick: () => this.onLeave(),
+        },
+        icon("back"),
+      ),
+      h("div", { class: "title-block" }, this.titleEl, this.subtitleEl),
+      languagePicker(),
+      this.peopleButton,
+    );
+
+    this.connectionBanner = h("div", {
+      class: "banner banner-connection",
+      role: "status",
+      hidden: true,
+    });
+    this.endedBanner = h("div", { class: "banner banner-ended", role: "status", hidden: true });
+    this.olderButton = h(
+      "button",
+      {
+        type: "button",
+        class: "older",
+        hidden: true,
+        "data-i18n": "history.older",
+        onclick: () => this.#loadOlder(),
+      },
+      t("history.older"),
+    );
+    this.scroller = h(
+      "div",
+      { class: "scroller" },
+      this.olderButton,
+      h(
+        "p",
+        { id: "messages-help", class: "sr-only", "data-i18n": "messages.help" },
+        t("messages.help"),
+      ),
+      this.list.el,
+    );
+    this.jumpButton = h("button", {
+      type: "button",
+      class: "jump-new",
+      hidden: true,
+      onclick: () => {
+        this.#stickToBottom();
+        this.list.focusLast();
+      },
+    });
+    this.workingEl = h("div", { class: "working", role: "status" });
+    this.dropOverlay = h(
+      "div",
+      { class: "drop-overlay", hidden: true, "aria-hidden": "true" },
+      h("span", { "data-i18n": "composer.drop" }, t("composer.drop")),
+    );
+    this.timeline = h(
+      "section",
+      { class: "timeline", "aria-labelledby": "chat-title" },
+      this.connectionBanner,
+      this.endedBanner,
+      this.scroller,
+      this.jumpButton,
+      this.workingEl,
+      this.composer.el,
+      this.dropOverlay,
+    );
+
+    this.peopleList = h("div", { class: "people-wrap" });
+    this.peopleHeading = h(
+      "h2",
+      { class: "panel-title", tabindex: "-1", "data-i18n": "participants.title" },
+      t("participants.title"),
+    );
+    this.panel = h(
+      "aside",
+      { id: "participants", class: "participants", "aria-labelledby": "participants-heading" },
+      h(
+        "div",
+        { class: "panel-head", id: "participants-heading" },
+        this.peopleHeading,
+        h(
+          "button",
+          {
+            type: "button",
+            class: "icon-button panel-close",
+            "data-i18n-aria-label": "action.close",
+            "aria-label": t("action.close"),
+            onclick: () => this.#togglePeople(false),
+          },
+          icon("close"),
+        ),
+      ),
+      this.peopleList,
+    );
+    // On narrow screens the panel covers the conversation: Escape or a tap beside it closes it.
+    this.panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !window.matchMedia(WIDE).matches) this.#togglePeople(false);
+    });
+    this.timeline.addEventListener("pointerdown", () => {
+      if (this.peopleOpen && !window.matchMedia(WIDE).matches) this.#togglePeople(false);
+    });
+
+    this.el = h(
+      "div",
+      { class: "chat" },
+      h(
+        "a",
+        { class: "skip-link", href: "#composer-input", "data-i18n": "skip.composer" },
+        t("skip.composer"),
+      ),
+      header,
+      h("div", { class: "chat-body" }, this.timeline, this.panel),
+    );
+  }
+
+  #listen() {
+    this.onStoreChange = (event) => this.#onStoreChange(event.detail);
+    this.store.addEventListener("change", this.onStoreChange);
+    this.session.addEventListener("connection", (event) => this.#onConnection(event.detail));
+    this.session.addEventListener("notice", (event) =>
+      notify(event.detail.text, { kind: event.detail.kind }),
+    );
+    this.session.addEventListener("lost", (event) => this.onLost(event.detail.reason));
+    this.session.addEventListener("limits", (event) =>
+      this.composer.applyLimits(event.detail.limits),
+    );
+    this.composer.el.addEventListener("submit", () => this.#stickToBottom());
+
+    let lastTop = 0;
+    this.scroller.addEventListener(
+      "scroll",
+      () => {
+        // Scroll events arrive late, after images may have grown the content again, so
+        // "far from the bottom" alone does not mean the person scrolled away: only a move
+        // up does. Our own scrolls only ever go down.
+        const top = this.scroller.scrollTop;
+        const movedUp = top < lastTop;
+        lastTop = top;
+        if (this.#distanceFromBottom() < STICK_PX) {
+          this.stick = true;
+          this.#setUnseen(0);
+        } else if (movedUp) {
+          this.stick = false;
+        }
+      },
+      { passive: true },
+    );
+    // Images and players change height as they load: stay at the bottom if we were there.
+    this.resizer = new ResizeObserver(() => {
+      if (this.stick) this.#scrollToBottom();
+    });
+    this.resizer.observe(this.list.el);
+
+    let depth = 0;
+    const hasFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes("Files");
+    this.timeline.addEventListener("dragenter", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      depth += 1;
+      this.dropOverlay.hidden = false;
+    });
+    this.timeline.addEventListener("dragover", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+    });
+    this.timeline.addEventListener("dragleave", () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) this.dropOverlay.hidden = true;
+    });
+    this.timeline.addEventListener("drop", (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      depth = 0;
+      this.dropOverlay.hidden = true;
+      this.composer.stageFiles([...event.dataTransfer.files]);
+    });
+  }
+
+  /** Called once the view is in the document. */
+  mounted() {
+    this.#scrollToBottom();
+    this.composer.focus();
+  }
+
+  destroy() {
+    this.store.removeEventListener("change", this.onStoreChange);
+    this.resizer.disconnect();
+    clearInterval(this.countdown);
+    clearTimeout(this.connectingTimer);
+    this.composer.destroy();
+    this.session.stop();
+  }
+
+  relabel() {
+    translate(this.el);
+    this.list.relabel();
+    this.render();
+    this.#onConnection(this.connection);
+  }
+
+  #onStoreChange(detail) {
+    if (detail.kind === "progress") {
+      this.list.updateProgress(detail.entry);
+      return;
+    }
+    if (detail.kind === "pending" && !detail.removed && detail.entry.status !== "failed") {
+      this.stick = true;
+    }
+    this.render();
+    if (detail.kind === "message" && detail.live) this.#onLiveMessage(detail.message);
+  }
+
+  #onLiveMessage(message) {
+    // My own messages and my own comings and goings need no announcement.
+    const about =
+      message.type === "S" ? message.additional_metadata?.participant_id : message.sender_id;
+    if (about && about === this.store.me) return;
+    const text =
+      message.type === "S"
+        ? systemText(message, this.store)
+        : t("announce.message", {
+            name: nameOf(this.store, message.sender_id),
+            text: snippet(message),
+          });
+    announce(text);
+    if (!this.stick) this.#setUnseen(this.unseen + 1);
+  }
+
+  render() {
+    this.list.render();
+    const store = this.store;
+    const title = store.name || t("conversation.untitled");
+    this.titleEl.textContent = title;
+    document.title = `${title} · Tertulia`;
+    const others = [...store.participants.values()]
+      .filter((p) => p.id !== store.me)
+      .map((p) => p.name);
+    const online = store.online
+      ? t("participants.online_count", { count: store.online.size })
+      : null;
+    this.subtitleEl.textContent = [others.join(", "), online].filter(Boolean).join(" · ");
+    this.peopleButton.querySelector(".count").textContent = String(store.participants.size);
+    this.peopleButton.setAttribute("aria-expanded", String(this.peopleOpen));
+    this.el.classList.toggle("people-open", this.peopleOpen);
+    this.peopleList.replaceChildren(renderParticipants(store));
+
+    const working = workingText(store);
+    this.workingEl.replaceChildren(
+      ...(working
+        ? [h("span", { class: "dots", "aria-hidden": "true" }, h("i"), h("i"), h("i")), working]
+        : []),
+    );
+    this.workingEl.hidden = !working;
+
+    if (store.ended) {
+      const id = store.ended.additional_metadata?.participant_id;
+      this.endedBanner.replaceChildren(
+        icon("alert"),
+        h("span", {}, id ? t("ended.banner_by", { name: nameOf(store, id) }) : t("ended.banner")),
+      );
+    }
+    this.endedBanner.hidden = !store.ended;
+    this.olderButton.hidden = !store.olderAvailable;
+    this.el.classList.toggle("is-offline", this.connection.state !== "open");
+    if (this.stick) this.#scrollToBottom();
+  }
+
+  #onConnection(status) {
+    const previous = this.connection.state;
+    this.connection = status;
+    clearInterval(this.countdown);
+    clearTimeout(this.connectingTimer);
+    const banner = this.connectionBanner;
+    if (status.state === "open") {
+      banner.hidden = true;
+      if (this.wasDisconnected) notify(t("connection.back"));
+      this.wasDisconnected = false;
+    } else if (status.state === "connecting") {
+      // Only say "connecting" when it takes a while: most connects are instant.
+      if (previous !== "waiting") {
+        this.connectingTimer = setTimeout(() => {
+          banner.replaceChildren(
+            h("span", { class: "spinner", "aria-hidden": "true" }),
+            t("connection.connecting"),
+          );
+          banner.hidden = false;
+        }, 800);
+      }
+    } else if (status.state === "waiting") {
+      this.wasDisconnected = true;
+      const text = h("span");
+      const update = () => {
+        const seconds = Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000));
+        text.textContent = t("connection.waiting", { time: formatDuration(seconds) });
+      };
+      update();
+      this.countdown = setInterval(update, 1000);
+      banner.replaceChildren(
+        icon("alert"),
+        text,
+        h(
+          "button",
+          {
+            type: "button",
+            class: "link-button",
+            onclick: () => this.session.connection.retryNow(),
+          },
+          t("connection.retry"),
+        ),
+      );
+      banner.hidden = false;
+    }
+    this.list.connected = status.state === "open";
+    this.render();
+  }
+
+  #distanceFromBottom() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight;
+  }
+
+  #scrollToBottom() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  #stickToBottom() {
+    this.stick = true;
+    this.#setUnseen(0);
+    // Instantly: a smooth scroll's intermediate positions would read as "scrolled up".
+    this.#scrollToBottom();
+  }
+
+  #setUnseen(count) {
+    this.unseen = count;
+    this.jumpButton.hidden = count === 0;
+    this.jumpButton.replaceChildren(icon("down"), t("messages.new", { count }));
+  }
+
+  async #loadOlder() {
+    const before = this.scroller.scrollHeight;
+    this.olderButton.disabled = true;
+    try {
+      await this.session.loadOlder();
+      // Keep the messages in view where they were: older ones are added above.
+      this.scroller.scrollTop += this.scroller.scrollHeight - before;
+    } catch {
+      notify(t("history.failed"), { kind: "error" });
+    } finally {
+      this.olderButton.disabled = false;
+    }
+  }
+
+  #togglePeople(open = !this.peopleOpen) {
+    this.peopleOpen = open;
+    this.render();
+    if (window.matchMedia(WIDE).matches) return;
+    if (open) this.peopleHeading.focus();
+    else this.peopleButton.focus();
+  }
+}

@@ -1,0 +1,390 @@
+/**
+ * The message box: text (Enter sends, Shift+Enter starts a new line), the message being
+ * replied to, files picked, dropped or pasted (checked against the limits before any
+ * upload), and voice notes.
+ */
+
+import { canAttach, acceptFor, checkFile, limitOf } from "./attachments.js";
+import { h } from "./dom.js";
+import { formatDuration, formatSize, t } from "./i18n.js";
+import { icon } from "./icons.js";
+import { nameOf } from "./message-view.js";
+import { VoiceRecorder } from "./recorder.js";
+import { snippet } from "./text.js";
+
+const KIND_NAMES = {
+  i: "kind.image",
+  v: "kind.video",
+  a: "kind.audio",
+  V: "kind.voice",
+  A: "kind.attachment",
+};
+
+/** Why a file cannot be sent, in words. */
+export function fileProblem(file, check) {
+  const name = file.name || t(KIND_NAMES[check.kind]);
+  if (check.reason === "empty") return t("file.empty", { name });
+  if (check.reason === "too_large") {
+    return t("file.too_large", { name, size: formatSize(file.size), max: formatSize(check.limit) });
+  }
+  return t("file.not_accepted", { name, kind: t(KIND_NAMES[check.kind]).toLowerCase() });
+}
+
+export class Composer {
+  /** @param {import("./session.js").ChatSession} session */
+  constructor(session) {
+    this.session = session;
+    this.reply = null;
+    /** Files waiting for Send: {file, kind, thumb}. */
+    this.staged = [];
+    this.recorder = null;
+    this.#build();
+    this.applyLimits(session.limits);
+  }
+
+  #build() {
+    this.input = h("textarea", {
+      id: "composer-input",
+      class: "composer-input",
+      rows: "1",
+      maxlength: "4000",
+      autocomplete: "off",
+      "aria-describedby": "composer-hint",
+      "data-i18n-placeholder": "composer.placeholder",
+      "data-i18n-aria-label": "composer.label",
+      placeholder: t("composer.placeholder"),
+      "aria-label": t("composer.label"),
+      oninput: () => this.#grow(),
+      onkeydown: (event) => this.#onKey(event),
+      onpaste: (event) => {
+        const files = [...(event.clipboardData?.files ?? [])];
+        if (files.length) {
+          event.preventDefault();
+          this.stageFiles(files);
+        }
+      },
+    });
+    this.fileInput = h("input", {
+      type: "file",
+      class: "file-input",
+      multiple: true,
+      hidden: true,
+      tabindex: "-1",
+      onchange: () => {
+        this.stageFiles([...this.fileInput.files]);
+        this.fileInput.value = "";
+      },
+    });
+    this.replyBox = h("div", { class: "reply-preview", hidden: true });
+    this.stagedBox = h("ul", { class: "staged", hidden: true, "aria-label": t("composer.staged") });
+    this.errorBox = h("p", { class: "composer-error", role: "alert" });
+    this.attachButton = h(
+      "button",
+      {
+        type: "button",
+        class: "icon-button attach",
+        "data-i18n-aria-label": "action.attach",
+        "data-i18n-title": "action.attach",
+        "aria-label": t("action.attach"),
+        title: t("action.attach"),
+        onclick: () => this.fileInput.click(),
+      },
+      icon("attach"),
+    );
+    this.micButton = h(
+      "button",
+      {
+        type: "button",
+        class: "icon-button mic",
+        hidden: true,
+        "data-i18n-aria-label": "action.record",
+        "data-i18n-title": "action.record",
+        "aria-label": t("action.record"),
+        title: t("action.record"),
+        onclick: () => this.startRecording(),
+      },
+      icon("mic"),
+    );
+    this.sendButton = h(
+      "button",
+      {
+        type: "submit",
+        class: "icon-button send",
+        "data-i18n-aria-label": "action.send",
+        "data-i18n-title": "action.send",
+        "aria-label": t("action.send"),
+        title: t("action.send"),
+      },
+      icon("send"),
+    );
+    this.writeRow = h(
+      "div",
+      { class: "composer-row" },
+      this.attachButton,
+      this.input,
+      this.micButton,
+      this.sendButton,
+    );
+
+    this.recordClock = h("span", { class: "record-clock" }, "0:00");
+    this.recordRow = h(
+      "div",
+      { class: "composer-row recording", hidden: true },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "icon-button",
+          "data-i18n-aria-label": "action.cancel_recording",
+          "aria-label": t("action.cancel_recording"),
+          onclick: () => this.finishRecording(false),
+        },
+        icon("trash"),
+      ),
+      h("span", { class: "record-dot", "aria-hidden": "true" }),
+      h("span", { class: "record-label", "data-i18n": "voice.recording" }, t("voice.recording")),
+      this.recordClock,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "icon-button send",
+          "data-i18n-aria-label": "action.send_recording",
+          "aria-label": t("action.send_recording"),
+          onclick: () => this.finishRecording(true),
+        },
+        icon("send"),
+      ),
+    );
+
+    this.el = h(
+      "form",
+      {
+        class: "composer",
+        "aria-label": t("composer.form"),
+        "data-i18n-aria-label": "composer.form",
+        onsubmit: (event) => {
+          event.preventDefault();
+          this.submit();
+        },
+      },
+      this.replyBox,
+      this.stagedBox,
+      this.errorBox,
+      this.writeRow,
+      this.recordRow,
+      this.fileInput,
+      h(
+        "p",
+        { id: "composer-hint", class: "sr-only", "data-i18n": "composer.hint" },
+        t("composer.hint"),
+      ),
+    );
+  }
+
+  /** Show or hide the file and voice buttons for the server's limits. */
+  applyLimits(limits) {
+    this.attachButton.hidden = Boolean(limits) && !canAttach(limits);
+    this.fileInput.accept = acceptFor(limits);
+    this.micButton.hidden = !(limits && limitOf(limits, "V") && VoiceRecorder.supported());
+  }
+
+  focus() {
+    this.input.focus();
+  }
+
+  #grow() {
+    this.input.style.height = "auto";
+    this.input.style.height = `${Math.min(this.input.scrollHeight, 160)}px`;
+  }
+
+  #onKey(event) {
+    // isComposing: Enter also confirms an IME composition; that must not send.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      this.submit();
+    } else if (event.key === "Escape" && this.reply) {
+      event.preventDefault();
+      this.setReply(null);
+    }
+  }
+
+  submit() {
+    const text = this.input.value.trim();
+    const quotedId = this.reply?.id ?? null;
+    if (this.staged.length) {
+      const staged = this.staged;
+      this.staged = [];
+      staged.forEach((item, index) => {
+        if (item.thumb) URL.revokeObjectURL(item.thumb);
+        // The caption and the quote go with the first file.
+        this.session.sendFile(item.file, {
+          kind: item.kind,
+          text: index === 0 ? text : "",
+          quotedId: index === 0 ? quotedId : null,
+        });
+      });
+      this.#renderStaged();
+    } else if (text) {
+      this.session.sendText(text, quotedId);
+    } else {
+      return;
+    }
+    this.input.value = "";
+    this.#grow();
+    this.setReply(null);
+    this.showError("");
+    this.input.focus();
+  }
+
+  /** Reply to `message` (null: stop replying). */
+  setReply(message) {
+    this.reply = message;
+    this.replyBox.hidden = !message;
+    if (!message) {
+      this.replyBox.replaceChildren();
+      return;
+    }
+    const name = nameOf(this.session.store, message.sender_id);
+    this.replyBox.replaceChildren(
+      icon("reply"),
+      h(
+        "div",
+        { class: "reply-text" },
+        h("span", { class: "reply-name" }, t("composer.replying_to", { name })),
+        h("span", { class: "reply-snippet" }, snippet(message)),
+      ),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "icon-button",
+          "aria-label": t("action.cancel_reply"),
+          title: t("action.cancel_reply"),
+          onclick: () => {
+            this.setReply(null);
+            this.input.focus();
+          },
+        },
+        icon("close"),
+      ),
+    );
+    this.input.focus();
+  }
+
+  showError(text) {
+    this.errorBox.textContent = text;
+  }
+
+  /** Check files against the limits and keep those that pass until Send. */
+  async stageFiles(files) {
+    if (!files.length) return;
+    const limits = this.session.limits ?? (await this.session.loadLimits());
+    if (!limits) {
+      this.showError(t("file.limits_unknown"));
+      return;
+    }
+    const problems = [];
+    for (const file of files) {
+      const check = checkFile(file, limits);
+      if (!check.ok) {
+        problems.push(fileProblem(file, check));
+        continue;
+      }
+      this.staged.push({
+        file,
+        kind: check.kind,
+        thumb: check.kind === "i" ? URL.createObjectURL(file) : null,
+      });
+    }
+    this.#renderStaged();
+    this.showError(problems.join(" "));
+    this.input.focus();
+  }
+
+  #renderStaged() {
+    this.stagedBox.hidden = !this.staged.length;
+    this.stagedBox.replaceChildren(
+      ...this.staged.map((item) =>
+        h(
+          "li",
+          { class: "staged-file" },
+          item.thumb
+            ? h("img", { src: item.thumb, alt: "", class: "staged-thumb" })
+            : icon("file", "icon staged-icon"),
+          h("span", { class: "staged-name" }, item.file.name),
+          h("span", { class: "staged-size" }, formatSize(item.file.size)),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "icon-button",
+              "aria-label": t("action.remove_file", { name: item.file.name }),
+              onclick: () => {
+                if (item.thumb) URL.revokeObjectURL(item.thumb);
+                this.staged = this.staged.filter((other) => other !== item);
+                this.#renderStaged();
+                this.input.focus();
+              },
+            },
+            icon("close"),
+          ),
+        ),
+      ),
+    );
+  }
+
+  async startRecording() {
+    if (this.recorder) return;
+    const recorder = new VoiceRecorder();
+    try {
+      await recorder.start();
+    } catch {
+      this.showError(t("voice.denied"));
+      return;
+    }
+    this.recorder = recorder;
+    this.writeRow.hidden = true;
+    this.recordRow.hidden = false;
+    this.recordClock.textContent = formatDuration(0);
+    this.clock = setInterval(() => {
+      this.recordClock.textContent = formatDuration(recorder.elapsed);
+    }, 500);
+    this.recordRow.querySelector(".send").focus();
+  }
+
+  /** Stop recording; send the note when `send`, else throw it away. */
+  async finishRecording(send) {
+    const recorder = this.recorder;
+    if (!recorder) return;
+    this.recorder = null;
+    clearInterval(this.clock);
+    this.recordRow.hidden = true;
+    this.writeRow.hidden = false;
+    this.input.focus();
+    if (!send) {
+      recorder.cancel();
+      return;
+    }
+    const blob = await recorder.stop();
+    const check = checkFile(blob, this.session.limits, "V");
+    if (!check.ok) {
+      this.showError(fileProblem(blob, check));
+      return;
+    }
+    // BLAB's web client sends a recording as a file part named "blob".
+    this.session.sendFile(blob, {
+      kind: "V",
+      text: "",
+      fileName: "blob",
+      quotedId: this.reply?.id ?? null,
+    });
+    this.setReply(null);
+  }
+
+  destroy() {
+    clearInterval(this.clock);
+    this.recorder?.cancel();
+    for (const item of this.staged) if (item.thumb) URL.revokeObjectURL(item.thumb);
+  }
+}

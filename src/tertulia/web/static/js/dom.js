@@ -1,0 +1,48 @@
+/**
+ * Small DOM helpers.
+ *
+ * Everything that comes from the server is inserted as text (text nodes and attribute
+ * values), never parsed as HTML, so a message can never inject markup into the page.
+ */
+
+/** Properties that must be set on the element rather than as attributes. */
+const PROPERTIES = new Set(["value", "checked", "indeterminate", "muted"]);
+
+/**
+ * Build an element: `h("button", {class: "x", onclick: fn}, "label", child)`.
+ * Attributes whose value is null, undefined or false are left out; `true` gives an
+ * empty attribute; `on<event>` keys add listeners.
+ */
+export function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2).toLowerCase(), value);
+    } else if (PROPERTIES.has(key)) el[key] = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+/** Append children (nodes, strings, nested arrays; null and false are skipped). */
+export function append(el, children) {
+  for (const child of [children].flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+/** Text only visible to screen readers. */
+export function srOnly(text) {
+  return h("span", { class: "sr-only" }, text);
+}
+
+/** Whether the person asked the system for less motion. */
+export function prefersReducedMotion() {
+  return window.matchMedia?.("(prefers-reduced-motion: reduce)").matches ?? false;
+}

@@ -1,0 +1,129 @@
+/**
+ * Translations and locale-aware formatting. English and Brazilian Portuguese; the
+ * language comes from the saved choice, else from the browser (navigator.languages).
+ */
+
+import en from "../i18n/en.js";
+import ptBR from "../i18n/pt-BR.js";
+import { storage } from "./storage.js";
+
+const CATALOGS = { en, "pt-BR": ptBR };
+
+export const LANGUAGES = [
+  { code: "en", label: "English" },
+  { code: "pt-BR", label: "Português" },
+];
+
+let current = "en";
+const listeners = new Set();
+
+/** The language to start with: the saved choice, else the browser's first supported one. */
+export function detectLanguage() {
+  const saved = storage.get("language");
+  if (saved && saved in CATALOGS) return saved;
+  const wanted = navigator.languages?.length ? navigator.languages : [navigator.language];
+  for (const tag of wanted) {
+    const lower = String(tag ?? "").toLowerCase();
+    if (lower.startsWith("pt")) return "pt-BR";
+    if (lower.startsWith("en")) return "en";
+  }
+  return "en";
+}
+
+export function language() {
+  return current;
+}
+
+/** Switch language (and remember it when `remember`); listeners re-render. */
+export function setLanguage(code, { remember = false } = {}) {
+  current = code in CATALOGS ? code : "en";
+  document.documentElement.lang = current;
+  if (remember) storage.set("language", current);
+  for (const listener of listeners) listener(current);
+}
+
+/** Call `listener(code)` after each language change; returns the unsubscribe function. */
+export function onLanguageChange(listener) {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+/**
+ * The text for `key`, with `{name}` placeholders filled from `params`. A key with
+ * `.one` / `.other` variants is chosen by `params.count` (Intl plural rules).
+ */
+export function t(key, params = {}) {
+  const catalog = CATALOGS[current];
+  let entry = catalog[key] ?? en[key];
+  if (entry === undefined && "count" in params) {
+    const form = new Intl.PluralRules(current).select(params.count);
+    entry = catalog[`${key}.${form}`] ?? catalog[`${key}.other`] ?? en[`${key}.other`];
+  }
+  if (entry === undefined) return key;
+  return entry.replace(/\{(\w+)\}/g, (match, name) =>
+    name in params ? String(params[name]) : match,
+  );
+}
+
+/** Fill `[data-i18n]` (text) and `[data-i18n-<attribute>]` elements under `root`. */
+export function translate(root) {
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const attribute of ["placeholder", "aria-label", "title"]) {
+    const data = `data-i18n-${attribute}`;
+    for (const el of root.querySelectorAll(`[${data}]`)) {
+      el.setAttribute(attribute, t(el.getAttribute(data)));
+    }
+  }
+}
+
+const valid = (date) => date instanceof Date && !Number.isNaN(date.getTime());
+
+/** "14:05" (or "2:05 PM") in the current language. */
+export function formatTime(date) {
+  if (!valid(date)) return "";
+  return new Intl.DateTimeFormat(current, { hour: "numeric", minute: "2-digit" }).format(date);
+}
+
+/** A date and time: in full for tooltips, "medium" for lists. */
+export function formatDateTime(date, dateStyle = "full") {
+  if (!valid(date)) return "";
+  return new Intl.DateTimeFormat(current, { dateStyle, timeStyle: "short" }).format(date);
+}
+
+/** "Today", "Yesterday" or the date, for the separators between days. */
+export function formatDay(date, now = new Date()) {
+  if (!valid(date)) return "";
+  const startOfDay = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  const days = Math.round((startOfDay(now) - startOfDay(date)) / 86_400_000);
+  if (days === 0) return t("day.today");
+  if (days === 1) return t("day.yesterday");
+  const options = { weekday: "long", day: "numeric", month: "long" };
+  if (date.getFullYear() !== now.getFullYear()) options.year = "numeric";
+  return new Intl.DateTimeFormat(current, options).format(date);
+}
+
+/** A byte count for people: "1.5 MB" (decimal units, as file managers show them). */
+export function formatSize(bytes) {
+  if (!Number.isFinite(bytes) || bytes < 0) return "";
+  const units = ["byte", "kilobyte", "megabyte", "gigabyte"];
+  let index = 0;
+  let value = bytes;
+  while (value >= 1000 && index < units.length - 1) {
+    value /= 1000;
+    index += 1;
+  }
+  // Intl spells bytes out ("721 byte"); "B" reads better next to "kB" and "MB".
+  if (index === 0) return `${new Intl.NumberFormat(current).format(value)} B`;
+  return new Intl.NumberFormat(current, {
+    style: "unit",
+    unit: units[index],
+    unitDisplay: "short",
+    maximumFractionDigits: 1,
+  }).format(value);
+}
+
+/** "0:42" for a recording's length in seconds. */
+export function formatDuration(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
+}

@@ -1,0 +1,314 @@
+/**
+ * The lobby: a nickname, the bots to invite, "start"; and, when the server has rooms on,
+ * the open conversations to join (refreshed every few seconds while the lobby is shown).
+ */
+
+import { createConversation, detailText, joinConversation, listBots, listRooms } from "./api.js";
+import { h } from "./dom.js";
+import { formatDateTime, t, translate } from "./i18n.js";
+import { icon } from "./icons.js";
+import { languagePicker } from "./language-picker.js";
+import { storage } from "./storage.js";
+
+const ROOMS_EVERY_MS = 5000;
+
+export class LobbyView {
+  /**
+   * @param {{onEnter: (conversation: object) => void, message?: string}} options `onEnter`
+   *   gets the create or join response; `message` is shown on top (why we are back here).
+   */
+  constructor({ onEnter, message }) {
+    this.onEnter = onEnter;
+    this.message = message ?? "";
+    this.bots = null;
+    this.rooms = undefined;
+    this.busy = false;
+    this.#build();
+  }
+
+  #build() {
+    this.nickname = h("input", {
+      id: "nickname",
+      name: "nickname",
+      required: true,
+      maxlength: "50",
+      autocomplete: "nickname",
+      value: storage.get("nickname") ?? "",
+    });
+    this.conversationName = h("input", {
+      id: "conversation-name",
+      name: "name",
+      maxlength: "50",
+      autocomplete: "off",
+    });
+    this.botList = h(
+      "div",
+      { class: "bot-list" },
+      h("p", { class: "muted", "data-i18n": "lobby.loading" }, t("lobby.loading")),
+    );
+    this.formError = h("p", { class: "form-error", role: "alert" });
+    this.startButton = h(
+      "button",
+      { type: "submit", class: "primary", "data-i18n": "lobby.start" },
+      t("lobby.start"),
+    );
+    const form = h(
+      "form",
+      {
+        class: "card new-conversation",
+        "aria-labelledby": "new-title",
+        novalidate: true,
+        onsubmit: (e) => this.#create(e),
+      },
+      h("h2", { id: "new-title", "data-i18n": "lobby.new" }, t("lobby.new")),
+      h(
+        "div",
+        { class: "field" },
+        h("label", { for: "nickname", "data-i18n": "lobby.nickname" }, t("lobby.nickname")),
+        this.nickname,
+      ),
+      h(
+        "div",
+        { class: "field" },
+        h(
+          "label",
+          { for: "conversation-name" },
+          h("span", { "data-i18n": "lobby.name" }, t("lobby.name")),
+          " ",
+          h("span", { class: "muted", "data-i18n": "lobby.optional" }, t("lobby.optional")),
+        ),
+        this.conversationName,
+      ),
+      h(
+        "fieldset",
+        { class: "field" },
+        h("legend", { "data-i18n": "lobby.bots" }, t("lobby.bots")),
+        this.botList,
+      ),
+      this.formError,
+      this.startButton,
+    );
+
+    this.roomList = h("ul", { class: "room-list" });
+    this.roomsCard = h(
+      "section",
+      { class: "card rooms", "aria-labelledby": "rooms-title", hidden: true },
+      h(
+        "div",
+        { class: "card-head" },
+        h("h2", { id: "rooms-title", "data-i18n": "lobby.rooms" }, t("lobby.rooms")),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "icon-button",
+            "data-i18n-aria-label": "lobby.refresh",
+            "data-i18n-title": "lobby.refresh",
+            "aria-label": t("lobby.refresh"),
+            title: t("lobby.refresh"),
+            onclick: () => this.#loadRooms(),
+          },
+          icon("retry"),
+        ),
+      ),
+      this.roomList,
+    );
+
+    this.messageEl = h(
+      "p",
+      { class: "lobby-message", role: "alert", hidden: !this.message },
+      this.message,
+    );
+    this.el = h(
+      "div",
+      { class: "lobby" },
+      h(
+        "header",
+        { class: "topbar" },
+        h(
+          "div",
+          { class: "brand" },
+          h("span", { class: "logo", "aria-hidden": "true" }, "T"),
+          "Tertulia",
+        ),
+        languagePicker(),
+      ),
+      h(
+        "main",
+        { class: "lobby-main", id: "main" },
+        h("p", { class: "tagline", "data-i18n": "lobby.tagline" }, t("lobby.tagline")),
+        this.messageEl,
+        h("div", { class: "lobby-grid" }, form, this.roomsCard),
+      ),
+    );
+  }
+
+  mounted() {
+    document.title = "Tertulia";
+    this.nickname.focus();
+    this.botsLoaded = this.#loadBots();
+    this.#loadRooms();
+    this.timer = setInterval(() => {
+      if (document.visibilityState === "visible" && this.rooms !== null) this.#loadRooms();
+    }, ROOMS_EVERY_MS);
+  }
+
+  destroy() {
+    clearInterval(this.timer);
+  }
+
+  relabel() {
+    translate(this.el);
+    this.#renderBots();
+    this.#renderRooms();
+  }
+
+  async #loadBots() {
+    try {
+      this.bots = await listBots();
+    } catch {
+      this.bots = [];
+      this.formError.textContent = t("lobby.unreachable");
+    }
+    this.#renderBots();
+  }
+
+  #renderBots() {
+    if (this.bots === null) return;
+    const checked = new Set(this.#chosenBots());
+    const first = !this.botList.querySelector("input");
+    this.botList.replaceChildren(
+      ...(this.bots.length
+        ? this.bots.map((bot, index) =>
+            h(
+              "label",
+              { class: "bot-chip" },
+              h("input", {
+                type: "checkbox",
+                name: "bot",
+                value: bot,
+                // The first bot is ticked to start with: one click to a working chat.
+                checked: first ? index === 0 : checked.has(bot),
+              }),
+              h("span", {}, icon("bot"), bot),
+            ),
+          )
+        : [h("p", { class: "muted" }, t("lobby.no_bots"))]),
+    );
+  }
+
+  #chosenBots() {
+    return [...this.botList.querySelectorAll("input[name=bot]:checked")].map(
+      (input) => input.value,
+    );
+  }
+
+  /** The nickname, or null (with the field marked) when it is empty. */
+  #validNickname() {
+    const nickname = this.nickname.value.trim();
+    if (nickname) {
+      this.nickname.removeAttribute("aria-invalid");
+      storage.set("nickname", nickname);
+      return nickname;
+    }
+    this.nickname.setAttribute("aria-invalid", "true");
+    this.formError.textContent = t("lobby.nickname_missing");
+    this.nickname.focus();
+    return null;
+  }
+
+  async #create(event) {
+    event.preventDefault();
+    if (this.busy) return;
+    const nickname = this.#validNickname();
+    if (!nickname) return;
+    this.busy = true;
+    // A quick Enter must not start a conversation before the bot choices are on screen.
+    await this.botsLoaded;
+    await this.#enter(() =>
+      createConversation({
+        nickname,
+        name: this.conversationName.value.trim() || null,
+        bots: this.#chosenBots(),
+      }),
+    );
+  }
+
+  async #join(room) {
+    if (this.busy) return;
+    // Re-entering keeps my participant and its name; a new member needs a nickname.
+    const nickname = room.my_participant_id ? "" : this.#validNickname();
+    if (nickname === null) return;
+    this.busy = true;
+    await this.#enter(() => joinConversation(room.id, nickname));
+  }
+
+  /** Run the create or join request (`busy` is already set) and enter, or show why not. */
+  async #enter(request) {
+    this.startButton.disabled = true;
+    this.formError.textContent = "";
+    try {
+      this.onEnter(await request());
+    } catch (error) {
+      this.formError.textContent =
+        error.status === 0 ? t("lobby.unreachable") : detailText(error.body) || t("lobby.failed");
+      this.busy = false;
+      this.startButton.disabled = false;
+    }
+  }
+
+  async #loadRooms() {
+    try {
+      this.rooms = await listRooms();
+    } catch {
+      return; // Keep showing the last list; the next refresh tries again.
+    }
+    this.#renderRooms();
+  }
+
+  #renderRooms() {
+    if (this.rooms === undefined) return;
+    this.roomsCard.hidden = this.rooms === null;
+    if (this.rooms === null) return;
+    // Re-render only when something changed, so keyboard focus in the list is not lost.
+    const signature = JSON.stringify([document.documentElement.lang, this.rooms]);
+    if (signature === this.roomsSignature) return;
+    this.roomsSignature = signature;
+    if (!this.rooms.length) {
+      this.roomList.replaceChildren(h("li", { class: "muted empty" }, t("lobby.no_rooms")));
+      return;
+    }
+    this.roomList.replaceChildren(
+      ...this.rooms.map((room) => {
+        const name = room.name || t("conversation.untitled");
+        const created = room.created_at ? new Date(room.created_at) : null;
+        const mine = Boolean(room.my_participant_id);
+        return h(
+          "li",
+          { class: "room" },
+          h(
+            "div",
+            { class: "room-text" },
+            h("span", { class: "room-name" }, name),
+            h(
+              "span",
+              { class: "room-meta" },
+              t("lobby.room_people", { count: room.participant_count ?? 0 }),
+              created ? ` · ${formatDateTime(created, "medium")}` : "",
+            ),
+          ),
+          h(
+            "button",
+            {
+              type: "button",
+              class: mine ? "secondary" : "primary",
+              "aria-label": t(mine ? "lobby.rejoin_named" : "lobby.join_named", { name }),
+              onclick: () => this.#join(room),
+            },
+            t(mine ? "lobby.rejoin" : "lobby.join"),
+          ),
+        );
+      }),
+    );
+  }
+}

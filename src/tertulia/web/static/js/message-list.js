@@ -1,0 +1,264 @@
+/**
+ * The conversation's rows, kept in step with the store.
+ *
+ * Rendering is keyed: each row has a key and a signature of what it shows; a render only
+ * rebuilds rows whose signature changed and moves the others into place, so media keep
+ * playing, focus stays put and screen readers are not told about old messages again.
+ *
+ * Keyboard: the list is one tab stop (roving tabindex). Arrow keys, Home and End move
+ * between rows; R replies to the focused message; Tab reaches the focused row's buttons.
+ */
+
+import { h, prefersReducedMotion } from "./dom.js";
+import { formatDay, language, t } from "./i18n.js";
+import {
+  dayRow,
+  messageRow,
+  nameOf,
+  pendingRow,
+  quoteInfo,
+  systemRow,
+  systemText,
+} from "./message-view.js";
+
+/** Messages of one sender closer than this form one group (one name, one avatar). */
+const GROUP_GAP_MS = 5 * 60 * 1000;
+
+/** Put a row and its controls in the tab order, or take them out. */
+function setActive(row, active) {
+  const index = active ? 0 : -1;
+  row.tabIndex = index;
+  for (const control of row.querySelectorAll("button, a[href], audio, video"))
+    control.tabIndex = index;
+}
+
+function dayKey(date) {
+  return `${date.getFullYear()}-${date.getMonth() + 1}-${date.getDate()}`;
+}
+
+export class MessageList {
+  /**
+   * @param {import("./store.js").ConversationStore} store
+   * @param {object} actions reply(message), option(message, text), retry(localId),
+   *   discard(localId); jump is provided here
+   */
+  constructor(store, actions) {
+    this.store = store;
+    this.actions = { ...actions, jump: (id) => this.jumpTo(id) };
+    this.connected = false;
+    /** key -> {sig, node} */
+    this.cache = new Map();
+    this.activeKey = null;
+    this.activeNode = null;
+    this.el = h("ol", {
+      class: "messages",
+      "aria-label": t("messages.label"),
+      "aria-describedby": "messages-help",
+    });
+    this.el.addEventListener("keydown", (event) => this.#onKey(event));
+    this.el.addEventListener("focusin", (event) => {
+      const row = event.target.closest?.("li.row");
+      if (row && row.dataset.key !== this.activeKey) {
+        this.activeKey = row.dataset.key;
+        this.#applyRoving();
+      }
+    });
+  }
+
+  /** Entries in display order: confirmed messages, then mine still pending. */
+  #entries() {
+    const entries = this.store.messages.map((message) => ({
+      kind: message.type === "S" ? "system" : "message",
+      message,
+      sender: message.sender_id ?? null,
+      date: new Date(message.time),
+    }));
+    for (const entry of this.store.pending.values()) {
+      entries.push({ kind: "pending", entry, sender: this.store.me, date: new Date(entry.time) });
+    }
+    // Group consecutive messages of one sender on one day, close in time.
+    let previous = null;
+    for (const item of entries) {
+      item.day = dayKey(item.date);
+      item.groupStart =
+        item.kind === "system" ||
+        !previous ||
+        previous.kind === "system" ||
+        previous.sender !== item.sender ||
+        previous.day !== item.day ||
+        item.date - previous.date > GROUP_GAP_MS;
+      if (previous) previous.groupEnd = item.groupStart || previous.day !== item.day;
+      previous = item;
+    }
+    if (previous) previous.groupEnd = true;
+    return entries;
+  }
+
+  /** Bring the DOM in line with the store. */
+  render() {
+    const lang = language();
+    const focusedKey = this.el.contains(document.activeElement)
+      ? document.activeElement.closest("li[data-key]")?.dataset.key
+      : null;
+    const wanted = [];
+    let lastDay = null;
+    for (const item of this.#entries()) {
+      if (item.day !== lastDay) {
+        lastDay = item.day;
+        const key = `d:${item.day}`;
+        wanted.push({
+          key,
+          sig: `${lang}|${formatDay(item.date)}`,
+          build: () => dayRow(item.date, key),
+        });
+      }
+      wanted.push(this.#describe(item, lang));
+    }
+    const nodes = wanted.map(({ key, sig, build }) => {
+      const cached = this.cache.get(key);
+      if (cached && cached.sig === sig) return cached.node;
+      const node = build();
+      if (node.classList.contains("row")) setActive(node, false);
+      this.cache.set(key, { sig, node });
+      return node;
+    });
+    const keep = new Set(wanted.map((w) => w.key));
+    for (const key of this.cache.keys()) if (!keep.has(key)) this.cache.delete(key);
+
+    // Move nodes into order; whatever is left after the last wanted node goes.
+    let cursor = this.el.firstChild;
+    for (const node of nodes) {
+      if (node === cursor) cursor = cursor.nextSibling;
+      else this.el.insertBefore(node, cursor);
+    }
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
+    if (focusedKey && !this.el.contains(document.activeElement)) {
+      this.cache.get(focusedKey)?.node.focus({ preventScroll: true });
+    }
+    // While the person is elsewhere, the list's tab stop follows the newest row.
+    this.#applyRoving(!this.el.contains(document.activeElement));
+  }
+
+  #describe(item, lang) {
+    const store = this.store;
+    if (item.kind === "system") {
+      const { message } = item;
+      return {
+        key: `m:${message.id}`,
+        sig: `${lang}|${systemText(message, store)}`,
+        build: () => systemRow(message, { store }),
+      };
+    }
+    const quotedId = item.kind === "pending" ? item.entry.quotedId : item.message.quoted_message_id;
+    const quote = quoteInfo(store, quotedId);
+    const shared = JSON.stringify([lang, item.groupStart, item.groupEnd, quote]);
+    const ctx = {
+      store,
+      actions: this.actions,
+      groupStart: item.groupStart,
+      groupEnd: item.groupEnd,
+      quote,
+    };
+    if (item.kind === "pending") {
+      const { entry } = item;
+      const error = entry.error ? JSON.stringify(entry.error) : "";
+      return {
+        key: `p:${entry.localId}`,
+        sig: `${shared}|${entry.status}|${error}|${this.connected}`,
+        build: () => pendingRow(entry, { ...ctx, connected: this.connected }),
+      };
+    }
+    const { message } = item;
+    const sender = store.participant(message.sender_id);
+    return {
+      key: `m:${message.id}`,
+      sig: `${shared}|${nameOf(store, message.sender_id)}|${sender?.type ?? ""}`,
+      build: () => messageRow(message, ctx),
+    };
+  }
+
+  /**
+   * One row (the active one) and its controls are in the tab order; the rest are not.
+   * New rows are built inactive, so only the old and the new active row are touched.
+   */
+  #applyRoving(followNewest = false) {
+    if (followNewest || !this.activeKey || !this.cache.has(this.activeKey)) {
+      const last = this.el.lastElementChild;
+      this.activeKey = last?.classList.contains("row") ? last.dataset.key : null;
+    }
+    const node = this.activeKey ? (this.cache.get(this.activeKey)?.node ?? null) : null;
+    if (node === this.activeNode) return;
+    if (this.activeNode) setActive(this.activeNode, false);
+    if (node) setActive(node, true);
+    this.activeNode = node;
+  }
+
+  #onKey(event) {
+    const row = event.target.closest?.("li.row");
+    if (!row || event.altKey || event.ctrlKey || event.metaKey) return;
+    const onRow = event.target === row;
+    const rows = [...this.el.querySelectorAll("li.row")];
+    const index = rows.indexOf(row);
+    let target = null;
+    if (event.key === "ArrowUp" && onRow) target = rows[index - 1];
+    else if (event.key === "ArrowDown" && onRow) target = rows[index + 1];
+    else if (event.key === "Home" && onRow) target = rows[0];
+    else if (event.key === "End" && onRow) target = rows[rows.length - 1];
+    else if ((event.key === "r" || event.key === "R") && onRow && row.dataset.id) {
+      const message = this.store.get(row.dataset.id);
+      if (message && message.type !== "S") {
+        event.preventDefault();
+        this.actions.reply(message);
+      }
+      return;
+    }
+    if (target) {
+      event.preventDefault();
+      this.focusRow(target);
+    }
+  }
+
+  focusRow(row) {
+    row.focus({ preventScroll: true }); // the focusin handler makes it the active row
+    row.scrollIntoView({ block: "nearest" });
+  }
+
+  /** Focus the newest row (from the composer, with Alt+ArrowUp or Shift+Tab). */
+  focusLast() {
+    const rows = this.el.querySelectorAll("li.row");
+    if (rows.length) this.focusRow(rows[rows.length - 1]);
+  }
+
+  /** Scroll to a message, flash it and focus it; false when it is not loaded. */
+  jumpTo(id) {
+    const row = this.el.querySelector(`li[data-id="${CSS.escape(id)}"]`);
+    if (!row) return false;
+    row.focus({ preventScroll: true });
+    row.scrollIntoView({ block: "center", behavior: prefersReducedMotion() ? "auto" : "smooth" });
+    row.classList.remove("flash");
+    // Restart the highlight animation even when jumping to the same row twice.
+    void row.offsetWidth;
+    row.classList.add("flash");
+    return true;
+  }
+
+  /** Update an upload's bar in place (no rebuild for every progress event). */
+  updateProgress(entry) {
+    const row = this.cache.get(`p:${entry.localId}`)?.node;
+    const percent = Math.round((entry.progress ?? 0) * 100);
+    const bar = row?.querySelector("progress");
+    if (bar) bar.value = percent;
+    const label = row?.querySelector(".status-text");
+    if (label && entry.status === "uploading")
+      label.textContent = t("status.uploading", { percent });
+  }
+
+  relabel() {
+    this.el.setAttribute("aria-label", t("messages.label"));
+    this.render();
+  }
+}

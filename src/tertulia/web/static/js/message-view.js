@@ -1,0 +1,371 @@
+/**
+ * One row of the conversation: a message bubble, a line for a system event, a message of
+ * mine still on its way, or a day separator. Rows are built from data only; the list
+ * (message-list.js) decides when a row must be rebuilt.
+ */
+
+import { h, srOnly } from "./dom.js";
+import { formatDateTime, formatDay, formatSize, formatTime, t } from "./i18n.js";
+import { icon } from "./icons.js";
+import { richText, safeUrl, snippet } from "./text.js";
+
+/** The display name of a participant id ("You" for me). */
+export function nameOf(store, id) {
+  if (id && id === store.me) return t("you");
+  return store.participant(id)?.name || t("someone");
+}
+
+/** The readable line for a system message (PROTOCOL 5.4). */
+export function systemText(message, store) {
+  const id = message.additional_metadata?.participant_id;
+  const mine = id && id === store.me;
+  const name = nameOf(store, id);
+  switch (message.event) {
+    case "conversation-created":
+      return t("system.created");
+    case "participant-joined":
+      return mine ? t("system.you_joined") : t("system.joined", { name });
+    case "participant-left":
+      return mine ? t("system.you_left") : t("system.left", { name });
+    case "conversation-ended":
+      return id ? t("system.ended_by", { name }) : t("system.ended");
+    default:
+      return t("system.other", { event: String(message.event ?? "") });
+  }
+}
+
+/** A participant's colour (a hue picked from the id), for the avatar and the name. */
+export function hueStyle(participant) {
+  let hash = 0;
+  for (const char of participant?.id ?? participant?.name ?? "") {
+    hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
+  }
+  return `--avatar-hue: ${hash % 360}`;
+}
+
+/** Initials on the participant's colour, or a bot icon. */
+export function avatar(participant) {
+  const name = participant?.name || "?";
+  const style = hueStyle(participant);
+  if (participant?.type === "B") {
+    return h("span", { class: "avatar avatar-bot", style, "aria-hidden": "true" }, icon("bot"));
+  }
+  const initials = name
+    .split(/\s+/)
+    .filter(Boolean)
+    .slice(0, 2)
+    .map((word) => [...word][0].toUpperCase())
+    .join("");
+  return h("span", { class: "avatar", style, "aria-hidden": "true" }, initials || "?");
+}
+
+/** What a quote shows: who and what (also part of the row's signature). */
+export function quoteInfo(store, quotedId) {
+  if (!quotedId) return null;
+  const quoted = store.get(quotedId);
+  if (!quoted) return { id: quotedId, missing: true };
+  if (quoted.type === "S")
+    return { id: quotedId, name: t("system.name"), text: systemText(quoted, store) };
+  return { id: quotedId, name: nameOf(store, quoted.sender_id), text: snippet(quoted) };
+}
+
+function quoteBlock(info, actions) {
+  if (!info) return null;
+  if (info.missing) return h("div", { class: "quote quote-missing" }, t("quote.missing"));
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "quote",
+      title: t("quote.go"),
+      onclick: (event) => {
+        event.stopPropagation();
+        actions.jump(info.id);
+      },
+    },
+    srOnly(`${t("quote.label")} `),
+    h("span", { class: "quote-name" }, info.name),
+    h("span", { class: "quote-text" }, info.text),
+  );
+}
+
+function fileCard(url, name, size) {
+  const body = [
+    icon("file", "icon file-icon"),
+    h(
+      "span",
+      { class: "file-meta" },
+      h("span", { class: "file-name" }, name || t("kind.attachment")),
+      Number.isFinite(size) ? h("span", { class: "file-size" }, formatSize(size)) : null,
+    ),
+  ];
+  if (!url) return h("span", { class: "file-card" }, body);
+  return h(
+    "a",
+    { class: "file-card", href: url, download: name || true, target: "_blank", rel: "noopener" },
+    body,
+  );
+}
+
+/** The body of a message or of a pending one (`url` is the file or its local preview). */
+function content(type, { url, text, fileName, fileSize }) {
+  const parts = [];
+  if (type !== "T" && !url && type !== "A") {
+    parts.push(h("p", { class: "unavailable" }, t("file.unavailable")));
+  } else if (type === "i") {
+    const alt = text || fileName || t("kind.image");
+    parts.push(
+      h(
+        "a",
+        { class: "media-link", href: url, target: "_blank", rel: "noopener" },
+        h("img", { class: "media-image", src: url, alt, loading: "lazy", decoding: "async" }),
+      ),
+    );
+  } else if (type === "v") {
+    parts.push(
+      h("video", {
+        class: "media-video",
+        src: url,
+        controls: true,
+        preload: "metadata",
+        playsinline: true,
+      }),
+    );
+  } else if (type === "a" || type === "V") {
+    if (type === "V") parts.push(h("span", { class: "voice-label" }, icon("mic"), t("kind.voice")));
+    parts.push(h("audio", { class: "media-audio", src: url, controls: true, preload: "metadata" }));
+  } else if (type === "A") {
+    parts.push(fileCard(url, fileName, fileSize));
+  }
+  if (text) parts.push(h("p", { class: type === "T" ? "text" : "text caption" }, richText(text)));
+  return parts;
+}
+
+function rowClasses(base, { mine, groupStart, groupEnd }) {
+  return [base, mine ? "mine" : "theirs", groupStart && "group-start", groupEnd && "group-end"]
+    .filter(Boolean)
+    .join(" ");
+}
+
+/**
+ * A confirmed message.
+ *
+ * @param {object} message the wire message
+ * @param {object} ctx {store, groupStart, groupEnd, quote (quoteInfo), actions:
+ *   {reply(message), option(message, text), jump(id)}}
+ */
+export function messageRow(message, ctx) {
+  const { store, actions } = ctx;
+  const mine = message.sender_id === store.me;
+  const sender = store.participant(message.sender_id);
+  const name = nameOf(store, message.sender_id);
+  const time = new Date(message.time);
+  const options = Array.isArray(message.options)
+    ? message.options.filter((o) => typeof o === "string")
+    : [];
+
+  const bubble = h(
+    "div",
+    { class: "bubble" },
+    srOnly(`${name}, ${formatTime(time)}: `),
+    !mine && ctx.groupStart
+      ? h(
+          "div",
+          { class: "sender", style: hueStyle(sender), "aria-hidden": "true" },
+          name,
+          sender?.type === "B" ? h("span", { class: "badge-bot" }, t("bot.badge")) : null,
+        )
+      : null,
+    quoteBlock(ctx.quote, actions),
+    content(message.type, {
+      url: safeUrl(message.file_url),
+      text: message.text,
+      fileName: message.file_name,
+      fileSize: message.file_size,
+    }),
+    h(
+      "span",
+      { class: "meta" },
+      h("time", { datetime: message.time, title: formatDateTime(time) }, formatTime(time)),
+      mine
+        ? h(
+            "span",
+            { class: "status", title: t("status.sent") },
+            icon("check", "icon tick"),
+            srOnly(t("status.sent")),
+          )
+        : null,
+    ),
+  );
+
+  const optionRow = options.length
+    ? h(
+        "div",
+        { class: "options", role: "group", "aria-label": t("options.label") },
+        options.map((option) =>
+          h(
+            "button",
+            { type: "button", class: "option", onclick: () => actions.option(message, option) },
+            option,
+          ),
+        ),
+      )
+    : null;
+
+  return h(
+    "li",
+    {
+      class: rowClasses(`row msg type-${message.type}`, { mine, ...ctx }),
+      dataset: { key: `m:${message.id}`, id: message.id },
+      tabindex: "-1",
+    },
+    mine ? null : ctx.groupStart ? avatar(sender) : h("span", { class: "avatar-space" }),
+    h("div", { class: "stack" }, bubble, optionRow),
+    h(
+      "div",
+      { class: "row-actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "icon-button reply",
+          "aria-label": t("action.reply_to", { name }),
+          title: t("action.reply"),
+          onclick: () => actions.reply(message),
+        },
+        icon("reply"),
+      ),
+    ),
+  );
+}
+
+/** A system event as a centred line. */
+export function systemRow(message, ctx) {
+  const time = new Date(message.time);
+  const ended = message.event === "conversation-ended";
+  return h(
+    "li",
+    {
+      class: `row system${ended ? " system-ended" : ""}`,
+      dataset: { key: `m:${message.id}`, id: message.id },
+      tabindex: "-1",
+    },
+    h(
+      "p",
+      { class: "system-line" },
+      h("span", {}, systemText(message, ctx.store)),
+      h("time", { datetime: message.time, title: formatDateTime(time) }, formatTime(time)),
+    ),
+  );
+}
+
+/** Status words of a pending message. */
+function pendingStatus(entry, connected) {
+  switch (entry.status) {
+    case "uploading":
+      return t("status.uploading", { percent: Math.round((entry.progress ?? 0) * 100) });
+    case "failed":
+      return t("status.failed");
+    case "waiting":
+      return t("status.waiting");
+    default:
+      return connected ? t("status.sending") : t("status.waiting");
+  }
+}
+
+/** Text of a failure: a plain string, `{text}` or `{key, params}` (see session.js). */
+export function errorText(error) {
+  if (!error) return "";
+  if (typeof error === "string") return error;
+  if (error.text) return error.text;
+  const params = { ...(error.params ?? {}) };
+  if (Number.isFinite(params.max)) params.max = formatSize(params.max);
+  return t(error.key, params);
+}
+
+/** A message of mine waiting for the server's echo (or failed). */
+export function pendingRow(entry, ctx) {
+  const { actions } = ctx;
+  const failed = entry.status === "failed";
+  const status = pendingStatus(entry, ctx.connected);
+  const bubble = h(
+    "div",
+    { class: "bubble" },
+    srOnly(`${t("you")}: `),
+    quoteBlock(ctx.quote, actions),
+    content(entry.type, {
+      url: entry.previewUrl,
+      text: entry.text,
+      fileName: entry.fileName,
+      fileSize: entry.size,
+    }),
+    entry.status === "uploading"
+      ? h("progress", {
+          class: "upload-progress",
+          max: "100",
+          value: String(Math.round((entry.progress ?? 0) * 100)),
+          "aria-label": t("status.upload_progress"),
+        })
+      : null,
+    h(
+      "span",
+      { class: "meta" },
+      h("span", { class: "status-text" }, status),
+      h("span", { class: "status" }, icon(failed ? "alert" : "clock", "icon tick")),
+    ),
+  );
+  const failure = failed
+    ? h(
+        "div",
+        { class: "failure", role: "alert" },
+        h("span", {}, errorText(entry.error) || t("status.failed")),
+        h(
+          "button",
+          { type: "button", class: "link-button", onclick: () => actions.retry(entry.localId) },
+          icon("retry"),
+          t("action.retry"),
+        ),
+        h(
+          "button",
+          { type: "button", class: "link-button", onclick: () => actions.discard(entry.localId) },
+          icon("trash"),
+          t("action.discard"),
+        ),
+      )
+    : null;
+  return h(
+    "li",
+    {
+      class: rowClasses(`row msg pending status-${entry.status} type-${entry.type}`, {
+        mine: true,
+        ...ctx,
+      }),
+      dataset: { key: `p:${entry.localId}`, localId: entry.localId },
+      tabindex: "-1",
+      "aria-busy": failed ? null : "true",
+    },
+    h("div", { class: "stack" }, bubble, failure),
+    entry.status === "uploading"
+      ? h(
+          "div",
+          { class: "row-actions" },
+          h(
+            "button",
+            {
+              type: "button",
+              class: "icon-button",
+              "aria-label": t("action.cancel_upload"),
+              title: t("action.cancel_upload"),
+              onclick: () => actions.discard(entry.localId),
+            },
+            icon("close"),
+          ),
+        )
+      : null,
+  );
+}
+
+/** "Today", "Yesterday" or a date, between days. */
+export function dayRow(date, key) {
+  return h("li", { class: "day", dataset: { key } }, h("span", {}, formatDay(date)));
+}

@@ -1,0 +1,54 @@
+/** Short notices (toasts) and announcements for screen readers. */
+
+import { h } from "./dom.js";
+import { t } from "./i18n.js";
+import { icon } from "./icons.js";
+
+/** Show a notice for a few seconds (errors stay a little longer). */
+export function notify(text, { kind = "info", timeout } = {}) {
+  const region = document.getElementById("notices");
+  if (!region || !text) return;
+  const item = h(
+    "div",
+    { class: `notice notice-${kind}`, role: kind === "error" ? "alert" : "status" },
+    kind === "error" ? icon("alert") : null,
+    h("span", { class: "notice-text" }, text),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "icon-button",
+        "aria-label": t("action.dismiss"),
+        onclick: () => item.remove(),
+      },
+      icon("close"),
+    ),
+  );
+  region.append(item);
+  // Keep the stack short.
+  while (region.children.length > 4) region.firstElementChild.remove();
+  setTimeout(() => item.remove(), timeout ?? (kind === "error" ? 8000 : 5000));
+}
+
+let queue = [];
+let timer = null;
+
+/**
+ * Say something through the polite live region. Bursts (a replay after reconnecting)
+ * are summed up instead of read one by one.
+ */
+export function announce(text) {
+  if (!text) return;
+  queue.push(text);
+  if (timer === null) timer = setTimeout(flush, 300);
+}
+
+function flush() {
+  const region = document.getElementById("announcer");
+  const items = queue;
+  queue = [];
+  timer = null;
+  if (!region) return;
+  const text = items.length > 3 ? t("announce.many", { count: items.length }) : items.join(" — ");
+  region.replaceChildren(h("p", {}, text));
+}

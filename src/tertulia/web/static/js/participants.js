@@ -1,0 +1,76 @@
+/** The participants panel: who is here, who is online, which bots are working. */
+
+import { h, srOnly } from "./dom.js";
+import { t } from "./i18n.js";
+import { avatar } from "./message-view.js";
+
+/** Me first, then people, then bots, each in the server's order. */
+function ordered(store) {
+  const all = [...store.participants.values()];
+  const rank = (p) => (p.id === store.me ? 0 : p.type === "H" ? 1 : 2);
+  return all
+    .map((p, i) => [p, i])
+    .sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1])
+    .map(([p]) => p);
+}
+
+export function renderParticipants(store) {
+  const people = ordered(store);
+  const items = people.map((p) => {
+    // Internal bots run inside the server and never have a socket: "offline" would be
+    // wrong for them, so a bot only shows presence when it is connected (an external bot).
+    let online = store.online ? store.online.has(p.id) : null;
+    if (p.type === "B" && online === false) online = null;
+    const working = store.working.has(p.id);
+    const states = [];
+    if (working) states.push(t("participants.working"));
+    else if (online === true) states.push(t("participants.online"));
+    else if (online === false) states.push(t("participants.offline"));
+    return h(
+      "li",
+      {
+        class: ["person", online ? "is-online" : "", working ? "is-working" : ""].join(" ").trim(),
+        dataset: { participantId: p.id },
+      },
+      h(
+        "span",
+        { class: "avatar-wrap" },
+        avatar(p),
+        online === null ? null : h("span", { class: "presence", "aria-hidden": "true" }),
+      ),
+      h(
+        "span",
+        { class: "person-text" },
+        h(
+          "span",
+          { class: "person-name" },
+          p.name || t("someone"),
+          p.id === store.me
+            ? h("span", { class: "you-tag" }, ` (${t("you").toLowerCase()})`)
+            : null,
+        ),
+        h(
+          "span",
+          { class: "person-state" },
+          p.type === "B" ? h("span", { class: "badge-bot" }, t("bot.badge")) : null,
+          working
+            ? h("span", { class: "dots", "aria-hidden": "true" }, h("i"), h("i"), h("i"))
+            : null,
+          states.length ? h("span", {}, states.join(" · ")) : null,
+        ),
+      ),
+      srOnly(p.type === "B" ? `, ${t("participants.is_bot")}` : ""),
+    );
+  });
+  return h("ul", { class: "people", "aria-label": t("participants.title") }, items);
+}
+
+/** "ECHO is working…" for the strip above the composer ("" when nobody is). */
+export function workingText(store) {
+  const names = [...store.working]
+    .filter((id) => store.participants.has(id))
+    .map((id) => store.participant(id).name || t("someone"));
+  if (!names.length) return "";
+  if (names.length === 1) return t("working.one", { name: names[0] });
+  return t("working.many", { names: names.join(", ") });
+}

@@ -1,0 +1,330 @@
+/**
+ * The page's side of one conversation: loads the history, keeps the socket, sends text
+ * over the socket and files over REST, and makes sure every message of mine is delivered
+ * exactly once however the connection behaves.
+ *
+ * Delivery: a message of mine stays pending until the server echoes it (a `message` frame
+ * with my sender_id and its local_id — there is no other acknowledgement). After a
+ * reconnect, pending texts are sent again with the same local_id; the server stores a
+ * local_id once and only re-echoes a repeat, and the store drops anything seen twice by id.
+ *
+ * Resume: the history is loaded first, then the socket connects with `?after=<highest
+ * seq>` (a Tertulia extension): the server replays every visible message with a higher
+ * seq, then continues live, so nothing falls between history and socket or between two
+ * sockets.
+ */
+
+import { detailText, getConversation, getLimits, getMessages, uploadMessage } from "./api.js";
+import { backoffDelay, Connection } from "./connection.js";
+import { storage, newLocalId } from "./storage.js";
+import { ConversationStore } from "./store.js";
+
+/** How much history a page loads at first (as BLAB's front end). */
+export const HISTORY_LIMIT = 200;
+const PAGE_SIZE = 100;
+/** Upload failures that may pass by themselves: retried when the socket is back. */
+const TRANSIENT = new Set([0, 502, 503, 504]);
+/** Transient failures in a row, while the socket is up, before an upload counts as failed. */
+const MAX_UPLOAD_ATTEMPTS = 5;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class ChatSession extends EventTarget {
+  /** @param {object} conversation the create or join response (PROTOCOL 3.6) */
+  constructor(conversation) {
+    super();
+    this.id = conversation.id;
+    this.store = new ConversationStore({
+      me: conversation.my_participant_id,
+      participants: conversation.participants,
+      name: conversation.name,
+    });
+    this.limits = null;
+    this.stopped = false;
+    this.failedAttempts = 0;
+    /** Aborts for uploads in flight, by local_id. */
+    this.uploads = new Map();
+    this.connection = new Connection(() => this.#socketUrl(), {
+      onOpen: () => this.#onOpen(),
+      onFrame: (frame) => this.#onFrame(frame),
+      onClose: (info) => this.#onClose(info),
+      onStatus: (status) => this.#emit("connection", status),
+    });
+    this.store.addEventListener("change", (event) => {
+      if (["message", "pending"].includes(event.detail.kind)) this.#savePending();
+    });
+  }
+
+  get me() {
+    return this.store.me;
+  }
+
+  #emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /** Load limits and history, then connect. Emits `lost` if this browser is not a member. */
+  async start() {
+    this.#restorePending();
+    this.loadLimits();
+    for (let attempt = 0; !this.stopped; attempt += 1) {
+      try {
+        await this.#loadHistory();
+        break;
+      } catch (error) {
+        if (error.status === 403 || error.status === 404) {
+          this.#lost(error.status === 404 ? "gone" : "left");
+          return;
+        }
+        const delay = backoffDelay(attempt);
+        this.#emit("connection", { state: "waiting", retryAt: Date.now() + delay });
+        await sleep(delay);
+      }
+    }
+    if (!this.stopped) this.connection.start();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.connection.stop();
+    for (const abort of this.uploads.values()) abort();
+    this.uploads.clear();
+  }
+
+  async loadLimits() {
+    try {
+      this.limits = await getLimits();
+      this.#emit("limits", { limits: this.limits });
+    } catch {
+      // Asked again when the socket opens.
+    }
+    return this.limits;
+  }
+
+  #socketUrl() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const after = this.store.maxSeq === null ? "" : `?after=${this.store.maxSeq}`;
+    return `${scheme}//${location.host}/ws/chat/${encodeURIComponent(this.id)}/${after}`;
+  }
+
+  /**
+   * The newest HISTORY_LIMIT messages. The last page is fetched first and earlier pages
+   * after it: a message arriving in between shifts the window forward, which can repeat a
+   * message at a page edge (dropped by id) but never skip one.
+   */
+  async #loadHistory() {
+    const params = { limit: HISTORY_LIMIT };
+    const newest = await getMessages(this.id, { ...params, page: "last" });
+    const pages = Math.max(1, Math.ceil((newest.count ?? 0) / PAGE_SIZE));
+    const batches = [newest.results ?? []];
+    for (let page = pages - 1; page >= 1; page -= 1) {
+      batches.push((await getMessages(this.id, { ...params, page })).results ?? []);
+    }
+    this.store.addMany(batches.flat(), { resume: true });
+  }
+
+  /** Load up to a page of messages older than the oldest one shown. */
+  async loadOlder() {
+    const oldest = this.store.messages[0];
+    if (!oldest) return 0;
+    const data = await getMessages(this.id, { until: oldest.time, limit: PAGE_SIZE });
+    const added = this.store.addMany(data.results ?? [], { older: true });
+    if (!added) {
+      this.store.noMoreOlder = true;
+      this.store.emit("history", { added, older: true });
+    }
+    return added;
+  }
+
+  #onOpen() {
+    this.failedAttempts = 0;
+    if (!this.limits) this.loadLimits();
+    for (const entry of this.store.pending.values()) {
+      if (entry.type === "T" && entry.status !== "failed") this.#sendText(entry);
+      else if (entry.status === "waiting") this.#upload(entry);
+    }
+  }
+
+  #onFrame(frame) {
+    if (frame.message && typeof frame.message === "object") {
+      this.store.add(frame.message, { resume: true, live: true });
+    }
+    if (frame.state && typeof frame.state === "object") this.store.applyState(frame.state);
+    if (frame.error && typeof frame.error === "object") this.#onError(frame.error);
+  }
+
+  /** An error frame `{code, detail, local_id}`: a notice, and my message marked as failed. */
+  #onError(error) {
+    const text = detailText(error.detail) || String(error.code ?? "");
+    if (typeof error.local_id === "string" && this.store.pending.has(error.local_id)) {
+      this.store.updatePending(error.local_id, { status: "failed", error: text });
+    }
+    this.#emit("notice", { kind: "error", text, code: error.code });
+  }
+
+  #onClose({ opened }) {
+    for (const entry of this.store.pending.values()) {
+      if (entry.status === "sending") this.store.updatePending(entry.localId, { status: "queued" });
+    }
+    // Who is working is only told when it changes: while away we may miss the end of it.
+    if (this.store.working.size) {
+      this.store.working = new Set();
+      this.store.emit("state");
+    }
+    if (opened) return;
+    // A refused handshake looks like any other failure in the browser: ask, now and then,
+    // whether this browser still belongs to the conversation.
+    this.failedAttempts += 1;
+    if (this.failedAttempts % 3 === 2) this.#checkMembership();
+  }
+
+  async #checkMembership() {
+    try {
+      const conversation = await getConversation(this.id);
+      if (conversation.my_participant_id !== this.me) this.#lost("left");
+    } catch (error) {
+      if (error.status === 404) this.#lost("gone");
+      else if (error.status === 403) this.#lost("left");
+    }
+  }
+
+  #lost(reason) {
+    this.stop();
+    this.#emit("lost", { reason });
+  }
+
+  /** Send a text message (a reply when `quotedId`). */
+  sendText(text, quotedId = null) {
+    const entry = {
+      localId: newLocalId(),
+      type: "T",
+      text,
+      quotedId,
+      status: "queued",
+      time: new Date().toISOString(),
+    };
+    this.store.addPending(entry);
+    this.#sendText(entry);
+    return entry;
+  }
+
+  /** Choose an option: its text as a new message quoting the message that offered it. */
+  chooseOption(message, option) {
+    return this.sendText(option, message.id);
+  }
+
+  #sendText(entry) {
+    const frame = { type: "T", text: entry.text, local_id: entry.localId };
+    if (entry.quotedId) frame.quoted_message_id = entry.quotedId;
+    if (this.connection.send(frame)) this.store.updatePending(entry.localId, { status: "sending" });
+  }
+
+  /**
+   * Upload a file message; the caller has checked it against the limits.
+   *
+   * @param {Blob} file
+   * @param {{kind: string, text?: string, quotedId?: string|null, fileName?: string}} how
+   */
+  sendFile(file, { kind, text = "", quotedId = null, fileName }) {
+    const previewable = ["i", "v", "a", "V"].includes(kind);
+    const entry = {
+      localId: newLocalId(),
+      type: kind,
+      text,
+      quotedId,
+      file,
+      fileName: fileName ?? file.name ?? "file",
+      size: file.size,
+      previewUrl: previewable ? URL.createObjectURL(file) : null,
+      status: "uploading",
+      progress: 0,
+      time: new Date().toISOString(),
+    };
+    this.store.addPending(entry);
+    this.#upload(entry);
+    return entry;
+  }
+
+  async #upload(entry) {
+    if (this.uploads.has(entry.localId)) return;
+    this.store.updatePending(entry.localId, { status: "uploading", progress: 0, error: null });
+    const fields = { type: entry.type, text: entry.text, local_id: entry.localId };
+    if (entry.quotedId) fields.quoted_message_id = entry.quotedId;
+    const { promise, abort } = uploadMessage(this.id, fields, entry.file, entry.fileName, (f) =>
+      this.store.setProgress(entry.localId, f),
+    );
+    this.uploads.set(entry.localId, abort);
+    const { status, body } = await promise;
+    this.uploads.delete(entry.localId);
+    if (status === -1 || !this.store.pending.has(entry.localId)) return;
+    if (status === 200 || status === 201) {
+      // The stored message; its echo on the socket follows and is dropped by id.
+      this.store.add(body);
+      this.store.updatePending(entry.localId, { status: "sending" });
+      return;
+    }
+    if (TRANSIENT.has(status) && (entry.attempts ?? 0) < MAX_UPLOAD_ATTEMPTS) {
+      // The server is away: try again as soon as the socket is back. If the socket is up
+      // and only uploads fail (a proxy), try a few times more, then give up.
+      const attempts = this.connection.isOpen ? (entry.attempts ?? 0) + 1 : 0;
+      this.store.updatePending(entry.localId, { status: "waiting", attempts });
+      if (this.connection.isOpen) setTimeout(() => this.#retryWaiting(entry), 3000);
+      return;
+    }
+    this.store.updatePending(entry.localId, { status: "failed", error: uploadError(status, body) });
+  }
+
+  #retryWaiting(entry) {
+    const current = this.store.pending.get(entry.localId);
+    if (current?.status === "waiting" && this.connection.isOpen) this.#upload(current);
+  }
+
+  /** Try a failed message again, with the same local_id. */
+  retry(localId) {
+    const entry = this.store.pending.get(localId);
+    if (!entry) return;
+    entry.attempts = 0;
+    if (entry.type === "T") {
+      this.store.updatePending(localId, { status: "queued", error: null });
+      this.#sendText(entry);
+    } else {
+      this.#upload(entry);
+    }
+  }
+
+  /** Give up on a message of mine that is not confirmed yet. */
+  discard(localId) {
+    this.uploads.get(localId)?.();
+    this.uploads.delete(localId);
+    this.store.removePending(localId);
+  }
+
+  /** Pending texts survive a reload (files cannot be kept). */
+  #savePending() {
+    const texts = [...this.store.pending.values()]
+      .filter((entry) => entry.type === "T")
+      .map(({ localId, text, quotedId, time }) => ({ localId, text, quotedId, time }));
+    if (texts.length) storage.setJSON(`pending.${this.id}`, texts);
+    else storage.remove(`pending.${this.id}`);
+  }
+
+  #restorePending() {
+    const saved = storage.getJSON(`pending.${this.id}`, []);
+    for (const item of Array.isArray(saved) ? saved : []) {
+      if (typeof item?.localId !== "string" || typeof item.text !== "string") continue;
+      this.store.addPending({ ...item, type: "T", status: "queued" });
+    }
+  }
+}
+
+/** What to tell the person about a refused upload. */
+function uploadError(status, body) {
+  if (status === 413) {
+    const max = /MAX\s*=\s*(\d+)/.exec(detailText(body))?.[1];
+    return { key: "upload.too_large_server", params: { max: max ? Number(max) : null } };
+  }
+  if (status === 403) return { key: "upload.forbidden" };
+  if (status === 0) return { key: "upload.unreachable" };
+  const text = detailText(body);
+  return text ? { text } : { key: "upload.failed_status", params: { status } };
+}

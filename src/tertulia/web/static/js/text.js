@@ -1,0 +1,58 @@
+/** Message text for display: links made clickable, safe URLs, short descriptions. */
+
+import { h } from "./dom.js";
+import { t } from "./i18n.js";
+
+const LINK = /\bhttps?:\/\/[^\s<>"']+/gi;
+/** Punctuation that ends a sentence rather than a URL. */
+const TRAILING = /[.,;:!?)\]}'"]+$/;
+
+/** Text with its http(s) links as anchors; everything else stays plain text. */
+export function richText(text) {
+  const fragment = document.createDocumentFragment();
+  const source = String(text ?? "");
+  let last = 0;
+  for (const match of source.matchAll(LINK)) {
+    const url = match[0].replace(TRAILING, "");
+    if (!url) continue;
+    fragment.append(source.slice(last, match.index));
+    fragment.append(
+      h("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow" }, url),
+    );
+    last = match.index + url.length;
+  }
+  fragment.append(source.slice(last));
+  return fragment;
+}
+
+/**
+ * A file URL the page may use: a same-origin path (uploads are relative, "/media/…") or an
+ * http(s)/ftp(s) address (external files). Anything else (javascript:, data:) is refused.
+ */
+export function safeUrl(url) {
+  if (typeof url !== "string" || !url) return null;
+  if (url.startsWith("/") && !url.startsWith("//")) return url;
+  return /^(https?|ftps?):\/\//i.test(url) ? url : null;
+}
+
+const KIND_LABELS = {
+  i: "kind.image",
+  v: "kind.video",
+  a: "kind.audio",
+  V: "kind.voice",
+  A: "kind.attachment",
+};
+
+/** A one-line description of a message, for quotes and announcements. */
+export function snippet(message, max = 120) {
+  const text = String(message.text ?? "")
+    .replace(/\s+/g, " ")
+    .trim();
+  const kind = KIND_LABELS[message.type];
+  let out = text;
+  if (kind) {
+    const label = message.type === "A" && message.file_name ? message.file_name : t(kind);
+    out = text ? `${label} · ${text}` : label;
+  }
+  return out.length > max ? `${out.slice(0, max - 1)}…` : out;
+}

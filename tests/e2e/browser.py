@@ -1,0 +1,83 @@
+"""Helpers of the browser tests: a person's tab, a test image, Playwright's ``expect``."""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    from playwright.async_api import expect
+except ImportError:  # the ``browser`` fixture skips (or, under CI, fails) with the reason
+    expect = None
+
+TIMEOUT_MS = 15_000
+"""How long an action or expectation waits: generous, as the two cores are shared."""
+
+if expect is not None:
+    expect.set_options(timeout=TIMEOUT_MS)
+
+
+@dataclass
+class Tab:
+    """One browser context (a person: own cookies and storage) with its page."""
+
+    context: Any
+    page: Any
+    errors: list[str] = field(default_factory=list)
+
+    async def start_conversation(self, nickname: str, bots: list[str], name: str = "") -> None:
+        """Create a conversation from the lobby and wait for the conversation view."""
+        page = self.page
+        await page.goto("/")
+        await page.fill("#nickname", nickname)
+        if name:
+            await page.fill("#conversation-name", name)
+        await page.locator("input[name=bot]").first.wait_for()
+        for checkbox in await page.locator("input[name=bot]").all():
+            wanted = await checkbox.get_attribute("value") in bots
+            await checkbox.set_checked(wanted)
+        await page.get_by_role("button", name="Start the conversation").click()
+        await page.locator("#composer-input").wait_for()
+
+    async def send(self, text: str) -> None:
+        await self.page.fill("#composer-input", text)
+        await self.page.press("#composer-input", "Enter")
+
+    def bubble(self, text: str, *, mine: bool | None = None) -> Any:
+        """Confirmed (not pending) message rows whose text is exactly ``text``."""
+        side = "" if mine is None else (".mine" if mine else ".theirs")
+        return self.page.locator(f"li.msg{side}:not(.pending)").filter(
+            has=self.page.locator(".text", has_text=re.compile(f"^{re.escape(text)}$"))
+        )
+
+    async def shot(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(path))
+
+
+def png(width: int, height: int) -> bytes:
+    """A small PNG: a diagonal teal-to-amber gradient (made here; no image library needed)."""
+    start, end = (15, 118, 110), (245, 158, 11)
+    rows = []
+    for y in range(height):
+        row = bytearray([0])  # filter type: none
+        for x in range(width):
+            mix = (x / max(1, width - 1) + y / max(1, height - 1)) / 2
+            row += bytes(int(a + (b - a) * mix) for a, b in zip(start, end, strict=True))
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )

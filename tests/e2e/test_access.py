@@ -1,0 +1,60 @@
+"""The page in another language, and with the keyboard alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e.browser import expect
+from support.server import live_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_the_language_follows_the_browser_and_is_switchable(make_settings, open_tab) -> None:
+    """A Brazilian browser gets Portuguese; the switch changes it and is remembered."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, locale="pt-BR")
+        page = tab.page
+        await page.goto("/")
+        await expect(page.get_by_role("heading", name="Nova conversa")).to_be_visible()
+        await expect(page.locator("html")).to_have_attribute("lang", "pt-BR")
+
+        await page.get_by_label("Idioma").select_option("en")
+        await expect(page.get_by_role("heading", name="New conversation")).to_be_visible()
+        await page.reload()
+        await expect(page.get_by_role("heading", name="New conversation")).to_be_visible()
+
+
+async def test_reply_with_the_keyboard_alone(make_settings, open_tab) -> None:
+    """Enter sends; from the box, Shift+Tab reaches the newest message, R replies to it."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await page.goto("/")
+        await page.keyboard.type("alice")  # the name field has the focus
+        await page.keyboard.press("Enter")  # ECHO is ticked by default
+        await expect(page.locator("#composer-input")).to_be_focused()
+        await page.keyboard.type("ping")
+        await page.keyboard.press("Enter")
+        await expect(tab.bubble("PING")).to_have_count(1)
+
+        # Shift+Tab walks back through the newest row's controls to the row itself.
+        newest = tab.bubble("PING")
+        for _ in range(6):
+            await page.keyboard.press("Shift+Tab")
+            if await newest.evaluate("row => row === document.activeElement"):
+                break
+        await expect(newest).to_be_focused()
+        await page.keyboard.press("ArrowUp")
+        await expect(tab.bubble("ping")).to_be_focused()
+        await page.keyboard.press("ArrowDown")
+        await page.keyboard.press("r")
+
+        await expect(page.locator(".reply-preview")).to_contain_text("Replying to ECHO")
+        await expect(page.locator("#composer-input")).to_be_focused()
+        await page.keyboard.type("pong")
+        await page.keyboard.press("Enter")
+        mine = tab.bubble("pong", mine=True)
+        await expect(mine.locator(".quote")).to_contain_text("PING")
+        await mine.locator(".quote").click()
+        await expect(newest).to_be_focused()

@@ -1,0 +1,166 @@
+"""A person in the browser: lobby, a conversation with bots, options, several people."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e.browser import expect
+from support.bots import bot_person, bots_with
+from support.server import live_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PRESELECT = {
+    "ECHO": {"module": "tertulia.bots.builtin", "class": "UpperCaseEchoBot"},
+    "Manager": {
+        "module": "tertulia.bots.builtin",
+        "class": "PreSelectManagerBot",
+        "kwargs": {"bots": ["ECHO"]},
+    },
+}
+
+
+async def test_a_conversation_with_echo(make_settings, open_tab) -> None:
+    """From the lobby to ECHO's answer: my bubble, then ECHO's, quoting mine."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        await tab.send("hello there")
+
+        answer = tab.bubble("HELLO THERE", mine=False)
+        await expect(answer).to_have_count(1)
+        await expect(answer.locator(".sender")).to_contain_text("ECHO")
+        await expect(answer.locator(".quote")).to_contain_text("hello there")
+        await expect(tab.bubble("hello there", mine=True)).to_have_count(1)
+        await expect(tab.page.locator("li.pending")).to_have_count(0)
+        await expect(tab.page.locator(".system-line", has_text="ECHO joined")).to_have_count(1)
+
+
+async def test_an_option_of_the_manager_greeting(make_settings, open_tab) -> None:
+    """Clicking an option sends its text, quoting the message that offered it."""
+    settings = make_settings(bots=PRESELECT, manager="Manager")
+    async with live_server(settings) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        greeting = tab.bubble("Choose a bot:", mine=False)
+        await expect(greeting).to_have_count(1)
+
+        await greeting.get_by_role("button", name="ECHO").click()
+
+        choice = tab.bubble("ECHO", mine=True)
+        await expect(choice).to_have_count(1)
+        await expect(choice.locator(".quote")).to_contain_text("Choose a bot:")
+        await expect(
+            tab.page.locator("li.msg.theirs .text", has_text="You are now talking to ECHO")
+        ).to_have_count(1)
+        await tab.send("hi")
+        await expect(tab.bubble("HI", mine=False)).to_have_count(1)
+
+
+async def test_two_people_in_a_room(make_settings, open_tab) -> None:
+    """A second person joins from the room list; each sees the other's messages and presence."""
+    async with live_server(make_settings()) as server:
+        alice = await open_tab(server.base_url)
+        await alice.start_conversation("alice", ["ECHO"], name="Team room")
+        await expect(alice.page.locator("#chat-title")).to_have_text("Team room")
+
+        bob = await open_tab(server.base_url)
+        await bob.page.goto("/")
+        await bob.page.fill("#nickname", "bob")
+        await bob.page.get_by_role("button", name="Join Team room").click()
+        await bob.page.locator("#composer-input").wait_for()
+
+        await expect(alice.page.locator(".system-line", has_text="bob joined")).to_have_count(1)
+        await expect(
+            alice.page.locator("#participants li.person.is-online", has_text="bob")
+        ).to_have_count(1)
+
+        await bob.send("hi from bob")
+        from_bob = alice.bubble("hi from bob", mine=False)
+        await expect(from_bob).to_have_count(1)
+        await expect(from_bob.locator(".sender")).to_have_text("bob")
+
+        await alice.send("hi from alice")
+        await expect(bob.bubble("hi from alice", mine=False)).to_have_count(1)
+        await expect(bob.bubble("hi from bob", mine=True)).to_have_count(1)
+        # Both people see ECHO's answers to both.
+        await expect(alice.bubble("HI FROM ALICE")).to_have_count(1)
+        await expect(bob.bubble("HI FROM BOB")).to_have_count(1)
+
+
+async def test_the_working_indicator_shows_while_a_bot_works(make_settings, open_tab) -> None:
+    """A slow bot shows as working until its answer arrives."""
+    bots = {
+        "Sloth": {
+            "module": "tertulia.bots.builtin",
+            "class": "UpperCaseEchoBot",
+            "kwargs": {"delay": 1.5},
+        }
+    }
+    async with live_server(make_settings(bots=bots)) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["Sloth"])
+        await tab.send("take your time")
+
+        working = tab.page.locator(".working")
+        await expect(working).to_have_text("Sloth is working…")
+        await expect(tab.page.locator("#participants .is-working")).to_contain_text("Sloth")
+        await expect(tab.bubble("TAKE YOUR TIME")).to_have_count(1)
+        await expect(working).to_be_hidden()
+
+
+async def test_the_end_of_a_conversation_is_announced(make_settings, open_tab) -> None:
+    """When a required bot leaves, a banner says the conversation has ended."""
+    settings = make_settings(bots=bots_with("Keeper", "SilentBot", required=True))
+    async with live_server(settings) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO", "Keeper"])
+        conversation_id, keeper_id = await tab.page.evaluate(
+            """async () => {
+              const id = localStorage.getItem("tertulia.conversation");
+              const body = await (await fetch(`/api/chat/conversations/${id}/`)).json();
+              return [id, body.participants.find(p => p.name === "Keeper").id];
+            }"""
+        )
+        keeper = await bot_person(server, conversation_id, keeper_id)
+        try:
+            socket = await keeper.connect()
+            await socket.state()
+            await socket.close()
+        finally:
+            await keeper.close()
+
+        await expect(tab.page.locator(".banner-ended")).to_have_text(
+            "This conversation has ended: Keeper left."
+        )
+        await expect(tab.page.locator(".system-ended")).to_contain_text(
+            "The conversation has ended (Keeper left)"
+        )
+
+
+async def test_a_refused_message_shows_the_server_error(make_settings, open_tab) -> None:
+    """An error frame naming my message: a notice, and the message marked as not sent."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        # Past the box's maxlength of 4000, which only typing respects.
+        box = tab.page.locator("#composer-input")
+        await box.evaluate("(box, text) => { box.value = text; }", "x" * 4001)
+        await box.press("Enter")
+
+        await expect(tab.page.locator(".notice-error")).to_contain_text("4000 characters")
+        failed = tab.page.locator("li.pending.status-failed")
+        await expect(failed).to_contain_text("4000 characters")
+        await failed.get_by_role("button", name="Delete").click()
+        await expect(failed).to_have_count(0)
+
+
+async def test_without_rooms_the_lobby_lists_no_conversations(make_settings, open_tab) -> None:
+    """With rooms off (the list answers 403) the lobby offers only a new conversation."""
+    async with live_server(make_settings(rooms=False)) as server:
+        tab = await open_tab(server.base_url)
+        async with tab.page.expect_response("**/api/chat/conversations/?page=1") as listing:
+            await tab.page.goto("/")
+        assert (await listing.value).status == 403
+        await expect(tab.page.get_by_role("heading", name="New conversation")).to_be_visible()
+        await expect(tab.page.get_by_role("heading", name="Open conversations")).to_be_hidden()

@@ -1,0 +1,106 @@
+"""Files in the browser: checked against the limits first, uploaded with progress, shown."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from e2e.browser import expect, png
+from support.server import live_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_an_image_is_uploaded_and_shown(make_settings, open_tab) -> None:
+    """A picked image goes up with its caption and shows inline from /media/."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        image = {"name": "gradient.png", "mimeType": "image/png", "buffer": png(64, 40)}
+        await tab.page.set_input_files("input[type=file]", files=[image])
+        await expect(tab.page.locator(".staged-file")).to_contain_text("gradient.png")
+        await tab.send("a gradient")
+
+        row = tab.page.locator("li.msg.mine.type-i:not(.pending)")
+        await expect(row).to_have_count(1)
+        await expect(row.locator(".caption")).to_have_text("a gradient")
+        picture = row.locator("img.media-image")
+        await expect(picture).to_have_attribute("src", re.compile(r"^/media/"))
+        # Loaded from the server, not a broken image.
+        await expect(picture).to_have_js_property("naturalWidth", 64)
+
+
+async def test_files_the_limits_refuse_never_leave_the_page(make_settings, open_tab) -> None:
+    """Too large, or of a kind the server does not take: a clear message, and no upload."""
+    limits = {"MAX_IMAGE_SIZE": 100, "MAX_ATTACHMENT_SIZE": 0, "MAX_VOICE_SIZE": 0}
+    async with live_server(make_settings(limits=limits)) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        posts: list[str] = []
+        tab.page.on(
+            "request",
+            lambda request: posts.append(request.url) if request.method == "POST" else None,
+        )
+
+        big = {"name": "big.png", "mimeType": "image/png", "buffer": png(64, 64)}
+        await tab.page.set_input_files("input[type=file]", files=[big])
+        error = tab.page.locator(".composer-error")
+        await expect(error).to_contain_text("big.png is too large")
+        await expect(error).to_contain_text("the limit is 100 B")
+
+        pdf = {"name": "notes.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 x"}
+        await tab.page.set_input_files("input[type=file]", files=[pdf])
+        await expect(error).to_contain_text("notes.pdf cannot be sent")
+
+        await expect(tab.page.locator(".staged-file")).to_have_count(0)
+        await expect(tab.page.locator("button.mic")).to_be_hidden()
+        assert posts == []
+
+
+DROP = """(file) => {
+  const data = new DataTransfer();
+  data.items.add(new File([file.text], file.name, { type: file.type }));
+  const target = document.querySelector(".timeline");
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    const init = { dataTransfer: data, bubbles: true, cancelable: true };
+    target.dispatchEvent(new DragEvent(type, init));
+  }
+}"""
+
+
+async def test_a_dropped_file_becomes_a_download_link(make_settings, open_tab) -> None:
+    """A file dropped on the conversation is sent as an attachment, shown as a link."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        await tab.page.evaluate(DROP, {"text": "hello", "name": "notes.txt", "type": "text/plain"})
+        await expect(tab.page.locator(".staged-file")).to_contain_text("notes.txt")
+        await tab.page.get_by_role("button", name="Send", exact=True).click()
+
+        link = tab.page.locator("li.msg.mine.type-A:not(.pending) a.file-card")
+        await expect(link).to_have_attribute("href", re.compile(r"^/media/"))
+        await expect(link).to_contain_text("notes.txt")
+        await expect(link).to_contain_text("5 B")
+
+
+async def test_a_voice_note_is_recorded_and_sent(make_settings, open_tab) -> None:
+    """Record, send: a voice message (type V, a file part named "blob") with a player."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, permissions=["microphone"])
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        await page.get_by_role("button", name="Record a voice message").click()
+        await expect(page.locator(".record-clock")).to_have_text("0:01")
+        await page.get_by_role("button", name="Send the voice message").click()
+
+        row = page.locator("li.msg.mine.type-V:not(.pending)")
+        await expect(row.locator("audio")).to_have_attribute("src", re.compile(r"^/media/"))
+        stored = await page.evaluate(
+            """async () => {
+              const id = localStorage.getItem("tertulia.conversation");
+              const r = await fetch(`/api/chat/conversations/${id}/messages/`);
+              return (await r.json()).results.filter(m => m.type === "V");
+            }"""
+        )
+        assert [(m["file_name"], m["text"]) for m in stored] == [("blob", "")]

@@ -1,0 +1,127 @@
+"""What a person feels when things go wrong: a reload, a server restart, an outage."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from e2e.browser import expect
+from support.server import live_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ALL_IDS = """async () => {
+  const id = localStorage.getItem("tertulia.conversation");
+  const all = [];
+  for (let page = 1; ; page++) {
+    const r = await fetch(`/api/chat/conversations/${id}/messages/?page=${page}`);
+    const body = await r.json();
+    all.push(...body.results.map(m => m.id));
+    if (!body.next) return all;
+  }
+}"""
+
+MY_ID = """async () => {
+  const id = localStorage.getItem("tertulia.conversation");
+  const response = await fetch(`/api/chat/conversations/${id}/`);
+  const body = await response.json();
+  return [id, body.my_participant_id, body.participants.length];
+}"""
+
+
+async def test_a_reload_keeps_the_conversation_and_the_participant(make_settings, open_tab) -> None:
+    """After a reload the page re-enters as the same participant and shows the history
+    (with rooms off, where only re-entering is allowed)."""
+    async with live_server(make_settings(rooms=False)) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        await tab.send("remember me")
+        await expect(tab.bubble("REMEMBER ME")).to_have_count(1)
+        before = await tab.page.evaluate(MY_ID)
+
+        await tab.page.reload()
+
+        await expect(tab.bubble("remember me", mine=True)).to_have_count(1)
+        await expect(tab.bubble("REMEMBER ME", mine=False)).to_have_count(1)
+        await expect(tab.page.locator("#participants .you-tag")).to_have_count(1)
+        await expect(tab.page.locator("#participants li.person")).to_have_count(2)
+        assert await tab.page.evaluate(MY_ID) == before
+
+
+async def test_a_server_restart_loses_and_repeats_nothing(make_settings, open_tab) -> None:
+    """Written during an outage, sent after it: every message shows exactly once."""
+    settings = make_settings()
+    async with live_server(settings) as first:
+        port = first.port
+        tab = await open_tab(first.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        await tab.send("before")
+        await expect(tab.bubble("BEFORE")).to_have_count(1)
+
+    page = tab.page
+    await expect(page.locator(".banner-connection")).to_contain_text("Connection lost")
+    await tab.send("during the outage")
+    pending = page.locator("li.pending", has_text="during the outage")
+    await expect(pending).to_contain_text("Waiting for the connection")
+
+    async with live_server(settings, port=port):
+        # The backoff may wait a few seconds before the next attempt.
+        await expect(pending).to_have_count(0, timeout=20_000)
+        await expect(page.locator(".banner-connection")).to_be_hidden()
+        await expect(tab.bubble("DURING THE OUTAGE")).to_have_count(1)
+        await tab.send("after")
+        await expect(tab.bubble("AFTER")).to_have_count(1)
+
+        for text in ("before", "during the outage", "after"):
+            await expect(tab.bubble(text, mine=True)).to_have_count(1)
+            await expect(tab.bubble(text.upper(), mine=False)).to_have_count(1)
+        ids = await page.eval_on_selector_all("li[data-id]", "rows => rows.map(r => r.dataset.id)")
+        assert len(ids) == len(set(ids))
+        # The page's view agrees with the server's history.
+        stored = await page.evaluate(
+            """async () => {
+              const id = localStorage.getItem("tertulia.conversation");
+              const r = await fetch(`/api/chat/conversations/${id}/messages/?limit=200`);
+              return (await r.json()).results.map(m => m.id);
+            }"""
+        )
+        assert sorted(ids) == sorted(stored)
+
+
+async def test_a_long_history_loads_in_pages(make_settings, open_tab) -> None:
+    """The newest 200 messages come at once, earlier ones on demand, each exactly once."""
+    # No bots (no answers to wait for) and no message rate limit for the bulk posting.
+    async with live_server(make_settings(rate_limits={"message": ""})) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        page = tab.page
+        await expect(page.locator(".system-line", has_text="You joined")).to_have_count(1)
+        conversation_id = await page.evaluate("localStorage.getItem('tertulia.conversation')")
+        await page.goto("about:blank")  # away from the page while the history grows
+        url = f"{server.base_url}/api/chat/conversations/{conversation_id}/messages/"
+        for first in range(1, 211, 10):  # the context's requests carry the page's cookie
+            responses = await asyncio.gather(
+                *(
+                    tab.context.request.post(
+                        url, data={"type": "T", "text": f"note {n}", "local_id": f"n{n}"}
+                    )
+                    for n in range(first, first + 10)
+                )
+            )
+            assert [r.status for r in responses] == [201] * 10, [await r.text() for r in responses]
+        await page.goto("/")
+
+        await expect(tab.bubble("note 210")).to_have_count(1)
+        # The newest 200 messages, then this visit's own "You joined".
+        await expect(page.locator(".system-line", has_text="You joined")).to_have_count(1)
+        stored = await page.evaluate(ALL_IDS)
+        assert len(stored) == 214  # created, joined, 210 notes, left, joined
+        shown = page.locator("li[data-id]")
+        await expect(shown).to_have_count(201)
+        assert await shown.evaluate_all("rows => rows.map(r => r.dataset.id)") == stored[-201:]
+
+        await page.get_by_role("button", name="Load earlier messages").click()
+        await expect(page.locator(".system-line", has_text="Conversation created")).to_have_count(1)
+        await expect(page.get_by_role("button", name="Load earlier messages")).to_be_hidden()
+        assert await shown.evaluate_all("rows => rows.map(r => r.dataset.id)") == stored

@@ -1,0 +1,51 @@
+"""The web client's files as the server serves them (no browser needed)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+
+import httpx
+
+from support.server import LiveServer
+
+STATIC = Path(__file__).resolve().parents[2] / "src" / "tertulia" / "web" / "static"
+IMPORT = re.compile(r"""^import\s[^;]*?from\s+"(\.{1,2}/[^"]+)";""", re.MULTILINE | re.DOTALL)
+
+
+def _module_graph(entry: str) -> list[str]:
+    """Every module reachable from ``entry`` (a path under /static/), by its imports."""
+    seen: list[str] = []
+    todo = [entry]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.append(path)
+        source = (STATIC / path).read_text(encoding="utf-8")
+        base = posixpath.dirname(path)
+        for target in IMPORT.findall(source):
+            todo.append(posixpath.normpath(posixpath.join(base, target)))
+    return seen
+
+
+async def test_the_page_and_every_module_are_served(server: LiveServer) -> None:
+    """``/`` is the client's page; it and every module it imports come from /static/."""
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert '<script type="module" src="/static/app.js">' in page.text
+        assert (await client.head("/")).status_code == 200
+
+        modules = _module_graph("app.js")
+        assert len(modules) > 10
+        for module in modules:
+            response = await client.get(f"/static/{module}")
+            assert response.status_code == 200, module
+            assert "javascript" in response.headers["content-type"], module
+        for asset in ("style.css", "icon.svg"):
+            assert (await client.get(f"/static/{asset}")).status_code == 200
+        # The JSON API is where it was.
+        assert (await client.get("/api/chat/bots/")).json()["results"]
