@@ -167,8 +167,13 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     try:
         joined = await chat.connect(participant, socket_id)
         connected = True
-        if not joined:
-            outbox.put(state_frame(await chat.state()))
+        working = svc.registry.working.shown(chat.conversation.id) if participant.is_human else []
+        if not joined or working:
+            # The new socket's own state frame; people also learn which bots are at work.
+            state = await chat.state()
+            if participant.is_human:
+                state["working"] = working
+            outbox.put(state_frame(state))
         if after is not None:
             outbox.release(await chat.replay(participant, after))
         elif participant.is_human and not joined:
