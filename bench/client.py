@@ -36,6 +36,7 @@ from bench.httpclient import HttpClient, Response
 
 API = "/api/chat"
 MAX_FRAME = 64 * 1024 * 1024  # state frames of big rooms are large
+_STATE_ONLY = '{"state"'
 
 
 class ProtocolError(Exception):
@@ -148,11 +149,25 @@ class Counters:
     duplicates: int = 0
     late: int = 0
     closed: int = 0
+    greeted: int = 0
     last_frame: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         """Returns the counts (not the time stamp) as a plain dict."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "last_frame"}
+
+    async def all_greeted(self, sockets: int, timeout: float) -> bool:
+        """Waits until `sockets` sockets have had their first `message` frame.
+
+        The protocol (4.4) says every new human socket gets a message promptly after
+        connecting; until then the server has not finished handling the connect.
+        """
+        deadline = time.perf_counter() + timeout
+        while self.greeted < sockets:
+            if time.perf_counter() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def quiet(self, idle: float = 0.3, timeout: float = 30.0) -> bool:
         """Waits until no frame arrived for `idle` seconds; False if `timeout` passed first."""
@@ -198,6 +213,7 @@ class Socket:
     watches: dict[str, asyncio.Future[float]] = field(default_factory=dict)
     reader: asyncio.Task[None] | None = None
     closing: bool = False
+    greeted: bool = False
 
     @classmethod
     async def open(cls, ws_base: str, member: Membership, counters: Counters) -> Socket:
@@ -271,6 +287,9 @@ class Socket:
         counters = self.counters
         counters.frames += 1
         counters.last_frame = now
+        if isinstance(raw, str) and raw.startswith(_STATE_ONLY) and '"message"' not in raw:
+            counters.states += 1  # big rooms send large participant lists: skip parsing
+            return
         try:
             frame = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -292,6 +311,9 @@ class Socket:
             counters.other += "error" not in frame
 
     def _on_message(self, message: dict[str, Any], now: float) -> None:
+        if not self.greeted:
+            self.greeted = True
+            self.counters.greeted += 1
         message_id = message.get("id")
         if message_id in self.seen:
             self.counters.duplicates += 1

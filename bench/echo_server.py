@@ -1,9 +1,9 @@
 """The bare limit: the least server that speaks enough of the protocol for the bench client.
 
-Same stack as Tertulia (Starlette on uvicorn with uvloop and httptools), no database, no
-validation beyond what the client needs, nothing stored but the in-memory map of sessions,
-conversations and open sockets. Every Tertulia figure is reported as a fraction of what this
-server reaches on the same machine with the same client.
+Same stack as Tertulia (Starlette on uvicorn with uvloop, httptools and websockets-sansio), no
+database, no validation beyond what the client needs, nothing stored but the in-memory map of
+sessions, conversations and open sockets. Every Tertulia figure is reported as a fraction of
+what this server reaches on the same machine with the same client.
 
 What it does:
 
@@ -13,10 +13,11 @@ What it does:
 - `POST /api/chat/conversations/<id>/join/` → reuses the session's participant, else (rooms on)
   adds a new human with a new session;
 - `GET /api/chat/conversations/<id>/messages/` → an empty page (403 without membership);
-- `/ws/chat/<id>/`: a `state` frame on connect; each text frame is broadcast to the
-  conversation's sockets as a stored-looking message (`id`, `time`, `sender_id`, `local_id`,
-  `sent_by_human`), then, when the conversation has a bot, the upper-cased answer from the
-  first bot quoting it. Bad frames get an `{"error": ...}` frame.
+- `/ws/chat/<id>/`: on connect, a `state` frame and a `participant-joined` message to the new
+  socket only (the protocol wants a message promptly after connecting); each text frame is
+  broadcast to the conversation's sockets as a stored-looking message (`id`, `time`,
+  `sender_id`, `local_id`, `sent_by_human`), then, when the conversation has a bot, the
+  upper-cased answer from the first bot quoting it. Bad frames get an `{"error": ...}` frame.
 
 Run: `python -m bench.echo_server --port 8001`.
 """
@@ -171,9 +172,9 @@ def create_app(rooms: bool = True) -> Starlette:
         await ws.accept()
         conv.sockets.add(ws)
         try:
-            await ws.send_text(
-                orjson.dumps({"state": {"participants": conv.participants}}).decode()
-            )
+            state_frame = {"state": {"participants": conv.participants}}
+            await ws.send_text(orjson.dumps(state_frame).decode())
+            await ws.send_text(orjson.dumps({"message": joined(sender)}).decode())
             await serve_socket(ws, conv, sender)
         finally:
             conv.sockets.discard(ws)
@@ -218,6 +219,19 @@ async def answer(conv: Conversation, sender: str, data: dict[str, Any]) -> None:
         await broadcast(conv, reply)
 
 
+def joined(participant_id: str) -> dict[str, Any]:
+    """The `participant-joined` system message every new socket gets (PROTOCOL 4.4)."""
+    return {
+        "type": "S",
+        "time": now(),
+        "id": new_id(),
+        "sent_by_human": False,
+        "event": "participant-joined",
+        "additional_metadata": {"participant_id": participant_id},
+        "options": [],
+    }
+
+
 def message_body(sender: str, human: bool, text: str, local_id: Any, quoted: Any) -> dict[str, Any]:
     """A `T` message as the protocol represents it (section 5.1)."""
     return {
@@ -256,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         loop="uvloop",
         http="httptools",
+        ws="websockets-sansio",
         log_level="warning",
         access_log=False,
     )

@@ -160,11 +160,12 @@ class HttpClient:
             TimeoutError: when the request takes longer than the client's timeout.
         """
         raw = self._encode(method, path, json, cookie)
-        async with self._slots, asyncio.timeout(self.timeout):
-            try:
-                return await self._send(raw)
-            except _StaleConnectionError:
-                return await self._send(raw)
+        async with self._slots:
+            async with asyncio.timeout(self.timeout):  # not counting the wait for a slot
+                try:
+                    return await self._send(raw)
+                except _StaleConnectionError:
+                    return await self._send(raw)
 
     async def _send(self, raw: bytes) -> Response:
         conn = self._idle.pop() if self._idle else await self._connect()

@@ -37,6 +37,7 @@ COUNTS = {
     "closed",
     "wrong",
     "failed",
+    "ungreeted",
 }
 HIGHER_IS_BETTER = ("_per_s", "held")
 LOWER_IS_BETTER = ("_ms", "kib_", "rss_", "setup_s")
@@ -89,18 +90,20 @@ def goals(sizes: Sizes) -> dict[tuple[str, str], list[Goal]]:
         ("fanout", "p99_ms_50"): [Goal("<=", 10)],
         ("fanout", "p99_ms_1000"): [Goal("<=", 150)],
         ("connections", "held"): [Goal(">=", sizes.connections)],
+        ("connections", "ungreeted"): [Goal("==", 0)],
         ("connections", "kib_per_connection"): [Goal("<=", 60)],
     }
     for name in ("roundtrip", "throughput", "history", "manager"):
         table[(name, "lost")] = [Goal("==", 0)]
     for people in sizes.fanout_people:
         table[("fanout", f"lost_{people}")] = [Goal("==", 0)]
+        table[("fanout", f"late_{people}")] = [Goal("==", 0)]
     table[("manager", "wrong")] = [Goal("==", 0)]
     return table
 
 
 @dataclass(slots=True)
-class Outcome:
+class Runs:
     """All runs of one scenario on one server."""
 
     runs: list[dict[str, float]] = field(default_factory=list)
@@ -113,7 +116,7 @@ class Outcome:
         return {k: sum(v) if is_count(k) else median(v) for k, v in values.items()}
 
 
-Results = dict[str, dict[str, Outcome]]  # server name -> scenario name -> outcome
+Results = dict[str, dict[str, Runs]]  # server name -> scenario name -> outcome
 
 
 def is_count(metric: str) -> bool:
@@ -149,8 +152,8 @@ def table(results: Results, server: str, sizes: Sizes, scenarios: Iterable[str])
     ]
     targets = goals(sizes)
     for scenario in scenarios:
-        ours = results.get(server, {}).get(scenario, Outcome()).figures()
-        bare = results.get("bare", {}).get(scenario, Outcome()).figures()
+        ours = results.get(server, {}).get(scenario, Runs()).figures()
+        bare = results.get("bare", {}).get(scenario, Runs()).figures()
         for metric in dict.fromkeys([*ours, *bare]):
             if metric in PROBLEMS:
                 continue
@@ -193,7 +196,7 @@ def bare_table(results: Results, scenarios: Iterable[str]) -> list[str]:
     """Markdown rows of the bare limit alone."""
     rows = ["| scenario | metric | bare limit |", "| --- | --- | ---: |"]
     for scenario in scenarios:
-        figures = results.get("bare", {}).get(scenario, Outcome()).figures()
+        figures = results.get("bare", {}).get(scenario, Runs()).figures()
         for metric, value in figures.items():
             if metric not in PROBLEMS:
                 rows.append(f"| {scenario} | {metric} | {fmt(value)} |")
@@ -260,6 +263,8 @@ class Page:
     runs: int
     servers: list[str]
     scenarios: list[str]
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
 
 
 def render(results: Results, page: Page) -> str:
@@ -269,14 +274,17 @@ def render(results: Results, page: Page) -> str:
         "",
         "Measured with the benchmark suite in `bench/` (what each scenario does: "
         "`bench/README.md`). Figures are medians of the runs; counts of problems "
-        "(`lost`, `late`, `duplicates`, `errors`, `closed`, `wrong`, `failed`) are summed over "
-        "the runs. Latencies in ms, rates per second, memory in MiB/KiB.",
+        "(`lost`, `late`, `duplicates`, `errors`, `closed`, `wrong`, `failed`, `ungreeted`) "
+        "are summed over the runs. Latencies in ms, rates per second, memory in MiB/KiB.",
         "",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- Command: `{page.command}`",
         f"- Mode: {'quick (small sizes, smoke test only)' if page.quick else 'full'}, "
         f"{page.runs} run(s) per scenario, a fresh server process per run",
         *machine(),
+        f"- Load average (1, 5, 15 min) before: {_load(page.load_before)}, "
+        f"after: {_load(page.load_after)} (client and servers share the machine; anything "
+        "else running shows here)",
         "",
         "The *bare limit* is `bench/echo_server.py`: the same stack (Starlette, uvicorn, uvloop, "
         "httptools) speaking the same protocol but storing nothing. *Fraction of limit*: "
@@ -291,6 +299,10 @@ def render(results: Results, page: Page) -> str:
         lines += ["", "## bare limit only", "", *bare_table(results, page.scenarios)]
     lines += _errors(results)
     return "\n".join(lines) + "\n"
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in load)
 
 
 def _errors(results: Results) -> list[str]:

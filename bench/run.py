@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -22,7 +25,7 @@ from pathlib import Path
 import orjson
 import uvloop
 
-from bench.report import Outcome, Page, Results, command_line, render
+from bench.report import Page, Results, Runs, command_line, render
 from bench.scenarios import QUICK, SCENARIOS, Sizes
 from bench.servers import (
     REPO,
@@ -64,13 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
     """The servers to measure, Tertulia first, the bare limit last."""
     wanted = set(args.servers.split(","))
+    # Servers run in their own directory: make the command independent of ours.
+    tertulia = os.path.abspath(shutil.which(args.tertulia) or args.tertulia)
     specs = []
     if "tertulia" in wanted:
-        specs.append(ServerSpec("tertulia-sqlite", "tertulia", args.tertulia))
+        specs.append(ServerSpec("tertulia-sqlite", "tertulia", tertulia))
         if args.database_url:
-            specs.append(
-                ServerSpec("tertulia-postgresql", "tertulia", args.tertulia, args.database_url)
-            )
+            specs.append(ServerSpec("tertulia-postgresql", "tertulia", tertulia, args.database_url))
     if "bare" in wanted:
         specs.append(ServerSpec("bare", "bare"))
     return specs
@@ -78,11 +81,11 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
 
 async def measure_server(
     spec: ServerSpec, args: argparse.Namespace, sizes: Sizes, workdir: Path
-) -> dict[str, Outcome]:
+) -> dict[str, Runs]:
     """Every selected scenario, `args.runs` times each, on fresh `spec` processes."""
-    outcomes: dict[str, Outcome] = {}
+    outcomes: dict[str, Runs] = {}
     for name in args.scenarios:
-        scenario, outcome = SCENARIOS[name], outcomes.setdefault(name, Outcome())
+        scenario, outcome = SCENARIOS[name], outcomes.setdefault(name, Runs())
         for run in range(1, args.runs + 1):
             rundir = workdir / spec.name / f"{name}-{run}"
             began = time.monotonic()
@@ -122,8 +125,11 @@ async def measure(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> Resu
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark and writes the report; returns the exit status."""
     args = parse_args(argv)
+    # SIGTERM takes the Ctrl-C path, so the `finally` blocks stop the servers.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sizes = QUICK if args.quick else Sizes()
     limit = raise_nofile_limit()
+    load_before = os.getloadavg()
     print(f"open-files limit {limit}; working in a temporary directory", file=sys.stderr)
     workspace: contextlib.AbstractContextManager[str] = (
         contextlib.nullcontext(tempfile.mkdtemp(prefix="tertulia-bench-"))
@@ -133,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     with workspace as tmp:
         if args.keep:
             print(f"keeping {tmp}", file=sys.stderr)
-        results = uvloop.run(measure(args, sizes, Path(tmp)))
+        try:
+            results = uvloop.run(measure(args, sizes, Path(tmp)))
+        except KeyboardInterrupt:
+            print("interrupted: servers stopped, no report written", file=sys.stderr)
+            return 130
     page = Page(
         command_line(),
         sizes,
@@ -141,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         args.runs,
         [s.name for s in server_specs(args)],
         args.scenarios,
+        load_before,
+        os.getloadavg(),
     )
     text = render(results, page)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def vars_of(outcome: Outcome) -> dict[str, object]:
+def vars_of(outcome: Runs) -> dict[str, object]:
     """An outcome as plain data for the JSON file."""
     return {"runs": outcome.runs, "errors": outcome.errors}
 

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from bench.client import Api, Counters, Membership, RoundTrip, Socket, close_all, new_hex, open_many
@@ -96,17 +97,33 @@ async def _api(target: Target, max_connections: int = 32) -> AsyncIterator[Api]:
         await http.aclose()
 
 
+@contextlib.contextmanager
+def _frozen_gc() -> Iterator[None]:
+    """Moves the set-up's objects out of the collector's sight while measuring.
+
+    With a thousand sockets in the client, a full collection takes tens of milliseconds and
+    shows up as the server's p99; freezing keeps the client's pauses out of the figures.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _problems(counters: Counters) -> Result:
     counts = counters.as_dict()
     return {name: counts[name] for name in PROBLEMS}
 
 
-async def _sequential(sock: Socket, count: int, text: str, sizes: Sizes) -> list[RoundTrip]:
-    trips = []
-    deadline = time.perf_counter() + sizes.setup_timeout
-    for _ in range(count):
-        if time.perf_counter() > deadline:
-            break
+async def _round_trips(
+    sock: Socket, sizes: Sizes, *, count: int = 10**7, until: float = math.inf, text: str = ""
+) -> list[RoundTrip]:
+    """Round trips one after the other: `count` of them, or until `until` (perf_counter)."""
+    deadline = min(until, time.perf_counter() + sizes.setup_timeout)
+    trips: list[RoundTrip] = []
+    while len(trips) < count and time.perf_counter() < deadline:
         trips.append(await sock.round_trip(text or f"bench {new_hex()}", sizes.answer_timeout))
     return trips
 
@@ -128,6 +145,7 @@ async def _conversation_socket(
 ) -> Socket:
     member = await api.create("bench", bots)
     sock = await Socket.open(target.ws_base, member, counters)
+    await counters.all_greeted(1, 10.0)
     await counters.quiet(0.1, 5.0)
     return sock
 
@@ -138,8 +156,9 @@ async def roundtrip(target: Target, sizes: Sizes) -> Outcome:
     async with _api(target) as api:
         sock = await _conversation_socket(api, target, ["ECHO"], counters)
         try:
-            await _sequential(sock, sizes.roundtrip_warmup, "", sizes)
-            trips = await _sequential(sock, sizes.roundtrip_n, "", sizes)
+            await _round_trips(sock, sizes, count=sizes.roundtrip_warmup)
+            with _frozen_gc():
+                trips = await _round_trips(sock, sizes, count=sizes.roundtrip_n)
             lost = await _settle(trips)
         finally:
             await close_all([sock])
@@ -159,11 +178,12 @@ async def throughput(target: Target, sizes: Sizes) -> Outcome:
             if failures:
                 raise failures[0]
             await counters.quiet(0.2, 10.0)
-            await asyncio.gather(*(_sequential(s, 5, "", sizes) for s in sockets))
-            started = time.perf_counter()
-            end = started + sizes.throughput_seconds
-            loops = await asyncio.gather(*(_closed_loop(s, end, sizes) for s in sockets))
-            elapsed = time.perf_counter() - started
+            await asyncio.gather(*(_round_trips(s, sizes, count=5) for s in sockets))
+            with _frozen_gc():
+                started = time.perf_counter()
+                end = started + sizes.throughput_seconds
+                loops = await asyncio.gather(*(_round_trips(s, sizes, until=end) for s in sockets))
+                elapsed = time.perf_counter() - started
             trips = [t for loop in loops for t in loop]
             lost = await _settle(trips)
         finally:
@@ -173,20 +193,14 @@ async def throughput(target: Target, sizes: Sizes) -> Outcome:
     return {**rate, **latency_summary(answered), "lost": lost}, counters
 
 
-async def _closed_loop(sock: Socket, end: float, sizes: Sizes) -> list[RoundTrip]:
-    trips = []
-    while time.perf_counter() < end:
-        trips.append(await sock.round_trip(f"bench {new_hex()}", sizes.answer_timeout))
-    return trips
-
-
 async def create(target: Target, sizes: Sizes) -> Outcome:
     """Conversations created per second: one at a time, then C at a time."""
     async with _api(target, max_connections=sizes.create_concurrency) as api:
         for i in range(5):
             await api.create(f"warm{i}", ["ECHO"])
-        sequential, latencies = await _timed_creates(api, sizes.create_n, 1)
-        concurrent, _ = await _timed_creates(api, sizes.create_n, sizes.create_concurrency)
+        with _frozen_gc():
+            sequential, latencies = await _timed_creates(api, sizes.create_n, 1)
+            concurrent, _ = await _timed_creates(api, sizes.create_n, sizes.create_concurrency)
     return {
         "sequential_per_s": sequential,
         "concurrent_per_s": concurrent,
@@ -222,10 +236,11 @@ async def history(target: Target, sizes: Sizes) -> Outcome:
         finally:
             await close_all([sock])
         page = len(await api.history(member.conversation_id, member.session_key))
-        sequential = await _read_history(api, member, sizes.history_seconds, 1)
-        concurrent = await _read_history(
-            api, member, sizes.history_seconds, sizes.history_concurrency
-        )
+        with _frozen_gc():
+            sequential = await _read_history(api, member, sizes.history_seconds, 1)
+            concurrent = await _read_history(
+                api, member, sizes.history_seconds, sizes.history_concurrency
+            )
     return {
         "sequential_per_s": sequential,
         "concurrent_per_s": concurrent,
@@ -288,20 +303,26 @@ async def _fanout_room(
 ) -> Result:
     began = time.perf_counter()
     members = await _room(api, people)
+    greeted_before = counters.greeted
     sockets, failures = await open_many(target.ws_base, members, counters)
     try:
         if failures:
             raise failures[0]
-        quiet = await counters.quiet(0.5, sizes.setup_timeout)
+        greeted = await counters.all_greeted(greeted_before + len(sockets), sizes.setup_timeout)
+        quiet = greeted and await counters.quiet(0.5, sizes.setup_timeout)
         setup = time.perf_counter() - began
-        times, lost = await _broadcasts(sockets, sizes)
+        with _frozen_gc():
+            times, late, lost = await _broadcasts(sockets, sizes)
+        still_open = sum(s.is_open for s in sockets)
     finally:
         await close_all(sockets)
     summary = latency_summary(times)
     return {
         f"p50_ms_{people}": summary["p50_ms"],
         f"p99_ms_{people}": summary["p99_ms"],
+        f"late_{people}": late,
         f"lost_{people}": lost,
+        f"open_{people}": still_open,
         f"setup_s_{people}": setup,
         f"setup_quiet_{people}": float(quiet),
     }
@@ -314,21 +335,32 @@ async def _room(api: Api, people: int) -> list[Membership]:
     return [creator, *await asyncio.gather(*joins)]
 
 
-async def _broadcasts(sockets: list[Socket], sizes: Sizes) -> tuple[list[float], int]:
+async def _broadcasts(sockets: list[Socket], sizes: Sizes) -> tuple[list[float], int, int]:
+    """Each repeat, one person sends; the time until every socket still open has it.
+
+    Returns the times of the repeats every open socket got in time, and the copies that came
+    late (after the timeout) and never. Sockets the server closed are counted under
+    `closed`, not again as missing each repeat.
+    """
     times: list[float] = []
-    lost = 0
+    missed: list[asyncio.Future[float]] = []
     for repeat in range(sizes.fanout_repeats):
+        live = [s for s in sockets if s.is_open]
+        if not live:
+            break
         local_id = new_hex()
-        arrivals = [s.watch(local_id) for s in sockets]
-        trip = await sockets[repeat % len(sockets)].send_text(f"bench {local_id}", local_id)
+        arrivals = [s.watch(local_id) for s in live]
+        trip = await live[repeat % len(live)].send_text(f"bench {local_id}", local_id)
         _, missing = await asyncio.wait(arrivals, timeout=sizes.answer_timeout)
-        lost += len(missing)
-        if not missing:
+        if missing:
+            missed.extend(missing)
+        else:
             times.append(max(a.result() for a in arrivals) - trip.sent_at)
-        for sock in sockets:
-            sock.watches.pop(local_id, None)
         await sockets[0].counters.quiet(0.05, 2.0)
-    return times, lost
+    if missed:
+        await asyncio.wait(missed, timeout=2.0)
+    late = sum(f.done() for f in missed)
+    return times, late, len(missed) - late
 
 
 async def connections(target: Target, sizes: Sizes) -> Outcome:
@@ -344,6 +376,7 @@ async def connections(target: Target, sizes: Sizes) -> Outcome:
     began = time.perf_counter()
     sockets, failures = await open_many(target.ws_base, members, counters, concurrency=64)
     try:
+        await counters.all_greeted(len(sockets), sizes.setup_timeout)
         connect_s = time.perf_counter() - began
         await counters.quiet(0.5, sizes.setup_timeout)
         await asyncio.sleep(sizes.connections_hold)
@@ -354,6 +387,7 @@ async def connections(target: Target, sizes: Sizes) -> Outcome:
     return {
         "held": held,
         "failed": len(failures),
+        "ungreeted": len(sockets) - counters.greeted,
         "connect_per_s": len(sockets) / connect_s,
         "rss_idle_mib": idle / 1024,
         "rss_before_mib": before / 1024,
@@ -368,8 +402,9 @@ async def manager(target: Target, sizes: Sizes) -> Outcome:
     async with _api(target) as api:
         sock = await _conversation_socket(api, target, ["Calculator", "ECHO"], counters)
         try:
-            await _sequential(sock, sizes.manager_warmup, "1+2", sizes)
-            trips = await _sequential(sock, sizes.manager_n, "1+2", sizes)
+            await _round_trips(sock, sizes, count=sizes.manager_warmup, text="1+2")
+            with _frozen_gc():
+                trips = await _round_trips(sock, sizes, count=sizes.manager_n, text="1+2")
             lost = await _settle(trips)
         finally:
             await close_all([sock])

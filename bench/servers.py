@@ -2,7 +2,8 @@
 
 Each scenario run gets a fresh server process in its own working directory (its TOML
 configuration, its SQLite file, its log), so runs are independent and the RSS of the
-`connections` scenario starts from a clean process. The process is started in a new session
+`connections` scenario starts from a clean process. On PostgreSQL each run gets its own
+schema (`database_schema`), dropped after the run. The process is started in a new session
 and stopped with SIGTERM to its process group, then SIGKILL after a timeout; `running_server`
 does that in a `finally`, so no server outlives the runner.
 """
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +30,19 @@ HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 SQLITE_URL = "sqlite+aiosqlite:///./bench.db"
 
+# The rate limits protect a public server from one address; every benchmark request comes
+# from 127.0.0.1, so they are switched off ("" = off) to measure capacity, not the limiter.
 BASE_CONFIG = """\
 database_url = "{database_url}"
 rooms = true
+log_format = "json"
 {manager_line}
+[rate_limits]
+create = ""
+join = ""
+handshake = ""
+message = ""
+
 [bots.ECHO]
 module = "tertulia.bots.builtin"
 class = "UpperCaseEchoBot"
@@ -107,12 +118,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(workdir: Path, database_url: str | None, manager: bool) -> Path:
+def write_config(
+    workdir: Path, database_url: str | None, schema: str | None, manager: bool
+) -> Path:
     """Writes Tertulia's TOML configuration into `workdir`; returns its path."""
     text = BASE_CONFIG.format(
         database_url=database_url or SQLITE_URL,
         manager_line='manager = "Manager"\n' if manager else "",
     )
+    if schema:
+        text = f'database_schema = "{schema}"\n' + text
     if manager:
         text += MANAGER_BOT
     path = workdir / "tertulia.toml"
@@ -120,11 +135,13 @@ def write_config(workdir: Path, database_url: str | None, manager: bool) -> Path
     return path
 
 
-def server_argv(spec: ServerSpec, workdir: Path, port: int, manager: bool) -> list[str]:
+def server_argv(
+    spec: ServerSpec, workdir: Path, port: int, schema: str | None, manager: bool
+) -> list[str]:
     """The command line that starts `spec` on `port`."""
     if spec.kind == "bare":
         return [sys.executable, "-m", "bench.echo_server", "--host", HOST, "--port", str(port)]
-    config = write_config(workdir, spec.database_url, manager)
+    config = write_config(workdir, spec.database_url, schema, manager)
     return [spec.executable, "serve", "--host", HOST, "--port", str(port), "--config", str(config)]
 
 
@@ -209,7 +226,8 @@ async def running_server(
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = server_argv(spec, workdir, port, manager)
+    schema = f"bench_{uuid.uuid4().hex[:12]}" if spec.database_url else None
+    argv = server_argv(spec, workdir, port, schema, manager)
     log = workdir / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if spec.kind == "bare":
@@ -229,3 +247,20 @@ async def running_server(
         yield Target(spec.name, spec.kind == "bare", port, proc.pid, log)
     finally:
         stop(proc)
+        if spec.database_url and schema:
+            await drop_schema(spec.database_url, schema)
+
+
+async def drop_schema(database_url: str, schema: str) -> None:
+    """Drops the run's own PostgreSQL schema (best effort: a failure is only printed)."""
+    import asyncpg  # only needed with --database-url
+
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', timeout=60)
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        print(f"could not drop schema {schema}: {exc!r}", file=sys.stderr)
