@@ -56,6 +56,18 @@ log = structlog.get_logger(__name__)
 MEDIA_URL = "/media/"
 
 
+KNOWN_IDS = 512  # recent message ids a Chat remembers, so that plain quotes need no query
+
+
+class _Duplicate(Exception):
+    """A message repeats its sender's ``local_id`` (internal: rolls the transaction back)."""
+
+    def __init__(self, sender_id: str, local_id: str) -> None:
+        super().__init__(local_id)
+        self.sender_id = sender_id
+        self.local_id = local_id
+
+
 class ChatLimits(TypedDict):
     """Upload limits in bytes, per kind of file; 0 disables that kind."""
 
@@ -293,6 +305,7 @@ class Chat:
         self.participants: list[Participant] = list(participants)
         self._services = registry or self.registry()
         self._lock = asyncio.Lock()
+        self._known: OrderedDict[str, None] = OrderedDict()
 
     # -- services ----------------------------------------------------------------------
 
@@ -370,13 +383,38 @@ class Chat:
         if out.deliveries:
             self._services.runner.notify({d.bot_participant_id for d in out.deliveries})
 
-    async def _store(self, conn: AsyncConnection, out: Outgoing, message: Message) -> Message:
-        """Insert a message (taking a ``seq`` if people can see it) and route it."""
+    async def _store(
+        self,
+        conn: AsyncConnection,
+        out: Outgoing,
+        message: Message,
+        *,
+        unless_duplicate: bool = False,
+    ) -> Message:
+        """Insert a message (taking a ``seq`` if people can see it) and route it.
+
+        Raises:
+            _Duplicate: with ``unless_duplicate``, when the sender already used the
+                message's ``local_id`` (the caller's transaction must roll back).
+        """
         if message.visible:
             message = replace(message, seq=await conv_repo.next_seq(conn, self.conversation.id))
-        await msg_repo.insert_messages(conn, [message])
+        if unless_duplicate:
+            if not await msg_repo.insert_unless_duplicate(conn, message):
+                assert message.sender_id is not None
+                assert message.local_id is not None
+                raise _Duplicate(message.sender_id, message.local_id)
+        else:
+            await msg_repo.insert_messages(conn, [message])
+        self._remember(message.id)
         self._route(out, message)
         return message
+
+    def _remember(self, message_id: str) -> None:
+        """Note that a message id exists in this conversation (a bounded memory)."""
+        self._known[message_id] = None
+        if len(self._known) > KNOWN_IDS:
+            self._known.popitem(last=False)
 
     def _route(self, out: Outgoing, message: Message) -> None:
         out.publish_message(
@@ -627,10 +665,28 @@ class Chat:
                 raise ValidationFailed(
                     {"external_file_url": ["Only bots may send external files."]}
                 )
-        async with self._transaction() as (conn, out):
-            result = await self._save(conn, out, participant, new, command, file)
-            await outbox.enqueue(conn, out.deliveries, now=utcnow())
+        try:
+            async with self._transaction() as (conn, out):
+                result = await self._save(conn, out, participant, new, command, file)
+                await outbox.enqueue(conn, out.deliveries, now=utcnow())
+        except _Duplicate as duplicate:
+            # The transaction rolled back whatever it had done; the first message stands.
+            return await self._repeat(participant, duplicate.sender_id, duplicate.local_id)
         return result
+
+    async def _repeat(self, participant: Participant, sender_id: str, local_id: str) -> SaveResult:
+        """A repeated ``local_id``: re-send the stored message to the sender's own sockets."""
+        async with self._lock:
+            async with self._services.db.read() as conn:
+                existing = await msg_repo.find_by_local_id(
+                    conn, self.conversation.id, sender_id, local_id
+                )
+            if existing is None:  # pragma: no cover - the row that conflicted is committed
+                raise RuntimeError("a duplicate local_id whose message cannot be found")
+            out = Outgoing(self.conversation.id)
+            out.echo_to(participant.id, self.public(existing))
+            await self._flush(out)
+        return SaveResult(existing, duplicate=True)
 
     async def _save(
         self,
@@ -648,29 +704,23 @@ class Chat:
                 raise CommandError(f"on_behalf_of: no participant {command.on_behalf_of}")
             sender = principal
 
-        if new.local_id is not None:
-            existing = await msg_repo.find_by_local_id(
-                conn, self.conversation.id, sender.id, new.local_id
-            )
-            if existing is not None:
-                out.echo_to(participant.id, self.public(existing))
-                return SaveResult(existing, duplicate=True)
-
         quoted: Message | None = None
-        if new.quoted_message_id is not None:
-            quoted = await msg_repo.get_message(conn, self.conversation.id, new.quoted_message_id)
+        quoted_id = new.quoted_message_id
+        # A plain quote only needs the message to exist here; recent ids are known without a
+        # query. A command's target is always read, for its current approval.
+        if quoted_id is not None and (command.action is not None or quoted_id not in self._known):
+            quoted = await msg_repo.get_message(conn, self.conversation.id, quoted_id)
             if quoted is None:
                 raise ValidationFailed(
                     {"quoted_message_id": ["The quoted message does not exist."]}
                 )
+            self._remember(quoted.id)
 
         targets = await self._targets(command)
         if command.action is not None and quoted is None:
             raise CommandError(f"{command.action} needs quoted_message_id")
 
-        if participant.is_human:
-            approval = Approval.AUTOMATIC
-        elif self.manager is None:
+        if participant.is_human or self.manager is None:
             approval = Approval.AUTOMATIC
         elif participant.is_manager and command.self_approve:
             approval = Approval.BY_MANAGER
@@ -712,7 +762,7 @@ class Chat:
             sent_by_manager=participant.is_manager,
             real_sender_id=participant.id if sender.id != participant.id else None,
         )
-        message = await self._store(conn, out, message)
+        message = await self._store(conn, out, message, unless_duplicate=True)
 
         # 3. self_redirect: the stored message itself goes to the targets
         if command.self_redirect:

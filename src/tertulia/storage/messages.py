@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tertulia.domain.model import Approval, FileInfo, Message, MessageType, SystemEvent
@@ -74,6 +76,36 @@ def _values(message: Message) -> dict[str, Any]:
 
 async def insert_messages(conn: AsyncConnection, new: list[Message]) -> None:
     await conn.execute(messages.insert(), [_values(m) for m in new])
+
+
+async def insert_unless_duplicate(conn: AsyncConnection, message: Message) -> bool:
+    """Insert ``message`` unless its sender already used its ``local_id`` here.
+
+    One statement (``ON CONFLICT DO NOTHING`` on exactly that unique constraint, so any
+    other conflict still raises). Returns False for a duplicate, which inserted nothing.
+    """
+    if message.local_id is None:
+        await insert_messages(conn, [message])
+        return True
+    dialect = conn.dialect.name
+    insert: Any = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = (
+        insert(messages)
+        .values(_values(message))
+        .on_conflict_do_nothing(index_elements=["conversation_id", "sender_id", "local_id"])
+    )
+    result = await conn.execute(statement)
+    return bool(result.rowcount)
+
+
+async def max_seq(conn: AsyncConnection, conversation_id: str) -> int:
+    """The highest ``seq`` given in a conversation (0 when none)."""
+    found = (
+        await conn.execute(
+            select(func.max(messages.c.seq)).where(messages.c.conversation_id == conversation_id)
+        )
+    ).scalar_one_or_none()
+    return int(found or 0)
 
 
 async def get_message(
