@@ -27,8 +27,10 @@ def test_migrate_creates_the_schema(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_bots_lists_the_configured_bots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`tertulia bots` prints each bot with its class, marking the manager and required ones."""
     extra = (
-        'manager = "Boss"\n[bots.ECHO]\nmodule = "tertulia.bots.builtin"\nclass = "UpperCaseEchoBot"\n'
-        'required = true\n[bots.Boss]\nmodule = "tertulia.bots.builtin"\nclass = "TransparentManagerBot"\n'
+        'manager = "Boss"\n'
+        '[bots.ECHO]\nmodule = "tertulia.bots.builtin"\nclass = "UpperCaseEchoBot"\n'
+        "required = true\n"
+        '[bots.Boss]\nmodule = "tertulia.bots.builtin"\nclass = "TransparentManagerBot"\n'
     )
     assert main(["--config", str(config(tmp_path, extra)), "bots"]) == 0
     out = capsys.readouterr().out

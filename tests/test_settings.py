@@ -46,8 +46,11 @@ def test_the_documented_toml_shape_loads(tmp_path: Path) -> None:
     assert settings.manager == "Manager"
     assert settings.bots["ECHO"].class_name == "UpperCaseEchoBot"
     assert settings.chat_limits == {
-        "MAX_ATTACHMENT_SIZE": 15728640, "MAX_IMAGE_SIZE": 0, "MAX_VIDEO_SIZE": 0,
-        "MAX_AUDIO_SIZE": 0, "MAX_VOICE_SIZE": 0,
+        "MAX_ATTACHMENT_SIZE": 15728640,
+        "MAX_IMAGE_SIZE": 0,
+        "MAX_VIDEO_SIZE": 0,
+        "MAX_AUDIO_SIZE": 0,
+        "MAX_VOICE_SIZE": 0,
     }
 
 
@@ -115,5 +118,8 @@ def test_bot_names_are_limited(tmp_path: Path) -> None:
     """A bot name must fit in a participant name (1-50 characters)."""
     with pytest.raises(ConfigurationError, match="1-50 characters"):
         load_settings(
-            write(tmp_path, f'[bots.{"B" * 51}]\nmodule = "tertulia.bots.builtin"\nclass = "CalculatorBot"')
+            write(
+                tmp_path,
+                f'[bots.{"B" * 51}]\nmodule = "tertulia.bots.builtin"\nclass = "CalculatorBot"',
+            )
         )

@@ -188,7 +188,8 @@ class Settings(BaseSettings):
 
         unknown = set(value) - set(DEFAULT_RATE_LIMITS)
         if unknown:
-            raise ValueError(f"unknown rate limit(s) {sorted(unknown)}; known: {list(DEFAULT_RATE_LIMITS)}")
+            known = list(DEFAULT_RATE_LIMITS)
+            raise ValueError(f"unknown rate limit(s) {sorted(unknown)}; known: {known}")
         for rule in value.values():
             if rule:
                 parse(rule)  # raises ValueError with the library's message

@@ -12,7 +12,10 @@ from tertulia.errors import ValidationFailed
 
 def test_times_print_with_z_and_six_or_no_digits() -> None:
     """Microseconds give six digits, none give no fraction; always UTC with Z."""
-    assert format_time(datetime(2026, 11, 25, 14, 55, 39, 166537, UTC)) == "2026-11-25T14:55:39.166537Z"
+    assert (
+        format_time(datetime(2026, 11, 25, 14, 55, 39, 166537, UTC))
+        == "2026-11-25T14:55:39.166537Z"
+    )
     assert format_time(datetime(2026, 11, 25, 14, 55, 39, 0, UTC)) == "2026-11-25T14:55:39Z"
     assert format_time(datetime(2026, 11, 25, 14, 55, 39, 5, UTC)) == "2026-11-25T14:55:39.000005Z"
     plus_two = timezone(timedelta(hours=2))

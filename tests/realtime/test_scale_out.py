@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
 from support.blab import Person
+from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
 from support.process import server_process, write_config
 from support.server import live_server
 from tertulia.settings import load_settings
@@ -30,9 +30,10 @@ async def test_people_on_two_servers_see_each_other(
         "rooms": True,
     }
     config = write_config(tmp_path / "tertulia.toml", {**values, "log_format": "json"})
-    async with live_server(load_settings(None, **values)) as one, server_process(
-        config, tmp_path
-    ) as two:
+    async with (
+        live_server(load_settings(None, **values)) as one,
+        server_process(config, tmp_path) as two,
+    ):
         alice = Person(one.base_url, one.ws_url)
         bob = Person(two.base_url, two.ws_url)
         try:

@@ -50,13 +50,20 @@ class Person:
         return response
 
     async def history(self, **params: Any) -> httpx.Response:
-        return await self.http.get(f"/conversations/{self.conversation_id}/messages/", params=params)
+        return await self.http.get(
+            f"/conversations/{self.conversation_id}/messages/", params=params
+        )
 
     async def post(self, **body: Any) -> httpx.Response:
         return await self.http.post(f"/conversations/{self.conversation_id}/messages/", json=body)
 
-    async def connect(self, conversation_id: str | None = None, *, after: int | None = None,
-                      headers: dict[str, str] | None = None) -> Socket:
+    async def connect(
+        self,
+        conversation_id: str | None = None,
+        *,
+        after: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Socket:
         target = conversation_id or self.conversation_id
         url = f"{self.ws_url}/ws/chat/{target}/"
         if after is not None:
@@ -83,7 +90,9 @@ class Socket:
         await self.connection.close()
 
     async def send(self, frame: Frame | str) -> None:
-        await self.connection.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
+        await self.connection.send(
+            frame if isinstance(frame, str) else orjson.dumps(frame).decode()
+        )
 
     async def say(self, text: str, **fields: Any) -> str:
         """Send a text message; returns its local_id."""

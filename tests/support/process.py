@@ -88,10 +88,23 @@ async def server_process(
     log = workdir / f"server-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TERTULIA_")}
     with log.open("ab") as out:
-        process = subprocess.Popen(  # noqa: ASYNC220 - started once, waited on below
-            [sys.executable, "-m", "tertulia", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--config", str(config)],
-            cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env,
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tertulia",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--config",
+                str(config),
+            ],
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     running = ServerProcess(process, port, log)
     try:

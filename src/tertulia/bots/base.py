@@ -131,10 +131,10 @@ class Bot:
     def __init__(self, conversation_info: ConversationInfo, *args: Any, **kwargs: Any) -> None:
         self.conversation_info = conversation_info
 
-    def receive_message(self, message: ChatMessage) -> None | Awaitable[None]:
+    def receive_message(self, message: ChatMessage) -> Awaitable[None] | None:
         """Called with every message routed to this bot (PROTOCOL 7.1)."""
 
-    def update_status(self, status: dict[str, Any]) -> None | Awaitable[None]:
+    def update_status(self, status: dict[str, Any]) -> Awaitable[None] | None:
         """Called with ``{"participants": [...]}`` when participants or presence change."""
 
     def send(self, **message: Any) -> Any:

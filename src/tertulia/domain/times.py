@@ -32,7 +32,8 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_query_time(value: str) -> datetime:
-    """Parse ``until`` / ``since``: ISO 8601 (``Z`` or offset; naive is UTC), a bare date, or ``now``.
+    """Parse ``until`` / ``since``: ISO 8601 (``Z`` or an offset; naive is UTC), a bare
+    date, or ``now``.
 
     Raises:
         ValidationFailed: ``{"detail": "Invalid date-time string: <value>"}``.
