@@ -9,6 +9,7 @@ are skipped, except with ``CI=true``, where a missing service fails the run.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import structlog
 
 from support.blab import Person
 from support.environment import (
@@ -27,14 +29,22 @@ from support.environment import (
     require_service,
 )
 from support.server import LiveServer, live_server
-from tertulia.settings import Settings, load_settings
+from tertulia.settings import DEFAULT_RATE_LIMITS, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No TERTULIA_* variables leak in; logging is as it was after each test."""
     for key in list(os.environ):
         if key.startswith("TERTULIA_") and not key.startswith("TERTULIA_TEST_"):
             monkeypatch.delenv(key)
+    structlog_config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**structlog_config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -76,6 +86,9 @@ def make_settings(database: DatabaseTarget, tmp_path: Path) -> SettingsFactory:
             "presence_grace": 0,
             "media_root": tmp_path / "media",
             "log_format": "json",
+            # tests/web/test_rate_limits.py tests the limits; elsewhere they would only
+            # throttle tests that send quickly from one address
+            "rate_limits": dict.fromkeys(DEFAULT_RATE_LIMITS, ""),
         }
         values.update(overrides)
         return load_settings(None, **values)
