@@ -7,7 +7,9 @@ WebSocket does not lapse two weeks after its creation (BLAB's bug).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections import OrderedDict
+from dataclasses import replace
+from datetime import datetime, timedelta
 from http.cookies import SimpleCookie
 
 from starlette.requests import HTTPConnection
@@ -22,6 +24,8 @@ from tertulia.storage.sessions import SessionRecord
 
 COOKIE = "sessionid"
 RENEW_AFTER = timedelta(hours=1)
+CACHE_TTL = timedelta(minutes=1)
+CACHE_SIZE = 10_000
 
 
 def cookie_key(connection: HTTPConnection) -> str | None:
@@ -48,21 +52,49 @@ class Sessions:
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
         self._settings = settings
+        self._cache: OrderedDict[str, tuple[SessionRecord, datetime]] = OrderedDict()
+        self._participations: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     @property
     def max_age(self) -> timedelta:
         return timedelta(seconds=self._settings.session_max_age)
 
+    def _cached(self, key: str, now: datetime) -> SessionRecord | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        session, fetched = entry
+        if now - fetched > CACHE_TTL or session.expires_at <= now:
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        return session
+
+    def _cache_put(self, session: SessionRecord, now: datetime) -> None:
+        # Only people's sessions: a bot's may be ended early by its conversation ending.
+        if session.bot_conversation_id is not None:
+            return
+        self._cache[session.key] = (session, now)
+        self._cache.move_to_end(session.key)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
     async def load(self, connection: HTTPConnection) -> SessionRecord | None:
-        """The connection's valid session, renewed if it is getting old; None otherwise."""
+        """The connection's valid session, renewed if it is getting old; None otherwise.
+
+        People's sessions are kept in memory for up to a minute (they only ever change by
+        renewal or a new nickname, both done here), so most requests cost no query."""
         key = cookie_key(connection)
         if key is None:
             return None
         now = utcnow()
-        async with self._db.read() as conn:
-            session = await repo.get_session(conn, key, now=now)
+        session = self._cached(key, now)
         if session is None:
-            return None
+            async with self._db.read() as conn:
+                session = await repo.get_session(conn, key, now=now)
+            if session is None:
+                return None
+            self._cache_put(session, now)
         max_age = (
             self.max_age
             if session.bot_conversation_id is None
@@ -72,6 +104,8 @@ class Sessions:
             expires = now + max_age
             async with self._db.write() as conn:
                 await repo.renew(conn, key, expires_at=expires)
+            session = replace(session, expires_at=expires)
+            self._cache_put(session, now)
         return session
 
     async def create(
@@ -93,11 +127,22 @@ class Sessions:
             )
 
     async def participant_id(self, session: SessionRecord, conversation_id: str) -> str | None:
-        """The session's participant in a conversation (bot sessions: only their own)."""
+        """The session's participant in a conversation (bot sessions: only their own).
+
+        Found participations are remembered: they are never removed or changed."""
         if session.bot_conversation_id not in (None, conversation_id):
             return None
+        pair = (session.key, conversation_id)
+        found = self._participations.get(pair)
+        if found is not None:
+            return found
         async with self._db.read() as conn:
-            return await repo.participation(conn, session.key, conversation_id)
+            found = await repo.participation(conn, session.key, conversation_id)
+        if found is not None:
+            self._participations[pair] = found
+            while len(self._participations) > CACHE_SIZE:
+                self._participations.popitem(last=False)
+        return found
 
     async def participations(self, session: SessionRecord | None, ids: list[str]) -> dict[str, str]:
         if session is None:
@@ -111,6 +156,7 @@ class Sessions:
     async def remember_nickname(self, session: SessionRecord, nickname: str) -> None:
         async with self._db.write() as conn:
             await repo.set_nickname(conn, session.key, nickname)
+        self._cache.pop(session.key, None)
 
     def set_cookie(self, response: Response, session: SessionRecord) -> None:
         """``sessionid=<key>; expires=…; HttpOnly; Max-Age=…; Path=/; SameSite=Lax`` as
