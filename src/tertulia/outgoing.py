@@ -92,8 +92,9 @@ class Outgoing:
             Event(frozenset({participant_tag(participant_id)}), message_frame(public))
         )
 
-    def publish_state(self, state: dict[str, Any], participants: Sequence[Participant],
-                      accepts: Accepts) -> None:
+    def publish_state(
+        self, state: dict[str, Any], participants: Sequence[Participant], accepts: Accepts
+    ) -> None:
         """A ``state`` frame to every socket, and ``update_status`` to every bot."""
         self.events.append(Event(frozenset({HUMANS, "bots"}), state_frame(state)))
         status = {"participants": state["participants"]}
@@ -101,6 +102,8 @@ class Outgoing:
             if bot.is_bot:
                 self.deliver(bot, "status", status, accepts)
 
-    def deliver(self, bot: Participant, kind: str, payload: dict[str, Any], accepts: Accepts) -> None:
+    def deliver(
+        self, bot: Participant, kind: str, payload: dict[str, Any], accepts: Accepts
+    ) -> None:
         if accepts(bot, kind, payload):
             self.deliveries.append(NewDelivery(self.conversation_id, bot.id, kind, payload))

@@ -16,6 +16,9 @@ Guarantees (see docs/bots.md):
 - Answers are idempotent across retries: within one delivery the n-th message a bot sends
   gets a ``local_id`` derived from the delivery and n, so a retried delivery that answers
   again is recognised as a duplicate and shown once.
+- Stopping waits briefly for messages bots are storing, then refuses further sends
+  (:class:`BotStopped`): a thread that outlives the server stores nothing late. Its
+  delivery is still pending and runs again at the next start.
 """
 
 from __future__ import annotations

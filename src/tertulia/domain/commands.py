@@ -7,15 +7,19 @@ nothing (the original applied parts of it and then crashed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
 from tertulia.domain.ids import canonical_id
+from tertulia.domain.model import MessageType
 from tertulia.errors import CommandError
 
 Action = Literal["approve", "redirect"]
+_MESSAGE_TYPES = frozenset(t.value for t in MessageType)
 _KNOWN_KEYS = frozenset(
     {"action", "bots", "overrides", "self_approve", "self_redirect", "on_behalf_of"}
 )
@@ -70,6 +74,7 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
         overrides = {}
     if not isinstance(overrides, dict):
         raise CommandError("overrides must be an object")
+    _check_overrides(overrides)
 
     flags = {}
     for key in ("self_approve", "self_redirect"):
@@ -94,6 +99,51 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
         self_redirect=flags["self_redirect"],
         on_behalf_of=on_behalf_of,
     )
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    """Refuse overrides that would make a copy unreadable to bots.
+
+    Keys of the message representation must keep their wire types (the bot library and
+    internal bots build their message from ``id``, ``time``, ``type`` and ``sent_by_human``
+    and fail on anything else); other keys are added to the copy as they are.
+    """
+    for key, value in overrides.items():
+        rule = _OVERRIDE_RULES.get(key)
+        if rule is not None and not rule(value):
+            raise CommandError(f"overrides: {key} has the wrong type or value")
+
+
+def _is_time(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _string_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+_OVERRIDE_RULES: dict[str, Callable[[Any], bool]] = {
+    "id": lambda v: isinstance(v, str) and bool(v),
+    "time": _is_time,
+    "type": lambda v: isinstance(v, str) and v in _MESSAGE_TYPES,
+    "sent_by_human": lambda v: isinstance(v, bool),
+    "text": _string_or_none,
+    "local_id": _string_or_none,
+    "sender_id": _string_or_none,
+    "quoted_message_id": _string_or_none,
+    "event": _string_or_none,
+    "file_url": _string_or_none,
+    "file_name": _string_or_none,
+    "file_size": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+    "options": lambda v: isinstance(v, list) and all(isinstance(o, str) for o in v),
+    "additional_metadata": lambda v: v is None or isinstance(v, dict),
+}
 
 
 def unknown_keys(raw: dict[str, Any]) -> set[str]:

@@ -65,11 +65,15 @@ async def enqueue(conn: AsyncConnection, new: list[NewDelivery], *, now: datetim
     )
 
 
-async def pending_for(conn: AsyncConnection, bot_participant_id: str, *, limit: int) -> list[Delivery]:
+async def pending_for(
+    conn: AsyncConnection, bot_participant_id: str, *, limit: int
+) -> list[Delivery]:
     """The bot's oldest pending deliveries, in the order they were recorded."""
     rows = await conn.execute(
         select(deliveries)
-        .where(deliveries.c.status == PENDING, deliveries.c.bot_participant_id == bot_participant_id)
+        .where(
+            deliveries.c.status == PENDING, deliveries.c.bot_participant_id == bot_participant_id
+        )
         .order_by(deliveries.c.pk)
         .limit(limit)
     )
@@ -95,7 +99,12 @@ async def record_attempt(
 
 
 async def finish(
-    conn: AsyncConnection, pk: int, *, status: str, attempts: int, now: datetime,
+    conn: AsyncConnection,
+    pk: int,
+    *,
+    status: str,
+    attempts: int,
+    now: datetime,
     error: str | None = None,
 ) -> None:
     await conn.execute(
@@ -107,7 +116,9 @@ async def finish(
 
 async def load_state(conn: AsyncConnection, participant_id: str) -> dict[str, Any]:
     data = (
-        await conn.execute(select(bot_states.c.data).where(bot_states.c.participant_id == participant_id))
+        await conn.execute(
+            select(bot_states.c.data).where(bot_states.c.participant_id == participant_id)
+        )
     ).scalar_one_or_none()
     return dict(data) if data else {}
 
