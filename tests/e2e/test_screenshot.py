@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,18 @@ from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 
 
-async def test_screenshot_of_a_conversation(make_settings, open_tab) -> None:
-    """Options, a quoted reply, an image and plain text render together (saved for the README)."""
+async def test_screenshot_of_a_conversation(make_settings, open_tab, tmp_path: Path) -> None:
+    """Options, a quoted reply, an image and plain text render together.
+
+    With TERTULIA_TEST_UPDATE_SCREENSHOT=1 the picture replaces the README's
+    (``TERTULIA_TEST_UPDATE_SCREENSHOT=1 scripts/test tests/e2e/test_screenshot.py``); otherwise it
+    goes to a temporary folder, so that running the tests leaves the work tree clean.
+    """
+    update = os.environ.get("TERTULIA_TEST_UPDATE_SCREENSHOT") == "1"
+    screenshot = README_SCREENSHOT if update else tmp_path / "screenshot.png"
     settings = make_settings(bots=PRESELECT, manager="Manager")
     async with live_server(settings) as server:
         tab = await open_tab(server.base_url, viewport={"width": 1180, "height": 980})
@@ -43,5 +51,5 @@ async def test_screenshot_of_a_conversation(make_settings, open_tab) -> None:
         await page.mouse.move(1, 1)  # no hover effects in the picture
         await page.locator("#composer-input").blur()
         await page.wait_for_timeout(300)  # let the hover transitions end
-        await tab.shot(SCREENSHOT)
-    assert SCREENSHOT.stat().st_size > 10_000
+        await tab.shot(screenshot)
+    assert screenshot.stat().st_size > 10_000
