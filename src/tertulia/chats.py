@@ -113,7 +113,14 @@ class ChatRegistry:
         self.db = db
         self.broker = broker
         self.bots = bots
-        self.runner = BotRunner(db, bots, self, poll_interval=runner_poll_interval)
+        # With one process (the in-memory broker) bot states can be kept in memory.
+        self.runner = BotRunner(
+            db,
+            bots,
+            self,
+            poll_interval=runner_poll_interval,
+            cache_state=settings.broker_url.startswith("memory://"),
+        )
         self._chats: OrderedDict[str, Chat] = OrderedDict()
         self._cache_size = cache_size
         self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -375,13 +382,14 @@ class Chat:
             out = Outgoing(self.conversation.id)
             async with self._services.db.write() as conn:
                 yield conn, out
+                out.recorded = await outbox.enqueue(conn, out.deliveries, now=utcnow())
             await self._flush(out)
 
     async def _flush(self, out: Outgoing) -> None:
         if out.events:
             await self._services.broker.publish(self.conversation.id, out.events)
-        if out.deliveries:
-            self._services.runner.notify({d.bot_participant_id for d in out.deliveries})
+        if out.recorded:
+            self._services.runner.hand_over(out.recorded)
 
     async def _store(
         self,
@@ -497,7 +505,6 @@ class Chat:
             out.publish_state(await chat.state(), participants, registry.accepts)
             if session_key is not None:
                 await session_repo.add_participation(conn, session_key, conversation.id, human_id)
-            await outbox.enqueue(conn, out.deliveries, now=utcnow())
         registry._remember(chat)
         log.info(
             "conversation created",
@@ -532,7 +539,6 @@ class Chat:
                     conn, session_key, self.conversation.id, participant_id
                 )
             out.publish_state(await self.state(), self.participants, self._services.accepts)
-            await outbox.enqueue(conn, out.deliveries, now=utcnow())
         log.info(
             "participant joined",
             conversation_id=self.conversation.id,
@@ -549,7 +555,6 @@ class Chat:
                 renamed if p.id == participant.id else p for p in self.participants
             ]
             out.publish_state(await self.state(), self.participants, self._services.accepts)
-            await outbox.enqueue(conn, out.deliveries, now=utcnow())
         return renamed
 
     async def generate_participant_joined_system_message(self, participant_id: str) -> Message:
@@ -558,7 +563,6 @@ class Chat:
             message = await self._store(
                 conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant_id)
             )
-            await outbox.enqueue(conn, out.deliveries, now=utcnow())
         return message
 
     # -- presence ----------------------------------------------------------------------
@@ -581,7 +585,6 @@ class Chat:
                     conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant.id)
                 )
             out.publish_state(await self.state(), self.participants, services.accepts)
-            await outbox.enqueue(conn, out.deliveries, now=utcnow())
         return participant.is_human
 
     async def disconnect(self, participant: Participant, socket_id: str) -> None:
@@ -616,7 +619,6 @@ class Chat:
                     participant_id=participant_id,
                 )
             out.publish_state(await self.state(), self.participants, services.accepts)
-            await outbox.enqueue(conn, out.deliveries, now=utcnow())
 
     # -- messages ----------------------------------------------------------------------
 
@@ -668,7 +670,6 @@ class Chat:
         try:
             async with self._transaction() as (conn, out):
                 result = await self._save(conn, out, participant, new, command, file)
-                await outbox.enqueue(conn, out.deliveries, now=utcnow())
         except _Duplicate as duplicate:
             # The transaction rolled back whatever it had done; the first message stands.
             return await self._repeat(participant, duplicate.sender_id, duplicate.local_id)
@@ -826,9 +827,8 @@ class Chat:
 
     async def deliver_status_to_bot(self, status: dict[str, Any], bot: Participant) -> None:
         """Deliver a status update (``{"participants": [...]}``) to one bot's class."""
-        async with self._transaction() as (conn, out):
+        async with self._transaction() as (_conn, out):
             out.deliver(bot, "status", status, self._services.accepts)
-            await outbox.enqueue(conn, out.deliveries, now=utcnow())
 
     async def _redirect_message(
         self,
@@ -842,11 +842,10 @@ class Chat:
             CommandError: a target is not a bot of this conversation.
         """
         bots = await self._targets(ManagerCommand(action="redirect", bots=tuple(targets)))
-        async with self._transaction() as (conn, out):
+        async with self._transaction() as (_conn, out):
             public = self.public(message)
             for bot in bots:
                 out.send_copy(bot, public, field_overrides, self._services.accepts)
-            await outbox.enqueue(conn, out.deliveries, now=utcnow())
 
     # -- reading -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from tertulia.domain.routing import (
     participant_tag,
 )
 from tertulia.realtime.broker import Event
-from tertulia.storage.deliveries import NewDelivery
+from tertulia.storage.deliveries import Delivery, NewDelivery
 
 Accepts = Callable[[Participant, str, dict[str, Any]], bool]
 """Whether a bot participant's class wants a delivery: (bot, kind, payload) -> bool."""
@@ -48,6 +48,7 @@ class Outgoing:
     conversation_id: str
     events: list[Event] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
+    recorded: list[Delivery] = field(default_factory=list)  # the deliveries, once written
 
     def publish_message(
         self,

@@ -29,6 +29,7 @@ import copy
 import hashlib
 import inspect
 import threading
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -41,10 +42,11 @@ from tertulia.domain.times import utcnow
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
 from tertulia.storage.database import Database
-from tertulia.storage.deliveries import Delivery
+from tertulia.storage.deliveries import Delivery, Outcome
 
 log = structlog.get_logger(__name__)
 BATCH = 50
+STATE_CACHE = 10_000  # bot states kept in memory (single process only)
 CLOSE_GRACE = 2.0
 """Seconds :meth:`BotRunner.close` waits for bots' messages being stored."""
 
@@ -109,6 +111,7 @@ class BotRunner:
         poll_interval: float = 5.0,
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
+        cache_state: bool = False,
     ) -> None:
         self._db = db
         self._bots = bots
@@ -119,7 +122,11 @@ class BotRunner:
             name: asyncio.Semaphore(spec.concurrency) for name, (spec, _) in bots.items()
         }
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._dirty: set[str] = set()
+        self._dirty: set[str] = set()  # bots whose pending deliveries must be read back
+        self._queued: dict[str, list[Delivery]] = {}  # handed over right after commit
+        self._states: OrderedDict[str, dict[str, Any]] | None = (
+            OrderedDict() if cache_state else None
+        )
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -150,13 +157,21 @@ class BotRunner:
         await asyncio.gather(*self._sends, return_exceptions=True)
 
     def notify(self, bot_participant_ids: set[str]) -> None:
-        """New deliveries were committed for these bot participants: make sure they run."""
+        """These bot participants may have pending deliveries: read them back and run them."""
         for bot_id in bot_participant_ids:
             self._dirty.add(bot_id)
-            if bot_id not in self._workers and not self._closing:
-                self._workers[bot_id] = asyncio.create_task(
-                    self._work(bot_id), name=f"bot-{bot_id}"
-                )
+            self._ensure_worker(bot_id)
+
+    def hand_over(self, recorded: list[Delivery]) -> None:
+        """Deliveries this process just committed: run them without reading them back."""
+        for delivery in recorded:
+            self._queued.setdefault(delivery.bot_participant_id, []).append(delivery)
+        for bot_id in {d.bot_participant_id for d in recorded}:
+            self._ensure_worker(bot_id)
+
+    def _ensure_worker(self, bot_id: str) -> None:
+        if bot_id not in self._workers and not self._closing:
+            self._workers[bot_id] = asyncio.create_task(self._work(bot_id), name=f"bot-{bot_id}")
 
     async def idle(self) -> None:
         """Wait until no delivery is running or queued in this process (for tests and drains)."""
@@ -176,16 +191,41 @@ class BotRunner:
             except Exception:
                 log.exception("polling the outbox failed")
 
+    async def _next_batch(self, bot_id: str) -> list[Delivery] | None:
+        """The bot's next deliveries in order: read back when asked to, else those handed
+        over; None when there is nothing left."""
+        if bot_id not in self._dirty:
+            return self._queued.pop(bot_id, None)
+        self._dirty.discard(bot_id)
+        async with self._db.read() as conn:
+            batch = await outbox.pending_for(conn, bot_id, limit=BATCH)
+        if len(batch) == BATCH:
+            self._dirty.add(bot_id)
+        if batch:
+            # What was handed over meanwhile and is already in this batch runs once.
+            later = [d for d in self._queued.pop(bot_id, []) if d.pk > batch[-1].pk]
+            if later:
+                self._queued[bot_id] = later
+        return batch
+
     async def _work(self, bot_id: str) -> None:
+        """Run a bot participant's deliveries one at a time, in order, until none is left.
+
+        Outcomes are written in one transaction per batch, after the bot's answers (which
+        are stored when the bot sends them): a crash before that write only means the
+        batch runs again at the next start, and its answers are recognised as duplicates.
+        """
+        outcomes: list[tuple[Outcome, dict[str, Any] | None]] = []
+        done_upto = 0
         try:
-            while True:
-                self._dirty.discard(bot_id)
-                async with self._db.read() as conn:
-                    batch = await outbox.pending_for(conn, bot_id, limit=BATCH)
+            while (batch := await self._next_batch(bot_id)) is not None:
                 for delivery in batch:
-                    await self._run(delivery)
-                if not batch and bot_id not in self._dirty:
-                    return
+                    if delivery.pk <= done_upto:
+                        continue
+                    outcomes.append(await self._run(delivery))
+                    done_upto = delivery.pk
+                if not self._queued.get(bot_id) or len(outcomes) >= BATCH:
+                    await self._record(bot_id, outcomes)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -193,7 +233,34 @@ class BotRunner:
         finally:
             self._workers.pop(bot_id, None)
 
-    async def _run(self, delivery: Delivery) -> None:
+    async def _record(
+        self, bot_id: str, outcomes: list[tuple[Outcome, dict[str, Any] | None]]
+    ) -> None:
+        if not outcomes:
+            return
+        async with self._db.write() as conn:
+            for _, state in outcomes:
+                if state is not None:
+                    await outbox.save_state(conn, bot_id, state)
+            await outbox.finish_many(conn, [o for o, _ in outcomes], now=utcnow())
+        outcomes.clear()
+
+    async def _load_state(self, bot_id: str) -> dict[str, Any]:
+        cache = self._states
+        if cache is not None and bot_id in cache:
+            cache.move_to_end(bot_id)
+            return copy.deepcopy(cache[bot_id])
+        async with self._db.read() as conn:
+            state = await outbox.load_state(conn, bot_id)
+        if cache is not None:
+            cache[bot_id] = copy.deepcopy(state)
+            while len(cache) > STATE_CACHE:
+                cache.popitem(last=False)
+        return state
+
+    async def _run(self, delivery: Delivery) -> tuple[Outcome, dict[str, Any] | None]:
+        """Run one delivery with its retries; returns its outcome and the bot's new state
+        (None when unchanged)."""
         bound = log.bind(
             conversation_id=delivery.conversation_id,
             participant_id=delivery.bot_participant_id,
@@ -205,11 +272,9 @@ class BotRunner:
         entry = self._bots.get(context.bot_name) if context else None
         if context is None or entry is None:
             bound.warning("delivery to an unknown bot dropped")
-            await self._finish(delivery, outbox.FAILED, delivery.attempts, "unknown bot", None)
-            return
+            return Outcome(delivery.pk, outbox.FAILED, delivery.attempts, "unknown bot"), None
         spec, cls = entry
-        async with self._db.read() as conn:
-            state = await outbox.load_state(conn, delivery.bot_participant_id)
+        state = await self._load_state(delivery.bot_participant_id)
         before = copy.deepcopy(state)
         attempts = delivery.attempts
         bound = bound.bind(bot=context.bot_name)
@@ -244,29 +309,14 @@ class BotRunner:
         except RetryError as exc:
             error = str(exc.last_attempt.exception())
             bound.error("bot delivery failed for good", attempts=attempts, error=error)
-            await self._finish(delivery, outbox.FAILED, attempts, error, None)
-            return
+            return Outcome(delivery.pk, outbox.FAILED, attempts, error), None
         finally:
             if busy:
                 self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, False)
-        await self._finish(
-            delivery, outbox.DONE, attempts, None, state if state != before else None
-        )
-
-    async def _finish(
-        self,
-        delivery: Delivery,
-        status: str,
-        attempts: int,
-        error: str | None,
-        state: dict[str, Any] | None,
-    ) -> None:
-        async with self._db.write() as conn:
-            if state is not None:
-                await outbox.save_state(conn, delivery.bot_participant_id, state)
-            await outbox.finish(
-                conn, delivery.pk, status=status, attempts=attempts, now=utcnow(), error=error
-            )
+        changed = state if state != before else None
+        if changed is not None and self._states is not None:
+            self._states[delivery.bot_participant_id] = copy.deepcopy(changed)
+        return Outcome(delivery.pk, outbox.DONE, attempts), changed
 
     async def _call(
         self,
@@ -292,7 +342,13 @@ class BotRunner:
             else delivery.payload
         )
         slot = self._slots[context.bot_name]
-        await slot.acquire()
+        try:
+            await asyncio.wait_for(slot.acquire(), spec.timeout)
+        except TimeoutError:
+            # Every slot is held by a call that overran (threads cannot be killed).
+            raise BotTimeout(
+                f"all {spec.concurrency} slots busy for {spec.timeout} s (hung calls?)"
+            ) from None
         target = getattr(cls, method, None)
         if target is None:
             slot.release()

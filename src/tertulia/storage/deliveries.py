@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tertulia.storage.tables import bot_states, deliveries
@@ -45,11 +45,14 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
-async def enqueue(conn: AsyncConnection, new: list[NewDelivery], *, now: datetime) -> None:
+async def enqueue(
+    conn: AsyncConnection, new: list[NewDelivery], *, now: datetime
+) -> list[Delivery]:
+    """Record deliveries; returns them with their keys, in the order given."""
     if not new:
-        return
-    await conn.execute(
-        deliveries.insert(),
+        return []
+    result = await conn.execute(
+        deliveries.insert().returning(deliveries.c.pk, sort_by_parameter_order=True),
         [
             {
                 "conversation_id": d.conversation_id,
@@ -63,6 +66,10 @@ async def enqueue(conn: AsyncConnection, new: list[NewDelivery], *, now: datetim
             for d in new
         ],
     )
+    return [
+        Delivery(pk, d.conversation_id, d.bot_participant_id, d.kind, d.payload, 0)
+        for pk, d in zip(result.scalars().all(), new, strict=True)
+    ]
 
 
 async def pending_for(
@@ -111,6 +118,41 @@ async def finish(
         update(deliveries)
         .where(deliveries.c.pk == pk)
         .values(status=status, attempts=attempts, finished_at=now, last_error=error)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a delivery ended."""
+
+    pk: int
+    status: str  # DONE | FAILED
+    attempts: int
+    error: str | None = None
+
+
+async def finish_many(conn: AsyncConnection, outcomes: list[Outcome], *, now: datetime) -> None:
+    """Record how several deliveries ended, in one statement."""
+    if not outcomes:
+        return
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.pk == bindparam("outcome_pk"))
+        .values(
+            status=bindparam("outcome_status"),
+            attempts=bindparam("outcome_attempts"),
+            last_error=bindparam("outcome_error"),
+            finished_at=now,
+        ),
+        [
+            {
+                "outcome_pk": o.pk,
+                "outcome_status": o.status,
+                "outcome_attempts": o.attempts,
+                "outcome_error": o.error,
+            }
+            for o in outcomes
+        ],
     )
 
 
