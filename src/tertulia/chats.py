@@ -40,10 +40,11 @@ from tertulia.domain.model import (
     SystemEvent,
     public_message,
 )
+from tertulia.domain.routing import EVERYONE
 from tertulia.domain.times import utcnow
 from tertulia.errors import CommandError, NotFound, ValidationFailed
-from tertulia.outgoing import Outgoing
-from tertulia.realtime.broker import Broker
+from tertulia.outgoing import Outgoing, state_frame
+from tertulia.realtime.broker import Broker, Event
 from tertulia.settings import BotSpec, Settings
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage import deliveries as outbox
@@ -56,6 +57,7 @@ log = structlog.get_logger(__name__)
 MEDIA_URL = "/media/"
 
 
+STATE_DELAY = 0.05  # seconds a state change may wait, to be published with the next ones
 KNOWN_IDS = 512  # recent message ids a Chat remembers, so that plain quotes need no query
 
 
@@ -124,7 +126,19 @@ class ChatRegistry:
         self._chats: OrderedDict[str, Chat] = OrderedDict()
         self._cache_size = cache_size
         self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
         self.working = WorkingIndicator(broker, self._current_state)
+
+    def background(self, task: asyncio.Task[Any]) -> None:
+        """Keep a fire-and-forget task referenced until it ends; log its failure."""
+        self._background.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._background.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("background task failed", exc_info=finished.exception())
+
+        task.add_done_callback(done)
 
     async def start(self) -> None:
         await self.runner.start()
@@ -313,6 +327,8 @@ class Chat:
         self._services = registry or self.registry()
         self._lock = asyncio.Lock()
         self._known: OrderedDict[str, None] = OrderedDict()
+        self._state_pending = False
+        self._state_timer: asyncio.TimerHandle | None = None
 
     # -- services ----------------------------------------------------------------------
 
@@ -386,10 +402,46 @@ class Chat:
             await self._flush(out)
 
     async def _flush(self, out: Outgoing) -> None:
+        """Publish a committed use case's frames and start its deliveries (under the lock).
+
+        ``state`` frames are coalesced: a change schedules one frame ``STATE_DELAY`` seconds
+        later, carrying the state as it is then, so a room that a thousand people enter costs
+        a few frames per socket instead of a thousand. A pending state frame always goes out
+        before any later frame, so no client ever sees a message naming a participant it was
+        not told about first.
+        """
         if out.events:
+            if self._state_pending:
+                await self._publish_state()
             await self._services.broker.publish(self.conversation.id, out.events)
+        if out.state_changed:
+            self._state_pending = True
+            if self._state_timer is None:
+                self._state_timer = asyncio.get_running_loop().call_later(
+                    STATE_DELAY, self._state_due
+                )
         if out.recorded:
             self._services.runner.hand_over(out.recorded)
+
+    async def _publish_state(self) -> None:
+        """Publish the current state now (the caller holds the lock)."""
+        self._state_pending = False
+        if self._state_timer is not None:
+            self._state_timer.cancel()
+            self._state_timer = None
+        frame = state_frame(await self.state())
+        await self._services.broker.publish(self.conversation.id, [Event(EVERYONE, frame)])
+
+    def _state_due(self) -> None:
+        self._state_timer = None
+
+        async def publish() -> None:
+            async with self._lock:
+                if self._state_pending:
+                    await self._publish_state()
+
+        task = asyncio.ensure_future(publish())
+        self._services.background(task)
 
     async def _store(
         self,
@@ -502,7 +554,7 @@ class Chat:
             await chat._store(conn, out, chat._system(SystemEvent.CONVERSATION_CREATED))
             for bot in participants[1:]:
                 await chat._store(conn, out, chat._system(SystemEvent.PARTICIPANT_JOINED, bot.id))
-            out.publish_state(await chat.state(), participants, registry.accepts)
+            out.publish_state(participants, registry.accepts, state=await chat.state())
             if session_key is not None:
                 await session_repo.add_participation(conn, session_key, conversation.id, human_id)
         registry._remember(chat)
@@ -538,7 +590,7 @@ class Chat:
                 await session_repo.add_participation(
                     conn, session_key, self.conversation.id, participant_id
                 )
-            out.publish_state(await self.state(), self.participants, self._services.accepts)
+            out.publish_state(self.participants, self._services.accepts, state=await self.state())
         log.info(
             "participant joined",
             conversation_id=self.conversation.id,
@@ -554,7 +606,7 @@ class Chat:
             self.participants = [
                 renamed if p.id == participant.id else p for p in self.participants
             ]
-            out.publish_state(await self.state(), self.participants, self._services.accepts)
+            out.publish_state(self.participants, self._services.accepts, state=await self.state())
         return renamed
 
     async def generate_participant_joined_system_message(self, participant_id: str) -> Message:
@@ -584,7 +636,7 @@ class Chat:
                 await self._store(
                     conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant.id)
                 )
-            out.publish_state(await self.state(), self.participants, services.accepts)
+            out.publish_state(self.participants, services.accepts)
         return participant.is_human
 
     async def disconnect(self, participant: Participant, socket_id: str) -> None:
@@ -618,7 +670,7 @@ class Chat:
                     conversation_id=self.conversation.id,
                     participant_id=participant_id,
                 )
-            out.publish_state(await self.state(), self.participants, services.accepts)
+            out.publish_state(self.participants, services.accepts)
 
     # -- messages ----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import orjson
 
 from tertulia.domain.model import Message, Participant
 from tertulia.domain.routing import (
+    BOTS,
     HUMANS,
     MANAGER,
     bot_recipients,
@@ -49,6 +50,7 @@ class Outgoing:
     events: list[Event] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
     recorded: list[Delivery] = field(default_factory=list)  # the deliveries, once written
+    state_changed: bool = False
 
     def publish_message(
         self,
@@ -94,11 +96,21 @@ class Outgoing:
         )
 
     def publish_state(
-        self, state: dict[str, Any], participants: Sequence[Participant], accepts: Accepts
+        self,
+        participants: Sequence[Participant],
+        accepts: Accepts,
+        *,
+        state: dict[str, Any] | None = None,
     ) -> None:
-        """A ``state`` frame to every socket, and ``update_status`` to every bot."""
-        self.events.append(Event(frozenset({HUMANS, "bots"}), state_frame(state)))
-        status = {"participants": state["participants"]}
+        """Participants or presence changed: ``update_status`` to every bot, and a ``state``
+        frame to every socket — ``state`` now (participants changed: clients need it before
+        any message naming a newcomer), or, without it, coalesced by the chat with other
+        presence changes (see ``Chat._flush``)."""
+        if state is not None:
+            self.events.append(Event(frozenset({HUMANS, BOTS}), state_frame(state)))
+        else:
+            self.state_changed = True
+        status = {"participants": [p.public() for p in participants]}
         for bot in participants:
             if bot.is_bot:
                 self.deliver(bot, "status", status, accepts)
