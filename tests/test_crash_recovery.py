@@ -5,59 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from support.blab import Person
+from support.process import ServerProcess, server_process
 
 pytestmark = pytest.mark.slow
 READY_TIMEOUT = 30.0
-
-
-@dataclass
-class Process:
-    """A ``tertulia serve`` subprocess."""
-
-    popen: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def person(self, like: Person | None = None) -> Person:
-        """A client for this process (``like``'s session and conversation, if given)."""
-        person = Person(self.base_url, self.ws_url)
-        if like is not None:
-            assert like.session is not None
-            person.http.cookies.set("sessionid", like.session)
-            person.conversation_id = like.conversation_id
-            person.participant_id = like.participant_id
-        return person
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _write_config(tmp_path: Path, database_url: str, schema: str | None, *, more: str = "") -> Path:
@@ -80,76 +38,13 @@ def _write_config(tmp_path: Path, database_url: str, schema: str | None, *, more
     return path
 
 
-async def _wait_ready(process: Process) -> None:
-    """Poll ``GET bots/`` until it answers, the process dies, or the deadline passes."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        while True:
-            if process.popen.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {process.popen.returncode}:\n{process.log.read_text()}"
-                )
-            try:
-                response = await client.get(f"{process.base_url}/api/chat/bots/")
-                if response.status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server not ready:\n{process.log.read_text()}")
-            await asyncio.sleep(0.05)
-
-
-async def _stop(
-    process: Process, sig: signal.Signals = signal.SIGKILL, timeout: float = 10.0
-) -> int:
-    if process.popen.poll() is None:
-        os.kill(process.popen.pid, sig)
-    return await asyncio.to_thread(process.popen.wait, timeout)
-
-
-@asynccontextmanager
-async def serving(config: Path, tmp_path: Path, name: str) -> AsyncIterator[Process]:
-    """Run ``tertulia serve`` until the block ends; the process is always killed."""
-    log = tmp_path / f"{name}.log"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TERTULIA_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(__file__).parent), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    with log.open("wb") as output:
-        popen = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tertulia",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--config",
-                str(config),
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    process = Process(popen, port, log)
-    try:
-        await _wait_ready(process)
-        yield process
-    finally:
-        await _stop(process)
-
-
 async def test_echoed_messages_survive_sigkill(database: Any, tmp_path: Path) -> None:
     """Every message echoed to its sender before a SIGKILL is in the history after a restart,
     and ECHO answers each of them exactly once."""
     config = _write_config(tmp_path, database.url, database.schema)
     texts = [f"message {i}" for i in range(10)]
 
-    async with serving(config, tmp_path, "first") as first:
+    async with server_process(config, tmp_path, name="first") as first:
         alice = first.person()
         try:
             assert (await alice.create(nickname="alice", bots=["ECHO"])).status_code == 201
@@ -158,11 +53,11 @@ async def test_echoed_messages_survive_sigkill(database: Any, tmp_path: Path) ->
             for text in texts:
                 local_id = await socket.say(text)
                 echoed.append(await socket.message(local_id=local_id))
-            assert await _stop(first) == -signal.SIGKILL
+            assert await first.stop() == -signal.SIGKILL
         finally:
             await alice.close()
 
-    async with serving(config, tmp_path, "second") as second:
+    async with server_process(config, tmp_path, name="second") as second:
         again = second.person(like=alice)
         try:
             response = await again.history(limit=1000)
@@ -184,7 +79,7 @@ async def test_echoed_messages_survive_sigkill(database: Any, tmp_path: Path) ->
             await again.close()
 
 
-async def _wait_for_log(process: Process, event: str, timeout: float = 20.0) -> None:
+async def _wait_for_log(process: ServerProcess, event: str, timeout: float = 20.0) -> None:
     """Poll the process's JSON log until a line has ``event`` (or the deadline passes)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -210,7 +105,7 @@ async def test_hung_bot_does_not_keep_the_server_from_stopping(tmp_path: Path) -
     config = _write_config(
         tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", None, more=hung
     )
-    async with serving(config, tmp_path, "stuck") as process:
+    async with server_process(config, tmp_path, name="stuck") as process:
         alice = process.person()
         try:
             assert (await alice.create(nickname="alice", bots=["ECHO", "Stuck"])).status_code == 201
@@ -221,4 +116,4 @@ async def test_hung_bot_does_not_keep_the_server_from_stopping(tmp_path: Path) -
             await _wait_for_log(process, "bot delivery failed for good")
         finally:
             await alice.close()
-        assert await _stop(process, signal.SIGINT) in (0, -signal.SIGINT)
+        assert await process.stop(signal.SIGINT) in (0, -signal.SIGINT)

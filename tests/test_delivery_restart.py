@@ -3,100 +3,15 @@ next start, and the bot's answer is shown exactly once (bots/runner.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import socket
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support.blab import Person
+from support.process import server_process
 
 pytestmark = pytest.mark.slow
-TESTS = Path(__file__).parent
-STARTUP = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class ServerProcess:
-    """``python -m tertulia serve`` in a subprocess, ready once uvicorn says it listens."""
-
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.port = free_port()
-        self.process: asyncio.subprocess.Process | None = None
-        self.lines: list[str] = []
-        self._drain: asyncio.Task[None] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        }
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tertulia",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--config",
-            str(self.config),
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        ready = asyncio.Event()
-        self._drain = asyncio.create_task(self._read(ready))
-        try:
-            async with asyncio.timeout(STARTUP):
-                await asyncio.wait(
-                    [
-                        asyncio.ensure_future(ready.wait()),
-                        asyncio.ensure_future(self.process.wait()),
-                    ],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-        except TimeoutError:
-            await self.kill()
-            raise AssertionError("server did not start:\n" + "\n".join(self.lines)) from None
-        assert ready.is_set(), "server exited:\n" + "\n".join(self.lines)
-
-    async def _read(self, ready: asyncio.Event) -> None:
-        assert self.process is not None
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            self.lines.append(line)
-            if "Uvicorn running on" in line:
-                ready.set()
-
-    async def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        if self._drain is not None:
-            await asyncio.gather(self._drain, return_exceptions=True)
 
 
 @pytest.fixture
@@ -134,38 +49,34 @@ async def test_a_pending_delivery_survives_a_kill(
     path, markers = config
     path.write_text(path.read_text().replace("ANSWER", "true" if answer_first else "false"))
     (markers / "hang").touch()
-    first = ServerProcess(path)
-    await first.start()
-    alice = Person(first.base_url, first.ws_url)
-    try:
-        created = await alice.create(nickname="alice", bots=["Crash"])
-        assert created.status_code == 201, created.text
-        socket_ = await alice.connect()
-        local_id = await socket_.say("hello")
-        sent = await socket_.message(local_id=local_id)
-        if answer_first:
-            await socket_.message(quoted_message_id=sent["id"], text="HELLO")
-        # The delivery was committed with the message; the bot now hangs on it.
-        await first.kill()
-        (markers / "hang").unlink()
-
-        second = ServerProcess(path)
-        await second.start()
+    workdir = path.parent
+    async with server_process(path, workdir, name="first") as first:
+        alice = first.person()
         try:
-            alice.http.base_url = second.base_url + "/api/chat"
-            alice.ws_url = second.ws_url
-            resumed = await alice.connect(after=sent["seq"])
+            created = await alice.create(nickname="alice", bots=["Crash"])
+            assert created.status_code == 201, created.text
+            socket_ = await alice.connect()
+            local_id = await socket_.say("hello")
+            sent = await socket_.message(local_id=local_id)
+            if answer_first:
+                await socket_.message(quoted_message_id=sent["id"], text="HELLO")
+            # The delivery was committed with the message; the bot now hangs on it.
+            first.kill()
+            (markers / "hang").unlink()
+        finally:
+            await alice.close()
+
+    async with server_process(path, workdir, name="second") as second:
+        again = second.person(like=alice)
+        try:
+            resumed = await again.connect(after=sent["seq"])
             await resumed.message(quoted_message_id=sent["id"], text="done")
             await resumed.sync()
             answers = [m for m in resumed.messages() if m.get("quoted_message_id") == sent["id"]]
             assert [m["text"] for m in answers] == ["HELLO", "done"]
             seqs = [m["seq"] for m in resumed.messages()]
             assert seqs == sorted(set(seqs))
-            history = (await alice.history()).json()["results"]
+            history = (await again.history()).json()["results"]
             assert [m.get("text") for m in history].count("HELLO") == 1
         finally:
-            await alice.close()
-            await second.kill()
-    finally:
-        await alice.close()
-        await first.kill()
+            await again.close()

@@ -430,7 +430,9 @@ class Chat:
             self._state_timer.cancel()
             self._state_timer = None
         frame = state_frame(await self.state())
-        await self._services.broker.publish(self.conversation.id, [Event(EVERYONE, frame)])
+        await self._services.broker.publish(
+            self.conversation.id, [Event(EVERYONE, frame, supersedes=True)]
+        )
 
     def _state_due(self) -> None:
         self._state_timer = None

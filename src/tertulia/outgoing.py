@@ -107,7 +107,9 @@ class Outgoing:
         any message naming a newcomer), or, without it, coalesced by the chat with other
         presence changes (see ``Chat._flush``)."""
         if state is not None:
-            self.events.append(Event(frozenset({HUMANS, BOTS}), state_frame(state)))
+            self.events.append(
+                Event(frozenset({HUMANS, BOTS}), state_frame(state), supersedes=True)
+            )
         else:
             self.state_changed = True
         status = {"participants": [p.public() for p in participants]}

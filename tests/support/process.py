@@ -15,6 +15,10 @@ from typing import Any
 
 import httpx
 
+from support.blab import Person
+
+TESTS = Path(__file__).resolve().parents[1]
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -78,15 +82,41 @@ class ServerProcess:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
+    async def stop(self, sig: signal.Signals = signal.SIGKILL, timeout: float = 10.0) -> int:
+        """Send ``sig`` and wait for the exit; returns the exit status (``-sig`` if killed)."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+        return await asyncio.to_thread(self.process.wait, timeout)
+
+    def person(self, like: Person | None = None) -> Person:
+        """A client of this server (with ``like``'s session and conversation, if given)."""
+        person = Person(self.base_url, self.ws_url)
+        if like is not None:
+            assert like.session is not None
+            person.http.cookies.set("sessionid", like.session)
+            person.conversation_id = like.conversation_id
+            person.participant_id = like.participant_id
+        return person
+
 
 @asynccontextmanager
 async def server_process(
-    config: Path, workdir: Path, *, port: int | None = None, timeout: float = 30
+    config: Path,
+    workdir: Path,
+    *,
+    port: int | None = None,
+    name: str | None = None,
+    timeout: float = 30,
 ) -> AsyncIterator[ServerProcess]:
-    """Start ``python -m tertulia serve`` and wait until it answers; always stop it."""
+    """Start ``python -m tertulia serve`` and wait until it answers; always stop it.
+
+    The test-only bots of ``tests/support`` are importable by the server (``support.*``);
+    its log goes to ``<workdir>/<name or server-PORT>.log``.
+    """
     port = port or free_port()
-    log = workdir / f"server-{port}.log"
+    log = workdir / f"{name or f'server-{port}'}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TERTULIA_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
     with log.open("ab") as out:
         process = subprocess.Popen(
             [

@@ -27,11 +27,15 @@ class Event:
         audience: tags a socket must share to receive it.
         frame: the JSON text frame, serialised once (text, ready for the socket).
         seq: the message's ``seq`` when the frame carries a visible message (for resume).
+        supersedes: a ``state`` frame: it replaces an earlier one a socket has not sent yet
+            (participants are never removed, so everything queued after the earlier frame
+            is still covered by the newer one).
     """
 
     audience: frozenset[str]
     frame: str
     seq: int | None = None
+    supersedes: bool = False
 
 
 Deliver = Callable[[Event], None]

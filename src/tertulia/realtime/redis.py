@@ -44,7 +44,10 @@ return left
 
 
 def _events(data: bytes) -> list[Event]:
-    return [Event(frozenset(audience), frame, seq) for audience, frame, seq in orjson.loads(data)]
+    return [
+        Event(frozenset(audience), frame, seq, bool(rest and rest[0]))
+        for audience, frame, seq, *rest in orjson.loads(data)
+    ]
 
 
 class RedisBroker(Broker):
@@ -117,7 +120,7 @@ class RedisBroker(Broker):
                             log.exception("subscriber failed", conversation_id=channel)
 
     async def publish(self, channel: str, events: list[Event]) -> None:
-        payload = orjson.dumps([[sorted(e.audience), e.frame, e.seq] for e in events])
+        payload = orjson.dumps([[sorted(e.audience), e.frame, e.seq, e.supersedes] for e in events])
         await self._client().publish(self._channel(channel), payload)
 
     async def subscribe(self, channel: str, deliver: Deliver) -> Unsubscribe:

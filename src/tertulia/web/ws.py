@@ -50,13 +50,25 @@ def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     return origin in (f"http://{host}", f"https://{host}")
 
 
+class _Latest:
+    """A queued ``state`` frame that newer ones replace until the sender takes it."""
+
+    __slots__ = ("frame", "taken")
+
+    def __init__(self, frame: str) -> None:
+        self.frame = frame
+        self.taken = False
+
+
 class Outbox:
     """A socket's outgoing frames: a bounded queue, filtering by tags, and resume.
 
     The queue holds single frames and, once, the whole replay of ``?after=N`` as one item:
     the sender task writes a replay frame by frame with the socket's own back-pressure, so
-    a long replay never overflows the queue. Live frames are only queued; when the queue is
-    full the socket is dropped (its sender stops and the endpoint closes it with 1013).
+    a long replay never overflows the queue. At most one unsent ``state`` frame waits: a
+    newer one takes its place (a room filling up would otherwise queue a full participant
+    list per newcomer). Live frames are only queued; when the queue is full the socket is
+    dropped (its sender stops and the endpoint closes it with 1013).
     """
 
     def __init__(
@@ -64,7 +76,8 @@ class Outbox:
     ) -> None:
         self.websocket = websocket
         self.tags = tags
-        self.queue: asyncio.Queue[str | list[str]] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[str | list[str] | _Latest] = asyncio.Queue(size)
+        self._state: _Latest | None = None
         self.overflowed = False
         self.sender: asyncio.Task[None] | None = None
         self._log = log
@@ -85,9 +98,20 @@ class Outbox:
             return
         if event.seq is not None and event.seq <= self._replayed_upto:
             return
-        self.put(event.frame)
+        if event.supersedes:
+            self.put_state(event.frame)
+        else:
+            self.put(event.frame)
 
-    def put(self, frame: str | list[str]) -> None:
+    def put_state(self, frame: str) -> None:
+        """Queue a ``state`` frame, replacing one not sent yet."""
+        if self._state is not None and not self._state.taken:
+            self._state.frame = frame
+            return
+        self._state = _Latest(frame)
+        self.put(self._state)
+
+    def put(self, frame: str | list[str] | _Latest) -> None:
         """Queue a frame (or a replay); a full queue drops the socket."""
         if self.overflowed:
             return
@@ -118,6 +142,10 @@ class Outbox:
         """Send queued frames in order until cancelled or the socket breaks."""
         while True:
             item = await self.queue.get()
+            if isinstance(item, _Latest):
+                item.taken = True
+                await self.websocket.send_text(item.frame)
+                continue
             for frame in [item] if isinstance(item, str) else item:
                 await self.websocket.send_text(frame)
 
@@ -173,7 +201,7 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
             state = await chat.state()
             if participant.is_human:
                 state["working"] = working
-            outbox.put(state_frame(state))
+            outbox.put_state(state_frame(state))
         if after is not None:
             outbox.release(await chat.replay(participant, after))
         elif participant.is_human and not joined:
