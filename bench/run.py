@@ -36,6 +36,8 @@ from bench.servers import (
     running_server,
 )
 
+NOTES_MARKER = "<!-- notes below are kept by bench.run -->"
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
@@ -155,8 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         os.getloadavg(),
     )
     text = render(results, page)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text, encoding="utf-8")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Hand-written notes below the marker (the profile summary) survive a new run.
+    previous = output.read_text(encoding="utf-8") if output.exists() else ""
+    if NOTES_MARKER in previous:
+        text = text.rstrip("\n") + "\n\n" + previous[previous.index(NOTES_MARKER) :]
+    output.write_text(text, encoding="utf-8")
     if args.json:
         raw = {s: {n: vars_of(o) for n, o in out.items()} for s, out in results.items()}
         Path(args.json).write_bytes(orjson.dumps(raw, option=orjson.OPT_INDENT_2))
