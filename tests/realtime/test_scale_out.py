@@ -14,12 +14,11 @@ from tertulia.settings import load_settings
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # a shared server database
 async def test_people_on_two_servers_see_each_other(
     database: DatabaseTarget, tmp_path: Path
 ) -> None:
     """A person on each of two processes: messages, presence and bot answers cross over."""
-    if database.kind != "postgresql":
-        pytest.skip("scale-out needs a shared server database")
     require_service("Redis", REDIS_URL)
     require_service("PostgreSQL", POSTGRES_URL)
     values = {
