@@ -20,7 +20,6 @@ from datetime import timedelta
 from typing import Any, ClassVar, TypedDict
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tertulia.bots.base import Bot, BotServices
 from tertulia.bots.runner import BotContext, BotRunner
@@ -50,7 +49,7 @@ from tertulia.storage import conversations as conv_repo
 from tertulia.storage import deliveries as outbox
 from tertulia.storage import messages as msg_repo
 from tertulia.storage import sessions as session_repo
-from tertulia.storage.database import Database
+from tertulia.storage.database import Connection, Database
 from tertulia.working import WorkingIndicator
 
 log = structlog.get_logger(__name__)
@@ -392,7 +391,7 @@ class Chat:
     # -- transactions ------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[tuple[AsyncConnection, Outgoing]]:
+    async def _transaction(self) -> AsyncIterator[tuple[Connection, Outgoing]]:
         """One use case: a transaction, then (after commit) its frames and deliveries."""
         async with self._lock:
             out = Outgoing(self.conversation.id)
@@ -447,7 +446,7 @@ class Chat:
 
     async def _store(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         out: Outgoing,
         message: Message,
         *,
@@ -745,7 +744,7 @@ class Chat:
 
     async def _save(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         out: Outgoing,
         participant: Participant,
         new: NewMessage,
@@ -859,7 +858,7 @@ class Chat:
             found.append(bot)
         return found
 
-    async def _approve(self, conn: AsyncConnection, target: Message) -> Message:
+    async def _approve(self, conn: Connection, target: Message) -> Message:
         seq = target.seq
         if seq is None:
             seq = await conv_repo.next_seq(conn, self.conversation.id)

@@ -9,6 +9,7 @@ The tree::
     ├── NotAuthenticated              no_session      403  (WebSocket close 4401)
     ├── PermissionDenied              not_participant 403  (WebSocket close 4403)
     ├── NotFound                      not_found       404  (WebSocket close 4404)
+    ├── Conflict                      conflict        409  a concurrent change won (storage)
     ├── PayloadTooLarge               too_large       413
     ├── UnsupportedMediaType          media_type      415
     └── Throttled                     throttled       429  (WebSocket: an error frame)
@@ -119,6 +120,20 @@ class NotFound(TertuliaError):
     status = 404
 
     def __init__(self, detail: str = "Not found.") -> None:
+        super().__init__(detail)
+
+
+class Conflict(TertuliaError):
+    """A database constraint refused a change (usually: a concurrent request won).
+
+    Raised by the storage layer for broken uniqueness or foreign-key constraints; the
+    transaction that met it has been rolled back.
+    """
+
+    code = "conflict"
+    status = 409
+
+    def __init__(self, detail: str = "The change conflicts with another one.") -> None:
         super().__init__(detail)
 
 

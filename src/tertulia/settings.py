@@ -51,8 +51,11 @@ class BotSpec(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     timeout: float = Field(default=30.0, gt=0, description="seconds one call may take")
     retries: int = Field(default=3, ge=0, description="further attempts after a failure")
-    concurrency: int = Field(
-        default=4, ge=1, description="deliveries run at once for this bot, across conversations"
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="deliveries run at once for this bot, across conversations "
+        "(default: 4 for plain methods, each call holding a worker thread; 64 for async ones)",
     )
 
     def resolve(self) -> type:

@@ -22,16 +22,16 @@ class RecordingPauseEcho(UpperCaseEchoBot):
 
     pauses: list[float] = []
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
 
 
-def test_echo_answers_upper_case(
+async def test_echo_answers_upper_case(
     info: ConversationInfo, sent: list[dict[str, Any]], make_message: MessageFactory
 ) -> None:
     """A human text is answered with its upper-case text, quoting it, with a fresh local id."""
     message = make_message(text="Hello, mundo ß")
-    UpperCaseEchoBot(info).receive_message(message)
+    await UpperCaseEchoBot(info).receive_message(message)
     assert len(sent) == 1
     reply = sent[0]
     assert reply["type"] == "T"
@@ -40,36 +40,36 @@ def test_echo_answers_upper_case(
     assert LOCAL_ID.fullmatch(reply["local_id"])
 
 
-def test_echo_local_ids_are_fresh(
+async def test_echo_local_ids_are_fresh(
     info: ConversationInfo, sent: list[dict[str, Any]], make_message: MessageFactory
 ) -> None:
     """Each reply gets a new local id."""
     message = make_message()
-    UpperCaseEchoBot(info).receive_message(message)
-    UpperCaseEchoBot(info).receive_message(message)
+    await UpperCaseEchoBot(info).receive_message(message)
+    await UpperCaseEchoBot(info).receive_message(message)
     assert sent[0]["local_id"] != sent[1]["local_id"]
 
 
 @pytest.mark.parametrize("kind", ["V", "a", "v", "i", "A"])
-def test_echo_answers_question_mark_to_files(
+async def test_echo_answers_question_mark_to_files(
     kind: str, info: ConversationInfo, sent: list[dict[str, Any]], make_message: MessageFactory
 ) -> None:
     """A human message that is not text is answered with "?"."""
     message = make_message(type=kind, text="caption")
-    UpperCaseEchoBot(info).receive_message(message)
+    await UpperCaseEchoBot(info).receive_message(message)
     assert [(m["text"], m["quoted_message_id"]) for m in sent] == [("?", message.id)]
 
 
-def test_echo_text_none_is_empty(
+async def test_echo_text_none_is_empty(
     info: ConversationInfo, sent: list[dict[str, Any]], make_message: MessageFactory
 ) -> None:
     """A text message without text is echoed as an empty text."""
-    UpperCaseEchoBot(info).receive_message(make_message(text=None))
+    await UpperCaseEchoBot(info).receive_message(make_message(text=None))
     assert sent[0]["text"] == ""
 
 
 @pytest.mark.parametrize("bot_class", [UpperCaseEchoBot, CalculatorBot])
-def test_bots_ignore_what_humans_did_not_send(
+async def test_bots_ignore_what_humans_did_not_send(
     bot_class: type[AnsweringBot],
     info: ConversationInfo,
     sent: list[dict[str, Any]],
@@ -79,28 +79,28 @@ def test_bots_ignore_what_humans_did_not_send(
 ) -> None:
     """System messages, bots' messages and their own messages get no answer."""
     bot = bot_class(info)
-    bot.receive_message(system_message("participant-joined", ids["human"]))
-    bot.receive_message(make_message(sent_by_human=False, sender_id=ids["ECHO"], text="1+2"))
-    bot.receive_message(make_message(sent_by_human=False, sender_id=ids["manager"], text="1"))
+    await bot.receive_message(system_message("participant-joined", ids["human"]))
+    await bot.receive_message(make_message(sent_by_human=False, sender_id=ids["ECHO"], text="1+2"))
+    await bot.receive_message(make_message(sent_by_human=False, sender_id=ids["manager"], text="1"))
     assert sent == []
 
 
-def test_echo_pauses_for_its_delay(
+async def test_echo_pauses_for_its_delay(
     info: ConversationInfo, sent: list[dict[str, Any]], make_message: MessageFactory
 ) -> None:
     """A positive delay pauses once before answering; zero or negative does not pause."""
     RecordingPauseEcho.pauses = []
-    RecordingPauseEcho(info, delay=1.5).receive_message(make_message())
-    RecordingPauseEcho(info).receive_message(make_message())
-    RecordingPauseEcho(info, -1).receive_message(make_message())
+    await RecordingPauseEcho(info, delay=1.5).receive_message(make_message())
+    await RecordingPauseEcho(info).receive_message(make_message())
+    await RecordingPauseEcho(info, -1).receive_message(make_message())
     assert RecordingPauseEcho.pauses == [1.5]
     assert len(sent) == 3
 
 
-def test_pause_sleeps() -> None:
-    """The default pause is time.sleep (checked with zero seconds)."""
+async def test_pause_sleeps() -> None:
+    """The default pause is asyncio.sleep (checked with zero seconds)."""
     bot = UpperCaseEchoBot(ConversationInfo("c", "b", lambda message: None))
-    bot.pause(0.0)
+    await bot.pause(0.0)
     assert bot.delay == 0.0
 
 
@@ -121,7 +121,7 @@ def test_pause_sleeps() -> None:
         (None, "?"),
     ],
 )
-def test_calculator_answers(
+async def test_calculator_answers(
     text: str | None,
     answer: str,
     info: ConversationInfo,
@@ -130,7 +130,7 @@ def test_calculator_answers(
 ) -> None:
     """A human text is answered with its value, or "?" when it is not accepted arithmetic."""
     message = make_message(text=text)
-    CalculatorBot(info, 0.0).receive_message(message)
+    await CalculatorBot(info, 0.0).receive_message(message)
     assert len(sent) == 1
     assert sent[0]["type"] == "T"
     assert sent[0]["text"] == answer
@@ -138,9 +138,9 @@ def test_calculator_answers(
     assert LOCAL_ID.fullmatch(sent[0]["local_id"])
 
 
-def test_calculator_answers_question_mark_to_files(
+async def test_calculator_answers_question_mark_to_files(
     info: ConversationInfo, sent: list[dict[str, Any]], make_message: MessageFactory
 ) -> None:
     """A human message that is not text is answered with "?" even if its caption is arithmetic."""
-    CalculatorBot(info).receive_message(make_message(type="i", text="1+2"))
+    await CalculatorBot(info).receive_message(make_message(type="i", text="1+2"))
     assert sent[0]["text"] == "?"

@@ -73,6 +73,9 @@ class ConversationInfo:
     delivery_id: int | None = None
 
 
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
 @dataclass(slots=True)
 class ChatMessage:
     """A message as a bot receives it: the wire representation as attributes.
@@ -105,7 +108,9 @@ class ChatMessage:
 
         Unknown keys are dropped; ``time`` may be a datetime or an ISO string.
         """
-        known = {f.name for f in fields(cls)}
+        known = _FIELDS.get(cls)
+        if known is None:
+            known = _FIELDS[cls] = frozenset(f.name for f in fields(cls))
         values = {k: v for k, v in data.items() if k in known}
         moment = values.get("time")
         if isinstance(moment, str):

@@ -7,10 +7,12 @@ Guarantees (see docs/bots.md):
   nothing recorded is forgotten: pending rows are picked up again when the server starts.
 - Deliveries to one bot participant (one bot in one conversation) run one at a time, in
   the order they were recorded. Different conversations and bots run concurrently, at most
-  ``spec.concurrency`` at once per bot spec.
-- A synchronous bot runs in a worker thread, an ``async`` one on the event loop, each call
-  limited to ``spec.timeout`` seconds. A failure or timeout is retried ``spec.retries``
-  times with exponential backoff (tenacity), then recorded as failed and logged with ids.
+  ``spec.concurrency`` at once per bot spec (by default :data:`SYNC_CONCURRENCY` for a bot
+  whose ``receive_message`` is a plain method, :data:`ASYNC_CONCURRENCY` for a coroutine).
+- A synchronous bot runs in a worker thread (:mod:`tertulia.bots.threads`), an ``async``
+  one on the event loop, each call limited to ``spec.timeout`` seconds. A failure or
+  timeout is retried ``spec.retries`` times with exponential backoff (the first attempt
+  directly, the retries with tenacity), then recorded as failed and logged with ids.
   A synchronous call that overruns cannot be killed: its thread keeps its concurrency slot
   until it really returns, so a hung bot can only ever block itself.
 - Answers are idempotent across retries: within one delivery the n-th message a bot sends
@@ -24,7 +26,6 @@ Guarantees (see docs/bots.md):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import hashlib
 import inspect
@@ -35,9 +36,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from tenacity import AsyncRetrying, RetryError, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    Future,
+    RetryCallState,
+    RetryError,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from tertulia.bots.base import BotServices, ChatMessage, ConversationInfo
+from tertulia.bots.threads import DaemonThreads
 from tertulia.domain.times import utcnow
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
@@ -46,6 +55,8 @@ from tertulia.storage.deliveries import Delivery, Outcome
 
 log = structlog.get_logger(__name__)
 BATCH = 50
+SYNC_CONCURRENCY = 4  # each call of a plain-method bot holds a worker thread
+ASYNC_CONCURRENCY = 64  # a coroutine bot's calls only wait on the loop
 STATE_CACHE = 10_000  # bot states kept in memory (single process only)
 CLOSE_GRACE = 2.0
 """Seconds :meth:`BotRunner.close` waits for bots' messages being stored."""
@@ -81,6 +92,29 @@ class BotTimeout(Exception):
 
 class BotStopped(Exception):
     """A bot tried to send while the runner was stopping; nothing was stored."""
+
+
+_KINDS: dict[tuple[type, str], str | None] = {}
+
+
+def _method_kind(cls: type, method: str) -> str | None:
+    """``"async"``, ``"sync"``, or None when the class lacks the method (cached per class)."""
+    key = (cls, method)
+    if key not in _KINDS:
+        target = getattr(cls, method, None)
+        kind = None if target is None else "sync"
+        if target is not None and inspect.iscoroutinefunction(target):
+            kind = "async"
+        _KINDS[key] = kind
+    return _KINDS[key]
+
+
+def concurrency(spec: BotSpec, cls: type) -> int:
+    """How many deliveries of a bot spec run at once (its setting, or the default by kind)."""
+    if spec.concurrency is not None:
+        return spec.concurrency
+    receive = getattr(cls, "receive_message", None)
+    return ASYNC_CONCURRENCY if inspect.iscoroutinefunction(receive) else SYNC_CONCURRENCY
 
 
 def answer_local_id(delivery_pk: int, n: int) -> str:
@@ -119,7 +153,7 @@ class BotRunner:
         self._poll_interval = poll_interval
         self._backoff = (backoff_initial, backoff_max)
         self._slots = {
-            name: asyncio.Semaphore(spec.concurrency) for name, (spec, _) in bots.items()
+            name: asyncio.Semaphore(concurrency(spec, cls)) for name, (spec, cls) in bots.items()
         }
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()  # bots whose pending deliveries must be read back
@@ -131,6 +165,7 @@ class BotRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._sends: set[asyncio.Task[Any]] = set()
+        self._threads = DaemonThreads("bot")
 
     async def start(self) -> None:
         """Resume every pending delivery (those a previous run left behind)."""
@@ -282,41 +317,102 @@ class BotRunner:
         if busy:
             self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, True)
         try:
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(max(1, spec.retries + 1 - attempts)),
-                wait=wait_exponential_jitter(
-                    multiplier=self._backoff[0], max=self._backoff[1], jitter=self._backoff[0]
-                ),
-                reraise=False,
-            )
-            async for attempt in retrying:
-                with attempt:
-                    attempts += 1
-                    try:
-                        await self._call(delivery, spec, cls, context, state)
-                    except BaseException as exc:
-                        if isinstance(exc, asyncio.CancelledError):
-                            raise
-                        error = f"{type(exc).__name__}: {exc}"
-                        bound.warning("bot call failed", attempt=attempts, error=error)
-                        state.clear()
-                        state.update(copy.deepcopy(before))
-                        async with self._db.write() as conn:
-                            await outbox.record_attempt(
-                                conn, delivery.pk, attempts=attempts, error=error
-                            )
-                        raise
-        except RetryError as exc:
-            error = str(exc.last_attempt.exception())
-            bound.error("bot delivery failed for good", attempts=attempts, error=error)
-            return Outcome(delivery.pk, outbox.FAILED, attempts, error), None
+            # The first attempt runs directly: tenacity's machinery costs more than a quick
+            # bot's whole call, and most calls succeed.
+            attempts += 1
+            failure = await self._attempt(delivery, spec, cls, context, state, before, attempts)
+            remaining = spec.retries + 1 - attempts
+            if failure is not None and remaining > 0:
+                attempts, failure = await self._retry(
+                    delivery, spec, cls, context, state, before, attempts, remaining
+                )
         finally:
             if busy:
                 self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, False)
+        if failure is not None:
+            error = str(failure.exception())
+            bound.error("bot delivery failed for good", attempts=attempts, error=error)
+            return Outcome(delivery.pk, outbox.FAILED, attempts, error), None
         changed = state if state != before else None
         if changed is not None and self._states is not None:
             self._states[delivery.bot_participant_id] = copy.deepcopy(changed)
         return Outcome(delivery.pk, outbox.DONE, attempts), changed
+
+    async def _attempt(
+        self,
+        delivery: Delivery,
+        spec: BotSpec,
+        cls: type,
+        context: BotContext,
+        state: dict[str, Any],
+        before: dict[str, Any],
+        attempt: int,
+    ) -> Future | None:
+        """One call; None when it succeeded, else a settled future holding its error (what
+        tenacity keeps of an attempt), after the failure was logged and recorded."""
+        try:
+            await self._call(delivery, spec, cls, context, state)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "bot call failed",
+                conversation_id=delivery.conversation_id,
+                participant_id=delivery.bot_participant_id,
+                delivery=delivery.pk,
+                bot=context.bot_name,
+                attempt=attempt,
+                error=error,
+            )
+            state.clear()
+            state.update(copy.deepcopy(before))
+            async with self._db.write() as conn:
+                await outbox.record_attempt(conn, delivery.pk, attempts=attempt, error=error)
+            failed = Future(attempt)
+            failed.set_exception(exc)
+            return failed
+        return None
+
+    async def _retry(
+        self,
+        delivery: Delivery,
+        spec: BotSpec,
+        cls: type,
+        context: BotContext,
+        state: dict[str, Any],
+        before: dict[str, Any],
+        attempts: int,
+        remaining: int,
+    ) -> tuple[int, Future | None]:
+        """Up to ``remaining`` more attempts with exponential backoff (tenacity).
+
+        Returns:
+            the number of attempts made in all, and the last failed attempt (None when one
+            succeeded).
+        """
+        initial, longest = self._backoff
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(remaining),
+            # Waits of initial, 2 * initial, 4 * initial ... (plus jitter): the first one is
+            # slept here, since tenacity only waits between its own attempts.
+            wait=wait_exponential_jitter(multiplier=2 * initial, max=longest, jitter=initial),
+            reraise=False,
+        )
+        first = wait_exponential_jitter(multiplier=initial, max=longest, jitter=initial)
+        await asyncio.sleep(first(RetryCallState(retrying, None, (), {})))
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    failure = await self._attempt(
+                        delivery, spec, cls, context, state, before, attempts
+                    )
+                    if failure is not None:
+                        failure.result()  # raises the attempt's error, for tenacity to see
+        except RetryError as exc:
+            return attempts, exc.last_attempt
+        return attempts, None
 
     async def _call(
         self,
@@ -343,20 +439,22 @@ class BotRunner:
         )
         slot = self._slots[context.bot_name]
         try:
-            await asyncio.wait_for(slot.acquire(), spec.timeout)
+            async with asyncio.timeout(spec.timeout):
+                await slot.acquire()
         except TimeoutError:
             # Every slot is held by a call that overran (threads cannot be killed).
             raise BotTimeout(
-                f"all {spec.concurrency} slots busy for {spec.timeout} s (hung calls?)"
+                f"all {concurrency(spec, cls)} slots busy for {spec.timeout} s (hung calls?)"
             ) from None
-        target = getattr(cls, method, None)
-        if target is None:
+        kind = _method_kind(cls, method)
+        if kind is None:
             slot.release()
             return
-        if inspect.iscoroutinefunction(target):
+        if kind == "async":
             try:
-                bot = cls(info, *spec.args, **spec.kwargs)
-                await asyncio.wait_for(getattr(bot, method)(argument), spec.timeout)
+                async with asyncio.timeout(spec.timeout):
+                    bot = cls(info, *spec.args, **spec.kwargs)
+                    await getattr(bot, method)(argument)
             except TimeoutError:
                 raise BotTimeout(f"no answer within {spec.timeout} s") from None
             finally:
@@ -369,8 +467,7 @@ class BotRunner:
             if inspect.isawaitable(result):  # a sync method that returned a coroutine
                 asyncio.run_coroutine_threadsafe(_await(result), self._require_loop()).result()
 
-        assert self._loop is not None
-        future = _in_daemon_thread(self._loop, call, name=f"bot-{delivery.bot_participant_id}")
+        future = self._threads.run(call)
         future.add_done_callback(lambda _: slot.release())
         try:
             await asyncio.wait_for(asyncio.shield(future), spec.timeout)
@@ -418,38 +515,3 @@ class BotRunner:
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
-
-
-def _in_daemon_thread(
-    loop: asyncio.AbstractEventLoop, call: Callable[[], None], *, name: str
-) -> asyncio.Future[None]:
-    """Run ``call`` in a new daemon thread; the future settles when it returns.
-
-    Not a ``ThreadPoolExecutor``: the interpreter joins those threads at exit, so one bot
-    call that never returns would keep the server from stopping. The concurrency slots
-    already bound how many threads run at once.
-    """
-    future: asyncio.Future[None] = loop.create_future()
-    # A call that outlived its timeout fails unobserved: mark its error as seen (the
-    # awaiting side, when there is one, still gets it raised and logs it).
-    future.add_done_callback(lambda done: done.cancelled() or done.exception())
-
-    def settle(error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
-
-    def run() -> None:
-        error: BaseException | None = None
-        try:
-            call()
-        except BaseException as exc:
-            error = exc
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(settle, error)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future

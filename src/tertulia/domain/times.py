@@ -22,10 +22,10 @@ def as_utc(moment: datetime) -> datetime:
 
 def format_time(moment: datetime) -> str:
     """Print ``moment`` the way DRF does: ``2026-11-25T14:55:39.166537Z`` or ``...:39Z``."""
-    moment = as_utc(moment)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is not UTC:
+        moment = as_utc(moment)
+    # isoformat() prints the fraction only when it is not zero, always with six digits.
+    return moment.replace(tzinfo=None).isoformat() + "Z"
 
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -3,14 +3,59 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, Executable, bindparam, func, select, update
 
 from tertulia.domain.model import Conversation, Participant, ParticipantType
 from tertulia.domain.times import utcnow
+from tertulia.storage.database import Connection
 from tertulia.storage.tables import conversations, participants
+
+_THIS_CONVERSATION = conversations.c.id == bindparam("conversation_id")
+_INSERT_CONVERSATION = conversations.insert()
+_INSERT_PARTICIPANT = participants.insert()
+_GET = select(conversations).where(_THIS_CONVERSATION)
+_COUNT = select(func.count()).select_from(conversations)
+_SET_ENDED = update(conversations).where(_THIS_CONVERSATION).values(ended=True)
+_NEXT_SEQ = (
+    update(conversations)
+    .where(_THIS_CONVERSATION)
+    .values(last_seq=conversations.c.last_seq + 1)
+    .returning(conversations.c.last_seq)
+)
+_PARTICIPANTS = (
+    select(participants)
+    .where(participants.c.conversation_id == bindparam("conversation_id"))
+    .order_by(participants.c.ordinal)
+)
+_RENAME = (
+    update(participants)
+    .where(participants.c.id == bindparam("participant_id"))
+    .values(name=bindparam("name"))
+)
+
+
+@cache
+def _page(dialect: str) -> Executable:
+    # The same order on every database: no name first, then names by code point
+    # (PostgreSQL would otherwise put NULLs last and sort by the locale's collation).
+    name: ColumnElement[Any] = conversations.c.name
+    if dialect == "postgresql":
+        name = name.collate("C")
+    counts = (
+        select(participants.c.conversation_id, func.count().label("n"))
+        .group_by(participants.c.conversation_id)
+        .subquery()
+    )
+    return (
+        select(conversations, func.coalesce(counts.c.n, 0).label("participant_count"))
+        .outerjoin(counts, counts.c.conversation_id == conversations.c.id)
+        .order_by(name.asc().nulls_first(), conversations.c.created_at, conversations.c.id)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
 
 
 def _conversation(row: Any) -> Conversation:
@@ -29,79 +74,53 @@ def _participant(row: Any) -> Participant:
     )
 
 
-async def insert_conversation(conn: AsyncConnection, conversation: Conversation) -> None:
+async def insert_conversation(conn: Connection, conversation: Conversation) -> None:
     await conn.execute(
-        conversations.insert().values(
-            id=conversation.id,
-            name=conversation.name,
-            created_at=conversation.created_at,
-            ended=conversation.ended,
-            last_seq=0,
-        )
+        _INSERT_CONVERSATION,
+        {
+            "id": conversation.id,
+            "name": conversation.name,
+            "created_at": conversation.created_at,
+            "ended": conversation.ended,
+            "last_seq": 0,
+        },
     )
 
 
-async def get_conversation(conn: AsyncConnection, conversation_id: str) -> Conversation | None:
-    row = (
-        await conn.execute(select(conversations).where(conversations.c.id == conversation_id))
-    ).first()
+async def get_conversation(conn: Connection, conversation_id: str) -> Conversation | None:
+    row = (await conn.execute(_GET, {"conversation_id": conversation_id})).first()
     return _conversation(row) if row else None
 
 
 async def list_conversations(
-    conn: AsyncConnection, *, offset: int, limit: int
+    conn: Connection, *, offset: int, limit: int
 ) -> tuple[int, list[tuple[Conversation, int]]]:
-    """One page of all conversations, by name then creation, with participant counts.
-
-    The order is the same on every database: no name first, then names by code point
-    (PostgreSQL would otherwise put NULLs last and sort by the locale's collation).
-    """
-    total = (await conn.execute(select(func.count()).select_from(conversations))).scalar_one()
+    """One page of all conversations, by name then creation, with participant counts."""
+    total = (await conn.execute(_COUNT)).scalar_one()
     if offset and offset >= total:
         return total, []  # past the end (and no huge OFFSET for the database to refuse)
-    name: ColumnElement[Any] = conversations.c.name
-    if conn.dialect.name == "postgresql":
-        name = name.collate("C")
-    counts = (
-        select(participants.c.conversation_id, func.count().label("n"))
-        .group_by(participants.c.conversation_id)
-        .subquery()
-    )
-    rows = await conn.execute(
-        select(conversations, func.coalesce(counts.c.n, 0).label("participant_count"))
-        .outerjoin(counts, counts.c.conversation_id == conversations.c.id)
-        .order_by(name.asc().nulls_first(), conversations.c.created_at, conversations.c.id)
-        .offset(offset)
-        .limit(limit)
-    )
+    rows = await conn.execute(_page(conn.dialect.name), {"offset": offset, "limit": limit})
     return total, [(_conversation(r), r.participant_count) for r in rows]
 
 
-async def set_ended(conn: AsyncConnection, conversation_id: str) -> None:
-    await conn.execute(
-        update(conversations).where(conversations.c.id == conversation_id).values(ended=True)
-    )
+async def set_ended(conn: Connection, conversation_id: str) -> None:
+    await conn.execute(_SET_ENDED, {"conversation_id": conversation_id})
 
 
-async def next_seq(conn: AsyncConnection, conversation_id: str) -> int:
+async def next_seq(conn: Connection, conversation_id: str) -> int:
     """Take the conversation's next ``seq``; the row stays locked until the transaction ends."""
-    result = await conn.execute(
-        update(conversations)
-        .where(conversations.c.id == conversation_id)
-        .values(last_seq=conversations.c.last_seq + 1)
-        .returning(conversations.c.last_seq)
-    )
+    result = await conn.execute(_NEXT_SEQ, {"conversation_id": conversation_id})
     return int(result.scalar_one())
 
 
 async def insert_participants(
-    conn: AsyncConnection, new: Sequence[Participant], *, first_ordinal: int
+    conn: Connection, new: Sequence[Participant], *, first_ordinal: int
 ) -> None:
     if not new:
         return
     now = utcnow()
     await conn.execute(
-        participants.insert(),
+        _INSERT_PARTICIPANT,
         [
             {
                 "id": p.id,
@@ -119,17 +138,11 @@ async def insert_participants(
     )
 
 
-async def list_participants(conn: AsyncConnection, conversation_id: str) -> list[Participant]:
+async def list_participants(conn: Connection, conversation_id: str) -> list[Participant]:
     """The conversation's participants in the order they were added."""
-    rows = await conn.execute(
-        select(participants)
-        .where(participants.c.conversation_id == conversation_id)
-        .order_by(participants.c.ordinal)
-    )
+    rows = await conn.execute(_PARTICIPANTS, {"conversation_id": conversation_id})
     return [_participant(r) for r in rows]
 
 
-async def rename_participant(conn: AsyncConnection, participant_id: str, name: str) -> None:
-    await conn.execute(
-        update(participants).where(participants.c.id == participant_id).values(name=name)
-    )
+async def rename_participant(conn: Connection, participant_id: str, name: str) -> None:
+    await conn.execute(_RENAME, {"participant_id": participant_id, "name": name})

@@ -1,85 +1,103 @@
-"""The database handle: an async engine, SQLite tuned for a server, one writer at a time.
+"""The database handle: transactions, and the choice of backend by URL.
 
-SQLite allows a single writer. Letting several asyncio tasks race for it gives
-``database is locked`` errors (a deferred transaction that has read cannot always upgrade
-to a write), so on SQLite :meth:`Database.write` takes a process-wide lock: writes queue in
-the event loop instead of spinning in the driver. PostgreSQL needs no such lock.
+``Database.write()`` is one read-write transaction, committed when its block ends without
+error and rolled back otherwise; ``Database.read()`` is a connection for reads. Both yield
+a :class:`Connection` whose ``execute`` takes SQLAlchemy Core statements (see
+:mod:`tertulia.storage.sql` for why they run on the raw driver).
 
-Durability: SQLite runs in WAL mode with ``synchronous=NORMAL``, so a committed transaction
-survives the server being killed (it is only at risk if the operating system itself
-crashes); PostgreSQL keeps its own defaults.
+Backends (``open_database`` picks one by URL):
+
+- SQLite (``sqlite+aiosqlite:///path`` or ``sqlite:///path``, the default):
+  :mod:`tertulia.storage.sqlite`. One writer at a time, statements run on the event loop.
+- PostgreSQL (``postgresql+asyncpg://...``): :mod:`tertulia.storage.postgres`, an asyncpg
+  pool.
+
+Errors are translated here, at the boundary: a broken uniqueness or foreign-key constraint
+becomes :class:`tertulia.errors.Conflict`; anything else is a driver error and a bug or an
+outage.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+import orjson
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.sql import Executable
 
+from tertulia.storage.sql import Result
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy, not the driver, decide when transactions begin (see _sqlite_on_begin).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    for pragma in (
-        "PRAGMA journal_mode=WAL",
-        "PRAGMA synchronous=NORMAL",
-        "PRAGMA foreign_keys=ON",
-        "PRAGMA busy_timeout=10000",
-    ):
-        cursor.execute(pragma)
-    cursor.close()
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
-def _sqlite_on_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+def json_dumps(value: Any) -> str:
+    """JSON columns' serializer (compact, UTF-8)."""
+    return orjson.dumps(value).decode()
 
 
-def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
-    """Build the engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``)."""
-    kwargs: dict[str, Any] = {"echo": echo}
-    if url.startswith("postgresql"):
-        connect_args: dict[str, Any] = {}
-        if schema:
-            connect_args["server_settings"] = {"search_path": schema}
-        kwargs.update(pool_size=10, max_overflow=20, connect_args=connect_args)
-    engine = create_async_engine(url, **kwargs)
-    if url.startswith("sqlite"):
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
-    return engine
+class Connection(Protocol):
+    """A connection (inside a transaction, for writes) that runs Core statements."""
+
+    dialect: Dialect
+
+    async def execute(self, statement: Executable, params: Params = None) -> Result:
+        """Run ``statement`` with ``params`` (a mapping, or a list of them: one run each).
+
+        Raises:
+            Conflict: a uniqueness or foreign-key constraint refused the change.
+        """
 
 
-class Database:
-    """The engine plus the transaction discipline of the whole server.
+class Database(ABC):
+    """A database: transactions for writes, connections for reads.
 
-    Args:
-        url: SQLAlchemy URL.
-        schema: PostgreSQL schema (its ``search_path``), for isolated test or tenant schemas.
+    Attributes:
+        url: the SQLAlchemy-style URL it was opened with.
+        schema: the PostgreSQL schema (``search_path``), if any.
     """
 
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
-        self.url = url
-        self.schema = schema
-        self.is_sqlite = url.startswith("sqlite")
-        self.engine = make_engine(url, schema=schema)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+    url: str
+    schema: str | None
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @abstractmethod
+    def write(self) -> AbstractAsyncContextManager[Connection]:
         """One read-write transaction, committed when the block ends without error."""
-        async with self._write_lock or nullcontext(), self.engine.begin() as conn:
-            yield conn
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads (its implicit transaction is rolled back at the end)."""
-        async with self.engine.connect() as conn:
-            yield conn
+    @abstractmethod
+    def read(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for reads (each statement sees what was committed before it)."""
 
+    @abstractmethod
     async def close(self) -> None:
-        await self.engine.dispose()
+        """Close every connection (and stop the backend's helpers)."""
+
+
+async def open_database(url: str, *, schema: str | None = None) -> Database:
+    """Open the database at ``url``: SQLite or PostgreSQL (asyncpg).
+
+    Raises:
+        ConfigurationError: an unsupported URL.
+    """
+    if url.startswith("sqlite"):
+        from tertulia.storage.sqlite import SQLiteDatabase
+
+        return SQLiteDatabase(url)
+    if url.startswith("postgresql"):
+        from tertulia.storage.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(url, schema=schema)
+    from tertulia.errors import ConfigurationError
+
+    raise ConfigurationError(f"unsupported database URL {make_url(url).drivername!r}")

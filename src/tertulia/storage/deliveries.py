@@ -7,13 +7,49 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tertulia.storage.database import Connection
 from tertulia.storage.tables import bot_states, deliveries
 
 PENDING = "pending"
 DONE = "done"
 FAILED = "failed"
+
+_THIS = deliveries.c.pk == bindparam("pk")
+_ENQUEUE = deliveries.insert().returning(deliveries.c.pk)
+_PENDING_FOR = (
+    select(deliveries)
+    .where(
+        deliveries.c.status == PENDING,
+        deliveries.c.bot_participant_id == bindparam("bot_participant_id"),
+    )
+    .order_by(deliveries.c.pk)
+    .limit(bindparam("limit"))
+)
+_BOTS_WITH_PENDING = (
+    select(deliveries.c.conversation_id, deliveries.c.bot_participant_id)
+    .where(deliveries.c.status == PENDING)
+    .distinct()
+)
+_RECORD_ATTEMPT = (
+    update(deliveries)
+    .where(_THIS)
+    .values(attempts=bindparam("attempts"), last_error=bindparam("error"))
+)
+_FINISH = (
+    update(deliveries)
+    .where(_THIS)
+    .values(
+        status=bindparam("status"),
+        attempts=bindparam("attempts"),
+        finished_at=bindparam("now"),
+        last_error=bindparam("error"),
+    )
+)
+_STATE_OF = bot_states.c.participant_id == bindparam("participant_id")
+_LOAD_STATE = select(bot_states.c.data).where(_STATE_OF)
+_UPDATE_STATE = update(bot_states).where(_STATE_OF).values(data=bindparam("data"))
+_INSERT_STATE = bot_states.insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +81,12 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
-async def enqueue(
-    conn: AsyncConnection, new: list[NewDelivery], *, now: datetime
-) -> list[Delivery]:
+async def enqueue(conn: Connection, new: list[NewDelivery], *, now: datetime) -> list[Delivery]:
     """Record deliveries; returns them with their keys, in the order given."""
-    if not new:
-        return []
-    result = await conn.execute(
-        deliveries.insert().returning(deliveries.c.pk, sort_by_parameter_order=True),
-        [
+    recorded = []
+    for d in new:
+        result = await conn.execute(
+            _ENQUEUE,
             {
                 "conversation_id": d.conversation_id,
                 "bot_participant_id": d.bot_participant_id,
@@ -62,51 +95,33 @@ async def enqueue(
                 "status": PENDING,
                 "attempts": 0,
                 "created_at": now,
-            }
-            for d in new
-        ],
-    )
-    return [
-        Delivery(pk, d.conversation_id, d.bot_participant_id, d.kind, d.payload, 0)
-        for pk, d in zip(result.scalars().all(), new, strict=True)
-    ]
+            },
+        )
+        pk = result.scalar_one()
+        recorded.append(Delivery(pk, d.conversation_id, d.bot_participant_id, d.kind, d.payload, 0))
+    return recorded
 
 
-async def pending_for(
-    conn: AsyncConnection, bot_participant_id: str, *, limit: int
-) -> list[Delivery]:
+async def pending_for(conn: Connection, bot_participant_id: str, *, limit: int) -> list[Delivery]:
     """The bot's oldest pending deliveries, in the order they were recorded."""
     rows = await conn.execute(
-        select(deliveries)
-        .where(
-            deliveries.c.status == PENDING, deliveries.c.bot_participant_id == bot_participant_id
-        )
-        .order_by(deliveries.c.pk)
-        .limit(limit)
+        _PENDING_FOR, {"bot_participant_id": bot_participant_id, "limit": limit}
     )
     return [_delivery(r) for r in rows]
 
 
-async def bots_with_pending(conn: AsyncConnection) -> list[tuple[str, str]]:
+async def bots_with_pending(conn: Connection) -> list[tuple[str, str]]:
     """(conversation id, bot participant id) pairs that have pending deliveries."""
-    rows = await conn.execute(
-        select(deliveries.c.conversation_id, deliveries.c.bot_participant_id)
-        .where(deliveries.c.status == PENDING)
-        .distinct()
-    )
+    rows = await conn.execute(_BOTS_WITH_PENDING)
     return [(r.conversation_id, r.bot_participant_id) for r in rows]
 
 
-async def record_attempt(
-    conn: AsyncConnection, pk: int, *, attempts: int, error: str | None
-) -> None:
-    await conn.execute(
-        update(deliveries).where(deliveries.c.pk == pk).values(attempts=attempts, last_error=error)
-    )
+async def record_attempt(conn: Connection, pk: int, *, attempts: int, error: str | None) -> None:
+    await conn.execute(_RECORD_ATTEMPT, {"pk": pk, "attempts": attempts, "error": error})
 
 
 async def finish(
-    conn: AsyncConnection,
+    conn: Connection,
     pk: int,
     *,
     status: str,
@@ -115,9 +130,7 @@ async def finish(
     error: str | None = None,
 ) -> None:
     await conn.execute(
-        update(deliveries)
-        .where(deliveries.c.pk == pk)
-        .values(status=status, attempts=attempts, finished_at=now, last_error=error)
+        _FINISH, {"pk": pk, "status": status, "attempts": attempts, "now": now, "error": error}
     )
 
 
@@ -131,43 +144,26 @@ class Outcome:
     error: str | None = None
 
 
-async def finish_many(conn: AsyncConnection, outcomes: list[Outcome], *, now: datetime) -> None:
-    """Record how several deliveries ended, in one statement."""
-    if not outcomes:
-        return
+async def finish_many(conn: Connection, outcomes: list[Outcome], *, now: datetime) -> None:
+    """Record how several deliveries ended, in one batch."""
     await conn.execute(
-        update(deliveries)
-        .where(deliveries.c.pk == bindparam("outcome_pk"))
-        .values(
-            status=bindparam("outcome_status"),
-            attempts=bindparam("outcome_attempts"),
-            last_error=bindparam("outcome_error"),
-            finished_at=now,
-        ),
+        _FINISH,
         [
-            {
-                "outcome_pk": o.pk,
-                "outcome_status": o.status,
-                "outcome_attempts": o.attempts,
-                "outcome_error": o.error,
-            }
+            {"pk": o.pk, "status": o.status, "attempts": o.attempts, "now": now, "error": o.error}
             for o in outcomes
         ],
     )
 
 
-async def load_state(conn: AsyncConnection, participant_id: str) -> dict[str, Any]:
+async def load_state(conn: Connection, participant_id: str) -> dict[str, Any]:
     data = (
-        await conn.execute(
-            select(bot_states.c.data).where(bot_states.c.participant_id == participant_id)
-        )
+        await conn.execute(_LOAD_STATE, {"participant_id": participant_id})
     ).scalar_one_or_none()
     return dict(data) if data else {}
 
 
-async def save_state(conn: AsyncConnection, participant_id: str, data: dict[str, Any]) -> None:
-    result = await conn.execute(
-        update(bot_states).where(bot_states.c.participant_id == participant_id).values(data=data)
-    )
+async def save_state(conn: Connection, participant_id: str, data: dict[str, Any]) -> None:
+    values = {"participant_id": participant_id, "data": data}
+    result = await conn.execute(_UPDATE_STATE, values)
     if result.rowcount == 0:
-        await conn.execute(bot_states.insert().values(participant_id=participant_id, data=data))
+        await conn.execute(_INSERT_STATE, values)

@@ -1,17 +1,89 @@
-"""Messages: rows <-> domain objects, history queries. Callers own the transaction."""
+"""Messages: rows <-> domain objects, history queries. Callers own the transaction.
+
+Statements are built once, with ``bindparam`` placeholders, so each compiles once per
+dialect (see :mod:`tertulia.storage.sql`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy import Executable, and_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tertulia.domain.model import Approval, FileInfo, Message, MessageType, SystemEvent
+from tertulia.storage.database import Connection
 from tertulia.storage.tables import messages
+
+_VISIBLE = messages.c.approval > int(Approval.NOT_APPROVED)
+_IN_CONVERSATION = messages.c.conversation_id == bindparam("conversation_id")
+_INSERT = messages.insert()
+_GET = select(messages).where(messages.c.id == bindparam("message_id"), _IN_CONVERSATION)
+_BY_LOCAL_ID = select(messages).where(
+    _IN_CONVERSATION,
+    messages.c.sender_id == bindparam("sender_id"),
+    messages.c.local_id == bindparam("local_id"),
+)
+_BY_FILE = select(messages).where(_IN_CONVERSATION, messages.c.file_path == bindparam("file_path"))
+_MAX_SEQ = select(func.max(messages.c.seq)).where(_IN_CONVERSATION)
+_APPROVE = (
+    update(messages)
+    .where(messages.c.id == bindparam("message_id"))
+    .values(approval=bindparam("approval"), approved_at=bindparam("at"))
+)
+_APPROVE_WITH_SEQ = _APPROVE.values(seq=bindparam("seq"))
+_AFTER = (
+    select(messages)
+    .where(_IN_CONVERSATION, messages.c.seq > bindparam("after"))
+    .order_by(messages.c.seq)
+    .limit(bindparam("limit"))
+)
+_LATEST = (
+    select(messages)
+    .where(_IN_CONVERSATION, _VISIBLE)
+    .order_by(messages.c.seq.desc())
+    .limit(bindparam("limit"))
+)
+
+
+@cache
+def _insert_unless_duplicate(dialect: str) -> Executable:
+    insert: Any = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement: Executable = insert(messages).on_conflict_do_nothing(
+        index_elements=["conversation_id", "sender_id", "local_id"]
+    )
+    return statement
+
+
+@cache
+def _history(until: bool, since: bool, limit: bool) -> tuple[Executable, Executable]:
+    """(count, page) statements for one combination of the optional filters."""
+    conditions = [_IN_CONVERSATION, _VISIBLE]
+    if until:
+        conditions.append(messages.c.time <= bindparam("until"))
+    if since:
+        conditions.append(messages.c.time >= bindparam("since"))
+    where = and_(*conditions)
+    count = select(func.count()).select_from(messages).where(where)
+    selected = select(messages).where(where)
+    if limit:
+        newest = (
+            select(messages.c.pk)
+            .where(where)
+            .order_by(messages.c.time.desc(), messages.c.pk.desc())
+            .limit(bindparam("limit"))
+            .subquery()
+        )
+        selected = select(messages).where(messages.c.pk.in_(select(newest.c.pk)))
+    page = (
+        selected.order_by(messages.c.time, messages.c.pk)
+        .offset(bindparam("offset"))
+        .limit(bindparam("page_size"))
+    )
+    return count, page
 
 
 def _message(row: Any) -> Message:
@@ -74,11 +146,11 @@ def _values(message: Message) -> dict[str, Any]:
     }
 
 
-async def insert_messages(conn: AsyncConnection, new: list[Message]) -> None:
-    await conn.execute(messages.insert(), [_values(m) for m in new])
+async def insert_messages(conn: Connection, new: list[Message]) -> None:
+    await conn.execute(_INSERT, [_values(m) for m in new])
 
 
-async def insert_unless_duplicate(conn: AsyncConnection, message: Message) -> bool:
+async def insert_unless_duplicate(conn: Connection, message: Message) -> bool:
     """Insert ``message`` unless its sender already used its ``local_id`` here.
 
     One statement (``ON CONFLICT DO NOTHING`` on exactly that unique constraint, so any
@@ -87,88 +159,60 @@ async def insert_unless_duplicate(conn: AsyncConnection, message: Message) -> bo
     if message.local_id is None:
         await insert_messages(conn, [message])
         return True
-    dialect = conn.dialect.name
-    insert: Any = sqlite_insert if dialect == "sqlite" else postgresql_insert
-    statement = (
-        insert(messages)
-        .values(_values(message))
-        .on_conflict_do_nothing(index_elements=["conversation_id", "sender_id", "local_id"])
-    )
-    result = await conn.execute(statement)
+    statement = _insert_unless_duplicate(conn.dialect.name)
+    result = await conn.execute(statement, _values(message))
     return bool(result.rowcount)
 
 
-async def max_seq(conn: AsyncConnection, conversation_id: str) -> int:
+async def max_seq(conn: Connection, conversation_id: str) -> int:
     """The highest ``seq`` given in a conversation (0 when none)."""
     found = (
-        await conn.execute(
-            select(func.max(messages.c.seq)).where(messages.c.conversation_id == conversation_id)
-        )
+        await conn.execute(_MAX_SEQ, {"conversation_id": conversation_id})
     ).scalar_one_or_none()
     return int(found or 0)
 
 
-async def get_message(
-    conn: AsyncConnection, conversation_id: str, message_id: str
-) -> Message | None:
+async def get_message(conn: Connection, conversation_id: str, message_id: str) -> Message | None:
     row = (
-        await conn.execute(
-            select(messages).where(
-                messages.c.id == message_id, messages.c.conversation_id == conversation_id
-            )
-        )
+        await conn.execute(_GET, {"conversation_id": conversation_id, "message_id": message_id})
     ).first()
     return _message(row) if row else None
 
 
 async def find_by_local_id(
-    conn: AsyncConnection, conversation_id: str, sender_id: str, local_id: str
+    conn: Connection, conversation_id: str, sender_id: str, local_id: str
 ) -> Message | None:
     row = (
         await conn.execute(
-            select(messages).where(
-                messages.c.conversation_id == conversation_id,
-                messages.c.sender_id == sender_id,
-                messages.c.local_id == local_id,
-            )
+            _BY_LOCAL_ID,
+            {"conversation_id": conversation_id, "sender_id": sender_id, "local_id": local_id},
         )
     ).first()
     return _message(row) if row else None
 
 
 async def find_by_file_path(
-    conn: AsyncConnection, conversation_id: str, file_path: str
+    conn: Connection, conversation_id: str, file_path: str
 ) -> Message | None:
     """The message of a conversation that carries the uploaded file ``file_path``."""
     row = (
-        await conn.execute(
-            select(messages).where(
-                messages.c.conversation_id == conversation_id,
-                messages.c.file_path == file_path,
-            )
-        )
+        await conn.execute(_BY_FILE, {"conversation_id": conversation_id, "file_path": file_path})
     ).first()
     return _message(row) if row else None
 
 
 async def set_approval(
-    conn: AsyncConnection, message_id: str, *, approval: Approval, seq: int | None, at: datetime
+    conn: Connection, message_id: str, *, approval: Approval, seq: int | None, at: datetime
 ) -> None:
-    values: dict[str, Any] = {"approval": int(approval), "approved_at": at}
-    if seq is not None:
-        values["seq"] = seq
-    await conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
-
-
-def _visible(conversation_id: str) -> Select[Any]:
-    return select(messages).where(
-        messages.c.conversation_id == conversation_id,
-        messages.c.approval > int(Approval.NOT_APPROVED),
-    )
+    values: dict[str, Any] = {"message_id": message_id, "approval": int(approval), "at": at}
+    if seq is None:
+        await conn.execute(_APPROVE, values)
+    else:
+        await conn.execute(_APPROVE_WITH_SEQ, {**values, "seq": seq})
 
 
 async def history(
-    conn: AsyncConnection,
+    conn: Connection,
     conversation_id: str,
     *,
     until: datetime | None,
@@ -182,58 +226,37 @@ async def history(
     Returns:
         the number of messages selected (before paging) and the page.
     """
-    conditions = [
-        messages.c.conversation_id == conversation_id,
-        messages.c.approval > int(Approval.NOT_APPROVED),
-    ]
-    if until is not None:
-        conditions.append(messages.c.time <= until)
-    if since is not None:
-        conditions.append(messages.c.time >= since)
-    where = and_(*conditions)
-    total = (
-        await conn.execute(select(func.count()).select_from(messages).where(where))
-    ).scalar_one()
+    count, page = _history(until is not None, since is not None, limit is not None)
+    params = {
+        "conversation_id": conversation_id,
+        "until": until,
+        "since": since,
+        "limit": limit,
+        "offset": offset,
+        "page_size": page_size,
+    }
+    total = (await conn.execute(count, params)).scalar_one()
     if limit is not None:
         total = min(total, limit)
     if offset >= total:
         return total, []
-    # Not LIMIT total: on PostgreSQL (read committed) a message stored since the count
-    # would push the oldest one out of the page.
-    selected = select(messages).where(where)
-    if limit is not None:
-        newest = (
-            select(messages.c.pk)
-            .where(where)
-            .order_by(messages.c.time.desc(), messages.c.pk.desc())
-            .limit(limit)
-            .subquery()
-        )
-        selected = select(messages).where(messages.c.pk.in_(select(newest.c.pk)))
-    rows = await conn.execute(
-        selected.order_by(messages.c.time, messages.c.pk).offset(offset).limit(page_size)
-    )
+    # The page is not cut at ``total``: on PostgreSQL (read committed) a message stored
+    # since the count would push the oldest one out of the page.
+    rows = await conn.execute(page, params)
     return total, [_message(r) for r in rows]
 
 
 async def visible_after(
-    conn: AsyncConnection, conversation_id: str, after: int, *, limit: int
+    conn: Connection, conversation_id: str, after: int, *, limit: int
 ) -> list[Message]:
     """Visible messages with ``seq > after``, in ``seq`` order (the replay of ``?after=``)."""
     rows = await conn.execute(
-        select(messages)
-        .where(messages.c.conversation_id == conversation_id, messages.c.seq > after)
-        .order_by(messages.c.seq)
-        .limit(limit)
+        _AFTER, {"conversation_id": conversation_id, "after": after, "limit": limit}
     )
     return [_message(r) for r in rows]
 
 
-async def latest_visible(
-    conn: AsyncConnection, conversation_id: str, count: int = 1
-) -> list[Message]:
+async def latest_visible(conn: Connection, conversation_id: str, count: int = 1) -> list[Message]:
     """The ``count`` most recent visible messages, oldest first."""
-    rows = await conn.execute(
-        _visible(conversation_id).order_by(messages.c.seq.desc()).limit(count)
-    )
+    rows = await conn.execute(_LATEST, {"conversation_id": conversation_id, "limit": count})
     return [_message(r) for r in reversed(rows.all())]

@@ -5,10 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, delete, select, update
 
+from tertulia.storage.database import Connection
 from tertulia.storage.tables import session_participations, sessions
+
+_KEY = sessions.c.key == bindparam("key")
+_INSERT = sessions.insert()
+_GET = select(sessions).where(_KEY)
+_RENEW = update(sessions).where(_KEY).values(expires_at=bindparam("expires_at"))
+_SET_NICKNAME = update(sessions).where(_KEY).values(nickname=bindparam("nickname"))
+_PARTICIPATION = select(session_participations.c.participant_id).where(
+    session_participations.c.session_key == bindparam("key"),
+    session_participations.c.conversation_id == bindparam("conversation_id"),
+)
+_ADD_PARTICIPATION = session_participations.insert()
+_EXPIRE_BOTS = (
+    update(sessions)
+    .where(sessions.c.bot_conversation_id == bindparam("conversation_id"))
+    .values(expires_at=bindparam("now"))
+)
+_EXPIRED = select(sessions.c.key).where(sessions.c.expires_at <= bindparam("now"))
+_PURGE_PARTICIPATIONS = delete(session_participations).where(
+    session_participations.c.session_key.in_(_EXPIRED)
+)
+_PURGE = delete(sessions).where(sessions.c.expires_at <= bindparam("now"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +41,7 @@ class SessionRecord:
 
 
 async def create_session(
-    conn: AsyncConnection,
+    conn: Connection,
     key: str,
     *,
     now: datetime,
@@ -29,51 +50,46 @@ async def create_session(
     bot_conversation_id: str | None = None,
 ) -> SessionRecord:
     await conn.execute(
-        sessions.insert().values(
-            key=key,
-            nickname=nickname,
-            created_at=now,
-            expires_at=expires_at,
-            bot_conversation_id=bot_conversation_id,
-        )
+        _INSERT,
+        {
+            "key": key,
+            "nickname": nickname,
+            "created_at": now,
+            "expires_at": expires_at,
+            "bot_conversation_id": bot_conversation_id,
+        },
     )
     return SessionRecord(key, nickname, expires_at, bot_conversation_id)
 
 
-async def get_session(conn: AsyncConnection, key: str, *, now: datetime) -> SessionRecord | None:
+async def get_session(conn: Connection, key: str, *, now: datetime) -> SessionRecord | None:
     """The session, unless unknown or expired."""
-    row = (await conn.execute(select(sessions).where(sessions.c.key == key))).first()
+    row = (await conn.execute(_GET, {"key": key})).first()
     if row is None or row.expires_at <= now:
         return None
     return SessionRecord(row.key, row.nickname, row.expires_at, row.bot_conversation_id)
 
 
-async def renew(conn: AsyncConnection, key: str, *, expires_at: datetime) -> None:
-    await conn.execute(update(sessions).where(sessions.c.key == key).values(expires_at=expires_at))
+async def renew(conn: Connection, key: str, *, expires_at: datetime) -> None:
+    await conn.execute(_RENEW, {"key": key, "expires_at": expires_at})
 
 
-async def set_nickname(conn: AsyncConnection, key: str, nickname: str) -> None:
-    await conn.execute(update(sessions).where(sessions.c.key == key).values(nickname=nickname))
+async def set_nickname(conn: Connection, key: str, nickname: str) -> None:
+    await conn.execute(_SET_NICKNAME, {"key": key, "nickname": nickname})
 
 
-async def participation(conn: AsyncConnection, key: str, conversation_id: str) -> str | None:
+async def participation(conn: Connection, key: str, conversation_id: str) -> str | None:
     """The session's participant id in the conversation, or ``None``."""
-    return (
-        await conn.execute(
-            select(session_participations.c.participant_id).where(
-                session_participations.c.session_key == key,
-                session_participations.c.conversation_id == conversation_id,
-            )
-        )
-    ).scalar_one_or_none()
+    result = await conn.execute(_PARTICIPATION, {"key": key, "conversation_id": conversation_id})
+    found: str | None = result.scalar_one_or_none()
+    return found
 
 
-async def participations(
-    conn: AsyncConnection, key: str, conversation_ids: list[str]
-) -> dict[str, str]:
+async def participations(conn: Connection, key: str, conversation_ids: list[str]) -> dict[str, str]:
     """conversation id -> participant id, for those of ``conversation_ids`` the session is in."""
     if not conversation_ids:
         return {}
+    # Built per call: the IN list has as many values as the page has conversations.
     rows = await conn.execute(
         select(
             session_participations.c.conversation_id, session_participations.c.participant_id
@@ -86,29 +102,19 @@ async def participations(
 
 
 async def add_participation(
-    conn: AsyncConnection, key: str, conversation_id: str, participant_id: str
+    conn: Connection, key: str, conversation_id: str, participant_id: str
 ) -> None:
     await conn.execute(
-        session_participations.insert().values(
-            session_key=key, conversation_id=conversation_id, participant_id=participant_id
-        )
+        _ADD_PARTICIPATION,
+        {"session_key": key, "conversation_id": conversation_id, "participant_id": participant_id},
     )
 
 
-async def expire_bot_sessions(
-    conn: AsyncConnection, conversation_id: str, *, now: datetime
-) -> None:
+async def expire_bot_sessions(conn: Connection, conversation_id: str, *, now: datetime) -> None:
     """End the sessions handed to external bots of a conversation (it has ended)."""
-    await conn.execute(
-        update(sessions)
-        .where(sessions.c.bot_conversation_id == conversation_id)
-        .values(expires_at=now)
-    )
+    await conn.execute(_EXPIRE_BOTS, {"conversation_id": conversation_id, "now": now})
 
 
-async def purge_expired(conn: AsyncConnection, *, now: datetime) -> None:
-    expired = select(sessions.c.key).where(sessions.c.expires_at <= now)
-    await conn.execute(
-        delete(session_participations).where(session_participations.c.session_key.in_(expired))
-    )
-    await conn.execute(delete(sessions).where(sessions.c.expires_at <= now))
+async def purge_expired(conn: Connection, *, now: datetime) -> None:
+    await conn.execute(_PURGE_PARTICIPATIONS, {"now": now})
+    await conn.execute(_PURGE, {"now": now})

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tertulia.chats import Chat, ChatRegistry
 from tertulia.realtime.broker import create_broker
 from tertulia.settings import Settings
-from tertulia.storage.database import Database
+from tertulia.storage.database import open_database
 from tertulia.storage.migrate import upgrade_async
 from tertulia.web import errors, media
 from tertulia.web.deps import Services
@@ -99,7 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await upgrade_async(settings.database_url, settings.database_schema)
-        db = Database(settings.database_url, schema=settings.database_schema)
+        db = await open_database(settings.database_url, schema=settings.database_schema)
         broker = create_broker(settings.broker_url)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         await broker.start()
@@ -110,7 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.services = Services(settings, registry, Sessions(db, settings), http, rate_limits)
         log.info(
             "tertulia started",
-            database=db.engine.url.render_as_string(hide_password=True),
+            database=db.display_url,
             broker=settings.broker_url.split("@")[-1],
             bots=list(bots),
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
+import inspect
 from typing import Any
 
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
@@ -17,6 +18,11 @@ class AnsweringBot(Bot):
     message.id, "local_id": <fresh 32 hex>}``, sent after waiting ``delay`` seconds when
     ``delay`` is positive (the original's bots pause to look like they are typing).
 
+    ``receive_message`` is a coroutine: these bots never block (``answer`` is quick and
+    bounded), so they run on the event loop, with no worker-thread hop per message. A bot
+    that blocks (on I/O, or a long computation) should be a plain method instead, which the
+    runner calls in a worker thread.
+
     Subclasses implement :meth:`answer`.
     """
 
@@ -29,22 +35,24 @@ class AnsweringBot(Bot):
         """Only people's messages: nothing else would be answered, so nothing else is queued."""
         return kind == "message" and payload.get("sent_by_human") is True
 
-    def receive_message(self, message: ChatMessage) -> None:
+    async def receive_message(self, message: ChatMessage) -> None:
         if not message.sent_by_human:
             return
         if self.delay > 0:
-            self.pause(self.delay)
-        self.send(
+            await self.pause(self.delay)
+        sent = self.send(
             type="T",
             text=self.answer(message),
             quoted_message_id=message.id,
             local_id=new_local_id(),
         )
+        if inspect.isawaitable(sent):  # on the server: wait until the answer is stored
+            await sent
 
     def answer(self, message: ChatMessage) -> str:
         """The reply's text for a human's ``message``."""
         raise NotImplementedError
 
-    def pause(self, seconds: float) -> None:
-        """Block for ``seconds`` (bots run in a worker thread, so this stalls nobody else)."""
-        time.sleep(seconds)
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (without holding up anybody else)."""
+        await asyncio.sleep(seconds)

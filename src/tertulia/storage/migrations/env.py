@@ -1,17 +1,58 @@
-"""Alembic environment: runs migrations on the async engine given by ``tertulia migrate``."""
+"""Alembic environment: runs migrations on the async engine given by ``tertulia migrate``.
+
+Migrations are the one place that runs statements through SQLAlchemy's engine (the server
+itself uses :mod:`tertulia.storage.database`); the URL names the async driver
+(``sqlite+aiosqlite``, ``postgresql+asyncpg``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tertulia.storage.database import make_engine
 from tertulia.storage.tables import metadata
 
 config = context.config
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the driver, decide when transactions begin (see _sqlite_on_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=10000",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
+    """The async engine for ``url``; plain ``sqlite://`` and ``postgresql://`` URLs get
+    the async drivers."""
+    parsed = make_url(url)
+    if parsed.drivername == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    kwargs: dict[str, Any] = {}
+    if schema and parsed.drivername.startswith("postgresql"):
+        kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+    engine = create_async_engine(parsed, **kwargs)
+    if parsed.drivername.startswith("sqlite"):
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
 
 
 def _run(connection: Connection) -> None:

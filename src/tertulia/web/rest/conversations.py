@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy.exc import IntegrityError
 
 from tertulia.chats import Chat
 from tertulia.domain.conversations import (
@@ -17,7 +16,7 @@ from tertulia.domain.conversations import (
 from tertulia.domain.ids import new_id
 from tertulia.domain.model import Conversation
 from tertulia.domain.times import format_time, utcnow
-from tertulia.errors import PermissionDenied, ValidationFailed
+from tertulia.errors import Conflict, PermissionDenied, ValidationFailed
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.sessions import SessionRecord
 from tertulia.web.bodies import read_object
@@ -169,7 +168,7 @@ async def join_conversation(conversation_id: str, request: Request) -> JSONBody:
         session = await svc.sessions.create()
     try:
         participant = await chat.join(nickname or session.nickname or None, session_key=session.key)
-    except IntegrityError:
+    except Conflict:
         # The same session joined at the same moment and won: nothing of this join was
         # stored (one transaction), so answer as a re-entry into the winner's participant.
         await chat.refresh()

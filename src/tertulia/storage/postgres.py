@@ -1,0 +1,122 @@
+"""PostgreSQL through an asyncpg pool (several server processes share one database).
+
+Statements are compiled once (:mod:`tertulia.storage.sql`) and asyncpg prepares each SQL
+text once per connection (its statement cache). ``search_path`` is the configured schema,
+so tests and tenants can live side by side in one database. JSON columns are decoded by a
+codec installed on each new connection (their values are encoded by the column type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql import Executable
+
+from tertulia.errors import Conflict
+from tertulia.storage.database import Database, Params, json_dumps
+from tertulia.storage.sql import Result, StatementCache
+
+POOL_MIN = 1
+POOL_MAX = 20
+
+
+async def _init_connection(raw: Any) -> None:
+    for name in ("json", "jsonb"):
+        await raw.set_type_codec(name, encoder=str, decoder=orjson.loads, schema="pg_catalog")
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command status such as ``UPDATE 3`` or ``INSERT 0 1``."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else -1
+
+
+class PostgresConnection:
+    """Runs compiled statements on one pooled asyncpg connection (see :class:`Connection`)."""
+
+    __slots__ = ("_cache", "_raw", "dialect")
+
+    def __init__(self, raw: Any, cache: StatementCache) -> None:
+        self._raw = raw
+        self._cache = cache
+        self.dialect = cache.dialect
+
+    async def execute(self, statement: Executable, params: Params = None) -> Result:
+        try:
+            if params is None or isinstance(params, Mapping):
+                return await self._one(statement, params)
+            return await self._many(statement, params)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise Conflict(str(exc)) from exc
+
+    async def _one(self, statement: Executable, params: Mapping[str, Any] | None) -> Result:
+        compiled = self._cache.get(statement, params)
+        if compiled.returns_rows:
+            records = await self._raw.fetch(compiled.sql, *compiled.bind(params))
+            return Result(compiled.rows(records), len(records))
+        status = await self._raw.execute(compiled.sql, *compiled.bind(params))
+        return Result(rowcount=_rowcount(status))
+
+    async def _many(self, statement: Executable, params: Any) -> Result:
+        if not params:
+            return Result(rowcount=0)
+        compiled = self._cache.get(statement, params[0])
+        if compiled.returns_rows:
+            rows: list[Any] = []
+            for one in params:
+                rows.extend(await self._one(statement, one))
+            return Result(rows, len(rows))
+        await self._raw.executemany(compiled.sql, [compiled.bind(p) for p in params])
+        return Result(rowcount=len(params))
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database; build it with :meth:`open`."""
+
+    def __init__(self, url: str, schema: str | None, pool: Any) -> None:
+        self.url = url
+        self.schema = schema
+        self._pool = pool
+        dialect = asyncpg_dialect.dialect(  # type: ignore[no-untyped-call]
+            json_serializer=json_dumps, json_deserializer=orjson.loads
+        )
+        self._cache = StatementCache(dialect)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        schema: str | None = None,
+        min_size: int = POOL_MIN,
+        max_size: int = POOL_MAX,
+    ) -> PostgresDatabase:
+        """Connect a pool to ``postgresql[+asyncpg]://user:password@host:port/database``."""
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            server_settings={"search_path": schema} if schema else None,
+            init=_init_connection,
+        )
+        return cls(url, schema, pool)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[PostgresConnection]:
+        async with self._pool.acquire() as raw, raw.transaction():
+            yield PostgresConnection(raw, self._cache)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[PostgresConnection]:
+        async with self._pool.acquire() as raw:
+            yield PostgresConnection(raw, self._cache)
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,192 @@
+"""SQLAlchemy Core as the query builder, the raw driver as the executor.
+
+Tables and statements are written with SQLAlchemy Core (so there is one schema, migrated by
+Alembic, and no hand-written SQL dialect), but they are not executed through SQLAlchemy's
+engine: each statement is compiled once per dialect into its SQL text, its positional
+parameters and the column types' converters, and then run on the driver itself (stdlib
+``sqlite3`` or ``asyncpg``). Measured on the benchmark machine, SQLAlchemy's async engine
+over aiosqlite spent about 1 ms of CPU per statement (the greenlet bridge, the connection
+thread, the execution context), which capped the server at about 60 answered messages a
+second; a compiled statement on the raw driver costs tens of microseconds
+(docs/performance.md).
+
+Conversions are SQLAlchemy's own: bind and result processors come from the column types
+for the dialect (``UTCDateTime``, ``JSON``, ``Boolean`` ...), so a row written here reads
+the same through SQLAlchemy (Alembic, tests) and the other way round.
+
+Statements are cached by identity: module-level statements with :func:`sqlalchemy.bindparam`
+placeholders compile once; a statement built per call (rare paths, tests) compiles per call.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Processor = Callable[[Any], Any] | None
+CACHE_SIZE = 1000
+
+
+Row = Any
+"""A row: a named tuple whose fields are the statement's column keys (like SQLAlchemy's)."""
+
+
+class Compiled:
+    """One statement for one dialect (for an INSERT, for one set of given columns).
+
+    Attributes:
+        sql: the SQL text with positional placeholders.
+        returns_rows: whether the statement yields rows (SELECT, or RETURNING).
+    """
+
+    __slots__ = ("_binders", "_readers", "_row", "returns_rows", "sql")
+
+    def __init__(self, statement: Executable, dialect: Dialect, keys: Sequence[str]) -> None:
+        compiled = statement.compile(  # type: ignore[attr-defined]
+            dialect=dialect,
+            column_keys=list(keys) if keys else None,
+            compile_kwargs={"render_postcompile": True},
+        )
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = str(compiled)
+        embedded = compiled.construct_params(_check=False)
+        column_defaults = {
+            column.key: column.default.arg
+            for column in getattr(compiled, "insert_prefetch", ())
+            if column.default is not None and column.default.is_scalar
+        }
+        binders = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds.get(name)
+            processor = None
+            if bind is not None:
+                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            default = embedded.get(name, column_defaults.get(name))
+            binders.append((name, default, processor))
+        self._binders: tuple[tuple[str, Any, Processor], ...] = tuple(binders)
+        # Rows come from a SELECT or an explicit RETURNING (an INSERT on PostgreSQL may carry
+        # an implicit RETURNING of its key, which is not asked for here).
+        columns = list(getattr(statement, "exported_columns", ()))
+        kind: Any = statement
+        self.returns_rows = bool(columns) and bool(kind.is_select or kind.is_dml)
+        self._row: Callable[[Iterable[Any]], Row] | None = None
+        self._readers: tuple[Processor, ...] = ()
+        if self.returns_rows:
+            names = [getattr(c, "key", None) or c.name or f"c{i}" for i, c in enumerate(columns)]
+            row_type: Any = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+            self._row = row_type._make
+            self._readers = tuple(
+                c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+            )
+
+    def bind(self, params: Mapping[str, Any] | None) -> list[Any]:
+        """The positional parameters for ``params`` (by bind name), converted for the driver."""
+        given = params or {}
+        values = []
+        for name, default, processor in self._binders:
+            value = given.get(name, default)
+            values.append(
+                processor(value) if processor is not None and value is not None else value
+            )
+        return values
+
+    def rows(self, raw: Iterable[Sequence[Any]]) -> list[Row]:
+        """The driver's rows as :class:`Row` objects, with the column types' conversions."""
+        make = self._row
+        assert make is not None
+        readers = self._readers
+        if not any(readers):
+            return [make(r) for r in raw]
+        return [
+            make(
+                reader(value) if reader is not None and value is not None else value
+                for reader, value in zip(readers, r, strict=True)
+            )
+            for r in raw
+        ]
+
+
+class StatementCache:
+    """Compiled statements of one dialect, by statement identity (LRU, bounded).
+
+    An entry keeps its statement alive, so an id is never reused while it is cached.
+    """
+
+    def __init__(self, dialect: Dialect, size: int = CACHE_SIZE) -> None:
+        self.dialect = dialect
+        self._size = size
+        self._entries: OrderedDict[tuple[int, tuple[str, ...]], tuple[Executable, Compiled]] = (
+            OrderedDict()
+        )
+
+    def get(self, statement: Executable, params: Mapping[str, Any] | None) -> Compiled:
+        """The compiled form of ``statement``; an INSERT compiles per set of given columns."""
+        keys: tuple[str, ...] = ()
+        if params and getattr(statement, "is_insert", False):
+            keys = tuple(sorted(params))
+        key = (id(statement), keys)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return entry[1]
+        compiled = Compiled(statement, self.dialect, keys)
+        self._entries[key] = (statement, compiled)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return compiled
+
+
+class Result:
+    """What a statement gave back: its rows (if any) and the number of rows it changed."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Row] | None = None, rowcount: int = -1) -> None:
+        self._rows = rows or []
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self._rows)
+
+    def all(self) -> list[Row]:
+        return list(self._rows)
+
+    def one(self) -> Row:
+        """The only row.
+
+        Raises:
+            LookupError: no row, or more than one.
+        """
+        if len(self._rows) != 1:
+            raise LookupError(f"expected exactly one row, got {len(self._rows)}")
+        return self._rows[0]
+
+    def first(self) -> Row | None:
+        return self._rows[0] if self._rows else None
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        """The first column of the only row.
+
+        Raises:
+            LookupError: no row, or more than one.
+        """
+        return self.one()[0]
+
+    def scalar_one_or_none(self) -> Any:
+        """The first column of the only row, or None when there is no row."""
+        if not self._rows:
+            return None
+        return self.scalar_one()
+
+    def scalars(self) -> list[Any]:
+        """The first column of every row."""
+        return [r[0] for r in self._rows]

@@ -1,0 +1,287 @@
+"""SQLite, the embedded default: stdlib ``sqlite3`` on the event loop, checkpoints off it.
+
+Why on the loop: a statement of this server touches a few rows through an index and costs
+tens of microseconds, less than a hop to a worker thread and back (that hop is what made
+aiosqlite slow here, see :mod:`tertulia.storage.sql`). What could block for longer is kept
+off the loop:
+
+- *Checkpoints* (copying the write-ahead log into the database file, the only step that
+  waits for the disk): automatic checkpoints are off on the server's connections, and a
+  background thread with its own connection runs ``PRAGMA wal_checkpoint(PASSIVE)`` every
+  second while there were commits, and at once after many.
+- *Other processes* holding the write lock (a ``tertulia migrate`` or a shell): SQLite is
+  the single-process setup; ``busy_timeout`` bounds the wait.
+
+Transactions: one writer connection, taken by one use case at a time (an ``asyncio.Lock``:
+SQLite has a single writer, and a transaction stays open across the use case's awaits);
+``BEGIN IMMEDIATE`` takes SQLite's write lock at once. Reads use a second connection in
+autocommit mode, so they never see a write transaction that is still open.
+
+Group commit: use cases that run in the same turn of the event loop share one SQLite
+transaction, each inside a ``SAVEPOINT`` of its own (a use case that fails rolls back its
+own statements only), and one ``COMMIT`` ends them all. The first use case of a batch
+begins the transaction and queues the commit as a task; every use case already waiting to
+run (its frame read, its bot answered) runs before that task, and joins. Nobody returns
+from :meth:`SQLiteDatabase.write` before the commit, so "acknowledged means stored" holds
+as before; what changes is that the commit, the costly step (it writes every changed page
+to the log), is paid once per batch. Alone, a use case waits one turn of the loop for its
+commit; under load, batches grow with the load.
+
+Durability: WAL with ``synchronous=NORMAL``: a committed transaction survives the server
+process being killed (only an operating-system crash can lose the last ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql import Executable
+
+from tertulia.errors import ConfigurationError, Conflict
+from tertulia.storage.database import Database, Params, json_dumps
+from tertulia.storage.sql import Result, StatementCache
+
+log = structlog.get_logger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoints while there are commits
+CHECKPOINT_AFTER = 1000  # commits that call for a checkpoint at once
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite[+driver]:///path`` URL.
+
+    Raises:
+        ConfigurationError: an in-memory database (the server needs a file: its readers
+            and its checkpoints use connections of their own).
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        raise ConfigurationError("SQLite needs a file, e.g. sqlite+aiosqlite:///./tertulia.db")
+    return database
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    raw = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, cached_statements=256
+    )
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+        "PRAGMA wal_autocheckpoint=0",
+    ):
+        raw.execute(pragma)
+    return raw
+
+
+class SQLiteConnection:
+    """Runs compiled statements on one ``sqlite3`` connection (see :class:`Connection`)."""
+
+    __slots__ = ("_cache", "_raw", "dialect")
+
+    def __init__(self, raw: sqlite3.Connection, cache: StatementCache) -> None:
+        self._raw = raw
+        self._cache = cache
+        self.dialect = cache.dialect
+
+    async def execute(self, statement: Executable, params: Params = None) -> Result:
+        try:
+            if params is None or isinstance(params, Mapping):
+                return self._one(statement, params)
+            return self._many(statement, params)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+
+    def _one(self, statement: Executable, params: Mapping[str, Any] | None) -> Result:
+        compiled = self._cache.get(statement, params)
+        cursor = self._raw.execute(compiled.sql, compiled.bind(params))
+        if compiled.returns_rows:
+            rows = compiled.rows(cursor.fetchall())
+            return Result(rows, cursor.rowcount)
+        return Result(rowcount=cursor.rowcount)
+
+    def _many(self, statement: Executable, params: Any) -> Result:
+        if not params:
+            return Result(rowcount=0)
+        compiled = self._cache.get(statement, params[0])
+        if compiled.returns_rows:
+            rows: list[Any] = []
+            for one in params:
+                rows.extend(self._one(statement, one))
+            return Result(rows, len(rows))
+        cursor = self._raw.executemany(compiled.sql, [compiled.bind(p) for p in params])
+        return Result(rowcount=cursor.rowcount)
+
+
+class _Checkpointer:
+    """Moves the write-ahead log into the database file, in a thread of its own."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._commits = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        """A transaction committed (called on the loop; no lock: a lost count is harmless)."""
+        self._commits += 1
+        if self._commits >= CHECKPOINT_AFTER:
+            self._wake.set()
+
+    def _run(self) -> None:
+        raw = _connect(self._path)
+        try:
+            while not self._stopping:
+                self._wake.wait(CHECKPOINT_INTERVAL)
+                self._wake.clear()
+                if self._commits:
+                    self._commits = 0
+                    self._checkpoint(raw, "PASSIVE")
+            self._checkpoint(raw, "TRUNCATE")
+        finally:
+            raw.close()
+
+    @staticmethod
+    def _checkpoint(raw: sqlite3.Connection, mode: str) -> None:
+        try:
+            raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        except sqlite3.Error as exc:  # pragma: no cover - a busy or broken file; retried later
+            log.warning("sqlite checkpoint failed", error=str(exc))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        await asyncio.to_thread(self._thread.join, 10)
+
+
+class _Batch:
+    """Use cases sharing one SQLite transaction, and its outcome."""
+
+    __slots__ = ("committed", "committer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.committed: asyncio.Future[None] = loop.create_future()
+        self.committed.add_done_callback(_observe)
+        self.committer: asyncio.Task[None] | None = None
+
+
+def _observe(future: asyncio.Future[None]) -> None:
+    # A failed commit is raised to the batch's members; mark it seen when none is left.
+    if not future.cancelled():
+        future.exception()
+
+
+class SQLiteDatabase(Database):
+    """A SQLite file (see the module's docstring for how it is used).
+
+    Args:
+        url: ``sqlite+aiosqlite:///path`` (BLAB-style URLs name the driver; any is fine).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.schema = None
+        path = sqlite_path(url)
+        dialect = pysqlite.dialect(json_serializer=json_dumps, json_deserializer=orjson.loads)
+        self._cache = StatementCache(dialect)
+        self._writer = _connect(path)
+        self._reader = _connect(path)
+        self._write_connection = SQLiteConnection(self._writer, self._cache)
+        self._read_connection = SQLiteConnection(self._reader, self._cache)
+        self._lock = asyncio.Lock()
+        self._batch: _Batch | None = None
+        self._checkpointer = _Checkpointer(path)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[SQLiteConnection]:
+        await self._lock.acquire()
+        try:
+            batch = self._begin()
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            self._writer.execute("SAVEPOINT use_case")
+            yield self._write_connection
+            self._writer.execute("RELEASE use_case")
+        except BaseException:
+            self._abandon(batch)
+            raise
+        self._end_turn(batch)
+        await asyncio.shield(batch.committed)
+
+    def _begin(self) -> _Batch:
+        """The open batch, or a new one with its transaction begun (under the lock)."""
+        if self._batch is None:
+            self._writer.execute("BEGIN IMMEDIATE")
+            self._batch = _Batch(asyncio.get_running_loop())
+        return self._batch
+
+    def _abandon(self, batch: _Batch) -> None:
+        """The use case failed: undo its own statements, then let the batch go on."""
+        raw = self._writer
+        if raw.in_transaction:
+            try:
+                raw.execute("ROLLBACK TO use_case")
+                raw.execute("RELEASE use_case")
+            except sqlite3.OperationalError:
+                pass  # the savepoint was never made (its own statement failed)
+            else:
+                self._end_turn(batch)
+                return
+            raw.execute("ROLLBACK")
+        # SQLite rolled the whole transaction back (a disk or memory error): the batch's
+        # earlier use cases are lost too, and they learn it instead of a commit.
+        self._batch = None
+        if not batch.committed.done():
+            batch.committed.set_exception(RuntimeError("the transaction was rolled back"))
+        self._lock.release()
+
+    def _end_turn(self, batch: _Batch) -> None:
+        """After a use case (under the lock): leave the batch open for the use cases ready
+        to run, with its commit queued behind them."""
+        if batch.committer is None:
+            batch.committer = asyncio.ensure_future(self._commit_later(batch))
+        self._lock.release()
+
+    async def _commit_later(self, batch: _Batch) -> None:
+        async with self._lock:
+            if self._batch is batch:
+                self._commit(batch)
+
+    def _commit(self, batch: _Batch) -> None:
+        self._batch = None
+        try:
+            self._writer.execute("COMMIT")
+        except BaseException as exc:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            batch.committed.set_exception(exc)
+            return
+        batch.committed.set_result(None)
+        self._checkpointer.committed()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SQLiteConnection]:
+        yield self._read_connection
+
+    async def close(self) -> None:
+        batch = self._batch
+        if batch is not None and batch.committer is not None:
+            await asyncio.gather(batch.committer, return_exceptions=True)
+        await self._checkpointer.stop()
+        self._reader.close()
+        self._writer.close()
