@@ -58,6 +58,7 @@ MEDIA_URL = "/media/"
 
 STATE_DELAY = 0.05  # seconds a state change may wait, to be published with the next ones
 KNOWN_IDS = 512  # recent message ids a Chat remembers, so that plain quotes need no query
+HISTORY_PAGES = 256  # history pages kept for repeated requests (see HistoryPages)
 
 
 class _Duplicate(Exception):
@@ -85,6 +86,34 @@ class SaveResult:
 
     message: Message
     duplicate: bool = False
+
+
+class HistoryPages:
+    """Recently served history pages, by (conversation, visible count, limit, page, size).
+
+    A page without time filters depends only on which messages are visible, and the
+    visible count changes whenever that set does (a message stored or approved takes the
+    next ``seq``; nothing visible is ever removed or edited). So a cached page is served
+    only when the count just read from the database (any process may have written) still
+    matches the one it was built for. Bounded; least recently used pages go first. The
+    cached lists are shared: callers only serialise them.
+    """
+
+    def __init__(self, size: int = HISTORY_PAGES) -> None:
+        self._size = size
+        self._pages: OrderedDict[tuple[Any, ...], tuple[int, list[dict[str, Any]]]] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> tuple[int, list[dict[str, Any]]] | None:
+        found = self._pages.get(key)
+        if found is not None:
+            self._pages.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[Any, ...], page: tuple[int, list[dict[str, Any]]]) -> None:
+        self._pages[key] = page
+        self._pages.move_to_end(key)
+        while len(self._pages) > self._size:
+            self._pages.popitem(last=False)
 
 
 class ChatRegistry:
@@ -127,6 +156,7 @@ class ChatRegistry:
         self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.working = WorkingIndicator(broker, self._current_state)
+        self.history_pages = HistoryPages()
 
     def background(self, task: asyncio.Task[Any]) -> None:
         """Keep a fire-and-forget task referenced until it ends; log its failure."""
@@ -225,7 +255,7 @@ class ChatRegistry:
                 _, messages = await found.history(
                     until=None, since=None, limit=n, page=1, page_size=n
                 )
-                return messages
+                return [dict(m) for m in messages]  # the cached page stays untouched
 
             services = BotServices(
                 http=self.http, new_session=new_session, recent_messages=recent_messages
@@ -458,7 +488,7 @@ class Chat:
             _Duplicate: with ``unless_duplicate``, when the sender already used the
                 message's ``local_id`` (the caller's transaction must roll back).
         """
-        if message.visible:
+        if message.visible and message.seq is None:
             message = replace(message, seq=await conv_repo.next_seq(conn, self.conversation.id))
         if unless_duplicate:
             if not await msg_repo.insert_unless_duplicate(conn, message):
@@ -790,13 +820,17 @@ class Chat:
             for bot in targets:
                 out.send_copy(bot, public, command.overrides, self._services.accepts)
 
-        # 2. the message itself
+        # 2. the message itself (its seq taken first: people can see it at once)
+        seq = None
+        if approval > Approval.NOT_APPROVED:
+            seq = await conv_repo.next_seq(conn, self.conversation.id)
         message = Message(
             id=new_id(),
             conversation_id=self.conversation.id,
             type=new.type,
             time=utcnow(),
             approval=approval,
+            seq=seq,
             sender_id=sender.id,
             sent_by_human=sender.is_human,
             text=new.text,
@@ -941,8 +975,21 @@ class Chat:
     async def history(
         self, *, until: Any, since: Any, limit: int | None, page: int, page_size: int = 100
     ) -> tuple[int, list[dict[str, Any]]]:
-        """A page of the visible history (PROTOCOL 3.9): count and representations."""
+        """A page of the visible history (PROTOCOL 3.9): count and representations.
+
+        Pages without ``until`` / ``since`` are cached (see :class:`HistoryPages`): the
+        conversation's visible count, read each time, tells whether a cached page is
+        still the truth.
+        """
+        pages = self._services.history_pages
         async with self._services.db.read() as conn:
+            key = None
+            if until is None and since is None:
+                visible = await msg_repo.visible_count(conn, self.conversation.id)
+                key = (self.conversation.id, visible, limit, page, page_size)
+                cached = pages.get(key)
+                if cached is not None:
+                    return cached
             total, found = await msg_repo.history(
                 conn,
                 self.conversation.id,
@@ -952,7 +999,10 @@ class Chat:
                 offset=(page - 1) * page_size,
                 page_size=page_size,
             )
-        return total, [self.public(m) for m in found]
+        result = total, [self.public(m) for m in found]
+        if key is not None:
+            pages.put(key, result)
+        return result
 
 
 def _command_text(raw: str | dict[str, Any] | None) -> str | None:

@@ -17,7 +17,8 @@ from support.rest import NOWHERE, PersonFactory, SettingsFactory, get
 from support.server import LiveServer, live_server
 from tertulia.domain.ids import new_id
 from tertulia.domain.model import Approval, Message, MessageType
-from tertulia.domain.times import format_time
+from tertulia.domain.times import format_time, utcnow
+from tertulia.storage import conversations as conv_repo
 from tertulia.storage import messages as msg_repo
 
 BASE = datetime(2099, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -31,18 +32,23 @@ async def insert(
     *,
     approval: Approval = Approval.AUTOMATIC,
 ) -> list[str]:
-    """Store text messages from ``person`` at ``times``, one insert each (in that order)."""
+    """Store text messages from ``person`` at ``times``, one insert each (in that order);
+    visible ones take their ``seq`` as the server does."""
     assert person.conversation_id
     assert person.participant_id
     ids = []
     async with server.registry.db.write() as conn:
         for i, moment in enumerate(times):
+            seq = None
+            if approval > Approval.NOT_APPROVED:
+                seq = await conv_repo.next_seq(conn, person.conversation_id)
             message = Message(
                 id=new_id(),
                 conversation_id=person.conversation_id,
                 type=MessageType.TEXT,
                 time=moment,
                 approval=approval,
+                seq=seq,
                 sender_id=person.participant_id,
                 sent_by_human=True,
                 text=f"m{i}",
@@ -310,3 +316,47 @@ async def test_history_carries_the_message_representation(alice: Person) -> None
         if message["type"] == "S":
             assert isinstance(message["additional_metadata"], dict)
     assert [m["time"] for m in body["results"]] == sorted(m["time"] for m in body["results"])
+
+
+async def test_unfiltered_pages_count_and_order(lone: Person, server: LiveServer) -> None:
+    """Without time filters: count, the newest ``limit`` oldest first, pages and ``last``."""
+    await insert(server, lone, [BASE + timedelta(seconds=s) for s in range(250)])
+    everything = (await lone.history()).json()
+    assert everything["count"] == 251  # with conversation-created
+    assert texts(everything)[:2] == ["conversation-created", "m0"]
+    newest = (await lone.history(limit="240")).json()
+    assert newest["count"] == 240
+    assert texts(newest)[0] == "m10"
+    second = (await lone.history(limit="240", page="2")).json()
+    assert texts(second)[0] == "m110"
+    last = (await lone.history(limit="240", page="last")).json()
+    assert texts(last)[0] == "m210"
+    assert texts(last)[-1] == "m249"
+    assert len(last["results"]) == 40
+    assert texts((await lone.history(limit="3")).json()) == ["m247", "m248", "m249"]
+
+
+async def test_a_repeated_page_is_never_stale(lone: Person, server: LiveServer) -> None:
+    """The same request after a new message, an approval, or another process's write shows
+    the change (cached pages are checked against the database each time)."""
+    assert texts((await lone.history(limit="5")).json()) == ["conversation-created"]
+    assert (await lone.post(type="T", text="one", local_id="l1")).status_code == 201
+    assert texts((await lone.history(limit="5")).json()) == ["conversation-created", "one"]
+
+    # Stored by "another process": straight into the database, as a second server would.
+    await insert(server, lone, [utcnow()])
+    body = (await lone.history(limit="5")).json()
+    assert texts(body) == ["conversation-created", "one", "m0"]
+    assert body["count"] == 3
+
+    # A message waiting for approval, then approved: it appears, at its own time.
+    hidden = await insert(server, lone, [utcnow()], approval=Approval.NOT_APPROVED)
+    assert (await lone.history(limit="5")).json()["count"] == 3
+    async with server.registry.db.write() as conn:
+        seq = await conv_repo.next_seq(conn, lone.conversation_id or "")
+        await msg_repo.set_approval(
+            conn, hidden[0], approval=Approval.BY_MANAGER, seq=seq, at=utcnow()
+        )
+    body = (await lone.history(limit="5")).json()
+    assert body["count"] == 4
+    assert [m["id"] for m in body["results"]][-1] == hidden[0]

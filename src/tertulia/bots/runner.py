@@ -58,6 +58,8 @@ BATCH = 50
 SYNC_CONCURRENCY = 4  # each call of a plain-method bot holds a worker thread
 ASYNC_CONCURRENCY = 64  # a coroutine bot's calls only wait on the loop
 STATE_CACHE = 10_000  # bot states kept in memory (single process only)
+OUTCOME_DELAY = 0.01
+"""Seconds outcomes wait, to be written together with other bots' (not on anybody's path)."""
 CLOSE_GRACE = 2.0
 """Seconds :meth:`BotRunner.close` waits for bots' messages being stored."""
 
@@ -117,6 +119,16 @@ def concurrency(spec: BotSpec, cls: type) -> int:
     return ASYNC_CONCURRENCY if inspect.iscoroutinefunction(receive) else SYNC_CONCURRENCY
 
 
+def _delivery_log(delivery: Delivery, bot: str | None = None) -> Any:
+    """A logger bound to a delivery's ids (made only when there is something to log)."""
+    bound = log.bind(
+        conversation_id=delivery.conversation_id,
+        participant_id=delivery.bot_participant_id,
+        delivery=delivery.pk,
+    )
+    return bound.bind(bot=bot) if bot is not None else bound
+
+
 def answer_local_id(delivery_pk: int, n: int) -> str:
     """The ``local_id`` of the n-th message a bot sends while handling a delivery."""
     return hashlib.sha256(f"tertulia-delivery:{delivery_pk}:{n}".encode()).hexdigest()[:32]
@@ -166,6 +178,10 @@ class BotRunner:
         self._closing = False
         self._sends: set[asyncio.Task[Any]] = set()
         self._threads = DaemonThreads("bot")
+        # Outcomes not written yet (see _note), and per bot the highest delivery among them.
+        self._outcomes: list[tuple[str, Outcome, dict[str, Any] | None]] = []
+        self._unrecorded: dict[str, int] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Resume every pending delivery (those a previous run left behind)."""
@@ -190,6 +206,9 @@ class BotRunner:
         for task in list(self._sends):
             task.cancel()
         await asyncio.gather(*self._sends, return_exceptions=True)
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._flush()
 
     def notify(self, bot_participant_ids: set[str]) -> None:
         """These bot participants may have pending deliveries: read them back and run them."""
@@ -210,8 +229,10 @@ class BotRunner:
 
     async def idle(self) -> None:
         """Wait until no delivery is running or queued in this process (for tests and drains)."""
-        while self._workers:
+        while self._workers or self._flusher is not None:
             await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+            if self._flusher is not None:
+                await asyncio.gather(self._flusher, return_exceptions=True)
 
     async def _resume(self) -> None:
         async with self._db.read() as conn:
@@ -236,6 +257,9 @@ class BotRunner:
             batch = await outbox.pending_for(conn, bot_id, limit=BATCH)
         if len(batch) == BATCH:
             self._dirty.add(bot_id)
+        # Deliveries already run whose outcomes are not written yet are not run again.
+        done = self._unrecorded.get(bot_id, 0)
+        batch = [d for d in batch if d.pk > done]
         if batch:
             # What was handed over meanwhile and is already in this batch runs once.
             later = [d for d in self._queued.pop(bot_id, []) if d.pk > batch[-1].pk]
@@ -244,23 +268,16 @@ class BotRunner:
         return batch
 
     async def _work(self, bot_id: str) -> None:
-        """Run a bot participant's deliveries one at a time, in order, until none is left.
-
-        Outcomes are written in one transaction per batch, after the bot's answers (which
-        are stored when the bot sends them): a crash before that write only means the
-        batch runs again at the next start, and its answers are recognised as duplicates.
-        """
-        outcomes: list[tuple[Outcome, dict[str, Any] | None]] = []
+        """Run a bot participant's deliveries one at a time, in order, until none is left."""
         done_upto = 0
         try:
             while (batch := await self._next_batch(bot_id)) is not None:
                 for delivery in batch:
                     if delivery.pk <= done_upto:
                         continue
-                    outcomes.append(await self._run(delivery))
+                    outcome, state = await self._run(delivery)
                     done_upto = delivery.pk
-                if not self._queued.get(bot_id) or len(outcomes) >= BATCH:
-                    await self._record(bot_id, outcomes)
+                    await self._note(bot_id, outcome, state)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -268,17 +285,49 @@ class BotRunner:
         finally:
             self._workers.pop(bot_id, None)
 
-    async def _record(
-        self, bot_id: str, outcomes: list[tuple[Outcome, dict[str, Any] | None]]
-    ) -> None:
-        if not outcomes:
+    async def _note(self, bot_id: str, outcome: Outcome, state: dict[str, Any] | None) -> None:
+        """Keep an outcome for the next write, which gathers every bot's (one transaction).
+
+        Outcomes are written after the bot's answers (stored when the bot sends them) and
+        a moment after the call: a crash before that write only means the delivery runs
+        again at the next start, and its answers are recognised as duplicates. Until then
+        this process does not run it again (``_unrecorded``). A changed state is written
+        at once when states are not cached here (the next call reads it back).
+        """
+        self._outcomes.append((bot_id, outcome, state))
+        self._unrecorded[bot_id] = outcome.pk
+        if state is not None and self._states is None:
+            await self._flush()
+        elif self._flusher is None and not self._closing:
+            self._flusher = asyncio.create_task(self._flush_soon(), name="bot-outcomes")
+
+    async def _flush_soon(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(OUTCOME_DELAY)
+                await self._flush()
+                if not self._outcomes or self._closing:
+                    return  # (noted meanwhile: written in the next round)
+        finally:
+            self._flusher = None
+
+    async def _flush(self) -> None:
+        """Write the outcomes (and changed states) gathered so far."""
+        pending, self._outcomes = self._outcomes, []
+        if not pending:
             return
-        async with self._db.write() as conn:
-            for _, state in outcomes:
-                if state is not None:
-                    await outbox.save_state(conn, bot_id, state)
-            await outbox.finish_many(conn, [o for o, _ in outcomes], now=utcnow())
-        outcomes.clear()
+        try:
+            async with self._db.write() as conn:
+                for bot_id, _, state in pending:
+                    if state is not None:
+                        await outbox.save_state(conn, bot_id, state)
+                await outbox.finish_many(conn, [o for _, o, _ in pending], now=utcnow())
+        except Exception:
+            # They stay pending in the database: the next poll or start runs them again.
+            log.exception("recording delivery outcomes failed", deliveries=len(pending))
+        for bot_id, outcome, _ in pending:
+            if self._unrecorded.get(bot_id) == outcome.pk:
+                del self._unrecorded[bot_id]
 
     async def _load_state(self, bot_id: str) -> dict[str, Any]:
         cache = self._states
@@ -296,23 +345,17 @@ class BotRunner:
     async def _run(self, delivery: Delivery) -> tuple[Outcome, dict[str, Any] | None]:
         """Run one delivery with its retries; returns its outcome and the bot's new state
         (None when unchanged)."""
-        bound = log.bind(
-            conversation_id=delivery.conversation_id,
-            participant_id=delivery.bot_participant_id,
-            delivery=delivery.pk,
-        )
         context = await self._host.bot_context(
             delivery.conversation_id, delivery.bot_participant_id
         )
         entry = self._bots.get(context.bot_name) if context else None
         if context is None or entry is None:
-            bound.warning("delivery to an unknown bot dropped")
+            _delivery_log(delivery).warning("delivery to an unknown bot dropped")
             return Outcome(delivery.pk, outbox.FAILED, delivery.attempts, "unknown bot"), None
         spec, cls = entry
         state = await self._load_state(delivery.bot_participant_id)
         before = copy.deepcopy(state)
         attempts = delivery.attempts
-        bound = bound.bind(bot=context.bot_name)
         busy = delivery.kind == "message"  # status updates are no work people wait for
         if busy:
             self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, True)
@@ -331,7 +374,9 @@ class BotRunner:
                 self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, False)
         if failure is not None:
             error = str(failure.exception())
-            bound.error("bot delivery failed for good", attempts=attempts, error=error)
+            _delivery_log(delivery, context.bot_name).error(
+                "bot delivery failed for good", attempts=attempts, error=error
+            )
             return Outcome(delivery.pk, outbox.FAILED, attempts, error), None
         changed = state if state != before else None
         if changed is not None and self._states is not None:
@@ -356,14 +401,8 @@ class BotRunner:
             raise
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "bot call failed",
-                conversation_id=delivery.conversation_id,
-                participant_id=delivery.bot_participant_id,
-                delivery=delivery.pk,
-                bot=context.bot_name,
-                attempt=attempt,
-                error=error,
+            _delivery_log(delivery, context.bot_name).warning(
+                "bot call failed", attempt=attempt, error=error
             )
             state.clear()
             state.update(copy.deepcopy(before))

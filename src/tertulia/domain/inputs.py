@@ -24,9 +24,10 @@ MAX_URL = 1000
 CLIENT_TYPES = frozenset(t.value for t in MessageType if t is not MessageType.SYSTEM)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewMessage:
-    """A validated message from a client, before the conversation's rules are applied."""
+    """A validated message from a client, before the conversation's rules are applied
+    (not frozen, for speed: see :class:`tertulia.domain.model.Message`)."""
 
     type: MessageType
     text: str = ""

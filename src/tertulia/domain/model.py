@@ -84,7 +84,7 @@ class Participant:
         return {"id": self.id, "name": self.name, "type": self.type.value}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileInfo:
     """An uploaded file (``path`` set) or an external one (``external_url`` set)."""
 
@@ -95,9 +95,11 @@ class FileInfo:
     mime_type: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """A stored message."""
+    """A stored message. Treat it as immutable (make changed copies with
+    ``dataclasses.replace``); it is not frozen only because a frozen dataclass is several
+    times slower to build, and one is built per message stored, sent or read."""
 
     id: str
     conversation_id: str

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """One frame for a conversation's sockets.
+    """One frame for a conversation's sockets (treat it as immutable).
 
     Attributes:
         audience: tags a socket must share to receive it.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal_column, select, update
 
 from tertulia.storage.database import Connection
 from tertulia.storage.tables import bot_states, deliveries
@@ -16,19 +16,18 @@ DONE = "done"
 FAILED = "failed"
 
 _THIS = deliveries.c.pk == bindparam("pk")
+# Written into the SQL, not bound: only then can the planners use the partial index.
+_IS_PENDING = deliveries.c.status == literal_column(f"'{PENDING}'")
 _ENQUEUE = deliveries.insert().returning(deliveries.c.pk)
 _PENDING_FOR = (
     select(deliveries)
-    .where(
-        deliveries.c.status == PENDING,
-        deliveries.c.bot_participant_id == bindparam("bot_participant_id"),
-    )
+    .where(_IS_PENDING, deliveries.c.bot_participant_id == bindparam("bot_participant_id"))
     .order_by(deliveries.c.pk)
     .limit(bindparam("limit"))
 )
 _BOTS_WITH_PENDING = (
     select(deliveries.c.conversation_id, deliveries.c.bot_participant_id)
-    .where(deliveries.c.status == PENDING)
+    .where(_IS_PENDING)
     .distinct()
 )
 _RECORD_ATTEMPT = (
@@ -52,7 +51,7 @@ _UPDATE_STATE = update(bot_states).where(_STATE_OF).values(data=bindparam("data"
 _INSERT_STATE = bot_states.insert()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
     pk: int
     conversation_id: str
@@ -62,7 +61,7 @@ class Delivery:
     attempts: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewDelivery:
     conversation_id: str
     bot_participant_id: str
@@ -134,7 +133,7 @@ async def finish(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """How a delivery ended."""
 

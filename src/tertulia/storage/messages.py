@@ -10,15 +10,17 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, and_, bindparam, func, select, update
+from sqlalchemy import Executable, and_, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tertulia.domain.model import Approval, FileInfo, Message, MessageType, SystemEvent
 from tertulia.storage.database import Connection
-from tertulia.storage.tables import messages
+from tertulia.storage.tables import conversations, messages
 
-_VISIBLE = messages.c.approval > int(Approval.NOT_APPROVED)
+# Written into the SQL, not bound: only then can the planners use the partial index
+# ``ix_messages_visible`` (whose condition is ``approval > 0``).
+_VISIBLE = messages.c.approval > literal_column(str(int(Approval.NOT_APPROVED)))
 _IN_CONVERSATION = messages.c.conversation_id == bindparam("conversation_id")
 _INSERT = messages.insert()
 _GET = select(messages).where(messages.c.id == bindparam("message_id"), _IN_CONVERSATION)
@@ -29,6 +31,9 @@ _BY_LOCAL_ID = select(messages).where(
 )
 _BY_FILE = select(messages).where(_IN_CONVERSATION, messages.c.file_path == bindparam("file_path"))
 _MAX_SEQ = select(func.max(messages.c.seq)).where(_IN_CONVERSATION)
+_LAST_SEQ = select(conversations.c.last_seq).where(
+    conversations.c.id == bindparam("conversation_id")
+)
 _APPROVE = (
     update(messages)
     .where(messages.c.id == bindparam("message_id"))
@@ -59,8 +64,11 @@ def _insert_unless_duplicate(dialect: str) -> Executable:
 
 
 @cache
-def _history(until: bool, since: bool, limit: bool) -> tuple[Executable, Executable]:
-    """(count, page) statements for one combination of the optional filters."""
+def _history(until: bool, since: bool, descending: bool) -> tuple[Executable, Executable]:
+    """(count, page) statements for one combination of the filters and one direction.
+
+    Both read ``ix_messages_visible`` (conversation, time, pk) in index order: no sort.
+    """
     conditions = [_IN_CONVERSATION, _VISIBLE]
     if until:
         conditions.append(messages.c.time <= bindparam("until"))
@@ -68,22 +76,25 @@ def _history(until: bool, since: bool, limit: bool) -> tuple[Executable, Executa
         conditions.append(messages.c.time >= bindparam("since"))
     where = and_(*conditions)
     count = select(func.count()).select_from(messages).where(where)
-    selected = select(messages).where(where)
-    if limit:
-        newest = (
-            select(messages.c.pk)
-            .where(where)
-            .order_by(messages.c.time.desc(), messages.c.pk.desc())
-            .limit(bindparam("limit"))
-            .subquery()
-        )
-        selected = select(messages).where(messages.c.pk.in_(select(newest.c.pk)))
+    order = (
+        (messages.c.time.desc(), messages.c.pk.desc())
+        if descending
+        else (messages.c.time, messages.c.pk)
+    )
     page = (
-        selected.order_by(messages.c.time, messages.c.pk)
+        select(messages)
+        .where(where)
+        .order_by(*order)
         .offset(bindparam("offset"))
         .limit(bindparam("page_size"))
     )
     return count, page
+
+
+# Codes to members by dictionary: calling the enum classes costs more than the rest of a row.
+_TYPES = {t.value: t for t in MessageType}
+_APPROVALS = {int(a): a for a in Approval}
+_EVENTS = {e.value: e for e in SystemEvent}
 
 
 def _message(row: Any) -> Message:
@@ -99,15 +110,15 @@ def _message(row: Any) -> Message:
     return Message(
         id=row.id,
         conversation_id=row.conversation_id,
-        type=MessageType(row.type),
+        type=_TYPES[row.type],
         time=row.time,
-        approval=Approval(row.approval),
+        approval=_APPROVALS[row.approval],
         seq=row.seq,
         sender_id=row.sender_id,
         text=row.text,
         local_id=row.local_id,
         quoted_message_id=row.quoted_message_id,
-        event=SystemEvent(row.event) if row.event else None,
+        event=_EVENTS[row.event] if row.event else None,
         additional_metadata=dict(row.additional_metadata or {}),
         options=tuple(row.options or ()),
         file=file,
@@ -211,6 +222,17 @@ async def set_approval(
         await conn.execute(_APPROVE_WITH_SEQ, {**values, "seq": seq})
 
 
+async def visible_count(conn: Connection, conversation_id: str) -> int:
+    """How many messages people can see in the conversation, in one indexed read.
+
+    Visible messages are numbered 1, 2, ... by ``seq`` as they become visible (in the
+    transaction that makes them visible), so the conversation's last ``seq`` is their
+    count, and it changes whenever the visible history does.
+    """
+    found = await conn.execute(_LAST_SEQ, {"conversation_id": conversation_id})
+    return int(found.scalar_one_or_none() or 0)
+
+
 async def history(
     conn: Connection,
     conversation_id: str,
@@ -226,24 +248,28 @@ async def history(
     Returns:
         the number of messages selected (before paging) and the page.
     """
-    count, page = _history(until is not None, since is not None, limit is not None)
-    params = {
-        "conversation_id": conversation_id,
-        "until": until,
-        "since": since,
-        "limit": limit,
-        "offset": offset,
-        "page_size": page_size,
-    }
-    total = (await conn.execute(count, params)).scalar_one()
+    params = {"conversation_id": conversation_id, "until": until, "since": since}
+    if until is not None or since is not None:
+        count, _ = _history(until is not None, since is not None, False)
+        total = (await conn.execute(count, params)).scalar_one()
+    else:
+        total = await visible_count(conn, conversation_id)
     if limit is not None:
         total = min(total, limit)
     if offset >= total:
         return total, []
-    # The page is not cut at ``total``: on PostgreSQL (read committed) a message stored
+    end = min(offset + page_size, total)
+    if limit is None:
+        _, page = _history(until is not None, since is not None, False)
+        rows = await conn.execute(page, {**params, "offset": offset, "page_size": end - offset})
+        return total, [_message(r) for r in rows]
+    # The newest ``limit`` in ascending order, one page of them: read newest first and turn
+    # the page around. Positions counted from the newest: [total - end, total - offset).
+    # Cut at ``end``, not read to the end: on PostgreSQL (read committed) a message stored
     # since the count would push the oldest one out of the page.
-    rows = await conn.execute(page, params)
-    return total, [_message(r) for r in rows]
+    _, page = _history(until is not None, since is not None, True)
+    rows = await conn.execute(page, {**params, "offset": total - end, "page_size": end - offset})
+    return total, [_message(r) for r in reversed(rows.all())]
 
 
 async def visible_after(

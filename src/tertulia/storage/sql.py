@@ -75,14 +75,15 @@ class Compiled:
         kind: Any = statement
         self.returns_rows = bool(columns) and bool(kind.is_select or kind.is_dml)
         self._row: Callable[[Iterable[Any]], Row] | None = None
-        self._readers: tuple[Processor, ...] = ()
+        self._readers: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
         if self.returns_rows:
             names = [getattr(c, "key", None) or c.name or f"c{i}" for i, c in enumerate(columns)]
             row_type: Any = namedtuple("Row", names, rename=True)  # type: ignore[misc]
             self._row = row_type._make
-            self._readers = tuple(
+            processors = [
                 c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
-            )
+            ]
+            self._readers = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
     def bind(self, params: Mapping[str, Any] | None) -> list[Any]:
         """The positional parameters for ``params`` (by bind name), converted for the driver."""
@@ -96,19 +97,21 @@ class Compiled:
         return values
 
     def rows(self, raw: Iterable[Sequence[Any]]) -> list[Row]:
-        """The driver's rows as :class:`Row` objects, with the column types' conversions."""
+        """The driver's rows as named tuples, with the column types' conversions."""
         make = self._row
         assert make is not None
         readers = self._readers
-        if not any(readers):
+        if not readers:
             return [make(r) for r in raw]
-        return [
-            make(
-                reader(value) if reader is not None and value is not None else value
-                for reader, value in zip(readers, r, strict=True)
-            )
-            for r in raw
-        ]
+        out = []
+        for r in raw:
+            values = list(r)
+            for i, reader in readers:
+                value = values[i]
+                if value is not None:
+                    values[i] = reader(value)
+            out.append(make(values))
+        return out
 
 
 class StatementCache:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -29,10 +31,39 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC as a naive timestamp; gives back aware UTC datetimes."""
+    """Stores UTC as a naive timestamp; gives back aware UTC datetimes.
+
+    On SQLite the text is SQLAlchemy's own ``YYYY-MM-DD HH:MM:SS.ffffff``, written and read
+    with ``datetime``'s C methods rather than SQLAlchemy's generic formatting and regular
+    expression (this runs for every message).
+    """
 
     impl = DateTime(timezone=False)
     cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def to_text(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return value.isoformat(sep=" ", timespec="microseconds")
+
+        return to_text
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def from_text(value: str | None) -> datetime | None:
+            if value is None:
+                return None
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+        return from_text
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -115,8 +146,24 @@ messages = Table(
     Column("approved_at", UTCDateTime, nullable=True),
     UniqueConstraint("conversation_id", "seq"),
     UniqueConstraint("conversation_id", "sender_id", "local_id"),
-    Index("ix_messages_history", "conversation_id", "approval", "time", "pk"),
-    Index("ix_messages_file", "conversation_id", "file_path"),
+    # History: the messages people can see, in time order (partial, so that the newest
+    # ``limit`` are read straight off the index instead of sorting a whole conversation).
+    Index(
+        "ix_messages_visible",
+        "conversation_id",
+        "time",
+        "pk",
+        sqlite_where=text("approval > 0"),
+        postgresql_where=text("approval > 0"),
+    ),
+    # Partial: text messages (almost all of them) cost no entry here.
+    Index(
+        "ix_messages_file",
+        "conversation_id",
+        "file_path",
+        sqlite_where=text("file_path IS NOT NULL"),
+        postgresql_where=text("file_path IS NOT NULL"),
+    ),
 )
 
 sessions = Table(
@@ -153,7 +200,14 @@ deliveries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
-    Index("ix_deliveries_pending", "status", "bot_participant_id", "pk"),
+    # Partial: a delivery leaves the index when it is done (one change instead of a move).
+    Index(
+        "ix_deliveries_pending",
+        "bot_participant_id",
+        "pk",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
 )
 
 bot_states = Table(

@@ -1,0 +1,240 @@
+"""The database layer, on SQLite and PostgreSQL alike: transactions, errors, conversions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from support.environment import DatabaseTarget
+from tertulia.domain.ids import new_id
+from tertulia.domain.model import (
+    Approval,
+    Conversation,
+    FileInfo,
+    Message,
+    MessageType,
+    Participant,
+    ParticipantType,
+    SystemEvent,
+)
+from tertulia.errors import ConfigurationError, Conflict
+from tertulia.storage import conversations as conv_repo
+from tertulia.storage import messages as msg_repo
+from tertulia.storage.database import Database, open_database
+from tertulia.storage.migrate import upgrade_async
+from tertulia.storage.sql import Result
+from tertulia.storage.tables import conversations, participants
+
+
+@pytest.fixture
+async def db(database: DatabaseTarget) -> AsyncIterator[Database]:
+    """A migrated, empty database, opened as the server opens it."""
+    await upgrade_async(database.url, database.schema)
+    opened = await open_database(database.url, schema=database.schema)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def new_conversation(db: Database) -> tuple[Conversation, Participant]:
+    conversation = Conversation(id=new_id(), name="c", created_at=datetime.now(UTC))
+    person = Participant(
+        id=new_id(),
+        conversation_id=conversation.id,
+        name="ana",
+        type=ParticipantType.HUMAN,
+    )
+    async with db.write() as conn:
+        await conv_repo.insert_conversation(conn, conversation)
+        await conv_repo.insert_participants(conn, [person], first_ordinal=0)
+    return conversation, person
+
+
+def text_message(conversation: Conversation, person: Participant, **fields: object) -> Message:
+    values: dict[str, object] = {
+        "id": new_id(),
+        "conversation_id": conversation.id,
+        "type": MessageType.TEXT,
+        "time": datetime.now(UTC),
+        "approval": Approval.AUTOMATIC,
+        "sender_id": person.id,
+        "sent_by_human": True,
+        "text": "olá",
+    }
+    values.update(fields)
+    return Message(**values)  # type: ignore[arg-type]
+
+
+async def test_a_committed_write_is_read_back(db: Database) -> None:
+    """What a write block stored is there for reads once the block has ended."""
+    conversation, person = await new_conversation(db)
+    async with db.read() as conn:
+        found = await conv_repo.get_conversation(conn, conversation.id)
+        people = await conv_repo.list_participants(conn, conversation.id)
+    assert found == conversation
+    assert people == [person]
+
+
+async def test_a_failed_write_leaves_nothing(db: Database) -> None:
+    """An exception inside a write block rolls back everything the block did."""
+    conversation = Conversation(id=new_id(), name="gone", created_at=datetime.now(UTC))
+
+    async def failing() -> None:
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, conversation)
+            raise RuntimeError("use case failed")
+
+    with pytest.raises(RuntimeError):
+        await failing()
+    async with db.read() as conn:
+        assert await conv_repo.get_conversation(conn, conversation.id) is None
+
+
+async def test_a_broken_constraint_is_a_conflict(db: Database) -> None:
+    """A duplicate key raises Conflict; the transaction is undone and the database usable."""
+    conversation, _ = await new_conversation(db)
+
+    async def duplicate() -> None:
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, conversation)
+
+    with pytest.raises(Conflict):
+        await duplicate()
+    again, _ = await new_conversation(db)
+    async with db.read() as conn:
+        assert await conv_repo.get_conversation(conn, again.id) == again
+
+
+async def test_values_round_trip_with_their_types(db: Database) -> None:
+    """Times (aware UTC, microseconds), JSON, booleans, NULLs and enums come back as written."""
+    conversation, person = await new_conversation(db)
+    moment = datetime(2026, 12, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    system = Message(
+        id=new_id(),
+        conversation_id=conversation.id,
+        type=MessageType.SYSTEM,
+        time=moment,
+        approval=Approval.AUTOMATIC,
+        event=SystemEvent.PARTICIPANT_JOINED,
+        text="participant-joined",
+        additional_metadata={"participant_id": person.id},
+        seq=1,
+    )
+    upload = text_message(
+        conversation,
+        person,
+        type=MessageType.IMAGE,
+        time=moment + timedelta(seconds=1),
+        options=("sim", "não"),
+        file=FileInfo(path="chat/x.png", size=12, name="x.png", mime_type="image/png"),
+        seq=2,
+    )
+    async with db.write() as conn:
+        await msg_repo.insert_messages(conn, [system, upload])
+    async with db.read() as conn:
+        assert await msg_repo.get_message(conn, conversation.id, system.id) == system
+        assert await msg_repo.get_message(conn, conversation.id, upload.id) == upload
+
+
+async def test_naive_and_offset_times_are_stored_as_utc(db: Database) -> None:
+    """A time with another offset is stored as the same instant and read back in UTC."""
+    conversation, person = await new_conversation(db)
+    local = datetime(2026, 12, 1, 21, 30, tzinfo=timezone(timedelta(hours=-3)))  # 00:30 UTC
+    message = text_message(conversation, person, time=local)
+    async with db.write() as conn:
+        await msg_repo.insert_messages(conn, [message])
+    async with db.read() as conn:
+        found = await msg_repo.get_message(conn, conversation.id, message.id)
+    assert found is not None
+    assert found.time == datetime(2026, 12, 2, 0, 30, tzinfo=UTC)
+    assert found.time.tzinfo is UTC
+
+
+async def test_statements_built_per_call_also_run(db: Database) -> None:
+    """Ad hoc Core statements (an IN list, literal values) run and give named rows."""
+    first, _ = await new_conversation(db)
+    second, _ = await new_conversation(db)
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(conversations.c.id, conversations.c.name)
+            .where(conversations.c.id.in_([first.id, second.id, new_id()]))
+            .order_by(conversations.c.id)
+        )
+        ids = [row.id for row in rows]
+        count = await conn.execute(select(participants.c.id).where(participants.c.name == "ana"))
+    assert ids == sorted([first.id, second.id])
+    assert len(count.all()) == 2
+
+
+async def test_a_seq_is_taken_in_the_writing_transaction(db: Database) -> None:
+    """next_seq counts up per conversation, and a rolled back use case gives its seq back."""
+    conversation, _ = await new_conversation(db)
+    async with db.write() as conn:
+        assert await conv_repo.next_seq(conn, conversation.id) == 1
+
+    async def undone() -> None:
+        async with db.write() as conn:
+            assert await conv_repo.next_seq(conn, conversation.id) == 2
+            raise RuntimeError("undone")
+
+    with pytest.raises(RuntimeError):
+        await undone()
+    async with db.write() as conn:
+        assert await conv_repo.next_seq(conn, conversation.id) == 2
+    async with db.read() as conn:
+        assert await msg_repo.visible_count(conn, conversation.id) == 2
+
+
+def test_result_helpers_say_what_they_found() -> None:
+    """scalar_one insists on one row; the other helpers take what there is."""
+    empty, two = Result([]), Result([(1,), (2,)])
+    assert empty.first() is None
+    assert empty.scalar() is None
+    assert empty.scalar_one_or_none() is None
+    assert two.scalars() == [1, 2]
+    with pytest.raises(LookupError):
+        empty.scalar_one()
+    with pytest.raises(LookupError):
+        two.one()
+
+
+async def test_an_unsupported_url_is_refused() -> None:
+    """Only SQLite files and PostgreSQL are databases here, each refused with one line."""
+    with pytest.raises(ConfigurationError, match="unsupported database URL"):
+        await open_database("mysql+aiomysql://root@127.0.0.1/test")
+    with pytest.raises(ConfigurationError, match="SQLite needs a file"):
+        await open_database("sqlite+aiosqlite://")
+    with pytest.raises(ConfigurationError, match="SQLite needs a file"):
+        await open_database("sqlite:///:memory:")
+
+
+async def test_concurrent_use_cases_all_land(db: Database) -> None:
+    """Many use cases at once (SQLite: one writer, shared commits) each store their rows."""
+    conversation, person = await new_conversation(db)
+
+    async def one(i: int) -> None:
+        async with db.write() as conn:
+            seq = await conv_repo.next_seq(conn, conversation.id)
+            await msg_repo.insert_messages(
+                conn, [text_message(conversation, person, text=f"m{i}", seq=seq)]
+            )
+
+    await asyncio.gather(*(one(i) for i in range(40)))
+    async with db.read() as conn:
+        total, page = await msg_repo.history(
+            conn,
+            conversation.id,
+            until=None,
+            since=None,
+            limit=None,
+            offset=0,
+            page_size=100,
+        )
+    assert total == 40
+    assert sorted(m.text for m in page) == sorted(f"m{i}" for i in range(40))
+    assert sorted(m.seq or 0 for m in page) == list(range(1, 41))

@@ -1,0 +1,121 @@
+"""SQLite's group commit: use cases ready at once share a commit, and nothing else changes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tertulia.domain.ids import new_id
+from tertulia.domain.model import Conversation
+from tertulia.storage import conversations as conv_repo
+from tertulia.storage.migrate import upgrade_async
+from tertulia.storage.sqlite import SQLiteDatabase
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[SQLiteDatabase]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'group.db'}"
+    await upgrade_async(url)
+    opened = SQLiteDatabase(url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def conversation(name: str) -> Conversation:
+    return Conversation(id=new_id(), name=name, created_at=datetime.now(UTC))
+
+
+def committed_names(path: Path) -> set[str]:
+    """Names as another process would see them (a fresh connection: committed data only)."""
+    with sqlite3.connect(path) as other:
+        return {row[0] for row in other.execute("SELECT name FROM conversations")}
+
+
+async def test_use_cases_ready_together_share_one_commit(
+    db: SQLiteDatabase, tmp_path: Path
+) -> None:
+    """Three writers in one turn of the loop: one COMMIT, and each returns after it."""
+    statements: list[str] = []
+    db._writer.set_trace_callback(statements.append)  # the writer connection's SQL
+
+    async def write(name: str) -> set[str]:
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, conversation(name))
+        return committed_names(tmp_path / "group.db")
+
+    seen = await asyncio.gather(write("a"), write("b"), write("c"))
+    assert statements.count("COMMIT") == 1
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    assert all(names == {"a", "b", "c"} for names in seen)  # acknowledged means stored
+
+
+async def test_a_failing_use_case_undoes_only_itself(db: SQLiteDatabase, tmp_path: Path) -> None:
+    """In a shared transaction, the one that fails is rolled back to its savepoint."""
+
+    async def write(name: str, fail: bool) -> None:
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, conversation(name))
+            if fail:
+                raise RuntimeError(name)
+
+    results = await asyncio.gather(
+        write("kept-1", False),
+        write("dropped", True),
+        write("kept-2", False),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["NoneType", "RuntimeError", "NoneType"]
+    assert committed_names(tmp_path / "group.db") == {"kept-1", "kept-2"}
+
+
+async def test_a_lone_use_case_commits_without_waiting_for_company(
+    db: SQLiteDatabase, tmp_path: Path
+) -> None:
+    """Alone, a write block returns as soon as its own commit is done."""
+    async with asyncio.timeout(1):
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, conversation("alone"))
+    assert committed_names(tmp_path / "group.db") == {"alone"}
+
+
+async def test_reads_never_see_an_open_transaction(db: SQLiteDatabase) -> None:
+    """A read during someone's write block sees only what was committed before."""
+    started, release = asyncio.Event(), asyncio.Event()
+    pending = conversation("pending")
+
+    async def writer() -> None:
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, pending)
+            started.set()
+            await release.wait()
+
+    task = asyncio.create_task(writer())
+    await started.wait()
+    async with db.read() as conn:
+        assert await conv_repo.get_conversation(conn, pending.id) is None
+    release.set()
+    await task
+    async with db.read() as conn:
+        assert await conv_repo.get_conversation(conn, pending.id) == pending
+
+
+async def test_closing_checkpoints_the_log(tmp_path: Path) -> None:
+    """After close, the write-ahead log has been moved into the database file."""
+    path = tmp_path / "ckpt.db"
+    url = f"sqlite:///{path}"
+    await upgrade_async(url)
+    db = SQLiteDatabase(url)
+    for i in range(50):
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, conversation(f"c{i}"))
+    await db.close()
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert len(committed_names(path)) == 50
