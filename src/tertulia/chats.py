@@ -50,6 +50,7 @@ from tertulia.storage import deliveries as outbox
 from tertulia.storage import messages as msg_repo
 from tertulia.storage import sessions as session_repo
 from tertulia.storage.database import Connection, Database
+from tertulia.storage.sessions import SessionRecord
 from tertulia.working import WorkingIndicator
 
 log = structlog.get_logger(__name__)
@@ -538,6 +539,7 @@ class Chat:
         conversation: Conversation,
         *,
         session_key: str | None = None,
+        new_session: SessionRecord | None = None,
     ) -> list[Participant]:
         """Store a new conversation with its human, its bots and the manager.
 
@@ -549,6 +551,9 @@ class Chat:
             nickname: the human's name (``None``: ``ANON_<id>``); already validated.
             bots: names of installed bots, validated (no manager, no duplicates).
             conversation: the new conversation (not stored yet).
+            session_key: the creator's session, which gets the human participant.
+            new_session: that session when it is new and not stored yet: it is stored in
+                the same transaction (one commit for a first visit, not two).
 
         Returns:
             the participants, the human first, then the bots in order, then the manager.
@@ -580,6 +585,8 @@ class Chat:
             )
         chat = cls(conversation, participants=participants, registry=registry)
         async with chat._transaction() as (conn, out):
+            if new_session is not None:
+                await session_repo.insert_session(conn, new_session, now=conversation.created_at)
             await conv_repo.insert_conversation(conn, conversation)
             await conv_repo.insert_participants(conn, participants, first_ordinal=0)
             await chat._store(conn, out, chat._system(SystemEvent.CONVERSATION_CREATED))

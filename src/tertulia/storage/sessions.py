@@ -62,6 +62,18 @@ async def create_session(
     return SessionRecord(key, nickname, expires_at, bot_conversation_id)
 
 
+async def insert_session(conn: Connection, session: SessionRecord, *, now: datetime) -> None:
+    """Store a session record made in advance (see :func:`create_session`)."""
+    await create_session(
+        conn,
+        session.key,
+        now=now,
+        expires_at=session.expires_at,
+        nickname=session.nickname,
+        bot_conversation_id=session.bot_conversation_id,
+    )
+
+
 async def get_session(conn: Connection, key: str, *, now: datetime) -> SessionRecord | None:
     """The session, unless unknown or expired."""
     row = (await conn.execute(_GET, {"key": key})).first()

@@ -108,6 +108,11 @@ class Sessions:
             self._cache_put(session, now)
         return session
 
+    def new(self, *, nickname: str | None = None) -> SessionRecord:
+        """A person's new session, not stored yet: the caller stores it in its own
+        transaction (``storage.sessions.insert_session``)."""
+        return SessionRecord(new_session_key(), nickname, utcnow() + self.max_age)
+
     async def create(
         self,
         *,

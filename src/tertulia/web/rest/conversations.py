@@ -112,15 +112,16 @@ async def create_conversation(request: Request) -> JSONBody:
     )
 
     session = await svc.sessions.load(request)
+    new_session = None
     if session is None or session.bot_conversation_id is not None:
-        session = await svc.sessions.create(nickname=nickname)
+        session = new_session = svc.sessions.new(nickname=nickname)
     elif nickname is not None and nickname != session.nickname:
         await svc.sessions.remember_nickname(session, nickname)
     effective = nickname or session.nickname or None
 
     conversation = Conversation(id=new_id(), name=name, created_at=utcnow())
     participants = await Chat.on_create_conversation(
-        effective, bots, conversation, session_key=session.key
+        effective, bots, conversation, session_key=session.key, new_session=new_session
     )
     chat = await chat_or_404(conversation.id)
     response = JSONBody(_conversation(chat, participants[0].id), status_code=201)
