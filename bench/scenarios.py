@@ -63,7 +63,7 @@ class Sizes:
     connections: int = 10_000
     connections_group: int = 20
     connections_hold: float = 5.0
-    manager_n: int = 100
+    manager_n: int = 300
     manager_warmup: int = 5
     setup_timeout: float = 300.0
 

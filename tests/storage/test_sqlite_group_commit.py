@@ -119,3 +119,34 @@ async def test_closing_checkpoints_the_log(tmp_path: Path) -> None:
     wal = path.with_name(path.name + "-wal")
     assert not wal.exists() or wal.stat().st_size == 0
     assert len(committed_names(path)) == 50
+
+
+async def test_the_log_stays_bounded_under_steady_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers that never pause still let the log restart: it does not grow without end."""
+    from tertulia.storage import sqlite as backend
+
+    monkeypatch.setattr(backend, "CHECKPOINT_AFTER", 25)
+    monkeypatch.setattr(backend, "WAL_RESET_SIZE", 256 * 1024)
+    path = tmp_path / "steady.db"
+    url = f"sqlite:///{path}"
+    await upgrade_async(url)
+    db = SQLiteDatabase(url)
+    wal = path.with_name(path.name + "-wal")
+    largest = 0
+
+    async def writer(n: int) -> None:
+        nonlocal largest
+        for i in range(300):
+            async with db.write() as conn:
+                await conv_repo.insert_conversation(conn, conversation(f"w{n}-{i}"))
+            largest = max(largest, wal.stat().st_size)
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(writer(n) for n in range(4))), 60)
+    finally:
+        await db.close()
+    written = 1200 * 4096  # at least a page of log per conversation
+    assert largest < written / 3, (largest, written)
+    assert len(committed_names(path)) == 1200

@@ -6,9 +6,8 @@ aiosqlite slow here, see :mod:`tertulia.storage.sql`). What could block for long
 off the loop:
 
 - *Checkpoints* (copying the write-ahead log into the database file, the only step that
-  waits for the disk): automatic checkpoints are off on the server's connections, and a
-  background thread with its own connection runs ``PRAGMA wal_checkpoint(PASSIVE)`` every
-  second while there were commits, and at once after many.
+  waits for the disk): automatic checkpoints are off on the server's connections; they run
+  in a worker thread with a connection of their own (see :class:`_Checkpointer`).
 - *Other processes* holding the write lock (a ``tertulia migrate`` or a shell): SQLite is
   the single-process setup; ``busy_timeout`` bounds the wait.
 
@@ -35,9 +34,11 @@ process being killed (only an operating-system crash can lose the last ones).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -54,8 +55,10 @@ from tertulia.storage.sql import Result, StatementCache
 log = structlog.get_logger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
-CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoints while there are commits
+CHECKPOINT_INTERVAL = 0.25  # seconds between checkpoints while there are commits
 CHECKPOINT_AFTER = 1000  # commits that call for a checkpoint at once
+WAL_RESET_SIZE = 8 * 1024 * 1024  # bytes of log that call for a quiet window (see below)
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the log file is cut back to this when it restarts
 
 
 def sqlite_path(url: str) -> str:
@@ -81,6 +84,7 @@ def _connect(path: str) -> sqlite3.Connection:
         "PRAGMA foreign_keys=ON",
         f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
         "PRAGMA wal_autocheckpoint=0",
+        f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}",
     ):
         raw.execute(pragma)
     return raw
@@ -126,46 +130,76 @@ class SQLiteConnection:
 
 
 class _Checkpointer:
-    """Moves the write-ahead log into the database file, in a thread of its own."""
+    """Moves the write-ahead log into the database file, off the event loop.
 
-    def __init__(self, path: str) -> None:
+    Every second while there were commits (at once after ``CHECKPOINT_AFTER`` of them), a
+    worker thread runs a ``PASSIVE`` checkpoint beside the writers: it copies the bulk of
+    the log and does the disk syncs. That alone never lets the log restart under steady
+    load (the writers keep appending while it copies), so when the log has grown past
+    ``WAL_RESET_SIZE`` a second, short pass runs in a *quiet window*: writers wait for it
+    (asynchronously: the loop goes on serving everything else), it copies what was written
+    during the first pass, and the next write starts the log again from its beginning.
+    """
+
+    def __init__(
+        self, path: str, quiet: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]
+    ) -> None:
         self._path = path
+        self._quiet = quiet
         self._commits = 0
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-        self._thread.start()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._raw: sqlite3.Connection | None = None
+        self._running = threading.Lock()
 
     def committed(self) -> None:
-        """A transaction committed (called on the loop; no lock: a lost count is harmless)."""
+        """A transaction committed (called on the loop)."""
         self._commits += 1
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="sqlite-checkpoint")
         if self._commits >= CHECKPOINT_AFTER:
             self._wake.set()
 
-    def _run(self) -> None:
-        raw = _connect(self._path)
-        try:
-            while not self._stopping:
-                self._wake.wait(CHECKPOINT_INTERVAL)
-                self._wake.clear()
-                if self._commits:
-                    self._commits = 0
-                    self._checkpoint(raw, "PASSIVE")
-            self._checkpoint(raw, "TRUNCATE")
-        finally:
-            raw.close()
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), CHECKPOINT_INTERVAL)
+            self._wake.clear()
+            if not self._commits:
+                continue
+            self._commits = 0
+            try:
+                await asyncio.to_thread(self._checkpoint, "PASSIVE")
+                if self._wal_size() > WAL_RESET_SIZE:
+                    await self._quiet(lambda: asyncio.to_thread(self._checkpoint, "PASSIVE"))
+            except sqlite3.Error as exc:  # pragma: no cover - a broken file; tried again later
+                log.warning("sqlite checkpoint failed", error=str(exc))
 
-    @staticmethod
-    def _checkpoint(raw: sqlite3.Connection, mode: str) -> None:
+    def _checkpoint(self, mode: str) -> None:
+        with self._running:  # one at a time (a cancelled pass may still be in its thread)
+            if self._raw is None:
+                self._raw = _connect(self._path)
+            self._raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+
+    def _wal_size(self) -> int:
         try:
-            raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
-        except sqlite3.Error as exc:  # pragma: no cover - a busy or broken file; retried later
-            log.warning("sqlite checkpoint failed", error=str(exc))
+            return os.stat(self._path + "-wal").st_size
+        except FileNotFoundError:
+            return 0
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        await asyncio.to_thread(self._thread.join, 10)
+        """Stop, then empty the log into the database file (the writers are done)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await asyncio.to_thread(self._checkpoint, "TRUNCATE")
+        except sqlite3.Error as exc:  # pragma: no cover - a broken file
+            log.warning("sqlite checkpoint failed", error=str(exc))
+        finally:
+            with self._running:
+                if self._raw is not None:
+                    self._raw.close()
 
 
 class _Batch:
@@ -204,7 +238,7 @@ class SQLiteDatabase(Database):
         self._read_connection = SQLiteConnection(self._reader, self._cache)
         self._lock = asyncio.Lock()
         self._batch: _Batch | None = None
-        self._checkpointer = _Checkpointer(path)
+        self._checkpointer = _Checkpointer(path, self._quiet)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SQLiteConnection]:
@@ -277,6 +311,13 @@ class SQLiteDatabase(Database):
             return
         batch.committed.set_result(None)
         self._checkpointer.committed()
+
+    async def _quiet(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` while no write transaction is open (writers wait for it)."""
+        async with self._lock:
+            if self._batch is not None:
+                self._commit(self._batch)  # its committer, queued behind, finds it done
+            await work()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SQLiteConnection]:
