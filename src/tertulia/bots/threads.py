@@ -70,11 +70,13 @@ class DaemonThreads:
                 call()
             except BaseException as exc:
                 error = exc
+            # Idle before the caller learns the outcome: its next call then finds this
+            # thread instead of starting another one.
+            with self._lock:
+                self._idle += 1
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle, future, error)
             del loop, future, call
-            with self._lock:
-                self._idle += 1
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
