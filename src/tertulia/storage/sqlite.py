@@ -136,10 +136,10 @@ class _Checkpointer:
     ``CHECKPOINT_AFTER`` of them), a worker thread runs a ``PASSIVE`` checkpoint beside the
     writers: it copies the bulk of the log and does the disk syncs. That alone never lets
     the log restart under steady load (the writers keep appending while it copies), so when
-    the log has grown past
-    ``WAL_RESET_SIZE`` a second, short pass runs in a *quiet window*: writers wait for it
-    (asynchronously: the loop goes on serving everything else), it copies what was written
-    during the first pass, and the next write starts the log again from its beginning.
+    the log has grown past ``WAL_RESET_SIZE`` a second, short pass runs in a *quiet window*:
+    writers wait for it (asynchronously: the loop goes on serving everything else), it
+    copies what was written during the first pass, and the next write starts the log again
+    from its beginning.
     """
 
     def __init__(
