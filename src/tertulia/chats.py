@@ -18,7 +18,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ClassVar, TypedDict
+from urllib.parse import unquote, urlsplit
 
+import orjson
 import structlog
 
 from tertulia.bots.base import Bot, BotServices
@@ -42,7 +44,7 @@ from tertulia.domain.model import (
 from tertulia.domain.routing import EVERYONE
 from tertulia.domain.times import utcnow
 from tertulia.errors import CommandError, NotFound, ValidationFailed
-from tertulia.outgoing import Outgoing, state_frame
+from tertulia.outgoing import Outgoing, message_frame, state_frame
 from tertulia.realtime.broker import Broker, Event
 from tertulia.settings import BotSpec, Settings
 from tertulia.storage import conversations as conv_repo
@@ -948,8 +950,6 @@ class Chat:
     ) -> list[tuple[int, str]]:
         """(seq, frame) of every visible message with ``seq > after`` this participant may
         see, read in batches of ``batch``."""
-        from tertulia.outgoing import message_frame
-
         found: list[Message] = []
         async with self._services.db.read() as conn:
             while True:
@@ -1015,8 +1015,6 @@ class Chat:
 def _command_text(raw: str | dict[str, Any] | None) -> str | None:
     if raw is None or isinstance(raw, str):
         return raw
-    import orjson
-
     return orjson.dumps(raw).decode()
 
 
@@ -1024,8 +1022,6 @@ def _url_file_name(url: str | None) -> str | None:
     """The last path segment of a URL, without its query (PROTOCOL 5.1)."""
     if not url:
         return None
-    from urllib.parse import unquote, urlsplit
-
     name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     return name[:255] or None
 

@@ -333,11 +333,11 @@ class BotRunner:
         cache = self._states
         if cache is not None and bot_id in cache:
             cache.move_to_end(bot_id)
-            return copy.deepcopy(cache[bot_id])
+            return _copy(cache[bot_id])
         async with self._db.read() as conn:
             state = await outbox.load_state(conn, bot_id)
         if cache is not None:
-            cache[bot_id] = copy.deepcopy(state)
+            cache[bot_id] = _copy(state)
             while len(cache) > STATE_CACHE:
                 cache.popitem(last=False)
         return state
@@ -354,7 +354,7 @@ class BotRunner:
             return Outcome(delivery.pk, outbox.FAILED, delivery.attempts, "unknown bot"), None
         spec, cls = entry
         state = await self._load_state(delivery.bot_participant_id)
-        before = copy.deepcopy(state)
+        before = _copy(state)
         attempts = delivery.attempts
         busy = delivery.kind == "message"  # status updates are no work people wait for
         if busy:
@@ -380,7 +380,7 @@ class BotRunner:
             return Outcome(delivery.pk, outbox.FAILED, attempts, error), None
         changed = state if state != before else None
         if changed is not None and self._states is not None:
-            self._states[delivery.bot_participant_id] = copy.deepcopy(changed)
+            self._states[delivery.bot_participant_id] = _copy(changed)
         return Outcome(delivery.pk, outbox.DONE, attempts), changed
 
     async def _attempt(
@@ -405,7 +405,7 @@ class BotRunner:
                 "bot call failed", attempt=attempt, error=error
             )
             state.clear()
-            state.update(copy.deepcopy(before))
+            state.update(_copy(before))
             async with self._db.write() as conn:
                 await outbox.record_attempt(conn, delivery.pk, attempts=attempt, error=error)
             failed = Future(attempt)
@@ -478,8 +478,11 @@ class BotRunner:
         )
         slot = self._slots[context.bot_name]
         try:
-            async with asyncio.timeout(spec.timeout):
-                await slot.acquire()
+            if slot.locked():
+                async with asyncio.timeout(spec.timeout):
+                    await slot.acquire()
+            else:
+                await slot.acquire()  # at once: no timer needed
         except TimeoutError:
             # Every slot is held by a call that overran (threads cannot be killed).
             raise BotTimeout(
@@ -550,6 +553,11 @@ class BotRunner:
             return await coro
         finally:
             self._sends.discard(task)
+
+
+def _copy(state: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a bot's state (most states are empty: no copying machinery then)."""
+    return copy.deepcopy(state) if state else {}
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

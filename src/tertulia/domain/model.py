@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from tertulia.domain.times import format_time
+
 
 class MessageType(StrEnum):
     """BLAB's message type codes (case-sensitive; compare equal to the plain strings)."""
@@ -138,8 +140,6 @@ def public_message(message: Message, *, media_url: str = "/media/") -> dict[str,
         message: the stored message.
         media_url: prefix of uploaded files' relative URLs.
     """
-    from tertulia.domain.times import format_time
-
     out: dict[str, Any] = {
         "type": message.type.value,
         "time": format_time(message.time),

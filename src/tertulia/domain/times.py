@@ -24,8 +24,9 @@ def format_time(moment: datetime) -> str:
     """Print ``moment`` the way DRF does: ``2026-11-25T14:55:39.166537Z`` or ``...:39Z``."""
     if moment.tzinfo is not UTC:
         moment = as_utc(moment)
-    # isoformat() prints the fraction only when it is not zero, always with six digits.
-    return moment.replace(tzinfo=None).isoformat() + "Z"
+    # isoformat() prints the fraction only when it is not zero, always with six digits;
+    # "+00:00" is cut rather than replace(tzinfo=None), whose keyword parsing costs more.
+    return moment.isoformat()[:-6] + "Z"
 
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

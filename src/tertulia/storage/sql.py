@@ -22,18 +22,28 @@ from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
-Processor = Callable[[Any], Any] | None
 CACHE_SIZE = 1000
 
 
 Row = Any
 """A row: a named tuple whose fields are the statement's column keys (like SQLAlchemy's)."""
+
+
+def _picker(names: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """A function giving the values of ``names`` in order, as a sequence."""
+    if not names:
+        return lambda _: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda given: (given[name],)
+    return itemgetter(*names)
 
 
 class Compiled:
@@ -44,7 +54,7 @@ class Compiled:
         returns_rows: whether the statement yields rows (SELECT, or RETURNING).
     """
 
-    __slots__ = ("_binders", "_readers", "_row", "returns_rows", "sql")
+    __slots__ = ("_defaults", "_pick", "_processors", "_readers", "_row", "returns_rows", "sql")
 
     def __init__(self, statement: Executable, dialect: Dialect, keys: Sequence[str]) -> None:
         compiled = statement.compile(  # type: ignore[attr-defined]
@@ -60,15 +70,22 @@ class Compiled:
             for column in getattr(compiled, "insert_prefetch", ())
             if column.default is not None and column.default.is_scalar
         }
-        binders = []
-        for name in compiled.positiontup or ():
+        bind_names: list[str] = []
+        converters: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(compiled.positiontup or ()):
             bind = compiled.binds.get(name)
-            processor = None
             if bind is not None:
                 processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            default = embedded.get(name, column_defaults.get(name))
-            binders.append((name, default, processor))
-        self._binders: tuple[tuple[str, Any, Processor], ...] = tuple(binders)
+                if processor is not None:
+                    converters.append((index, processor))
+            bind_names.append(name)
+        # Every name with its default (None when it has none): a call's parameters are laid
+        # over these, and one C-level getter picks the values in order.
+        self._defaults = {
+            name: embedded.get(name, column_defaults.get(name)) for name in bind_names
+        }
+        self._pick: Callable[[Mapping[str, Any]], Sequence[Any]] = _picker(bind_names)
+        self._processors = tuple(converters)
         # Rows come from a SELECT or an explicit RETURNING (an INSERT on PostgreSQL may carry
         # an implicit RETURNING of its key, which is not asked for here).
         columns = list(getattr(statement, "exported_columns", ()))
@@ -87,13 +104,11 @@ class Compiled:
 
     def bind(self, params: Mapping[str, Any] | None) -> list[Any]:
         """The positional parameters for ``params`` (by bind name), converted for the driver."""
-        given = params or {}
-        values = []
-        for name, default, processor in self._binders:
-            value = given.get(name, default)
-            values.append(
-                processor(value) if processor is not None and value is not None else value
-            )
+        values = list(self._pick({**self._defaults, **params} if params else self._defaults))
+        for index, processor in self._processors:
+            value = values[index]
+            if value is not None:
+                values[index] = processor(value)
         return values
 
     def rows(self, raw: Iterable[Sequence[Any]]) -> list[Row]:

@@ -228,6 +228,33 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
                 await asyncio.wait_for(websocket.close(CLOSE_SLOW, "too slow"), CLOSE_TIMEOUT)
 
 
+class _SenderWatch:
+    """Wakes the receive loop when the socket's sender stops (slow reader, broken socket).
+
+    The loop awaits the next frame directly, with no task or ``asyncio.wait`` per frame;
+    when the sender stops while the loop waits for a frame, that wait is cancelled, and
+    :meth:`stopped_waiting` tells this cancellation apart from any other (which goes on).
+    A sender that stops while a frame is being handled lets the frame finish first.
+    """
+
+    __slots__ = ("_task", "stopped", "waiting")
+
+    def __init__(self, sender: asyncio.Task[None]) -> None:
+        self._task = asyncio.current_task()
+        self.stopped = False
+        self.waiting = False
+        sender.add_done_callback(self._sender_done)
+
+    def _sender_done(self, _: asyncio.Task[None]) -> None:
+        self.stopped = True
+        if self.waiting and self._task is not None:
+            self._task.cancel()
+
+    def stopped_waiting(self) -> bool:
+        """In ``except CancelledError``: True when the cancellation was this watch's own."""
+        return self.stopped and self._task is not None and self._task.uncancel() == 0
+
+
 async def _receive(
     websocket: WebSocket,
     chat: Chat,
@@ -236,14 +263,17 @@ async def _receive(
     sender: asyncio.Task[None],
     bound: Any,
 ) -> None:
-    while True:
-        receive = asyncio.ensure_future(websocket.receive())
-        done, _ = await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
-        if receive not in done:  # the sender stopped: slow reader or broken socket
-            receive.cancel()
-            await asyncio.gather(receive, return_exceptions=True)
-            return
-        event = receive.result()
+    watch = _SenderWatch(sender)
+    while not watch.stopped:
+        watch.waiting = True
+        try:
+            event = await websocket.receive()
+        except asyncio.CancelledError:
+            if watch.stopped_waiting():
+                return
+            raise
+        finally:
+            watch.waiting = False
         if event["type"] == "websocket.disconnect":
             return
         text = event.get("text")
