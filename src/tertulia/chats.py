@@ -355,7 +355,7 @@ class Chat:
         registry: ChatRegistry | None = None,
     ) -> None:
         self.conversation = conversation
-        self.participants: list[Participant] = list(participants)
+        self.participants = list(participants)
         self._services = registry or self.registry()
         self._lock = asyncio.Lock()
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -380,8 +380,22 @@ class Chat:
         return self._services.settings
 
     @property
+    def participants(self) -> list[Participant]:
+        """The participants in joining order. Assign a new list to change them (lookups by
+        id, the manager and the bots are indexed on assignment: a room of a thousand people
+        is not scanned for every message)."""
+        return self._participants
+
+    @participants.setter
+    def participants(self, participants: Sequence[Participant]) -> None:
+        self._participants = list(participants)
+        self._by_id = {p.id: p for p in self._participants}
+        self._bots = [p for p in self._participants if p.is_bot]
+        self._manager = next((p for p in self._participants if p.is_manager), None)
+
+    @property
     def manager(self) -> Participant | None:
-        return next((p for p in self.participants if p.is_manager), None)
+        return self._manager
 
     @classmethod
     async def get_chat(cls, conversation_id: str) -> Chat | None:
@@ -399,7 +413,7 @@ class Chat:
         return found
 
     def _find(self, participant_id: str) -> Participant | None:
-        return next((p for p in self.participants if p.id == participant_id), None)
+        return self._by_id.get(participant_id)
 
     async def refresh(self) -> None:
         """Reload the participants (another process may have added some)."""
@@ -514,8 +528,8 @@ class Chat:
         out.publish_message(
             message,
             self.public(message),
-            self.participants,
-            has_manager=self.manager is not None,
+            self._bots,
+            has_manager=self._manager is not None,
             accepts=self._services.accepts,
         )
 
@@ -625,7 +639,7 @@ class Chat:
         async with self._transaction() as (conn, out):
             ordinal = len(await conv_repo.list_participants(conn, self.conversation.id))
             await conv_repo.insert_participants(conn, [participant], first_ordinal=ordinal)
-            self.participants.append(participant)
+            self.participants = [*self.participants, participant]
             if session_key is not None:
                 await session_repo.add_participation(
                     conn, session_key, self.conversation.id, participant_id

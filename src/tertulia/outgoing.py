@@ -56,12 +56,13 @@ class Outgoing:
         self,
         message: Message,
         public: dict[str, Any],
-        participants: Sequence[Participant],
+        bots: Sequence[Participant],
         *,
         has_manager: bool,
         accepts: Accepts,
     ) -> None:
-        """Route a stored or newly approved message to sockets and bots (PROTOCOL 7.1)."""
+        """Route a stored or newly approved message to sockets and to the conversation's
+        ``bots`` (its bot participants, the manager included; PROTOCOL 7.1)."""
         audience = message_audience(message, has_manager=has_manager)
         if has_manager and not message.is_system:
             # The manager's copy says whether people can see it yet (an extension).
@@ -71,7 +72,6 @@ class Outgoing:
             self.events.append(Event(frozenset({MANAGER}), message_frame(flagged), message.seq))
         elif audience:
             self.events.append(Event(audience, message_frame(public), message.seq))
-        bots = [p for p in participants if p.is_bot]
         for bot in bot_recipients(message, bots, has_manager=has_manager):
             payload = {**public, "approved": message.visible} if bot.is_manager else public
             self.deliver(bot, "message", payload, accepts)
