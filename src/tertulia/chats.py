@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ClassVar, TypedDict
@@ -338,6 +337,48 @@ class ChatRegistry:
         return True
 
 
+class _UseCase:
+    """``async with chat._transaction() as (conn, out)``: under the chat's lock, a write
+    transaction; its deliveries are written last, and once it has committed its frames are
+    published and its deliveries handed to the runner. (A class rather than a generator:
+    it runs for every message.)"""
+
+    __slots__ = ("_chat", "_conn", "_out", "_write")
+
+    def __init__(self, chat: Chat) -> None:
+        self._chat = chat
+
+    async def __aenter__(self) -> tuple[Connection, Outgoing]:
+        chat = self._chat
+        await chat._lock.acquire()
+        try:
+            self._out = Outgoing(chat.conversation.id)
+            self._write = chat._services.db.write()
+            self._conn = await self._write.__aenter__()
+        except BaseException:
+            chat._lock.release()
+            raise
+        return self._conn, self._out
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: Any
+    ) -> None:
+        chat, out, write = self._chat, self._out, self._write
+        try:
+            if kind is not None:
+                await write.__aexit__(kind, error, trace)
+                return
+            try:
+                out.recorded = await outbox.enqueue(self._conn, out.deliveries, now=utcnow())
+            except BaseException as failure:
+                await write.__aexit__(type(failure), failure, failure.__traceback__)
+                raise
+            await write.__aexit__(None, None, None)
+            await chat._flush(out)
+        finally:
+            chat._lock.release()
+
+
 class Chat:
     """The controller of the events in one conversation.
 
@@ -437,15 +478,9 @@ class Chat:
 
     # -- transactions ------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[tuple[Connection, Outgoing]]:
+    def _transaction(self) -> _UseCase:
         """One use case: a transaction, then (after commit) its frames and deliveries."""
-        async with self._lock:
-            out = Outgoing(self.conversation.id)
-            async with self._services.db.write() as conn:
-                yield conn, out
-                out.recorded = await outbox.enqueue(conn, out.deliveries, now=utcnow())
-            await self._flush(out)
+        return _UseCase(self)
 
     async def _flush(self, out: Outgoing) -> None:
         """Publish a committed use case's frames and start its deliveries (under the lock).

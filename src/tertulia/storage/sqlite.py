@@ -38,8 +38,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -230,6 +229,66 @@ def _observe(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+class _WriteBlock:
+    """``async with db.write() as conn``: one use case in the open batch (see the module).
+
+    A class rather than a generator-based context manager: it runs twice per message, and
+    an async generator costs a registration with the loop on top of the generator itself.
+    """
+
+    __slots__ = ("_batch", "_db")
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+        self._batch: _Batch | None = None
+
+    async def __aenter__(self) -> SQLiteConnection:
+        db = self._db
+        await db._lock.acquire()
+        try:
+            batch = self._batch = db._begin()
+        except BaseException:
+            db._lock.release()
+            raise
+        try:
+            db._writer.execute("SAVEPOINT use_case")
+        except BaseException:
+            db._abandon(batch)
+            raise
+        return db._write_connection
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        db, batch = self._db, self._batch
+        assert batch is not None
+        if kind is not None:
+            db._abandon(batch)
+            return
+        try:
+            db._writer.execute("RELEASE use_case")
+        except BaseException:
+            db._abandon(batch)
+            raise
+        db._end_turn(batch)
+        await asyncio.shield(batch.committed)
+
+
+class _ReadBlock:
+    """``async with db.read() as conn``: the autocommit reader (nothing to set up)."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: SQLiteConnection) -> None:
+        self._connection = connection
+
+    async def __aenter__(self) -> SQLiteConnection:
+        return self._connection
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+
 class SQLiteDatabase(Database):
     """A SQLite file (see the module's docstring for how it is used).
 
@@ -251,23 +310,8 @@ class SQLiteDatabase(Database):
         self._batch: _Batch | None = None
         self._checkpointer = _Checkpointer(path, self._quiet)
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[SQLiteConnection]:
-        await self._lock.acquire()
-        try:
-            batch = self._begin()
-        except BaseException:
-            self._lock.release()
-            raise
-        try:
-            self._writer.execute("SAVEPOINT use_case")
-            yield self._write_connection
-            self._writer.execute("RELEASE use_case")
-        except BaseException:
-            self._abandon(batch)
-            raise
-        self._end_turn(batch)
-        await asyncio.shield(batch.committed)
+    def write(self) -> _WriteBlock:
+        return _WriteBlock(self)
 
     def _begin(self) -> _Batch:
         """The open batch, or a new one with its transaction begun (under the lock)."""
@@ -330,9 +374,8 @@ class SQLiteDatabase(Database):
                 self._commit(self._batch)  # its committer, queued behind, finds it done
             await work()
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[SQLiteConnection]:
-        yield self._read_connection
+    def read(self) -> _ReadBlock:
+        return _ReadBlock(self._read_connection)
 
     async def close(self) -> None:
         batch = self._batch
