@@ -1,0 +1,175 @@
+"""CPU instructions the server spends per answered message, counted by callgrind.
+
+Run by hand: ``.venv/bin/python -m bench.instructions [--compare PATH] [--scenario NAME]``.
+
+Wall-clock figures on a shared virtual machine move by a factor of two from one hour to the
+next (other guests take the CPU: see the ``steal`` column of ``/proc/stat``), which hides any
+change worth less than that. Instructions do not move: the server runs under valgrind's
+callgrind tool (about 50 times slower), instrumentation is switched on only after the
+set-up, and the instructions executed for a fixed workload are divided by the number of
+answers. Two runs of the same code agree within about 2 %.
+
+Scenarios (the client is this package's protocol client, run normally):
+
+- ``throughput``: ``--loops`` conversations with ECHO, each a closed loop of ``--trips``
+  round trips (all loops at once, as ``bench.run``'s ``throughput``).
+- ``create``: ``--trips`` conversations created one after the other.
+
+``--compare PATH`` also measures another checkout's ``src`` (say a ``git worktree`` of the
+previous commit) with the same workload, first, so that both lines come from one run.
+Needs ``valgrind`` (Debian's package); the server's batching differs under callgrind's
+slowness (larger batches), so compare counts with counts, not with ``bench.run``'s CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench.client import Api, Counters, open_many
+from bench.scenarios import Sizes, _round_trips
+from bench.servers import HOST, Target, free_port, write_config
+
+READY_TIMEOUT = 600.0  # seconds: start-up is slow under callgrind
+
+
+async def _control(pid: int, switch: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "callgrind_control", "-i", switch, str(pid), stdout=subprocess.DEVNULL
+    )
+    if await process.wait() != 0:
+        raise RuntimeError(f"callgrind_control -i {switch} failed")
+
+
+async def _wait_ready(target: Target, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited; see {target.log}")
+        http = target.http(1)
+        try:
+            await Api(http).bots()
+            return
+        except OSError:
+            await asyncio.sleep(0.5)
+        finally:
+            await http.aclose()
+    raise RuntimeError(f"the server was not ready in {READY_TIMEOUT} s")
+
+
+async def _workload(target: Target, scenario: str, loops: int, trips: int) -> int:
+    """Set up, switch instrumentation on, run the measured part; returns the operations."""
+    sizes = replace(Sizes(), answer_timeout=120.0, setup_timeout=3600.0)
+    http = target.http(max(loops, 1))
+    api = Api(http)
+    try:
+        if scenario == "create":
+            for i in range(3):
+                await api.create(f"warm{i}", ["ECHO"])
+            await _control(target.pid, "on")
+            for i in range(trips):
+                await api.create(f"bench{i}", ["ECHO"])
+            await _control(target.pid, "off")
+            return trips
+        counters = Counters()
+        members = [await api.create(f"loop{i}", ["ECHO"]) for i in range(loops)]
+        sockets, failures = await open_many(target.ws_base, members, counters)
+        if failures:
+            raise failures[0]
+        try:
+            await asyncio.gather(*(_round_trips(s, sizes, count=3) for s in sockets))
+            await _control(target.pid, "on")
+            done = await asyncio.gather(*(_round_trips(s, sizes, count=trips) for s in sockets))
+            await asyncio.sleep(1.0)  # the deliveries' outcomes are written in this window
+            await _control(target.pid, "off")
+        finally:
+            for sock in sockets:
+                await sock.close()
+        late = sum(trip.timed_out for loop in done for trip in loop)
+        if late:
+            raise RuntimeError(f"{late} answers did not come in time")
+        return sum(len(loop) for loop in done)
+    finally:
+        await http.aclose()
+
+
+def _total(out: Path) -> int:
+    for line in reversed(out.read_text().splitlines()):
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out}")
+
+
+async def measure(source: Path | None, workdir: Path, args: argparse.Namespace) -> float:
+    """Instructions per operation for the code in ``source`` (None: this checkout)."""
+    workdir.mkdir(parents=True)
+    port = free_port()
+    config = write_config(workdir, None, None, manager=False)
+    out = workdir / "callgrind.out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    log = workdir / "server.log"
+    argv = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "tertulia",
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--config",
+        str(config),
+    ]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(argv, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    try:
+        target = Target("instructions", False, port, proc.pid, log)
+        await _wait_ready(target, proc)
+        operations = await _workload(target, args.scenario, args.loops, args.trips)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return _total(out) / operations
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=("throughput", "create"), default="throughput")
+    parser.add_argument("--loops", type=int, default=20, help="conversations (throughput)")
+    parser.add_argument("--trips", type=int, default=20, help="round trips per loop, or creates")
+    parser.add_argument("--compare", type=Path, help="another checkout to measure first")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    unit = "answer" if args.scenario == "throughput" else "conversation created"
+    runs: list[tuple[str, Path | None]] = [("this checkout", None)]
+    if args.compare is not None:
+        runs.insert(0, (str(args.compare), args.compare.resolve() / "src"))
+    with tempfile.TemporaryDirectory(prefix="tertulia-instructions-") as temporary:
+        for index, (label, source) in enumerate(runs):
+            per = asyncio.run(measure(source, Path(temporary) / str(index), args))
+            print(f"{label}: {per / 1000:,.0f} thousand instructions per {unit}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
