@@ -7,6 +7,9 @@ from datetime import UTC, date, datetime, time
 
 from tertulia.errors import ValidationFailed
 
+_WHOLE_SECONDS = "%04d-%02d-%02dT%02d:%02d:%02dZ"
+_WITH_FRACTION = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
+
 
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
@@ -24,9 +27,11 @@ def format_time(moment: datetime) -> str:
     """Print ``moment`` the way DRF does: ``2026-11-25T14:55:39.166537Z`` or ``...:39Z``."""
     if moment.tzinfo is not UTC:
         moment = as_utc(moment)
-    # isoformat() prints the fraction only when it is not zero, always with six digits;
-    # "+00:00" is cut rather than replace(tzinfo=None), whose keyword parsing costs more.
-    return moment.isoformat()[:-6] + "Z"
+    # %-formatting costs half of isoformat() (this runs for every message sent).
+    parts = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+    if moment.microsecond:
+        return _WITH_FRACTION % (*parts, moment.microsecond)
+    return _WHOLE_SECONDS % parts
 
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -30,6 +30,9 @@ from sqlalchemy.types import TypeDecorator
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+_SQLITE_TIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores UTC as a naive timestamp; gives back aware UTC datetimes.
 
@@ -46,15 +49,21 @@ class UTCDateTime(TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         def to_text(value: datetime | None) -> str | None:
-            # Positional arguments and slicing: datetime's keyword parsing (replace(),
-            # isoformat(sep=...)) costs more than the formatting itself.
+            # %-formatting: half the cost of isoformat(), and no replace(tzinfo=None)
+            # (datetime's keyword parsing costs more than the formatting itself).
             if value is None:
                 return None
-            if value.tzinfo is None:
-                return value.isoformat(" ", "microseconds")
-            if value.tzinfo is not UTC:
+            if value.tzinfo is not None and value.tzinfo is not UTC:
                 value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
+            return _SQLITE_TIME % (
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+            )
 
         return to_text
 
