@@ -43,7 +43,12 @@ READY_TIMEOUT = 600.0  # seconds: start-up is slow under callgrind
 
 async def _control(pid: int, switch: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        "callgrind_control", "-i", switch, str(pid), stdout=subprocess.DEVNULL
+        "callgrind_control",
+        "-i",
+        switch,
+        str(pid),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     if await process.wait() != 0:
         raise RuntimeError(f"callgrind_control -i {switch} failed")
