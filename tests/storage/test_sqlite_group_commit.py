@@ -150,3 +150,30 @@ async def test_the_log_stays_bounded_under_steady_writes(
     written = 1200 * 4096  # at least a page of log per conversation
     assert largest < written / 3, (largest, written)
     assert len(committed_names(path)) == 1200
+
+
+async def test_a_failing_first_use_case_leaves_the_others_a_new_batch(
+    db: SQLiteDatabase, tmp_path: Path
+) -> None:
+    """The batch's first use case has no savepoint: its failure rolls back the transaction
+    (it was alone in it), and the use cases ready behind it commit in a new one."""
+    statements: list[str] = []
+    db._writer.set_trace_callback(statements.append)
+
+    async def write(name: str, fail: bool) -> None:
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, conversation(name))
+            if fail:
+                raise RuntimeError(name)
+
+    results = await asyncio.gather(
+        write("dropped", True),
+        write("kept-1", False),
+        write("kept-2", False),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["RuntimeError", "NoneType", "NoneType"]
+    assert committed_names(tmp_path / "group.db") == {"kept-1", "kept-2"}
+    assert statements.count("ROLLBACK") == 1
+    assert statements.count("COMMIT") == 1
+    assert statements.count("SAVEPOINT use_case") == 1  # kept-2 joined kept-1's batch

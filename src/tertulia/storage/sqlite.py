@@ -17,8 +17,9 @@ SQLite has a single writer, and a transaction stays open across the use case's a
 autocommit mode, so they never see a write transaction that is still open.
 
 Group commit: use cases that run in the same turn of the event loop share one SQLite
-transaction, each inside a ``SAVEPOINT`` of its own (a use case that fails rolls back its
-own statements only), and one ``COMMIT`` ends them all. The first use case of a batch
+transaction, each one after the first inside a ``SAVEPOINT`` of its own (a use case that
+fails rolls back its own statements only; the first, alone in the transaction until it
+ends, rolls back the transaction), and one ``COMMIT`` ends them all. The first use case of a batch
 begins the transaction and queues the commit as a task, which lets the loop turn once
 more before it takes the writer: every use case ready to run by then (its frame read, its
 bot answered) runs first, and joins. Nobody returns
@@ -236,25 +237,30 @@ class _WriteBlock:
     an async generator costs a registration with the loop on top of the generator itself.
     """
 
-    __slots__ = ("_batch", "_db")
+    __slots__ = ("_batch", "_db", "_joined")
 
     def __init__(self, db: SQLiteDatabase) -> None:
         self._db = db
         self._batch: _Batch | None = None
+        self._joined = False
 
     async def __aenter__(self) -> SQLiteConnection:
         db = self._db
         await db._lock.acquire()
+        self._joined = db._batch is not None
         try:
             batch = self._batch = db._begin()
         except BaseException:
             db._lock.release()
             raise
-        try:
-            db._writer.execute("SAVEPOINT use_case")
-        except BaseException:
-            db._abandon(batch)
-            raise
+        if self._joined:
+            # The first use case of a batch needs no savepoint: it is alone in the
+            # transaction (the others join after it), so its failure rolls back all of it.
+            try:
+                db._writer.execute("SAVEPOINT use_case")
+            except BaseException:
+                db._abandon(batch)
+                raise
         return db._write_connection
 
     async def __aexit__(
@@ -263,13 +269,14 @@ class _WriteBlock:
         db, batch = self._db, self._batch
         assert batch is not None
         if kind is not None:
-            db._abandon(batch)
+            db._abandon(batch, joined=self._joined)
             return
-        try:
-            db._writer.execute("RELEASE use_case")
-        except BaseException:
-            db._abandon(batch)
-            raise
+        if self._joined:
+            try:
+                db._writer.execute("RELEASE use_case")
+            except BaseException:
+                db._abandon(batch)
+                raise
         db._end_turn(batch)
         await asyncio.shield(batch.committed)
 
@@ -320,10 +327,15 @@ class SQLiteDatabase(Database):
             self._batch = _Batch(asyncio.get_running_loop())
         return self._batch
 
-    def _abandon(self, batch: _Batch) -> None:
-        """The use case failed: undo its own statements, then let the batch go on."""
+    def _abandon(self, batch: _Batch, *, joined: bool = True) -> None:
+        """The use case failed: undo its own statements, then let the batch go on.
+
+        A use case that ``joined`` the batch rolls back to its savepoint. The batch's first
+        use case has none: it is alone in the transaction, which is rolled back whole, and
+        the next use case begins a new one.
+        """
         raw = self._writer
-        if raw.in_transaction:
+        if joined and raw.in_transaction:
             try:
                 raw.execute("ROLLBACK TO use_case")
                 raw.execute("RELEASE use_case")
@@ -332,9 +344,10 @@ class SQLiteDatabase(Database):
             else:
                 self._end_turn(batch)
                 return
+        if raw.in_transaction:
             raw.execute("ROLLBACK")
-        # SQLite rolled the whole transaction back (a disk or memory error): the batch's
-        # earlier use cases are lost too, and they learn it instead of a commit.
+        # Whatever else was in the transaction is lost too (only when a savepoint could not
+        # be used: a disk or memory error), and its use cases learn it instead of a commit.
         self._batch = None
         if not batch.committed.done():
             batch.committed.set_exception(RuntimeError("the transaction was rolled back"))
