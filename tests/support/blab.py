@@ -61,7 +61,7 @@ class Person:
         self,
         conversation_id: str | None = None,
         *,
-        after: int | None = None,
+        after: int | str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Socket:
         target = conversation_id or self.conversation_id

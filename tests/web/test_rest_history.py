@@ -100,6 +100,18 @@ async def test_history_refuses_bad_limits(lone: Person) -> None:
         assert response.json()["detail"] == f"Invalid limit: {raw}", raw
 
 
+async def test_history_refuses_numbers_too_long_to_convert(lone: Person) -> None:
+    """A limit or a page of thousands of digits (Python refuses to convert over 4,300) is
+    the usual 400 / 404, not a server error."""
+    huge = "9" * 5000
+    response = await lone.history(limit=huge)
+    assert response.status_code == 400
+    assert response.json()["detail"] == f"Invalid limit: {huge}"
+    response = await lone.history(page=huge)
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Invalid page."
+
+
 async def test_history_refuses_bad_times(lone: Person) -> None:
     """Case 9: ``until`` / ``since`` that are not date-times (or impossible ones) are 400."""
     for raw in (

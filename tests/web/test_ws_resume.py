@@ -68,6 +68,16 @@ async def test_resume_replays_what_arrived_while_away(
     assert seqs == list(range(last_seen + 1, last_seen + 1 + len(seqs)))
 
 
+async def test_an_after_that_is_not_a_number_is_ignored(alice: Person) -> None:
+    """``?after=`` with other digits than ASCII, or too long to convert: the socket opens as
+    without it (the latest message first), never a failed handshake."""
+    for after in ("%C2%B2", "9" * 5000):
+        socket = await alice.connect(after=after)
+        first = await socket.wait_for(lambda f: "message" in f)
+        assert "seq" in first["message"]  # a stored message: the socket is open and serving
+        await socket.close()
+
+
 async def test_after_zero_replays_the_whole_conversation(alice: Person) -> None:
     """``?after=0`` starts with conversation-created and misses nothing."""
     socket = await alice.connect(after=0)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Request
 
 from tertulia.errors import NotFound
+from tertulia.web.params import whole_number
 
 PAGE_SIZE = 100
 PAGE_QUERY = "page number from 1, or `last`; 100 items a page"
@@ -22,9 +23,10 @@ def page_number(raw: str | None, *, count_hint: int | None = None) -> int | str:
         return 1
     if raw == "last":
         return "last"
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+    number = whole_number(raw)
+    if number is None or number < 1:
         raise NotFound("Invalid page.")
-    return int(raw)
+    return number
 
 
 def resolve_last(page: int | str, count: int) -> int:

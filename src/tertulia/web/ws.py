@@ -31,6 +31,7 @@ from tertulia.errors import TertuliaError
 from tertulia.outgoing import error_frame, message_frame, state_frame
 from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
+from tertulia.web.params import whole_number
 
 log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
@@ -170,7 +171,7 @@ async def _authenticate(
 
 def _after(websocket: WebSocket) -> int | None:
     raw = websocket.query_params.get("after")
-    return int(raw) if raw is not None and raw.isdigit() else None
+    return whole_number(raw) if raw is not None else None
 
 
 async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:

@@ -17,6 +17,7 @@ from tertulia.web.pagination import (
     paginated,
     resolve_last,
 )
+from tertulia.web.params import whole_number
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import route
 from tertulia.web.schemas import ERRORS, MessageCreate, MessageOut, MessagePage, request_body
@@ -31,9 +32,9 @@ TIME_QUERY = "ISO 8601 date-time (`Z` or an offset; naive is UTC), a bare date, 
 def _limit(raw: str | None, cap: int | None) -> int | None:
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()):  # str.isdigit alone takes "²", "٣"
+    value = whole_number(raw)
+    if value is None:
         raise ValidationFailed(detail=f"Invalid limit: {raw}")
-    value = int(raw)
     return min(value, cap) if cap is not None else value
 
 
