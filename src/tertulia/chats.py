@@ -396,7 +396,7 @@ class Chat:
         registry: ChatRegistry | None = None,
     ) -> None:
         self.conversation = conversation
-        self.participants = list(participants)
+        self.participants = participants  # (indexed by the setter)
         self._services = registry or self.registry()
         self._lock = asyncio.Lock()
         self._known: OrderedDict[str, None] = OrderedDict()
@@ -1039,7 +1039,7 @@ class Chat:
         """
         pages = self._services.history_pages
         async with self._services.db.read() as conn:
-            key = None
+            key = visible = None
             if until is None and since is None:
                 visible = await msg_repo.visible_count(conn, self.conversation.id)
                 key = (self.conversation.id, visible, limit, page, page_size)
@@ -1054,6 +1054,7 @@ class Chat:
                 limit=limit,
                 offset=(page - 1) * page_size,
                 page_size=page_size,
+                visible=visible,
             )
         result = total, [self.public(m) for m in found]
         if key is not None:

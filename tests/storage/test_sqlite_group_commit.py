@@ -32,6 +32,14 @@ def conversation(name: str) -> Conversation:
     return Conversation(id=new_id(), name=name, created_at=datetime.now(UTC))
 
 
+async def write(db: SQLiteDatabase, name: str, fail: bool) -> None:
+    """One use case storing a conversation named ``name``, failing at its end if asked."""
+    async with db.write() as conn:
+        await conv_repo.insert_conversation(conn, conversation(name))
+        if fail:
+            raise RuntimeError(name)
+
+
 def committed_names(path: Path) -> set[str]:
     """Names as another process would see them (a fresh connection: committed data only)."""
     with sqlite3.connect(path) as other:
@@ -45,12 +53,11 @@ async def test_use_cases_ready_together_share_one_commit(
     statements: list[str] = []
     db._writer.set_trace_callback(statements.append)  # the writer connection's SQL
 
-    async def write(name: str) -> set[str]:
-        async with db.write() as conn:
-            await conv_repo.insert_conversation(conn, conversation(name))
+    async def write_and_look(name: str) -> set[str]:
+        await write(db, name, False)
         return committed_names(tmp_path / "group.db")
 
-    seen = await asyncio.gather(write("a"), write("b"), write("c"))
+    seen = await asyncio.gather(write_and_look("a"), write_and_look("b"), write_and_look("c"))
     assert statements.count("COMMIT") == 1
     assert statements.count("BEGIN IMMEDIATE") == 1
     assert all(names == {"a", "b", "c"} for names in seen)  # acknowledged means stored
@@ -58,17 +65,10 @@ async def test_use_cases_ready_together_share_one_commit(
 
 async def test_a_failing_use_case_undoes_only_itself(db: SQLiteDatabase, tmp_path: Path) -> None:
     """In a shared transaction, the one that fails is rolled back to its savepoint."""
-
-    async def write(name: str, fail: bool) -> None:
-        async with db.write() as conn:
-            await conv_repo.insert_conversation(conn, conversation(name))
-            if fail:
-                raise RuntimeError(name)
-
     results = await asyncio.gather(
-        write("kept-1", False),
-        write("dropped", True),
-        write("kept-2", False),
+        write(db, "kept-1", False),
+        write(db, "dropped", True),
+        write(db, "kept-2", False),
         return_exceptions=True,
     )
     assert [type(r).__name__ for r in results] == ["NoneType", "RuntimeError", "NoneType"]
@@ -159,17 +159,10 @@ async def test_a_failing_first_use_case_leaves_the_others_a_new_batch(
     (it was alone in it), and the use cases ready behind it commit in a new one."""
     statements: list[str] = []
     db._writer.set_trace_callback(statements.append)
-
-    async def write(name: str, fail: bool) -> None:
-        async with db.write() as conn:
-            await conv_repo.insert_conversation(conn, conversation(name))
-            if fail:
-                raise RuntimeError(name)
-
     results = await asyncio.gather(
-        write("dropped", True),
-        write("kept-1", False),
-        write("kept-2", False),
+        write(db, "dropped", True),
+        write(db, "kept-1", False),
+        write(db, "kept-2", False),
         return_exceptions=True,
     )
     assert [type(r).__name__ for r in results] == ["RuntimeError", "NoneType", "NoneType"]

@@ -242,8 +242,13 @@ async def history(
     limit: int | None,
     offset: int,
     page_size: int,
+    visible: int | None = None,
 ) -> tuple[int, list[Message]]:
     """Visible messages in ``[since, until]``; the newest ``limit``; oldest first; one page.
+
+    Args:
+        visible: the conversation's :func:`visible_count`, when the caller has just read
+            it (used without time filters instead of reading it again).
 
     Returns:
         the number of messages selected (before paging) and the page.
@@ -252,6 +257,8 @@ async def history(
     if until is not None or since is not None:
         count, _ = _history(until is not None, since is not None, False)
         total = (await conn.execute(count, params)).scalar_one()
+    elif visible is not None:
+        total = visible
     else:
         total = await visible_count(conn, conversation_id)
     if limit is not None:

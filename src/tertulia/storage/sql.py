@@ -46,6 +46,20 @@ def _picker(names: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[Any]
     return itemgetter(*names)
 
 
+Converters = tuple[tuple[int, Callable[[Any], Any]], ...]
+"""(position, converter) for the values that have one (SQLAlchemy's bind or result
+processors); None values are never converted."""
+
+
+def _converted(values: list[Any], converters: Converters) -> list[Any]:
+    """``values``, converted in place where a converter applies."""
+    for index, convert in converters:
+        value = values[index]
+        if value is not None:
+            values[index] = convert(value)
+    return values
+
+
 class Compiled:
     """One statement for one dialect (for an INSERT, for one set of given columns).
 
@@ -85,14 +99,14 @@ class Compiled:
             name: embedded.get(name, column_defaults.get(name)) for name in bind_names
         }
         self._pick: Callable[[Mapping[str, Any]], Sequence[Any]] = _picker(bind_names)
-        self._processors = tuple(converters)
+        self._processors: Converters = tuple(converters)
         # Rows come from a SELECT or an explicit RETURNING (an INSERT on PostgreSQL may carry
         # an implicit RETURNING of its key, which is not asked for here).
         columns = list(getattr(statement, "exported_columns", ()))
         kind: Any = statement
         self.returns_rows = bool(columns) and bool(kind.is_select or kind.is_dml)
         self._row: Callable[[Iterable[Any]], Row] | None = None
-        self._readers: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+        self._readers: Converters = ()
         if self.returns_rows:
             names = [getattr(c, "key", None) or c.name or f"c{i}" for i, c in enumerate(columns)]
             row_type: Any = namedtuple("Row", names, rename=True)  # type: ignore[misc]
@@ -105,11 +119,7 @@ class Compiled:
     def bind(self, params: Mapping[str, Any] | None) -> list[Any]:
         """The positional parameters for ``params`` (by bind name), converted for the driver."""
         values = list(self._pick({**self._defaults, **params} if params else self._defaults))
-        for index, processor in self._processors:
-            value = values[index]
-            if value is not None:
-                values[index] = processor(value)
-        return values
+        return _converted(values, self._processors)
 
     def rows(self, raw: Iterable[Sequence[Any]]) -> list[Row]:
         """The driver's rows as named tuples, with the column types' conversions."""
@@ -118,15 +128,7 @@ class Compiled:
         readers = self._readers
         if not readers:
             return [make(r) for r in raw]
-        out = []
-        for r in raw:
-            values = list(r)
-            for i, reader in readers:
-                value = values[i]
-                if value is not None:
-                    values[i] = reader(value)
-            out.append(make(values))
-        return out
+        return [make(_converted(list(r), readers)) for r in raw]
 
 
 class StatementCache:

@@ -19,13 +19,13 @@ autocommit mode, so they never see a write transaction that is still open.
 Group commit: use cases that run in the same turn of the event loop share one SQLite
 transaction, each one after the first inside a ``SAVEPOINT`` of its own (a use case that
 fails rolls back its own statements only; the first, alone in the transaction until it
-ends, rolls back the transaction), and one ``COMMIT`` ends them all. The first use case of a batch
-begins the transaction and queues the commit as a task, which lets the loop turn once
-more before it takes the writer: every use case ready to run by then (its frame read, its
-bot answered) runs first, and joins. Nobody returns
-from :meth:`SQLiteDatabase.write` before the commit, so "acknowledged means stored" holds
-as before; what changes is that the commit, the costly step (it writes every changed page
-to the log), is paid once per batch. Alone, a use case waits one turn of the loop for its
+ends, rolls back the transaction), and one ``COMMIT`` ends them all. The first use case of
+a batch begins the transaction and queues the commit as a task, which lets the loop turn
+once more before it takes the writer: every use case ready to run by then (its frame read,
+its bot answered) runs first, and joins. Nobody returns from :meth:`SQLiteDatabase.write`
+before the commit, so "acknowledged means stored" holds as before; what changes is that
+the commit, the costly step (it writes every changed page to the log), is paid once per
+batch. Alone, a use case waits one turn of the loop for its
 commit; under load, batches grow with the load.
 
 Durability: WAL with ``synchronous=NORMAL``: a committed transaction survives the server
@@ -256,11 +256,7 @@ class _WriteBlock:
         if self._joined:
             # The first use case of a batch needs no savepoint: it is alone in the
             # transaction (the others join after it), so its failure rolls back all of it.
-            try:
-                db._writer.execute("SAVEPOINT use_case")
-            except BaseException:
-                db._abandon(batch)
-                raise
+            db._in_use_case(batch, "SAVEPOINT use_case")
         return db._write_connection
 
     async def __aexit__(
@@ -272,11 +268,7 @@ class _WriteBlock:
             db._abandon(batch, joined=self._joined)
             return
         if self._joined:
-            try:
-                db._writer.execute("RELEASE use_case")
-            except BaseException:
-                db._abandon(batch)
-                raise
+            db._in_use_case(batch, "RELEASE use_case")
         db._end_turn(batch)
         await asyncio.shield(batch.committed)
 
@@ -326,6 +318,14 @@ class SQLiteDatabase(Database):
             self._writer.execute("BEGIN IMMEDIATE")
             self._batch = _Batch(asyncio.get_running_loop())
         return self._batch
+
+    def _in_use_case(self, batch: _Batch, statement: str) -> None:
+        """Run one of a joined use case's own statements; on failure, abandon it."""
+        try:
+            self._writer.execute(statement)
+        except BaseException:
+            self._abandon(batch)
+            raise
 
     def _abandon(self, batch: _Batch, *, joined: bool = True) -> None:
         """The use case failed: undo its own statements, then let the batch go on.

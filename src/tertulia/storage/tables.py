@@ -36,9 +36,9 @@ _SQLITE_TIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores UTC as a naive timestamp; gives back aware UTC datetimes.
 
-    On SQLite the text is SQLAlchemy's own ``YYYY-MM-DD HH:MM:SS.ffffff``, written and read
-    with ``datetime``'s C methods rather than SQLAlchemy's generic formatting and regular
-    expression (this runs for every message).
+    On SQLite the text is SQLAlchemy's own ``YYYY-MM-DD HH:MM:SS.ffffff``, written with one
+    ``%`` format and read with ``datetime.fromisoformat``, rather than SQLAlchemy's generic
+    formatting and regular expression (this runs for every message).
     """
 
     impl = DateTime(timezone=False)

@@ -108,10 +108,17 @@ class Sessions:
             self._cache_put(session, now)
         return session
 
-    def new(self, *, nickname: str | None = None) -> SessionRecord:
-        """A person's new session, not stored yet: the caller stores it in its own
-        transaction (``storage.sessions.insert_session``)."""
-        return SessionRecord(new_session_key(), nickname, utcnow() + self.max_age)
+    def new(
+        self,
+        *,
+        nickname: str | None = None,
+        bot_conversation_id: str | None = None,
+        max_age: timedelta | None = None,
+    ) -> SessionRecord:
+        """A new session, not stored yet: :meth:`create` stores it at once; a use case may
+        store it in its own transaction instead (``storage.sessions.insert_session``)."""
+        expires_at = utcnow() + (max_age or self.max_age)
+        return SessionRecord(new_session_key(), nickname, expires_at, bot_conversation_id)
 
     async def create(
         self,
@@ -120,16 +127,12 @@ class Sessions:
         bot_conversation_id: str | None = None,
         max_age: timedelta | None = None,
     ) -> SessionRecord:
-        now = utcnow()
+        session = self.new(
+            nickname=nickname, bot_conversation_id=bot_conversation_id, max_age=max_age
+        )
         async with self._db.write() as conn:
-            return await repo.create_session(
-                conn,
-                new_session_key(),
-                now=now,
-                expires_at=now + (max_age or self.max_age),
-                nickname=nickname,
-                bot_conversation_id=bot_conversation_id,
-            )
+            await repo.insert_session(conn, session, now=utcnow())
+        return session
 
     async def participant_id(self, session: SessionRecord, conversation_id: str) -> str | None:
         """The session's participant in a conversation (bot sessions: only their own).
