@@ -15,6 +15,9 @@ Scenarios (the client is this package's protocol client, run normally):
   round trips (all loops at once, as ``bench.run``'s ``throughput``).
 - ``create``: ``--trips`` conversations created one after the other.
 
+``--server bare`` measures the bare limit (``bench.echo_server``, the same stack storing
+nothing) with the same workload instead: the floor of what one answer costs in Python here.
+
 ``--compare PATH`` also measures another checkout's ``src`` (say a ``git worktree`` of the
 previous commit) with the same workload, first, so that both lines come from one run.
 Needs ``valgrind`` (Debian's package); the server's batching differs under callgrind's
@@ -123,6 +126,12 @@ async def measure(source: Path | None, workdir: Path, args: argparse.Namespace) 
     if source is not None:
         env["PYTHONPATH"] = str(source)
     log = workdir / "server.log"
+    address = ["--host", HOST, "--port", str(port)]
+    if args.server == "bare":
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        command = ["bench.echo_server", *address]
+    else:
+        command = ["tertulia", "serve", *address, "--config", str(config)]
     argv = [
         "valgrind",
         "--tool=callgrind",
@@ -130,14 +139,7 @@ async def measure(source: Path | None, workdir: Path, args: argparse.Namespace) 
         f"--callgrind-out-file={out}",
         sys.executable,
         "-m",
-        "tertulia",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--config",
-        str(config),
+        *command,
     ]
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT, env=env)
@@ -161,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", type=int, default=20, help="conversations (throughput)")
     parser.add_argument("--trips", type=int, default=20, help="round trips per loop, or creates")
     parser.add_argument("--compare", type=Path, help="another checkout to measure first")
+    parser.add_argument(
+        "--server",
+        choices=("tertulia", "bare"),
+        default="tertulia",
+        help="bare: bench.echo_server, the same stack storing nothing (the limit)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)

@@ -58,9 +58,22 @@ log = structlog.get_logger(__name__)
 MEDIA_URL = "/media/"
 
 
-STATE_DELAY = 0.05  # seconds a state change may wait, to be published with the next ones
+STATE_DELAY = 0.05  # seconds a presence change may wait, to be published with the next ones
+STATE_DELAY_PEOPLE = 50  # above this many participants the wait grows with the room ...
+STATE_DELAY_MAX = 2.0  # ... up to this many seconds
 KNOWN_IDS = 512  # recent message ids a Chat remembers, so that plain quotes need no query
 HISTORY_PAGES = 256  # history pages kept for repeated requests (see HistoryPages)
+
+
+def state_delay(participants: int) -> float:
+    """Seconds a presence ``state`` frame waits for more changes in a room this size.
+
+    Every such frame carries the whole participant list to every socket, so a frame costs
+    the server in proportion to the square of the room; a wait in proportion to the room
+    keeps the cost of presence in a room filling up linear (a thousand people: a frame a
+    second, rather than twenty).
+    """
+    return min(STATE_DELAY_MAX, STATE_DELAY * max(1.0, participants / STATE_DELAY_PEOPLE))
 
 
 class _Duplicate(Exception):
@@ -433,6 +446,7 @@ class Chat:
         self._by_id = {p.id: p for p in self._participants}
         self._bots = [p for p in self._participants if p.is_bot]
         self._manager = next((p for p in self._participants if p.is_manager), None)
+        self._public: list[dict[str, str]] | None = None
 
     @property
     def manager(self) -> Participant | None:
@@ -462,7 +476,16 @@ class Chat:
             self.participants = await conv_repo.list_participants(conn, self.conversation.id)
 
     def public_participants(self) -> list[dict[str, str]]:
+        """The participants as the wire shows them, in a new list the caller may keep."""
         return [p.public() for p in self.participants]
+
+    def _public_participants(self) -> list[dict[str, str]]:
+        """The same, built once per change of the participants and shared: for frames,
+        which are serialised at once (a room of a thousand people is not rebuilt for every
+        presence change). Never handed to bots' code."""
+        if self._public is None:
+            self._public = self.public_participants()
+        return self._public
 
     def public(self, message: Message) -> dict[str, Any]:
         return public_message(message, media_url=MEDIA_URL)
@@ -471,7 +494,7 @@ class Chat:
         """The ``state`` frame's content: participants, name, and who is online."""
         online = await self._services.broker.present(self.conversation.id)
         return {
-            "participants": self.public_participants(),
+            "participants": self._public_participants(),
             "conversation_name": self.conversation.name,
             "online": [p.id for p in self.participants if p.id in online],
         }
@@ -485,31 +508,44 @@ class Chat:
     async def _flush(self, out: Outgoing) -> None:
         """Publish a committed use case's frames and start its deliveries (under the lock).
 
-        ``state`` frames are coalesced: a change schedules one frame ``STATE_DELAY`` seconds
-        later, carrying the state as it is then, so a room that a thousand people enter costs
-        a few frames per socket instead of a thousand. A pending state frame always goes out
-        before any later frame, so no client ever sees a message naming a participant it was
-        not told about first.
+        Presence ``state`` frames are coalesced: a change of who is online schedules one
+        frame :func:`state_delay` seconds later, carrying the state as it is then, so a room that
+        a thousand people enter costs a few frames per socket instead of a thousand. Only
+        presence waits: a change of the participants publishes its ``state`` at once, in the
+        use case's own frames (no client may see a message naming a participant it was not
+        told about first), and that frame, being current, also settles a pending one.
         """
         if out.events:
-            if self._state_pending:
-                await self._publish_state()
+            if out.state_published and self._state_pending:
+                self._cancel_pending_state()
             await self._services.broker.publish(self.conversation.id, out.events)
         if out.state_changed:
             self._state_pending = True
             if self._state_timer is None:
                 self._state_timer = asyncio.get_running_loop().call_later(
-                    STATE_DELAY, self._state_due
+                    self.state_wait(), self._state_due
                 )
         if out.recorded:
             self._services.runner.hand_over(out.recorded)
 
-    async def _publish_state(self) -> None:
-        """Publish the current state now (the caller holds the lock)."""
+    @property
+    def state_pending(self) -> bool:
+        """A presence ``state`` frame is waiting to go out."""
+        return self._state_pending
+
+    def state_wait(self) -> float:
+        """Seconds a presence change waits here before its ``state`` frame goes out."""
+        return state_delay(len(self.participants))
+
+    def _cancel_pending_state(self) -> None:
         self._state_pending = False
         if self._state_timer is not None:
             self._state_timer.cancel()
             self._state_timer = None
+
+    async def _publish_state(self) -> None:
+        """Publish the current state now (the caller holds the lock)."""
+        self._cancel_pending_state()
         frame = state_frame(await self.state())
         await self._services.broker.publish(
             self.conversation.id, [Event(EVERYONE, frame, supersedes=True)]
@@ -661,9 +697,6 @@ class Chat:
         Publishes a ``state`` frame and tells the bots; no message is stored (the
         newcomer's *participant-joined* comes when their first socket opens).
         """
-        await self.refresh()
-        if len(self.participants) >= self.settings.max_participants:
-            raise ValidationFailed(detail="This conversation is full.")
         participant_id = new_id()
         participant = Participant(
             id=participant_id,
@@ -672,7 +705,13 @@ class Chat:
             type=ParticipantType.HUMAN,
         )
         async with self._transaction() as (conn, out):
-            ordinal = len(await conv_repo.list_participants(conn, self.conversation.id))
+            # Participants are never removed, so their count is the next ordinal, and a
+            # count above what this process knows means another one added some.
+            ordinal = await conv_repo.count_participants(conn, self.conversation.id)
+            if ordinal != len(self.participants):
+                self.participants = await conv_repo.list_participants(conn, self.conversation.id)
+            if ordinal >= self.settings.max_participants:
+                raise ValidationFailed(detail="This conversation is full.")
             await conv_repo.insert_participants(conn, [participant], first_ordinal=ordinal)
             self.participants = [*self.participants, participant]
             if session_key is not None:

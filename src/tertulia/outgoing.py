@@ -50,7 +50,8 @@ class Outgoing:
     events: list[Event] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
     recorded: list[Delivery] = field(default_factory=list)  # the deliveries, once written
-    state_changed: bool = False
+    state_changed: bool = False  # presence changed: a coalesced ``state`` frame is due
+    state_published: bool = False  # a ``state`` frame is among the events
 
     def publish_message(
         self,
@@ -110,11 +111,14 @@ class Outgoing:
             self.events.append(
                 Event(frozenset({HUMANS, BOTS}), state_frame(state), supersedes=True)
             )
+            self.state_published = True
         else:
             self.state_changed = True
-        status = {"participants": [p.public() for p in participants]}
+        status: dict[str, Any] | None = None
         for bot in participants:
             if bot.is_bot:
+                if status is None:
+                    status = {"participants": [p.public() for p in participants]}
                 self.deliver(bot, "status", status, accepts)
 
     def deliver(

@@ -10,6 +10,7 @@ from typing import Any
 from support.blab import Frame, Person, Socket
 from support.bots import bot_person, bots_with
 from support.server import LiveServer, live_server
+from tertulia import chats
 from tertulia.settings import Settings
 
 PersonFactory = Callable[[LiveServer], Person]
@@ -175,3 +176,52 @@ async def test_required_bot_leaving_ends_the_conversation(
             assert answer["text"] == "STILL HERE"
         finally:
             await keeper.close()
+
+
+async def test_presence_state_waits_out_arrivals_between_messages(
+    server: LiveServer, alice: Person, people: PersonFactory, monkeypatch: Any
+) -> None:
+    """Arrivals in quick succession: everyone gets each participant-joined at once and one
+    presence ``state`` after the wait, not one per arrival; each newcomer, whose broadcast
+    waits that long, gets its own ``state`` at once."""
+    monkeypatch.setattr(chats, "STATE_DELAY", 2.0)
+    monkeypatch.setattr(chats, "STATE_DELAY_MAX", 2.0)
+    assert alice.conversation_id is not None
+    others = [people(server) for _ in range(3)]
+    for n, person in enumerate(others):
+        assert (await person.join(alice.conversation_id, nickname=f"p{n}")).status_code == 200
+    watcher = await alice.connect()
+    await watcher.state()
+    await watcher.sync()
+    began = len(watcher.frames)
+    for person in others:
+        socket = await person.connect()
+        await socket.state(timeout=1.0)  # its own, long before the wait is over
+        await watcher.wait_for(_event("participant-joined", person.participant_id))
+    arrivals = watcher.frames[began:]
+    assert not [f for f in arrivals if "state" in f]
+    state = await watcher.state(timeout=5.0)
+    online = {alice.participant_id, *(p.participant_id for p in others)}
+    assert online <= set(state["online"])
+
+
+async def test_new_participants_settle_a_pending_presence_state(
+    server: LiveServer, alice: Person, people: PersonFactory, monkeypatch: Any
+) -> None:
+    """A join publishes its ``state`` at once, current presence included: the presence frame
+    that was waiting is not sent after it."""
+    monkeypatch.setattr(chats, "STATE_DELAY", 0.5)
+    bob, _ = await _bob(server, alice, people)  # bob's arrival: a presence frame waits
+    watcher = await alice.connect()
+    await watcher.wait_for(_event("participant-joined", alice.participant_id))
+    carol = people(server)
+    assert alice.conversation_id is not None
+    assert (await carol.join(alice.conversation_id, nickname="carol")).status_code == 200
+    state = await watcher.wait_for(
+        lambda f: (
+            "state" in f and carol.participant_id in {p["id"] for p in f["state"]["participants"]}
+        )
+    )
+    assert {alice.participant_id, bob.participant_id} <= set(state["state"]["online"])
+    chat = await server.registry.get(alice.conversation_id)
+    assert not chat.state_pending

@@ -30,6 +30,11 @@ _PARTICIPANTS = (
     .where(participants.c.conversation_id == bindparam("conversation_id"))
     .order_by(participants.c.ordinal)
 )
+_COUNT_PARTICIPANTS = (
+    select(func.count())
+    .select_from(participants)
+    .where(participants.c.conversation_id == bindparam("conversation_id"))
+)
 _RENAME = (
     update(participants)
     .where(participants.c.id == bindparam("participant_id"))
@@ -142,6 +147,12 @@ async def list_participants(conn: Connection, conversation_id: str) -> list[Part
     """The conversation's participants in the order they were added."""
     rows = await conn.execute(_PARTICIPANTS, {"conversation_id": conversation_id})
     return [_participant(r) for r in rows]
+
+
+async def count_participants(conn: Connection, conversation_id: str) -> int:
+    """How many participants the conversation has (participants are never removed)."""
+    result = await conn.execute(_COUNT_PARTICIPANTS, {"conversation_id": conversation_id})
+    return int(result.scalar_one())
 
 
 async def rename_participant(conn: Connection, participant_id: str, name: str) -> None:
