@@ -32,7 +32,7 @@ def outbox(peer: Peer, size: int = 10) -> Outbox:
 
 async def drained(box: Outbox) -> None:
     async with asyncio.timeout(5):
-        while not box.queue.empty():
+        while box.pending:
             await asyncio.sleep(0)
         await asyncio.sleep(0)
 

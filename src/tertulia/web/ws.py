@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from typing import Any
 
 import orjson
@@ -77,7 +78,11 @@ class Outbox:
     ) -> None:
         self.websocket = websocket
         self.tags = tags
-        self.queue: asyncio.Queue[str | list[str] | _Latest] = asyncio.Queue(size)
+        # A plain deque and one future to wake the sender when it waits: an asyncio.Queue
+        # costs a second future hand-off per frame, and a room sends a frame per socket.
+        self._items: deque[str | list[str] | _Latest] = deque()
+        self._size = size
+        self._waiting: asyncio.Future[None] | None = None
         self._state: _Latest | None = None
         self.overflowed = False
         self.sender: asyncio.Task[None] | None = None
@@ -112,19 +117,29 @@ class Outbox:
         self._state = _Latest(frame)
         self.put(self._state)
 
+    @property
+    def pending(self) -> int:
+        """Items queued that the sender has not taken yet."""
+        return len(self._items)
+
     def put(self, frame: str | list[str] | _Latest) -> None:
         """Queue a frame (or a replay); a full queue drops the socket."""
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if len(self._items) >= self._size:
             self.overflowed = True
-            self._log.warning("socket too slow, dropping it", queued=self.queue.qsize())
+            self._log.warning("socket too slow, dropping it", queued=len(self._items))
             # The sender may be stuck writing to a peer that does not read: stop it now,
             # which ends the receive loop and runs the disconnect bookkeeping.
             if self.sender is not None:
                 self.sender.cancel()
+            return
+        self._items.append(frame)
+        waiting = self._waiting
+        if waiting is not None:
+            self._waiting = None
+            if not waiting.done():
+                waiting.set_result(None)
 
     def hold(self) -> None:
         """Keep live frames back until :meth:`release`."""
@@ -141,8 +156,14 @@ class Outbox:
 
     async def _pump(self) -> None:
         """Send queued frames in order until cancelled or the socket breaks."""
+        items = self._items
+        loop = asyncio.get_running_loop()
         while True:
-            item = await self.queue.get()
+            if not items:
+                self._waiting = loop.create_future()
+                await self._waiting
+                continue
+            item = items.popleft()
             if isinstance(item, _Latest):
                 item.taken = True
                 await self.websocket.send_text(item.frame)
