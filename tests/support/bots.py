@@ -135,3 +135,32 @@ __all__ = [
     "bots_with",
     "watch_logs",
 ]
+
+
+MISSING_ID = "00000000-0000-4000-8000-000000000000"
+ON_LOOP_CALLS: dict[str, tuple[int, object]] = {}
+"""Per message id: the thread an on-loop bot was called in and what its ``send`` returned."""
+
+
+class OnLoopEchoBot(_HumanTriggered):
+    """A plain-method bot that opts into the event loop; answers a human's text upper-cased."""
+
+    runs_on_loop = True
+
+    def receive_message(self, message: ChatMessage) -> None:
+        if message.sent_by_human:
+            sent = self.info.send_function(
+                {"type": "T", "text": (message.text or "").upper(), "quoted_message_id": message.id}
+            )
+            ON_LOOP_CALLS[message.id] = (threading.get_ident(), sent)
+
+
+class OnLoopBadSenderBot(_HumanTriggered):
+    """An on-loop bot whose answer the server refuses (it quotes a message that is not
+    there)."""
+
+    runs_on_loop = True
+
+    def receive_message(self, message: ChatMessage) -> None:
+        if message.sent_by_human:
+            self.info.send_function({"type": "T", "text": "x", "quoted_message_id": MISSING_ID})

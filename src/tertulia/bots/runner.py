@@ -111,12 +111,25 @@ def _method_kind(cls: type, method: str) -> str | None:
     return _KINDS[key]
 
 
+def runs_on_loop(cls: type) -> bool:
+    """Whether a bot class's plain methods are called on the event loop, not in a thread.
+
+    A class opts in with ``runs_on_loop = True`` when its methods never block (no I/O,
+    bounded work): the worker-thread hop and its waits for the interpreter lock are gone,
+    but its ``send`` returns a task instead of the stored message (the runner waits for
+    those tasks before it counts the delivery done).
+    """
+    return getattr(cls, "runs_on_loop", False) is True
+
+
 def concurrency(spec: BotSpec, cls: type) -> int:
     """How many deliveries of a bot spec run at once (its setting, or the default by kind)."""
     if spec.concurrency is not None:
         return spec.concurrency
     receive = getattr(cls, "receive_message", None)
-    return ASYNC_CONCURRENCY if inspect.iscoroutinefunction(receive) else SYNC_CONCURRENCY
+    if inspect.iscoroutinefunction(receive) or runs_on_loop(cls):
+        return ASYNC_CONCURRENCY
+    return SYNC_CONCURRENCY
 
 
 def _delivery_log(delivery: Delivery, bot: str | None = None) -> Any:
@@ -461,10 +474,11 @@ class BotRunner:
         context: BotContext,
         state: dict[str, Any],
     ) -> None:
+        sends: list[asyncio.Future[Any]] = []  # what the bot sent from the loop's thread
         info = ConversationInfo(
             conversation_id=delivery.conversation_id,
             bot_participant_id=delivery.bot_participant_id,
-            send_function=self._send_function(delivery),
+            send_function=self._send_function(delivery, sends),
             participants=context.participants,
             state=state,
             services=context.services,
@@ -503,6 +517,24 @@ class BotRunner:
                 slot.release()
             return
 
+        if runs_on_loop(cls):
+            try:
+                bot = cls(info, *spec.args, **spec.kwargs)
+                result = getattr(bot, method)(argument)
+                async with asyncio.timeout(spec.timeout):
+                    if inspect.isawaitable(result):
+                        await result
+                    # Its messages are stored before the delivery counts as done.
+                    stored = await asyncio.gather(*sends, return_exceptions=True)
+                failed = next((r for r in stored if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    raise failed
+            except TimeoutError:
+                raise BotTimeout(f"no answer within {spec.timeout} s") from None
+            finally:
+                slot.release()
+            return
+
         def call() -> None:
             bot = cls(info, *spec.args, **spec.kwargs)
             result = getattr(bot, method)(argument)
@@ -520,7 +552,11 @@ class BotRunner:
         assert self._loop is not None
         return self._loop
 
-    def _send_function(self, delivery: Delivery) -> Callable[[dict[str, Any]], Any]:
+    def _send_function(
+        self, delivery: Delivery, sends: list[asyncio.Future[Any]]
+    ) -> Callable[[dict[str, Any]], Any]:
+        """The bot's ``send``: from a worker thread it blocks until the message is stored
+        and returns it; on the loop's own thread it returns a task, also kept in ``sends``."""
         loop = self._require_loop()
         loop_thread = threading.get_ident()
         counter = iter(range(1_000_000))
@@ -535,7 +571,9 @@ class BotRunner:
                 host.send_from_bot(delivery.conversation_id, delivery.bot_participant_id, data)
             )
             if threading.get_ident() == loop_thread:
-                return asyncio.ensure_future(coro)
+                task = asyncio.ensure_future(coro)
+                sends.append(task)
+                return task
             return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
         return send

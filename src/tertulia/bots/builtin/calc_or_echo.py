@@ -26,6 +26,8 @@ class CalcOrEchoManagerBot(ManagerBot):
     (positionally or by keyword); the bots are named by their participant names.
     """
 
+    runs_on_loop = True  # decides at once and never blocks: no worker thread per message
+
     def __init__(
         self, conversation_info: ConversationInfo, calculator_bot_name: str, echo_bot_name: str
     ) -> None:

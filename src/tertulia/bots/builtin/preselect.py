@@ -38,6 +38,8 @@ class PreSelectManagerBot(ManagerBot):
     after_choice=..., exit_word=...)``, all keyword-only.
     """
 
+    runs_on_loop = True  # decides at once and never blocks: no worker thread per message
+
     def __init__(
         self,
         conversation_info: ConversationInfo,

@@ -19,6 +19,8 @@ class TransparentManagerBot(ManagerBot):
     Built as ``TransparentManagerBot(conversation_info)``.
     """
 
+    runs_on_loop = True  # decides at once and never blocks: no worker thread per message
+
     def receive_message(self, message: ChatMessage) -> None:
         if message.type == MessageType.SYSTEM or self.is_own(message):
             return

@@ -1,0 +1,75 @@
+"""Plain-method bots that opt into the event loop (``runs_on_loop = True``): no worker
+thread, their sends are tasks, and a delivery is done only once its sends are stored."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from support.bots import ON_LOOP_CALLS
+from support.managers import delivery_rows
+from support.server import live_server
+from tertulia.bots.builtin import (
+    CalcOrEchoManagerBot,
+    PreSelectManagerBot,
+    TransparentManagerBot,
+)
+from tertulia.bots.runner import ASYNC_CONCURRENCY, SYNC_CONCURRENCY, concurrency, runs_on_loop
+from tertulia.settings import BotSpec
+
+OURS = "support.bots"
+
+
+async def test_an_on_loop_bot_is_called_on_the_loop_and_its_answer_stored(
+    make_settings: Any, people: Any
+) -> None:
+    bots = {"Quick": {"module": OURS, "class": "OnLoopEchoBot"}}
+    async with live_server(make_settings(bots=bots)) as server:
+        alice = people(server)
+        created = await alice.create(nickname="alice", bots=["Quick"])
+        quick = next(p["id"] for p in created.json()["participants"] if p["name"] == "Quick")
+        socket = await alice.connect()
+        local_id = await socket.say("hello")
+        sent = await socket.message(local_id=local_id)
+        answer = await socket.message(quoted_message_id=sent["id"])
+        assert answer["text"] == "HELLO"
+        thread, returned = ON_LOOP_CALLS[sent["id"]]
+        assert thread == threading.get_ident()  # the server runs in the test's loop
+        assert isinstance(returned, asyncio.Future)
+        await server.registry.runner.idle()
+        rows = await delivery_rows(server, quick)
+        (row,) = [r for r in rows if r.kind == "message" and r.payload["id"] == sent["id"]]
+        assert (row.status, row.attempts) == ("done", 1)
+
+
+async def test_a_refused_send_fails_the_delivery(make_settings: Any, people: Any) -> None:
+    """The runner waits for an on-loop bot's sends: one the server refuses is the call's
+    failure, retried and then recorded, as a thread bot's would be."""
+    bots = {"Bad": {"module": OURS, "class": "OnLoopBadSenderBot", "retries": 1}}
+    async with live_server(make_settings(bots=bots)) as server:
+        alice = people(server)
+        created = await alice.create(nickname="alice", bots=["Bad"])
+        bad = next(p["id"] for p in created.json()["participants"] if p["name"] == "Bad")
+        socket = await alice.connect()
+        sent = await socket.message(local_id=await socket.say("hello"))
+        await server.registry.runner.idle()
+        rows = await delivery_rows(server, bad)
+        (row,) = [r for r in rows if r.kind == "message" and r.payload["id"] == sent["id"]]
+        assert (row.status, row.attempts) == ("failed", 2)
+        assert "quoted message does not exist" in row.last_error
+        history = (await alice.history()).json()["results"]
+        assert not [m for m in history if m.get("sender_id") == bad]
+
+
+def test_the_example_managers_run_on_the_loop_with_async_concurrency() -> None:
+    spec = BotSpec(module="tertulia.bots.builtin", class_name="TransparentManagerBot")
+    for cls in (TransparentManagerBot, CalcOrEchoManagerBot, PreSelectManagerBot):
+        assert runs_on_loop(cls)
+        assert concurrency(spec, cls) == ASYNC_CONCURRENCY
+
+    class Plain:
+        def receive_message(self, message: Any) -> None: ...
+
+    assert not runs_on_loop(Plain)
+    assert concurrency(spec, Plain) == SYNC_CONCURRENCY
