@@ -34,12 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
 from bench.client import Api, Counters, open_many
 from bench.scenarios import Sizes, _round_trips
-from bench.servers import HOST, Target, free_port, write_config
+from bench.servers import HOST, REPO, Target, free_port, write_config
 
 READY_TIMEOUT = 600.0  # seconds: start-up is slow under callgrind
 
@@ -57,7 +58,16 @@ async def _control(pid: int, switch: str) -> None:
         raise RuntimeError(f"callgrind_control -i {switch} failed")
 
 
-async def _wait_ready(target: Target, proc: subprocess.Popen[bytes]) -> None:
+def server_command(server: str, port: int, config: Path) -> list[str]:
+    """``python -m`` arguments that start Tertulia (``tertulia``) or the bare limit."""
+    address = ["--host", HOST, "--port", str(port)]
+    if server == "bare":
+        return ["bench.echo_server", *address]
+    return ["tertulia", "serve", *address, "--config", str(config)]
+
+
+async def wait_ready(target: Target, proc: subprocess.Popen[bytes]) -> None:
+    """Until the server answers ``GET /api/chat/bots/`` (or exits: an error)."""
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -73,8 +83,12 @@ async def _wait_ready(target: Target, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"the server was not ready in {READY_TIMEOUT} s")
 
 
-async def _workload(target: Target, scenario: str, loops: int, trips: int) -> int:
-    """Set up, switch instrumentation on, run the measured part; returns the operations."""
+Switch = Callable[[str], Awaitable[None]]
+"""Called with ``"on"`` just before the measured part and ``"off"`` just after it."""
+
+
+async def workload(target: Target, scenario: str, loops: int, trips: int, switch: Switch) -> int:
+    """Set up, switch the measure on, run the measured part; returns the operations."""
     sizes = replace(Sizes(), answer_timeout=120.0, setup_timeout=3600.0)
     http = target.http(max(loops, 1))
     api = Api(http)
@@ -82,10 +96,10 @@ async def _workload(target: Target, scenario: str, loops: int, trips: int) -> in
         if scenario == "create":
             for i in range(3):
                 await api.create(f"warm{i}", ["ECHO"])
-            await _control(target.pid, "on")
+            await switch("on")
             for i in range(trips):
                 await api.create(f"bench{i}", ["ECHO"])
-            await _control(target.pid, "off")
+            await switch("off")
             return trips
         counters = Counters()
         members = [await api.create(f"loop{i}", ["ECHO"]) for i in range(loops)]
@@ -94,10 +108,10 @@ async def _workload(target: Target, scenario: str, loops: int, trips: int) -> in
             raise failures[0]
         try:
             await asyncio.gather(*(_round_trips(s, sizes, count=3) for s in sockets))
-            await _control(target.pid, "on")
+            await switch("on")
             done = await asyncio.gather(*(_round_trips(s, sizes, count=trips) for s in sockets))
             await asyncio.sleep(1.0)  # the deliveries' outcomes are written in this window
-            await _control(target.pid, "off")
+            await switch("off")
         finally:
             for sock in sockets:
                 await sock.close()
@@ -126,12 +140,8 @@ async def measure(source: Path | None, workdir: Path, args: argparse.Namespace) 
     if source is not None:
         env["PYTHONPATH"] = str(source)
     log = workdir / "server.log"
-    address = ["--host", HOST, "--port", str(port)]
     if args.server == "bare":
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-        command = ["bench.echo_server", *address]
-    else:
-        command = ["tertulia", "serve", *address, "--config", str(config)]
+        env["PYTHONPATH"] = str(REPO)
     argv = [
         "valgrind",
         "--tool=callgrind",
@@ -139,14 +149,18 @@ async def measure(source: Path | None, workdir: Path, args: argparse.Namespace) 
         f"--callgrind-out-file={out}",
         sys.executable,
         "-m",
-        *command,
+        *server_command(args.server, port, config),
     ]
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT, env=env)
     try:
         target = Target("instructions", False, port, proc.pid, log)
-        await _wait_ready(target, proc)
-        operations = await _workload(target, args.scenario, args.loops, args.trips)
+        await wait_ready(target, proc)
+
+        async def switch(state: str) -> None:
+            await _control(proc.pid, state)
+
+        operations = await workload(target, args.scenario, args.loops, args.trips, switch)
     finally:
         proc.terminate()
         try:

@@ -1,0 +1,104 @@
+"""CPU time the server spends per answered message, user and system, read from ``/proc``.
+
+Run by hand: ``.venv/bin/python -m bench.cpu [--server tertulia|bare|both] [--runs N]``.
+
+The same workload as ``bench.instructions`` (``--loops`` conversations with ECHO, each a
+closed loop of ``--trips`` round trips, all at once), with the server running normally: the
+server process's user and system CPU seconds between the start and the end of the measured
+part, divided by the answers. Unlike instructions, this counts the kernel's work (socket and
+file writes, locks) and the machine's speed, so compare two servers or two versions within
+one run, interleaved (``--server both`` alternates Tertulia and the bare limit).
+Linux only (``/proc/<pid>/stat``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.instructions import server_command, wait_ready, workload
+from bench.servers import REPO, Target, free_port, write_config
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """The process's user and system CPU seconds so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+@dataclass(frozen=True, slots=True)
+class PerAnswer:
+    """Microseconds of CPU per answered message."""
+
+    user_us: float
+    system_us: float
+
+    @property
+    def total_us(self) -> float:
+        return self.user_us + self.system_us
+
+
+async def measure(server: str, workdir: Path, loops: int, trips: int) -> PerAnswer:
+    """One server process, one measured workload."""
+    workdir.mkdir(parents=True)
+    port = free_port()
+    config = write_config(workdir, None, None, manager=False)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if server == "bare":
+        env["PYTHONPATH"] = str(REPO)
+    argv = [sys.executable, "-m", *server_command(server, port, config)]
+    log = workdir / "server.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(argv, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    marks: dict[str, tuple[float, float]] = {}
+    try:
+        target = Target(server, False, port, proc.pid, log)
+        await wait_ready(target, proc)
+
+        async def switch(state: str) -> None:
+            marks[state] = cpu_seconds(proc.pid)
+
+        answers = await workload(target, "throughput", loops, trips, switch)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    (user0, system0), (user1, system1) = marks["on"], marks["off"]
+    return PerAnswer(1e6 * (user1 - user0) / answers, 1e6 * (system1 - system0) / answers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", choices=("tertulia", "bare", "both"), default="both")
+    parser.add_argument("--loops", type=int, default=20, help="conversations, all at once")
+    parser.add_argument("--trips", type=int, default=500, help="round trips per conversation")
+    parser.add_argument("--runs", type=int, default=2, help="server processes per server")
+    args = parser.parse_args(argv)
+    servers = ["tertulia", "bare"] if args.server == "both" else [args.server]
+    with tempfile.TemporaryDirectory(prefix="tertulia-cpu-") as temporary:
+        for run in range(args.runs):
+            for server in servers:
+                workdir = Path(temporary) / f"{server}-{run}"
+                per = asyncio.run(measure(server, workdir, args.loops, args.trips))
+                print(
+                    f"{server} run {run + 1}: {per.total_us:,.0f} µs of CPU per answer "
+                    f"(user {per.user_us:,.0f}, system {per.system_us:,.0f})",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
