@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.instructions import server_command, wait_ready, workload
-from bench.servers import REPO, Target, free_port, write_config
+from bench.instructions import workload
+from bench.servers import ServerSpec, running_server
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -49,32 +47,14 @@ class PerAnswer:
 
 async def measure(server: str, workdir: Path, loops: int, trips: int) -> PerAnswer:
     """One server process, one measured workload."""
-    workdir.mkdir(parents=True)
-    port = free_port()
-    config = write_config(workdir, None, None, manager=False)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if server == "bare":
-        env["PYTHONPATH"] = str(REPO)
-    argv = [sys.executable, "-m", *server_command(server, port, config)]
-    log = workdir / "server.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(argv, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    spec = ServerSpec(server, server, str(Path(sys.executable).parent / "tertulia"))
     marks: dict[str, tuple[float, float]] = {}
-    try:
-        target = Target(server, False, port, proc.pid, log)
-        await wait_ready(target, proc)
+    async with running_server(spec, workdir) as target:
 
         async def switch(state: str) -> None:
-            marks[state] = cpu_seconds(proc.pid)
+            marks[state] = cpu_seconds(target.pid)
 
         answers = await workload(target, "throughput", loops, trips, switch)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     (user0, system0), (user1, system1) = marks["on"], marks["off"]
     return PerAnswer(1e6 * (user1 - user0) / answers, 1e6 * (system1 - system0) / answers)
 

@@ -33,14 +33,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
 from bench.client import Api, Counters, open_many
 from bench.scenarios import Sizes, _round_trips
-from bench.servers import HOST, REPO, Target, free_port, write_config
+from bench.servers import REPO, ServerSpec, Target, free_port, server_argv, stop, wait_ready
 
 READY_TIMEOUT = 600.0  # seconds: start-up is slow under callgrind
 
@@ -56,31 +55,6 @@ async def _control(pid: int, switch: str) -> None:
     )
     if await process.wait() != 0:
         raise RuntimeError(f"callgrind_control -i {switch} failed")
-
-
-def server_command(server: str, port: int, config: Path) -> list[str]:
-    """``python -m`` arguments that start Tertulia (``tertulia``) or the bare limit."""
-    address = ["--host", HOST, "--port", str(port)]
-    if server == "bare":
-        return ["bench.echo_server", *address]
-    return ["tertulia", "serve", *address, "--config", str(config)]
-
-
-async def wait_ready(target: Target, proc: subprocess.Popen[bytes]) -> None:
-    """Until the server answers ``GET /api/chat/bots/`` (or exits: an error)."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited; see {target.log}")
-        http = target.http(1)
-        try:
-            await Api(http).bots()
-            return
-        except OSError:
-            await asyncio.sleep(0.5)
-        finally:
-            await http.aclose()
-    raise RuntimeError(f"the server was not ready in {READY_TIMEOUT} s")
 
 
 Switch = Callable[[str], Awaitable[None]]
@@ -134,40 +108,39 @@ async def measure(source: Path | None, workdir: Path, args: argparse.Namespace) 
     """Instructions per operation for the code in ``source`` (None: this checkout)."""
     workdir.mkdir(parents=True)
     port = free_port()
-    config = write_config(workdir, None, None, manager=False)
     out = workdir / "callgrind.out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if source is not None:
         env["PYTHONPATH"] = str(source)
-    log = workdir / "server.log"
     if args.server == "bare":
         env["PYTHONPATH"] = str(REPO)
+    spec = ServerSpec(args.server, args.server, str(Path(sys.executable).parent / "tertulia"))
+    callgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     argv = [
-        "valgrind",
-        "--tool=callgrind",
-        "--instr-atstart=no",
+        *callgrind,
         f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        *server_command(args.server, port, config),
+        *server_argv(spec, workdir, port, None, False),
     ]
+    log = workdir / "server.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen(argv, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # stop() signals the process group
+        )
     try:
-        target = Target("instructions", False, port, proc.pid, log)
-        await wait_ready(target, proc)
+        await wait_ready(proc, port, log, READY_TIMEOUT)
 
         async def switch(state: str) -> None:
             await _control(proc.pid, state)
 
+        target = Target("instructions", False, port, proc.pid, log)
         operations = await workload(target, args.scenario, args.loops, args.trips, switch)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=120)
     return _total(out) / operations
 
 

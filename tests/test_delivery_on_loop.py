@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from support.bots import ON_LOOP_CALLS
-from support.managers import delivery_rows
+from support.managers import delivery_rows, start
 from support.server import live_server
 from tertulia.bots.builtin import (
     CalcOrEchoManagerBot,
@@ -26,10 +26,7 @@ async def test_an_on_loop_bot_is_called_on_the_loop_and_its_answer_stored(
 ) -> None:
     bots = {"Quick": {"module": OURS, "class": "OnLoopEchoBot"}}
     async with live_server(make_settings(bots=bots)) as server:
-        alice = people(server)
-        created = await alice.create(nickname="alice", bots=["Quick"])
-        quick = next(p["id"] for p in created.json()["participants"] if p["name"] == "Quick")
-        socket = await alice.connect()
+        _, socket, ids = await start(server, people, ["Quick"])
         local_id = await socket.say("hello")
         sent = await socket.message(local_id=local_id)
         answer = await socket.message(quoted_message_id=sent["id"])
@@ -38,7 +35,7 @@ async def test_an_on_loop_bot_is_called_on_the_loop_and_its_answer_stored(
         assert thread == threading.get_ident()  # the server runs in the test's loop
         assert isinstance(returned, asyncio.Future)
         await server.registry.runner.idle()
-        rows = await delivery_rows(server, quick)
+        rows = await delivery_rows(server, ids["Quick"])
         (row,) = [r for r in rows if r.kind == "message" and r.payload["id"] == sent["id"]]
         assert (row.status, row.attempts) == ("done", 1)
 
@@ -48,18 +45,15 @@ async def test_a_refused_send_fails_the_delivery(make_settings: Any, people: Any
     failure, retried and then recorded, as a thread bot's would be."""
     bots = {"Bad": {"module": OURS, "class": "OnLoopBadSenderBot", "retries": 1}}
     async with live_server(make_settings(bots=bots)) as server:
-        alice = people(server)
-        created = await alice.create(nickname="alice", bots=["Bad"])
-        bad = next(p["id"] for p in created.json()["participants"] if p["name"] == "Bad")
-        socket = await alice.connect()
+        alice, socket, ids = await start(server, people, ["Bad"])
         sent = await socket.message(local_id=await socket.say("hello"))
         await server.registry.runner.idle()
-        rows = await delivery_rows(server, bad)
+        rows = await delivery_rows(server, ids["Bad"])
         (row,) = [r for r in rows if r.kind == "message" and r.payload["id"] == sent["id"]]
         assert (row.status, row.attempts) == ("failed", 2)
         assert "quoted message does not exist" in row.last_error
         history = (await alice.history()).json()["results"]
-        assert not [m for m in history if m.get("sender_id") == bad]
+        assert not [m for m in history if m.get("sender_id") == ids["Bad"]]
 
 
 def test_the_example_managers_run_on_the_loop_with_async_concurrency() -> None:

@@ -8,24 +8,20 @@ from typing import Any
 
 import pytest
 
-from support.blab import Person, Socket
-from support.managers import ATTEMPTS, ENTERED, GATE, INBOXES, OUTCOMES, delivery_rows
-from support.server import LiveServer, live_server
+from support.blab import Socket
+from support.managers import (
+    ATTEMPTS,
+    ENTERED,
+    GATE,
+    INBOXES,
+    OUTCOMES,
+    delivery_rows,
+    start,
+)
+from support.server import live_server
 
 OURS = "support.managers"
 TRANSPARENT = {"module": "tertulia.bots.builtin", "class": "TransparentManagerBot"}
-
-
-async def start(
-    server: LiveServer, people: Any, bots: list[str]
-) -> tuple[Person, Socket, dict[str, str]]:
-    """alice in a new conversation with ``bots``, connected; returns her, her socket and
-    the participant ids by name."""
-    alice = people(server)
-    created = await alice.create(nickname="alice", bots=bots)
-    assert created.status_code == 201, created.text
-    ids = {p["name"]: p["id"] for p in created.json()["participants"]}
-    return alice, await alice.connect(), ids
 
 
 async def say(socket: Socket, text: str) -> dict[str, Any]:

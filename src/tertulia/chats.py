@@ -516,7 +516,7 @@ class Chat:
         told about first), and that frame, being current, also settles a pending one.
         """
         if out.events:
-            if out.state_published and self._state_pending:
+            if self._state_pending and out.state_published:
                 self._cancel_pending_state()
             await self._services.broker.publish(self.conversation.id, out.events)
         if out.state_changed:
@@ -536,6 +536,12 @@ class Chat:
     def state_wait(self) -> float:
         """Seconds a presence change waits here before its ``state`` frame goes out."""
         return state_delay(len(self.participants))
+
+    def presence_state_is_prompt(self) -> bool:
+        """Whether a presence ``state`` frame waits only the shortest time (a room of at
+        most ``STATE_DELAY_PEOPLE``); a socket arriving in a bigger room needs its own
+        ``state`` at once."""
+        return len(self.participants) <= STATE_DELAY_PEOPLE
 
     def _cancel_pending_state(self) -> None:
         self._state_pending = False

@@ -51,7 +51,11 @@ class Outgoing:
     deliveries: list[NewDelivery] = field(default_factory=list)
     recorded: list[Delivery] = field(default_factory=list)  # the deliveries, once written
     state_changed: bool = False  # presence changed: a coalesced ``state`` frame is due
-    state_published: bool = False  # a ``state`` frame is among the events
+
+    @property
+    def state_published(self) -> bool:
+        """A ``state`` frame is among the events (it supersedes any earlier one)."""
+        return any(event.supersedes for event in self.events)
 
     def publish_message(
         self,
@@ -111,7 +115,6 @@ class Outgoing:
             self.events.append(
                 Event(frozenset({HUMANS, BOTS}), state_frame(state), supersedes=True)
             )
-            self.state_published = True
         else:
             self.state_changed = True
         status: dict[str, Any] | None = None

@@ -40,6 +40,12 @@ async def write(db: SQLiteDatabase, name: str, fail: bool) -> None:
             raise RuntimeError(name)
 
 
+async def outcomes(db: SQLiteDatabase, *writes: tuple[str, bool]) -> list[str]:
+    """Run ``(name, fails)`` writes in one turn of the loop; each one's result type name."""
+    results = await asyncio.gather(*(write(db, *w) for w in writes), return_exceptions=True)
+    return [type(r).__name__ for r in results]
+
+
 def committed_names(path: Path) -> set[str]:
     """Names as another process would see them (a fresh connection: committed data only)."""
     with sqlite3.connect(path) as other:
@@ -65,13 +71,8 @@ async def test_use_cases_ready_together_share_one_commit(
 
 async def test_a_failing_use_case_undoes_only_itself(db: SQLiteDatabase, tmp_path: Path) -> None:
     """In a shared transaction, the one that fails is rolled back to its savepoint."""
-    results = await asyncio.gather(
-        write(db, "kept-1", False),
-        write(db, "dropped", True),
-        write(db, "kept-2", False),
-        return_exceptions=True,
-    )
-    assert [type(r).__name__ for r in results] == ["NoneType", "RuntimeError", "NoneType"]
+    results = await outcomes(db, ("kept-1", False), ("dropped", True), ("kept-2", False))
+    assert results == ["NoneType", "RuntimeError", "NoneType"]
     assert committed_names(tmp_path / "group.db") == {"kept-1", "kept-2"}
 
 
@@ -159,13 +160,8 @@ async def test_a_failing_first_use_case_leaves_the_others_a_new_batch(
     (it was alone in it), and the use cases ready behind it commit in a new one."""
     statements: list[str] = []
     db._writer.set_trace_callback(statements.append)
-    results = await asyncio.gather(
-        write(db, "dropped", True),
-        write(db, "kept-1", False),
-        write(db, "kept-2", False),
-        return_exceptions=True,
-    )
-    assert [type(r).__name__ for r in results] == ["RuntimeError", "NoneType", "NoneType"]
+    results = await outcomes(db, ("dropped", True), ("kept-1", False), ("kept-2", False))
+    assert results == ["RuntimeError", "NoneType", "NoneType"]
     assert committed_names(tmp_path / "group.db") == {"kept-1", "kept-2"}
     assert statements.count("ROLLBACK") == 1
     assert statements.count("COMMIT") == 1

@@ -272,6 +272,18 @@ class CrashTestBot(Bot):
         self.send(type="T", text="done", quoted_message_id=message.id, local_id=new_local_id())
 
 
+async def start(
+    server: LiveServer, people: Any, bots: list[str]
+) -> tuple[Person, Socket, dict[str, str]]:
+    """alice in a new conversation with ``bots``, connected; returns her, her socket and
+    the participant ids by name."""
+    alice = people(server)
+    created = await alice.create(nickname="alice", bots=bots)
+    assert created.status_code == 201, created.text
+    ids = {p["name"]: p["id"] for p in created.json()["participants"]}
+    return alice, await alice.connect(), ids
+
+
 async def delivery_rows(server: LiveServer, bot_participant_id: str) -> list[Any]:
     """The outbox rows recorded for a bot participant, oldest first."""
     async with server.registry.db.read() as conn:

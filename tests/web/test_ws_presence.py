@@ -184,8 +184,10 @@ async def test_presence_state_waits_out_arrivals_between_messages(
     """Arrivals in quick succession: everyone gets each participant-joined at once and one
     presence ``state`` after the wait, not one per arrival; each newcomer, whose broadcast
     waits that long, gets its own ``state`` at once."""
+    # Four people count as a big room here: presence waits 2 s.
     monkeypatch.setattr(chats, "STATE_DELAY", 2.0)
     monkeypatch.setattr(chats, "STATE_DELAY_MAX", 2.0)
+    monkeypatch.setattr(chats, "STATE_DELAY_PEOPLE", 1)
     assert alice.conversation_id is not None
     others = [people(server) for _ in range(3)]
     for n, person in enumerate(others):

@@ -506,29 +506,14 @@ class BotRunner:
         if kind is None:
             slot.release()
             return
-        if kind == "async":
+        if kind == "async" or runs_on_loop(cls):
             try:
                 async with asyncio.timeout(spec.timeout):
                     bot = cls(info, *spec.args, **spec.kwargs)
-                    await getattr(bot, method)(argument)
-            except TimeoutError:
-                raise BotTimeout(f"no answer within {spec.timeout} s") from None
-            finally:
-                slot.release()
-            return
-
-        if runs_on_loop(cls):
-            try:
-                bot = cls(info, *spec.args, **spec.kwargs)
-                result = getattr(bot, method)(argument)
-                async with asyncio.timeout(spec.timeout):
+                    result = getattr(bot, method)(argument)
                     if inspect.isawaitable(result):
                         await result
-                    # Its messages are stored before the delivery counts as done.
-                    stored = await asyncio.gather(*sends, return_exceptions=True)
-                failed = next((r for r in stored if isinstance(r, BaseException)), None)
-                if failed is not None:
-                    raise failed
+                    await _stored(sends)
             except TimeoutError:
                 raise BotTimeout(f"no answer within {spec.timeout} s") from None
             finally:
@@ -591,6 +576,18 @@ class BotRunner:
             return await coro
         finally:
             self._sends.discard(task)
+
+
+async def _stored(sends: list[asyncio.Future[Any]]) -> None:
+    """Wait for what a bot sent on the loop and had not waited for itself (a plain method
+    cannot): its messages are stored before its delivery counts as done, and the first
+    send the server refused is the call's failure."""
+    pending = [sent for sent in sends if not sent.done()]
+    if not pending:
+        return
+    for outcome in await asyncio.gather(*pending, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _copy(state: dict[str, Any]) -> dict[str, Any]:

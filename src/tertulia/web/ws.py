@@ -24,7 +24,7 @@ import orjson
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from tertulia.chats import STATE_DELAY, Chat
+from tertulia.chats import Chat
 from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Participant
 from tertulia.domain.routing import socket_tags
@@ -218,7 +218,7 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
         joined = await chat.connect(participant, socket_id)
         connected = True
         working = svc.registry.working.shown(chat.conversation.id) if participant.is_human else []
-        if not joined or working or chat.state_wait() > STATE_DELAY:
+        if not joined or working or not chat.presence_state_is_prompt():
             # The new socket's own state frame, unless the one for everyone that its arrival
             # brings comes promptly (it waits longer in a big room, see Chat._flush); people
             # also learn which bots are at work.
