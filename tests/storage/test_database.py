@@ -27,7 +27,7 @@ from tertulia.storage import messages as msg_repo
 from tertulia.storage.database import Database, open_database
 from tertulia.storage.migrate import upgrade_async
 from tertulia.storage.sql import Result
-from tertulia.storage.tables import conversations, participants
+from tertulia.storage.tables import conversations, messages, participants
 
 
 @pytest.fixture
@@ -171,23 +171,87 @@ async def test_statements_built_per_call_also_run(db: Database) -> None:
     assert len(count.all()) == 2
 
 
+async def store_visible(db: Database, conversation: Conversation, person: Participant) -> int:
+    """One visible message, its seq taken as the server does; returns the seq."""
+    async with db.write() as conn:
+        seq = await conv_repo.next_seq(conn, conversation.id)
+        await msg_repo.insert_messages(
+            conn, [text_message(conversation, person, text="m", seq=seq)]
+        )
+    return seq
+
+
 async def test_a_seq_is_taken_in_the_writing_transaction(db: Database) -> None:
     """next_seq counts up per conversation, and a rolled back use case gives its seq back."""
-    conversation, _ = await new_conversation(db)
-    async with db.write() as conn:
-        assert await conv_repo.next_seq(conn, conversation.id) == 1
+    conversation, person = await new_conversation(db)
+    other, someone = await new_conversation(db)
+    assert await store_visible(db, conversation, person) == 1
+    assert await store_visible(db, other, someone) == 1
 
     async def undone() -> None:
         async with db.write() as conn:
-            assert await conv_repo.next_seq(conn, conversation.id) == 2
+            seq = await conv_repo.next_seq(conn, conversation.id)
+            assert seq == 2
+            await msg_repo.insert_messages(conn, [text_message(conversation, person, seq=seq)])
             raise RuntimeError("undone")
 
     with pytest.raises(RuntimeError):
         await undone()
-    async with db.write() as conn:
-        assert await conv_repo.next_seq(conn, conversation.id) == 2
+    assert await store_visible(db, conversation, person) == 2
+    assert await store_visible(db, other, someone) == 2
     async with db.read() as conn:
         assert await msg_repo.visible_count(conn, conversation.id) == 2
+
+
+async def test_a_failed_use_case_in_a_shared_commit_gives_its_seq_back(db: Database) -> None:
+    """Use cases that share a transaction (SQLite's group commit): the one that fails in the
+    middle gives its number back, and the ones around it keep theirs, with no gap."""
+    conversation, person = await new_conversation(db)
+
+    async def one(text: str, *, fail: bool = False) -> int:
+        async with db.write() as conn:
+            seq = await conv_repo.next_seq(conn, conversation.id)
+            await msg_repo.insert_messages(
+                conn, [text_message(conversation, person, text=text, seq=seq)]
+            )
+            if fail:
+                raise RuntimeError("undone")
+        return seq
+
+    outcomes = await asyncio.gather(
+        one("a"), one("b", fail=True), one("c"), one("d"), return_exceptions=True
+    )
+    assert isinstance(outcomes[1], RuntimeError)
+    assert await store_visible(db, conversation, person) == 4
+    async with db.read() as conn:
+        assert await msg_repo.visible_count(conn, conversation.id) == 4
+        stored = await conn.execute(
+            select(messages.c.text, messages.c.seq)
+            .where(messages.c.conversation_id == conversation.id)
+            .order_by(messages.c.seq)
+        )
+        rows = [tuple(row) for row in stored]
+    assert [seq for _, seq in rows] == [1, 2, 3, 4]
+    assert sorted(text for text, _ in rows[:3]) == ["a", "c", "d"]
+    assert rows[3] == ("m", 4)
+
+
+async def test_seqs_go_on_after_the_database_is_opened_again(database: DatabaseTarget) -> None:
+    """A restarted server numbers on from the stored messages (nothing kept in memory is
+    needed for that)."""
+    await upgrade_async(database.url, database.schema)
+    first = await open_database(database.url, schema=database.schema)
+    try:
+        conversation, person = await new_conversation(first)
+        for expected in (1, 2, 3):
+            assert await store_visible(first, conversation, person) == expected
+    finally:
+        await first.close()
+    second = await open_database(database.url, schema=database.schema)
+    try:
+        assert await store_visible(second, conversation, person) == 4
+    finally:
+        await second.close()
 
 
 def test_result_helpers_say_what_they_found() -> None:

@@ -39,9 +39,18 @@ def json_dumps(value: Any) -> str:
 
 
 class Connection(Protocol):
-    """A connection (inside a transaction, for writes) that runs Core statements."""
+    """A connection (inside a transaction, for writes) that runs Core statements.
+
+    Attributes:
+        dialect: the SQLAlchemy dialect its statements are compiled for.
+        last_seqs: on the connection of a database this process alone writes (SQLite), the
+            last ``seq`` taken per conversation, counted here instead of in a row (see
+            :func:`tertulia.storage.conversations.next_seq`); the database empties it
+            whenever a transaction or a savepoint is rolled back. ``None`` elsewhere.
+    """
 
     dialect: Dialect
+    last_seqs: dict[str, int] | None
 
     async def execute(self, statement: Executable, params: Params = None) -> Result:
         """Run ``statement`` with ``params`` (a mapping, or a list of them: one run each).

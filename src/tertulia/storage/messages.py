@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tertulia.domain.model import Approval, FileInfo, Message, MessageType, SystemEvent
 from tertulia.storage.database import Connection
-from tertulia.storage.tables import conversations, messages
+from tertulia.storage.tables import messages
 
 # Written into the SQL, not bound: only then can the planners use the partial index
 # ``ix_messages_visible`` (whose condition is ``approval > 0``).
@@ -31,9 +31,6 @@ _BY_LOCAL_ID = select(messages).where(
 )
 _BY_FILE = select(messages).where(_IN_CONVERSATION, messages.c.file_path == bindparam("file_path"))
 _MAX_SEQ = select(func.max(messages.c.seq)).where(_IN_CONVERSATION)
-_LAST_SEQ = select(conversations.c.last_seq).where(
-    conversations.c.id == bindparam("conversation_id")
-)
 _APPROVE = (
     update(messages)
     .where(messages.c.id == bindparam("message_id"))
@@ -225,12 +222,11 @@ async def set_approval(
 async def visible_count(conn: Connection, conversation_id: str) -> int:
     """How many messages people can see in the conversation, in one indexed read.
 
-    Visible messages are numbered 1, 2, ... by ``seq`` as they become visible (in the
-    transaction that makes them visible), so the conversation's last ``seq`` is their
-    count, and it changes whenever the visible history does.
+    Visible messages are numbered 1, 2, ... by ``seq`` with no gap as they become visible
+    (in the transaction that makes them visible), so the highest ``seq`` is their count,
+    and it changes whenever the visible history does.
     """
-    found = await conn.execute(_LAST_SEQ, {"conversation_id": conversation_id})
-    return int(found.scalar_one_or_none() or 0)
+    return await max_seq(conn, conversation_id)
 
 
 async def history(

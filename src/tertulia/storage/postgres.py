@@ -41,6 +41,8 @@ class PostgresConnection:
     """Runs compiled statements on one pooled asyncpg connection (see :class:`Connection`)."""
 
     __slots__ = ("_cache", "_raw", "dialect")
+    # Several processes may write: a seq is taken from the conversation's row, under its lock.
+    last_seqs = None
 
     def __init__(self, raw: Any, cache: StatementCache) -> None:
         self._raw = raw

@@ -101,14 +101,24 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 class SQLiteConnection:
-    """Runs compiled statements on one ``sqlite3`` connection (see :class:`Connection`)."""
+    """Runs compiled statements on one ``sqlite3`` connection (see :class:`Connection`).
 
-    __slots__ = ("_cache", "_raw", "dialect")
+    Args:
+        raw: the ``sqlite3`` connection.
+        cache: the compiled statements.
+        writer: this is the server's one writer connection, which counts the conversations'
+            ``seq`` in memory (``last_seqs``): no other connection writes messages.
+    """
 
-    def __init__(self, raw: sqlite3.Connection, cache: StatementCache) -> None:
+    __slots__ = ("_cache", "_raw", "dialect", "last_seqs")
+
+    def __init__(
+        self, raw: sqlite3.Connection, cache: StatementCache, *, writer: bool = False
+    ) -> None:
         self._raw = raw
         self._cache = cache
         self.dialect = cache.dialect
+        self.last_seqs: dict[str, int] | None = {} if writer else None
 
     async def execute(self, statement: Executable, params: Params = None) -> Result:
         try:
@@ -303,7 +313,7 @@ class SQLiteDatabase(Database):
         self._cache = StatementCache(dialect)
         self._writer = _connect(path)
         self._reader = _connect(path)
-        self._write_connection = SQLiteConnection(self._writer, self._cache)
+        self._write_connection = SQLiteConnection(self._writer, self._cache, writer=True)
         self._read_connection = SQLiteConnection(self._reader, self._cache)
         self._lock = asyncio.Lock()
         self._batch: _Batch | None = None
@@ -335,6 +345,7 @@ class SQLiteDatabase(Database):
         the next use case begins a new one.
         """
         raw = self._writer
+        self._forget_seqs()
         if joined and raw.in_transaction:
             try:
                 raw.execute("ROLLBACK TO use_case")
@@ -373,12 +384,19 @@ class SQLiteDatabase(Database):
         try:
             self._writer.execute("COMMIT")
         except BaseException as exc:
+            self._forget_seqs()
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
             batch.committed.set_exception(exc)
             return
         batch.committed.set_result(None)
         self._checkpointer.committed()
+
+    def _forget_seqs(self) -> None:
+        """Something is rolled back: the seqs counted in memory may count statements that
+        are undone; each conversation's next one is read from its messages again."""
+        assert self._write_connection.last_seqs is not None
+        self._write_connection.last_seqs.clear()
 
     async def _quiet(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` while no write transaction is open (writers wait for it)."""

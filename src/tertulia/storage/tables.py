@@ -110,7 +110,9 @@ conversations = Table(
     Column("name", String(50), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("ended", Boolean, nullable=False, default=False),
-    # the last ``seq`` given to a message people can see; bumped in the writing transaction
+    # the last ``seq`` given to a message people can see, bumped in the writing transaction
+    # where several processes write (PostgreSQL); SQLite's single writer counts in memory
+    # and leaves it alone (storage/conversations.py, next_seq)
     Column("last_seq", BigInteger, nullable=False, default=0),
 )
 
