@@ -42,7 +42,7 @@ class PostgresConnection:
 
     __slots__ = ("_cache", "_raw", "dialect")
     # Several processes may write: a seq is taken from the conversation's row, under its lock.
-    last_seqs = None
+    last_seqs: dict[str, int] | None = None
 
     def __init__(self, raw: Any, cache: StatementCache) -> None:
         self._raw = raw
