@@ -1,6 +1,8 @@
 """CPU time the server spends per answered message, user and system, read from ``/proc``.
 
-Run by hand: ``.venv/bin/python -m bench.cpu [--server tertulia|bare|both] [--runs N]``.
+Run by hand: ``.venv/bin/python -m bench.cpu [--server tertulia|bare|both] [--runs N]``, or
+``--compare PATH`` to alternate this checkout's Tertulia with another checkout's (say a
+``git worktree`` of the previous commit).
 
 The same workload as ``bench.instructions`` (``--loops`` conversations with ECHO, each a
 closed loop of ``--trips`` round trips, all at once), with the server running normally: the
@@ -45,11 +47,13 @@ class PerAnswer:
         return self.user_us + self.system_us
 
 
-async def measure(server: str, workdir: Path, loops: int, trips: int) -> PerAnswer:
-    """One server process, one measured workload."""
+async def measure(
+    server: str, workdir: Path, loops: int, trips: int, source: Path | None = None
+) -> PerAnswer:
+    """One server process, one measured workload (`source`: another checkout's ``src``)."""
     spec = ServerSpec(server, server, str(Path(sys.executable).parent / "tertulia"))
     marks: dict[str, tuple[float, float]] = {}
-    async with running_server(spec, workdir) as target:
+    async with running_server(spec, workdir, source=source) as target:
 
         async def switch(state: str) -> None:
             marks[state] = cpu_seconds(target.pid)
@@ -65,15 +69,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", type=int, default=20, help="conversations, all at once")
     parser.add_argument("--trips", type=int, default=500, help="round trips per conversation")
     parser.add_argument("--runs", type=int, default=2, help="server processes per server")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another checkout: its Tertulia alternates with this one's (instead of --server)",
+    )
     args = parser.parse_args(argv)
-    servers = ["tertulia", "bare"] if args.server == "both" else [args.server]
+    # (label, server kind, source of Tertulia's code)
+    servers: list[tuple[str, str, Path | None]]
+    if args.compare is not None:
+        servers = [
+            (str(args.compare), "tertulia", args.compare.resolve() / "src"),
+            ("this checkout", "tertulia", None),
+        ]
+    elif args.server == "both":
+        servers = [("tertulia", "tertulia", None), ("bare", "bare", None)]
+    else:
+        servers = [(args.server, args.server, None)]
     with tempfile.TemporaryDirectory(prefix="tertulia-cpu-") as temporary:
         for run in range(args.runs):
-            for server in servers:
-                workdir = Path(temporary) / f"{server}-{run}"
-                per = asyncio.run(measure(server, workdir, args.loops, args.trips))
+            for index, (label, server, source) in enumerate(servers):
+                workdir = Path(temporary) / f"{index}-{run}"
+                per = asyncio.run(measure(server, workdir, args.loops, args.trips, source))
                 print(
-                    f"{server} run {run + 1}: {per.total_us:,.0f} µs of CPU per answer "
+                    f"{label} run {run + 1}: {per.total_us:,.0f} µs of CPU per answer "
                     f"(user {per.user_us:,.0f}, system {per.system_us:,.0f})",
                     flush=True,
                 )

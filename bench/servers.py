@@ -214,7 +214,12 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 @contextlib.asynccontextmanager
 async def running_server(
-    spec: ServerSpec, workdir: Path, *, manager: bool = False, ready_timeout: float = 60.0
+    spec: ServerSpec,
+    workdir: Path,
+    *,
+    manager: bool = False,
+    ready_timeout: float = 60.0,
+    source: Path | None = None,
 ) -> AsyncIterator[Target]:
     """Starts `spec` in `workdir`, yields it once ready, and always stops it.
 
@@ -223,6 +228,8 @@ async def running_server(
         workdir: a fresh directory: configuration, database and `server.log` go there.
         manager: start Tertulia with the `CalcOrEchoManagerBot` manager.
         ready_timeout: seconds allowed to start.
+        source: run Tertulia's code from this `src` directory (another checkout) instead of
+            the installed one.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -232,6 +239,8 @@ async def running_server(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if spec.kind == "bare":
         env["PYTHONPATH"] = str(REPO)
+    elif source is not None:
+        env["PYTHONPATH"] = str(source)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv,
