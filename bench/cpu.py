@@ -37,10 +37,12 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 @dataclass(frozen=True, slots=True)
 class PerAnswer:
-    """Microseconds of CPU per answered message."""
+    """Microseconds of CPU per answered message: the server's, and the load client's own
+    (this process: it sends the texts and reads every frame)."""
 
     user_us: float
     system_us: float
+    client_us: float
 
     @property
     def total_us(self) -> float:
@@ -53,14 +55,20 @@ async def measure(
     """One server process, one measured workload (`source`: another checkout's ``src``)."""
     spec = ServerSpec(server, server, str(Path(sys.executable).parent / "tertulia"))
     marks: dict[str, tuple[float, float]] = {}
+    client: dict[str, float] = {}
     async with running_server(spec, workdir, source=source) as target:
 
         async def switch(state: str) -> None:
             marks[state] = cpu_seconds(target.pid)
+            client[state] = sum(os.times()[:2])
 
         answers = await workload(target, "throughput", loops, trips, switch)
     (user0, system0), (user1, system1) = marks["on"], marks["off"]
-    return PerAnswer(1e6 * (user1 - user0) / answers, 1e6 * (system1 - system0) / answers)
+    return PerAnswer(
+        1e6 * (user1 - user0) / answers,
+        1e6 * (system1 - system0) / answers,
+        1e6 * (client["off"] - client["on"]) / answers,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                 per = asyncio.run(measure(server, workdir, args.loops, args.trips, source))
                 print(
                     f"{label} run {run + 1}: {per.total_us:,.0f} µs of CPU per answer "
-                    f"(user {per.user_us:,.0f}, system {per.system_us:,.0f})",
+                    f"(user {per.user_us:,.0f}, system {per.system_us:,.0f}); "
+                    f"the client: {per.client_us:,.0f} µs",
                     flush=True,
                 )
     return 0
