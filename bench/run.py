@@ -1,9 +1,9 @@
 """The benchmark runner: `python -m bench.run [--quick] [--only a,b] [--database-url URL]`.
 
-For each server (Tertulia on SQLite, Tertulia on PostgreSQL when `--database-url` is given,
-then the bare echo server), for each selected scenario, for each run: start a fresh server
-process in a temporary directory, wait until `GET /api/chat/bots/` answers, measure, stop the
-server. Then write the results table to `docs/performance.md` (or `--output`).
+For each selected scenario, for each run, for each server in turn (Tertulia on SQLite,
+Tertulia on PostgreSQL when `--database-url` is given, the bare echo server): start a fresh
+server process in a temporary directory, wait until `GET /api/chat/bots/` answers, measure,
+stop the server. Then write the results table to `docs/performance.md` (or `--output`).
 
 Only 127.0.0.1 is used. The soft open-files limit is raised to the hard one first, for this
 process and the servers it starts. Every scenario run is capped in time; servers are always
@@ -81,30 +81,33 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
     return specs
 
 
-async def measure_server(
-    spec: ServerSpec, args: argparse.Namespace, sizes: Sizes, workdir: Path
-) -> dict[str, Runs]:
-    """Every selected scenario, `args.runs` times each, on fresh `spec` processes."""
-    outcomes: dict[str, Runs] = {}
-    for name in args.scenarios:
-        scenario, outcome = SCENARIOS[name], outcomes.setdefault(name, Runs())
-        for run in range(1, args.runs + 1):
-            rundir = workdir / spec.name / f"{name}-{run}"
-            began = time.monotonic()
-            try:
-                async with running_server(spec, rundir, manager=scenario.manager) as target:
-                    figures = await scenario.measure(target, sizes)
-                outcome.runs.append(figures)
-                say(f"{spec.name} {name} run {run}: {summary(figures)}", began)
-            except ServerError as exc:
-                outcome.errors.append(f"run {run}: the server did not start: {exc}")
-                say(f"{spec.name}: the server did not start; skipping it\n{exc}", began)
-                return outcomes
-            except Exception as exc:
-                outcome.errors.append(f"run {run}: {type(exc).__name__}: {exc}")
-                say(f"{spec.name} {name} run {run} FAILED: {exc!r}", began)
-                say(f"server log tail:\n{log_tail(rundir / 'server.log', 10)}", began)
-    return outcomes
+async def measure_run(
+    spec: ServerSpec,
+    name: str,
+    run: int,
+    outcomes: dict[str, Runs],
+    sizes: Sizes,
+    workdir: Path,
+) -> bool:
+    """Run `run` of scenario `name` on a fresh `spec` process, into `outcomes`; False when
+    the server did not start (the caller skips it from then on)."""
+    scenario, outcome = SCENARIOS[name], outcomes.setdefault(name, Runs())
+    rundir = workdir / spec.name / f"{name}-{run}"
+    began = time.monotonic()
+    try:
+        async with running_server(spec, rundir, manager=scenario.manager) as target:
+            figures = await scenario.measure(target, sizes)
+        outcome.runs.append(figures)
+        say(f"{spec.name} {name} run {run}: {summary(figures)}", began)
+    except ServerError as exc:
+        outcome.errors.append(f"run {run}: the server did not start: {exc}")
+        say(f"{spec.name}: the server did not start; skipping it\n{exc}", began)
+        return False
+    except Exception as exc:
+        outcome.errors.append(f"run {run}: {type(exc).__name__}: {exc}")
+        say(f"{spec.name} {name} run {run} FAILED: {exc!r}", began)
+        say(f"server log tail:\n{log_tail(rundir / 'server.log', 10)}", began)
+    return True
 
 
 def say(text: str, began: float) -> None:
@@ -118,10 +121,23 @@ def summary(figures: dict[str, float]) -> str:
 
 
 async def measure(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> Results:
-    """All servers, all scenarios."""
-    return {
-        spec.name: await measure_server(spec, args, sizes, workdir) for spec in server_specs(args)
-    }
+    """All servers, all scenarios, `args.runs` times each on fresh processes.
+
+    The servers take turns within each scenario (Tertulia's run 1, the bare limit's run 1,
+    Tertulia's run 2, ...): the machine's speed drifts over minutes, and a figure and its
+    limit are compared best when taken close together.
+    """
+    specs = server_specs(args)
+    results: Results = {spec.name: {} for spec in specs}
+    broken: set[str] = set()
+    for name in args.scenarios:
+        for run in range(1, args.runs + 1):
+            for spec in specs:
+                if spec.name in broken:
+                    continue
+                if not await measure_run(spec, name, run, results[spec.name], sizes, workdir):
+                    broken.add(spec.name)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
