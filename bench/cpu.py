@@ -53,10 +53,10 @@ async def measure(
     server: str, workdir: Path, loops: int, trips: int, source: Path | None = None
 ) -> PerAnswer:
     """One server process, one measured workload (`source`: another checkout's ``src``)."""
-    spec = ServerSpec(server, server, str(Path(sys.executable).parent / "tertulia"))
+    spec = ServerSpec(server, server, str(Path(sys.executable).parent / "tertulia"), source=source)
     marks: dict[str, tuple[float, float]] = {}
     client: dict[str, float] = {}
-    async with running_server(spec, workdir, source=source) as target:
+    async with running_server(spec, workdir) as target:
 
         async def switch(state: str) -> None:
             marks[state] = cpu_seconds(target.pid)

@@ -1,7 +1,8 @@
 """The benchmark runner: `python -m bench.run [--quick] [--only a,b] [--database-url URL]`.
 
-For each selected scenario, for each run, for each server in turn (Tertulia on SQLite,
-Tertulia on PostgreSQL when `--database-url` is given, the bare echo server): start a fresh
+For each selected scenario, for each run, for each server in turn (another checkout's
+Tertulia on SQLite with `--compare PATH`, Tertulia on SQLite, Tertulia on PostgreSQL when
+`--database-url` is given, the bare echo server): start a fresh
 server process in a temporary directory, wait until `GET /api/chat/bots/` answers, measure,
 stop the server. Then write the results table to `docs/performance.md` (or `--output`).
 
@@ -37,6 +38,7 @@ from bench.servers import (
 )
 
 NOTES_MARKER = "<!-- notes below are kept by bench.run -->"
+COMPARED = "tertulia-sqlite-compared"  # --compare: the other checkout's Tertulia, on SQLite
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--servers", default="tertulia,bare", help="which servers: tertulia, bare, or both"
     )
     parser.add_argument("--database-url", help="also run Tertulia on this PostgreSQL URL")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="also run another checkout's Tertulia (its src), taking turns with this one's",
+    )
     parser.add_argument(
         "--tertulia",
         default=str(Path(sys.executable).parent / "tertulia"),
@@ -67,11 +74,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
-    """The servers to measure, Tertulia first, the bare limit last."""
+    """The servers to measure: the compared checkout's Tertulia, this one's, the bare limit."""
     wanted = set(args.servers.split(","))
     # Servers run in their own directory: make the command independent of ours.
     tertulia = os.path.abspath(shutil.which(args.tertulia) or args.tertulia)
     specs = []
+    if args.compare is not None:
+        source = args.compare.resolve() / "src"
+        specs.append(ServerSpec(COMPARED, "tertulia", tertulia, source=source))
     if "tertulia" in wanted:
         specs.append(ServerSpec("tertulia-sqlite", "tertulia", tertulia))
         if args.database_url:

@@ -73,12 +73,15 @@ class ServerSpec:
         kind: `tertulia` or `bare`.
         executable: the `tertulia` command (unused for `bare`).
         database_url: Tertulia's database; None for SQLite in the working directory.
+        source: run Tertulia's code from this `src` directory (another checkout, say a
+            `git worktree` of an earlier commit) instead of the installed one.
     """
 
     name: str
     kind: str
     executable: str = ""
     database_url: str | None = None
+    source: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +222,6 @@ async def running_server(
     *,
     manager: bool = False,
     ready_timeout: float = 60.0,
-    source: Path | None = None,
 ) -> AsyncIterator[Target]:
     """Starts `spec` in `workdir`, yields it once ready, and always stops it.
 
@@ -228,8 +230,6 @@ async def running_server(
         workdir: a fresh directory: configuration, database and `server.log` go there.
         manager: start Tertulia with the `CalcOrEchoManagerBot` manager.
         ready_timeout: seconds allowed to start.
-        source: run Tertulia's code from this `src` directory (another checkout) instead of
-            the installed one.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -239,8 +239,8 @@ async def running_server(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if spec.kind == "bare":
         env["PYTHONPATH"] = str(REPO)
-    elif source is not None:
-        env["PYTHONPATH"] = str(source)
+    elif spec.source is not None:
+        env["PYTHONPATH"] = str(spec.source)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv,
