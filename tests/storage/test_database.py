@@ -23,6 +23,7 @@ from tertulia.domain.model import (
 )
 from tertulia.errors import ConfigurationError, Conflict
 from tertulia.storage import conversations as conv_repo
+from tertulia.storage import deliveries as outbox
 from tertulia.storage import messages as msg_repo
 from tertulia.storage.database import Database, open_database
 from tertulia.storage.migrate import upgrade_async
@@ -302,3 +303,33 @@ async def test_concurrent_use_cases_all_land(db: Database) -> None:
     assert total == 40
     assert sorted(m.text for m in page) == sorted(f"m{i}" for i in range(40))
     assert sorted(m.seq or 0 for m in page) == list(range(1, 41))
+
+
+async def test_deliveries_are_recorded_with_their_own_keys(db: Database) -> None:
+    """enqueue gives each delivery the key of its own row, in the order given (SQLite reads
+    it off the cursor, PostgreSQL from RETURNING), and the keys find the rows again."""
+    conversation, _ = await new_conversation(db)
+    bot = Participant(
+        id=new_id(),
+        conversation_id=conversation.id,
+        name="ECHO",
+        type=ParticipantType.BOT,
+        bot_name="ECHO",
+    )
+    async with db.write() as conn:
+        await conv_repo.insert_participants(conn, [bot], first_ordinal=1)
+    new = [
+        outbox.NewDelivery(conversation.id, bot.id, "message", {"text": f"m{i}"}) for i in range(3)
+    ]
+    async with db.write() as conn:
+        first = await outbox.enqueue(conn, new[:1], now=datetime.now(UTC))
+        more = await outbox.enqueue(conn, new[1:], now=datetime.now(UTC))
+    recorded = first + more
+    assert [d.payload["text"] for d in recorded] == ["m0", "m1", "m2"]
+    keys = [d.pk for d in recorded]
+    assert keys == sorted(set(keys))
+    async with db.read() as conn:
+        pending = await outbox.pending_for(conn, bot.id, limit=10)
+    assert [(d.pk, d.payload["text"]) for d in pending] == [
+        (d.pk, d.payload["text"]) for d in recorded
+    ]

@@ -18,7 +18,8 @@ FAILED = "failed"
 _THIS = deliveries.c.pk == bindparam("pk")
 # Written into the SQL, not bound: only then can the planners use the partial index.
 _IS_PENDING = deliveries.c.status == literal_column(f"'{PENDING}'")
-_ENQUEUE = deliveries.insert().returning(deliveries.c.pk)
+_ENQUEUE = deliveries.insert()
+_ENQUEUE_RETURNING = _ENQUEUE.returning(deliveries.c.pk)
 _PENDING_FOR = (
     select(deliveries)
     .where(_IS_PENDING, deliveries.c.bot_participant_id == bindparam("bot_participant_id"))
@@ -81,11 +82,16 @@ def _delivery(row: Any) -> Delivery:
 
 
 async def enqueue(conn: Connection, new: list[NewDelivery], *, now: datetime) -> list[Delivery]:
-    """Record deliveries; returns them with their keys, in the order given."""
+    """Record deliveries; returns them with their keys, in the order given.
+
+    On SQLite the key is the cursor's ``lastrowid``: a ``RETURNING`` clause costs SQLite a
+    few microseconds more per row, and the statement layer a result row.
+    """
     recorded = []
+    sqlite = conn.dialect.name == "sqlite"
     for d in new:
         result = await conn.execute(
-            _ENQUEUE,
+            _ENQUEUE if sqlite else _ENQUEUE_RETURNING,
             {
                 "conversation_id": d.conversation_id,
                 "bot_participant_id": d.bot_participant_id,
@@ -96,7 +102,8 @@ async def enqueue(conn: Connection, new: list[NewDelivery], *, now: datetime) ->
                 "created_at": now,
             },
         )
-        pk = result.scalar_one()
+        pk = result.lastrowid if sqlite else result.scalar_one()
+        assert pk is not None
         recorded.append(Delivery(pk, d.conversation_id, d.bot_participant_id, d.kind, d.payload, 0))
     return recorded
 

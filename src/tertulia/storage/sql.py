@@ -162,13 +162,17 @@ class StatementCache:
 
 
 class Result:
-    """What a statement gave back: its rows (if any) and the number of rows it changed."""
+    """What a statement gave back: its rows (if any), the number of rows it changed, and
+    (SQLite, an ``INSERT`` without ``RETURNING``) the key of the row it inserted last."""
 
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("_rows", "lastrowid", "rowcount")
 
-    def __init__(self, rows: list[Row] | None = None, rowcount: int = -1) -> None:
+    def __init__(
+        self, rows: list[Row] | None = None, rowcount: int = -1, lastrowid: int | None = None
+    ) -> None:
         self._rows = rows or []
         self.rowcount = rowcount
+        self.lastrowid = lastrowid
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self._rows)

@@ -132,7 +132,7 @@ class SQLiteConnection:
         if compiled.returns_rows:
             rows = compiled.rows(cursor.fetchall())
             return Result(rows, cursor.rowcount)
-        return Result(rowcount=cursor.rowcount)
+        return Result(rowcount=cursor.rowcount, lastrowid=cursor.lastrowid)
 
     def _many(self, statement: Executable, params: Any) -> Result:
         if not params:
