@@ -382,7 +382,8 @@ class _UseCase:
                 await write.__aexit__(kind, error, trace)
                 return
             try:
-                out.recorded = await outbox.enqueue(self._conn, out.deliveries, now=utcnow())
+                if out.deliveries:
+                    out.recorded = await outbox.enqueue(self._conn, out.deliveries, now=utcnow())
             except BaseException as failure:
                 await write.__aexit__(type(failure), failure, failure.__traceback__)
                 raise

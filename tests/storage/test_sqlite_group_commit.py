@@ -166,3 +166,25 @@ async def test_a_failing_first_use_case_leaves_the_others_a_new_batch(
     assert statements.count("ROLLBACK") == 1
     assert statements.count("COMMIT") == 1
     assert statements.count("SAVEPOINT use_case") == 1  # kept-2 joined kept-1's batch
+
+
+async def test_a_use_case_cancelled_while_waiting_for_the_commit_leaves_the_others(
+    db: SQLiteDatabase, tmp_path: Path
+) -> None:
+    """Three use cases share a commit; one is cancelled while it waits for it. The others
+    return normally once it is done, and all three are stored (the statements of the
+    cancelled one had run: it is the commit that it no longer waits for)."""
+    waiting = asyncio.Event()
+
+    async def write_then_wait(name: str) -> None:
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, conversation(name))
+            waiting.set()
+
+    tasks = [asyncio.create_task(write_then_wait(n)) for n in ("a", "b", "c")]
+    await waiting.wait()
+    await asyncio.sleep(0)  # every block has ended its turn and waits for the commit
+    tasks[1].cancel()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert [type(r).__name__ for r in results] == ["NoneType", "CancelledError", "NoneType"]
+    assert committed_names(tmp_path / "group.db") == {"a", "b", "c"}
