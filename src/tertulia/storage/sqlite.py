@@ -28,6 +28,12 @@ the commit, the costly step (it writes every changed page to the log), is paid o
 batch. Alone, a use case waits one turn of the loop for its
 commit; under load, batches grow with the load.
 
+Numbering: the writer connection counts each conversation's last ``seq`` in memory
+(``SQLiteConnection.last_seqs``, used by :func:`tertulia.storage.conversations.next_seq`)
+instead of bumping a row per message; anything rolled back (a use case's savepoint, a whole
+transaction, a failed commit) empties the counts, which are then read again from the
+messages inside the open transaction.
+
 Durability: WAL with ``synchronous=NORMAL``: a committed transaction survives the server
 process being killed (only an operating-system crash can lose the last ones).
 """
