@@ -333,3 +333,15 @@ async def test_deliveries_are_recorded_with_their_own_keys(db: Database) -> None
     assert [(d.pk, d.payload["text"]) for d in pending] == [
         (d.pk, d.payload["text"]) for d in recorded
     ]
+
+
+async def test_seqs_stay_right_when_the_counts_kept_in_memory_are_bounded(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``COUNTED_CONVERSATIONS`` conversations the counts start over, read back from
+    the messages: numbering goes on without a gap or a repeat."""
+    monkeypatch.setattr(conv_repo, "COUNTED_CONVERSATIONS", 2)
+    pairs = [await new_conversation(db) for _ in range(3)]
+    for expected in (1, 2, 3):
+        for conversation, person in pairs:
+            assert await store_visible(db, conversation, person) == expected

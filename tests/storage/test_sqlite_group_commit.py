@@ -188,3 +188,19 @@ async def test_a_use_case_cancelled_while_waiting_for_the_commit_leaves_the_othe
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
     assert [type(r).__name__ for r in results] == ["NoneType", "CancelledError", "NoneType"]
     assert committed_names(tmp_path / "group.db") == {"a", "b", "c"}
+
+
+async def test_a_waiter_asked_for_after_the_outcome_has_it_at_once() -> None:
+    """A batch's waiters end with its outcome, also one asked for once it is known."""
+    from tertulia.storage.sqlite import _Batch
+
+    loop = asyncio.get_running_loop()
+    committed, failed = _Batch(loop), _Batch(loop)
+    early = committed.waiter()
+    committed.settle()
+    failed.settle(RuntimeError("rolled back"))
+    failed.settle()  # the first outcome stands
+    assert await early is None
+    assert await committed.waiter() is None
+    with pytest.raises(RuntimeError, match="rolled back"):
+        await failed.waiter()
