@@ -2,9 +2,9 @@
 
 For each selected scenario, for each run, for each server in turn (another checkout's
 Tertulia on SQLite with `--compare PATH`, Tertulia on SQLite, Tertulia on PostgreSQL when
-`--database-url` is given, the bare echo server): start a fresh
-server process in a temporary directory, wait until `GET /api/chat/bots/` answers, measure,
-stop the server. Then write the results table to `docs/performance.md` (or `--output`).
+`--database-url` is given, the bare echo server): start a fresh server process in a
+temporary directory, wait until `GET /api/chat/bots/` answers, measure, stop the server.
+Then write the results table to `docs/performance.md` (or `--output`).
 
 Only 127.0.0.1 is used. The soft open-files limit is raised to the hard one first, for this
 process and the servers it starts. Every scenario run is capped in time; servers are always

@@ -217,11 +217,7 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 @contextlib.asynccontextmanager
 async def running_server(
-    spec: ServerSpec,
-    workdir: Path,
-    *,
-    manager: bool = False,
-    ready_timeout: float = 60.0,
+    spec: ServerSpec, workdir: Path, *, manager: bool = False, ready_timeout: float = 60.0
 ) -> AsyncIterator[Target]:
     """Starts `spec` in `workdir`, yields it once ready, and always stops it.
 

@@ -14,7 +14,7 @@ from tertulia.domain.ids import new_id
 from tertulia.domain.model import Conversation
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.migrate import upgrade_async
-from tertulia.storage.sqlite import SQLiteDatabase
+from tertulia.storage.sqlite import SQLiteDatabase, _Batch
 
 
 @pytest.fixture
@@ -192,8 +192,6 @@ async def test_a_use_case_cancelled_while_waiting_for_the_commit_leaves_the_othe
 
 async def test_a_waiter_asked_for_after_the_outcome_has_it_at_once() -> None:
     """A batch's waiters end with its outcome, also one asked for once it is known."""
-    from tertulia.storage.sqlite import _Batch
-
     loop = asyncio.get_running_loop()
     committed, failed = _Batch(loop), _Batch(loop)
     early = committed.waiter()

@@ -234,40 +234,40 @@ class _Batch:
     cancelled leaves the others waiting; that is cheaper than shielding one shared future.
     """
 
-    __slots__ = ("_loop", "_outcome", "_waiters", "committer")
+    __slots__ = ("_error", "_loop", "_waiters", "committer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._waiters: list[asyncio.Future[None]] = []
-        self._outcome: BaseException | bool = False  # False: not settled; True: committed
+        self._waiters: list[asyncio.Future[None]] | None = []  # None once settled
+        self._error: BaseException | None = None  # why it failed, once settled
         self.committer: asyncio.Task[None] | None = None
 
     def waiter(self) -> asyncio.Future[None]:
         """A future that ends with the batch: None once committed, else its error."""
         future = self._loop.create_future()
-        if self._outcome is False:
+        if self._waiters is not None:
             self._waiters.append(future)
         else:
             self._tell(future)
         return future
 
     def settle(self, error: BaseException | None = None) -> None:
-        """The batch committed (``error`` None) or failed: tell every use case waiting."""
-        if self._outcome is not False:
+        """The batch committed (``error`` None) or failed: tell every use case waiting.
+        Only the first outcome counts."""
+        waiters = self._waiters
+        if waiters is None:
             return
-        self._outcome = True if error is None else error
-        waiters, self._waiters = self._waiters, []
+        self._waiters, self._error = None, error
         for future in waiters:
             self._tell(future)
 
     def _tell(self, future: asyncio.Future[None]) -> None:
         if future.done():  # its use case was cancelled
             return
-        if self._outcome is True:
+        if self._error is None:
             future.set_result(None)
         else:
-            assert isinstance(self._outcome, BaseException)
-            future.set_exception(self._outcome)
+            future.set_exception(self._error)
 
 
 class _WriteBlock:
