@@ -29,6 +29,7 @@ def test_times_are_stored_as_sqlalchemy_writes_them(moment: datetime) -> None:
     assert TO_TEXT(moment) == "2026-12-02 06:00:05.123456"
     whole = moment.replace(microsecond=0)
     assert TO_TEXT(whole) == "2026-12-02 06:00:05.000000"  # the text sorts as time does
+    assert TO_TEXT(moment.replace(microsecond=5)) == "2026-12-02 06:00:05.000005"
 
 
 def test_stored_times_read_back_as_aware_utc() -> None:

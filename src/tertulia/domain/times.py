@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time
 
-from tertulia.errors import ValidationFailed
+import orjson
 
-_WHOLE_SECONDS = "%04d-%02d-%02dT%02d:%02d:%02dZ"
-_WITH_FRACTION = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
+from tertulia.errors import ValidationFailed
 
 
 def utcnow() -> datetime:
@@ -27,11 +26,10 @@ def format_time(moment: datetime) -> str:
     """Print ``moment`` the way DRF does: ``2026-11-25T14:55:39.166537Z`` or ``...:39Z``."""
     if moment.tzinfo is not UTC:
         moment = as_utc(moment)
-    # %-formatting costs half of isoformat() (this runs for every message sent).
-    parts = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
-    if moment.microsecond:
-        return _WITH_FRACTION % (*parts, moment.microsecond)
-    return _WHOLE_SECONDS % parts
+    # orjson prints RFC 3339 in C, the fraction only when there is one, and "Z" for UTC:
+    # half the time of isoformat() or of a %-format of seven numbers (this runs for every
+    # message sent, and for every message a history page holds).
+    return orjson.dumps(moment, option=orjson.OPT_UTC_Z)[1:-1].decode()
 
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -30,15 +31,12 @@ from sqlalchemy.types import TypeDecorator
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-_SQLITE_TIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
-
-
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores UTC as a naive timestamp; gives back aware UTC datetimes.
 
-    On SQLite the text is SQLAlchemy's own ``YYYY-MM-DD HH:MM:SS.ffffff``, written with one
-    ``%`` format and read with ``datetime.fromisoformat``, rather than SQLAlchemy's generic
-    formatting and regular expression (this runs for every message).
+    On SQLite the text is SQLAlchemy's own ``YYYY-MM-DD HH:MM:SS.ffffff``, cut out of
+    orjson's RFC 3339 (printed in C) and read with ``datetime.fromisoformat``, rather than
+    SQLAlchemy's generic formatting and regular expression (this runs for every message).
     """
 
     impl = DateTime(timezone=False)
@@ -49,21 +47,17 @@ class UTCDateTime(TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         def to_text(value: datetime | None) -> str | None:
-            # %-formatting: half the cost of isoformat(), and no replace(tzinfo=None)
-            # (datetime's keyword parsing costs more than the formatting itself).
+            # Less than half the time of isoformat() or of a %-format of seven numbers,
+            # and no replace(tzinfo=None) (datetime's keyword parsing costs more).
             if value is None:
                 return None
             if value.tzinfo is not None and value.tzinfo is not UTC:
                 value = value.astimezone(UTC)
-            return _SQLITE_TIME % (
-                value.year,
-                value.month,
-                value.day,
-                value.hour,
-                value.minute,
-                value.second,
-                value.microsecond,
-            )
+            # '"YYYY-MM-DDTHH:MM:SS.ffffff' then "+00:00" when aware; no fraction when 0.
+            printed = orjson.dumps(value)
+            if value.microsecond:
+                return printed[1:27].decode().replace("T", " ")
+            return printed[1:20].decode().replace("T", " ") + ".000000"
 
         return to_text
 
