@@ -11,6 +11,9 @@ from support.server import LiveServer, live_server
 FRONT_END = "http://localhost:3000"
 
 
+ZERO_ID = "00000000-0000-0000-0000-000000000000"
+
+
 async def test_get_without_trailing_slash_answers_directly(alice: Person) -> None:
     """Every GET path also answers without its trailing slash, with no redirect."""
     conversation = alice.conversation_id
@@ -60,6 +63,21 @@ async def test_unsupported_method_gets_405_with_drf_body(server: LiveServer) -> 
         response = await call(server, method, path)
         assert response.status_code == 405, (method, path)
         assert response.json() == {"detail": f'Method "{method}" not allowed.', "code": "method"}
+
+
+async def test_a_405_names_every_method_of_the_path(server: LiveServer) -> None:
+    """``Allow`` lists all the methods the path serves (RFC 9110), not only those of the
+    first route registered for it."""
+    for method, path, allowed in [
+        ("PUT", "/api/chat/conversations/", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/api/chat/conversations", {"GET", "HEAD", "POST"}),
+        ("OPTIONS", "/api/chat/bots/", {"GET", "HEAD"}),
+        ("GET", f"/api/chat/conversations/{ZERO_ID}/join/", {"POST"}),
+        ("PUT", f"/api/chat/conversations/{ZERO_ID}/messages/", {"GET", "HEAD", "POST"}),
+    ]:
+        response = await call(server, method, path)
+        assert response.status_code == 405, (method, path)
+        assert {m.strip() for m in response.headers["allow"].split(",")} == allowed, path
 
 
 async def test_unsupported_method_on_a_conversation_gets_405(alice: Person) -> None:

@@ -134,3 +134,24 @@ async def test_docs_page_is_served(server: LiveServer) -> None:
         response = await client.get("/api/chat/_docs/")
     assert response.status_code == 200
     assert "text/html" in response.headers["content-type"]
+
+
+async def test_openapi_document_names_every_status_and_body_the_server_gives(
+    server: LiveServer,
+) -> None:
+    """What a client can get back is documented: a repeated ``local_id`` answers 200, bodies
+    of another type 415, oversized ones 413, throttled senders 429; rename takes JSON or
+    multipart, not a urlencoded form (it answers that with 415)."""
+    paths = (await get(server, "/api/chat/_docs/openapi.json")).json()["paths"]
+    post = paths["/api/chat/conversations/{conversation_id}/messages/"]["post"]
+    assert {"200", "201", "413", "415", "429"} <= set(post["responses"])
+    for path in ("/api/chat/conversations/", "/api/chat/conversations/{conversation_id}/join/"):
+        assert {"413", "415", "429"} <= set(paths[path]["post"]["responses"]), path
+    rename = paths["/api/chat/conversations/{conversation_id}/participants/{participant_id}/"]
+    assert {"413", "415"} <= set(rename["patch"]["responses"])
+    assert set(rename["patch"]["requestBody"]["content"]) == {
+        "application/json",
+        "multipart/form-data",
+    }
+    listing = paths["/api/chat/conversations/"]["get"]["responses"]
+    assert "415" not in listing  # no body, no media type to refuse

@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from tertulia.errors import TertuliaError
 from tertulia.web.responses import JSONBody
@@ -30,19 +31,37 @@ async def _tertulia_error(request: Request, exc: Exception) -> JSONBody:
     return JSONBody(exc.body(), status_code=exc.status)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods the request's path serves, asked of the routes one method at a time.
+
+    Starlette's 405 names only the methods of the first route matching the path, and a
+    path here has several (one per method group, the hidden ``HEAD`` ones among them).
+    """
+    routes = request.app.router.routes
+    served = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(served)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, HTTPException)
     detail: Any = exc.detail
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 405:
         detail = f'Method "{request.method}" not allowed.'
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     elif exc.status_code == 404 and detail == "Not Found":
         detail = "Not found."
     code = _HTTP_CODES.get(exc.status_code, "error")
-    return JSONBody(
-        {"detail": detail, "code": code},
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
-    )
+    return JSONBody({"detail": detail, "code": code}, status_code=exc.status_code, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONBody:

@@ -24,7 +24,12 @@ class JoinRequest(BaseModel):
 
 
 class RenameRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=50)
+    name: str = Field(
+        min_length=1,
+        max_length=50,
+        pattern=r"\S",
+        description="1 to 50 characters once spaces at either end are cut",
+    )
 
 
 class MessageCreate(BaseModel):
@@ -111,7 +116,7 @@ class ErrorOut(BaseModel):
 
 
 def request_body(
-    model: type[BaseModel], *, multipart: bool = False, form: bool = True
+    model: type[BaseModel], *, multipart: bool = False, form: bool = True, required: bool = False
 ) -> dict[str, Any]:
     """``openapi_extra`` describing a body parsed by hand."""
     schema = model.model_json_schema()
@@ -120,7 +125,7 @@ def request_body(
         content["application/x-www-form-urlencoded"] = {"schema": schema}
     if multipart:
         content["multipart/form-data"] = {"schema": schema}
-    return {"requestBody": {"required": False, "content": content}}
+    return {"requestBody": {"required": required, "content": content}}
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -128,3 +133,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "not a participant / rooms off"},
     404: {"model": ErrorOut, "description": "no such conversation, or invalid page"},
 }
+"""What any route of a router may answer besides its own success."""
+
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorOut, "description": "the body (or an uploaded file) is too large"},
+    415: {"model": ErrorOut, "description": "a body of a media type the route does not take"},
+}
+"""What a route that reads a body may also answer."""
+
+THROTTLED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorOut, "description": "over a rate limit (``rate_limits``); try later"},
+}
+"""What a rate-limited route may also answer."""

@@ -32,7 +32,9 @@ from tertulia.web.pagination import (
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import route
 from tertulia.web.schemas import (
+    BODY_ERRORS,
     ERRORS,
+    THROTTLED,
     ConversationCreate,
     ConversationOut,
     ConversationPage,
@@ -97,6 +99,7 @@ async def list_conversations(
     ["POST"],
     status_code=201,
     response_model=ConversationOut,
+    responses={**BODY_ERRORS, **THROTTLED},
     openapi_extra=request_body(ConversationCreate, multipart=True),
 )
 async def create_conversation(request: Request) -> JSONBody:
@@ -147,6 +150,7 @@ async def retrieve_conversation(conversation_id: str, request: Request) -> JSONB
     "/{conversation_id}/join",
     ["POST"],
     response_model=ConversationOut,
+    responses={**BODY_ERRORS, **THROTTLED},
     openapi_extra=request_body(JoinRequest, multipart=True),
 )
 async def join_conversation(conversation_id: str, request: Request) -> JSONBody:
@@ -191,7 +195,8 @@ def _joined(svc: Services, chat: Chat, participant_id: str, session: SessionReco
     "/{conversation_id}/participants/{participant_id}",
     ["PATCH"],
     response_model=ParticipantOut,
-    openapi_extra=request_body(RenameRequest),
+    responses=BODY_ERRORS,
+    openapi_extra=request_body(RenameRequest, multipart=True, form=False, required=True),
 )
 async def rename_participant(
     conversation_id: str, participant_id: str, request: Request

@@ -20,7 +20,15 @@ from tertulia.web.pagination import (
 from tertulia.web.params import whole_number
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import route
-from tertulia.web.schemas import ERRORS, MessageCreate, MessageOut, MessagePage, request_body
+from tertulia.web.schemas import (
+    BODY_ERRORS,
+    ERRORS,
+    THROTTLED,
+    MessageCreate,
+    MessageOut,
+    MessagePage,
+    request_body,
+)
 from tertulia.web.uploads import NOT_A_FILE, is_multipart, post_multipart
 
 router = APIRouter(
@@ -45,7 +53,12 @@ async def list_messages(
     until: Annotated[str | None, Query(description=TIME_QUERY + " (inclusive upper bound)")] = None,
     since: Annotated[str | None, Query(description=TIME_QUERY + " (inclusive lower bound)")] = None,
     limit: Annotated[
-        str | None, Query(description="decimal digits: keep only the newest `limit` messages")
+        str | None,
+        Query(
+            description="decimal digits: keep only the newest `limit` messages",
+            # documented only: anything else is the protocol's 400 "Invalid limit"
+            json_schema_extra={"pattern": "^[0-9]+$"},
+        ),
     ] = None,
     page: Annotated[str | None, Query(description=PAGE_QUERY)] = None,
 ) -> JSONBody:
@@ -75,6 +88,11 @@ async def list_messages(
     ["POST"],
     status_code=201,
     response_model=MessageOut,
+    responses={
+        200: {"model": MessageOut, "description": "a repeated local_id: the stored message"},
+        **BODY_ERRORS,
+        **THROTTLED,
+    },
     openapi_extra=request_body(MessageCreate, multipart=True, form=False),
 )
 async def post_message(conversation_id: str, request: Request) -> JSONBody:
