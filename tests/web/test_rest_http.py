@@ -78,6 +78,9 @@ async def test_a_405_names_every_method_of_the_path(server: LiveServer) -> None:
         response = await call(server, method, path)
         assert response.status_code == 405, (method, path)
         assert {m.strip() for m in response.headers["allow"].split(",")} == allowed, path
+    static = await call(server, "PUT", "/static/index.html")  # StaticFiles' own 405
+    assert static.status_code == 405
+    assert static.headers.get("allow", "GET") != ""  # never "allows nothing"
 
 
 async def test_unsupported_method_on_a_conversation_gets_405(alice: Person) -> None:

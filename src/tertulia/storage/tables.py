@@ -47,7 +47,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         def to_text(value: datetime | None) -> str | None:
-            # Less than half the time of isoformat() or of a %-format of seven numbers,
+            # About half the time of isoformat() or of a %-format of seven numbers,
             # and no replace(tzinfo=None) (datetime's keyword parsing costs more).
             if value is None:
                 return None

@@ -34,8 +34,9 @@ async def _tertulia_error(request: Request, exc: Exception) -> JSONBody:
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
-def _allowed_methods(request: Request) -> str:
-    """The methods the request's path serves, asked of the routes one method at a time.
+def _allowed_methods(request: Request) -> str | None:
+    """The methods the request's path serves, asked of the routes one method at a time
+    (None when no route answers for any: a mounted app's own 405, say).
 
     Starlette's 405 names only the methods of the first route matching the path, and a
     path here has several (one per method group, the hidden ``HEAD`` ones among them).
@@ -48,7 +49,7 @@ def _allowed_methods(request: Request) -> str:
             route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
         )
     ]
-    return ", ".join(served)
+    return ", ".join(served) or None
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONBody:
@@ -57,7 +58,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONBody:
     headers = getattr(exc, "headers", None)
     if exc.status_code == 405:
         detail = f'Method "{request.method}" not allowed.'
-        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        allowed = _allowed_methods(request)
+        if allowed is not None:
+            headers = {**(headers or {}), "Allow": allowed}
     elif exc.status_code == 404 and detail == "Not Found":
         detail = "Not found."
     code = _HTTP_CODES.get(exc.status_code, "error")
