@@ -343,3 +343,19 @@ async def test_bot_posting_over_rest_waits_for_the_manager(
         finally:
             await bot.close()
             await manager.close()
+
+
+async def test_nul_characters_are_a_400_on_every_database(alice: Person) -> None:
+    """PostgreSQL cannot store a NUL in text: refused up front, on both databases alike,
+    over REST and over the socket (DRF's text)."""
+    refused = await alice.post(type="T", text="a\x00b")
+    assert refused.status_code == 400
+    assert refused.json()["text"] == ["Null characters are not allowed."]
+    named = await alice.create(nickname="bob", name="room\x00")
+    assert named.status_code == 400
+    assert named.json()["name"] == ["Null characters are not allowed."]
+    socket = await alice.connect()
+    await socket.say("a\x00b")
+    error = await socket.error()
+    assert error["code"] == "invalid"
+    assert (await alice.post(type="T", text="after")).status_code == 201

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import random
-import string
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from support.blab import Frame, Person
+from support.junk import json_value
 from support.server import LiveServer
 
 PersonFactory = Callable[[LiveServer], Person]
@@ -36,27 +36,6 @@ FIELDS = (
     "id",
     "sender_id",
 )
-TEXT_CHARACTERS = string.printable + "é\u0000\u2028\ud7ff\U0001f600"
-
-
-def _value(rnd: random.Random, depth: int = 0) -> Any:
-    """A JSON value of any kind, wrong more often than right."""
-    makers: list[Callable[[], Any]] = [
-        lambda: None,
-        lambda: rnd.choice([True, False]),
-        lambda: rnd.randint(-(2**70), 2**70),
-        lambda: rnd.random() * 10 ** rnd.randint(-300, 300),
-        lambda: "".join(rnd.choice(TEXT_CHARACTERS) for _ in range(rnd.randint(0, 40))),
-        lambda: rnd.choice(["T", "V", "a", "i", "A", "S", "", "TT"]),
-        lambda: "01a237c0-3ca3-740a-9ea7-4eca07ba0ab3",  # a well-formed id of nothing here
-        lambda: "x" * rnd.choice([1, 32, 33, 4000, 4001]),
-    ]
-    if depth < 3:
-        makers.append(lambda: [_value(rnd, depth + 1) for _ in range(rnd.randint(0, 4))])
-        makers.append(
-            lambda: {rnd.choice(FIELDS): _value(rnd, depth + 1) for _ in range(rnd.randint(0, 3))}
-        )
-    return rnd.choice(makers)()
 
 
 def _frame(rnd: random.Random) -> str | bytes:
@@ -67,12 +46,12 @@ def _frame(rnd: random.Random) -> str | bytes:
     if kind < 0.15:
         return rnd.choice(["{", "null", "[]", "1", '"x"', "{}{}", "\u0000", '{"type":"T"'])
     if kind < 0.25:
-        return json.dumps(_value(rnd))  # (json: integers beyond 64 bits too)
+        return json.dumps(json_value(rnd, FIELDS))  # (json: integers beyond 64 bits too)
     data: dict[str, Any] = {}
     if kind < 0.6:  # mostly a text message, with odd extra fields
         data = {"type": "T", "text": rnd.choice(["hi", "é" * 10, "", "x" * 4000, None])}
     for field in rnd.sample(FIELDS, rnd.randint(0, 4)):
-        data[field] = _value(rnd)
+        data[field] = json_value(rnd, FIELDS)
     return json.dumps(data)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from tertulia.domain.inputs import NULL_CHARACTERS
 from tertulia.errors import ValidationFailed
 
 MAX_NAME = 50
@@ -20,6 +21,8 @@ def clean_conversation_name(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationFailed({"name": ["Not a valid string."]})
+    if "\x00" in value:
+        raise ValidationFailed({"name": [NULL_CHARACTERS]})
     name = value.strip()
     if len(name) > MAX_NAME:
         raise ValidationFailed(
@@ -38,12 +41,27 @@ def clean_nickname(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationFailed(bare=["nickname must be a string"])
+    if "\x00" in value:
+        raise ValidationFailed(bare=["nickname must not contain null characters"])
     nickname = value.strip()
     if not nickname:
         return None
     if len(nickname) > MAX_NAME:
         raise ValidationFailed(bare=[f"nickname must have at most {MAX_NAME} characters"])
     return nickname
+
+
+def clean_participant_name(value: Any) -> str:
+    """A participant's new name (renaming oneself): 1 to 50 characters once trimmed.
+
+    Raises:
+        ValidationFailed: ``{"name": [...]}``.
+    """
+    if isinstance(value, str) and "\x00" in value:
+        raise ValidationFailed({"name": [NULL_CHARACTERS]})
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_NAME:
+        raise ValidationFailed({"name": [f"Enter 1 to {MAX_NAME} characters."]})
+    return value.strip()
 
 
 def anonymous_name(participant_id: str) -> str:

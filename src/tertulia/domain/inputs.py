@@ -22,6 +22,8 @@ MAX_OPTION_TEXT = 1000
 MAX_COMMAND = 1000
 MAX_URL = 1000
 CLIENT_TYPES = frozenset(t.value for t in MessageType if t is not MessageType.SYSTEM)
+NULL_CHARACTERS = "Null characters are not allowed."
+"""DRF's text for a NUL in a string field (PostgreSQL cannot store one in text)."""
 
 
 @dataclass(slots=True)
@@ -43,6 +45,9 @@ def _string(errors: dict[str, list[str]], key: str, value: Any, limit: int) -> s
         return None
     if not isinstance(value, str):
         errors[key] = ["Not a valid string."]
+        return None
+    if "\x00" in value:
+        errors[key] = [NULL_CHARACTERS]
         return None
     text = value.strip()
     if len(text) > limit:
@@ -97,6 +102,8 @@ def parse_new_message(
             errors["options"] = [
                 f"Ensure each option has no more than {MAX_OPTION_TEXT} characters."
             ]
+        elif any("\x00" in o for o in raw_options):
+            errors["options"] = [NULL_CHARACTERS]
         else:
             options = tuple(raw_options)
 
@@ -116,6 +123,8 @@ def parse_new_message(
                 errors["command"] = [
                     f"Ensure this field has no more than {MAX_COMMAND} characters."
                 ]
+            elif "\x00" in command:
+                errors["command"] = [NULL_CHARACTERS]
         elif not isinstance(command, dict):
             errors["command"] = ["A command is a JSON object, or a string holding one."]
 

@@ -8,15 +8,15 @@ from fastapi import APIRouter, Query, Request
 
 from tertulia.chats import Chat
 from tertulia.domain.conversations import (
-    MAX_NAME,
     clean_bot_names,
     clean_conversation_name,
     clean_nickname,
+    clean_participant_name,
 )
 from tertulia.domain.ids import new_id
 from tertulia.domain.model import Conversation
 from tertulia.domain.times import format_time, utcnow
-from tertulia.errors import Conflict, PermissionDenied, ValidationFailed
+from tertulia.errors import Conflict, PermissionDenied
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.sessions import SessionRecord
 from tertulia.web.bodies import read_object
@@ -206,8 +206,6 @@ async def rename_participant(
     if member.participant.id != participant_id.lower():
         raise PermissionDenied()
     data = await read_object(request, form=False)
-    name = data.get("name")
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME:
-        raise ValidationFailed({"name": [f"Enter 1 to {MAX_NAME} characters."]})
-    renamed = await member.chat.rename(member.participant, name.strip())
+    name = clean_participant_name(data.get("name"))
+    renamed = await member.chat.rename(member.participant, name)
     return JSONBody(renamed.public())

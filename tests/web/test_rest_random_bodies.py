@@ -1,0 +1,83 @@
+"""Seeded random bodies on every REST route that reads one: never a 5xx, always a JSON
+answer, and an error says what was wrong (the definition of done: bad input gets a clear
+4xx with a JSON body). The seed is fixed, so a failure reproduces with its request in the
+assertion."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from support.blab import Person
+from support.junk import json_value
+from support.server import LiveServer
+
+PersonFactory = Callable[[LiveServer], Person]
+SEED = 20261202
+REQUESTS = 240
+KEYS = (
+    "name",
+    "nickname",
+    "bots",
+    "type",
+    "text",
+    "local_id",
+    "quoted_message_id",
+    "options",
+    "command",
+    "external_file_url",
+)
+MEDIA_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded", "")
+
+
+def _body(rnd: random.Random) -> dict[str, Any]:
+    """The request's body: mostly a JSON object of known keys and odd values."""
+    if rnd.random() < 0.15:
+        return {"content": rnd.choice(["{", "[]", "null", '"x"', "1", "", "\u0000", "{}{}"])}
+    value = json_value(rnd, KEYS)
+    if rnd.random() < 0.7:
+        value = {key: json_value(rnd, KEYS) for key in rnd.sample(KEYS, rnd.randint(0, 4))}
+        if rnd.random() < 0.3:
+            value.update(type="T", text="hello")
+    content = json.dumps(value)  # (json: integers beyond 64 bits too)
+    media_type = "application/json" if rnd.random() < 0.8 else rnd.choice(MEDIA_TYPES)
+    return {"content": content, "headers": {"content-type": media_type} if media_type else {}}
+
+
+async def test_random_bodies_get_json_answers_and_never_a_server_error(
+    server: LiveServer, people: PersonFactory
+) -> None:
+    alice = people(server)
+    assert (await alice.create(nickname="alice", name="room", bots=["ECHO"])).status_code == 201
+    conversation = f"/conversations/{alice.conversation_id}"
+    routes = [
+        ("POST", "/conversations/"),
+        ("POST", f"{conversation}/join/"),
+        ("PATCH", f"{conversation}/participants/{alice.participant_id}/"),
+        ("POST", f"{conversation}/messages/"),
+    ]
+    rnd = random.Random(SEED)
+    statuses: Counter[int] = Counter()
+    for _ in range(REQUESTS):
+        method, path = rnd.choice(routes)
+        request: dict[str, Any] = _body(rnd)
+        response: httpx.Response = await alice.http.request(method, path, **request)
+        described = (method, path, request, response.status_code, response.text[:300])
+        assert response.status_code < 500, described
+        assert response.headers["content-type"].startswith("application/json"), described
+        answer = response.json()
+        if response.status_code >= 400:
+            # DRF's shapes: {"detail"/fields..., "code"}, or one of BLAB's bare lists
+            assert isinstance(answer, dict | list), described
+            assert answer, described
+            if isinstance(answer, dict):
+                assert "code" in answer, described
+        statuses[response.status_code] += 1
+    # Both sides of the rules were reached (a run that only saw 400s proves less).
+    assert {200, 201} <= set(statuses), statuses
+    assert {400, 415} <= set(statuses), statuses
