@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from support.junk import json_value
 from tertulia.domain.commands import ManagerCommand, parse_command, unknown_keys
 from tertulia.domain.ids import new_id
 from tertulia.domain.model import Approval, Message, MessageType, Participant, ParticipantType
@@ -154,3 +157,28 @@ async def test_socket_tags_tell_people_bots_and_the_manager_apart() -> None:
     assert socket_tags(alice) == {HUMANS, participant_tag(alice.id)}
     assert socket_tags(echo) == {BOTS, participant_tag(echo.id)}
     assert socket_tags(manager) == {BOTS, MANAGER, participant_tag(manager.id)}
+
+
+def test_random_commands_parse_or_raise_command_error_only() -> None:
+    """Whatever a manager sends (seeded random JSON, as an object or as a string holding
+    one), parsing gives a command or a CommandError, never another exception."""
+    keys = ("action", "bots", "overrides", "self_approve", "self_redirect", "on_behalf_of")
+    rnd = random.Random(20261202)
+    outcomes: Counter[str] = Counter()
+    for _ in range(2000):
+        raw: Any = json_value(rnd, keys)
+        if rnd.random() < 0.7:
+            raw = {key: json_value(rnd, (*keys, "text", "type")) for key in rnd.sample(keys, 2)}
+            raw.setdefault("action", rnd.choice(["approve", "redirect", None, "x"]))
+        if rnd.random() < 0.3:
+            raw = json.dumps(raw)  # (json: integers beyond 64 bits too)
+        elif raw is not None and not isinstance(raw, dict | str):
+            raw = json.dumps(raw)
+        try:
+            parse_command(raw)
+        except CommandError:
+            outcomes["refused"] += 1
+        else:
+            outcomes["parsed"] += 1
+    assert outcomes["parsed"] >= 50, outcomes
+    assert outcomes["refused"] >= 50, outcomes

@@ -81,3 +81,48 @@ async def test_random_bodies_get_json_answers_and_never_a_server_error(
     # Both sides of the rules were reached (a run that only saw 400s proves less).
     assert {200, 201} <= set(statuses), statuses
     assert {400, 415} <= set(statuses), statuses
+
+
+def _query_value(rnd: random.Random) -> str:
+    return rnd.choice(
+        [
+            "",
+            "now",
+            "last",
+            "0",
+            "1",
+            "-1",
+            "+5",
+            "99999999999999999999999",
+            "2026-12-02",
+            "2026-12-02T10:00:00Z",
+            "2026-12-02T10:00:00+25:00",
+            "2026-13-45T99:99:99",
+            "\u00e9\u0000",
+            str(rnd.random()),
+            "x" * 300,
+        ]
+    )
+
+
+async def test_random_history_queries_never_get_a_server_error(
+    server: LiveServer, people: PersonFactory
+) -> None:
+    """``until``, ``since``, ``limit`` and ``page`` of any value: a page or a 4xx in JSON."""
+    alice = people(server)
+    assert (await alice.create(nickname="alice", name="room", bots=["ECHO"])).status_code == 201
+    for text in ("one", "two", "three"):
+        assert (await alice.post(type="T", text=text)).status_code == 201
+    paths = (f"/conversations/{alice.conversation_id}/messages/", "/conversations/")
+    rnd = random.Random(SEED)
+    statuses: Counter[int] = Counter()
+    for _ in range(REQUESTS):
+        path = rnd.choice(paths)
+        names = rnd.sample(("until", "since", "limit", "page"), rnd.randint(1, 4))
+        params = {name: _query_value(rnd) for name in names}
+        response = await alice.http.get(path, params=params)
+        described = (path, params, response.status_code, response.text[:300])
+        assert response.status_code < 500, described
+        assert response.headers["content-type"].startswith("application/json"), described
+        statuses[response.status_code] += 1
+    assert {200, 400} <= set(statuses), statuses
