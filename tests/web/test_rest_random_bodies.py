@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from files import media_samples as samples
 from support.blab import Person
 from support.junk import json_value
 from support.server import LiveServer
@@ -126,3 +127,52 @@ async def test_random_history_queries_never_get_a_server_error(
         assert response.headers["content-type"].startswith("application/json"), described
         statuses[response.status_code] += 1
     assert {200, 400} <= set(statuses), statuses
+
+
+def _file_name(rnd: random.Random) -> str:
+    return rnd.choice(
+        [
+            "photo.png",
+            "../../etc/passwd",
+            "a\\b\\c.txt",
+            "\u0000.png",
+            "",
+            " ",
+            "é" * 300 + ".jpg",
+            "x" * 300,
+            ".hidden",
+            "voice.ogg",
+            "\u202ereversed.exe",
+        ]
+    )
+
+
+async def test_random_uploads_never_get_a_server_error(
+    server: LiveServer, people: PersonFactory
+) -> None:
+    """Multipart messages with any fields, file names, media types and contents: a stored
+    message or a 4xx in JSON."""
+    alice = people(server)
+    assert (await alice.create(nickname="alice", name="room", bots=[])).status_code == 201
+    path = f"/conversations/{alice.conversation_id}/messages/"
+    rnd = random.Random(SEED)
+    statuses: Counter[int] = Counter()
+    for _ in range(REQUESTS // 2):
+        fields = {
+            key: str(json_value(rnd, KEYS))
+            for key in rnd.sample(("text", "local_id", "quoted_message_id", "options"), 2)
+        }
+        if rnd.random() < 0.4:  # a caption as a person would write it
+            fields = {"text": "look"}
+        fields["type"] = rnd.choice(["T", "V", "a", "v", "i", "i", "A", "S", "", "TT"])
+        content = rnd.choice([b"", samples.png(), samples.png()[:40], b"text", bytes(3000)])
+        media_type = rnd.choice(
+            ["image/png", "audio/ogg", "text/plain", "", "x/\u00e9", "video/mp4"]
+        )
+        files = {"file": (_file_name(rnd), content, media_type)} if rnd.random() < 0.8 else None
+        response = await alice.http.post(path, data=fields, files=files)
+        described = (fields, files and files["file"][0], media_type, response.text[:300])
+        assert response.status_code < 500, described
+        assert response.headers["content-type"].startswith("application/json"), described
+        statuses[response.status_code] += 1
+    assert {201, 400} <= set(statuses), statuses

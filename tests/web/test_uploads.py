@@ -272,6 +272,23 @@ def _exchange(port: int, head: bytes, body: Iterator[bytes]) -> tuple[int, str, 
     return int(lines[0].split()[1]), headers.get("connection", ""), orjson.loads(payload), sent
 
 
+async def test_a_short_upload_refused_early_still_gets_its_answer(
+    small: LiveServer, carol: Person
+) -> None:
+    """Refused at the file part's headers (a type that takes no file), with the rest of a
+    short body still on its way: the server reads and drops that rest before it answers,
+    so the client reads the 400 rather than a reset connection, every time, and the
+    connection stays open for the next request."""
+    for attempt in range(30):
+        refused = await upload(
+            carol, {"type": "TT"}, ("x.png", samples.png() + bytes(2000), "image/png")
+        )
+        assert refused.status_code == 400, attempt
+        assert refused.json()["type"] == ['"TT" is not a valid choice.']
+        assert refused.headers.get("connection") != "close"
+    assert stored_files(small) == []
+
+
 async def test_content_length_over_the_limit_is_refused_before_the_body(
     small: LiveServer, carol: Person
 ) -> None:

@@ -16,14 +16,17 @@ Refusing as early as possible:
    its type's limit once the body has been read.
 
 Every refusal answers ``413 {"detail": "MAX = <limit>"}`` (the type's limit when the type is
-known, else the largest). A refusal before the end of the body is an :class:`UploadError`
-with ``complete=False``: the caller must close the connection (``Connection: close``) so
-the client stops sending. Whatever was spooled is deleted on every error.
+known, else the largest). A refusal before the end of the body first reads and drops what
+is left of it, when that is at most :data:`DRAIN_AT_MOST`: a connection closed with body
+bytes unread is reset by the kernel, and the client, still sending, may never read the
+answer. A longer rest is not read: the refusal is an :class:`UploadError` with
+``complete=False``, and the caller closes the connection (``Connection: close``) so the
+client stops sending. Whatever was spooled is deleted on every error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import anyio.to_thread
@@ -56,6 +59,7 @@ MAX_FIELDS_SIZE = 32 * 1024  # all text fields together (text is at most 4000 ch
 MAX_PARTS = 32
 FILE_FIELDS = ("file", "blob")  # ``file`` as BLAB; ``blob`` also taken for voice recordings
 FLUSH_AT = 256 * 1024
+DRAIN_AT_MOST = 1024 * 1024  # body bytes read and dropped after an early refusal
 EMPTY_FILE = "The submitted file is empty."
 NOT_A_FILE = "The submitted data was not a file. Check the encoding type on the form."
 
@@ -235,6 +239,46 @@ def _boundary(request: Request) -> bytes:
     return boundary
 
 
+class _Body:
+    """A request body read message by message, knowing when it has ended (unlike
+    ``request.stream()``, whose end cannot be told apart from a refusal in between)."""
+
+    def __init__(self, request: Request) -> None:
+        self._receive = request.receive
+        self.ended = False
+        self.read = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive.
+
+        Raises:
+            ClientDisconnect: the client went away before the end.
+        """
+        while not self.ended:
+            message = await self._receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect()
+            self.ended = not message.get("more_body", False)
+            chunk: bytes = message.get("body", b"")
+            self.read += len(chunk)
+            if chunk:
+                yield chunk
+
+    async def drain(self, declared: int | None) -> bool:
+        """Read and drop the rest, when it is at most :data:`DRAIN_AT_MOST` bytes; whether
+        the body has ended."""
+        if declared is not None and declared - self.read > DRAIN_AT_MOST:
+            return False
+        start = self.read
+        try:
+            async for _ in self.chunks():
+                if self.read - start > DRAIN_AT_MOST:
+                    return False
+        except ClientDisconnect:
+            return False
+        return True
+
+
 def _declared_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     return int(raw) if raw is not None and raw.strip().isdigit() else None
@@ -260,9 +304,8 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
     declared = _declared_length(request)
     reader = _Reader(limits, declared)
     body_cap = reader.largest + ALLOWANCE
-    read = 0
+    body = _Body(request)
     spool: SpoolFile | None = None
-    complete = False
     try:
         if declared is not None and declared > body_cap:
             raise _Refuse(too_large(reader.largest))
@@ -279,10 +322,9 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
                 "on_end": reader.on_end,
             },
         )
-        async for chunk in request.stream():
-            read += len(chunk)
+        async for chunk in body.chunks():
             parser.write(chunk)  # its callbacks refuse a file over its type's limit
-            if read > body_cap:  # a body that is not all file: epilogue, padding
+            if body.read > body_cap:  # a body that is not all file: epilogue, padding
                 raise _Refuse(too_large(reader.file_limit))
             if reader.pending:
                 if spool is None:
@@ -291,25 +333,24 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
                 reader.pending.clear()
                 if spool.pending >= FLUSH_AT:
                     await spool.flush()
-        complete = True
         parser.finalize()
         if not reader.ended:
             raise ValidationFailed(detail="Multipart form parse error - the body ended early.")
         received = await _finish(reader, spool)
     except _Refuse as exc:
         _discard(spool)
-        raise _failed(request, exc.error, complete=complete, read=read) from None
+        raise await _failed(request, exc.error, body, declared) from None
     except FormParserError as exc:
         _discard(spool)
         error = ValidationFailed(detail=f"Multipart form parse error - {exc}")
-        raise _failed(request, error, complete=complete, read=read) from None
+        raise await _failed(request, error, body, declared) from None
     except TertuliaError as exc:
         _discard(spool)
-        raise _failed(request, exc, complete=complete, read=read) from None
+        raise await _failed(request, exc, body, declared) from None
     except ClientDisconnect:
         _discard(spool)
         error = ValidationFailed(detail="The upload was interrupted.")
-        raise _failed(request, error, complete=False, read=read) from None
+        raise await _failed(request, error, body, None, gone=True) from None
     except BaseException:
         _discard(spool)
         raise
@@ -337,7 +378,12 @@ def _discard(spool: SpoolFile | None) -> None:
         spool.discard()
 
 
-def _failed(request: Request, error: TertuliaError, *, complete: bool, read: int) -> UploadError:
+async def _failed(
+    request: Request, error: TertuliaError, body: _Body, declared: int | None, *, gone: bool = False
+) -> UploadError:
+    """The refusal, once what is left of a short body has been read (see the module)."""
+    read = body.read
+    complete = body.ended or (not gone and await body.drain(declared))
     log.info(
         "upload refused",
         status=error.status,
