@@ -48,9 +48,21 @@ def test_now_is_now() -> None:
     assert before <= parse_query_time("now") <= utcnow()
 
 
-@pytest.mark.parametrize("raw", ["yesterday", "2026-13-01", "2026-02-30T00:00:00Z", "", "12"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "yesterday",
+        "2026-13-01",
+        "2026-02-30T00:00:00Z",
+        "",
+        "12",
+        "9999-12-31T23:00:00-14:00",  # after the last moment a datetime holds, in UTC
+        "0001-01-01T00:00:00+14:00",  # before the first
+    ],
+)
 def test_bad_query_times_are_400(raw: str) -> None:
-    """Anything else, or an impossible date, is refused with BLAB's message."""
+    """Anything else, an impossible date, or one that is out of range once in UTC, is
+    refused with BLAB's message."""
     with pytest.raises(ValidationFailed) as caught:
         parse_query_time(raw)
     assert caught.value.body() == {"detail": f"Invalid date-time string: {raw}", "code": "invalid"}

@@ -47,7 +47,7 @@ def parse_query_time(value: str) -> datetime:
     try:
         if _DATE_ONLY.match(value):
             return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
-        parsed = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
+        # (OverflowError: a time near year 1 or 9999 whose offset takes it out of range)
+        return as_utc(datetime.fromisoformat(value.replace("z", "Z")))
+    except (ValueError, OverflowError):
         raise ValidationFailed(detail=f"Invalid date-time string: {value}") from None
-    return as_utc(parsed)
