@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from support.junk import json_value
+from support.junk import SEED, json_value
 from tertulia.domain.commands import ManagerCommand, parse_command, unknown_keys
 from tertulia.domain.ids import new_id
 from tertulia.domain.model import Approval, Message, MessageType, Participant, ParticipantType
@@ -163,7 +163,7 @@ def test_random_commands_parse_or_raise_command_error_only() -> None:
     """Whatever a manager sends (seeded random JSON, as an object or as a string holding
     one), parsing gives a command or a CommandError, never another exception."""
     keys = ("action", "bots", "overrides", "self_approve", "self_redirect", "on_behalf_of")
-    rnd = random.Random(20261202)
+    rnd = random.Random(SEED)
     outcomes: Counter[str] = Counter()
     for _ in range(2000):
         raw: Any = json_value(rnd, keys)

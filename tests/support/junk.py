@@ -8,6 +8,18 @@ import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
+SEED = 20261202
+"""One seed for every random-input test: a failure reproduces as it was."""
+MESSAGE_FIELDS = (
+    "type",
+    "text",
+    "local_id",
+    "quoted_message_id",
+    "options",
+    "command",
+    "external_file_url",
+)
+"""The input fields of a message (PROTOCOL 5.3)."""
 TEXT_CHARACTERS = string.printable + "é\u0000\u2028\ud7ff\U0001f600"
 ABSENT_ID = "01a237c0-3ca3-740a-9ea7-4eca07ba0ab3"  # a well-formed id of nothing
 

@@ -8,32 +8,25 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from files import media_samples as samples
-from support.blab import Person
-from support.junk import json_value
+from support.junk import MESSAGE_FIELDS, SEED, json_value
+from support.rest import PersonFactory
 from support.server import LiveServer
 
-PersonFactory = Callable[[LiveServer], Person]
-SEED = 20261202
 REQUESTS = 240
-KEYS = (
-    "name",
-    "nickname",
-    "bots",
-    "type",
-    "text",
-    "local_id",
-    "quoted_message_id",
-    "options",
-    "command",
-    "external_file_url",
-)
+KEYS = ("name", "nickname", "bots", *MESSAGE_FIELDS)
 MEDIA_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded", "")
+
+
+def _json_answer(response: httpx.Response, described: object) -> Any:
+    """The answer's JSON, after checking that it is no server error and is JSON."""
+    assert response.status_code < 500, described
+    assert response.headers["content-type"].startswith("application/json"), described
+    return response.json()
 
 
 def _body(rnd: random.Random) -> dict[str, Any]:
@@ -69,9 +62,7 @@ async def test_random_bodies_get_json_answers_and_never_a_server_error(
         request: dict[str, Any] = _body(rnd)
         response: httpx.Response = await alice.http.request(method, path, **request)
         described = (method, path, request, response.status_code, response.text[:300])
-        assert response.status_code < 500, described
-        assert response.headers["content-type"].startswith("application/json"), described
-        answer = response.json()
+        answer = _json_answer(response, described)
         if response.status_code >= 400:
             # DRF's shapes: {"detail"/fields..., "code"}, or one of BLAB's bare lists
             assert isinstance(answer, dict | list), described
@@ -124,9 +115,7 @@ async def test_random_history_queries_never_get_a_server_error(
         names = rnd.sample(("until", "since", "limit", "page"), rnd.randint(1, 4))
         params = {name: _query_value(rnd) for name in names}
         response = await alice.http.get(path, params=params)
-        described = (path, params, response.status_code, response.text[:300])
-        assert response.status_code < 500, described
-        assert response.headers["content-type"].startswith("application/json"), described
+        _json_answer(response, (path, params, response.status_code, response.text[:300]))
         statuses[response.status_code] += 1
     assert {200, 400} <= set(statuses), statuses
 
@@ -173,8 +162,8 @@ async def test_random_uploads_never_get_a_server_error(
         )
         files = {"file": (_file_name(rnd), content, media_type)} if rnd.random() < 0.8 else None
         response = await alice.http.post(path, data=fields, files=files)
-        described = (fields, files and files["file"][0], media_type, response.text[:300])
-        assert response.status_code < 500, described
-        assert response.headers["content-type"].startswith("application/json"), described
+        _json_answer(
+            response, (fields, files and files["file"][0], media_type, response.text[:300])
+        )
         statuses[response.status_code] += 1
     assert {201, 400} <= set(statuses), statuses

@@ -20,6 +20,7 @@ from support.blab import Person
 from support.server import LiveServer, live_server
 from tertulia.settings import Settings
 from tertulia.storage import messages as msg_repo
+from tertulia.web import uploads
 
 LIMITS = {
     "MAX_ATTACHMENT_SIZE": 2000,
@@ -287,6 +288,26 @@ async def test_a_short_upload_refused_early_still_gets_its_answer(
         assert refused.json()["type"] == ['"TT" is not a valid choice.']
         assert refused.headers.get("connection") != "close"
     assert stored_files(small) == []
+
+
+async def test_a_refused_upload_does_not_wait_for_a_stalled_client(
+    small: LiveServer, carol: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused at the file part's headers, then the client sends nothing more of the body it
+    announced: the server stops waiting after ``DRAIN_SECONDS`` and answers, closing."""
+    monkeypatch.setattr(uploads, "DRAIN_SECONDS", 0.2)
+    boundary = "b"
+    start = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\nTT\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    head = _head(small, carol, boundary, f"Content-Length: {len(start) + 5000}")
+    status, connection, body, _ = await asyncio.to_thread(
+        _exchange, small.port, head, iter([start])
+    )
+    assert (status, connection) == (400, "close")
+    assert body["type"] == ['"TT" is not a valid choice.']
 
 
 async def test_content_length_over_the_limit_is_refused_before_the_body(

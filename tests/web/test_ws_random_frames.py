@@ -12,30 +12,15 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
-from support.blab import Frame, Person
-from support.junk import json_value
+from support.blab import Frame
+from support.junk import MESSAGE_FIELDS, SEED, json_value
+from support.rest import PersonFactory
 from support.server import LiveServer
 
-PersonFactory = Callable[[LiveServer], Person]
-SEED = 20261202
 FRAMES = 300
-FIELDS = (
-    "type",
-    "text",
-    "local_id",
-    "quoted_message_id",
-    "options",
-    "command",
-    "external_file_url",
-    "file",
-    "event",
-    "seq",
-    "id",
-    "sender_id",
-)
+FIELDS = (*MESSAGE_FIELDS, "file", "event", "seq", "id", "sender_id")
 
 
 def _frame(rnd: random.Random) -> str | bytes:

@@ -60,9 +60,10 @@ def clean_participant_name(value: Any) -> str:
     """
     if isinstance(value, str) and "\x00" in value:
         raise ValidationFailed({"name": [NULL_CHARACTERS]})
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_NAME:
+    name = value.strip() if isinstance(value, str) else ""
+    if not 1 <= len(name) <= MAX_NAME:
         raise ValidationFailed({"name": [f"Enter 1 to {MAX_NAME} characters."]})
-    return value.strip()
+    return name
 
 
 def anonymous_name(participant_id: str) -> str:

@@ -17,15 +17,17 @@ Refusing as early as possible:
 
 Every refusal answers ``413 {"detail": "MAX = <limit>"}`` (the type's limit when the type is
 known, else the largest). A refusal before the end of the body first reads and drops what
-is left of it, when that is at most :data:`DRAIN_AT_MOST`: a connection closed with body
-bytes unread is reset by the kernel, and the client, still sending, may never read the
-answer. A longer rest is not read: the refusal is an :class:`UploadError` with
-``complete=False``, and the caller closes the connection (``Connection: close``) so the
-client stops sending. Whatever was spooled is deleted on every error.
+is left of it, when that is at most :data:`DRAIN_AT_MOST` and arrives within
+:data:`DRAIN_SECONDS`: a connection closed with body bytes unread is reset by the kernel,
+and the client, still sending, may never read the answer. A longer or slower rest is not
+waited for: the refusal is an :class:`UploadError` with ``complete=False``, and the caller
+closes the connection (``Connection: close``) so the client stops sending. Whatever was
+spooled is deleted on every error.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
@@ -59,7 +61,8 @@ MAX_FIELDS_SIZE = 32 * 1024  # all text fields together (text is at most 4000 ch
 MAX_PARTS = 32
 FILE_FIELDS = ("file", "blob")  # ``file`` as BLAB; ``blob`` also taken for voice recordings
 FLUSH_AT = 256 * 1024
-DRAIN_AT_MOST = 1024 * 1024  # body bytes read and dropped after an early refusal
+DRAIN_AT_MOST = 1024 * 1024  # body bytes read and dropped after an early refusal...
+DRAIN_SECONDS = 5.0  # ...and how long they may take (a stalled client is not waited for)
 EMPTY_FILE = "The submitted file is empty."
 NOT_A_FILE = "The submitted data was not a file. Check the encoding type on the form."
 
@@ -265,16 +268,17 @@ class _Body:
                 yield chunk
 
     async def drain(self, declared: int | None) -> bool:
-        """Read and drop the rest, when it is at most :data:`DRAIN_AT_MOST` bytes; whether
-        the body has ended."""
+        """Read and drop the rest, when it is at most :data:`DRAIN_AT_MOST` bytes arriving
+        within :data:`DRAIN_SECONDS`; whether the body has ended."""
         if declared is not None and declared - self.read > DRAIN_AT_MOST:
             return False
         start = self.read
         try:
-            async for _ in self.chunks():
-                if self.read - start > DRAIN_AT_MOST:
-                    return False
-        except ClientDisconnect:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for _ in self.chunks():
+                    if self.read - start > DRAIN_AT_MOST:
+                        return False
+        except (ClientDisconnect, TimeoutError):
             return False
         return True
 
