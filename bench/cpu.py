@@ -9,7 +9,8 @@ closed loop of ``--trips`` round trips, all at once), with the server running no
 server process's user and system CPU seconds between the start and the end of the measured
 part, divided by the answers. Unlike instructions, this counts the kernel's work (socket and
 file writes, locks) and the machine's speed, so compare two servers or two versions within
-one run, interleaved (``--server both`` alternates Tertulia and the bare limit).
+one run, interleaved (``--server both`` alternates Tertulia and the bare limit, ``all`` adds
+the stored limit: ``bench.echo_server --store``, the bare limit plus Tertulia's rows).
 Linux only (``/proc/<pid>/stat``).
 """
 
@@ -73,7 +74,12 @@ async def measure(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", choices=("tertulia", "bare", "both"), default="both")
+    parser.add_argument(
+        "--server",
+        choices=("tertulia", "bare", "stored", "both", "all"),
+        default="both",
+        help="both: Tertulia and the bare limit; all: also the stored limit",
+    )
     parser.add_argument("--loops", type=int, default=20, help="conversations, all at once")
     parser.add_argument("--trips", type=int, default=500, help="round trips per conversation")
     parser.add_argument("--runs", type=int, default=2, help="server processes per server")
@@ -90,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             (str(args.compare), "tertulia", args.compare.resolve() / "src"),
             ("this checkout", "tertulia", None),
         ]
-    elif args.server == "both":
+    elif args.server in ("both", "all"):
         servers = [("tertulia", "tertulia", None), ("bare", "bare", None)]
+        if args.server == "all":
+            servers.insert(1, ("stored", "stored", None))
     else:
         servers = [(args.server, args.server, None)]
     with tempfile.TemporaryDirectory(prefix="tertulia-cpu-") as temporary:

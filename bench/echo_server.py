@@ -19,25 +19,33 @@ What it does:
   `sender_id`, `local_id`, `sent_by_human`), then, when the conversation has a bot, the
   upper-cased answer from the first bot quoting it. Bad frames get an `{"error": ...}` frame.
 
-Run: `python -m bench.echo_server --port 8001`.
+With `--store FILE` it is the *stored limit* instead: the same, plus the rows Tertulia writes
+for each message (the person's text and its delivery to the bot in one commit, the answer and
+the delivery's completion in the next; conversations and participants at create and join),
+in SQLite with Tertulia's schema, each frame sent only after its commit (`bench/stored.py`).
+
+Run: `python -m bench.echo_server --port 8001 [--store stored.db]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import secrets
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
+import uuid_utils
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+
+from bench.stored import Store
 
 BOTS = ("ECHO", "Calculator")
 EMPTY_PAGE = {"count": 0, "next": None, "previous": None, "results": []}
@@ -99,8 +107,9 @@ def now() -> str:
 
 
 def new_id() -> str:
-    """A fresh canonical UUID."""
-    return str(uuid.uuid4())
+    """A fresh canonical UUID, made as Tertulia makes its ids (version 7, ordered by time:
+    with `--store` their index grows at its end, as Tertulia's does)."""
+    return str(uuid_utils.uuid7())
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -120,11 +129,12 @@ def with_session(body: dict[str, Any], status: int, session_key: str) -> Respons
     return response
 
 
-def create_app(rooms: bool = True) -> Starlette:
+def create_app(rooms: bool = True, store: Store | None = None) -> Starlette:
     """Builds the echo application.
 
     Args:
         rooms: whether join may add new participants (as Tertulia's `rooms = true`).
+        store: where to store what Tertulia would (None: store nothing, the bare limit).
     """
     state = EchoState(rooms=rooms)
 
@@ -138,6 +148,8 @@ def create_app(rooms: bool = True) -> Starlette:
         robots = [{"id": new_id(), "name": name, "type": "B"} for name in names]
         conv = Conversation(new_id(), [human, *robots], robots[0]["id"] if robots else None)
         state.conversations[conv.id] = conv
+        if store is not None:
+            await store.create(conv.id, conv.participants)
         key = state.enrol(request.cookies.get("sessionid"), conv.id, human["id"])
         return with_session(conv.body(human["id"]), 201, key)
 
@@ -153,7 +165,10 @@ def create_app(rooms: bool = True) -> Starlette:
             data = await read_json(request)
             participant_id = new_id()
             name = str(data.get("nickname") or "anon")
-            conv.participants.append({"id": participant_id, "name": name, "type": "H"})
+            newcomer = {"id": participant_id, "name": name, "type": "H"}
+            conv.participants.append(newcomer)
+            if store is not None:
+                await store.join(conv.id, newcomer, len(conv.participants) - 1)
         key = state.enrol(key, conv.id, participant_id)
         return with_session(conv.body(participant_id), 200, key)
 
@@ -175,7 +190,7 @@ def create_app(rooms: bool = True) -> Starlette:
             state_frame = {"state": {"participants": conv.participants}}
             await ws.send_text(orjson.dumps(state_frame).decode())
             await ws.send_text(orjson.dumps({"message": joined(sender)}).decode())
-            await serve_socket(ws, conv, sender)
+            await serve_socket(ws, conv, sender, store)
         finally:
             conv.sockets.discard(ws)
 
@@ -190,7 +205,7 @@ def create_app(rooms: bool = True) -> Starlette:
     )
 
 
-async def serve_socket(ws: WebSocket, conv: Conversation, sender: str) -> None:
+async def serve_socket(ws: WebSocket, conv: Conversation, sender: str, store: Store | None) -> None:
     """Reads frames until the peer leaves; echoes each text and the bot's answer."""
     while True:
         event = await ws.receive()
@@ -206,16 +221,28 @@ async def serve_socket(ws: WebSocket, conv: Conversation, sender: str) -> None:
         if not isinstance(data, dict):
             await ws.send_text('{"error":{"code":"invalid_frame","detail":"not a JSON object"}}')
             continue
-        await answer(conv, sender, data)
+        await answer(conv, sender, data, store)
 
 
-async def answer(conv: Conversation, sender: str, data: dict[str, Any]) -> None:
-    """Broadcasts the sender's message, then the first bot's upper-cased answer."""
+async def answer(
+    conv: Conversation, sender: str, data: dict[str, Any], store: Store | None
+) -> None:
+    """Broadcasts the sender's message, then the first bot's upper-cased answer (each
+    stored first when there is a `store`)."""
     text = str(data.get("text") or "")
     message = message_body(sender, True, text, data.get("local_id"), data.get("quoted_message_id"))
+    delivery = None
+    if store is not None:
+        message["seq"] = store.next_seq(conv.id)
+        delivery = await store.message(conv.id, message, conv.bot_id)
     await broadcast(conv, message)
     if conv.bot_id is not None:
-        reply = message_body(conv.bot_id, False, text.upper(), uuid.uuid4().hex, message["id"])
+        reply = message_body(
+            conv.bot_id, False, text.upper(), uuid_utils.uuid4().hex, message["id"]
+        )
+        if store is not None and delivery is not None:
+            reply["seq"] = store.next_seq(conv.id)
+            await store.answer(conv.id, reply, delivery)
         await broadcast(conv, reply)
 
 
@@ -263,9 +290,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--no-rooms", action="store_true", help="join only re-enters")
+    parser.add_argument(
+        "--store", type=Path, help="store what Tertulia would, in this SQLite file (new)"
+    )
     args = parser.parse_args(argv)
+    store = Store(args.store) if args.store is not None else None
     uvicorn.run(
-        create_app(rooms=not args.no_rooms),
+        create_app(rooms=not args.no_rooms, store=store),
         host=args.host,
         port=args.port,
         loop="uvloop",

@@ -16,7 +16,8 @@ Scenarios (the client is this package's protocol client, run normally):
 - ``create``: ``--trips`` conversations created one after the other.
 
 ``--server bare`` measures the bare limit (``bench.echo_server``, the same stack storing
-nothing) with the same workload instead: the floor of what one answer costs in Python here.
+nothing) with the same workload instead: the floor of what one answer costs in Python here;
+``--server stored`` the stored limit (the same with ``--store``: Tertulia's rows, nothing else).
 
 ``--compare PATH`` also measures another checkout's ``src`` (say a ``git worktree`` of the
 previous commit) with the same workload, first, so that both lines come from one run.
@@ -112,7 +113,7 @@ async def measure(source: Path | None, workdir: Path, args: argparse.Namespace) 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if source is not None:
         env["PYTHONPATH"] = str(source)
-    if args.server == "bare":
+    if args.server in ("bare", "stored"):
         env["PYTHONPATH"] = str(REPO)
     spec = ServerSpec(args.server, args.server, str(Path(sys.executable).parent / "tertulia"))
     callgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
@@ -152,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", type=Path, help="another checkout to measure first")
     parser.add_argument(
         "--server",
-        choices=("tertulia", "bare"),
+        choices=("tertulia", "bare", "stored"),
         default="tertulia",
-        help="bare: bench.echo_server, the same stack storing nothing (the limit)",
+        help="bare: bench.echo_server, the same stack storing nothing (the limit); "
+        "stored: the same with --store, writing Tertulia's rows and nothing else",
     )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:

@@ -36,6 +36,7 @@ from bench.servers import (
     raise_nofile_limit,
     running_server,
 )
+from bench.stored import SCENARIOS as STORED_SCENARIOS
 
 NOTES_MARKER = "<!-- notes below are kept by bench.run -->"
 COMPARED = "tertulia-sqlite-compared"  # --compare: the other checkout's Tertulia, on SQLite
@@ -48,7 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, one run: smoke test")
     parser.add_argument("--runs", type=int, help="runs per scenario (default 3, quick 1)")
     parser.add_argument(
-        "--servers", default="tertulia,bare", help="which servers: tertulia, bare, or both"
+        "--servers",
+        default="tertulia,bare",
+        help="comma-separated: tertulia, bare (the bare limit), stored (the stored limit)",
     )
     parser.add_argument("--database-url", help="also run Tertulia on this PostgreSQL URL")
     parser.add_argument(
@@ -74,7 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
-    """The servers to measure: the compared checkout's Tertulia, this one's, the bare limit."""
+    """The servers to measure: the compared checkout's Tertulia, this one's, the stored
+    limit, the bare limit."""
     wanted = set(args.servers.split(","))
     # Servers run in their own directory: make the command independent of ours.
     tertulia = os.path.abspath(shutil.which(args.tertulia) or args.tertulia)
@@ -86,6 +90,8 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
         specs.append(ServerSpec("tertulia-sqlite", "tertulia", tertulia))
         if args.database_url:
             specs.append(ServerSpec("tertulia-postgresql", "tertulia", tertulia, args.database_url))
+    if "stored" in wanted:
+        specs.append(ServerSpec("stored", "stored"))
     if "bare" in wanted:
         specs.append(ServerSpec("bare", "bare"))
     return specs
@@ -143,7 +149,7 @@ async def measure(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> Resu
     for name in args.scenarios:
         for run in range(1, args.runs + 1):
             for spec in specs:
-                if spec.name in broken:
+                if spec.name in broken or (spec.kind == "stored" and name not in STORED_SCENARIOS):
                     continue
                 if not await measure_run(spec, name, run, results[spec.name], sizes, workdir):
                     broken.add(spec.name)

@@ -69,9 +69,9 @@ class ServerSpec:
     """Which server to run.
 
     Attributes:
-        name: label in the results (`tertulia-sqlite`, `tertulia-postgresql`, `bare`).
-        kind: `tertulia` or `bare`.
-        executable: the `tertulia` command (unused for `bare`).
+        name: label in the results (`tertulia-sqlite`, `tertulia-postgresql`, `bare`, `stored`).
+        kind: `tertulia`, `bare` (the bare limit) or `stored` (the stored limit).
+        executable: the `tertulia` command (unused for the limits).
         database_url: Tertulia's database; None for SQLite in the working directory.
         source: run Tertulia's code from this `src` directory (another checkout, say a
             `git worktree` of an earlier commit) instead of the installed one.
@@ -89,7 +89,7 @@ class Target:
     """A running server, as scenarios see it."""
 
     name: str
-    bare: bool
+    bare: bool  # one of the limits (bench.echo_server): ECHO only, no manager
     port: int
     pid: int
     log: Path
@@ -142,8 +142,9 @@ def server_argv(
     spec: ServerSpec, workdir: Path, port: int, schema: str | None, manager: bool
 ) -> list[str]:
     """The command line that starts `spec` on `port`."""
-    if spec.kind == "bare":
-        return [sys.executable, "-m", "bench.echo_server", "--host", HOST, "--port", str(port)]
+    if spec.kind in ("bare", "stored"):
+        argv = [sys.executable, "-m", "bench.echo_server", "--host", HOST, "--port", str(port)]
+        return argv if spec.kind == "bare" else [*argv, "--store", str(workdir / "stored.db")]
     config = write_config(workdir, spec.database_url, schema, manager)
     return [spec.executable, "serve", "--host", HOST, "--port", str(port), "--config", str(config)]
 
@@ -233,7 +234,7 @@ async def running_server(
     argv = server_argv(spec, workdir, port, schema, manager)
     log = workdir / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if spec.kind == "bare":
+    if spec.kind in ("bare", "stored"):
         env["PYTHONPATH"] = str(REPO)
     elif spec.source is not None:
         env["PYTHONPATH"] = str(spec.source)
@@ -249,7 +250,7 @@ async def running_server(
         )
     try:
         await wait_ready(proc, port, log, ready_timeout)
-        yield Target(spec.name, spec.kind == "bare", port, proc.pid, log)
+        yield Target(spec.name, spec.kind != "tertulia", port, proc.pid, log)
     finally:
         stop(proc)
         if spec.database_url and schema:

@@ -1,0 +1,186 @@
+"""The storage floor: the rows Tertulia writes per message, written with nothing else.
+
+Used by ``bench.echo_server --store FILE`` (the *stored limit*): the bare limit, plus
+what no compatible server may skip, with none of Tertulia's own code on the path. A
+person's text is stored with its delivery to the bot in one commit, then the bot's answer
+with that delivery's completion in another; the frames go out only after their commit, so
+"acknowledged means stored" holds as in Tertulia. The file is SQLite with Tertulia's own
+schema (its migrations), settings (WAL, ``synchronous=NORMAL``, foreign keys) and
+statements (the message ``INSERT`` with its ``ON CONFLICT`` on the sender's ``local_id``,
+the delivery's ``INSERT``, its completion's ``UPDATE``), and its ways: ids ordered by time
+(UUIDv7), each conversation's ``seq`` counted in memory, commits grouped (the use cases
+ready within two turns of the event loop share one transaction, and none returns before
+its ``COMMIT``), checkpoints in a thread of their own every quarter of a second.
+
+What it leaves out, and Tertulia does: validation, the chat's rules and routing, the
+bot runner (the answer is written inline, not by a bot), savepoints per use case, the
+outcomes' own batched write, the working indicator, logs, every failure path. So
+Tertulia / stored limit measures what Tertulia's own code costs, and stored limit / bare
+limit what storing costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tertulia.storage.migrate import upgrade
+
+Statement = tuple[str, Sequence[Any]]
+
+# The scenarios it is a limit for: those of the message path. It stores but never reads
+# (its history is the bare limit's empty page), and has no manager.
+SCENARIOS = ("roundtrip", "throughput", "fanout")
+
+CHECKPOINT_INTERVAL = 0.25  # seconds, as Tertulia's
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+
+MESSAGE_COLUMNS = (
+    "id, conversation_id, type, time, approval, seq, sender_id, sent_by_human, text, "
+    "local_id, quoted_message_id, sent_by_manager"
+)
+INSERT_MESSAGE = (
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, 'T', ?, 1, ?, ?, ?, ?, ?, ?, 0) "
+    "ON CONFLICT (conversation_id, sender_id, local_id) DO NOTHING"
+)
+INSERT_DELIVERY = (
+    "INSERT INTO deliveries (conversation_id, bot_participant_id, kind, payload, status, "
+    "attempts, created_at) VALUES (?, ?, 'message', ?, 'pending', 0, ?)"
+)
+FINISH_DELIVERY = (
+    "UPDATE deliveries SET status = 'done', attempts = 1, finished_at = ? WHERE pk = ?"
+)
+INSERT_CONVERSATION = (
+    "INSERT INTO conversations (id, name, created_at, ended, last_seq) VALUES (?, '', ?, 0, 0)"
+)
+INSERT_PARTICIPANT = (
+    "INSERT INTO participants (id, conversation_id, ordinal, name, type, is_required, "
+    "is_manager, bot_name, created_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?)"
+)
+
+
+def db_time(wire: str) -> str:
+    """Tertulia's SQLite text of a time, from its wire form (``…T…Z`` → ``… …``)."""
+    return wire.replace("T", " ").removesuffix("Z")
+
+
+def wire_time() -> str:
+    """The current time in the protocol's form, printed by orjson as Tertulia does."""
+    return orjson.dumps(datetime.now(UTC), option=orjson.OPT_UTC_Z)[1:-1].decode()
+
+
+class Store:
+    """One SQLite connection on the event loop, with grouped commits."""
+
+    def __init__(self, path: Path) -> None:
+        upgrade(f"sqlite+aiosqlite:///{path}")
+        self._conn = _connect(path)
+        self._batch: asyncio.Future[None] | None = None
+        self._seqs: dict[str, int] = {}
+        checkpoints = threading.Thread(target=_checkpoints, args=(path,), daemon=True)
+        checkpoints.start()
+
+    async def write(self, statements: Sequence[Statement]) -> list[int]:
+        """Runs ``statements`` in the current batch; returns their rowids once committed."""
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._batch = loop.create_future()
+            loop.call_soon(loop.call_soon, self._commit)
+        batch = self._batch
+        rowids = [self._conn.execute(sql, params).lastrowid or 0 for sql, params in statements]
+        await batch
+        return rowids
+
+    def _commit(self) -> None:
+        batch, self._batch = self._batch, None
+        assert batch is not None
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # a benchmark's reference: fail loudly, never hide it
+            self._conn.execute("ROLLBACK")
+            batch.set_exception(exc)
+        else:
+            batch.set_result(None)
+
+    def next_seq(self, conversation_id: str) -> int:
+        """The conversation's next visible number (counted in memory, as Tertulia does)."""
+        seq = self._seqs.get(conversation_id, 0) + 1
+        self._seqs[conversation_id] = seq
+        return seq
+
+    async def create(self, conversation_id: str, participants: list[dict[str, str]]) -> None:
+        """Stores a conversation and its participants (``id``, ``name``, ``type``)."""
+        now = db_time(wire_time())
+        rows: list[Statement] = [(INSERT_CONVERSATION, (conversation_id, now))]
+        for ordinal, p in enumerate(participants):
+            bot_name = p["name"] if p["type"] == "B" else None
+            params = (p["id"], conversation_id, ordinal, p["name"], p["type"], bot_name, now)
+            rows.append((INSERT_PARTICIPANT, params))
+        await self.write(rows)
+
+    async def join(self, conversation_id: str, participant: dict[str, str], ordinal: int) -> None:
+        """Stores a participant who joined."""
+        now = db_time(wire_time())
+        params = (participant["id"], conversation_id, ordinal, participant["name"], "H", None, now)
+        await self.write([(INSERT_PARTICIPANT, params)])
+
+    async def message(
+        self, conversation_id: str, message: dict[str, Any], bot_id: str | None
+    ) -> int | None:
+        """Stores a person's message, and its delivery to ``bot_id`` when there is a bot;
+        returns the delivery's key."""
+        rows: list[Statement] = [(INSERT_MESSAGE, _message_row(conversation_id, message))]
+        if bot_id is not None:
+            payload = orjson.dumps(message).decode()
+            created = db_time(message["time"])
+            rows.append((INSERT_DELIVERY, (conversation_id, bot_id, payload, created)))
+        rowids = await self.write(rows)
+        return rowids[1] if bot_id is not None else None
+
+    async def answer(self, conversation_id: str, message: dict[str, Any], delivery: int) -> None:
+        """Stores a bot's answer and marks the delivery that brought it done."""
+        finished = db_time(wire_time())
+        await self.write(
+            [
+                (INSERT_MESSAGE, _message_row(conversation_id, message)),
+                (FINISH_DELIVERY, (finished, delivery)),
+            ]
+        )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in (*PRAGMAS, "PRAGMA wal_autocheckpoint=0"):
+        conn.execute(pragma)
+    return conn
+
+
+def _checkpoints(path: Path) -> None:
+    """Copies the log into the database file every `CHECKPOINT_INTERVAL` (a daemon thread:
+    it ends with the process, which a benchmark stops by signal)."""
+    conn = _connect(path)
+    stop = threading.Event()
+    while not stop.wait(CHECKPOINT_INTERVAL):
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _message_row(conversation_id: str, message: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        message["id"],
+        conversation_id,
+        db_time(message["time"]),
+        message["seq"],
+        message["sender_id"],
+        message["sent_by_human"],
+        message["text"],
+        message["local_id"],
+        message["quoted_message_id"],
+    )
