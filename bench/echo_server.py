@@ -34,7 +34,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import uuid_utils
@@ -45,7 +45,8 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from bench.stored import Store
+if TYPE_CHECKING:
+    from bench.stored import Store
 
 BOTS = ("ECHO", "Calculator")
 EMPTY_PAGE = {"count": 0, "next": None, "previous": None, "results": []}
@@ -294,7 +295,12 @@ def main(argv: list[str] | None = None) -> None:
         "--store", type=Path, help="store what Tertulia would, in this SQLite file (new)"
     )
     args = parser.parse_args(argv)
-    store = Store(args.store) if args.store is not None else None
+    store = None
+    if args.store is not None:
+        # Imported only here: the bare limit's memory stays that of the stack alone.
+        from bench.stored import Store
+
+        store = Store(args.store)
     uvicorn.run(
         create_app(rooms=not args.no_rooms, store=store),
         host=args.host,
