@@ -314,7 +314,7 @@ class Socket:
         if not self.greeted:
             self.greeted = True
             self.counters.greeted += 1
-        message_id = message.get("id")
+        message_id = str(message.get("id"))  # "None" for a message without one
         if message_id in self.seen:
             self.counters.duplicates += 1
             return

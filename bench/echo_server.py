@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from bench.stored import Store
 
 BOTS = ("ECHO", "Calculator")
-EMPTY_PAGE = {"count": 0, "next": None, "previous": None, "results": []}
+EMPTY_PAGE: dict[str, Any] = {"count": 0, "next": None, "previous": None, "results": []}
 
 
 class OrjsonResponse(Response):
