@@ -24,9 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.scenarios import PROBLEMS, Sizes
-from bench.servers import REPO
+from bench.servers import REPO, STORED_SCENARIOS
 from bench.stats import median
-from bench.stored import SCENARIOS as STORED_SCENARIOS
 
 COUNTS = {
     "lost",
@@ -154,10 +153,9 @@ def table(
 ) -> list[str]:
     """Markdown rows comparing `server` with a limit: the bare limit, with the targets (which
     are set against it), or the stored limit, without them."""
-    name = "stored limit" if server == "stored" else "Tertulia"
-    limit_name = "stored limit" if limit_server == "stored" else "bare limit"
     rows = [
-        f"| scenario | metric | {name} | {limit_name} | fraction of limit | target | BLAB | pass |",
+        f"| scenario | metric | {_label(server, 'Tertulia')} | {_label(limit_server)} "
+        "| fraction of limit | target | BLAB | pass |",
         "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     targets = goals(sizes) if limit_server == "bare" else {}
@@ -184,6 +182,13 @@ def table(
             rows.append("| " + " | ".join(cells) + " |")
         rows.append(_problems_row(scenario, ours, bare))
     return rows
+
+
+def _label(server: str, otherwise: str | None = None) -> str:
+    """How the tables name a server: the limits by their role, Tertulia's by `otherwise`
+    (its result name when None)."""
+    limits = {"bare": "bare limit", "stored": "stored limit"}
+    return limits.get(server) or otherwise or server
 
 
 def _problems_row(scenario: str, ours: dict[str, float], bare: dict[str, float]) -> str:
@@ -311,21 +316,18 @@ def render(results: Results, page: Page) -> str:
             "and the last table sets Tertulia against it (no targets there: they are set against "
             "the bare limit).",
         ]
+    stored_scenarios = [s for s in page.scenarios if s in STORED_SCENARIOS]
     for server in page.servers:
         if server == "bare":
             continue
-        heading, scenarios = server, page.scenarios
-        if server == "stored":
-            heading = "stored limit"
-            scenarios = [s for s in page.scenarios if s in STORED_SCENARIOS]
-        lines += ["", f"## {heading} against the bare limit", ""]
+        scenarios = stored_scenarios if server == "stored" else page.scenarios
+        lines += ["", f"## {_label(server)} against the bare limit", ""]
         lines += table(results, server, page.sizes, scenarios)
     if "stored" in page.servers:
-        stored = [s for s in page.scenarios if s in STORED_SCENARIOS]
         for server in page.servers:
             if server not in ("bare", "stored"):
                 lines += ["", f"## {server} against the stored limit", ""]
-                lines += table(results, server, page.sizes, stored, limit_server="stored")
+                lines += table(results, server, page.sizes, stored_scenarios, "stored")
     if page.servers == ["bare"]:
         lines += ["", "## bare limit only", "", *bare_table(results, page.scenarios)]
     lines += _errors(results)

@@ -30,13 +30,13 @@ from bench.report import Page, Results, Runs, command_line, render
 from bench.scenarios import QUICK, SCENARIOS, Sizes
 from bench.servers import (
     REPO,
+    STORED_SCENARIOS,
     ServerError,
     ServerSpec,
     log_tail,
     raise_nofile_limit,
     running_server,
 )
-from bench.stored import SCENARIOS as STORED_SCENARIOS
 
 NOTES_MARKER = "<!-- notes below are kept by bench.run -->"
 COMPARED = "tertulia-sqlite-compared"  # --compare: the other checkout's Tertulia, on SQLite

@@ -30,6 +30,10 @@ HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 SQLITE_URL = "sqlite+aiosqlite:///./bench.db"
 
+# The scenarios the stored limit (`bench.stored`) is measured in: those of the message path.
+# It stores but never reads (its history is the bare limit's empty page), and has no manager.
+STORED_SCENARIOS = ("roundtrip", "throughput", "fanout")
+
 # The rate limits protect a public server from one address; every benchmark request comes
 # from 127.0.0.1, so they are switched off ("" = off) to measure capacity, not the limiter.
 BASE_CONFIG = """\

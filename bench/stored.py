@@ -5,18 +5,20 @@ what no compatible server may skip, with none of Tertulia's own code on the path
 person's text is stored with its delivery to the bot in one commit, then the bot's answer
 with that delivery's completion in another; the frames go out only after their commit, so
 "acknowledged means stored" holds as in Tertulia. The file is SQLite with Tertulia's own
-schema (its migrations), settings (WAL, ``synchronous=NORMAL``, foreign keys) and
-statements (the message ``INSERT`` with its ``ON CONFLICT`` on the sender's ``local_id``,
-the delivery's ``INSERT``, its completion's ``UPDATE``), and its ways: ids ordered by time
-(UUIDv7), each conversation's ``seq`` counted in memory, commits grouped (the use cases
-ready within two turns of the event loop share one transaction, and none returns before
-its ``COMMIT``), checkpoints in a thread of their own every quarter of a second.
+schema (its migrations), connection settings (``open_connection``: WAL,
+``synchronous=NORMAL``, foreign keys), time text (``UTCDateTime``) and statements (the
+message ``INSERT`` with its ``ON CONFLICT`` on the sender's ``local_id``, the delivery's
+``INSERT``, its completion's ``UPDATE``), and its ways: ids ordered by time (UUIDv7), each
+conversation's ``seq`` counted in memory, commits grouped (the use cases ready within two
+turns of the event loop share one transaction, and none returns before its ``COMMIT``),
+checkpoints in a thread of their own every ``CHECKPOINT_INTERVAL``.
 
 What it leaves out, and Tertulia does: validation, the chat's rules and routing, the
 bot runner (the answer is written inline, not by a bot), savepoints per use case, the
 outcomes' own batched write, the working indicator, logs, every failure path. So
 Tertulia / stored limit measures what Tertulia's own code costs, and stored limit / bare
-limit what storing costs.
+limit what storing costs. The scenarios it is measured in: ``STORED_SCENARIOS``
+(``bench.servers``).
 """
 
 from __future__ import annotations
@@ -24,23 +26,24 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
+from sqlalchemy.dialects import sqlite
 
+from tertulia.domain.times import utcnow
 from tertulia.storage.migrate import upgrade
+from tertulia.storage.sqlite import CHECKPOINT_INTERVAL, open_connection
+from tertulia.storage.tables import UTCDateTime
 
 Statement = tuple[str, Sequence[Any]]
 
-# The scenarios it is a limit for: those of the message path. It stores but never reads
-# (its history is the bare limit's empty page), and has no manager.
-SCENARIOS = ("roundtrip", "throughput", "fanout")
-
-CHECKPOINT_INTERVAL = 0.25  # seconds, as Tertulia's
-PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+db_time = cast(Callable[[datetime], str], UTCDateTime().bind_processor(sqlite.dialect()))
+"""Tertulia's SQLite text of a time (its column type's own conversion, always one there)."""
 
 MESSAGE_COLUMNS = (
     "id, conversation_id, type, time, approval, seq, sender_id, sent_by_human, text, "
@@ -66,22 +69,12 @@ INSERT_PARTICIPANT = (
 )
 
 
-def db_time(wire: str) -> str:
-    """Tertulia's SQLite text of a time, from its wire form (``…T…Z`` → ``… …``)."""
-    return wire.replace("T", " ").removesuffix("Z")
-
-
-def wire_time() -> str:
-    """The current time in the protocol's form, printed by orjson as Tertulia does."""
-    return orjson.dumps(datetime.now(UTC), option=orjson.OPT_UTC_Z)[1:-1].decode()
-
-
 class Store:
     """One SQLite connection on the event loop, with grouped commits."""
 
     def __init__(self, path: Path) -> None:
         upgrade(f"sqlite+aiosqlite:///{path}")
-        self._conn = _connect(path)
+        self._conn = open_connection(str(path))
         self._batch: asyncio.Future[None] | None = None
         self._seqs: dict[str, int] = {}
         checkpoints = threading.Thread(target=_checkpoints, args=(path,), daemon=True)
@@ -118,7 +111,7 @@ class Store:
 
     async def create(self, conversation_id: str, participants: list[dict[str, str]]) -> None:
         """Stores a conversation and its participants (``id``, ``name``, ``type``)."""
-        now = db_time(wire_time())
+        now = db_time(utcnow())
         rows: list[Statement] = [(INSERT_CONVERSATION, (conversation_id, now))]
         for ordinal, p in enumerate(participants):
             bot_name = p["name"] if p["type"] == "B" else None
@@ -128,7 +121,7 @@ class Store:
 
     async def join(self, conversation_id: str, participant: dict[str, str], ordinal: int) -> None:
         """Stores a participant who joined."""
-        now = db_time(wire_time())
+        now = db_time(utcnow())
         params = (participant["id"], conversation_id, ordinal, participant["name"], "H", None, now)
         await self.write([(INSERT_PARTICIPANT, params)])
 
@@ -140,14 +133,14 @@ class Store:
         rows: list[Statement] = [(INSERT_MESSAGE, _message_row(conversation_id, message))]
         if bot_id is not None:
             payload = orjson.dumps(message).decode()
-            created = db_time(message["time"])
+            created = _time_of(message)
             rows.append((INSERT_DELIVERY, (conversation_id, bot_id, payload, created)))
         rowids = await self.write(rows)
         return rowids[1] if bot_id is not None else None
 
     async def answer(self, conversation_id: str, message: dict[str, Any], delivery: int) -> None:
         """Stores a bot's answer and marks the delivery that brought it done."""
-        finished = db_time(wire_time())
+        finished = db_time(utcnow())
         await self.write(
             [
                 (INSERT_MESSAGE, _message_row(conversation_id, message)),
@@ -156,27 +149,25 @@ class Store:
         )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    for pragma in (*PRAGMAS, "PRAGMA wal_autocheckpoint=0"):
-        conn.execute(pragma)
-    return conn
-
-
 def _checkpoints(path: Path) -> None:
     """Copies the log into the database file every `CHECKPOINT_INTERVAL` (a daemon thread:
     it ends with the process, which a benchmark stops by signal)."""
-    conn = _connect(path)
-    stop = threading.Event()
-    while not stop.wait(CHECKPOINT_INTERVAL):
+    conn = open_connection(str(path))
+    while True:
+        time.sleep(CHECKPOINT_INTERVAL)
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _time_of(message: dict[str, Any]) -> str:
+    """The SQLite text of a message's wire ``time``."""
+    return db_time(datetime.fromisoformat(message["time"]))
 
 
 def _message_row(conversation_id: str, message: dict[str, Any]) -> tuple[Any, ...]:
     return (
         message["id"],
         conversation_id,
-        db_time(message["time"]),
+        _time_of(message),
         message["seq"],
         message["sender_id"],
         message["sent_by_human"],

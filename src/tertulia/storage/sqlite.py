@@ -88,7 +88,9 @@ def sqlite_path(url: str) -> str:
     return database
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def open_connection(path: str) -> sqlite3.Connection:
+    """A ``sqlite3`` connection with the server's settings (WAL, ``synchronous=NORMAL``,
+    foreign keys, no automatic checkpoints: :class:`_Checkpointer` runs them)."""
     raw = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, cached_statements=256
     )
@@ -203,7 +205,7 @@ class _Checkpointer:
     def _checkpoint(self, mode: str) -> None:
         with self._running:  # one at a time (a cancelled pass may still be in its thread)
             if self._raw is None:
-                self._raw = _connect(self._path)
+                self._raw = open_connection(self._path)
             self._raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
 
     def _wal_size(self) -> int:
@@ -341,8 +343,8 @@ class SQLiteDatabase(Database):
         path = sqlite_path(url)
         dialect = pysqlite.dialect(json_serializer=json_dumps, json_deserializer=orjson.loads)
         self._cache = StatementCache(dialect)
-        self._writer = _connect(path)
-        self._reader = _connect(path)
+        self._writer = open_connection(path)
+        self._reader = open_connection(path)
         self._write_connection = SQLiteConnection(self._writer, self._cache, writer=True)
         self._read_connection = SQLiteConnection(self._reader, self._cache)
         self._lock = asyncio.Lock()
