@@ -58,9 +58,10 @@ def clean_participant_name(value: Any) -> str:
     Raises:
         ValidationFailed: ``{"name": [...]}``.
     """
-    if isinstance(value, str) and "\x00" in value:
+    name = value if isinstance(value, str) else ""
+    if "\x00" in name:
         raise ValidationFailed({"name": [NULL_CHARACTERS]})
-    name = value.strip() if isinstance(value, str) else ""
+    name = name.strip()
     if not 1 <= len(name) <= MAX_NAME:
         raise ValidationFailed({"name": [f"Enter 1 to {MAX_NAME} characters."]})
     return name
