@@ -122,10 +122,24 @@ async def test_closing_checkpoints_the_log(tmp_path: Path) -> None:
     assert len(committed_names(path)) == 50
 
 
-async def test_the_log_stays_bounded_under_steady_writes(
+def log_restarts(wal: Path) -> int:
+    """How many times the write-ahead log has started again from its beginning: the
+    checkpoint sequence number in its header (bytes 12-15, big-endian), which SQLite counts
+    up at each restart; 0 before the log has a header."""
+    try:
+        with wal.open("rb") as log:
+            header = log.read(16)
+    except FileNotFoundError:
+        return 0
+    return int.from_bytes(header[12:16], "big") if len(header) == 16 else 0
+
+
+async def test_the_log_restarts_under_steady_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Writers that never pause still let the log restart: it does not grow without end."""
+    """Writers that never pause still let the log start again from its beginning, so it
+    does not grow without end. (Counted by restarts, not by the log's size: how far the
+    log grows between two restarts depends on how fast the machine is at the time.)"""
     from tertulia.storage import sqlite as backend
 
     monkeypatch.setattr(backend, "CHECKPOINT_AFTER", 25)
@@ -135,22 +149,25 @@ async def test_the_log_stays_bounded_under_steady_writes(
     await upgrade_async(url)
     db = SQLiteDatabase(url)
     wal = path.with_name(path.name + "-wal")
-    largest = 0
+    first = log_restarts(wal)
+    stored = 0
 
     async def writer(n: int) -> None:
-        nonlocal largest
-        for i in range(300):
+        nonlocal stored
+        i = 0
+        while log_restarts(wal) < first + 2:
             async with db.write() as conn:
                 await conv_repo.insert_conversation(conn, conversation(f"w{n}-{i}"))
-            largest = max(largest, wal.stat().st_size)
+            i += 1
+            stored += 1
 
     try:
+        # Without the quiet pass, the passive checkpoints never let the log restart and
+        # the writers run until this timeout fails the test.
         await asyncio.wait_for(asyncio.gather(*(writer(n) for n in range(4))), 60)
     finally:
         await db.close()
-    written = 1200 * 4096  # at least a page of log per conversation
-    assert largest < written / 3, (largest, written)
-    assert len(committed_names(path)) == 1200
+    assert len(committed_names(path)) == stored
 
 
 async def test_a_failing_first_use_case_leaves_the_others_a_new_batch(
