@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -154,11 +155,11 @@ async def test_the_log_restarts_under_steady_writes(
 
     async def writer(n: int) -> None:
         nonlocal stored
-        i = 0
-        while log_restarts(wal) < first + 2:
+        for i in itertools.count():
+            if log_restarts(wal) >= first + 2:
+                return
             async with db.write() as conn:
                 await conv_repo.insert_conversation(conn, conversation(f"w{n}-{i}"))
-            i += 1
             stored += 1
 
     try:
