@@ -12,6 +12,11 @@ file writes, locks) and the machine's speed, so compare two servers or two versi
 one run, interleaved (``--server both`` alternates Tertulia and the bare limit, ``all`` adds
 the stored limit: ``bench.echo_server --store``, the bare limit plus Tertulia's rows).
 Linux only (``/proc/<pid>/stat``).
+
+``--syscalls`` also counts the server's system calls of each kind per answer over the
+measured part (``perf stat`` on the server's process with the ``syscalls:sys_enter_*``
+tracepoints: needs ``perf``, Debian's ``linux-perf``, and root or a low
+``kernel.perf_event_paranoid``). The count barely disturbs the CPU figures beside it.
 """
 
 from __future__ import annotations
@@ -19,15 +24,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.instructions import workload
 from bench.servers import ServerSpec, running_server
 
 TICKS = os.sysconf("SC_CLK_TCK")
+SYSCALLS = (
+    "pwrite64",
+    "pread64",
+    "write",
+    "read",
+    "fcntl",
+    "getpid",
+    "epoll_wait",
+    "epoll_pwait",
+    "futex",
+    "fdatasync",
+)
+"""The system calls ``--syscalls`` counts: the log's and the database file's writes and
+reads, the sockets', SQLite's locks, CPython 3.11's per-``get_running_loop`` process id,
+the event loop's polls, threads' hand-overs, and flushes to disk."""
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -44,22 +66,65 @@ class PerAnswer:
     user_us: float
     system_us: float
     client_us: float
+    syscalls: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_us(self) -> float:
         return self.user_us + self.system_us
 
 
+class SyscallCount:
+    """``perf stat`` counting one process's system calls between `start` and `stop`."""
+
+    def __init__(self) -> None:
+        self._perf: subprocess.Popen[str] | None = None
+
+    def start(self, pid: int) -> None:
+        events = ",".join(f"syscalls:sys_enter_{name}" for name in SYSCALLS)
+        self._perf = subprocess.Popen(
+            ["perf", "stat", "-x", ",", "-e", events, "-p", str(pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def stop(self) -> dict[str, int]:
+        """The counts by call (``perf stat -x ,``: value, unit, event, …; one line each)."""
+        assert self._perf is not None
+        self._perf.send_signal(signal.SIGINT)
+        _, report = self._perf.communicate(timeout=30)
+        counts: dict[str, int] = {}
+        for line in report.splitlines():
+            value, _, event, *_ = [*line.split(","), "", ""]
+            if value.isdigit() and "_enter_" in event:
+                counts[event.rsplit("_enter_", 1)[1]] = int(value)
+        if not counts:
+            raise RuntimeError(f"perf stat counted nothing: {report.strip()[:500]}")
+        return counts
+
+
 async def measure(
-    server: str, workdir: Path, loops: int, trips: int, source: Path | None = None
+    server: str,
+    workdir: Path,
+    loops: int,
+    trips: int,
+    source: Path | None = None,
+    syscalls: bool = False,
 ) -> PerAnswer:
     """One server process, one measured workload (`source`: another checkout's ``src``)."""
     spec = ServerSpec(server, server, str(Path(sys.executable).parent / "tertulia"), source=source)
     marks: dict[str, tuple[float, float]] = {}
     client: dict[str, float] = {}
+    count = SyscallCount()
+    calls: dict[str, int] = {}
     async with running_server(spec, workdir) as target:
 
         async def switch(state: str) -> None:
+            if syscalls and state == "on":
+                count.start(target.pid)
+                await asyncio.sleep(1.0)  # perf attaches in its own time
+            if syscalls and state == "off":
+                calls.update(count.stop())
             marks[state] = cpu_seconds(target.pid)
             client[state] = sum(os.times()[:2])
 
@@ -69,6 +134,7 @@ async def measure(
         1e6 * (user1 - user0) / answers,
         1e6 * (system1 - system0) / answers,
         1e6 * (client["off"] - client["on"]) / answers,
+        {name: n / answers for name, n in calls.items() if n},
     )
 
 
@@ -88,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="another checkout: its Tertulia alternates with this one's (instead of --server)",
     )
+    parser.add_argument(
+        "--syscalls", action="store_true", help="also count the server's system calls (perf)"
+    )
     args = parser.parse_args(argv)
     # (label, server kind, source of Tertulia's code)
     servers: list[tuple[str, str, Path | None]]
@@ -106,13 +175,18 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             for index, (label, server, source) in enumerate(servers):
                 workdir = Path(temporary) / f"{index}-{run}"
-                per = asyncio.run(measure(server, workdir, args.loops, args.trips, source))
+                per = asyncio.run(
+                    measure(server, workdir, args.loops, args.trips, source, args.syscalls)
+                )
                 print(
                     f"{label} run {run + 1}: {per.total_us:,.0f} µs of CPU per answer "
                     f"(user {per.user_us:,.0f}, system {per.system_us:,.0f}); "
                     f"the client: {per.client_us:,.0f} µs",
                     flush=True,
                 )
+                if per.syscalls:
+                    calls = ", ".join(f"{name} {n:.2f}" for name, n in per.syscalls.items())
+                    print(f"  system calls per answer: {calls}", flush=True)
     return 0
 
 
