@@ -27,6 +27,7 @@ from tertulia.storage import deliveries as outbox
 from tertulia.storage import messages as msg_repo
 from tertulia.storage.database import Database, open_database
 from tertulia.storage.migrate import upgrade_async
+from tertulia.storage.postgres import PostgresDatabase
 from tertulia.storage.sql import Result
 from tertulia.storage.tables import conversations, messages, participants
 
@@ -345,3 +346,39 @@ async def test_seqs_stay_right_when_the_counts_kept_in_memory_are_bounded(
     for expected in (1, 2, 3):
         for conversation, person in pairs:
             assert await store_visible(db, conversation, person) == expected
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # asyncpg's pool
+async def test_a_pooled_connection_comes_back_clean_with_no_reset_query(
+    database: DatabaseTarget,
+) -> None:
+    """PostgreSQL: a connection goes back to the pool with no reset query (asyncpg's
+    default, ``… RESET ALL``, is one more round trip per use case), and yet the next use
+    case on it finds no transaction left open, the failed one's rows undone, and the
+    configured schema."""
+    await upgrade_async(database.url, database.schema)
+    db = await PostgresDatabase.open(database.url, schema=database.schema, max_size=1)
+    sent: list[str] = []
+    try:
+        async with db.read() as conn:  # the pool's one connection, from now on
+            conn._raw.add_query_logger(lambda record: sent.append(record.query))
+        conversation, _ = await new_conversation(db)
+        lost = Conversation(id=new_id(), name="lost", created_at=datetime.now(UTC))
+
+        async def failing() -> None:
+            async with db.write() as conn:
+                await conv_repo.insert_conversation(conn, lost)
+                raise RuntimeError("use case failed")
+
+        with pytest.raises(RuntimeError):
+            await failing()
+        async with db.read() as conn:
+            assert not conn._raw.is_in_transaction()
+            assert await conv_repo.get_conversation(conn, lost.id) is None
+            assert await conv_repo.get_conversation(conn, conversation.id) == conversation
+            search_path = await conn._raw.fetchval("SHOW search_path")
+    finally:
+        await db.close()
+    assert search_path == database.schema
+    assert "ROLLBACK;" in sent
+    assert not [query for query in sent if "RESET ALL" in query]
