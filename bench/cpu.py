@@ -17,6 +17,12 @@ Linux only (``/proc/<pid>/stat``).
 measured part (``perf stat`` on the server's process with the ``syscalls:sys_enter_*``
 tracepoints: needs ``perf``, Debian's ``linux-perf``, and root or a low
 ``kernel.perf_event_paranoid``). The count barely disturbs the CPU figures beside it.
+
+``--database-url postgresql+asyncpg://…`` runs Tertulia on PostgreSQL instead (a schema of
+its own per run, dropped afterwards; the limits store nothing there, so pair it with
+``--server tertulia`` or ``--compare``), and also prints the CPU the database server's
+processes spent per answer (every process named ``postgres`` on this machine: meaningful
+only when PostgreSQL runs here, with nothing else using it).
 """
 
 from __future__ import annotations
@@ -58,6 +64,23 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / TICKS, int(fields[12]) / TICKS
 
 
+def database_cpu_seconds() -> float:
+    """User and system CPU seconds so far of every process named ``postgres`` (the
+    database server and its backends; a backend that ends takes its own with it, but the
+    server's pooled connections live as long as the server)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        name, rest = text.split(" (", 1)[1].rsplit(")", 1)
+        if name == "postgres":
+            fields = rest.split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class PerAnswer:
     """Microseconds of CPU per answered message: the server's, and the load client's own
@@ -67,6 +90,7 @@ class PerAnswer:
     system_us: float
     client_us: float
     syscalls: dict[str, float] = field(default_factory=dict)
+    database_us: float | None = None
 
     @property
     def total_us(self) -> float:
@@ -110,11 +134,16 @@ async def measure(
     trips: int,
     source: Path | None = None,
     syscalls: bool = False,
+    database_url: str | None = None,
 ) -> PerAnswer:
-    """One server process, one measured workload (`source`: another checkout's ``src``)."""
-    spec = ServerSpec(server, server, str(Path(sys.executable).parent / "tertulia"), source=source)
+    """One server process, one measured workload (`source`: another checkout's ``src``;
+    `database_url`: Tertulia's database, SQLite in `workdir` when None)."""
+    executable = str(Path(sys.executable).parent / "tertulia")
+    url = database_url if server == "tertulia" else None
+    spec = ServerSpec(server, server, executable, database_url=url, source=source)
     marks: dict[str, tuple[float, float]] = {}
     client: dict[str, float] = {}
+    database: dict[str, float] = {}
     count = SyscallCount()
     calls: dict[str, int] = {}
     async with running_server(spec, workdir) as target:
@@ -127,6 +156,8 @@ async def measure(
                 calls.update(count.stop())
             marks[state] = cpu_seconds(target.pid)
             client[state] = sum(os.times()[:2])
+            if url is not None:
+                database[state] = database_cpu_seconds()
 
         answers = await workload(target, "throughput", loops, trips, switch)
     (user0, system0), (user1, system1) = marks["on"], marks["off"]
@@ -135,6 +166,7 @@ async def measure(
         1e6 * (system1 - system0) / answers,
         1e6 * (client["off"] - client["on"]) / answers,
         {name: n / answers for name, n in calls.items() if n},
+        1e6 * (database["off"] - database["on"]) / answers if database else None,
     )
 
 
@@ -157,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--syscalls", action="store_true", help="also count the server's system calls (perf)"
     )
+    parser.add_argument(
+        "--database-url", help="run Tertulia on this PostgreSQL database (not on SQLite)"
+    )
     args = parser.parse_args(argv)
     # (label, server kind, source of Tertulia's code)
     servers: list[tuple[str, str, Path | None]]
@@ -176,12 +211,25 @@ def main(argv: list[str] | None = None) -> int:
             for index, (label, server, source) in enumerate(servers):
                 workdir = Path(temporary) / f"{index}-{run}"
                 per = asyncio.run(
-                    measure(server, workdir, args.loops, args.trips, source, args.syscalls)
+                    measure(
+                        server,
+                        workdir,
+                        args.loops,
+                        args.trips,
+                        source,
+                        args.syscalls,
+                        args.database_url,
+                    )
                 )
                 print(
                     f"{label} run {run + 1}: {per.total_us:,.0f} µs of CPU per answer "
                     f"(user {per.user_us:,.0f}, system {per.system_us:,.0f}); "
-                    f"the client: {per.client_us:,.0f} µs",
+                    f"the client: {per.client_us:,.0f} µs"
+                    + (
+                        f"; the database server: {per.database_us:,.0f} µs"
+                        if per.database_us is not None
+                        else ""
+                    ),
                     flush=True,
                 )
                 if per.syscalls:

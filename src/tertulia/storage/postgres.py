@@ -31,7 +31,7 @@ async def _init_connection(raw: Any) -> None:
         await raw.set_type_codec(name, encoder=str, decoder=orjson.loads, schema="pg_catalog")
 
 
-async def _keep_session(raw: Any) -> None:
+async def keep_session(raw: Any) -> None:
     """The pool's reset on release, with nothing to reset.
 
     asyncpg's default sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
@@ -119,7 +119,7 @@ class PostgresDatabase(Database):
             max_size=max_size,
             server_settings={"search_path": schema} if schema else None,
             init=_init_connection,
-            reset=_keep_session,
+            reset=keep_session,
         )
         return cls(url, schema, pool)
 
