@@ -16,7 +16,8 @@ Linux only (``/proc/<pid>/stat``).
 ``--syscalls`` also counts the server's system calls of each kind per answer over the
 measured part (``perf stat`` on the server's process with the ``syscalls:sys_enter_*``
 tracepoints: needs ``perf``, Debian's ``linux-perf``, and root or a low
-``kernel.perf_event_paranoid``). The count barely disturbs the CPU figures beside it.
+``kernel.perf_event_paranoid``). Counting adds a little to every system call, so take CPU
+figures to compare from runs without it.
 
 ``--database-url postgresql+asyncpg://…`` runs Tertulia on PostgreSQL instead (a schema of
 its own per run, dropped afterwards; the limits store nothing there, so pair it with
