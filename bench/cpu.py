@@ -59,10 +59,17 @@ reads, the sockets', SQLite's locks, CPython 3.11's per-``get_running_loop`` pro
 the event loop's polls, threads' hand-overs, and flushes to disk."""
 
 
+def _stat(text: str) -> tuple[str, float, float]:
+    """A process's name, user and system CPU seconds, from its ``/proc/<pid>/stat``."""
+    name, rest = text.split(" (", 1)[1].rsplit(")", 1)
+    fields = rest.split()
+    return name, int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """The process's user and system CPU seconds so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+    _, user, system = _stat(Path(f"/proc/{pid}/stat").read_text())
+    return user, system
 
 
 def database_cpu_seconds() -> float:
@@ -72,13 +79,11 @@ def database_cpu_seconds() -> float:
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            name, user, system = _stat(stat.read_text())
         except OSError:  # the process ended meanwhile
             continue
-        name, rest = text.split(" (", 1)[1].rsplit(")", 1)
         if name == "postgres":
-            fields = rest.split()
-            total += (int(fields[11]) + int(fields[12])) / TICKS
+            total += user + system
     return total
 
 

@@ -49,9 +49,13 @@ MESSAGE_COLUMNS = (
     "id, conversation_id, type, time, approval, seq, sender_id, sent_by_human, text, "
     "local_id, quoted_message_id, sent_by_manager"
 )
+INSERT_MESSAGE_ALWAYS = (
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, 'T', ?, 1, ?, ?, ?, ?, ?, ?, 0)"
+)
+"""The message's ``INSERT`` with no ``ON CONFLICT`` (``bench.storing``: without the
+sender's ``local_id`` constraint)."""
 INSERT_MESSAGE = (
-    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, 'T', ?, 1, ?, ?, ?, ?, ?, ?, 0) "
-    "ON CONFLICT (conversation_id, sender_id, local_id) DO NOTHING"
+    f"{INSERT_MESSAGE_ALWAYS} ON CONFLICT (conversation_id, sender_id, local_id) DO NOTHING"
 )
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (conversation_id, bot_participant_id, kind, payload, status, "

@@ -41,6 +41,7 @@ from bench.stored import (
     INSERT_CONVERSATION,
     INSERT_DELIVERY,
     INSERT_MESSAGE,
+    INSERT_MESSAGE_ALWAYS,
     INSERT_PARTICIPANT,
     db_time,
 )
@@ -140,9 +141,7 @@ class Writer:
         self.conn = open_connection(str(path))
         variant.prepare(self.conn)
         self.variant = variant
-        self.insert_message = (
-            INSERT_MESSAGE if variant.on_conflict else INSERT_MESSAGE.split(" ON CONFLICT")[0]
-        )
+        self.insert_message = INSERT_MESSAGE if variant.on_conflict else INSERT_MESSAGE_ALWAYS
         self.seqs: dict[str, int] = {}
         self.pending: dict[str, int] = {}
         self.frames = 0
