@@ -583,15 +583,12 @@ class Chat:
             _Duplicate: with ``unless_duplicate``, when the sender already used the
                 message's ``local_id`` (the caller's transaction must roll back).
         """
-        if message.visible and message.seq is None:
-            message = replace(message, seq=await conv_repo.next_seq(conn, self.conversation.id))
-        if unless_duplicate:
-            if not await msg_repo.insert_unless_duplicate(conn, message):
-                assert message.sender_id is not None
-                assert message.local_id is not None
-                raise _Duplicate(message.sender_id, message.local_id)
-        else:
-            await msg_repo.insert_messages(conn, [message])
+        stored = await conv_repo.insert_message(conn, message, unless_duplicate=unless_duplicate)
+        if stored is None:
+            assert message.sender_id is not None
+            assert message.local_id is not None
+            raise _Duplicate(message.sender_id, message.local_id)
+        message = stored
         self._remember(message.id)
         self._route(out, message)
         return message
@@ -924,17 +921,13 @@ class Chat:
             for bot in targets:
                 out.send_copy(bot, public, command.overrides, self._services.accepts)
 
-        # 2. the message itself (its seq taken first: people can see it at once)
-        seq = None
-        if approval > Approval.NOT_APPROVED:
-            seq = await conv_repo.next_seq(conn, self.conversation.id)
+        # 2. the message itself (numbered as it is stored if people can see it at once)
         message = Message(
             id=new_id(),
             conversation_id=self.conversation.id,
             type=new.type,
             time=utcnow(),
             approval=approval,
-            seq=seq,
             sender_id=sender.id,
             sent_by_human=sender.is_human,
             text=new.text,

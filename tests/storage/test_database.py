@@ -382,3 +382,70 @@ async def test_a_pooled_connection_comes_back_clean_with_no_reset_query(
     assert search_path == database.schema
     assert "ROLLBACK;" in sent
     assert not [query for query in sent if "RESET ALL" in query]
+
+
+async def test_a_stored_message_is_numbered_and_a_resent_one_gives_its_number_back(
+    db: Database,
+) -> None:
+    """insert_message numbers what people can see (and only that); a resent ``local_id``
+    stores nothing, and once its transaction rolls back (as the chat's does) the next
+    message takes the number it may have taken."""
+    conversation, person = await new_conversation(db)
+    duplicates: list[Message] = []
+
+    async def store(message: Message) -> Message | None:
+        try:
+            async with db.write() as conn:
+                stored = await conv_repo.insert_message(conn, message, unless_duplicate=True)
+                if stored is None:
+                    duplicates.append(message)
+                    raise LookupError("a duplicate: roll back")
+        except LookupError:
+            return None
+        return stored
+
+    first = await store(text_message(conversation, person, local_id="a"))
+    held = await store(text_message(conversation, person, approval=Approval.NOT_APPROVED))
+    resent = text_message(conversation, person, local_id="a")
+    assert await store(resent) is None
+    second = await store(text_message(conversation, person, local_id="b"))
+    assert first is not None
+    assert first.seq == 1
+    assert held is not None
+    assert held.seq is None
+    assert duplicates == [resent]
+    assert second is not None
+    assert second.seq == 2
+    async with db.read() as conn:
+        stored = await conn.execute(
+            select(messages.c.id, messages.c.local_id, messages.c.seq)
+            .where(messages.c.conversation_id == conversation.id)
+            .order_by(messages.c.pk)
+        )
+        rows = [tuple(row) for row in stored]
+    assert rows == [(first.id, "a", 1), (held.id, None, None), (second.id, "b", 2)]
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # asyncpg's logger
+async def test_postgresql_numbers_a_message_in_its_insert(database: DatabaseTarget) -> None:
+    """PostgreSQL keeps the number in the conversation's row: a visible message is
+    numbered and stored in one statement (one round trip), not an UPDATE and an INSERT."""
+    await upgrade_async(database.url, database.schema)
+    db = await PostgresDatabase.open(database.url, schema=database.schema, max_size=1)
+    sent: list[str] = []
+    try:
+        conversation, person = await new_conversation(db)
+        async with db.write() as conn:
+            conn._raw.add_query_logger(lambda record: sent.append(record.query))
+            stored = await conv_repo.insert_message(
+                conn, text_message(conversation, person, local_id="a"), unless_duplicate=True
+            )
+            plain = await conv_repo.insert_message(conn, text_message(conversation, person))
+    finally:
+        await db.close()
+    assert stored is not None
+    assert stored.seq == 1
+    assert plain is not None
+    assert plain.seq == 2
+    assert [query.split()[0] for query in sent] == ["WITH", "WITH", "COMMIT;"]
+    assert all("UPDATE conversations" in query for query in sent[:2])

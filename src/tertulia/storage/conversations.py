@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Executable, bindparam, func, select, update
 
-from tertulia.domain.model import Conversation, Participant, ParticipantType
+from tertulia.domain.model import Conversation, Message, Participant, ParticipantType
 from tertulia.domain.times import utcnow
+from tertulia.storage import messages as msg_repo
 from tertulia.storage.database import Connection
-from tertulia.storage.messages import max_seq
 from tertulia.storage.tables import conversations, participants
 
 # Conversations whose last seq one writer keeps in memory (then it starts again, reading).
@@ -136,9 +136,34 @@ async def next_seq(conn: Connection, conversation_id: str) -> int:
     if last is None:
         if len(counted) >= COUNTED_CONVERSATIONS:
             counted.clear()
-        last = await max_seq(conn, conversation_id)
+        last = await msg_repo.max_seq(conn, conversation_id)
     counted[conversation_id] = last + 1
     return last + 1
+
+
+async def insert_message(
+    conn: Connection, message: Message, *, unless_duplicate: bool = False
+) -> Message | None:
+    """Store ``message``, numbered first (:func:`next_seq`) if people can see it and it has
+    no ``seq`` yet; returns it as stored, with its ``seq``.
+
+    Where the number is kept in the conversation's row (PostgreSQL), the numbering and the
+    insert are one statement (:func:`messages.insert_numbered`).
+
+    With ``unless_duplicate``, a ``local_id`` its sender already used in the conversation
+    stores nothing and returns None; the caller's transaction must then roll back (a number
+    may have been taken).
+    """
+    if message.visible and message.seq is None:
+        if conn.last_seqs is None:
+            seq = await msg_repo.insert_numbered(conn, message, unless_duplicate=unless_duplicate)
+            return None if seq is None else message.numbered(seq)
+        message = message.numbered(await next_seq(conn, message.conversation_id))
+    if not unless_duplicate:
+        await msg_repo.insert_messages(conn, [message])
+    elif not await msg_repo.insert_unless_duplicate(conn, message):
+        return None
+    return message
 
 
 async def insert_participants(

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tertulia.domain.model import Approval, FileInfo, Message, MessageType, SystemEvent
 from tertulia.storage.database import Connection
-from tertulia.storage.tables import messages
+from tertulia.storage.tables import conversations, messages
 
 # Written into the SQL, not bound: only then can the planners use the partial index
 # ``ix_messages_visible`` (whose condition is ``approval > 0``).
@@ -59,6 +59,28 @@ def _insert_unless_duplicate(dialect: str) -> Executable:
         index_elements=["conversation_id", "sender_id", "local_id"]
     )
     return statement
+
+
+@cache
+def _insert_numbered(keys: tuple[str, ...], unless_duplicate: bool) -> Executable:
+    """PostgreSQL: an ``INSERT … SELECT`` of the message's ``keys`` whose ``seq`` comes from
+    its conversation's row, bumped in a data-modifying ``WITH`` of the same statement."""
+    numbered = (
+        update(conversations)
+        .where(conversations.c.id == bindparam("conversation_id"))
+        .values(last_seq=conversations.c.last_seq + 1)
+        .returning(conversations.c.last_seq)
+        .cte("numbered")
+    )
+    row = select(*(bindparam(k, type_=messages.c[k].type) for k in keys), numbered.c.last_seq)
+    columns = [*(messages.c[k] for k in keys), messages.c.seq]
+    statement = postgresql_insert(messages).from_select(columns, row)
+    if unless_duplicate:
+        statement = statement.on_conflict_do_nothing(
+            index_elements=["conversation_id", "sender_id", "local_id"]
+        )
+    returning: Executable = statement.returning(messages.c.seq)
+    return returning
 
 
 @cache
@@ -190,6 +212,31 @@ async def insert_unless_duplicate(conn: Connection, message: Message) -> bool:
     statement = _insert_unless_duplicate(conn.dialect.name)
     result = await conn.execute(statement, _values(message))
     return bool(result.rowcount)
+
+
+async def insert_numbered(
+    conn: Connection, message: Message, *, unless_duplicate: bool = False
+) -> int | None:
+    """Insert ``message`` (visible, with no ``seq`` yet) with its conversation's next
+    ``seq``, taken from the conversation's row in the same statement, and return it.
+
+    Where several processes write (PostgreSQL) this is :func:`conversations.next_seq` and
+    the insert in one round trip instead of two; the row stays locked until the transaction
+    ends all the same. With ``unless_duplicate``, a ``local_id`` its sender already used
+    here inserts nothing and returns None; the number was taken even so, and the caller's
+    transaction must roll back to give it back.
+
+    Raises:
+        LookupError: no such conversation (without ``unless_duplicate``; with it, a missing
+            conversation also inserts nothing and returns None, as no number was taken).
+    """
+    values = _values(message)
+    on_conflict = unless_duplicate and message.local_id is not None
+    result = await conn.execute(_insert_numbered(tuple(values), on_conflict), values)
+    if on_conflict:
+        seq = result.scalar()
+        return None if seq is None else int(seq)
+    return int(result.scalar_one())
 
 
 async def max_seq(conn: Connection, conversation_id: str) -> int:

@@ -145,9 +145,12 @@ class StatementCache:
         )
 
     def get(self, statement: Executable, params: Mapping[str, Any] | None) -> Compiled:
-        """The compiled form of ``statement``; an INSERT compiles per set of given columns."""
+        """The compiled form of ``statement``; an INSERT of given values compiles per set of
+        given columns (an ``INSERT … SELECT`` names its columns itself, and its SELECT may
+        hold other statements' columns, which must not become the INSERT's)."""
         keys: tuple[str, ...] = ()
-        if params and getattr(statement, "is_insert", False):
+        insert = getattr(statement, "is_insert", False)
+        if params and insert and getattr(statement, "select", None) is None:
             keys = tuple(sorted(params))
         key = (id(statement), keys)
         entry = self._entries.get(key)
