@@ -990,13 +990,9 @@ class Chat:
         return found
 
     async def _approve(self, conn: Connection, target: Message) -> Message:
-        seq = target.seq
-        if seq is None:
-            seq = await conv_repo.next_seq(conn, self.conversation.id)
-        await msg_repo.set_approval(
-            conn, target.id, approval=Approval.BY_MANAGER, seq=seq, at=utcnow()
+        return await conv_repo.approve_message(
+            conn, target, approval=Approval.BY_MANAGER, at=utcnow()
         )
-        return replace(target, approval=Approval.BY_MANAGER, seq=seq)
 
     # -- deliveries (also used by redirects) -------------------------------------------
 

@@ -426,10 +426,34 @@ async def test_a_stored_message_is_numbered_and_a_resent_one_gives_its_number_ba
     assert rows == [(first.id, "a", 1), (held.id, None, None), (second.id, "b", 2)]
 
 
+async def test_an_approved_message_is_numbered_when_it_becomes_visible(db: Database) -> None:
+    """approve_message gives a held message the next seq (no gap, no repeat with the
+    messages stored meanwhile), and leaves a numbered message's seq as it is."""
+    conversation, person = await new_conversation(db)
+    at = datetime.now(UTC)
+    async with db.write() as conn:
+        held = await conv_repo.insert_message(
+            conn, text_message(conversation, person, approval=Approval.NOT_APPROVED)
+        )
+        shown = await conv_repo.insert_message(conn, text_message(conversation, person))
+    assert held is not None
+    assert shown is not None
+    async with db.write() as conn:
+        approved = await conv_repo.approve_message(conn, held, approval=Approval.BY_MANAGER, at=at)
+        again = await conv_repo.approve_message(conn, approved, approval=Approval.BY_MANAGER, at=at)
+    after = await store_visible(db, conversation, person)
+    assert (shown.seq, approved.seq, again.seq, after) == (1, 2, 2, 3)
+    async with db.read() as conn:
+        stored = await msg_repo.get_message(conn, conversation.id, held.id)
+    assert stored == approved
+    assert stored.approval == Approval.BY_MANAGER
+
+
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # asyncpg's logger
 async def test_postgresql_numbers_a_message_in_its_insert(database: DatabaseTarget) -> None:
     """PostgreSQL keeps the number in the conversation's row: a visible message is
-    numbered and stored in one statement (one round trip), not an UPDATE and an INSERT."""
+    numbered and stored in one statement (one round trip), not an UPDATE and an INSERT,
+    and an approval numbers the message it makes visible in its own UPDATE."""
     await upgrade_async(database.url, database.schema)
     db = await PostgresDatabase.open(database.url, schema=database.schema, max_size=1)
     sent: list[str] = []
@@ -441,11 +465,20 @@ async def test_postgresql_numbers_a_message_in_its_insert(database: DatabaseTarg
                 conn, text_message(conversation, person, local_id="a"), unless_duplicate=True
             )
             plain = await conv_repo.insert_message(conn, text_message(conversation, person))
+            held = await conv_repo.insert_message(
+                conn, text_message(conversation, person, approval=Approval.NOT_APPROVED)
+            )
+            assert held is not None
+            approved = await conv_repo.approve_message(
+                conn, held, approval=Approval.BY_MANAGER, at=datetime.now(UTC)
+            )
     finally:
         await db.close()
     assert stored is not None
     assert stored.seq == 1
     assert plain is not None
     assert plain.seq == 2
-    assert [query.split()[0] for query in sent] == ["WITH", "WITH", "COMMIT;"]
-    assert all("UPDATE conversations" in query for query in sent[:2])
+    assert approved.seq == 3
+    assert [query.split()[0] for query in sent] == ["WITH", "WITH", "INSERT", "WITH", "COMMIT;"]
+    numbering = [sent[0], sent[1], sent[3]]
+    assert all("UPDATE conversations" in query for query in numbering)

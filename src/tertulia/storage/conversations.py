@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Executable, bindparam, func, select, update
 
-from tertulia.domain.model import Conversation, Message, Participant, ParticipantType
+from tertulia.domain.model import (
+    Approval,
+    Conversation,
+    Message,
+    Participant,
+    ParticipantType,
+)
 from tertulia.domain.times import utcnow
 from tertulia.storage import messages as msg_repo
 from tertulia.storage.database import Connection
@@ -164,6 +172,23 @@ async def insert_message(
     elif not await msg_repo.insert_unless_duplicate(conn, message):
         return None
     return message
+
+
+async def approve_message(
+    conn: Connection, message: Message, *, approval: Approval, at: datetime
+) -> Message:
+    """Record ``approval`` (a manager's) of ``message``, numbering it first (as
+    :func:`insert_message` does) if that makes it visible and it has no ``seq`` yet; returns
+    it as stored."""
+    seq = message.seq
+    if seq is not None or approval <= Approval.NOT_APPROVED:
+        await msg_repo.set_approval(conn, message.id, approval=approval, seq=None, at=at)
+    elif conn.last_seqs is None:
+        seq = await msg_repo.approve_numbered(conn, message, approval=approval, at=at)
+    else:
+        seq = await next_seq(conn, message.conversation_id)
+        await msg_repo.set_approval(conn, message.id, approval=approval, seq=seq, at=at)
+    return replace(message, approval=approval, seq=seq)
 
 
 async def insert_participants(

@@ -38,6 +38,17 @@ _APPROVE = (
     .values(approval=bindparam("approval"), approved_at=bindparam("at"))
 )
 _APPROVE_WITH_SEQ = _APPROVE.values(seq=bindparam("seq"))
+# PostgreSQL: the conversation's next seq, taken from its row (``last_seq``) within the
+# statement that uses it (a data-modifying WITH); the row stays locked until the end of
+# the transaction, which gives the number back if it rolls back.
+_NUMBERED = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("conversation_id"))
+    .values(last_seq=conversations.c.last_seq + 1)
+    .returning(conversations.c.last_seq)
+    .cte("numbered")
+)
+_APPROVE_NUMBERED = _APPROVE.values(seq=_NUMBERED.c.last_seq).returning(messages.c.seq)
 _AFTER = (
     select(messages)
     .where(_IN_CONVERSATION, messages.c.seq > bindparam("after"))
@@ -64,15 +75,8 @@ def _insert_unless_duplicate(dialect: str) -> Executable:
 @cache
 def _insert_numbered(keys: tuple[str, ...], unless_duplicate: bool) -> Executable:
     """PostgreSQL: an ``INSERT … SELECT`` of the message's ``keys`` whose ``seq`` comes from
-    its conversation's row, bumped in a data-modifying ``WITH`` of the same statement."""
-    numbered = (
-        update(conversations)
-        .where(conversations.c.id == bindparam("conversation_id"))
-        .values(last_seq=conversations.c.last_seq + 1)
-        .returning(conversations.c.last_seq)
-        .cte("numbered")
-    )
-    row = select(*(bindparam(k, type_=messages.c[k].type) for k in keys), numbered.c.last_seq)
+    its conversation's row (``_NUMBERED``)."""
+    row = select(*(bindparam(k, type_=messages.c[k].type) for k in keys), _NUMBERED.c.last_seq)
     columns = [*(messages.c[k] for k in keys), messages.c.seq]
     statement = postgresql_insert(messages).from_select(columns, row)
     if unless_duplicate:
@@ -284,6 +288,25 @@ async def set_approval(
         await conn.execute(_APPROVE, values)
     else:
         await conn.execute(_APPROVE_WITH_SEQ, {**values, "seq": seq})
+
+
+async def approve_numbered(
+    conn: Connection, message: Message, *, approval: Approval, at: datetime
+) -> int:
+    """Make ``message`` (not visible yet) visible with its conversation's next ``seq``,
+    taken from the conversation's row in the same statement, and return it (PostgreSQL:
+    :func:`conversations.next_seq` and :func:`set_approval` in one round trip).
+
+    Raises:
+        LookupError: no such message or conversation (nothing changed; roll back).
+    """
+    values = {
+        "message_id": message.id,
+        "conversation_id": message.conversation_id,
+        "approval": int(approval),
+        "at": at,
+    }
+    return int((await conn.execute(_APPROVE_NUMBERED, values)).scalar_one())
 
 
 async def visible_count(conn: Connection, conversation_id: str) -> int:
