@@ -482,3 +482,42 @@ async def test_postgresql_numbers_a_message_in_its_insert(database: DatabaseTarg
     assert [query.split()[0] for query in sent] == ["WITH", "WITH", "INSERT", "WITH", "COMMIT;"]
     numbering = [sent[0], sent[1], sent[3]]
     assert all("UPDATE conversations" in query for query in numbering)
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # several writers
+async def test_writers_in_two_processes_number_one_conversation_without_gap(
+    database: DatabaseTarget,
+) -> None:
+    """Two pools (as two server processes have) store messages into one conversation at
+    once, some of them resends: every stored message gets its own number, 1 to N."""
+    await upgrade_async(database.url, database.schema)
+    pools = [
+        await PostgresDatabase.open(database.url, schema=database.schema, max_size=4)
+        for _ in range(2)
+    ]
+    try:
+        conversation, person = await new_conversation(pools[0])
+
+        async def one(db: Database, i: int) -> Message | None:
+            # every third local_id is sent by both "processes"
+            local_id = f"r{i // 3}" if i % 3 == 0 else f"{id(db)}-{i}"
+            try:
+                async with db.write() as conn:
+                    stored = await conv_repo.insert_message(
+                        conn,
+                        text_message(conversation, person, local_id=local_id),
+                        unless_duplicate=True,
+                    )
+                    if stored is None:
+                        raise LookupError("a duplicate: roll back")
+            except LookupError:
+                return None
+            return stored
+
+        outcomes = await asyncio.gather(*(one(db, i) for i in range(30) for db in pools))
+    finally:
+        for db in pools:
+            await db.close()
+    stored = [m for m in outcomes if m is not None]
+    assert len(stored) == 50  # 60 sends, of which the 10 shared local_ids' second ones
+    assert sorted(m.seq for m in stored) == list(range(1, 51))
