@@ -583,7 +583,7 @@ class Chat:
             _Duplicate: with ``unless_duplicate``, when the sender already used the
                 message's ``local_id`` (the caller's transaction must roll back).
         """
-        stored = await conv_repo.insert_message(conn, message, unless_duplicate=unless_duplicate)
+        stored = await msg_repo.insert_message(conn, message, unless_duplicate=unless_duplicate)
         if stored is None:
             assert message.sender_id is not None
             assert message.local_id is not None
@@ -990,7 +990,7 @@ class Chat:
         return found
 
     async def _approve(self, conn: Connection, target: Message) -> Message:
-        return await conv_repo.approve_message(
+        return await msg_repo.approve_message(
             conn, target, approval=Approval.BY_MANAGER, at=utcnow()
         )
 

@@ -82,17 +82,19 @@ async def test_a_committed_write_is_read_back(db: Database) -> None:
     assert people == [person]
 
 
+async def insert_then_fail(db: Database, conversation: Conversation) -> None:
+    """A use case that stores ``conversation``, then fails (raises RuntimeError)."""
+    async with db.write() as conn:
+        await conv_repo.insert_conversation(conn, conversation)
+        raise RuntimeError("use case failed")
+
+
 async def test_a_failed_write_leaves_nothing(db: Database) -> None:
     """An exception inside a write block rolls back everything the block did."""
     conversation = Conversation(id=new_id(), name="gone", created_at=datetime.now(UTC))
 
-    async def failing() -> None:
-        async with db.write() as conn:
-            await conv_repo.insert_conversation(conn, conversation)
-            raise RuntimeError("use case failed")
-
     with pytest.raises(RuntimeError):
-        await failing()
+        await insert_then_fail(db, conversation)
     async with db.read() as conn:
         assert await conv_repo.get_conversation(conn, conversation.id) is None
 
@@ -176,7 +178,7 @@ async def test_statements_built_per_call_also_run(db: Database) -> None:
 async def store_visible(db: Database, conversation: Conversation, person: Participant) -> int:
     """One visible message, its seq taken as the server does; returns the seq."""
     async with db.write() as conn:
-        seq = await conv_repo.next_seq(conn, conversation.id)
+        seq = await msg_repo.next_seq(conn, conversation.id)
         await msg_repo.insert_messages(
             conn, [text_message(conversation, person, text="m", seq=seq)]
         )
@@ -192,7 +194,7 @@ async def test_a_seq_is_taken_in_the_writing_transaction(db: Database) -> None:
 
     async def undone() -> None:
         async with db.write() as conn:
-            seq = await conv_repo.next_seq(conn, conversation.id)
+            seq = await msg_repo.next_seq(conn, conversation.id)
             assert seq == 2
             await msg_repo.insert_messages(conn, [text_message(conversation, person, seq=seq)])
             raise RuntimeError("undone")
@@ -212,7 +214,7 @@ async def test_a_failed_use_case_in_a_shared_commit_gives_its_seq_back(db: Datab
 
     async def one(text: str, *, fail: bool = False) -> int:
         async with db.write() as conn:
-            seq = await conv_repo.next_seq(conn, conversation.id)
+            seq = await msg_repo.next_seq(conn, conversation.id)
             await msg_repo.insert_messages(
                 conn, [text_message(conversation, person, text=text, seq=seq)]
             )
@@ -285,7 +287,7 @@ async def test_concurrent_use_cases_all_land(db: Database) -> None:
 
     async def one(i: int) -> None:
         async with db.write() as conn:
-            seq = await conv_repo.next_seq(conn, conversation.id)
+            seq = await msg_repo.next_seq(conn, conversation.id)
             await msg_repo.insert_messages(
                 conn, [text_message(conversation, person, text=f"m{i}", seq=seq)]
             )
@@ -341,7 +343,7 @@ async def test_seqs_stay_right_when_the_counts_kept_in_memory_are_bounded(
 ) -> None:
     """Past ``COUNTED_CONVERSATIONS`` conversations the counts start over, read back from
     the messages: numbering goes on without a gap or a repeat."""
-    monkeypatch.setattr(conv_repo, "COUNTED_CONVERSATIONS", 2)
+    monkeypatch.setattr(msg_repo, "COUNTED_CONVERSATIONS", 2)
     pairs = [await new_conversation(db) for _ in range(3)]
     for expected in (1, 2, 3):
         for conversation, person in pairs:
@@ -364,14 +366,8 @@ async def test_a_pooled_connection_comes_back_clean_with_no_reset_query(
             conn._raw.add_query_logger(lambda record: sent.append(record.query))
         conversation, _ = await new_conversation(db)
         lost = Conversation(id=new_id(), name="lost", created_at=datetime.now(UTC))
-
-        async def failing() -> None:
-            async with db.write() as conn:
-                await conv_repo.insert_conversation(conn, lost)
-                raise RuntimeError("use case failed")
-
         with pytest.raises(RuntimeError):
-            await failing()
+            await insert_then_fail(db, lost)
         async with db.read() as conn:
             assert not conn._raw.is_in_transaction()
             assert await conv_repo.get_conversation(conn, lost.id) is None
@@ -384,6 +380,23 @@ async def test_a_pooled_connection_comes_back_clean_with_no_reset_query(
     assert not [query for query in sent if "RESET ALL" in query]
 
 
+class _Resent(Exception):
+    """A duplicate's use case ends with this, to roll back as the chat's does."""
+
+
+async def store_unless_resent(db: Database, message: Message) -> Message | None:
+    """``message`` stored (numbered) in a use case of its own, or None for a resent
+    ``local_id``, whose use case is rolled back (giving back any number it took)."""
+    try:
+        async with db.write() as conn:
+            stored = await msg_repo.insert_message(conn, message, unless_duplicate=True)
+            if stored is None:
+                raise _Resent
+    except _Resent:
+        return None
+    return stored
+
+
 async def test_a_stored_message_is_numbered_and_a_resent_one_gives_its_number_back(
     db: Database,
 ) -> None:
@@ -394,14 +407,9 @@ async def test_a_stored_message_is_numbered_and_a_resent_one_gives_its_number_ba
     duplicates: list[Message] = []
 
     async def store(message: Message) -> Message | None:
-        try:
-            async with db.write() as conn:
-                stored = await conv_repo.insert_message(conn, message, unless_duplicate=True)
-                if stored is None:
-                    duplicates.append(message)
-                    raise LookupError("a duplicate: roll back")
-        except LookupError:
-            return None
+        stored = await store_unless_resent(db, message)
+        if stored is None:
+            duplicates.append(message)
         return stored
 
     first = await store(text_message(conversation, person, local_id="a"))
@@ -432,15 +440,15 @@ async def test_an_approved_message_is_numbered_when_it_becomes_visible(db: Datab
     conversation, person = await new_conversation(db)
     at = datetime.now(UTC)
     async with db.write() as conn:
-        held = await conv_repo.insert_message(
+        held = await msg_repo.insert_message(
             conn, text_message(conversation, person, approval=Approval.NOT_APPROVED)
         )
-        shown = await conv_repo.insert_message(conn, text_message(conversation, person))
+        shown = await msg_repo.insert_message(conn, text_message(conversation, person))
     assert held is not None
     assert shown is not None
     async with db.write() as conn:
-        approved = await conv_repo.approve_message(conn, held, approval=Approval.BY_MANAGER, at=at)
-        again = await conv_repo.approve_message(conn, approved, approval=Approval.BY_MANAGER, at=at)
+        approved = await msg_repo.approve_message(conn, held, approval=Approval.BY_MANAGER, at=at)
+        again = await msg_repo.approve_message(conn, approved, approval=Approval.BY_MANAGER, at=at)
     after = await store_visible(db, conversation, person)
     assert (shown.seq, approved.seq, again.seq, after) == (1, 2, 2, 3)
     async with db.read() as conn:
@@ -461,15 +469,15 @@ async def test_postgresql_numbers_a_message_in_its_insert(database: DatabaseTarg
         conversation, person = await new_conversation(db)
         async with db.write() as conn:
             conn._raw.add_query_logger(lambda record: sent.append(record.query))
-            stored = await conv_repo.insert_message(
+            stored = await msg_repo.insert_message(
                 conn, text_message(conversation, person, local_id="a"), unless_duplicate=True
             )
-            plain = await conv_repo.insert_message(conn, text_message(conversation, person))
-            held = await conv_repo.insert_message(
+            plain = await msg_repo.insert_message(conn, text_message(conversation, person))
+            held = await msg_repo.insert_message(
                 conn, text_message(conversation, person, approval=Approval.NOT_APPROVED)
             )
             assert held is not None
-            approved = await conv_repo.approve_message(
+            approved = await msg_repo.approve_message(
                 conn, held, approval=Approval.BY_MANAGER, at=datetime.now(UTC)
             )
     finally:
@@ -501,18 +509,9 @@ async def test_writers_in_two_processes_number_one_conversation_without_gap(
         async def one(db: Database, i: int) -> Message | None:
             # every third local_id is sent by both "processes"
             local_id = f"r{i // 3}" if i % 3 == 0 else f"{id(db)}-{i}"
-            try:
-                async with db.write() as conn:
-                    stored = await conv_repo.insert_message(
-                        conn,
-                        text_message(conversation, person, local_id=local_id),
-                        unless_duplicate=True,
-                    )
-                    if stored is None:
-                        raise LookupError("a duplicate: roll back")
-            except LookupError:
-                return None
-            return stored
+            return await store_unless_resent(
+                db, text_message(conversation, person, local_id=local_id)
+            )
 
         outcomes = await asyncio.gather(*(one(db, i) for i in range(30) for db in pools))
     finally:

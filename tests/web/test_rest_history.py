@@ -18,7 +18,6 @@ from support.server import LiveServer, live_server
 from tertulia.domain.ids import new_id
 from tertulia.domain.model import Approval, Message, MessageType
 from tertulia.domain.times import format_time, utcnow
-from tertulia.storage import conversations as conv_repo
 from tertulia.storage import messages as msg_repo
 
 BASE = datetime(2099, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -41,7 +40,7 @@ async def insert(
         for i, moment in enumerate(times):
             seq = None
             if approval > Approval.NOT_APPROVED:
-                seq = await conv_repo.next_seq(conn, person.conversation_id)
+                seq = await msg_repo.next_seq(conn, person.conversation_id)
             message = Message(
                 id=new_id(),
                 conversation_id=person.conversation_id,
@@ -365,7 +364,7 @@ async def test_a_repeated_page_is_never_stale(lone: Person, server: LiveServer) 
     hidden = await insert(server, lone, [utcnow()], approval=Approval.NOT_APPROVED)
     assert (await lone.history(limit="5")).json()["count"] == 3
     async with server.registry.db.write() as conn:
-        seq = await conv_repo.next_seq(conn, lone.conversation_id or "")
+        seq = await msg_repo.next_seq(conn, lone.conversation_id or "")
         await msg_repo.set_approval(
             conn, hidden[0], approval=Approval.BY_MANAGER, seq=seq, at=utcnow()
         )

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Executable, bindparam, func, select, update
 
-from tertulia.domain.model import (
-    Approval,
-    Conversation,
-    Message,
-    Participant,
-    ParticipantType,
-)
+from tertulia.domain.model import Conversation, Participant, ParticipantType
 from tertulia.domain.times import utcnow
-from tertulia.storage import messages as msg_repo
 from tertulia.storage.database import Connection
 from tertulia.storage.tables import conversations, participants
-
-# Conversations whose last seq one writer keeps in memory (then it starts again, reading).
-COUNTED_CONVERSATIONS = 100_000
 
 _THIS_CONVERSATION = conversations.c.id == bindparam("conversation_id")
 _INSERT_CONVERSATION = conversations.insert()
@@ -31,12 +19,6 @@ _INSERT_PARTICIPANT = participants.insert()
 _GET = select(conversations).where(_THIS_CONVERSATION)
 _COUNT = select(func.count()).select_from(conversations)
 _SET_ENDED = update(conversations).where(_THIS_CONVERSATION).values(ended=True)
-_NEXT_SEQ = (
-    update(conversations)
-    .where(_THIS_CONVERSATION)
-    .values(last_seq=conversations.c.last_seq + 1)
-    .returning(conversations.c.last_seq)
-)
 _PARTICIPANTS = (
     select(participants)
     .where(participants.c.conversation_id == bindparam("conversation_id"))
@@ -122,73 +104,6 @@ async def list_conversations(
 
 async def set_ended(conn: Connection, conversation_id: str) -> None:
     await conn.execute(_SET_ENDED, {"conversation_id": conversation_id})
-
-
-async def next_seq(conn: Connection, conversation_id: str) -> int:
-    """Take the conversation's next ``seq`` for a message stored in this transaction.
-
-    Visible messages are numbered 1, 2, ... with no gap. Where several processes write
-    (PostgreSQL) the number is the conversation row's ``last_seq``, bumped here, and the
-    row stays locked until the transaction ends. Where this process is the only writer
-    (SQLite's one writer connection, ``conn.last_seqs``), it is counted in memory: the
-    highest ``seq`` among the conversation's messages the first time, then one more each
-    time; the database forgets the counts whenever it rolls anything back, so an undone
-    message gives its number back. (That saves a statement per message, about a tenth of
-    the instructions of an answered message: docs/performance.md.)
-    """
-    counted = conn.last_seqs
-    if counted is None:
-        result = await conn.execute(_NEXT_SEQ, {"conversation_id": conversation_id})
-        return int(result.scalar_one())
-    last = counted.get(conversation_id)
-    if last is None:
-        if len(counted) >= COUNTED_CONVERSATIONS:
-            counted.clear()
-        last = await msg_repo.max_seq(conn, conversation_id)
-    counted[conversation_id] = last + 1
-    return last + 1
-
-
-async def insert_message(
-    conn: Connection, message: Message, *, unless_duplicate: bool = False
-) -> Message | None:
-    """Store ``message``, numbered first (:func:`next_seq`) if people can see it and it has
-    no ``seq`` yet; returns it as stored, with its ``seq``.
-
-    Where the number is kept in the conversation's row (PostgreSQL), the numbering and the
-    insert are one statement (:func:`messages.insert_numbered`).
-
-    With ``unless_duplicate``, a ``local_id`` its sender already used in the conversation
-    stores nothing and returns None; the caller's transaction must then roll back (a number
-    may have been taken).
-    """
-    if message.visible and message.seq is None:
-        if conn.last_seqs is None:
-            seq = await msg_repo.insert_numbered(conn, message, unless_duplicate=unless_duplicate)
-            return None if seq is None else message.numbered(seq)
-        message = message.numbered(await next_seq(conn, message.conversation_id))
-    if not unless_duplicate:
-        await msg_repo.insert_messages(conn, [message])
-    elif not await msg_repo.insert_unless_duplicate(conn, message):
-        return None
-    return message
-
-
-async def approve_message(
-    conn: Connection, message: Message, *, approval: Approval, at: datetime
-) -> Message:
-    """Record ``approval`` (a manager's) of ``message``, numbering it first (as
-    :func:`insert_message` does) if that makes it visible and it has no ``seq`` yet; returns
-    it as stored."""
-    seq = message.seq
-    if seq is not None or approval <= Approval.NOT_APPROVED:
-        await msg_repo.set_approval(conn, message.id, approval=approval, seq=None, at=at)
-    elif conn.last_seqs is None:
-        seq = await msg_repo.approve_numbered(conn, message, approval=approval, at=at)
-    else:
-        seq = await next_seq(conn, message.conversation_id)
-        await msg_repo.set_approval(conn, message.id, approval=approval, seq=seq, at=at)
-    return replace(message, approval=approval, seq=seq)
 
 
 async def insert_participants(

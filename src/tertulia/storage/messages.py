@@ -6,6 +6,7 @@ dialect (see :mod:`tertulia.storage.sql`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from functools import cache
 from itertools import groupby
@@ -18,6 +19,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tertulia.domain.model import Approval, FileInfo, Message, MessageType, SystemEvent
 from tertulia.storage.database import Connection
 from tertulia.storage.tables import conversations, messages
+
+# Conversations whose last seq one writer keeps in memory (then it starts again, reading).
+COUNTED_CONVERSATIONS = 100_000
 
 # Written into the SQL, not bound: only then can the planners use the partial index
 # ``ix_messages_visible`` (whose condition is ``approval > 0``).
@@ -38,16 +42,17 @@ _APPROVE = (
     .values(approval=bindparam("approval"), approved_at=bindparam("at"))
 )
 _APPROVE_WITH_SEQ = _APPROVE.values(seq=bindparam("seq"))
-# PostgreSQL: the conversation's next seq, taken from its row (``last_seq``) within the
-# statement that uses it (a data-modifying WITH); the row stays locked until the end of
-# the transaction, which gives the number back if it rolls back.
-_NUMBERED = (
+# Where several processes write (PostgreSQL): the conversation's next seq, taken from its
+# row. The row stays locked until the end of the transaction, which gives the number back
+# if it rolls back. ``_NUMBERED`` is the same in a data-modifying WITH, for the statement
+# that uses the number.
+_NEXT_SEQ = (
     update(conversations)
     .where(conversations.c.id == bindparam("conversation_id"))
     .values(last_seq=conversations.c.last_seq + 1)
     .returning(conversations.c.last_seq)
-    .cte("numbered")
 )
+_NUMBERED = _NEXT_SEQ.cte("numbered")
 _APPROVE_NUMBERED = _APPROVE.values(seq=_NUMBERED.c.last_seq).returning(messages.c.seq)
 _AFTER = (
     select(messages)
@@ -63,12 +68,14 @@ _LATEST = (
 )
 
 
+# The unique constraint a resent message runs into: its sender's ``local_id`` here.
+_RESEND = ["conversation_id", "sender_id", "local_id"]
+
+
 @cache
 def _insert_unless_duplicate(dialect: str) -> Executable:
     insert: Any = sqlite_insert if dialect == "sqlite" else postgresql_insert
-    statement: Executable = insert(messages).on_conflict_do_nothing(
-        index_elements=["conversation_id", "sender_id", "local_id"]
-    )
+    statement: Executable = insert(messages).on_conflict_do_nothing(index_elements=_RESEND)
     return statement
 
 
@@ -80,9 +87,7 @@ def _insert_numbered(keys: tuple[str, ...], unless_duplicate: bool) -> Executabl
     columns = [*(messages.c[k] for k in keys), messages.c.seq]
     statement = postgresql_insert(messages).from_select(columns, row)
     if unless_duplicate:
-        statement = statement.on_conflict_do_nothing(
-            index_elements=["conversation_id", "sender_id", "local_id"]
-        )
+        statement = statement.on_conflict_do_nothing(index_elements=_RESEND)
     returning: Executable = statement.returning(messages.c.seq)
     return returning
 
@@ -218,31 +223,6 @@ async def insert_unless_duplicate(conn: Connection, message: Message) -> bool:
     return bool(result.rowcount)
 
 
-async def insert_numbered(
-    conn: Connection, message: Message, *, unless_duplicate: bool = False
-) -> int | None:
-    """Insert ``message`` (visible, with no ``seq`` yet) with its conversation's next
-    ``seq``, taken from the conversation's row in the same statement, and return it.
-
-    Where several processes write (PostgreSQL) this is :func:`conversations.next_seq` and
-    the insert in one round trip instead of two; the row stays locked until the transaction
-    ends all the same. With ``unless_duplicate``, a ``local_id`` its sender already used
-    here inserts nothing and returns None; the number was taken even so, and the caller's
-    transaction must roll back to give it back.
-
-    Raises:
-        LookupError: no such conversation (without ``unless_duplicate``; with it, a missing
-            conversation also inserts nothing and returns None, as no number was taken).
-    """
-    values = _values(message)
-    on_conflict = unless_duplicate and message.local_id is not None
-    result = await conn.execute(_insert_numbered(tuple(values), on_conflict), values)
-    if on_conflict:
-        seq = result.scalar()
-        return None if seq is None else int(seq)
-    return int(result.scalar_one())
-
-
 async def max_seq(conn: Connection, conversation_id: str) -> int:
     """The highest ``seq`` given in a conversation (0 when none)."""
     found = (
@@ -288,25 +268,6 @@ async def set_approval(
         await conn.execute(_APPROVE, values)
     else:
         await conn.execute(_APPROVE_WITH_SEQ, {**values, "seq": seq})
-
-
-async def approve_numbered(
-    conn: Connection, message: Message, *, approval: Approval, at: datetime
-) -> int:
-    """Make ``message`` (not visible yet) visible with its conversation's next ``seq``,
-    taken from the conversation's row in the same statement, and return it (PostgreSQL:
-    :func:`conversations.next_seq` and :func:`set_approval` in one round trip).
-
-    Raises:
-        LookupError: no such message or conversation (nothing changed; roll back).
-    """
-    values = {
-        "message_id": message.id,
-        "conversation_id": message.conversation_id,
-        "approval": int(approval),
-        "at": at,
-    }
-    return int((await conn.execute(_APPROVE_NUMBERED, values)).scalar_one())
 
 
 async def visible_count(conn: Connection, conversation_id: str) -> int:
@@ -379,3 +340,117 @@ async def latest_visible(conn: Connection, conversation_id: str, count: int = 1)
     """The ``count`` most recent visible messages, oldest first."""
     rows = await conn.execute(_LATEST, {"conversation_id": conversation_id, "limit": count})
     return [_message(r) for r in reversed(rows.all())]
+
+
+# -- numbering: a message's seq, taken as it becomes visible --------------------------
+
+
+async def next_seq(conn: Connection, conversation_id: str) -> int:
+    """Take the conversation's next ``seq`` for a message stored in this transaction.
+
+    Visible messages are numbered 1, 2, ... with no gap. Where several processes write
+    (PostgreSQL) the number is the conversation row's ``last_seq``, bumped here, and the
+    row stays locked until the transaction ends. Where this process is the only writer
+    (SQLite's one writer connection, ``conn.last_seqs``), it is counted in memory: the
+    highest ``seq`` among the conversation's messages the first time, then one more each
+    time; the database forgets the counts whenever it rolls anything back, so an undone
+    message gives its number back. (That saves a statement per message, about a tenth of
+    the instructions of an answered message: docs/performance.md.)
+    """
+    counted = conn.last_seqs
+    if counted is None:
+        result = await conn.execute(_NEXT_SEQ, {"conversation_id": conversation_id})
+        return int(result.scalar_one())
+    last = counted.get(conversation_id)
+    if last is None:
+        if len(counted) >= COUNTED_CONVERSATIONS:
+            counted.clear()
+        last = await max_seq(conn, conversation_id)
+    counted[conversation_id] = last + 1
+    return last + 1
+
+
+async def insert_message(
+    conn: Connection, message: Message, *, unless_duplicate: bool = False
+) -> Message | None:
+    """Store ``message``, numbered first (:func:`next_seq`) if people can see it and it has
+    no ``seq`` yet; returns it as stored, with its ``seq``.
+
+    Where the number is kept in the conversation's row (PostgreSQL), the numbering and the
+    insert are one statement (:func:`_insert_taking_seq`).
+
+    With ``unless_duplicate``, a ``local_id`` its sender already used in the conversation
+    stores nothing and returns None; the caller's transaction must then roll back (a number
+    may have been taken).
+    """
+    if message.visible and message.seq is None:
+        if conn.last_seqs is None:
+            seq = await _insert_taking_seq(conn, message, unless_duplicate=unless_duplicate)
+            return None if seq is None else message.numbered(seq)
+        message = message.numbered(await next_seq(conn, message.conversation_id))
+    if not unless_duplicate:
+        await insert_messages(conn, [message])
+    elif not await insert_unless_duplicate(conn, message):
+        return None
+    return message
+
+
+async def approve_message(
+    conn: Connection, message: Message, *, approval: Approval, at: datetime
+) -> Message:
+    """Record ``approval`` (a manager's) of ``message``, numbering it first (as
+    :func:`insert_message` does) if that makes it visible and it has no ``seq`` yet; returns
+    it as stored."""
+    seq = message.seq
+    if seq is not None or approval <= Approval.NOT_APPROVED:
+        await set_approval(conn, message.id, approval=approval, seq=None, at=at)
+    elif conn.last_seqs is None:
+        seq = await _approve_taking_seq(conn, message, approval=approval, at=at)
+    else:
+        seq = await next_seq(conn, message.conversation_id)
+        await set_approval(conn, message.id, approval=approval, seq=seq, at=at)
+    return replace(message, approval=approval, seq=seq)
+
+
+async def _insert_taking_seq(
+    conn: Connection, message: Message, *, unless_duplicate: bool
+) -> int | None:
+    """Insert ``message`` (visible, with no ``seq`` yet) with its conversation's next
+    ``seq``, taken from the conversation's row in the same statement, and return it.
+
+    Where several processes write (PostgreSQL) this is :func:`next_seq` and the insert in
+    one round trip instead of two; the row stays locked until the transaction ends all the
+    same. With ``unless_duplicate``, a ``local_id`` its sender already used
+    here inserts nothing and returns None; the number was taken even so, and the caller's
+    transaction must roll back to give it back.
+
+    Raises:
+        LookupError: no such conversation (without ``unless_duplicate``; with it, a missing
+            conversation also inserts nothing and returns None, as no number was taken).
+    """
+    values = _values(message)
+    on_conflict = unless_duplicate and message.local_id is not None
+    result = await conn.execute(_insert_numbered(tuple(values), on_conflict), values)
+    if on_conflict:
+        seq = result.scalar()
+        return None if seq is None else int(seq)
+    return int(result.scalar_one())
+
+
+async def _approve_taking_seq(
+    conn: Connection, message: Message, *, approval: Approval, at: datetime
+) -> int:
+    """Make ``message`` (not visible yet) visible with its conversation's next ``seq``,
+    taken from the conversation's row in the same statement, and return it (PostgreSQL:
+    :func:`next_seq` and :func:`set_approval` in one round trip).
+
+    Raises:
+        LookupError: no such message or conversation (nothing changed; roll back).
+    """
+    values = {
+        "message_id": message.id,
+        "conversation_id": message.conversation_id,
+        "approval": int(approval),
+        "at": at,
+    }
+    return int((await conn.execute(_APPROVE_NUMBERED, values)).scalar_one())
