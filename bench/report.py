@@ -43,6 +43,10 @@ HIGHER_IS_BETTER = ("_per_s", "held")
 LOWER_IS_BETTER = ("_ms", "kib_", "rss_", "setup_s")
 PACKAGES = ("uvicorn", "starlette", "fastapi", "websockets", "uvloop", "httptools", "orjson")
 
+# Every page ends with this line; what a page has below it (hand-written notes: the profile
+# summary, the rounds of measures) is carried over to the next page written in its place.
+NOTES_MARKER = "<!-- notes below are kept by bench.run -->"
+
 # Figures of the original BLAB Controller, from the issue, for reference.
 BLAB = {
     ("roundtrip", "p50_ms"): 136,
@@ -282,8 +286,30 @@ class Page:
     load_after: tuple[float, float, float]
 
 
-def render(results: Results, page: Page) -> str:
-    """The whole `docs/performance.md`."""
+class NotesWouldBeLost(ValueError):
+    """The page to be replaced has text but no notes marker."""
+
+
+def kept_notes(previous: str) -> str:
+    """The notes of a page written before, from its marker on; empty for no page.
+
+    Raises:
+        NotesWouldBeLost: the page has text but no marker, so writing a new page in its
+            place would lose whatever was written by hand in it.
+    """
+    if NOTES_MARKER in previous:
+        return previous[previous.index(NOTES_MARKER) :].rstrip("\n") + "\n"
+    if previous.strip():
+        raise NotesWouldBeLost(
+            f"it has no line {NOTES_MARKER!r}: put that line above its hand-written notes "
+            "(they are kept), or write the results elsewhere with --output"
+        )
+    return ""
+
+
+def render(results: Results, page: Page, notes: str = "") -> str:
+    """The whole `docs/performance.md`: the results, then `notes` (see `kept_notes`), or
+    the marker alone."""
     lines = [
         "# Performance",
         "",
@@ -331,6 +357,7 @@ def render(results: Results, page: Page) -> str:
     if page.servers == ["bare"]:
         lines += ["", "## bare limit only", "", *bare_table(results, page.scenarios)]
     lines += _errors(results)
+    lines += ["", notes.rstrip("\n") or NOTES_MARKER]
     return "\n".join(lines) + "\n"
 
 

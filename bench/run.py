@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 import uvloop
 
-from bench.report import Page, Results, Runs, command_line, render
+from bench.report import NotesWouldBeLost, Page, Results, Runs, command_line, kept_notes, render
 from bench.scenarios import QUICK, SCENARIOS, Sizes
 from bench.servers import (
     REPO,
@@ -38,7 +38,6 @@ from bench.servers import (
     running_server,
 )
 
-NOTES_MARKER = "<!-- notes below are kept by bench.run -->"
 COMPARED = "tertulia-sqlite-compared"  # --compare: the other checkout's Tertulia, on SQLite
 
 
@@ -159,6 +158,12 @@ async def measure(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> Resu
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark and writes the report; returns the exit status."""
     args = parse_args(argv)
+    output = Path(args.output)
+    try:
+        notes_at(output)  # before measuring: a page whose notes would be lost stops here
+    except NotesWouldBeLost as exc:
+        print(f"{output}: {exc}", file=sys.stderr)
+        return 2
     # SIGTERM takes the Ctrl-C path, so the `finally` blocks stop the servers.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     sizes = QUICK if args.quick else Sizes()
@@ -188,19 +193,25 @@ def main(argv: list[str] | None = None) -> int:
         load_before,
         os.getloadavg(),
     )
-    text = render(results, page)
-    output = Path(args.output)
+    try:
+        notes = notes_at(output)  # read again: they may have been edited meanwhile
+    except NotesWouldBeLost as exc:
+        output = output.with_name(output.name + ".new")
+        print(f"{args.output}: {exc}; writing {output} instead", file=sys.stderr)
+        notes = ""
+    text = render(results, page, notes)
     output.parent.mkdir(parents=True, exist_ok=True)
-    # Hand-written notes below the marker (the profile summary) survive a new run.
-    previous = output.read_text(encoding="utf-8") if output.exists() else ""
-    if NOTES_MARKER in previous:
-        text = text.rstrip("\n") + "\n\n" + previous[previous.index(NOTES_MARKER) :]
     output.write_text(text, encoding="utf-8")
     if args.json:
         raw = {s: {n: vars_of(o) for n, o in out.items()} for s, out in results.items()}
         Path(args.json).write_bytes(orjson.dumps(raw, option=orjson.OPT_INDENT_2))
     print(text)
     return 0
+
+
+def notes_at(output: Path) -> str:
+    """The hand-written notes of the page at `output`, kept in the new one (`kept_notes`)."""
+    return kept_notes(output.read_text(encoding="utf-8") if output.exists() else "")
 
 
 def vars_of(outcome: Runs) -> dict[str, object]:
