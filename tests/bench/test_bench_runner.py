@@ -1,0 +1,79 @@
+"""The benchmark runner, end to end: real servers (Tertulia, the stored and the bare limit),
+every scenario at the smoke-test sizes, and the page it writes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.report import NOTES_MARKER
+from bench.scenarios import SCENARIOS
+from bench.servers import REPO, STORED_SCENARIOS
+
+RUNNER_SECONDS = 240  # about 45 s on two idle cores
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.run ARGS` from the repository; on a timeout it is stopped with
+    SIGTERM, which the runner takes as Ctrl-C, stopping its servers, before failing."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=RUNNER_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        pytest.fail(f"bench.run took over {RUNNER_SECONDS} s:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUNNER_SECONDS + 90)
+def test_every_scenario_runs_on_every_server_and_the_notes_are_kept(tmp_path: Path) -> None:
+    page, raw = tmp_path / "performance.md", tmp_path / "raw.json"
+    page.write_text(f"# Performance\n\nan old table\n\n{NOTES_MARKER}\n\n## By hand\n\nkept\n")
+    done = run_bench(
+        "--quick", "--servers", "tertulia,stored,bare", "--output", str(page), "--json", str(raw)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    results = json.loads(raw.read_text())
+    assert set(results) == {"tertulia-sqlite", "stored", "bare"}
+    for server, outcomes in results.items():
+        wanted = STORED_SCENARIOS if server == "stored" else tuple(SCENARIOS)
+        assert set(outcomes) == set(wanted), server
+        for scenario, outcome in outcomes.items():
+            assert outcome["errors"] == [], (server, scenario)
+            [figures] = outcome["runs"]
+            lost = {k: v for k, v in figures.items() if k.split("_")[0] in ("lost", "wrong")}
+            assert not any(lost.values()), (server, scenario, lost)
+
+    text = page.read_text()
+    assert "an old table" not in text
+    assert "## Errors" not in text
+    assert text.endswith(f"{NOTES_MARKER}\n\n## By hand\n\nkept\n")
+    assert text.count(NOTES_MARKER) == 1
+    for scenario in SCENARIOS:
+        assert f"| {scenario} | problems |" in text
+
+
+def test_a_page_whose_notes_would_be_lost_stops_the_runner_before_it_measures(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "performance.md"
+    page.write_text("# Performance\n\nnotes written by hand, no marker\n")
+    done = run_bench("--quick", "--only", "roundtrip", "--output", str(page))
+    assert done.returncode == 2
+    assert NOTES_MARKER in done.stderr
+    assert "open-files limit" not in done.stderr  # nothing was started
+    assert page.read_text() == "# Performance\n\nnotes written by hand, no marker\n"
