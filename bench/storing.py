@@ -12,9 +12,12 @@ other ten's answers. The log is checkpointed every ``CHECKPOINT_INTERVAL``, as t
 does, but in the same thread, so that the process's CPU counts it.
 
 Each *variant* leaves one part out (an index, the deliveries, the foreign-key checks); the
-difference with ``all`` is what that part costs. Printed per answer, medians of ``--runs``
-(the variants take turns): user and system CPU in µs, and the log's frames (a 4 KiB page
-each, written with its 24-byte header as two system calls).
+difference with ``all`` is what that part costs. ``together`` keeps every part but stores a
+text and its answer in one commit (each commit holds all twenty conversations' round trips),
+as a server would whose bots answered before the text's commit: what that design would save.
+Printed per answer, medians of ``--runs`` (the variants take turns): user and system CPU
+in µs, and the log's frames (a 4 KiB page each, written with its 24-byte header as two
+system calls).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Variant:
     prepare: Callable[[sqlite3.Connection], None] = lambda conn: None
     deliveries: bool = True
     on_conflict: bool = True
+    together: bool = False  # a text and its answer in one commit
 
 
 def _drop_constraint(columns: str) -> Callable[[sqlite3.Connection], None]:
@@ -123,6 +127,12 @@ VARIANTS = (
         "-deliveries", "without the deliveries' rows (a bot's durable queue)", deliveries=False
     ),
     Variant("-foreign_keys", "without the foreign keys' checks", _no_foreign_keys),
+    Variant(
+        "together",
+        "all the rows, but a text and its answer in one commit (a bot answering before the "
+        "text's commit)",
+        together=True,
+    ),
 )
 
 
@@ -184,6 +194,15 @@ class Writer:
         conversations' texts and the other half's answers (to the texts of the commit
         before; a conversation answers its first text one commit after it)."""
         done = 0
+        while self.variant.together and done < answers:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for conversation, person, bot in self.loops:
+                self._text(conversation, person, bot)
+                self._answer(conversation, bot)
+                done += 1
+            self.conn.execute("COMMIT")
+            if time.monotonic() - self.last_checkpoint >= CHECKPOINT_INTERVAL:
+                self.checkpoint()
         while done < answers:
             self.conn.execute("BEGIN IMMEDIATE")
             for conversation, person, bot in self.texting:
