@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import bench.run
 from bench.report import NOTES_MARKER
 from bench.scenarios import SCENARIOS
 from bench.servers import REPO, STORED_SCENARIOS
@@ -77,3 +78,23 @@ def test_a_page_whose_notes_would_be_lost_stops_the_runner_before_it_measures(
     assert NOTES_MARKER in done.stderr
     assert "open-files limit" not in done.stderr  # nothing was started
     assert page.read_text() == "# Performance\n\nnotes written by hand, no marker\n"
+
+
+def test_a_page_that_loses_its_marker_while_measuring_is_left_and_the_results_go_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = tmp_path / "performance.md"
+    page.write_text(f"# Performance\n\n{NOTES_MARKER}\n\nnotes\n")
+    edited = "# Performance\n\nnotes, the marker deleted by hand meanwhile\n"
+
+    async def measure(*_: object) -> dict[str, object]:
+        page.write_text(edited)
+        return {}
+
+    monkeypatch.setattr(bench.run, "measure", measure)
+    monkeypatch.setattr(bench.run.signal, "signal", lambda *_: None)  # keep pytest's SIGTERM
+    assert bench.run.main(["--quick", "--only", "roundtrip", "--output", str(page)]) == 0
+    assert page.read_text() == edited
+    beside = tmp_path / "performance.md.new"
+    assert beside.read_text().startswith("# Performance\n")
+    assert beside.read_text().endswith(f"\n{NOTES_MARKER}\n")
