@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,6 +170,65 @@ async def test_the_log_restarts_under_steady_writes(
     finally:
         await db.close()
     assert len(committed_names(path)) == stored
+
+
+async def test_a_short_log_needs_no_quiet_window_though_its_file_grew_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quiet window (writers wait) is called for by how much log has been written since
+    it last started again, not by the size of its file: the file keeps its size when the
+    log restarts (up to ``journal_size_limit``), and a quiet window for every checkpoint
+    would stall the writers four times a second under any load."""
+    from tertulia.storage import sqlite as backend
+
+    monkeypatch.setattr(backend, "CHECKPOINT_INTERVAL", 0.01)
+    monkeypatch.setattr(backend, "CHECKPOINT_AFTER", 25)
+    monkeypatch.setattr(backend, "WAL_RESET_SIZE", 256 * 1024)
+    quiet_windows = 0
+    quiet = backend.SQLiteDatabase._quiet
+
+    async def counted(self: SQLiteDatabase, work: Any) -> None:
+        nonlocal quiet_windows
+        quiet_windows += 1
+        await quiet(self, work)
+
+    monkeypatch.setattr(backend.SQLiteDatabase, "_quiet", counted)
+    passes = 0
+    checkpoint = backend._Checkpointer._checkpoint
+
+    def counted_pass(self: Any, mode: str) -> Any:
+        nonlocal passes
+        result = checkpoint(self, mode)
+        passes += 1
+        return result
+
+    monkeypatch.setattr(backend._Checkpointer, "_checkpoint", counted_pass)
+    path = tmp_path / "short.db"
+    url = f"sqlite:///{path}"
+    await upgrade_async(url)
+    db = SQLiteDatabase(url)
+    wal = path.with_name(path.name + "-wal")
+    try:
+        # Steady writes until the log has restarted: its file is past WAL_RESET_SIZE now.
+        first = log_restarts(wal)
+        async with asyncio.timeout(60):
+            for i in itertools.count():
+                if log_restarts(wal) >= first + 1 and wal.stat().st_size > 256 * 1024:
+                    break
+                async with db.write() as conn:
+                    await conv_repo.insert_conversation(conn, conversation(f"burst-{i}"))
+        # Then a light load: a write, then a checkpoint, ten times: a few pages of log.
+        quiet_windows = 0
+        for i in range(10):
+            async with db.write() as conn:
+                await conv_repo.insert_conversation(conn, conversation(f"light-{i}"))
+            seen = passes
+            async with asyncio.timeout(10):
+                while passes == seen:
+                    await asyncio.sleep(0.005)
+    finally:
+        await db.close()
+    assert quiet_windows == 0
 
 
 async def test_a_failing_first_use_case_leaves_the_others_a_new_batch(

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -63,8 +62,12 @@ log = structlog.get_logger(__name__)
 BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_INTERVAL = 0.25  # seconds between checkpoints while there are commits
 CHECKPOINT_AFTER = 1000  # commits that call for a checkpoint at once
-WAL_RESET_SIZE = 8 * 1024 * 1024  # bytes of log that call for a quiet window (see below)
+# Bytes of log written since it last started over that call for a quiet window (writers
+# wait for it, 10-30 ms): half the size its file is cut back to, so that a restart needs no
+# cut, and a quiet window comes every 32 MB of log (docs/performance.md).
+WAL_RESET_SIZE = 32 * 1024 * 1024
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the log file is cut back to this when it restarts
+WAL_FRAME_HEADER = 24  # bytes before each page in the log
 
 
 # sqlite3 binds int, float and str directly but looks every None up as an object to adapt
@@ -166,10 +169,14 @@ class _Checkpointer:
     writers wait for it (asynchronously: the loop goes on serving everything else), it
     copies what was written during the first pass, and the next write starts the log again
     from its beginning.
+
+    How far the log has grown is the frames written since it last started again, as the
+    first pass counts them, not the size of its file: a restarted log is written over from
+    the start of a file that keeps its size (up to ``JOURNAL_SIZE_LIMIT``).
     """
 
     def __init__(
-        self, path: str, quiet: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]
+        self, path: str, quiet: Callable[[Callable[[], Awaitable[object]]], Awaitable[None]]
     ) -> None:
         self._path = path
         self._quiet = quiet
@@ -177,6 +184,7 @@ class _Checkpointer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._raw: sqlite3.Connection | None = None
+        self._page_size = 4096
         self._running = threading.Lock()
 
     def committed(self) -> None:
@@ -196,23 +204,20 @@ class _Checkpointer:
                 continue
             self._commits = 0
             try:
-                await asyncio.to_thread(self._checkpoint, "PASSIVE")
-                if self._wal_size() > WAL_RESET_SIZE:
+                grown = await asyncio.to_thread(self._checkpoint, "PASSIVE")
+                if grown > WAL_RESET_SIZE:
                     await self._quiet(lambda: asyncio.to_thread(self._checkpoint, "PASSIVE"))
             except sqlite3.Error as exc:  # pragma: no cover - a broken file; tried again later
                 log.warning("sqlite checkpoint failed", error=str(exc))
 
-    def _checkpoint(self, mode: str) -> None:
+    def _checkpoint(self, mode: str) -> int:
+        """One pass; returns the bytes of log written since it last started again."""
         with self._running:  # one at a time (a cancelled pass may still be in its thread)
             if self._raw is None:
                 self._raw = open_connection(self._path)
-            self._raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
-
-    def _wal_size(self) -> int:
-        try:
-            return os.stat(self._path + "-wal").st_size
-        except FileNotFoundError:
-            return 0
+                (self._page_size,) = self._raw.execute("PRAGMA page_size").fetchone()
+            _, frames, _ = self._raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            return max(int(frames), 0) * (self._page_size + WAL_FRAME_HEADER)
 
     async def stop(self) -> None:
         """Stop, then empty the log into the database file (the writers are done)."""
@@ -429,7 +434,7 @@ class SQLiteDatabase(Database):
         assert self._write_connection.last_seqs is not None
         self._write_connection.last_seqs.clear()
 
-    async def _quiet(self, work: Callable[[], Awaitable[None]]) -> None:
+    async def _quiet(self, work: Callable[[], Awaitable[object]]) -> None:
         """Run ``work`` while no write transaction is open (writers wait for it)."""
         async with self._lock:
             if self._batch is not None:
