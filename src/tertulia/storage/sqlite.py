@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -168,7 +169,8 @@ class _Checkpointer:
     the log has grown past ``WAL_RESET_SIZE`` a second, short pass runs in a *quiet window*:
     writers wait for it (asynchronously: the loop goes on serving everything else), it
     copies what was written during the first pass, and the next write starts the log again
-    from its beginning.
+    from its beginning. The log is synced to disk just before that window, so that the
+    pass in it has little of the log left to sync.
 
     How far the log has grown is the frames written since it last started again, as the
     first pass counts them, not the size of its file: a restarted log is written over from
@@ -206,9 +208,23 @@ class _Checkpointer:
             try:
                 grown = await asyncio.to_thread(self._checkpoint, "PASSIVE")
                 if grown > WAL_RESET_SIZE:
+                    await asyncio.to_thread(self._sync_log)
                     await self._quiet(lambda: asyncio.to_thread(self._checkpoint, "PASSIVE"))
             except sqlite3.Error as exc:  # pragma: no cover - a broken file; tried again later
                 log.warning("sqlite checkpoint failed", error=str(exc))
+
+    def _sync_log(self) -> None:
+        """Sync the log to disk before a quiet window, so that the pass in it, which must
+        sync the log before it copies, has only what came since to sync (measured: windows
+        of about 15 ms instead of 20; docs/performance.md)."""
+        try:
+            fd = os.open(self._path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _checkpoint(self, mode: str) -> int:
         """One pass; returns the bytes of log written since it last started again."""
