@@ -210,8 +210,8 @@ class _Checkpointer:
                 if grown > WAL_RESET_SIZE:
                     await asyncio.to_thread(self._sync_log)
                     await self._quiet(lambda: asyncio.to_thread(self._checkpoint, "PASSIVE"))
-            except sqlite3.Error as exc:  # pragma: no cover - a broken file; tried again later
-                log.warning("sqlite checkpoint failed", error=str(exc))
+            except (sqlite3.Error, OSError) as exc:  # pragma: no cover - a broken file or disk
+                log.warning("sqlite checkpoint failed", error=str(exc))  # tried again later
 
     def _sync_log(self) -> None:
         """Sync the log to disk before a quiet window, so that the pass in it, which must
