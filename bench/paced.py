@@ -11,7 +11,9 @@ answer, then waits for its next turn (a turn missed while waiting is skipped, no
 After ``--warmup`` seconds (SQLite's log grows past the point where its restarts begin),
 the answers to the texts of the next ``--seconds`` are measured. Printed per run: answers
 per second, latency percentiles, and the answers that came late (after 5 s) or never. With
-``--compare PATH`` another checkout's Tertulia (its ``src``) takes turns with this one's.
+``--compare PATH`` another checkout's Tertulia (its ``src``) takes turns with this one's;
+with ``--limits`` the stored and the bare limit do too (a paced load leaves the processes
+idle between texts, and on a virtual machine waking costs: the limits show how much).
 """
 
 from __future__ import annotations
@@ -98,17 +100,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare", type=Path, help="another checkout: its Tertulia takes turns with this one's"
     )
+    parser.add_argument(
+        "--limits",
+        action="store_true",
+        help="also the bare and the stored limit, taking turns (the machine's share)",
+    )
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.conversations < 1 or args.seconds <= 0 or args.warmup < 0:
         parser.error("--rate, --conversations and --seconds must be positive")
     executable = str(Path(sys.executable).parent / "tertulia")
-    checkouts: list[tuple[str, Path | None]] = [("this checkout", None)]
+    servers = [("this checkout", ServerSpec("tertulia-sqlite", "tertulia", executable))]
     if args.compare is not None:
-        checkouts.insert(0, (str(args.compare), args.compare.resolve() / "src"))
+        source = args.compare.resolve() / "src"
+        spec = ServerSpec("tertulia-sqlite", "tertulia", executable, source=source)
+        servers.insert(0, (str(args.compare), spec))
+    if args.limits:
+        servers += [(kind, ServerSpec(kind, kind)) for kind in ("stored", "bare")]
     with tempfile.TemporaryDirectory(prefix="tertulia-paced-") as temporary:
         for run in range(1, args.runs + 1):
-            for index, (label, source) in enumerate(checkouts):
-                spec = ServerSpec("tertulia-sqlite", "tertulia", executable, source=source)
+            for index, (label, spec) in enumerate(servers):
                 workdir = Path(temporary) / f"{index}-{run}"
                 got = asyncio.run(measure(spec, workdir, args))
                 print(

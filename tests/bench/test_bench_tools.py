@@ -69,6 +69,7 @@ def test_uploads_keep_the_servers_memory_flat_and_oversize_ones_are_refused() ->
 @pytest.mark.slow
 def test_paced_measures_the_latency_of_a_steady_load() -> None:
     sizes = ("--rate", "40", "--conversations", "4", "--seconds", "1", "--warmup", "0.5")
-    out = run_tool("bench.paced", *sizes, "--runs", "1")
-    assert "this checkout run 1: " in out
-    assert "late 0, lost 0" in out
+    out = run_tool("bench.paced", *sizes, "--runs", "1", "--limits")
+    for server in ("this checkout", "stored", "bare"):
+        assert f"{server} run 1: " in out
+    assert out.count("late 0, lost 0") == 3
