@@ -176,17 +176,16 @@ async def test_statements_built_per_call_also_run(db: Database) -> None:
 
 
 async def store_visible(db: Database, conversation: Conversation, person: Participant) -> int:
-    """One visible message, its seq taken as the server does; returns the seq."""
+    """One visible message, numbered as the server numbers it; returns the seq."""
     async with db.write() as conn:
-        seq = await msg_repo.next_seq(conn, conversation.id)
-        await msg_repo.insert_messages(
-            conn, [text_message(conversation, person, text="m", seq=seq)]
-        )
-    return seq
+        stored = await msg_repo.insert_message(conn, text_message(conversation, person, text="m"))
+    assert stored is not None
+    assert stored.seq is not None
+    return stored.seq
 
 
 async def test_a_seq_is_taken_in_the_writing_transaction(db: Database) -> None:
-    """next_seq counts up per conversation, and a rolled back use case gives its seq back."""
+    """Numbers count up per conversation, and a rolled back use case gives its seq back."""
     conversation, person = await new_conversation(db)
     other, someone = await new_conversation(db)
     assert await store_visible(db, conversation, person) == 1
@@ -194,9 +193,9 @@ async def test_a_seq_is_taken_in_the_writing_transaction(db: Database) -> None:
 
     async def undone() -> None:
         async with db.write() as conn:
-            seq = await msg_repo.next_seq(conn, conversation.id)
-            assert seq == 2
-            await msg_repo.insert_messages(conn, [text_message(conversation, person, seq=seq)])
+            stored = await msg_repo.insert_message(conn, text_message(conversation, person))
+            assert stored is not None
+            assert stored.seq == 2
             raise RuntimeError("undone")
 
     with pytest.raises(RuntimeError):
@@ -212,15 +211,14 @@ async def test_a_failed_use_case_in_a_shared_commit_gives_its_seq_back(db: Datab
     middle gives its number back, and the ones around it keep theirs, with no gap."""
     conversation, person = await new_conversation(db)
 
-    async def one(text: str, *, fail: bool = False) -> int:
+    async def one(text: str, *, fail: bool = False) -> int | None:
         async with db.write() as conn:
-            seq = await msg_repo.next_seq(conn, conversation.id)
-            await msg_repo.insert_messages(
-                conn, [text_message(conversation, person, text=text, seq=seq)]
+            stored = await msg_repo.insert_message(
+                conn, text_message(conversation, person, text=text)
             )
             if fail:
                 raise RuntimeError("undone")
-        return seq
+        return stored.seq if stored else None
 
     outcomes = await asyncio.gather(
         one("a"), one("b", fail=True), one("c"), one("d"), return_exceptions=True
@@ -287,10 +285,7 @@ async def test_concurrent_use_cases_all_land(db: Database) -> None:
 
     async def one(i: int) -> None:
         async with db.write() as conn:
-            seq = await msg_repo.next_seq(conn, conversation.id)
-            await msg_repo.insert_messages(
-                conn, [text_message(conversation, person, text=f"m{i}", seq=seq)]
-            )
+            await msg_repo.insert_message(conn, text_message(conversation, person, text=f"m{i}"))
 
     await asyncio.gather(*(one(i) for i in range(40)))
     async with db.read() as conn:

@@ -32,27 +32,23 @@ async def insert(
     approval: Approval = Approval.AUTOMATIC,
 ) -> list[str]:
     """Store text messages from ``person`` at ``times``, one insert each (in that order);
-    visible ones take their ``seq`` as the server does."""
+    visible ones are numbered as the server numbers them."""
     assert person.conversation_id
     assert person.participant_id
     ids = []
     async with server.registry.db.write() as conn:
         for i, moment in enumerate(times):
-            seq = None
-            if approval > Approval.NOT_APPROVED:
-                seq = await msg_repo.next_seq(conn, person.conversation_id)
             message = Message(
                 id=new_id(),
                 conversation_id=person.conversation_id,
                 type=MessageType.TEXT,
                 time=moment,
                 approval=approval,
-                seq=seq,
                 sender_id=person.participant_id,
                 sent_by_human=True,
                 text=f"m{i}",
             )
-            await msg_repo.insert_messages(conn, [message])
+            await msg_repo.insert_message(conn, message)
             ids.append(message.id)
     return ids
 
@@ -364,10 +360,9 @@ async def test_a_repeated_page_is_never_stale(lone: Person, server: LiveServer) 
     hidden = await insert(server, lone, [utcnow()], approval=Approval.NOT_APPROVED)
     assert (await lone.history(limit="5")).json()["count"] == 3
     async with server.registry.db.write() as conn:
-        seq = await msg_repo.next_seq(conn, lone.conversation_id or "")
-        await msg_repo.set_approval(
-            conn, hidden[0], approval=Approval.BY_MANAGER, seq=seq, at=utcnow()
-        )
+        held = await msg_repo.get_message(conn, lone.conversation_id or "", hidden[0])
+        assert held is not None
+        await msg_repo.approve_message(conn, held, approval=Approval.BY_MANAGER, at=utcnow())
     body = (await lone.history(limit="5")).json()
     assert body["count"] == 4
     assert [m["id"] for m in body["results"]][-1] == hidden[0]

@@ -45,7 +45,7 @@ class Connection(Protocol):
         dialect: the SQLAlchemy dialect its statements are compiled for.
         last_seqs: on the connection of a database this process alone writes (SQLite), the
             last ``seq`` taken per conversation, counted here instead of in a row (see
-            :func:`tertulia.storage.messages.next_seq`); the database empties it
+            :func:`tertulia.storage.messages.insert_message`); the database empties it
             whenever a transaction or a savepoint is rolled back. ``None`` elsewhere.
     """
 

@@ -43,16 +43,15 @@ _APPROVE = (
 )
 _APPROVE_WITH_SEQ = _APPROVE.values(seq=bindparam("seq"))
 # Where several processes write (PostgreSQL): the conversation's next seq, taken from its
-# row. The row stays locked until the end of the transaction, which gives the number back
-# if it rolls back. ``_NUMBERED`` is the same in a data-modifying WITH, for the statement
-# that uses the number.
-_NEXT_SEQ = (
+# row in a data-modifying WITH of the statement that uses the number. The row stays locked
+# until the end of the transaction, which gives the number back if it rolls back.
+_NUMBERED = (
     update(conversations)
     .where(conversations.c.id == bindparam("conversation_id"))
     .values(last_seq=conversations.c.last_seq + 1)
     .returning(conversations.c.last_seq)
+    .cte("numbered")
 )
-_NUMBERED = _NEXT_SEQ.cte("numbered")
 _APPROVE_NUMBERED = _APPROVE.values(seq=_NUMBERED.c.last_seq).returning(messages.c.seq)
 _AFTER = (
     select(messages)
@@ -345,22 +344,16 @@ async def latest_visible(conn: Connection, conversation_id: str, count: int = 1)
 # -- numbering: a message's seq, taken as it becomes visible --------------------------
 
 
-async def next_seq(conn: Connection, conversation_id: str) -> int:
-    """Take the conversation's next ``seq`` for a message stored in this transaction.
-
-    Visible messages are numbered 1, 2, ... with no gap. Where several processes write
-    (PostgreSQL) the number is the conversation row's ``last_seq``, bumped here, and the
-    row stays locked until the transaction ends. Where this process is the only writer
-    (SQLite's one writer connection, ``conn.last_seqs``), it is counted in memory: the
-    highest ``seq`` among the conversation's messages the first time, then one more each
-    time; the database forgets the counts whenever it rolls anything back, so an undone
-    message gives its number back. (That saves a statement per message, about a tenth of
-    the instructions of an answered message: docs/performance.md.)
+async def _counted_seq(conn: Connection, conversation_id: str) -> int:
+    """Take the conversation's next ``seq`` where this process is the only writer (SQLite's
+    one writer connection, ``conn.last_seqs``): counted in memory, from the highest ``seq``
+    among the conversation's messages the first time, then one more each time. The database
+    forgets the counts whenever it rolls anything back, so an undone message gives its
+    number back. (That saves a statement per message, about a tenth of the instructions of
+    an answered message: docs/performance.md.)
     """
     counted = conn.last_seqs
-    if counted is None:
-        result = await conn.execute(_NEXT_SEQ, {"conversation_id": conversation_id})
-        return int(result.scalar_one())
+    assert counted is not None, "numbers are counted in memory by a single writer only"
     last = counted.get(conversation_id)
     if last is None:
         if len(counted) >= COUNTED_CONVERSATIONS:
@@ -373,11 +366,13 @@ async def next_seq(conn: Connection, conversation_id: str) -> int:
 async def insert_message(
     conn: Connection, message: Message, *, unless_duplicate: bool = False
 ) -> Message | None:
-    """Store ``message``, numbered first (:func:`next_seq`) if people can see it and it has
-    no ``seq`` yet; returns it as stored, with its ``seq``.
+    """Store ``message``, numbered if people can see it and it has no ``seq`` yet; returns
+    it as stored, with its ``seq``.
 
-    Where the number is kept in the conversation's row (PostgreSQL), the numbering and the
-    insert are one statement (:func:`_insert_taking_seq`).
+    Visible messages are numbered 1, 2, ... with no gap. Where several processes write
+    (PostgreSQL) the number is kept in the conversation's row, and taken in the message's
+    own ``INSERT`` (:func:`_insert_taking_seq`); where this process is the only writer
+    (SQLite) it is counted in memory (:func:`_counted_seq`).
 
     With ``unless_duplicate``, a ``local_id`` its sender already used in the conversation
     stores nothing and returns None; the caller's transaction must then roll back (a number
@@ -387,7 +382,7 @@ async def insert_message(
         if conn.last_seqs is None:
             seq = await _insert_taking_seq(conn, message, unless_duplicate=unless_duplicate)
             return None if seq is None else message.numbered(seq)
-        message = message.numbered(await next_seq(conn, message.conversation_id))
+        message = message.numbered(await _counted_seq(conn, message.conversation_id))
     if not unless_duplicate:
         await insert_messages(conn, [message])
     elif not await insert_unless_duplicate(conn, message):
@@ -407,7 +402,7 @@ async def approve_message(
     elif conn.last_seqs is None:
         seq = await _approve_taking_seq(conn, message, approval=approval, at=at)
     else:
-        seq = await next_seq(conn, message.conversation_id)
+        seq = await _counted_seq(conn, message.conversation_id)
         await set_approval(conn, message.id, approval=approval, seq=seq, at=at)
     return replace(message, approval=approval, seq=seq)
 
@@ -418,11 +413,11 @@ async def _insert_taking_seq(
     """Insert ``message`` (visible, with no ``seq`` yet) with its conversation's next
     ``seq``, taken from the conversation's row in the same statement, and return it.
 
-    Where several processes write (PostgreSQL) this is :func:`next_seq` and the insert in
-    one round trip instead of two; the row stays locked until the transaction ends all the
-    same. With ``unless_duplicate``, a ``local_id`` its sender already used
-    here inserts nothing and returns None; the number was taken even so, and the caller's
-    transaction must roll back to give it back.
+    One round trip instead of two (an ``UPDATE … RETURNING`` of the row, then the insert);
+    the row stays locked until the transaction ends all the same. With
+    ``unless_duplicate``, a ``local_id`` its sender already used here inserts nothing and
+    returns None; the number was taken even so, and the caller's transaction must roll
+    back to give it back.
 
     Raises:
         LookupError: no such conversation (without ``unless_duplicate``; with it, a missing
@@ -442,7 +437,7 @@ async def _approve_taking_seq(
 ) -> int:
     """Make ``message`` (not visible yet) visible with its conversation's next ``seq``,
     taken from the conversation's row in the same statement, and return it (PostgreSQL:
-    :func:`next_seq` and :func:`set_approval` in one round trip).
+    the numbering and :func:`set_approval` in one round trip).
 
     Raises:
         LookupError: no such message or conversation (nothing changed; roll back).

@@ -29,7 +29,7 @@ batch. Alone, a use case waits one turn of the loop for its
 commit; under load, batches grow with the load.
 
 Numbering: the writer connection counts each conversation's last ``seq`` in memory
-(``SQLiteConnection.last_seqs``, used by :func:`tertulia.storage.messages.next_seq`)
+(``SQLiteConnection.last_seqs``, used by :func:`tertulia.storage.messages.insert_message`)
 instead of bumping a row per message; anything rolled back (a use case's savepoint, a whole
 transaction, a failed commit) empties the counts, which are then read again from the
 messages inside the open transaction.

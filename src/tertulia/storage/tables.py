@@ -106,8 +106,8 @@ conversations = Table(
     Column("ended", Boolean, nullable=False, default=False),
     # the last ``seq`` given to a message people can see, bumped in the writing transaction
     # where several processes write (PostgreSQL); SQLite's single writer counts in memory
-    # and leaves it alone (storage/messages.py: next_seq, and insert_message, which on
-    # PostgreSQL bumps it in the message's own INSERT)
+    # and leaves it alone (storage/messages.py: insert_message, which on PostgreSQL bumps it
+    # in the message's own INSERT, and approve_message, in its UPDATE)
     Column("last_seq", BigInteger, nullable=False, default=0),
 )
 
