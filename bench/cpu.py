@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.instructions import workload
-from bench.servers import ServerSpec, running_server
+from bench.servers import ServerSpec, checkouts, running_server
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SYSCALLS = (
@@ -202,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     # (label, server kind, source of Tertulia's code)
     servers: list[tuple[str, str, Path | None]]
     if args.compare is not None:
-        servers = [
-            (str(args.compare), "tertulia", args.compare.resolve() / "src"),
-            ("this checkout", "tertulia", None),
-        ]
+        servers = [(label, "tertulia", source) for label, source in checkouts(args.compare)]
     elif args.server in ("both", "all"):
         servers = [("tertulia", "tertulia", None), ("bare", "bare", None)]
         if args.server == "all":

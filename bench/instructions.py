@@ -40,7 +40,16 @@ from pathlib import Path
 
 from bench.client import Api, Counters, open_many
 from bench.scenarios import Sizes, _round_trips
-from bench.servers import REPO, ServerSpec, Target, free_port, server_argv, stop, wait_ready
+from bench.servers import (
+    REPO,
+    ServerSpec,
+    Target,
+    checkouts,
+    free_port,
+    server_argv,
+    stop,
+    wait_ready,
+)
 
 READY_TIMEOUT = 600.0  # seconds: start-up is slow under callgrind
 
@@ -163,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
     unit = "answer" if args.scenario == "throughput" else "conversation created"
-    runs: list[tuple[str, Path | None]] = [("this checkout", None)]
-    if args.compare is not None:
-        runs.insert(0, (str(args.compare), args.compare.resolve() / "src"))
+    runs = checkouts(args.compare)
     with tempfile.TemporaryDirectory(prefix="tertulia-instructions-") as temporary:
         for index, (label, source) in enumerate(runs):
             per = asyncio.run(measure(source, Path(temporary) / str(index), args))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.client import Api, Counters, RoundTrip, Socket, close_all, new_hex, open_many
 from bench.scenarios import Sizes, _in_time, _settle
-from bench.servers import ServerSpec, running_server
+from bench.servers import ServerSpec, checkouts, running_server
 from bench.stats import latency_summary
 
 ANSWER_TIMEOUT = Sizes().answer_timeout
@@ -107,13 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.conversations < 1 or args.seconds <= 0 or args.warmup < 0:
-        parser.error("--rate, --conversations and --seconds must be positive")
+        parser.error(
+            "--rate, --conversations and --seconds must be positive, --warmup not negative"
+        )
     executable = str(Path(sys.executable).parent / "tertulia")
-    servers = [("this checkout", ServerSpec("tertulia-sqlite", "tertulia", executable))]
-    if args.compare is not None:
-        source = args.compare.resolve() / "src"
-        spec = ServerSpec("tertulia-sqlite", "tertulia", executable, source=source)
-        servers.insert(0, (str(args.compare), spec))
+    servers = [
+        (label, ServerSpec("tertulia-sqlite", "tertulia", executable, source=source))
+        for label, source in checkouts(args.compare)
+    ]
     if args.limits:
         servers += [(kind, ServerSpec(kind, kind)) for kind in ("stored", "bare")]
     with tempfile.TemporaryDirectory(prefix="tertulia-paced-") as temporary:

@@ -68,6 +68,13 @@ class ServerError(Exception):
     """The server did not start or did not become ready; carries its log's tail."""
 
 
+def checkouts(compare: Path | None) -> list[tuple[str, Path | None]]:
+    """The code a by-hand measure runs, as (label, ``src`` to run from, None for this
+    checkout's): with ``--compare PATH``, that checkout's first, then this one's."""
+    mine: list[tuple[str, Path | None]] = [("this checkout", None)]
+    return mine if compare is None else [(str(compare), compare.resolve() / "src"), *mine]
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSpec:
     """Which server to run.

@@ -190,32 +190,36 @@ class Writer:
             self.conn.execute(FINISH_DELIVERY, (db_time(utcnow()), delivery))
 
     def run(self, answers: int) -> None:
-        """Commits until `answers` answers are stored: each commit holds one half of the
-        conversations' texts and the other half's answers (to the texts of the commit
-        before; a conversation answers its first text one commit after it)."""
+        """Commits until `answers` answers are stored, checkpointing as the server does."""
         done = 0
-        while self.variant.together and done < answers:
-            self.conn.execute("BEGIN IMMEDIATE")
-            for conversation, person, bot in self.loops:
-                self._text(conversation, person, bot)
-                self._answer(conversation, bot)
-                done += 1
-            self.conn.execute("COMMIT")
-            if time.monotonic() - self.last_checkpoint >= CHECKPOINT_INTERVAL:
-                self.checkpoint()
         while done < answers:
             self.conn.execute("BEGIN IMMEDIATE")
-            for conversation, person, bot in self.texting:
-                self._text(conversation, person, bot)
-            for conversation, _, bot in self.answering:
-                if self.variant.deliveries and conversation not in self.pending:
-                    continue  # the very first commit: no text to answer yet
-                self._answer(conversation, bot)
-                done += 1
+            done += self._round_trips() if self.variant.together else self._halves()
             self.conn.execute("COMMIT")
-            self.texting, self.answering = self.answering, self.texting
             if time.monotonic() - self.last_checkpoint >= CHECKPOINT_INTERVAL:
                 self.checkpoint()
+
+    def _halves(self) -> int:
+        """One commit's rows as under closed loops: one half of the conversations' texts and
+        the other half's answers (to the texts of the commit before; a conversation answers
+        its first text one commit after it). Returns the answers stored."""
+        answered = 0
+        for conversation, person, bot in self.texting:
+            self._text(conversation, person, bot)
+        for conversation, _, bot in self.answering:
+            if self.variant.deliveries and conversation not in self.pending:
+                continue  # the very first commit: no text to answer yet
+            self._answer(conversation, bot)
+            answered += 1
+        self.texting, self.answering = self.answering, self.texting
+        return answered
+
+    def _round_trips(self) -> int:
+        """One commit's rows for ``together``: every conversation's text and its answer."""
+        for conversation, person, bot in self.loops:
+            self._text(conversation, person, bot)
+            self._answer(conversation, bot)
+        return len(self.loops)
 
     def checkpoint(self) -> None:
         """Copies the log into the file; the log's frames so far are counted (nothing else
