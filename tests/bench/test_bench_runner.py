@@ -4,9 +4,7 @@ every scenario at the smoke-test sizes, and the page it writes."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,28 +12,15 @@ import pytest
 import bench.run
 from bench.report import NOTES_MARKER
 from bench.scenarios import SCENARIOS
-from bench.servers import REPO, STORED_SCENARIOS
+from bench.servers import STORED_SCENARIOS
+from support.bench import run_module
 
 RUNNER_SECONDS = 240  # about 45 s on two idle cores
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m bench.run ARGS` from the repository; on a timeout it is stopped with
-    SIGTERM, which the runner takes as Ctrl-C, stopping its servers, before failing."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.run", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = process.communicate(timeout=RUNNER_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-        pytest.fail(f"bench.run took over {RUNNER_SECONDS} s:\n{err[-3000:]}")
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    """``python -m bench.run ARGS``, stopped (with its servers) past ``RUNNER_SECONDS``."""
+    return run_module("bench.run", *args, seconds=RUNNER_SECONDS)
 
 
 @pytest.mark.slow

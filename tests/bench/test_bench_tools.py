@@ -7,28 +7,18 @@ its workload with `bench.cpu`, which runs here.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from bench.servers import REPO
 from bench.storing import VARIANTS
+from support.bench import run_module
 from support.environment import POSTGRES_URL, require_service
 
-TOOL_SECONDS = 120
+TOOL_SECONDS = 45  # each takes under 10 s; stopped (with its servers) before the test's 60
 
 
 def run_tool(module: str, *args: str) -> str:
-    """`python -m MODULE ARGS` from the repository; its output, after it succeeded."""
-    done = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=TOOL_SECONDS,
-        check=False,
-    )
+    """``python -m MODULE ARGS``; its output, after it succeeded."""
+    done = run_module(module, *args, seconds=TOOL_SECONDS)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 
