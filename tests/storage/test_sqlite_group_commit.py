@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from support.bots import watch_logs
 from tertulia.domain.ids import new_id
 from tertulia.domain.model import Conversation
 from tertulia.storage import conversations as conv_repo
@@ -229,6 +230,45 @@ async def test_a_short_log_needs_no_quiet_window_though_its_file_grew_before(
     finally:
         await db.close()
     assert quiet_windows == 0
+
+
+async def test_checkpoints_go_on_after_an_unexpected_error_in_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that fails with an error nobody planned for (a bug, say) is logged with its
+    traceback, and the checkpoints go on: were their task to end, the log would grow
+    without bound and the server would not say why."""
+    from tertulia.storage import sqlite as backend
+
+    monkeypatch.setattr(backend, "CHECKPOINT_INTERVAL", 0.01)
+    checkpoint = backend._Checkpointer._checkpoint
+    passes: list[str] = []
+
+    def first_pass_fails(self: Any, mode: str) -> Any:
+        passes.append(mode)
+        if len(passes) == 1:
+            raise RuntimeError("a bug in the first pass")
+        return checkpoint(self, mode)
+
+    monkeypatch.setattr(backend._Checkpointer, "_checkpoint", first_pass_fails)
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    await upgrade_async(url)
+    db = SQLiteDatabase(url)
+    try:
+        with watch_logs() as logs:
+            async with db.write() as conn:
+                await conv_repo.insert_conversation(conn, conversation("before"))
+            failed = await logs.wait_for(lambda e: e["event"] == "sqlite checkpoint crashed")
+            assert failed["log_level"] == "error"
+            assert failed.get("exc_info")
+            async with db.write() as conn:
+                await conv_repo.insert_conversation(conn, conversation("after"))
+            async with asyncio.timeout(10):
+                while len(passes) < 2:
+                    await asyncio.sleep(0.005)
+    finally:
+        await db.close()
+    assert committed_names(tmp_path / "crash.db") == {"before", "after"}
 
 
 async def test_a_failing_first_use_case_leaves_the_others_a_new_batch(

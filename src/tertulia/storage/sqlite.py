@@ -212,6 +212,10 @@ class _Checkpointer:
                     await self._quiet(lambda: asyncio.to_thread(self._checkpoint, "PASSIVE"))
             except (sqlite3.Error, OSError) as exc:  # pragma: no cover - a broken file or disk
                 log.warning("sqlite checkpoint failed", error=str(exc))  # tried again later
+            except Exception:
+                # A bug: said loudly, with its traceback, but the checkpoints go on (were
+                # this task to end, the log would grow without bound).
+                log.exception("sqlite checkpoint crashed")
 
     def _sync_log(self) -> None:
         """Sync the log to disk before a quiet window, so that the pass in it, which must
