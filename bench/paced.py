@@ -4,7 +4,7 @@ Run by hand: ``.venv/bin/python -m bench.paced [--rate 200] [--seconds 20] [--co
 
 ``throughput`` saturates the server with closed loops. A chat server mostly runs well below
 that, where what people notice is how long each answer takes, and any pause of the writers
-(SQLite's quiet windows: docs/performance.md) shows in the tail of those times. Here each
+(SQLite's quiet windows: docs/performance-history.md) shows in the tail of those times. Here each
 of ``--conversations`` conversations with ECHO sends a text once every ``conversations /
 rate`` seconds, their turns spread evenly over that period; a text sends, waits for ECHO's
 answer, then waits for its next turn (a turn missed while waiting is skipped, not made up).

@@ -10,7 +10,7 @@ the CPU time of the same transaction (``UPDATE … RETURNING`` a counter, then t
    once, run on ``sqlite3`` on the event loop;
 4. the same SQL strings straight on ``sqlite3`` (the floor).
 
-The figures explain the choice documented in ``storage/sql.py`` and docs/performance.md.
+The figures explain the choice documented in ``storage/sql.py`` and docs/performance-history.md.
 """
 
 from __future__ import annotations

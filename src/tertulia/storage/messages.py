@@ -350,7 +350,7 @@ async def _counted_seq(conn: Connection, conversation_id: str) -> int:
     among the conversation's messages the first time, then one more each time. The database
     forgets the counts whenever it rolls anything back, so an undone message gives its
     number back. (That saves a statement per message, about a tenth of the instructions of
-    an answered message: docs/performance.md.)
+    an answered message: docs/performance-history.md.)
     """
     counted = conn.last_seqs
     assert counted is not None, "numbers are counted in memory by a single writer only"

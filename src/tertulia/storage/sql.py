@@ -8,7 +8,7 @@ parameters and the column types' converters, and then run on the driver itself (
 over aiosqlite spent about 1 ms of CPU per statement (the greenlet bridge, the connection
 thread, the execution context), which capped the server at about 60 answered messages a
 second; a compiled statement on the raw driver costs tens of microseconds
-(docs/performance.md).
+(docs/performance-history.md).
 
 Conversions are SQLAlchemy's own: bind and result processors come from the column types
 for the dialect (``UTCDateTime``, ``JSON``, ``Boolean`` ...), so a row written here reads

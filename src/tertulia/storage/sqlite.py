@@ -65,7 +65,7 @@ CHECKPOINT_INTERVAL = 0.25  # seconds between checkpoints while there are commit
 CHECKPOINT_AFTER = 1000  # commits that call for a checkpoint at once
 # Bytes of log written since it last started over that call for a quiet window (writers
 # wait for it, 10-30 ms): half the size its file is cut back to, so that a restart needs no
-# cut, and a quiet window comes every 32 MB of log (docs/performance.md).
+# cut, and a quiet window comes every 32 MB of log (docs/performance-history.md).
 WAL_RESET_SIZE = 32 * 1024 * 1024
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the log file is cut back to this when it restarts
 WAL_FRAME_HEADER = 24  # bytes before each page in the log
@@ -220,7 +220,7 @@ class _Checkpointer:
     def _sync_log(self) -> None:
         """Sync the log to disk before a quiet window, so that the pass in it, which must
         sync the log before it copies, has only what came since to sync (measured: windows
-        of about 15 ms instead of 20; docs/performance.md)."""
+        of about 15 ms instead of 20; docs/performance-history.md)."""
         try:
             fd = os.open(self._path + "-wal", os.O_RDONLY)
         except FileNotFoundError:
