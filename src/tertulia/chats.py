@@ -6,12 +6,14 @@ a time in this process (a per-``Chat`` lock), so frames leave in ``seq`` order.
 
 The services a ``Chat`` needs (database, broker, runner, settings) live in a
 :class:`ChatRegistry`, built in the app's lifespan and bound with :meth:`Chat.bind`; nothing
-is created at import. ``Chat.get_chat`` keeps a bounded cache of controllers.
+is created at import. ``Chat.get_chat`` keeps a bounded cache of controllers, and never
+makes a second one for a conversation whose controller is still in use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -139,7 +141,8 @@ class ChatRegistry:
         db: the database.
         broker: the fan-out.
         bots: bot name -> (spec, class), validated.
-        cache_size: how many conversation controllers to keep in memory.
+        cache_size: how many conversation controllers to keep in memory when nothing uses
+            them; one still in use (an open socket's, say) is never replaced by a second.
     """
 
     def __init__(
@@ -166,7 +169,12 @@ class ChatRegistry:
             poll_interval=runner_poll_interval,
             cache_state=settings.broker_url.startswith("memory://"),
         )
+        # The most recently used controllers, kept; and every controller still referenced
+        # anywhere, so that one dropped from the cache while in use is found again rather
+        # than doubled (one Chat per conversation per process: its lock orders the
+        # conversation's use cases).
         self._chats: OrderedDict[str, Chat] = OrderedDict()
+        self._in_use: weakref.WeakValueDictionary[str, Chat] = weakref.WeakValueDictionary()
         self._cache_size = cache_size
         self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -217,12 +225,16 @@ class ChatRegistry:
         if chat is not None:
             self._chats.move_to_end(key)
             return chat
+        chat = self._in_use.get(key)
+        if chat is not None:
+            self._remember(chat)
+            return chat
         async with self.db.read() as conn:
             conversation = await conv_repo.get_conversation(conn, key)
             if conversation is None:
                 return None
             participants = await conv_repo.list_participants(conn, key)
-        chat = self._chats.get(key)  # another task may have loaded it meanwhile
+        chat = self._in_use.get(key)  # another task may have loaded it meanwhile
         if chat is None:
             chat = Chat(conversation, participants=participants, registry=self)
             self._remember(chat)
@@ -231,6 +243,7 @@ class ChatRegistry:
     def _remember(self, chat: Chat) -> None:
         self._chats[chat.conversation.id] = chat
         self._chats.move_to_end(chat.conversation.id)
+        self._in_use[chat.conversation.id] = chat
         while len(self._chats) > self._cache_size:
             self._chats.popitem(last=False)
 
@@ -315,7 +328,7 @@ class ChatRegistry:
         delivery is their trigger) are never shown.
         """
         if working:
-            chat = self._chats.get(conversation_id)
+            chat = self._chats.get(conversation_id) or self._in_use.get(conversation_id)
             bot = chat._find(bot_participant_id) if chat is not None else None
             entry = self.bots.get(bot.bot_name or "") if bot is not None else None
             if entry is None or not getattr(entry[1], "working_indicator", True):

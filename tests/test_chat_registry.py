@@ -1,0 +1,50 @@
+"""The registry of conversation controllers: one ``Chat`` per conversation per process
+(DESIGN), in bounded memory."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from support.rest import PersonFactory
+from support.server import LiveServer
+
+
+async def _new_conversation(server: LiveServer, people: PersonFactory, name: str) -> str:
+    person = people(server)
+    response = await person.create(nickname=name, name=name, bots=["ECHO"])
+    assert response.status_code == 201, response.text
+    assert person.conversation_id is not None
+    return person.conversation_id
+
+
+async def test_a_controller_in_use_stays_the_only_one_though_the_cache_dropped_it(
+    server: LiveServer, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket keeps its conversation's ``Chat`` for as long as it is open; when more
+    conversations than the cache holds are used meanwhile, the next request for that
+    conversation must get the same ``Chat``, not a second one with its own lock and its
+    own (stale) participants."""
+    registry = server.registry
+    monkeypatch.setattr(registry, "_cache_size", 2)
+    first = await _new_conversation(server, people, "first")
+    held = await registry.get(first)  # as an open socket's handler holds it
+    for i in range(3):
+        await registry.get(await _new_conversation(server, people, f"other{i}"))
+    assert await registry.get(first) is held
+
+
+async def test_a_controller_nobody_uses_is_let_go_once_the_cache_dropped_it(
+    server: LiveServer, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = server.registry
+    monkeypatch.setattr(registry, "_cache_size", 2)
+    first = await _new_conversation(server, people, "first")
+    gone = weakref.ref(await registry.get(first))
+    for i in range(3):
+        await registry.get(await _new_conversation(server, people, f"other{i}"))
+    gc.collect()
+    assert gone() is None
+    assert (await registry.get(first)) is not None  # loaded again when asked for
