@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from support.blab import Person
 from support.server import LiveServer
+from tertulia.serving import serving
 from tertulia.settings import Settings
 
 SettingsFactory = Callable[..., Settings]
@@ -37,20 +38,8 @@ async def serve(app: ASGIApp, *, lifespan: str = "off") -> AsyncIterator[str]:
         lifespan=lifespan,
         timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("server stopped during start-up")
-                await asyncio.sleep(0.005)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    async with serving(uvicorn.Server(config)) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 20)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
+from tertulia.serving import serving
 from tertulia.settings import Settings
 from tertulia.web.app import create_app
 
@@ -49,18 +49,5 @@ async def live_server(settings: Settings, *, port: int = 0) -> AsyncIterator[Liv
         lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("server stopped during start-up")
-                await asyncio.sleep(0.005)
-        bound = server.servers[0].sockets[0].getsockname()[1]
+    async with serving(uvicorn.Server(config)) as bound:
         yield LiveServer(app, settings, bound)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 20)

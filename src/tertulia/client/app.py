@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from tertulia.bots.base import ChatMessage
 from tertulia.client.conversation import Conversation
+from tertulia.serving import serving
 
 TRIGGER_KEYS = ("conversation_id", "bot_participant_id", "session")
 
@@ -147,20 +148,8 @@ class BotApp:
 
         With ``port=0`` the system picks a free port (for tests).
         """
-        server = self._server(host, port)
-        task = asyncio.create_task(server.serve())
-        try:
-            async with asyncio.timeout(20):
-                while not server.started:
-                    if task.done():
-                        task.result()
-                        raise RuntimeError("the trigger server stopped during start-up")
-                    await asyncio.sleep(0.005)
-            bound = server.servers[0].sockets[0].getsockname()[1]
+        async with serving(self._server(host, port)) as bound:
             yield f"http://{host}:{bound}{self.path}"
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, 20)
 
     async def aclose(self) -> None:
         """Leave every conversation."""
