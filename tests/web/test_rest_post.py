@@ -14,6 +14,7 @@ from support.blab import Person
 from support.bots import bot_person
 from support.rest import NOWHERE, PersonFactory, SettingsFactory, get
 from support.server import LiveServer, live_server
+from tertulia import chats
 
 SILENT = {"module": "support.bots", "class": "SilentBot"}
 ECHO = {"module": "tertulia.bots.builtin", "class": "UpperCaseEchoBot"}
@@ -154,6 +155,20 @@ async def test_post_local_id_limit(lone_session: Person) -> None:
     refused = await lone_session.post(type="T", text="x", local_id="a" * 33)
     assert refused.status_code == 400
     assert "local_id" in refused.json()
+
+
+async def test_quoting_a_message_older_than_the_remembered_ids(
+    alice: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversation remembers only its latest message ids (memory per conversation stays
+    small); an older message is found in the database and can be quoted all the same."""
+    monkeypatch.setattr(chats, "KNOWN_IDS", 2)
+    oldest = (await alice.post(type="T", text="oldest")).json()["id"]
+    for i in range(3):
+        assert (await alice.post(type="T", text=f"later {i}")).status_code == 201
+    quoting = await alice.post(type="T", text="re", quoted_message_id=oldest)
+    assert quoting.status_code == 201, quoting.text
+    assert quoting.json()["quoted_message_id"] == oldest
 
 
 async def test_post_quoting_rules(alice: Person, server: LiveServer, people: PersonFactory) -> None:
