@@ -63,3 +63,13 @@ def test_paced_measures_the_latency_of_a_steady_load() -> None:
     for server in ("this checkout", "stored", "bare"):
         assert f"{server} run 1: " in out
     assert out.count("late 0, lost 0") == 3
+
+
+@pytest.mark.slow
+def test_soak_follows_the_servers_memory_while_conversations_come_and_go() -> None:
+    out = run_tool("bench.soak", "--seconds", "3", "--workers", "2", "--messages", "2")
+    assert "this checkout run 1: " in out
+    assert ", 0 late or lost" in out
+    assert out.count(" MiB") == 1
+    assert len(out.splitlines()) == 14  # the memory at each tenth of the run
+    assert "KiB per 1,000 conversations" in out
