@@ -65,7 +65,7 @@ STATE_DELAY_PEOPLE = 50  # above this many participants the wait grows with the 
 STATE_DELAY_MAX = 2.0  # ... up to this many seconds
 # Recent message ids a Chat remembers, so that quoting one of them needs no query (an older
 # one costs one indexed read). About 160 bytes each: 128 keep a cached Chat's share small
-# (512 made 80 KiB per conversation, 800 MB for a full cache of 10,000).
+# (512 made up to 80 KiB per conversation, 800 MB for a full cache of long conversations).
 KNOWN_IDS = 128
 HISTORY_PAGES = 256  # history pages kept for repeated requests (see HistoryPages)
 
