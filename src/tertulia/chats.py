@@ -179,7 +179,8 @@ class ChatRegistry:
         self._chats: OrderedDict[str, Chat] = OrderedDict()
         self._in_use: weakref.WeakValueDictionary[str, Chat] = weakref.WeakValueDictionary()
         self._cache_size = cache_size
-        self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # conversation id -> participant id -> the timer of a 'left' waiting out the grace
+        self._leaving: dict[str, dict[str, asyncio.Task[None]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.working = WorkingIndicator(broker, self._current_state)
         self.history_pages = HistoryPages()
@@ -200,9 +201,13 @@ class ChatRegistry:
 
     async def close(self) -> None:
         """Store the pending 'left' events at once, then stop the runner."""
-        pending = list(self._leaving.items())
+        pending = [
+            (conversation_id, participant_id, task)
+            for conversation_id, timers in self._leaving.items()
+            for participant_id, task in timers.items()
+        ]
         self._leaving.clear()
-        for (conversation_id, participant_id), task in pending:
+        for conversation_id, participant_id, task in pending:
             task.cancel()
             chat = await self.get(conversation_id)
             if chat is not None:
@@ -345,25 +350,43 @@ class ChatRegistry:
     # -- presence timers ---------------------------------------------------------------
 
     def schedule_leave(self, chat: Chat, participant_id: str, delay: float) -> None:
-        key = (chat.conversation.id, participant_id)
+        """Store ``participant_id``'s 'left' after ``delay`` seconds, unless a socket of theirs
+        connects meanwhile (:meth:`cancel_leave`). Until then they count as online."""
+        conversation_id = chat.conversation.id
 
         async def later() -> None:
             await asyncio.sleep(delay)
             # Check before letting go of the timer: a socket that connects meanwhile cancels
             # it (cancel_leave), so a reconnection never yields 'joined' without a 'left'.
-            present = await self.broker.present(chat.conversation.id)
-            self._leaving.pop(key, None)
+            present = await self.broker.present(conversation_id)
+            self._forget_leave(conversation_id, participant_id)
             if participant_id not in present:
                 await chat._participant_left(participant_id)
 
-        self._leaving[key] = asyncio.create_task(later(), name=f"leave-{participant_id}")
+        task = asyncio.create_task(later(), name=f"leave-{participant_id}")
+        self._leaving.setdefault(conversation_id, {})[participant_id] = task
+        self.background(task)
 
     def cancel_leave(self, conversation_id: str, participant_id: str) -> bool:
-        task = self._leaving.pop((conversation_id, participant_id), None)
+        task = self._forget_leave(conversation_id, participant_id)
         if task is None:
             return False
         task.cancel()
         return True
+
+    def leaving(self, conversation_id: str) -> set[str]:
+        """The participants of a conversation whose last socket closed less than the grace
+        period ago: not left yet (they may be reloading a page)."""
+        return set(self._leaving.get(conversation_id, ()))
+
+    def _forget_leave(self, conversation_id: str, participant_id: str) -> asyncio.Task[None] | None:
+        timers = self._leaving.get(conversation_id)
+        if timers is None:
+            return None
+        task = timers.pop(participant_id, None)
+        if not timers:
+            del self._leaving[conversation_id]
+        return task
 
 
 class _UseCase:
@@ -508,8 +531,10 @@ class Chat:
         return public_message(message, media_url=MEDIA_URL)
 
     async def state(self) -> dict[str, Any]:
-        """The ``state`` frame's content: participants, name, and who is online."""
+        """The ``state`` frame's content: participants, name, and who is online (a socket
+        open, or closed less than the grace period ago: not left yet)."""
         online = await self._services.broker.present(self.conversation.id)
+        online |= self._services.leaving(self.conversation.id)
         return {
             "participants": self._public_participants(),
             "conversation_name": self.conversation.name,
@@ -779,12 +804,18 @@ class Chat:
         returning = services.cancel_leave(self.conversation.id, participant.id)
         if not first or returning:
             return False
-        async with self._transaction() as (conn, out):
-            if participant.is_human:
-                await self._store(
-                    conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant.id)
-                )
-            out.publish_state(self.participants, services.accepts)
+        try:
+            async with self._transaction() as (conn, out):
+                if participant.is_human:
+                    await self._store(
+                        conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant.id)
+                    )
+                out.publish_state(self.participants, services.accepts)
+        except BaseException:
+            # Not joined after all: the socket is not counted present (it would stay so,
+            # with no socket, and the participant's next socket would not join).
+            await services.broker.leave(self.conversation.id, participant.id, socket_id)
+            raise
         return participant.is_human
 
     async def disconnect(self, participant: Participant, socket_id: str) -> None:

@@ -9,6 +9,9 @@ handshake is accepted (refusals are HTTP 403). Then:
 - ``?after=N`` (an extension) replays every visible message with ``seq > N`` first, then
   continues live with no gap and no duplicate: the socket subscribes before it reads the
   replay, holds live frames back meanwhile, and drops those the replay already carried.
+  Without it, a second socket of someone present gets the latest visible message first,
+  the same way. A state frame read after those comes before them.
+- A failure of the server's own while a socket is served closes that socket with 1011.
 - A bad frame is answered with ``{"error": {"code", "detail", "local_id"}}`` and the socket
   stays open; frames over the size cap close it with 1009 (uvicorn's ``ws_max_size``).
 """
@@ -36,6 +39,7 @@ from tertulia.web.params import whole_number
 
 log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
+CLOSE_ERROR = 1011
 CLOSE_TIMEOUT = 5.0
 
 
@@ -209,33 +213,47 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     await websocket.accept()
 
     outbox = Outbox(websocket, socket_tags(participant), svc.settings.ws_send_queue, log=bound)
-    if after is not None:
-        outbox.hold()
+    # Live frames wait until the socket's first ones are queued (the replay of ?after=N, or
+    # the latest message), and those the first ones already carry are dropped: seq order,
+    # no duplicate, whatever is committed while they are read.
+    outbox.hold()
     unsubscribe = await svc.registry.broker.subscribe(chat.conversation.id, outbox.deliver)
     sender = outbox.start(f"ws-send-{socket_id}")
     connected = False
     try:
         joined = await chat.connect(participant, socket_id)
         connected = True
+        first: list[tuple[int, str]] = []
+        if after is not None:
+            first = await chat.replay(participant, after)
+        elif participant.is_human and not joined:
+            # The web client loads its history when its first message frame arrives.
+            latest = await chat.latest_visible()
+            if latest is not None and latest.seq is not None:
+                first = [(latest.seq, message_frame(chat.public(latest)))]
         working = svc.registry.working.shown(chat.conversation.id) if participant.is_human else []
-        if not joined or working or not chat.presence_state_is_prompt():
+        if after is not None or not joined or working or not chat.presence_state_is_prompt():
             # The new socket's own state frame, unless the one for everyone that its arrival
             # brings comes promptly (it waits longer in a big room, see Chat._flush); people
-            # also learn which bots are at work.
+            # also learn which bots are at work. Read after the first frames, and queued
+            # before them: it lists everyone they name (PROTOCOL 4.2).
             state = await chat.state()
             if participant.is_human:
                 state["working"] = working
             outbox.put_state(state_frame(state))
-        if after is not None:
-            outbox.release(await chat.replay(participant, after))
-        elif participant.is_human and not joined:
-            # The web client loads its history when its first message frame arrives.
-            latest = await chat.latest_visible()
-            if latest is not None:
-                outbox.put(message_frame(chat.public(latest)))
+        outbox.release(first)
         await _receive(websocket, chat, participant, outbox, sender, bound)
     except WebSocketDisconnect:
         pass
+    except Exception:
+        # A failure of the server's own (the database, say): this socket closes with 1011,
+        # which tells its client to reconnect; no other socket is touched.
+        bound.exception("socket failed")
+        if websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    websocket.close(CLOSE_ERROR, "internal error"), CLOSE_TIMEOUT
+                )
     finally:
         unsubscribe()
         sender.cancel()
