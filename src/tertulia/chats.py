@@ -557,18 +557,22 @@ class Chat:
         use case's own frames (no client may see a message naming a participant it was not
         told about first), and that frame, being current, also settles a pending one.
         """
-        if out.events:
-            if self._state_pending and out.state_published:
-                self._cancel_pending_state()
-            await self._services.broker.publish(self.conversation.id, out.events)
-        if out.state_changed:
-            self._state_pending = True
-            if self._state_timer is None:
-                self._state_timer = asyncio.get_running_loop().call_later(
-                    self.state_wait(), self._state_due
-                )
-        if out.recorded:
-            self._services.runner.hand_over(out.recorded)
+        try:
+            if out.events:
+                if self._state_pending and out.state_published:
+                    self._cancel_pending_state()
+                await self._services.broker.publish(self.conversation.id, out.events)
+            if out.state_changed:
+                self._state_pending = True
+                if self._state_timer is None:
+                    self._state_timer = asyncio.get_running_loop().call_later(
+                        self.state_wait(), self._state_due
+                    )
+        finally:
+            # Committed deliveries run even when publishing failed (a broker down, say):
+            # left to the next poll, a later message's would run before them.
+            if out.recorded:
+                self._services.runner.hand_over(out.recorded)
 
     @property
     def state_pending(self) -> bool:
