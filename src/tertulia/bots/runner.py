@@ -50,7 +50,7 @@ from tertulia.bots.threads import DaemonThreads
 from tertulia.domain.times import utcnow
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
-from tertulia.storage.database import Database
+from tertulia.storage.database import Database, json_dumps
 from tertulia.storage.deliveries import Delivery, Outcome
 
 log = structlog.get_logger(__name__)
@@ -62,6 +62,8 @@ OUTCOME_DELAY = 0.01
 """Seconds outcomes wait, to be written together with other bots' (not on anybody's path)."""
 CLOSE_GRACE = 2.0
 """Seconds :meth:`BotRunner.close` waits for bots' messages being stored."""
+WORKER_RESTART = 1.0
+"""Seconds before a bot's worker starts again after a failure of the server's own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,26 @@ class BotTimeout(Exception):
 
 class BotStopped(Exception):
     """A bot tried to send while the runner was stopping; nothing was stored."""
+
+
+class BotCancelled(Exception):
+    """A bot's call ended in ``CancelledError`` of its own (it awaited something cancelled
+    elsewhere), not because the runner stopped it: a failure like any other."""
+
+
+def _cancelling() -> bool:
+    """Whether the current task has been asked to stop (not merely met a cancelled future)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _is_json(state: dict[str, Any]) -> bool:
+    """Whether a bot's state can be stored (JSON values only, as docs/bots.md says)."""
+    try:
+        json_dumps(state)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 _KINDS: dict[tuple[type, str], str | None] = {}
@@ -191,6 +213,7 @@ class BotRunner:
         self._closing = False
         self._sends: set[asyncio.Task[Any]] = set()
         self._threads = DaemonThreads("bot")
+        self._overrun: dict[str, int] = {}  # per bot spec: calls abandoned, still running
         # Outcomes not written yet (see _note), and per bot the highest delivery among them.
         self._outcomes: list[tuple[str, Outcome, dict[str, Any] | None]] = []
         self._unrecorded: dict[str, int] = {}
@@ -266,13 +289,15 @@ class BotRunner:
         if bot_id not in self._dirty:
             return self._queued.pop(bot_id, None)
         self._dirty.discard(bot_id)
+        # Deliveries already run whose outcomes are not written yet are not read again (in
+        # the query: filtered afterwards, a full read of them would mark the bot dirty again
+        # and again, and SQLite's reads never let the outcomes' writer run in between).
+        # Taken before the read: an outcome written meanwhile leaves the count.
+        done = self._unrecorded.get(bot_id, 0)
         async with self._db.read() as conn:
-            batch = await outbox.pending_for(conn, bot_id, limit=BATCH)
+            batch = await outbox.pending_for(conn, bot_id, limit=BATCH, after=done)
         if len(batch) == BATCH:
             self._dirty.add(bot_id)
-        # Deliveries already run whose outcomes are not written yet are not run again.
-        done = self._unrecorded.get(bot_id, 0)
-        batch = [d for d in batch if d.pk > done]
         if batch:
             # What was handed over meanwhile and is already in this batch runs once.
             later = [d for d in self._queued.pop(bot_id, []) if d.pk > batch[-1].pk]
@@ -294,7 +319,13 @@ class BotRunner:
         except asyncio.CancelledError:
             raise
         except Exception:
+            # Not the bot's failure (those are outcomes) but the server's: the database,
+            # say. What this worker had not finished is still pending; read it back first
+            # (dirty), so that it keeps its place before what is handed over later, and
+            # start again after a pause.
             log.exception("bot worker failed", participant_id=bot_id)
+            self._dirty.add(bot_id)
+            self._require_loop().call_later(WORKER_RESTART, self._ensure_worker, bot_id)
         finally:
             self._workers.pop(bot_id, None)
 
@@ -366,27 +397,32 @@ class BotRunner:
             _delivery_log(delivery).warning("delivery to an unknown bot dropped")
             return Outcome(delivery.pk, outbox.FAILED, delivery.attempts, "unknown bot"), None
         spec, cls = entry
-        state = await self._load_state(delivery.bot_participant_id)
-        before = _copy(state)
+        loaded = await self._load_state(delivery.bot_participant_id)
+        before = _copy(loaded)
+        state: dict[str, Any] | None = None
         attempts = delivery.attempts
         busy = delivery.kind == "message"  # status updates are no work people wait for
         if busy:
             self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, True)
         try:
             # The first attempt runs directly: tenacity's machinery costs more than a quick
-            # bot's whole call, and most calls succeed.
+            # bot's whole call, and most calls succeed. It works on the state just loaded (a
+            # copy of its own); each retry on a new copy of the state as it was before.
             attempts += 1
-            failure = await self._attempt(delivery, spec, cls, context, state, before, attempts)
+            state, failure = await self._attempt(delivery, spec, cls, context, loaded, attempts)
             remaining = spec.retries + 1 - attempts
             if failure is not None and remaining > 0:
-                attempts, failure = await self._retry(
-                    delivery, spec, cls, context, state, before, attempts, remaining
+                attempts, state, failure = await self._retry(
+                    delivery, spec, cls, context, before, attempts, remaining
                 )
         finally:
             if busy:
                 self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, False)
-        if failure is not None:
-            error = str(failure.exception())
+        if state is not None and state != before and not _is_json(state):
+            state, failure = None, Future(attempts)
+            failure.set_exception(TypeError("the bot's state holds values JSON cannot"))
+        if state is None:
+            error = str(failure.exception()) if failure is not None else "no outcome"
             _delivery_log(delivery, context.bot_name).error(
                 "bot delivery failed for good", attempts=attempts, error=error
             )
@@ -403,28 +439,31 @@ class BotRunner:
         cls: type,
         context: BotContext,
         state: dict[str, Any],
-        before: dict[str, Any],
         attempt: int,
-    ) -> Future | None:
-        """One call; None when it succeeded, else a settled future holding its error (what
-        tenacity keeps of an attempt), after the failure was logged and recorded."""
+    ) -> tuple[dict[str, Any] | None, Future | None]:
+        """One call on ``state`` (this attempt's own: a call abandoned at its time limit may
+        go on changing it in its thread). Returns the state the call left and None when it
+        succeeded; else None and a settled future holding its error (what tenacity keeps of
+        an attempt), after the failure was logged and recorded."""
         try:
             await self._call(delivery, spec, cls, context, state)
         except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            _delivery_log(delivery, context.bot_name).warning(
-                "bot call failed", attempt=attempt, error=error
-            )
-            state.clear()
-            state.update(_copy(before))
-            async with self._db.write() as conn:
-                await outbox.record_attempt(conn, delivery.pk, attempts=attempt, error=error)
-            failed = Future(attempt)
-            failed.set_exception(exc)
-            return failed
-        return None
+            if _cancelling():
+                raise  # this worker is being stopped
+            exc: BaseException = BotCancelled("the bot's call ended cancelled")
+        except BaseException as raised:
+            exc = raised
+        else:
+            return state, None
+        said = f"{type(exc).__name__}: {exc}"
+        _delivery_log(delivery, context.bot_name).warning(
+            "bot call failed", attempt=attempt, error=said
+        )
+        async with self._db.write() as conn:
+            await outbox.record_attempt(conn, delivery.pk, attempts=attempt, error=said)
+        failed = Future(attempt)
+        failed.set_exception(exc)
+        return None, failed
 
     async def _retry(
         self,
@@ -432,16 +471,16 @@ class BotRunner:
         spec: BotSpec,
         cls: type,
         context: BotContext,
-        state: dict[str, Any],
         before: dict[str, Any],
         attempts: int,
         remaining: int,
-    ) -> tuple[int, Future | None]:
-        """Up to ``remaining`` more attempts with exponential backoff (tenacity).
+    ) -> tuple[int, dict[str, Any] | None, Future | None]:
+        """Up to ``remaining`` more attempts with exponential backoff (tenacity), each on a
+        copy of the state as it was ``before``.
 
         Returns:
-            the number of attempts made in all, and the last failed attempt (None when one
-            succeeded).
+            the number of attempts made in all, the state the successful one left (None
+            when none succeeded), and the last failed attempt (None when one succeeded).
         """
         initial, longest = self._backoff
         retrying = AsyncRetrying(
@@ -453,18 +492,19 @@ class BotRunner:
         )
         first = wait_exponential_jitter(multiplier=initial, max=longest, jitter=initial)
         await asyncio.sleep(first(RetryCallState(retrying, None, (), {})))
+        state: dict[str, Any] | None = None
         try:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    failure = await self._attempt(
-                        delivery, spec, cls, context, state, before, attempts
+                    state, failure = await self._attempt(
+                        delivery, spec, cls, context, _copy(before), attempts
                     )
                     if failure is not None:
                         failure.result()  # raises the attempt's error, for tenacity to see
         except RetryError as exc:
-            return attempts, exc.last_attempt
-        return attempts, None
+            return attempts, None, exc.last_attempt
+        return attempts, state, None
 
     async def _call(
         self,
@@ -490,18 +530,25 @@ class BotRunner:
             if delivery.kind == "message"
             else delivery.payload
         )
-        slot = self._slots[context.bot_name]
-        try:
-            if slot.locked():
-                async with asyncio.timeout(spec.timeout):
-                    await slot.acquire()
-            else:
-                await slot.acquire()  # at once: no timer needed
-        except TimeoutError:
-            # Every slot is held by a call that overran (threads cannot be killed).
-            raise BotTimeout(
-                f"all {concurrency(spec, cls)} slots busy for {spec.timeout} s (hung calls?)"
-            ) from None
+        name = context.bot_name
+        slot = self._slots[name]
+        if not slot.locked():
+            await slot.acquire()  # at once: no timer needed
+        else:
+            # Waiting for a slot is no part of the call's time limit: a busy bot is not a
+            # failing one. Only when every slot is held by a call past its limit (a thread
+            # cannot be killed) does waiting fail, as a hung bot's deliveries must.
+            while True:
+                try:
+                    async with asyncio.timeout(spec.timeout):
+                        await slot.acquire()
+                    break
+                except TimeoutError:
+                    if self._overrun.get(name, 0) >= concurrency(spec, cls):
+                        raise BotTimeout(
+                            f"all {concurrency(spec, cls)} slots held by calls past their "
+                            f"{spec.timeout} s (hung?)"
+                        ) from None
         kind = _method_kind(cls, method)
         if kind is None:
             slot.release()
@@ -531,7 +578,18 @@ class BotRunner:
         try:
             await asyncio.wait_for(asyncio.shield(future), spec.timeout)
         except TimeoutError:
+            # Abandoned, but its thread holds the slot until it returns.
+            self._overrun[name] = self._overrun.get(name, 0) + 1
+            future.add_done_callback(lambda _: self._returned(name))
             raise BotTimeout(f"no answer within {spec.timeout} s") from None
+
+    def _returned(self, name: str) -> None:
+        """A call abandoned at its time limit has returned after all (its slot is free)."""
+        left = self._overrun.get(name, 0) - 1
+        if left > 0:
+            self._overrun[name] = left
+        else:
+            self._overrun.pop(name, None)
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         assert self._loop is not None

@@ -84,5 +84,12 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         return
     if error is None:
         future.set_result(None)
+    elif isinstance(error, StopIteration):
+        # A future refuses StopIteration (it would end the coroutine awaiting it), and the
+        # call would stay unsettled, its slot taken for good: a plain RuntimeError instead,
+        # as Python itself does for a coroutine (PEP 479).
+        wrapped = RuntimeError(f"the call raised {type(error).__name__}")
+        wrapped.__cause__ = error
+        future.set_exception(wrapped)
     else:
         future.set_exception(error)

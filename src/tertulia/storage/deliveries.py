@@ -22,7 +22,11 @@ _ENQUEUE = deliveries.insert()
 _ENQUEUE_RETURNING = _ENQUEUE.returning(deliveries.c.pk)
 _PENDING_FOR = (
     select(deliveries)
-    .where(_IS_PENDING, deliveries.c.bot_participant_id == bindparam("bot_participant_id"))
+    .where(
+        _IS_PENDING,
+        deliveries.c.bot_participant_id == bindparam("bot_participant_id"),
+        deliveries.c.pk > bindparam("after"),
+    )
     .order_by(deliveries.c.pk)
     .limit(bindparam("limit"))
 )
@@ -108,10 +112,13 @@ async def enqueue(conn: Connection, new: list[NewDelivery], *, now: datetime) ->
     return recorded
 
 
-async def pending_for(conn: Connection, bot_participant_id: str, *, limit: int) -> list[Delivery]:
-    """The bot's oldest pending deliveries, in the order they were recorded."""
+async def pending_for(
+    conn: Connection, bot_participant_id: str, *, limit: int, after: int = 0
+) -> list[Delivery]:
+    """The bot's oldest pending deliveries past ``after`` (a delivery's key), in the order
+    they were recorded."""
     rows = await conn.execute(
-        _PENDING_FOR, {"bot_participant_id": bot_participant_id, "limit": limit}
+        _PENDING_FOR, {"bot_participant_id": bot_participant_id, "limit": limit, "after": after}
     )
     return [_delivery(r) for r in rows]
 
