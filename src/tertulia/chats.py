@@ -1082,17 +1082,19 @@ class Chat:
 
     async def replay(
         self, participant: Participant, after: int, *, batch: int = 1000
-    ) -> list[tuple[int, str]]:
-        """(seq, frame) of every visible message with ``seq > after`` this participant may
-        see, read in batches of ``batch``."""
-        found: list[Message] = []
+    ) -> tuple[list[tuple[int, str]], int | None]:
+        """One batch of the replay of ``?after=N``: (seq, frame) of the first ``batch``
+        visible messages with ``seq > after`` that this participant may see, and the
+        ``after`` of the next batch (None when this one reached the end).
+
+        A batch at a time, each in its own read, so that a socket resuming a long
+        conversation holds one batch rather than all of it (web/ws.py reads the next once
+        it has sent this one). Nothing is lost between reads: a message takes its ``seq``
+        as it commits, in order.
+        """
         async with self._services.db.read() as conn:
-            while True:
-                page = await msg_repo.visible_after(conn, self.conversation.id, after, limit=batch)
-                found.extend(page)
-                if len(page) < batch:
-                    break
-                after = page[-1].seq or after
+            found = await msg_repo.visible_after(conn, self.conversation.id, after, limit=batch)
+        following = found[-1].seq if len(found) == batch else None
         has_manager = self.manager is not None
         frames = []
         for message in found:
@@ -1107,7 +1109,7 @@ class Chat:
             if participant.is_manager:
                 public["approved"] = True
             frames.append((message.seq or 0, message_frame(public)))
-        return frames
+        return frames, following
 
     async def latest_visible(self) -> Message | None:
         async with self._services.db.read() as conn:

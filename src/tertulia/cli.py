@@ -34,6 +34,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from tertulia.web.app import create_app
+    from tertulia.web.wsprotocol import WebSocketProtocol
 
     app = create_app(settings)
     # What start-up built (modules, the app, the schema) lives as long as the process: out
@@ -50,7 +51,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         port=port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,  # websockets-sansio, aborting connections stuck in closing
         ws_max_size=settings.ws_max_message,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

@@ -1,12 +1,14 @@
-"""A socket's outgoing queue: order, superseded state frames, overflow."""
+"""A socket's outgoing queue: order, superseded state frames, overflow, a replay streamed a
+batch at a time with live frames held meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from tertulia.realtime.broker import Event
-from tertulia.web.ws import Outbox
+from tertulia.web.ws import Batch, Outbox
 
 EVERYONE = frozenset({"humans", "bots"})
 
@@ -35,6 +37,12 @@ async def drained(box: Outbox) -> None:
         while box.pending:
             await asyncio.sleep(0)
         await asyncio.sleep(0)
+
+
+async def until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not check():
+            await asyncio.sleep(0)
 
 
 async def test_a_newer_state_replaces_one_not_sent_yet() -> None:
@@ -82,3 +90,93 @@ async def test_frames_for_others_are_skipped_and_a_full_queue_drops_the_socket()
     await asyncio.gather(sender, return_exceptions=True)
     assert sender.cancelled()
     assert peer.sent == []
+
+
+async def test_a_replay_is_read_a_batch_at_a_time() -> None:
+    """A replay's next batch is read once the last is written: while the peer stalls nothing
+    more is read, and no more than one batch is ever built ahead of what was sent."""
+    peer = Peer()
+    box = outbox(peer)
+    box.hold()
+    built: list[int] = []  # frames read and not sent yet, as each further batch is read
+
+    def batch(after: int) -> Batch:
+        return [(seq, f"m{seq}") for seq in range(after + 1, min(after + 3, 8) + 1)]
+
+    async def read(after: int) -> tuple[Batch, int | None]:
+        built.append(after - len(peer.sent))
+        found = batch(after)
+        return found, found[-1][0] if len(found) == 3 else None
+
+    peer.flowing.clear()
+    box.put_first(batch(0), 3, read)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert built == []
+    peer.flowing.set()
+    await until(lambda: len(peer.sent) == 8)
+    assert peer.sent == [f"m{seq}" for seq in range(1, 9)]
+    assert built == [0, 0]
+    assert box.sender is not None
+    box.sender.cancel()
+
+
+async def test_a_state_queued_during_a_replay_goes_before_its_next_batch() -> None:
+    """A state frame queued while a replay streams (a newcomer's, say) goes before the next
+    batch, which may name the newcomer; live frames held meanwhile follow the replay, less
+    those it carried."""
+    peer = Peer()
+    box = outbox(peer)
+    box.hold()
+    reading, go = asyncio.Event(), asyncio.Event()
+
+    async def read(after: int) -> tuple[Batch, int | None]:
+        reading.set()
+        await go.wait()
+        return [(3, "m3"), (4, "m4")], None
+
+    box.put_state("s1")
+    box.put_first([(1, "m1"), (2, "m2")], 2, read)
+    async with asyncio.timeout(5):
+        await reading.wait()
+    box.deliver(Event(EVERYONE, "s2", supersedes=True))
+    box.deliver(Event(EVERYONE, "m4", seq=4))  # committed before the batch was read
+    box.deliver(Event(EVERYONE, "m5", seq=5))
+    go.set()
+    await until(lambda: len(peer.sent) == 7)
+    await drained(box)
+    assert peer.sent == ["s1", "m1", "m2", "s2", "m3", "m4", "m5"]
+    assert box.sender is not None
+    box.sender.cancel()
+
+
+async def test_live_frames_held_past_the_queue_size_drop_the_socket() -> None:
+    """Live frames held while a replay is written count against the queue's size, but not
+    those the replay has carried: one more and the socket is dropped as a slow reader."""
+    peer = Peer()
+    peer.flowing.clear()
+    box = outbox(peer, size=3)
+    box.hold()
+    never = asyncio.Event()
+
+    async def read(after: int) -> tuple[Batch, int | None]:
+        if after == 4:
+            await never.wait()  # the replay goes on
+        return [(3, "m3"), (4, "m4")], 4
+
+    box.put_first([(1, "m1"), (2, "m2")], 2, read)
+    await asyncio.sleep(0)  # the sender takes the replay and stalls writing m1
+    for seq in (2, 3, 4, 10):  # m2 is written already, m3 and m4 are held for now
+        box.deliver(Event(EVERYONE, f"m{seq}", seq=seq))
+    assert not box.overflowed
+    peer.flowing.set()
+    await until(lambda: len(peer.sent) == 4)  # m3 and m4 came with the replay
+    for seq in (11, 12):
+        box.deliver(Event(EVERYONE, f"m{seq}", seq=seq))
+    assert not box.overflowed
+    box.deliver(Event(EVERYONE, "m13", seq=13))
+    assert box.overflowed
+    sender: Any = box.sender
+    await asyncio.gather(sender, return_exceptions=True)
+    assert sender.cancelled()
+    assert peer.sent == ["m1", "m2", "m3", "m4"]

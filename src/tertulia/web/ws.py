@@ -10,7 +10,11 @@ handshake is accepted (refusals are HTTP 403). Then:
   continues live with no gap and no duplicate: the socket subscribes before it reads the
   replay, holds live frames back meanwhile, and drops those the replay already carried.
   Without it, a second socket of someone present gets the latest visible message first,
-  the same way. A state frame read after those comes before them.
+  the same way. A state frame read after those (the replay's first batch) comes before
+  them, and one queued while the replay goes on comes before its next batch.
+- A replay streams: its next batch (``REPLAY_BATCH`` messages) is read once the last is
+  written, so a resuming socket holds one batch, not the conversation; live frames held
+  meanwhile count against the queue's size like queued ones (past it: 1013, as above).
 - A failure of the server's own while a socket is served closes that socket with 1011.
 - A bad frame is answered with ``{"error": {"code", "detail", "local_id"}}`` and the socket
   stays open; frames over the size cap close it with 1009 (uvicorn's ``ws_max_size``).
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -41,6 +46,9 @@ log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
 CLOSE_ERROR = 1011
 CLOSE_TIMEOUT = 5.0
+# Messages a resuming socket reads, and holds, at a time: about 250 KB of 1,000-character
+# messages (a 10,000-message replay took as long in batches of 200 as of 1,000).
+REPLAY_BATCH = 200
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
@@ -66,15 +74,42 @@ class _Latest:
         self.taken = False
 
 
+Batch = list[tuple[int, str]]
+"""(seq, frame) of messages, in ``seq`` order."""
+
+ReadBatch = Callable[[int], Awaitable[tuple[Batch, int | None]]]
+"""Reads the replay's batch after a seq: its frames and where the next starts (None: done)."""
+
+
+class _First:
+    """A socket's first frames, one item of its queue: those read already (the latest
+    message, or a replay's first batch) and, for a longer replay, how to read the rest."""
+
+    __slots__ = ("following", "frames", "read")
+
+    def __init__(self, frames: Batch, following: int | None, read: ReadBatch | None) -> None:
+        self.frames = frames
+        self.following = following
+        self.read = read
+
+
 class Outbox:
     """A socket's outgoing frames: a bounded queue, filtering by tags, and resume.
 
-    The queue holds single frames and, once, the whole replay of ``?after=N`` as one item:
-    the sender task writes a replay frame by frame with the socket's own back-pressure, so
-    a long replay never overflows the queue. At most one unsent ``state`` frame waits: a
-    newer one takes its place (a room filling up would otherwise queue a full participant
-    list per newcomer). Live frames are only queued; when the queue is full the socket is
-    dropped (its sender stops and the endpoint closes it with 1013).
+    Live frames are only queued; when the queue is full the socket is dropped (its sender
+    stops and the endpoint closes it with 1013). At most one unsent ``state`` frame waits:
+    a newer one takes its place (a room filling up would otherwise queue a full
+    participant list per newcomer).
+
+    The socket's first frames (the latest message, or the replay of ``?after=N``) are one
+    item of the queue (:meth:`put_first`); live message frames are held back from
+    :meth:`hold` until the sender has written them, and those they carried are dropped. A
+    replay is read a batch at a time, the next once the sender has written the last with
+    the socket's own back-pressure, so a socket holds one batch however long the replay.
+    Held frames are bounded as the queue is: more than its size and the socket is dropped
+    as a slow reader (it may resume with ``?after=`` its last seq). ``state`` frames are
+    never held; one queued while a replay goes on is written before its next batch, which
+    may name someone only that frame lists (PROTOCOL 4.2).
     """
 
     def __init__(
@@ -84,11 +119,12 @@ class Outbox:
         self.tags = tags
         # A plain deque and one future to wake the sender when it waits: an asyncio.Queue
         # costs a second future hand-off per frame, and a room sends a frame per socket.
-        self._items: deque[str | list[str] | _Latest] = deque()
+        self._items: deque[str | _Latest | _First] = deque()
         self._size = size
         self._waiting: asyncio.Future[None] | None = None
         self._state: _Latest | None = None
         self.overflowed = False
+        self.failed = False
         self.sender: asyncio.Task[None] | None = None
         self._log = log
         self._held: list[Event] | None = None
@@ -103,15 +139,16 @@ class Outbox:
         """Broker callback: never blocks."""
         if not (event.audience & self.tags):
             return
-        if self._held is not None:
-            self._held.append(event)
-            return
-        if event.seq is not None and event.seq <= self._replayed_upto:
-            return
         if event.supersedes:
             self.put_state(event.frame)
-        else:
+        elif event.seq is not None and event.seq <= self._replayed_upto:
+            return  # the first frames carried it
+        elif self._held is None:
             self.put(event.frame)
+        elif len(self._held) < self._size:
+            self._held.append(event)
+        else:
+            self._drop(held=len(self._held))
 
     def put_state(self, frame: str) -> None:
         """Queue a ``state`` frame, replacing one not sent yet."""
@@ -126,17 +163,12 @@ class Outbox:
         """Items queued that the sender has not taken yet."""
         return len(self._items)
 
-    def put(self, frame: str | list[str] | _Latest) -> None:
-        """Queue a frame (or a replay); a full queue drops the socket."""
+    def put(self, frame: str | _Latest | _First) -> None:
+        """Queue a frame; a full queue drops the socket."""
         if self.overflowed:
             return
         if len(self._items) >= self._size:
-            self.overflowed = True
-            self._log.warning("socket too slow, dropping it", queued=len(self._items))
-            # The sender may be stuck writing to a peer that does not read: stop it now,
-            # which ends the receive loop and runs the disconnect bookkeeping.
-            if self.sender is not None:
-                self.sender.cancel()
+            self._drop(queued=len(self._items))
             return
         self._items.append(frame)
         waiting = self._waiting
@@ -145,21 +177,28 @@ class Outbox:
             if not waiting.done():
                 waiting.set_result(None)
 
+    def _drop(self, **waiting: int) -> None:
+        self.overflowed = True
+        self._log.warning("socket too slow, dropping it", **waiting)
+        # The sender may be stuck writing to a peer that does not read: stop it now, which
+        # ends the receive loop and runs the disconnect bookkeeping.
+        if self.sender is not None:
+            self.sender.cancel()
+
     def hold(self) -> None:
-        """Keep live frames back until :meth:`release`."""
+        """Keep live message frames back until the first frames are written."""
         self._held = []
 
-    def release(self, replay: list[tuple[int, str]]) -> None:
-        """Send the replay, then the live frames held meanwhile that it did not cover."""
-        held, self._held = self._held or [], None
-        if replay:
-            self._replayed_upto = max(seq for seq, _ in replay)
-            self.put([frame for _, frame in replay])
-        for event in held:
-            self.deliver(event)
+    def put_first(
+        self, frames: Batch, following: int | None = None, read: ReadBatch | None = None
+    ) -> None:
+        """Queue the socket's first frames: ``frames``, then, while ``following`` is not
+        None, the batches ``read(following)`` returns; the held live frames come after."""
+        self.put(_First(frames, following, read))
 
     async def _pump(self) -> None:
-        """Send queued frames in order until cancelled or the socket breaks."""
+        """Send queued frames in order until cancelled, the socket breaks, or a replay
+        cannot be read (:attr:`failed`)."""
         items = self._items
         loop = asyncio.get_running_loop()
         while True:
@@ -168,12 +207,45 @@ class Outbox:
                 await self._waiting
                 continue
             item = items.popleft()
-            if isinstance(item, _Latest):
-                item.taken = True
-                await self.websocket.send_text(item.frame)
-                continue
-            for frame in [item] if isinstance(item, str) else item:
+            if isinstance(item, str):
+                await self.websocket.send_text(item)
+            elif isinstance(item, _Latest):
+                if not item.taken:  # else already written ahead of a replay's batch
+                    item.taken = True
+                    await self.websocket.send_text(item.frame)
+            elif not await self._send_first(item):
+                return
+
+    async def _send_first(self, first: _First) -> bool:
+        """Write the first frames, reading each further batch once the last is written,
+        then queue the live frames held meanwhile that they did not carry. False when a
+        batch could not be read (the socket would miss messages)."""
+        batch, following, first.frames = first.frames, first.following, []
+        while True:
+            if batch:
+                # Live frames this batch carries need not wait (nor count against the bound).
+                upto = self._replayed_upto = batch[-1][0]
+                if self._held:
+                    self._held = [e for e in self._held if e.seq is None or e.seq > upto]
+            for _, frame in batch:
                 await self.websocket.send_text(frame)
+            if following is None or first.read is None:
+                break
+            try:
+                batch, following = await first.read(following)
+            except Exception:
+                self._log.exception("reading the replay failed")
+                self.failed = True
+                return False
+            state = self._state
+            if state is not None and not state.taken:
+                # Queued meanwhile, it may list someone this batch names: it goes first.
+                state.taken = True
+                await self.websocket.send_text(state.frame)
+        held, self._held = self._held or [], None
+        for event in held:
+            self.deliver(event)
+        return True
 
 
 async def _authenticate(
@@ -213,9 +285,9 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     await websocket.accept()
 
     outbox = Outbox(websocket, socket_tags(participant), svc.settings.ws_send_queue, log=bound)
-    # Live frames wait until the socket's first ones are queued (the replay of ?after=N, or
-    # the latest message), and those the first ones already carry are dropped: seq order,
-    # no duplicate, whatever is committed while they are read.
+    # Live frames wait until the socket's first ones are written (the replay of ?after=N,
+    # or the latest message), and those the first ones already carry are dropped: seq
+    # order, no duplicate, whatever is committed while they are read.
     outbox.hold()
     unsubscribe = await svc.registry.broker.subscribe(chat.conversation.id, outbox.deliver)
     sender = outbox.start(f"ws-send-{socket_id}")
@@ -223,9 +295,10 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     try:
         joined = await chat.connect(participant, socket_id)
         connected = True
-        first: list[tuple[int, str]] = []
+        first: Batch = []
+        following: int | None = None
         if after is not None:
-            first = await chat.replay(participant, after)
+            first, following = await chat.replay(participant, after, batch=REPLAY_BATCH)
         elif participant.is_human and not joined:
             # The web client loads its history when its first message frame arrives.
             latest = await chat.latest_visible()
@@ -241,7 +314,11 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
             if participant.is_human:
                 state["working"] = working
             outbox.put_state(state_frame(state))
-        outbox.release(first)
+
+        async def read(after: int) -> tuple[Batch, int | None]:
+            return await chat.replay(participant, after, batch=REPLAY_BATCH)
+
+        outbox.put_first(first, following, read)
         await _receive(websocket, chat, participant, outbox, sender, bound)
     except WebSocketDisconnect:
         pass
@@ -249,11 +326,7 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
         # A failure of the server's own (the database, say): this socket closes with 1011,
         # which tells its client to reconnect; no other socket is touched.
         bound.exception("socket failed")
-        if websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    websocket.close(CLOSE_ERROR, "internal error"), CLOSE_TIMEOUT
-                )
+        await _close(websocket, CLOSE_ERROR, "internal error")
     finally:
         unsubscribe()
         sender.cancel()
@@ -263,11 +336,19 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
                 await chat.disconnect(participant, socket_id)
             except Exception:
                 bound.exception("disconnect bookkeeping failed")
-        if websocket.application_state == WebSocketState.CONNECTED and outbox.overflowed:
-            # A peer that does not read may never take the close frame either; after the
-            # timeout the server drops the connection without it.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(websocket.close(CLOSE_SLOW, "too slow"), CLOSE_TIMEOUT)
+        if outbox.overflowed:
+            await _close(websocket, CLOSE_SLOW, "too slow")
+        elif outbox.failed:
+            await _close(websocket, CLOSE_ERROR, "internal error")
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close the socket unless it is closed already. A peer that does not read may never
+    take the close frame: the server gives up on it after ``CLOSE_TIMEOUT`` seconds, and
+    web/wsprotocol.py aborts the connection if the peer still takes nothing."""
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT)
 
 
 class _SenderWatch:

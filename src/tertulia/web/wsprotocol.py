@@ -1,0 +1,74 @@
+"""uvicorn's WebSocket protocol, made to let go of connections whose peer stopped reading.
+
+uvicorn (``websockets-sansio``) ends a connection with ``transport.close()``, which waits
+until the write buffer drains; a peer that does not read never lets it drain, so the
+connection (its file descriptor, its buffers, this protocol object) would stay as long as
+the peer does. That happens to a socket dropped as a slow reader (its close frame cannot
+even be written) and to one whose keepalive ping went unanswered. Here, once the server is
+done with a connection (the ASGI app returned, or the keepalive gave up), the connection is
+aborted if it is still not gone :data:`ABORT_AFTER` seconds later.
+
+A closing handshake is never cut short: uvicorn itself waits ``close_timeout`` (10 s) for
+the peer's close frame before it closes the transport, and a transport with nothing left to
+write closes at once; :data:`ABORT_AFTER` is longer than that wait. What an abort can cut is
+only data a peer did not read within those seconds after the server gave up on it.
+
+This relies on uvicorn's method names (``run_asgi``, ``keepalive_timeout``,
+``connection_lost``, ``disconnected``), which is why uvicorn is pinned;
+``tests/web/test_ws_abort.py`` fails if the abort stops working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+log = structlog.get_logger(__name__)
+
+#: Seconds between the server giving up on a connection and aborting it if still open:
+#: uvicorn's ``close_timeout`` (10 s) and a margin. Read when the abort is scheduled.
+ABORT_AFTER = 15.0
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """``WebSocketsSansIOProtocol`` that aborts a connection stuck in closing.
+
+    Pass the class as uvicorn's ``ws`` (``tertulia serve`` and the tests' live server do).
+    """
+
+    _abort_timer: asyncio.TimerHandle | None = None
+
+    async def run_asgi(self) -> None:
+        await super().run_asgi()
+        # The app is done with the connection: uvicorn has closed the transport or will
+        # after its close_timeout; either way the connection has no reason to last.
+        self._abort_later()
+
+    def keepalive_timeout(self) -> None:
+        # The peer did not answer a ping (uvicorn closes the transport): it may not be
+        # reading either, and the app, waiting for frames, would never return.
+        super().keepalive_timeout()
+        self._abort_later()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        super().connection_lost(exc)
+
+    def _abort_later(self) -> None:
+        if self._abort_timer is None and not self.disconnected:
+            self._abort_timer = self.loop.call_later(ABORT_AFTER, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        if self.disconnected:
+            return
+        log.info(
+            "websocket connection aborted: its peer reads nothing",
+            client=self.client,
+            unsent=self.transport.get_write_buffer_size(),
+        )
+        self.transport.abort()

@@ -1,0 +1,127 @@
+"""A connection the server gave up on goes, even when its peer reads nothing: uvicorn's
+close waits for the write buffer to drain, which such a peer never allows, so
+web/wsprotocol.py aborts it a while later (its file descriptor and buffers are freed)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket as sockets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from support.blab import Frame, Person, Socket
+from support.server import LiveServer, live_server
+from tertulia.settings import Settings
+from tertulia.web import ws, wsprotocol
+from tertulia.web.wsprotocol import WebSocketProtocol
+
+PersonFactory = Callable[[LiveServer], Person]
+SettingsFactory = Callable[..., Settings]
+BIG = [f"{j} " + "x" * 990 for j in range(100)]  # options: a 100 KB frame, to fill buffers
+
+
+@pytest.fixture
+def protocols(monkeypatch: pytest.MonkeyPatch) -> list[WebSocketProtocol]:
+    """The server's WebSocket connections, as they are made; aborts come quickly."""
+    monkeypatch.setattr(wsprotocol, "ABORT_AFTER", 0.5)
+    monkeypatch.setattr(ws, "CLOSE_TIMEOUT", 0.5)
+    made: list[WebSocketProtocol] = []
+    connection_made = WebSocketProtocol.connection_made
+
+    def record(self: WebSocketProtocol, transport: Any) -> None:
+        made.append(self)
+        connection_made(self, transport)
+
+    monkeypatch.setattr(WebSocketProtocol, "connection_made", record)
+    return made
+
+
+@asynccontextmanager
+async def _not_reading(
+    server: LiveServer, person: Person, protocols: list[WebSocketProtocol]
+) -> AsyncIterator[WebSocketProtocol]:
+    """A socket of ``person`` that reads nothing (a tiny receive buffer, its client's queue
+    full at once); yields the server's side of it."""
+    raw = sockets.socket()
+    raw.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", server.port))
+    lazy: ClientConnection = await connect(
+        f"{server.ws_url}/ws/chat/{person.conversation_id}/",
+        sock=raw,
+        additional_headers={"Cookie": f"sessionid={person.session}"},
+        max_queue=1,
+        compression=None,
+    )
+    try:
+        port = raw.getsockname()[1]
+        yield next(p for p in protocols if p.client and p.client[1] == port)
+    finally:
+        lazy.transport.abort()
+
+
+async def _fill(watcher: Socket, done: Callable[[], bool]) -> None:
+    """Send big messages until ``done()``."""
+    for i in range(200):
+        local_id = await watcher.say(f"{i}", options=BIG)
+        await watcher.message(local_id=local_id)
+        if done():
+            return
+    raise AssertionError("never done")
+
+
+async def _gone(connection: WebSocketProtocol, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not connection.disconnected:
+            await asyncio.sleep(0.05)
+
+
+async def _room(server: LiveServer, people: PersonFactory) -> tuple[Person, Socket]:
+    alice = people(server)
+    assert (await alice.create(nickname="alice", bots=[])).status_code == 201
+    assert alice.conversation_id is not None
+    bob = people(server)
+    assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
+    return alice, await bob.connect()
+
+
+async def test_a_slow_reader_dropped_for_overflow_is_disconnected(
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    protocols: list[WebSocketProtocol],
+) -> None:
+    """A socket dropped for not reading cannot even take its close frame; its connection is
+    aborted shortly after (it stayed open as long as the peer did)."""
+    settings = make_settings(ws_send_queue=10, ws_max_message=256 * 1024)
+    async with live_server(settings) as server:
+        alice, watcher = await _room(server, people)
+        async with _not_reading(server, alice, protocols) as connection:
+
+            def left(frame: Frame) -> bool:
+                message = frame.get("message", {})
+                return bool(
+                    message.get("event") == "participant-left"
+                    and message["additional_metadata"]["participant_id"] == alice.participant_id
+                )
+
+            await _fill(watcher, lambda: any(left(f) for f in watcher.frames))
+            await _gone(connection)
+
+
+async def test_a_peer_that_misses_its_keepalive_and_reads_nothing_is_disconnected(
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    protocols: list[WebSocketProtocol],
+) -> None:
+    """A socket whose pings go unanswered while its buffers are full (no overflow: the room
+    is quiet) is aborted after uvicorn's keepalive gives up; the app, waiting for frames,
+    would never have returned."""
+    async with live_server(make_settings(ws_max_message=256 * 1024)) as server:
+        alice, watcher = await _room(server, people)
+        async with _not_reading(server, alice, protocols) as connection:
+            await _fill(watcher, lambda: not connection.writable.is_set())
+            connection.keepalive_timeout()  # as uvicorn's pong timer does
+            await _gone(connection)
