@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from support.blab import Person
+from support.blab import Person, Socket
 from support.server import LiveServer
 from tertulia.settings import Settings
 
@@ -33,3 +33,14 @@ def set_cookie(response: httpx.Response) -> str | None:
         if value.startswith("sessionid="):
             return value
     return None
+
+
+async def room_of_two(server: LiveServer, people: PersonFactory) -> tuple[Person, Socket]:
+    """alice's conversation (no bots) that bob has joined; returns alice (no socket yet)
+    and bob's socket, which watches what everyone gets."""
+    alice = people(server)
+    assert (await alice.create(nickname="alice", bots=[])).status_code == 201
+    assert alice.conversation_id is not None
+    bob = people(server)
+    assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
+    return alice, await bob.connect()

@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from support.blab import Frame, Person, Socket
+from support.rest import room_of_two
 from support.server import LiveServer, live_server
 from tertulia.settings import Settings
 from tertulia.web import ws, wsprotocol
@@ -79,15 +80,6 @@ async def _gone(connection: WebSocketProtocol, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
-async def _room(server: LiveServer, people: PersonFactory) -> tuple[Person, Socket]:
-    alice = people(server)
-    assert (await alice.create(nickname="alice", bots=[])).status_code == 201
-    assert alice.conversation_id is not None
-    bob = people(server)
-    assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
-    return alice, await bob.connect()
-
-
 async def test_a_slow_reader_dropped_for_overflow_is_disconnected(
     make_settings: SettingsFactory,
     people: PersonFactory,
@@ -97,7 +89,7 @@ async def test_a_slow_reader_dropped_for_overflow_is_disconnected(
     aborted shortly after (it stayed open as long as the peer did)."""
     settings = make_settings(ws_send_queue=10, ws_max_message=256 * 1024)
     async with live_server(settings) as server:
-        alice, watcher = await _room(server, people)
+        alice, watcher = await room_of_two(server, people)
         async with _not_reading(server, alice, protocols) as connection:
 
             def left(frame: Frame) -> bool:
@@ -120,7 +112,7 @@ async def test_a_peer_that_misses_its_keepalive_and_reads_nothing_is_disconnecte
     is quiet) is aborted after uvicorn's keepalive gives up; the app, waiting for frames,
     would never have returned."""
     async with live_server(make_settings(ws_max_message=256 * 1024)) as server:
-        alice, watcher = await _room(server, people)
+        alice, watcher = await room_of_two(server, people)
         async with _not_reading(server, alice, protocols) as connection:
             await _fill(watcher, lambda: not connection.writable.is_set())
             connection.keepalive_timeout()  # as uvicorn's pong timer does

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from websockets.asyncio.client import connect
 
 from support.blab import Frame, Person
+from support.rest import room_of_two
 from support.server import LiveServer, live_server
 from tertulia.settings import Settings
 
@@ -33,12 +34,7 @@ async def test_peer_that_does_not_read_is_dropped(
     sockets carry on."""
     settings = make_settings(ws_send_queue=10, ws_max_message=256 * 1024)
     async with live_server(settings) as server:
-        alice = people(server)
-        assert (await alice.create(nickname="alice", bots=[])).status_code == 201
-        assert alice.conversation_id is not None
-        bob = people(server)
-        assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
-        watcher = await bob.connect()
+        alice, watcher = await room_of_two(server, people)
 
         # A tiny receive buffer and a client that never reads: the server's writes back up
         # (past the kernel's buffers, hence big frames, and no compression to shrink them).

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from support.blab import Frame, Person, Socket
+from support.rest import room_of_two
 from support.server import LiveServer, live_server
 from tertulia.chats import Chat
 from tertulia.settings import Settings
@@ -142,12 +143,8 @@ async def test_someone_reloading_stays_online_for_the_others(
     """In the grace period after a participant's last socket closed (a page reload, say)
     they have not left: a state frame sent meanwhile still shows them online."""
     async with live_server(make_settings(presence_grace=60)) as server:
-        alice = people(server)
-        assert (await alice.create(nickname="alice", bots=[])).status_code == 201
+        alice, watcher = await room_of_two(server, people)
         assert alice.conversation_id is not None
-        bob = people(server)
-        assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
-        watcher = await bob.connect()
         tab = await alice.connect()
         await tab.message(event="participant-joined")
         await tab.close()
