@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from support.rest import PersonFactory
-from support.server import LiveServer
+from support.server import LiveServer, live_server
+from tertulia import chats
+
+
+async def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
 
 
 async def _new_conversation(server: LiveServer, people: PersonFactory, name: str) -> str:
@@ -48,3 +58,24 @@ async def test_a_controller_nobody_uses_is_let_go_once_the_cache_dropped_it(
     gc.collect()
     assert gone() is None
     assert (await registry.get(first)) is not None  # loaded again when asked for
+
+
+async def test_closing_leaves_nothing_to_publish_later(
+    make_settings: Any, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A presence ``state`` frame waiting for its moment when the server stops is dropped,
+    not published later through a broker that is closed by then (Redis would open a new
+    connection, left unclosed)."""
+    monkeypatch.setattr(chats, "STATE_DELAY", 60.0)
+    async with live_server(make_settings()) as server:
+        alice = people(server)
+        assert (await alice.create(nickname="alice", name="room", bots=[])).status_code == 201
+        assert alice.conversation_id is not None
+        await alice.connect()  # her arrival schedules a presence state, 60 s on
+        chat = await server.registry.get(alice.conversation_id)
+        assert chat is not None
+        await _until(lambda: chat.state_pending)
+        registry = server.registry
+    assert not chat.state_pending
+    assert chat._state_timer is None
+    assert not registry._background

@@ -219,6 +219,14 @@ class ChatRegistry:
                         conversation_id=conversation_id,
                         participant_id=participant_id,
                     )
+        # Nothing may publish once the broker closes (after this): presence frames waiting
+        # for their moment are dropped, and tasks still publishing are stopped.
+        for chat in list(self._in_use.values()):
+            chat._cancel_pending_state()
+        background = list(self._background)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await self.runner.close()
         await self.working.close()
 
