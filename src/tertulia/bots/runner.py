@@ -289,10 +289,11 @@ class BotRunner:
         if bot_id not in self._dirty:
             return self._queued.pop(bot_id, None)
         self._dirty.discard(bot_id)
-        # Deliveries already run whose outcomes are not written yet are not read again (in
+        # Deliveries already run whose outcomes are not written yet are not read again. In
         # the query: filtered afterwards, a full read of them would mark the bot dirty again
-        # and again, and SQLite's reads never let the outcomes' writer run in between).
-        # Taken before the read: an outcome written meanwhile leaves the count.
+        # and again, and SQLite's reads never let the outcomes' writer run in between. The
+        # count is taken before the query, which may still see as pending a delivery whose
+        # outcome is written (and the count cleared) while it runs.
         done = self._unrecorded.get(bot_id, 0)
         async with self._db.read() as conn:
             batch = await outbox.pending_for(conn, bot_id, limit=BATCH, after=done)
