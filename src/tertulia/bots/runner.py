@@ -422,12 +422,13 @@ class BotRunner:
         if state is not None and state != before and not _is_json(state):
             state, failure = None, Future(attempts)
             failure.set_exception(TypeError("the bot's state holds values JSON cannot"))
-        if state is None:
-            error = str(failure.exception()) if failure is not None else "no outcome"
+        if failure is not None:
+            error = str(failure.exception())
             _delivery_log(delivery, context.bot_name).error(
                 "bot delivery failed for good", attempts=attempts, error=error
             )
             return Outcome(delivery.pk, outbox.FAILED, attempts, error), None
+        assert state is not None  # an attempt that succeeded leaves its state
         changed = state if state != before else None
         if changed is not None and self._states is not None:
             self._states[delivery.bot_participant_id] = _copy(changed)
