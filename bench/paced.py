@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.client import Api, Counters, RoundTrip, Socket, close_all, new_hex, open_many
 from bench.scenarios import Sizes, _in_time, _settle
-from bench.servers import ServerSpec, checkouts, running_server
+from bench.servers import ServerSpec, running_server, tertulia_checkouts
 from bench.stats import latency_summary
 
 ANSWER_TIMEOUT = Sizes().answer_timeout
@@ -110,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "--rate, --conversations and --seconds must be positive, --warmup not negative"
         )
-    executable = str(Path(sys.executable).parent / "tertulia")
-    servers = [
-        (label, ServerSpec("tertulia-sqlite", "tertulia", executable, source=source))
-        for label, source in checkouts(args.compare)
-    ]
+    servers = tertulia_checkouts(args.compare)
     if args.limits:
         servers += [(kind, ServerSpec(kind, kind)) for kind in ("stored", "bare")]
     with tempfile.TemporaryDirectory(prefix="tertulia-paced-") as temporary:

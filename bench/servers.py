@@ -95,6 +95,16 @@ class ServerSpec:
     source: Path | None = None
 
 
+def tertulia_checkouts(compare: Path | None) -> list[tuple[str, ServerSpec]]:
+    """:func:`checkouts` as the Tertulia servers to run (SQLite), by label: the by-hand
+    measures that take turns with another checkout's (``--compare``)."""
+    executable = str(Path(sys.executable).parent / "tertulia")
+    return [
+        (label, ServerSpec("tertulia-sqlite", "tertulia", executable, source=source))
+        for label, source in checkouts(compare)
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A running server, as scenarios see it."""

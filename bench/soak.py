@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.client import Api, Counters, Socket, new_hex
 from bench.scenarios import Sizes
-from bench.servers import ServerSpec, Target, checkouts, rss_kib, running_server
+from bench.servers import ServerSpec, Target, rss_kib, running_server, tertulia_checkouts
 
 ANSWER_TIMEOUT = Sizes().answer_timeout
 
@@ -133,11 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds < 2 or args.workers < 1 or args.messages < 1:
         parser.error("--seconds must be at least 2, --workers and --messages at least 1")
-    executable = str(Path(sys.executable).parent / "tertulia")
     with tempfile.TemporaryDirectory(prefix="tertulia-soak-") as temporary:
         for run in range(1, args.runs + 1):
-            for index, (label, source) in enumerate(checkouts(args.compare)):
-                spec = ServerSpec("tertulia-sqlite", "tertulia", executable, source=source)
+            for index, (label, spec) in enumerate(tertulia_checkouts(args.compare)):
                 soak = asyncio.run(measure(spec, Path(temporary) / f"{index}-{run}", args))
                 print(report(f"{label} run {run}", soak), flush=True)
     return 0
