@@ -3,23 +3,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from support.rest import PersonFactory
 from support.server import LiveServer, live_server
+from support.waiting import until
 from tertulia import chats
-
-
-async def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 async def _new_conversation(server: LiveServer, people: PersonFactory, name: str) -> str:
@@ -74,7 +67,7 @@ async def test_closing_leaves_nothing_to_publish_later(
         await alice.connect()  # her arrival schedules a presence state, 60 s on
         chat = await server.registry.get(alice.conversation_id)
         assert chat is not None
-        await _until(lambda: chat.state_pending)
+        await until(lambda: chat.state_pending)
         registry = server.registry
     assert not chat.state_pending
     assert chat._state_timer is None

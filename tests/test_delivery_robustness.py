@@ -5,13 +5,13 @@ its own delivery's, never a worker's, a slot's, the order's or another bot's
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from support import runner_bots
 from support.blab import Socket
 from support.managers import delivery_rows, start
 from support.server import LiveServer, live_server
+from support.waiting import until
 from tertulia.bots import runner
 from tertulia.domain.times import utcnow
 from tertulia.storage import deliveries as outbox
@@ -21,12 +21,6 @@ OURS = "support.runner_bots"
 
 def bot(cls: str, **fields: Any) -> dict[str, Any]:
     return {"module": OURS, "class": cls, **fields}
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 async def say(socket: Socket, text: str) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from websockets.asyncio.client import ClientConnection, connect
 
 from support.blab import Person, Socket
 from support.server import LiveServer
@@ -44,3 +47,24 @@ async def room_of_two(server: LiveServer, people: PersonFactory) -> tuple[Person
     bob = people(server)
     assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
     return alice, await bob.connect()
+
+
+@asynccontextmanager
+async def not_reading(server: LiveServer, person: Person) -> AsyncIterator[ClientConnection]:
+    """A socket of ``person`` that reads nothing: a tiny receive buffer and a client queue
+    of one frame, so the server's writes back up (past the kernel's buffers: send it big
+    frames; no compression to shrink them). Dropped without a closing handshake at the end."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", server.port))
+    lazy = await connect(
+        f"{server.ws_url}/ws/chat/{person.conversation_id}/",
+        sock=raw,
+        additional_headers={"Cookie": f"sessionid={person.session}"},
+        max_queue=1,
+        compression=None,
+    )
+    try:
+        yield lazy
+    finally:
+        lazy.transport.abort()

@@ -4,18 +4,16 @@ web/wsprotocol.py aborts it a while later (its file descriptor and buffers are f
 
 from __future__ import annotations
 
-import asyncio
-import socket as sockets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
 from support.blab import Frame, Person, Socket
-from support.rest import room_of_two
+from support.rest import not_reading, room_of_two
 from support.server import LiveServer, live_server
+from support.waiting import until
 from tertulia.settings import Settings
 from tertulia.web import ws, wsprotocol
 from tertulia.web.wsprotocol import WebSocketProtocol
@@ -45,23 +43,11 @@ def protocols(monkeypatch: pytest.MonkeyPatch) -> list[WebSocketProtocol]:
 async def _not_reading(
     server: LiveServer, person: Person, protocols: list[WebSocketProtocol]
 ) -> AsyncIterator[WebSocketProtocol]:
-    """A socket of ``person`` that reads nothing (a tiny receive buffer, its client's queue
-    full at once); yields the server's side of it."""
-    raw = sockets.socket()
-    raw.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
-    raw.connect(("127.0.0.1", server.port))
-    lazy: ClientConnection = await connect(
-        f"{server.ws_url}/ws/chat/{person.conversation_id}/",
-        sock=raw,
-        additional_headers={"Cookie": f"sessionid={person.session}"},
-        max_queue=1,
-        compression=None,
-    )
-    try:
-        port = raw.getsockname()[1]
+    """A socket of ``person`` that reads nothing (:func:`support.rest.not_reading`); yields
+    the server's side of it."""
+    async with not_reading(server, person) as lazy:
+        port = lazy.transport.get_extra_info("sockname")[1]
         yield next(p for p in protocols if p.client and p.client[1] == port)
-    finally:
-        lazy.transport.abort()
 
 
 async def _fill(watcher: Socket, done: Callable[[], bool]) -> None:
@@ -72,12 +58,6 @@ async def _fill(watcher: Socket, done: Callable[[], bool]) -> None:
         if done():
             return
     raise AssertionError("never done")
-
-
-async def _gone(connection: WebSocketProtocol, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not connection.disconnected:
-            await asyncio.sleep(0.05)
 
 
 async def test_a_slow_reader_dropped_for_overflow_is_disconnected(
@@ -100,7 +80,7 @@ async def test_a_slow_reader_dropped_for_overflow_is_disconnected(
                 )
 
             await _fill(watcher, lambda: any(left(f) for f in watcher.frames))
-            await _gone(connection)
+            await until(lambda: connection.disconnected)
 
 
 async def test_a_peer_that_misses_its_keepalive_and_reads_nothing_is_disconnected(
@@ -116,4 +96,4 @@ async def test_a_peer_that_misses_its_keepalive_and_reads_nothing_is_disconnecte
         async with _not_reading(server, alice, protocols) as connection:
             await _fill(watcher, lambda: not connection.writable.is_set())
             connection.keepalive_timeout()  # as uvicorn's pong timer does
-            await _gone(connection)
+            await until(lambda: connection.disconnected)

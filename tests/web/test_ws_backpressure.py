@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import socket as sockets
 from collections.abc import Callable
 
-from websockets.asyncio.client import connect
-
 from support.blab import Frame, Person
-from support.rest import room_of_two
+from support.rest import not_reading, room_of_two
 from support.server import LiveServer, live_server
 from tertulia.settings import Settings
 
@@ -36,19 +33,7 @@ async def test_peer_that_does_not_read_is_dropped(
     async with live_server(settings) as server:
         alice, watcher = await room_of_two(server, people)
 
-        # A tiny receive buffer and a client that never reads: the server's writes back up
-        # (past the kernel's buffers, hence big frames, and no compression to shrink them).
-        raw = sockets.socket()
-        raw.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
-        raw.connect(("127.0.0.1", server.port))
-        lazy = await connect(
-            f"{server.ws_url}/ws/chat/{alice.conversation_id}/",
-            sock=raw,
-            additional_headers={"Cookie": f"sessionid={alice.session}"},
-            max_queue=1,
-            compression=None,
-        )
-        try:
+        async with not_reading(server, alice):
             for i in range(200):
                 local_id = await watcher.say(
                     f"{i}", options=[f"{j} " + "x" * 990 for j in range(100)]
@@ -59,5 +44,3 @@ async def test_peer_that_does_not_read_is_dropped(
             else:
                 raise AssertionError("the socket that does not read was never dropped")
             await watcher.sync()
-        finally:
-            lazy.transport.abort()

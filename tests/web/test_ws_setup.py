@@ -5,7 +5,6 @@ people shown online during the grace period that hides a reload (PROTOCOL 4.4)."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from support.blab import Frame, Person, Socket
 from support.rest import room_of_two
 from support.server import LiveServer, live_server
+from support.waiting import until
 from tertulia.chats import Chat
 from tertulia.settings import Settings
 
@@ -30,10 +30,8 @@ async def _present(server: LiveServer, person: Person) -> bool:
     return person.participant_id in await server.registry.broker.present(person.conversation_id)
 
 
-async def _until(check: Callable[[], Any], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.01)
+async def _absent(server: LiveServer, person: Person) -> bool:
+    return not await _present(server, person)
 
 
 @pytest.mark.parametrize("committed", ["before the read", "after the read"])
@@ -148,7 +146,7 @@ async def test_someone_reloading_stays_online_for_the_others(
         tab = await alice.connect()
         await tab.message(event="participant-joined")
         await tab.close()
-        await _until(lambda: _negate(_present(server, alice)))
+        await until(lambda: _absent(server, alice))
         carol = people(server)  # her arrival sends everyone a state
         assert (await carol.join(alice.conversation_id, nickname="carol")).status_code == 200
         frame = await watcher.wait_for(
@@ -158,7 +156,3 @@ async def test_someone_reloading_stays_online_for_the_others(
             )
         )
         assert alice.participant_id in frame["state"]["online"]
-
-
-async def _negate(check: Any) -> bool:
-    return not await check
