@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -314,11 +315,7 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
             if participant.is_human:
                 state["working"] = working
             outbox.put_state(state_frame(state))
-
-        async def read(after: int) -> tuple[Batch, int | None]:
-            return await chat.replay(participant, after, batch=REPLAY_BATCH)
-
-        outbox.put_first(first, following, read)
+        outbox.put_first(first, following, partial(chat.replay, participant, batch=REPLAY_BATCH))
         await _receive(websocket, chat, participant, outbox, sender, bound)
     except WebSocketDisconnect:
         pass
