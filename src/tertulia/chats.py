@@ -156,7 +156,6 @@ class ChatRegistry:
         bots: dict[str, tuple[BotSpec, type]],
         *,
         cache_size: int = 10_000,
-        runner_poll_interval: float = 5.0,
         http: Any = None,
     ) -> None:
         self.settings = settings
@@ -164,13 +163,17 @@ class ChatRegistry:
         self.db = db
         self.broker = broker
         self.bots = bots
-        # With one process (the in-memory broker) bot states can be kept in memory.
+        single_process = settings.broker_url.startswith("memory://")
         self.runner = BotRunner(
             db,
             bots,
             self,
-            poll_interval=runner_poll_interval,
-            cache_state=settings.broker_url.startswith("memory://"),
+            poll_interval=settings.bot_poll_interval,
+            lease=settings.bot_delivery_lease,
+            # With one process (the in-memory broker) bot states can be kept in memory, and
+            # what is pending at start is this process's to run.
+            exclusive=single_process,
+            cache_state=single_process,
         )
         # The most recently used controllers, kept; and every controller still referenced
         # anywhere, so that one dropped from the cache while in use is found again rather
@@ -430,7 +433,11 @@ class _UseCase:
                 return
             try:
                 if out.deliveries:
-                    out.recorded = await outbox.enqueue(self._conn, out.deliveries, now=utcnow())
+                    now = utcnow()
+                    claim = chat._services.runner.claim(now)
+                    out.recorded = await outbox.enqueue(
+                        self._conn, out.deliveries, now=now, claim=claim
+                    )
             except BaseException as failure:
                 await write.__aexit__(type(failure), failure, failure.__traceback__)
                 raise

@@ -130,6 +130,18 @@ class Settings(BaseSettings):
     presence_grace: float = Field(
         default=2.0, ge=0, description="seconds a participant may be away before 'left'"
     )
+    bot_poll_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds between checks for bot deliveries left behind by a process "
+        "that died (and renewals of this process's claims)",
+    )
+    bot_delivery_lease: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a process's claim on its bot deliveries lasts unless renewed: "
+        "after a crash, the others take them over this long after",
+    )
     ws_max_message: int = Field(default=64 * 1024, ge=1024)
     ws_send_queue: int = Field(default=1000, ge=10, description="frames queued per socket")
     history_max_limit: int | None = Field(default=None, ge=1)

@@ -303,10 +303,7 @@ async def test_concurrent_use_cases_all_land(db: Database) -> None:
     assert sorted(m.seq or 0 for m in page) == list(range(1, 41))
 
 
-async def test_deliveries_are_recorded_with_their_own_keys(db: Database) -> None:
-    """enqueue gives each delivery the key of its own row, in the order given (SQLite reads
-    it off the cursor, PostgreSQL from RETURNING), and the keys find the rows again."""
-    conversation, _ = await new_conversation(db)
+async def new_bot(db: Database, conversation: Conversation) -> Participant:
     bot = Participant(
         id=new_id(),
         conversation_id=conversation.id,
@@ -316,21 +313,96 @@ async def test_deliveries_are_recorded_with_their_own_keys(db: Database) -> None
     )
     async with db.write() as conn:
         await conv_repo.insert_participants(conn, [bot], first_ordinal=1)
+    return bot
+
+
+def claim_for(owner: str, seconds: float, now: datetime | None = None) -> outbox.Claim:
+    return outbox.Claim(owner, (now or datetime.now(UTC)) + timedelta(seconds=seconds))
+
+
+async def test_deliveries_are_recorded_with_their_own_keys(db: Database) -> None:
+    """enqueue gives each delivery the key of its own row, in the order given (SQLite reads
+    it off the cursor, PostgreSQL from RETURNING), and the keys find the rows again."""
+    conversation, _ = await new_conversation(db)
+    bot = await new_bot(db, conversation)
     new = [
         outbox.NewDelivery(conversation.id, bot.id, "message", {"text": f"m{i}"}) for i in range(3)
     ]
+    claim = claim_for("here", 30)
     async with db.write() as conn:
-        first = await outbox.enqueue(conn, new[:1], now=datetime.now(UTC))
-        more = await outbox.enqueue(conn, new[1:], now=datetime.now(UTC))
+        first = await outbox.enqueue(conn, new[:1], now=datetime.now(UTC), claim=claim)
+        more = await outbox.enqueue(conn, new[1:], now=datetime.now(UTC), claim=claim)
     recorded = first + more
     assert [d.payload["text"] for d in recorded] == ["m0", "m1", "m2"]
     keys = [d.pk for d in recorded]
     assert keys == sorted(set(keys))
     async with db.read() as conn:
-        pending = await outbox.pending_for(conn, bot.id, limit=10)
+        pending = await outbox.pending_for(conn, bot.id, owner="here", limit=10)
     assert [(d.pk, d.payload["text"]) for d in pending] == [
         (d.pk, d.payload["text"]) for d in recorded
     ]
+
+
+async def record(db: Database, bot: Participant, claims: dict[str, outbox.Claim]) -> None:
+    """One delivery to ``bot`` per claim, its text the claim's name."""
+    async with db.write() as conn:
+        for text, claim in claims.items():
+            new = outbox.NewDelivery(bot.conversation_id, bot.id, "message", {"text": text})
+            await outbox.enqueue(conn, [new], now=datetime.now(UTC), claim=claim)
+
+
+async def texts_held(db: Database, bot: Participant, owner: str) -> list[str]:
+    async with db.read() as conn:
+        pending = await outbox.pending_for(conn, bot.id, owner=owner, limit=100)
+    return [d.payload["text"] for d in pending]
+
+
+async def test_only_lapsed_claims_are_taken_and_each_by_one_claimer(db: Database) -> None:
+    """Several processes claim at once: each delivery whose claim lapsed (its process died)
+    goes to exactly one of them; a claim still running stays with its process."""
+    conversation, _ = await new_conversation(db)
+    bot = await new_bot(db, conversation)
+    lapsed = {f"lapsed{i}": claim_for("dead", -1) for i in range(20)}
+    await record(db, bot, {**lapsed, "running": claim_for("alive", 60)})
+
+    async def claim(owner: str) -> set[str]:
+        async with db.write() as conn:
+            return await outbox.claim_lapsed(conn, claim_for(owner, 30), now=datetime.now(UTC))
+
+    claimers = [f"p{i}" for i in range(4)]
+    told = await asyncio.gather(*(claim(owner) for owner in claimers))
+    held = {owner: await texts_held(db, bot, owner) for owner in claimers}
+    taken = [text for texts in held.values() for text in texts]
+    assert sorted(taken) == sorted(lapsed)  # each once, none of the running one
+    assert [bool(bots) for bots in told] == [bool(held[owner]) for owner in claimers]
+    assert await texts_held(db, bot, "alive") == ["running"]
+    assert await texts_held(db, bot, "dead") == []
+
+
+async def test_renewed_claims_are_kept_and_released_ones_taken_at_once(db: Database) -> None:
+    """A process renews only its own pending claims; what it gives up (stopping cleanly)
+    another process takes at once, while a renewed claim is never taken."""
+    conversation, _ = await new_conversation(db)
+    bot = await new_bot(db, conversation)
+    now = datetime.now(UTC)
+    await record(
+        db,
+        bot,
+        {"a1": claim_for("a", 1, now), "a2": claim_for("a", 1, now), "b": claim_for("b", 1, now)},
+    )
+    later = now + timedelta(seconds=5)  # every claim recorded has lapsed by then
+    async with db.write() as conn:
+        assert await outbox.renew(conn, claim_for("a", 30, later)) == {bot.id}
+        assert await outbox.claim_lapsed(conn, claim_for("c", 30, later), now=later) == {bot.id}
+    assert await texts_held(db, bot, "a") == ["a1", "a2"]
+    assert await texts_held(db, bot, "c") == ["b"]
+    async with db.write() as conn:
+        assert await outbox.release(conn, "a") == 2
+        assert await outbox.claim_lapsed(conn, claim_for("d", 30, now), now=now) == {bot.id}
+    assert await texts_held(db, bot, "d") == ["a1", "a2"]
+    async with db.write() as conn:  # everything: what a process that is the only one does
+        assert await outbox.claim_lapsed(conn, claim_for("e", 30), now=now, everything=True)
+    assert await texts_held(db, bot, "e") == ["a1", "a2", "b"]
 
 
 async def test_seqs_stay_right_when_the_counts_kept_in_memory_are_bounded(

@@ -113,3 +113,23 @@ class OverrunStateBot(Bot):
             quoted_message_id=message.id,
             local_id=new_local_id(),
         )
+
+
+class LeaseBot(Bot):
+    """An async bot that answers a human's text upper-cased after ``delay`` seconds, or
+    with ``hang``, never (its call waits until the server stops it); for the tests of one
+    delivery run by one process at a time (``tests/test_delivery_lease.py``)."""
+
+    def __init__(self, conversation_info: Any, delay: float = 0.0, hang: bool = False) -> None:
+        super().__init__(conversation_info)
+        self.delay = delay
+        self.hang = hang
+
+    async def receive_message(self, message: ChatMessage) -> None:
+        if not message.sent_by_human:
+            return
+        _record(self, message.text or "")
+        if self.hang:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.delay)
+        await self.send(type="T", text=(message.text or "").upper(), quoted_message_id=message.id)

@@ -5,6 +5,12 @@ Guarantees (see docs/bots.md):
 - Every delivery is a row of the ``deliveries`` outbox, written in the same transaction as
   the message or status change that causes it. Nothing is delivered before that commit, and
   nothing recorded is forgotten: pending rows are picked up again when the server starts.
+- One process runs a delivery at a time. The row is claimed by the process that records it
+  (its :attr:`BotRunner.owner`) for ``lease`` seconds, and the claim is renewed while the
+  process runs. Another process takes over a delivery only once its claim has lapsed (its
+  process died); one that stops cleanly gives its claims up, for the others to take at
+  once. A process that is the only one (``exclusive``: the in-memory broker) takes every
+  pending delivery when it starts, without waiting for its predecessor's claims to lapse.
 - Deliveries to one bot participant (one bot in one conversation) run one at a time, in
   the order they were recorded. Different conversations and bots run concurrently, at most
   ``spec.concurrency`` at once per bot spec (by default :data:`SYNC_CONCURRENCY` for a bot
@@ -29,10 +35,14 @@ import asyncio
 import copy
 import hashlib
 import inspect
+import os
+import secrets
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
@@ -51,7 +61,7 @@ from tertulia.domain.times import utcnow
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
 from tertulia.storage.database import Database, json_dumps
-from tertulia.storage.deliveries import Delivery, Outcome
+from tertulia.storage.deliveries import Claim, Delivery, Outcome
 
 log = structlog.get_logger(__name__)
 BATCH = 50
@@ -164,6 +174,11 @@ def _delivery_log(delivery: Delivery, bot: str | None = None) -> Any:
     return bound.bind(bot=bot) if bot is not None else bound
 
 
+def new_owner() -> str:
+    """A name for this runner's claims, unique to it, and telling people where it runs."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 def answer_local_id(delivery_pk: int, n: int) -> str:
     """The ``local_id`` of the n-th message a bot sends while handling a delivery."""
     return hashlib.sha256(f"tertulia-delivery:{delivery_pk}:{n}".encode()).hexdigest()[:32]
@@ -176,8 +191,13 @@ class BotRunner:
         db: the database.
         bots: bot name -> (spec, class), validated at start-up.
         host: the chat side.
-        poll_interval: how often to look for deliveries whose wake-up was missed (e.g.
-            recorded by another process); ``0`` disables polling.
+        poll_interval: how often to renew this runner's claims and look for deliveries
+            to run that it was not told about: those whose process died, and its own whose
+            wake-up was missed (an outcome that could not be written, say).
+        lease: how long a claim lasts unless renewed (several polls' worth); after a
+            crash, the other processes take its deliveries over once it has lapsed.
+        exclusive: this is the only process on the database: at start, every pending
+            delivery is its own, whoever claimed it.
         backoff_initial: seconds before the first retry (plus up to as much again at
             random); each further retry waits twice as long.
         backoff_max: the longest wait between two attempts.
@@ -190,14 +210,22 @@ class BotRunner:
         host: BotHost,
         *,
         poll_interval: float = 5.0,
+        lease: float = 30.0,
+        exclusive: bool = False,
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
         cache_state: bool = False,
     ) -> None:
+        if poll_interval <= 0 or lease <= 0:
+            raise ValueError("the poll interval and the lease must be positive")
         self._db = db
         self._bots = bots
         self._host = host
-        self._poll_interval = poll_interval
+        # Claims are renewed at least three times per lease: one missed round is no loss.
+        self._poll_interval = min(poll_interval, lease / 3)
+        self._lease = timedelta(seconds=lease)
+        self._exclusive = exclusive
+        self.owner = new_owner()
         self._backoff = (backoff_initial, backoff_max)
         self._slots = {
             name: asyncio.Semaphore(concurrency(spec, cls)) for name, (spec, cls) in bots.items()
@@ -219,12 +247,16 @@ class BotRunner:
         self._unrecorded: dict[str, int] = {}
         self._flusher: asyncio.Task[None] | None = None
 
+    def claim(self, now: datetime) -> Claim:
+        """This runner's claim on deliveries it records at ``now``."""
+        return Claim(self.owner, now + self._lease)
+
     async def start(self) -> None:
-        """Resume every pending delivery (those a previous run left behind)."""
+        """Resume the pending deliveries a previous run left behind: all of them when this
+        process is the only one, else those whose claims have lapsed."""
         self._loop = asyncio.get_running_loop()
-        await self._resume()
-        if self._poll_interval > 0:
-            self._poller = asyncio.create_task(self._poll(), name="bot-runner-poll")
+        await self._resume(everything=self._exclusive)
+        self._poller = asyncio.create_task(self._poll(), name="bot-runner-poll")
 
     async def close(self) -> None:
         """Stop the workers; pending deliveries stay recorded for the next start."""
@@ -245,6 +277,15 @@ class BotRunner:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush()
+        try:
+            async with self._db.write() as conn:
+                released = await outbox.release(conn, self.owner)
+        except Exception:
+            # They lapse instead: the other processes take them a lease later.
+            log.exception("giving up delivery claims failed", owner=self.owner)
+        else:
+            if released:
+                log.info("delivery claims given up", owner=self.owner, deliveries=released)
 
     def notify(self, bot_participant_ids: set[str]) -> None:
         """These bot participants may have pending deliveries: read them back and run them."""
@@ -270,10 +311,17 @@ class BotRunner:
             if self._flusher is not None:
                 await asyncio.gather(self._flusher, return_exceptions=True)
 
-    async def _resume(self) -> None:
-        async with self._db.read() as conn:
-            pending = await outbox.bots_with_pending(conn)
-        self.notify({bot_id for _, bot_id in pending})
+    async def _resume(self, *, everything: bool = False) -> None:
+        """Renew this runner's claims, claim the deliveries nobody holds (or, with
+        ``everything``, all pending ones), and run what it holds."""
+        now = utcnow()
+        claim = self.claim(now)
+        async with self._db.write() as conn:
+            held = await outbox.renew(conn, claim)
+            taken = await outbox.claim_lapsed(conn, claim, now=now, everything=everything)
+        if taken:
+            log.info("deliveries taken over", owner=self.owner, bots=len(taken))
+        self.notify(held | taken)
 
     async def _poll(self) -> None:
         while True:
@@ -281,7 +329,7 @@ class BotRunner:
             try:
                 await self._resume()
             except Exception:
-                log.exception("polling the outbox failed")
+                log.exception("polling the outbox failed", owner=self.owner)
 
     async def _next_batch(self, bot_id: str) -> list[Delivery] | None:
         """The bot's next deliveries in order: read back when asked to, else those handed
@@ -296,7 +344,9 @@ class BotRunner:
         # outcome is written (and the count cleared) while it runs.
         done = self._unrecorded.get(bot_id, 0)
         async with self._db.read() as conn:
-            batch = await outbox.pending_for(conn, bot_id, limit=BATCH, after=done)
+            batch = await outbox.pending_for(
+                conn, bot_id, owner=self.owner, limit=BATCH, after=done
+            )
         if len(batch) == BATCH:
             self._dirty.add(bot_id)
         if batch:

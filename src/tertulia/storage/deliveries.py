@@ -1,4 +1,10 @@
-"""The delivery outbox: one row per (event, bot), written in the event's transaction."""
+"""The delivery outbox: one row per (event, bot), written in the event's transaction.
+
+Each pending delivery is claimed by the process that runs it (its runner's ``owner``) until
+a time that process keeps pushing forward (:func:`renew`). Another process takes a
+delivery over only once that claim has lapsed (:func:`claim_lapsed`), which happens when
+its process died; a process that stops cleanly gives its claims up (:func:`release`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, literal_column, select, update
+from sqlalchemy import bindparam, literal_column, null, or_, select, update
 
 from tertulia.storage.database import Connection
 from tertulia.storage.tables import bot_states, deliveries
@@ -20,20 +26,42 @@ _THIS = deliveries.c.pk == bindparam("pk")
 _IS_PENDING = deliveries.c.status == literal_column(f"'{PENDING}'")
 _ENQUEUE = deliveries.insert()
 _ENQUEUE_RETURNING = _ENQUEUE.returning(deliveries.c.pk)
+_MINE = deliveries.c.claimed_by == bindparam("owner")
 _PENDING_FOR = (
     select(deliveries)
     .where(
         _IS_PENDING,
         deliveries.c.bot_participant_id == bindparam("bot_participant_id"),
         deliveries.c.pk > bindparam("after"),
+        _MINE,
     )
     .order_by(deliveries.c.pk)
     .limit(bindparam("limit"))
 )
-_BOTS_WITH_PENDING = (
-    select(deliveries.c.conversation_id, deliveries.c.bot_participant_id)
-    .where(_IS_PENDING)
-    .distinct()
+_CLAIM: dict[str, Any] = {"claimed_by": bindparam("owner"), "claimed_until": bindparam("until")}
+_CLAIM_LAPSED = (
+    update(deliveries)
+    .where(
+        _IS_PENDING,
+        or_(
+            deliveries.c.claimed_until.is_(None),
+            deliveries.c.claimed_until < bindparam("now"),
+        ),
+    )
+    .values(_CLAIM)
+    .returning(deliveries.c.bot_participant_id)
+)
+_CLAIM_ALL = (
+    update(deliveries).where(_IS_PENDING).values(_CLAIM).returning(deliveries.c.bot_participant_id)
+)
+_RENEW = (
+    update(deliveries)
+    .where(_IS_PENDING, _MINE)
+    .values(claimed_until=bindparam("until"))
+    .returning(deliveries.c.bot_participant_id)
+)
+_RELEASE = (
+    update(deliveries).where(_IS_PENDING, _MINE).values(claimed_by=null(), claimed_until=null())
 )
 _RECORD_ATTEMPT = (
     update(deliveries)
@@ -66,6 +94,14 @@ class Delivery:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who runs a delivery (a runner's ``owner``) and until when, unless renewed."""
+
+    owner: str
+    until: datetime
+
+
 @dataclass(slots=True)
 class NewDelivery:
     conversation_id: str
@@ -85,8 +121,11 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
-async def enqueue(conn: Connection, new: list[NewDelivery], *, now: datetime) -> list[Delivery]:
-    """Record deliveries; returns them with their keys, in the order given.
+async def enqueue(
+    conn: Connection, new: list[NewDelivery], *, now: datetime, claim: Claim
+) -> list[Delivery]:
+    """Record deliveries, claimed by ``claim``; returns them with their keys, in the order
+    given.
 
     On SQLite the key is the cursor's ``lastrowid``: a ``RETURNING`` clause costs SQLite a
     few microseconds more per row, and the statement layer a result row.
@@ -104,6 +143,8 @@ async def enqueue(conn: Connection, new: list[NewDelivery], *, now: datetime) ->
                 "status": PENDING,
                 "attempts": 0,
                 "created_at": now,
+                "claimed_by": claim.owner,
+                "claimed_until": claim.until,
             },
         )
         pk = result.lastrowid if sqlite else result.scalar_one()
@@ -113,20 +154,42 @@ async def enqueue(conn: Connection, new: list[NewDelivery], *, now: datetime) ->
 
 
 async def pending_for(
-    conn: Connection, bot_participant_id: str, *, limit: int, after: int = 0
+    conn: Connection, bot_participant_id: str, *, owner: str, limit: int, after: int = 0
 ) -> list[Delivery]:
-    """The bot's oldest pending deliveries past ``after`` (a delivery's key), in the order
-    they were recorded."""
+    """The bot's oldest pending deliveries claimed by ``owner`` past ``after`` (a
+    delivery's key), in the order they were recorded."""
     rows = await conn.execute(
-        _PENDING_FOR, {"bot_participant_id": bot_participant_id, "limit": limit, "after": after}
+        _PENDING_FOR,
+        {"bot_participant_id": bot_participant_id, "owner": owner, "limit": limit, "after": after},
     )
     return [_delivery(r) for r in rows]
 
 
-async def bots_with_pending(conn: Connection) -> list[tuple[str, str]]:
-    """(conversation id, bot participant id) pairs that have pending deliveries."""
-    rows = await conn.execute(_BOTS_WITH_PENDING)
-    return [(r.conversation_id, r.bot_participant_id) for r in rows]
+async def claim_lapsed(
+    conn: Connection, claim: Claim, *, now: datetime, everything: bool = False
+) -> set[str]:
+    """Claim the pending deliveries nobody holds (no claim, or one lapsed before ``now``),
+    or with ``everything`` every pending one; returns the bot participants that have them.
+
+    One statement: of processes claiming at once, each delivery goes to one.
+    """
+    params = {"owner": claim.owner, "until": claim.until, "now": now}
+    rows = await conn.execute(_CLAIM_ALL if everything else _CLAIM_LAPSED, params)
+    return {r.bot_participant_id for r in rows}
+
+
+async def renew(conn: Connection, claim: Claim) -> set[str]:
+    """Push the claims of ``claim.owner`` on its pending deliveries to ``claim.until``;
+    returns the bot participants that have them."""
+    rows = await conn.execute(_RENEW, {"owner": claim.owner, "until": claim.until})
+    return {r.bot_participant_id for r in rows}
+
+
+async def release(conn: Connection, owner: str) -> int:
+    """Give up the claims of ``owner`` on its pending deliveries (any process may take
+    them at once); returns how many there were."""
+    result = await conn.execute(_RELEASE, {"owner": owner})
+    return result.rowcount
 
 
 async def record_attempt(conn: Connection, pk: int, *, attempts: int, error: str | None) -> None:

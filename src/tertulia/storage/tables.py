@@ -210,6 +210,10 @@ deliveries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
+    # The lease of the process running it (bots/runner.py): none, or lapsed, means any
+    # process may take it.
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
     # Partial: a delivery leaves the index when it is done (one change instead of a move).
     Index(
         "ix_deliveries_pending",

@@ -1,0 +1,150 @@
+"""Several processes on one database: each pending delivery is run by one process at a time,
+and what a process leaves behind is taken over, at once when it stopped cleanly, when its
+claim lapses when it died (bots/runner.py, storage/deliveries.py; docs/operations.md)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import runner_bots
+from support.blab import Person
+from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
+from support.process import ServerProcess, server_process, write_config
+from support.server import LiveServer, live_server
+from tertulia.settings import load_settings
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("database", ["postgresql"], indirect=True),  # shared by processes
+]
+
+
+def shared(database: DatabaseTarget, **fields: Any) -> dict[str, Any]:
+    """Settings fields of a process of a several-process deployment on ``database``, with
+    one bot ``Lease`` (a :class:`~support.runner_bots.LeaseBot` given ``bot_kwargs``)."""
+    require_service("PostgreSQL", POSTGRES_URL)
+    require_service("Redis", REDIS_URL)
+    bot_kwargs = fields.pop("bot_kwargs", {})
+    return {
+        "database_url": database.url,
+        "database_schema": database.schema,
+        "broker_url": REDIS_URL,
+        "presence_grace": 0,
+        "rate_limits": {},
+        "bots": {
+            "Lease": {"module": "support.runner_bots", "class": "LeaseBot", "kwargs": bot_kwargs}
+        },
+        **fields,
+    }
+
+
+@asynccontextmanager
+async def two_processes(
+    database: DatabaseTarget, tmp_path: Path, *, one_bot: dict[str, Any], **lease: float
+) -> AsyncIterator[tuple[ServerProcess, LiveServer]]:
+    """A server process (``one``, its bot given ``one_bot``) and a server in this test's
+    own process (``two``, whose bot answers at once), on one database and broker. (Two
+    servers in one process would share ``Chat``'s binding: not two processes at all.)"""
+    config = write_config(
+        tmp_path / "tertulia.toml",
+        {**shared(database, **lease, bot_kwargs=one_bot), "log_format": "json"},
+    )
+    async with (
+        live_server(load_settings(None, **shared(database, **lease))) as two,
+        server_process(config, tmp_path, name="one") as one,
+    ):
+        yield one, two
+
+
+async def open_conversation(one: ServerProcess) -> tuple[Person, str]:
+    """alice in a new conversation with ``Lease`` on ``one``; returns her and the bot's id."""
+    alice = one.person()
+    created = await alice.create(nickname="alice", bots=["Lease"])
+    assert created.status_code == 201, created.text
+    return alice, next(p["id"] for p in created.json()["participants"] if p["name"] == "Lease")
+
+
+def follow(alice: Person, server: LiveServer) -> Person:
+    """alice, as a client of ``server`` (her session and conversation)."""
+    again = Person(server.base_url, server.ws_url)
+    again.http.cookies.set("sessionid", alice.session or "")
+    again.conversation_id, again.participant_id = alice.conversation_id, alice.participant_id
+    return again
+
+
+async def test_a_slow_delivery_is_run_by_one_process_only(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """A call lasting many polls and leases of the other process: that process never runs
+    it too (before leases, its poll ran every pending delivery, this one included)."""
+    async with two_processes(
+        database, tmp_path, one_bot={"delay": 1.5}, bot_poll_interval=0.05, bot_delivery_lease=0.3
+    ) as (one, two):
+        alice, bot_id = await open_conversation(one)
+        try:
+            socket = await alice.connect()
+            sent = await socket.message(local_id=await socket.say("slow"))
+            answer = await socket.message(quoted_message_id=sent["id"], timeout=10)
+            assert answer["text"] == "SLOW"
+            await two.registry.runner.idle()
+            assert runner_bots.CALLS[bot_id] == []  # this process never called its bot
+        finally:
+            await alice.close()
+
+
+async def test_a_process_stopping_cleanly_hands_its_deliveries_over_at_once(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """One process stops (SIGTERM) while its bot's call is under way: the delivery is
+    another process's to run at its next poll, not a lease later (the lease here outlasts
+    the test)."""
+    async with two_processes(
+        database, tmp_path, one_bot={"hang": True}, bot_poll_interval=0.05, bot_delivery_lease=600
+    ) as (one, two):
+        alice, bot_id = await open_conversation(one)
+        try:
+            socket = await alice.connect()
+            sent = await socket.message(local_id=await socket.say("hello"))
+        finally:
+            await alice.close()
+        await one.stop(signal.SIGTERM)  # (uvicorn raises the signal again once shut down)
+        assert "delivery claims given up" in one.log.read_text()
+        again = follow(alice, two)
+        try:
+            resumed = await again.connect(after=sent["seq"])
+            answer = await resumed.message(quoted_message_id=sent["id"], timeout=10)
+            assert answer["text"] == "HELLO"
+            assert runner_bots.CALLS[bot_id] == ["hello"]
+        finally:
+            await again.close()
+
+
+async def test_the_deliveries_of_a_process_that_died_are_taken_over_when_its_lease_lapses(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """A process is killed (SIGKILL: it gives nothing up) while its bot's call is under way:
+    another process runs that delivery once the killed one's claim has lapsed."""
+    async with two_processes(
+        database, tmp_path, one_bot={"hang": True}, bot_poll_interval=0.1, bot_delivery_lease=1.0
+    ) as (one, two):
+        alice, bot_id = await open_conversation(one)
+        try:
+            socket = await alice.connect()
+            sent = await socket.message(local_id=await socket.say("hello"))
+        finally:
+            await alice.close()
+        one.kill()
+        again = follow(alice, two)
+        try:
+            resumed = await again.connect(after=sent["seq"])
+            answer = await resumed.message(quoted_message_id=sent["id"], timeout=10)
+            assert answer["text"] == "HELLO"
+            assert runner_bots.CALLS[bot_id] == ["hello"]
+        finally:
+            await again.close()
