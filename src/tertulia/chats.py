@@ -576,7 +576,13 @@ class Chat:
             if out.events:
                 if self._state_pending and out.state_published:
                     self._cancel_pending_state()
-                await self._services.broker.publish(self.conversation.id, out.events)
+                try:
+                    await self._services.broker.publish(self.conversation.id, out.events)
+                except Exception:
+                    # Committed, so acknowledged: the use case succeeded. The broker has
+                    # told this process's sockets to catch up (they are closed, and their
+                    # clients resume from the database; docs/operations.md).
+                    log.exception("publishing failed", conversation_id=self.conversation.id)
             if out.state_changed:
                 self._state_pending = True
                 if self._state_timer is None:

@@ -9,6 +9,10 @@ Delivery semantics, for every implementation:
   order is the ``seq`` order.
 - ``deliver`` callbacks must not block: each socket queues frames in its own bounded queue
   and drops itself if the queue is full (a slow reader never stalls others).
+- When events published to a channel may not have reached its subscribers (a broker whose
+  connection broke, a publish that failed), the subscribers' ``missed`` callbacks are
+  called: they must catch up from the database (a socket is closed for its client to
+  resume). Silence is never a substitute: nothing stored may go unseen by a live socket.
 - Presence counts sockets per participant, across every server process sharing the broker.
 """
 
@@ -39,6 +43,7 @@ class Event:
 
 
 Deliver = Callable[[Event], None]
+Missed = Callable[[], None]
 Unsubscribe = Callable[[], None]
 
 
@@ -56,11 +61,14 @@ class Broker(abc.ABC):
         """Send ``events``, in order, to every subscriber of ``channel`` in every process."""
 
     @abc.abstractmethod
-    async def subscribe(self, channel: str, deliver: Deliver) -> Unsubscribe:
-        """Call ``deliver`` with each event later published to ``channel``.
+    async def subscribe(
+        self, channel: str, deliver: Deliver, missed: Missed | None = None
+    ) -> Unsubscribe:
+        """Call ``deliver`` with each event later published to ``channel``, and ``missed``
+        (without blocking) when some may not have been delivered.
 
         Returns once the subscription is active: any event published after the call returns
-        is delivered.
+        is delivered, or ``missed`` is called.
         """
 
     @abc.abstractmethod

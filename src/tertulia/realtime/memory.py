@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import structlog
 
-from tertulia.realtime.broker import Broker, Deliver, Event, Unsubscribe
+from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +32,11 @@ class MemoryBroker(Broker):
                 except Exception:  # a broken subscriber must not starve the others
                     log.exception("subscriber failed", conversation_id=channel)
 
-    async def subscribe(self, channel: str, deliver: Deliver) -> Unsubscribe:
+    async def subscribe(
+        self, channel: str, deliver: Deliver, missed: Missed | None = None
+    ) -> Unsubscribe:
+        # Publishing is a direct call here: no event can go astray, so ``missed`` is never
+        # called.
         self._next += 1
         token = self._next
         self._subscribers[channel][token] = deliver

@@ -6,6 +6,12 @@ order, and the chat publishes a conversation's events under its lock). A channel
 subscribed in Redis while at least one local socket listens to it, and ``subscribe``
 returns only once Redis has confirmed the subscription.
 
+Redis keeps no pub/sub message for a connection that is down. When the reader's connection
+breaks (Redis restarted, the network), redis-py connects again and subscribes to the
+channels again, but what was published meanwhile is gone: every local subscriber is told
+(``missed``) as soon as the break is seen. So are a channel's local subscribers when a
+publish to it fails.
+
 Presence is a Redis set of socket ids per participant, plus a set of present participants
 per conversation; keys expire after a day without changes, so the sockets of a crashed
 process do not linger forever.
@@ -22,7 +28,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from tertulia.realtime.broker import Broker, Deliver, Event, Unsubscribe
+from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
 
 log = structlog.get_logger(__name__)
 PREFIX = "tertulia"
@@ -59,6 +65,7 @@ class RedisBroker(Broker):
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._local: defaultdict[str, dict[int, Deliver]] = defaultdict(dict)
+        self._missed: defaultdict[str, dict[int, Missed]] = defaultdict(dict)
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._next = 0
 
@@ -96,6 +103,7 @@ class RedisBroker(Broker):
                 raise
             except Exception:
                 log.exception("redis broker read failed; retrying")
+                self._lost(list(self._missed))
                 await asyncio.sleep(0.5)
                 continue
             if message is None:
@@ -119,37 +127,81 @@ class RedisBroker(Broker):
                         except Exception:
                             log.exception("subscriber failed", conversation_id=channel)
 
+    def _lost(self, channels: list[str]) -> None:
+        """Tell the local subscribers of ``channels`` that events may not have reached them."""
+        for channel in channels:
+            for missed in list(self._missed.get(channel, {}).values()):
+                try:
+                    missed()
+                except Exception:
+                    log.exception("subscriber failed", conversation_id=channel)
+
     async def publish(self, channel: str, events: list[Event]) -> None:
         payload = orjson.dumps([[sorted(e.audience), e.frame, e.seq, e.supersedes] for e in events])
-        await self._client().publish(self._channel(channel), payload)
+        try:
+            await self._client().publish(self._channel(channel), payload)
+        except Exception:
+            self._lost([channel])
+            raise
 
-    async def subscribe(self, channel: str, deliver: Deliver) -> Unsubscribe:
+    async def subscribe(
+        self, channel: str, deliver: Deliver, missed: Missed | None = None
+    ) -> Unsubscribe:
         assert self._pubsub is not None
         self._next += 1
         token = self._next
         first = not self._local.get(channel)
         self._local[channel][token] = deliver
+        if missed is not None:
+            self._missed[channel][token] = missed
         name = self._channel(channel)
-        if first:
-            future = self._confirmed.get(name)
-            if future is None:
-                future = asyncio.get_running_loop().create_future()
-                self._confirmed[name] = future
-                await self._pubsub.subscribe(name)
-            await asyncio.wait_for(asyncio.shield(future), 10)
 
         def unsubscribe() -> None:
             subscribers = self._local.get(channel)
             if subscribers is None:
                 return
             subscribers.pop(token, None)
+            told = self._missed.get(channel)
+            if told is not None:
+                told.pop(token, None)
+                if not told:
+                    del self._missed[channel]
             if not subscribers:
                 del self._local[channel]
-                if self._pubsub is not None:
-                    task = asyncio.ensure_future(self._pubsub.unsubscribe(name))
-                    task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+                task = asyncio.ensure_future(self._unsubscribe(channel))
+                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
+        # Every subscriber waits for Redis's confirmation, also one that comes while the
+        # channel's first is still waiting for it.
+        future = self._confirmed.get(name)
+        asked = first and future is None
+        if asked:
+            future = asyncio.get_running_loop().create_future()
+            self._confirmed[name] = future
+        try:
+            if asked:
+                await self._pubsub.subscribe(name)
+            if future is not None:
+                await asyncio.wait_for(asyncio.shield(future), 10)
+        except BaseException as failure:
+            if asked and future is not None:
+                # (Redis is unreachable, say): those waiting with this one fail too, and the
+                # next subscriber asks again.
+                if self._confirmed.get(name) is future:
+                    del self._confirmed[name]
+                if not future.done():
+                    future.set_exception(ConnectionError(f"could not subscribe: {failure!r}"))
+                    future.exception()  # (retrieved: nobody else may be waiting)
+            unsubscribe()
+            raise
         return unsubscribe
+
+    async def _unsubscribe(self, channel: str) -> None:
+        """Unsubscribe from a channel nobody here listens to, unless somebody has started to
+        again since it was asked (a page reloaded): that one's subscription was sent already,
+        and an unsubscription sent after it would leave it deaf."""
+        if self._pubsub is not None and not self._local.get(channel):
+            await self._pubsub.unsubscribe(self._channel(channel))
 
     def _keys(self, channel: str, participant_id: str) -> list[str]:
         return [f"{PREFIX}:sockets:{channel}:{participant_id}", f"{PREFIX}:present:{channel}"]

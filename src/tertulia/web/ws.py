@@ -46,6 +46,7 @@ from tertulia.web.params import whole_number
 log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
 CLOSE_ERROR = 1011
+CLOSE_MISSED = 1012  # "service restart": the broker lost events; reconnect to catch up
 CLOSE_TIMEOUT = 5.0
 # Messages a resuming socket reads, and holds, at a time: about 250 KB of 1,000-character
 # messages (a 10,000-message replay took as long in batches of 200 as of 1,000).
@@ -126,6 +127,7 @@ class Outbox:
         self._state: _Latest | None = None
         self.overflowed = False
         self.failed = False
+        self.missed_events = False
         self.sender: asyncio.Task[None] | None = None
         self._log = log
         self._held: list[Event] | None = None
@@ -181,6 +183,19 @@ class Outbox:
     def _drop(self, **waiting: int) -> None:
         self.overflowed = True
         self._log.warning("socket too slow, dropping it", **waiting)
+        self._stop()
+
+    def missed(self) -> None:
+        """Broker callback: events may not have reached this socket (the broker's
+        connection broke). The socket is closed for its client to reconnect, which sends
+        what was missed (``?after=``, or the latest message for the web client)."""
+        if self.missed_events or self.overflowed:
+            return
+        self.missed_events = True
+        self._log.warning("events may have been missed, closing the socket")
+        self._stop()
+
+    def _stop(self) -> None:
         # The sender may be stuck writing to a peer that does not read: stop it now, which
         # ends the receive loop and runs the disconnect bookkeeping.
         if self.sender is not None:
@@ -290,7 +305,14 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     # or the latest message), and those the first ones already carry are dropped: seq
     # order, no duplicate, whatever is committed while they are read.
     outbox.hold()
-    unsubscribe = await svc.registry.broker.subscribe(chat.conversation.id, outbox.deliver)
+    try:
+        unsubscribe = await svc.registry.broker.subscribe(
+            chat.conversation.id, outbox.deliver, outbox.missed
+        )
+    except Exception:
+        bound.exception("subscribing the socket failed")  # (the broker is unreachable, say)
+        await _close(websocket, CLOSE_ERROR, "internal error")
+        return
     sender = outbox.start(f"ws-send-{socket_id}")
     connected = False
     try:
@@ -335,6 +357,8 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
                 bound.exception("disconnect bookkeeping failed")
         if outbox.overflowed:
             await _close(websocket, CLOSE_SLOW, "too slow")
+        elif outbox.missed_events:
+            await _close(websocket, CLOSE_MISSED, "events missed: reconnect")
         elif outbox.failed:
             await _close(websocket, CLOSE_ERROR, "internal error")
 

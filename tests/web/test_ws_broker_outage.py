@@ -1,0 +1,94 @@
+"""Redis failing under a running server (a restart, the network): a socket that may have
+missed frames is closed with 1012 for its client to reconnect and catch up, and a message
+whose publishing failed is acknowledged as stored, never reported lost (ws.py, chats.py,
+realtime/redis.py)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from support.blab import Person, Socket
+from support.environment import REDIS_URL, require_service
+from support.outages import break_reader, fail_publishing
+from support.rest import room_of_two
+from support.server import LiveServer, live_server
+from tertulia.realtime.redis import RedisBroker
+from tertulia.settings import Settings
+
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+PersonFactory = Callable[[LiveServer], Person]
+
+
+@pytest.fixture
+async def server(make_settings: Callable[..., Settings]) -> AsyncIterator[LiveServer]:
+    """A live server whose broker is Redis."""
+    require_service("Redis", REDIS_URL)
+    async with live_server(make_settings(broker_url=REDIS_URL)) as running:
+        yield running
+
+
+def broker_of(server: LiveServer) -> RedisBroker:
+    broker = server.registry.broker
+    assert isinstance(broker, RedisBroker)
+    return broker
+
+
+async def closed(socket: Socket) -> int | None:
+    """Read on until the server closes the socket; its close code."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await socket.recv()
+    return socket.connection.close_code
+
+
+async def test_sockets_are_closed_for_a_resume_when_the_broker_connection_breaks(
+    server: LiveServer, people: PersonFactory
+) -> None:
+    """What Redis published while the connection was down is lost to this process: its
+    sockets are closed with 1012, and a resumed socket gets everything after its seq."""
+    alice, bob = await room_of_two(server, people)
+    first = await alice.connect()
+    said = await first.message(local_id=await first.say("before"))
+    await bob.message(text="before")
+    await break_reader(broker_of(server))
+    assert await closed(first) == 1012
+    assert await closed(bob) == 1012
+    resumed = await alice.connect(after=said["seq"])
+    await resumed.message(local_id=await resumed.say("after"))
+    seqs = [m["seq"] for m in resumed.messages()]  # (people left and came back meanwhile)
+    assert seqs == list(range(said["seq"] + 1, said["seq"] + 1 + len(seqs)))
+
+
+async def test_a_message_whose_publishing_failed_is_stored_and_resumed(
+    server: LiveServer, people: PersonFactory, monkeypatch: Any
+) -> None:
+    """Publishing a stored message fails: the sender is not told it was lost (it was not),
+    this process's sockets are closed with 1012, and resuming brings the message, once;
+    a message posted over REST meanwhile is acknowledged (201)."""
+    alice, bob = await room_of_two(server, people)
+    first = await alice.connect()
+    said = await first.message(local_id=await first.say("before"))
+    failed = fail_publishing(broker_of(server), monkeypatch)
+    local_id = await first.say("unpublished")
+    assert await closed(first) == 1012
+    assert await closed(bob) == 1012
+    assert len(failed) == 1
+    assert not [f for f in first.frames if "error" in f]
+    posted = await alice.post(type="T", text="over REST", local_id="rest-1")
+    assert posted.status_code == 201, posted.text
+
+    resumed = await alice.connect(after=said["seq"])
+    stored = await resumed.message(local_id=local_id)
+    assert stored["text"] == "unpublished"
+    await resumed.message(local_id="rest-1")
+    # The web client sends a message not yet echoed again after reconnecting: it is the
+    # same message, not a second one.
+    again = await resumed.message(local_id=await resumed.say("unpublished", local_id=local_id))
+    assert again["id"] == stored["id"]
+    history = (await alice.history()).json()["results"]
+    assert [m.get("text") for m in history].count("unpublished") == 1
