@@ -201,7 +201,9 @@ async def test_presence_state_waits_out_arrivals_between_messages(
         await socket.state(timeout=1.0)  # its own, long before the wait is over
         await watcher.wait_for(_event("participant-joined", person.participant_id))
     arrivals = watcher.frames[began:]
-    assert not [f for f in arrivals if "state" in f]
+    # (ECHO, given each participant-joined, may take long enough on a busy machine to show
+    # as working: the working indicator's frames carry ``working``, presence's do not)
+    assert not [f for f in arrivals if "state" in f and "working" not in f["state"]]
     state = await watcher.state(timeout=5.0)
     online = {alice.participant_id, *(p.participant_id for p in others)}
     assert online <= set(state["online"])
