@@ -62,6 +62,24 @@ async def test_a_newer_state_replaces_one_not_sent_yet() -> None:
     box.sender.cancel()
 
 
+async def test_a_sockets_own_state_is_not_replaced_by_a_broadcast_one() -> None:
+    """A newcomer's own state frame (which alone tells it which bots are working) is sent
+    even when a presence one for everyone comes before it was; that one follows it."""
+    peer = Peer()
+    box = outbox(peer)
+    peer.flowing.clear()
+    box.deliver(Event(EVERYONE, "m1"))
+    await asyncio.sleep(0)  # the sender takes m1 and blocks on the stalled peer
+    box.put_state("own, working", own=True)
+    box.deliver(Event(EVERYONE, "s1", supersedes=True))
+    box.deliver(Event(EVERYONE, "s2", supersedes=True))
+    peer.flowing.set()
+    await drained(box)
+    assert peer.sent == ["m1", "own, working", "s2"]
+    assert box.sender is not None
+    box.sender.cancel()
+
+
 async def test_a_state_already_taken_is_not_rewritten() -> None:
     """Once the sender took a state frame, a newer one is queued after what follows it."""
     peer = Peer()

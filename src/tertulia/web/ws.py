@@ -67,12 +67,14 @@ def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
 
 
 class _Latest:
-    """A queued ``state`` frame that newer ones replace until the sender takes it."""
+    """A queued ``state`` frame that newer ones replace until the sender takes it, unless
+    it is the socket's ``own`` (which carries ``working``, as broadcast ones do not)."""
 
-    __slots__ = ("frame", "taken")
+    __slots__ = ("frame", "own", "taken")
 
-    def __init__(self, frame: str) -> None:
+    def __init__(self, frame: str, own: bool = False) -> None:
         self.frame = frame
+        self.own = own
         self.taken = False
 
 
@@ -153,12 +155,14 @@ class Outbox:
         else:
             self._drop(held=len(self._held))
 
-    def put_state(self, frame: str) -> None:
-        """Queue a ``state`` frame, replacing one not sent yet."""
-        if self._state is not None and not self._state.taken:
-            self._state.frame = frame
+    def put_state(self, frame: str, *, own: bool = False) -> None:
+        """Queue a ``state`` frame, replacing one not sent yet (but for the socket's own,
+        which a broadcast one follows instead)."""
+        latest = self._state
+        if latest is not None and not latest.taken and not latest.own:
+            latest.frame = frame
             return
-        self._state = _Latest(frame)
+        self._state = _Latest(frame, own)
         self.put(self._state)
 
     @property
@@ -336,7 +340,7 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
             state = await chat.state()
             if participant.is_human:
                 state["working"] = working
-            outbox.put_state(state_frame(state))
+            outbox.put_state(state_frame(state), own=True)
         outbox.put_first(first, following, partial(chat.replay, participant, batch=REPLAY_BATCH))
         await _receive(websocket, chat, participant, outbox, sender, bound)
     except WebSocketDisconnect:
