@@ -92,3 +92,30 @@ async def test_a_message_whose_publishing_failed_is_stored_and_resumed(
     assert again["id"] == stored["id"]
     history = (await alice.history()).json()["results"]
     assert [m.get("text") for m in history].count("unpublished") == 1
+
+
+async def test_a_socket_that_cannot_subscribe_is_closed_with_1011(
+    server: LiveServer, people: PersonFactory, monkeypatch: Any
+) -> None:
+    """Redis refuses the socket's subscription (unreachable): the socket is closed with
+    1011 for its client to retry, rather than left hanging or crashing; the retry works."""
+    alice = people(server)
+    assert (await alice.create(nickname="alice", bots=[])).status_code == 201
+    pubsub = broker_of(server)._pubsub
+    assert pubsub is not None
+    subscribe = pubsub.subscribe
+    refused: list[Any] = []
+
+    async def refuses_once(*channels: Any) -> Any:
+        if not refused:
+            refused.append(channels)
+            raise ConnectionError("Redis is unreachable")
+        return await subscribe(*channels)
+
+    monkeypatch.setattr(pubsub, "subscribe", refuses_once)
+    first = await alice.connect()
+    assert await closed(first) == 1011
+    assert refused
+    again = await alice.connect()
+    said = await again.message(local_id=await again.say("hello"))
+    assert said["text"] == "hello"
