@@ -8,8 +8,10 @@ Delivery semantics (what a bot author can rely on):
 - Resume: every visible message carries ``seq``. After a drop the client reconnects with
   ``?after=<last seq seen>``, so the server replays what was missed, then goes on live;
   a message is never handed over twice. Messages stored before the first connection are
-  not replayed (as with BLAB's library), nor, if the socket drops before any message with
-  a ``seq`` arrived, those of that gap.
+  not replayed (as with BLAB's library): just before it, the client reads the newest
+  ``seq`` of the conversation over REST (with the bot's session) and resumes from there, so
+  a drop before any message arrived loses nothing either. A server without ``seq`` (BLAB)
+  gets a plain first connection.
 - Reconnecting: exponential backoff with jitter between ``backoff[0]`` and ``backoff[1]``
   seconds, reset by every successful connection. A refused handshake (HTTP 4xx: the
   session lapsed, or the conversation ended and took the bot's session with it) is final:
@@ -34,6 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
@@ -82,6 +85,7 @@ class Conversation:
         self._closed = asyncio.Event()
         self._connected = asyncio.Event()
         self._greeted = False
+        self._started = False  # resume point settled (read over REST, or a socket opened)
         self._tasks: list[asyncio.Task[None]] = []
         self._closer: asyncio.Task[None] | None = None
 
@@ -199,10 +203,42 @@ class Conversation:
         url = f"{self.app.ws_url}/ws/chat/{self.conversation_id}/"
         return url if self.last_seq is None else f"{url}?after={self.last_seq}"
 
+    async def _find_start(self) -> None:
+        """Before the first connection: the newest ``seq`` so far, read over REST, becomes
+        ``last_seq`` (what comes later is then replayed after any drop). Best effort: a
+        server without ``seq``, or one that cannot be asked, leaves ``last_seq`` unset."""
+        base = "http" + self.app.ws_url[len("ws") :]
+        url = f"{base}/api/chat/conversations/{self.conversation_id}/messages/"
+        try:
+            async with httpx.AsyncClient(timeout=self.app.open_timeout, trust_env=False) as http:
+                response = await http.get(
+                    url,
+                    params={"limit": "1"},
+                    headers={"Cookie": f"sessionid={self.session}"},
+                )
+            if response.status_code != 200:
+                return
+            results = response.json().get("results")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return
+        if not isinstance(results, list):
+            return
+        if not results:
+            self._started = True
+            if self.last_seq is None:
+                self.last_seq = 0
+            return
+        seq = results[-1].get("seq") if isinstance(results[-1], dict) else None
+        self._started = True
+        if isinstance(seq, int) and self.last_seq is None:
+            self.last_seq = seq
+
     async def _run(self) -> None:
         failures = 0
         try:
             while not self._closing.is_set():
+                if not self._started and self.last_seq is None:
+                    await self._find_start()
                 try:
                     async with connect(
                         self._url(),
@@ -244,6 +280,7 @@ class Conversation:
     async def _serve(self, socket: ClientConnection) -> None:
         """One connection: re-send what is pending, then read until it closes."""
         self._socket = socket
+        self._started = True
         self._connected.set()
         try:
             for frame in list(self._pending.values()):

@@ -10,7 +10,9 @@ Contract:
   any message look human with a redirect override). Each answer quotes the message.
 - The prompt is ``system_prompt``, then the conversation's last ``context_messages``
   messages people could see before this one (people's as ``user`` turns, bots' as
-  ``assistant`` turns, system events left out), then this message. The context is read
+  ``assistant`` turns, system events left out), at most ``context_chars`` characters of
+  them (the newest kept: ten pasted texts of 4000 characters would overflow a small
+  model's window, and every answer would be refused), then this message. The context is read
   with the server's ``recent_messages`` hook (:class:`tertulia.bots.base.BotServices`),
   not over REST.
 - Requests go through the server's shared ``httpx.AsyncClient``. The ``openai`` client
@@ -92,6 +94,8 @@ class OpenAIChatBot(Bot):
             for servers that need none.
         system_prompt: the first, ``system``, turn; None for none.
         context_messages: how many earlier visible messages to include (0: none).
+        context_chars: at most this many characters of them (the newest whole turns that
+            fit; older ones are left out).
         temperature: sampling temperature; None for the API's default.
         max_tokens: cap on the answer's tokens; None for the API's default.
         timeout: seconds one HTTP request may take.
@@ -110,6 +114,7 @@ class OpenAIChatBot(Bot):
         api_key_env: str | None = "OPENAI_API_KEY",
         system_prompt: str | None = None,
         context_messages: int = 10,
+        context_chars: int = 12_000,
         temperature: float | None = None,
         max_tokens: int | None = None,
         timeout: float = 60.0,
@@ -125,6 +130,7 @@ class OpenAIChatBot(Bot):
                 raise ConfigurationError(f"LLM API key variable {api_key_env!r} is unset or empty")
         self.system_prompt = system_prompt
         self.context_messages = max(0, context_messages)
+        self.context_chars = max(0, context_chars)
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout = timeout
@@ -160,11 +166,18 @@ class OpenAIChatBot(Bot):
         turns: list[dict[str, str]] = []
         if self.system_prompt:
             turns.append({"role": "system", "content": self.system_prompt})
-        for earlier in await self._context(message):
+        context: list[dict[str, str]] = []
+        budget = self.context_chars
+        for earlier in reversed(await self._context(message)):
             text = _turn_text(earlier)
-            if text:
-                role = "user" if earlier.get("sent_by_human") else "assistant"
-                turns.append({"role": role, "content": text})
+            if not text:
+                continue
+            if len(text) > budget:
+                break  # this turn and older ones do not fit
+            budget -= len(text)
+            role = "user" if earlier.get("sent_by_human") else "assistant"
+            context.append({"role": role, "content": text})
+        turns.extend(reversed(context))
         turns.append({"role": "user", "content": message.text or ""})
         return turns
 

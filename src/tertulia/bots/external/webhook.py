@@ -11,8 +11,12 @@ bot authors read. Here:
   ``X-Tertulia-Delivery`` id is the same on every attempt, so the bot can skip a delivery
   it already handled. Inline answers sent again by a retried delivery are shown once (the
   runner derives their ``local_id`` from the delivery).
-- Retried: connection errors, timeouts, and answers 408, 425, 429 and 5xx. Any other
+- Retried: connection errors, timeouts, and answers 408, 425, 429 and 5xx; also 1xx and
+  3xx, which are not followed (the signed body and the session would go elsewhere), so a
+  moved endpoint ends as a logged failure, never as a delivery silently done. Any other
   4xx means the bot refuses the delivery: logged, not retried.
+- An inline answer is read up to :data:`MAX_ANSWER` bytes; a longer one is dropped unread
+  (logged as an error, not retried: the bot would only send it again).
 - The session in the body lets the bot post later over REST; it is valid only for this
   bot in this conversation. It is kept in the bot's state and reused for
   ``session_refresh`` seconds, then a fresh one is made (an unused session lapses after the
@@ -29,6 +33,7 @@ import uuid
 from dataclasses import fields
 from typing import Any
 
+import httpx
 import orjson
 import structlog
 
@@ -39,6 +44,7 @@ from tertulia.errors import ConfigurationError, TertuliaError
 
 log = structlog.get_logger(__name__)
 RETRYABLE = frozenset({408, 425, 429})
+MAX_ANSWER = 1024 * 1024  # bytes of an inline answer read at most
 SESSION_STATE = "webhook_session"
 _DELIVERY_NAMESPACE = uuid.UUID("5b0e7f53-3a55-4c1e-9a63-8f0d27a1c6d4")
 
@@ -54,6 +60,20 @@ def wire_message(message: ChatMessage) -> dict[str, Any]:
     data["type"] = message.type.value
     keep = {"quoted_message_id", "local_id"} if message.type.value != "S" else set()
     return {k: v for k, v in data.items() if v is not None or k in keep}
+
+
+async def _read_answer(response: httpx.Response) -> bytes | None:
+    """The answer's body, or None when it is over :data:`MAX_ANSWER` bytes (the rest is
+    never read: a huge or endless answer costs neither memory nor the bot's time limit)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER:
+        return None
+    content = bytearray()
+    async for chunk in response.aiter_bytes():
+        content += chunk
+        if len(content) > MAX_ANSWER:
+            return None
+    return bytes(content)
 
 
 def delivery_header(info: ConversationInfo) -> str:
@@ -125,24 +145,37 @@ class WebhookBot(Bot):
             SIGNATURE_HEADER: sign(self.secret, body),
             DELIVERY_HEADER: delivery,
         }
-        try:
-            response = await info.services.http.post(
-                self.url, content=body, headers=headers, timeout=self.timeout
-            )
-        except Exception as exc:
-            raise WebhookFailed(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
-        status = response.status_code
-        if status in RETRYABLE or status >= 500:
-            raise WebhookFailed(f"{self.url} answered {status}")
         bound = log.bind(
             conversation_id=info.conversation_id,
             participant_id=info.bot_participant_id,
             url=self.url,
         )
+        try:
+            async with info.services.http.stream(
+                "POST", self.url, content=body, headers=headers, timeout=self.timeout
+            ) as response:
+                status = response.status_code
+                content = await _read_answer(response) if 200 <= status < 300 else b""
+        except Exception as exc:
+            raise WebhookFailed(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
+        if status in RETRYABLE or status >= 500:
+            raise WebhookFailed(f"{self.url} answered {status}")
+        if status < 200 or 300 <= status < 400:
+            # Not handled: a redirect is not followed (the signed body and the session
+            # would go to another address); the configured URL must be the final one.
+            raise WebhookFailed(f"{self.url} answered {status}, not followed: fix the URL")
         if status >= 400:
             bound.error("webhook refused the delivery", status=status, message_id=message.id)
             return
-        await self._send_answers(response.content, bound)
+        if content is None:
+            bound.error(
+                "webhook answer too large",
+                limit=MAX_ANSWER,
+                message_id=message.id,
+                delivery=delivery,
+            )
+            return
+        await self._send_answers(content, bound)
 
     async def _session(self) -> str:
         """A session for the bot, reused from its state while fresh enough."""

@@ -10,7 +10,8 @@ The POST runs in the bot runner, never in the request that created the conversat
 that is down only costs retries with backoff (the spec's ``retries``, ``timeout``) and a log
 line. The trigger URL is used as configured (BLAB's bot library listens on ``/``); only
 ``http`` and ``https`` are allowed, and since the session is a bearer secret, plain ``http``
-should point at loopback or a private network.
+should point at loopback or a private network. Only a 2xx answer counts: a redirect is not
+followed (the session would go elsewhere) and fails like an error; the body is not read.
 """
 
 from __future__ import annotations
@@ -77,11 +78,17 @@ class WebSocketExternalBot(Bot):
             "session": session,
         }
         try:
-            response = await info.services.http.post(self.url, json=body, timeout=TRIGGER_TIMEOUT)
+            # Streamed and never read: the answer's body means nothing (and may be huge).
+            async with info.services.http.stream(
+                "POST", self.url, json=body, timeout=TRIGGER_TIMEOUT
+            ) as response:
+                status = response.status_code
         except Exception as exc:
             raise TriggerFailed(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 400:
-            raise TriggerFailed(f"{self.url} answered {response.status_code}")
+        if not 200 <= status < 300:
+            # 3xx too: a redirect is not followed (the session would go elsewhere), and
+            # taking it for success would leave the bot out with nothing said.
+            raise TriggerFailed(f"{self.url} answered {status}")
         log.info(
             "external bot triggered",
             conversation_id=info.conversation_id,

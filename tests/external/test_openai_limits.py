@@ -1,0 +1,94 @@
+"""The LLM bot's prompt stays within what a model with a modest context window accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from external.fakes import PersonFactory, SettingsFactory, bot_id, serve
+from support.server import live_server
+
+KEY = "sk-test-key"
+WINDOW = 20_000  # characters the fake model accepts in one prompt
+
+
+class SmallModel:
+    """An OpenAI-compatible endpoint that refuses, as vLLM or OpenAI do, a prompt over its
+    context window (400), and answers the rest."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        size = sum(len(turn["content"]) for turn in body["messages"])
+        if size > WINDOW:
+            error = {
+                "message": f"This model's maximum context length is {WINDOW}; you asked {size}",
+                "type": "invalid_request_error",
+                "code": "context_length_exceeded",
+            }
+            return JSONResponse({"error": error}, status_code=400)
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"ok {len(self.requests)}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_LLM_KEY", KEY)
+
+
+async def test_long_messages_do_not_overflow_the_prompt(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """People paste long texts (up to the 4000-character limit each): the context is cut to
+    a character budget, oldest turns first, so the model keeps answering."""
+    model = SmallModel()
+    async with serve(model.app) as base:
+        spec = {
+            "module": "tertulia.bots.external",
+            "class": "OpenAIChatBot",
+            "retries": 0,
+            "kwargs": {
+                "base_url": f"{base}/v1",
+                "model": "small",
+                "api_key_env": "TEST_LLM_KEY",
+                "timeout": 5,
+                "max_retries": 0,
+            },
+        }
+        async with live_server(make_settings(bots={"LLM": spec})) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["LLM"])
+            llm_id = bot_id(created.json(), "LLM")
+            socket = await alice.connect()
+            for n in range(6):
+                text = f"{n} " + "long text " * 390
+                asked = await socket.message(local_id=await socket.say(text))
+                answer = await socket.message(sender_id=llm_id, quoted_message_id=asked["id"])
+                assert answer["text"].startswith("ok ")
+            last = model.requests[-1]["messages"]
+            assert last[-1]["content"].startswith("5 ")
+            assert len(last) > 2  # still some context, the newest turns
+            previous = f"ok {len(model.requests) - 1}"
+            assert last[-2] == {"role": "assistant", "content": previous}

@@ -1,0 +1,71 @@
+"""The SDK's resume after a drop, when nothing had arrived on the socket before it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from external.fakes import TIMEOUT, PersonFactory, Proxy, SettingsFactory, bot_id, external_bot
+from support.server import live_server
+from support.waiting import until
+from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
+
+ProxyFactory = Callable[[int], Awaitable[Proxy]]
+
+
+@pytest.fixture
+async def proxy_to() -> AsyncIterator[ProxyFactory]:
+    made: list[Proxy] = []
+
+    async def make(port: int) -> Proxy:
+        proxy = Proxy(port)
+        await proxy.start()
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        await proxy.close()
+
+
+async def test_drop_before_any_message_loses_nothing(
+    make_settings: SettingsFactory, people: PersonFactory, proxy_to: ProxyFactory
+) -> None:
+    """A quiet bot (no greeting) whose socket drops before anything was said still gets, once
+    back, what people said while it was away, and answers it once."""
+    app = BotApp("http://127.0.0.1:1", backoff=(0.05, 0.2))
+    seen: list[str] = []
+
+    @app.on_message
+    async def echo(conversation: Conversation, message: ChatMessage) -> None:
+        seen.append(message.text or "")
+        await conversation.send(f"echo: {message.text}", quote=message)
+
+    async with app.running() as trigger_url:
+        settings = make_settings(bots={"Ext": external_bot(trigger_url)})
+        async with live_server(settings) as server:
+            proxy = await proxy_to(server.port)
+            app.ws_url = websocket_base(f"http://127.0.0.1:{proxy.listen_port}")
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            ext_id = bot_id(created.json(), "Ext")
+            assert alice.conversation_id is not None
+            await until(lambda: alice.conversation_id in app.conversations)
+            conversation = app.conversations[alice.conversation_id]
+            await asyncio.wait_for(conversation.wait_connected(), TIMEOUT)
+            await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+
+            proxy.refusing = True
+            proxy.drop()
+            await until(lambda: not conversation.connected)
+            said = await alice.post(type="T", text="anyone there?", local_id="q1")
+            assert said.status_code == 201, said.text
+            proxy.refusing = False
+
+            socket = await alice.connect(after=0)
+            answer = await socket.message(sender_id=ext_id, quoted_message_id=said.json()["id"])
+            assert answer["text"] == "echo: anyone there?"
+            assert seen == ["anyone there?"]
+            await app.aclose()

@@ -1,0 +1,135 @@
+"""Webhook bots against endpoints that misbehave: redirects, endless answers, secret URLs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve
+from support.bots import watch_logs
+from support.server import live_server
+
+SECRET = "webhook-test-secret"
+
+
+def webhook_bot(url: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "module": "tertulia.bots.external",
+        "class": "WebhookBot",
+        "args": [url, "TEST_WEBHOOK_SECRET"],
+        **fields,
+    }
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+
+
+def human_text(body: dict[str, Any]) -> bool:
+    return bool(body["message"].get("sent_by_human"))
+
+
+async def test_redirect_is_not_taken_for_an_answer(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """An endpoint that answers 307 (moved) has not handled the delivery: it fails, loudly,
+    rather than counting as done with nothing shown."""
+    moved: list[dict[str, Any]] = []
+    asked = asyncio.Event()
+
+    async def hook(request: Request) -> Response:
+        body = await request.json()
+        if not human_text(body):
+            return Response(status_code=204)
+        asked.set()
+        return RedirectResponse("/moved", status_code=307)
+
+    async def new_home(request: Request) -> Response:
+        moved.append(await request.json())
+        return JSONResponse({"messages": [{"type": "T", "text": "from the new home"}]})
+
+    app = Starlette(
+        routes=[
+            Route("/hook", hook, methods=["POST"]),
+            Route("/moved", new_home, methods=["POST"]),
+        ]
+    )
+    with watch_logs() as logs:
+        async with serve(app) as base:
+            settings = make_settings(bots={"Hook": webhook_bot(f"{base}/hook", retries=0)})
+            async with live_server(settings) as server:
+                alice = people(server)
+                created = await alice.create(nickname="alice", bots=["Hook"])
+                hook_id = bot_id(created.json(), "Hook")
+                socket = await alice.connect()
+                await socket.message(local_id=await socket.say("ping"))
+                await asyncio.wait_for(asked.wait(), TIMEOUT)
+                await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+                failed = [
+                    e
+                    for e in logs.entries
+                    if e.get("event") == "bot delivery failed for good"
+                    and e.get("participant_id") == hook_id
+                ]
+                assert len(failed) == 1, [e.get("event") for e in logs.entries]
+                assert "307" in failed[0]["error"]
+                assert moved == []  # the signed body is not sent on to another address
+
+
+async def test_endless_answer_is_cut_short(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """An endpoint whose answer never ends (or is huge) is not read into memory until the
+    bot's time limit: the answer is dropped at a size cap, said once in the log, and the
+    bot's next delivery is handled as usual."""
+    sent = 0
+    stopped = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        chunk = b'{"messages": [' + b" " * 65536
+        try:
+            while True:
+                sent += len(chunk)
+                yield chunk
+                await asyncio.sleep(0)
+        finally:
+            stopped.set()
+
+    async def hook(request: Request) -> Response:
+        body = await request.json()
+        if not human_text(body):
+            return Response(status_code=204)
+        if body["message"]["text"] == "flood":
+            return StreamingResponse(endless(), media_type="application/json")
+        reply = {"type": "T", "text": "fine", "quoted_message_id": body["message"]["id"]}
+        return JSONResponse({"messages": [reply]})
+
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    with watch_logs() as logs:
+        async with serve(app) as base:
+            settings = make_settings(bots={"Hook": webhook_bot(f"{base}/hook", retries=0)})
+            async with live_server(settings) as server:
+                alice = people(server)
+                created = await alice.create(nickname="alice", bots=["Hook"])
+                hook_id = bot_id(created.json(), "Hook")
+                socket = await alice.connect()
+                await socket.message(local_id=await socket.say("flood"))
+                toobig = await logs.wait_for(
+                    lambda e: e.get("event") == "webhook answer too large", timeout=5
+                )
+                assert toobig["log_level"] == "error"
+                await asyncio.wait_for(stopped.wait(), 5)
+                assert sent < 64 * 1024 * 1024
+
+                asked = await socket.message(local_id=await socket.say("and now?"))
+                reply = await socket.message(sender_id=hook_id, quoted_message_id=asked["id"])
+                assert reply["text"] == "fine"
