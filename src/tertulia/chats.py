@@ -45,6 +45,7 @@ from tertulia.domain.model import (
 from tertulia.domain.routing import EVERYONE
 from tertulia.domain.times import utcnow
 from tertulia.errors import CommandError, NotFound, ValidationFailed
+from tertulia.files import display_name
 from tertulia.outgoing import Outgoing, message_frame, state_frame
 from tertulia.realtime.broker import Broker, Event
 from tertulia.settings import BotSpec, Settings
@@ -1181,8 +1182,9 @@ def _url_file_name(url: str | None) -> str | None:
     """The last path segment of a URL, without its query (PROTOCOL 5.1)."""
     if not url:
         return None
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return name[:255] or None
+    # Decoded, it may hold anything (NUL, control characters, "../"): made safe as an
+    # uploaded file's name is.
+    return display_name(unquote(urlsplit(url).path.rsplit("/", 1)[-1]))
 
 
 __all__ = ["Chat", "ChatLimits", "ChatRegistry", "SaveResult"]

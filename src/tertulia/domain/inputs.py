@@ -56,6 +56,16 @@ def _string(errors: dict[str, list[str]], key: str, value: Any, limit: int) -> s
     return text
 
 
+def _valid_url(url: str, schemes: frozenset[str]) -> bool:
+    """An absolute URL of one of ``schemes`` with a host (and, if any, a port in range)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port out of range
+    except ValueError:  # an unclosed IPv6 bracket, say
+        return False
+    return parts.scheme.lower() in schemes and bool(parts.hostname)
+
+
 def parse_new_message(
     data: Mapping[str, Any], *, url_schemes: frozenset[str] = frozenset({"http", "https"})
 ) -> NewMessage:
@@ -108,11 +118,9 @@ def parse_new_message(
             options = tuple(raw_options)
 
     url = _string(errors, "external_file_url", data.get("external_file_url"), MAX_URL) or None
-    if url is not None:
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in url_schemes or not parts.netloc:
-            errors["external_file_url"] = ["Enter a valid URL."]
-            url = None
+    if url is not None and not _valid_url(url, url_schemes):
+        errors["external_file_url"] = ["Enter a valid URL."]
+        url = None
     if kind not in FILE_TYPES:
         url = None  # only kept for file types, as in BLAB
 

@@ -22,6 +22,7 @@ _HTTP_CODES = {
     405: "method",
     413: "too_large",
     415: "media_type",
+    416: "range",
     429: "throttled",
 }
 

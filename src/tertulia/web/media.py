@@ -10,13 +10,17 @@ Safety (9 #46): ``X-Content-Type-Options: nosniff`` always; the stored (detected
 sent only for passive image, audio and video types, inline; anything else — HTML, SVG, XML,
 scripts, unknown — as ``application/octet-stream`` with ``Content-Disposition: attachment``
 and a sandboxing CSP. ``Range`` (206, for seeking in audio and video), ``If-Range``,
-``ETag``/``Last-Modified`` and ``HEAD`` are handled by Starlette's ``FileResponse``.
+``ETag``/``Last-Modified`` and ``HEAD`` are handled by Starlette's ``FileResponse``, with
+two changes (:class:`MediaFile`): a ``Range`` it cannot use (another unit, malformed,
+reversed) is ignored and the whole file sent (RFC 9110 14.2), where Starlette answers a bare
+``text/plain`` 400; and a range past the end is a 416 with the usual JSON error body.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import FileResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
 
 from tertulia.errors import NotFound
 from tertulia.files import file_store, key_conversation, serving
@@ -30,10 +34,28 @@ SANDBOX = "default-src 'none'; sandbox"
 router = APIRouter(prefix=MEDIA_PREFIX, tags=["media"])
 
 
+class MediaFile(FileResponse):
+    """Starlette's ``FileResponse``, answering unusable ``Range`` headers as above."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader:
+            return []  # no ranges: the whole file, 200
+        except RangeNotSatisfiable as exc:
+            # Raised before anything is sent: the app's handler makes the JSON body.
+            raise HTTPException(
+                416,
+                "Requested range not satisfiable.",
+                headers={"Content-Range": f"bytes */{exc.max_size}"},
+            ) from None
+
+
 @router.api_route(
-    "/{key:path}", methods=["GET", "HEAD"], response_class=FileResponse, include_in_schema=False
+    "/{key:path}", methods=["GET", "HEAD"], response_class=MediaFile, include_in_schema=False
 )
-async def media_file(key: str, request: Request) -> FileResponse:
+async def media_file(key: str, request: Request) -> MediaFile:
     """One uploaded file, for participants of its conversation.
 
     Raises:
@@ -63,7 +85,7 @@ async def media_file(key: str, request: Request) -> FileResponse:
     }
     if how.disposition == "attachment":
         headers["Content-Security-Policy"] = SANDBOX
-    return FileResponse(
+    return MediaFile(
         path,
         media_type=how.media_type,
         headers=headers,

@@ -23,6 +23,11 @@ and the client, still sending, may never read the answer. A longer or slower res
 waited for: the refusal is an :class:`UploadError` with ``complete=False``, and the caller
 closes the connection (``Connection: close``) so the client stops sending. Whatever was
 spooled is deleted on every error.
+
+A client that stops sending without closing its connection (a phone losing its network, a
+NAT dropping the flow: no FIN ever arrives) is given up after :data:`IDLE_SECONDS` without a
+byte of the body: 400 with ``Connection: close``, and its spool file deleted. Without this,
+the request and a partial spool file would stay until the server stops.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ FILE_FIELDS = ("file", "blob")  # ``file`` as BLAB; ``blob`` also taken for voic
 FLUSH_AT = 256 * 1024
 DRAIN_AT_MOST = 1024 * 1024  # body bytes read and dropped after an early refusal...
 DRAIN_SECONDS = 5.0  # ...and how long they may take (a stalled client is not waited for)
+IDLE_SECONDS = 60.0  # an upload that sends nothing for this long is given up
 EMPTY_FILE = "The submitted file is empty."
 NOT_A_FILE = "The submitted data was not a file. Check the encoding type on the form."
 
@@ -242,6 +248,10 @@ def _boundary(request: Request) -> bytes:
     return boundary
 
 
+class _Stalled(Exception):
+    """Nothing of the body arrived for :data:`IDLE_SECONDS`."""
+
+
 class _Body:
     """A request body read message by message, knowing when it has ended (unlike
     ``request.stream()``, whose end cannot be told apart from a refusal in between)."""
@@ -256,9 +266,14 @@ class _Body:
 
         Raises:
             ClientDisconnect: the client went away before the end.
+            _Stalled: nothing arrived for :data:`IDLE_SECONDS`.
         """
         while not self.ended:
-            message = await self._receive()
+            try:
+                async with asyncio.timeout(IDLE_SECONDS):
+                    message = await self._receive()
+            except TimeoutError:
+                raise _Stalled() from None
             if message["type"] != "http.request":
                 raise ClientDisconnect()
             self.ended = not message.get("more_body", False)
@@ -278,7 +293,7 @@ class _Body:
                 async for _ in self.chunks():
                     if self.read - start > DRAIN_AT_MOST:
                         return False
-        except (ClientDisconnect, TimeoutError):
+        except (ClientDisconnect, TimeoutError, _Stalled):
             return False
         return True
 
@@ -303,7 +318,7 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
     Raises:
         UploadError: over a limit (413), a malformed body, a file on a type that takes
             none, an empty file, an unexpected or second file part, or the client went
-            away mid-body (400).
+            away or stalled mid-body (400).
     """
     declared = _declared_length(request)
     reader = _Reader(limits, declared)
@@ -354,6 +369,12 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
     except ClientDisconnect:
         _discard(spool)
         error = ValidationFailed(detail="The upload was interrupted.")
+        raise await _failed(request, error, body, None, gone=True) from None
+    except _Stalled:
+        _discard(spool)
+        error = ValidationFailed(
+            detail=f"The upload stalled: nothing arrived for {IDLE_SECONDS:g} seconds."
+        )
         raise await _failed(request, error, body, None, gone=True) from None
     except BaseException:
         _discard(spool)
