@@ -49,7 +49,12 @@ class BotSpec(BaseModel):
     required: bool = False
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    timeout: float = Field(default=30.0, gt=0, description="seconds one call may take")
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds one call may take (default: what the class asks for, "
+        "else 30; see docs/bots.md)",
+    )
     retries: int = Field(default=3, ge=0, description="further attempts after a failure")
     concurrency: int | None = Field(
         default=None,

@@ -133,3 +133,15 @@ class LeaseBot(Bot):
             await asyncio.Event().wait()
         await asyncio.sleep(self.delay)
         await self.send(type="T", text=(message.text or "").upper(), quoted_message_id=message.id)
+
+
+class TimedBot(LeaseBot):
+    """A :class:`LeaseBot` that asks the runner for ``limit`` seconds per call when its spec
+    sets no ``timeout`` (``tests/bots/test_call_timeouts.py``)."""
+
+    def __init__(self, conversation_info: Any, limit: float, delay: float = 0.0) -> None:
+        super().__init__(conversation_info, delay=delay)
+
+    @classmethod
+    def call_timeout(cls, kwargs: dict[str, Any]) -> float:
+        return float(kwargs["limit"])

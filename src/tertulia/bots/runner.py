@@ -16,7 +16,7 @@ Guarantees (see docs/bots.md):
   ``spec.concurrency`` at once per bot spec (by default :data:`SYNC_CONCURRENCY` for a bot
   whose ``receive_message`` is a plain method, :data:`ASYNC_CONCURRENCY` for a coroutine).
 - A synchronous bot runs in a worker thread (:mod:`tertulia.bots.threads`), an ``async``
-  one on the event loop, each call limited to ``spec.timeout`` seconds. A failure or
+  one on the event loop, each call limited to :func:`call_timeout` seconds. A failure or
   timeout is retried ``spec.retries`` times with exponential backoff (the first attempt
   directly, the retries with tenacity), then recorded as failed and logged with ids.
   A synchronous call that overruns cannot be killed: its thread keeps its concurrency slot
@@ -74,6 +74,8 @@ CLOSE_GRACE = 2.0
 """Seconds :meth:`BotRunner.close` waits for bots' messages being stored."""
 WORKER_RESTART = 1.0
 """Seconds before a bot's worker starts again after a failure of the server's own."""
+DEFAULT_TIMEOUT = 30.0
+"""Seconds one call may take when neither the spec nor the class says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,23 @@ def concurrency(spec: BotSpec, cls: type) -> int:
     return SYNC_CONCURRENCY
 
 
+def call_timeout(spec: BotSpec, cls: type) -> float:
+    """Seconds one call of a bot may take: its spec's ``timeout``; else what the class asks
+    for with a classmethod ``call_timeout(kwargs)`` (a bot whose own requests have time
+    limits and retries knows how long they may take in all); else :data:`DEFAULT_TIMEOUT`."""
+    if spec.timeout is not None:
+        return spec.timeout
+    own = getattr(cls, "call_timeout", None)
+    if callable(own):
+        try:
+            asked = float(own(dict(spec.kwargs)))
+        except (TypeError, ValueError):
+            asked = 0.0  # (bad kwargs: the bot's own constructor says so, at its first call)
+        if asked > 0:
+            return asked
+    return DEFAULT_TIMEOUT
+
+
 def _delivery_log(delivery: Delivery, bot: str | None = None) -> Any:
     """A logger bound to a delivery's ids (made only when there is something to log)."""
     bound = log.bind(
@@ -230,6 +249,7 @@ class BotRunner:
         self._slots = {
             name: asyncio.Semaphore(concurrency(spec, cls)) for name, (spec, cls) in bots.items()
         }
+        self._timeouts = {name: call_timeout(spec, cls) for name, (spec, cls) in bots.items()}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()  # bots whose pending deliveries must be read back
         self._queued: dict[str, list[Delivery]] = {}  # handed over right after commit
@@ -584,6 +604,7 @@ class BotRunner:
         )
         name = context.bot_name
         slot = self._slots[name]
+        limit = self._timeouts[name]
         if not slot.locked():
             await slot.acquire()  # at once: no timer needed
         else:
@@ -592,14 +613,14 @@ class BotRunner:
             # cannot be killed) does waiting fail, as a hung bot's deliveries must.
             while True:
                 try:
-                    async with asyncio.timeout(spec.timeout):
+                    async with asyncio.timeout(limit):
                         await slot.acquire()
                     break
                 except TimeoutError:
                     if self._overrun.get(name, 0) >= concurrency(spec, cls):
                         raise BotTimeout(
                             f"all {concurrency(spec, cls)} slots held by calls past their "
-                            f"{spec.timeout} s (hung?)"
+                            f"{limit} s (hung?)"
                         ) from None
         kind = _method_kind(cls, method)
         if kind is None:
@@ -607,14 +628,14 @@ class BotRunner:
             return
         if kind == "async" or runs_on_loop(cls):
             try:
-                async with asyncio.timeout(spec.timeout):
+                async with asyncio.timeout(limit):
                     bot = cls(info, *spec.args, **spec.kwargs)
                     result = getattr(bot, method)(argument)
                     if inspect.isawaitable(result):
                         await result
                     await _stored(sends)
             except TimeoutError:
-                raise BotTimeout(f"no answer within {spec.timeout} s") from None
+                raise BotTimeout(f"no answer within {limit} s") from None
             finally:
                 slot.release()
             return
@@ -628,12 +649,12 @@ class BotRunner:
         future = self._threads.run(call)
         future.add_done_callback(lambda _: slot.release())
         try:
-            await asyncio.wait_for(asyncio.shield(future), spec.timeout)
+            await asyncio.wait_for(asyncio.shield(future), limit)
         except TimeoutError:
             # Abandoned, but its thread holds the slot until it returns.
             self._overrun[name] = self._overrun.get(name, 0) + 1
             future.add_done_callback(lambda _: self._returned(name))
-            raise BotTimeout(f"no answer within {spec.timeout} s") from None
+            raise BotTimeout(f"no answer within {limit} s") from None
 
     def _returned(self, name: str) -> None:
         """A call abandoned at its time limit has returned after all (its slot is free)."""

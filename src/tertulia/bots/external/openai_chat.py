@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 MAX_TEXT = 4000
 RETRYABLE = frozenset({408, 409, 429})
+DEFAULT_TIMEOUT = 60.0  # seconds per HTTP request
+DEFAULT_RETRIES = 2  # the client's retries of one request
+RETRY_WAIT = 8.0  # seconds the client may wait before a retry (its backoff's cap)
+ANSWER_MARGIN = 10.0  # seconds, past the requests', for a call to post its answer
 
 
 class LLMFailed(Exception):
@@ -117,8 +121,8 @@ class OpenAIChatBot(Bot):
         context_chars: int = 12_000,
         temperature: float | None = None,
         max_tokens: int | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 2,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_RETRIES,
     ) -> None:
         super().__init__(conversation_info)
         self.model = model
@@ -135,6 +139,16 @@ class OpenAIChatBot(Bot):
         self.max_tokens = max_tokens
         self.timeout = timeout
         self.max_retries = max_retries
+
+    @classmethod
+    def call_timeout(cls, kwargs: dict[str, Any]) -> float:
+        """The runner's limit on one call when the spec sets none: every request the client
+        may make (its retries and their waits included) and the answer's posting. Under the
+        runner's default of 30 s a slow model would be cut off on every attempt, each one
+        paid for, and never answer."""
+        timeout = float(kwargs.get("timeout", DEFAULT_TIMEOUT))
+        retries = max(0, int(kwargs.get("max_retries", DEFAULT_RETRIES)))
+        return timeout * (retries + 1) + RETRY_WAIT * retries + ANSWER_MARGIN
 
     @classmethod
     def accepts_delivery(cls, kind: str, payload: dict[str, Any], participant_id: str) -> bool:

@@ -45,6 +45,8 @@ from tertulia.errors import ConfigurationError, TertuliaError
 log = structlog.get_logger(__name__)
 RETRYABLE = frozenset({408, 425, 429})
 MAX_ANSWER = 1024 * 1024  # bytes of an inline answer read at most
+DEFAULT_TIMEOUT = 10.0  # seconds per POST
+ANSWER_MARGIN = 5.0  # seconds, past the POST's, for a call to post its answers
 SESSION_STATE = "webhook_session"
 _DELIVERY_NAMESPACE = uuid.UUID("5b0e7f53-3a55-4c1e-9a63-8f0d27a1c6d4")
 
@@ -104,7 +106,7 @@ class WebhookBot(Bot):
         url: str,
         secret_env: str,
         *,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         session_refresh: float = 3600.0,
     ) -> None:
         super().__init__(conversation_info)
@@ -117,6 +119,12 @@ class WebhookBot(Bot):
         self.secret = secret.encode()
         self.timeout = timeout
         self.session_refresh = session_refresh
+
+    @classmethod
+    def call_timeout(cls, kwargs: dict[str, Any]) -> float:
+        """The runner's limit on one call when the spec sets none: the POST's own
+        ``timeout`` and a few seconds to post the answers (docs/bots.md)."""
+        return float(kwargs.get("timeout", DEFAULT_TIMEOUT)) + ANSWER_MARGIN
 
     @classmethod
     def accepts_delivery(cls, kind: str, payload: dict[str, Any], participant_id: str) -> bool:
