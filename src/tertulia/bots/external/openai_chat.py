@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.bots.external.urls import shown
 from tertulia.domain.model import MessageType
 from tertulia.errors import ConfigurationError
 
@@ -235,7 +236,7 @@ class OpenAIChatBot(Bot):
             participant_id=self.conversation_info.bot_participant_id,
             message_id=message.id,
             model=self.model,
-            base_url=str(client.base_url),
+            base_url=shown(str(client.base_url)),
         )
         try:
             completion = await client.chat.completions.create(

@@ -38,6 +38,7 @@ import orjson
 import structlog
 
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.bots.external.urls import shown
 from tertulia.client.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
 from tertulia.domain.times import format_time
 from tertulia.errors import ConfigurationError, TertuliaError
@@ -116,6 +117,7 @@ class WebhookBot(Bot):
         if not secret:
             raise ConfigurationError(f"webhook secret variable {secret_env!r} is unset or empty")
         self.url = url
+        self.shown_url = shown(url)  # for logs and errors: no user, password or query
         self.secret = secret.encode()
         self.timeout = timeout
         self.session_refresh = session_refresh
@@ -156,7 +158,7 @@ class WebhookBot(Bot):
         bound = log.bind(
             conversation_id=info.conversation_id,
             participant_id=info.bot_participant_id,
-            url=self.url,
+            url=self.shown_url,
         )
         try:
             async with info.services.http.stream(
@@ -165,13 +167,16 @@ class WebhookBot(Bot):
                 status = response.status_code
                 content = await _read_answer(response) if 200 <= status < 300 else b""
         except Exception as exc:
-            raise WebhookFailed(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
+            said = str(exc).replace(self.url, self.shown_url)
+            raise WebhookFailed(
+                f"cannot reach {self.shown_url}: {type(exc).__name__}: {said}"
+            ) from exc
         if status in RETRYABLE or status >= 500:
-            raise WebhookFailed(f"{self.url} answered {status}")
+            raise WebhookFailed(f"{self.shown_url} answered {status}")
         if status < 200 or 300 <= status < 400:
             # Not handled: a redirect is not followed (the signed body and the session
             # would go to another address); the configured URL must be the final one.
-            raise WebhookFailed(f"{self.url} answered {status}, not followed: fix the URL")
+            raise WebhookFailed(f"{self.shown_url} answered {status}, not followed: fix the URL")
         if status >= 400:
             bound.error("webhook refused the delivery", status=status, message_id=message.id)
             return

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import structlog
 
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.bots.external.urls import shown
 from tertulia.errors import ConfigurationError
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,7 @@ class WebSocketExternalBot(Bot):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigurationError(f"external bot URL must be http(s)://host[:port]: {url!r}")
         self.url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+        self.shown_url = shown(self.url)  # for logs and errors: no user or password
 
     @classmethod
     def accepts_delivery(cls, kind: str, payload: dict[str, Any], participant_id: str) -> bool:
@@ -84,14 +86,17 @@ class WebSocketExternalBot(Bot):
             ) as response:
                 status = response.status_code
         except Exception as exc:
-            raise TriggerFailed(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from exc
+            said = str(exc).replace(self.url, self.shown_url)
+            raise TriggerFailed(
+                f"cannot reach {self.shown_url}: {type(exc).__name__}: {said}"
+            ) from exc
         if not 200 <= status < 300:
             # 3xx too: a redirect is not followed (the session would go elsewhere), and
             # taking it for success would leave the bot out with nothing said.
-            raise TriggerFailed(f"{self.url} answered {status}")
+            raise TriggerFailed(f"{self.shown_url} answered {status}")
         log.info(
             "external bot triggered",
             conversation_id=info.conversation_id,
             participant_id=info.bot_participant_id,
-            url=self.url,
+            url=self.shown_url,
         )
