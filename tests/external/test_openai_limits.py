@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from external.fakes import PersonFactory, SettingsFactory, bot_id, serve
+from support.bots import watch_logs
 from support.server import live_server
 
 KEY = "sk-test-key"
@@ -92,3 +93,75 @@ async def test_long_messages_do_not_overflow_the_prompt(
             assert len(last) > 2  # still some context, the newest turns
             previous = f"ok {len(model.requests) - 1}"
             assert last[-2] == {"role": "assistant", "content": previous}
+
+
+MALFORMED: list[Any] = [
+    b"<html>bad gateway</html>",  # not JSON at all
+    {"choices": [{"index": 0, "message": None, "finish_reason": "stop"}]},
+    {"choices": [{"index": 0, "message": {"role": "assistant", "content": 42}}]},
+    ["not", "an", "object"],
+]
+
+
+async def test_malformed_answers_are_failures_said_once(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A model (or a proxy before it) answers 200 with something that is no completion: the
+    delivery fails with one ``LLM answer unreadable`` line naming the model, not a raw
+    traceback; the bot answers the next message once the model is well again."""
+    answers = list(MALFORMED)
+
+    async def chat(request: Request) -> Response:
+        await request.json()
+        if answers:
+            bad = answers.pop(0)
+            if isinstance(bad, bytes):
+                return Response(bad, media_type="application/json")
+            return JSONResponse(bad)
+        return JSONResponse(
+            {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "small",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "well again"},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    with watch_logs() as logs:
+        async with serve(app) as base:
+            spec = {
+                "module": "tertulia.bots.external",
+                "class": "OpenAIChatBot",
+                "retries": 0,
+                "kwargs": {
+                    "base_url": f"{base}/v1",
+                    "model": "small",
+                    "api_key_env": "TEST_LLM_KEY",
+                    "timeout": 5,
+                    "max_retries": 0,
+                },
+            }
+            async with live_server(make_settings(bots={"LLM": spec})) as server:
+                alice = people(server)
+                created = await alice.create(nickname="alice", bots=["LLM"])
+                llm_id = bot_id(created.json(), "LLM")
+                socket = await alice.connect()
+                for n in range(len(MALFORMED)):
+                    await socket.message(local_id=await socket.say(f"try {n}"))
+                asked = await socket.message(local_id=await socket.say("and now"))
+                answer = await socket.message(sender_id=llm_id, quoted_message_id=asked["id"])
+                assert answer["text"] == "well again"
+    unreadable = [e for e in logs.entries if e.get("event") == "LLM answer unreadable"]
+    assert len(unreadable) == len(MALFORMED)
+    assert all(e.get("model") == "small" for e in unreadable)
+    failures = [e["error"] for e in logs.entries if e.get("event") == "bot call failed"]
+    assert len(failures) == len(MALFORMED)
+    assert all(error.startswith("LLMFailed: ") for error in failures), failures

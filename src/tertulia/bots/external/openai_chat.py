@@ -265,11 +265,17 @@ class OpenAIChatBot(Bot):
                 retried_later=True,
             )
             raise LLMFailed(f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:  # a 200 whose body is not JSON (a proxy's error page)
+            bound.error("LLM answer unreadable", error=f"{type(exc).__name__}: {exc}")
+            raise LLMFailed("the LLM's answer was not JSON") from exc
         finally:
             if own_client:
                 await client.close()  # never close the server's shared client
-        choice = completion.choices[0] if completion.choices else None
-        text = (choice.message.content or "") if choice is not None else ""
+        choice, text = _first_choice(completion)
+        if text is None:
+            # JSON, but no completion: no choices, a null message, content not a string.
+            bound.error("LLM answer unreadable", error="no text in the first choice")
+            raise LLMFailed("the LLM's answer held no text")
         if not text.strip():
             bound.warning(
                 "LLM answered nothing", finish_reason=getattr(choice, "finish_reason", None)
@@ -278,6 +284,23 @@ class OpenAIChatBot(Bot):
         if choice is not None and choice.finish_reason == "length":
             bound.info("LLM answer cut at max_tokens", max_tokens=self.max_tokens)
         return text
+
+
+def _first_choice(completion: Any) -> tuple[Any, str | None]:
+    """The first choice of a completion and its text ("" when the model said nothing), or
+    None for the text when the answer is no completion at all (the client does not check:
+    a proxy or a half-compatible server may send anything)."""
+    choices = getattr(completion, "choices", None)
+    if not isinstance(choices, list):
+        return None, None
+    if not choices:
+        return None, ""
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    content = getattr(message, "content", "") if message is not None else None
+    if content is None and message is not None:
+        content = ""  # a message with no content: the model said nothing
+    return choice, content if isinstance(content, str) else None
 
 
 def _parse_time(value: Any) -> datetime:
