@@ -235,6 +235,36 @@ async def test_missing_and_misplaced_files_are_refused(small: LiveServer, carol:
     assert [m["type"] for m in history if m["type"] != "S"] == []
 
 
+async def test_a_file_input_left_empty_is_no_file(small: LiveServer, carol: Person) -> None:
+    """An HTML form whose file input was left empty sends a part with ``filename=""`` and
+    nothing in it: no file, as Django (BLAB) takes it. A text message goes through; an image
+    message is refused for having no file."""
+
+    async def send(fields: dict[str, str]) -> httpx.Response:
+        boundary = uuid.uuid4().hex
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
+            for key, value in fields.items()
+        ]
+        parts.append(  # what a browser sends for a file input left empty
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename=""\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n\r\n"
+        )
+        return await carol.http.post(
+            f"/conversations/{carol.conversation_id}/messages/",
+            content="".join(parts).encode() + f"--{boundary}--\r\n".encode(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+
+    response = await send({"type": "T", "text": "just text"})
+    assert response.status_code == 201, response.text
+    assert response.json()["text"] == "just text"
+    response = await send({"type": "i", "text": ""})
+    assert response.status_code == 400
+    assert "file" in response.json()
+    assert stored_files(small) == []
+
+
 # -- refusing early, on a raw connection ----------------------------------------------
 # A blocking socket in a thread, as HTTP clients do it: write until the server closes, then
 # read the answer it sent before closing (Linux keeps it readable after the reset).

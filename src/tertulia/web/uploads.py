@@ -134,6 +134,7 @@ class _Part:
     name: str = ""
     filename: str | None = None
     is_file: bool = False
+    empty_input: bool = False  # filename="": a file input left empty (no file)
     data: bytearray = field(default_factory=bytearray)
     header_name: bytearray = field(default_factory=bytearray)
     header_value: bytearray = field(default_factory=bytearray)
@@ -189,6 +190,11 @@ class _Reader:
             return
         self.part.is_file = True
         self.part.filename = _decode(options[b"filename"])
+        if not self.part.filename and self.part.name in FILE_FIELDS:
+            # What a browser sends for a file input left empty: no file, as Django (BLAB)
+            # takes it. Its content, if any, is dropped (counted as a field's).
+            self.part.empty_input = True
+            return
         if self.part.name not in FILE_FIELDS:
             raise _Refuse(ValidationFailed({self.part.name: ["Unexpected file."]}))
         if self.file_started:
@@ -206,7 +212,7 @@ class _Reader:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         size = end - start
-        if self.part.is_file:
+        if self.part.is_file and not self.part.empty_input:
             self.file_size += size
             if self.file_size > self.file_limit:
                 raise _Refuse(too_large(self.file_limit))
@@ -217,7 +223,8 @@ class _Reader:
             raise _Refuse(
                 ValidationFailed(detail=f"The form's text fields exceed {MAX_FIELDS_SIZE} bytes.")
             )
-        self.part.data += data[start:end]
+        if not self.part.empty_input:
+            self.part.data += data[start:end]
 
     def on_part_end(self) -> None:
         if not self.part.is_file:
