@@ -70,6 +70,29 @@ async def open_conversation(one: ServerProcess) -> tuple[Person, str]:
     return alice, next(p["id"] for p in created.json()["participants"] if p["name"] == "Lease")
 
 
+async def say_hello(one: ServerProcess) -> tuple[Person, str, dict[str, Any]]:
+    """alice says "hello" on ``one`` (its delivery recorded there) and leaves; returns her,
+    the bot's id and her message."""
+    alice, bot_id = await open_conversation(one)
+    try:
+        socket = await alice.connect()
+        sent = await socket.message(local_id=await socket.say("hello"))
+    finally:
+        await alice.close()
+    return alice, bot_id, sent
+
+
+async def answer_on(server: LiveServer, alice: Person, sent: dict[str, Any]) -> str:
+    """The text of the bot's answer to ``sent``, as alice sees it on ``server``."""
+    again = follow(alice, server)
+    try:
+        resumed = await again.connect(after=sent["seq"])
+        answer = await resumed.message(quoted_message_id=sent["id"], timeout=10)
+        return str(answer["text"])
+    finally:
+        await again.close()
+
+
 def follow(alice: Person, server: LiveServer) -> Person:
     """alice, as a client of ``server`` (her session and conversation)."""
     again = Person(server.base_url, server.ws_url)
@@ -107,22 +130,11 @@ async def test_a_process_stopping_cleanly_hands_its_deliveries_over_at_once(
     async with two_processes(
         database, tmp_path, one_bot={"hang": True}, bot_poll_interval=0.05, bot_delivery_lease=600
     ) as (one, two):
-        alice, bot_id = await open_conversation(one)
-        try:
-            socket = await alice.connect()
-            sent = await socket.message(local_id=await socket.say("hello"))
-        finally:
-            await alice.close()
+        alice, bot_id, sent = await say_hello(one)
         await one.stop(signal.SIGTERM)  # (uvicorn raises the signal again once shut down)
         assert "delivery claims given up" in one.log.read_text()
-        again = follow(alice, two)
-        try:
-            resumed = await again.connect(after=sent["seq"])
-            answer = await resumed.message(quoted_message_id=sent["id"], timeout=10)
-            assert answer["text"] == "HELLO"
-            assert runner_bots.CALLS[bot_id] == ["hello"]
-        finally:
-            await again.close()
+        assert await answer_on(two, alice, sent) == "HELLO"
+        assert runner_bots.CALLS[bot_id] == ["hello"]  # run here, once
 
 
 async def test_the_deliveries_of_a_process_that_died_are_taken_over_when_its_lease_lapses(
@@ -133,18 +145,7 @@ async def test_the_deliveries_of_a_process_that_died_are_taken_over_when_its_lea
     async with two_processes(
         database, tmp_path, one_bot={"hang": True}, bot_poll_interval=0.1, bot_delivery_lease=1.0
     ) as (one, two):
-        alice, bot_id = await open_conversation(one)
-        try:
-            socket = await alice.connect()
-            sent = await socket.message(local_id=await socket.say("hello"))
-        finally:
-            await alice.close()
+        alice, bot_id, sent = await say_hello(one)
         one.kill()
-        again = follow(alice, two)
-        try:
-            resumed = await again.connect(after=sent["seq"])
-            answer = await resumed.message(quoted_message_id=sent["id"], timeout=10)
-            assert answer["text"] == "HELLO"
-            assert runner_bots.CALLS[bot_id] == ["hello"]
-        finally:
-            await again.close()
+        assert await answer_on(two, alice, sent) == "HELLO"
+        assert runner_bots.CALLS[bot_id] == ["hello"]  # run here, once

@@ -189,3 +189,30 @@ def external_bot(url: str, **fields: Any) -> dict[str, Any]:
         "args": [url],
         **fields,
     }
+
+
+def webhook_bot(url: str, **fields: Any) -> dict[str, Any]:
+    """A ``bots`` entry for a webhook bot at ``url``, its secret in ``TEST_WEBHOOK_SECRET``."""
+    return {
+        "module": "tertulia.bots.external",
+        "class": "WebhookBot",
+        "args": [url, "TEST_WEBHOOK_SECRET"],
+        **fields,
+    }
+
+
+def completion(text: str, *, model: str, number: int = 1) -> dict[str, Any]:
+    """An OpenAI chat completion answering ``text``, as a fake model sends it."""
+    return {
+        "id": f"chatcmpl-{number}",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+    }

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve
+from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, completion, serve
 from support.bots import watch_logs
 from support.server import live_server
 
@@ -37,21 +37,8 @@ class FakeLLM:
                 status_code=self.status,
                 headers={"retry-after-ms": "20", "retry-after": "1"},
             )
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{len(self.requests)}",
-                "object": "chat.completion",
-                "created": 1,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": f"answer {len(self.requests)}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-            }
-        )
+        number = len(self.requests)
+        return JSONResponse(completion(f"answer {number}", model=body["model"], number=number))
 
 
 def llm_bot(base_url: str, **fields: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from external.fakes import PersonFactory, SettingsFactory, bot_id, serve
+from external.fakes import PersonFactory, SettingsFactory, bot_id, completion, serve
 from support.bots import watch_logs
 from support.server import live_server
 
@@ -37,21 +37,25 @@ class SmallModel:
                 "code": "context_length_exceeded",
             }
             return JSONResponse({"error": error}, status_code=400)
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{len(self.requests)}",
-                "object": "chat.completion",
-                "created": 1,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": f"ok {len(self.requests)}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-            }
-        )
+        number = len(self.requests)
+        return JSONResponse(completion(f"ok {number}", model=body["model"], number=number))
+
+
+def small_llm(base: str) -> dict[str, Any]:
+    """A ``bots`` entry for the LLM bot on the fake model at ``base``: no retries of its own
+    or the runner's, so each message is one request."""
+    return {
+        "module": "tertulia.bots.external",
+        "class": "OpenAIChatBot",
+        "retries": 0,
+        "kwargs": {
+            "base_url": f"{base}/v1",
+            "model": "small",
+            "api_key_env": "TEST_LLM_KEY",
+            "timeout": 5,
+            "max_retries": 0,
+        },
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -66,18 +70,7 @@ async def test_long_messages_do_not_overflow_the_prompt(
     a character budget, oldest turns first, so the model keeps answering."""
     model = SmallModel()
     async with serve(model.app) as base:
-        spec = {
-            "module": "tertulia.bots.external",
-            "class": "OpenAIChatBot",
-            "retries": 0,
-            "kwargs": {
-                "base_url": f"{base}/v1",
-                "model": "small",
-                "api_key_env": "TEST_LLM_KEY",
-                "timeout": 5,
-                "max_retries": 0,
-            },
-        }
+        spec = small_llm(base)
         async with live_server(make_settings(bots={"LLM": spec})) as server:
             alice = people(server)
             created = await alice.create(nickname="alice", bots=["LLM"])
@@ -118,37 +111,12 @@ async def test_malformed_answers_are_failures_said_once(
             if isinstance(bad, bytes):
                 return Response(bad, media_type="application/json")
             return JSONResponse(bad)
-        return JSONResponse(
-            {
-                "id": "c",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "small",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "well again"},
-                        "finish_reason": "stop",
-                    }
-                ],
-            }
-        )
+        return JSONResponse(completion("well again", model="small"))
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
     with watch_logs() as logs:
         async with serve(app) as base:
-            spec = {
-                "module": "tertulia.bots.external",
-                "class": "OpenAIChatBot",
-                "retries": 0,
-                "kwargs": {
-                    "base_url": f"{base}/v1",
-                    "model": "small",
-                    "api_key_env": "TEST_LLM_KEY",
-                    "timeout": 5,
-                    "max_retries": 0,
-                },
-            }
+            spec = small_llm(base)
             async with live_server(make_settings(bots={"LLM": spec})) as server:
                 alice = people(server)
                 created = await alice.create(nickname="alice", bots=["LLM"])

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve
+from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve, webhook_bot
 from support.server import live_server
 from tertulia.client import DELIVERY_HEADER, SIGNATURE_HEADER, post_message, verify_signature
 
@@ -65,15 +65,6 @@ class FakeWebhook:
                 self.arrived.clear()
                 await self.arrived.wait()
         return self.human()
-
-
-def webhook_bot(url: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "module": "tertulia.bots.external",
-        "class": "WebhookBot",
-        "args": [url, "TEST_WEBHOOK_SECRET"],
-        **fields,
-    }
 
 
 @pytest.fixture(autouse=True)

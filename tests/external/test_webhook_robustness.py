@@ -12,20 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve
+from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve, webhook_bot
 from support.bots import watch_logs
 from support.server import live_server
 
 SECRET = "webhook-test-secret"
-
-
-def webhook_bot(url: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "module": "tertulia.bots.external",
-        "class": "WebhookBot",
-        "args": [url, "TEST_WEBHOOK_SECRET"],
-        **fields,
-    }
 
 
 @pytest.fixture(autouse=True)
