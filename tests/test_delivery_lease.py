@@ -46,17 +46,25 @@ def shared(database: DatabaseTarget, **fields: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def two_processes(
-    database: DatabaseTarget, tmp_path: Path, *, one_bot: dict[str, Any], **lease: float
+    database: DatabaseTarget,
+    tmp_path: Path,
+    *,
+    one_bot: dict[str, Any],
+    two_bot: dict[str, Any] | None = None,
+    **lease: float,
 ) -> AsyncIterator[tuple[ServerProcess, LiveServer]]:
     """A server process (``one``, its bot given ``one_bot``) and a server in this test's
-    own process (``two``, whose bot answers at once), on one database and broker. (Two
-    servers in one process would share ``Chat``'s binding: not two processes at all.)"""
+    own process (``two``, its bot given ``two_bot``: by default it answers at once), on one
+    database and broker. (Two servers in one process would share ``Chat``'s binding: not
+    two processes at all.)"""
     config = write_config(
         tmp_path / "tertulia.toml",
         {**shared(database, **lease, bot_kwargs=one_bot), "log_format": "json"},
     )
     async with (
-        live_server(load_settings(None, **shared(database, **lease))) as two,
+        live_server(
+            load_settings(None, **shared(database, **lease, bot_kwargs=two_bot or {}))
+        ) as two,
         server_process(config, tmp_path, name="one") as one,
     ):
         yield one, two
@@ -149,3 +157,39 @@ async def test_the_deliveries_of_a_process_that_died_are_taken_over_when_its_lea
         one.kill()
         assert await answer_on(two, alice, sent) == "HELLO"
         assert runner_bots.CALLS[bot_id] == ["hello"]  # run here, once
+
+
+async def test_a_bots_deliveries_keep_their_order_across_processes(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """alice on one process and bob on the other write to one slow bot at once: both
+    messages go to the one process running the bot's deliveries (woken through the broker
+    when the other recorded one; the polls here come too late for the test), which runs
+    them in order. Before, each process ran its own at the same time."""
+    async with two_processes(
+        database,
+        tmp_path,
+        one_bot={"delay": 0.5, "tag": "one"},
+        two_bot={"delay": 0.5, "tag": "two"},
+        bot_poll_interval=60,
+        bot_delivery_lease=180,
+    ) as (one, two):
+        alice, bot_id = await open_conversation(one)
+        bob = Person(two.base_url, two.ws_url)
+        try:
+            assert alice.conversation_id is not None
+            assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
+            watching = await bob.connect()
+            talking = await alice.connect()
+            first = await talking.message(local_id=await talking.say("first"))
+            second = await watching.message(local_id=await watching.say("second"))
+            answers = [
+                await watching.message(sender_id=bot_id, timeout=10),
+                await watching.message(sender_id=bot_id, timeout=10),
+            ]
+            assert [a["quoted_message_id"] for a in answers] == [first["id"], second["id"]]
+            texts = [a["text"] for a in answers]
+            assert texts in (["FIRST (one)", "SECOND (one)"], ["FIRST (two)", "SECOND (two)"])
+        finally:
+            await alice.close()
+            await bob.close()

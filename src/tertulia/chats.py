@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ClassVar, TypedDict
@@ -58,6 +58,14 @@ from tertulia.storage.sessions import SessionRecord
 from tertulia.working import WorkingIndicator
 
 log = structlog.get_logger(__name__)
+RUNNERS = frozenset({"runner"})  # the audience of a wake-up (no socket listens on its channel)
+
+
+def runner_channel(owner: str) -> str:
+    """The broker channel on which the runner ``owner`` is woken by other processes."""
+    return f"runner:{owner}"
+
+
 MEDIA_URL = "/media/"
 
 
@@ -165,6 +173,8 @@ class ChatRegistry:
         self.broker = broker
         self.bots = bots
         single_process = settings.broker_url.startswith("memory://")
+        self._single_process = single_process
+        self._unsubscribe_runner: Callable[[], None] | None = None
         self.runner = BotRunner(
             db,
             bots,
@@ -201,7 +211,28 @@ class ChatRegistry:
         task.add_done_callback(done)
 
     async def start(self) -> None:
+        if not self._single_process:
+            # Other processes wake this one's runner when they record deliveries for it.
+            self._unsubscribe_runner = await self.broker.subscribe(
+                runner_channel(self.runner.owner), self._woken
+            )
         await self.runner.start()
+
+    def wake(self, owner: str, bot_participant_ids: set[str]) -> None:
+        """Wake another process's runner (bots/runner.py ``BotHost.wake``), through the
+        broker; if that fails, its next poll finds the deliveries."""
+        frame = orjson.dumps(sorted(bot_participant_ids)).decode()
+        publish = self.broker.publish(runner_channel(owner), [Event(RUNNERS, frame)])
+        self.background(asyncio.ensure_future(publish))
+
+    def _woken(self, event: Event) -> None:
+        """Another process recorded deliveries claimed for this one's runner."""
+        try:
+            bot_ids = orjson.loads(event.frame)
+        except orjson.JSONDecodeError:
+            log.warning("unreadable runner wake-up", frame=event.frame[:200])
+            return
+        self.runner.notify({b for b in bot_ids if isinstance(b, str)})
 
     async def close(self) -> None:
         """Store the pending 'left' events at once, then stop the runner."""
@@ -231,6 +262,8 @@ class ChatRegistry:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if self._unsubscribe_runner is not None:
+            self._unsubscribe_runner()
         await self.runner.close()
         await self.working.close()
 
@@ -435,9 +468,14 @@ class _UseCase:
             try:
                 if out.deliveries:
                     now = utcnow()
-                    claim = chat._services.runner.claim(now)
+                    runner = chat._services.runner
+                    bots = {d.bot_participant_id for d in out.deliveries}
                     out.recorded = await outbox.enqueue(
-                        self._conn, out.deliveries, now=now, claim=claim
+                        self._conn,
+                        out.deliveries,
+                        now=now,
+                        claim=runner.claim(now),
+                        held=await runner.holders(self._conn, bots, now=now),
                     )
             except BaseException as failure:
                 await write.__aexit__(type(failure), failure, failure.__traceback__)

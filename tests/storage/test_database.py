@@ -587,3 +587,19 @@ async def test_writers_in_two_processes_number_one_conversation_without_gap(
     stored = [m for m in outcomes if m is not None]
     assert len(stored) == 50  # 60 sends, of which the 10 shared local_ids' second ones
     assert sorted(m.seq for m in stored) == list(range(1, 51))
+
+
+async def test_the_holder_of_a_bots_deliveries_is_its_newest_live_claim(db: Database) -> None:
+    """A new delivery goes to the process holding the bot's newest pending one, if its
+    claim is live; a lapsed claim or none holds nothing."""
+    conversation, _ = await new_conversation(db)
+    bot = await new_bot(db, conversation)
+    now = datetime.now(UTC)
+    async with db.read() as conn:
+        assert await outbox.holder(conn, bot.id, now=now) is None
+    await record(db, bot, {"old": claim_for("a", 60, now), "new": claim_for("b", 60, now)})
+    async with db.read() as conn:
+        held = await outbox.holder(conn, bot.id, now=now)
+        assert held is not None
+        assert held.owner == "b"
+        assert await outbox.holder(conn, bot.id, now=now + timedelta(seconds=61)) is None

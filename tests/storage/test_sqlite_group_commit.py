@@ -229,7 +229,10 @@ async def test_a_short_log_needs_no_quiet_window_though_its_file_grew_before(
                     await asyncio.sleep(0.005)
     finally:
         await db.close()
-    assert quiet_windows == 0
+    # Judged by the file's size, each of the ten passes would have called for one. A pass of
+    # the burst still under way when the light load began may call for one, rightly (its
+    # log was long): seen once in a full run on a busy machine.
+    assert quiet_windows <= 1
 
 
 async def test_checkpoints_go_on_after_an_unexpected_error_in_one(

@@ -116,14 +116,18 @@ class OverrunStateBot(Bot):
 
 
 class LeaseBot(Bot):
-    """An async bot that answers a human's text upper-cased after ``delay`` seconds, or
-    with ``hang``, never (its call waits until the server stops it); for the tests of one
-    delivery run by one process at a time (``tests/test_delivery_lease.py``)."""
+    """An async bot that answers a human's text upper-cased after ``delay`` seconds (then
+    `` (tag)`` when given one: which process answered), or with ``hang``, never (its call
+    waits until the server stops it); for the tests of one delivery run by one process at
+    a time (``tests/test_delivery_lease.py``)."""
 
-    def __init__(self, conversation_info: Any, delay: float = 0.0, hang: bool = False) -> None:
+    def __init__(
+        self, conversation_info: Any, delay: float = 0.0, hang: bool = False, tag: str = ""
+    ) -> None:
         super().__init__(conversation_info)
         self.delay = delay
         self.hang = hang
+        self.tag = tag
 
     async def receive_message(self, message: ChatMessage) -> None:
         if not message.sent_by_human:
@@ -132,7 +136,8 @@ class LeaseBot(Bot):
         if self.hang:
             await asyncio.Event().wait()
         await asyncio.sleep(self.delay)
-        await self.send(type="T", text=(message.text or "").upper(), quoted_message_id=message.id)
+        text = (message.text or "").upper() + (f" ({self.tag})" if self.tag else "")
+        await self.send(type="T", text=text, quoted_message_id=message.id)
 
 
 class TimedBot(LeaseBot):

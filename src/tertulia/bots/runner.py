@@ -11,6 +11,9 @@ Guarantees (see docs/bots.md):
   process died); one that stops cleanly gives its claims up, for the others to take at
   once. A process that is the only one (``exclusive``: the in-memory broker) takes every
   pending delivery when it starts, without waiting for its predecessor's claims to lapse.
+  With several processes, a bot participant's new delivery is claimed for the process that
+  holds its pending ones (:meth:`BotRunner.holders`), which is woken through the host
+  (:meth:`BotHost.wake`): one bot in one conversation runs in one process at a time.
 - Deliveries to one bot participant (one bot in one conversation) run one at a time, in
   the order they were recorded. Different conversations and bots run concurrently, at most
   ``spec.concurrency`` at once per bot spec (by default :data:`SYNC_CONCURRENCY` for a bot
@@ -60,7 +63,7 @@ from tertulia.bots.threads import DaemonThreads
 from tertulia.domain.times import utcnow
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
-from tertulia.storage.database import Database, json_dumps
+from tertulia.storage.database import Connection, Database, json_dumps
 from tertulia.storage.deliveries import Claim, Delivery, Outcome
 
 log = structlog.get_logger(__name__)
@@ -100,6 +103,10 @@ class BotHost(Protocol):
 
     def bot_working(self, conversation_id: str, bot_participant_id: str, working: bool) -> None:
         """A bot started or finished handling a delivery."""
+
+    def wake(self, owner: str, bot_participant_ids: set[str]) -> None:
+        """Tell the runner ``owner`` (another process's) that these bot participants have
+        new deliveries claimed for it."""
 
 
 class BotTimeout(Exception):
@@ -271,6 +278,25 @@ class BotRunner:
         """This runner's claim on deliveries it records at ``now``."""
         return Claim(self.owner, now + self._lease)
 
+    async def holders(
+        self, conn: Connection, bot_participant_ids: set[str], *, now: datetime
+    ) -> dict[str, Claim]:
+        """The other processes' live claims on these bot participants' pending deliveries
+        (in the transaction recording new ones): those new ones go to them, to run after
+        the others, in order. Nothing to ask when this process is the only one.
+
+        On PostgreSQL a message's transaction has locked its conversation's row (its
+        ``seq``) by then, so the recording transactions of one conversation do not race.
+        """
+        if self._exclusive:
+            return {}
+        held = {}
+        for bot_id in bot_participant_ids:
+            claim = await outbox.holder(conn, bot_id, now=now)
+            if claim is not None and claim.owner != self.owner:
+                held[bot_id] = claim
+        return held
+
     async def start(self) -> None:
         """Resume the pending deliveries a previous run left behind: all of them when this
         process is the only one, else those whose claims have lapsed."""
@@ -314,11 +340,19 @@ class BotRunner:
             self._ensure_worker(bot_id)
 
     def hand_over(self, recorded: list[Delivery]) -> None:
-        """Deliveries this process just committed: run them without reading them back."""
+        """Deliveries this process just committed: run its own without reading them back,
+        and wake the processes that the others were claimed for."""
+        others: dict[str, set[str]] = {}
         for delivery in recorded:
+            owner = delivery.owner
+            if owner is not None and owner != self.owner:
+                others.setdefault(owner, set()).add(delivery.bot_participant_id)
+                continue
             self._queued.setdefault(delivery.bot_participant_id, []).append(delivery)
-        for bot_id in {d.bot_participant_id for d in recorded}:
+        for bot_id in {d.bot_participant_id for d in recorded if d.owner in (None, self.owner)}:
             self._ensure_worker(bot_id)
+        for owner, bot_ids in others.items():
+            self._host.wake(owner, bot_ids)
 
     def _ensure_worker(self, bot_id: str) -> None:
         if bot_id not in self._workers and not self._closing:

@@ -4,10 +4,13 @@ Each pending delivery is claimed by the process that runs it (its runner's ``own
 a time that process keeps pushing forward (:func:`renew`). Another process takes a
 delivery over only once that claim has lapsed (:func:`claim_lapsed`), which happens when
 its process died; a process that stops cleanly gives its claims up (:func:`release`).
+A bot participant's new delivery goes to the process that holds its pending ones, if any
+(:func:`holder`), so that its deliveries keep running one at a time, in order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +40,16 @@ _PENDING_FOR = (
     )
     .order_by(deliveries.c.pk)
     .limit(bindparam("limit"))
+)
+_HOLDER = (
+    select(deliveries.c.claimed_by, deliveries.c.claimed_until)
+    .where(
+        _IS_PENDING,
+        deliveries.c.bot_participant_id == bindparam("bot_participant_id"),
+        deliveries.c.claimed_until > bindparam("now"),
+    )
+    .order_by(deliveries.c.pk.desc())
+    .limit(1)
 )
 _CLAIM: dict[str, Any] = {"claimed_by": bindparam("owner"), "claimed_until": bindparam("until")}
 _CLAIM_LAPSED = (
@@ -92,6 +105,7 @@ class Delivery:
     kind: str  # "message" | "status"
     payload: dict[str, Any]
     attempts: int
+    owner: str | None = None  # the runner that claimed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +132,20 @@ def _delivery(row: Any) -> Delivery:
         kind=row.kind,
         payload=dict(row.payload),
         attempts=row.attempts,
+        owner=row.claimed_by,
     )
 
 
 async def enqueue(
-    conn: Connection, new: list[NewDelivery], *, now: datetime, claim: Claim
+    conn: Connection,
+    new: list[NewDelivery],
+    *,
+    now: datetime,
+    claim: Claim,
+    held: Mapping[str, Claim] | None = None,
 ) -> list[Delivery]:
-    """Record deliveries, claimed by ``claim``; returns them with their keys, in the order
-    given.
+    """Record deliveries, claimed by ``claim``, or for a bot participant in ``held`` by the
+    claim given there (see :func:`holder`); returns them with their keys, in the order given.
 
     On SQLite the key is the cursor's ``lastrowid``: a ``RETURNING`` clause costs SQLite a
     few microseconds more per row, and the statement layer a result row.
@@ -133,6 +153,7 @@ async def enqueue(
     recorded = []
     sqlite = conn.dialect.name == "sqlite"
     for d in new:
+        mine = claim if held is None else held.get(d.bot_participant_id, claim)
         result = await conn.execute(
             _ENQUEUE if sqlite else _ENQUEUE_RETURNING,
             {
@@ -143,13 +164,15 @@ async def enqueue(
                 "status": PENDING,
                 "attempts": 0,
                 "created_at": now,
-                "claimed_by": claim.owner,
-                "claimed_until": claim.until,
+                "claimed_by": mine.owner,
+                "claimed_until": mine.until,
             },
         )
         pk = result.lastrowid if sqlite else result.scalar_one()
         assert pk is not None
-        recorded.append(Delivery(pk, d.conversation_id, d.bot_participant_id, d.kind, d.payload, 0))
+        recorded.append(
+            Delivery(pk, d.conversation_id, d.bot_participant_id, d.kind, d.payload, 0, mine.owner)
+        )
     return recorded
 
 
@@ -163,6 +186,15 @@ async def pending_for(
         {"bot_participant_id": bot_participant_id, "owner": owner, "limit": limit, "after": after},
     )
     return [_delivery(r) for r in rows]
+
+
+async def holder(conn: Connection, bot_participant_id: str, *, now: datetime) -> Claim | None:
+    """The live claim on the bot participant's newest pending delivery, if any: the process
+    running its deliveries now, to which a new one should go."""
+    row = (
+        await conn.execute(_HOLDER, {"bot_participant_id": bot_participant_id, "now": now})
+    ).first()
+    return Claim(row.claimed_by, row.claimed_until) if row is not None else None
 
 
 async def claim_lapsed(
