@@ -18,6 +18,7 @@ import pytest
 from files import media_samples as samples
 from support.blab import Person
 from support.server import LiveServer, live_server
+from tertulia.chats import Chat
 from tertulia.settings import Settings
 from tertulia.storage import messages as msg_repo
 from tertulia.web import uploads
@@ -233,6 +234,29 @@ async def test_missing_and_misplaced_files_are_refused(small: LiveServer, carol:
     assert stored_files(small) == []
     history = (await carol.history()).json()["results"]
     assert [m["type"] for m in history if m["type"] != "S"] == []
+
+
+async def test_a_failure_after_the_commit_keeps_the_messages_file(
+    small: LiveServer, carol: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upload's request fails after its message was committed (here publishing its
+    frames; in life a cancellation at shutdown): the message is stored, so its file stays
+    (a message without its file is what must never be)."""
+    flush = Chat._flush
+
+    async def fails_after(chat: Chat, out: Any) -> None:
+        await flush(chat, out)
+        if any('"file_url"' in event.frame for event in out.events):
+            raise RuntimeError("failed after the commit")
+
+    monkeypatch.setattr(Chat, "_flush", fails_after)
+    response = await upload(carol, {"type": "i", "text": ""}, ("a.png", samples.png(), "image/png"))
+    assert response.status_code == 500
+    monkeypatch.setattr(Chat, "_flush", flush)
+    (stored,) = [m for m in (await carol.history()).json()["results"] if m["type"] == "i"]
+    served = await carol.http.get(small.base_url + stored["file_url"])
+    assert served.status_code == 200
+    assert served.content == samples.png()
 
 
 async def test_a_file_input_left_empty_is_no_file(small: LiveServer, carol: Person) -> None:
