@@ -11,6 +11,7 @@ from external.fakes import TIMEOUT, PersonFactory, Proxy, SettingsFactory, bot_i
 from support.server import live_server
 from support.waiting import until
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
+from tertulia.client import conversation as conversation_module
 
 ProxyFactory = Callable[[int], Awaitable[Proxy]]
 
@@ -69,3 +70,43 @@ async def test_drop_before_any_message_loses_nothing(
             assert answer["text"] == "echo: anyone there?"
             assert seen == ["anyone there?"]
             await app.aclose()
+
+
+async def test_a_slow_handler_bounds_the_inbox_and_loses_nothing(
+    make_settings: SettingsFactory, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot's handler stalls while people say a lot: the client stops reading once its
+    inbox is full (the socket's back-pressure reaches the server, which may drop it; the
+    client then resumes), so its memory stays bounded; once the handler goes on it gets
+    every message, in order, once."""
+    monkeypatch.setattr(conversation_module, "INBOX", 5)
+    app = BotApp("http://127.0.0.1:1", backoff=(0.05, 0.2))
+    gate = asyncio.Event()
+    seen: list[str] = []
+    largest = 0
+
+    @app.on_message
+    async def slow(conversation: Conversation, message: ChatMessage) -> None:
+        nonlocal largest
+        largest = max(largest, conversation._inbox.qsize())
+        await gate.wait()
+        seen.append(message.text or "")
+
+    async with app.running() as trigger_url:
+        settings = make_settings(bots={"Ext": external_bot(trigger_url)})
+        async with live_server(settings) as server:
+            app.ws_url = websocket_base(server.base_url)
+            alice = people(server)
+            await alice.create(nickname="alice", bots=["Ext"])
+            assert alice.conversation_id is not None
+            await until(lambda: alice.conversation_id in app.conversations)
+            conversation = app.conversations[alice.conversation_id]
+            await asyncio.wait_for(conversation.wait_connected(), TIMEOUT)
+            texts = [f"m{i}" for i in range(40)]
+            for text in texts:
+                assert (await alice.post(type="T", text=text)).status_code == 201
+            await until(lambda: conversation._inbox.full())
+            gate.set()
+            await until(lambda: seen[-1:] == ["m39"], timeout=20)
+    assert [t for t in seen if t.startswith("m")] == texts
+    assert largest <= 5

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tertulia.client")
 MAX_PENDING = 1000
+INBOX = 1000  # frames queued for the handlers; past it the socket is not read (back-pressure)
 
 Task = Callable[[], Awaitable[None]]
 
@@ -80,7 +81,7 @@ class Conversation:
         self.last_seq: int | None = None
         self._pending: dict[str, dict[str, Any]] = {}
         self._socket: ClientConnection | None = None
-        self._inbox: asyncio.Queue[Task] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Task] = asyncio.Queue(maxsize=INBOX)
         self._closing = asyncio.Event()
         self._closed = asyncio.Event()
         self._connected = asyncio.Event()
@@ -287,15 +288,19 @@ class Conversation:
                 await socket.send(json.dumps(frame))
             if not self._greeted and self.app.connect_handler is not None:
                 handler = self.app.connect_handler
-                self._inbox.put_nowait(lambda: _call(handler, self))
+                await self._inbox.put(lambda: _call(handler, self))
             self._greeted = True
             async for raw in socket:
-                self._frame(raw)
+                # A full inbox (a slow handler) stops the reading here: the socket's
+                # back-pressure reaches the server, which may drop it; the client then
+                # resumes from the last seq it queued, so memory stays bounded and nothing
+                # is lost.
+                await self._frame(raw)
         finally:
             self._socket = None
             self._connected.clear()
 
-    def _frame(self, raw: str | bytes) -> None:
+    async def _frame(self, raw: str | bytes) -> None:
         try:
             frame = json.loads(raw)
         except ValueError:
@@ -309,10 +314,10 @@ class Conversation:
             handler = self.app.state_handler
             if handler is not None:
                 snapshot = dict(state)
-                self._inbox.put_nowait(lambda: _call(handler, self, snapshot))
+                await self._inbox.put(lambda: _call(handler, self, snapshot))
         message = frame.get("message")
         if isinstance(message, dict):
-            self._message(message)
+            await self._message(message)
         error = frame.get("error")
         if isinstance(error, dict):
             local_id = error.get("local_id")
@@ -320,7 +325,7 @@ class Conversation:
                 del self._pending[local_id]
             log.warning("server refused a message (local_id %s): %s", local_id, error)
 
-    def _message(self, data: dict[str, Any]) -> None:
+    async def _message(self, data: dict[str, Any]) -> None:
         seq = data.get("seq")
         if isinstance(seq, int):
             if self.last_seq is not None and seq <= self.last_seq:
@@ -340,7 +345,7 @@ class Conversation:
             return
         handler = self.app.message_handler
         if handler is not None:
-            self._inbox.put_nowait(lambda: _call(handler, self, message))
+            await self._inbox.put(lambda: _call(handler, self, message))
 
     async def _handle(self) -> None:
         while True:
