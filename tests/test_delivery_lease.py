@@ -4,6 +4,7 @@ claim lapses when it died (bots/runner.py, storage/deliveries.py; docs/operation
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from support import runner_bots
-from support.blab import Person
+from support.blab import Person, Socket
 from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
 from support.process import ServerProcess, server_process, write_config
 from support.server import LiveServer, live_server
@@ -190,6 +191,49 @@ async def test_a_bots_deliveries_keep_their_order_across_processes(
             assert [a["quoted_message_id"] for a in answers] == [first["id"], second["id"]]
             texts = [a["text"] for a in answers]
             assert texts in (["FIRST (one)", "SECOND (one)"], ["FIRST (two)", "SECOND (two)"])
+        finally:
+            await alice.close()
+            await bob.close()
+
+
+async def test_people_on_two_processes_get_every_answer_once_and_in_order(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """alice and bob, on two processes, take turns writing quickly to one bot that takes a
+    moment per message: each message is answered once, in the order they were stored,
+    whichever process ran which."""
+    async with two_processes(
+        database,
+        tmp_path,
+        one_bot={"delay": 0.02, "tag": "one"},
+        two_bot={"delay": 0.02, "tag": "two"},
+        bot_poll_interval=60,
+        bot_delivery_lease=180,
+    ) as (one, two):
+        alice, bot_id = await open_conversation(one)
+        bob = Person(two.base_url, two.ws_url)
+        try:
+            assert alice.conversation_id is not None
+            assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
+            sockets = [await alice.connect(), await bob.connect()]
+            for n in range(30):
+                await sockets[n % 2].say(f"m{n}")
+            for socket in sockets:  # each person sees every answer, once, in order
+
+                def answers(socket: Socket = socket) -> list[dict[str, Any]]:
+                    return [m for m in socket.messages() if m.get("sender_id") == bot_id]
+
+                async with asyncio.timeout(20):
+                    while len(answers()) < 30:
+                        await socket.recv()
+                await socket.sync()  # whatever came before the marker has arrived
+                asked = [m for m in socket.messages() if m.get("text", "").startswith("m")]
+                stored = sorted(asked, key=lambda m: m["seq"])
+                assert len(stored) == 30
+                got = answers()
+                assert len(got) == 30  # none twice
+                assert [a["quoted_message_id"] for a in got] == [m["id"] for m in stored]
+                assert [a["text"].split(" ")[0] for a in got] == [m["text"].upper() for m in stored]
         finally:
             await alice.close()
             await bob.close()

@@ -154,6 +154,8 @@ async def server_process(
         if process.poll() is None:
             process.terminate()
             try:
-                process.wait(10)
+                # Waited for off the loop: a server in the test's own process may share a
+                # database with this one, which may need it (a row it holds) to stop.
+                await asyncio.to_thread(process.wait, 10)
             except subprocess.TimeoutExpired:
                 running.kill()
