@@ -7,13 +7,20 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, delete, select, update
 
+from tertulia.domain.times import utcnow
 from tertulia.storage.database import Connection
 from tertulia.storage.tables import session_participations, sessions
 
 _KEY = sessions.c.key == bindparam("key")
 _INSERT = sessions.insert()
 _GET = select(sessions).where(_KEY)
-_RENEW = update(sessions).where(_KEY).values(expires_at=bindparam("expires_at"))
+# Only a session still valid: one expired meanwhile (its bot's conversation ended, say)
+# stays expired, whatever a request that read it a moment earlier asks.
+_RENEW = (
+    update(sessions)
+    .where(_KEY, sessions.c.expires_at > bindparam("now"))
+    .values(expires_at=bindparam("expires_at"))
+)
 _SET_NICKNAME = update(sessions).where(_KEY).values(nickname=bindparam("nickname"))
 _PARTICIPATION = select(session_participations.c.participant_id).where(
     session_participations.c.session_key == bindparam("key"),
@@ -82,8 +89,14 @@ async def get_session(conn: Connection, key: str, *, now: datetime) -> SessionRe
     return SessionRecord(row.key, row.nickname, row.expires_at, row.bot_conversation_id)
 
 
-async def renew(conn: Connection, key: str, *, expires_at: datetime) -> None:
-    await conn.execute(_RENEW, {"key": key, "expires_at": expires_at})
+async def renew(
+    conn: Connection, key: str, *, expires_at: datetime, now: datetime | None = None
+) -> bool:
+    """Move a session's expiry to ``expires_at``, unless it has expired by ``now`` (default:
+    the current time). Returns whether it was renewed."""
+    values = {"key": key, "expires_at": expires_at, "now": now or utcnow()}
+    result = await conn.execute(_RENEW, values)
+    return bool(result.rowcount)
 
 
 async def set_nickname(conn: Connection, key: str, nickname: str) -> None:

@@ -107,7 +107,8 @@ def create_app(settings: Settings) -> FastAPI:
         registry = ChatRegistry(settings, db, broker, bots, http=http)
         Chat.bind(registry)
         await registry.start()
-        app.state.services = Services(settings, registry, Sessions(db, settings), http, rate_limits)
+        sessions = Sessions(db, settings)
+        app.state.services = Services(settings, registry, sessions, http, rate_limits)
         log.info(
             "tertulia started",
             database=db.display_url,
@@ -118,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await registry.close()
+            await sessions.close()
             Chat.bind(None)
             await http.aclose()
             await rate_limits.close()

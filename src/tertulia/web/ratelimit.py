@@ -9,12 +9,21 @@ the broker is Redis, so that several processes share them. Limits (``rate_limits
   every 500 ms forever after a failure),
 - ``message``: messages per participant, REST and WebSocket together.
 
+When Redis fails (refused, reset, or no answer within ``REDIS_TIMEOUT``), the limits fail
+over deliberately to this process's own counters, for ``REDIS_RETRY`` seconds at a time, and
+go back to Redis when it answers again: a request is never refused with a 500, nor held up
+for long, because the counters are unreachable, and the limits still hold per process.
+
 The client address is the one uvicorn reports: behind a reverse proxy, uvicorn takes it
 from ``X-Forwarded-For`` when the proxy is trusted (``--forwarded-allow-ips``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -23,6 +32,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tertulia.settings import Settings
 from tertulia.web.responses import JSONBody
+
+log = structlog.get_logger(__name__)
+REDIS_TIMEOUT = 1.0  # seconds a hit may wait for Redis
+REDIS_RETRY = 5.0  # seconds on local counters before Redis is tried again
 
 
 class RateLimits:
@@ -34,19 +47,24 @@ class RateLimits:
     def __init__(self, settings: Settings) -> None:
         self._url = settings.broker_url
         self._pool: ConnectionPool | None = None
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = self._local
+        self._redis_down_until: float | None = None
         self._rules: dict[str, RateLimitItem] = {
             kind: parse(rule) for kind, rule in settings.rate_limits.items() if rule
         }
 
     async def start(self) -> None:
         if self._url.startswith(("redis://", "rediss://")) and self._rules:
-            self._pool = ConnectionPool.from_url(self._url)
+            self._pool = ConnectionPool.from_url(
+                self._url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+            )
             storage: Storage = RedisStorage(
                 "async+" + self._url,
                 implementation="redispy",
                 key_prefix="tertulia-limits",
                 connection_pool=self._pool,  # type: ignore[arg-type]
+                wrap_exceptions=True,
             )
             self._limiter = MovingWindowRateLimiter(storage)
 
@@ -60,7 +78,23 @@ class RateLimits:
         rule = self._rules.get(kind)
         if rule is None:
             return True
-        return await self._limiter.hit(rule, kind, key)
+        if self._limiter is self._local:
+            return await self._local.hit(rule, kind, key)
+        down_until = self._redis_down_until
+        if down_until is not None and time.monotonic() < down_until:
+            return await self._local.hit(rule, kind, key)
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT * 2):
+                allowed = await self._limiter.hit(rule, kind, key)
+        except Exception as exc:  # StorageError, a timeout: whatever keeps Redis from counting
+            if down_until is None:
+                log.warning("rate limits unreachable in redis; counting locally", error=repr(exc))
+            self._redis_down_until = time.monotonic() + REDIS_RETRY
+            return await self._local.hit(rule, kind, key)
+        if down_until is not None:
+            log.info("rate limits back in redis")
+            self._redis_down_until = None
+        return allowed
 
 
 def _client(scope: Scope) -> str:

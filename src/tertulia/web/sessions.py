@@ -3,15 +3,21 @@
 The cookie's value is the session key itself (external bots receive it in the trigger and
 send it back). Expiry is renewed on use, at most once an hour, so a session used only over
 WebSocket does not lapse two weeks after its creation (BLAB's bug).
+
+Expired sessions (and their participations) are deleted in the background, on the first
+use of sessions after start-up and then at most once every ``PURGE_EVERY``: every
+anonymous create stores a session, so without it the table would only grow.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timedelta
 from http.cookies import SimpleCookie
 
+import structlog
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
@@ -22,7 +28,10 @@ from tertulia.storage import sessions as repo
 from tertulia.storage.database import Database
 from tertulia.storage.sessions import SessionRecord
 
+log = structlog.get_logger(__name__)
 COOKIE = "sessionid"
+PURGE_EVERY = timedelta(hours=1)
+PURGE_RETRY = timedelta(minutes=1)
 RENEW_AFTER = timedelta(hours=1)
 CACHE_TTL = timedelta(minutes=1)
 CACHE_SIZE = 10_000
@@ -54,10 +63,37 @@ class Sessions:
         self._settings = settings
         self._cache: OrderedDict[str, tuple[SessionRecord, datetime]] = OrderedDict()
         self._participations: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._next_purge: datetime | None = None
+        self._purging: asyncio.Task[None] | None = None
 
     @property
     def max_age(self) -> timedelta:
         return timedelta(seconds=self._settings.session_max_age)
+
+    def _purge_if_due(self, now: datetime) -> None:
+        """Start deleting expired sessions in the background, if it is time."""
+        if self._next_purge is not None and now < self._next_purge:
+            return
+        if self._purging is not None and not self._purging.done():
+            return
+        self._next_purge = now + PURGE_EVERY
+        self._purging = asyncio.get_running_loop().create_task(self._purge(now))
+
+    async def close(self) -> None:
+        """Stop a purge still running (before the database closes)."""
+        task, self._purging = self._purging, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _purge(self, now: datetime) -> None:
+        try:
+            async with self._db.write() as conn:
+                await repo.purge_expired(conn, now=now)
+        except Exception:
+            # (the database is away, or closing at shutdown): tried again a bit later
+            log.exception("purging expired sessions failed")
+            self._next_purge = utcnow() + PURGE_RETRY
 
     def _cached(self, key: str, now: datetime) -> SessionRecord | None:
         entry = self._cache.get(key)
@@ -84,10 +120,11 @@ class Sessions:
 
         People's sessions are kept in memory for up to a minute (they only ever change by
         renewal or a new nickname, both done here), so most requests cost no query."""
+        now = utcnow()
+        self._purge_if_due(now)
         key = cookie_key(connection)
         if key is None:
             return None
-        now = utcnow()
         session = self._cached(key, now)
         if session is None:
             async with self._db.read() as conn:
@@ -103,7 +140,10 @@ class Sessions:
         if session.expires_at - now < max_age - min(RENEW_AFTER, max_age / 2):
             expires = now + max_age
             async with self._db.write() as conn:
-                await repo.renew(conn, key, expires_at=expires)
+                renewed = await repo.renew(conn, key, expires_at=expires, now=now)
+            if not renewed:  # ended meanwhile (a bot's conversation), or purged
+                self._cache.pop(key, None)
+                return None
             session = replace(session, expires_at=expires)
             self._cache_put(session, now)
         return session

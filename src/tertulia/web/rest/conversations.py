@@ -201,9 +201,13 @@ def _joined(svc: Services, chat: Chat, participant_id: str, session: SessionReco
 async def rename_participant(
     conversation_id: str, participant_id: str, request: Request
 ) -> JSONBody:
-    """Rename oneself (the web client's "Change my name")."""
+    """Rename oneself (the web client's "Change my name"); people only."""
     member = await membership(request, conversation_id)
     if member.participant.id != participant_id.lower():
+        raise PermissionDenied()
+    if not member.participant.is_human:
+        # A bot keeps its spec's name: a manager's redirects find bots by name, so a bot
+        # renamed after another would receive what was meant for that one.
         raise PermissionDenied()
     data = await read_object(request, form=False)
     name = clean_participant_name(data.get("name"))
