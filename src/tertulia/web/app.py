@@ -22,6 +22,7 @@ from tertulia.storage.database import open_database
 from tertulia.storage.migrate import upgrade_async
 from tertulia.web import errors, media
 from tertulia.web.deps import Services
+from tertulia.web.origins import Origins
 from tertulia.web.ratelimit import RateLimitMiddleware, RateLimits
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import conversations, messages, meta
@@ -48,23 +49,20 @@ UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 class OriginCheck:
     """Refuses state-changing requests from foreign origins (instead of CSRF tokens).
 
-    Allowed: no ``Origin`` header, the server's own origin, or a configured one.
+    Allowed: no ``Origin`` header, the server's own origin, or a configured one
+    (web/origins.py).
     """
 
     def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
         self.app = app
-        self.allowed = {o.lower().rstrip("/") for o in allowed}
+        self.origins = Origins(allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
             headers = dict(scope["headers"])
-            origin = headers.get(b"origin", b"").decode("latin-1").lower().rstrip("/")
-            host = headers.get(b"host", b"").decode("latin-1").lower()
-            if (
-                origin
-                and origin not in self.allowed
-                and origin not in (f"http://{host}", f"https://{host}")
-            ):
+            origin = headers.get(b"origin", b"").decode("latin-1")
+            host = headers.get(b"host", b"").decode("latin-1")
+            if not self.origins.allow(origin, host):
                 response = JSONBody(
                     {"detail": "Origin not allowed.", "code": "origin"}, status_code=403
                 )

@@ -41,6 +41,7 @@ from tertulia.errors import TertuliaError
 from tertulia.outgoing import error_frame, message_frame, state_frame
 from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
+from tertulia.web.origins import Origins
 from tertulia.web.params import whole_number
 
 log = structlog.get_logger(__name__)
@@ -54,16 +55,10 @@ REPLAY_BATCH = 200
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
-    """No ``Origin``, the server's own origin, or a configured one (PROTOCOL 4.1)."""
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True
-    # Origins compare case-insensitively; configured ones may end in "/" (as REST's check).
-    origin = origin.lower().rstrip("/")
-    if origin in {o.lower().rstrip("/") for o in allowed}:
-        return True
-    host = websocket.headers.get("host", "").lower()
-    return origin in (f"http://{host}", f"https://{host}")
+    """No ``Origin``, the server's own origin, or a configured one (web/origins.py)."""
+    return Origins(allowed).allow(
+        websocket.headers.get("origin"), websocket.headers.get("host", "")
+    )
 
 
 class _Latest:
