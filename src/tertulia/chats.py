@@ -67,6 +67,8 @@ def runner_channel(owner: str) -> str:
 
 
 MEDIA_URL = "/media/"
+AWAITING_SENT = 1000
+"""Messages awaiting approval sent to a manager's socket as it connects, at most."""
 
 
 STATE_DELAY = 0.05  # seconds a presence change may wait, to be published with the next ones
@@ -1079,7 +1081,7 @@ class Chat:
         """Resolve ``bots`` (names or participant ids) for redirect / self_redirect."""
         if command.action != "redirect" and not command.self_redirect:
             return []
-        found = []
+        found: list[Participant] = []
         for entry in command.bots:
             bot = next(
                 (p for p in self.participants if p.is_bot and (p.id == entry or p.name == entry)),
@@ -1097,7 +1099,12 @@ class Chat:
                 )
             if bot is None:
                 raise CommandError(f"bots: no bot {entry!r} in this conversation")
-            found.append(bot)
+            if bot.is_manager:
+                # An internal manager would get the message back as a person's, and
+                # redirect it again, for ever.
+                raise CommandError("bots: the manager cannot be a target")
+            if all(bot.id != other.id for other in found):  # (named twice: one copy)
+                found.append(bot)
         return found
 
     async def _approve(self, conn: Connection, target: Message) -> Message:
@@ -1170,6 +1177,25 @@ class Chat:
                 public["approved"] = True
             frames.append((message.seq or 0, message_frame(public)))
         return frames, following
+
+    async def awaiting_approval(self, participant: Participant) -> list[tuple[int, str]]:
+        """For the manager: frames of the messages still waiting for its approval, oldest
+        first (``approved`` false, no ``seq``), sent to each of its sockets as it connects.
+        Those stored while it was away (a bot's answer) would otherwise never be approved,
+        and people never see them. At most :data:`AWAITING_SENT` (the oldest)."""
+        if not participant.is_manager:
+            return []
+        async with self._services.db.read() as conn:
+            found = await msg_repo.awaiting_approval(
+                conn, self.conversation.id, limit=AWAITING_SENT
+            )
+        if len(found) == AWAITING_SENT:
+            log.warning(
+                "more messages await approval than a connecting manager is sent",
+                conversation_id=self.conversation.id,
+                sent=AWAITING_SENT,
+            )
+        return [(0, message_frame({**self.public(m), "approved": False})) for m in found]
 
     async def latest_visible(self) -> Message | None:
         async with self._services.db.read() as conn:

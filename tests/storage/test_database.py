@@ -528,7 +528,9 @@ async def test_an_approved_message_is_numbered_when_it_becomes_visible(db: Datab
 async def test_postgresql_numbers_a_message_in_its_insert(database: DatabaseTarget) -> None:
     """PostgreSQL keeps the number in the conversation's row: a visible message is
     numbered and stored in one statement (one round trip), not an UPDATE and an INSERT,
-    and an approval numbers the message it makes visible in its own UPDATE."""
+    and an approval numbers the message it makes visible in its own UPDATE (after reading
+    the message's stored number under its row's lock: another process may have approved
+    it since the caller read it)."""
     await upgrade_async(database.url, database.schema)
     db = await PostgresDatabase.open(database.url, schema=database.schema, max_size=1)
     sent: list[str] = []
@@ -554,8 +556,16 @@ async def test_postgresql_numbers_a_message_in_its_insert(database: DatabaseTarg
     assert plain is not None
     assert plain.seq == 2
     assert approved.seq == 3
-    assert [query.split()[0] for query in sent] == ["WITH", "WITH", "INSERT", "WITH", "COMMIT;"]
-    numbering = [sent[0], sent[1], sent[3]]
+    assert [query.split()[0] for query in sent] == [
+        "WITH",
+        "WITH",
+        "INSERT",
+        "SELECT",
+        "WITH",
+        "COMMIT;",
+    ]
+    assert "FOR UPDATE" in sent[3]
+    numbering = [sent[0], sent[1], sent[4]]
     assert all("UPDATE conversations" in query for query in numbering)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import orjson
 
 from tertulia.domain.ids import canonical_id
+from tertulia.domain.inputs import MAX_COMMAND, MAX_OPTION_TEXT, MAX_OPTIONS, MAX_TEXT
 from tertulia.domain.model import MessageType
 from tertulia.errors import CommandError
 
@@ -58,6 +59,15 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
         data = raw
     if not isinstance(data, dict):
         raise CommandError("command must be a JSON object")
+    if not isinstance(raw, str):
+        # A string is held to MAX_COMMAND characters (domain/inputs.py); an object is
+        # stored and delivered alike, so it is held to the same size as JSON.
+        try:
+            size = len(orjson.dumps(data).decode())
+        except orjson.JSONEncodeError:
+            raise CommandError("command holds a value JSON cannot carry") from None
+        if size > MAX_COMMAND:
+            raise CommandError(f"command must have at most {MAX_COMMAND} characters as JSON")
 
     action = data.get("action")
     if action is not None and action not in ("approve", "redirect"):
@@ -68,6 +78,8 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
         bots = []
     if not isinstance(bots, list) or not all(isinstance(b, str) and b for b in bots):
         raise CommandError("bots must be an array of bot names or participant ids")
+    # A bot named twice gets one copy: each copy is answered, and each answer shown.
+    bots = list(dict.fromkeys(bots))
 
     overrides = data.get("overrides", {})
     if overrides is None:
@@ -102,11 +114,13 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
 
 
 def _check_overrides(overrides: dict[str, Any]) -> None:
-    """Refuse overrides that would make a copy unreadable to bots.
+    """Refuse overrides that would make a copy unreadable to bots, or unanswerable.
 
     Keys of the message representation must keep their wire types (the bot library and
     internal bots build their message from ``id``, ``time``, ``type`` and ``sent_by_human``
-    and fail on anything else); other keys are added to the copy as they are.
+    and fail on anything else), and hold what a message may hold: a bot that repeats a
+    copy's text or options (ECHO does) would otherwise send an answer that is refused, and
+    the person would get none. Other keys are added to the copy as they are.
     """
     for key, value in overrides.items():
         rule = _OVERRIDE_RULES.get(key)
@@ -125,7 +139,22 @@ def _is_time(value: Any) -> bool:
 
 
 def _string_or_none(value: Any) -> bool:
-    return value is None or isinstance(value, str)
+    return value is None or (isinstance(value, str) and "\x00" not in value)
+
+
+def _text(value: Any) -> bool:
+    return _string_or_none(value) and (value is None or len(value.strip()) <= MAX_TEXT)
+
+
+def _options(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_OPTIONS
+        and all(
+            isinstance(o, str) and "\x00" not in o and len(o.strip()) <= MAX_OPTION_TEXT
+            for o in value
+        )
+    )
 
 
 _OVERRIDE_RULES: dict[str, Callable[[Any], bool]] = {
@@ -133,7 +162,7 @@ _OVERRIDE_RULES: dict[str, Callable[[Any], bool]] = {
     "time": _is_time,
     "type": lambda v: isinstance(v, str) and v in _MESSAGE_TYPES,
     "sent_by_human": lambda v: isinstance(v, bool),
-    "text": _string_or_none,
+    "text": _text,
     "local_id": _string_or_none,
     "sender_id": _string_or_none,
     "quoted_message_id": _string_or_none,
@@ -141,7 +170,7 @@ _OVERRIDE_RULES: dict[str, Callable[[Any], bool]] = {
     "file_url": _string_or_none,
     "file_name": _string_or_none,
     "file_size": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
-    "options": lambda v: isinstance(v, list) and all(isinstance(o, str) for o in v),
+    "options": _options,
     "additional_metadata": lambda v: v is None or isinstance(v, dict),
 }
 

@@ -53,10 +53,29 @@ _NUMBERED = (
     .cte("numbered")
 )
 _APPROVE_NUMBERED = _APPROVE.values(seq=_NUMBERED.c.last_seq).returning(messages.c.seq)
+# A message's seq as stored, its row locked: of two processes approving it at once, the
+# second waits, then sees the first's number (READ COMMITTED reads the newest row for
+# FOR UPDATE) and keeps it.
+_SEQ_LOCKED = (
+    select(messages.c.seq)
+    .where(messages.c.id == bindparam("message_id"), _IN_CONVERSATION)
+    .with_for_update()
+)
 _AFTER = (
     select(messages)
     .where(_IN_CONVERSATION, messages.c.seq > bindparam("after"))
     .order_by(messages.c.seq)
+    .limit(bindparam("limit"))
+)
+# Written into the SQL, not bound: only then can the planners use the partial index.
+_AWAITING = (
+    select(messages)
+    .where(
+        _IN_CONVERSATION,
+        messages.c.approval == literal_column("0"),
+        messages.c.sent_by_manager == literal_column("false"),
+    )
+    .order_by(messages.c.pk)
     .limit(bindparam("limit"))
 )
 _LATEST = (
@@ -335,6 +354,13 @@ async def visible_after(
     return [_message(r) for r in rows]
 
 
+async def awaiting_approval(conn: Connection, conversation_id: str, *, limit: int) -> list[Message]:
+    """The oldest ``limit`` messages still waiting for the manager's approval (not its own,
+    which are commands), oldest first."""
+    rows = await conn.execute(_AWAITING, {"conversation_id": conversation_id, "limit": limit})
+    return [_message(r) for r in rows]
+
+
 async def latest_visible(conn: Connection, conversation_id: str, count: int = 1) -> list[Message]:
     """The ``count`` most recent visible messages, oldest first."""
     rows = await conn.execute(_LATEST, {"conversation_id": conversation_id, "limit": count})
@@ -400,7 +426,22 @@ async def approve_message(
     if seq is not None or approval <= Approval.NOT_APPROVED:
         await set_approval(conn, message.id, approval=approval, seq=None, at=at)
     elif conn.last_seqs is None:
-        seq = await _approve_taking_seq(conn, message, approval=approval, at=at)
+        # Several processes write: the copy read earlier may be stale (another process
+        # approved and numbered it since). The stored number, read under the row's lock,
+        # decides; numbering it twice would leave a gap and send it twice.
+        stored = (
+            await conn.execute(
+                _SEQ_LOCKED,
+                {"message_id": message.id, "conversation_id": message.conversation_id},
+            )
+        ).first()
+        if stored is None:
+            raise LookupError(message.id)
+        if stored.seq is not None:
+            seq = int(stored.seq)
+            await set_approval(conn, message.id, approval=approval, seq=None, at=at)
+        else:
+            seq = await _approve_taking_seq(conn, message, approval=approval, at=at)
     else:
         seq = await _counted_seq(conn, message.conversation_id)
         await set_approval(conn, message.id, approval=approval, seq=seq, at=at)

@@ -166,6 +166,16 @@ messages = Table(
         sqlite_where=text("approval > 0"),
         postgresql_where=text("approval > 0"),
     ),
+    # Messages waiting for the manager's approval, for a manager's socket that (re)connects
+    # (partial: they are few, and leave it when approved; the manager's own commands, never
+    # shown, are not in it).
+    Index(
+        "ix_messages_awaiting",
+        "conversation_id",
+        "pk",
+        sqlite_where=text("approval = 0 AND sent_by_manager = false"),
+        postgresql_where=text("approval = 0 AND sent_by_manager = false"),
+    ),
     # Partial: text messages (almost all of them) cost no entry here.
     Index(
         "ix_messages_file",

@@ -21,6 +21,9 @@ class CalcOrEchoManagerBot(ManagerBot):
       it quotes is redirected to the echo bot instead (a ``"?"`` quoting nothing is dropped).
     - Any other bot message people cannot see yet (``approved`` false) is approved.
     - System messages, its own messages and already approved bot messages are ignored.
+    - A bot the conversation lacks is never a target: arithmetic goes to the echo bot when
+      there is no calculator; without an echo bot, other messages (and the calculator's
+      ``"?"``) are left unanswered.
 
     Built as ``CalcOrEchoManagerBot(conversation_info, calculator_bot_name, echo_bot_name)``
     (positionally or by keyword); the bots are named by their participant names.
@@ -39,18 +42,25 @@ class CalcOrEchoManagerBot(ManagerBot):
         if message.type == MessageType.SYSTEM or self.is_own(message):
             return
         if message.sent_by_human:
-            self.redirect(message.id, [self._target(message)])
+            target = self._target(message)
+            if target is not None:
+                self.redirect(message.id, [target])
         elif self.is_unapproved_bot_message(message):
             if self._is_calculator_failure(message):
-                if message.quoted_message_id:
+                if message.quoted_message_id and self.has_bot(self.echo_bot_name):
                     self.redirect(message.quoted_message_id, [self.echo_bot_name])
             else:
                 self.approve(message.id)
 
-    def _target(self, message: ChatMessage) -> str:
-        if message.type == MessageType.TEXT and ARITHMETIC.fullmatch(message.text or ""):
-            return self.calculator_bot_name
-        return self.echo_bot_name
+    def _target(self, message: ChatMessage) -> str | None:
+        """The bot for a person's message, among those of the conversation (None: none)."""
+        arithmetic = message.type == MessageType.TEXT and bool(
+            ARITHMETIC.fullmatch(message.text or "")
+        )
+        preferred = (
+            (self.calculator_bot_name, self.echo_bot_name) if arithmetic else (self.echo_bot_name,)
+        )
+        return next((name for name in preferred if self.has_bot(name)), None)
 
     def _is_calculator_failure(self, message: ChatMessage) -> bool:
         return (

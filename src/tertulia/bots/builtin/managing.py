@@ -9,7 +9,7 @@ from tertulia.bots.builtin.commands import (
     self_approve_command,
 )
 from tertulia.domain.ids import new_local_id
-from tertulia.domain.model import MessageType
+from tertulia.domain.model import MessageType, ParticipantType
 
 
 class ManagerBot(Bot):
@@ -34,6 +34,14 @@ class ManagerBot(Bot):
             if participant.get("id") == participant_id:
                 return participant.get("name")
         return None
+
+    def has_bot(self, name: str) -> bool:
+        """Whether a bot named ``name`` takes part in this conversation (a redirect to one
+        that does not is refused, and the person would get no answer at all)."""
+        return any(
+            participant.get("type") == ParticipantType.BOT and participant.get("name") == name
+            for participant in self.conversation_info.participants
+        )
 
     def approve(self, message_id: str) -> None:
         """Approve message ``message_id``, so people see it."""

@@ -31,6 +31,9 @@ class PreSelectManagerBot(ManagerBot):
     - Another bot's message people cannot see yet (``approved`` false) is approved; its own
       and already approved messages are ignored.
 
+    Only the ``bots`` that take part in the conversation are offered and can be chosen (a
+    redirect to one that is not there is refused, and the person would get no answer).
+
     Its own texts are self-approved and quote the human message they answer. In
     ``after_choice``, ``{bot}`` stands for the chosen bot and ``{exit}`` for ``exit_word``.
 
@@ -72,7 +75,7 @@ class PreSelectManagerBot(ManagerBot):
         text = (message.text or "").strip() if message.type == MessageType.TEXT else None
         choice = self._choice()
         if choice is None:
-            if text is not None and text in self.bots:
+            if text is not None and text in self._offered():
                 self.state[CHOICE_KEY] = text
                 self.say(self._after_choice_text(text), quoted_message_id=message.id)
             else:
@@ -86,10 +89,14 @@ class PreSelectManagerBot(ManagerBot):
     def _choice(self) -> str | None:
         """The chosen bot, or ``None`` (also when the stored one is no longer offered)."""
         choice = self.state.get(CHOICE_KEY)
-        return choice if isinstance(choice, str) and choice in self.bots else None
+        return choice if isinstance(choice, str) and choice in self._offered() else None
+
+    def _offered(self) -> list[str]:
+        """The configured bots that take part in this conversation, in configured order."""
+        return [name for name in self.bots if self.has_bot(name)]
 
     def _greet(self, quoted_message_id: str | None) -> None:
-        self.say(self.greeting, quoted_message_id=quoted_message_id, options=self.bots)
+        self.say(self.greeting, quoted_message_id=quoted_message_id, options=self._offered())
 
     def _after_choice_text(self, bot: str) -> str:
         # replace(), not format(): a user-supplied text may contain other braces.
