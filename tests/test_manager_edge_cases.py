@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from support.blab import Socket
-from support.environment import DatabaseTarget
 from support.managers import Room, manager_bots, message_deliveries, stored_message
 from support.server import live_server
 from tertulia.domain.ids import new_local_id
@@ -158,15 +157,12 @@ async def test_a_redirect_to_the_manager_itself_is_refused(room: Room) -> None:
 # -- 4. two processes approving the same message ---------------------------------------
 
 
-async def test_approving_a_message_twice_from_stale_reads_keeps_one_seq(
-    room: Room, database: DatabaseTarget
-) -> None:
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # several writers
+async def test_approving_a_message_twice_from_stale_reads_keeps_one_seq(room: Room) -> None:
     """With several processes (PostgreSQL), each reads the target in its own transaction,
-    without a lock, before approving it. Both see it unnumbered; both number it: the first
-    number is left as a gap (people were sent seq N, history then says N+1) and the
-    message reaches people twice under two numbers."""
-    if database.schema is None:
-        pytest.skip("one process writes a SQLite database")
+    without a lock, before approving it. Both saw it unnumbered; it must keep the number
+    the first gave it (before: numbered twice, the first number left as a gap, and the
+    message sent to people twice under two numbers)."""
     human = await human_message(room, "hello")
     command = {"action": "redirect", "bots": ["ECHO"]}
     await accepted(room.sockets["manager"], command_frame(command, quoted_message_id=human["id"]))
