@@ -102,6 +102,32 @@ async def answer_on(server: LiveServer, alice: Person, sent: dict[str, Any]) -> 
         await again.close()
 
 
+@asynccontextmanager
+async def room_across(
+    database: DatabaseTarget, tmp_path: Path, *, delay: float
+) -> AsyncIterator[tuple[Socket, Socket, str]]:
+    """alice on a server process and bob on the test's own, in one conversation with a bot
+    taking ``delay`` per message, whose answers say which process ran them (``one``,
+    ``two``); the polls come too late for any test. Yields their sockets and the bot's id."""
+    async with two_processes(
+        database,
+        tmp_path,
+        one_bot={"delay": delay, "tag": "one"},
+        two_bot={"delay": delay, "tag": "two"},
+        bot_poll_interval=60,
+        bot_delivery_lease=180,
+    ) as (one, two):
+        alice, bot_id = await open_conversation(one)
+        bob = Person(two.base_url, two.ws_url)
+        try:
+            assert alice.conversation_id is not None
+            assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
+            yield await alice.connect(), await bob.connect(), bot_id
+        finally:
+            await alice.close()
+            await bob.close()
+
+
 def follow(alice: Person, server: LiveServer) -> Person:
     """alice, as a client of ``server`` (her session and conversation)."""
     again = Person(server.base_url, server.ws_url)
@@ -165,35 +191,18 @@ async def test_a_bots_deliveries_keep_their_order_across_processes(
 ) -> None:
     """alice on one process and bob on the other write to one slow bot at once: both
     messages go to the one process running the bot's deliveries (woken through the broker
-    when the other recorded one; the polls here come too late for the test), which runs
-    them in order. Before, each process ran its own at the same time."""
-    async with two_processes(
-        database,
-        tmp_path,
-        one_bot={"delay": 0.5, "tag": "one"},
-        two_bot={"delay": 0.5, "tag": "two"},
-        bot_poll_interval=60,
-        bot_delivery_lease=180,
-    ) as (one, two):
-        alice, bot_id = await open_conversation(one)
-        bob = Person(two.base_url, two.ws_url)
-        try:
-            assert alice.conversation_id is not None
-            assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
-            watching = await bob.connect()
-            talking = await alice.connect()
-            first = await talking.message(local_id=await talking.say("first"))
-            second = await watching.message(local_id=await watching.say("second"))
-            answers = [
-                await watching.message(sender_id=bot_id, timeout=10),
-                await watching.message(sender_id=bot_id, timeout=10),
-            ]
-            assert [a["quoted_message_id"] for a in answers] == [first["id"], second["id"]]
-            texts = [a["text"] for a in answers]
-            assert texts in (["FIRST (one)", "SECOND (one)"], ["FIRST (two)", "SECOND (two)"])
-        finally:
-            await alice.close()
-            await bob.close()
+    when the other recorded one), which runs them in order. Before, each process ran its
+    own at the same time."""
+    async with room_across(database, tmp_path, delay=0.5) as (talking, watching, bot_id):
+        first = await talking.message(local_id=await talking.say("first"))
+        second = await watching.message(local_id=await watching.say("second"))
+        answers = [
+            await watching.message(sender_id=bot_id, timeout=10),
+            await watching.message(sender_id=bot_id, timeout=10),
+        ]
+        assert [a["quoted_message_id"] for a in answers] == [first["id"], second["id"]]
+        texts = [a["text"] for a in answers]
+        assert texts in (["FIRST (one)", "SECOND (one)"], ["FIRST (two)", "SECOND (two)"])
 
 
 async def test_people_on_two_processes_get_every_answer_once_and_in_order(
@@ -202,38 +211,23 @@ async def test_people_on_two_processes_get_every_answer_once_and_in_order(
     """alice and bob, on two processes, take turns writing quickly to one bot that takes a
     moment per message: each message is answered once, in the order they were stored,
     whichever process ran which."""
-    async with two_processes(
-        database,
-        tmp_path,
-        one_bot={"delay": 0.02, "tag": "one"},
-        two_bot={"delay": 0.02, "tag": "two"},
-        bot_poll_interval=60,
-        bot_delivery_lease=180,
-    ) as (one, two):
-        alice, bot_id = await open_conversation(one)
-        bob = Person(two.base_url, two.ws_url)
-        try:
-            assert alice.conversation_id is not None
-            assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
-            sockets = [await alice.connect(), await bob.connect()]
-            for n in range(30):
-                await sockets[n % 2].say(f"m{n}")
-            for socket in sockets:  # each person sees every answer, once, in order
+    async with room_across(database, tmp_path, delay=0.02) as (alice, bob, bot_id):
+        sockets = [alice, bob]
+        for n in range(30):
+            await sockets[n % 2].say(f"m{n}")
+        for socket in sockets:  # each person sees every answer, once, in order
 
-                def answers(socket: Socket = socket) -> list[dict[str, Any]]:
-                    return [m for m in socket.messages() if m.get("sender_id") == bot_id]
+            def answers(socket: Socket = socket) -> list[dict[str, Any]]:
+                return [m for m in socket.messages() if m.get("sender_id") == bot_id]
 
-                async with asyncio.timeout(20):
-                    while len(answers()) < 30:
-                        await socket.recv()
-                await socket.sync()  # whatever came before the marker has arrived
-                asked = [m for m in socket.messages() if m.get("text", "").startswith("m")]
-                stored = sorted(asked, key=lambda m: m["seq"])
-                assert len(stored) == 30
-                got = answers()
-                assert len(got) == 30  # none twice
-                assert [a["quoted_message_id"] for a in got] == [m["id"] for m in stored]
-                assert [a["text"].split(" ")[0] for a in got] == [m["text"].upper() for m in stored]
-        finally:
-            await alice.close()
-            await bob.close()
+            async with asyncio.timeout(20):
+                while len(answers()) < 30:
+                    await socket.recv()
+            await socket.sync()  # whatever came before the marker has arrived
+            asked = [m for m in socket.messages() if m.get("text", "").startswith("m")]
+            stored = sorted(asked, key=lambda m: m["seq"])
+            assert len(stored) == 30
+            got = answers()
+            assert len(got) == 30  # none twice
+            assert [a["quoted_message_id"] for a in got] == [m["id"] for m in stored]
+            assert [a["text"].split(" ")[0] for a in got] == [m["text"].upper() for m in stored]
