@@ -37,6 +37,12 @@ async def test_session_is_renewed_on_use(alice: Person, server: LiveServer) -> N
     assert response.status_code == 200
     renewed = await expires_at(server, alice.session)
     assert renewed - utcnow() > timedelta(days=13)
+    # The browser's cookie is renewed with it (it would lapse two weeks after the create).
+    cookie = response.headers.get("set-cookie", "")
+    assert cookie.startswith(f"sessionid={alice.session};")
+    assert f"Max-Age={server.settings.session_max_age}" in cookie
+    again = await alice.http.get(f"/conversations/{alice.conversation_id}/messages/")
+    assert "set-cookie" not in again.headers  # renewed at most once an hour
 
 
 async def test_expired_session_counts_as_none(alice: Person, server: LiveServer) -> None:

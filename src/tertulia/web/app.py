@@ -26,7 +26,7 @@ from tertulia.web.origins import Origins
 from tertulia.web.ratelimit import RateLimitMiddleware, RateLimits
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import conversations, messages, meta
-from tertulia.web.sessions import Sessions
+from tertulia.web.sessions import CookieRenewal, Sessions
 from tertulia.web.ws import chat_socket
 
 log = structlog.get_logger(__name__)
@@ -150,6 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    app.add_middleware(CookieRenewal)
     app.add_middleware(RateLimitMiddleware, limits=rate_limits, api=API)
     app.add_middleware(OriginCheck, allowed=settings.allowed_origins)
     if settings.allowed_origins:

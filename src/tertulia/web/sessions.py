@@ -20,6 +20,7 @@ from http.cookies import SimpleCookie
 import structlog
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tertulia.domain.ids import new_session_key
 from tertulia.domain.times import utcnow
@@ -146,6 +147,10 @@ class Sessions:
                 return None
             session = replace(session, expires_at=expires)
             self._cache_put(session, now)
+            if session.bot_conversation_id is None and connection.scope["type"] == "http":
+                # The browser's cookie is renewed with it (CookieRenewal): else it would
+                # lapse two weeks after the create or join that set it, however much used.
+                connection.state.renewed_session = session
         return session
 
     def new(
@@ -206,6 +211,12 @@ class Sessions:
             await repo.set_nickname(conn, session.key, nickname)
         self._cache.pop(session.key, None)
 
+    def cookie_header(self, session: SessionRecord) -> tuple[bytes, bytes]:
+        """The ``Set-Cookie`` header :meth:`set_cookie` writes, as a raw ASGI header."""
+        response = Response()
+        self.set_cookie(response, session)
+        return next(h for h in response.raw_headers if h[0] == b"set-cookie")
+
     def set_cookie(self, response: Response, session: SessionRecord) -> None:
         """``sessionid=<key>; expires=…; HttpOnly; Max-Age=…; Path=/; SameSite=Lax`` as
         Django writes it (``Secure`` too when configured); never scoped to a host or port."""
@@ -219,3 +230,31 @@ class Sessions:
             samesite=self._settings.session_cookie_samesite.capitalize(),  # type: ignore[arg-type]
             secure=self._settings.session_cookie_secure,
         )
+
+
+class CookieRenewal:
+    """Sends a person's session cookie again on the answer to a request that renewed the
+    session (:meth:`Sessions.load`), unless the answer sets it already (create, join)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def renewing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                session = scope.get("state", {}).get("renewed_session")
+                headers = list(message.get("headers", []))
+                if session is not None and not any(
+                    name == b"set-cookie" and value.startswith(COOKIE.encode() + b"=")
+                    for name, value in headers
+                ):
+                    sessions: Sessions = scope["app"].state.services.sessions
+                    headers.append(sessions.cookie_header(session))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, renewing)
