@@ -471,13 +471,12 @@ class _UseCase:
                 if out.deliveries:
                     now = utcnow()
                     runner = chat._services.runner
-                    bots = {d.bot_participant_id for d in out.deliveries}
+                    held = None
+                    if not runner.exclusive:  # (several processes: ask who runs the bots)
+                        bots = {d.bot_participant_id for d in out.deliveries}
+                        held = await runner.holders(self._conn, bots, now=now)
                     out.recorded = await outbox.enqueue(
-                        self._conn,
-                        out.deliveries,
-                        now=now,
-                        claim=runner.claim(now),
-                        held=await runner.holders(self._conn, bots, now=now),
+                        self._conn, out.deliveries, now=now, claim=runner.claim(now), held=held
                     )
             except BaseException as failure:
                 await write.__aexit__(type(failure), failure, failure.__traceback__)

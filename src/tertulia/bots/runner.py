@@ -250,7 +250,7 @@ class BotRunner:
         # Claims are renewed at least three times per lease: one missed round is no loss.
         self._poll_interval = min(poll_interval, lease / 3)
         self._lease = timedelta(seconds=lease)
-        self._exclusive = exclusive
+        self.exclusive = exclusive
         self.owner = new_owner()
         self._backoff = (backoff_initial, backoff_max)
         self._slots = {
@@ -288,7 +288,7 @@ class BotRunner:
         On PostgreSQL a message's transaction has locked its conversation's row (its
         ``seq``) by then, so the recording transactions of one conversation do not race.
         """
-        if self._exclusive:
+        if self.exclusive:
             return {}
         held = {}
         for bot_id in bot_participant_ids:
@@ -301,7 +301,7 @@ class BotRunner:
         """Resume the pending deliveries a previous run left behind: all of them when this
         process is the only one, else those whose claims have lapsed."""
         self._loop = asyncio.get_running_loop()
-        await self._resume(everything=self._exclusive)
+        await self._resume(everything=self.exclusive)
         self._poller = asyncio.create_task(self._poll(), name="bot-runner-poll")
 
     async def close(self) -> None:
@@ -341,18 +341,22 @@ class BotRunner:
 
     def hand_over(self, recorded: list[Delivery]) -> None:
         """Deliveries this process just committed: run its own without reading them back,
-        and wake the processes that the others were claimed for."""
-        others: dict[str, set[str]] = {}
-        for delivery in recorded:
-            owner = delivery.owner
-            if owner is not None and owner != self.owner:
-                others.setdefault(owner, set()).add(delivery.bot_participant_id)
-                continue
+        and wake the processes that the others were claimed for (:meth:`holders`)."""
+        mine = recorded
+        if not self.exclusive:
+            mine = []
+            others: dict[str, set[str]] = {}
+            for delivery in recorded:
+                if delivery.owner in (None, self.owner):
+                    mine.append(delivery)
+                else:
+                    others.setdefault(delivery.owner, set()).add(delivery.bot_participant_id)
+            for owner, bot_ids in others.items():
+                self._host.wake(owner, bot_ids)
+        for delivery in mine:
             self._queued.setdefault(delivery.bot_participant_id, []).append(delivery)
-        for bot_id in {d.bot_participant_id for d in recorded if d.owner in (None, self.owner)}:
+        for bot_id in {d.bot_participant_id for d in mine}:
             self._ensure_worker(bot_id)
-        for owner, bot_ids in others.items():
-            self._host.wake(owner, bot_ids)
 
     def _ensure_worker(self, bot_id: str) -> None:
         if bot_id not in self._workers and not self._closing:
