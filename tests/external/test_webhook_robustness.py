@@ -124,3 +124,32 @@ async def test_endless_answer_is_cut_short(
                 asked = await socket.message(local_id=await socket.say("and now?"))
                 reply = await socket.message(sender_id=hook_id, quoted_message_id=asked["id"])
                 assert reply["text"] == "fine"
+
+
+async def test_a_webhook_that_keeps_failing_gets_one_session_not_one_per_attempt(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """Each attempt at a webhook that has failed from the start (503) sends the bot's
+    session; a failed attempt's state is dropped, so every attempt used to make a new
+    session (rows piling up for a day during an outage). They now share one."""
+    seen: list[str] = []
+
+    async def hook(request: Request) -> Response:
+        body = await request.json()
+        if human_text(body):
+            seen.append(body["session"])
+        return Response(status_code=503)
+
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    async with serve(app) as base:
+        settings = make_settings(bots={"Hook": webhook_bot(f"{base}/hook", retries=1)})
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Hook"])
+            assert created.status_code == 201, created.text
+            socket = await alice.connect()
+            await socket.message(local_id=await socket.say("one"))
+            await socket.message(local_id=await socket.say("two"))
+            await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+    assert len(seen) == 4  # two deliveries, two attempts each
+    assert len(set(seen)) == 1

@@ -30,6 +30,7 @@ import inspect
 import os
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import fields
 from typing import Any
 
@@ -49,6 +50,8 @@ MAX_ANSWER = 1024 * 1024  # bytes of an inline answer read at most
 DEFAULT_TIMEOUT = 10.0  # seconds per POST
 ANSWER_MARGIN = 5.0  # seconds, past the POST's, for a call to post its answers
 SESSION_STATE = "webhook_session"
+RECENT_SESSIONS = 10_000  # bot participants whose latest session this process remembers
+_RECENT: OrderedDict[str, dict[str, Any]] = OrderedDict()
 _DELIVERY_NAMESPACE = uuid.UUID("5b0e7f53-3a55-4c1e-9a63-8f0d27a1c6d4")
 
 
@@ -191,15 +194,23 @@ class WebhookBot(Bot):
         await self._send_answers(content, bound)
 
     async def _session(self) -> str:
-        """A session for the bot, reused from its state while fresh enough."""
+        """A session for the bot, reused while fresh enough: from its state, or, since a
+        failed attempt's state is dropped, from this process's memory (else every attempt
+        at a failing endpoint would make a new one)."""
         info = self.conversation_info
         assert info.services is not None
-        cached = info.state.get(SESSION_STATE)
         now = time.time()
-        if isinstance(cached, dict) and now - float(cached.get("at", 0)) < self.session_refresh:
-            return str(cached["key"])
+        for cached in (info.state.get(SESSION_STATE), _RECENT.get(info.bot_participant_id)):
+            if isinstance(cached, dict) and now - float(cached.get("at", 0)) < self.session_refresh:
+                info.state[SESSION_STATE] = cached
+                return str(cached["key"])
         key = await info.services.new_session()
-        info.state[SESSION_STATE] = {"key": key, "at": now}
+        made = {"key": key, "at": now}
+        info.state[SESSION_STATE] = made
+        _RECENT[info.bot_participant_id] = made
+        _RECENT.move_to_end(info.bot_participant_id)
+        while len(_RECENT) > RECENT_SESSIONS:
+            _RECENT.popitem(last=False)
         return key
 
     async def _send_answers(self, content: bytes, bound: Any) -> None:
