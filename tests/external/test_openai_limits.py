@@ -133,3 +133,45 @@ async def test_malformed_answers_are_failures_said_once(
     failures = [e["error"] for e in logs.entries if e.get("event") == "bot call failed"]
     assert len(failures) == len(MALFORMED)
     assert all(error.startswith("LLMFailed: ") for error in failures), failures
+
+
+async def test_a_retry_after_a_failure_halfway_sends_the_same_answer(
+    make_settings: SettingsFactory, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer longer than a message goes out in pieces; storing the second fails once
+    (the database, say). The retry sends the rest of the same answer, not the rest of a new
+    completion (the model is asked once): people see one answer, whole."""
+    calls: list[int] = []
+
+    async def chat(request: Request) -> Response:
+        await request.json()
+        calls.append(1)
+        text = ("A" if len(calls) == 1 else "B") * 5000
+        return JSONResponse(completion(text, model="small", number=len(calls)))
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    async with serve(app) as base:
+        spec = {**small_llm(base), "retries": 1}
+        async with live_server(make_settings(bots={"LLM": spec})) as server:
+            registry = server.registry
+            send = registry.send_from_bot
+            sent = 0
+
+            async def fails_once(*args: Any, **kwargs: Any) -> Any:
+                nonlocal sent
+                sent += 1
+                if sent == 2:
+                    raise RuntimeError("storing failed once")
+                return await send(*args, **kwargs)
+
+            monkeypatch.setattr(registry, "send_from_bot", fails_once)
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["LLM"])
+            llm_id = bot_id(created.json(), "LLM")
+            socket = await alice.connect()
+            await socket.message(local_id=await socket.say("tell me a long story"))
+            await registry.runner.idle()
+            history = (await alice.history()).json()["results"]
+    pieces = [m["text"] for m in history if m.get("sender_id") == llm_id]
+    assert len(calls) == 1
+    assert sorted(pieces, key=len, reverse=True) == ["A" * 4000, "A" * 1000]

@@ -31,6 +31,7 @@ import asyncio
 import importlib
 import inspect
 import os
+from collections import OrderedDict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,8 @@ DEFAULT_TIMEOUT = 60.0  # seconds per HTTP request
 DEFAULT_RETRIES = 2  # the client's retries of one request
 RETRY_WAIT = 8.0  # seconds the client may wait before a retry (its backoff's cap)
 ANSWER_MARGIN = 10.0  # seconds, past the requests', for a call to post its answer
+KEPT_ANSWERS = 1000  # answers kept for a retry of their delivery (see receive_message)
+_ANSWERS: OrderedDict[int, str] = OrderedDict()
 
 
 class LLMFailed(Exception):
@@ -165,16 +168,28 @@ class OpenAIChatBot(Bot):
             return
         if not (message.text or "").strip():
             return
-        prompt = await self.prompt(message)
-        answer = await self.complete(prompt, message)
-        if not answer:
-            return
+        delivery = self.conversation_info.delivery_id
+        answer = _ANSWERS.get(delivery) if delivery is not None else None
+        if answer is None:
+            prompt = await self.prompt(message)
+            answer = await self.complete(prompt, message)
+            if not answer:
+                return
+            if delivery is not None:
+                # Kept until every piece is sent: a retry after a failure halfway sends the
+                # same answer (its pieces already stored are recognised by their local_id),
+                # not the first pieces of one completion and the rest of another.
+                _ANSWERS[delivery] = answer
+                while len(_ANSWERS) > KEPT_ANSWERS:
+                    _ANSWERS.popitem(last=False)
         for piece in split_text(answer):
             result = self.conversation_info.send_function(
                 {"type": "T", "text": piece, "quoted_message_id": message.id}
             )
             if inspect.isawaitable(result):
                 await result
+        if delivery is not None:
+            _ANSWERS.pop(delivery, None)
 
     async def prompt(self, message: ChatMessage) -> list[dict[str, str]]:
         """The chat-completions ``messages`` for answering ``message``."""
