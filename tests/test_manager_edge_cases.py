@@ -211,3 +211,8 @@ async def test_a_socket_manager_resuming_gets_the_answers_it_missed(room: Room) 
     await resumed.sync()
     got = [m for m in resumed.messages() if m.get("quoted_message_id") == human["id"]]
     assert [(m["text"], m["approved"]) for m in got] == [("HELLO", False)]
+    # A plain connection (BLAB's library has no ?after=) gets nothing of the kind: a
+    # BLAB manager would take it for a new message and act on it again.
+    plain = await room.manager.connect()
+    await plain.sync()
+    assert not [m for m in plain.messages() if m.get("quoted_message_id") == human["id"]]

@@ -1177,16 +1177,20 @@ class Chat:
             frames.append((message.seq or 0, message_frame(public)))
         return frames, following
 
-    async def awaiting_approval(self, participant: Participant) -> list[tuple[int, str]]:
-        """For the manager: frames of the messages still waiting for its approval, oldest
-        first (``approved`` false, no ``seq``), sent to each of its sockets as it connects.
-        Those stored while it was away (a bot's answer) would otherwise never be approved,
-        and people never see them. At most :data:`AWAITING_SENT` (the oldest)."""
+    async def awaiting_approval(
+        self, participant: Participant, after: int
+    ) -> list[tuple[int, str]]:
+        """For the manager resuming with ``?after=N``: frames of the messages still waiting
+        for its approval that were stored after the visible message N (``approved`` false,
+        no ``seq``), oldest first. A bot's answer stored while it was away would otherwise
+        never be approved, and people never see it. Some it may have seen and left
+        unapproved on purpose: a manager must take them idempotently (by id). At most
+        :data:`AWAITING_SENT` (the oldest)."""
         if not participant.is_manager:
             return []
         async with self._services.db.read() as conn:
             found = await msg_repo.awaiting_approval(
-                conn, self.conversation.id, limit=AWAITING_SENT
+                conn, self.conversation.id, after=after, limit=AWAITING_SENT
             )
         if len(found) == AWAITING_SENT:
             log.warning(

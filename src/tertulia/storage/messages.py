@@ -74,9 +74,17 @@ _AWAITING = (
         _IN_CONVERSATION,
         messages.c.approval == literal_column("0"),
         messages.c.sent_by_manager == literal_column("false"),
+        messages.c.pk > bindparam("after_pk"),
     )
     .order_by(messages.c.pk)
     .limit(bindparam("limit"))
+)
+# The key of the visible message numbered ``after`` (or the last before it).
+_PK_AT_SEQ = (
+    select(messages.c.pk)
+    .where(_IN_CONVERSATION, messages.c.seq <= bindparam("after"))
+    .order_by(messages.c.seq.desc())
+    .limit(1)
 )
 _LATEST = (
     select(messages)
@@ -354,10 +362,19 @@ async def visible_after(
     return [_message(r) for r in rows]
 
 
-async def awaiting_approval(conn: Connection, conversation_id: str, *, limit: int) -> list[Message]:
-    """The oldest ``limit`` messages still waiting for the manager's approval (not its own,
-    which are commands), oldest first."""
-    rows = await conn.execute(_AWAITING, {"conversation_id": conversation_id, "limit": limit})
+async def awaiting_approval(
+    conn: Connection, conversation_id: str, *, after: int, limit: int
+) -> list[Message]:
+    """The messages still waiting for the manager's approval (not its own, which are
+    commands) stored after the visible message numbered ``after``: the oldest ``limit``,
+    oldest first."""
+    after_pk = 0
+    if after > 0:
+        found = await conn.execute(_PK_AT_SEQ, {"conversation_id": conversation_id, "after": after})
+        after_pk = found.scalar_one_or_none() or 0
+    rows = await conn.execute(
+        _AWAITING, {"conversation_id": conversation_id, "after_pk": after_pk, "limit": limit}
+    )
     return [_message(r) for r in rows]
 
 

@@ -326,10 +326,10 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
             latest = await chat.latest_visible()
             if latest is not None and latest.seq is not None:
                 first = [(latest.seq, message_frame(chat.public(latest)))]
-        if participant.is_manager:
-            # What still waits for its approval comes first (frames without seq: the
-            # replay's numbering, which follows, is unaffected).
-            first = await chat.awaiting_approval(participant) + first
+        if participant.is_manager and after is not None:
+            # What still waits for its approval, stored since, comes first (frames without
+            # seq: the replay's numbering, which follows, is unaffected).
+            first = await chat.awaiting_approval(participant, after) + first
         working = svc.registry.working.shown(chat.conversation.id) if participant.is_human else []
         if after is not None or not joined or working or not chat.presence_state_is_prompt():
             # The new socket's own state frame, unless the one for everyone that its arrival
