@@ -198,3 +198,16 @@ async def test_live_frames_held_past_the_queue_size_drop_the_socket() -> None:
     await asyncio.gather(sender, return_exceptions=True)
     assert sender.cancelled()
     assert peer.sent == ["m1", "m2", "m3", "m4"]
+
+
+async def test_frames_missed_before_the_sender_started_still_stop_it() -> None:
+    """The broker says frames were missed while the socket was still subscribing (no
+    sender yet): the sender stops as soon as it starts, so the socket is closed for its
+    client to catch up, rather than left deaf to later outages too."""
+    peer = Peer()
+    box = Outbox(peer, frozenset({"humans"}), 10)  # type: ignore[arg-type]
+    box.missed()
+    sender = box.start("test-sender")
+    await asyncio.gather(sender, return_exceptions=True)
+    assert sender.cancelled()
+    assert box.missed_events

@@ -131,8 +131,11 @@ class Outbox:
         self._replayed_upto = 0
 
     def start(self, name: str) -> asyncio.Task[None]:
-        """Start the sender task."""
+        """Start the sender task (stopped at once if the socket was dropped or told it
+        missed frames before: say, the broker's connection broke while it subscribed)."""
         self.sender = asyncio.create_task(self._pump(), name=name)
+        if self.overflowed or self.missed_events:
+            self.sender.cancel()
         return self.sender
 
     def deliver(self, event: Event) -> None:
