@@ -231,3 +231,34 @@ async def test_people_on_two_processes_get_every_answer_once_and_in_order(
             assert len(got) == 30  # none twice
             assert [a["quoted_message_id"] for a in got] == [m["id"] for m in stored]
             assert [a["text"].split(" ")[0] for a in got] == [m["text"].upper() for m in stored]
+
+
+async def test_a_new_message_after_a_clean_stop_runs_after_the_ones_left_behind(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """One process stops while its bot hangs on alice's message; bob, on the other, writes
+    before any poll (they come too late here): the other process takes the message left
+    behind along with bob's, and answers them in order."""
+    async with two_processes(
+        database,
+        tmp_path,
+        one_bot={"hang": True},
+        bot_poll_interval=60,
+        bot_delivery_lease=180,
+    ) as (one, two):
+        alice, bot_id, first = await say_hello(one)
+        await one.stop(signal.SIGTERM)
+        bob = Person(two.base_url, two.ws_url)
+        try:
+            assert alice.conversation_id is not None
+            assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
+            socket = await bob.connect()
+            second = await socket.message(local_id=await socket.say("second"))
+            answers = [
+                await socket.message(sender_id=bot_id, timeout=10),
+                await socket.message(sender_id=bot_id, timeout=10),
+            ]
+            assert [a["quoted_message_id"] for a in answers] == [first["id"], second["id"]]
+            assert runner_bots.CALLS[bot_id][-2:] == ["hello", "second"]
+        finally:
+            await bob.close()

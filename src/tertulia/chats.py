@@ -474,7 +474,9 @@ class _UseCase:
                     held = None
                     if not runner.exclusive:  # (several processes: ask who runs the bots)
                         bots = {d.bot_participant_id for d in out.deliveries}
-                        held = await runner.holders(self._conn, bots, now=now)
+                        held, out.taken_over = await runner.holders(
+                            self._conn, chat.conversation.id, bots, now=now
+                        )
                     out.recorded = await outbox.enqueue(
                         self._conn, out.deliveries, now=now, claim=runner.claim(now), held=held
                     )
@@ -632,6 +634,8 @@ class Chat:
         finally:
             # Committed deliveries run even when publishing failed (a broker down, say):
             # left to the next poll, a later message's would run before them.
+            if out.taken_over:  # read back first: they come before the new ones
+                self._services.runner.notify(out.taken_over)
             if out.recorded:
                 self._services.runner.hand_over(out.recorded)
 

@@ -50,6 +50,7 @@ class Outgoing:
     events: list[Event] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
     recorded: list[Delivery] = field(default_factory=list)  # the deliveries, once written
+    taken_over: set[str] = field(default_factory=set)  # bots whose older deliveries it claimed
     state_changed: bool = False  # presence changed: a coalesced ``state`` frame is due
 
     @property

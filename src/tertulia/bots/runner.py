@@ -279,23 +279,35 @@ class BotRunner:
         return Claim(self.owner, now + self._lease)
 
     async def holders(
-        self, conn: Connection, bot_participant_ids: set[str], *, now: datetime
-    ) -> dict[str, Claim]:
-        """The other processes' live claims on these bot participants' pending deliveries
-        (in the transaction recording new ones): those new ones go to them, to run after
-        the others, in order. Nothing to ask when this process is the only one.
+        self,
+        conn: Connection,
+        conversation_id: str,
+        bot_participant_ids: set[str],
+        *,
+        now: datetime,
+    ) -> tuple[dict[str, Claim], set[str]]:
+        """In the transaction recording new deliveries (several processes only): who runs
+        these bot participants' deliveries, so that the new ones run after the others, in
+        order, in one process.
 
-        On PostgreSQL a message's transaction has locked its conversation's row (its
-        ``seq``) by then, so the recording transactions of one conversation do not race.
+        Returns the other processes' live claims (the new deliveries go to them), and the
+        bots whose pending deliveries nobody held (a process died, or stopped and gave them
+        up): this process claims those here, and must read them back before it runs the
+        new ones (:meth:`notify`). The conversation's row is locked first, so that the
+        recording transactions of one conversation take turns.
         """
-        if self.exclusive:
-            return {}
-        held = {}
+        await outbox.lock_conversation(conn, conversation_id)
+        held: dict[str, Claim] = {}
+        taken: set[str] = set()
         for bot_id in bot_participant_ids:
             claim = await outbox.holder(conn, bot_id, now=now)
             if claim is not None and claim.owner != self.owner:
                 held[bot_id] = claim
-        return held
+            elif claim is None and await outbox.claim_bot_lapsed(
+                conn, bot_id, self.claim(now), now=now
+            ):
+                taken.add(bot_id)
+        return held, taken
 
     async def start(self) -> None:
         """Resume the pending deliveries a previous run left behind: all of them when this

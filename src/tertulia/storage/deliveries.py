@@ -15,10 +15,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, literal_column, null, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    update,
+)
 
 from tertulia.storage.database import Connection
-from tertulia.storage.tables import bot_states, deliveries
+from tertulia.storage.tables import bot_states, conversations, deliveries
 
 PENDING = "pending"
 DONE = "done"
@@ -64,6 +74,27 @@ _CLAIM_LAPSED = (
     .values(_CLAIM)
     .returning(deliveries.c.bot_participant_id)
 )
+_CLAIM_BOT_LAPSED = (
+    update(deliveries)
+    .where(
+        _IS_PENDING,
+        deliveries.c.bot_participant_id == bindparam("bot_participant_id"),
+        or_(
+            deliveries.c.claimed_until.is_(None),
+            deliveries.c.claimed_until < bindparam("now"),
+        ),
+    )
+    .values(_CLAIM)
+)
+_LOCK_CONVERSATION = (
+    select(conversations.c.id)
+    .where(conversations.c.id == bindparam("conversation_id"))
+    .with_for_update()
+)
+# Taken by a poll's claiming on PostgreSQL: two processes claiming at once would each take
+# part of one bot's backlog (rows are locked one by one, in the order each scans them).
+CLAIMS_LOCK = 0x7465_7274_756C_6961  # "tertulia"
+_CLAIMS_LOCKED = select(func.pg_advisory_xact_lock(literal(CLAIMS_LOCK, BigInteger)))
 _CLAIM_ALL = (
     update(deliveries).where(_IS_PENDING).values(_CLAIM).returning(deliveries.c.bot_participant_id)
 )
@@ -197,14 +228,37 @@ async def holder(conn: Connection, bot_participant_id: str, *, now: datetime) ->
     return Claim(row.claimed_by, row.claimed_until) if row is not None else None
 
 
+async def lock_conversation(conn: Connection, conversation_id: str) -> None:
+    """Lock the conversation's row until the transaction ends (PostgreSQL; SQLite has one
+    writer): the transactions recording its deliveries then take turns."""
+    await conn.execute(_LOCK_CONVERSATION, {"conversation_id": conversation_id})
+
+
+async def claim_bot_lapsed(
+    conn: Connection, bot_participant_id: str, claim: Claim, *, now: datetime
+) -> int:
+    """Claim the bot participant's pending deliveries that nobody holds (their process
+    died, or stopped and gave them up); returns how many."""
+    params = {
+        "bot_participant_id": bot_participant_id,
+        "owner": claim.owner,
+        "until": claim.until,
+        "now": now,
+    }
+    return (await conn.execute(_CLAIM_BOT_LAPSED, params)).rowcount
+
+
 async def claim_lapsed(
     conn: Connection, claim: Claim, *, now: datetime, everything: bool = False
 ) -> set[str]:
     """Claim the pending deliveries nobody holds (no claim, or one lapsed before ``now``),
     or with ``everything`` every pending one; returns the bot participants that have them.
 
-    One statement: of processes claiming at once, each delivery goes to one.
+    One statement, one claimer at a time (an advisory lock on PostgreSQL): of processes
+    claiming at once, each delivery goes to one, and one bot's backlog to one process.
     """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_CLAIMS_LOCKED)  # (until the transaction ends)
     params = {"owner": claim.owner, "until": claim.until, "now": now}
     rows = await conn.execute(_CLAIM_ALL if everything else _CLAIM_LAPSED, params)
     return {r.bot_participant_id for r in rows}
