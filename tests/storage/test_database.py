@@ -613,3 +613,36 @@ async def test_the_holder_of_a_bots_deliveries_is_its_newest_live_claim(db: Data
         assert held is not None
         assert held.owner == "b"
         assert await outbox.holder(conn, bot.id, now=now + timedelta(seconds=61)) is None
+
+
+async def test_expired_sessions_are_purged_in_batches_with_their_participations(
+    db: Database,
+) -> None:
+    """A purge deletes at most ``limit`` expired sessions (and their participations) per
+    transaction, and says how many; a valid session and its participation stay."""
+    from tertulia.storage import sessions as session_repo
+    from tertulia.storage.tables import session_participations, sessions
+
+    conversation, person = await new_conversation(db)
+    now = datetime.now(UTC)
+    async with db.write() as conn:
+        for n in range(5):
+            key = f"old{n}"
+            await session_repo.create_session(
+                conn, key, now=now, expires_at=now - timedelta(seconds=1)
+            )
+            await session_repo.add_participation(conn, key, conversation.id, person.id)
+        await session_repo.create_session(conn, "new", now=now, expires_at=now + timedelta(days=1))
+        await session_repo.add_participation(conn, "new", conversation.id, person.id)
+    purged = []
+    while not purged or purged[-1] == 2:
+        async with db.write() as conn:
+            purged.append(await session_repo.purge_expired(conn, now=now, limit=2))
+    assert purged == [2, 2, 1]
+    async with db.read() as conn:
+        keys = [r.key for r in await conn.execute(select(sessions.c.key))]
+        held = [
+            r.session_key for r in await conn.execute(select(session_participations.c.session_key))
+        ]
+    assert keys == ["new"]
+    assert held == ["new"]

@@ -32,11 +32,17 @@ _EXPIRE_BOTS = (
     .where(sessions.c.bot_conversation_id == bindparam("conversation_id"))
     .values(expires_at=bindparam("now"))
 )
-_EXPIRED = select(sessions.c.key).where(sessions.c.expires_at <= bindparam("now"))
+# A batch of expired sessions, the same in both statements of one purge (ordered by key).
+_EXPIRED = (
+    select(sessions.c.key)
+    .where(sessions.c.expires_at <= bindparam("now"))
+    .order_by(sessions.c.key)
+    .limit(bindparam("limit"))
+)
 _PURGE_PARTICIPATIONS = delete(session_participations).where(
     session_participations.c.session_key.in_(_EXPIRED)
 )
-_PURGE = delete(sessions).where(sessions.c.expires_at <= bindparam("now"))
+_PURGE = delete(sessions).where(sessions.c.key.in_(_EXPIRED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +146,9 @@ async def expire_bot_sessions(conn: Connection, conversation_id: str, *, now: da
     await conn.execute(_EXPIRE_BOTS, {"conversation_id": conversation_id, "now": now})
 
 
-async def purge_expired(conn: Connection, *, now: datetime) -> None:
-    await conn.execute(_PURGE_PARTICIPATIONS, {"now": now})
-    await conn.execute(_PURGE, {"now": now})
+async def purge_expired(conn: Connection, *, now: datetime, limit: int = 1000) -> int:
+    """Delete up to ``limit`` sessions expired by ``now``, with their participations;
+    returns how many sessions (fewer than ``limit``: none are left)."""
+    params = {"now": now, "limit": limit}
+    await conn.execute(_PURGE_PARTICIPATIONS, params)
+    return (await conn.execute(_PURGE, params)).rowcount

@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 COOKIE = "sessionid"
 PURGE_EVERY = timedelta(hours=1)
 PURGE_RETRY = timedelta(minutes=1)
+PURGE_BATCH = 1000  # sessions deleted per transaction
 RENEW_AFTER = timedelta(hours=1)
 CACHE_TTL = timedelta(minutes=1)
 CACHE_SIZE = 10_000
@@ -89,8 +90,13 @@ class Sessions:
 
     async def _purge(self, now: datetime) -> None:
         try:
-            async with self._db.write() as conn:
-                await repo.purge_expired(conn, now=now)
+            # In batches, each its own transaction: after an upgrade there may be many, and
+            # SQLite's one writer must not be held up for all of them at once.
+            while True:
+                async with self._db.write() as conn:
+                    purged = await repo.purge_expired(conn, now=now, limit=PURGE_BATCH)
+                if purged < PURGE_BATCH:
+                    break
         except Exception:
             # (the database is away, or closing at shutdown): tried again a bit later
             log.exception("purging expired sessions failed")
