@@ -20,9 +20,10 @@ PASSWORD = "pw-2718281828"
 
 def test_shown_urls_keep_where_and_drop_secrets() -> None:
     assert shown(f"https://bot:{PASSWORD}@hooks.example.com:8443/h?code={TOKEN}#x") == (
-        "https://hooks.example.com:8443/h?…"
+        "https://hooks.example.com:8443/…?…"
     )
-    assert shown("http://127.0.0.1/hook") == "http://127.0.0.1/hook"
+    assert shown(f"https://hooks.slack.com/services/T0/B0/{TOKEN}") == "https://hooks.slack.com/…"
+    assert shown("http://127.0.0.1/") == "http://127.0.0.1/"
     assert shown("http://[::1/broken") == "(an invalid URL)"
 
 

@@ -178,13 +178,18 @@ class RedisBroker(Broker):
         if asked:
             future = asyncio.get_running_loop().create_future()
             self._confirmed[name] = future
+        sent = False
         try:
             if asked:
                 await self._pubsub.subscribe(name)
+                sent = True
             if future is not None:
                 await asyncio.wait_for(asyncio.shield(future), 10)
         except BaseException as failure:
-            if asked and future is not None:
+            # A subscriber cancelled (its client left) once its subscription was sent leaves
+            # the confirmation to the reader: the others waiting for it are not failed.
+            cancelled_after_sending = sent and isinstance(failure, asyncio.CancelledError)
+            if asked and future is not None and not cancelled_after_sending:
                 # (Redis is unreachable, say): those waiting with this one fail too, and the
                 # next subscriber asks again.
                 if self._confirmed.get(name) is future:
