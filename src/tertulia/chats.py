@@ -50,7 +50,6 @@ from tertulia.outgoing import Outgoing, message_frame, state_frame
 from tertulia.realtime.broker import Broker, Event
 from tertulia.settings import BotSpec, Settings
 from tertulia.storage import conversations as conv_repo
-from tertulia.storage import deliveries as outbox
 from tertulia.storage import messages as msg_repo
 from tertulia.storage import sessions as session_repo
 from tertulia.storage.database import Connection, Database
@@ -469,16 +468,8 @@ class _UseCase:
                 return
             try:
                 if out.deliveries:
-                    now = utcnow()
-                    runner = chat._services.runner
-                    held = None
-                    if not runner.exclusive:  # (several processes: ask who runs the bots)
-                        bots = {d.bot_participant_id for d in out.deliveries}
-                        held, out.taken_over = await runner.holders(
-                            self._conn, chat.conversation.id, bots, now=now
-                        )
-                    out.recorded = await outbox.enqueue(
-                        self._conn, out.deliveries, now=now, claim=runner.claim(now), held=held
+                    out.recorded, out.taken_over = await chat._services.runner.record(
+                        self._conn, chat.conversation.id, out.deliveries
                     )
             except BaseException as failure:
                 await write.__aexit__(type(failure), failure, failure.__traceback__)

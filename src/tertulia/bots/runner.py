@@ -64,7 +64,7 @@ from tertulia.domain.times import utcnow
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
 from tertulia.storage.database import Connection, Database, json_dumps
-from tertulia.storage.deliveries import Claim, Delivery, Outcome
+from tertulia.storage.deliveries import Claim, Delivery, NewDelivery, Outcome
 
 log = structlog.get_logger(__name__)
 BATCH = 50
@@ -278,6 +278,25 @@ class BotRunner:
         """This runner's claim on deliveries it records at ``now``."""
         return Claim(self.owner, now + self._lease)
 
+    async def record(
+        self, conn: Connection, conversation_id: str, new: list[NewDelivery]
+    ) -> tuple[list[Delivery], set[str]]:
+        """Record a use case's deliveries in its transaction, each claimed by the process
+        that will run it (this one, or the one already running that bot's: :meth:`holders`).
+
+        Returns the recorded deliveries (for :meth:`hand_over` after the commit) and the
+        bots whose older deliveries this process claimed with them (for :meth:`notify`,
+        first: they run before the new ones).
+        """
+        now = utcnow()
+        held: dict[str, Claim] | None = None
+        taken: set[str] = set()
+        if not self.exclusive:  # (several processes: ask who runs the bots)
+            bots = {d.bot_participant_id for d in new}
+            held, taken = await self.holders(conn, conversation_id, bots, now=now)
+        recorded = await outbox.enqueue(conn, new, now=now, claim=self.claim(now), held=held)
+        return recorded, taken
+
     async def holders(
         self,
         conn: Connection,
@@ -359,10 +378,11 @@ class BotRunner:
             mine = []
             others: dict[str, set[str]] = {}
             for delivery in recorded:
-                if delivery.owner in (None, self.owner):
+                owner = delivery.owner
+                if owner is None or owner == self.owner:
                     mine.append(delivery)
                 else:
-                    others.setdefault(delivery.owner, set()).add(delivery.bot_participant_id)
+                    others.setdefault(owner, set()).add(delivery.bot_participant_id)
             for owner, bot_ids in others.items():
                 self._host.wake(owner, bot_ids)
         for delivery in mine:
