@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ from tertulia.settings import Settings
 
 SettingsFactory = Callable[..., Settings]
 PersonFactory = Callable[[LiveServer], Person]
+ProxyFactory = Callable[[int], Awaitable["Proxy"]]
 TIMEOUT = 10.0
 
 

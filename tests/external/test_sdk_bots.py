@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 from external.fakes import (
     TIMEOUT,
     PersonFactory,
-    Proxy,
+    ProxyFactory,
     Recorder,
     SettingsFactory,
     bot_id,
@@ -23,24 +22,6 @@ from external.fakes import (
 from support.bots import watch_logs
 from support.server import live_server
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
-
-ProxyFactory = Callable[[int], Awaitable[Proxy]]
-
-
-@pytest.fixture
-async def proxy_to() -> AsyncIterator[ProxyFactory]:
-    """Start TCP proxies to given ports; all are closed after the test."""
-    made: list[Proxy] = []
-
-    async def make(port: int) -> Proxy:
-        proxy = Proxy(port)
-        await proxy.start()
-        made.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in made:
-        await proxy.close()
 
 
 class EchoBot:

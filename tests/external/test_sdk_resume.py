@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from external.fakes import TIMEOUT, PersonFactory, Proxy, SettingsFactory, bot_id, external_bot
+from external.fakes import (
+    TIMEOUT,
+    PersonFactory,
+    ProxyFactory,
+    SettingsFactory,
+    bot_id,
+    external_bot,
+)
 from support.server import live_server
 from support.waiting import until
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
 from tertulia.client import conversation as conversation_module
-
-ProxyFactory = Callable[[int], Awaitable[Proxy]]
-
-
-@pytest.fixture
-async def proxy_to() -> AsyncIterator[ProxyFactory]:
-    made: list[Proxy] = []
-
-    async def make(port: int) -> Proxy:
-        proxy = Proxy(port)
-        await proxy.start()
-        made.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in made:
-        await proxy.close()
 
 
 async def test_drop_before_any_message_loses_nothing(
