@@ -174,7 +174,6 @@ class ChatRegistry:
         self.broker = broker
         self.bots = bots
         single_process = settings.broker_url.startswith("memory://")
-        self._single_process = single_process
         self._unsubscribe_runner: Callable[[], None] | None = None
         self.runner = BotRunner(
             db,
@@ -212,7 +211,7 @@ class ChatRegistry:
         task.add_done_callback(done)
 
     async def start(self) -> None:
-        if not self._single_process:
+        if not self.runner.exclusive:
             # Other processes wake this one's runner when they record deliveries for it.
             self._unsubscribe_runner = await self.broker.subscribe(
                 runner_channel(self.runner.owner), self._woken
@@ -1194,6 +1193,11 @@ class Chat:
                 sent=AWAITING_SENT,
             )
         return [(0, message_frame({**self.public(m), "approved": False})) for m in found]
+
+    async def message_with_file(self, key: str) -> Message | None:
+        """The message of this conversation that carries the uploaded file ``key``."""
+        async with self._services.db.read() as conn:
+            return await msg_repo.find_by_file_path(conn, self.conversation.id, key)
 
     async def latest_visible(self) -> Message | None:
         async with self._services.db.read() as conn:

@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve, webhook_bot
+from support.blab import Socket
 from support.bots import watch_logs
-from support.server import live_server
+from support.server import LiveServer, live_server
 
 SECRET = "webhook-test-secret"
 
@@ -26,6 +27,14 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def human_text(body: dict[str, Any]) -> bool:
     return bool(body["message"].get("sent_by_human"))
+
+
+async def talking_to_hook(server: LiveServer, people: PersonFactory) -> tuple[Socket, str]:
+    """alice in a new conversation with ``Hook``, connected: her socket and the bot's id."""
+    alice = people(server)
+    created = await alice.create(nickname="alice", bots=["Hook"])
+    assert created.status_code == 201, created.text
+    return await alice.connect(), bot_id(created.json(), "Hook")
 
 
 async def test_redirect_is_not_taken_for_an_answer(
@@ -57,10 +66,7 @@ async def test_redirect_is_not_taken_for_an_answer(
         async with serve(app) as base:
             settings = make_settings(bots={"Hook": webhook_bot(f"{base}/hook", retries=0)})
             async with live_server(settings) as server:
-                alice = people(server)
-                created = await alice.create(nickname="alice", bots=["Hook"])
-                hook_id = bot_id(created.json(), "Hook")
-                socket = await alice.connect()
+                socket, hook_id = await talking_to_hook(server, people)
                 await socket.message(local_id=await socket.say("ping"))
                 await asyncio.wait_for(asked.wait(), TIMEOUT)
                 await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
@@ -109,10 +115,7 @@ async def test_endless_answer_is_cut_short(
         async with serve(app) as base:
             settings = make_settings(bots={"Hook": webhook_bot(f"{base}/hook", retries=0)})
             async with live_server(settings) as server:
-                alice = people(server)
-                created = await alice.create(nickname="alice", bots=["Hook"])
-                hook_id = bot_id(created.json(), "Hook")
-                socket = await alice.connect()
+                socket, hook_id = await talking_to_hook(server, people)
                 await socket.message(local_id=await socket.say("flood"))
                 toobig = await logs.wait_for(
                     lambda e: e.get("event") == "webhook answer too large", timeout=5
@@ -144,10 +147,7 @@ async def test_a_webhook_that_keeps_failing_gets_one_session_not_one_per_attempt
     async with serve(app) as base:
         settings = make_settings(bots={"Hook": webhook_bot(f"{base}/hook", retries=1)})
         async with live_server(settings) as server:
-            alice = people(server)
-            created = await alice.create(nickname="alice", bots=["Hook"])
-            assert created.status_code == 201, created.text
-            socket = await alice.connect()
+            socket, _ = await talking_to_hook(server, people)
             await socket.message(local_id=await socket.say("one"))
             await socket.message(local_id=await socket.say("two"))
             await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)

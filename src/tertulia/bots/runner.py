@@ -407,11 +407,11 @@ class BotRunner:
         now = utcnow()
         claim = self.claim(now)
         async with self._db.write() as conn:
-            held = await outbox.renew(conn, claim)
+            renewed = await outbox.renew(conn, claim)
             taken = await outbox.claim_lapsed(conn, claim, now=now, everything=everything)
         if taken:
             log.info("deliveries taken over", owner=self.owner, bots=len(taken))
-        self.notify(held | taken)
+        self.notify(renewed | taken)
 
     async def _poll(self) -> None:
         while True:

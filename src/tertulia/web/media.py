@@ -24,7 +24,6 @@ from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSati
 
 from tertulia.errors import NotFound
 from tertulia.files import file_store, key_conversation, serving
-from tertulia.storage import messages as msg_repo
 from tertulia.web.deps import membership, services
 
 MEDIA_PREFIX = "/media"
@@ -67,8 +66,7 @@ async def media_file(key: str, request: Request) -> MediaFile:
         raise NotFound()
     member = await membership(request, conversation_id)
     svc = services(request)
-    async with svc.registry.db.read() as conn:
-        message = await msg_repo.find_by_file_path(conn, conversation_id, key)
+    message = await member.chat.message_with_file(key)
     if message is None or message.file is None:
         raise NotFound()
     viewer = member.participant

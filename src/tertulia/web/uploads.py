@@ -57,7 +57,6 @@ from tertulia.files import (
     limit_for,
     stored_type,
 )
-from tertulia.storage import messages as msg_repo
 from tertulia.web.deps import Membership, services
 from tertulia.web.responses import JSONBody
 
@@ -480,7 +479,7 @@ async def post_multipart(request: Request, member: Membership) -> JSONBody:
     except BaseException:
         if received is not None:
             received.spool.discard()
-        if key is not None and not await _kept_by_a_message(request, member.chat, key):
+        if key is not None and not await _kept_by_a_message(member.chat, key):
             await store.delete(key)
         raise
     if result.duplicate and key is not None:
@@ -489,17 +488,15 @@ async def post_multipart(request: Request, member: Membership) -> JSONBody:
     return JSONBody(member.chat.public(result.message), status_code=status)
 
 
-async def _kept_by_a_message(request: Request, chat: Chat, key: str) -> bool:
+async def _kept_by_a_message(chat: Chat, key: str) -> bool:
     """Whether a message carrying the file ``key`` was stored after all: the failure came
     after its commit (a cancellation while its frames were published, say), and deleting
     the file would leave a message without it. When that cannot be told, the file is kept:
     an unreferenced file costs only disk."""
     try:
-        async with services(request).registry.db.read() as conn:
-            found = await msg_repo.find_by_file_path(conn, chat.conversation.id, key)
+        return await chat.message_with_file(key) is not None
     except Exception:
         return True
-    return found is not None
 
 
 __all__ = [

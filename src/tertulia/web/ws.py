@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import orjson
@@ -54,9 +54,14 @@ CLOSE_TIMEOUT = 5.0
 REPLAY_BATCH = 200
 
 
+@cache
+def _origins(allowed: tuple[str, ...]) -> Origins:
+    return Origins(allowed)  # (normalised once, not per handshake)
+
+
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     """No ``Origin``, the server's own origin, or a configured one (web/origins.py)."""
-    return Origins(allowed).allow(
+    return _origins(tuple(allowed)).allow(
         websocket.headers.get("origin"), websocket.headers.get("host", "")
     )
 
