@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from support.environment import REDIS_URL, require_service
 from support.outages import break_reader, fail_publishing
 from support.waiting import until
+from tertulia.realtime import redis as redis_broker
 from tertulia.realtime.broker import Event
 from tertulia.realtime.redis import RedisBroker
 
@@ -114,3 +116,84 @@ async def test_a_subscription_redis_refused_leaves_nothing_behind(
     await until(lambda: accepted.frames == ["hello"])
     assert refused.frames == []
     assert calls == 2
+
+
+@pytest.fixture
+async def elsewhere() -> AsyncIterator[RedisBroker]:
+    """The broker of another server process sharing the Redis server."""
+    require_service("Redis", REDIS_URL)
+    made = RedisBroker(REDIS_URL)
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+class HeldNotices:
+    """``broker``'s publishes to its conversation channels fail (its connection lost),
+    while its notices to the other processes wait for ``release`` and then fail ``refusals``
+    times more (Redis still unreachable) before going through."""
+
+    def __init__(self, broker: RedisBroker, monkeypatch: Any, *, refusals: int = 0) -> None:
+        client = broker._client()
+        self._publish = client.publish
+        self.release = asyncio.Event()
+        self.refusals = refusals
+        self.notices = 0
+        monkeypatch.setattr(client, "publish", self._failing)
+
+    async def _failing(self, channel: str, payload: Any) -> Any:
+        if channel != redis_broker.CONTROL:
+            raise ConnectionError("Redis is unreachable")
+        await self.release.wait()
+        if self.refusals:
+            self.refusals -= 1
+            raise ConnectionError("Redis is still unreachable")
+        self.notices += 1
+        return await self._publish(channel, payload)
+
+
+async def test_a_failed_publish_is_told_to_the_other_processes(
+    broker: RedisBroker, elsewhere: RedisBroker, monkeypatch: Any
+) -> None:
+    """Only the publishing process knows its publish failed; the others' connections are
+    fine. Once Redis takes a publish from it again (here after two more refusals), it
+    tells them, and their subscribers of that channel that started before the failure are
+    told they missed it; later subscribers (they read the database after subscribing) and
+    other channels' are not, nor are the publishing process's own subscribers told twice."""
+    monkeypatch.setattr(redis_broker, "CLOCK_SKEW", 0.0)
+    failed, other = str(uuid.uuid4()), str(uuid.uuid4())
+    early, untouched, local = Listener(), Listener(), Listener()
+    await elsewhere.subscribe(failed, early.deliver, early.lost)
+    await elsewhere.subscribe(other, untouched.deliver, untouched.lost)
+    await broker.subscribe(failed, local.deliver, local.lost)
+    held = HeldNotices(broker, monkeypatch, refusals=2)
+    with pytest.raises(ConnectionError):
+        await broker.publish(failed, event("lost"))
+    assert (local.missed, early.missed) == (1, 0)
+
+    late = Listener()
+    await until(lambda: time.time() > broker._unsent[failed])  # (a coarse clock)
+    await elsewhere.subscribe(failed, late.deliver, late.lost)
+    held.release.set()
+    await until(lambda: early.missed == 1)
+    assert (late.missed, untouched.missed, held.notices, held.refusals) == (0, 0, 1, 0)
+    assert broker._unsent == {}
+
+    # The notice went through Redis before this frame, so every reader has acted on it.
+    await elsewhere.publish(failed, event("next"))
+    await until(lambda: local.frames == ["next"] and late.frames == ["next"])
+    assert (local.missed, early.missed, late.missed) == (1, 1, 0)
+
+
+async def test_a_malformed_control_message_is_ignored(broker: RedisBroker) -> None:
+    """Whatever else reaches the control channel changes nothing; the reader goes on."""
+    name = str(uuid.uuid4())
+    listener = Listener()
+    await broker.subscribe(name, listener.deliver, listener.lost)
+    for junk in (b"not json", b"[]", b'{"from": "x"}', b'{"from": "x", "missed": {"a": "b"}}'):
+        await broker._client().publish(redis_broker.CONTROL, junk)
+    await broker.publish(name, event("still here"))
+    await until(lambda: listener.frames == ["still here"])
+    assert listener.missed == 0

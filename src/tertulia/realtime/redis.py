@@ -10,7 +10,12 @@ Redis keeps no pub/sub message for a connection that is down. When the reader's 
 breaks (Redis restarted, the network), redis-py connects again and subscribes to the
 channels again, but what was published meanwhile is gone: every local subscriber is told
 (``missed``) as soon as the break is seen. So are a channel's local subscribers when a
-publish to it fails.
+publish to it fails; and, since only this process knows of that failure while the other
+processes' connections may be fine, it then tells them too, on the control channel, as soon
+as Redis takes a publish from it again (retried with backoff): each of them tells its
+subscribers of that channel that subscribed before the failure (later ones read the
+database after subscribing, so they have the message). A process that stops before Redis
+takes that notice leaves the others' sockets to catch up when they next reconnect.
 
 Presence is a Redis set of socket ids per participant, plus a set of present participants
 per conversation; keys expire after a day without changes, so the sockets of a crashed
@@ -20,6 +25,8 @@ process do not linger forever.
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -27,12 +34,18 @@ import orjson
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
 
 log = structlog.get_logger(__name__)
 PREFIX = "tertulia"
+CONTROL = f"{PREFIX}:control"
 PRESENCE_TTL = 24 * 3600
+CLOCK_SKEW = 5.0
+"""Seconds by which the clocks of two processes may disagree (NTP keeps them far closer):
+a subscriber that started up to this long after another process's failed publish is told of
+it too. Being told needlessly costs a socket one reconnect; missing a frame costs more."""
 
 _JOIN = """
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -65,9 +78,13 @@ class RedisBroker(Broker):
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._local: defaultdict[str, dict[int, Deliver]] = defaultdict(dict)
-        self._missed: defaultdict[str, dict[int, Missed]] = defaultdict(dict)
+        # channel -> token -> (missed callback, wall time the subscriber started)
+        self._missed: defaultdict[str, dict[int, tuple[Missed, float]]] = defaultdict(dict)
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._next = 0
+        self._id = f"{os.getpid()}:{os.urandom(6).hex()}"
+        self._unsent: dict[str, float] = {}  # channel -> wall time of its last failed publish
+        self._notifier: asyncio.Task[None] | None = None
 
     def _channel(self, channel: str) -> str:
         return f"{PREFIX}:conv:{channel}"
@@ -76,14 +93,21 @@ class RedisBroker(Broker):
         self._redis = Redis.from_url(self._url)
         await self._redis.ping()
         self._pubsub = self._redis.pubsub()
-        # A placeholder channel keeps the connection in subscribed mode for the reader.
-        await self._pubsub.subscribe(f"{PREFIX}:control")
+        # The control channel (notices of failed publishes) also keeps the connection in
+        # subscribed mode for the reader.
+        await self._pubsub.subscribe(CONTROL)
         self._reader = asyncio.create_task(self._read(), name="redis-broker-reader")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._unsent:
+            log.warning(
+                "redis broker stops before telling the other processes of failed publishes",
+                conversations=sorted(self._unsent),
+            )
+        for task in (self._notifier, self._reader):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         if self._redis is not None:
@@ -115,6 +139,9 @@ class RedisBroker(Broker):
                 if future is not None and not future.done():
                     future.set_result(None)
             elif kind == "message":
+                if name == CONTROL:
+                    self._notice(message["data"])
+                    continue
                 channel = name.removeprefix(f"{PREFIX}:conv:")
                 subscribers = self._local.get(channel)
                 if not subscribers:
@@ -127,14 +154,32 @@ class RedisBroker(Broker):
                         except Exception:
                             log.exception("subscriber failed", conversation_id=channel)
 
-    def _lost(self, channels: list[str]) -> None:
-        """Tell the local subscribers of ``channels`` that events may not have reached them."""
+    def _lost(self, channels: list[str], before: float | None = None) -> None:
+        """Tell the local subscribers of ``channels`` that events may not have reached them
+        (only those that started before ``before``, a wall time, when given)."""
         for channel in channels:
-            for missed in list(self._missed.get(channel, {}).values()):
+            for missed, since in list(self._missed.get(channel, {}).values()):
+                if before is not None and since > before:
+                    continue
                 try:
                     missed()
                 except Exception:
                     log.exception("subscriber failed", conversation_id=channel)
+
+    def _notice(self, data: bytes) -> None:
+        """Another process's publishes failed: its channels' subscribers here that started
+        before the failure may have missed them."""
+        try:
+            notice = orjson.loads(data)
+            sender, failed = notice["from"], notice["missed"]
+            channels = [(str(channel), float(when)) for channel, when in failed.items()]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            log.warning("redis broker ignored a malformed control message", data=data[:200])
+            return
+        if sender == self._id:
+            return  # this process told its own subscribers when the publish failed
+        for channel, when in channels:
+            self._lost([channel], before=when + CLOCK_SKEW)
 
     async def publish(self, channel: str, events: list[Event]) -> None:
         payload = orjson.dumps([[sorted(e.audience), e.frame, e.seq, e.supersedes] for e in events])
@@ -142,7 +187,38 @@ class RedisBroker(Broker):
             await self._client().publish(self._channel(channel), payload)
         except Exception:
             self._lost([channel])
+            self._unsent[channel] = time.time()
+            if self._notifier is None or self._notifier.done():
+                self._notifier = asyncio.create_task(
+                    self._tell_others(), name="redis-broker-notifier"
+                )
             raise
+
+    async def _tell_others(self) -> None:
+        """Tell the other processes which channels' publishes failed here, once Redis takes
+        a publish again (retried with backoff, for as long as this process lives)."""
+
+        def waiting(state: RetryCallState) -> None:
+            log.warning(
+                "redis broker could not tell the other processes of failed publishes; retrying",
+                conversations=len(self._unsent),
+                attempt=state.attempt_number,
+            )
+
+        while self._unsent:
+            notice = dict(self._unsent)
+            payload = orjson.dumps({"from": self._id, "missed": notice})
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(Exception),
+                wait=wait_exponential(multiplier=0.2, max=5),
+                before_sleep=waiting,
+                reraise=True,
+            ):
+                with attempt:
+                    await self._client().publish(CONTROL, payload)
+            for channel, when in notice.items():
+                if self._unsent.get(channel) == when:  # (not failed again since)
+                    del self._unsent[channel]
 
     async def subscribe(
         self, channel: str, deliver: Deliver, missed: Missed | None = None
@@ -153,7 +229,7 @@ class RedisBroker(Broker):
         first = not self._local.get(channel)
         self._local[channel][token] = deliver
         if missed is not None:
-            self._missed[channel][token] = missed
+            self._missed[channel][token] = (missed, time.time())
         name = self._channel(channel)
 
         def unsubscribe() -> None:
