@@ -8,7 +8,7 @@ from typing import Any
 
 from support.managers import delivery_rows, start
 from support.server import live_server
-from tertulia.bots.external.openai_chat import OpenAIChatBot
+from tertulia.bots.external.openai_chat import RETRY_WAIT, OpenAIChatBot
 from tertulia.bots.external.webhook import WebhookBot
 from tertulia.bots.runner import DEFAULT_TIMEOUT, call_timeout
 from tertulia.settings import BotSpec
@@ -24,14 +24,23 @@ def test_the_spec_wins_then_the_class_then_the_default() -> None:
 
     assert call_timeout(spec(), Plain) == DEFAULT_TIMEOUT == 30
     assert call_timeout(spec(timeout=7), OpenAIChatBot) == 7
-    # 40 s per request, three requests, two waits of up to 8 s, 10 s to post the answer:
-    # the runner's own 30 s would cut a slow model off on every (paid) attempt.
+    # 40 s per request, three requests, two waits of up to 120 s (a rate limit's
+    # Retry-After), 10 s to post the answer: the runner's own 30 s would cut a slow model
+    # off on every (paid) attempt.
     llm = call_timeout(spec(kwargs={"model": "m", "timeout": 40, "max_retries": 2}), OpenAIChatBot)
-    assert llm == 40 * 3 + 8 * 2 + 10
-    assert call_timeout(spec(kwargs={"model": "m"}), OpenAIChatBot) == 60 * 3 + 8 * 2 + 10
+    assert llm == 40 * 3 + 120 * 2 + 10
+    assert call_timeout(spec(kwargs={"model": "m"}), OpenAIChatBot) == 60 * 3 + 120 * 2 + 10
     assert call_timeout(spec(kwargs={"timeout": 20}), WebhookBot) == 25
     # kwargs the class cannot read: the default (its constructor says what is wrong)
     assert call_timeout(spec(kwargs={"timeout": "soon"}), WebhookBot) == DEFAULT_TIMEOUT
+
+
+def test_the_llm_bots_limit_covers_the_clients_longest_wait() -> None:
+    """The LLM bot's limit counts the longest wait the pinned ``openai`` client may take
+    before a retry (its own constants; an upgrade that lengthens them fails here)."""
+    from openai import _constants
+
+    assert RETRY_WAIT >= _constants.MAX_RETRY_AFTER_DELAY >= _constants.MAX_RETRY_DELAY
 
 
 async def test_a_bot_class_sets_the_limit_of_its_calls(make_settings: Any, people: Any) -> None:

@@ -50,7 +50,9 @@ MAX_TEXT = 4000
 RETRYABLE = frozenset({408, 409, 429})
 DEFAULT_TIMEOUT = 60.0  # seconds per HTTP request
 DEFAULT_RETRIES = 2  # the client's retries of one request
-RETRY_WAIT = 8.0  # seconds the client may wait before a retry (its backoff's cap)
+RETRY_WAIT = 120.0
+"""Seconds the ``openai`` client may wait before one retry: its backoff stops at 8, but it
+honours a ``Retry-After`` of up to two minutes (a rate limit saying when to come back)."""
 ANSWER_MARGIN = 10.0  # seconds, past the requests', for a call to post its answer
 KEPT_ANSWERS = 1000  # answers kept for a retry of their delivery (see receive_message)
 _ANSWERS: OrderedDict[int, str] = OrderedDict()
