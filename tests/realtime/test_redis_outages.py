@@ -197,3 +197,42 @@ async def test_a_malformed_control_message_is_ignored(broker: RedisBroker) -> No
     await broker.publish(name, event("still here"))
     await until(lambda: listener.frames == ["still here"])
     assert listener.missed == 0
+
+
+async def test_a_subscriber_cancelled_after_asking_does_not_fail_the_others(
+    broker: RedisBroker, monkeypatch: Any
+) -> None:
+    """The channel's first subscriber asks Redis and is cancelled (its client left) while
+    Redis's confirmation is on its way; a second subscriber waiting for the same
+    confirmation still gets its subscription, and hears the channel."""
+    pubsub = broker._pubsub
+    assert pubsub is not None
+    get_message = pubsub.get_message
+    reading, confirmation_held, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def holding_confirmations(*args: Any, **kwargs: Any) -> Any:
+        reading.set()
+        message = await get_message(*args, **kwargs)
+        if message is not None and message["type"] == "subscribe":
+            confirmation_held.set()
+            await release.wait()
+        return message
+
+    monkeypatch.setattr(pubsub, "get_message", holding_confirmations)
+    await asyncio.wait_for(reading.wait(), 10)  # (the reader's wait begun before is over)
+    name = str(uuid.uuid4())
+    leaving, staying = Listener(), Listener()
+    first = asyncio.create_task(broker.subscribe(name, leaving.deliver, leaving.lost))
+    await asyncio.wait_for(confirmation_held.wait(), 10)  # asked, and Redis answered
+    second = asyncio.create_task(broker.subscribe(name, staying.deliver, staying.lost))
+    for _ in range(5):  # (the second reaches its wait: no I/O on its way there)
+        await asyncio.sleep(0)
+    assert not second.done()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    release.set()
+    await asyncio.wait_for(second, 10)
+    await broker.publish(name, event("hello"))
+    await until(lambda: staying.frames == ["hello"])
+    assert leaving.frames == []
