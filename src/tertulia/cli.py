@@ -1,4 +1,4 @@
-"""``tertulia serve | migrate | bots``: parse, load Settings, call."""
+"""``tertulia serve | migrate | bots | export``: parse, load Settings, call."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ import asyncio
 import gc
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from tertulia.errors import ConfigurationError
 from tertulia.logs import configure_logging
 from tertulia.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tertulia.exporting import Exported
 
 YOUNG_COLLECTION_EVERY = 10_000  # new container objects between young collections (700)
 
@@ -27,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     bots = commands.add_parser("bots", help="list the configured bots")
     bots.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    export = commands.add_parser(
+        "export",
+        help="write conversations as JSON Lines, one per line (all, or those named)",
+        description="Write conversations as JSON Lines (docs/operations.md, Exports): each "
+        "with its participants and every stored message, hidden ones included.",
+    )
+    export.add_argument("conversation_ids", nargs="*", metavar="CONVERSATION_ID")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    export.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     return parser
 
 
@@ -82,7 +96,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             role = " (manager)" if name == settings.manager else ""
             required = " required" if spec.required else ""
             print(f"{name}{role}: {spec.module}.{spec.class_name}{required}")
+    elif args.command == "export":
+        return export(settings, args.conversation_ids, args.output)
     return 0
+
+
+def export(settings: Settings, conversation_ids: list[str], output: str | None) -> int:
+    """``tertulia export``: 0 when every conversation asked for was written, else 1."""
+    from tertulia.exporting import export_conversations
+    from tertulia.storage.database import open_database
+    from tertulia.storage.sqlite import sqlite_path
+
+    url = settings.database_url
+    if url.startswith("sqlite") and not Path(sqlite_path(url)).is_file():
+        # (opening it would create an empty database)
+        print(f"tertulia: no database at {sqlite_path(url)}", file=sys.stderr)
+        return 1
+
+    async def run(out: BinaryIO) -> Exported:
+        db = await open_database(url, schema=settings.database_schema)
+        try:
+            return await export_conversations(db, out, conversation_ids)
+        finally:
+            await db.close()
+
+    try:
+        if output is None:
+            done = asyncio.run(run(sys.stdout.buffer))
+            sys.stdout.buffer.flush()
+        else:
+            with open(output, "wb") as out:
+                done = asyncio.run(run(out))
+    except (
+        Exception
+    ) as exc:  # the database unreachable, its schema older than this code, a disk full
+        print(f"tertulia: export failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    for missing in done.missing:
+        print(f"tertulia: no conversation {missing}", file=sys.stderr)
+    print(
+        f"tertulia: exported {done.conversations} conversations, {done.messages} messages",
+        file=sys.stderr,
+    )
+    return 1 if done.missing else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,13 @@ _INSERT_CONVERSATION = conversations.insert()
 _INSERT_PARTICIPANT = participants.insert()
 _GET = select(conversations).where(_THIS_CONVERSATION)
 _COUNT = select(func.count()).select_from(conversations)
+# By id, which orders them by creation (UUIDv7), to read them all by pages.
+_IDS_AFTER = (
+    select(conversations.c.id)
+    .where(conversations.c.id > bindparam("after"))
+    .order_by(conversations.c.id)
+    .limit(bindparam("limit"))
+)
 _SET_ENDED = update(conversations).where(_THIS_CONVERSATION).values(ended=True)
 _PARTICIPANTS = (
     select(participants)
@@ -100,6 +107,12 @@ async def list_conversations(
         return total, []  # past the end (and no huge OFFSET for the database to refuse)
     rows = await conn.execute(_page(conn.dialect.name), {"offset": offset, "limit": limit})
     return total, [(_conversation(r), r.participant_count) for r in rows]
+
+
+async def conversation_ids(conn: Connection, after: str, *, limit: int) -> list[str]:
+    """Up to ``limit`` conversation ids greater than ``after`` ("" for the first), in order."""
+    rows = await conn.execute(_IDS_AFTER, {"after": after, "limit": limit})
+    return [row.id for row in rows]
 
 
 async def set_ended(conn: Connection, conversation_id: str) -> None:

@@ -147,6 +147,15 @@ def _history(until: bool, since: bool, descending: bool) -> tuple[Executable, Ex
 
 
 # Codes to members by dictionary: calling the enum classes costs more than the rest of a row.
+# Every message of a conversation, hidden ones included, in the order they were stored
+# (an export: read by pages after a pk).
+_ALL_AFTER = (
+    select(messages)
+    .where(_IN_CONVERSATION, messages.c.pk > bindparam("after"))
+    .order_by(messages.c.pk)
+    .limit(bindparam("limit"))
+)
+
 _TYPES = {t.value: t for t in MessageType}
 _APPROVALS = {int(a): a for a in Approval}
 _EVENTS = {e.value: e for e in SystemEvent}
@@ -507,3 +516,15 @@ async def _approve_taking_seq(
         "at": at,
     }
     return int((await conn.execute(_APPROVE_NUMBERED, values)).scalar_one())
+
+
+async def stored_after(
+    conn: Connection, conversation_id: str, after: int, *, limit: int
+) -> list[tuple[int, Message, datetime | None]]:
+    """Up to ``limit`` of the conversation's messages stored after the one whose ``pk`` is
+    ``after`` (0: from the first), hidden ones included, in the order they were stored:
+    each with its ``pk`` (to read the next page after) and when it was approved."""
+    rows = await conn.execute(
+        _ALL_AFTER, {"conversation_id": conversation_id, "after": after, "limit": limit}
+    )
+    return [(row.pk, _message(row), row.approved_at) for row in rows]

@@ -1,0 +1,135 @@
+"""``tertulia export`` (tertulia/exporting.py): every stored conversation as a JSON line, with
+what people saw and what they did not (hidden bot answers, the manager's commands), on both
+databases, read while the server runs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from support.managers import Room, manager_bots
+from support.server import live_server
+from tertulia import exporting
+from tertulia.cli import export, main
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+@pytest.fixture(params=[exporting.PAGE, 2], ids=["page", "page-of-2"])
+def page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Also read by pages of 2 (messages and conversations), so that paging is crossed."""
+    monkeypatch.setattr(exporting, "PAGE", request.param)
+    return int(request.param)
+
+
+async def test_a_conversation_is_exported_whole(
+    make_settings: Any, people: Any, tmp_path: Path, page: int
+) -> None:
+    """Under CalcOrEcho, alice's 1/0 gets the calculator's "?", which the manager never
+    approves (it sends the text to ECHO instead). The export has the conversation, its
+    participants, and every message in the order stored: the visible ones as the wire shows
+    them (the same as the history), the "?" and the manager's commands flagged as never
+    shown, and ECHO's answer with when it was approved."""
+    bots = manager_bots(
+        "CalcOrEchoManagerBot", calculator_bot_name="Calculator", echo_bot_name="ECHO"
+    )
+    settings = make_settings(manager="Manager", bots=bots)
+    async with live_server(settings) as server:
+        room = await Room.open(server, people, ["ECHO", "Calculator"], socket_manager=False)
+        socket = room.sockets["alice"]
+        sent = await socket.message(local_id=await socket.say("1/0"))
+        echoed = await socket.message(quoted_message_id=sent["id"])
+        history = (await room.alice.history()).json()["results"]
+        # (read while the server runs: the CLI's own event loop, in a thread)
+        output = tmp_path / "export.jsonl"
+        code = await asyncio.to_thread(export, settings, [room.conversation_id], str(output))
+    assert code == 0
+
+    [record] = lines(output)
+    assert record["conversation"]["id"] == room.conversation_id
+    assert record["conversation"]["ended"] is False
+    people_by_name = {p["name"]: p for p in record["participants"]}
+    assert people_by_name["Manager"]["is_manager"] is True
+    assert people_by_name["ECHO"] == {
+        "id": room.ids["ECHO"],
+        "name": "ECHO",
+        "type": "B",
+        "is_required": False,
+        "is_manager": False,
+        "bot_name": "ECHO",
+    }
+
+    messages = record["messages"]
+    assert len({m["id"] for m in messages}) == len(messages)
+    shown = [m for m in messages if m["approved"]]
+    wire = {"approved", "approved_at", "sent_by_manager", "command", "real_sender_id"}
+    assert [{k: v for k, v in m.items() if k not in wire} for m in shown] == history
+    assert [m["seq"] for m in shown] == list(range(1, len(shown) + 1))
+
+    by_id = {m["id"]: m for m in messages}
+    order = [m["id"] for m in messages]
+    [question] = [m for m in messages if m.get("text") == "?"]
+    assert question["approved"] is False
+    assert "seq" not in question
+    assert question["sender_id"] == room.ids["Calculator"]
+    assert order.index(sent["id"]) < order.index(question["id"]) < order.index(echoed["id"])
+    assert by_id[echoed["id"]]["approved_at"] is not None
+    assert by_id[sent["id"]]["approved_at"] is None  # (a person's: shown at once)
+    commands = [m for m in messages if m["sent_by_manager"]]
+    assert commands
+    assert all(m["command"] and not m["approved"] for m in commands)
+    assert any(orjson.loads(m["command"]).get("action") == "redirect" for m in commands)
+
+
+async def test_every_conversation_or_those_named(
+    make_settings: Any, people: Any, tmp_path: Path, page: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without ids, every conversation, in the order they were created; with ids, those
+    (each once), and one line on stderr for each id that names none, with status 1."""
+    settings = make_settings()
+    async with live_server(settings) as server:
+        created = []
+        for name in ("one", "two", "three"):
+            person = people(server)
+            response = await person.create(nickname="alice", name=name, bots=["ECHO"])
+            assert response.status_code == 201, response.text
+            created.append(response.json()["id"])
+    everything, named = tmp_path / "all.jsonl", tmp_path / "named.jsonl"
+    assert await asyncio.to_thread(export, settings, [], str(everything)) == 0
+    assert [r["conversation"]["name"] for r in lines(everything)] == ["one", "two", "three"]
+    assert all(r["messages"] for r in lines(everything))
+
+    missing = "0190c5a0-0000-7000-8000-000000000000"
+    ids = [created[2], missing, created[0], created[2]]
+    assert await asyncio.to_thread(export, settings, ids, str(named)) == 1
+    assert [r["conversation"]["id"] for r in lines(named)] == [created[2], created[0]]
+    err = capsys.readouterr().err
+    assert f"no conversation {missing}" in err
+    assert "exported 2 conversations" in err
+
+
+def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tertulia export` writes to stdout by default; a missing SQLite file is one clear
+    line (the export would otherwise create an empty database), as is a failed read."""
+    database = tmp_path / "cli.db"
+    config = tmp_path / "tertulia.toml"
+    config.write_text(f'database_url = "sqlite+aiosqlite:///{database}"\n', encoding="utf-8")
+    assert main(["export", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.strip() == f"tertulia: no database at {database}"
+    assert not database.exists()
+
+    assert main(["migrate", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["export", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "exported 0 conversations, 0 messages" in captured.err
+
+    assert main(["export", "--config", str(config), "-o", str(tmp_path / "no" / "x")]) == 1
+    assert capsys.readouterr().err.startswith("tertulia: export failed: FileNotFoundError")
