@@ -5,6 +5,11 @@ databases, read while the server runs."""
 from __future__ import annotations
 
 import asyncio
+import io
+import shlex
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +28,11 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(params=[exporting.PAGE, 2], ids=["page", "page-of-2"])
 def page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Also read by pages of 2 (messages and conversations), so that paging is crossed."""
+    """Also read by pages of 2 (messages and conversations), and spooled to disk past 100
+    bytes, so that paging and spooling are crossed."""
     monkeypatch.setattr(exporting, "PAGE", request.param)
+    if request.param == 2:
+        monkeypatch.setattr(exporting, "SPOOL", 100)
     return int(request.param)
 
 
@@ -114,14 +122,70 @@ async def test_every_conversation_or_those_named(
     assert "exported 2 conversations" in err
 
 
+async def test_a_failed_export_leaves_no_half_line_and_the_old_file(
+    make_settings: Any, people: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read failing halfway through a conversation (the database gone, say): only whole
+    lines reach the output, and an export to a file leaves the previous export as it was,
+    with no temporary file beside it."""
+    monkeypatch.setattr(exporting, "PAGE", 1)  # (a conversation has two messages at least)
+    settings = make_settings()
+    async with live_server(settings) as server:
+        ids = []
+        for name in ("one", "two"):
+            response = await people(server).create(nickname="alice", name=name, bots=["ECHO"])
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+    output = tmp_path / "export.jsonl"
+    output.write_bytes(b"the previous export\n")
+    read = exporting.msg_repo.stored_messages
+    pages = 0
+
+    async def failing(conn: Any, keys: list[int]) -> Any:
+        nonlocal pages
+        pages += 1
+        if pages == 2:  # the second page of the first conversation: halfway through
+            raise OSError("disk I/O error")
+        return await read(conn, keys)
+
+    monkeypatch.setattr(exporting.msg_repo, "stored_messages", failing)
+    assert await asyncio.to_thread(export, settings, ids, str(output)) == 1
+    assert output.read_bytes() == b"the previous export\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if "export" in p.name) == ["export.jsonl"]
+
+    pages = -100  # (no failure this time) to standard output, through a pipe's buffer
+    written = io.BytesIO()
+    done = await exporting.export_database(
+        settings.database_url, settings.database_schema, [ids[1], ids[0]], None, written
+    )
+    assert (done.conversations, done.missing) == (2, [])
+    assert [
+        r["conversation"]["id"] for r in map(orjson.loads, written.getvalue().splitlines())
+    ] == [
+        ids[1],
+        ids[0],
+    ]
+
+    pages = 0  # fails halfway through the first conversation again: not a byte of it
+    partial = io.BytesIO()
+    with pytest.raises(OSError, match="disk I/O error"):
+        await exporting.export_database(
+            settings.database_url, settings.database_schema, ids, None, partial
+        )
+    assert partial.getvalue() == b""
+
+
 def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`tertulia export` writes to stdout by default; a missing SQLite file is one clear
-    line (the export would otherwise create an empty database), as is a failed read."""
+    """`tertulia export` writes to stdout by default; a missing SQLite file is a
+    configuration error (the export would otherwise create an empty database), as is an
+    in-memory one; a failed write is one clear line."""
     database = tmp_path / "cli.db"
     config = tmp_path / "tertulia.toml"
     config.write_text(f'database_url = "sqlite+aiosqlite:///{database}"\n', encoding="utf-8")
-    assert main(["export", "--config", str(config)]) == 1
-    assert capsys.readouterr().err.strip() == f"tertulia: no database at {database}"
+    assert main(["export", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tertulia: configuration error: no SQLite database at {database}"
+    )
     assert not database.exists()
 
     assert main(["migrate", "--config", str(config)]) == 0
@@ -133,3 +197,32 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
     assert main(["export", "--config", str(config), "-o", str(tmp_path / "no" / "x")]) == 1
     assert capsys.readouterr().err.startswith("tertulia: export failed: FileNotFoundError")
+
+    memory = tmp_path / "memory.toml"
+    memory.write_text('database_url = "sqlite+aiosqlite:///:memory:"\n', encoding="utf-8")
+    assert main(["export", "--config", str(memory)]) == 2
+    assert "SQLite needs a file" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away(tmp_path: Path) -> None:
+    """`tertulia export | head -c 10`: the pipe closes early; the export stops with status
+    1 and no traceback or "Exception ignored" noise."""
+    database = tmp_path / "cli.db"
+    config = tmp_path / "tertulia.toml"
+    config.write_text(f'database_url = "sqlite+aiosqlite:///{database}"\n', encoding="utf-8")
+    tertulia = str(Path(sys.executable).parent / "tertulia")
+    subprocess.run([tertulia, "--config", str(config), "migrate"], check=True, capture_output=True)
+    with sqlite3.connect(database) as raw:  # enough conversations to fill a pipe's buffer
+        raw.executemany(
+            "INSERT INTO conversations (id, name, created_at, ended, last_seq)"
+            " VALUES (?, ?, ?, 0, 0)",
+            [(f"c{n:06d}", "x" * 50, "2026-12-03 20:00:00.000000") for n in range(3000)],
+        )
+    command = f"{shlex.quote(tertulia)} --config {shlex.quote(str(config))} export | head -c 10"
+    finished = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, timeout=120
+    )
+    assert len(finished.stdout) == 10
+    assert finished.returncode == 1, finished.stderr
+    assert b"Traceback" not in finished.stderr
+    assert b"Exception ignored" not in finished.stderr

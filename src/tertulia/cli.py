@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
 from tertulia.errors import ConfigurationError
 from tertulia.logs import configure_logging
 from tertulia.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from tertulia.exporting import Exported
 
 YOUNG_COLLECTION_EVERY = 10_000  # new container objects between young collections (700)
 
@@ -102,34 +98,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def export(settings: Settings, conversation_ids: list[str], output: str | None) -> int:
-    """``tertulia export``: 0 when every conversation asked for was written, else 1."""
-    from tertulia.exporting import export_conversations
-    from tertulia.storage.database import open_database
-    from tertulia.storage.sqlite import sqlite_path
-
-    url = settings.database_url
-    if url.startswith("sqlite") and not Path(sqlite_path(url)).is_file():
-        # (opening it would create an empty database)
-        print(f"tertulia: no database at {sqlite_path(url)}", file=sys.stderr)
-        return 1
-
-    async def run(out: BinaryIO) -> Exported:
-        db = await open_database(url, schema=settings.database_schema)
-        try:
-            return await export_conversations(db, out, conversation_ids)
-        finally:
-            await db.close()
+    """``tertulia export``: 0 when every conversation asked for was written, 1 when some
+    id names none or the export failed, 2 for a configuration error."""
+    from tertulia.exporting import export_database
 
     try:
-        if output is None:
-            done = asyncio.run(run(sys.stdout.buffer))
-            sys.stdout.buffer.flush()
-        else:
-            with open(output, "wb") as out:
-                done = asyncio.run(run(out))
-    except (
-        Exception
-    ) as exc:  # the database unreachable, its schema older than this code, a disk full
+        done = asyncio.run(
+            export_database(
+                settings.database_url,
+                settings.database_schema,
+                conversation_ids,
+                output,
+                sys.stdout.buffer,
+            )
+        )
+    except ConfigurationError as exc:
+        print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # (``tertulia export | head``): the reader is gone; say nothing more to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    # The database unreachable, its schema older than this code, a disk full:
+    except Exception as exc:
         print(f"tertulia: export failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     for missing in done.missing:

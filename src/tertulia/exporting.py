@@ -14,17 +14,24 @@ bytes) plus what the wire never shows: ``approved`` (whether people can see it),
 manager's) and ``real_sender_id`` (behind ``on_behalf_of``). Bot answers a manager never
 approved are there too, with ``"approved": false``.
 
-The line is written as it is read, a page of messages at a time, so memory does not grow
-with a conversation's length. Only reads: a running server may keep writing meanwhile (what
-it stores after a conversation's last page was read is not in that line).
+Each conversation is read in one read-only snapshot (a running server may go on writing:
+the line is the conversation as it was at one moment), a page of messages at a time, into
+a spooled temporary file, and copied out only once its line is whole: memory does not grow
+with a conversation's length, and a failure never leaves half a line. An output file is
+written beside its final name and takes it only when the export succeeded, so a failed
+export never replaces a good one.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import IO, Any
 
 import orjson
 
@@ -32,15 +39,18 @@ from tertulia.domain.model import Conversation, Message, Participant, public_mes
 from tertulia.domain.times import format_time
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage import messages as msg_repo
-from tertulia.storage.database import Database
+from tertulia.storage.database import Database, open_database
 
-PAGE = 1000
+PAGE = 500
 """Messages (and conversation ids) read per statement."""
+SPOOL = 8 * 1024 * 1024
+"""Bytes of a line kept in memory before its spool goes to a temporary file."""
 
 
 @dataclass(slots=True)
 class Exported:
-    """What an export wrote, and the ids asked for that name no conversation."""
+    """What an export wrote (whole lines only), and the ids asked for that name no
+    conversation."""
 
     conversations: int = 0
     messages: int = 0
@@ -76,36 +86,38 @@ def _message(message: Message, approved_at: datetime | None) -> dict[str, Any]:
     }
 
 
-async def _write_one(db: Database, conversation_id: str, out: BinaryIO, done: Exported) -> None:
+async def _write_one(db: Database, conversation_id: str, out: IO[bytes], done: Exported) -> None:
     """Write one conversation's line, or note its id as missing."""
-    async with db.read() as conn:
-        conversation = await conv_repo.get_conversation(conn, conversation_id)
-        if conversation is None:
-            done.missing.append(conversation_id)
-            return
-        people = await conv_repo.list_participants(conn, conversation_id)
-        head = orjson.dumps(
-            {
-                "conversation": _conversation(conversation),
-                "participants": [_participant(p) for p in people],
-            }
-        )
-        out.write(head[:-1] + b', "messages": [')
-        after, first = 0, True
-        while True:
-            page = await msg_repo.stored_after(conn, conversation_id, after, limit=PAGE)
-            for pk, message, approved_at in page:
-                out.write((b"" if first else b",") + orjson.dumps(_message(message, approved_at)))
-                first, after = False, pk
-            done.messages += len(page)
-            if len(page) < PAGE:
-                break
-    out.write(b"]}\n")
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL) as line:
+        async with db.snapshot() as conn:
+            conversation = await conv_repo.get_conversation(conn, conversation_id)
+            if conversation is None:
+                done.missing.append(conversation_id)
+                return
+            people = await conv_repo.list_participants(conn, conversation_id)
+            head = orjson.dumps(
+                {
+                    "conversation": _conversation(conversation),
+                    "participants": [_participant(p) for p in people],
+                }
+            )
+            line.write(head[:-1] + b', "messages": [')
+            keys = await msg_repo.stored_keys(conn, conversation_id)
+            for start in range(0, len(keys), PAGE):
+                page = await msg_repo.stored_messages(conn, keys[start : start + PAGE])
+                line.write(
+                    (b"," if start else b"")
+                    + b",".join(orjson.dumps(_message(m, at)) for m, at in page)
+                )
+        line.write(b"]}\n")
+        line.seek(0)
+        shutil.copyfileobj(line, out)
     done.conversations += 1
+    done.messages += len(keys)
 
 
 async def export_conversations(
-    db: Database, out: BinaryIO, conversation_ids: Sequence[str] = ()
+    db: Database, out: IO[bytes], conversation_ids: Sequence[str] = ()
 ) -> Exported:
     """Write the conversations named (each once, in the order given), or every one (by
     id: in the order they were created) when none is named, one JSON line each."""
@@ -123,3 +135,40 @@ async def export_conversations(
         if len(ids) < PAGE:
             return done
         after = ids[-1]
+
+
+async def export_database(
+    url: str,
+    schema: str | None,
+    conversation_ids: Sequence[str],
+    output: str | None,
+    stdout: IO[bytes],
+) -> Exported:
+    """Export from the database at ``url`` to the file ``output`` (replaced only once the
+    export succeeded), or to ``stdout``.
+
+    Raises:
+        ConfigurationError: no SQLite file at ``url`` (opening it would create one).
+    """
+    db = await open_database(url, schema=schema, existing=True)
+    try:
+        if output is None:
+            done = await export_conversations(db, stdout, conversation_ids)
+            stdout.flush()
+            return done
+        target = Path(output)
+        with tempfile.NamedTemporaryFile(
+            dir=target.parent, prefix=f".{target.name}.", delete=False
+        ) as partial:
+            try:
+                done = await export_conversations(db, partial, conversation_ids)
+                partial.flush()
+                os.fsync(partial.fileno())
+            except BaseException:
+                partial.close()
+                os.unlink(partial.name)
+                raise
+        os.replace(partial.name, target)
+        return done
+    finally:
+        await db.close()

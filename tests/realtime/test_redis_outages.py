@@ -179,12 +179,46 @@ async def test_a_failed_publish_is_told_to_the_other_processes(
     held.release.set()
     await until(lambda: early.missed == 1)
     assert (late.missed, untouched.missed, held.notices, held.refusals) == (0, 0, 1, 0)
-    assert broker._unsent == {}
+    await until(lambda: not broker._unsent)
 
     # The notice went through Redis before this frame, so every reader has acted on it.
     await elsewhere.publish(failed, event("next"))
     await until(lambda: local.frames == ["next"] and late.frames == ["next"])
     assert (local.missed, early.missed, late.missed) == (1, 1, 0)
+
+
+async def test_the_notice_goes_out_as_soon_as_a_publish_goes_through(
+    broker: RedisBroker, elsewhere: RedisBroker, monkeypatch: Any
+) -> None:
+    """The notice's retries back off (here ten minutes), but a publish that goes through
+    meanwhile shows Redis is back: the notice goes out then, not at the end of the wait."""
+    monkeypatch.setattr(redis_broker, "NOTICE_WAIT_FIRST", 600.0)
+    monkeypatch.setattr(redis_broker, "NOTICE_WAIT_MAX", 600.0)
+    failed, fine = str(uuid.uuid4()), str(uuid.uuid4())
+    early = Listener()
+    await elsewhere.subscribe(failed, early.deliver, early.lost)
+    held = HeldNotices(broker, monkeypatch, refusals=1)
+    with pytest.raises(ConnectionError):
+        await broker.publish(failed, event("lost"))
+    held.release.set()
+    await until(lambda: held.refusals == 0)  # the first try refused: a long wait begins
+    monkeypatch.undo()  # Redis takes publishes again
+    await broker.publish(fine, event("through"))
+    await until(lambda: early.missed == 1)
+    await until(lambda: not broker._unsent)
+
+
+async def test_a_closed_broker_starts_no_notice(monkeypatch: Any) -> None:
+    """A publish that fails after the broker was closed (a use case finishing during the
+    shutdown) leaves no task behind to retry for ever."""
+    require_service("Redis", REDIS_URL)
+    closing = RedisBroker(REDIS_URL)
+    await closing.start()
+    await closing.close()
+    fail_publishing(closing, monkeypatch)
+    with pytest.raises(ConnectionError):
+        await closing.publish(str(uuid.uuid4()), event("too late"))
+    assert closing._notifier is None
 
 
 async def test_a_malformed_control_message_is_ignored(broker: RedisBroker) -> None:

@@ -646,3 +646,28 @@ async def test_expired_sessions_are_purged_in_batches_with_their_participations(
         ]
     assert keys == ["new"]
     assert held == ["new"]
+
+
+async def test_a_snapshot_reads_the_database_as_it_was_at_its_start(db: Database) -> None:
+    """What commits during a snapshot (a message, a new participant) is not in it, and a
+    snapshot cannot write; reads outside it see the change at once."""
+    conversation, person = await new_conversation(db)
+    async with db.write() as conn:
+        first = await msg_repo.insert_message(conn, text_message(conversation, person))
+    async with db.snapshot() as snap:
+        assert await msg_repo.stored_keys(snap, conversation.id) != []
+        before = await msg_repo.stored_keys(snap, conversation.id)
+        async with db.write() as conn:
+            await msg_repo.insert_message(conn, text_message(conversation, person, text="2"))
+            late = Participant(
+                id=new_id(), conversation_id=conversation.id, name="bo", type=ParticipantType.HUMAN
+            )
+            await conv_repo.insert_participants(conn, [late], first_ordinal=1)
+        assert await msg_repo.stored_keys(snap, conversation.id) == before
+        assert len(await conv_repo.list_participants(snap, conversation.id)) == 1
+        [(message, approved_at)] = await msg_repo.stored_messages(snap, before)
+        assert (message.id, approved_at) == (first.id, None)
+        async with db.read() as conn:
+            assert len(await msg_repo.stored_keys(conn, conversation.id)) == 2
+        with pytest.raises(Exception, match=r"(?i)read.only|readonly"):
+            await conv_repo.set_ended(snap, conversation.id)

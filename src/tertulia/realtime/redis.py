@@ -25,6 +25,7 @@ process do not linger forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import defaultdict
@@ -42,6 +43,9 @@ log = structlog.get_logger(__name__)
 PREFIX = "tertulia"
 CONTROL = f"{PREFIX}:control"
 PRESENCE_TTL = 24 * 3600
+NOTICE_WAIT_FIRST = 0.2
+NOTICE_WAIT_MAX = 5.0
+"""Seconds between tries of a notice of failed publishes (doubling from the first)."""
 CLOCK_SKEW = 5.0
 """Seconds by which the clocks of two processes may disagree (NTP keeps them far closer):
 a subscriber that started up to this long after another process's failed publish is told of
@@ -85,6 +89,8 @@ class RedisBroker(Broker):
         self._id = f"{os.getpid()}:{os.urandom(6).hex()}"
         self._unsent: dict[str, float] = {}  # channel -> wall time of its last failed publish
         self._notifier: asyncio.Task[None] | None = None
+        self._published = asyncio.Event()  # a publish went through: Redis takes them again
+        self._closed = False
 
     def _channel(self, channel: str) -> str:
         return f"{PREFIX}:conv:{channel}"
@@ -99,6 +105,7 @@ class RedisBroker(Broker):
         self._reader = asyncio.create_task(self._read(), name="redis-broker-reader")
 
     async def close(self) -> None:
+        self._closed = True
         if self._unsent:
             log.warning(
                 "redis broker stops before telling the other processes of failed publishes",
@@ -188,15 +195,22 @@ class RedisBroker(Broker):
         except Exception:
             self._lost([channel])
             self._unsent[channel] = time.time()
-            if self._notifier is None or self._notifier.done():
+            if not self._closed and (self._notifier is None or self._notifier.done()):
                 self._notifier = asyncio.create_task(
                     self._tell_others(), name="redis-broker-notifier"
                 )
             raise
+        if self._unsent:
+            self._published.set()  # the notifier need not wait out its backoff
 
     async def _tell_others(self) -> None:
         """Tell the other processes which channels' publishes failed here, once Redis takes
-        a publish again (retried with backoff, for as long as this process lives)."""
+        a publish again (retried with backoff, for as long as this process lives; a wait
+        ends early when another publish went through meanwhile)."""
+
+        async def pause(seconds: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), seconds)
 
         def waiting(state: RetryCallState) -> None:
             log.warning(
@@ -210,11 +224,13 @@ class RedisBroker(Broker):
             payload = orjson.dumps({"from": self._id, "missed": notice})
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(Exception),
-                wait=wait_exponential(multiplier=0.2, max=5),
+                wait=wait_exponential(multiplier=NOTICE_WAIT_FIRST, max=NOTICE_WAIT_MAX),
                 before_sleep=waiting,
+                sleep=pause,
                 reraise=True,
             ):
                 with attempt:
+                    self._published.clear()  # (set by any publish that goes through now on)
                     await self._client().publish(CONTROL, payload)
             for channel, when in notice.items():
                 if self._unsent.get(channel) == when:  # (not failed again since)

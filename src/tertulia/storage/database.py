@@ -89,20 +89,29 @@ class Database(ABC):
         """A connection for reads (each statement sees what was committed before it)."""
 
     @abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[Connection]:
+        """A read-only transaction on a connection of its own: every statement in the block
+        sees the database as it was at its first (for long reads, such as an export, that
+        must be consistent; it holds a connection, and on SQLite the log, meanwhile)."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Close every connection (and stop the backend's helpers)."""
 
 
-async def open_database(url: str, *, schema: str | None = None) -> Database:
+async def open_database(url: str, *, schema: str | None = None, existing: bool = False) -> Database:
     """Open the database at ``url``: SQLite or PostgreSQL (asyncpg).
 
+    Args:
+        existing: refuse a SQLite file that does not exist yet (rather than create it).
+
     Raises:
-        ConfigurationError: an unsupported URL.
+        ConfigurationError: an unsupported URL, or (``existing``) no SQLite file.
     """
     if url.startswith("sqlite"):
         from tertulia.storage.sqlite import SQLiteDatabase
 
-        return SQLiteDatabase(url)
+        return SQLiteDatabase(url, existing=existing)
     if url.startswith("postgresql"):
         from tertulia.storage.postgres import PostgresDatabase
 

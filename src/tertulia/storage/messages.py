@@ -146,16 +146,12 @@ def _history(until: bool, since: bool, descending: bool) -> tuple[Executable, Ex
     return count, page
 
 
-# Codes to members by dictionary: calling the enum classes costs more than the rest of a row.
-# Every message of a conversation, hidden ones included, in the order they were stored
-# (an export: read by pages after a pk).
-_ALL_AFTER = (
-    select(messages)
-    .where(_IN_CONVERSATION, messages.c.pk > bindparam("after"))
-    .order_by(messages.c.pk)
-    .limit(bindparam("limit"))
-)
+# Every message of a conversation, hidden ones included, in the order they were stored (an
+# export): their keys first (SQLite reads them off an index, whose entries hold the row
+# key), then the rows by pages of keys.
+_STORED_KEYS = select(messages.c.pk).where(_IN_CONVERSATION).order_by(messages.c.pk)
 
+# Codes to members by dictionary: calling the enum classes costs more than the rest of a row.
 _TYPES = {t.value: t for t in MessageType}
 _APPROVALS = {int(a): a for a in Approval}
 _EVENTS = {e.value: e for e in SystemEvent}
@@ -518,13 +514,21 @@ async def _approve_taking_seq(
     return int((await conn.execute(_APPROVE_NUMBERED, values)).scalar_one())
 
 
-async def stored_after(
-    conn: Connection, conversation_id: str, after: int, *, limit: int
-) -> list[tuple[int, Message, datetime | None]]:
-    """Up to ``limit`` of the conversation's messages stored after the one whose ``pk`` is
-    ``after`` (0: from the first), hidden ones included, in the order they were stored:
-    each with its ``pk`` (to read the next page after) and when it was approved."""
+async def stored_keys(conn: Connection, conversation_id: str) -> list[int]:
+    """The keys of all the conversation's messages, hidden ones included, in the order
+    they were stored (for :func:`stored_messages`)."""
+    rows = await conn.execute(_STORED_KEYS, {"conversation_id": conversation_id})
+    return [row.pk for row in rows]
+
+
+async def stored_messages(
+    conn: Connection, keys: list[int]
+) -> list[tuple[Message, datetime | None]]:
+    """The messages of these keys, in the order of the keys (ascending), each with when it
+    was approved. (A statement per call: its ``IN`` list has as many values as ``keys``.)"""
+    if not keys:
+        return []
     rows = await conn.execute(
-        _ALL_AFTER, {"conversation_id": conversation_id, "after": after, "limit": limit}
+        select(messages).where(messages.c.pk.in_(keys)).order_by(messages.c.pk)
     )
-    return [(row.pk, _message(row), row.approved_at) for row in rows]
+    return [(_message(row), row.approved_at) for row in rows]

@@ -133,5 +133,13 @@ class PostgresDatabase(Database):
         async with self._pool.acquire() as raw:
             yield PostgresConnection(raw, self._cache)
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PostgresConnection]:
+        async with (
+            self._pool.acquire() as raw,
+            raw.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield PostgresConnection(raw, self._cache)
+
     async def close(self) -> None:
         await self._pool.close()

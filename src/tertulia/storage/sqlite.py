@@ -45,7 +45,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -360,12 +360,18 @@ class SQLiteDatabase(Database):
 
     Args:
         url: ``sqlite+aiosqlite:///path`` (BLAB-style URLs name the driver; any is fine).
+        existing: refuse a file that does not exist yet, rather than create it.
+
+    Raises:
+        ConfigurationError: an in-memory URL, or (``existing``) no such file.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, existing: bool = False) -> None:
         self.url = url
         self.schema = None
         path = sqlite_path(url)
+        if existing and not os.path.isfile(path):
+            raise ConfigurationError(f"no SQLite database at {path}")
         dialect = pysqlite.dialect(json_serializer=json_dumps, json_deserializer=orjson.loads)
         self._cache = StatementCache(dialect)
         self._writer = open_connection(path)
@@ -463,6 +469,21 @@ class SQLiteDatabase(Database):
 
     def read(self) -> _ReadBlock:
         return _ReadBlock(self._read_connection)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[SQLiteConnection]:
+        # A connection of its own: a transaction on the shared reader would hold the
+        # server's other reads in the past too.
+        raw = open_connection(sqlite_path(self.url))
+        try:
+            raw.execute("PRAGMA query_only=ON")
+            raw.execute("BEGIN")
+            try:
+                yield SQLiteConnection(raw, self._cache)
+            finally:
+                raw.execute("COMMIT")
+        finally:
+            raw.close()
 
     async def close(self) -> None:
         batch = self._batch
