@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,8 +20,8 @@ from tertulia.realtime.broker import Event
 from tertulia.realtime.redis import RedisBroker
 
 
-@pytest.fixture
-async def broker() -> AsyncIterator[RedisBroker]:
+@contextlib.asynccontextmanager
+async def started_broker() -> AsyncIterator[RedisBroker]:
     require_service("Redis", REDIS_URL)
     made = RedisBroker(REDIS_URL)
     await made.start()
@@ -28,6 +29,12 @@ async def broker() -> AsyncIterator[RedisBroker]:
         yield made
     finally:
         await made.close()
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[RedisBroker]:
+    async with started_broker() as made:
+        yield made
 
 
 class Listener:
@@ -121,13 +128,8 @@ async def test_a_subscription_redis_refused_leaves_nothing_behind(
 @pytest.fixture
 async def elsewhere() -> AsyncIterator[RedisBroker]:
     """The broker of another server process sharing the Redis server."""
-    require_service("Redis", REDIS_URL)
-    made = RedisBroker(REDIS_URL)
-    await made.start()
-    try:
+    async with started_broker() as made:
         yield made
-    finally:
-        await made.close()
 
 
 class HeldNotices:
