@@ -125,3 +125,43 @@ async def test_a_long_history_loads_in_pages(make_settings, open_tab) -> None:
         await expect(page.locator(".system-line", has_text="Conversation created")).to_have_count(1)
         await expect(page.get_by_role("button", name="Load earlier messages")).to_be_hidden()
         assert await shown.evaluate_all("rows => rows.map(r => r.dataset.id)") == stored
+
+
+async def test_a_reload_during_a_hiccup_waits_rather_than_leaving(make_settings, open_tab) -> None:
+    """A reload while the server answers 503 (a proxy between restarts) or 429 (a shared
+    address over the join limit) keeps the conversation: the page waits and re-enters once
+    the server answers. Only a 403 or 404 means the person is no longer in it."""
+    async with live_server(make_settings(rooms=False)) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        await tab.send("still here")
+        await expect(tab.bubble("STILL HERE")).to_have_count(1)
+        page = tab.page
+        conversation_id = await page.evaluate('localStorage.getItem("tertulia.conversation")')
+        refusals = {"left": 2}
+
+        async def hiccup(route) -> None:
+            if refusals["left"] and route.request.method == "GET":
+                status = 503 if refusals["left"] == 2 else 429
+                refusals["left"] -= 1
+                await route.fulfill(status=status, json={"detail": "try later"})
+            else:
+                await route.continue_()
+
+        await page.route(f"**/api/chat/conversations/{conversation_id}/", hiccup)
+        await page.reload()
+        await expect(tab.bubble("STILL HERE", mine=False)).to_have_count(1, timeout=20_000)
+        assert refusals["left"] == 0
+        assert await page.evaluate('localStorage.getItem("tertulia.conversation")') == (
+            conversation_id
+        )
+
+        await page.unroute(f"**/api/chat/conversations/{conversation_id}/")
+
+        async def forbidden(route) -> None:
+            await route.fulfill(status=403, json={"detail": "not a participant"})
+
+        await page.route(f"**/api/chat/conversations/{conversation_id}/", forbidden)
+        await page.reload()
+        await expect(page.get_by_text("You are no longer in that conversation.")).to_be_visible()
+        assert await page.evaluate('localStorage.getItem("tertulia.conversation")') is None

@@ -67,6 +67,18 @@ class WaitingView {
   }
 
   relabel() {}
+
+  destroy() {}
+}
+
+/**
+ * Whether an answer may change if asked again: no answer at all (0), a timeout, a rate
+ * limit (the join limit counts per address, which people behind one NAT share), or a
+ * server or proxy error (a restart). Anything else (403: not a participant, 404: no such
+ * conversation) means the person is no longer in it.
+ */
+function passing(status) {
+  return status === 0 || status === 408 || status === 429 || status >= 500;
 }
 
 /** Re-enter the conversation of the last visit, as the same participant. */
@@ -84,7 +96,7 @@ async function resume(id) {
       enter(await joinConversation(id, ""));
       return;
     } catch (error) {
-      if (error.status !== 0) {
+      if (!passing(error.status)) {
         leaveResume(t(error.status === 404 ? "lost.gone" : "lost.left"));
         return;
       }
