@@ -58,6 +58,30 @@ async def test_files_the_limits_refuse_never_leave_the_page(make_settings, open_
         assert posts == []
 
 
+async def test_a_proxys_413_is_told_without_a_limit(make_settings, open_tab) -> None:
+    """A proxy in front refusing the upload with its own HTML 413 page (no limit named):
+    the person is told the file is too large, not "larger than null"."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+
+        async def proxy_refuses(route) -> None:
+            if route.request.method != "POST":
+                await route.continue_()
+                return
+            await route.fulfill(
+                status=413, content_type="text/html", body="<html>413 Too Large</html>"
+            )
+
+        await tab.page.route("**/messages/", proxy_refuses)
+        image = {"name": "huge.png", "mimeType": "image/png", "buffer": png(64, 40)}
+        await tab.page.set_input_files("input[type=file]", files=[image])
+        await tab.send("too big for the proxy")
+        row = tab.page.locator("li.msg.mine.pending")
+        await expect(row).to_contain_text("The server refused the file: it is too large.")
+        await expect(row).not_to_contain_text("null")
+
+
 DROP = """(file) => {
   const data = new DataTransfer();
   data.items.add(new File([file.text], file.name, { type: file.type }));

@@ -165,3 +165,39 @@ async def test_a_reload_during_a_hiccup_waits_rather_than_leaving(make_settings,
         await page.reload()
         await expect(page.get_by_text("You are no longer in that conversation.")).to_be_visible()
         assert await page.evaluate('localStorage.getItem("tertulia.conversation")') is None
+
+
+async def test_texts_written_in_two_tabs_during_an_outage_are_all_sent(
+    make_settings, open_tab
+) -> None:
+    """Two tabs of one conversation share the browser's storage. Each writes a text while
+    the server is down, and one tab is closed; after the restart a reload sends both (one
+    tab's save no longer wipes the other's), and each shows once."""
+    settings = make_settings()
+    async with live_server(settings) as first:
+        port = first.port
+        tab = await open_tab(first.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        other = await tab.context.new_page()
+        other.on("pageerror", lambda error: tab.errors.append(str(error)))
+        await other.goto("/")
+        await other.locator("#composer-input").wait_for()
+
+    for page, text in ((tab.page, "from tab A"), (other, "from tab B")):
+        await expect(page.locator(".banner-connection")).to_contain_text("Connection lost")
+        await page.fill("#composer-input", text)
+        await page.press("#composer-input", "Enter")
+        await expect(page.locator("li.pending", has_text=text)).to_have_count(1)
+    await tab.page.close()
+
+    async with live_server(settings, port=port):
+        await other.reload()
+        for text in ("from tab A", "from tab B"):
+            mine = other.locator("li.msg.mine:not(.pending)", has_text=text)
+            await expect(mine).to_have_count(1, timeout=20_000)
+            echo = other.locator("li.msg.theirs:not(.pending)", has_text=text.upper())
+            await expect(echo).to_have_count(1)
+        await expect(other.locator("li.pending")).to_have_count(0)
+        assert await other.evaluate(
+            """() => Object.keys(localStorage).filter(k => k.includes("pending"))"""
+        ) == []

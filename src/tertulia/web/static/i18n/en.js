@@ -130,6 +130,7 @@ export default {
   "upload.failed_status": "The upload failed (HTTP {status}).",
   "upload.forbidden": "You may not send files here.",
   "upload.too_large_server": "The server refused the file: it is larger than {max}.",
+  "upload.too_large_server_unsized": "The server refused the file: it is too large.",
   "upload.unreachable": "The upload did not reach the server.",
 
   "voice.denied": "The microphone is not available.",

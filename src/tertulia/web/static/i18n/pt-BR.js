@@ -133,6 +133,7 @@ export default {
   "upload.failed_status": "O envio falhou (HTTP {status}).",
   "upload.forbidden": "Você não pode enviar arquivos aqui.",
   "upload.too_large_server": "O servidor recusou o arquivo: ele é maior que {max}.",
+  "upload.too_large_server_unsized": "O servidor recusou o arquivo: ele é grande demais.",
   "upload.unreachable": "O envio não chegou ao servidor.",
 
   "voice.denied": "O microfone não está disponível.",

@@ -50,8 +50,11 @@ export class ChatSession extends EventTarget {
       onClose: (info) => this.#onClose(info),
       onStatus: (status) => this.#emit("connection", status),
     });
+    /** local_ids of texts this tab has held pending: the saved ones it may remove. */
+    this.ownPending = new Set();
     this.store.addEventListener("change", (event) => {
-      if (["message", "pending"].includes(event.detail.kind)) this.#savePending();
+      // (a history page may confirm restored texts too)
+      if (["message", "pending", "history"].includes(event.detail.kind)) this.#savePending();
     });
   }
 
@@ -299,13 +302,31 @@ export class ChatSession extends EventTarget {
     this.store.removePending(localId);
   }
 
-  /** Pending texts survive a reload (files cannot be kept). */
+  /**
+   * Pending texts survive a reload (files cannot be kept). Other tabs of the conversation
+   * keep theirs under the same key: what this tab never held is kept as it is.
+   */
   #savePending() {
-    const texts = [...this.store.pending.values()]
-      .filter((entry) => entry.type === "T")
-      .map(({ localId, text, quotedId, time }) => ({ localId, text, quotedId, time }));
-    if (texts.length) storage.setJSON(`pending.${this.id}`, texts);
-    else storage.remove(`pending.${this.id}`);
+    const key = `pending.${this.id}`;
+    const mine = [...this.store.pending.values()].filter((entry) => entry.type === "T");
+    for (const entry of mine) this.ownPending.add(entry.localId);
+    const saved = storage.getJSON(key, []);
+    const others = (Array.isArray(saved) ? saved : []).filter(
+      (item) => typeof item?.localId === "string" && !this.ownPending.has(item.localId),
+    );
+    // Forget what is neither pending here nor saved: nothing left to remove (bounded).
+    const stillSaved = new Set((Array.isArray(saved) ? saved : []).map((item) => item?.localId));
+    for (const localId of this.ownPending) {
+      if (!this.store.pending.has(localId) && !stillSaved.has(localId)) {
+        this.ownPending.delete(localId);
+      }
+    }
+    const texts = [
+      ...others,
+      ...mine.map(({ localId, text, quotedId, time }) => ({ localId, text, quotedId, time })),
+    ];
+    if (texts.length) storage.setJSON(key, texts);
+    else storage.remove(key);
   }
 
   #restorePending() {
@@ -321,7 +342,9 @@ export class ChatSession extends EventTarget {
 function uploadError(status, body) {
   if (status === 413) {
     const max = /MAX\s*=\s*(\d+)/.exec(detailText(body))?.[1];
-    return { key: "upload.too_large_server", params: { max: max ? Number(max) : null } };
+    // (a proxy's own 413 page names no limit)
+    if (!max) return { key: "upload.too_large_server_unsized" };
+    return { key: "upload.too_large_server", params: { max: Number(max) } };
   }
   if (status === 403) return { key: "upload.forbidden" };
   if (status === 0) return { key: "upload.unreachable" };
