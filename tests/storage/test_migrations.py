@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 from alembic import command
 
@@ -36,3 +38,19 @@ async def test_upgrade_from_async_code(database: DatabaseTarget) -> None:
 
     await asyncio.wait_for(upgrade_async(database.url, database.schema), 60)
     await asyncio.to_thread(command.check, alembic_config(database.url, database.schema))
+
+
+def test_processes_starting_together_migrate_once(database: DatabaseTarget) -> None:
+    """Several server processes starting at once (``auto_migrate`` is on by default) each
+    migrate the same fresh database: they take turns, and all succeed."""
+    script = "import sys; from tertulia.storage.migrate import upgrade; upgrade(*sys.argv[1:])"
+    args = [database.url] + ([database.schema] if database.schema else [])
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    outcomes = [(p.communicate(timeout=120)[1].decode()[-2000:], p.returncode) for p in processes]
+    assert [code for _, code in outcomes] == [0, 0, 0], outcomes
+    command.check(alembic_config(database.url, database.schema))

@@ -34,7 +34,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # IMMEDIATE: the write lock from the start, so that processes migrating at once take
+    # turns (each waits up to busy_timeout) rather than one failing on "database is locked"
+    # when its read turns into a write.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
@@ -61,9 +64,22 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # One transaction for the whole upgrade on SQLite too (it can: its DDL is
+        # transactional), not one per revision: a process waiting for the lock would
+        # otherwise start between two revisions of another's upgrade and run the next
+        # revision twice.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+_LOCK = text("SELECT pg_advisory_lock(hashtext(:name))")
+_UNLOCK = text("SELECT pg_advisory_unlock(hashtext(:name))")
+
+
+def _lock_name(schema: str | None) -> str:
+    return f"tertulia migrate {schema or ''}"
 
 
 async def _run_async() -> None:
@@ -73,11 +89,23 @@ async def _run_async() -> None:
     engine = make_engine(url, schema=schema)
     try:
         async with engine.connect() as connection:
-            if schema:
-                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            postgresql = connection.dialect.name == "postgresql"
+            if postgresql:
+                # Server processes starting at once each migrate (auto_migrate): they take
+                # turns on a lock of the session, per schema; the later ones find it done.
+                await connection.execute(_LOCK, {"name": _lock_name(schema)})
                 await connection.commit()
-            await connection.run_sync(_run)
-            await connection.commit()
+            try:
+                if schema:
+                    await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                    await connection.commit()
+                await connection.run_sync(_run)
+                await connection.commit()
+            finally:
+                if postgresql:
+                    await connection.rollback()
+                    await connection.execute(_UNLOCK, {"name": _lock_name(schema)})
+                    await connection.commit()
     finally:
         await engine.dispose()
 
