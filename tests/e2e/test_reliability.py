@@ -198,6 +198,9 @@ async def test_texts_written_in_two_tabs_during_an_outage_are_all_sent(
             echo = other.locator("li.msg.theirs:not(.pending)", has_text=text.upper())
             await expect(echo).to_have_count(1)
         await expect(other.locator("li.pending")).to_have_count(0)
-        assert await other.evaluate(
-            """() => Object.keys(localStorage).filter(k => k.includes("pending"))"""
-        ) == []
+        assert (
+            await other.evaluate(
+                """() => Object.keys(localStorage).filter(k => k.includes("pending"))"""
+            )
+            == []
+        )
