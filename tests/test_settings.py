@@ -45,12 +45,13 @@ def test_the_documented_toml_shape_loads(tmp_path: Path) -> None:
     assert settings.allowed_origins == ["http://localhost:3000"]
     assert settings.manager == "Manager"
     assert settings.bots["ECHO"].class_name == "UpperCaseEchoBot"
+    # (the limits the file leaves out keep their defaults: test_a_limit_left_out_...)
     assert settings.chat_limits == {
         "MAX_ATTACHMENT_SIZE": 15728640,
-        "MAX_IMAGE_SIZE": 0,
-        "MAX_VIDEO_SIZE": 0,
-        "MAX_AUDIO_SIZE": 0,
-        "MAX_VOICE_SIZE": 0,
+        "MAX_IMAGE_SIZE": 15728640,
+        "MAX_VIDEO_SIZE": 26214400,
+        "MAX_AUDIO_SIZE": 15728640,
+        "MAX_VOICE_SIZE": 15728640,
     }
 
 
@@ -70,6 +71,23 @@ def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     settings = load_settings(write(tmp_path, EXAMPLE))
     assert settings.rooms is False
     assert settings.chat_limits["MAX_IMAGE_SIZE"] == 7
+
+
+def test_a_limit_left_out_keeps_its_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setting one limit (the README's TERTULIA_LIMITS__MAX_IMAGE_SIZE=0, or a partial
+    [limits] table) changes that one; the others keep their defaults, not 0 (which would
+    refuse every file of those kinds)."""
+    monkeypatch.setenv("TERTULIA_LIMITS__MAX_IMAGE_SIZE", "0")
+    defaults = load_settings(write(tmp_path, "")).chat_limits
+    assert defaults["MAX_IMAGE_SIZE"] == 0
+    assert defaults["MAX_VIDEO_SIZE"] == 25 * 1024 * 1024
+    assert defaults["MAX_ATTACHMENT_SIZE"] == 15 * 1024 * 1024
+    monkeypatch.delenv("TERTULIA_LIMITS__MAX_IMAGE_SIZE")
+    partial = load_settings(write(tmp_path, "[limits]\nMAX_VOICE_SIZE = 1000\n")).chat_limits
+    assert partial["MAX_VOICE_SIZE"] == 1000
+    assert partial["MAX_IMAGE_SIZE"] == 15 * 1024 * 1024
 
 
 def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,6 +124,29 @@ def test_bad_configurations_stop_start_up(tmp_path: Path, text: str, message: st
     """Each broken configuration raises one ConfigurationError naming the problem."""
     with pytest.raises(ConfigurationError, match=message):
         load_settings(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TERTULIA_ALLOWED_ORIGINS", "http://x", "allowed_origins"),
+        ("TERTULIA_LIMITS", "{bad", "limits"),
+        ("TERTULIA_LOG_LEVEL", "verbose", "log_level"),
+    ],
+)
+def test_bad_environment_variables_stop_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    """A variable pydantic-settings cannot even parse (a list or table that is not JSON)
+    is a ConfigurationError naming it too, not a traceback; so is an unknown log level."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(write(tmp_path, ""))
+
+
+def test_the_log_level_is_read_in_any_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERTULIA_LOG_LEVEL", "debug")
+    assert load_settings(write(tmp_path, "")).log_level == "DEBUG"
 
 
 def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:

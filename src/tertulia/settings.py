@@ -22,6 +22,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from tertulia.errors import ConfigurationError
@@ -159,7 +160,7 @@ class Settings(BaseSettings):
     )
 
     log_format: Literal["console", "json"] = "console"
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     production: bool = False
 
     @field_validator("allowed_origins")
@@ -206,11 +207,20 @@ class Settings(BaseSettings):
             out[name] = spec
         return out
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
     @field_validator("limits", mode="before")
     @classmethod
     def _upper_limit_keys(cls, value: Any) -> Any:
-        # environment variables arrive lower-cased (TERTULIA_LIMITS__MAX_IMAGE_SIZE)
-        return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
+        # Environment variables arrive lower-cased (TERTULIA_LIMITS__MAX_IMAGE_SIZE). A limit
+        # left out keeps its default: setting one must not refuse every other kind of file
+        # (BLAB's CHAT_LIMITS counted a missing key as 0; here 0 is written out).
+        if not isinstance(value, dict):
+            return value
+        return {**_default_limits(), **{str(k).upper(): v for k, v in value.items()}}
 
     @field_validator("limits")
     @classmethod
@@ -321,6 +331,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         loaded = _FileSettings(**overrides)
     except ValidationError as exc:
         raise ConfigurationError(f"invalid configuration: {_format_error(exc)}") from exc
+    except SettingsError as exc:  # an environment variable that is not valid JSON, say
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise ConfigurationError(f"invalid configuration: {exc}{cause}") from exc
     settings = Settings.model_validate(loaded.model_dump(by_alias=True))
     settings.check()
     return settings

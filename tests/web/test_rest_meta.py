@@ -51,16 +51,18 @@ async def test_limits_has_exactly_the_five_keys(server: LiveServer) -> None:
     assert all(isinstance(v, int) for v in body.values())
 
 
-async def test_limits_reports_a_missing_key_as_zero(make_settings: SettingsFactory) -> None:
-    """A limit absent from the settings counts as 0 (that kind of upload is disabled)."""
+async def test_limits_left_out_keep_their_defaults(make_settings: SettingsFactory) -> None:
+    """The limits reported are those set (0 disables a kind) and, for the kinds the
+    settings leave out, the defaults: setting one limit does not refuse every other kind
+    (BLAB's CHAT_LIMITS counted a missing key as 0)."""
     settings = make_settings(limits={"MAX_IMAGE_SIZE": 1000, "MAX_VOICE_SIZE": 0})
     async with live_server(settings) as server:
         response = await get(server, "/api/chat/limits/")
     assert response.json() == {
-        "MAX_ATTACHMENT_SIZE": 0,
+        "MAX_ATTACHMENT_SIZE": 15 * 1024 * 1024,
         "MAX_IMAGE_SIZE": 1000,
-        "MAX_VIDEO_SIZE": 0,
-        "MAX_AUDIO_SIZE": 0,
+        "MAX_VIDEO_SIZE": 25 * 1024 * 1024,
+        "MAX_AUDIO_SIZE": 15 * 1024 * 1024,
         "MAX_VOICE_SIZE": 0,
     }
 
