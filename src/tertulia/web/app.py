@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -97,33 +97,35 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await upgrade_async(settings.database_url, settings.database_schema)
-        db = await open_database(settings.database_url, schema=settings.database_schema)
-        broker = create_broker(settings.broker_url)
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
-        await broker.start()
-        await rate_limits.start()
-        registry = ChatRegistry(settings, db, broker, bots, http=http)
-        Chat.bind(registry)
-        await registry.start()
-        sessions = Sessions(db, settings)
-        app.state.services = Services(settings, registry, sessions, http, rate_limits)
-        log.info(
-            "tertulia started",
-            database=db.display_url,
-            broker=settings.broker_url.split("@")[-1],
-            bots=list(bots),
-        )
-        try:
+        # Each resource's close is registered as soon as it exists, so a start that fails
+        # half-way (a broker that cannot be reached) still closes what was opened; they
+        # close in reverse: registry, sessions, Chat, http, rate limits, broker, database.
+        async with AsyncExitStack() as resources:
+            db = await open_database(settings.database_url, schema=settings.database_schema)
+            resources.push_async_callback(db.close)
+            broker = create_broker(settings.broker_url)
+            resources.push_async_callback(broker.close)
+            await broker.start()
+            resources.push_async_callback(rate_limits.close)
+            await rate_limits.start()
+            http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+            resources.push_async_callback(http.aclose)
+            registry = ChatRegistry(settings, db, broker, bots, http=http)
+            resources.callback(Chat.bind, None)
+            Chat.bind(registry)
+            resources.push_async_callback(registry.close)
+            await registry.start()
+            sessions = Sessions(db, settings)
+            resources.push_async_callback(sessions.close)
+            app.state.services = Services(settings, registry, sessions, http, rate_limits)
+            log.info(
+                "tertulia started",
+                database=db.display_url,
+                broker=settings.broker_url.split("@")[-1],
+                bots=list(bots),
+            )
             yield
-        finally:
-            await registry.close()
-            await sessions.close()
-            Chat.bind(None)
-            await http.aclose()
-            await rate_limits.close()
-            await broker.close()
-            await db.close()
-            log.info("tertulia stopped")
+        log.info("tertulia stopped")
 
     app = FastAPI(
         title="Tertulia",

@@ -1,0 +1,70 @@
+"""The application's lifespan: what it opens, it closes, even when start-up fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import tertulia.web.app as app_module
+from tertulia.chats import Chat
+from tertulia.realtime.broker import create_broker as real_create_broker
+from tertulia.settings import Settings
+from tertulia.web.app import create_app
+
+
+class BrokenStart(RuntimeError):
+    pass
+
+
+async def test_a_failed_start_closes_what_was_already_open(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker cannot start (a Redis that is down): the database opened before it is
+    closed, the broker itself is closed, and the error reaches the server."""
+    closed: list[str] = []
+    real_open = app_module.open_database
+
+    async def open_database(*args: Any, **kwargs: Any) -> Any:
+        db = await real_open(*args, **kwargs)
+        real_close = db.close
+
+        async def close() -> None:
+            closed.append("database")
+            await real_close()
+
+        db.close = close
+        return db
+
+    def create_broker(url: str) -> Any:
+        broker = real_create_broker(url)
+        real_close = broker.close
+
+        async def start() -> None:
+            raise BrokenStart("the broker is down")
+
+        async def close() -> None:
+            closed.append("broker")
+            await real_close()
+
+        broker.start = start
+        broker.close = close
+        return broker
+
+    monkeypatch.setattr(app_module, "open_database", open_database)
+    monkeypatch.setattr(app_module, "create_broker", create_broker)
+    app = create_app(settings)
+    with pytest.raises(BrokenStart):
+        async with app.router.lifespan_context(app):
+            pass  # pragma: no cover
+    assert closed == ["broker", "database"]
+
+
+async def test_a_clean_stop_closes_everything_and_unbinds_chat(settings: Settings) -> None:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        assert Chat.registry() is services.registry
+    assert services.http.is_closed
+    with pytest.raises(RuntimeError):
+        Chat.registry()
