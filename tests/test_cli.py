@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
+from tertulia import preflight
 from tertulia.cli import main
 
 
@@ -45,3 +47,70 @@ def test_a_bad_configuration_is_one_clear_line(
     assert main(["bots", "--config", str(config(tmp_path, 'manager = "Ghost"'))]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "tertulia: configuration error: manager 'Ghost' is not among the bots"
+
+
+def refused_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_with_the_database_down_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL refuses the connection: `tertulia serve` exits 1 with one line naming the
+    database (its password hidden) and the reason, before any server starts."""
+    url = f"postgresql+asyncpg://postgres:secret@127.0.0.1:{refused_port()}/test"
+    path = tmp_path / "tertulia.toml"
+    path.write_text(f'database_url = "{url}"\n', encoding="utf-8")
+    assert main(["serve", "--config", str(path), "--port", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "tertulia: cannot reach the database at postgresql+asyncpg://postgres:***@"
+    )
+    assert "secret" not in err
+    assert len(err.splitlines()) == 1
+
+
+def test_migrate_into_a_missing_directory_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tertulia.toml"
+    missing = tmp_path / "no" / "such" / "dir" / "t.db"
+    path.write_text(f'database_url = "sqlite+aiosqlite:///{missing}"\n', encoding="utf-8")
+    assert main(["migrate", "--config", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"tertulia: cannot reach the database at sqlite+aiosqlite:///{missing}: "
+        "unable to open database file"
+    )
+
+
+def test_a_database_that_never_answers_gives_up_in_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that accepts the connection and says nothing (a hung server, a proxy with
+    nothing behind it): the wait ends after CONNECT_TIMEOUT, not asyncpg's 60 s."""
+    monkeypatch.setattr(preflight, "CONNECT_TIMEOUT", 0.3)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        path = tmp_path / "tertulia.toml"
+        path.write_text(
+            f'database_url = "postgresql+asyncpg://postgres@127.0.0.1:{port}/test"\n',
+            encoding="utf-8",
+        )
+        assert main(["serve", "--config", str(path), "--port", "0"]) == 1
+    assert capsys.readouterr().err.strip().endswith(": no answer within 0.3 s")
+
+
+def test_serve_with_the_broker_down_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = f'broker_url = "redis://:secret@127.0.0.1:{refused_port()}/0"'
+    assert main(["serve", "--config", str(config(tmp_path, extra)), "--port", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tertulia: cannot reach the broker at redis://:***@127.0.0.1:")
+    assert "secret" not in err

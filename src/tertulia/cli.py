@@ -80,6 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    if args.command in ("serve", "migrate"):
+        from tertulia.preflight import Unreachable, check_services
+
+        try:
+            asyncio.run(check_services(settings, broker=args.command == "serve"))
+        except ConfigurationError as exc:
+            print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
+            return 2
+        except Unreachable as exc:
+            print(f"tertulia: {exc.detail}", file=sys.stderr)
+            return 1
     if args.command == "serve":
         serve(settings, args.host, args.port)
     elif args.command == "migrate":
