@@ -144,6 +144,35 @@ def test_bad_environment_variables_stop_start_up(
         load_settings(write(tmp_path, ""))
 
 
+@pytest.mark.parametrize(
+    ("variable", "suggestion"),
+    [
+        ("TERTULIA_DATABSE_URL", "TERTULIA_DATABASE_URL"),
+        ("TERTULIA_BROKER", "TERTULIA_BROKER_URL"),
+        ("tertulia_database_url_", "TERTULIA_DATABASE_URL"),
+    ],
+)
+def test_a_misspelt_setting_in_the_environment_stops_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, suggestion: str
+) -> None:
+    """A typo would leave the default in place unnoticed (SQLite in the working directory
+    where PostgreSQL was meant): it is refused, with the name it is close to."""
+    monkeypatch.setenv(variable, "postgresql+asyncpg://db/chat")
+    with pytest.raises(ConfigurationError, match=f"{variable} is not a setting.*{suggestion}"):
+        load_settings(write(tmp_path, ""))
+
+
+def test_other_tertulia_variables_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Variables of the same prefix that name no setting and are close to none (an example
+    bot's TERTULIA_URL, the test suite's TERTULIA_TEST_*) are not the server's business."""
+    monkeypatch.setenv("TERTULIA_URL", "http://127.0.0.1:8000")
+    monkeypatch.setenv("TERTULIA_TEST_POSTGRES", "postgresql://x")
+    monkeypatch.setenv("TERTULIA_LIMITS__MAX_IMAGE_SIZE", "1024")
+    assert load_settings(write(tmp_path, "")).chat_limits["MAX_IMAGE_SIZE"] == 1024
+
+
 def test_the_log_level_is_read_in_any_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERTULIA_LOG_LEVEL", "debug")
     assert load_settings(write(tmp_path, "")).log_level == "DEBUG"

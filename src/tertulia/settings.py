@@ -10,9 +10,11 @@ configuration stops start-up with one clear line instead of failing a request la
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -295,6 +297,27 @@ def _format_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _refuse_misspelt_variables(environ: Mapping[str, str]) -> None:
+    """A ``TERTULIA_*`` variable close to a setting's name but not one is a typo that
+    would leave the default in place unnoticed (SQLite where PostgreSQL was meant).
+    Others of the prefix (an example bot's ``TERTULIA_URL``) are not the server's.
+
+    Raises:
+        ConfigurationError: naming the variable and the setting it is close to.
+    """
+    fields = {f"TERTULIA_{name.upper()}" for name in Settings.model_fields}
+    known = sorted(fields | {"TERTULIA_CONFIG"})  # sorted: the suggestion is stable
+    for variable in environ:
+        upper = variable.upper()
+        if not upper.startswith("TERTULIA_") or upper in known:
+            continue
+        if upper.split("__", 1)[0] in fields:  # a nested key, TERTULIA_LIMITS__...
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.85)
+        if close:
+            raise ConfigurationError(f"{variable} is not a setting; did you mean {close[0]}?")
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Read the configuration and check it.
 
@@ -305,6 +328,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     Raises:
         ConfigurationError: unreadable file, invalid values, or bots that cannot be loaded.
     """
+    _refuse_misspelt_variables(os.environ)
     path = config_file or os.environ.get("TERTULIA_CONFIG")
     file_values: dict[str, Any] = {}
     if path:
