@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 import tertulia.web.app as app_module
+from support.bots import watch_logs
+from support.environment import SettingsFactory
 from tertulia.chats import Chat
 from tertulia.realtime.broker import create_broker as real_create_broker
 from tertulia.settings import Settings
@@ -68,3 +70,19 @@ async def test_a_clean_stop_closes_everything_and_unbinds_chat(settings: Setting
     assert services.http.is_closed
     with pytest.raises(RuntimeError):
         Chat.registry()
+
+
+@pytest.mark.parametrize("rooms", [True, False])
+async def test_rooms_in_production_are_warned_about(
+    make_settings: SettingsFactory, rooms: bool
+) -> None:
+    """Rooms let anyone read every conversation: allowed (a trusted network may want it),
+    but a production start with them on says so in its log."""
+    settings = make_settings(production=True, session_cookie_secure=True, rooms=rooms)
+    app = create_app(settings)
+    with watch_logs() as logs:
+        async with app.router.lifespan_context(app):
+            pass
+    warned = [e for e in logs.entries if e["event"].startswith("rooms are on in production")]
+    assert len(warned) == (1 if rooms else 0)
+    assert all(e["log_level"] == "warning" for e in warned)

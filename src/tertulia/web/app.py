@@ -124,6 +124,11 @@ def create_app(settings: Settings) -> FastAPI:
                 broker=settings.broker_url.split("@")[-1],
                 bots=list(bots),
             )
+            if settings.production and settings.rooms:
+                log.warning(
+                    "rooms are on in production: anyone can list, join and read every "
+                    "conversation (rooms = false unless that is meant)"
+                )
             yield
         log.info("tertulia stopped")
 
