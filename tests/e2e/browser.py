@@ -20,6 +20,18 @@ TIMEOUT_MS = 15_000
 if expect is not None:
     expect.set_options(timeout=TIMEOUT_MS)
 
+ALL_IDS = """async () => {
+  const id = localStorage.getItem("tertulia.conversation");
+  const all = [];
+  for (let page = 1; ; page++) {
+    const r = await fetch(`/api/chat/conversations/${id}/messages/?page=${page}`);
+    const body = await r.json();
+    all.push(...body.results.map(m => m.id));
+    if (!body.next) return all;
+  }
+}"""
+"""A page script: the ids of the page's conversation's whole history, oldest first."""
+
 
 @dataclass
 class Tab:

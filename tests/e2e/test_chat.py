@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from e2e.browser import expect
+from e2e.browser import ALL_IDS, expect
 from support.bots import bot_person, bots_with
 from support.server import live_server
 
@@ -164,3 +166,52 @@ async def test_without_rooms_the_lobby_lists_no_conversations(make_settings, ope
         assert (await listing.value).status == 403
         await expect(tab.page.get_by_role("heading", name="New conversation")).to_be_visible()
         await expect(tab.page.get_by_role("heading", name="Open conversations")).to_be_hidden()
+
+
+async def test_a_burst_of_messages_shows_in_order_and_follows_the_reader(
+    make_settings, open_tab
+) -> None:
+    """Another person's messages arriving all at once each show once, in the server's order;
+    a reader at the bottom follows them, one who scrolled up is told how many are new."""
+    async with live_server(make_settings(rate_limits={"message": ""})) as server:
+        alice = await open_tab(server.base_url)
+        await alice.start_conversation("alice", [], name="Busy room")
+        page = alice.page
+        conversation_id = await page.evaluate("localStorage.getItem('tertulia.conversation')")
+        url = f"{server.base_url}/api/chat/conversations/{conversation_id}"
+        bob = await open_tab(server.base_url)  # his context's requests carry his cookie
+        assert (await bob.context.request.post(f"{url}/join/", data={"nickname": "bob"})).ok
+        await expect(page.locator("#participants li.person", has_text="bob")).to_have_count(1)
+
+        async def burst(prefix: str, count: int) -> None:
+            responses = await asyncio.gather(
+                *(
+                    bob.context.request.post(
+                        f"{url}/messages/",
+                        data={"type": "T", "text": f"{prefix} {n}", "local_id": f"{prefix}{n}"},
+                    )
+                    for n in range(count)
+                )
+            )
+            assert [r.status for r in responses] == [201] * count
+
+        await burst("first", 100)
+        await expect(page.locator("li.msg.theirs")).to_have_count(100)
+        stored = await page.evaluate(ALL_IDS)
+        rows = page.locator("li[data-id]")
+        assert await rows.evaluate_all("rows => rows.map(r => r.dataset.id)") == stored
+        await expect(rows.last).to_be_in_viewport()
+        await expect(page.locator(".jump-new")).to_be_hidden()
+
+        await page.evaluate(
+            "async () => { document.querySelector('.scroller').scrollTop = 0;"
+            " await new Promise(requestAnimationFrame); }"
+        )
+        await burst("second", 20)
+        await expect(page.locator("li.msg.theirs")).to_have_count(120)
+        jump = page.get_by_role("button", name="20 new messages")
+        await expect(jump).to_be_visible()
+        await expect(rows.last).not_to_be_in_viewport()
+        await jump.click()
+        await expect(rows.last).to_be_in_viewport()
+        await expect(jump).to_be_hidden()

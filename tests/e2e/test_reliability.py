@@ -6,21 +6,10 @@ import asyncio
 
 import pytest
 
-from e2e.browser import expect
+from e2e.browser import ALL_IDS, expect
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-ALL_IDS = """async () => {
-  const id = localStorage.getItem("tertulia.conversation");
-  const all = [];
-  for (let page = 1; ; page++) {
-    const r = await fetch(`/api/chat/conversations/${id}/messages/?page=${page}`);
-    const body = await r.json();
-    all.push(...body.results.map(m => m.id));
-    if (!body.next) return all;
-  }
-}"""
 
 MY_ID = """async () => {
   const id = localStorage.getItem("tertulia.conversation");
@@ -28,6 +17,9 @@ MY_ID = """async () => {
   const body = await response.json();
   return [id, body.my_participant_id, body.participants.length];
 }"""
+
+TOP_IN_SCROLLER = """row => row.getBoundingClientRect().top
+  - document.querySelector('.scroller').getBoundingClientRect().top"""
 
 
 async def test_a_reload_keeps_the_conversation_and_the_participant(make_settings, open_tab) -> None:
@@ -121,10 +113,19 @@ async def test_a_long_history_loads_in_pages(make_settings, open_tab) -> None:
         await expect(shown).to_have_count(201)
         assert await shown.evaluate_all("rows => rows.map(r => r.dataset.id)") == stored[-201:]
 
+        # At the top, the earlier messages come in above what the person was reading,
+        # which stays where it was on the screen.
+        await page.evaluate(
+            "async () => { document.querySelector('.scroller').scrollTop = 0;"
+            " await new Promise(requestAnimationFrame); }"
+        )
+        reading = page.locator(f'li[data-id="{stored[-201]}"]')
+        top_before = await reading.evaluate(TOP_IN_SCROLLER)
         await page.get_by_role("button", name="Load earlier messages").click()
         await expect(page.locator(".system-line", has_text="Conversation created")).to_have_count(1)
         await expect(page.get_by_role("button", name="Load earlier messages")).to_be_hidden()
         assert await shown.evaluate_all("rows => rows.map(r => r.dataset.id)") == stored
+        assert abs(await reading.evaluate(TOP_IN_SCROLLER) - top_before) <= 2
 
 
 async def test_a_reload_during_a_hiccup_waits_rather_than_leaving(make_settings, open_tab) -> None:

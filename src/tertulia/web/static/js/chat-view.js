@@ -31,6 +31,8 @@ export class ChatView {
     this.onLost = onLost;
     this.stick = true;
     this.unseen = 0;
+    /** The animation frame a render waits for (0: none). */
+    this.frame = 0;
     this.connection = { state: "connecting" };
     this.wasDisconnected = false;
     this.peopleOpen = window.matchMedia(WIDE).matches;
@@ -122,6 +124,7 @@ export class ChatView {
       hidden: true,
       onclick: () => {
         this.#stickToBottom();
+        this.render(); // the newest row may still wait for its frame
         this.list.focusLast();
       },
     });
@@ -263,6 +266,7 @@ export class ChatView {
 
   destroy() {
     this.store.removeEventListener("change", this.onStoreChange);
+    cancelAnimationFrame(this.frame);
     this.resizer.disconnect();
     clearInterval(this.countdown);
     clearTimeout(this.connectingTimer);
@@ -285,8 +289,17 @@ export class ChatView {
     if (detail.kind === "pending" && !detail.removed && detail.entry.status !== "failed") {
       this.stick = true;
     }
-    this.render();
+    this.#renderSoon();
     if (detail.kind === "message" && detail.live) this.#onLiveMessage(detail.message);
+  }
+
+  /**
+   * Render once before the next frame, however many store changes arrive until then: a
+   * busy room or a page of history costs one render (which walks every row), not one per
+   * message. Anything that reads the layout calls render() first, which renders now.
+   */
+  #renderSoon() {
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.render());
   }
 
   #onLiveMessage(message) {
@@ -306,6 +319,8 @@ export class ChatView {
   }
 
   render() {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
     this.list.render();
     const store = this.store;
     const title = store.name || t("conversation.untitled");
@@ -420,6 +435,7 @@ export class ChatView {
     this.olderButton.disabled = true;
     try {
       await this.session.loadOlder();
+      this.render();
       // Keep the messages in view where they were: older ones are added above.
       this.scroller.scrollTop += this.scroller.scrollHeight - before;
     } catch {
