@@ -126,7 +126,8 @@ async def measure(
                 await _painted(page, text)
                 (row_added,) = await _times(page, "Added", [text])
                 (row_painted,) = await _times(page, "Painted", [text])
-                assert row_added is not None and row_painted is not None
+                if row_added is None or row_painted is None:  # painted means added
+                    raise RuntimeError(f"{text!r}: painted {row_painted}, added {row_added}")
                 in_page.append(row_added - sent)
                 on_screen.append(row_painted - sent)
         finally:
