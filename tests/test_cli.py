@@ -114,3 +114,20 @@ def test_serve_with_the_broker_down_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("tertulia: cannot reach the broker at redis://:***@127.0.0.1:")
     assert "secret" not in err
+
+
+def test_serve_on_a_taken_port_is_one_line_and_opens_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Something listens on the port already (another server, say on the same database):
+    `tertulia serve` exits 1 with one line naming the address, before it opens the
+    database, runs migrations or resumes any bot delivery."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["serve", "--config", str(config(tmp_path)), "--host", "127.0.0.1"]
+        assert main([*argv, "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"tertulia: cannot listen on 127.0.0.1:{port}: address already in use"
+    assert not (tmp_path / "cli.db").exists()

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
+import socket
 import sys
 from collections.abc import Sequence
+
+import structlog
 
 from tertulia.errors import ConfigurationError
 from tertulia.logs import configure_logging
 from tertulia.settings import Settings, load_settings
 
+STARTUP_FAILURE = 3  # uvicorn's status when the application does not start
 YOUNG_COLLECTION_EVERY = 10_000  # new container objects between young collections (700)
 
 
@@ -40,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, listener: socket.socket) -> None:
+    """Run the server on ``listener`` (bound by :func:`tertulia.preflight.listen`)."""
     import uvicorn
 
     from tertulia.web.app import create_app
@@ -55,10 +61,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
     # makes a few hundred, most gone by its end, and the collector's rounds were 3 % of the
     # instructions of an answered message (bench.instructions).
     gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         loop="uvloop",
         http="httptools",
         ws=WebSocketProtocol,  # websockets-sansio, aborting connections stuck in closing
@@ -69,6 +73,24 @@ def serve(settings: Settings, host: str, port: int) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+    host, port = listener.getsockname()[:2]
+    url = (
+        f"http://[{host}]:{port}" if listener.family == socket.AF_INET6 else f"http://{host}:{port}"
+    )
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, saying where it listens (it does only on sockets it bound)."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                structlog.get_logger(__name__).info("listening", url=url)
+
+    server = Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn.run's handling, on our socket
+        server.run(sockets=[listener])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,20 +102,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    if args.command in ("serve", "migrate"):
-        from tertulia.preflight import Unreachable, check_services
+    if args.command == "serve":
+        from tertulia.preflight import CannotListen, listen
 
         try:
-            asyncio.run(check_services(settings, broker=args.command == "serve"))
-        except ConfigurationError as exc:
-            print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
-            return 2
-        except Unreachable as exc:
+            listener = listen(args.host, args.port)
+        except CannotListen as exc:
             print(f"tertulia: {exc.detail}", file=sys.stderr)
             return 1
-    if args.command == "serve":
-        serve(settings, args.host, args.port)
+        with listener:
+            if status := _preflight(settings, broker=True):
+                return status
+            serve(settings, listener)
     elif args.command == "migrate":
+        if status := _preflight(settings, broker=False):
+            return status
         from tertulia.storage.migrate import upgrade_async
 
         asyncio.run(upgrade_async(settings.database_url, settings.database_schema))
@@ -105,6 +128,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}{role}: {spec.module}.{spec.class_name}{required}")
     elif args.command == "export":
         return export(settings, args.conversation_ids, args.output)
+    return 0
+
+
+def _preflight(settings: Settings, *, broker: bool) -> int:
+    """Reach the database (and the broker): 0, or the status to end with after one line."""
+    from tertulia.preflight import Unreachable, check_services
+
+    try:
+        asyncio.run(check_services(settings, broker=broker))
+    except ConfigurationError as exc:
+        print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+    except Unreachable as exc:
+        print(f"tertulia: {exc.detail}", file=sys.stderr)
+        return 1
     return 0
 
 

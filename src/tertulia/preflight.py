@@ -1,14 +1,19 @@
-"""Before a command starts: can the database (and the broker) be reached?
+"""Before a command starts: is its port free, can the database (and the broker) be reached?
 
 Without this, a database that is down surfaced as a traceback from inside the server's
 start-up, and a host that drops packets kept ``tertulia serve`` waiting for asyncpg's 60 s
 connect timeout. Here each is tried once, within :data:`CONNECT_TIMEOUT`, and a failure
 becomes one line naming the service, its address (without a password) and the reason.
+
+The port is taken first (:func:`listen`): uvicorn binds only once the application has
+started, so a second ``serve`` on a taken port used to migrate the database and resume
+bot deliveries, perhaps beside the server holding that port, before it gave up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -24,6 +29,34 @@ class Unreachable(TertuliaError):
     """A service the configuration names does not answer."""
 
     code = "unreachable"
+
+
+class CannotListen(TertuliaError):
+    """The server's address is taken, not this machine's, or not allowed."""
+
+    code = "cannot_listen"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound to ``host:port`` (not yet listening), as uvicorn would
+    bind it (IPv6 for a host with a colon; ``SO_REUSEADDR``).
+
+    Raises:
+        CannotListen: with a one-line detail (``cannot listen on 127.0.0.1:8000: address
+            already in use``).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        reason = exc.strerror or str(exc)
+        raise CannotListen(f"cannot listen on {where}: {reason[:1].lower()}{reason[1:]}") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 async def check_services(settings: Settings, *, broker: bool = True) -> None:
