@@ -58,3 +58,23 @@ async def test_reply_with_the_keyboard_alone(make_settings, open_tab) -> None:
         await expect(mine.locator(".quote")).to_contain_text("PING")
         await mine.locator(".quote").click()
         await expect(newest).to_be_focused()
+
+
+async def test_a_throttled_message_is_explained_in_the_persons_language(
+    make_settings, open_tab
+) -> None:
+    """Over the message rate limit the server refuses a text with an error frame in
+    English; the page says why in the person's language, and again after a switch."""
+    async with live_server(make_settings(rate_limits={"message": "1/minute"})) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        await tab.send("first")
+        await expect(tab.bubble("first", mine=True)).to_have_count(1)
+        await tab.send("second")
+
+        failed = page.locator("li.pending.status-failed", has_text="second")
+        await expect(failed).to_contain_text("You are sending messages too fast.")
+        await expect(page.locator(".notice-error")).to_contain_text("too fast")
+        await page.get_by_label("Language").select_option("pt-BR")
+        await expect(failed).to_contain_text("Você está enviando mensagens rápido demais.")

@@ -111,6 +111,8 @@ export default {
   someone: "Someone",
 
   "status.failed": "Not sent",
+  "refused.throttled": "You are sending messages too fast. Wait a moment, then retry.",
+  "refused.not_participant": "You are no longer in this conversation.",
   "status.sending": "Sending…",
   "status.sent": "Delivered",
   "status.upload_progress": "Upload progress",

@@ -114,6 +114,8 @@ export default {
   someone: "Alguém",
 
   "status.failed": "Não enviada",
+  "refused.throttled": "Você está enviando mensagens rápido demais. Espere um pouco e tente de novo.",
+  "refused.not_participant": "Você não está mais nesta conversa.",
   "status.sending": "Enviando…",
   "status.sent": "Entregue",
   "status.upload_progress": "Progresso do envio",

@@ -26,6 +26,11 @@ const PAGE_SIZE = 100;
 const TRANSIENT = new Set([0, 502, 503, 504]);
 /** Transient failures in a row, while the socket is up, before an upload counts as failed. */
 const MAX_UPLOAD_ATTEMPTS = 5;
+/** Error frames' codes a person may meet, and what to tell them (i18n keys). */
+const REFUSALS = {
+  throttled: "refused.throttled",
+  not_participant: "refused.not_participant",
+};
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -156,13 +161,19 @@ export class ChatSession extends EventTarget {
     if (frame.error && typeof frame.error === "object") this.#onError(frame.error);
   }
 
-  /** An error frame `{code, detail, local_id}`: a notice, and my message marked as failed. */
+  /**
+   * An error frame `{code, detail, local_id}`: a notice, and my message marked as failed.
+   * The refusals a person may meet are said in their language; others in the server's words.
+   */
   #onError(error) {
-    const text = detailText(error.detail) || String(error.code ?? "");
+    const failure =
+      typeof error.code === "string" && Object.hasOwn(REFUSALS, error.code)
+        ? { key: REFUSALS[error.code] }
+        : { text: detailText(error.detail) || String(error.code ?? "") };
     if (typeof error.local_id === "string" && this.store.pending.has(error.local_id)) {
-      this.store.updatePending(error.local_id, { status: "failed", error: text });
+      this.store.updatePending(error.local_id, { status: "failed", error: failure });
     }
-    this.#emit("notice", { kind: "error", text, code: error.code });
+    this.#emit("notice", { kind: "error", error: failure, code: error.code });
   }
 
   #onClose({ opened }) {
