@@ -1,4 +1,4 @@
-"""``tertulia serve | migrate | bots | export``: parse, load Settings, call."""
+"""``tertulia serve | migrate | bots | export | copy``: parse, load Settings, call."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from tertulia.errors import ConfigurationError
+from tertulia.errors import ConfigurationError, TertuliaError
 from tertulia.logs import configure_logging
 from tertulia.settings import Settings, load_settings
 
@@ -42,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("conversation_ids", nargs="*", metavar="CONVERSATION_ID")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
     export.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    copy = commands.add_parser(
+        "copy",
+        help="copy the whole database into another, empty one (SQLite to PostgreSQL)",
+        description="Copy every conversation, message, session and bot delivery of the "
+        "configured database into TARGET_URL, which must be empty (docs/operations.md). "
+        "Stop the server first: what it writes after the copy began is not copied.",
+    )
+    copy.add_argument("target_url", metavar="TARGET_URL", help="SQLAlchemy URL of the target")
+    copy.add_argument("--target-schema", help="PostgreSQL schema of the target")
+    copy.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     return parser
 
 
@@ -128,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}{role}: {spec.module}.{spec.class_name}{required}")
     elif args.command == "export":
         return export(settings, args.conversation_ids, args.output)
+    elif args.command == "copy":
+        return copy(settings, args.target_url, args.target_schema)
     return 0
 
 
@@ -143,6 +155,40 @@ def _preflight(settings: Settings, *, broker: bool) -> int:
     except Unreachable as exc:
         print(f"tertulia: {exc.detail}", file=sys.stderr)
         return 1
+    return 0
+
+
+def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
+    """``tertulia copy``: 0 when every row was copied, 1 when the target cannot be reached
+    or is not empty, the source is not at this code's schema, or the copy failed; 2 for a
+    configuration error."""
+    from sqlalchemy.engine import make_url
+
+    from tertulia.copying import copy_database
+    from tertulia.preflight import check_database
+
+    async def run() -> dict[str, int]:
+        await check_database(target_url, target_schema)
+        return await copy_database(
+            settings.database_url, settings.database_schema, target_url, target_schema
+        )
+
+    try:
+        copied = asyncio.run(run())
+    except ConfigurationError as exc:
+        print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+    except TertuliaError as exc:  # unreachable, not empty, an older schema
+        print(f"tertulia: {exc.detail}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"tertulia: copy failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    where = make_url(target_url).render_as_string(hide_password=True)
+    if target_schema:
+        where += f" (schema {target_schema})"
+    counts = ", ".join(f"{rows} {table}" for table, rows in copied.items())
+    print(f"tertulia: copied {counts} into {where}", file=sys.stderr)
     return 0
 
 

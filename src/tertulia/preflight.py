@@ -67,12 +67,18 @@ async def check_services(settings: Settings, *, broker: bool = True) -> None:
         Unreachable: with a one-line detail, for the first that fails.
         ConfigurationError: the database URL is not one Tertulia supports.
     """
-    await _check_database(settings.database_url, settings.database_schema)
+    await check_database(settings.database_url, settings.database_schema)
     if broker and settings.broker_url.startswith(("redis://", "rediss://")):
         await _check_redis(settings.broker_url)
 
 
-async def _check_database(url: str, schema: str | None) -> None:
+async def check_database(url: str, schema: str | None) -> None:
+    """Open the database at ``url`` and run ``SELECT 1``, within :data:`CONNECT_TIMEOUT`.
+
+    Raises:
+        Unreachable: with a one-line detail.
+        ConfigurationError: an unsupported URL.
+    """
     where = make_url(url).render_as_string(hide_password=True)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
