@@ -28,6 +28,7 @@ from support.environment import (
     SettingsFactory,
     require_service,
 )
+from support.proxy import Proxy, ProxyFactory
 from support.server import LiveServer, live_server
 from tertulia.settings import DEFAULT_RATE_LIMITS, Settings, load_settings
 
@@ -130,3 +131,19 @@ async def alice(server: LiveServer, people: PersonFactory) -> Person:
     response = await person.create(nickname="alice", name="room", bots=["ECHO"])
     assert response.status_code == 201, response.text
     return person
+
+
+@pytest.fixture
+async def proxy_to() -> AsyncIterator[ProxyFactory]:
+    """Start TCP proxies to given loopback ports; all are closed after the test."""
+    made: list[Proxy] = []
+
+    async def make(port: int) -> Proxy:
+        proxy = Proxy(port)
+        await proxy.start()
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        await proxy.close()

@@ -4,9 +4,8 @@ recorder, and a TCP proxy that can cut connections (a network drop, not a mock).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,6 @@ from tertulia.settings import Settings
 
 SettingsFactory = Callable[..., Settings]
 PersonFactory = Callable[[LiveServer], Person]
-ProxyFactory = Callable[[int], Awaitable["Proxy"]]
 TIMEOUT = 10.0
 
 
@@ -103,70 +101,6 @@ class Recorder:
                 self._arrived.clear()
                 await self._arrived.wait()
         return self.requests[:count]
-
-
-class Proxy:
-    """A TCP proxy to ``port`` on loopback; :meth:`drop` cuts every connection at once and
-    ``refusing`` makes it close new ones straight away (the network is down)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.refusing = False
-        self.accepted = 0
-        self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    @property
-    def listen_port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-
-    async def close(self) -> None:
-        self.drop()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for task in self._pipes:
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    def drop(self) -> None:
-        """Abort every open connection, both ways, without a closing handshake."""
-        for client, upstream in list(self._links):
-            client.transport.abort()
-            upstream.transport.abort()
-        self._links.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.transport.abort()
-            return
-        self.accepted += 1
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            writer.transport.abort()
-            return
-        link = (writer, up_writer)
-        self._links.add(link)
-        for source, target in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(_pipe(source, target))
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    with contextlib.suppress(Exception):
-        writer.close()
 
 
 def closed_port() -> int:

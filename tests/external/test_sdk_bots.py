@@ -11,7 +11,6 @@ import pytest
 from external.fakes import (
     TIMEOUT,
     PersonFactory,
-    ProxyFactory,
     Recorder,
     SettingsFactory,
     bot_id,
@@ -20,6 +19,7 @@ from external.fakes import (
     serve,
 )
 from support.bots import watch_logs
+from support.proxy import ProxyFactory
 from support.server import live_server
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
 

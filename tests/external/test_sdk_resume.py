@@ -9,11 +9,11 @@ import pytest
 from external.fakes import (
     TIMEOUT,
     PersonFactory,
-    ProxyFactory,
     SettingsFactory,
     bot_id,
     external_bot,
 )
+from support.proxy import ProxyFactory
 from support.server import live_server
 from support.waiting import until
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
