@@ -56,6 +56,9 @@ class Broker(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release connections (called in the app's lifespan, in reverse order)."""
 
+    async def ping(self) -> None:  # noqa: B027 - the in-process broker is always there
+        """Return when the broker answers; raise when it cannot be reached (``/health``)."""
+
     @abc.abstractmethod
     async def publish(self, channel: str, events: list[Event]) -> None:
         """Send ``events``, in order, to every subscriber of ``channel`` in every process."""

@@ -120,6 +120,9 @@ class RedisBroker(Broker):
         if self._redis is not None:
             await self._redis.aclose()
 
+    async def ping(self) -> None:
+        await self._client().ping()
+
     def _client(self) -> Redis:
         if self._redis is None:
             raise RuntimeError("RedisBroker.start() was not called")

@@ -20,7 +20,7 @@ from tertulia.realtime.broker import create_broker
 from tertulia.settings import Settings
 from tertulia.storage.database import open_database
 from tertulia.storage.migrate import upgrade_async
-from tertulia.web import errors, media
+from tertulia.web import errors, health, media
 from tertulia.web.deps import Services
 from tertulia.web.origins import Origins
 from tertulia.web.ratelimit import RateLimitMiddleware, RateLimits
@@ -147,6 +147,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (meta.router, conversations.router, messages.router):
         app.include_router(router, prefix=API)
     app.include_router(media.router)
+    app.include_router(health.router)
     app.add_api_websocket_route("/ws/chat/{conversation_id}/", chat_socket)
     app.add_api_websocket_route("/ws/chat/{conversation_id}", chat_socket)
 

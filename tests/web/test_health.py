@@ -1,0 +1,92 @@
+"""``GET /health``: a load balancer's or a supervisor's question, whether this process can
+serve, answered by its database and its broker (web/health.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from support.environment import POSTGRES_URL, REDIS_URL, require_service
+from support.proxy import ProxyFactory
+from support.server import LiveServer, live_server
+from support.waiting import until
+from tertulia.settings import Settings
+
+SettingsFactory = Callable[..., Settings]
+
+
+async def health(server: LiveServer) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        return await http.get("/health")
+
+
+def through(url: str, port: int) -> str:
+    """``url`` with its port replaced (to go through a proxy)."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.hostname}:{port}").geturl()
+
+
+async def test_a_serving_process_is_healthy(make_settings: SettingsFactory) -> None:
+    """200 with each part's state, never cached; HEAD and the trailing slash answer too."""
+    async with live_server(make_settings()) as server:
+        response = await health(server)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+        assert response.headers["cache-control"] == "no-store"
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            assert (await http.head("/health")).status_code == 200
+            assert (await http.get("/health/")).status_code == 200
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_the_database_cut_off_is_503_until_it_is_back(
+    make_settings: SettingsFactory, database: Any, proxy_to: ProxyFactory
+) -> None:
+    """PostgreSQL unreachable (its connections cut, new ones refused): 503 naming the
+    database, and nothing of the reason (the body is public); 200 again once it is back."""
+    proxy = await proxy_to(urlsplit(POSTGRES_URL).port or 5432)
+    settings = make_settings(database_url=through(POSTGRES_URL, proxy.listen_port))
+    async with live_server(settings) as server:
+        assert (await health(server)).status_code == 200
+        proxy.refusing = True
+        proxy.drop()
+        response = await health(server)
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "database": "unavailable",
+            "broker": "ok",
+        }
+        proxy.refusing = False
+        await until(lambda: _healthy(server))
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_the_broker_cut_off_is_503_until_it_is_back(
+    make_settings: SettingsFactory, proxy_to: ProxyFactory
+) -> None:
+    """Redis unreachable: 503 naming the broker; 200 again once it is back."""
+    require_service("Redis", REDIS_URL)
+    proxy = await proxy_to(urlsplit(REDIS_URL).port or 6379)
+    settings = make_settings(broker_url=through(REDIS_URL, proxy.listen_port))
+    async with live_server(settings) as server:
+        assert (await health(server)).status_code == 200
+        proxy.refusing = True
+        proxy.drop()
+        response = await health(server)
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "database": "ok",
+            "broker": "unavailable",
+        }
+        proxy.refusing = False
+        await until(lambda: _healthy(server))
+
+
+async def _healthy(server: LiveServer) -> bool:
+    return (await health(server)).status_code == 200
