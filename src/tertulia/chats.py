@@ -46,6 +46,7 @@ from tertulia.domain.routing import EVERYONE
 from tertulia.domain.times import utcnow
 from tertulia.errors import CommandError, NotFound, ValidationFailed
 from tertulia.files import display_name
+from tertulia.metrics import CONVERSATIONS_CREATED, MESSAGES_STORED
 from tertulia.outgoing import Outgoing, message_frame, state_frame
 from tertulia.realtime.broker import Broker, Event
 from tertulia.settings import BotSpec, Settings
@@ -604,6 +605,8 @@ class Chat:
         use case's own frames (no client may see a message naming a participant it was not
         told about first), and that frame, being current, also settles a pending one.
         """
+        if out.stored:
+            MESSAGES_STORED.inc(out.stored)
         try:
             if out.events:
                 if self._state_pending and out.state_published:
@@ -689,6 +692,7 @@ class Chat:
             assert message.local_id is not None
             raise _Duplicate(message.sender_id, message.local_id)
         message = stored
+        out.stored += 1
         self._remember(message.id)
         self._route(out, message)
         return message
@@ -787,6 +791,7 @@ class Chat:
             if session_key is not None:
                 await session_repo.add_participation(conn, session_key, conversation.id, human_id)
         registry._remember(chat)
+        CONVERSATIONS_CREATED.inc()
         log.info(
             "conversation created",
             conversation_id=conversation.id,

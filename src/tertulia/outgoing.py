@@ -52,6 +52,7 @@ class Outgoing:
     recorded: list[Delivery] = field(default_factory=list)  # the deliveries, once written
     taken_over: set[str] = field(default_factory=set)  # bots whose older deliveries it claimed
     state_changed: bool = False  # presence changed: a coalesced ``state`` frame is due
+    stored: int = 0  # messages inserted
 
     @property
     def state_published(self) -> bool:

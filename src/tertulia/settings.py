@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     production: bool = False
+    metrics: bool = Field(
+        default=False,
+        description="serve GET /metrics (Prometheus): activity anyone who reaches it can read",
+    )
 
     @field_validator("allowed_origins")
     @classmethod

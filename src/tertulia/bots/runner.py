@@ -42,6 +42,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ from tenacity import (
 from tertulia.bots.base import BotServices, ChatMessage, ConversationInfo
 from tertulia.bots.threads import DaemonThreads
 from tertulia.domain.times import utcnow
+from tertulia.metrics import BOT_CALL_SECONDS, BOT_CALLS, BOT_DELIVERIES_FAILED
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
 from tertulia.storage.database import Connection, Database, json_dumps
@@ -567,6 +569,7 @@ class BotRunner:
             _delivery_log(delivery, context.bot_name).error(
                 "bot delivery failed for good", attempts=attempts, error=error
             )
+            BOT_DELIVERIES_FAILED.labels(context.bot_name).inc()
             return Outcome(delivery.pk, outbox.FAILED, attempts, error), None
         assert state is not None  # an attempt that succeeded leaves its state
         changed = state if state != before else None
@@ -587,6 +590,7 @@ class BotRunner:
         go on changing it in its thread). Returns the state the call left and None when it
         succeeded; else None and a settled future holding its error (what tenacity keeps of
         an attempt), after the failure was logged and recorded."""
+        started = time.perf_counter()
         try:
             await self._call(delivery, spec, cls, context, state)
         except asyncio.CancelledError:
@@ -596,7 +600,11 @@ class BotRunner:
         except BaseException as raised:
             exc = raised
         else:
+            _count_call(context.bot_name, "ok", started)
             return state, None
+        _count_call(
+            context.bot_name, "timeout" if isinstance(exc, BotTimeout) else "error", started
+        )
         said = f"{type(exc).__name__}: {exc}"
         _delivery_log(delivery, context.bot_name).warning(
             "bot call failed", attempt=attempt, error=said
@@ -798,3 +806,9 @@ def _copy(state: dict[str, Any]) -> dict[str, Any]:
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+def _count_call(bot: str, outcome: str, started: float) -> None:
+    """One call of ``bot`` in the metrics: its outcome and how long it took."""
+    BOT_CALLS.labels(bot, outcome).inc()
+    BOT_CALL_SECONDS.labels(bot).observe(time.perf_counter() - started)

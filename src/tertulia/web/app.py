@@ -20,7 +20,7 @@ from tertulia.realtime.broker import create_broker
 from tertulia.settings import Settings
 from tertulia.storage.database import open_database
 from tertulia.storage.migrate import upgrade_async
-from tertulia.web import errors, health, media
+from tertulia.web import errors, health, media, metrics
 from tertulia.web.deps import Services
 from tertulia.web.origins import Origins
 from tertulia.web.ratelimit import RateLimitMiddleware, RateLimits
@@ -148,6 +148,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router, prefix=API)
     app.include_router(media.router)
     app.include_router(health.router)
+    if settings.metrics:
+        app.add_api_route("/metrics", metrics.metrics, methods=["GET"], include_in_schema=False)
     app.add_api_websocket_route("/ws/chat/{conversation_id}/", chat_socket)
     app.add_api_websocket_route("/ws/chat/{conversation_id}", chat_socket)
 

@@ -38,6 +38,7 @@ from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Participant
 from tertulia.domain.routing import socket_tags
 from tertulia.errors import TertuliaError
+from tertulia.metrics import WEBSOCKETS_OPEN
 from tertulia.outgoing import error_frame, message_frame, state_frame
 from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
@@ -301,12 +302,23 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
         await websocket.close(code=4403)  # before accept: the client sees HTTP 403
         return
     chat, participant = found
-    svc = services(websocket)
     bound = log.bind(conversation_id=chat.conversation.id, participant_id=participant.id)
-    socket_id = new_id()
     after = _after(websocket)
     await websocket.accept()
+    with WEBSOCKETS_OPEN.track_inprogress():
+        await _serve(websocket, chat, participant, after, bound)
 
+
+async def _serve(
+    websocket: WebSocket,
+    chat: Chat,
+    participant: Participant,
+    after: int | None,
+    bound: Any,
+) -> None:
+    """The accepted socket's life: subscribe, connect, first frames, receive, clean up."""
+    svc = services(websocket)
+    socket_id = new_id()
     outbox = Outbox(websocket, socket_tags(participant), svc.settings.ws_send_queue, log=bound)
     # Live frames wait until the socket's first ones are written (the replay of ?after=N,
     # or the latest message), and those the first ones already carry are dropped: seq
