@@ -38,14 +38,24 @@ def sqlite_source(make_settings: Any, tmp_path: Path) -> Any:
     return make_settings(database_url=url, database_schema=None)
 
 
-async def test_a_sqlite_database_moves_whole(
-    make_settings: Any, people: Any, tmp_path: Path, page: int, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("direction", ["from-sqlite", "to-sqlite"])
+async def test_a_database_moves_whole(
+    make_settings: Any,
+    people: Any,
+    tmp_path: Path,
+    page: int,
+    direction: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """After the copy a server on the target knows alice by her cookie, shows her the same
-    history, and goes on where the source stopped: the next messages take the next
-    ``seq`` and the next keys (on PostgreSQL, the sequences were moved past the copied
-    ones), and a new conversation can be made."""
-    source = sqlite_source(make_settings, tmp_path)
+    """From a SQLite file into the test's database (a new SQLite file, or a PostgreSQL
+    schema), or from the test's database into a new SQLite file. After the copy a server
+    on the target knows alice by her cookie, shows her the same history, and goes on where
+    the source stopped: the next messages take the next ``seq`` and the next keys (on
+    PostgreSQL, the sequences were moved past the copied ones), and a new conversation can
+    be made."""
+    source, target = sqlite_source(make_settings, tmp_path), make_settings()
+    if direction == "to-sqlite":
+        source, target = target, source
     async with live_server(source) as server:
         alice = people(server)
         assert (
@@ -61,7 +71,6 @@ async def test_a_sqlite_database_moves_whole(
     session = alice.session
     assert session
 
-    target = make_settings()
     assert await asyncio.to_thread(copy, source, target.database_url, target.database_schema) == 0
     summary = capsys.readouterr().err.strip()
     assert summary.startswith("tertulia: copied 1 conversations, ")
