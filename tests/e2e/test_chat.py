@@ -177,11 +177,7 @@ async def test_a_burst_of_messages_shows_in_order_and_follows_the_reader(
         alice = await open_tab(server.base_url)
         await alice.start_conversation("alice", [], name="Busy room")
         page = alice.page
-        conversation_id = await page.evaluate("localStorage.getItem('tertulia.conversation')")
-        url = f"{server.base_url}/api/chat/conversations/{conversation_id}"
-        bob = await open_tab(server.base_url)  # his context's requests carry his cookie
-        assert (await bob.context.request.post(f"{url}/join/", data={"nickname": "bob"})).ok
-        await expect(page.locator("#participants li.person", has_text="bob")).to_have_count(1)
+        bob, url = await someone_joins(alice, server.base_url, open_tab)
 
         async def burst(prefix: str, count: int) -> None:
             responses = await asyncio.gather(
@@ -215,3 +211,41 @@ async def test_a_burst_of_messages_shows_in_order_and_follows_the_reader(
         await jump.click()
         await expect(rows.last).to_be_in_viewport()
         await expect(jump).to_be_hidden()
+
+
+async def someone_joins(tab, base_url: str, open_tab):
+    """bob joins the conversation of ``tab`` over the REST API (from a context of his own,
+    whose requests carry his cookie); returns his tab and the conversation's API URL."""
+    conversation_id = await tab.page.evaluate("localStorage.getItem('tertulia.conversation')")
+    url = f"{base_url}/api/chat/conversations/{conversation_id}"
+    bob = await open_tab(base_url)
+    assert (await bob.context.request.post(f"{url}/join/", data={"nickname": "bob"})).ok
+    await expect(tab.page.locator("#participants li.person", has_text="bob")).to_have_count(1)
+    return bob, url
+
+
+SET_VISIBILITY = """state => {
+  Object.defineProperty(document, "visibilityState", { value: state, configurable: true });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+async def test_a_hidden_page_counts_new_messages_in_its_title(make_settings, open_tab) -> None:
+    """While the page is hidden (another tab in front), each message from someone else adds
+    to a count in its title, which the tab shows; coming back clears it."""
+    async with live_server(make_settings()) as server:
+        alice = await open_tab(server.base_url)
+        await alice.start_conversation("alice", [], name="Quiet room")
+        page = alice.page
+        await expect(page).to_have_title("Quiet room · Tertulia")
+        bob, url = await someone_joins(alice, server.base_url, open_tab)
+
+        await page.evaluate(SET_VISIBILITY, "hidden")
+        for n, text in enumerate(("are you there?", "hello?"), start=1):
+            data = {"type": "T", "text": text, "local_id": f"b{n}"}
+            assert (await bob.context.request.post(f"{url}/messages/", data=data)).ok
+            await expect(page).to_have_title(f"({n}) Quiet room · Tertulia")
+
+        await page.evaluate(SET_VISIBILITY, "visible")
+        await expect(page).to_have_title("Quiet room · Tertulia")
+        await expect(alice.bubble("hello?", mine=False)).to_have_count(1)

@@ -33,6 +33,8 @@ export class ChatView {
     this.unseen = 0;
     /** The animation frame a render waits for (0: none). */
     this.frame = 0;
+    /** Messages from others that arrived while the page was hidden (shown in its title). */
+    this.unread = 0;
     this.connection = { state: "connecting" };
     this.wasDisconnected = false;
     this.peopleOpen = window.matchMedia(WIDE).matches;
@@ -206,6 +208,13 @@ export class ChatView {
       this.composer.applyLimits(event.detail.limits),
     );
     this.composer.el.addEventListener("submit", () => this.#stickToBottom());
+    this.onVisibility = () => {
+      if (document.visibilityState === "visible" && this.unread) {
+        this.unread = 0;
+        this.#setTitle();
+      }
+    };
+    document.addEventListener("visibilitychange", this.onVisibility);
 
     let lastTop = 0;
     this.scroller.addEventListener(
@@ -266,6 +275,7 @@ export class ChatView {
 
   destroy() {
     this.store.removeEventListener("change", this.onStoreChange);
+    document.removeEventListener("visibilitychange", this.onVisibility);
     cancelAnimationFrame(this.frame);
     this.resizer.disconnect();
     clearInterval(this.countdown);
@@ -316,6 +326,17 @@ export class ChatView {
           });
     announce(text);
     if (!this.stick) this.#setUnseen(this.unseen + 1);
+    // A hidden page is not rendered (no frames): its title, in the tab, says it at once.
+    if (document.visibilityState === "hidden" && message.type !== "S") {
+      this.unread += 1;
+      this.#setTitle();
+    }
+  }
+
+  /** "(3) Name · Tertulia": the count of messages that came while the page was hidden. */
+  #setTitle() {
+    const title = this.store.name || t("conversation.untitled");
+    document.title = `${this.unread ? `(${this.unread}) ` : ""}${title} · Tertulia`;
   }
 
   render() {
@@ -325,7 +346,7 @@ export class ChatView {
     const store = this.store;
     const title = store.name || t("conversation.untitled");
     this.titleEl.textContent = title;
-    document.title = `${title} · Tertulia`;
+    this.#setTitle();
     const others = [...store.participants.values()]
       .filter((p) => p.id !== store.me)
       .map((p) => p.name);
