@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from e2e.browser import expect
@@ -78,3 +80,35 @@ async def test_a_throttled_message_is_explained_in_the_persons_language(
         await expect(page.locator(".notice-error")).to_contain_text("too fast")
         await page.get_by_label("Language").select_option("pt-BR")
         await expect(failed).to_contain_text("Você está enviando mensagens rápido demais.")
+
+
+CATALOGS = """async () => {
+  const { LANGUAGES } = await import("/static/js/i18n.js");
+  const catalogs = {};
+  for (const { code } of LANGUAGES)
+    catalogs[code] = (await import(`/static/i18n/${code}.js`)).default;
+  return catalogs;
+}"""
+PLURAL = re.compile(r"\.(zero|one|two|few|many|other)$")
+
+
+async def test_every_language_has_every_text(make_settings, open_tab) -> None:
+    """Each language of the picker has a text for every key of English's, and none else,
+    with the same placeholders (plural forms may differ by language, not their keys)."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.page.goto("/")
+        catalogs = await tab.page.evaluate(CATALOGS)
+
+    def shape(catalog: dict[str, str]) -> dict[str, set[str]]:
+        placeholders: dict[str, set[str]] = {}
+        for key, text in catalog.items():
+            placeholders.setdefault(PLURAL.sub("", key), set()).update(
+                re.findall(r"\{(\w+)\}", text)
+            )
+        return placeholders
+
+    english = shape(catalogs.pop("en"))
+    assert catalogs, "no language besides English"
+    for code, catalog in catalogs.items():
+        assert shape(catalog) == english, code
