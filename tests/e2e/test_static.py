@@ -49,3 +49,18 @@ async def test_the_page_and_every_module_are_served(server: LiveServer) -> None:
             assert (await client.get(f"/static/{asset}")).status_code == 200
         # The JSON API is where it was.
         assert (await client.get("/api/chat/bots/")).json()["results"]
+
+
+async def test_the_client_is_revalidated_on_every_use(server: LiveServer) -> None:
+    """Every file of the client says ``no-cache`` (the browser asks again each time, and a
+    file that did not change costs a 304): after an upgrade no browser runs an old module
+    beside new ones, as a heuristic freshness (a tenth of a file's age) would allow."""
+    files = [*(f"/static/{module}" for module in _module_graph("app.js")), "/static/style.css"]
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        assert (await client.get("/")).headers["cache-control"] == "no-cache"  # (1 KB, resent)
+        for path in files:
+            response = await client.get(path)
+            assert response.headers["cache-control"] == "no-cache", path
+            again = await client.get(path, headers={"If-None-Match": response.headers["etag"]})
+            assert again.status_code == 304, path
+            assert again.headers["cache-control"] == "no-cache", path
