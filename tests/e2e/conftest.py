@@ -85,6 +85,7 @@ async def open_tab(browser: Any) -> AsyncIterator[TabFactory]:
         options.setdefault("locale", "en-US")
         context = await browser.new_context(base_url=base_url, **options)
         context.set_default_timeout(TIMEOUT_MS)
+        await context.add_init_script(WATCH_POLICY)
         page = await context.new_page()
         tab = Tab(context, page)
         page.on("pageerror", lambda error: tab.errors.append(str(error)))
@@ -93,6 +94,17 @@ async def open_tab(browser: Any) -> AsyncIterator[TabFactory]:
 
     yield make
     for tab in tabs:
+        for page in tab.context.pages:
+            blocked = await page.evaluate("window.policyViolations ?? []")
+            tab.errors.extend(f"content security policy: {what}" for what in blocked)
         await tab.context.close()
     errors = [error for tab in tabs for error in tab.errors]
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+WATCH_POLICY = """
+window.policyViolations = [];
+document.addEventListener("securitypolicyviolation", (event) =>
+  window.policyViolations.push(`${event.violatedDirective} blocked ${event.blockedURI}`));
+"""
+"""Collects what the page's Content-Security-Policy blocked: each is a test failure."""

@@ -64,3 +64,26 @@ async def test_the_client_is_revalidated_on_every_use(server: LiveServer) -> Non
             again = await client.get(path, headers={"If-None-Match": response.headers["etag"]})
             assert again.status_code == 304, path
             assert again.headers["cache-control"] == "no-cache", path
+
+
+async def test_the_page_allows_only_its_own_code(server: LiveServer) -> None:
+    """The page's Content-Security-Policy runs only the server's scripts and styles, talks
+    only to its own origin, and may not be framed; media may come from elsewhere (external
+    files are http(s) addresses). Every browser test fails on anything it blocks."""
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        page = await client.get("/")
+    header = page.headers["content-security-policy"]
+    policy = {
+        name: value.strip()
+        for name, _, value in (part.strip().partition(" ") for part in header.split(";"))
+        if name
+    }
+    assert policy["default-src"] == "'self'"
+    assert policy["script-src"] == "'self'"
+    assert policy["style-src"] == "'self'"
+    assert policy["connect-src"] == "'self'"
+    assert policy["object-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["base-uri"] == "'none'"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "same-origin"

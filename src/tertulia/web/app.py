@@ -45,6 +45,30 @@ CORS_HEADERS = [
     "x-requested-with",
 ]
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# The page runs only the server's own scripts and styles and talks only to its own origin
+# (its WebSocket included); images and players may show external files (http(s) URLs) and
+# the previews of files being sent (blob:). Nothing from the server is parsed as HTML
+# anyway (static/js/dom.js): this is the second wall.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "img-src 'self' blob: https: http:",
+        "media-src 'self' blob: https: http:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 class OriginCheck:
@@ -174,7 +198,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def home() -> FileResponse:
         """The browser client (static files under ``/static/``, no build step)."""
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
     app.mount("/static", RevalidatedStaticFiles(directory=STATIC), name="static")
 

@@ -18,6 +18,9 @@ export function h(tag, props = {}, ...children) {
   for (const [key, value] of Object.entries(props ?? {})) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") el.className = value;
+    // Through the CSSOM: a style attribute would be inline style, which the page's
+    // Content-Security-Policy refuses.
+    else if (key === "style") el.style.cssText = value;
     else if (key === "dataset") Object.assign(el.dataset, value);
     else if (key.startsWith("on") && typeof value === "function") {
       el.addEventListener(key.slice(2).toLowerCase(), value);
