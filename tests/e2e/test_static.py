@@ -81,7 +81,8 @@ async def test_the_page_allows_only_its_own_code(server: LiveServer) -> None:
     assert policy["default-src"] == "'self'"
     assert policy["script-src"] == "'self'"
     assert policy["style-src"] == "'self'"
-    assert policy["connect-src"] == "'self'"
+    host = server.base_url.removeprefix("http://")
+    assert policy["connect-src"] == f"'self' ws://{host} wss://{host}"
     assert policy["object-src"] == "'none'"
     assert policy["frame-ancestors"] == "'none'"
     assert policy["base-uri"] == "'none'"

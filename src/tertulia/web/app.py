@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import FileResponse, Response
@@ -46,29 +47,34 @@ CORS_HEADERS = [
 ]
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # The page runs only the server's own scripts and styles and talks only to its own origin
-# (its WebSocket included); images and players may show external files (http(s) URLs) and
-# the previews of files being sent (blob:). Nothing from the server is parsed as HTML
-# anyway (static/js/dom.js): this is the second wall.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' blob: https: http:",
-        "media-src 'self' blob: https: http:",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
-PAGE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
+# (its WebSocket included: named too, as browsers before CSP 3 did not count ws: as 'self');
+# images and players may show external files (http(s) URLs) and the previews of files
+# being sent (blob:). Nothing from the server is parsed as HTML anyway (static/js/dom.js):
+# this is the second wall.
+POLICY = [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' blob: https: http:",
+    "media-src 'self' blob: https: http:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+]
+HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]{1,255}$")
+
+
+def page_headers(request_headers: Headers) -> dict[str, str]:
+    """The page's headers: no caching, its Content-Security-Policy, no sniffing."""
+    host = request_headers.get("host", "")
+    sockets = f" ws://{host} wss://{host}" if HOST.match(host) else ""
+    return {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": "; ".join([*POLICY, f"connect-src 'self'{sockets}"]),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+    }
 
 
 class OriginCheck:
@@ -196,9 +202,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_websocket_route("/ws/chat/{conversation_id}", chat_socket)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-    async def home() -> FileResponse:
+    async def home(request: Request) -> FileResponse:
         """The browser client (static files under ``/static/``, no build step)."""
-        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+        return FileResponse(STATIC / "index.html", headers=page_headers(request.headers))
 
     app.mount("/static", RevalidatedStaticFiles(directory=STATIC), name="static")
 
