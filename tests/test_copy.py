@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from support.rest import answered
 from support.server import live_server
 from tertulia import copying
 from tertulia.cli import copy
@@ -21,16 +22,6 @@ def page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int
     crossed."""
     monkeypatch.setattr(copying, "PAGE", request.param)
     return int(request.param)
-
-
-async def answered(person: Any, text: str) -> list[dict[str, Any]]:
-    """The person's history once it holds ``text`` (a bot's answer arrives on its own)."""
-    async with asyncio.timeout(10):
-        while True:
-            history: list[dict[str, Any]] = (await person.history()).json()["results"]
-            if any(message.get("text") == text for message in history):
-                return history
-            await asyncio.sleep(0.02)
 
 
 def sqlite_source(make_settings: Any, tmp_path: Path) -> Any:

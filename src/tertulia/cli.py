@@ -1,4 +1,4 @@
-"""``tertulia serve | migrate | bots | export | copy``: parse, load Settings, call."""
+"""``tertulia serve | migrate | bots | export | copy | delete``: parse, load Settings, call."""
 
 from __future__ import annotations
 
@@ -52,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     copy.add_argument("target_url", metavar="TARGET_URL", help="SQLAlchemy URL of the target")
     copy.add_argument("--target-schema", help="PostgreSQL schema of the target")
     copy.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    remove = commands.add_parser(
+        "delete",
+        help="erase conversations: their messages, participants, deliveries and files",
+        description="Erase each conversation named, whole, with its uploaded files "
+        "(docs/operations.md). Stop the servers first: an open socket of the conversation "
+        "meets errors until it reconnects.",
+    )
+    remove.add_argument("conversation_ids", nargs="+", metavar="CONVERSATION_ID")
+    remove.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     return parser
 
 
@@ -140,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return export(settings, args.conversation_ids, args.output)
     elif args.command == "copy":
         return copy(settings, args.target_url, args.target_schema)
+    elif args.command == "delete":
+        return delete(settings, args.conversation_ids)
     return 0
 
 
@@ -190,6 +201,36 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     counts = ", ".join(f"{rows} {table}" for table, rows in copied.items())
     print(f"tertulia: copied {counts} into {where}", file=sys.stderr)
     return 0
+
+
+def delete(settings: Settings, conversation_ids: list[str]) -> int:
+    """``tertulia delete``: 0 when every conversation named was deleted, 1 when some id
+    names none or the deletion failed, 2 for a configuration error."""
+    from tertulia.deleting import delete_conversations
+
+    try:
+        done = asyncio.run(
+            delete_conversations(
+                settings.database_url,
+                settings.database_schema,
+                settings.media_root,
+                conversation_ids,
+            )
+        )
+    except ConfigurationError as exc:
+        print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"tertulia: delete failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    for missing in done.missing:
+        print(f"tertulia: no conversation {missing}", file=sys.stderr)
+    print(
+        f"tertulia: deleted {done.conversations} conversations, {done.messages} messages, "
+        f"{done.files} files",
+        file=sys.stderr,
+    )
+    return 1 if done.missing else 0
 
 
 def export(settings: Settings, conversation_ids: list[str], output: str | None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -68,3 +69,13 @@ async def not_reading(server: LiveServer, person: Person) -> AsyncIterator[Clien
         yield lazy
     finally:
         lazy.transport.abort()
+
+
+async def answered(person: Person, text: str) -> list[dict[str, Any]]:
+    """The person's history once it holds ``text`` (a bot's answer arrives on its own)."""
+    async with asyncio.timeout(10):
+        while True:
+            history: list[dict[str, Any]] = (await person.history()).json()["results"]
+            if any(message.get("text") == text for message in history):
+                return history
+            await asyncio.sleep(0.02)

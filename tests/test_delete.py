@@ -1,0 +1,76 @@
+"""``tertulia delete`` (tertulia/deleting.py): a conversation erased whole, with its files,
+on both databases; the others, and the people's sessions, stay."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.blab import Person
+from support.server import live_server
+from tertulia.cli import delete
+
+MISSING = "0190c5a0-0000-7000-8000-000000000000"
+
+
+async def with_a_file(person: Person, name: str, bots: list[str]) -> str:
+    """A conversation with a text and an attachment; its id."""
+    assert (await person.create(nickname=name, name=name, bots=bots)).status_code == 201
+    assert (await person.post(type="T", text="hello", local_id="t1")).status_code == 201
+    sent = await person.http.post(
+        f"/conversations/{person.conversation_id}/messages/",
+        data={"type": "A", "local_id": "f1"},
+        files={"file": ("notes.txt", b"some notes", "text/plain")},
+    )
+    assert sent.status_code == 201, sent.text
+    assert person.conversation_id is not None
+    return person.conversation_id
+
+
+def files_of(media_root: Path, conversation_id: str) -> list[Path]:
+    directory = media_root / "chat" / f"chat_{conversation_id.replace('-', '')}"
+    return sorted(directory.iterdir()) if directory.exists() else []
+
+
+async def test_a_conversation_goes_whole(
+    make_settings: Any, people: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """alice's conversation is erased (rows and file, an unknown id reported with status
+    1); bob's stays as it was, files included, and alice's session still starts others."""
+    settings = make_settings()
+    media = Path(settings.media_root)
+    async with live_server(settings) as server:
+        alice, bob = people(server), people(server)
+        # (alice's with ECHO: deliveries go too; bob's without, so nothing comes later)
+        gone = await with_a_file(alice, "alice", ["ECHO"])
+        kept = await with_a_file(bob, "bob", [])
+        kept_history = (await bob.history()).json()["results"]
+    assert len(files_of(media, gone)) == 1
+    kept_files = files_of(media, kept)
+    assert len(kept_files) == 1
+
+    assert await asyncio.to_thread(delete, settings, [gone, MISSING, gone]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == f"tertulia: no conversation {MISSING}"
+    assert err[1].startswith("tertulia: deleted 1 conversations, ")
+    assert err[1].endswith(" messages, 1 files")
+    assert not (media / "chat" / f"chat_{gone.replace('-', '')}").exists()
+    assert files_of(media, kept) == kept_files
+
+    async with live_server(settings) as server:
+        rooms = (await people(server).http.get("/conversations/")).json()
+        listed = rooms["results"] if isinstance(rooms, dict) else rooms
+        assert [c["id"] for c in listed] == [kept]
+        alice_again, bob_again = people(server), people(server)
+        for person, before in ((alice_again, alice), (bob_again, bob)):
+            person.http.cookies.set("sessionid", before.session)
+            person.conversation_id = before.conversation_id
+        assert (await alice_again.history()).status_code in (403, 404)
+        assert (await alice_again.create(nickname="alice", bots=[])).status_code == 201
+        assert (await bob_again.history()).json()["results"] == kept_history
+        [attached] = [m for m in kept_history if m.get("file_url")]
+        file = await bob_again.http.get(server.base_url + attached["file_url"])
+        assert file.content == b"some notes"
