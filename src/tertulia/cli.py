@@ -25,42 +25,43 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tertulia", description="Tertulia chat controller")
     parser.add_argument("--config", help="TOML configuration file (default: $TERTULIA_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the server (migrates the database first)")
+
+    def command(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+        """A subcommand; ``--config`` is also taken after it (``tertulia serve --config``)."""
+        sub = commands.add_parser(name, help=summary, description=description)
+        sub.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+        return sub
+
+    serve = command("serve", "run the server (migrates the database first)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
-    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
-    migrate.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
-    bots = commands.add_parser("bots", help="list the configured bots")
-    bots.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
-    export = commands.add_parser(
+    command("migrate", "bring the database schema up to date")
+    command("bots", "list the configured bots")
+    export = command(
         "export",
-        help="write conversations as JSON Lines, one per line (all, or those named)",
-        description="Write conversations as JSON Lines (docs/operations.md, Exports): each "
+        "write conversations as JSON Lines, one per line (all, or those named)",
+        "Write conversations as JSON Lines (docs/operations.md, Exports): each "
         "with its participants and every stored message, hidden ones included.",
     )
     export.add_argument("conversation_ids", nargs="*", metavar="CONVERSATION_ID")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
-    export.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
-    copy = commands.add_parser(
+    copy = command(
         "copy",
-        help="copy the whole database into another, empty one (SQLite to PostgreSQL)",
-        description="Copy every conversation, message, session and bot delivery of the "
+        "copy the whole database into another, empty one (SQLite to PostgreSQL)",
+        "Copy every conversation, message, session and bot delivery of the "
         "configured database into TARGET_URL, which must be empty (docs/operations.md). "
         "Stop the server first: what it writes after the copy began is not copied.",
     )
     copy.add_argument("target_url", metavar="TARGET_URL", help="SQLAlchemy URL of the target")
     copy.add_argument("--target-schema", help="PostgreSQL schema of the target")
-    copy.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
-    remove = commands.add_parser(
+    remove = command(
         "delete",
-        help="erase conversations: their messages, participants, deliveries and files",
-        description="Erase each conversation named, whole, with its uploaded files "
+        "erase conversations: their messages, participants, deliveries and files",
+        "Erase each conversation named, whole, with its uploaded files "
         "(docs/operations.md). Stop the servers first: an open socket of the conversation "
         "meets errors until it reconnects.",
     )
     remove.add_argument("conversation_ids", nargs="+", metavar="CONVERSATION_ID")
-    remove.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     return parser
 
 

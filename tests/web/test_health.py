@@ -42,37 +42,18 @@ async def test_a_serving_process_is_healthy(make_settings: SettingsFactory) -> N
             assert (await http.get("/health/")).status_code == 200
 
 
-@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
-async def test_the_database_cut_off_is_503_until_it_is_back(
-    make_settings: SettingsFactory, database: Any, proxy_to: ProxyFactory
+@pytest.mark.parametrize(
+    ("part", "database"), [("database", "postgresql"), ("broker", "sqlite")], indirect=["database"]
+)
+async def test_a_part_cut_off_is_503_until_it_is_back(
+    part: str, make_settings: SettingsFactory, database: Any, proxy_to: ProxyFactory
 ) -> None:
-    """PostgreSQL unreachable (its connections cut, new ones refused): 503 naming the
-    database, and nothing of the reason (the body is public); 200 again once it is back."""
-    proxy = await proxy_to(urlsplit(POSTGRES_URL).port or 5432)
-    settings = make_settings(database_url=through(POSTGRES_URL, proxy.listen_port))
-    async with live_server(settings) as server:
-        assert (await health(server)).status_code == 200
-        proxy.refusing = True
-        proxy.drop()
-        response = await health(server)
-        assert response.status_code == 503
-        assert response.json() == {
-            "status": "unavailable",
-            "database": "unavailable",
-            "broker": "ok",
-        }
-        proxy.refusing = False
-        await until(lambda: _healthy(server))
-
-
-@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-async def test_the_broker_cut_off_is_503_until_it_is_back(
-    make_settings: SettingsFactory, proxy_to: ProxyFactory
-) -> None:
-    """Redis unreachable: 503 naming the broker; 200 again once it is back."""
-    require_service("Redis", REDIS_URL)
-    proxy = await proxy_to(urlsplit(REDIS_URL).port or 6379)
-    settings = make_settings(broker_url=through(REDIS_URL, proxy.listen_port))
+    """PostgreSQL or Redis unreachable (its connections cut, new ones refused): 503 naming
+    that part, and nothing of the reason (the body is public); 200 again once it is back."""
+    service, url = ("PostgreSQL", POSTGRES_URL) if part == "database" else ("Redis", REDIS_URL)
+    require_service(service, url)
+    proxy = await proxy_to(urlsplit(url).port or 0)
+    settings = make_settings(**{f"{part}_url": through(url, proxy.listen_port)})
     async with live_server(settings) as server:
         assert (await health(server)).status_code == 200
         proxy.refusing = True
@@ -82,7 +63,8 @@ async def test_the_broker_cut_off_is_503_until_it_is_back(
         assert response.json() == {
             "status": "unavailable",
             "database": "ok",
-            "broker": "unavailable",
+            "broker": "ok",
+            part: "unavailable",
         }
         proxy.refusing = False
         await until(lambda: _healthy(server))
