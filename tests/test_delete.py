@@ -4,14 +4,18 @@ on both databases; the others, and the people's sessions, stay."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from support.blab import Person
 from support.server import live_server
-from tertulia.cli import delete
+from tertulia.cli import delete, main
+from tertulia.storage.database import open_database
+from tertulia.storage.tables import conversations, messages
 
 MISSING = "0190c5a0-0000-7000-8000-000000000000"
 
@@ -74,3 +78,47 @@ async def test_a_conversation_goes_whole(
         [attached] = [m for m in kept_history if m.get("file_url")]
         file = await bob_again.http.get(server.base_url + attached["file_url"])
         assert file.content == b"some notes"
+
+
+async def test_idle_conversations_go_by_their_last_message(
+    make_settings: Any, people: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--idle-before DATE``: every conversation whose last message is older goes; one
+    with a recent message stays, however old the conversation."""
+    settings = make_settings()
+    async with live_server(settings) as server:
+        ids = {}
+        for name in ("quiet", "lively"):
+            person = people(server)
+            assert (await person.create(nickname=name, name=name, bots=[])).status_code == 201
+            ids[name] = person.conversation_id
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    db = await open_database(settings.database_url, schema=settings.database_schema)
+    try:
+        async with db.write() as conn:
+            await conn.execute(update(conversations).values(created_at=long_ago))
+            await conn.execute(
+                update(messages)
+                .where(messages.c.conversation_id == ids["quiet"])
+                .values(time=long_ago)
+            )
+    finally:
+        await db.close()
+
+    cutoff = datetime(2021, 1, 1, tzinfo=UTC)
+    assert await asyncio.to_thread(delete, settings, [], cutoff) == 0
+    assert capsys.readouterr().err.startswith("tertulia: deleted 1 conversations, ")
+    async with live_server(settings) as server:
+        rooms = (await people(server).http.get("/conversations/")).json()
+        listed = rooms["results"] if isinstance(rooms, dict) else rooms
+        assert [c["id"] for c in listed] == [ids["lively"]]
+
+
+def test_nothing_named_is_an_error(make_settings: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Neither ids nor ``--idle-before``: status 2 and one line, nothing deleted."""
+    path = Path(make_settings().media_root).parent / "tertulia.toml"
+    path.write_text('database_url = "sqlite+aiosqlite:///nothing.db"\n', encoding="utf-8")
+    assert main(["delete", "--config", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tertulia: delete needs conversation ids or --idle-before"
+    )

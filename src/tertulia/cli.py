@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 import structlog
 
@@ -57,12 +58,28 @@ def _parser() -> argparse.ArgumentParser:
     remove = command(
         "delete",
         "erase conversations: their messages, participants, deliveries and files",
-        "Erase each conversation named, whole, with its uploaded files "
-        "(docs/operations.md). Stop the servers first: an open socket of the conversation "
-        "meets errors until it reconnects.",
+        "Erase each conversation named (and, with --idle-before, each whose last "
+        "message is older), whole, with its uploaded files (docs/operations.md). Stop the "
+        "servers first: they keep recent conversations and sessions in memory.",
     )
-    remove.add_argument("conversation_ids", nargs="+", metavar="CONVERSATION_ID")
+    remove.add_argument("conversation_ids", nargs="*", metavar="CONVERSATION_ID")
+    remove.add_argument(
+        "--idle-before",
+        metavar="DATE",
+        type=_moment,
+        help="also every conversation whose last message is older than DATE (ISO 8601, UTC)",
+    )
     return parser
+
+
+def _moment(value: str) -> datetime:
+    """A command line's date or date-time (ISO 8601; naive is UTC)."""
+    from tertulia.domain.times import parse_query_time
+
+    try:
+        return parse_query_time(value)
+    except TertuliaError:
+        raise argparse.ArgumentTypeError(f"not a date or date-time: {value!r}") from None
 
 
 def serve(settings: Settings, listener: socket.socket) -> None:
@@ -151,7 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "copy":
         return copy(settings, args.target_url, args.target_schema)
     elif args.command == "delete":
-        return delete(settings, args.conversation_ids)
+        if not args.conversation_ids and args.idle_before is None:
+            print("tertulia: delete needs conversation ids or --idle-before", file=sys.stderr)
+            return 2
+        return delete(settings, args.conversation_ids, args.idle_before)
     return 0
 
 
@@ -204,7 +224,9 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     return 0
 
 
-def delete(settings: Settings, conversation_ids: list[str]) -> int:
+def delete(
+    settings: Settings, conversation_ids: list[str], idle_before: datetime | None = None
+) -> int:
     """``tertulia delete``: 0 when every conversation named was deleted, 1 when some id
     names none or the deletion failed, 2 for a configuration error."""
     from tertulia.deleting import delete_conversations
@@ -216,6 +238,7 @@ def delete(settings: Settings, conversation_ids: list[str]) -> int:
                 settings.database_schema,
                 settings.media_root,
                 conversation_ids,
+                idle_before,
             )
         )
     except ConfigurationError as exc:

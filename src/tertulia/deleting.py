@@ -1,4 +1,5 @@
-"""``tertulia delete``: conversations erased, for a person's request or a retention rule.
+"""``tertulia delete``: conversations erased, for a person's request or a retention rule
+(``--idle-before DATE``: every conversation whose last message is older).
 
 Each conversation named goes whole, in one transaction of its own: its messages (hidden
 ones and manager commands too), participants, bot deliveries and bot states, the
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, select
 
 from tertulia.domain.ids import canonical_id
 from tertulia.files import file_store
@@ -43,9 +45,15 @@ class Deleted:
 
 
 async def delete_conversations(
-    url: str, schema: str | None, media_root: Path, conversation_ids: list[str]
+    url: str,
+    schema: str | None,
+    media_root: Path,
+    conversation_ids: list[str],
+    idle_before: datetime | None = None,
 ) -> Deleted:
-    """Delete each conversation of ``conversation_ids`` (each once) and its files.
+    """Delete each conversation of ``conversation_ids`` (each once), and with
+    ``idle_before`` every conversation whose last message (or, without any, whose creation)
+    is older than that, with their files.
 
     Raises:
         ConfigurationError: an unsupported URL, or no SQLite file there.
@@ -53,6 +61,8 @@ async def delete_conversations(
     done = Deleted()
     db = await open_database(url, schema=schema, existing=True)
     try:
+        if idle_before is not None:
+            conversation_ids = [*conversation_ids, *await _idle(db, idle_before)]
         for asked in dict.fromkeys(conversation_ids):
             conversation_id = canonical_id(asked)
             keys = await _delete_rows(db, conversation_id, done) if conversation_id else None
@@ -64,6 +74,22 @@ async def delete_conversations(
     finally:
         await db.close()
     return done
+
+
+async def _idle(db: Database, before: datetime) -> list[str]:
+    """The conversations whose last message (or creation) is older than ``before``."""
+    last = func.coalesce(func.max(messages.c.time), conversations.c.created_at)
+    query = (
+        select(conversations.c.id)
+        .select_from(
+            conversations.outerjoin(messages, messages.c.conversation_id == conversations.c.id)
+        )
+        .group_by(conversations.c.id, conversations.c.created_at)
+        .having(last < bindparam("before", type_=conversations.c.created_at.type))
+        .order_by(conversations.c.created_at)
+    )
+    async with db.read() as conn:
+        return [str(id_) for id_ in (await conn.execute(query, {"before": before})).scalars()]
 
 
 async def _delete_rows(db: Database, conversation_id: str, done: Deleted) -> list[str] | None:
