@@ -247,14 +247,10 @@ def delete(
     except Exception as exc:
         print(f"tertulia: delete failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    for missing in done.missing:
-        print(f"tertulia: no conversation {missing}", file=sys.stderr)
-    print(
-        f"tertulia: deleted {done.conversations} conversations, {done.messages} messages, "
-        f"{done.files} files",
-        file=sys.stderr,
+    return _finish(
+        done.missing,
+        f"deleted {done.conversations} conversations, {done.messages} messages, {done.files} files",
     )
-    return 1 if done.missing else 0
 
 
 def export(settings: Settings, conversation_ids: list[str], output: str | None) -> int:
@@ -283,13 +279,18 @@ def export(settings: Settings, conversation_ids: list[str], output: str | None) 
     except Exception as exc:
         print(f"tertulia: export failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    for missing in done.missing:
-        print(f"tertulia: no conversation {missing}", file=sys.stderr)
-    print(
-        f"tertulia: exported {done.conversations} conversations, {done.messages} messages",
-        file=sys.stderr,
+    return _finish(
+        done.missing, f"exported {done.conversations} conversations, {done.messages} messages"
     )
-    return 1 if done.missing else 0
+
+
+def _finish(missing: list[str], summary: str) -> int:
+    """The last lines of a command over named conversations (one per id that named none,
+    then ``summary``) and its status: 1 when some id named none, else 0."""
+    for conversation_id in missing:
+        print(f"tertulia: no conversation {conversation_id}", file=sys.stderr)
+    print(f"tertulia: {summary}", file=sys.stderr)
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
