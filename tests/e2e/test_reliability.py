@@ -205,3 +205,42 @@ async def test_texts_written_in_two_tabs_during_an_outage_are_all_sent(
             )
             == []
         )
+
+
+async def test_a_quote_of_an_earlier_message_brings_it(make_settings, open_tab) -> None:
+    """A message quoting one from before the loaded history offers to show it: a click
+    loads the earlier pages and brings the quoted message into view, focused."""
+    async with live_server(make_settings(rate_limits={"message": ""})) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        page = tab.page
+        await expect(page.locator(".system-line", has_text="You joined")).to_have_count(1)
+        conversation_id = await page.evaluate("localStorage.getItem('tertulia.conversation')")
+        await page.goto("about:blank")  # away from the page while the history grows
+        url = f"{server.base_url}/api/chat/conversations/{conversation_id}/messages/"
+        post = tab.context.request.post
+        first = await post(url, data={"type": "T", "text": "the very first", "local_id": "f"})
+        first_id = (await first.json())["id"]
+        for start in range(0, 210, 10):
+            notes = [
+                {"type": "T", "text": f"note {n}", "local_id": f"n{n}"}
+                for n in range(start, start + 10)
+            ]
+            assert all(r.ok for r in await asyncio.gather(*(post(url, data=d) for d in notes)))
+        quoting = {
+            "type": "T",
+            "text": "about that",
+            "local_id": "q",
+            "quoted_message_id": first_id,
+        }
+        assert (await post(url, data=quoting)).ok
+        await page.goto("/")
+
+        row = tab.bubble("about that")
+        await expect(row).to_have_count(1)
+        target = page.locator(f'li[data-id="{first_id}"]')
+        await expect(target).to_have_count(0)
+        await row.get_by_role("button", name="Show the quoted message").click()
+        await expect(target).to_be_in_viewport()
+        await expect(target).to_be_focused()
+        await expect(row.locator("button.quote")).to_contain_text("the very first")

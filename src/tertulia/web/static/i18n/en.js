@@ -105,7 +105,8 @@ export default {
 
   "quote.go": "Go to the quoted message",
   "quote.label": "Quoting",
-  "quote.missing": "The quoted message is not loaded.",
+  "quote.missing": "Show the quoted message",
+  "quote.unavailable": "The quoted message is not available.",
 
   "skip.composer": "Skip to the message box",
   someone: "Someone",

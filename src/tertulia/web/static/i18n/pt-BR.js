@@ -108,7 +108,8 @@ export default {
 
   "quote.go": "Ir para a mensagem citada",
   "quote.label": "Citando",
-  "quote.missing": "A mensagem citada não está carregada.",
+  "quote.missing": "Mostrar a mensagem citada",
+  "quote.unavailable": "A mensagem citada não está disponível.",
 
   "skip.composer": "Ir para a caixa de mensagem",
   someone: "Alguém",

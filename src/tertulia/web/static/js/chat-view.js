@@ -46,6 +46,7 @@ export class ChatView {
       },
       retry: (localId) => this.session.retry(localId),
       discard: (localId) => this.session.discard(localId),
+      jump: (id) => this.#jump(id),
     });
     this.composer = new Composer(session);
     this.#build();
@@ -463,6 +464,26 @@ export class ChatView {
       notify(t("history.failed"), { kind: "error" });
     } finally {
       this.olderButton.disabled = false;
+    }
+  }
+
+  /** Bring a message into view; one earlier than the loaded history is loaded first. */
+  async #jump(id) {
+    if (this.list.jumpTo(id)) return;
+    this.olderButton.disabled = true;
+    try {
+      while (!this.store.get(id) && this.store.olderAvailable) await this.session.loadOlder();
+    } catch {
+      notify(t("history.failed"), { kind: "error" });
+      return;
+    } finally {
+      this.olderButton.disabled = false;
+    }
+    // Reading far up now: neither this render nor new messages may pull the view down.
+    this.stick = false;
+    this.render();
+    if (!this.list.jumpTo(id, { instant: true })) {
+      notify(t("quote.unavailable"), { kind: "error" });
     }
   }
 

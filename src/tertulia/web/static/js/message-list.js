@@ -40,11 +40,11 @@ export class MessageList {
   /**
    * @param {import("./store.js").ConversationStore} store
    * @param {object} actions reply(message), option(message, text), retry(localId),
-   *   discard(localId); jump is provided here
+   *   discard(localId); jump(id) (default: jumpTo, for loaded messages only)
    */
   constructor(store, actions) {
     this.store = store;
-    this.actions = { ...actions, jump: (id) => this.jumpTo(id) };
+    this.actions = { jump: (id) => this.jumpTo(id), ...actions };
     this.connected = false;
     /** key -> {sig, node} */
     this.cache = new Map();
@@ -233,12 +233,16 @@ export class MessageList {
     if (rows.length) this.focusRow(rows[rows.length - 1]);
   }
 
-  /** Scroll to a message, flash it and focus it; false when it is not loaded. */
-  jumpTo(id) {
+  /**
+   * Scroll to a message, flash it and focus it; false when it is not loaded. Smoothly,
+   * unless `instant` (a message just loaded far up) or the person prefers less motion.
+   */
+  jumpTo(id, { instant = false } = {}) {
     const row = this.el.querySelector(`li[data-id="${CSS.escape(id)}"]`);
     if (!row) return false;
     row.focus({ preventScroll: true });
-    row.scrollIntoView({ block: "center", behavior: prefersReducedMotion() ? "auto" : "smooth" });
+    const smooth = !instant && !prefersReducedMotion();
+    row.scrollIntoView({ block: "center", behavior: smooth ? "smooth" : "auto" });
     row.classList.remove("flash");
     // Restart the highlight animation even when jumping to the same row twice.
     void row.offsetWidth;

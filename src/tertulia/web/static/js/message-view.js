@@ -71,7 +71,21 @@ export function quoteInfo(store, quotedId) {
 
 function quoteBlock(info, actions) {
   if (!info) return null;
-  if (info.missing) return h("div", { class: "quote quote-missing" }, t("quote.missing"));
+  if (info.missing) {
+    // Earlier than the loaded history: the button loads pages until it is there.
+    return h(
+      "button",
+      {
+        type: "button",
+        class: "quote quote-missing",
+        onclick: (event) => {
+          event.stopPropagation();
+          actions.jump(info.id);
+        },
+      },
+      t("quote.missing"),
+    );
+  }
   return h(
     "button",
     {
