@@ -157,15 +157,27 @@ async def test_a_refused_message_shows_the_server_error(make_settings, open_tab)
         await expect(failed).to_have_count(0)
 
 
-async def test_without_rooms_the_lobby_lists_no_conversations(make_settings, open_tab) -> None:
-    """With rooms off (the list answers 403) the lobby offers only a new conversation."""
+async def test_without_rooms_the_lobby_lists_only_ones_own(make_settings, open_tab) -> None:
+    """With rooms off (the list answers 403) a first visit sees no list; then the lobby
+    lists the person's own conversations, newest first, to open again."""
     async with live_server(make_settings(rooms=False)) as server:
         tab = await open_tab(server.base_url)
-        async with tab.page.expect_response("**/api/chat/conversations/?page=1") as listing:
-            await tab.page.goto("/")
+        page = tab.page
+        async with page.expect_response("**/api/chat/conversations/?page=1") as listing:
+            await page.goto("/")
         assert (await listing.value).status == 403
-        await expect(tab.page.get_by_role("heading", name="New conversation")).to_be_visible()
-        await expect(tab.page.get_by_role("heading", name="Open conversations")).to_be_hidden()
+        await expect(page.get_by_role("heading", name="New conversation")).to_be_visible()
+        await expect(page.get_by_role("heading", name="Open conversations")).to_be_hidden()
+        await expect(page.get_by_role("heading", name="Your conversations")).to_be_hidden()
+
+        for name in ("Book club", "Chess"):
+            await tab.start_conversation("alice", [], name=name)
+            await expect(page.locator("#chat-title")).to_have_text(name)
+            await page.get_by_role("button", name="Back to the lobby").click()
+        await expect(page.get_by_role("heading", name="Your conversations")).to_be_visible()
+        await expect(page.locator(".room-name")).to_have_text(["Chess", "Book club"])
+        await page.get_by_role("button", name="Open Book club again").click()
+        await expect(page.locator("#chat-title")).to_have_text("Book club")
 
 
 async def test_a_burst_of_messages_shows_in_order_and_follows_the_reader(

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Executable, bindparam, func, select, updat
 from tertulia.domain.model import Conversation, Participant, ParticipantType
 from tertulia.domain.times import utcnow
 from tertulia.storage.database import Connection
-from tertulia.storage.tables import conversations, participants
+from tertulia.storage.tables import conversations, participants, session_participations
 
 _THIS_CONVERSATION = conversations.c.id == bindparam("conversation_id")
 _INSERT_CONVERSATION = conversations.insert()
@@ -64,6 +64,34 @@ def _page(dialect: str) -> Executable:
     )
 
 
+_OF_SESSION = session_participations.c.session_key == bindparam("session_key")
+_COUNT_OF_SESSION = select(func.count()).select_from(session_participations).where(_OF_SESSION)
+
+
+@cache
+def _session_page() -> Executable:
+    counts = (
+        select(participants.c.conversation_id, func.count().label("n"))
+        .group_by(participants.c.conversation_id)
+        .subquery()
+    )
+    return (
+        select(
+            conversations,
+            func.coalesce(counts.c.n, 0).label("participant_count"),
+            session_participations.c.participant_id.label("my_participant_id"),
+        )
+        .join(
+            session_participations, session_participations.c.conversation_id == conversations.c.id
+        )
+        .outerjoin(counts, counts.c.conversation_id == conversations.c.id)
+        .where(_OF_SESSION)
+        .order_by(conversations.c.created_at.desc(), conversations.c.id.desc())
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+
+
 def _conversation(row: Any) -> Conversation:
     return Conversation(id=row.id, name=row.name, created_at=row.created_at, ended=row.ended)
 
@@ -107,6 +135,19 @@ async def list_conversations(
         return total, []  # past the end (and no huge OFFSET for the database to refuse)
     rows = await conn.execute(_page(conn.dialect.name), {"offset": offset, "limit": limit})
     return total, [(_conversation(r), r.participant_count) for r in rows]
+
+
+async def list_session_conversations(
+    conn: Connection, session_key: str, *, offset: int, limit: int
+) -> tuple[int, list[tuple[Conversation, int, str]]]:
+    """One page of a session's conversations, newest first, with participant counts and
+    the session's participant in each."""
+    total = (await conn.execute(_COUNT_OF_SESSION, {"session_key": session_key})).scalar_one()
+    if offset and offset >= total:
+        return total, []
+    params = {"session_key": session_key, "offset": offset, "limit": limit}
+    rows = await conn.execute(_session_page(), params)
+    return total, [(_conversation(r), r.participant_count, r.my_participant_id) for r in rows]
 
 
 async def conversation_ids(conn: Connection, after: str, *, limit: int) -> list[str]:

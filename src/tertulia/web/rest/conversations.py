@@ -1,7 +1,9 @@
-"""Conversations: list (rooms), create, retrieve, join, rename a participant."""
+"""Conversations: list (rooms, or the session's own), create, retrieve, join, rename a
+participant."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -18,6 +20,7 @@ from tertulia.domain.model import Conversation
 from tertulia.domain.times import format_time, utcnow
 from tertulia.errors import Conflict, PermissionDenied
 from tertulia.storage import conversations as conv_repo
+from tertulia.storage.database import Connection
 from tertulia.storage.sessions import SessionRecord
 from tertulia.web.bodies import read_object
 from tertulia.web.deps import Services, chat_or_404, membership, services
@@ -58,39 +61,71 @@ def _conversation(chat: Chat, my_participant_id: str | None) -> dict[str, Any]:
     }
 
 
+Rows = list[tuple[Conversation, int, str | None]]
+Fetch = Callable[[Connection, int, int], Awaitable[tuple[int, Rows]]]
+MINE_QUERY = (
+    "only the conversations of the caller's session, newest first (an extension; rooms on or off)"
+)
+
+
 @route(router, "", ["GET", "HEAD"], response_model=ConversationPage, name="list_conversations")
 async def list_conversations(
-    request: Request, page: Annotated[str | None, Query(description=PAGE_QUERY)] = None
+    request: Request,
+    page: Annotated[str | None, Query(description=PAGE_QUERY)] = None,
+    mine: Annotated[bool, Query(description=MINE_QUERY)] = False,
 ) -> JSONBody:
-    """All conversations, by name (only with rooms on; 403 otherwise)."""
+    """All conversations, by name (only with rooms on; 403 otherwise); with ``mine=true``,
+    those of the caller's session, newest first, rooms on or off."""
     svc = services(request)
-    if not svc.settings.rooms:
-        raise PermissionDenied()
-    wanted = page_number(page)
-    number = wanted if isinstance(wanted, int) else 1
-    async with svc.registry.db.read() as conn:
-        total, rows = await conv_repo.list_conversations(
-            conn, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE
-        )
-        if wanted == "last" and resolve_last(wanted, total) != number:
-            number = resolve_last(wanted, total)
-            total, rows = await conv_repo.list_conversations(
-                conn, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE
-            )
-    check_in_range(number, total)
     session = await svc.sessions.load(request)
-    mine = await svc.sessions.participations(session, [c.id for c, _ in rows])
+    if mine:
+        if session is None:
+            return JSONBody(paginated(request, 1, 0, []))
+        key = session.key
+
+        async def fetch(conn: Connection, offset: int, limit: int) -> tuple[int, Rows]:
+            total, rows = await conv_repo.list_session_conversations(
+                conn, key, offset=offset, limit=limit
+            )
+            return total, list(rows)
+
+        number, total, rows = await _page(svc, page, fetch)
+    else:
+        if not svc.settings.rooms:
+            raise PermissionDenied()
+
+        async def fetch(conn: Connection, offset: int, limit: int) -> tuple[int, Rows]:
+            total, rows = await conv_repo.list_conversations(conn, offset=offset, limit=limit)
+            return total, [(c, count, None) for c, count in rows]
+
+        number, total, rows = await _page(svc, page, fetch)
+        ids = await svc.sessions.participations(session, [c.id for c, _, _ in rows])
+        rows = [(c, count, ids.get(c.id)) for c, count, _ in rows]
     results = [
         {
             "id": c.id,
             "name": c.name,
             "created_at": format_time(c.created_at),
             "participant_count": count,
-            "my_participant_id": mine.get(c.id),
+            "my_participant_id": participant_id,
         }
-        for c, count in rows
+        for c, count, participant_id in rows
     ]
     return JSONBody(paginated(request, number, total, results))
+
+
+async def _page(svc: Services, page: str | None, fetch: Fetch) -> tuple[int, int, Rows]:
+    """The page asked for (a number, ``last`` or none: the first): its number, the total
+    and its rows; 404 past the end."""
+    wanted = page_number(page)
+    number = wanted if isinstance(wanted, int) else 1
+    async with svc.registry.db.read() as conn:
+        total, rows = await fetch(conn, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+        if wanted == "last" and resolve_last(wanted, total) != number:
+            number = resolve_last(wanted, total)
+            total, rows = await fetch(conn, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+    check_in_range(number, total)
+    return number, total, rows
 
 
 @route(

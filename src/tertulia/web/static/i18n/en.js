@@ -83,6 +83,7 @@ export default {
   "lobby.start": "Start the conversation",
   "lobby.tagline": "Chat with people and bots.",
   "lobby.unreachable": "The server cannot be reached.",
+  "lobby.yours": "Your conversations",
 
   "lost.gone": "That conversation no longer exists.",
   "lost.left": "You are no longer in that conversation.",

@@ -86,6 +86,7 @@ export default {
   "lobby.start": "Começar a conversa",
   "lobby.tagline": "Converse com pessoas e bots.",
   "lobby.unreachable": "Não foi possível falar com o servidor.",
+  "lobby.yours": "Suas conversas",
 
   "lost.gone": "Essa conversa não existe mais.",
   "lost.left": "Você não está mais nessa conversa.",

@@ -49,6 +49,12 @@ export function getLimits() {
   return request("GET", `${BASE}/limits/`);
 }
 
+/** The caller's own conversations, newest first (`?mine=true`, a Tertulia extension). */
+export async function listMine() {
+  const data = await request("GET", `${BASE}/conversations/?mine=true`);
+  return data?.results ?? [];
+}
+
 /** Open conversations (rooms), or null when the server has rooms off (403). */
 export async function listRooms() {
   const rooms = [];

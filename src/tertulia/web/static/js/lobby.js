@@ -1,9 +1,17 @@
 /**
  * The lobby: a nickname, the bots to invite, "start"; and, when the server has rooms on,
- * the open conversations to join (refreshed every few seconds while the lobby is shown).
+ * the open conversations to join (refreshed every few seconds while the lobby is shown),
+ * or with rooms off the person's own conversations, to open again.
  */
 
-import { createConversation, detailText, joinConversation, listBots, listRooms } from "./api.js";
+import {
+  createConversation,
+  detailText,
+  joinConversation,
+  listBots,
+  listMine,
+  listRooms,
+} from "./api.js";
 import { h } from "./dom.js";
 import { formatDateTime, t, translate } from "./i18n.js";
 import { icon } from "./icons.js";
@@ -96,7 +104,11 @@ export class LobbyView {
       h(
         "div",
         { class: "card-head" },
-        h("h2", { id: "rooms-title", "data-i18n": "lobby.rooms" }, t("lobby.rooms")),
+        (this.roomsTitle = h(
+          "h2",
+          { id: "rooms-title", "data-i18n": "lobby.rooms" },
+          t("lobby.rooms"),
+        )),
         h(
           "button",
           {
@@ -149,7 +161,8 @@ export class LobbyView {
     this.botsLoaded = this.#loadBots();
     this.#loadRooms();
     this.timer = setInterval(() => {
-      if (document.visibilityState === "visible" && this.rooms !== null) this.#loadRooms();
+      // Other people's rooms come and go; one's own conversations only change here.
+      if (document.visibilityState === "visible" && !this.ownOnly) this.#loadRooms();
     }, ROOMS_EVERY_MS);
   }
 
@@ -259,7 +272,10 @@ export class LobbyView {
 
   async #loadRooms() {
     try {
-      this.rooms = await listRooms();
+      const rooms = await listRooms();
+      // Rooms off: the list is the person's own conversations (an extension), to go back to.
+      this.ownOnly = rooms === null;
+      this.rooms = rooms ?? (await listMine());
     } catch {
       return; // Keep showing the last list; the next refresh tries again.
     }
@@ -268,8 +284,12 @@ export class LobbyView {
 
   #renderRooms() {
     if (this.rooms === undefined) return;
-    this.roomsCard.hidden = this.rooms === null;
-    if (this.rooms === null) return;
+    const title = this.ownOnly ? "lobby.yours" : "lobby.rooms";
+    this.roomsTitle.dataset.i18n = title;
+    this.roomsTitle.textContent = t(title);
+    // No conversation of one's own yet: nothing to show.
+    this.roomsCard.hidden = this.ownOnly && !this.rooms.length;
+    if (this.roomsCard.hidden) return;
     // Re-render only when something changed, so keyboard focus in the list is not lost.
     const signature = JSON.stringify([document.documentElement.lang, this.rooms]);
     if (signature === this.roomsSignature) return;
