@@ -85,23 +85,9 @@ async def test_a_long_history_loads_in_pages(make_settings, open_tab) -> None:
     """The newest 200 messages come at once, earlier ones on demand, each exactly once."""
     # No bots (no answers to wait for) and no message rate limit for the bulk posting.
     async with live_server(make_settings(rate_limits={"message": ""})) as server:
-        tab = await open_tab(server.base_url)
-        await tab.start_conversation("alice", [])
+        tab, url = await away_from_a_conversation(open_tab, server.base_url)
         page = tab.page
-        await expect(page.locator(".system-line", has_text="You joined")).to_have_count(1)
-        conversation_id = await page.evaluate("localStorage.getItem('tertulia.conversation')")
-        await page.goto("about:blank")  # away from the page while the history grows
-        url = f"{server.base_url}/api/chat/conversations/{conversation_id}/messages/"
-        for first in range(1, 211, 10):  # the context's requests carry the page's cookie
-            responses = await asyncio.gather(
-                *(
-                    tab.context.request.post(
-                        url, data={"type": "T", "text": f"note {n}", "local_id": f"n{n}"}
-                    )
-                    for n in range(first, first + 10)
-                )
-            )
-            assert [r.status for r in responses] == [201] * 10, [await r.text() for r in responses]
+        await post_notes(tab, url, range(1, 211))
         await page.goto("/")
 
         await expect(tab.bubble("note 210")).to_have_count(1)
@@ -211,22 +197,12 @@ async def test_a_quote_of_an_earlier_message_brings_it(make_settings, open_tab) 
     """A message quoting one from before the loaded history offers to show it: a click
     loads the earlier pages and brings the quoted message into view, focused."""
     async with live_server(make_settings(rate_limits={"message": ""})) as server:
-        tab = await open_tab(server.base_url)
-        await tab.start_conversation("alice", [])
+        tab, url = await away_from_a_conversation(open_tab, server.base_url)
         page = tab.page
-        await expect(page.locator(".system-line", has_text="You joined")).to_have_count(1)
-        conversation_id = await page.evaluate("localStorage.getItem('tertulia.conversation')")
-        await page.goto("about:blank")  # away from the page while the history grows
-        url = f"{server.base_url}/api/chat/conversations/{conversation_id}/messages/"
         post = tab.context.request.post
         first = await post(url, data={"type": "T", "text": "the very first", "local_id": "f"})
         first_id = (await first.json())["id"]
-        for start in range(0, 210, 10):
-            notes = [
-                {"type": "T", "text": f"note {n}", "local_id": f"n{n}"}
-                for n in range(start, start + 10)
-            ]
-            assert all(r.ok for r in await asyncio.gather(*(post(url, data=d) for d in notes)))
+        await post_notes(tab, url, range(210))
         quoting = {
             "type": "T",
             "text": "about that",
@@ -244,3 +220,29 @@ async def test_a_quote_of_an_earlier_message_brings_it(make_settings, open_tab) 
         await expect(target).to_be_in_viewport()
         await expect(target).to_be_focused()
         await expect(row.locator("button.quote")).to_contain_text("the very first")
+
+
+async def away_from_a_conversation(open_tab, base_url: str):
+    """alice's tab in a conversation without bots, then away from it (about:blank) while
+    its history grows; the tab and the conversation's messages URL."""
+    tab = await open_tab(base_url)
+    await tab.start_conversation("alice", [])
+    await expect(tab.page.locator(".system-line", has_text="You joined")).to_have_count(1)
+    conversation_id = await tab.page.evaluate("localStorage.getItem('tertulia.conversation')")
+    await tab.page.goto("about:blank")
+    return tab, f"{base_url}/api/chat/conversations/{conversation_id}/messages/"
+
+
+async def post_notes(tab, url: str, numbers: range) -> None:
+    """Post "note N" for each number, ten at a time (the context's requests carry the
+    page's cookie)."""
+    for start in range(numbers.start, numbers.stop, 10):
+        responses = await asyncio.gather(
+            *(
+                tab.context.request.post(
+                    url, data={"type": "T", "text": f"note {n}", "local_id": f"n{n}"}
+                )
+                for n in range(start, min(start + 10, numbers.stop))
+            )
+        )
+        assert all(r.status == 201 for r in responses), [await r.text() for r in responses]
