@@ -90,7 +90,8 @@ async def _require_head(source: Database) -> None:
             revision = None
     if revision != head:
         raise CopyRefused(
-            f"the database at {source.display_url} is at schema revision {revision}, this "
+            f"the database at {source.display_url} is at schema revision "
+            f"{revision or 'none (never migrated)'}, this "
             f"version's is {head}: run `tertulia migrate` on it first"
         )
 

@@ -65,11 +65,12 @@ async def delete_conversations(
             conversation_ids = [*conversation_ids, *await _idle(db, idle_before)]
         for asked in dict.fromkeys(conversation_ids):
             conversation_id = canonical_id(asked)
-            keys = await _delete_rows(db, conversation_id, done) if conversation_id else None
-            if keys is None:
+            keys = (
+                None if conversation_id is None else await _delete_rows(db, conversation_id, done)
+            )
+            if conversation_id is None or keys is None:
                 done.missing.append(asked)
                 continue
-            assert conversation_id is not None
             done.files += await _delete_files(media_root, conversation_id, keys)
     finally:
         await db.close()
