@@ -1,4 +1,4 @@
-"""``tertulia copy`` (tertulia/copying.py): a whole SQLite database into an empty one, on
+"""``tertulia copy`` (tertulia/storage/copying.py): a whole SQLite database into an empty one, on
 SQLite or PostgreSQL, after which a server on the copy serves people as before."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from support.rest import answered
 from support.server import live_server
-from tertulia import copying
 from tertulia.cli import copy
+from tertulia.storage import copying
 from tertulia.storage.migrate import upgrade
 
 

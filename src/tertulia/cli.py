@@ -194,10 +194,9 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     """``tertulia copy``: 0 when every row was copied, 1 when the target cannot be reached
     or is not empty, the source is not at this code's schema, or the copy failed; 2 for a
     configuration error."""
-    from sqlalchemy.engine import make_url
-
-    from tertulia.copying import copy_database
     from tertulia.preflight import check_database
+    from tertulia.storage.copying import copy_database
+    from tertulia.storage.database import display_url
 
     async def run() -> dict[str, int]:
         await check_database(target_url, target_schema)
@@ -216,7 +215,7 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     except Exception as exc:
         print(f"tertulia: copy failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    where = make_url(target_url).render_as_string(hide_password=True)
+    where = display_url(target_url)
     if target_schema:
         where += f" (schema {target_schema})"
     counts = ", ".join(f"{rows} {table}" for table, rows in copied.items())

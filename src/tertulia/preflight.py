@@ -15,12 +15,9 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-
 from tertulia.errors import TertuliaError
 from tertulia.settings import Settings
-from tertulia.storage.database import open_database
+from tertulia.storage.database import display_url, open_database
 
 CONNECT_TIMEOUT = 10.0  # seconds to wait for each service to answer
 
@@ -79,13 +76,12 @@ async def check_database(url: str, schema: str | None) -> None:
         Unreachable: with a one-line detail.
         ConfigurationError: an unsupported URL.
     """
-    where = make_url(url).render_as_string(hide_password=True)
+    where = display_url(url)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             db = await open_database(url, schema=schema)
             try:
-                async with db.read() as conn:
-                    await conn.execute(text("SELECT 1"))
+                await db.ping()
             finally:
                 await db.close()
     except TertuliaError:
@@ -97,7 +93,7 @@ async def check_database(url: str, schema: str | None) -> None:
 async def _check_redis(url: str) -> None:
     import redis.asyncio as redis
 
-    where = make_url(url).render_as_string(hide_password=True)
+    where = display_url(url)
     client = redis.Redis.from_url(
         url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
     )

@@ -25,12 +25,19 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import orjson
+from sqlalchemy import text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.sql import Executable
 
 from tertulia.storage.sql import Result
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+_SELECT_ONE = text("SELECT 1")
+
+
+def display_url(url: str) -> str:
+    """A service's URL (a database's, Redis's) with its password shown as ``***``."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def json_dumps(value: Any) -> str:
@@ -78,7 +85,12 @@ class Database(ABC):
     @property
     def display_url(self) -> str:
         """The URL without its password, for logs."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return display_url(self.url)
+
+    async def ping(self) -> None:
+        """One ``SELECT 1`` on a reading connection: returns when the database answers."""
+        async with self.read() as conn:
+            await conn.execute(_SELECT_ONE)
 
     @abstractmethod
     def write(self) -> AbstractAsyncContextManager[Connection]:

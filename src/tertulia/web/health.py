@@ -12,9 +12,7 @@ from collections.abc import Awaitable
 
 import structlog
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 
-from tertulia.storage.database import Database
 from tertulia.web.deps import services
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import route
@@ -24,7 +22,6 @@ HEALTH_TIMEOUT = 2.0
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["meta"])
-_SELECT_ONE = text("SELECT 1")
 
 
 @route(router, "/health", ["GET", "HEAD"])
@@ -33,8 +30,7 @@ async def health(request: Request) -> JSONBody:
     ``"unavailable"`` for the status and each part that did not answer."""
     registry = services(request).registry
     database, broker = await asyncio.gather(
-        _check("database", _select_one(registry.db)),
-        _check("broker", registry.broker.ping()),
+        _check("database", registry.db.ping()), _check("broker", registry.broker.ping())
     )
     healthy = database and broker
     body = {
@@ -45,11 +41,6 @@ async def health(request: Request) -> JSONBody:
     return JSONBody(
         body, status_code=200 if healthy else 503, headers={"Cache-Control": "no-store"}
     )
-
-
-async def _select_one(db: Database) -> None:
-    async with db.read() as conn:
-        await conn.execute(_SELECT_ONE)
 
 
 async def _check(part: str, probe: Awaitable[None]) -> bool:
