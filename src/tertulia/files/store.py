@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
 import uuid
@@ -33,10 +34,14 @@ MAX_NAME = 255
 WRITE_BUFFER = 256 * 1024
 
 
+def _directory(conversation_id: str) -> str:
+    """Where a conversation's files are kept, under the store's root."""
+    return f"chat/chat_{uuid.UUID(conversation_id).hex}"
+
+
 def new_key(conversation_id: str) -> str:
     """A fresh storage name for a file of the conversation (BLAB's shape, PROTOCOL 3.11)."""
-    conversation = uuid.UUID(conversation_id).hex
-    return f"chat/chat_{conversation}/msg_{uuid.uuid4().hex}_{uuid.uuid4().hex}"
+    return f"{_directory(conversation_id)}/msg_{uuid.uuid4().hex}_{uuid.uuid4().hex}"
 
 
 def key_conversation(key: str) -> str | None:
@@ -144,6 +149,11 @@ class FileStore(Protocol):
         """The local path of a stored file, or None (unknown name, or not there)."""
         ...
 
+    async def delete_conversation(self, conversation_id: str) -> int:
+        """Remove every stored file of a conversation (also any no message names, left by
+        a crash between keeping a file and storing its message); returns how many."""
+        ...
+
 
 class LocalFileStore:
     """Files in a local directory (``settings.media_root``).
@@ -175,6 +185,18 @@ class LocalFileStore:
             return None
         path = self.root / key
         return path if path.is_file() else None
+
+    async def delete_conversation(self, conversation_id: str) -> int:
+        return await anyio.to_thread.run_sync(_remove_tree, self.root / _directory(conversation_id))
+
+
+def _remove_tree(directory: Path) -> int:
+    """Remove ``directory`` and the files in it (none, if it is not there); how many."""
+    if not directory.is_dir():
+        return 0
+    files = sum(1 for path in directory.rglob("*") if path.is_file())
+    shutil.rmtree(directory)
+    return files
 
 
 def _move_durably(source: Path, target: Path) -> None:

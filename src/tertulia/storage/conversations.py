@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Executable, bindparam, delete, func, select, update
+from sqlalchemy.sql.elements import BindParameter
 
 from tertulia.domain.model import Conversation, Participant, ParticipantType
 from tertulia.domain.times import utcnow
 from tertulia.storage.database import Connection
-from tertulia.storage.tables import conversations, participants, session_participations
+from tertulia.storage.tables import (
+    bot_states,
+    conversations,
+    deliveries,
+    messages,
+    participants,
+    session_participations,
+    sessions,
+)
 
 _THIS_CONVERSATION = conversations.c.id == bindparam("conversation_id")
 _INSERT_CONVERSATION = conversations.insert()
@@ -148,6 +158,59 @@ async def list_session_conversations(
     params = {"session_key": session_key, "offset": offset, "limit": limit}
     rows = await conn.execute(_session_page(), params)
     return total, [(_conversation(r), r.participant_count, r.my_participant_id) for r in rows]
+
+
+_IDLE = (
+    select(conversations.c.id)
+    .select_from(
+        conversations.outerjoin(messages, messages.c.conversation_id == conversations.c.id)
+    )
+    .group_by(conversations.c.id, conversations.c.created_at)
+    .having(
+        func.coalesce(func.max(messages.c.time), conversations.c.created_at)
+        < bindparam("before", type_=conversations.c.created_at.type)
+    )
+    .order_by(conversations.c.created_at)
+)
+_THIS_ONE: BindParameter[str] = bindparam("id")
+# A conversation's rows in each table, in the order of the foreign keys.
+_DELETES = [
+    (table, delete(table).where(rows))
+    for table, rows in (
+        (
+            bot_states,
+            bot_states.c.participant_id.in_(
+                select(participants.c.id).where(participants.c.conversation_id == _THIS_ONE)
+            ),
+        ),
+        (deliveries, deliveries.c.conversation_id == _THIS_ONE),
+        (session_participations, session_participations.c.conversation_id == _THIS_ONE),
+        (messages, messages.c.conversation_id == _THIS_ONE),
+        (sessions, sessions.c.bot_conversation_id == _THIS_ONE),  # its bots' sessions
+        (participants, participants.c.conversation_id == _THIS_ONE),
+        (conversations, conversations.c.id == _THIS_ONE),
+    )
+]
+
+
+async def idle_conversation_ids(conn: Connection, before: datetime) -> list[str]:
+    """The conversations whose last message (or, without any, creation) is older than
+    ``before``, oldest first."""
+    return [str(id_) for id_ in (await conn.execute(_IDLE, {"before": before})).scalars()]
+
+
+async def delete_conversation(conn: Connection, conversation_id: str) -> int | None:
+    """Delete a conversation and every row of it: messages, participants, deliveries, bot
+    states, the sessions' places in it and its bots' sessions (people's sessions stay).
+    Returns how many messages went, or None when there is no such conversation."""
+    if (await conn.execute(_GET, {"conversation_id": conversation_id})).first() is None:
+        return None
+    gone = 0
+    for table, statement in _DELETES:
+        result = await conn.execute(statement, {"id": conversation_id})
+        if table is messages:
+            gone = result.rowcount
+    return gone
 
 
 async def conversation_ids(conn: Connection, after: str, *, limit: int) -> list[str]:
