@@ -3,7 +3,7 @@ participant."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -61,7 +61,7 @@ def _conversation(chat: Chat, my_participant_id: str | None) -> dict[str, Any]:
     }
 
 
-Rows = list[tuple[Conversation, int, str | None]]
+Rows = Sequence[tuple[Conversation, int, str | None]]
 Fetch = Callable[[Connection, int, int], Awaitable[tuple[int, Rows]]]
 MINE_QUERY = (
     "only the conversations of the caller's session, newest first (an extension; rooms on or off)"
@@ -77,6 +77,8 @@ async def list_conversations(
     """All conversations, by name (only with rooms on; 403 otherwise); with ``mine=true``,
     those of the caller's session, newest first, rooms on or off."""
     svc = services(request)
+    if not mine and not svc.settings.rooms:
+        raise PermissionDenied()
     session = await svc.sessions.load(request)
     if mine:
         if session is None:
@@ -84,23 +86,18 @@ async def list_conversations(
         key = session.key
 
         async def fetch(conn: Connection, offset: int, limit: int) -> tuple[int, Rows]:
-            total, rows = await conv_repo.list_session_conversations(
-                conn, key, offset=offset, limit=limit
-            )
-            return total, list(rows)
+            return await conv_repo.list_session_conversations(conn, key, offset=offset, limit=limit)
 
         number, total, rows = await _page(svc, page, fetch)
     else:
-        if not svc.settings.rooms:
-            raise PermissionDenied()
 
         async def fetch(conn: Connection, offset: int, limit: int) -> tuple[int, Rows]:
-            total, rows = await conv_repo.list_conversations(conn, offset=offset, limit=limit)
-            return total, [(c, count, None) for c, count in rows]
+            total, found = await conv_repo.list_conversations(conn, offset=offset, limit=limit)
+            return total, [(c, count, None) for c, count in found]
 
-        number, total, rows = await _page(svc, page, fetch)
-        ids = await svc.sessions.participations(session, [c.id for c, _, _ in rows])
-        rows = [(c, count, ids.get(c.id)) for c, count, _ in rows]
+        number, total, rooms = await _page(svc, page, fetch)
+        ids = await svc.sessions.participations(session, [c.id for c, _, _ in rooms])
+        rows = [(c, count, ids.get(c.id)) for c, count, _ in rooms]
     results = [
         {
             "id": c.id,
