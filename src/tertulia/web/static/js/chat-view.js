@@ -334,10 +334,13 @@ export class ChatView {
     }
   }
 
+  #title() {
+    return this.store.name || t("conversation.untitled");
+  }
+
   /** "(3) Name · Tertulia": the count of messages that came while the page was hidden. */
   #setTitle() {
-    const title = this.store.name || t("conversation.untitled");
-    document.title = `${this.unread ? `(${this.unread}) ` : ""}${title} · Tertulia`;
+    document.title = `${this.unread ? `(${this.unread}) ` : ""}${this.#title()} · Tertulia`;
   }
 
   render() {
@@ -345,8 +348,7 @@ export class ChatView {
     this.frame = 0;
     this.list.render();
     const store = this.store;
-    const title = store.name || t("conversation.untitled");
-    this.titleEl.textContent = title;
+    this.titleEl.textContent = this.#title();
     this.#setTitle();
     const others = [...store.participants.values()]
       .filter((p) => p.id !== store.me)
@@ -454,36 +456,38 @@ export class ChatView {
 
   async #loadOlder() {
     const before = this.scroller.scrollHeight;
-    this.olderButton.disabled = true;
-    try {
-      await this.session.loadOlder();
-      this.render();
-      // Keep the messages in view where they were: older ones are added above.
-      this.scroller.scrollTop += this.scroller.scrollHeight - before;
-    } catch {
-      notify(t("history.failed"), { kind: "error" });
-    } finally {
-      this.olderButton.disabled = false;
-    }
+    if (!(await this.#loadingOlder(() => this.session.loadOlder()))) return;
+    this.render();
+    // Keep the messages in view where they were: older ones are added above.
+    this.scroller.scrollTop += this.scroller.scrollHeight - before;
   }
 
   /** Bring a message into view; one earlier than the loaded history is loaded first. */
   async #jump(id) {
     if (this.list.jumpTo(id)) return;
-    this.olderButton.disabled = true;
-    try {
+    const loading = async () => {
       while (!this.store.get(id) && this.store.olderAvailable) await this.session.loadOlder();
-    } catch {
-      notify(t("history.failed"), { kind: "error" });
-      return;
-    } finally {
-      this.olderButton.disabled = false;
-    }
+    };
+    if (!(await this.#loadingOlder(loading))) return;
     // Reading far up now: neither this render nor new messages may pull the view down.
     this.stick = false;
     this.render();
     if (!this.list.jumpTo(id, { instant: true })) {
       notify(t("quote.unavailable"), { kind: "error" });
+    }
+  }
+
+  /** Run `load` (earlier pages of history) with the button disabled; false if it failed. */
+  async #loadingOlder(load) {
+    this.olderButton.disabled = true;
+    try {
+      await load();
+      return true;
+    } catch {
+      notify(t("history.failed"), { kind: "error" });
+      return false;
+    } finally {
+      this.olderButton.disabled = false;
     }
   }
 
