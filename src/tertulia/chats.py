@@ -13,6 +13,7 @@ makes a second one for a conversation whose controller is still in use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -44,10 +45,10 @@ from tertulia.domain.model import (
 )
 from tertulia.domain.routing import EVERYONE
 from tertulia.domain.times import utcnow
-from tertulia.errors import CommandError, NotFound, ValidationFailed
+from tertulia.errors import CommandError, Conflict, ConversationGone, NotFound, ValidationFailed
 from tertulia.files import display_name
 from tertulia.metrics import CONVERSATIONS_CREATED, MESSAGES_STORED
-from tertulia.outgoing import Outgoing, message_frame, state_frame
+from tertulia.outgoing import Outgoing, conversation_deleted, message_frame, state_frame
 from tertulia.realtime.broker import Broker, Event
 from tertulia.settings import BotSpec, Settings
 from tertulia.storage import conversations as conv_repo
@@ -78,6 +79,10 @@ STATE_DELAY_MAX = 2.0  # ... up to this many seconds
 # one costs one indexed read). About 160 bytes each: 128 keep a cached Chat's share small
 # (512 made up to 80 KiB per conversation, 800 MB for a full cache of long conversations).
 KNOWN_IDS = 128
+# What a write meets when its conversation was deleted under it: a foreign key refused
+# (Conflict), or, on PostgreSQL, no conversation row to take a message's number from
+# (LookupError). Only then is the conversation looked up (ChatRegistry.deleted).
+GONE_HINTS = (Conflict, LookupError)
 HISTORY_PAGES = 256  # history pages kept for repeated requests (see HistoryPages)
 
 
@@ -146,6 +151,11 @@ class HistoryPages:
         while len(self._pages) > self._size:
             self._pages.popitem(last=False)
 
+    def forget(self, conversation_id: str) -> None:
+        """Drop a deleted conversation's pages (they would never be served, but are kept)."""
+        for key in [k for k in self._pages if k[0] == conversation_id]:
+            del self._pages[key]
+
 
 class ChatRegistry:
     """The services shared by every ``Chat`` of this process, and the bot runner's host.
@@ -199,6 +209,8 @@ class ChatRegistry:
         self._background: set[asyncio.Task[Any]] = set()
         self.working = WorkingIndicator(broker, self._current_state)
         self.history_pages = HistoryPages()
+        # Called with a conversation's id when it is found deleted (caches elsewhere).
+        self.forgetting: list[Callable[[str], None]] = []
 
     def background(self, task: asyncio.Task[Any]) -> None:
         """Keep a fire-and-forget task referenced until it ends; log its failure."""
@@ -293,6 +305,49 @@ class ChatRegistry:
             chat = Chat(conversation, participants=participants, registry=self)
             self._remember(chat)
         return chat
+
+    async def deleted(self, chat: Chat) -> bool:
+        """Whether ``chat``'s conversation was deleted (``tertulia delete`` while this process
+        served it); if so, it is forgotten here and its sockets everywhere are closed.
+
+        Asked only when a deletion would explain what happened: a write failed on a
+        constraint (a deleted conversation's rows fail their foreign keys), or a read found
+        no participants or no messages at all. Nothing on the message path pays for it."""
+        if chat.gone:
+            return True
+        async with self.db.read() as conn:
+            if await conv_repo.get_conversation(conn, chat.conversation.id) is not None:
+                return False
+        await self.forget(chat.conversation.id)
+        return True
+
+    async def forget(self, conversation_id: str, *, announce: bool = True) -> None:
+        """Let go of everything this process keeps of a deleted conversation: its
+        controller (marked gone for those still holding it), timers, cached pages and, through
+        :attr:`forgetting`, the sessions' places in it. With ``announce``, every socket of
+        it, in every process, is told to close with 4404 (those processes forget it then)."""
+        chat = self._chats.pop(conversation_id, None) or self._in_use.get(conversation_id)
+        self._in_use.pop(conversation_id, None)
+        first = chat is not None and not chat.gone
+        if chat is not None:
+            chat.gone = True
+            chat._cancel_pending_state()
+        for task in self._leaving.pop(conversation_id, {}).values():
+            task.cancel()
+        self.history_pages.forget(conversation_id)
+        for forget in self.forgetting:
+            forget(conversation_id)
+        if first or chat is None:
+            log.info("conversation deleted; forgotten", conversation_id=conversation_id)
+        if announce:
+            try:
+                await self.broker.publish(conversation_id, [conversation_deleted()])
+            except Exception:  # (its sockets close when they next write)
+                log.warning(
+                    "telling a deleted conversation's sockets failed",
+                    conversation_id=conversation_id,
+                    exc_info=True,
+                )
 
     def _remember(self, chat: Chat) -> None:
         self._chats[chat.conversation.id] = chat
@@ -448,6 +503,8 @@ class _UseCase:
 
     async def __aenter__(self) -> tuple[Connection, Outgoing]:
         chat = self._chat
+        if chat.gone:
+            raise ConversationGone()
         await chat._lock.acquire()
         try:
             self._out = Outgoing(chat.conversation.id)
@@ -465,6 +522,8 @@ class _UseCase:
         try:
             if kind is not None:
                 await write.__aexit__(kind, error, trace)
+                if isinstance(error, GONE_HINTS) and await chat._services.deleted(chat):
+                    raise ConversationGone() from error
                 return
             try:
                 if out.deliveries:
@@ -476,6 +535,11 @@ class _UseCase:
                 raise
             await write.__aexit__(None, None, None)
             await chat._flush(out)
+        except GONE_HINTS as failure:
+            # (here: on writing the deliveries, or at commit)
+            if await chat._services.deleted(chat):
+                raise ConversationGone() from failure
+            raise
         finally:
             chat._lock.release()
 
@@ -500,6 +564,7 @@ class Chat:
         self.participants = participants  # (indexed by the setter)
         self._services = registry or self.registry()
         self._lock = asyncio.Lock()
+        self.gone = False  # deleted while in use (ChatRegistry.forget): every use case refused
         self._known: OrderedDict[str, None] = OrderedDict()
         self._state_pending = False
         self._state_timer: asyncio.TimerHandle | None = None
@@ -559,9 +624,16 @@ class Chat:
         return self._by_id.get(participant_id)
 
     async def refresh(self) -> None:
-        """Reload the participants (another process may have added some)."""
+        """Reload the participants (another process may have added some).
+
+        Raises:
+            ConversationGone: none left: the conversation was deleted.
+        """
         async with self._services.db.read() as conn:
-            self.participants = await conv_repo.list_participants(conn, self.conversation.id)
+            found = await conv_repo.list_participants(conn, self.conversation.id)
+        if not found and await self._services.deleted(self):
+            raise ConversationGone()
+        self.participants = found
 
     def public_participants(self) -> list[dict[str, str]]:
         """The participants as the wire shows them, in a new list the caller may keep."""
@@ -886,7 +958,7 @@ class Chat:
         """A socket closed; the participant leaves when its last socket has been gone for
         ``presence_grace`` seconds."""
         last = await self._services.broker.leave(self.conversation.id, participant.id, socket_id)
-        if not last:
+        if not last or self.gone:
             return
         grace = self.settings.presence_grace
         if grace > 0:
@@ -895,7 +967,11 @@ class Chat:
             await self._participant_left(participant.id)
 
     async def _participant_left(self, participant_id: str) -> None:
-        participant = await self.participant(participant_id)
+        with contextlib.suppress(ConversationGone):  # deleted meanwhile: nobody to tell
+            await self._store_left(participant_id)
+
+    async def _store_left(self, participant_id: str) -> None:
+        participant = await self.participant(participant_id) if not self.gone else None
         if participant is None:
             return
         services = self._services
@@ -977,7 +1053,11 @@ class Chat:
                 existing = await msg_repo.find_by_local_id(
                     conn, self.conversation.id, sender_id, local_id
                 )
-            if existing is None:  # pragma: no cover - the row that conflicted is committed
+            if existing is None:
+                # PostgreSQL inserts nothing when the conversation's row is gone, as for a
+                # duplicate (its number is taken from that row).
+                if await self._services.deleted(self):
+                    raise ConversationGone()
                 raise RuntimeError("a duplicate local_id whose message cannot be found")
             out = Outgoing(self.conversation.id)
             out.echo_to(participant.id, self.public(existing))
@@ -1237,6 +1317,8 @@ class Chat:
                 page_size=page_size,
                 visible=visible,
             )
+        if not total and await self._services.deleted(self):
+            raise ConversationGone()
         result = total, [self.public(m) for m in found]
         if key is not None:
             pages.put(key, result)

@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
         "delete",
         "erase conversations: their messages, participants, deliveries and files",
         "Erase each conversation named (and, with --idle-before, each whose last "
-        "message is older), whole, with its uploaded files (docs/operations.md). Stop the "
-        "servers first: they keep recent conversations and sessions in memory.",
+        "message is older), whole, with its uploaded files (docs/operations.md). Running "
+        "servers close its sockets (4404): at once with a Redis broker, else at its next use.",
     )
     remove.add_argument("conversation_ids", nargs="*", metavar="CONVERSATION_ID")
     remove.add_argument(
@@ -238,6 +238,7 @@ def delete(
                 settings.media_root,
                 conversation_ids,
                 idle_before,
+                settings.broker_url,
             )
         )
     except ConfigurationError as exc:

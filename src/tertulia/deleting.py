@@ -9,6 +9,12 @@ Its uploaded files (its own directory of the file store) are removed once that t
 committed, so a failed deletion never leaves messages pointing at nothing (a crash between
 the two leaves files no message names, as an interrupted upload does). ``tertulia export``
 first keeps a copy, if one is wanted.
+
+Servers may be running. With a Redis broker each deletion is announced once committed, and
+every server process closes the conversation's sockets (4404) and forgets it at once. With
+the in-process broker nothing reaches the server: it finds out at the conversation's next
+write (a message, a join, a socket opening), or when a read finds nothing of it, and does
+the same then; until then a socket left open on it hears nothing more.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 
 from tertulia.domain.ids import canonical_id
 from tertulia.files import file_store
+from tertulia.outgoing import conversation_deleted
+from tertulia.realtime.broker import Broker, create_broker
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.database import open_database
 
@@ -39,10 +47,12 @@ async def delete_conversations(
     media_root: Path,
     conversation_ids: list[str],
     idle_before: datetime | None = None,
+    broker_url: str = "memory://",
 ) -> Deleted:
     """Delete each conversation of ``conversation_ids`` (each once), and with
     ``idle_before`` every conversation whose last message (or, without any, whose creation)
-    is older than that, with their files.
+    is older than that, with their files. With a shared ``broker_url`` (Redis), each
+    deletion is announced to the running servers.
 
     Raises:
         ConfigurationError: an unsupported URL, or no SQLite file there.
@@ -50,7 +60,11 @@ async def delete_conversations(
     done = Deleted()
     store = file_store(media_root)
     db = await open_database(url, schema=schema, existing=True)
+    broker: Broker | None = None
     try:
+        if not broker_url.startswith("memory://"):
+            broker = create_broker(broker_url)
+            await broker.start()
         if idle_before is not None:
             async with db.read() as conn:
                 idle = await conv_repo.idle_conversation_ids(conn, idle_before)
@@ -66,7 +80,11 @@ async def delete_conversations(
                 continue
             done.conversations += 1
             done.messages += gone
+            if broker is not None:
+                await broker.publish(conversation_id, [conversation_deleted()])
             done.files += await store.delete_conversation(conversation_id)
     finally:
+        if broker is not None:
+            await broker.close()
         await db.close()
     return done

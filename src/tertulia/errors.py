@@ -9,6 +9,7 @@ The tree::
     ├── NotAuthenticated              no_session      403  (WebSocket close 4401)
     ├── PermissionDenied              not_participant 403  (WebSocket close 4403)
     ├── NotFound                      not_found       404  (WebSocket close 4404)
+    │   └── ConversationGone          not_found       404  deleted while served (WS close 4404)
     ├── Conflict                      conflict        409  a concurrent change won (storage)
     ├── PayloadTooLarge               too_large       413
     ├── UnsupportedMediaType          media_type      415
@@ -120,6 +121,15 @@ class NotFound(TertuliaError):
     status = 404
 
     def __init__(self, detail: str = "Not found.") -> None:
+        super().__init__(detail)
+
+
+class ConversationGone(NotFound):
+    """The conversation was deleted (``tertulia delete``) while this process served it.
+
+    Its sockets are closed with 4404, and the process forgets what it kept of it."""
+
+    def __init__(self, detail: str = "This conversation no longer exists.") -> None:
         super().__init__(detail)
 
 

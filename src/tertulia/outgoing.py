@@ -17,6 +17,7 @@ import orjson
 from tertulia.domain.model import Message, Participant
 from tertulia.domain.routing import (
     BOTS,
+    EVERYONE,
     HUMANS,
     MANAGER,
     bot_recipients,
@@ -28,6 +29,14 @@ from tertulia.storage.deliveries import Delivery, NewDelivery
 
 Accepts = Callable[[Participant, str, dict[str, Any]], bool]
 """Whether a bot participant's class wants a delivery: (bot, kind, payload) -> bool."""
+
+CLOSE_GONE = 4404  # a deleted conversation's sockets close with this (as a refused handshake)
+
+
+def conversation_deleted() -> Event:
+    """The order to every socket of a conversation, in every process, to close with
+    :data:`CLOSE_GONE`: the conversation was deleted (``tertulia delete``)."""
+    return Event(EVERYONE, "conversation deleted", close=CLOSE_GONE)
 
 
 def message_frame(payload: dict[str, Any]) -> str:

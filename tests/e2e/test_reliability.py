@@ -8,6 +8,7 @@ import pytest
 
 from e2e.browser import ALL_IDS, expect
 from support.server import live_server
+from tertulia.cli import delete
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -246,3 +247,26 @@ async def post_notes(tab, url: str, numbers: range) -> None:
             )
         )
         assert all(r.status == 201 for r in responses), [await r.text() for r in responses]
+
+
+async def test_a_conversation_deleted_while_open_says_so(make_settings, open_tab) -> None:
+    """``tertulia delete`` while the page is open: the next text closes the socket with
+    4404, and the page says at once that the conversation is gone (rather than
+    reconnecting), back in the lobby."""
+    settings = make_settings()
+    async with live_server(settings) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        await tab.send("soon gone")
+        await expect(tab.bubble("SOON GONE")).to_have_count(1)
+        page = tab.page
+        conversation_id = await page.evaluate('localStorage.getItem("tertulia.conversation")')
+
+        assert await asyncio.to_thread(delete, settings, [conversation_id]) == 0
+        sockets: list[str] = []
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        await tab.send("hello?")
+
+        await expect(page.get_by_text("That conversation no longer exists.")).to_be_visible()
+        assert await page.evaluate('localStorage.getItem("tertulia.conversation")') is None
+        assert sockets == []  # told by the close code, not by failing to reconnect

@@ -55,6 +55,27 @@ class AsyncHangingBot(_HumanTriggered):
             await asyncio.Event().wait()
 
 
+GATES: dict[str, asyncio.Event] = {}
+"""Per conversation id: set it to let :class:`GatedEchoBot` answer there."""
+
+
+class GatedEchoBot(_HumanTriggered):
+    """An async bot that, on a human's text, logs ``gated bot waiting`` and waits until
+    ``GATES[<conversation id>]`` is set, then answers it upper-cased."""
+
+    async def receive_message(self, message: ChatMessage) -> None:
+        if message.sent_by_human:
+            conversation_id = self.info.conversation_id
+            gate = GATES.setdefault(conversation_id, asyncio.Event())
+            structlog.get_logger(__name__).info(
+                "gated bot waiting", conversation_id=conversation_id
+            )
+            await gate.wait()
+            self.info.send_function(
+                {"type": "T", "text": (message.text or "").upper(), "quoted_message_id": message.id}
+            )
+
+
 class SilentBot(_HumanTriggered):
     """Does nothing: a participant driven by the test over its own socket."""
 
@@ -125,9 +146,11 @@ async def bot_person(server: LiveServer, conversation_id: str, participant_id: s
 
 
 __all__ = [
+    "GATES",
     "RELEASE",
     "AsyncHangingBot",
     "BlockingBot",
+    "GatedEchoBot",
     "LogWatcher",
     "RaisingBot",
     "SilentBot",

@@ -62,6 +62,7 @@ from tenacity import (
 from tertulia.bots.base import BotServices, ChatMessage, ConversationInfo
 from tertulia.bots.threads import DaemonThreads
 from tertulia.domain.times import utcnow
+from tertulia.errors import ConversationGone
 from tertulia.metrics import BOT_CALL_SECONDS, BOT_CALLS, BOT_DELIVERIES_FAILED
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
@@ -554,6 +555,12 @@ class BotRunner:
             attempts += 1
             state, failure = await self._attempt(delivery, spec, cls, context, loaded, attempts)
             remaining = spec.retries + 1 - attempts
+            if failure is not None and isinstance(failure.exception(), ConversationGone):
+                # Deleted while the bot worked (`tertulia delete`): nothing to retry.
+                _delivery_log(delivery, context.bot_name).info(
+                    "conversation deleted; delivery dropped"
+                )
+                return Outcome(delivery.pk, outbox.FAILED, attempts, "conversation deleted"), None
             if failure is not None and remaining > 0:
                 attempts, state, failure = await self._retry(
                     delivery, spec, cls, context, before, attempts, remaining
@@ -605,14 +612,16 @@ class BotRunner:
         _count_call(
             context.bot_name, "timeout" if isinstance(exc, BotTimeout) else "error", started
         )
+        failed = Future(attempt)
+        failed.set_exception(exc)
+        if isinstance(exc, ConversationGone):
+            return None, failed  # (its delivery went with it: nothing to record)
         said = f"{type(exc).__name__}: {exc}"
         _delivery_log(delivery, context.bot_name).warning(
             "bot call failed", attempt=attempt, error=said
         )
         async with self._db.write() as conn:
             await outbox.record_attempt(conn, delivery.pk, attempts=attempt, error=said)
-        failed = Future(attempt)
-        failed.set_exception(exc)
         return None, failed
 
     async def _retry(

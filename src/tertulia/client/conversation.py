@@ -15,7 +15,8 @@ Delivery semantics (what a bot author can rely on):
 - Reconnecting: exponential backoff with jitter between ``backoff[0]`` and ``backoff[1]``
   seconds, reset by every successful connection. A refused handshake (HTTP 4xx: the
   session lapsed, or the conversation ended and took the bot's session with it) is final:
-  the conversation closes. Network errors, 5xx and closes by the server are retried.
+  the conversation closes, as it does when the server closes the socket with 4404 (the
+  conversation was deleted). Network errors, 5xx and other closes by the server are retried.
 - Sending: :meth:`Conversation.send` gives each message a fresh ``local_id`` and keeps it
   pending until the server echoes it back; pending messages are sent again after every
   reconnect (the server stores a repeated ``local_id`` once). A message the server refuses
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tertulia.client")
 MAX_PENDING = 1000
+CLOSE_GONE = 4404  # the server closes a deleted conversation's sockets with this
 INBOX = 1000  # frames queued for the handlers; past it the socket is not read (back-pressure)
 
 Task = Callable[[], Awaitable[None]]
@@ -249,6 +251,9 @@ class Conversation:
                     ) as socket:
                         failures = 0
                         await self._serve(socket)
+                    if socket.close_code == CLOSE_GONE:
+                        log.warning("conversation %s was deleted; leaving", self.conversation_id)
+                        return
                 except InvalidStatus as exc:
                     status = exc.response.status_code
                     if 400 <= status < 500:

@@ -34,12 +34,16 @@ class Event:
         supersedes: a ``state`` frame: it replaces an earlier one a socket has not sent yet
             (participants are never removed, so everything queued after the earlier frame
             is still covered by the newer one).
+        close: not a frame but an order: each socket it reaches closes with this code
+            (``frame`` is the reason), after what it has queued. The conversation was
+            deleted, say.
     """
 
     audience: frozenset[str]
     frame: str
     seq: int | None = None
     supersedes: bool = False
+    close: int | None = None
 
 
 Deliver = Callable[[Event], None]

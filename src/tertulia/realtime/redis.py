@@ -67,8 +67,16 @@ return left
 
 
 def _events(data: bytes) -> list[Event]:
+    # [audience, frame, seq, supersedes, close]: the last two may be missing (older
+    # processes), and fields after them are ignored (newer ones).
     return [
-        Event(frozenset(audience), frame, seq, bool(rest and rest[0]))
+        Event(
+            frozenset(audience),
+            frame,
+            seq,
+            bool(rest and rest[0]),
+            rest[1] if len(rest) > 1 and isinstance(rest[1], int) else None,
+        )
         for audience, frame, seq, *rest in orjson.loads(data)
     ]
 
@@ -192,7 +200,9 @@ class RedisBroker(Broker):
             self._lost([channel], before=when + CLOCK_SKEW)
 
     async def publish(self, channel: str, events: list[Event]) -> None:
-        payload = orjson.dumps([[sorted(e.audience), e.frame, e.seq, e.supersedes] for e in events])
+        payload = orjson.dumps(
+            [[sorted(e.audience), e.frame, e.seq, e.supersedes, e.close] for e in events]
+        )
         try:
             await self._client().publish(self._channel(channel), payload)
         except Exception:

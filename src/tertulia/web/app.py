@@ -165,6 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
             await registry.start()
             sessions = Sessions(db, settings)
             resources.push_async_callback(sessions.close)
+            registry.forgetting.append(sessions.forget_conversation)
             app.state.services = Services(settings, registry, sessions, http, rate_limits)
             log.info(
                 "tertulia started",

@@ -188,7 +188,8 @@ class Sessions:
     async def participant_id(self, session: SessionRecord, conversation_id: str) -> str | None:
         """The session's participant in a conversation (bot sessions: only their own).
 
-        Found participations are remembered: they are never removed or changed."""
+        Found participations are remembered: they never change, and go only with their
+        conversation (:meth:`forget_conversation`)."""
         if session.bot_conversation_id not in (None, conversation_id):
             return None
         pair = (session.key, conversation_id)
@@ -202,6 +203,11 @@ class Sessions:
             while len(self._participations) > CACHE_SIZE:
                 self._participations.popitem(last=False)
         return found
+
+    def forget_conversation(self, conversation_id: str) -> None:
+        """A conversation was deleted: its places are no longer anyone's."""
+        for pair in [p for p in self._participations if p[1] == conversation_id]:
+            del self._participations[pair]
 
     async def participations(self, session: SessionRecord | None, ids: list[str]) -> dict[str, str]:
         if session is None:

@@ -16,6 +16,9 @@ handshake is accepted (refusals are HTTP 403). Then:
   written, so a resuming socket holds one batch, not the conversation; live frames held
   meanwhile count against the queue's size like queued ones (past it: 1013, as above).
 - A failure of the server's own while a socket is served closes that socket with 1011.
+- A conversation deleted while its sockets are open (``tertulia delete``) closes them with
+  4404, as soon as the deletion is announced (by the CLI through a Redis broker) or found
+  (a write of this process failing on it).
 - A bad frame is answered with ``{"error": {"code", "detail", "local_id"}}`` and the socket
   stays open; frames over the size cap close it with 1009 (uvicorn's ``ws_max_size``).
 """
@@ -37,9 +40,9 @@ from tertulia.chats import Chat
 from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Participant
 from tertulia.domain.routing import socket_tags
-from tertulia.errors import TertuliaError
+from tertulia.errors import ConversationGone, TertuliaError
 from tertulia.metrics import WEBSOCKETS_OPEN
-from tertulia.outgoing import error_frame, message_frame, state_frame
+from tertulia.outgoing import CLOSE_GONE, error_frame, message_frame, state_frame
 from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
 from tertulia.web.origins import Origins
@@ -131,6 +134,7 @@ class Outbox:
         self.overflowed = False
         self.failed = False
         self.missed_events = False
+        self.closing: tuple[int, str] | None = None  # told to close: (code, reason)
         self.sender: asyncio.Task[None] | None = None
         self._log = log
         self._held: list[Event] | None = None
@@ -140,7 +144,7 @@ class Outbox:
         """Start the sender task (stopped at once if the socket was dropped or told it
         missed frames before: say, the broker's connection broke while it subscribed)."""
         self.sender = asyncio.create_task(self._pump(), name=name)
-        if self.overflowed or self.missed_events:
+        if self.overflowed or self.missed_events or self.closing:
             self.sender.cancel()
         return self.sender
 
@@ -148,7 +152,9 @@ class Outbox:
         """Broker callback: never blocks."""
         if not (event.audience & self.tags):
             return
-        if event.supersedes:
+        if event.close is not None:
+            self.close(event.close, event.frame)
+        elif event.supersedes:
             self.put_state(event.frame)
         elif event.seq is not None and event.seq <= self._replayed_upto:
             return  # the first frames carried it
@@ -202,6 +208,12 @@ class Outbox:
         self.missed_events = True
         self._log.warning("events may have been missed, closing the socket")
         self._stop()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket with ``code`` at once (what is queued is not sent)."""
+        if self.closing is None:
+            self.closing = (code, reason)
+            self._stop()
 
     def _stop(self) -> None:
         # The sender may be stuck writing to a peer that does not read: stop it now, which
@@ -364,6 +376,8 @@ async def _serve(
         await _receive(websocket, chat, participant, outbox, sender, bound)
     except WebSocketDisconnect:
         pass
+    except ConversationGone:
+        outbox.close(CLOSE_GONE, "conversation deleted")
     except Exception:
         # A failure of the server's own (the database, say): this socket closes with 1011,
         # which tells its client to reconnect; no other socket is touched.
@@ -378,7 +392,12 @@ async def _serve(
                 await chat.disconnect(participant, socket_id)
             except Exception:
                 bound.exception("disconnect bookkeeping failed")
-        if outbox.overflowed:
+        if outbox.closing is not None:
+            if outbox.closing[0] == CLOSE_GONE and not chat.gone:
+                # Announced by another process or the CLI: forgotten here too.
+                await svc.registry.forget(chat.conversation.id, announce=False)
+            await _close(websocket, *outbox.closing)
+        elif outbox.overflowed:
             await _close(websocket, CLOSE_SLOW, "too slow")
         elif outbox.missed_events:
             await _close(websocket, CLOSE_MISSED, "events missed: reconnect")
@@ -472,6 +491,8 @@ async def _handle(
     try:
         await check_message_rate(websocket, participant.id)
         await chat.submit(participant, data)
+    except ConversationGone:
+        outbox.close(CLOSE_GONE, "conversation deleted")
     except TertuliaError as exc:
         outbox.put(error_frame(exc.code, exc.body(), local_id))
     except Exception:

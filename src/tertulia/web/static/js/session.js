@@ -32,6 +32,9 @@ const REFUSALS = {
   not_participant: "refused.not_participant",
 };
 
+/** The close code of a conversation deleted while open (as a refused handshake). */
+const CLOSE_GONE = 4404;
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class ChatSession extends EventTarget {
@@ -176,7 +179,11 @@ export class ChatSession extends EventTarget {
     this.#emit("notice", { kind: "error", error: failure, code: error.code });
   }
 
-  #onClose({ opened }) {
+  #onClose({ opened, code }) {
+    if (code === CLOSE_GONE) {
+      this.#lost("gone");
+      return;
+    }
     for (const entry of this.store.pending.values()) {
       if (entry.status === "sending") this.store.updatePending(entry.localId, { status: "queued" });
     }

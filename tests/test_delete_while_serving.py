@@ -1,0 +1,173 @@
+"""``tertulia delete`` while servers run: a deleted conversation's sockets close with 4404,
+its requests get clean 4xx answers, its bots' work is dropped quietly, and its neighbours
+go on as if nothing happened (tertulia/chats.py ``ChatRegistry.deleted`` / ``forget``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from support.blab import Person, Socket
+from support.bots import GATES, watch_logs
+from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
+from support.process import server_process, write_config
+from support.server import live_server
+from tertulia.cli import delete
+from tertulia.settings import load_settings
+
+TIMEOUT = 10.0
+
+
+async def closed_with(socket: Socket) -> int | None:
+    """Read until the server closes the socket (within the timeout); its close code."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            try:
+                await socket.recv(TIMEOUT)
+            except ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+
+
+async def talking(person: Person, name: str) -> Socket:
+    """``person`` in a new conversation with ECHO, its socket open and answered once."""
+    assert (await person.create(nickname=name, name=name, bots=["ECHO"])).status_code == 201
+    socket = await person.connect()
+    await socket.say(f"hello from {name}")
+    await socket.message(text=f"HELLO FROM {name.upper()}")
+    return socket
+
+
+def no_errors(logs: Any) -> None:
+    bad = [e for e in logs.entries if e["log_level"] in ("error", "critical", "exception")]
+    assert bad == []
+
+
+async def test_a_socket_that_writes_finds_out(make_settings: Any, people: Any) -> None:
+    """In-process broker: nothing tells the server; the first text on the deleted
+    conversation closes its socket with 4404, and its other requests are refused (404 /
+    403, JSON). Bob's conversation on the same server goes on."""
+    settings = make_settings()
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice, bob = people(server), people(server)
+            alice_socket = await talking(alice, "alice")
+            bob_socket = await talking(bob, "bob")
+
+            assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+
+            await alice_socket.say("anyone there?")
+            assert await closed_with(alice_socket) == 4404
+            retrieved = await alice.http.get(f"/conversations/{alice.conversation_id}/")
+            assert retrieved.status_code == 404
+            assert retrieved.json()["code"] == "not_found"
+            posted = await alice.post(type="T", text="still here?", local_id="late")
+            assert posted.status_code == 403, posted.text
+            assert posted.json()["code"] == "not_participant"
+            with pytest.raises(Exception, match="403"):
+                await alice.connect()
+
+            await bob_socket.say("still talking")
+            await bob_socket.message(text="STILL TALKING")
+    no_errors(logs)
+
+
+@pytest.mark.parametrize("first", ["post", "history", "retrieve"])
+async def test_a_request_finds_out_and_the_sockets_close(
+    make_settings: Any, people: Any, first: str
+) -> None:
+    """The first request on the deleted conversation, a write or a read, answers 404
+    ``not_found`` (not 409, not an empty page), and its open socket is closed with 4404
+    at that moment, though it sent nothing."""
+    settings = make_settings()
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            socket = await talking(alice, "alice")
+            assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+
+            if first == "post":
+                answer = await alice.post(type="T", text="hello?", local_id="after")
+            elif first == "history":
+                answer = await alice.history()
+            else:
+                answer = await alice.http.get(f"/conversations/{alice.conversation_id}/")
+            assert answer.status_code == 404, answer.text
+            assert answer.json() == {
+                "detail": "This conversation no longer exists.",
+                "code": "not_found",
+            }
+            assert await closed_with(socket) == 4404
+            assert (await alice.history()).status_code == 403
+            # The person's session goes on: a new conversation works.
+            assert (await alice.create(nickname="alice", bots=["ECHO"])).status_code == 201
+    no_errors(logs)
+
+
+async def test_a_bot_at_work_is_dropped_quietly(make_settings: Any, people: Any) -> None:
+    """A bot answering in a conversation deleted meanwhile: its answer is refused, the
+    delivery dropped without retries (one info line), and nothing is logged as an error."""
+    settings = make_settings(
+        bots={
+            "SLOW": {"module": "support.bots", "class": "GatedEchoBot", "retries": 3},
+        },
+    )
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", name="slow", bots=["SLOW"])
+            assert created.status_code == 201
+            socket = await alice.connect()
+            await socket.say("take your time")
+            started = await logs.wait_for(lambda e: e["event"] == "gated bot waiting")
+            assert started["conversation_id"] == alice.conversation_id
+            assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+            GATES.pop(alice.conversation_id).set()
+            await logs.wait_for(lambda e: e["event"] == "conversation deleted; delivery dropped")
+            assert await closed_with(socket) == 4404
+    assert not [e for e in logs.entries if e["event"] == "bot call failed"]
+    no_errors(logs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # a shared server database
+async def test_redis_tells_every_server_at_once(database: DatabaseTarget, tmp_path: Path) -> None:
+    """Two processes sharing PostgreSQL and Redis: the deletion is announced, and the
+    sockets on both close with 4404 without sending anything; both then refuse it."""
+    require_service("Redis", REDIS_URL)
+    require_service("PostgreSQL", POSTGRES_URL)
+    values = {
+        "database_url": database.url,
+        "database_schema": database.schema,
+        "broker_url": REDIS_URL,
+        "rooms": True,
+        "media_root": str(tmp_path / "media"),
+    }
+    config = write_config(tmp_path / "tertulia.toml", {**values, "log_format": "json"})
+    settings = load_settings(None, **values)
+    async with live_server(settings) as one, server_process(config, tmp_path) as two:
+        alice = Person(one.base_url, one.ws_url)
+        bob = Person(two.base_url, two.ws_url)
+        carol = Person(two.base_url, two.ws_url)
+        try:
+            alice_socket = await talking(alice, "alice")
+            assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
+            bob_socket = await bob.connect()
+            await bob_socket.state()
+            carol_socket = await talking(carol, "carol")
+
+            assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+
+            assert await closed_with(alice_socket) == 4404
+            assert await closed_with(bob_socket) == 4404
+            for person in (alice, bob):
+                answer = await person.http.get(f"/conversations/{alice.conversation_id}/")
+                assert answer.status_code == 404
+            await carol_socket.say("on two still")
+            await carol_socket.message(text="ON TWO STILL")
+        finally:
+            for person in (alice, bob, carol):
+                await person.close()
