@@ -162,10 +162,25 @@ class UnsupportedMediaType(TertuliaError):
 
 
 class Throttled(TertuliaError):
-    """Too many requests or messages; try again later."""
+    """Too many requests or messages; try again later.
+
+    Args:
+        retry_after: whole seconds until one more would be taken, when known: the body's
+            ``retry_after`` and the HTTP ``Retry-After`` header.
+    """
 
     code = "throttled"
     status = 429
 
-    def __init__(self, detail: str = "Request was throttled.") -> None:
+    def __init__(self, detail: str = "Request was throttled.", retry_after: int | None = None):
         super().__init__(detail)
+        self.retry_after = retry_after
+
+    def body(self) -> Any:
+        found = super().body()
+        if self.retry_after is not None:
+            found["retry_after"] = self.retry_after
+        return found
+
+    def headers(self) -> dict[str, str] | None:
+        return None if self.retry_after is None else {"Retry-After": str(self.retry_after)}

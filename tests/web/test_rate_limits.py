@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from support.environment import PersonFactory, SettingsFactory
+from support.environment import REDIS_URL, PersonFactory, SettingsFactory, require_service
 from support.server import live_server
 from tertulia.errors import ConfigurationError
+from tertulia.web.ratelimit import RateLimits
 
 
 async def test_creations_over_the_limit_get_429(
@@ -84,7 +87,39 @@ async def test_messages_over_the_limit_get_an_error_frame_and_429(
         refused = await alice.post(type="T", text="three")
         assert refused.status_code == 429
         assert refused.json()["code"] == "throttled"
+        # When one more will be taken: the oldest of the window's two expires (a minute
+        # after "one", so 59 or 60 seconds from now).
+        wait = refused.json()["retry_after"]
+        assert 58 <= wait <= 60
+        assert refused.headers["retry-after"] == str(wait)
         local_id = await socket.say("four")
         error = await socket.error()
         assert (error["code"], error["local_id"]) == ("throttled", local_id)
+        assert 58 <= error["detail"]["retry_after"] <= 60
         assert socket.connection.state.name == "OPEN"
+
+
+@pytest.mark.parametrize("broker", ["memory", "redis"])
+async def test_the_wait_is_until_the_oldest_hit_of_the_window_expires(
+    make_settings: SettingsFactory, broker: str
+) -> None:
+    """``retry_after``: whole seconds until the window's oldest hit expires, in memory and
+    in Redis (shared by the processes): 1 for a per-second rule, 60 for a per-minute one
+    right after its hits."""
+    url = "memory://"
+    if broker == "redis":
+        require_service("Redis", REDIS_URL)
+        url = REDIS_URL
+    settings = make_settings(
+        broker_url=url, rate_limits={"message": "2/second", "join": "2/minute"}
+    )
+    limits = RateLimits(settings)
+    await limits.start()
+    try:
+        key = uuid.uuid4().hex
+        for kind in ("message", "join"):
+            assert [await limits.hit(kind, key) for _ in range(3)] == [True, True, False]
+        assert await limits.retry_after("message", key) == 1
+        assert await limits.retry_after("join", key) == 60
+    finally:
+        await limits.close()

@@ -76,5 +76,7 @@ async def check_message_rate(connection: HTTPConnection, participant_id: str) ->
     Raises:
         Throttled: over the ``message`` rate limit.
     """
-    if not await services(connection).rate_limits.hit("message", participant_id):
-        raise Throttled("Too many messages; slow down.")
+    limits = services(connection).rate_limits
+    if not await limits.hit("message", participant_id):
+        wait = await limits.retry_after("message", participant_id)
+        raise Throttled("Too many messages; slow down.", retry_after=wait)

@@ -21,6 +21,7 @@ from ``X-Forwarded-For`` when the proxy is trusted (``--forwarded-allow-ips``).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import structlog
@@ -95,6 +96,22 @@ class RateLimits:
             log.info("rate limits back in redis")
             self._redis_down_until = None
         return allowed
+
+    async def retry_after(self, kind: str, key: str) -> int:
+        """Whole seconds (at least 1) until ``key`` may hit ``kind`` again: when the oldest
+        hit of its window expires. Asked only after a refused hit; when the counters cannot
+        say, the window's whole length."""
+        rule = self._rules[kind]
+        limiter = self._limiter
+        down_until = self._redis_down_until
+        if down_until is not None and time.monotonic() < down_until:
+            limiter = self._local
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT * 2):
+                stats = await limiter.get_window_stats(rule, kind, key)
+        except Exception:  # (as in hit: Redis away) the longest it can be
+            return rule.get_expiry()
+        return min(rule.get_expiry(), max(1, math.ceil(stats.reset_time - time.time())))
 
 
 def _client(scope: Scope) -> str:
