@@ -82,6 +82,24 @@ async def test_a_throttled_message_is_explained_in_the_persons_language(
         await expect(failed).to_contain_text("Você está enviando mensagens rápido demais.")
 
 
+async def test_a_burst_over_the_limit_waits_and_goes(make_settings, open_tab) -> None:
+    """Over a per-second limit (texts written during an outage go at once when it ends)
+    the refused texts wait the second the server names and go again by themselves, in
+    order: none is left "Not sent", and no refusal is shown."""
+    async with live_server(make_settings(rate_limits={"message": "3/second"})) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        texts = [f"burst {i}" for i in range(8)]
+        for text in texts:
+            await tab.send(text)
+        for text in texts:
+            await expect(tab.bubble(text, mine=True)).to_have_count(1, timeout=15_000)
+        await expect(page.locator("li.pending")).to_have_count(0)
+        assert await page.locator("li.msg.mine .text").all_inner_texts() == texts
+        await expect(page.locator(".notice-error")).to_have_count(0)
+
+
 CATALOGS = """async () => {
   const { LANGUAGES } = await import("/static/js/i18n.js");
   const catalogs = {};

@@ -247,3 +247,34 @@ async def test_refused_session_closes_the_conversation(
         assert app.conversations == {}
         with pytest.raises(RuntimeError):
             await conversation.send("too late")
+
+
+async def test_a_burst_over_the_rate_limit_is_slowed_not_lost(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A bot sending more than the ``message`` limit at once: the refused messages wait
+    the ``retry_after`` the server names and go again, so every one arrives, in order."""
+    bot = EchoBot()
+    lines = [f"line {i}" for i in range(8)]
+
+    @bot.app.on_message
+    async def burst(conversation: Conversation, message: ChatMessage) -> None:
+        for line in lines:
+            await conversation.send(line)
+
+    recorder = Recorder(bot.app.asgi)
+    async with serve(recorder, lifespan="on") as trigger_url:
+        settings = make_settings(
+            bots={"Ext": external_bot(trigger_url)}, rate_limits={"message": "3/second"}
+        )
+        async with live_server(settings) as server:
+            bot.point_at(server.base_url)
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            ext_id = bot_id(created.json(), "Ext")
+            socket = await alice.connect(after=0)
+            await socket.message(sender_id=ext_id, text="Hello from Ext")
+            await socket.say("go")
+            got = [(await socket.message(sender_id=ext_id, text=line))["text"] for line in lines]
+            assert got == lines
+            await bot.app.aclose()

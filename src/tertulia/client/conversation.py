@@ -21,8 +21,11 @@ Delivery semantics (what a bot author can rely on):
   pending until the server echoes it back; pending messages are sent again after every
   reconnect (the server stores a repeated ``local_id`` once). A message the server refuses
   (an ``error`` frame naming its ``local_id``) is dropped and logged: sending it again
-  would be refused again. Under a manager a bot gets no echo of its own messages, so they
-  stay pending until the next reconnect re-sends them and the server echoes the duplicate.
+  would be refused again. But one refused as too fast, when the server says one more is
+  taken within ``THROTTLED_WAIT_MAX`` seconds (``retry_after``), waits that long and goes
+  again: a burst is slowed down, not lost. Under a manager a bot gets no echo of its own
+  messages, so they stay pending until the next reconnect re-sends them and the server
+  echoes the duplicate.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tertulia.client")
 MAX_PENDING = 1000
 CLOSE_GONE = 4404  # the server closes a deleted conversation's sockets with this
+THROTTLED_WAIT_MAX = 10.0  # seconds a throttled message may wait to go again
 INBOX = 1000  # frames queued for the handlers; past it the socket is not read (back-pressure)
 
 Task = Callable[[], Awaitable[None]]
@@ -91,6 +95,7 @@ class Conversation:
         self._started = False  # resume point settled (read over REST, or a socket opened)
         self._tasks: list[asyncio.Task[None]] = []
         self._closer: asyncio.Task[None] | None = None
+        self._resends: set[asyncio.Task[None]] = set()  # throttled messages waiting
 
     # -- what bots use -----------------------------------------------------------------
 
@@ -177,7 +182,7 @@ class Conversation:
         if socket is not None:
             with contextlib.suppress(Exception):
                 await socket.close()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._resends]:
             if task is not asyncio.current_task():
                 task.cancel()
         await asyncio.gather(
@@ -326,9 +331,26 @@ class Conversation:
         error = frame.get("error")
         if isinstance(error, dict):
             local_id = error.get("local_id")
+            wait = _retry_after(error)
+            if local_id in self._pending and wait is not None and wait <= THROTTLED_WAIT_MAX:
+                log.info("message %s throttled; sent again in %s s", local_id, wait)
+                resend = asyncio.get_running_loop().create_task(self._resend(local_id, wait))
+                self._resends.add(resend)
+                resend.add_done_callback(self._resends.discard)
+                return
             if local_id in self._pending:
                 del self._pending[local_id]
             log.warning("server refused a message (local_id %s): %s", local_id, error)
+
+    async def _resend(self, local_id: str, wait: float) -> None:
+        """Send a throttled message again after ``wait`` seconds, if it is still pending
+        (else a reconnect has sent it meanwhile, and the echo came)."""
+        await asyncio.sleep(wait)
+        frame = self._pending.get(local_id)
+        socket = self._socket
+        if frame is not None and socket is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await socket.send(json.dumps(frame))
 
     async def _message(self, data: dict[str, Any]) -> None:
         seq = data.get("seq")
@@ -367,3 +389,12 @@ async def _call(function: Callable[..., Any], *args: Any) -> None:
     result = function(*args)
     if inspect.isawaitable(result):
         await result
+
+
+def _retry_after(error: dict[str, Any]) -> float | None:
+    """The seconds a ``throttled`` refusal says to wait (its detail's ``retry_after``)."""
+    detail = error.get("detail")
+    wait = detail.get("retry_after") if isinstance(detail, dict) else None
+    if error.get("code") != "throttled" or isinstance(wait, bool):
+        return None
+    return float(wait) if isinstance(wait, int | float) and wait >= 0 else None

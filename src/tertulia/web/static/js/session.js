@@ -26,6 +26,13 @@ const PAGE_SIZE = 100;
 const TRANSIENT = new Set([0, 502, 503, 504]);
 /** Transient failures in a row, while the socket is up, before an upload counts as failed. */
 const MAX_UPLOAD_ATTEMPTS = 5;
+/**
+ * A text refused as too fast waits and goes again by itself when the server says it may
+ * within this many seconds (a burst: pending texts sent at once after an outage), up to
+ * MAX_THROTTLED times; past that it fails, with the reason and a Retry.
+ */
+const THROTTLED_WAIT_MAX = 10;
+const MAX_THROTTLED = 5;
 /** Error frames' codes a person may meet, and what to tell them (i18n keys). */
 const REFUSALS = {
   throttled: "refused.throttled",
@@ -169,6 +176,7 @@ export class ChatSession extends EventTarget {
    * The refusals a person may meet are said in their language; others in the server's words.
    */
   #onError(error) {
+    if (this.#waitIfThrottled(error)) return;
     const failure =
       typeof error.code === "string" && Object.hasOwn(REFUSALS, error.code)
         ? { key: REFUSALS[error.code] }
@@ -177,6 +185,23 @@ export class ChatSession extends EventTarget {
       this.store.updatePending(error.local_id, { status: "failed", error: failure });
     }
     this.#emit("notice", { kind: "error", error: failure, code: error.code });
+  }
+
+  /** A throttled text of mine that may go again soon: queued again, and sent then. */
+  #waitIfThrottled(error) {
+    const entry = typeof error.local_id === "string" && this.store.pending.get(error.local_id);
+    const wait = error.detail?.retry_after;
+    if (error.code !== "throttled" || !entry || entry.type !== "T") return false;
+    if (!Number.isFinite(wait) || wait > THROTTLED_WAIT_MAX) return false;
+    const throttled = (entry.throttled ?? 0) + 1;
+    if (throttled > MAX_THROTTLED) return false;
+    this.store.updatePending(entry.localId, { status: "queued", throttled });
+    setTimeout(() => {
+      const current = this.store.pending.get(entry.localId);
+      // (if the socket is down meanwhile, its reopening sends every queued text)
+      if (current?.status === "queued" && this.connection.isOpen) this.#sendText(current);
+    }, wait * 1000);
+    return true;
   }
 
   #onClose({ opened, code }) {
@@ -305,6 +330,7 @@ export class ChatSession extends EventTarget {
     const entry = this.store.pending.get(localId);
     if (!entry) return;
     entry.attempts = 0;
+    entry.throttled = 0;
     if (entry.type === "T") {
       this.store.updatePending(localId, { status: "queued", error: null });
       this.#sendText(entry);
