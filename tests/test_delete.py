@@ -14,6 +14,7 @@ from sqlalchemy import update
 from support.blab import Person
 from support.server import live_server
 from tertulia.cli import delete, main
+from tertulia.storage import conversations as conv_repo
 from tertulia.storage.database import open_database
 from tertulia.storage.tables import conversations, messages
 
@@ -122,3 +123,34 @@ def test_nothing_named_is_an_error(make_settings: Any, capsys: pytest.CaptureFix
     assert capsys.readouterr().err.strip() == (
         "tertulia: delete needs conversation ids or --idle-before"
     )
+
+
+async def test_an_idle_conversation_written_to_since_it_was_listed_is_kept(
+    make_settings: Any, people: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """``--idle-before``: a conversation listed as idle that got a message before its turn
+    came is checked again in its own transaction and kept, with that message (here the
+    listing is made stale on purpose: it names a conversation written to just now)."""
+    settings = make_settings()
+    async with live_server(settings) as server:
+        person = people(server)
+        assert (await person.create(nickname="al", name="woken", bots=[])).status_code == 201
+        assert (await person.post(type="T", text="late news", local_id="n1")).status_code == 201
+        woken = person.conversation_id
+
+    async def stale(conn: Any, before: datetime) -> list[str]:
+        return [woken]  # as a listing made a moment before "late news" would have
+
+    monkeypatch.setattr(conv_repo, "idle_conversation_ids", stale)
+    cutoff = datetime(2021, 1, 1, tzinfo=UTC)
+    assert await asyncio.to_thread(delete, settings, [], cutoff) == 0
+    assert capsys.readouterr().err.strip() == (
+        "tertulia: deleted 0 conversations, 0 messages, 0 files, "
+        "1 kept (written to since they were listed idle)"
+    )
+    async with live_server(settings) as server:
+        again = people(server)
+        again.http.cookies.set("sessionid", person.session)
+        again.conversation_id = woken
+        texts = [m.get("text") for m in (await again.history()).json()["results"]]
+        assert "late news" in texts

@@ -247,9 +247,11 @@ def delete(
     except Exception as exc:
         print(f"tertulia: delete failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    kept = f", {done.kept} kept (written to since they were listed idle)" if done.kept else ""
     return _finish(
         done.missing,
-        f"deleted {done.conversations} conversations, {done.messages} messages, {done.files} files",
+        f"deleted {done.conversations} conversations, {done.messages} messages, "
+        f"{done.files} files{kept}",
     )
 
 

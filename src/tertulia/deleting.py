@@ -39,6 +39,7 @@ class Deleted:
     messages: int = 0
     files: int = 0
     missing: list[str] = field(default_factory=list)
+    kept: int = 0  # listed as idle, written to before their turn came: kept
 
 
 async def delete_conversations(
@@ -65,15 +66,25 @@ async def delete_conversations(
         if not broker_url.startswith("memory://"):
             broker = create_broker(broker_url)
             await broker.start()
+        idle: set[str] = set()
         if idle_before is not None:
             async with db.read() as conn:
-                idle = await conv_repo.idle_conversation_ids(conn, idle_before)
-            conversation_ids = [*conversation_ids, *idle]
+                listed = await conv_repo.idle_conversation_ids(conn, idle_before)
+            # (one also named goes whatever it did since)
+            idle = set(listed) - {canonical_id(asked) for asked in conversation_ids}
+            conversation_ids = [*conversation_ids, *listed]
         for asked in dict.fromkeys(conversation_ids):
             conversation_id = canonical_id(asked)
             gone = None
             if conversation_id is not None:
                 async with db.write() as conn:
+                    if conversation_id in idle and idle_before is not None:
+                        # Checked again under the row's lock: a message may have come since
+                        # the listing, and an acknowledged message is never deleted by it.
+                        still = await conv_repo.idle_since(conn, conversation_id, idle_before)
+                        if not still:  # active again (False), or deleted meanwhile (None)
+                            done.kept += still is False
+                            continue
                     gone = await conv_repo.delete_conversation(conn, conversation_id)
             if conversation_id is None or gone is None:
                 done.missing.append(asked)

@@ -173,6 +173,20 @@ _IDLE = (
     .order_by(conversations.c.created_at)
 )
 _THIS_ONE: BindParameter[str] = bindparam("id")
+# The conversation's last activity (its last message, or its creation), its row locked
+# first where rows can be (PostgreSQL: a message being stored meanwhile waits, and then
+# finds the conversation gone; SQLite's write transactions run one at a time anyway).
+_LOCK = select(conversations.c.id).where(conversations.c.id == _THIS_ONE).with_for_update()
+_STILL_IDLE = select(conversations.c.id).where(
+    conversations.c.id == _THIS_ONE,
+    func.coalesce(
+        select(func.max(messages.c.time))
+        .where(messages.c.conversation_id == _THIS_ONE)
+        .scalar_subquery(),
+        conversations.c.created_at,
+    )
+    < bindparam("before", type_=conversations.c.created_at.type),
+)
 # A conversation's rows in each table, in the order of the foreign keys.
 _DELETES = [
     (table, delete(table).where(rows))
@@ -197,6 +211,17 @@ async def idle_conversation_ids(conn: Connection, before: datetime) -> list[str]
     """The conversations whose last message (or, without any, creation) is older than
     ``before``, oldest first."""
     return [str(id_) for id_ in (await conn.execute(_IDLE, {"before": before})).scalars()]
+
+
+async def idle_since(conn: Connection, conversation_id: str, before: datetime) -> bool | None:
+    """Whether the conversation is still idle since ``before`` (no message since; None when
+    there is no such conversation), its row locked until the transaction ends: a deletion
+    for being idle checks again in its own transaction, as a message may have come since
+    the conversation was listed (:func:`idle_conversation_ids`)."""
+    if (await conn.execute(_LOCK, {"id": conversation_id})).first() is None:
+        return None
+    found = await conn.execute(_STILL_IDLE, {"id": conversation_id, "before": before})
+    return found.first() is not None
 
 
 async def delete_conversation(conn: Connection, conversation_id: str) -> int | None:
