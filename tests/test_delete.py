@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from external.fakes import closed_port
 from support.blab import Person
 from support.server import live_server
 from tertulia.cli import delete, main
@@ -154,3 +155,21 @@ async def test_an_idle_conversation_written_to_since_it_was_listed_is_kept(
         again.conversation_id = woken
         texts = [m.get("text") for m in (await again.history()).json()["results"]]
         assert "late news" in texts
+
+
+async def test_an_unreachable_redis_deletes_nothing(
+    make_settings: Any, people: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a Redis broker configured but not answering, the deletion could not be
+    announced to the servers: nothing is deleted, one line, status 1."""
+    settings = make_settings()
+    async with live_server(settings) as server:
+        person = people(server)
+        assert (await person.create(nickname="al", name="kept", bots=[])).status_code == 201
+    unreachable = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{closed_port()}/0"})
+    assert await asyncio.to_thread(delete, unreachable, [person.conversation_id]) == 1
+    assert capsys.readouterr().err.startswith("tertulia: delete failed: ")
+    async with live_server(settings) as server:
+        listed = (await people(server).http.get("/conversations/")).json()
+        rooms = listed["results"] if isinstance(listed, dict) else listed
+        assert [c["id"] for c in rooms] == [person.conversation_id]
