@@ -139,8 +139,8 @@ async def test_an_idle_conversation_written_to_since_it_was_listed_is_kept(
         assert (await person.post(type="T", text="late news", local_id="n1")).status_code == 201
         woken = person.conversation_id
 
-    async def stale(conn: Any, before: datetime) -> list[str]:
-        return [woken]  # as a listing made a moment before "late news" would have
+    async def stale(conn: Any, before: datetime, **page: Any) -> tuple[list[str], None]:
+        return [woken], None  # as a listing made a moment before "late news" would have
 
     monkeypatch.setattr(conv_repo, "idle_conversation_ids", stale)
     cutoff = datetime(2021, 1, 1, tzinfo=UTC)
@@ -173,3 +173,41 @@ async def test_an_unreachable_redis_deletes_nothing(
         listed = (await people(server).http.get("/conversations/")).json()
         rooms = listed["results"] if isinstance(listed, dict) else listed
         assert [c["id"] for c in rooms] == [person.conversation_id]
+
+
+async def test_idle_conversations_are_listed_a_page_at_a_time(
+    make_settings: Any, people: Any
+) -> None:
+    """The listing reads a page of conversations per statement (the server's loop is held
+    for one page at a time): pages of one, in id order, give the idle ones and say when
+    the last page was read."""
+    settings = make_settings()
+    async with live_server(settings) as server:
+        ids = []
+        for name in ("a", "b", "c"):
+            person = people(server)
+            assert (await person.create(nickname=name, name=name, bots=[])).status_code == 201
+            ids.append(person.conversation_id)
+        db = server.registry.db
+        async with db.write() as conn:
+            for old in (ids[0], ids[2]):
+                await conn.execute(
+                    update(conversations)
+                    .where(conversations.c.id == old)
+                    .values(created_at=datetime(2020, 1, 1, tzinfo=UTC))
+                )
+                await conn.execute(
+                    update(messages)
+                    .where(messages.c.conversation_id == old)
+                    .values(time=datetime(2020, 1, 1, tzinfo=UTC))
+                )
+        cutoff = datetime(2021, 1, 1, tzinfo=UTC)
+        pages = []
+        after: str | None = ""
+        while after is not None:
+            async with db.read() as conn:
+                page, after = await conv_repo.idle_conversation_ids(
+                    conn, cutoff, after=after, limit=1
+                )
+            pages.append(page)
+    assert pages == [[ids[0]], [], [ids[2]], []]

@@ -9,41 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
-from support.blab import Person, Socket
+from support.blab import Person, talking
 from support.bots import GATES, watch_logs
 from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
 from support.process import server_process, write_config
 from support.server import live_server
 from tertulia.cli import delete
 from tertulia.settings import load_settings
-
-TIMEOUT = 10.0
-
-
-async def closed_with(socket: Socket) -> int | None:
-    """Read until the server closes the socket (within the timeout); its close code."""
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            try:
-                await socket.recv(TIMEOUT)
-            except ConnectionClosed as closed:
-                return closed.rcvd.code if closed.rcvd else None
-
-
-async def talking(person: Person, name: str) -> Socket:
-    """``person`` in a new conversation with ECHO, its socket open and answered once."""
-    assert (await person.create(nickname=name, name=name, bots=["ECHO"])).status_code == 201
-    socket = await person.connect()
-    await socket.say(f"hello from {name}")
-    await socket.message(text=f"HELLO FROM {name.upper()}")
-    return socket
-
-
-def no_errors(logs: Any) -> None:
-    bad = [e for e in logs.entries if e["log_level"] in ("error", "critical", "exception")]
-    assert bad == []
 
 
 async def test_a_socket_that_writes_finds_out(make_settings: Any, people: Any) -> None:
@@ -60,7 +33,7 @@ async def test_a_socket_that_writes_finds_out(make_settings: Any, people: Any) -
             assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
 
             await alice_socket.say("anyone there?")
-            assert await closed_with(alice_socket) == 4404
+            assert await alice_socket.closed_with() == 4404
             retrieved = await alice.http.get(f"/conversations/{alice.conversation_id}/")
             assert retrieved.status_code == 404
             assert retrieved.json()["code"] == "not_found"
@@ -72,7 +45,7 @@ async def test_a_socket_that_writes_finds_out(make_settings: Any, people: Any) -
 
             await bob_socket.say("still talking")
             await bob_socket.message(text="STILL TALKING")
-    no_errors(logs)
+    assert logs.errors() == []
 
 
 @pytest.mark.parametrize("first", ["post", "history", "retrieve"])
@@ -100,11 +73,11 @@ async def test_a_request_finds_out_and_the_sockets_close(
                 "detail": "This conversation no longer exists.",
                 "code": "not_found",
             }
-            assert await closed_with(socket) == 4404
+            assert await socket.closed_with() == 4404
             assert (await alice.history()).status_code == 403
             # The person's session goes on: a new conversation works.
             assert (await alice.create(nickname="alice", bots=["ECHO"])).status_code == 201
-    no_errors(logs)
+    assert logs.errors() == []
 
 
 async def test_a_bot_at_work_is_dropped_quietly(make_settings: Any, people: Any) -> None:
@@ -127,9 +100,9 @@ async def test_a_bot_at_work_is_dropped_quietly(make_settings: Any, people: Any)
             assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
             GATES.pop(alice.conversation_id).set()
             await logs.wait_for(lambda e: e["event"] == "conversation deleted; delivery dropped")
-            assert await closed_with(socket) == 4404
+            assert await socket.closed_with() == 4404
     assert not [e for e in logs.entries if e["event"] == "bot call failed"]
-    no_errors(logs)
+    assert logs.errors() == []
 
 
 @pytest.mark.slow
@@ -161,8 +134,8 @@ async def test_redis_tells_every_server_at_once(database: DatabaseTarget, tmp_pa
 
             assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
 
-            assert await closed_with(alice_socket) == 4404
-            assert await closed_with(bob_socket) == 4404
+            assert await alice_socket.closed_with() == 4404
+            assert await bob_socket.closed_with() == 4404
             for person in (alice, bob):
                 answer = await person.http.get(f"/conversations/{alice.conversation_id}/")
                 assert answer.status_code == 404

@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
         "--idle-before",
         metavar="DATE",
         type=_moment,
-        help="also every conversation whose last message is older than DATE (ISO 8601, UTC)",
+        help="also every conversation whose last visible message is older than DATE "
+        "(ISO 8601, UTC)",
     )
     return parser
 

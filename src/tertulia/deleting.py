@@ -19,16 +19,21 @@ the same then; until then a socket left open on it hears nothing more.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from tertulia.domain.ids import canonical_id
 from tertulia.files import file_store
+from tertulia.files.store import FileStore
 from tertulia.outgoing import conversation_deleted
 from tertulia.realtime.broker import Broker, create_broker
 from tertulia.storage import conversations as conv_repo
-from tertulia.storage.database import open_database
+from tertulia.storage.database import Database, open_database
+
+Announce = Callable[[str], Awaitable[None]]
+"""Called with each deleted conversation's id once its deletion committed."""
 
 
 @dataclass(slots=True)
@@ -51,51 +56,76 @@ async def delete_conversations(
     broker_url: str = "memory://",
 ) -> Deleted:
     """Delete each conversation of ``conversation_ids`` (each once), and with
-    ``idle_before`` every conversation whose last message (or, without any, whose creation)
+    ``idle_before`` every conversation whose last visible message (or, without any, whose creation)
     is older than that, with their files. With a shared ``broker_url`` (Redis), each
     deletion is announced to the running servers.
 
     Raises:
         ConfigurationError: an unsupported URL, or no SQLite file there.
     """
-    done = Deleted()
-    store = file_store(media_root)
     db = await open_database(url, schema=schema, existing=True)
     broker: Broker | None = None
     try:
+        announce: Announce | None = None
         if not broker_url.startswith("memory://"):
-            broker = create_broker(broker_url)
+            shared = broker = create_broker(broker_url)
             await broker.start()
-        idle: set[str] = set()
-        if idle_before is not None:
-            async with db.read() as conn:
-                listed = await conv_repo.idle_conversation_ids(conn, idle_before)
-            # (one also named goes whatever it did since)
-            idle = set(listed) - {canonical_id(asked) for asked in conversation_ids}
-            conversation_ids = [*conversation_ids, *listed]
-        for asked in dict.fromkeys(conversation_ids):
-            conversation_id = canonical_id(asked)
-            gone = None
-            if conversation_id is not None:
-                async with db.write() as conn:
-                    if conversation_id in idle and idle_before is not None:
-                        # Checked again under the row's lock: a message may have come since
-                        # the listing, and an acknowledged message is never deleted by it.
-                        still = await conv_repo.idle_since(conn, conversation_id, idle_before)
-                        if not still:  # active again (False), or deleted meanwhile (None)
-                            done.kept += still is False
-                            continue
-                    gone = await conv_repo.delete_conversation(conn, conversation_id)
-            if conversation_id is None or gone is None:
-                done.missing.append(asked)
-                continue
-            done.conversations += 1
-            done.messages += gone
-            if broker is not None:
-                await broker.publish(conversation_id, [conversation_deleted()])
-            done.files += await store.delete_conversation(conversation_id)
+
+            async def announce(conversation_id: str) -> None:
+                await shared.publish(conversation_id, [conversation_deleted()])
+
+        return await erase(
+            db, file_store(media_root), conversation_ids, idle_before, announce=announce
+        )
     finally:
         if broker is not None:
             await broker.close()
         await db.close()
+
+
+async def erase(
+    db: Database,
+    store: FileStore,
+    conversation_ids: list[str],
+    idle_before: datetime | None = None,
+    *,
+    announce: Announce | None = None,
+) -> Deleted:
+    """:func:`delete_conversations` on an open database and file store (the server's own
+    retention uses it too, announcing through its registry)."""
+    done = Deleted()
+    idle: set[str] = set()
+    if idle_before is not None:
+        # A page of conversations per read: a server sweeping (retention) holds its event
+        # loop for one page at a time (about 1,000 index probes), not the whole database.
+        listed: list[str] = []
+        after: str | None = ""
+        while after is not None:
+            async with db.read() as conn:
+                page, after = await conv_repo.idle_conversation_ids(conn, idle_before, after=after)
+            listed += page
+        # (one also named goes whatever it did since)
+        idle = set(listed) - {canonical_id(asked) for asked in conversation_ids}
+        conversation_ids = [*conversation_ids, *listed]
+    for asked in dict.fromkeys(conversation_ids):
+        conversation_id = canonical_id(asked)
+        gone = None
+        if conversation_id is not None:
+            async with db.write() as conn:
+                if conversation_id in idle and idle_before is not None:
+                    # Checked again under the row's lock: a message may have come since
+                    # the listing, and an acknowledged message is never deleted by it.
+                    still = await conv_repo.idle_since(conn, conversation_id, idle_before)
+                    if not still:  # active again (False), or deleted meanwhile (None)
+                        done.kept += still is False
+                        continue
+                gone = await conv_repo.delete_conversation(conn, conversation_id)
+        if conversation_id is None or gone is None:
+            done.missing.append(asked)
+            continue
+        done.conversations += 1
+        done.messages += gone
+        if announce is not None:
+            await announce(conversation_id)
+        done.files += await store.delete_conversation(conversation_id)
     return done

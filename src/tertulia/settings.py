@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     bots: dict[str, BotSpec] = Field(default_factory=_default_bots)
 
     media_root: Path = Path("./media")
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="delete conversations with no message for this many days, files "
+        "included; each server process looks at start and then hourly",
+    )
     external_files: Literal["everyone", "bots"] = "everyone"
 
     session_max_age: int = Field(default=14 * 24 * 3600, gt=0)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 Frame = dict[str, Any]
 TIMEOUT = 10.0
@@ -146,3 +147,21 @@ class Socket:
 
     def messages(self) -> list[Frame]:
         return [f["message"] for f in self.frames if "message" in f]
+
+    async def closed_with(self, timeout: float = TIMEOUT) -> int | None:
+        """Read until the server closes the socket (within ``timeout``); its close code."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    await self.recv(timeout)
+                except ConnectionClosed as closed:
+                    return closed.rcvd.code if closed.rcvd else None
+
+
+async def talking(person: Person, name: str) -> Socket:
+    """``person`` in a new conversation ``name`` with ECHO, its socket open and answered."""
+    assert (await person.create(nickname=name, name=name, bots=["ECHO"])).status_code == 201
+    socket = await person.connect()
+    await socket.say(f"hello from {name}")
+    await socket.message(text=f"HELLO FROM {name.upper()}")
+    return socket

@@ -107,6 +107,10 @@ class LogWatcher:
             self._loop.call_soon_threadsafe(self._changed.set)
         raise structlog.DropEvent
 
+    def errors(self) -> list[EventDict]:
+        """The entries logged as errors (an ``exception`` too)."""
+        return [e for e in self.entries if e["log_level"] in ("error", "critical", "exception")]
+
     async def wait_for(
         self, predicate: Callable[[EventDict], bool], timeout: float = 10.0
     ) -> EventDict:

@@ -7,7 +7,16 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, bindparam, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import BindParameter
 
 from tertulia.domain.model import Conversation, Participant, ParticipantType
@@ -160,33 +169,38 @@ async def list_session_conversations(
     return total, [(_conversation(r), r.participant_count, r.my_participant_id) for r in rows]
 
 
-_IDLE = (
-    select(conversations.c.id)
-    .select_from(
-        conversations.outerjoin(messages, messages.c.conversation_id == conversations.c.id)
+_BEFORE = bindparam("before", type_=conversations.c.created_at.type)
+
+
+def _idle(conversation_id: Any) -> ColumnElement[bool]:
+    """Whether the conversation's last visible message (or, without any, its creation) is
+    older than ``before``: the last one read straight off ``ix_messages_visible``, whose
+    condition (``approval > 0``) the query repeats as a literal, so that it is used."""
+    last = (
+        select(func.max(messages.c.time))
+        .where(
+            messages.c.conversation_id == conversation_id,
+            messages.c.approval > literal_column("0"),
+        )
+        .scalar_subquery()
     )
-    .group_by(conversations.c.id, conversations.c.created_at)
-    .having(
-        func.coalesce(func.max(messages.c.time), conversations.c.created_at)
-        < bindparam("before", type_=conversations.c.created_at.type)
-    )
-    .order_by(conversations.c.created_at)
+    return func.coalesce(last, conversations.c.created_at) < _BEFORE
+
+
+# Conversations by id, a page at a time, each with whether it is idle: every statement does
+# a bounded amount of work (one index probe per conversation), however large the database.
+_IDLE_PAGE = (
+    select(conversations.c.id, _idle(conversations.c.id).label("idle"))
+    .where(conversations.c.id > bindparam("after"))
+    .order_by(conversations.c.id)
+    .limit(bindparam("limit"))
 )
 _THIS_ONE: BindParameter[str] = bindparam("id")
 # The conversation's last activity (its last message, or its creation), its row locked
 # first where rows can be (PostgreSQL: a message being stored meanwhile waits, and then
 # finds the conversation gone; SQLite's write transactions run one at a time anyway).
 _LOCK = select(conversations.c.id).where(conversations.c.id == _THIS_ONE).with_for_update()
-_STILL_IDLE = select(conversations.c.id).where(
-    conversations.c.id == _THIS_ONE,
-    func.coalesce(
-        select(func.max(messages.c.time))
-        .where(messages.c.conversation_id == _THIS_ONE)
-        .scalar_subquery(),
-        conversations.c.created_at,
-    )
-    < bindparam("before", type_=conversations.c.created_at.type),
-)
+_STILL_IDLE = select(conversations.c.id).where(conversations.c.id == _THIS_ONE, _idle(_THIS_ONE))
 # A conversation's rows in each table, in the order of the foreign keys.
 _DELETES = [
     (table, delete(table).where(rows))
@@ -207,10 +221,17 @@ _DELETES = [
 ]
 
 
-async def idle_conversation_ids(conn: Connection, before: datetime) -> list[str]:
-    """The conversations whose last message (or, without any, creation) is older than
-    ``before``, oldest first."""
-    return [str(id_) for id_ in (await conn.execute(_IDLE, {"before": before})).scalars()]
+async def idle_conversation_ids(
+    conn: Connection, before: datetime, *, after: str = "", limit: int = 1000
+) -> tuple[list[str], str | None]:
+    """Of the next ``limit`` conversations by id after ``after`` ("" for the first), those
+    whose last visible message (or, without any, creation) is older than ``before``; and
+    the ``after`` of the next page (None when this one reached the end)."""
+    rows = (
+        await conn.execute(_IDLE_PAGE, {"before": before, "after": after, "limit": limit})
+    ).all()
+    following = str(rows[-1].id) if len(rows) == limit else None
+    return [str(row.id) for row in rows if row.idle], following
 
 
 async def idle_since(conn: Connection, conversation_id: str, before: datetime) -> bool | None:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tertulia.chats import Chat, ChatRegistry
 from tertulia.realtime.broker import create_broker
+from tertulia.retention import Retention
 from tertulia.settings import Settings
 from tertulia.storage.database import open_database
 from tertulia.storage.migrate import upgrade_async
@@ -166,6 +167,12 @@ def create_app(settings: Settings) -> FastAPI:
             sessions = Sessions(db, settings)
             resources.push_async_callback(sessions.close)
             registry.forgetting.append(sessions.forget_conversation)
+            retention = None
+            if settings.retention_days is not None:
+                retention = Retention(registry, settings.retention_days)
+                resources.push_async_callback(retention.close)
+                retention.start()
+            app.state.retention = retention  # (tests sweep at once with it)
             app.state.services = Services(settings, registry, sessions, http, rate_limits)
             log.info(
                 "tertulia started",
