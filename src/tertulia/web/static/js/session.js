@@ -65,6 +65,8 @@ export class ChatSession extends EventTarget {
       onClose: (info) => this.#onClose(info),
       onStatus: (status) => this.#emit("connection", status),
     });
+    /** Milliseconds this tab adds to the wait of a throttled text (see #waitIfThrottled). */
+    this.throttleOffset = Math.random() * 250;
     /** local_ids of texts this tab has held pending: the saved ones it may remove. */
     this.ownPending = new Set();
     this.store.addEventListener("change", (event) => {
@@ -196,11 +198,16 @@ export class ChatSession extends EventTarget {
     const throttled = (entry.throttled ?? 0) + 1;
     if (throttled > MAX_THROTTLED) return false;
     this.store.updatePending(entry.localId, { status: "queued", throttled });
-    setTimeout(() => {
-      const current = this.store.pending.get(entry.localId);
-      // (if the socket is down meanwhile, its reopening sends every queued text)
-      if (current?.status === "queued" && this.connection.isOpen) this.#sendText(current);
-    }, wait * 1000);
+    setTimeout(
+      () => {
+        const current = this.store.pending.get(entry.localId);
+        // (if the socket is down meanwhile, its reopening sends every queued text)
+        if (current?.status === "queued" && this.connection.isOpen) this.#sendText(current);
+      },
+      // The same offset for all of this tab's (they keep their order), another for another
+      // tab's: two tabs' texts do not come back at the same instant.
+      wait * 1000 + this.throttleOffset,
+    );
     return true;
   }
 
