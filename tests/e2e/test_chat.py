@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
 
@@ -261,3 +263,55 @@ async def test_a_hidden_page_counts_new_messages_in_its_title(make_settings, ope
         await page.evaluate(SET_VISIBILITY, "visible")
         await expect(page).to_have_title("Quiet room · Tertulia")
         await expect(alice.bubble("hello?", mine=False)).to_have_count(1)
+
+
+async def test_the_conversation_is_saved_as_a_text_file(make_settings, open_tab) -> None:
+    """The header's save button downloads the whole conversation as text, oldest first,
+    every page of it (more than the REST API's 100 a page): names, events, a reply with
+    what it answers, a file by its name and address."""
+    async with live_server(make_settings(rate_limits={"message": ""})) as server:
+        alice = await open_tab(server.base_url)
+        await alice.start_conversation("alice", [], name="Book club")
+        page = alice.page
+        bob, url = await someone_joins(alice, server.base_url, open_tab)
+        for n in range(120):
+            sent = await bob.context.request.post(
+                f"{url}/messages/", data={"type": "T", "text": f"line {n}", "local_id": f"l{n}"}
+            )
+            assert sent.status == 201
+        await alice.send("the last word")
+        await expect(alice.bubble("the last word", mine=True)).to_have_count(1)
+        quoted = page.locator("li.msg.theirs", has_text="line 119")
+        await quoted.hover()
+        await quoted.get_by_role("button", name="Reply").click()
+        await alice.send("agreed")
+        await expect(alice.bubble("agreed", mine=True)).to_have_count(1)
+        attached = await bob.context.request.post(
+            f"{url}/messages/",
+            multipart={
+                "type": "A",
+                "local_id": "f1",
+                "file": {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"notes"},
+            },
+        )
+        assert attached.status == 201
+        await expect(page.locator("li.msg.theirs", has_text="notes.txt")).to_have_count(1)
+
+        async with page.expect_download() as waiting:
+            await page.get_by_role("button", name="Save the conversation as a text file").click()
+        saved = await waiting.value
+        text = Path(await saved.path()).read_text(encoding="utf-8")
+
+    assert saved.suggested_filename.startswith("Book club ")
+    assert saved.suggested_filename.endswith(".txt")
+    lines = text.splitlines()
+    assert lines[0] == "Book club"
+    assert lines[1].startswith("Saved ")
+    body = [line.split("] ", 1)[1] for line in lines[3:] if line.startswith("[")]
+    said = [b for b in body if not b.startswith("—")]
+    assert said[:120] == [f"bob: line {n}" for n in range(120)]
+    assert said[120:122] == ["alice: the last word", "alice: agreed"]
+    reply = next(n for n, line in enumerate(lines) if line.endswith("] alice: agreed"))
+    assert lines[reply - 1] == "    > bob: line 119"
+    assert re.fullmatch(r"bob: notes\.txt <http://127\.0\.0\.1:\d+/media/.+>", said[122])
+    assert [b for b in body if b.startswith("—")] == ["— Conversation created", "— You joined"]

@@ -13,6 +13,7 @@ export default {
   "action.reply": "Reply",
   "action.reply_to": "Reply to {name}",
   "action.retry": "Try again",
+  "action.save_transcript": "Save the conversation as a text file",
   "action.send": "Send",
   "action.send_recording": "Send the voice message",
 
@@ -130,6 +131,9 @@ export default {
   "system.other": "Event: {event}",
   "system.you_joined": "You joined",
   "system.you_left": "You left",
+
+  "transcript.failed": "The conversation could not be saved. Please try again.",
+  "transcript.saved": "Saved {time}",
 
   "upload.failed_status": "The upload failed (HTTP {status}).",
   "upload.forbidden": "You may not send files here.",

@@ -16,6 +16,7 @@ export default {
   "action.reply": "Responder",
   "action.reply_to": "Responder a {name}",
   "action.retry": "Tentar de novo",
+  "action.save_transcript": "Salvar a conversa como arquivo de texto",
   "action.send": "Enviar",
   "action.send_recording": "Enviar a mensagem de voz",
 
@@ -133,6 +134,9 @@ export default {
   "system.other": "Evento: {event}",
   "system.you_joined": "Você entrou",
   "system.you_left": "Você saiu",
+
+  "transcript.failed": "Não foi possível salvar a conversa. Tente de novo.",
+  "transcript.saved": "Salva em {time}",
 
   "upload.failed_status": "O envio falhou (HTTP {status}).",
   "upload.forbidden": "Você não pode enviar arquivos aqui.",

@@ -12,6 +12,7 @@ import { languagePicker } from "./language-picker.js";
 import { MessageList } from "./message-list.js";
 import { errorText, nameOf, systemText } from "./message-view.js";
 import { announce, notify } from "./notices.js";
+import { download, transcript } from "./transcript.js";
 import { renderParticipants, workingText } from "./participants.js";
 import { snippet } from "./text.js";
 
@@ -72,6 +73,19 @@ export class ChatView {
       icon("people"),
       h("span", { class: "count" }),
     );
+    this.saveButton = h(
+      "button",
+      {
+        type: "button",
+        class: "icon-button save",
+        "data-i18n-aria-label": "action.save_transcript",
+        "data-i18n-title": "action.save_transcript",
+        "aria-label": t("action.save_transcript"),
+        title: t("action.save_transcript"),
+        onclick: () => this.#saveTranscript(),
+      },
+      icon("download"),
+    );
     const header = h(
       "header",
       { class: "topbar" },
@@ -90,6 +104,7 @@ export class ChatView {
       ),
       h("div", { class: "title-block" }, this.titleEl, this.subtitleEl),
       languagePicker(),
+      this.saveButton,
       this.peopleButton,
     );
 
@@ -488,6 +503,19 @@ export class ChatView {
       return false;
     } finally {
       this.olderButton.disabled = false;
+    }
+  }
+
+  /** Download the whole conversation as a text file (read again from the server). */
+  async #saveTranscript() {
+    this.saveButton.disabled = true;
+    try {
+      const { text, fileName } = await transcript(this.session.id, this.store);
+      download(text, fileName);
+    } catch {
+      notify(t("transcript.failed"), { kind: "error" });
+    } finally {
+      this.saveButton.disabled = false;
     }
   }
 

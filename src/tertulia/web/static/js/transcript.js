@@ -1,0 +1,69 @@
+/**
+ * The conversation as plain text, for the person to keep: every message people can see,
+ * oldest first, read over REST a page (100 messages) at a time, one line each:
+ * `[date, time] name: text`, a file as its name and address, a system event as its
+ * sentence, a reply with a `> name: snippet` line of what it answers.
+ */
+
+import { getMessages } from "./api.js";
+import { formatDateTime, t } from "./i18n.js";
+import { systemText } from "./message-view.js";
+import { safeUrl, snippet } from "./text.js";
+
+/** The whole visible history (deduplicated by id: messages may arrive while it is read). */
+async function allMessages(conversationId) {
+  const found = new Map();
+  for (let page = 1; ; page += 1) {
+    const data = await getMessages(conversationId, { page });
+    for (const message of data.results ?? []) found.set(message.id, message);
+    if (!data.next) return [...found.values()];
+  }
+}
+
+function nameIn(store, id) {
+  return store.participant(id)?.name || t("someone");
+}
+
+function line(message, store, byId) {
+  const when = `[${formatDateTime(new Date(message.time), "short")}]`;
+  if (message.type === "S") return `${when} — ${systemText(message, store)}`;
+  const parts = [];
+  const url = safeUrl(message.file_url ?? message.external_file_url ?? "");
+  if (url) parts.push(`${snippet({ ...message, text: "" }, 200)} <${new URL(url, location.href)}>`);
+  if (message.text) parts.push(message.text);
+  const lines = [`${when} ${nameIn(store, message.sender_id)}: ${parts.join(" ")}`];
+  const quoted = message.quoted_message_id && byId.get(message.quoted_message_id);
+  if (quoted) lines.unshift(`    > ${nameIn(store, quoted.sender_id)}: ${snippet(quoted, 80)}`);
+  return lines.join("\n");
+}
+
+/** The transcript of a conversation, and the name of its file. */
+export async function transcript(conversationId, store) {
+  const messages = await allMessages(conversationId);
+  const byId = new Map(messages.map((message) => [message.id, message]));
+  const now = new Date();
+  const title = store.name || t("conversation.untitled");
+  const text = [
+    title,
+    t("transcript.saved", { time: formatDateTime(now, "long") }),
+    "",
+    ...messages.map((message) => line(message, store, byId)),
+    "",
+  ].join("\n");
+  const day = now.toISOString().slice(0, 10);
+  const base = title.replace(/[^\p{L}\p{N} _-]+/gu, "").trim().slice(0, 60) || "conversation";
+  return { text, fileName: `${base} ${day}.txt` };
+}
+
+/** Offer `text` to the browser as a file download. */
+export function download(text, fileName) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = fileName;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
