@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from external.fakes import closed_port
+from support.aging import age
 from support.blab import Person
 from support.server import live_server
 from tertulia.cli import delete, main
@@ -189,18 +190,8 @@ async def test_idle_conversations_are_listed_a_page_at_a_time(
             assert (await person.create(nickname=name, name=name, bots=[])).status_code == 201
             ids.append(person.conversation_id)
         db = server.registry.db
-        async with db.write() as conn:
-            for old in (ids[0], ids[2]):
-                await conn.execute(
-                    update(conversations)
-                    .where(conversations.c.id == old)
-                    .values(created_at=datetime(2020, 1, 1, tzinfo=UTC))
-                )
-                await conn.execute(
-                    update(messages)
-                    .where(messages.c.conversation_id == old)
-                    .values(time=datetime(2020, 1, 1, tzinfo=UTC))
-                )
+        for old in (ids[0], ids[2]):
+            await age(db, old)
         cutoff = datetime(2021, 1, 1, tzinfo=UTC)
         pages = []
         after: str | None = ""

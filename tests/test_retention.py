@@ -3,36 +3,17 @@ closing their sockets at once, and keeps the others."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
+from support.aging import age
 from support.blab import talking
 from support.bots import watch_logs
-from support.server import LiveServer, live_server
+from support.server import live_server
 from tertulia.errors import ConfigurationError
 from tertulia.settings import load_settings
-from tertulia.storage.tables import conversations, messages
-
-LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
-
-
-async def age(server: LiveServer, conversation_id: str) -> None:
-    """Make a conversation look idle since 2020 (its creation and every message)."""
-    async with server.registry.db.write() as conn:
-        await conn.execute(
-            update(conversations)
-            .where(conversations.c.id == conversation_id)
-            .values(created_at=LONG_AGO)
-        )
-        await conn.execute(
-            update(messages)
-            .where(messages.c.conversation_id == conversation_id)
-            .values(time=LONG_AGO)
-        )
 
 
 async def test_a_sweep_deletes_the_idle_and_closes_their_sockets(
@@ -53,7 +34,7 @@ async def test_a_sweep_deletes_the_idle_and_closes_their_sockets(
             )
             assert attached.status_code == 201
             bob_socket = await talking(bob, "bob")
-            await age(server, alice.conversation_id)
+            await age(server.registry.db, alice.conversation_id)
 
             done = await server.app.state.retention.sweep()
 
@@ -79,7 +60,7 @@ async def test_the_server_sweeps_as_it_starts(make_settings: Any, people: Any) -
         old, recent = people(server), people(server)
         for person, name in ((old, "old"), (recent, "recent")):
             assert (await person.create(nickname=name, name=name, bots=[])).status_code == 201
-        await age(server, old.conversation_id)
+        await age(server.registry.db, old.conversation_id)
         assert server.app.state.retention is None
 
     with watch_logs() as logs:
