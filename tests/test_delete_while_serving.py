@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from support.blab import Person, talking
 from support.bots import GATES, watch_logs
@@ -144,3 +145,25 @@ async def test_redis_tells_every_server_at_once(database: DatabaseTarget, tmp_pa
         finally:
             for person in (alice, bob, carol):
                 await person.close()
+
+
+async def test_a_handshake_that_finds_out_is_refused(make_settings: Any, people: Any) -> None:
+    """A socket opening on a deleted conversation whose controller this process still
+    holds, without the participant in memory (as when another process added them): the
+    participant's lookup finds the conversation gone, and the handshake is refused (403),
+    not failed."""
+    settings = make_settings()
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            socket = await talking(alice, "alice")
+            await socket.close()
+            chat = await server.registry.get(alice.conversation_id)
+            assert chat is not None
+            chat.participants = [p for p in chat.participants if p.id != alice.participant_id]
+            assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+
+            with pytest.raises(InvalidStatus, match="403"):
+                await alice.connect()
+            assert chat.gone
+    assert logs.errors() == []

@@ -376,7 +376,10 @@ class ChatRegistry:
         chat = await self.get(conversation_id)
         if chat is None:
             return None
-        bot = await chat.participant(bot_participant_id)
+        try:
+            bot = await chat.participant(bot_participant_id)
+        except ConversationGone:
+            return None
         if bot is None or bot.bot_name is None:
             return None
         services = None

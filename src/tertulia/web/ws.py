@@ -296,7 +296,10 @@ async def _authenticate(
         return None
     participant_id = await svc.sessions.participant_id(session, key)
     chat = await Chat.get_chat(key) if participant_id else None
-    participant = await chat.participant(participant_id) if chat and participant_id else None
+    try:
+        participant = await chat.participant(participant_id) if chat and participant_id else None
+    except ConversationGone:  # (found out here: refused as any unknown conversation)
+        return None
     if chat is None or participant is None:
         return None
     return chat, participant
