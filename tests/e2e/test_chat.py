@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from e2e.browser import ALL_IDS, expect
+from e2e.test_reliability import TOP_IN_SCROLLER
 from support.bots import bot_person, bots_with
 from support.server import live_server
 
@@ -315,3 +316,81 @@ async def test_the_conversation_is_saved_as_a_text_file(make_settings, open_tab)
     assert lines[reply - 1] == "    > bob: line 119"
     assert re.fullmatch(r"bob: notes\.txt <http://127\.0\.0\.1:\d+/media/.+>", said[122])
     assert [b for b in body if b.startswith("—")] == ["— Conversation created", "— You joined"]
+
+
+async def test_a_long_visit_keeps_the_page_to_the_newest_rows(make_settings, open_tab) -> None:
+    """Following a busy conversation, the page keeps only the newest 500-600 rows (each new
+    message would otherwise cost the layout of every row); "Load earlier messages" brings
+    the others back without asking the server, keeping the reader's place, and a quote of
+    one off the page brings it too."""
+    async with live_server(make_settings(rate_limits={"message": ""})) as server:
+        alice = await open_tab(server.base_url)
+        await alice.start_conversation("alice", [], name="Busy room")
+        page = alice.page
+        bob, url = await someone_joins(alice, server.base_url, open_tab)
+        for start in range(0, 1000, 100):
+            responses = await asyncio.gather(
+                *(
+                    bob.context.request.post(
+                        f"{url}/messages/",
+                        data={"type": "T", "text": f"burst {n}", "local_id": f"b{n}"},
+                    )
+                    for n in range(start, start + 100)
+                )
+            )
+            assert [r.status for r in responses] == [201] * 100
+            await expect(alice.bubble(f"burst {start + 99}")).to_have_count(1)
+        rows = page.locator("li.msg")
+        shown = await rows.count()
+        assert 500 <= shown <= 600, shown
+        await expect(rows.last).to_be_in_viewport()
+        await expect(alice.bubble("burst 0")).to_have_count(0)
+
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
+        first = rows.first
+        first_text = await first.locator(".text").inner_text()
+        await page.evaluate("document.querySelector('.scroller').scrollTop = 0")
+        top_before = await first.evaluate(TOP_IN_SCROLLER)
+        await page.get_by_role("button", name="Load earlier messages").click()
+        await expect(rows).to_have_count(shown + 200)
+        kept = alice.bubble(first_text)
+        assert abs(await kept.evaluate(TOP_IN_SCROLLER) - top_before) < 2
+        assert not [u for u in asked if "/messages" in u]
+
+        replied = await bob.context.request.post(
+            f"{url}/messages/",
+            data={
+                "type": "T",
+                "text": "about the first",
+                "quoted_message_id": await message_id(page, "burst 0"),
+                "local_id": "q1",
+            },
+        )
+        assert replied.status == 201
+        reply = page.locator("li.msg", has_text="about the first")
+        await reply.scroll_into_view_if_needed()
+        await reply.locator(".quote").click()
+        target = alice.bubble("burst 0")
+        await expect(target).to_have_count(1)
+        await expect(target).to_be_focused()
+        await expect(target).to_be_in_viewport()
+
+
+async def message_id(page, text: str) -> str:
+    """The id of the stored message whose text is ``text`` (over the REST API)."""
+    found = await page.evaluate(
+        """async (text) => {
+          const id = localStorage.getItem("tertulia.conversation");
+          for (let n = 1; ; n += 1) {
+            const url = `/api/chat/conversations/${id}/messages/?page=${n}`;
+            const body = await (await fetch(url)).json();
+            const hit = body.results.find((m) => m.text === text);
+            if (hit) return hit.id;
+            if (!body.next) return null;
+          }
+        }""",
+        text,
+    )
+    assert found is not None
+    return found

@@ -361,7 +361,7 @@ export class ChatView {
   render() {
     cancelAnimationFrame(this.frame);
     this.frame = 0;
-    this.list.render();
+    this.list.render({ follow: this.stick });
     const store = this.store;
     this.titleEl.textContent = this.#title();
     this.#setTitle();
@@ -393,7 +393,7 @@ export class ChatView {
       );
     }
     this.endedBanner.hidden = !store.ended;
-    this.olderButton.hidden = !store.olderAvailable;
+    this.olderButton.hidden = !store.olderAvailable && !this.list.hidden;
     this.el.classList.toggle("is-offline", this.connection.state !== "open");
     if (this.stick) this.#scrollToBottom();
   }
@@ -471,7 +471,11 @@ export class ChatView {
 
   async #loadOlder() {
     const before = this.scroller.scrollHeight;
-    if (!(await this.#loadingOlder(() => this.session.loadOlder()))) return;
+    if (this.list.hidden) {
+      this.list.reveal(); // rows already here, off the page: no request
+    } else if (!(await this.#loadingOlder(() => this.session.loadOlder()))) {
+      return;
+    }
     this.render();
     // Keep the messages in view where they were: older ones are added above.
     this.scroller.scrollTop += this.scroller.scrollHeight - before;
@@ -479,7 +483,12 @@ export class ChatView {
 
   /** Bring a message into view; one earlier than the loaded history is loaded first. */
   async #jump(id) {
-    if (this.list.jumpTo(id)) return;
+    const hidden = this.list.hidden;
+    if (this.list.jumpTo(id)) {
+      // Brought back from above the window: reading far up now (as below).
+      if (this.list.hidden < hidden) this.stick = false;
+      return;
+    }
     const loading = async () => {
       while (!this.store.get(id) && this.store.olderAvailable) await this.session.loadOlder();
     };

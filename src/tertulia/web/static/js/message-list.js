@@ -7,6 +7,12 @@
  *
  * Keyboard: the list is one tab stop (roving tabindex). Arrow keys, Home and End move
  * between rows; R replies to the focused message; Tab reaches the focused row's buttons.
+ *
+ * A window: while the reader follows the newest messages, only the newest KEEP rows stay
+ * on the page (a long visit would otherwise make every new message cost the layout and
+ * paint of thousands of rows). The older ones leave it once KEEP_SLACK more have come, and
+ * come back on request: `reveal()` ("Load earlier messages" before any request to the
+ * server) or a jump to one of them. A reader scrolled up keeps every row shown.
  */
 
 import { h, prefersReducedMotion } from "./dom.js";
@@ -20,6 +26,13 @@ import {
   systemRow,
   systemText,
 } from "./message-view.js";
+
+/** Rows kept on the page while the reader follows the newest messages (see above). */
+const KEEP = 500;
+/** How many more may come before the oldest leave (not at every message). */
+const KEEP_SLACK = 100;
+/** Rows brought back by one `reveal()`. */
+const REVEAL = 200;
 
 /** Messages of one sender closer than this form one group (one name, one avatar). */
 const GROUP_GAP_MS = 5 * 60 * 1000;
@@ -50,6 +63,12 @@ export class MessageList {
     this.cache = new Map();
     this.activeKey = null;
     this.activeNode = null;
+    /** Key of the first entry shown (null: from the first); entries before it are hidden. */
+    this.fromKey = null;
+    /** How many entries are hidden above the first row shown. */
+    this.hidden = 0;
+    this.revealing = 0;
+    this.entryCount = 0;
     this.el = h("ol", {
       class: "messages",
       "aria-label": t("messages.label"),
@@ -94,15 +113,37 @@ export class MessageList {
     return entries;
   }
 
-  /** Bring the DOM in line with the store. */
-  render() {
+  /** The key of an entry's row. */
+  #keyOf(item) {
+    return item.kind === "pending" ? `p:${item.entry.localId}` : `m:${item.message.id}`;
+  }
+
+  /**
+   * Bring the DOM in line with the store. With `follow` (the reader is at the newest
+   * message), new messages may push the oldest rows off the page.
+   */
+  render({ follow = false } = {}) {
     const lang = language();
     const focusedKey = this.el.contains(document.activeElement)
       ? document.activeElement.closest("li[data-key]")?.dataset.key
       : null;
+    const entries = this.#entries();
+    let start = 0;
+    if (this.fromKey !== null) {
+      start = Math.max(0, entries.findIndex((item) => this.#keyOf(item) === this.fromKey));
+    }
+    start = Math.max(0, start - this.revealing);
+    this.revealing = 0;
+    const grew = entries.length > this.entryCount;
+    this.entryCount = entries.length;
+    if (follow && grew && !focusedKey && entries.length - start > KEEP + KEEP_SLACK) {
+      start = entries.length - KEEP;
+    }
+    this.fromKey = start > 0 ? this.#keyOf(entries[start]) : null;
+    this.hidden = start;
     const wanted = [];
     let lastDay = null;
-    for (const item of this.#entries()) {
+    for (const item of entries.slice(start)) {
       if (item.day !== lastDay) {
         lastDay = item.day;
         const key = `d:${item.day}`;
@@ -233,12 +274,25 @@ export class MessageList {
     if (rows.length) this.focusRow(rows[rows.length - 1]);
   }
 
+  /** Bring back (at the next render) up to `count` of the rows hidden above. */
+  reveal(count = REVEAL) {
+    this.revealing += count;
+  }
+
   /**
    * Scroll to a message, flash it and focus it; false when it is not loaded. Smoothly,
    * unless `instant` (a message just loaded far up) or the person prefers less motion.
+   * One loaded but off the page (above the window) is brought back first.
    */
   jumpTo(id, { instant = false } = {}) {
-    const row = this.el.querySelector(`li[data-id="${CSS.escape(id)}"]`);
+    const selector = `li[data-id="${CSS.escape(id)}"]`;
+    let row = this.el.querySelector(selector);
+    if (!row && this.hidden && this.store.get(id)) {
+      this.fromKey = `m:${id}`;
+      this.render();
+      row = this.el.querySelector(selector);
+      instant = true; // (far up, as one just loaded)
+    }
     if (!row) return false;
     row.focus({ preventScroll: true });
     const smooth = !instant && !prefersReducedMotion();
