@@ -21,6 +21,7 @@ from external.fakes import (
 from support.bots import watch_logs
 from support.proxy import ProxyFactory
 from support.server import live_server
+from tertulia.cli import delete
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
 
 
@@ -278,3 +279,35 @@ async def test_a_burst_over_the_rate_limit_is_slowed_not_lost(
             got = [(await socket.message(sender_id=ext_id, text=line))["text"] for line in lines]
             assert got == lines
             await bot.app.aclose()
+
+
+async def test_a_deleted_conversation_is_left_not_retried(
+    make_settings: SettingsFactory, people: PersonFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server closes a deleted conversation's sockets with 4404: the SDK leaves the
+    conversation at once, saying why, rather than reconnecting to be refused."""
+    bot = EchoBot()
+    recorder = Recorder(bot.app.asgi)
+    caplog.set_level("INFO", logger="tertulia.client")
+    async with serve(recorder, lifespan="on") as trigger_url:
+        settings = make_settings(bots={"Ext": external_bot(trigger_url)})
+        async with live_server(settings) as server:
+            bot.point_at(server.base_url)
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            ext_id = bot_id(created.json(), "Ext")
+            socket = await alice.connect(after=0)
+            await socket.message(sender_id=ext_id, text="Hello from Ext")
+            assert bot.conversation is not None
+
+            assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+            # (the in-process broker: the server finds out at the next write)
+            answer = await alice.post(type="T", text="hello?", local_id="late")
+            assert answer.status_code == 404
+
+            await asyncio.wait_for(bot.conversation.wait_closed(), TIMEOUT)
+            assert bot.app.conversations == {}
+            await bot.app.aclose()
+    said = [r.getMessage() for r in caplog.records if r.name == "tertulia.client"]
+    assert f"conversation {alice.conversation_id} was deleted; leaving" in said
+    assert not [m for m in said if "refused the socket" in m]

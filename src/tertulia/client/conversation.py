@@ -255,7 +255,11 @@ class Conversation:
                         proxy=None,
                     ) as socket:
                         failures = 0
-                        await self._serve(socket)
+                        try:
+                            await self._serve(socket)
+                        except ConnectionClosed:
+                            if socket.close_code != CLOSE_GONE:
+                                raise  # (a drop: retried below)
                     if socket.close_code == CLOSE_GONE:
                         log.warning("conversation %s was deleted; leaving", self.conversation_id)
                         return
