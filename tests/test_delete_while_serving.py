@@ -16,6 +16,7 @@ from support.bots import GATES, watch_logs
 from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
 from support.process import server_process, write_config
 from support.server import live_server
+from support.waiting import until
 from tertulia.cli import delete
 from tertulia.settings import load_settings
 
@@ -166,4 +167,32 @@ async def test_a_handshake_that_finds_out_is_refused(make_settings: Any, people:
             with pytest.raises(InvalidStatus, match="403"):
                 await alice.connect()
             assert chat.gone
+    assert logs.errors() == []
+
+
+@pytest.mark.parametrize("present", [False, True])
+async def test_a_socket_opening_finds_out(make_settings: Any, people: Any, present: bool) -> None:
+    """A socket opening on a deleted conversation this process still holds (its
+    participant's places cached): closed with 4404 as it starts, whether it would store
+    its participant's *joined* (not present) or read the latest message (present: another
+    socket of theirs is open, and is closed too)."""
+    settings = make_settings(presence_grace=0)
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            first = await talking(alice, "alice")
+            if not present:
+                await first.close()
+
+                async def left() -> bool:
+                    found = (await alice.history()).json()["results"]
+                    return any(m.get("event") == "participant-left" for m in found)
+
+                await until(left)
+            assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+
+            second = await alice.connect()
+            assert await second.closed_with() == 4404
+            if present:
+                assert await first.closed_with() == 4404
     assert logs.errors() == []

@@ -1061,7 +1061,9 @@ class Chat:
                 # duplicate (its number is taken from that row).
                 if await self._services.deleted(self):
                     raise ConversationGone()
-                raise RuntimeError("a duplicate local_id whose message cannot be found")
+                raise RuntimeError(  # pragma: no cover - the row that conflicted is committed
+                    "a duplicate local_id whose message cannot be found"
+                )
             out = Outgoing(self.conversation.id)
             out.echo_to(participant.id, self.public(existing))
             await self._flush(out)
@@ -1288,8 +1290,16 @@ class Chat:
             return await msg_repo.find_by_file_path(conn, self.conversation.id, key)
 
     async def latest_visible(self) -> Message | None:
+        """The newest visible message.
+
+        Raises:
+            ConversationGone: none at all: the conversation was deleted (it has at least
+                its *conversation-created*).
+        """
         async with self._services.db.read() as conn:
             found = await msg_repo.latest_visible(conn, self.conversation.id)
+        if not found and await self._services.deleted(self):
+            raise ConversationGone()
         return found[0] if found else None
 
     async def history(
