@@ -12,6 +12,8 @@ from support.aging import age
 from support.blab import talking
 from support.bots import watch_logs
 from support.server import live_server
+from support.waiting import until
+from tertulia import retention
 from tertulia.errors import ConfigurationError
 from tertulia.settings import load_settings
 
@@ -75,3 +77,26 @@ async def test_the_server_sweeps_as_it_starts(make_settings: Any, people: Any) -
 def test_retention_days_must_be_positive() -> None:
     with pytest.raises(ConfigurationError, match="retention_days"):
         load_settings(None, retention_days=0)
+
+
+async def test_a_failed_sweep_is_logged_and_tried_again(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep that fails (the database away, say) is logged with its traceback and tried
+    again after RETRY_AFTER; the server goes on meanwhile."""
+    calls: list[int] = []
+    real = retention.erase
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database away")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(retention, "erase", failing_once)
+    monkeypatch.setattr(retention, "RETRY_AFTER", 0.05)
+    with watch_logs() as logs:
+        async with live_server(make_settings(retention_days=30)):
+            failed = await logs.wait_for(lambda e: e["event"] == "retention: sweeping failed")
+            await until(lambda: len(calls) >= 2)
+    assert failed["log_level"] == "error"

@@ -73,3 +73,11 @@ async def test_limits_still_apply_per_process_while_redis_is_down(
         response = await call(server, "POST", "/api/chat/conversations/", json={})
         statuses.append(response.status_code)
     assert statuses == [201, 201, 201, 429]
+
+
+async def test_the_wait_is_the_whole_window_when_redis_cannot_say(server: LiveServer) -> None:
+    """``retry_after`` asked of Redis while it is away (before any hit has failed over):
+    the rule's whole window, at once, rather than an error or a guess too short."""
+    await cut_limits_off_redis(server)
+    limits: RateLimits = server.app.state.services.rate_limits
+    assert await limits.retry_after("message", "somebody") == 60
