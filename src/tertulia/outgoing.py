@@ -33,10 +33,15 @@ Accepts = Callable[[Participant, str, dict[str, Any]], bool]
 CLOSE_GONE = 4404  # a deleted conversation's sockets close with this (as a refused handshake)
 
 
+CLOSE_REASONS = {CLOSE_GONE: "conversation deleted"}
+
+
 def conversation_deleted() -> Event:
     """The order to every socket of a conversation, in every process, to close with
-    :data:`CLOSE_GONE`: the conversation was deleted (``tertulia delete``)."""
-    return Event(EVERYONE, "conversation deleted", close=CLOSE_GONE)
+    :data:`CLOSE_GONE`: the conversation was deleted (``tertulia delete``). An older
+    process that does not know the order sends its frame instead: an ``error`` frame."""
+    detail = {"detail": "This conversation no longer exists.", "code": "not_found"}
+    return Event(EVERYONE, error_frame("not_found", detail), close=CLOSE_GONE)
 
 
 def message_frame(payload: dict[str, Any]) -> str:

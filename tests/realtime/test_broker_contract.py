@@ -113,3 +113,31 @@ def test_unknown_broker_urls_are_refused() -> None:
     """A broker URL with an unknown scheme stops start-up with a clear error."""
     with pytest.raises(ConfigurationError, match="unknown broker URL"):
         create_broker("kafka://localhost")
+
+
+async def test_every_field_of_an_event_arrives(broker: Broker) -> None:
+    """An event's fields all cross the broker: a superseding state frame, and an order to
+    close (a deleted conversation's)."""
+    name = channel()
+    inbox = Inbox()
+    await broker.subscribe(name, inbox)
+    events = [
+        Event(frozenset({"humans", "bots"}), '{"state": {}}', supersedes=True),
+        Event(frozenset({"humans"}), '{"error": {}}', close=4404),
+    ]
+    await broker.publish(name, events)
+    assert await inbox.take(2) == events
+
+
+def test_redis_events_of_older_processes_are_read() -> None:
+    """A Redis message from a process that predates the ``close`` field (four fields)
+    reads as before; fields a newer process may add after it are ignored."""
+    from tertulia.realtime.redis import _events
+
+    older = b'[[["humans"], "{}", 3, false], [["bots"], "{}", null, true]]'
+    assert _events(older) == [
+        Event(frozenset({"humans"}), "{}", 3),
+        Event(frozenset({"bots"}), "{}", supersedes=True),
+    ]
+    newer = b'[[["humans"], "{}", null, false, 4404, "later"]]'
+    assert _events(newer) == [Event(frozenset({"humans"}), "{}", close=4404)]

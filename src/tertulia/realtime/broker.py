@@ -34,9 +34,10 @@ class Event:
         supersedes: a ``state`` frame: it replaces an earlier one a socket has not sent yet
             (participants are never removed, so everything queued after the earlier frame
             is still covered by the newer one).
-        close: not a frame but an order: each socket it reaches closes with this code
-            (``frame`` is the reason), after what it has queued. The conversation was
-            deleted, say.
+        close: not a frame but an order: each socket it reaches closes with this code at
+            once (the conversation was deleted, say). ``frame`` is then what a process
+            that predates the field sends instead (during a rolling upgrade with Redis),
+            so it is a frame clients understand.
     """
 
     audience: frozenset[str]

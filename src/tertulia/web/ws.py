@@ -42,7 +42,13 @@ from tertulia.domain.model import Participant
 from tertulia.domain.routing import socket_tags
 from tertulia.errors import ConversationGone, TertuliaError
 from tertulia.metrics import WEBSOCKETS_OPEN
-from tertulia.outgoing import CLOSE_GONE, error_frame, message_frame, state_frame
+from tertulia.outgoing import (
+    CLOSE_GONE,
+    CLOSE_REASONS,
+    error_frame,
+    message_frame,
+    state_frame,
+)
 from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
 from tertulia.web.origins import Origins
@@ -153,7 +159,7 @@ class Outbox:
         if not (event.audience & self.tags):
             return
         if event.close is not None:
-            self.close(event.close, event.frame)
+            self.close(event.close, CLOSE_REASONS.get(event.close, ""))
         elif event.supersedes:
             self.put_state(event.frame)
         elif event.seq is not None and event.seq <= self._replayed_upto:
@@ -380,7 +386,7 @@ async def _serve(
     except WebSocketDisconnect:
         pass
     except ConversationGone:
-        outbox.close(CLOSE_GONE, "conversation deleted")
+        outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
     except Exception:
         # A failure of the server's own (the database, say): this socket closes with 1011,
         # which tells its client to reconnect; no other socket is touched.
@@ -495,7 +501,7 @@ async def _handle(
         await check_message_rate(websocket, participant.id)
         await chat.submit(participant, data)
     except ConversationGone:
-        outbox.close(CLOSE_GONE, "conversation deleted")
+        outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
     except TertuliaError as exc:
         outbox.put(error_frame(exc.code, exc.body(), local_id))
     except Exception:
