@@ -189,7 +189,7 @@ export class MessageList {
     if (item.kind === "system") {
       const { message } = item;
       return {
-        key: `m:${message.id}`,
+        key: this.#keyOf(item),
         sig: `${lang}|${systemText(message, store)}`,
         build: () => systemRow(message, { store }),
       };
@@ -208,7 +208,7 @@ export class MessageList {
       const { entry } = item;
       const error = entry.error ? JSON.stringify(entry.error) : "";
       return {
-        key: `p:${entry.localId}`,
+        key: this.#keyOf(item),
         sig: `${shared}|${entry.status}|${error}|${this.connected}`,
         build: () => pendingRow(entry, { ...ctx, connected: this.connected }),
       };
@@ -216,7 +216,7 @@ export class MessageList {
     const { message } = item;
     const sender = store.participant(message.sender_id);
     return {
-      key: `m:${message.id}`,
+      key: this.#keyOf(item),
       sig: `${shared}|${nameOf(store, message.sender_id)}|${sender?.type ?? ""}`,
       build: () => messageRow(message, ctx),
     };
