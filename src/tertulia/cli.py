@@ -9,8 +9,9 @@ import gc
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
 import structlog
 
@@ -20,6 +21,39 @@ from tertulia.settings import Settings, load_settings
 
 STARTUP_FAILURE = 3  # uvicorn's status when the application does not start
 YOUNG_COLLECTION_EVERY = 10_000  # new container objects between young collections (700)
+T = TypeVar("T")
+
+
+class _Failed(Exception):
+    """A command's work failed and said so in one line; the status to end with."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _say(line: str) -> None:
+    print(f"tertulia: {line}", file=sys.stderr)
+
+
+def _run(work: Coroutine[Any, Any, T], failed: str) -> T:
+    """Run a command's work. When it fails, one line on stderr and :class:`_Failed`: status
+    2 for a configuration error; 1 for anything else, in the error's own words for
+    Tertulia's (unreachable, not empty, an older schema), else ``<failed>: Type: reason``.
+    A closed standard output (``BrokenPipeError``) is left to the caller."""
+    try:
+        return asyncio.run(work)
+    except ConfigurationError as exc:
+        _say(f"configuration error: {exc.detail}")
+        raise _Failed(2) from None
+    except BrokenPipeError:
+        raise
+    except TertuliaError as exc:
+        _say(exc.detail)
+        raise _Failed(1) from None
+    except Exception as exc:
+        _say(f"{failed}: {type(exc).__name__}: {exc}")
+        raise _Failed(1) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -137,24 +171,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(config)
     except ConfigurationError as exc:
-        print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
+        _say(f"configuration error: {exc.detail}")
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    try:
+        return _command(args, settings)
+    except _Failed as failure:
+        return failure.status
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
+    from tertulia.preflight import check_services
+
     if args.command == "serve":
         from tertulia.preflight import CannotListen, listen
 
         try:
             listener = listen(args.host, args.port)
         except CannotListen as exc:
-            print(f"tertulia: {exc.detail}", file=sys.stderr)
+            _say(exc.detail)
             return 1
         with listener:
-            if status := _preflight(settings, broker=True):
-                return status
+            _run(check_services(settings, broker=True), "start-up failed")
             serve(settings, listener)
     elif args.command == "migrate":
-        if status := _preflight(settings, broker=False):
-            return status
+        _run(check_services(settings, broker=False), "migrate failed")
         from tertulia.storage.migrate import upgrade_async
 
         asyncio.run(upgrade_async(settings.database_url, settings.database_schema))
@@ -170,24 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return copy(settings, args.target_url, args.target_schema)
     elif args.command == "delete":
         if not args.conversation_ids and args.idle_before is None:
-            print("tertulia: delete needs conversation ids or --idle-before", file=sys.stderr)
+            _say("delete needs conversation ids or --idle-before")
             return 2
         return delete(settings, args.conversation_ids, args.idle_before)
-    return 0
-
-
-def _preflight(settings: Settings, *, broker: bool) -> int:
-    """Reach the database (and the broker): 0, or the status to end with after one line."""
-    from tertulia.preflight import Unreachable, check_services
-
-    try:
-        asyncio.run(check_services(settings, broker=broker))
-    except ConfigurationError as exc:
-        print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
-    except Unreachable as exc:
-        print(f"tertulia: {exc.detail}", file=sys.stderr)
-        return 1
     return 0
 
 
@@ -206,21 +232,14 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
         )
 
     try:
-        copied = asyncio.run(run())
-    except ConfigurationError as exc:
-        print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
-    except TertuliaError as exc:  # unreachable, not empty, an older schema
-        print(f"tertulia: {exc.detail}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        print(f"tertulia: copy failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        copied = _run(run(), "copy failed")
+    except _Failed as failure:
+        return failure.status
     where = display_url(target_url)
     if target_schema:
         where += f" (schema {target_schema})"
     counts = ", ".join(f"{rows} {table}" for table, rows in copied.items())
-    print(f"tertulia: copied {counts} into {where}", file=sys.stderr)
+    _say(f"copied {counts} into {where}")
     return 0
 
 
@@ -231,23 +250,18 @@ def delete(
     names none or the deletion failed, 2 for a configuration error."""
     from tertulia.deleting import delete_conversations
 
+    work = delete_conversations(
+        settings.database_url,
+        settings.database_schema,
+        settings.media_root,
+        conversation_ids,
+        idle_before,
+        settings.broker_url,
+    )
     try:
-        done = asyncio.run(
-            delete_conversations(
-                settings.database_url,
-                settings.database_schema,
-                settings.media_root,
-                conversation_ids,
-                idle_before,
-                settings.broker_url,
-            )
-        )
-    except ConfigurationError as exc:
-        print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        print(f"tertulia: delete failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        done = _run(work, "delete failed")
+    except _Failed as failure:
+        return failure.status
     kept = f", {done.kept} kept (written to since they were listed idle)" if done.kept else ""
     return _finish(
         done.missing,
@@ -261,26 +275,17 @@ def export(settings: Settings, conversation_ids: list[str], output: str | None) 
     id names none or the export failed, 2 for a configuration error."""
     from tertulia.exporting import export_database
 
+    work = export_database(
+        settings.database_url, settings.database_schema, conversation_ids, output, sys.stdout.buffer
+    )
     try:
-        done = asyncio.run(
-            export_database(
-                settings.database_url,
-                settings.database_schema,
-                conversation_ids,
-                output,
-                sys.stdout.buffer,
-            )
-        )
-    except ConfigurationError as exc:
-        print(f"tertulia: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
+        # (fails with the database unreachable, its schema older than this code, a disk full)
+        done = _run(work, "export failed")
+    except _Failed as failure:
+        return failure.status
     except BrokenPipeError:
         # (``tertulia export | head``): the reader is gone; say nothing more to it
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    # The database unreachable, its schema older than this code, a disk full:
-    except Exception as exc:
-        print(f"tertulia: export failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return _finish(
         done.missing, f"exported {done.conversations} conversations, {done.messages} messages"
@@ -291,8 +296,8 @@ def _finish(missing: list[str], summary: str) -> int:
     """The last lines of a command over named conversations (one per id that named none,
     then ``summary``) and its status: 1 when some id named none, else 0."""
     for conversation_id in missing:
-        print(f"tertulia: no conversation {conversation_id}", file=sys.stderr)
-    print(f"tertulia: {summary}", file=sys.stderr)
+        _say(f"no conversation {conversation_id}")
+    _say(summary)
     return 1 if missing else 0
 
 
