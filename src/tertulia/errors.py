@@ -46,6 +46,10 @@ class TertuliaError(Exception):
         """The JSON body of the HTTP reply (DRF shapes, plus ``code``)."""
         return {"detail": self.detail, "code": self.code}
 
+    def headers(self) -> dict[str, str] | None:
+        """Headers of the HTTP reply beyond the usual (``Retry-After``, say)."""
+        return None
+
 
 class ConfigurationError(TertuliaError):
     """The configuration cannot work; raised at start-up only."""

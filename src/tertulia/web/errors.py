@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from tertulia.errors import TertuliaError, Throttled
+from tertulia.errors import TertuliaError
 from tertulia.web.responses import JSONBody
 
 log = structlog.get_logger(__name__)
@@ -29,8 +29,7 @@ _HTTP_CODES = {
 
 async def _tertulia_error(request: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, TertuliaError)
-    headers = exc.headers() if isinstance(exc, Throttled) else None
-    return JSONBody(exc.body(), status_code=exc.status, headers=headers)
+    return JSONBody(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")

@@ -74,16 +74,22 @@ class RateLimits:
             await self._pool.aclose()
             self._pool = None
 
+    def _counters(self) -> MovingWindowRateLimiter:
+        """Where hits are counted now: Redis, unless it failed less than ``REDIS_RETRY``
+        seconds ago (or there is none), this process's own counters."""
+        down_until = self._redis_down_until
+        if down_until is not None and time.monotonic() < down_until:
+            return self._local
+        return self._limiter
+
     async def hit(self, kind: str, key: str) -> bool:
         """Count one hit; False when the limit is already reached (the hit is refused)."""
         rule = self._rules.get(kind)
         if rule is None:
             return True
-        if self._limiter is self._local:
+        if self._counters() is self._local:
             return await self._local.hit(rule, kind, key)
         down_until = self._redis_down_until
-        if down_until is not None and time.monotonic() < down_until:
-            return await self._local.hit(rule, kind, key)
         try:
             async with asyncio.timeout(REDIS_TIMEOUT * 2):
                 allowed = await self._limiter.hit(rule, kind, key)
@@ -102,13 +108,9 @@ class RateLimits:
         hit of its window expires. Asked only after a refused hit; when the counters cannot
         say, the window's whole length."""
         rule = self._rules[kind]
-        limiter = self._limiter
-        down_until = self._redis_down_until
-        if down_until is not None and time.monotonic() < down_until:
-            limiter = self._local
         try:
             async with asyncio.timeout(REDIS_TIMEOUT * 2):
-                stats = await limiter.get_window_stats(rule, kind, key)
+                stats = await self._counters().get_window_stats(rule, kind, key)
         except Exception:  # (as in hit: Redis away) the longest it can be
             return rule.get_expiry()
         return min(rule.get_expiry(), max(1, math.ceil(stats.reset_time - time.time())))
