@@ -111,9 +111,12 @@ class Outbox:
     """A socket's outgoing frames: a bounded queue, filtering by tags, and resume.
 
     Live frames are only queued; when the queue is full the socket is dropped (its sender
-    stops and the endpoint closes it with 1013). At most one unsent ``state`` frame waits:
-    a newer one takes its place (a room filling up would otherwise queue a full
-    participant list per newcomer).
+    stops and the endpoint closes it with 1013). Every way a socket is ended from here is
+    one :attr:`closing` (code, reason), the first one set: too slow (1013), frames missed
+    (1012), its replay unreadable (1011), its conversation deleted (4404).
+
+    At most one unsent ``state`` frame waits: a newer one takes its place (a room filling
+    up would otherwise queue a full participant list per newcomer).
 
     The socket's first frames (the latest message, or the replay of ``?after=N``) are one
     item of the queue (:meth:`put_first`); live message frames are held back from
@@ -137,10 +140,7 @@ class Outbox:
         self._size = size
         self._waiting: asyncio.Future[None] | None = None
         self._state: _Latest | None = None
-        self.overflowed = False
-        self.failed = False
-        self.missed_events = False
-        self.closing: tuple[int, str] | None = None  # told to close: (code, reason)
+        self.closing: tuple[int, str] | None = None  # to be closed with (code, reason)
         self.sender: asyncio.Task[None] | None = None
         self._log = log
         self._held: list[Event] | None = None
@@ -150,9 +150,19 @@ class Outbox:
         """Start the sender task (stopped at once if the socket was dropped or told it
         missed frames before: say, the broker's connection broke while it subscribed)."""
         self.sender = asyncio.create_task(self._pump(), name=name)
-        if self.overflowed or self.missed_events or self.closing:
+        if self.closing:
             self.sender.cancel()
         return self.sender
+
+    @property
+    def overflowed(self) -> bool:
+        """Dropped as a slow reader."""
+        return self.closing is not None and self.closing[0] == CLOSE_SLOW
+
+    @property
+    def missed_events(self) -> bool:
+        """Closed as frames may have gone astray (the broker's connection broke)."""
+        return self.closing is not None and self.closing[0] == CLOSE_MISSED
 
     def deliver(self, event: Event) -> None:
         """Broker callback: never blocks."""
@@ -188,7 +198,7 @@ class Outbox:
 
     def put(self, frame: str | _Latest | _First) -> None:
         """Queue a frame; a full queue drops the socket."""
-        if self.overflowed:
+        if self.closing:
             return
         if len(self._items) >= self._size:
             self._drop(queued=len(self._items))
@@ -201,19 +211,17 @@ class Outbox:
                 waiting.set_result(None)
 
     def _drop(self, **waiting: int) -> None:
-        self.overflowed = True
         self._log.warning("socket too slow, dropping it", **waiting)
-        self._stop()
+        self.close(CLOSE_SLOW, "too slow")
 
     def missed(self) -> None:
         """Broker callback: events may not have reached this socket (the broker's
         connection broke). The socket is closed for its client to reconnect, which sends
         what was missed (``?after=``, or the latest message for the web client)."""
-        if self.missed_events or self.overflowed:
+        if self.closing:
             return
-        self.missed_events = True
         self._log.warning("events may have been missed, closing the socket")
-        self._stop()
+        self.close(CLOSE_MISSED, "events missed: reconnect")
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` at once (what is queued is not sent)."""
@@ -277,7 +285,8 @@ class Outbox:
                 batch, following = await first.read(following)
             except Exception:
                 self._log.exception("reading the replay failed")
-                self.failed = True
+                # (the sender ends here by itself; nothing to stop)
+                self.closing = self.closing or (CLOSE_ERROR, "internal error")
                 return False
             state = self._state
             if state is not None and not state.taken:
@@ -402,16 +411,11 @@ async def _serve(
             except Exception:
                 bound.exception("disconnect bookkeeping failed")
         if outbox.closing is not None:
-            if outbox.closing[0] == CLOSE_GONE and not chat.gone:
+            code, reason = outbox.closing
+            if code == CLOSE_GONE and not chat.gone:
                 # Announced by another process or the CLI: forgotten here too.
                 await svc.registry.forget(chat.conversation.id, announce=False)
-            await _close(websocket, *outbox.closing)
-        elif outbox.overflowed:
-            await _close(websocket, CLOSE_SLOW, "too slow")
-        elif outbox.missed_events:
-            await _close(websocket, CLOSE_MISSED, "events missed: reconnect")
-        elif outbox.failed:
-            await _close(websocket, CLOSE_ERROR, "internal error")
+            await _close(websocket, code, reason)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
