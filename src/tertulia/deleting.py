@@ -112,14 +112,17 @@ async def erase(
         gone = None
         if conversation_id is not None:
             async with db.write() as conn:
-                if conversation_id in idle and idle_before is not None:
-                    # Checked again under the row's lock: a message may have come since
-                    # the listing, and an acknowledged message is never deleted by it.
-                    still = await conv_repo.idle_since(conn, conversation_id, idle_before)
-                    if not still:  # active again (False), or deleted meanwhile (None)
-                        done.kept += still is False
-                        continue
-                gone = await conv_repo.delete_conversation(conn, conversation_id)
+                if await conv_repo.lock_conversation(conn, conversation_id):
+                    # One listed as idle is checked again under the row's lock: a message
+                    # may have come since, and an acknowledged message is never deleted so.
+                    if conversation_id in idle:
+                        assert idle_before is not None  # (idle is only listed with it)
+                        if not await conv_repo.still_idle(conn, conversation_id, idle_before):
+                            done.kept += 1
+                            continue
+                    gone = await conv_repo.delete_conversation(conn, conversation_id)
+                elif conversation_id in idle:
+                    continue  # (deleted meanwhile, by another sweep: not asked for by id)
         if conversation_id is None or gone is None:
             done.missing.append(asked)
             continue

@@ -196,9 +196,8 @@ _IDLE_PAGE = (
     .limit(bindparam("limit"))
 )
 _THIS_ONE: BindParameter[str] = bindparam("id")
-# The conversation's last activity (its last message, or its creation), its row locked
-# first where rows can be (PostgreSQL: a message being stored meanwhile waits, and then
-# finds the conversation gone; SQLite's write transactions run one at a time anyway).
+# A conversation's row, locked where rows can be (PostgreSQL: a message being stored
+# meanwhile waits, then finds the conversation gone; SQLite writes one at a time anyway).
 _LOCK = select(conversations.c.id).where(conversations.c.id == _THIS_ONE).with_for_update()
 _STILL_IDLE = select(conversations.c.id).where(conversations.c.id == _THIS_ONE, _idle(_THIS_ONE))
 # A conversation's rows in each table, in the order of the foreign keys.
@@ -234,23 +233,24 @@ async def idle_conversation_ids(
     return [str(row.id) for row in rows if row.idle], following
 
 
-async def idle_since(conn: Connection, conversation_id: str, before: datetime) -> bool | None:
-    """Whether the conversation is still idle since ``before`` (no message since; None when
-    there is no such conversation), its row locked until the transaction ends: a deletion
-    for being idle checks again in its own transaction, as a message may have come since
-    the conversation was listed (:func:`idle_conversation_ids`)."""
-    if (await conn.execute(_LOCK, {"id": conversation_id})).first() is None:
-        return None
+async def lock_conversation(conn: Connection, conversation_id: str) -> bool:
+    """Lock a conversation's row until the transaction ends; False when there is none.
+    A deletion takes it first, so that nothing is written to the conversation meanwhile."""
+    return (await conn.execute(_LOCK, {"id": conversation_id})).first() is not None
+
+
+async def still_idle(conn: Connection, conversation_id: str, before: datetime) -> bool:
+    """Whether a conversation (locked) has had no visible message since ``before``: a
+    deletion for being idle checks again in its own transaction, as a message may have come
+    since the conversation was listed (:func:`idle_conversation_ids`)."""
     found = await conn.execute(_STILL_IDLE, {"id": conversation_id, "before": before})
     return found.first() is not None
 
 
-async def delete_conversation(conn: Connection, conversation_id: str) -> int | None:
-    """Delete a conversation and every row of it: messages, participants, deliveries, bot
-    states, the sessions' places in it and its bots' sessions (people's sessions stay).
-    Returns how many messages went, or None when there is no such conversation."""
-    if (await conn.execute(_GET, {"conversation_id": conversation_id})).first() is None:
-        return None
+async def delete_conversation(conn: Connection, conversation_id: str) -> int:
+    """Delete a conversation (locked: :func:`lock_conversation`) and every row of it:
+    messages, participants, deliveries, bot states, the sessions' places in it and its bots'
+    sessions (people's sessions stay). Returns how many messages went."""
     gone = 0
     for table, statement in _DELETES:
         result = await conn.execute(statement, {"id": conversation_id})
