@@ -107,6 +107,29 @@ async def test_a_bot_at_work_is_dropped_quietly(make_settings: Any, people: Any)
     assert logs.errors() == []
 
 
+async def test_a_bot_retrying_is_dropped_quietly_too(make_settings: Any, people: Any) -> None:
+    """The same when the conversation goes while the bot is on a retry (its first call
+    failed): no further attempts, one info line, no error."""
+    settings = make_settings(
+        bots={"FLAKY": {"module": "support.bots", "class": "FlakyGatedEchoBot", "retries": 3}}
+    )
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", name="flaky", bots=["FLAKY"])
+            assert created.status_code == 201
+            socket = await alice.connect()
+            await socket.say("take two")
+            await logs.wait_for(lambda e: e["event"] == "gated bot waiting")
+            assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+            GATES.pop(alice.conversation_id).set()
+            await logs.wait_for(lambda e: e["event"] == "conversation deleted; delivery dropped")
+            assert await socket.closed_with() == 4404
+    calls = [e for e in logs.entries if e["event"] == "gated bot waiting"]
+    assert len(calls) == 1
+    assert logs.errors() == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # a shared server database
 async def test_redis_tells_every_server_at_once(database: DatabaseTarget, tmp_path: Path) -> None:

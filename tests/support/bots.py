@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
@@ -74,6 +74,18 @@ class GatedEchoBot(_HumanTriggered):
             self.info.send_function(
                 {"type": "T", "text": (message.text or "").upper(), "quoted_message_id": message.id}
             )
+
+
+class FlakyGatedEchoBot(GatedEchoBot):
+    """Fails its first call in a conversation, then behaves as :class:`GatedEchoBot`."""
+
+    failed: ClassVar[set[str]] = set()
+
+    async def receive_message(self, message: ChatMessage) -> None:
+        if message.sent_by_human and self.info.conversation_id not in self.failed:
+            self.failed.add(self.info.conversation_id)
+            raise RuntimeError("the first call fails")
+        await super().receive_message(message)
 
 
 class SilentBot(_HumanTriggered):
@@ -154,6 +166,7 @@ __all__ = [
     "RELEASE",
     "AsyncHangingBot",
     "BlockingBot",
+    "FlakyGatedEchoBot",
     "GatedEchoBot",
     "LogWatcher",
     "RaisingBot",

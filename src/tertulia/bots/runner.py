@@ -555,19 +555,17 @@ class BotRunner:
             attempts += 1
             state, failure = await self._attempt(delivery, spec, cls, context, loaded, attempts)
             remaining = spec.retries + 1 - attempts
-            if failure is not None and isinstance(failure.exception(), ConversationGone):
-                # Deleted while the bot worked (`tertulia delete`): nothing to retry.
-                _delivery_log(delivery, context.bot_name).info(
-                    "conversation deleted; delivery dropped"
-                )
-                return Outcome(delivery.pk, outbox.FAILED, attempts, "conversation deleted"), None
-            if failure is not None and remaining > 0:
+            if failure is not None and remaining > 0 and not _gone(failure):
                 attempts, state, failure = await self._retry(
                     delivery, spec, cls, context, before, attempts, remaining
                 )
         finally:
             if busy:
                 self._host.bot_working(delivery.conversation_id, delivery.bot_participant_id, False)
+        if failure is not None and _gone(failure):
+            # Deleted while the bot worked (`tertulia delete`), on any attempt: no more.
+            _delivery_log(delivery, context.bot_name).info("conversation deleted; delivery dropped")
+            return Outcome(delivery.pk, outbox.FAILED, attempts, "conversation deleted"), None
         if state is not None and state != before and not _is_json(state):
             state, failure = None, Future(attempts)
             failure.set_exception(TypeError("the bot's state holds values JSON cannot"))
@@ -660,6 +658,8 @@ class BotRunner:
                         delivery, spec, cls, context, _copy(before), attempts
                     )
                     if failure is not None:
+                        if _gone(failure):
+                            return attempts, None, failure  # (nothing left to retry for)
                         failure.result()  # raises the attempt's error, for tenacity to see
         except RetryError as exc:
             return attempts, None, exc.last_attempt
@@ -815,6 +815,11 @@ def _copy(state: dict[str, Any]) -> dict[str, Any]:
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+def _gone(failure: Future) -> bool:
+    """Whether a failed attempt met its conversation deleted."""
+    return isinstance(failure.exception(), ConversationGone)
 
 
 def _count_call(bot: str, outcome: str, started: float) -> None:
