@@ -9,9 +9,9 @@ import { formatDateTime, formatDay, formatSize, formatTime, t } from "./i18n.js"
 import { icon } from "./icons.js";
 import { richText, safeUrl, snippet } from "./text.js";
 
-/** The display name of a participant id ("You" for me). */
-export function nameOf(store, id) {
-  if (id && id === store.me) return t("you");
+/** The display name of a participant id ("You" for me, unless `you` is false). */
+export function nameOf(store, id, { you = true } = {}) {
+  if (you && id && id === store.me) return t("you");
   return store.participant(id)?.name || t("someone");
 }
 

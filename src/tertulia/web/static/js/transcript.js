@@ -7,7 +7,7 @@
 
 import { getMessages } from "./api.js";
 import { formatDateTime, t } from "./i18n.js";
-import { systemText } from "./message-view.js";
+import { nameOf, systemText } from "./message-view.js";
 import { safeUrl, snippet } from "./text.js";
 
 /** The whole visible history (deduplicated by id: messages may arrive while it is read). */
@@ -20,20 +20,17 @@ async function allMessages(conversationId) {
   }
 }
 
-function nameIn(store, id) {
-  return store.participant(id)?.name || t("someone");
-}
-
 function line(message, store, byId) {
+  const name = (id) => nameOf(store, id, { you: false }); // (a file kept: names, not "You")
   const when = `[${formatDateTime(new Date(message.time), "short")}]`;
   if (message.type === "S") return `${when} — ${systemText(message, store)}`;
   const parts = [];
   const url = safeUrl(message.file_url ?? message.external_file_url ?? "");
   if (url) parts.push(`${snippet({ ...message, text: "" }, 200)} <${new URL(url, location.href)}>`);
   if (message.text) parts.push(message.text);
-  const lines = [`${when} ${nameIn(store, message.sender_id)}: ${parts.join(" ")}`];
+  const lines = [`${when} ${name(message.sender_id)}: ${parts.join(" ")}`];
   const quoted = message.quoted_message_id && byId.get(message.quoted_message_id);
-  if (quoted) lines.unshift(`    > ${nameIn(store, quoted.sender_id)}: ${snippet(quoted, 80)}`);
+  if (quoted) lines.unshift(`    > ${name(quoted.sender_id)}: ${snippet(quoted, 80)}`);
   return lines.join("\n");
 }
 
