@@ -13,12 +13,11 @@ from websockets.exceptions import InvalidStatus
 
 from support.blab import Person, talking
 from support.bots import GATES, watch_logs
-from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
-from support.process import server_process, write_config
+from support.environment import DatabaseTarget
+from support.process import two_servers
 from support.server import live_server
 from support.waiting import until
 from tertulia.cli import delete
-from tertulia.settings import load_settings
 
 
 async def test_a_socket_that_writes_finds_out(make_settings: Any, people: Any) -> None:
@@ -135,18 +134,11 @@ async def test_a_bot_retrying_is_dropped_quietly_too(make_settings: Any, people:
 async def test_redis_tells_every_server_at_once(database: DatabaseTarget, tmp_path: Path) -> None:
     """Two processes sharing PostgreSQL and Redis: the deletion is announced, and the
     sockets on both close with 4404 without sending anything; both then refuse it."""
-    require_service("Redis", REDIS_URL)
-    require_service("PostgreSQL", POSTGRES_URL)
-    values = {
-        "database_url": database.url,
-        "database_schema": database.schema,
-        "broker_url": REDIS_URL,
-        "rooms": True,
-        "media_root": str(tmp_path / "media"),
-    }
-    config = write_config(tmp_path / "tertulia.toml", {**values, "log_format": "json"})
-    settings = load_settings(None, **values)
-    async with live_server(settings) as one, server_process(config, tmp_path) as two:
+    async with two_servers(database, tmp_path, rooms=True, media_root=str(tmp_path / "media")) as (
+        one,
+        two,
+        settings,
+    ):
         alice = Person(one.base_url, one.ws_url)
         bob = Person(two.base_url, two.ws_url)
         carol = Person(two.base_url, two.ws_url)

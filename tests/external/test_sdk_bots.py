@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -18,11 +20,13 @@ from external.fakes import (
     external_bot,
     serve,
 )
+from support.blab import Person, Socket
 from support.bots import watch_logs
 from support.proxy import ProxyFactory
 from support.server import live_server
 from tertulia.cli import delete
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
+from tertulia.settings import Settings
 
 
 class EchoBot:
@@ -250,6 +254,23 @@ async def test_refused_session_closes_the_conversation(
             await conversation.send("too late")
 
 
+@asynccontextmanager
+async def greeted(
+    bot: EchoBot, settings: Settings, people: PersonFactory
+) -> AsyncIterator[tuple[Person, str, Socket]]:
+    """alice in a conversation with ``bot`` as "Ext", served by ``settings``: her socket
+    open, the bot's greeting on it; (alice, the bot's participant id, her socket)."""
+    async with live_server(settings) as server:
+        bot.point_at(server.base_url)
+        alice = people(server)
+        created = await alice.create(nickname="alice", bots=["Ext"])
+        ext_id = bot_id(created.json(), "Ext")
+        socket = await alice.connect(after=0)
+        await socket.message(sender_id=ext_id, text="Hello from Ext")
+        yield alice, ext_id, socket
+        await bot.app.aclose()
+
+
 async def test_a_burst_over_the_rate_limit_is_slowed_not_lost(
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:
@@ -263,22 +284,14 @@ async def test_a_burst_over_the_rate_limit_is_slowed_not_lost(
         for line in lines:
             await conversation.send(line)
 
-    recorder = Recorder(bot.app.asgi)
-    async with serve(recorder, lifespan="on") as trigger_url:
+    async with bot.app.running() as trigger_url:
         settings = make_settings(
             bots={"Ext": external_bot(trigger_url)}, rate_limits={"message": "3/second"}
         )
-        async with live_server(settings) as server:
-            bot.point_at(server.base_url)
-            alice = people(server)
-            created = await alice.create(nickname="alice", bots=["Ext"])
-            ext_id = bot_id(created.json(), "Ext")
-            socket = await alice.connect(after=0)
-            await socket.message(sender_id=ext_id, text="Hello from Ext")
+        async with greeted(bot, settings, people) as (_, ext_id, socket):
             await socket.say("go")
             got = [(await socket.message(sender_id=ext_id, text=line))["text"] for line in lines]
             assert got == lines
-            await bot.app.aclose()
 
 
 async def test_a_deleted_conversation_is_left_not_retried(
@@ -287,17 +300,10 @@ async def test_a_deleted_conversation_is_left_not_retried(
     """The server closes a deleted conversation's sockets with 4404: the SDK leaves the
     conversation at once, saying why, rather than reconnecting to be refused."""
     bot = EchoBot()
-    recorder = Recorder(bot.app.asgi)
     caplog.set_level("INFO", logger="tertulia.client")
-    async with serve(recorder, lifespan="on") as trigger_url:
+    async with bot.app.running() as trigger_url:
         settings = make_settings(bots={"Ext": external_bot(trigger_url)})
-        async with live_server(settings) as server:
-            bot.point_at(server.base_url)
-            alice = people(server)
-            created = await alice.create(nickname="alice", bots=["Ext"])
-            ext_id = bot_id(created.json(), "Ext")
-            socket = await alice.connect(after=0)
-            await socket.message(sender_id=ext_id, text="Hello from Ext")
+        async with greeted(bot, settings, people) as (alice, _, _):
             assert bot.conversation is not None
 
             assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
@@ -307,7 +313,6 @@ async def test_a_deleted_conversation_is_left_not_retried(
 
             await asyncio.wait_for(bot.conversation.wait_closed(), TIMEOUT)
             assert bot.app.conversations == {}
-            await bot.app.aclose()
     said = [r.getMessage() for r in caplog.records if r.name == "tertulia.client"]
     assert f"conversation {alice.conversation_id} was deleted; leaving" in said
     assert not [m for m in said if "refused the socket" in m]

@@ -7,10 +7,8 @@ from pathlib import Path
 import pytest
 
 from support.blab import Person
-from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
-from support.process import server_process, write_config
-from support.server import live_server
-from tertulia.settings import load_settings
+from support.environment import DatabaseTarget
+from support.process import two_servers
 
 
 @pytest.mark.slow
@@ -19,20 +17,7 @@ async def test_people_on_two_servers_see_each_other(
     database: DatabaseTarget, tmp_path: Path
 ) -> None:
     """A person on each of two processes: messages, presence and bot answers cross over."""
-    require_service("Redis", REDIS_URL)
-    require_service("PostgreSQL", POSTGRES_URL)
-    values = {
-        "database_url": database.url,
-        "database_schema": database.schema,
-        "broker_url": REDIS_URL,
-        "presence_grace": 0,
-        "rooms": True,
-    }
-    config = write_config(tmp_path / "tertulia.toml", {**values, "log_format": "json"})
-    async with (
-        live_server(load_settings(None, **values)) as one,
-        server_process(config, tmp_path) as two,
-    ):
+    async with two_servers(database, tmp_path, presence_grace=0, rooms=True) as (one, two, _):
         alice = Person(one.base_url, one.ws_url)
         bob = Person(two.base_url, two.ws_url)
         try:

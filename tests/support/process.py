@@ -16,6 +16,9 @@ from typing import Any
 import httpx
 
 from support.blab import Person
+from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
+from support.server import LiveServer, live_server
+from tertulia.settings import Settings, load_settings
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -159,3 +162,24 @@ async def server_process(
                 await asyncio.to_thread(process.wait, 10)
             except subprocess.TimeoutExpired:
                 running.kill()
+
+
+@asynccontextmanager
+async def two_servers(
+    database: DatabaseTarget, workdir: Path, **values: Any
+) -> AsyncIterator[tuple[LiveServer, ServerProcess, Settings]]:
+    """Two server processes sharing PostgreSQL (``database``) and Redis, with ``values``
+    more settings: one in this process, one a child; and the settings they share. Skips
+    (fails under CI) when either service is down."""
+    require_service("Redis", REDIS_URL)
+    require_service("PostgreSQL", POSTGRES_URL)
+    shared = {
+        "database_url": database.url,
+        "database_schema": database.schema,
+        "broker_url": REDIS_URL,
+        **values,
+    }
+    config = write_config(workdir / "tertulia.toml", {**shared, "log_format": "json"})
+    settings = load_settings(None, **shared)
+    async with live_server(settings) as one, server_process(config, workdir) as two:
+        yield one, two, settings
