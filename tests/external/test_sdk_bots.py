@@ -56,6 +56,23 @@ class EchoBot:
         self.app.ws_url = websocket_base(server_url)
 
 
+@asynccontextmanager
+async def greeted(
+    bot: EchoBot, settings: Settings, people: PersonFactory
+) -> AsyncIterator[tuple[Person, str, Socket]]:
+    """alice in a conversation with ``bot`` as "Ext", served by ``settings``: her socket
+    open, the bot's greeting on it; (alice, the bot's participant id, her socket)."""
+    async with live_server(settings) as server:
+        bot.point_at(server.base_url)
+        alice = people(server)
+        created = await alice.create(nickname="alice", bots=["Ext"])
+        ext_id = bot_id(created.json(), "Ext")
+        socket = await alice.connect(after=0)
+        await socket.message(sender_id=ext_id, text="Hello from Ext")
+        yield alice, ext_id, socket
+        await bot.app.aclose()
+
+
 async def test_required_external_bot_case_19(
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:
@@ -115,13 +132,7 @@ async def test_bot_library_image_message_case_20(
     bot = EchoBot()
     async with bot.app.running() as trigger_url:
         settings = make_settings(bots={"Ext": external_bot(trigger_url)})
-        async with live_server(settings) as server:
-            bot.point_at(server.base_url)
-            alice = people(server)
-            created = await alice.create(nickname="alice", bots=["Ext"])
-            ext_id = bot_id(created.json(), "Ext")
-            socket = await alice.connect(after=0)
-            await socket.message(sender_id=ext_id, text="Hello from Ext")
+        async with greeted(bot, settings, people) as (alice, ext_id, socket):
             assert bot.conversation is not None
 
             url = "https://example.com/pics/cat.png?size=2"
@@ -252,23 +263,6 @@ async def test_refused_session_closes_the_conversation(
         assert app.conversations == {}
         with pytest.raises(RuntimeError):
             await conversation.send("too late")
-
-
-@asynccontextmanager
-async def greeted(
-    bot: EchoBot, settings: Settings, people: PersonFactory
-) -> AsyncIterator[tuple[Person, str, Socket]]:
-    """alice in a conversation with ``bot`` as "Ext", served by ``settings``: her socket
-    open, the bot's greeting on it; (alice, the bot's participant id, her socket)."""
-    async with live_server(settings) as server:
-        bot.point_at(server.base_url)
-        alice = people(server)
-        created = await alice.create(nickname="alice", bots=["Ext"])
-        ext_id = bot_id(created.json(), "Ext")
-        socket = await alice.connect(after=0)
-        await socket.message(sender_id=ext_id, text="Hello from Ext")
-        yield alice, ext_id, socket
-        await bot.app.aclose()
 
 
 async def test_a_burst_over_the_rate_limit_is_slowed_not_lost(
