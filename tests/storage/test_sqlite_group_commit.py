@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from support.bots import watch_logs
+from support.sqlite_log import log_restarts
 from tertulia.domain.ids import new_id
 from tertulia.domain.model import Conversation
 from tertulia.storage import conversations as conv_repo
@@ -125,18 +126,6 @@ async def test_closing_checkpoints_the_log(tmp_path: Path) -> None:
     assert len(committed_names(path)) == 50
 
 
-def log_restarts(wal: Path) -> int:
-    """How many times the write-ahead log has started again from its beginning: the
-    checkpoint sequence number in its header (bytes 12-15, big-endian), which SQLite counts
-    up at each restart; 0 before the log has a header."""
-    try:
-        with wal.open("rb") as log:
-            header = log.read(16)
-    except FileNotFoundError:
-        return 0
-    return int.from_bytes(header[12:16], "big") if len(header) == 16 else 0
-
-
 async def test_the_log_restarts_under_steady_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,7 +184,7 @@ async def test_a_short_log_needs_no_quiet_window_though_its_file_grew_before(
 
     monkeypatch.setattr(backend.SQLiteDatabase, "_quiet", counted)
     passes = 0
-    checkpoint = backend._Checkpointer._checkpoint
+    checkpoint = backend.Checkpointer._checkpoint
 
     def counted_pass(self: Any, mode: str) -> Any:
         nonlocal passes
@@ -203,7 +192,7 @@ async def test_a_short_log_needs_no_quiet_window_though_its_file_grew_before(
         passes += 1
         return result
 
-    monkeypatch.setattr(backend._Checkpointer, "_checkpoint", counted_pass)
+    monkeypatch.setattr(backend.Checkpointer, "_checkpoint", counted_pass)
     path = tmp_path / "short.db"
     url = f"sqlite:///{path}"
     await upgrade_async(url)
@@ -244,7 +233,7 @@ async def test_checkpoints_go_on_after_an_unexpected_error_in_one(
     from tertulia.storage import sqlite as backend
 
     monkeypatch.setattr(backend, "CHECKPOINT_INTERVAL", 0.01)
-    checkpoint = backend._Checkpointer._checkpoint
+    checkpoint = backend.Checkpointer._checkpoint
     passes: list[str] = []
 
     def first_pass_fails(self: Any, mode: str) -> Any:
@@ -253,7 +242,7 @@ async def test_checkpoints_go_on_after_an_unexpected_error_in_one(
             raise RuntimeError("a bug in the first pass")
         return checkpoint(self, mode)
 
-    monkeypatch.setattr(backend._Checkpointer, "_checkpoint", first_pass_fails)
+    monkeypatch.setattr(backend.Checkpointer, "_checkpoint", first_pass_fails)
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     await upgrade_async(url)
     db = SQLiteDatabase(url)

@@ -7,7 +7,7 @@ off the loop:
 
 - *Checkpoints* (copying the write-ahead log into the database file, the only step that
   waits for the disk): automatic checkpoints are off on the server's connections; they run
-  in a worker thread with a connection of their own (see :class:`_Checkpointer`).
+  in a worker thread with a connection of their own (see :class:`Checkpointer`).
 - *Other processes* holding the write lock (a ``tertulia migrate`` or a shell): SQLite is
   the single-process setup; ``busy_timeout`` bounds the wait.
 
@@ -94,7 +94,7 @@ def sqlite_path(url: str) -> str:
 
 def open_connection(path: str) -> sqlite3.Connection:
     """A ``sqlite3`` connection with the server's settings (WAL, ``synchronous=NORMAL``,
-    foreign keys, no automatic checkpoints: :class:`_Checkpointer` runs them)."""
+    foreign keys, no automatic checkpoints: :class:`Checkpointer` runs them)."""
     raw = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, cached_statements=256
     )
@@ -159,7 +159,7 @@ class SQLiteConnection:
         return Result(rowcount=cursor.rowcount)
 
 
-class _Checkpointer:
+class Checkpointer:
     """Moves the write-ahead log into the database file, off the event loop.
 
     Every ``CHECKPOINT_INTERVAL`` seconds while there were commits (at once after
@@ -380,7 +380,7 @@ class SQLiteDatabase(Database):
         self._read_connection = SQLiteConnection(self._reader, self._cache)
         self._lock = asyncio.Lock()
         self._batch: _Batch | None = None
-        self._checkpointer = _Checkpointer(path, self._quiet)
+        self._checkpointer = Checkpointer(path, self._quiet)
 
     def write(self) -> _WriteBlock:
         return _WriteBlock(self)
