@@ -92,6 +92,17 @@ class ValidationFailed(TertuliaError):
         return {**self.errors, "code": self.code}
 
 
+class IncompleteBody(ValidationFailed):
+    """A request's body that never arrived whole (the client went away or stopped sending):
+    the connection is closed after the answer, so that nothing more is read from it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail=detail)
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Connection": "close"}
+
+
 class CommandError(ValidationFailed):
     """A manager command that cannot be applied; nothing of it was done."""
 

@@ -17,7 +17,7 @@ from support.blab import Person
 from support.server import LiveServer, live_server
 from support.waiting import until
 from tertulia.settings import Settings
-from tertulia.web import uploads
+from tertulia.web import bodies
 
 # the conftest's fixture types (not imported: ``conftest`` is ambiguous across dirs)
 PersonFactory = Callable[[LiveServer], Person]
@@ -29,7 +29,7 @@ async def quick(
     make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[LiveServer]:
     """A server that gives up on an upload after 0.3 s without a byte."""
-    monkeypatch.setattr(uploads, "IDLE_SECONDS", 0.3)
+    monkeypatch.setattr(bodies, "IDLE_SECONDS", 0.3)
     async with live_server(make_settings()) as running:
         yield running
 

@@ -4,21 +4,68 @@ Every body read here is capped at :data:`MAX_BODY` while it streams (by ``Conten
 before a byte is read, and by counting otherwise), whatever its type: these are small
 objects, and file uploads take another path (:mod:`tertulia.web.uploads`). Form and
 multipart bodies are parsed only once they have been read whole within that cap.
+
+A client that goes away before its body ends, or stops sending without closing its
+connection (no byte for :data:`IDLE_SECONDS`), gets 400 with ``Connection: close`` (to a
+client gone, nobody): bad input like any other, not a server failure, and nothing waits
+for it until the server stops.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
+import structlog
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
-from tertulia.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from tertulia.errors import IncompleteBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+log = structlog.get_logger(__name__)
 
 MAX_BODY = 64 * 1024  # JSON and form bodies; file uploads take another path
+IDLE_SECONDS = 60.0  # a body (of any kind) that sends nothing for this long is given up
+
+
+class BodyStalled(Exception):
+    """Nothing of the body arrived for :data:`IDLE_SECONDS`."""
+
+
+class BodyReader:
+    """A request body read message by message, knowing when it has ended (unlike
+    ``request.stream()``, whose end cannot be told apart from a refusal in between) and
+    giving up on a client that stops sending."""
+
+    def __init__(self, request: Request) -> None:
+        self._receive = request.receive
+        self.ended = False
+        self.read = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive.
+
+        Raises:
+            ClientDisconnect: the client went away before the end.
+            BodyStalled: nothing arrived for :data:`IDLE_SECONDS`.
+        """
+        while not self.ended:
+            try:
+                async with asyncio.timeout(IDLE_SECONDS):
+                    message = await self._receive()
+            except TimeoutError:
+                raise BodyStalled() from None
+            if message["type"] != "http.request":
+                raise ClientDisconnect()
+            self.ended = not message.get("more_body", False)
+            chunk: bytes = message.get("body", b"")
+            self.read += len(chunk)
+            if chunk:
+                yield chunk
 
 
 async def read_object(request: Request, *, form: bool = True) -> dict[str, Any]:
@@ -88,9 +135,18 @@ async def _read_capped(request: Request) -> bytes:
         raise PayloadTooLarge(f"MAX = {MAX_BODY}")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise PayloadTooLarge(f"MAX = {MAX_BODY}")
-        chunks.append(chunk)
+    try:
+        async for chunk in BodyReader(request).chunks():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise PayloadTooLarge(f"MAX = {MAX_BODY}")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        log.info("request body cut short", path=request.url.path, reason="client gone")
+        raise IncompleteBody("The request was interrupted: its body ended early.") from None
+    except BodyStalled:
+        log.info("request body cut short", path=request.url.path, reason="stalled")
+        raise IncompleteBody(
+            f"The request stalled: nothing arrived for {IDLE_SECONDS:g} seconds."
+        ) from None
     return b"".join(chunks)

@@ -25,15 +25,16 @@ closes the connection (``Connection: close``) so the client stops sending. Whate
 spooled is deleted on every error.
 
 A client that stops sending without closing its connection (a phone losing its network, a
-NAT dropping the flow: no FIN ever arrives) is given up after :data:`IDLE_SECONDS` without a
-byte of the body: 400 with ``Connection: close``, and its spool file deleted. Without this,
+NAT dropping the flow: no FIN ever arrives) is given up after
+:data:`tertulia.web.bodies.IDLE_SECONDS` without a byte of the body: 400 with
+``Connection: close``, and its spool file deleted. Without this,
 the request and a partial spool file would stay until the server stops.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import anyio.to_thread
@@ -57,6 +58,8 @@ from tertulia.files import (
     limit_for,
     stored_type,
 )
+from tertulia.web import bodies
+from tertulia.web.bodies import BodyReader, BodyStalled
 from tertulia.web.deps import Membership, services
 from tertulia.web.responses import JSONBody
 
@@ -69,7 +72,6 @@ FILE_FIELDS = ("file", "blob")  # ``file`` as BLAB; ``blob`` also taken for voic
 FLUSH_AT = 256 * 1024
 DRAIN_AT_MOST = 1024 * 1024  # body bytes read and dropped after an early refusal...
 DRAIN_SECONDS = 5.0  # ...and how long they may take (a stalled client is not waited for)
-IDLE_SECONDS = 60.0  # an upload that sends nothing for this long is given up
 EMPTY_FILE = "The submitted file is empty."
 NOT_A_FILE = "The submitted data was not a file. Check the encoding type on the form."
 
@@ -256,39 +258,8 @@ def _boundary(request: Request) -> bytes:
     return boundary
 
 
-class _Stalled(Exception):
-    """Nothing of the body arrived for :data:`IDLE_SECONDS`."""
-
-
-class _Body:
-    """A request body read message by message, knowing when it has ended (unlike
-    ``request.stream()``, whose end cannot be told apart from a refusal in between)."""
-
-    def __init__(self, request: Request) -> None:
-        self._receive = request.receive
-        self.ended = False
-        self.read = 0
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body's chunks as they arrive.
-
-        Raises:
-            ClientDisconnect: the client went away before the end.
-            _Stalled: nothing arrived for :data:`IDLE_SECONDS`.
-        """
-        while not self.ended:
-            try:
-                async with asyncio.timeout(IDLE_SECONDS):
-                    message = await self._receive()
-            except TimeoutError:
-                raise _Stalled() from None
-            if message["type"] != "http.request":
-                raise ClientDisconnect()
-            self.ended = not message.get("more_body", False)
-            chunk: bytes = message.get("body", b"")
-            self.read += len(chunk)
-            if chunk:
-                yield chunk
+class _Body(BodyReader):
+    """A request body read message by message, which can also be drained after a refusal."""
 
     async def drain(self, declared: int | None) -> bool:
         """Read and drop the rest, when it is at most :data:`DRAIN_AT_MOST` bytes arriving
@@ -301,7 +272,7 @@ class _Body:
                 async for _ in self.chunks():
                     if self.read - start > DRAIN_AT_MOST:
                         return False
-        except (ClientDisconnect, TimeoutError, _Stalled):
+        except (ClientDisconnect, TimeoutError, BodyStalled):
             return False
         return True
 
@@ -378,10 +349,10 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
         _discard(spool)
         error = ValidationFailed(detail="The upload was interrupted.")
         raise await _failed(request, error, body, None, gone=True) from None
-    except _Stalled:
+    except BodyStalled:
         _discard(spool)
         error = ValidationFailed(
-            detail=f"The upload stalled: nothing arrived for {IDLE_SECONDS:g} seconds."
+            detail=f"The upload stalled: nothing arrived for {bodies.IDLE_SECONDS:g} seconds."
         )
         raise await _failed(request, error, body, None, gone=True) from None
     except BaseException:

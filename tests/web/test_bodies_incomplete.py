@@ -1,0 +1,103 @@
+"""JSON and form bodies that never arrive whole: a client that goes away in the middle, or
+stops sending without closing its connection (a phone losing its network). Either is bad
+input, answered 400 with ``Connection: close``; neither is a server failure (before: the
+first went down the 500 path with two error tracebacks, the second held its request until
+the server stopped). Multipart uploads have their own tests (test_uploads_stalled)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import orjson
+import pytest
+
+from support.blab import Person
+from support.bots import watch_logs
+from support.server import LiveServer, live_server
+from tertulia.settings import Settings
+from tertulia.web import bodies
+
+PersonFactory = Callable[[LiveServer], Person]
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+async def quick(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[LiveServer]:
+    """A server that gives up on a body after 0.3 s without a byte."""
+    monkeypatch.setattr(bodies, "IDLE_SECONDS", 0.3)
+    async with live_server(make_settings()) as running:
+        yield running
+
+
+def _requests(person: Person) -> dict[str, tuple[str, str, str, bytes]]:
+    """Method, path, content type and the first part of a body, for each kind of body."""
+    cid, pid = person.conversation_id, person.participant_id
+    return {
+        "message": ("POST", f"/api/chat/conversations/{cid}/messages/", "application/json",
+                    b'{"type": "T", "text": "ab'),
+        "create": ("POST", "/api/chat/conversations/", "application/json", b'{"nickname": "a'),
+        "join": ("POST", f"/api/chat/conversations/{cid}/join/",
+                 "application/x-www-form-urlencoded", b"nickname=ab"),
+        "rename": ("PATCH", f"/api/chat/conversations/{cid}/participants/{pid}/",
+                   "application/json", b'{"name": "ab'),
+    }  # fmt: skip
+
+
+def _send_part(server: LiveServer, person: Person, kind: str) -> socket.socket:
+    """A connection that has sent the head and part of a 200-byte body of ``kind``."""
+    method, path, content_type, part = _requests(person)[kind]
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Cookie: sessionid={person.session}\r\nContent-Type: {content_type}\r\n"
+        "Content-Length: 200\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(head + part)
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    received = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize("kind", ["message", "create", "join", "rename"])
+async def test_a_stalled_body_is_given_up_with_400(
+    quick: LiveServer, people: PersonFactory, kind: str
+) -> None:
+    person = people(quick)
+    assert (await person.create(nickname="dora")).status_code == 201
+    with watch_logs() as logs, _send_part(quick, person, kind) as sock:
+        received = await asyncio.to_thread(_answer, sock)
+    status_line, _, rest = received.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status_line.split()[1] == b"400"
+    assert b"connection: close" in headers.lower()
+    assert orjson.loads(body) == {
+        "detail": "The request stalled: nothing arrived for 0.3 seconds.",
+        "code": "invalid",
+    }
+    assert not logs.errors()
+
+
+@pytest.mark.parametrize("kind", ["message", "create", "join", "rename"])
+async def test_a_client_gone_mid_body_is_no_server_error(
+    quick: LiveServer, people: PersonFactory, kind: str
+) -> None:
+    person = people(quick)
+    assert (await person.create(nickname="dora")).status_code == 201
+    with watch_logs() as logs:
+        _send_part(quick, person, kind).close()
+        cut = await logs.wait_for(lambda e: e["event"] == "request body cut short")
+        assert cut["reason"] == "client gone"
+        assert not logs.errors()
+        # The server goes on, and the person's session with it.
+        assert (await person.post(type="T", text="still here")).status_code == 201
