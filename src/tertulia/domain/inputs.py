@@ -6,10 +6,14 @@ one DRF-shaped error text that clients of the original may have seen.
 
 from __future__ import annotations
 
+import ipaddress
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+import idna
 
 from tertulia.domain.ids import canonical_id
 from tertulia.domain.model import FILE_TYPES, MessageType
@@ -56,14 +60,44 @@ def _string(errors: dict[str, list[str]], key: str, value: Any, limit: int) -> s
     return text
 
 
+_NEVER_IN_URLS = frozenset('<>"{}|\\^`')
+"""Characters a URL may only hold percent-encoded (RFC 3986), beside spaces and controls."""
+
+
 def _valid_url(url: str, schemes: frozenset[str]) -> bool:
-    """An absolute URL of one of ``schemes`` with a host (and, if any, a port in range)."""
+    """An absolute URL of one of ``schemes`` with a valid host and, if any, a port in
+    1-65535, as the original's validator (Django's) took them: nothing in it a URL may only
+    hold percent-encoded (no space, control, format or bidirectional character anywhere),
+    and a host that is an IP address, ``localhost``, or a domain name with a top-level
+    domain (international names as IDNA 2008 allows them)."""
+    for char in url:
+        if char in _NEVER_IN_URLS or unicodedata.category(char)[0] in "CZ":
+            return False
     try:
         parts = urlsplit(url)
-        _ = parts.port  # raises on a port out of range
+        port = parts.port  # raises on a port out of range
     except ValueError:  # an unclosed IPv6 bracket, say
         return False
-    return parts.scheme.lower() in schemes and bool(parts.hostname)
+    return parts.scheme.lower() in schemes and port != 0 and _valid_host(parts.hostname)
+
+
+def _valid_host(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        name = idna.encode(host.removesuffix("."), uts46=True, std3_rules=True).decode()
+    except (idna.IDNAError, UnicodeError):  # an empty or over-long label, a hyphen at an end
+        return False
+    labels = name.split(".")
+    if len(labels) == 1:
+        return name == "localhost"
+    return not labels[-1].isdigit()  # all digits: an IP address gone wrong, not a domain
 
 
 def parse_new_message(
