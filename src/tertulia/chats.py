@@ -957,11 +957,26 @@ class Chat:
             raise
         return participant.is_human
 
-    async def disconnect(self, participant: Participant, socket_id: str) -> None:
+    async def disconnect(
+        self, participant: Participant, socket_id: str, *, server_stopping: bool = False
+    ) -> None:
         """A socket closed; the participant leaves when its last socket has been gone for
-        ``presence_grace`` seconds."""
+        ``presence_grace`` seconds.
+
+        A socket closed by the server's own shutdown (``server_stopping``) is no longer
+        present, but its participant did not leave: nothing is stored. Else a restart would
+        say that everyone left, and end every conversation with a required bot (whose
+        sessions end with it, so the bot could not even come back after the restart).
+        """
         last = await self._services.broker.leave(self.conversation.id, participant.id, socket_id)
         if not last or self.gone:
+            return
+        if server_stopping:
+            log.debug(
+                "socket closed by the server's shutdown; the participant did not leave",
+                conversation_id=self.conversation.id,
+                participant_id=participant.id,
+            )
             return
         grace = self.settings.presence_grace
         if grace > 0:

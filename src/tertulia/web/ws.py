@@ -53,6 +53,7 @@ from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
 from tertulia.web.origins import Origins
 from tertulia.web.params import whole_number
+from tertulia.web.wsprotocol import SERVER_STOPPING
 
 log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
@@ -407,7 +408,8 @@ async def _serve(
         await asyncio.gather(sender, return_exceptions=True)
         if connected:
             try:
-                await chat.disconnect(participant, socket_id)
+                stopping = bool(websocket.scope.get(SERVER_STOPPING))
+                await chat.disconnect(participant, socket_id, server_stopping=stopping)
             except Exception:
                 bound.exception("disconnect bookkeeping failed")
         if outbox.closing is not None:

@@ -13,9 +13,14 @@ the peer's close frame before it closes the transport, and a transport with noth
 write closes at once; :data:`ABORT_AFTER` is longer than that wait. What an abort can cut is
 only data a peer did not read within those seconds after the server gave up on it.
 
+It also marks a connection that the server's own shutdown closes (``shutdown``), in its
+ASGI scope under :data:`SERVER_STOPPING`: such a close is the server going away, not the
+participant leaving (see :meth:`tertulia.chats.Chat.disconnect`).
+
 This relies on uvicorn's method names (``run_asgi``, ``keepalive_timeout``,
-``connection_lost``, ``disconnected``), which is why uvicorn is pinned;
-``tests/web/test_ws_abort.py`` fails if the abort stops working.
+``connection_lost``, ``disconnected``, ``shutdown``, ``scope``), which is why uvicorn is
+pinned; ``tests/web/test_ws_abort.py`` and ``tests/web/test_ws_restart.py`` fail if the
+abort or the mark stop working.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ log = structlog.get_logger(__name__)
 #: uvicorn's ``close_timeout`` (10 s) and a margin. Read when the abort is scheduled.
 ABORT_AFTER = 15.0
 
+#: The ASGI scope's key, set to True on a connection closed by the server's shutdown.
+SERVER_STOPPING = "tertulia.server_stopping"
+
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """``WebSocketsSansIOProtocol`` that aborts a connection stuck in closing.
@@ -45,6 +53,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         # The app is done with the connection: uvicorn has closed the transport or will
         # after its close_timeout; either way the connection has no reason to last.
         self._abort_later()
+
+    def shutdown(self) -> None:
+        scope = getattr(self, "scope", None)  # (none before the handshake's request)
+        if scope is not None:
+            scope[SERVER_STOPPING] = True
+        super().shutdown()
 
     def keepalive_timeout(self) -> None:
         # The peer did not answer a ping (uvicorn closes the transport): it may not be
