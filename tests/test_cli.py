@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,39 @@ def test_a_bad_configuration_is_one_clear_line(
     assert main(["bots", "--config", str(config(tmp_path, 'manager = "Ghost"'))]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "tertulia: configuration error: manager 'Ghost' is not among the bots"
+
+
+def test_a_bot_module_beside_the_configuration_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``module = "mybots"`` for a ``mybots.py`` beside ``tertulia.toml`` works with the
+    ``tertulia`` command run from anywhere (before: "No module named 'mybots'" unless
+    PYTHONPATH said where, which no doc did)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "mybots_beside", raising=False)
+    (tmp_path / "mybots_beside.py").write_text(
+        "from tertulia.bots.builtin import UpperCaseEchoBot\n\n"
+        "class Shouter(UpperCaseEchoBot):\n    pass\n",
+        encoding="utf-8",
+    )
+    extra = '[bots.Shout]\nmodule = "mybots_beside"\nclass = "Shouter"\n'
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["bots", "--config", str(config(tmp_path, extra))]) == 0
+    assert "Shout: mybots_beside.Shouter" in capsys.readouterr().out
+
+
+def test_a_misspelt_key_in_the_file_names_the_setting_it_is_close_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As a misspelt environment variable does (before: "Extra inputs are not permitted")."""
+    assert main(["bots", "--config", str(config(tmp_path, 'brokr_url = "redis://x"'))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "tertulia: configuration error: invalid configuration: "
+        "brokr_url: is not a setting; did you mean broker_url?"
+    )
 
 
 def refused_port() -> int:

@@ -11,6 +11,7 @@ import socket
 import sys
 from collections.abc import Coroutine, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -168,6 +169,7 @@ def serve(settings: Settings, listener: socket.socket) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = getattr(args, "sub_config", None) or args.config
+    _find_bot_modules_beside(config or os.environ.get("TERTULIA_CONFIG"))
     try:
         settings = load_settings(config)
     except ConfigurationError as exc:
@@ -178,6 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command(args, settings)
     except _Failed as failure:
         return failure.status
+
+
+def _find_bot_modules_beside(config: str | None) -> None:
+    """Let bot modules kept beside the configuration file (or, without one, in the current
+    directory) be imported, as ``python -m tertulia`` would from there: the ``tertulia``
+    command, unlike ``python -m``, puts no directory of the user's on the import path.
+    Searched last, so that a file there never hides an installed package."""
+    folder = str(Path(config).resolve().parent) if config else os.getcwd()
+    if folder not in sys.path:
+        sys.path.append(folder)
 
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:

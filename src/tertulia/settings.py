@@ -303,7 +303,16 @@ def _format_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+        message = str(error["msg"])
+        if error["type"] == "extra_forbidden":
+            # A key that names no setting, in the file (a typo, say): said as for a
+            # misspelt environment variable, with the setting it is close to.
+            message = "is not a setting"
+            if len(error["loc"]) == 1:
+                close = difflib.get_close_matches(where, sorted(Settings.model_fields), n=1)
+                if close:
+                    message += f"; did you mean {close[0]}?"
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 
