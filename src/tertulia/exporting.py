@@ -40,6 +40,7 @@ from tertulia.domain.times import format_time
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage import messages as msg_repo
 from tertulia.storage.database import Database, open_database
+from tertulia.storage.migrate import require_current_schema
 
 PAGE = 500
 """Messages (and conversation ids) read per statement."""
@@ -149,9 +150,12 @@ async def export_database(
 
     Raises:
         ConfigurationError: no SQLite file at ``url`` (opening it would create one).
+        SchemaNotCurrent: the database is not at this code's schema (a wrong
+            ``database_schema``, say).
     """
     db = await open_database(url, schema=schema, existing=True)
     try:
+        await require_current_schema(db, schema)
         if output is None:
             done = await export_conversations(db, stdout, conversation_ids)
             stdout.flush()

@@ -20,11 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import (
-    Column,
-    MetaData,
-    String,
     Table,
     bindparam,
     func,
@@ -38,19 +34,15 @@ from sqlalchemy import (
 
 from tertulia.errors import TertuliaError
 from tertulia.storage.database import Connection, Database, open_database
-from tertulia.storage.migrate import alembic_config, upgrade_async
+from tertulia.storage.migrate import require_current_schema, upgrade_async
 from tertulia.storage.tables import conversations, messages, metadata
 
 PAGE = 1000
 """Rows read and written per statement."""
 
 
-_VERSION = Table("alembic_version", MetaData(), Column("version_num", String(32)))
-"""Alembic's record of a database's schema revision."""
-
-
 class CopyRefused(TertuliaError):
-    """The source is not at this code's schema, or the target is not empty."""
+    """The target is not empty."""
 
     code = "copy_refused"
 
@@ -65,12 +57,13 @@ async def copy_database(
     copied per table, in the order copied.
 
     Raises:
-        CopyRefused: the source's schema is not this code's, or the target holds rows.
+        SchemaNotCurrent: the source's schema is not this code's.
+        CopyRefused: the target holds rows.
         ConfigurationError: an unsupported URL, or no SQLite file at the source's.
     """
     source = await open_database(source_url, schema=source_schema, existing=True)
     try:
-        await _require_head(source)
+        await require_current_schema(source, source_schema)
         await upgrade_async(target_url, target_schema)
         target = await open_database(target_url, schema=target_schema)
         try:
@@ -79,21 +72,6 @@ async def copy_database(
             await target.close()
     finally:
         await source.close()
-
-
-async def _require_head(source: Database) -> None:
-    head = ScriptDirectory.from_config(alembic_config(source.url)).get_current_head()
-    async with source.read() as reader:
-        try:
-            revision = (await reader.execute(select(_VERSION.c.version_num))).scalar()
-        except Exception:  # (the driver's own error) no such table: never migrated
-            revision = None
-    if revision != head:
-        raise CopyRefused(
-            f"the database at {source.display_url} is at schema revision "
-            f"{revision or 'none (never migrated)'}, this "
-            f"version's is {head}: run `tertulia migrate` on it first"
-        )
 
 
 async def _copy(source: Database, target: Database) -> dict[str, int]:

@@ -8,11 +8,22 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Column, MetaData, String, Table, select
 
-from tertulia.errors import ConfigurationError
+from tertulia.errors import ConfigurationError, TertuliaError
+from tertulia.storage.database import Database
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_VERSION = Table("alembic_version", MetaData(), Column("version_num", String(32)))
+"""Alembic's record of a database's schema revision."""
+
+
+class SchemaNotCurrent(TertuliaError):
+    """A database the command only reads or edits is not at this code's schema revision."""
+
+    code = "schema_not_current"
 
 
 def alembic_config(url: str, schema: str | None = None) -> Config:
@@ -34,3 +45,26 @@ def upgrade(url: str, schema: str | None = None, revision: str = "head") -> None
 async def upgrade_async(url: str, schema: str | None = None) -> None:
     """:func:`upgrade` from async code (Alembic's env runs its own loop, so in a thread)."""
     await asyncio.to_thread(upgrade, url, schema)
+
+
+async def require_current_schema(db: Database, schema: str | None = None) -> None:
+    """Refuse a database that is not at this code's schema revision (never migrated, a
+    wrong ``database_schema``, or an older or newer version's), in one line that says
+    what to do, rather than the driver's error on the first table it lacks.
+
+    Raises:
+        SchemaNotCurrent: naming the database, its revision and this code's.
+    """
+    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+    async with db.read() as reader:
+        try:
+            revision = (await reader.execute(select(_VERSION.c.version_num))).scalar()
+        except Exception:  # (the driver's own error) no such table: never migrated
+            revision = None
+    if revision != head:
+        where = db.display_url + (f" (schema {schema})" if schema else "")
+        raise SchemaNotCurrent(
+            f"the database at {where} is at schema revision "
+            f"{revision or 'none (never migrated)'}, this "
+            f"version's is {head}: run `tertulia migrate` on it first"
+        )
