@@ -114,11 +114,12 @@ def test_a_source_behind_this_schema_is_refused(
     one line says to migrate it first."""
     source = sqlite_source(make_settings, tmp_path)
     upgrade(source.database_url, None, "0004")
-    target = make_settings()
-    assert copy(source, target.database_url, target.database_schema) == 1
+    target = tmp_path / "never-made.db"
+    assert copy(source, f"sqlite+aiosqlite:///{target}", None) == 1
     err = capsys.readouterr().err.strip()
     assert "is at schema revision 0004" in err
     assert err.endswith("run `tertulia migrate` on it first")
+    assert not target.exists()  # (before: an empty target file was left behind)
 
 
 def test_a_missing_source_file_is_a_configuration_error(

@@ -238,9 +238,12 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     from tertulia.storage.database import display_url
 
     async def run() -> dict[str, int]:
-        await check_database(target_url, target_schema)
         return await copy_database(
-            settings.database_url, settings.database_schema, target_url, target_schema
+            settings.database_url,
+            settings.database_schema,
+            target_url,
+            target_schema,
+            check_target=check_database,
         )
 
     try:

@@ -18,6 +18,7 @@ large the database. On PostgreSQL the key sequences are then moved past the copi
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -52,9 +53,16 @@ async def copy_database(
     source_schema: str | None,
     target_url: str,
     target_schema: str | None,
+    *,
+    check_target: Callable[[str, str | None], Awaitable[None]] | None = None,
 ) -> dict[str, int]:
     """Copy every row of the source database into the (empty) target; returns the rows
     copied per table, in the order copied.
+
+    Args:
+        check_target: called with the target's URL and schema once the source is found
+            fit, before the target is touched (a SQLite target's file is created then: a
+            refused source leaves none behind).
 
     Raises:
         SchemaNotCurrent: the source's schema is not this code's.
@@ -64,6 +72,8 @@ async def copy_database(
     source = await open_database(source_url, schema=source_schema, existing=True)
     try:
         await require_current_schema(source, source_schema)
+        if check_target is not None:
+            await check_target(target_url, target_schema)
         await upgrade_async(target_url, target_schema)
         target = await open_database(target_url, schema=target_schema)
         try:

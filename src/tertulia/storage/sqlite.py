@@ -371,7 +371,8 @@ class SQLiteDatabase(Database):
         self.schema = None
         path = sqlite_path(url)
         if existing and not os.path.isfile(path):
-            raise ConfigurationError(f"no SQLite database at {path}")
+            where = path if os.path.isabs(path) else f"{path} ({os.path.abspath(path)})"
+            raise ConfigurationError(f"no SQLite database at {where}")
         dialect = pysqlite.dialect(json_serializer=json_dumps, json_deserializer=orjson.loads)
         self._cache = StatementCache(dialect)
         self._writer = open_connection(path)
