@@ -130,3 +130,56 @@ async def test_every_language_has_every_text(make_settings, open_tab) -> None:
     assert catalogs, "no language besides English"
     for code, catalog in catalogs.items():
         assert shape(catalog) == english, code
+
+
+IN_PANEL = "() => Boolean(document.activeElement?.closest('#participants'))"
+UNDER_PANEL = """() => {
+  const el = document.activeElement;
+  const outside = el && el !== document.body && !el.closest('#participants');
+  return outside ? el.outerHTML.slice(0, 120) : null;
+}"""
+"""The focused element when it is neither in the panel nor nowhere (the browser's own UI)."""
+
+
+async def test_the_narrow_panel_keeps_the_keyboard_until_it_closes(make_settings, open_tab) -> None:
+    """On a phone the participants panel covers the conversation: Tab stays in it (what it
+    covers is inert), its heading shows the focus ring, and Escape closes it wherever the
+    focus is, giving the focus back to the button that opened it; a tap beside it too."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, viewport={"width": 360, "height": 740})
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        toggle = page.locator("button.people-toggle")
+        await expect(page.locator("#participants")).to_be_hidden()
+
+        await toggle.focus()
+        await page.keyboard.press("Enter")
+        heading = page.locator("#participants h2")
+        await expect(heading).to_be_focused()
+        assert await heading.evaluate("el => getComputedStyle(el).outlineStyle") != "none"
+        for part in ("header.topbar", ".timeline", "a.skip-link"):
+            await expect(page.locator(part)).to_have_js_property("inert", True)
+        visited = set()
+        for _ in range(6):
+            await page.keyboard.press("Tab")
+            assert await page.evaluate(UNDER_PANEL) is None
+            visited.add(await page.evaluate("document.activeElement.className"))
+        assert "icon-button panel-close" in visited
+
+        # Escape with the focus outside the panel (a click on its empty part drops it).
+        box = await page.locator("#participants").bounding_box()
+        await page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] - 20)
+        assert not await page.evaluate(IN_PANEL)
+        await page.keyboard.press("Escape")
+        await expect(page.locator("#participants")).to_be_hidden()
+        await expect(toggle).to_be_focused()
+        await expect(page.locator(".timeline")).to_have_js_property("inert", False)
+
+        # A tap beside the open panel closes it, and nothing under the tap is activated.
+        await toggle.click()
+        await expect(heading).to_be_focused()
+        await page.mouse.click(10, 400)
+        await expect(page.locator("#participants")).to_be_hidden()
+        await expect(toggle).to_be_focused()
+        await page.keyboard.press("Tab")
+        assert not await page.evaluate(IN_PANEL)

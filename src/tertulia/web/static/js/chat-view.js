@@ -86,7 +86,7 @@ export class ChatView {
       },
       icon("download"),
     );
-    const header = h(
+    const header = (this.header = h(
       "header",
       { class: "topbar" },
       h(
@@ -106,7 +106,7 @@ export class ChatView {
       languagePicker(),
       this.saveButton,
       this.peopleButton,
-    );
+    ));
 
     this.connectionBanner = h("div", {
       class: "banner banner-connection",
@@ -191,28 +191,37 @@ export class ChatView {
       ),
       this.peopleList,
     );
-    // On narrow screens the panel covers the conversation: Escape or a tap beside it closes it.
-    this.panel.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && !window.matchMedia(WIDE).matches) this.#togglePeople(false);
-    });
-    this.timeline.addEventListener("pointerdown", () => {
-      if (this.peopleOpen && !window.matchMedia(WIDE).matches) this.#togglePeople(false);
-    });
-
+    this.skipLink = h(
+      "a",
+      { class: "skip-link", href: "#composer-input", "data-i18n": "skip.composer" },
+      t("skip.composer"),
+    );
     this.el = h(
       "div",
       { class: "chat" },
-      h(
-        "a",
-        { class: "skip-link", href: "#composer-input", "data-i18n": "skip.composer" },
-        t("skip.composer"),
-      ),
+      this.skipLink,
       header,
       h("div", { class: "chat-body" }, this.timeline, this.panel),
     );
   }
 
   #listen() {
+    // On narrow screens the panel covers the conversation: Escape (wherever the focus is)
+    // or a tap beside it closes it. What it covers is inert, so such a tap lands on the
+    // chat itself, not on whatever lies under the panel's shadow. (A click, not a
+    // pointerdown: the press that follows a pointerdown would take the focus away from
+    // the button it goes back to. The click that opens the panel is not one beside it.)
+    this.onKeyDown = (event) => {
+      if (event.key === "Escape" && this.#covering()) {
+        event.preventDefault();
+        this.#togglePeople(false);
+      }
+    };
+    document.addEventListener("keydown", this.onKeyDown);
+    this.el.addEventListener("click", (event) => {
+      const inside = this.panel.contains(event.target) || this.peopleButton.contains(event.target);
+      if (this.#covering() && !inside) this.#togglePeople(false);
+    });
     this.onStoreChange = (event) => this.#onStoreChange(event.detail);
     this.store.addEventListener("change", this.onStoreChange);
     this.session.addEventListener("connection", (event) => this.#onConnection(event.detail));
@@ -292,6 +301,7 @@ export class ChatView {
   destroy() {
     this.store.removeEventListener("change", this.onStoreChange);
     document.removeEventListener("visibilitychange", this.onVisibility);
+    document.removeEventListener("keydown", this.onKeyDown);
     cancelAnimationFrame(this.frame);
     this.resizer.disconnect();
     clearInterval(this.countdown);
@@ -375,6 +385,10 @@ export class ChatView {
     this.peopleButton.querySelector(".count").textContent = String(store.participants.size);
     this.peopleButton.setAttribute("aria-expanded", String(this.peopleOpen));
     this.el.classList.toggle("people-open", this.peopleOpen);
+    // While the panel covers the conversation, what it covers can be neither focused nor
+    // clicked (nor read by a screen reader's cursor): Tab stays in the panel.
+    const covered = this.#covering();
+    for (const part of [this.skipLink, this.header, this.timeline]) part.inert = covered;
     this.peopleList.replaceChildren(renderParticipants(store));
 
     const working = workingText(store);
@@ -526,6 +540,11 @@ export class ChatView {
     } finally {
       this.saveButton.disabled = false;
     }
+  }
+
+  /** Whether the participants panel is open over the conversation (a narrow screen). */
+  #covering() {
+    return this.peopleOpen && !window.matchMedia(WIDE).matches;
   }
 
   #togglePeople(open = !this.peopleOpen) {
