@@ -183,3 +183,26 @@ async def test_the_narrow_panel_keeps_the_keyboard_until_it_closes(make_settings
         await expect(toggle).to_be_focused()
         await page.keyboard.press("Tab")
         assert not await page.evaluate(IN_PANEL)
+
+
+async def test_the_participants_panel_follows_the_width(make_settings, open_tab) -> None:
+    """Open beside a wide conversation; narrowing the window closes it (it would cover the
+    conversation), widening it again opens it beside."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, viewport={"width": 1280, "height": 760})
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        panel = page.locator("#participants")
+        await expect(panel).to_be_visible()
+
+        await page.set_viewport_size({"width": 360, "height": 740})
+        await expect(panel).to_be_hidden()
+        await expect(page.locator("button.people-toggle")).to_have_attribute(
+            "aria-expanded", "false"
+        )
+        await expect(page.locator(".timeline")).to_have_js_property("inert", False)
+        await page.fill("#composer-input", "still reachable")
+
+        await page.set_viewport_size({"width": 1280, "height": 760})
+        await expect(panel).to_be_visible()
+        await expect(page.locator(".timeline")).to_have_js_property("inert", False)

@@ -38,7 +38,9 @@ export class ChatView {
     this.unread = 0;
     this.connection = { state: "connecting" };
     this.wasDisconnected = false;
-    this.peopleOpen = window.matchMedia(WIDE).matches;
+    /** The panel is beside the conversation on wide screens, over it on narrow ones. */
+    this.wide = window.matchMedia(WIDE);
+    this.peopleOpen = this.wide.matches;
     this.list = new MessageList(this.store, {
       reply: (message) => this.composer.setReply(message),
       option: (message, option) => {
@@ -218,6 +220,15 @@ export class ChatView {
       }
     };
     document.addEventListener("keydown", this.onKeyDown);
+    // The panel follows the width, as at load: open beside a wide conversation, closed
+    // when the window becomes narrow (else it would cover the conversation unasked).
+    this.onWidth = () => {
+      const hadFocus = this.panel.contains(document.activeElement);
+      this.peopleOpen = this.wide.matches;
+      this.render();
+      if (hadFocus && !this.peopleOpen) this.peopleButton.focus();
+    };
+    this.wide.addEventListener("change", this.onWidth);
     this.el.addEventListener("click", (event) => {
       const inside = this.panel.contains(event.target) || this.peopleButton.contains(event.target);
       if (this.#covering() && !inside) this.#togglePeople(false);
@@ -302,6 +313,7 @@ export class ChatView {
     this.store.removeEventListener("change", this.onStoreChange);
     document.removeEventListener("visibilitychange", this.onVisibility);
     document.removeEventListener("keydown", this.onKeyDown);
+    this.wide.removeEventListener("change", this.onWidth);
     cancelAnimationFrame(this.frame);
     this.resizer.disconnect();
     clearInterval(this.countdown);
@@ -544,13 +556,13 @@ export class ChatView {
 
   /** Whether the participants panel is open over the conversation (a narrow screen). */
   #covering() {
-    return this.peopleOpen && !window.matchMedia(WIDE).matches;
+    return this.peopleOpen && !this.wide.matches;
   }
 
   #togglePeople(open = !this.peopleOpen) {
     this.peopleOpen = open;
     this.render();
-    if (window.matchMedia(WIDE).matches) return;
+    if (this.wide.matches) return;
     if (open) this.peopleHeading.focus();
     else this.peopleButton.focus();
   }
