@@ -7,6 +7,7 @@ import re
 import pytest
 
 from e2e.browser import expect
+from e2e.test_chat import someone_joins
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -206,3 +207,62 @@ async def test_the_participants_panel_follows_the_width(make_settings, open_tab)
         await page.set_viewport_size({"width": 1280, "height": 760})
         await expect(panel).to_be_visible()
         await expect(page.locator(".timeline")).to_have_js_property("inert", False)
+
+
+async def test_a_language_switch_says_everything_on_screen_again(make_settings, open_tab) -> None:
+    """What the page built with words (an error under the lobby's form, the reply being
+    written, the files to send with their sizes, an error about one, the count of new
+    messages) is said again in the language chosen, sizes formatted for it."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, viewport={"width": 1100, "height": 520})
+        page = tab.page
+        await page.goto("/")
+        await page.locator("input[name=bot]").first.wait_for()
+        await page.get_by_role("button", name="Start the conversation").click()
+        await expect(page.locator(".form-error")).to_have_text("Please enter your name.")
+        await page.get_by_label("Language").select_option("pt-BR")
+        await expect(page.locator(".form-error")).to_have_text("Digite o seu nome.")
+        await page.get_by_label("Idioma").select_option("en")
+
+        await tab.start_conversation("alice", [])
+        bob, url = await someone_joins(tab, server.base_url, open_tab)
+
+        async def bob_says(text: str) -> None:
+            data = {"type": "T", "text": text, "local_id": text}
+            assert (await bob.context.request.post(f"{url}/messages/", data=data)).ok
+
+        for n in range(12):
+            await bob_says(f"filler {n}")
+        await expect(tab.bubble("filler 11")).to_have_count(1)
+        await page.evaluate(
+            "async () => { document.querySelector('.scroller').scrollTop = 0;"
+            " await new Promise(requestAnimationFrame); }"
+        )
+        for n in range(3):
+            await bob_says(f"news {n}")
+        jump = page.locator(".jump-new")
+        await expect(jump).to_have_text("3 new messages")
+
+        first = tab.bubble("filler 0")
+        await first.hover()
+        await first.locator("button.reply").click()
+        files = [
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"x" * 2400},
+            {"name": "empty.txt", "mimeType": "text/plain", "buffer": b""},
+        ]
+        await page.set_input_files("input[type=file]", files=files)
+        preview, staged = page.locator(".reply-preview"), page.locator("ul.staged")
+        error = page.locator(".composer-error")
+        await expect(preview).to_contain_text("Replying to bob")
+        await expect(staged).to_have_attribute("aria-label", "Files to send")
+        await expect(staged).to_contain_text("2.4 kB")
+        await expect(error).to_have_text("empty.txt is empty.")
+
+        await page.get_by_label("Language").select_option("pt-BR")
+        await expect(preview).to_contain_text("Respondendo a bob")
+        await expect(preview.get_by_role("button", name="Cancelar a resposta")).to_be_visible()
+        await expect(staged).to_have_attribute("aria-label", "Arquivos a enviar")
+        await expect(staged).to_contain_text("2,4 kB")
+        await expect(staged.get_by_role("button", name="Remover notes.txt")).to_be_visible()
+        await expect(error).to_have_text("empty.txt está vazio.")
+        await expect(jump).to_have_text("3 mensagens novas")

@@ -325,6 +325,8 @@ export class ChatView {
   relabel() {
     translate(this.el);
     this.list.relabel();
+    this.composer.relabel();
+    this.#setUnseen(this.unseen);
     this.render();
     this.#onConnection(this.connection);
   }
