@@ -266,3 +266,34 @@ async def test_a_language_switch_says_everything_on_screen_again(make_settings, 
         await expect(staged.get_by_role("button", name="Remover notes.txt")).to_be_visible()
         await expect(error).to_have_text("empty.txt está vazio.")
         await expect(jump).to_have_text("3 mensagens novas")
+
+
+HIT = """buttons => buttons.map(button => {
+  const box = button.getBoundingClientRect();
+  const top = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return button.contains(top);
+})"""
+"""For each button, whether a click at its centre would reach it (nothing lies over it)."""
+
+
+async def test_texts_refused_in_a_row_share_one_notice_clear_of_their_buttons(
+    make_settings, open_tab
+) -> None:
+    """Texts refused as too fast one after another: one notice says it (one alert for a
+    screen reader, not one per text), and it covers none of their Try again and Delete."""
+    async with live_server(make_settings(rate_limits={"message": "1/minute"})) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        await tab.send("first")
+        await expect(tab.bubble("first", mine=True)).to_have_count(1)
+        for text in ("second", "third", "fourth"):
+            await tab.send(text)
+        failed = page.locator("li.pending.status-failed")
+        await expect(failed).to_have_count(3)
+        await expect(page.locator(".notice")).to_have_count(1)
+        await expect(page.locator(".notice-error")).to_contain_text("too fast")
+        await expect(page.locator("[role=alert]:not(:empty)")).to_have_count(1)
+        buttons = failed.locator(".failure button")
+        await expect(buttons).to_have_count(6)
+        assert await buttons.evaluate_all(HIT) == [True] * 6

@@ -331,7 +331,9 @@ export function pendingRow(entry, ctx) {
   const failure = failed
     ? h(
         "div",
-        { class: "failure", role: "alert" },
+        // A refused text comes with a notice (an alert, one for a burst of them): an alert
+        // here too would read the refusal again for each text. A failed upload has none.
+        { class: "failure", role: entry.type === "T" ? null : "alert" },
         h("span", {}, errorText(entry.error) || t("status.failed")),
         h(
           "button",
