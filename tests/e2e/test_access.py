@@ -7,6 +7,7 @@ import re
 import pytest
 
 from e2e.browser import expect
+from e2e.test_chat import someone_joins
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -130,3 +131,169 @@ async def test_every_language_has_every_text(make_settings, open_tab) -> None:
     assert catalogs, "no language besides English"
     for code, catalog in catalogs.items():
         assert shape(catalog) == english, code
+
+
+IN_PANEL = "() => Boolean(document.activeElement?.closest('#participants'))"
+UNDER_PANEL = """() => {
+  const el = document.activeElement;
+  const outside = el && el !== document.body && !el.closest('#participants');
+  return outside ? el.outerHTML.slice(0, 120) : null;
+}"""
+"""The focused element when it is neither in the panel nor nowhere (the browser's own UI)."""
+
+
+async def test_the_narrow_panel_keeps_the_keyboard_until_it_closes(make_settings, open_tab) -> None:
+    """On a phone the participants panel covers the conversation: Tab stays in it (what it
+    covers is inert), its heading shows the focus ring, and Escape closes it wherever the
+    focus is, giving the focus back to the button that opened it; a tap beside it too."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, viewport={"width": 360, "height": 740})
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        toggle = page.locator("button.people-toggle")
+        await expect(page.locator("#participants")).to_be_hidden()
+
+        await toggle.focus()
+        await page.keyboard.press("Enter")
+        heading = page.locator("#participants h2")
+        await expect(heading).to_be_focused()
+        assert await heading.evaluate("el => getComputedStyle(el).outlineStyle") != "none"
+        for part in ("header.topbar", ".timeline", "a.skip-link"):
+            await expect(page.locator(part)).to_have_js_property("inert", True)
+        visited = set()
+        for _ in range(6):
+            await page.keyboard.press("Tab")
+            assert await page.evaluate(UNDER_PANEL) is None
+            visited.add(await page.evaluate("document.activeElement.className"))
+        assert "icon-button panel-close" in visited
+
+        # Escape with the focus outside the panel (a click on its empty part drops it).
+        box = await page.locator("#participants").bounding_box()
+        await page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] - 20)
+        assert not await page.evaluate(IN_PANEL)
+        await page.keyboard.press("Escape")
+        await expect(page.locator("#participants")).to_be_hidden()
+        await expect(toggle).to_be_focused()
+        await expect(page.locator(".timeline")).to_have_js_property("inert", False)
+
+        # A tap beside the open panel closes it, and nothing under the tap is activated.
+        await toggle.click()
+        await expect(heading).to_be_focused()
+        await page.mouse.click(10, 400)
+        await expect(page.locator("#participants")).to_be_hidden()
+        await expect(toggle).to_be_focused()
+        await page.keyboard.press("Tab")
+        assert not await page.evaluate(IN_PANEL)
+
+
+async def test_the_participants_panel_follows_the_width(make_settings, open_tab) -> None:
+    """Open beside a wide conversation; narrowing the window closes it (it would cover the
+    conversation), widening it again opens it beside."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, viewport={"width": 1280, "height": 760})
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        panel = page.locator("#participants")
+        await expect(panel).to_be_visible()
+
+        await page.set_viewport_size({"width": 360, "height": 740})
+        await expect(panel).to_be_hidden()
+        await expect(page.locator("button.people-toggle")).to_have_attribute(
+            "aria-expanded", "false"
+        )
+        await expect(page.locator(".timeline")).to_have_js_property("inert", False)
+        await page.fill("#composer-input", "still reachable")
+
+        await page.set_viewport_size({"width": 1280, "height": 760})
+        await expect(panel).to_be_visible()
+        await expect(page.locator(".timeline")).to_have_js_property("inert", False)
+
+
+async def test_a_language_switch_says_everything_on_screen_again(make_settings, open_tab) -> None:
+    """What the page built with words (an error under the lobby's form, the reply being
+    written, the files to send with their sizes, an error about one, the count of new
+    messages) is said again in the language chosen, sizes formatted for it."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, viewport={"width": 1100, "height": 520})
+        page = tab.page
+        await page.goto("/")
+        await page.locator("input[name=bot]").first.wait_for()
+        await page.get_by_role("button", name="Start the conversation").click()
+        await expect(page.locator(".form-error")).to_have_text("Please enter your name.")
+        await page.get_by_label("Language").select_option("pt-BR")
+        await expect(page.locator(".form-error")).to_have_text("Digite o seu nome.")
+        await page.get_by_label("Idioma").select_option("en")
+
+        await tab.start_conversation("alice", [])
+        bob, url = await someone_joins(tab, server.base_url, open_tab)
+
+        async def bob_says(text: str) -> None:
+            data = {"type": "T", "text": text, "local_id": text}
+            assert (await bob.context.request.post(f"{url}/messages/", data=data)).ok
+
+        for n in range(12):
+            await bob_says(f"filler {n}")
+        await expect(tab.bubble("filler 11")).to_have_count(1)
+        await page.evaluate(
+            "async () => { document.querySelector('.scroller').scrollTop = 0;"
+            " await new Promise(requestAnimationFrame); }"
+        )
+        for n in range(3):
+            await bob_says(f"news {n}")
+        jump = page.locator(".jump-new")
+        await expect(jump).to_have_text("3 new messages")
+
+        first = tab.bubble("filler 0")
+        await first.hover()
+        await first.locator("button.reply").click()
+        files = [
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"x" * 2400},
+            {"name": "empty.txt", "mimeType": "text/plain", "buffer": b""},
+        ]
+        await page.set_input_files("input[type=file]", files=files)
+        preview, staged = page.locator(".reply-preview"), page.locator("ul.staged")
+        error = page.locator(".composer-error")
+        await expect(preview).to_contain_text("Replying to bob")
+        await expect(staged).to_have_attribute("aria-label", "Files to send")
+        await expect(staged).to_contain_text("2.4 kB")
+        await expect(error).to_have_text("empty.txt is empty.")
+
+        await page.get_by_label("Language").select_option("pt-BR")
+        await expect(preview).to_contain_text("Respondendo a bob")
+        await expect(preview.get_by_role("button", name="Cancelar a resposta")).to_be_visible()
+        await expect(staged).to_have_attribute("aria-label", "Arquivos a enviar")
+        await expect(staged).to_contain_text("2,4 kB")
+        await expect(staged.get_by_role("button", name="Remover notes.txt")).to_be_visible()
+        await expect(error).to_have_text("empty.txt está vazio.")
+        await expect(jump).to_have_text("3 mensagens novas")
+
+
+HIT = """buttons => buttons.map(button => {
+  const box = button.getBoundingClientRect();
+  const top = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return button.contains(top);
+})"""
+"""For each button, whether a click at its centre would reach it (nothing lies over it)."""
+
+
+async def test_texts_refused_in_a_row_share_one_notice_clear_of_their_buttons(
+    make_settings, open_tab
+) -> None:
+    """Texts refused as too fast one after another: one notice says it (one alert for a
+    screen reader, not one per text), and it covers none of their Try again and Delete."""
+    async with live_server(make_settings(rate_limits={"message": "1/minute"})) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        await tab.send("first")
+        await expect(tab.bubble("first", mine=True)).to_have_count(1)
+        for text in ("second", "third", "fourth"):
+            await tab.send(text)
+        failed = page.locator("li.pending.status-failed")
+        await expect(failed).to_have_count(3)
+        await expect(page.locator(".notice")).to_have_count(1)
+        await expect(page.locator(".notice-error")).to_contain_text("too fast")
+        await expect(page.locator("[role=alert]:not(:empty)")).to_have_count(1)
+        buttons = failed.locator(".failure button")
+        await expect(buttons).to_have_count(6)
+        assert await buttons.evaluate_all(HIT) == [True] * 6

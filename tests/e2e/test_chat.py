@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.browser import ALL_IDS, expect
+from e2e.browser import ALL_IDS, expect, png
 from e2e.test_reliability import TOP_IN_SCROLLER
 from support.bots import bot_person, bots_with
 from support.server import live_server
@@ -269,7 +269,7 @@ async def test_a_hidden_page_counts_new_messages_in_its_title(make_settings, ope
 async def test_the_conversation_is_saved_as_a_text_file(make_settings, open_tab) -> None:
     """The header's save button downloads the whole conversation as text, oldest first,
     every page of it (more than the REST API's 100 a page): names, events, a reply with
-    what it answers, a file by its name and address."""
+    what it answers, a file (an image too) by its name and address, events with names."""
     async with live_server(make_settings(rate_limits={"message": ""})) as server:
         alice = await open_tab(server.base_url)
         await alice.start_conversation("alice", [], name="Book club")
@@ -282,7 +282,8 @@ async def test_the_conversation_is_saved_as_a_text_file(make_settings, open_tab)
             assert sent.status == 201
         await alice.send("the last word")
         await expect(alice.bubble("the last word", mine=True)).to_have_count(1)
-        quoted = page.locator("li.msg.theirs", has_text="line 119")
+        # (exactly: a row of "line 11" at 9 p.m. reads "line 119:05 PM" as text)
+        quoted = alice.bubble("line 119", mine=False)
         await quoted.hover()
         await quoted.get_by_role("button", name="Reply").click()
         await alice.send("agreed")
@@ -297,6 +298,17 @@ async def test_the_conversation_is_saved_as_a_text_file(make_settings, open_tab)
         )
         assert attached.status == 201
         await expect(page.locator("li.msg.theirs", has_text="notes.txt")).to_have_count(1)
+        pictured = await bob.context.request.post(
+            f"{url}/messages/",
+            multipart={
+                "type": "i",
+                "local_id": "f2",
+                "text": "the cover",
+                "file": {"name": "cover.png", "mimeType": "image/png", "buffer": png(8, 8)},
+            },
+        )
+        assert pictured.status == 201
+        await expect(page.locator("li.msg.theirs.type-i")).to_have_count(1)
 
         async with page.expect_download() as waiting:
             await page.get_by_role("button", name="Save the conversation as a text file").click()
@@ -315,7 +327,9 @@ async def test_the_conversation_is_saved_as_a_text_file(make_settings, open_tab)
     reply = next(n for n, line in enumerate(lines) if line.endswith("] alice: agreed"))
     assert lines[reply - 1] == "    > bob: line 119"
     assert re.fullmatch(r"bob: notes\.txt <http://127\.0\.0\.1:\d+/media/.+>", said[122])
-    assert [b for b in body if b.startswith("—")] == ["— Conversation created", "— You joined"]
+    # An image by its name too (not "Photo"); events with names (not "You joined").
+    assert re.fullmatch(r"bob: cover\.png <http://127\.0\.0\.1:\d+/media/.+> the cover", said[123])
+    assert [b for b in body if b.startswith("—")] == ["— Conversation created", "— alice joined"]
 
 
 async def test_a_long_visit_keeps_the_page_to_the_newest_rows(make_settings, open_tab) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -270,3 +271,34 @@ async def test_a_conversation_deleted_while_open_says_so(make_settings, open_tab
         await expect(page.get_by_text("That conversation no longer exists.")).to_be_visible()
         assert await page.evaluate('localStorage.getItem("tertulia.conversation")') is None
         assert sockets == []  # told by the close code, not by failing to reconnect
+
+
+async def test_a_text_seen_failing_stays_failed_after_a_reload(make_settings, open_tab) -> None:
+    """A text marked "Not sent" is not sent again behind the person's back when the page
+    reloads (as after a reconnect): it comes back failed, with its reason, until Try again.
+    A text still pending then is sent."""
+    async with live_server(make_settings(rate_limits={"message": "1/minute"})) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        await tab.send("first")
+        await expect(tab.bubble("first", mine=True)).to_have_count(1)
+        await tab.send("second")
+        failed = page.locator("li.pending.status-failed")
+        await expect(failed).to_contain_text("second")
+
+        sent: list[str] = []
+        page.on(
+            "websocket",
+            lambda socket: socket.on(
+                "framesent", lambda payload: sent.append(json.loads(payload).get("text"))
+            ),
+        )
+        await page.reload()
+        await expect(failed).to_contain_text("second")
+        await expect(failed).to_contain_text("You are sending messages too fast.")
+        # A later text goes (and is refused): the restored ones would have gone before it.
+        await tab.send("third")
+        await expect(failed.filter(has_text="third")).to_have_count(1)
+        assert sent == ["third"]
+        await expect(failed).to_have_count(2)

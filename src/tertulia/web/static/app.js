@@ -26,6 +26,7 @@ function show(next) {
   next.mounted?.();
 }
 
+/** The lobby; `message` is the i18n key of why we are back there (said in any language). */
 function showLobby(message) {
   show(new LobbyView({ onEnter: enter, message }));
 }
@@ -40,7 +41,7 @@ function enter(conversation) {
   show(
     new ChatView(session, {
       onLeave: () => leave(),
-      onLost: (reason) => leave(t(`lost.${reason}`)),
+      onLost: (reason) => leave(`lost.${reason}`),
     }),
   );
   session.start();
@@ -90,14 +91,14 @@ async function resume(id) {
       // participant rather than bring the old one back.
       const conversation = await getConversation(id);
       if (!conversation.my_participant_id) {
-        leaveResume(t("lost.left"));
+        leaveResume("lost.left");
         return;
       }
       enter(await joinConversation(id, ""));
       return;
     } catch (error) {
       if (!passing(error.status)) {
-        leaveResume(t(error.status === 404 ? "lost.gone" : "lost.left"));
+        leaveResume(error.status === 404 ? "lost.gone" : "lost.left");
         return;
       }
       if (!(view instanceof WaitingView)) {

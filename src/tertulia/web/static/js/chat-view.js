@@ -38,7 +38,9 @@ export class ChatView {
     this.unread = 0;
     this.connection = { state: "connecting" };
     this.wasDisconnected = false;
-    this.peopleOpen = window.matchMedia(WIDE).matches;
+    /** The panel is beside the conversation on wide screens, over it on narrow ones. */
+    this.wide = window.matchMedia(WIDE);
+    this.peopleOpen = this.wide.matches;
     this.list = new MessageList(this.store, {
       reply: (message) => this.composer.setReply(message),
       option: (message, option) => {
@@ -86,7 +88,7 @@ export class ChatView {
       },
       icon("download"),
     );
-    const header = h(
+    const header = (this.header = h(
       "header",
       { class: "topbar" },
       h(
@@ -106,7 +108,7 @@ export class ChatView {
       languagePicker(),
       this.saveButton,
       this.peopleButton,
-    );
+    ));
 
     this.connectionBanner = h("div", {
       class: "banner banner-connection",
@@ -191,28 +193,46 @@ export class ChatView {
       ),
       this.peopleList,
     );
-    // On narrow screens the panel covers the conversation: Escape or a tap beside it closes it.
-    this.panel.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && !window.matchMedia(WIDE).matches) this.#togglePeople(false);
-    });
-    this.timeline.addEventListener("pointerdown", () => {
-      if (this.peopleOpen && !window.matchMedia(WIDE).matches) this.#togglePeople(false);
-    });
-
+    this.skipLink = h(
+      "a",
+      { class: "skip-link", href: "#composer-input", "data-i18n": "skip.composer" },
+      t("skip.composer"),
+    );
     this.el = h(
       "div",
       { class: "chat" },
-      h(
-        "a",
-        { class: "skip-link", href: "#composer-input", "data-i18n": "skip.composer" },
-        t("skip.composer"),
-      ),
+      this.skipLink,
       header,
       h("div", { class: "chat-body" }, this.timeline, this.panel),
     );
   }
 
   #listen() {
+    // On narrow screens the panel covers the conversation: Escape (wherever the focus is)
+    // or a tap beside it closes it. What it covers is inert, so such a tap lands on the
+    // chat itself, not on whatever lies under the panel's shadow. (A click, not a
+    // pointerdown: the press that follows a pointerdown would take the focus away from
+    // the button it goes back to. The click that opens the panel is not one beside it.)
+    this.onKeyDown = (event) => {
+      if (event.key === "Escape" && this.#covering()) {
+        event.preventDefault();
+        this.#togglePeople(false);
+      }
+    };
+    document.addEventListener("keydown", this.onKeyDown);
+    // The panel follows the width, as at load: open beside a wide conversation, closed
+    // when the window becomes narrow (else it would cover the conversation unasked).
+    this.onWidth = () => {
+      const hadFocus = this.panel.contains(document.activeElement);
+      this.peopleOpen = this.wide.matches;
+      this.render();
+      if (hadFocus && !this.peopleOpen) this.peopleButton.focus();
+    };
+    this.wide.addEventListener("change", this.onWidth);
+    this.el.addEventListener("click", (event) => {
+      const inside = this.panel.contains(event.target) || this.peopleButton.contains(event.target);
+      if (this.#covering() && !inside) this.#togglePeople(false);
+    });
     this.onStoreChange = (event) => this.#onStoreChange(event.detail);
     this.store.addEventListener("change", this.onStoreChange);
     this.session.addEventListener("connection", (event) => this.#onConnection(event.detail));
@@ -292,6 +312,8 @@ export class ChatView {
   destroy() {
     this.store.removeEventListener("change", this.onStoreChange);
     document.removeEventListener("visibilitychange", this.onVisibility);
+    document.removeEventListener("keydown", this.onKeyDown);
+    this.wide.removeEventListener("change", this.onWidth);
     cancelAnimationFrame(this.frame);
     this.resizer.disconnect();
     clearInterval(this.countdown);
@@ -303,6 +325,8 @@ export class ChatView {
   relabel() {
     translate(this.el);
     this.list.relabel();
+    this.composer.relabel();
+    this.#setUnseen(this.unseen);
     this.render();
     this.#onConnection(this.connection);
   }
@@ -375,6 +399,10 @@ export class ChatView {
     this.peopleButton.querySelector(".count").textContent = String(store.participants.size);
     this.peopleButton.setAttribute("aria-expanded", String(this.peopleOpen));
     this.el.classList.toggle("people-open", this.peopleOpen);
+    // While the panel covers the conversation, what it covers can be neither focused nor
+    // clicked (nor read by a screen reader's cursor): Tab stays in the panel.
+    const covered = this.#covering();
+    for (const part of [this.skipLink, this.header, this.timeline]) part.inert = covered;
     this.peopleList.replaceChildren(renderParticipants(store));
 
     const working = workingText(store);
@@ -528,10 +556,15 @@ export class ChatView {
     }
   }
 
+  /** Whether the participants panel is open over the conversation (a narrow screen). */
+  #covering() {
+    return this.peopleOpen && !this.wide.matches;
+  }
+
   #togglePeople(open = !this.peopleOpen) {
     this.peopleOpen = open;
     this.render();
-    if (window.matchMedia(WIDE).matches) return;
+    if (this.wide.matches) return;
     if (open) this.peopleHeading.focus();
     else this.peopleButton.focus();
   }

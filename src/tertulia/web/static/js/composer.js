@@ -35,6 +35,8 @@ export class Composer {
   constructor(session) {
     this.session = session;
     this.reply = null;
+    /** What the error line says, as a function: said again in a new language. */
+    this.error = () => "";
     /** Files waiting for Send: {file, kind, thumb}. */
     this.staged = [];
     this.recorder = null;
@@ -76,7 +78,12 @@ export class Composer {
       },
     });
     this.replyBox = h("div", { class: "reply-preview", hidden: true });
-    this.stagedBox = h("ul", { class: "staged", hidden: true, "aria-label": t("composer.staged") });
+    this.stagedBox = h("ul", {
+      class: "staged",
+      hidden: true,
+      "aria-label": t("composer.staged"),
+      "data-i18n-aria-label": "composer.staged",
+    });
     this.errorBox = h("p", { class: "composer-error", role: "alert" });
     this.attachButton = h(
       "button",
@@ -240,6 +247,19 @@ export class Composer {
   /** Reply to `message` (null: stop replying). */
   setReply(message) {
     this.reply = message;
+    this.#renderReply();
+    if (message) this.input.focus();
+  }
+
+  /** Everything built here with words, in the language just chosen. */
+  relabel() {
+    this.#renderReply();
+    this.#renderStaged();
+    this.showError(this.error);
+  }
+
+  #renderReply() {
+    const message = this.reply;
     this.replyBox.hidden = !message;
     if (!message) {
       this.replyBox.replaceChildren();
@@ -269,11 +289,15 @@ export class Composer {
         icon("close"),
       ),
     );
-    this.input.focus();
   }
 
-  showError(text) {
-    this.errorBox.textContent = text;
+  /**
+   * Show an error under the box: a function giving its text (kept, so that a change of
+   * language says it again), or a text.
+   */
+  showError(error) {
+    this.error = typeof error === "function" ? error : () => error;
+    this.errorBox.textContent = this.error();
   }
 
   /** Check files against the limits and keep those that pass until Send. */
@@ -281,14 +305,14 @@ export class Composer {
     if (!files.length) return;
     const limits = this.session.limits ?? (await this.session.loadLimits());
     if (!limits) {
-      this.showError(t("file.limits_unknown"));
+      this.showError(() => t("file.limits_unknown"));
       return;
     }
     const problems = [];
     for (const file of files) {
       const check = checkFile(file, limits);
       if (!check.ok) {
-        problems.push(fileProblem(file, check));
+        problems.push([file, check]);
         continue;
       }
       this.staged.push({
@@ -298,7 +322,7 @@ export class Composer {
       });
     }
     this.#renderStaged();
-    this.showError(problems.join(" "));
+    this.showError(() => problems.map(([file, check]) => fileProblem(file, check)).join(" "));
     this.input.focus();
   }
 
@@ -340,7 +364,7 @@ export class Composer {
     try {
       await recorder.start();
     } catch {
-      this.showError(t("voice.denied"));
+      this.showError(() => t("voice.denied"));
       return;
     }
     this.recorder = recorder;
@@ -369,7 +393,7 @@ export class Composer {
     const blob = await recorder.stop();
     const check = checkFile(blob, this.session.limits, "V");
     if (!check.ok) {
-      this.showError(fileProblem(blob, check));
+      this.showError(() => fileProblem(blob, check));
       return;
     }
     // BLAB's web client sends a recording as a file part named "blob".

@@ -23,11 +23,14 @@ const ROOMS_EVERY_MS = 5000;
 export class LobbyView {
   /**
    * @param {{onEnter: (conversation: object) => void, message?: string}} options `onEnter`
-   *   gets the create or join response; `message` is shown on top (why we are back here).
+   *   gets the create or join response; `message`, an i18n key, is shown on top (why we
+   *   are back here).
    */
   constructor({ onEnter, message }) {
     this.onEnter = onEnter;
     this.message = message ?? "";
+    /** What the form's error line says, as a function: said again in a new language. */
+    this.formErrorText = () => "";
     this.bots = null;
     this.rooms = undefined;
     this.busy = false;
@@ -128,8 +131,13 @@ export class LobbyView {
 
     this.messageEl = h(
       "p",
-      { class: "lobby-message", role: "alert", hidden: !this.message },
-      this.message,
+      {
+        class: "lobby-message",
+        role: "alert",
+        hidden: !this.message,
+        "data-i18n": this.message || null,
+      },
+      this.message ? t(this.message) : "",
     );
     this.el = h(
       "div",
@@ -172,6 +180,7 @@ export class LobbyView {
 
   relabel() {
     translate(this.el);
+    this.#showFormError(this.formErrorText);
     this.#renderBots();
     this.#renderRooms();
   }
@@ -181,7 +190,7 @@ export class LobbyView {
       this.bots = await listBots();
     } catch {
       this.bots = [];
-      this.formError.textContent = t("lobby.unreachable");
+      this.#showFormError(() => t("lobby.unreachable"));
     }
     this.#renderBots();
   }
@@ -225,9 +234,15 @@ export class LobbyView {
       return nickname;
     }
     this.nickname.setAttribute("aria-invalid", "true");
-    this.formError.textContent = t("lobby.nickname_missing");
+    this.#showFormError(() => t("lobby.nickname_missing"));
     this.nickname.focus();
     return null;
+  }
+
+  /** Show `text()` under the form, and again after a change of language. */
+  #showFormError(text) {
+    this.formErrorText = text;
+    this.formError.textContent = text();
   }
 
   async #create(event) {
@@ -259,12 +274,13 @@ export class LobbyView {
   /** Run the create or join request (`busy` is already set) and enter, or show why not. */
   async #enter(request) {
     this.startButton.disabled = true;
-    this.formError.textContent = "";
+    this.#showFormError(() => "");
     try {
       this.onEnter(await request());
     } catch (error) {
-      this.formError.textContent =
-        error.status === 0 ? t("lobby.unreachable") : detailText(error.body) || t("lobby.failed");
+      // (the server's own words stay as they are)
+      const detail = error.status === 0 ? "" : detailText(error.body);
+      this.#showFormError(() => detail || t(error.status === 0 ? "lobby.unreachable" : "lobby.failed"));
       this.busy = false;
       this.startButton.disabled = false;
     }

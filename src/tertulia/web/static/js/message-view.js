@@ -15,11 +15,11 @@ export function nameOf(store, id, { you = true } = {}) {
   return store.participant(id)?.name || t("someone");
 }
 
-/** The readable line for a system message (PROTOCOL 5.4). */
-export function systemText(message, store) {
+/** The readable line for a system message (PROTOCOL 5.4); "You joined" unless `you` is false. */
+export function systemText(message, store, { you = true } = {}) {
   const id = message.additional_metadata?.participant_id;
-  const mine = id && id === store.me;
-  const name = nameOf(store, id);
+  const mine = you && id && id === store.me;
+  const name = nameOf(store, id, { you });
   switch (message.event) {
     case "conversation-created":
       return t("system.created");
@@ -331,7 +331,9 @@ export function pendingRow(entry, ctx) {
   const failure = failed
     ? h(
         "div",
-        { class: "failure", role: "alert" },
+        // A refused text comes with a notice (an alert, one for a burst of them): an alert
+        // here too would read the refusal again for each text. A failed upload has none.
+        { class: "failure", role: entry.type === "T" ? null : "alert" },
         h("span", {}, errorText(entry.error) || t("status.failed")),
         h(
           "button",

@@ -4,10 +4,28 @@ import { h } from "./dom.js";
 import { t } from "./i18n.js";
 import { icon } from "./icons.js";
 
-/** Show a notice for a few seconds (errors stay a little longer). */
+/** When each notice shown goes (a notice said again stays longer). */
+const expiry = new WeakMap();
+
+/**
+ * Show a notice for a few seconds (errors stay a little longer). The same notice while it
+ * is shown is not added again, only kept longer: texts refused in a burst each report the
+ * same refusal, which is one thing to read (and for a screen reader, to hear) once.
+ */
 export function notify(text, { kind = "info", timeout } = {}) {
   const region = document.getElementById("notices");
   if (!region || !text) return;
+  const delay = timeout ?? (kind === "error" ? 8000 : 5000);
+  const shown = [...region.children].find(
+    (other) =>
+      other.classList.contains(`notice-${kind}`) &&
+      other.querySelector(".notice-text")?.textContent === text,
+  );
+  if (shown) {
+    clearTimeout(expiry.get(shown));
+    expiry.set(shown, setTimeout(() => shown.remove(), delay));
+    return;
+  }
   const item = h(
     "div",
     { class: `notice notice-${kind}`, role: kind === "error" ? "alert" : "status" },
@@ -27,7 +45,7 @@ export function notify(text, { kind = "info", timeout } = {}) {
   region.append(item);
   // Keep the stack short.
   while (region.children.length > 4) region.firstElementChild.remove();
-  setTimeout(() => item.remove(), timeout ?? (kind === "error" ? 8000 : 5000));
+  expiry.set(item, setTimeout(() => item.remove(), delay));
 }
 
 let queue = [];

@@ -354,8 +354,10 @@ export class ChatSession extends EventTarget {
   }
 
   /**
-   * Pending texts survive a reload (files cannot be kept). Other tabs of the conversation
-   * keep theirs under the same key: what this tab never held is kept as it is.
+   * Pending texts survive a reload (files cannot be kept); a failed one stays failed, with
+   * its reason, until the person retries it (as after a reconnect: seen to fail, it is not
+   * sent behind their back). Other tabs of the conversation keep theirs under the same
+   * key: what this tab never held is kept as it is.
    */
   #savePending() {
     const key = `pending.${this.id}`;
@@ -374,7 +376,11 @@ export class ChatSession extends EventTarget {
     }
     const texts = [
       ...others,
-      ...mine.map(({ localId, text, quotedId, time }) => ({ localId, text, quotedId, time })),
+      ...mine.map(({ localId, text, quotedId, time, status, error }) =>
+        status === "failed"
+          ? { localId, text, quotedId, time, failed: true, error: error ?? null }
+          : { localId, text, quotedId, time },
+      ),
     ];
     if (texts.length) storage.setJSON(key, texts);
     else storage.remove(key);
@@ -384,7 +390,13 @@ export class ChatSession extends EventTarget {
     const saved = storage.getJSON(`pending.${this.id}`, []);
     for (const item of Array.isArray(saved) ? saved : []) {
       if (typeof item?.localId !== "string" || typeof item.text !== "string") continue;
-      this.store.addPending({ ...item, type: "T", status: "queued" });
+      const { failed, error, ...text } = item;
+      this.store.addPending({
+        ...text,
+        type: "T",
+        status: failed ? "failed" : "queued",
+        error: failed ? (error ?? null) : null,
+      });
     }
   }
 }

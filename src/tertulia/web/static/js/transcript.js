@@ -2,7 +2,8 @@
  * The conversation as plain text, for the person to keep: every message people can see,
  * oldest first, read over REST a page (100 messages) at a time, one line each:
  * `[date, time] name: text`, a file as its name and address, a system event as its
- * sentence, a reply with a `> name: snippet` line of what it answers.
+ * sentence, a reply with a `> name: snippet` line of what it answers. Names throughout,
+ * never "You": the file is read later, and by others.
  */
 
 import { getMessages } from "./api.js";
@@ -20,13 +21,23 @@ async function allMessages(conversationId) {
   }
 }
 
+/**
+ * What a file is called: its name, whatever its kind (an image too, not "Photo"); a voice
+ * note by its kind, as its name is always "blob" (BLAB's convention); the kind when the
+ * server has no name (an external file).
+ */
+function fileLabel(message) {
+  if (message.type !== "V" && message.file_name) return message.file_name;
+  return snippet({ ...message, text: "" }, 200);
+}
+
 function line(message, store, byId) {
-  const name = (id) => nameOf(store, id, { you: false }); // (a file kept: names, not "You")
+  const name = (id) => nameOf(store, id, { you: false });
   const when = `[${formatDateTime(new Date(message.time), "short")}]`;
-  if (message.type === "S") return `${when} — ${systemText(message, store)}`;
+  if (message.type === "S") return `${when} — ${systemText(message, store, { you: false })}`;
   const parts = [];
   const url = safeUrl(message.file_url ?? message.external_file_url ?? "");
-  if (url) parts.push(`${snippet({ ...message, text: "" }, 200)} <${new URL(url, location.href)}>`);
+  if (url) parts.push(`${fileLabel(message)} <${new URL(url, location.href)}>`);
   if (message.text) parts.push(message.text);
   const lines = [`${when} ${name(message.sender_id)}: ${parts.join(" ")}`];
   const quoted = message.quoted_message_id && byId.get(message.quoted_message_id);
