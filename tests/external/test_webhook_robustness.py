@@ -153,3 +153,62 @@ async def test_a_webhook_that_keeps_failing_gets_one_session_not_one_per_attempt
             await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
     assert len(seen) == 4  # two deliveries, two attempts each
     assert len(set(seen)) == 1
+
+
+BAD_ANSWERS: dict[str, tuple[Response, str]] = {
+    "refuse": (Response(status_code=403), "webhook refused the delivery"),
+    "not json": (
+        Response(b"fine, thanks", media_type="text/plain"),
+        "webhook answer is not JSON; ignored",
+    ),
+    "scalar": (JSONResponse({"messages": 5}), "webhook answer's messages is not a list; ignored"),
+    "entry": (JSONResponse({"messages": [5]}), "webhook answer is not an object; skipped"),
+    "refused": (
+        JSONResponse({"messages": [{"type": "T", "text": "x" * 100_000}]}),
+        "webhook answer refused",
+    ),
+}
+
+
+async def test_every_webhook_log_line_names_the_bot_and_the_conversation(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """Two webhook bots on one host: each log line about an answer says which bot (its URL
+    alone is shortened to the host), in which conversation."""
+
+    async def hook(request: Request) -> Response:
+        body = await request.json()
+        if not human_text(body):
+            return Response(status_code=204)
+        return BAD_ANSWERS[body["message"]["text"]][0]
+
+    async def quiet(request: Request) -> Response:
+        return Response(status_code=204)
+
+    app = Starlette(
+        routes=[Route("/hook", hook, methods=["POST"]), Route("/other", quiet, methods=["POST"])]
+    )
+    with watch_logs() as logs:
+        async with serve(app) as base:
+            bots = {
+                "Hook": webhook_bot(f"{base}/hook", retries=0),
+                "Other": webhook_bot(f"{base}/other", retries=0),
+            }
+            settings = make_settings(bots=bots)
+            async with live_server(settings) as server:
+                alice = people(server)
+                created = await alice.create(nickname="alice", bots=["Hook", "Other"])
+                assert created.status_code == 201, created.text
+                hook_id = bot_id(created.json(), "Hook")
+                socket = await alice.connect()
+                for text in BAD_ANSWERS:
+                    await socket.message(local_id=await socket.say(text))
+                await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+
+    webhook = [e for e in logs.entries if str(e.get("event", "")).startswith("webhook ")]
+    assert {e["event"] for e in webhook} == {event for _, event in BAD_ANSWERS.values()}
+    for entry in webhook:
+        assert entry.get("bot") == "Hook", entry
+        assert entry.get("conversation_id") == alice.conversation_id, entry
+        assert entry.get("participant_id") == hook_id, entry
+        assert entry["log_level"] in ("warning", "error"), entry

@@ -682,6 +682,7 @@ class BotRunner:
             state=state,
             services=context.services,
             delivery_id=delivery.pk,
+            bot_name=context.bot_name,
         )
         method = "receive_message" if delivery.kind == "message" else "update_status"
         argument: Any = (

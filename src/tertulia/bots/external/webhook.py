@@ -158,10 +158,15 @@ class WebhookBot(Bot):
             SIGNATURE_HEADER: sign(self.secret, body),
             DELIVERY_HEADER: delivery,
         }
+        # Every line names the bot: its URL is shown cut short (no path, no query), so
+        # several webhook bots on one host would look alike (docs/operations.md).
         bound = log.bind(
+            bot=info.bot_name,
             conversation_id=info.conversation_id,
             participant_id=info.bot_participant_id,
             url=self.shown_url,
+            delivery=delivery,
+            message_id=message.id,
         )
         try:
             async with info.services.http.stream(
@@ -181,15 +186,10 @@ class WebhookBot(Bot):
             # would go to another address); the configured URL must be the final one.
             raise WebhookFailed(f"{self.shown_url} answered {status}, not followed: fix the URL")
         if status >= 400:
-            bound.error("webhook refused the delivery", status=status, message_id=message.id)
+            bound.error("webhook refused the delivery", status=status)
             return
         if content is None:
-            bound.error(
-                "webhook answer too large",
-                limit=MAX_ANSWER,
-                message_id=message.id,
-                delivery=delivery,
-            )
+            bound.error("webhook answer too large", limit=MAX_ANSWER)
             return
         await self._send_answers(content, bound)
 
