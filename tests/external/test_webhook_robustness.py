@@ -161,6 +161,14 @@ BAD_ANSWERS: dict[str, tuple[Response, str]] = {
         Response(b"fine, thanks", media_type="text/plain"),
         "webhook answer is not JSON; ignored",
     ),
+    "bare": (
+        JSONResponse({"type": "T", "text": "no wrapper"}),
+        "webhook answer has no messages; ignored",
+    ),
+    "list": (
+        JSONResponse([{"type": "T", "text": "no wrapper"}]),
+        "webhook answer has no messages; ignored",
+    ),
     "scalar": (JSONResponse({"messages": 5}), "webhook answer's messages is not a list; ignored"),
     "entry": (JSONResponse({"messages": [5]}), "webhook answer is not an object; skipped"),
     "refused": (
@@ -174,7 +182,8 @@ async def test_every_webhook_log_line_names_the_bot_and_the_conversation(
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:
     """Two webhook bots on one host: each log line about an answer says which bot (its URL
-    alone is shortened to the host), in which conversation."""
+    alone is shortened to the host), in which conversation; an answer without the
+    ``messages`` wrapper (an object, a list) is said, not silently dropped."""
 
     async def hook(request: Request) -> Response:
         body = await request.json()
@@ -212,3 +221,5 @@ async def test_every_webhook_log_line_names_the_bot_and_the_conversation(
         assert entry.get("conversation_id") == alice.conversation_id, entry
         assert entry.get("participant_id") == hook_id, entry
         assert entry["log_level"] in ("warning", "error"), entry
+    bare = [e for e in webhook if e["event"] == "webhook answer has no messages; ignored"]
+    assert sorted(e["answer"] for e in bare) == ["a JSON list", "an object without messages"]

@@ -82,6 +82,14 @@ async def _read_answer(response: httpx.Response) -> bytes | None:
     return bytes(content)
 
 
+def _kind(data: Any) -> str:
+    """What a JSON value is, for a log line (``a JSON list``)."""
+    names = {list: "a JSON list", str: "a JSON string", bool: "a JSON boolean"}
+    if data is None:
+        return "JSON null"
+    return names.get(type(data), "a JSON number")
+
+
 def delivery_header(info: ConversationInfo) -> str:
     """The idempotency id of the delivery being handled: stable across its retries."""
     if info.delivery_id is None:
@@ -214,7 +222,9 @@ class WebhookBot(Bot):
         return key
 
     async def _send_answers(self, content: bytes, bound: Any) -> None:
-        """Send the inline answers ``{"messages": [...]}``; bad ones are logged and skipped."""
+        """Send the inline answers ``{"messages": [...]}``; bad ones are logged and skipped,
+        and so is an answer without the wrapper (an empty body, ``{}`` or ``"messages":
+        null`` mean no answers)."""
         if not content.strip():
             return
         try:
@@ -222,7 +232,19 @@ class WebhookBot(Bot):
         except orjson.JSONDecodeError:
             bound.warning("webhook answer is not JSON; ignored")
             return
-        answers = data.get("messages") if isinstance(data, dict) else None
+        if data == {}:
+            return  # (nothing to say, as an empty body)
+        if not isinstance(data, dict) or "messages" not in data:
+            # A message sent bare, or a list of them: the bot forgot the wrapper, and would
+            # otherwise never learn why nothing it answered is shown.
+            what = "an object without messages" if isinstance(data, dict) else _kind(data)
+            bound.warning(
+                "webhook answer has no messages; ignored",
+                answer=what,
+                expected='{"messages": [...]}',
+            )
+            return
+        answers = data["messages"]
         if answers is None:
             return
         if not isinstance(answers, list):
