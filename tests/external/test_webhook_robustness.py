@@ -16,6 +16,8 @@ from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serv
 from support.blab import Socket
 from support.bots import watch_logs
 from support.server import LiveServer, live_server
+from tertulia.errors import ConfigurationError
+from tertulia.web.app import create_app
 
 SECRET = "webhook-test-secret"
 
@@ -223,3 +225,23 @@ async def test_every_webhook_log_line_names_the_bot_and_the_conversation(
         assert entry["log_level"] in ("warning", "error"), entry
     bare = [e for e in webhook if e["event"] == "webhook answer has no messages; ignored"]
     assert sorted(e["answer"] for e in bare) == ["a JSON list", "an object without messages"]
+
+
+def test_a_webhook_whose_secret_is_unset_stops_the_server_from_starting(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app is not built with a webhook bot that could sign nothing: a configuration
+    error naming the bot and the variable (not one failed delivery per message, retried,
+    with the bot shown as working meanwhile); arguments that do not fit, too."""
+    monkeypatch.delenv("TEST_WEBHOOK_SECRET")
+    settings = make_settings(bots={"Hook": webhook_bot("http://127.0.0.1:18141/hook")})
+    with pytest.raises(ConfigurationError) as raised:
+        create_app(settings)
+    assert raised.value.detail == (
+        "bot 'Hook': webhook secret variable 'TEST_WEBHOOK_SECRET' is unset or empty"
+    )
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    bad = {**webhook_bot("http://127.0.0.1:18141/hook"), "kwargs": {"timeuot": 5}}
+    with pytest.raises(ConfigurationError, match=r"^bot 'Hook': WebhookBot takes args"):
+        create_app(make_settings(bots={"Hook": bad}))
+    create_app(make_settings(bots={"Hook": webhook_bot("http://127.0.0.1:18141/hook")}))

@@ -82,6 +82,20 @@ async def _read_answer(response: httpx.Response) -> bytes | None:
     return bytes(content)
 
 
+def _secret(url: str, secret_env: str) -> str:
+    """The signing secret, once the URL is known good.
+
+    Raises:
+        ConfigurationError: a URL that is not http(s), or the variable unset or empty.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"webhook URL must be http(s)://...: {url!r}")
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        raise ConfigurationError(f"webhook secret variable {secret_env!r} is unset or empty")
+    return secret
+
+
 def _kind(data: Any) -> str:
     """What a JSON value is, for a log line (``a JSON list``)."""
     names = {list: "a JSON list", str: "a JSON string", bool: "a JSON boolean"}
@@ -122,16 +136,29 @@ class WebhookBot(Bot):
         session_refresh: float = 3600.0,
     ) -> None:
         super().__init__(conversation_info)
-        if not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"webhook URL must be http(s)://...: {url!r}")
-        secret = os.environ.get(secret_env, "")
-        if not secret:
-            raise ConfigurationError(f"webhook secret variable {secret_env!r} is unset or empty")
         self.url = url
         self.shown_url = shown(url)  # for logs and errors: no user, password or query
-        self.secret = secret.encode()
+        self.secret = _secret(url, secret_env).encode()
         self.timeout = timeout
         self.session_refresh = session_refresh
+
+    @classmethod
+    def check_config(cls, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """At the server's start (:mod:`tertulia.bots.checks`): the URL and the secret's
+        variable, as the constructor would find them at every delivery.
+
+        Raises:
+            ConfigurationError: arguments that do not fit, a bad URL, or the secret's
+                variable unset or empty.
+        """
+        try:
+            bound = inspect.signature(cls.__init__).bind(None, None, *args, **kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"WebhookBot takes args = [url, secret_env] (and kwargs timeout, "
+                f"session_refresh): {exc}"
+            ) from None
+        _secret(str(bound.arguments["url"]), str(bound.arguments["secret_env"]))
 
     @classmethod
     def call_timeout(cls, kwargs: dict[str, Any]) -> float:
