@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tertulia import preflight
+from tertulia import cli, preflight
 from tertulia.cli import main
 
 
@@ -165,3 +165,32 @@ def test_serve_on_a_taken_port_is_one_line_and_opens_nothing(
     err = capsys.readouterr().err.strip()
     assert err == f"tertulia: cannot listen on 127.0.0.1:{port}: address already in use"
     assert not (tmp_path / "cli.db").exists()
+
+
+def test_serve_with_a_webhook_secret_unset_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook bot whose secret variable is unset cannot sign a delivery: `tertulia
+    serve` exits 2 with one line naming the bot and the variable, before it opens the
+    database (it used to start, then fail every delivery, retried, for good)."""
+    monkeypatch.delenv("CLI_TEST_UNSET_SECRET", raising=False)
+
+    def started(*args: object) -> None:
+        raise AssertionError("the server started")  # (rather than serve until killed)
+
+    monkeypatch.setattr(cli, "serve", started)
+    extra = (
+        '[bots.Reverse]\nmodule = "tertulia.bots.external"\nclass = "WebhookBot"\n'
+        'args = ["http://127.0.0.1:18141/hook", "CLI_TEST_UNSET_SECRET"]\n'
+    )
+    assert main(["serve", "--config", str(config(tmp_path, extra)), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "tertulia: configuration error: bot 'Reverse': webhook secret variable "
+        "'CLI_TEST_UNSET_SECRET' is unset or empty"
+    )
+    assert not (tmp_path / "cli.db").exists()
+
+    monkeypatch.setenv("CLI_TEST_UNSET_SECRET", "")  # empty is no secret either
+    assert main(["serve", "--config", str(config(tmp_path, extra)), "--port", "0"]) == 2
+    assert "'CLI_TEST_UNSET_SECRET' is unset or empty" in capsys.readouterr().err

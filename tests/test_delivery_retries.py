@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from support.blab import Socket
+from support.bots import bots_with, watch_logs
 from support.managers import (
     ATTEMPTS,
     ENTERED,
@@ -162,3 +163,22 @@ async def test_a_bot_still_running_at_shutdown_is_resumed_at_the_next_start(
         assert [m.get("text") for m in resumed.messages()].count("HELLO") == 1
         row = row_for(await delivery_rows(server, ids["Gated"]), sent["id"])
         assert row.status == "done"
+
+
+async def test_a_configuration_error_is_not_retried(make_settings: Any, people: Any) -> None:
+    """A bot whose constructor says its configuration cannot work fails its delivery for
+    good at the first attempt: retrying would only fail the same way, logging each time."""
+    bots = bots_with("Broken", "MisconfiguredBot", retries=3)
+    with watch_logs() as logs:
+        async with live_server(make_settings(bots=bots)) as server:
+            _, socket, ids = await start(server, people, ["Broken"])
+            sent = await say(socket, "hello")
+            await server.registry.runner.idle()
+            row = row_for(await delivery_rows(server, ids["Broken"]), sent["id"])
+            assert (row.status, row.attempts) == ("failed", 1)
+            assert "the frobnicator's variable is unset" in row.last_error
+    mine = [e for e in logs.entries if e.get("participant_id") == ids["Broken"]]
+    calls = [e for e in mine if e["event"] == "bot call failed"]
+    given_up = [e for e in mine if e["event"] == "bot delivery failed for good"]
+    assert len(calls) == len(given_up) >= 1  # (its joining too: one attempt each)
+    assert all(e["bot"] == "Broken" and e["attempts"] == 1 for e in given_up)

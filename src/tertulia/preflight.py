@@ -1,5 +1,8 @@
 """Before a command starts: is its port free, can the database (and the broker) be reached?
 
+The bots' own configuration is checked here too, for the server: a webhook bot whose secret
+variable is unset used to start without complaint and fail every delivery.
+
 Without this, a database that is down surfaced as a traceback from inside the server's
 start-up, and a host that drops packets kept ``tertulia serve`` waiting for asyncpg's 60 s
 connect timeout. Here each is tried once, within :data:`CONNECT_TIMEOUT`, and a failure
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from tertulia.bots.checks import check_bots
 from tertulia.errors import TertuliaError
 from tertulia.settings import Settings
 from tertulia.storage.database import display_url, open_database
@@ -57,13 +61,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 async def check_services(settings: Settings, *, broker: bool = True) -> None:
-    """Reach the database (open it, one ``SELECT 1``) and, when ``broker`` and it is
+    """Reach the database (open it, one ``SELECT 1``) and, when ``broker`` (the server's
+    start), ask the bots' classes whether their configuration can work
+    (:mod:`tertulia.bots.checks`: a webhook's secret variable unset, say) and, when it is
     Redis, ping the broker.
 
     Raises:
         Unreachable: with a one-line detail, for the first that fails.
-        ConfigurationError: the database URL is not one Tertulia supports.
+        ConfigurationError: the database URL is not one Tertulia supports, or a bot's
+            configuration cannot work (checked first: nothing is opened then).
     """
+    if broker:
+        check_bots(settings.bots)
     await check_database(settings.database_url, settings.database_schema)
     if broker and settings.broker_url.startswith(("redis://", "rediss://")):
         await _check_redis(settings.broker_url)

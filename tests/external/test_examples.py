@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import re
+import textwrap
 from pathlib import Path
 from types import ModuleType
 
@@ -41,6 +44,42 @@ async def test_example_echo_bot(make_settings: SettingsFactory, people: PersonFa
             answer = await socket.message(sender_id=echo_id, quoted_message_id=asked["id"])
             assert answer["text"] == "You said: hello"
             await bot.aclose()
+
+
+def walkthrough_client() -> str:
+    """docs/bots.md's step 5 of the SDK walkthrough (a person saying hello), unindented."""
+    docs = (EXAMPLES.parent / "docs" / "bots.md").read_text()
+    step = docs[docs.index("5. **Talk to it.**") :]
+    block = re.search(r"```python\n(.*?)^\s*```", step, flags=re.DOTALL | re.M)
+    assert block is not None
+    return textwrap.dedent(block.group(1))
+
+
+async def test_the_walkthrough_talks_to_the_example_echo_bot(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The SDK walkthrough's client, as docs/bots.md shows it, gets the example bot's
+    answer and ends: it used to say hello before the bot had connected (a bot's first
+    connection starts after the messages stored), so no answer came, and it never ended."""
+    bot = load("echo_bot").bot
+    client = walkthrough_client()
+    assert client.rstrip().endswith("asyncio.run(main())")
+    async with bot.running() as trigger_url:
+        settings = make_settings(bots={"Echo": external_bot(trigger_url)})
+        async with live_server(settings) as server:
+            bot.ws_url = websocket_base(server.base_url)
+            host = server.base_url.split("://", 1)[1]
+            code = client.replace("127.0.0.1:8000", host).replace("asyncio.run(main())", "")
+            printed: list[str] = []
+            namespace: dict[str, object] = {"print": printed.append}
+            exec(compile(code, "docs/bots.md", "exec"), namespace)
+            main = namespace["main"]
+            assert callable(main)
+            await asyncio.wait_for(main(), 10)
+            await bot.aclose()
+    # (the greeting and the hello race: the bot greets as it connects)
+    assert sorted(printed[:2]) == ["Hi! I repeat what you say.", "hello"]
+    assert printed[2:] == ["You said: hello"]
 
 
 async def test_example_webhook_bot(

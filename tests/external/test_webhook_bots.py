@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import hashlib
 import hmac
+import re
+import textwrap
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -165,3 +169,52 @@ async def test_webhook_answers_later_over_rest(
             assert not verify_signature(SECRET, raw + b" ", header)
             assert not verify_signature("other secret", raw, header)
             assert not verify_signature(SECRET, raw, None)
+
+
+def docs_later_snippet() -> str:
+    """docs/bots.md's example of a message posted later, with its ``local_id``."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "bots.md").read_text()
+    blocks = [
+        textwrap.dedent(block)
+        for block in re.findall(r"```python\n(.*?)^\s*```", docs, flags=re.DOTALL | re.M)
+        if "later_local_id" in block
+    ]
+    assert len(blocks) == 1, "docs/bots.md shows one message posted later"
+    return blocks[0]
+
+
+async def test_the_docs_answer_later_runs_and_is_shown_once_when_repeated(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """docs/bots.md's snippet for answering later runs as written (its ``local_id`` fits
+    the 32-character limit: the delivery id alone does not), and run twice, as a bot's own
+    retry would, it is shown once."""
+
+    async def answer(body: dict[str, Any], seen: int) -> Response:
+        return Response(status_code=202)
+
+    snippet = docs_later_snippet()
+    hook = FakeWebhook(answer)
+    async with serve(hook.app) as base:
+        settings = make_settings(bots={"Hook": webhook_bot(f"{base}/hook")})
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Hook"])
+            hook_id = bot_id(created.json(), "Hook")
+            socket = await alice.connect()
+            await socket.message(local_id=await socket.say("later, please"))
+            ((_, body),) = await hook.wait_human(1)
+            assert len(body["delivery_id"]) > 32
+            code = compile(
+                snippet.replace("https://chat.example.com", server.base_url),
+                "docs/bots.md",
+                "exec",
+                flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+            )
+            async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+                for _ in range(2):
+                    await eval(code, {"http": http, "body": body})  # raises on a 400
+            later = await socket.message(sender_id=hook_id)
+            assert later["text"] == "..."
+            await socket.sync()
+            assert [m for m in socket.messages() if m.get("sender_id") == hook_id] == [later]

@@ -16,6 +16,8 @@ from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serv
 from support.blab import Socket
 from support.bots import watch_logs
 from support.server import LiveServer, live_server
+from tertulia.errors import ConfigurationError
+from tertulia.web.app import create_app
 
 SECRET = "webhook-test-secret"
 
@@ -153,3 +155,93 @@ async def test_a_webhook_that_keeps_failing_gets_one_session_not_one_per_attempt
             await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
     assert len(seen) == 4  # two deliveries, two attempts each
     assert len(set(seen)) == 1
+
+
+BAD_ANSWERS: dict[str, tuple[Response, str]] = {
+    "refuse": (Response(status_code=403), "webhook refused the delivery"),
+    "not json": (
+        Response(b"fine, thanks", media_type="text/plain"),
+        "webhook answer is not JSON; ignored",
+    ),
+    "bare": (
+        JSONResponse({"type": "T", "text": "no wrapper"}),
+        "webhook answer has no messages; ignored",
+    ),
+    "list": (
+        JSONResponse([{"type": "T", "text": "no wrapper"}]),
+        "webhook answer has no messages; ignored",
+    ),
+    "scalar": (JSONResponse({"messages": 5}), "webhook answer's messages is not a list; ignored"),
+    "entry": (JSONResponse({"messages": [5]}), "webhook answer is not an object; skipped"),
+    "refused": (
+        JSONResponse({"messages": [{"type": "T", "text": "x" * 100_000}]}),
+        "webhook answer refused",
+    ),
+}
+
+
+async def test_every_webhook_log_line_names_the_bot_and_the_conversation(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """Two webhook bots on one host: each log line about an answer says which bot (its URL
+    alone is shortened to the host), in which conversation; an answer without the
+    ``messages`` wrapper (an object, a list) is said, not silently dropped."""
+
+    async def hook(request: Request) -> Response:
+        body = await request.json()
+        if not human_text(body):
+            return Response(status_code=204)
+        return BAD_ANSWERS[body["message"]["text"]][0]
+
+    async def quiet(request: Request) -> Response:
+        return Response(status_code=204)
+
+    app = Starlette(
+        routes=[Route("/hook", hook, methods=["POST"]), Route("/other", quiet, methods=["POST"])]
+    )
+    with watch_logs() as logs:
+        async with serve(app) as base:
+            bots = {
+                "Hook": webhook_bot(f"{base}/hook", retries=0),
+                "Other": webhook_bot(f"{base}/other", retries=0),
+            }
+            settings = make_settings(bots=bots)
+            async with live_server(settings) as server:
+                alice = people(server)
+                created = await alice.create(nickname="alice", bots=["Hook", "Other"])
+                assert created.status_code == 201, created.text
+                hook_id = bot_id(created.json(), "Hook")
+                socket = await alice.connect()
+                for text in BAD_ANSWERS:
+                    await socket.message(local_id=await socket.say(text))
+                await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+
+    webhook = [e for e in logs.entries if str(e.get("event", "")).startswith("webhook ")]
+    assert {e["event"] for e in webhook} == {event for _, event in BAD_ANSWERS.values()}
+    for entry in webhook:
+        assert entry.get("bot") == "Hook", entry
+        assert entry.get("conversation_id") == alice.conversation_id, entry
+        assert entry.get("participant_id") == hook_id, entry
+        assert entry["log_level"] in ("warning", "error"), entry
+    bare = [e for e in webhook if e["event"] == "webhook answer has no messages; ignored"]
+    assert sorted(e["answer"] for e in bare) == ["a JSON list", "an object without messages"]
+
+
+def test_a_webhook_whose_secret_is_unset_stops_the_server_from_starting(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app is not built with a webhook bot that could sign nothing: a configuration
+    error naming the bot and the variable (not one failed delivery per message, retried,
+    with the bot shown as working meanwhile); arguments that do not fit, too."""
+    monkeypatch.delenv("TEST_WEBHOOK_SECRET")
+    settings = make_settings(bots={"Hook": webhook_bot("http://127.0.0.1:18141/hook")})
+    with pytest.raises(ConfigurationError) as raised:
+        create_app(settings)
+    assert raised.value.detail == (
+        "bot 'Hook': webhook secret variable 'TEST_WEBHOOK_SECRET' is unset or empty"
+    )
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    bad = {**webhook_bot("http://127.0.0.1:18141/hook"), "kwargs": {"timeuot": 5}}
+    with pytest.raises(ConfigurationError, match=r"^bot 'Hook': WebhookBot takes args"):
+        create_app(make_settings(bots={"Hook": bad}))
+    create_app(make_settings(bots={"Hook": webhook_bot("http://127.0.0.1:18141/hook")}))

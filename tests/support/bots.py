@@ -18,6 +18,7 @@ import structlog
 from support.blab import Person
 from support.server import LiveServer
 from tertulia.bots.base import ChatMessage, ConversationInfo
+from tertulia.errors import ConfigurationError
 from tertulia.storage import sessions as session_repo
 
 RELEASE = threading.Event()
@@ -37,6 +38,17 @@ class RaisingBot(_HumanTriggered):
     def receive_message(self, message: ChatMessage) -> None:
         if message.sent_by_human:
             raise RuntimeError(f"boom on {message.text!r}")
+
+
+class MisconfiguredBot:
+    """Its constructor finds its configuration cannot work (as a bot with no start-time
+    check of its own would): every call fails the same way."""
+
+    def __init__(self, conversation_info: ConversationInfo, *args: Any, **kwargs: Any) -> None:
+        raise ConfigurationError("the frobnicator's variable is unset")
+
+    def receive_message(self, message: ChatMessage) -> None:  # pragma: no cover
+        pass
 
 
 class BlockingBot(_HumanTriggered):

@@ -62,6 +62,8 @@ class ConversationInfo:
         services: server resources (HTTP client, bot sessions); None outside the server.
         delivery_id: the runner's key of the delivery being handled, the same on every
             retry of it (an idempotency key for outbound calls); None outside the runner.
+        bot_name: the bot's name in the configuration (``[bots.<name>]``), for its log
+            lines; None outside the runner.
     """
 
     conversation_id: str
@@ -71,6 +73,7 @@ class ConversationInfo:
     state: dict[str, Any] = field(default_factory=dict)
     services: BotServices | None = None
     delivery_id: int | None = None
+    bot_name: str | None = None
 
 
 _FIELDS: dict[type, frozenset[str]] = {}

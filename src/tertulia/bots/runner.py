@@ -21,7 +21,9 @@ Guarantees (see docs/bots.md):
 - A synchronous bot runs in a worker thread (:mod:`tertulia.bots.threads`), an ``async``
   one on the event loop, each call limited to :func:`call_timeout` seconds. A failure or
   timeout is retried ``spec.retries`` times with exponential backoff (the first attempt
-  directly, the retries with tenacity), then recorded as failed and logged with ids.
+  directly, the retries with tenacity), then recorded as failed and logged with ids. A
+  :class:`~tertulia.errors.ConfigurationError` (the bot's constructor finds its settings
+  cannot work) is not retried: it would fail the same way.
   A synchronous call that overruns cannot be killed: its thread keeps its concurrency slot
   until it really returns, so a hung bot can only ever block itself.
 - Answers are idempotent across retries: within one delivery the n-th message a bot sends
@@ -62,7 +64,7 @@ from tenacity import (
 from tertulia.bots.base import BotServices, ChatMessage, ConversationInfo
 from tertulia.bots.threads import DaemonThreads
 from tertulia.domain.times import utcnow
-from tertulia.errors import ConversationGone
+from tertulia.errors import ConfigurationError, ConversationGone
 from tertulia.metrics import BOT_CALL_SECONDS, BOT_CALLS, BOT_DELIVERIES_FAILED
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
@@ -555,7 +557,7 @@ class BotRunner:
             attempts += 1
             state, failure = await self._attempt(delivery, spec, cls, context, loaded, attempts)
             remaining = spec.retries + 1 - attempts
-            if failure is not None and remaining > 0 and not _gone(failure):
+            if failure is not None and remaining > 0 and not _final(failure):
                 attempts, state, failure = await self._retry(
                     delivery, spec, cls, context, before, attempts, remaining
                 )
@@ -682,6 +684,7 @@ class BotRunner:
             state=state,
             services=context.services,
             delivery_id=delivery.pk,
+            bot_name=context.bot_name,
         )
         method = "receive_message" if delivery.kind == "message" else "update_status"
         argument: Any = (
@@ -815,6 +818,12 @@ def _copy(state: dict[str, Any]) -> dict[str, Any]:
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+def _final(failure: Future) -> bool:
+    """Whether a failed attempt is not worth retrying: its conversation was deleted, or the
+    bot's configuration cannot work (its constructor says so: it would at every attempt)."""
+    return _gone(failure) or isinstance(failure.exception(), ConfigurationError)
 
 
 def _gone(failure: Future) -> bool:

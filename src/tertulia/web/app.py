@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tertulia.bots.checks import check_bot
 from tertulia.chats import Chat, ChatRegistry
 from tertulia.realtime.broker import create_broker
 from tertulia.retention import Retention
@@ -138,8 +139,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     Args:
         settings: a checked configuration (see :func:`tertulia.settings.load_settings`).
+
+    Raises:
+        ConfigurationError: a bot's class says its configuration cannot work.
     """
     bots = {name: (spec, spec.resolve()) for name, spec in settings.bots.items()}
+    for name, (spec, cls) in bots.items():
+        check_bot(name, spec, cls)  # (``tertulia serve`` did already: preflight)
     rate_limits = RateLimits(settings)
 
     @asynccontextmanager

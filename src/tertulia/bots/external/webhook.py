@@ -82,6 +82,28 @@ async def _read_answer(response: httpx.Response) -> bytes | None:
     return bytes(content)
 
 
+def _secret(url: str, secret_env: str) -> str:
+    """The signing secret, once the URL is known good.
+
+    Raises:
+        ConfigurationError: a URL that is not http(s), or the variable unset or empty.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"webhook URL must be http(s)://...: {url!r}")
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        raise ConfigurationError(f"webhook secret variable {secret_env!r} is unset or empty")
+    return secret
+
+
+def _kind(data: Any) -> str:
+    """What a JSON value is, for a log line (``a JSON list``)."""
+    names = {list: "a JSON list", str: "a JSON string", bool: "a JSON boolean"}
+    if data is None:
+        return "JSON null"
+    return names.get(type(data), "a JSON number")
+
+
 def delivery_header(info: ConversationInfo) -> str:
     """The idempotency id of the delivery being handled: stable across its retries."""
     if info.delivery_id is None:
@@ -114,16 +136,29 @@ class WebhookBot(Bot):
         session_refresh: float = 3600.0,
     ) -> None:
         super().__init__(conversation_info)
-        if not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"webhook URL must be http(s)://...: {url!r}")
-        secret = os.environ.get(secret_env, "")
-        if not secret:
-            raise ConfigurationError(f"webhook secret variable {secret_env!r} is unset or empty")
         self.url = url
         self.shown_url = shown(url)  # for logs and errors: no user, password or query
-        self.secret = secret.encode()
+        self.secret = _secret(url, secret_env).encode()
         self.timeout = timeout
         self.session_refresh = session_refresh
+
+    @classmethod
+    def check_config(cls, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """At the server's start (:mod:`tertulia.bots.checks`): the URL and the secret's
+        variable, as the constructor would find them at every delivery.
+
+        Raises:
+            ConfigurationError: arguments that do not fit, a bad URL, or the secret's
+                variable unset or empty.
+        """
+        try:
+            bound = inspect.signature(cls.__init__).bind(None, None, *args, **kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"WebhookBot takes args = [url, secret_env] (and kwargs timeout, "
+                f"session_refresh): {exc}"
+            ) from None
+        _secret(str(bound.arguments["url"]), str(bound.arguments["secret_env"]))
 
     @classmethod
     def call_timeout(cls, kwargs: dict[str, Any]) -> float:
@@ -158,10 +193,15 @@ class WebhookBot(Bot):
             SIGNATURE_HEADER: sign(self.secret, body),
             DELIVERY_HEADER: delivery,
         }
+        # Every line names the bot: its URL is shown cut short (no path, no query), so
+        # several webhook bots on one host would look alike (docs/operations.md).
         bound = log.bind(
+            bot=info.bot_name,
             conversation_id=info.conversation_id,
             participant_id=info.bot_participant_id,
             url=self.shown_url,
+            delivery=delivery,
+            message_id=message.id,
         )
         try:
             async with info.services.http.stream(
@@ -181,15 +221,10 @@ class WebhookBot(Bot):
             # would go to another address); the configured URL must be the final one.
             raise WebhookFailed(f"{self.shown_url} answered {status}, not followed: fix the URL")
         if status >= 400:
-            bound.error("webhook refused the delivery", status=status, message_id=message.id)
+            bound.error("webhook refused the delivery", status=status)
             return
         if content is None:
-            bound.error(
-                "webhook answer too large",
-                limit=MAX_ANSWER,
-                message_id=message.id,
-                delivery=delivery,
-            )
+            bound.error("webhook answer too large", limit=MAX_ANSWER)
             return
         await self._send_answers(content, bound)
 
@@ -214,7 +249,9 @@ class WebhookBot(Bot):
         return key
 
     async def _send_answers(self, content: bytes, bound: Any) -> None:
-        """Send the inline answers ``{"messages": [...]}``; bad ones are logged and skipped."""
+        """Send the inline answers ``{"messages": [...]}``; bad ones are logged and skipped,
+        and so is an answer without the wrapper (an empty body, ``{}`` or ``"messages":
+        null`` mean no answers)."""
         if not content.strip():
             return
         try:
@@ -222,7 +259,19 @@ class WebhookBot(Bot):
         except orjson.JSONDecodeError:
             bound.warning("webhook answer is not JSON; ignored")
             return
-        answers = data.get("messages") if isinstance(data, dict) else None
+        if data == {}:
+            return  # (nothing to say, as an empty body)
+        if not isinstance(data, dict) or "messages" not in data:
+            # A message sent bare, or a list of them: the bot forgot the wrapper, and would
+            # otherwise never learn why nothing it answered is shown.
+            what = "an object without messages" if isinstance(data, dict) else _kind(data)
+            bound.warning(
+                "webhook answer has no messages; ignored",
+                answer=what,
+                expected='{"messages": [...]}',
+            )
+            return
+        answers = data["messages"]
         if answers is None:
             return
         if not isinstance(answers, list):

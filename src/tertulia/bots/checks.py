@@ -1,0 +1,43 @@
+"""The bots' own configuration, checked when the server starts rather than at a delivery.
+
+The settings check that every bot's class can be imported; what its ``args`` and
+``kwargs`` mean only the class knows. A class that can tell a bad configuration without a
+conversation (a webhook's secret variable unset, say) says so with a classmethod
+``check_config(args, kwargs)`` raising :class:`~tertulia.errors.ConfigurationError`.
+Without it the class's constructor raised that error at every delivery, each retried and
+logged, while people saw the bot as working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tertulia.errors import ConfigurationError
+from tertulia.settings import BotSpec
+
+
+def check_bot(name: str, spec: BotSpec, cls: type) -> None:
+    """Ask the bot's class whether its ``args`` and ``kwargs`` can work.
+
+    Raises:
+        ConfigurationError: one line naming the bot (``bot 'Reverse': webhook secret
+            variable 'REVERSE_SECRET' is unset or empty``).
+    """
+    check = getattr(cls, "check_config", None)
+    if not callable(check):
+        return
+    try:
+        check(list(spec.args), dict(spec.kwargs))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"bot {name!r}: {exc.detail}") from exc
+
+
+def check_bots(bots: Mapping[str, BotSpec]) -> None:
+    """:func:`check_bot` for every bot of a configuration, in order.
+
+    Raises:
+        ConfigurationError: for the first bot whose class cannot be found, or that says its
+            configuration cannot work.
+    """
+    for name, spec in bots.items():
+        check_bot(name, spec, spec.resolve())
