@@ -167,6 +167,22 @@ def test_serve_on_a_taken_port_is_one_line_and_opens_nothing(
     assert not (tmp_path / "cli.db").exists()
 
 
+def test_bots_says_a_webhook_secret_is_unset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tertulia bots` checks what `serve` checks, so a configuration can be tried first."""
+    monkeypatch.delenv("CLI_TEST_UNSET_SECRET", raising=False)
+    extra = (
+        '[bots.Reverse]\nmodule = "tertulia.bots.external"\nclass = "WebhookBot"\n'
+        'args = ["http://127.0.0.1:18141/hook", "CLI_TEST_UNSET_SECRET"]\n'
+    )
+    assert main(["bots", "--config", str(config(tmp_path, extra))]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tertulia: configuration error: bot 'Reverse': webhook secret variable "
+        "'CLI_TEST_UNSET_SECRET' is unset or empty"
+    )
+
+
 def test_serve_with_a_webhook_secret_unset_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -213,6 +213,13 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(upgrade_async(settings.database_url, settings.database_schema))
         print("database is up to date")
     elif args.command == "bots":
+        from tertulia.bots.checks import check_bots
+
+        try:
+            check_bots(settings.bots)  # what each bot's class says of its arguments
+        except ConfigurationError as exc:
+            _say(f"configuration error: {exc.detail}")
+            return 2
         for name, spec in settings.bots.items():
             role = " (manager)" if name == settings.manager else ""
             required = " required" if spec.required else ""
