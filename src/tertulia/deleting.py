@@ -30,8 +30,8 @@ from tertulia.files.store import FileStore
 from tertulia.outgoing import conversation_deleted
 from tertulia.realtime.broker import Broker, create_broker
 from tertulia.storage import conversations as conv_repo
-from tertulia.storage.database import Database, open_database
-from tertulia.storage.migrate import require_current_schema
+from tertulia.storage.database import Database
+from tertulia.storage.migrate import open_current
 
 Announce = Callable[[str], Awaitable[None]]
 """Called with each deleted conversation's id once its deletion committed."""
@@ -66,10 +66,9 @@ async def delete_conversations(
         SchemaNotCurrent: the database is not at this code's schema (a wrong
             ``database_schema``, say).
     """
-    db = await open_database(url, schema=schema, existing=True)
+    db = await open_current(url, schema)
     broker: Broker | None = None
     try:
-        await require_current_schema(db, schema)
         announce: Announce | None = None
         if not broker_url.startswith("memory://"):
             shared = broker = create_broker(broker_url)

@@ -39,8 +39,8 @@ from tertulia.domain.model import Conversation, Message, Participant, public_mes
 from tertulia.domain.times import format_time
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage import messages as msg_repo
-from tertulia.storage.database import Database, open_database
-from tertulia.storage.migrate import require_current_schema
+from tertulia.storage.database import Database
+from tertulia.storage.migrate import open_current
 
 PAGE = 500
 """Messages (and conversation ids) read per statement."""
@@ -153,9 +153,8 @@ async def export_database(
         SchemaNotCurrent: the database is not at this code's schema (a wrong
             ``database_schema``, say).
     """
-    db = await open_database(url, schema=schema, existing=True)
+    db = await open_current(url, schema)
     try:
-        await require_current_schema(db, schema)
         if output is None:
             done = await export_conversations(db, stdout, conversation_ids)
             stdout.flush()

@@ -660,7 +660,7 @@ class BotRunner:
                         delivery, spec, cls, context, _copy(before), attempts
                     )
                     if failure is not None:
-                        if _gone(failure):
+                        if _final(failure):
                             return attempts, None, failure  # (nothing left to retry for)
                         failure.result()  # raises the attempt's error, for tenacity to see
         except RetryError as exc:

@@ -35,7 +35,7 @@ from sqlalchemy import (
 
 from tertulia.errors import TertuliaError
 from tertulia.storage.database import Connection, Database, open_database
-from tertulia.storage.migrate import require_current_schema, upgrade_async
+from tertulia.storage.migrate import open_current, upgrade_async
 from tertulia.storage.tables import conversations, messages, metadata
 
 PAGE = 1000
@@ -69,9 +69,8 @@ async def copy_database(
         CopyRefused: the target holds rows.
         ConfigurationError: an unsupported URL, or no SQLite file at the source's.
     """
-    source = await open_database(source_url, schema=source_schema, existing=True)
+    source = await open_current(source_url, source_schema)
     try:
-        await require_current_schema(source, source_schema)
         if check_target is not None:
             await check_target(target_url, target_schema)
         await upgrade_async(target_url, target_schema)

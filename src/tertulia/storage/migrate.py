@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, select
 
 from tertulia.errors import ConfigurationError, TertuliaError
-from tertulia.storage.database import Database
+from tertulia.storage.database import Database, open_database
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -47,14 +47,26 @@ async def upgrade_async(url: str, schema: str | None = None) -> None:
     await asyncio.to_thread(upgrade, url, schema)
 
 
-async def require_current_schema(db: Database, schema: str | None = None) -> None:
-    """Refuse a database that is not at this code's schema revision (never migrated, a
-    wrong ``database_schema``, or an older or newer version's), in one line that says
-    what to do, rather than the driver's error on the first table it lacks.
+async def open_current(url: str, schema: str | None = None) -> Database:
+    """Open an existing database that a command only reads or edits (export, delete, the
+    source of a copy), refusing one that is not at this code's schema revision (never
+    migrated, a wrong ``database_schema``, or an older or newer version's) in one line
+    that says what to do, rather than the driver's error on the first table it lacks.
 
     Raises:
+        ConfigurationError: an unsupported URL, or no SQLite file there (none is made).
         SchemaNotCurrent: naming the database, its revision and this code's.
     """
+    db = await open_database(url, schema=schema, existing=True)
+    try:
+        await _require_head(db)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _require_head(db: Database) -> None:
     head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
     async with db.read() as reader:
         try:
@@ -62,7 +74,7 @@ async def require_current_schema(db: Database, schema: str | None = None) -> Non
         except Exception:  # (the driver's own error) no such table: never migrated
             revision = None
     if revision != head:
-        where = db.display_url + (f" (schema {schema})" if schema else "")
+        where = db.display_url + (f" (schema {db.schema})" if db.schema else "")
         raise SchemaNotCurrent(
             f"the database at {where} is at schema revision "
             f"{revision or 'none (never migrated)'}, this "
