@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from support.server import live_server
 
 try:
     from playwright.async_api import expect
@@ -93,3 +97,17 @@ def png(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"".join(rows)))
         + chunk(b"IEND", b"")
     )
+
+
+@asynccontextmanager
+async def one_text_a_minute(
+    make_settings: Callable[..., Any], open_tab: Callable[..., Awaitable[Tab]]
+) -> AsyncIterator[Tab]:
+    """A server taking one text a minute from a person, and a tab whose first text went:
+    the next ones are refused as too fast."""
+    async with live_server(make_settings(rate_limits={"message": "1/minute"})) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        await tab.send("first")
+        await expect(tab.bubble("first", mine=True)).to_have_count(1)
+        yield tab

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from e2e.browser import expect
+from e2e.browser import expect, one_text_a_minute
 from e2e.test_chat import someone_joins
 from support.server import live_server
 
@@ -68,12 +68,8 @@ async def test_a_throttled_message_is_explained_in_the_persons_language(
 ) -> None:
     """Over the message rate limit the server refuses a text with an error frame in
     English; the page says why in the person's language, and again after a switch."""
-    async with live_server(make_settings(rate_limits={"message": "1/minute"})) as server:
-        tab = await open_tab(server.base_url)
+    async with one_text_a_minute(make_settings, open_tab) as tab:
         page = tab.page
-        await tab.start_conversation("alice", [])
-        await tab.send("first")
-        await expect(tab.bubble("first", mine=True)).to_have_count(1)
         await tab.send("second")
 
         failed = page.locator("li.pending.status-failed", has_text="second")
@@ -281,12 +277,8 @@ async def test_texts_refused_in_a_row_share_one_notice_clear_of_their_buttons(
 ) -> None:
     """Texts refused as too fast one after another: one notice says it (one alert for a
     screen reader, not one per text), and it covers none of their Try again and Delete."""
-    async with live_server(make_settings(rate_limits={"message": "1/minute"})) as server:
-        tab = await open_tab(server.base_url)
+    async with one_text_a_minute(make_settings, open_tab) as tab:
         page = tab.page
-        await tab.start_conversation("alice", [])
-        await tab.send("first")
-        await expect(tab.bubble("first", mine=True)).to_have_count(1)
         for text in ("second", "third", "fourth"):
             await tab.send(text)
         failed = page.locator("li.pending.status-failed")

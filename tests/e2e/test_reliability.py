@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from e2e.browser import ALL_IDS, expect
+from e2e.browser import ALL_IDS, expect, one_text_a_minute
 from support.server import live_server
 from tertulia.cli import delete
 
@@ -277,12 +277,8 @@ async def test_a_text_seen_failing_stays_failed_after_a_reload(make_settings, op
     """A text marked "Not sent" is not sent again behind the person's back when the page
     reloads (as after a reconnect): it comes back failed, with its reason, until Try again.
     A text still pending then is sent."""
-    async with live_server(make_settings(rate_limits={"message": "1/minute"})) as server:
-        tab = await open_tab(server.base_url)
+    async with one_text_a_minute(make_settings, open_tab) as tab:
         page = tab.page
-        await tab.start_conversation("alice", [])
-        await tab.send("first")
-        await expect(tab.bubble("first", mine=True)).to_have_count(1)
         await tab.send("second")
         failed = page.locator("li.pending.status-failed")
         await expect(failed).to_contain_text("second")
