@@ -922,8 +922,12 @@ class Chat:
         return renamed
 
     async def generate_participant_joined_system_message(self, participant_id: str) -> Message:
-        """Store and publish a *participant-joined* system message."""
+        """Store and publish a *participant-joined* system message (a person's counts as
+        present from then on, as when their first socket opens)."""
+        participant = self._find(participant_id)
         async with self._transaction() as (conn, out):
+            if participant is not None and participant.is_human:
+                await conv_repo.mark_present(conn, participant_id, True)
             message = await self._store(
                 conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant_id)
             )
@@ -936,26 +940,32 @@ class Chat:
 
         Returns:
             True when this made the participant present and a *participant-joined* was
-            published (humans only: bots' was stored at creation).
+            published (humans only: bots' was stored at creation). A person the transcript
+            still says is here (their socket closed with a restart of the server, which
+            stores nothing) is not announced again.
         """
         services = self._services
         first = await services.broker.join(self.conversation.id, participant.id, socket_id)
         returning = services.cancel_leave(self.conversation.id, participant.id)
         if not first or returning:
             return False
+        announced = False
         try:
             async with self._transaction() as (conn, out):
-                if participant.is_human:
+                if participant.is_human and await conv_repo.mark_present(
+                    conn, participant.id, True
+                ):
                     await self._store(
                         conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant.id)
                     )
+                    announced = True
                 out.publish_state(self.participants, services.accepts)
         except BaseException:
             # Not joined after all: the socket is not counted present (it would stay so,
             # with no socket, and the participant's next socket would not join).
             await services.broker.leave(self.conversation.id, participant.id, socket_id)
             raise
-        return participant.is_human
+        return announced
 
     async def disconnect(
         self, participant: Participant, socket_id: str, *, server_stopping: bool = False
@@ -994,6 +1004,13 @@ class Chat:
             return
         services = self._services
         async with self._transaction() as (conn, out):
+            if participant.is_human and not await conv_repo.mark_present(
+                conn, participant_id, False
+            ):
+                # Not announced as here (their 'left' is stored already, by another
+                # process): nothing to say but who is online.
+                out.publish_state(self.participants, services.accepts)
+                return
             await self._store(conn, out, self._system(SystemEvent.PARTICIPANT_LEFT, participant_id))
             if participant.is_required:
                 await self._store(

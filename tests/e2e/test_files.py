@@ -128,3 +128,31 @@ async def test_a_voice_note_is_recorded_and_sent(make_settings, open_tab) -> Non
             }"""
         )
         assert [(m["file_name"], m["text"]) for m in stored] == [("blob", "")]
+
+
+SAFE_URLS = """async (urls) => {
+  const { safeUrl } = await import("/static/js/text.js");
+  return urls.map((url) => safeUrl(url));
+}"""
+
+
+async def test_only_this_server_paths_and_web_addresses_become_links(
+    make_settings, open_tab
+) -> None:
+    """A file's address is shown as a link only when it is a path on this server or an
+    http(s)/ftp(s) address: never a script, and never another host behind a leading "/"
+    ("//host", or "/\\host", which browsers read as "//host")."""
+    urls = {
+        "/media/chat/a.png": "/media/chat/a.png",
+        "https://example.org/a.png": "https://example.org/a.png",
+        "FTP://example.org/a": "FTP://example.org/a",
+        "//evil.example/a.png": None,
+        "/\\evil.example/a.png": None,
+        "javascript:alert(1)": None,
+        "data:text/html,x": None,
+        "": None,
+    }
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.page.goto("/")
+        assert await tab.page.evaluate(SAFE_URLS, list(urls)) == list(urls.values())

@@ -94,6 +94,9 @@ def test_display_names_are_safe_and_bounded() -> None:
     assert len(long) == 255
     assert long.endswith("x.jpeg")
     assert display_name("") is None
+    # Only dots name no file (a browser saving one picks a name of its own).
+    assert [display_name(n) for n in (".", "..", "a/..", "...")] == [None, None, None, None]
+    assert display_name(".profile") == ".profile"
 
 
 async def test_local_store_keeps_files_under_server_made_names(tmp_path: Path) -> None:

@@ -175,6 +175,28 @@ async def test_statements_built_per_call_also_run(db: Database) -> None:
     assert len(count.all()) == 2
 
 
+async def test_an_insert_leaving_out_a_column_with_a_default_stores_its_default(
+    db: Database,
+) -> None:
+    """A column with a default in the table (a conversation's ``ended`` and ``last_seq``)
+    gets it when an ``INSERT`` does not name it, as with SQLAlchemy's own executor."""
+    conversation = Conversation(id=new_id(), name="c", created_at=datetime.now(UTC))
+    async with db.write() as conn:
+        await conn.execute(
+            conversations.insert(),
+            {"id": conversation.id, "name": "c", "created_at": conversation.created_at},
+        )
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                select(conversations.c.ended, conversations.c.last_seq).where(
+                    conversations.c.id == conversation.id
+                )
+            )
+        ).one()
+    assert (row.ended, row.last_seq) == (False, 0)
+
+
 async def store_visible(db: Database, conversation: Conversation, person: Participant) -> int:
     """One visible message, numbered as the server numbers it; returns the seq."""
     async with db.write() as conn:

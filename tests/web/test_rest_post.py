@@ -374,3 +374,18 @@ async def test_nul_characters_are_a_400_on_every_database(alice: Person) -> None
     error = await socket.error()
     assert error["code"] == "invalid"
     assert (await alice.post(type="T", text="after")).status_code == 201
+
+
+async def test_names_with_control_characters_are_a_400(alice: Person) -> None:
+    """A conversation's name or a nickname with a line break or a bidirectional override is
+    refused with the field's error; a nickname of zero-width spaces counts as none (the
+    session's own stays)."""
+    named = await alice.create(nickname="bob", name="room\nTWO")
+    assert named.status_code == 400
+    assert named.json()["name"] == ["Control characters are not allowed."]
+    spoofed = await alice.create(nickname="\u202eecila")
+    assert spoofed.status_code == 400
+    assert spoofed.json() == ["nickname must not contain control characters"]
+    blank = await alice.create(nickname="\u200b\u200b")
+    assert blank.status_code == 201
+    assert [p["name"] for p in blank.json()["participants"]] == ["alice"]

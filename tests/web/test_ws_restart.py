@@ -9,10 +9,13 @@ reconnects after the restart) was refused for good: a routine deploy ended them 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from support.blab import Person
 from support.bots import bot_person, bots_with
 from support.server import LiveServer, live_server
+from support.waiting import until
 from tertulia.settings import Settings
 from tertulia.storage import conversations as conv_repo
 
@@ -27,7 +30,7 @@ async def test_a_restart_neither_says_anyone_left_nor_ends_a_conversation(
     async with live_server(settings) as server:
         alice = people(server)
         created = await alice.create(nickname="alice", bots=["ECHO", "Keeper"])
-        assert created.status_code == 201
+        assert created.status_code == 201, created.text
         keeper_id = next(p["id"] for p in created.json()["participants"] if p["name"] == "Keeper")
         assert alice.conversation_id is not None
         keeper = await bot_person(server, alice.conversation_id, keeper_id)
@@ -60,3 +63,52 @@ async def test_a_restart_neither_says_anyone_left_nor_ends_a_conversation(
         socket = await returning.connect()
         state = await socket.state()
         assert keeper_id in state["online"]
+
+
+def _presence(history: list[dict[str, Any]], participant_id: str | None) -> list[str]:
+    """The participant's *participant-joined* and *participant-left*, in order."""
+    return [
+        m["event"]
+        for m in history
+        if m.get("event") in ("participant-joined", "participant-left")
+        and m["additional_metadata"].get("participant_id") == participant_id
+    ]
+
+
+async def _has_presence(person: Person, events: list[str]) -> bool:
+    history = (await person.history()).json()["results"]
+    return _presence(history, person.participant_id) == events
+
+
+async def test_a_person_back_after_a_restart_is_not_announced_again(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The transcript said alice was here when the server stopped; her socket coming back
+    says nothing new (it used to store a second *participant-joined*, one per restart) and
+    gets the latest message, as any reconnection does, to load what it missed. Her leaving
+    afterwards, and coming back after that, are announced as always."""
+    settings = make_settings()
+    async with live_server(settings) as server:
+        alice = people(server)
+        assert (await alice.create(nickname="alice", bots=["ECHO"])).status_code == 201
+        first = await alice.connect()
+        await first.state()
+        await first.say("before")
+        await first.message(text="before", sender_id=alice.participant_id)
+        await first.message(text="BEFORE")  # ECHO's answer
+
+    async with live_server(settings) as again:
+        alice.http.base_url = again.base_url + "/api/chat"
+        alice.ws_url = again.ws_url
+        back = await alice.connect()
+        latest = await back.wait_for(lambda f: "message" in f)
+        assert latest["message"].get("text") == "BEFORE"  # not a second participant-joined
+        history = (await alice.history()).json()["results"]
+        assert _presence(history, alice.participant_id) == ["participant-joined"]
+
+        await back.close()  # presence_grace is 0 in the tests: 'left' at once
+        await until(partial(_has_presence, alice, ["participant-joined", "participant-left"]))
+        returning = await alice.connect()
+        await returning.state()
+        again_joined = ["participant-joined", "participant-left", "participant-joined"]
+        await until(partial(_has_presence, alice, again_joined))

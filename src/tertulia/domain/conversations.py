@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Collection
 from typing import Any
@@ -11,9 +12,31 @@ from tertulia.errors import ValidationFailed
 
 MAX_NAME = 50
 
+CONTROL_CHARACTERS = "Control characters are not allowed."
+"""A name (of a conversation, a participant, a nickname) with a control character: line
+breaks, tabs, escapes, or the bidirectional overrides that make a name read backwards."""
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Letters and symbols that show as nothing (the Hangul fillers, the blank Braille pattern)."""
+
+
+def _has_controls(name: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in name)
+
+
+def _shows_nothing(name: str) -> bool:
+    """True when no character of ``name`` is visible: spaces, zero-width and other format
+    characters, combining marks with nothing to combine with, blank letters."""
+    return all(
+        c in _BLANK_LETTERS or unicodedata.category(c) in ("Cf", "Mn", "Me", "Zs", "Zl", "Zp")
+        for c in name
+    )
+
 
 def clean_conversation_name(value: Any) -> str | None:
-    """A conversation name: optional, trimmed, at most 50 characters.
+    """A conversation name: optional, trimmed, at most 50 characters, no control characters;
+    one that shows nothing is ``""`` (unnamed).
 
     Raises:
         ValidationFailed: ``{"name": [...]}``.
@@ -25,15 +48,18 @@ def clean_conversation_name(value: Any) -> str | None:
     if "\x00" in value:
         raise ValidationFailed({"name": [NULL_CHARACTERS]})
     name = value.strip()
+    if _has_controls(name):
+        raise ValidationFailed({"name": [CONTROL_CHARACTERS]})
     if len(name) > MAX_NAME:
         raise ValidationFailed(
             {"name": [f"Ensure this field has no more than {MAX_NAME} characters."]}
         )
-    return name
+    return "" if _shows_nothing(name) else name
 
 
 def clean_nickname(value: Any) -> str | None:
-    """A nickname: ``None`` when absent or blank (fall back to the session's, then ANON_).
+    """A nickname: ``None`` when absent or blank, or when it shows nothing (fall back to the
+    session's, then ANON_); no control characters.
 
     Raises:
         ValidationFailed: a bare list, as BLAB's ``["nickname must be a string"]``.
@@ -45,7 +71,9 @@ def clean_nickname(value: Any) -> str | None:
     if "\x00" in value:
         raise ValidationFailed(bare=["nickname must not contain null characters"])
     nickname = value.strip()
-    if not nickname:
+    if _has_controls(nickname):
+        raise ValidationFailed(bare=["nickname must not contain control characters"])
+    if _shows_nothing(nickname):
         return None
     if len(nickname) > MAX_NAME:
         raise ValidationFailed(bare=[f"nickname must have at most {MAX_NAME} characters"])
@@ -53,7 +81,8 @@ def clean_nickname(value: Any) -> str | None:
 
 
 def clean_participant_name(value: Any) -> str:
-    """A participant's new name (renaming oneself): 1 to 50 characters once trimmed.
+    """A participant's new name (renaming oneself): 1 to 50 characters once trimmed, at
+    least one of them visible, no control characters.
 
     Raises:
         ValidationFailed: ``{"name": [...]}``.
@@ -62,7 +91,9 @@ def clean_participant_name(value: Any) -> str:
     if "\x00" in name:
         raise ValidationFailed({"name": [NULL_CHARACTERS]})
     name = name.strip()
-    if not 1 <= len(name) <= MAX_NAME:
+    if _has_controls(name):
+        raise ValidationFailed({"name": [CONTROL_CHARACTERS]})
+    if not 1 <= len(name) <= MAX_NAME or _shows_nothing(name):
         raise ValidationFailed({"name": [f"Enter 1 to {MAX_NAME} characters."]})
     return name
 

@@ -53,7 +53,8 @@ def key_conversation(key: str) -> str | None:
 
 def display_name(raw: str | None) -> str | None:
     """The client's file name, made safe to keep and show: the last path segment, no
-    control characters, at most 255 characters with the extension kept; None when empty."""
+    control characters, at most 255 characters with the extension kept; None when empty or
+    only dots."""
     if not raw:
         return None
     name = re.split(r"[/\\]", raw)[-1]
@@ -64,7 +65,8 @@ def display_name(raw: str | None) -> str | None:
             name = stem[: MAX_NAME - len(ext) - 1] + "." + ext
         else:
             name = name[:MAX_NAME]
-    return name or None
+    # "." and ".." name no file: a browser saving them would pick a name of its own.
+    return name if name.strip(".") else None
 
 
 class SpoolFile:

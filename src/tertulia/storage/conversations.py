@@ -60,6 +60,12 @@ _RENAME = (
     .where(participants.c.id == bindparam("participant_id"))
     .values(name=bindparam("name"))
 )
+_MARK_PRESENT = (
+    update(participants)
+    .where(participants.c.id == bindparam("participant_id"))
+    .where(participants.c.present == bindparam("was"))
+    .values(present=bindparam("present"))
+)
 
 
 @cache
@@ -308,3 +314,12 @@ async def count_participants(conn: Connection, conversation_id: str) -> int:
 
 async def rename_participant(conn: Connection, participant_id: str, name: str) -> None:
     await conn.execute(_RENAME, {"participant_id": participant_id, "name": name})
+
+
+async def mark_present(conn: Connection, participant_id: str, present: bool) -> bool:
+    """Record that a person is here (``present``) or has left; returns False when that was
+    already so (nothing to announce). The row's own lock decides between processes."""
+    result = await conn.execute(
+        _MARK_PRESENT, {"participant_id": participant_id, "was": not present, "present": present}
+    )
+    return bool(result.rowcount)

@@ -94,9 +94,12 @@ class Compiled:
                     converters.append((index, processor))
             bind_names.append(name)
         # Every name with its default (None when it has none): a call's parameters are laid
-        # over these, and one C-level getter picks the values in order.
+        # over these, and one C-level getter picks the values in order. A column's own
+        # default comes first: SQLAlchemy leaves its placeholder None, for its executor to
+        # fill in, which this layer replaces.
         self._defaults = {
-            name: embedded.get(name, column_defaults.get(name)) for name in bind_names
+            name: column_defaults[name] if name in column_defaults else embedded.get(name)
+            for name in bind_names
         }
         self._pick: Callable[[Mapping[str, Any]], Sequence[Any]] = _picker(bind_names)
         self._processors: Converters = tuple(converters)

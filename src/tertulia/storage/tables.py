@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -123,6 +124,11 @@ participants = Table(
     Column("is_manager", Boolean, nullable=False, default=False),
     Column("bot_name", String(100), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # a person the transcript says is here: their *participant-joined* is stored and no
+    # *participant-left* since. Sockets come and go with the process (the broker counts
+    # them); this outlives a restart, so a person whose socket comes back after one is not
+    # announced twice (chats.py: Chat.connect). Bots are announced at creation, not here.
+    Column("present", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("conversation_id", "ordinal"),
 )
 

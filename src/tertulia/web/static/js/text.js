@@ -31,7 +31,8 @@ export function richText(text) {
  */
 export function safeUrl(url) {
   if (typeof url !== "string" || !url) return null;
-  if (url.startsWith("/") && !url.startsWith("//")) return url;
+  // "//host" and "/\host" lead to other hosts (browsers read that "\" as "/").
+  if (/^\/(?![/\\])/.test(url)) return url;
   return /^(https?|ftps?):\/\//i.test(url) ? url : null;
 }
 
