@@ -228,7 +228,14 @@ async def test_people_on_two_processes_get_every_answer_once_and_in_order(
             stored = sorted(asked, key=lambda m: m["seq"])
             assert len(stored) == 30
             got = answers()
-            assert len(got) == 30  # none twice
+            # none twice; if one is, say how: the same frame twice, or two answers to one
+            # message (a delivery run twice)
+            twice = [
+                (a["id"], a["quoted_message_id"], a["text"], a.get("seq"))
+                for a in got
+                if [b["quoted_message_id"] for b in got].count(a["quoted_message_id"]) > 1
+            ]
+            assert len(got) == 30, twice
             assert [a["quoted_message_id"] for a in got] == [m["id"] for m in stored]
             assert [a["text"].split(" ")[0] for a in got] == [m["text"].upper() for m in stored]
 
