@@ -14,6 +14,8 @@ from starlette.routing import Route
 from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, completion, serve
 from support.bots import watch_logs
 from support.server import live_server
+from tertulia.errors import ConfigurationError
+from tertulia.web.app import create_app
 
 KEY = "sk-test-key"
 
@@ -161,3 +163,24 @@ async def test_llm_bot_ignores_what_people_did_not_say(
                 await socket.message(text="HELLO")
             await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
             assert len(llm.requests) == 1
+
+
+def test_an_llm_bot_whose_key_is_unset_stops_the_server_from_starting(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a webhook's secret: a configuration error naming the bot and the variable at the
+    start (not one failed delivery per message, retried, with the bot shown as working
+    meanwhile); arguments that do not fit (no ``model``) too; no key needed, none asked."""
+    monkeypatch.delenv("TEST_LLM_KEY")
+    settings = make_settings(bots={"Llm": llm_bot("http://127.0.0.1:18142")})
+    with pytest.raises(ConfigurationError) as raised:
+        create_app(settings)
+    assert raised.value.detail == "bot 'Llm': LLM API key variable 'TEST_LLM_KEY' is unset or empty"
+    keyless = llm_bot("http://127.0.0.1:18142", kwargs={"api_key_env": ""})
+    create_app(make_settings(bots={"Llm": keyless}))
+    monkeypatch.setenv("TEST_LLM_KEY", KEY)
+    unnamed = llm_bot("http://127.0.0.1:18142")
+    del unnamed["kwargs"]["model"]
+    with pytest.raises(ConfigurationError, match=r"^bot 'Llm': OpenAIChatBot takes kwargs model"):
+        create_app(make_settings(bots={"Llm": unnamed}))
+    create_app(make_settings(bots={"Llm": llm_bot("http://127.0.0.1:18142")}))

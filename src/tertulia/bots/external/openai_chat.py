@@ -133,11 +133,7 @@ class OpenAIChatBot(Bot):
         super().__init__(conversation_info)
         self.model = model
         self.base_url = base_url
-        self.api_key = "unused"
-        if api_key_env:
-            self.api_key = os.environ.get(api_key_env, "")
-            if not self.api_key:
-                raise ConfigurationError(f"LLM API key variable {api_key_env!r} is unset or empty")
+        self.api_key = _api_key(api_key_env)
         self.system_prompt = system_prompt
         self.context_messages = max(0, context_messages)
         self.context_chars = max(0, context_chars)
@@ -164,6 +160,24 @@ class OpenAIChatBot(Bot):
             and payload.get("sent_by_human") is True
             and payload.get("type") == MessageType.TEXT.value
         )
+
+    @classmethod
+    def check_config(cls, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """At the server's start (:mod:`tertulia.bots.checks`): the arguments, and the API
+        key's variable, as the constructor would find them at every delivery.
+
+        Raises:
+            ConfigurationError: arguments that do not fit (``model`` missing, say), or the
+                key's variable unset or empty.
+        """
+        try:
+            bound = inspect.signature(cls.__init__).bind(None, None, *args, **kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"OpenAIChatBot takes kwargs model (required), base_url, api_key_env, …: {exc}"
+            ) from None
+        bound.apply_defaults()
+        _api_key(bound.arguments["api_key_env"])
 
     async def receive_message(self, message: ChatMessage) -> None:
         if not message.sent_by_human or message.type != MessageType.TEXT:
@@ -324,3 +338,17 @@ def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _api_key(variable: str | None) -> str:
+    """The API key from the environment variable ``variable`` ("unused" when None or "").
+
+    Raises:
+        ConfigurationError: the variable is unset or empty.
+    """
+    if not variable:
+        return "unused"
+    key = os.environ.get(variable, "")
+    if not key:
+        raise ConfigurationError(f"LLM API key variable {variable!r} is unset or empty")
+    return key
