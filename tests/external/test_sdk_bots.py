@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
 
 from external.fakes import (
     TIMEOUT,
@@ -26,6 +28,7 @@ from support.proxy import ProxyFactory
 from support.server import live_server
 from tertulia.cli import delete
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
+from tertulia.client import conversation as client_conversation
 from tertulia.settings import Settings
 
 
@@ -36,11 +39,13 @@ class EchoBot:
         self.app = BotApp("http://127.0.0.1:1", backoff=(0.02, 0.2), **options)
         self.seen: list[str] = []
         self.conversation: Conversation | None = None
+        self.known_at_greeting: list[str] = []
         self.got_state = asyncio.Event()
 
         @self.app.on_connect
         async def greet(conversation: Conversation) -> None:
             self.conversation = conversation
+            self.known_at_greeting = [p["name"] for p in conversation.participants]
             await conversation.send("Hello from Ext")
 
         @self.app.on_state
@@ -145,6 +150,47 @@ async def test_bot_library_image_message_case_20(
             history = (await alice.history()).json()["results"]
             assert image["id"] in [m["id"] for m in history]
             await bot.app.aclose()
+
+
+async def test_the_greeting_knows_who_is_in_the_conversation(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """``on_connect`` runs once the socket's first ``state`` has arrived, so a greeting can
+    name the people (it ran before any frame, with no participants known)."""
+    bot = EchoBot()
+    async with bot.app.running() as trigger_url:
+        settings = make_settings(bots={"Ext": external_bot(trigger_url)})
+        async with greeted(bot, settings, people):
+            assert bot.known_at_greeting == ["alice", "Ext"]
+            await bot.app.aclose()
+
+
+async def test_the_greeting_does_not_wait_for_a_server_that_sends_nothing_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A compatible server need not send a frame when a socket opens: the greeting then
+    runs after ``GREETING_WAIT`` seconds, with no participants known."""
+    monkeypatch.setattr(client_conversation, "GREETING_WAIT", 0.2)
+    opened = asyncio.Event()
+
+    async def silent(connection: ServerConnection) -> None:
+        opened.set()
+        await connection.wait_closed()
+
+    async with ws_serve(silent, "127.0.0.1", 0) as quiet:
+        port = quiet.sockets[0].getsockname()[1]
+        app = BotApp(f"http://127.0.0.1:{port}", backoff=(0.02, 0.2))
+        greeted_with: asyncio.Future[list[dict[str, str]]] = asyncio.Future()
+
+        @app.on_connect
+        def greet(conversation: Conversation) -> None:
+            greeted_with.set_result(conversation.participants)
+
+        app.join("c1", "p1", "s1")
+        async with asyncio.timeout(TIMEOUT):
+            await opened.wait()
+            assert await greeted_with == []
+        await app.aclose()
 
 
 async def test_unreachable_bot_does_not_fail_creation(

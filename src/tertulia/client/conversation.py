@@ -42,7 +42,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidStatus,
+    InvalidURI,
+)
 
 from tertulia.bots.base import ChatMessage
 
@@ -54,6 +59,7 @@ MAX_PENDING = 1000
 CLOSE_GONE = 4404  # the server closes a deleted conversation's sockets with this
 THROTTLED_WAIT_MAX = 10.0  # seconds a throttled message may wait to go again
 INBOX = 1000  # frames queued for the handlers; past it the socket is not read (back-pressure)
+GREETING_WAIT = 2.0  # seconds the greeting waits for the socket's first frame (its state)
 
 Task = Callable[[], Awaitable[None]]
 
@@ -300,10 +306,25 @@ class Conversation:
         try:
             for frame in list(self._pending.values()):
                 await socket.send(json.dumps(frame))
-            if not self._greeted and self.app.connect_handler is not None:
-                handler = self.app.connect_handler
-                await self._inbox.put(lambda: _call(handler, self))
-            self._greeted = True
+            if not self._greeted:
+                # The greeting waits for the socket's first frame, at most GREETING_WAIT
+                # seconds: Tertulia's is the ``state`` that lists the participants, known
+                # to the greeting then. It still runs before any other handler.
+                try:
+                    first: str | bytes | None = await asyncio.wait_for(socket.recv(), GREETING_WAIT)
+                except TimeoutError:
+                    first = None
+                except ConnectionClosedOK:
+                    return  # (closed before its first frame: opened again, as after any close)
+                state = _state_of(first)
+                if state is not None:
+                    self.state.update(state)
+                if self.app.connect_handler is not None:
+                    handler = self.app.connect_handler
+                    await self._inbox.put(lambda: _call(handler, self))
+                self._greeted = True
+                if first is not None:
+                    await self._frame(first)
             async for raw in socket:
                 # A full inbox (a slow handler) stops the reading here: the socket's
                 # back-pressure reaches the server, which may drop it; the client then
@@ -402,3 +423,15 @@ def _retry_after(error: dict[str, Any]) -> float | None:
     if error.get("code") != "throttled" or isinstance(wait, bool):
         return None
     return float(wait) if isinstance(wait, int | float) and wait >= 0 else None
+
+
+def _state_of(raw: str | bytes | None) -> dict[str, Any] | None:
+    """The ``state`` of a ``state`` frame; None for any other frame, or no frame."""
+    if raw is None:
+        return None
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        return None
+    state = frame.get("state") if isinstance(frame, dict) else None
+    return state if isinstance(state, dict) else None
