@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -156,3 +157,49 @@ async def test_only_this_server_paths_and_web_addresses_become_links(
         tab = await open_tab(server.base_url)
         await tab.page.goto("/")
         assert await tab.page.evaluate(SAFE_URLS, list(urls)) == list(urls.values())
+
+
+async def test_files_sent_together_are_stored_in_the_order_picked(make_settings, open_tab) -> None:
+    """Three files picked at once go up one after the other, so everyone sees them in the
+    order picked, however long each takes: the first is held on the way here, and the next
+    waits for it, saying so (in parallel, the two small ones were stored first)."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        posts: list[str] = []
+        first_seen, release = asyncio.Event(), asyncio.Event()
+
+        async def hold_the_first(route) -> None:
+            if route.request.method == "POST":
+                posts.append(route.request.url)
+                if len(posts) == 1:
+                    first_seen.set()
+                    await release.wait()
+            await route.continue_()
+
+        await tab.page.route("**/messages/", hold_the_first)
+        names = ["first.txt", "second.txt", "third.txt"]
+        files = [{"name": n, "mimeType": "text/plain", "buffer": n.encode()} for n in names]
+        await tab.page.set_input_files("input[type=file]", files=files)
+        await tab.page.get_by_role("button", name="Send", exact=True).click()
+
+        async with asyncio.timeout(10):
+            await first_seen.wait()
+        waiting = tab.page.locator("li.msg.mine.pending.status-next")
+        await expect(waiting).to_have_count(2)
+        await expect(waiting.first).to_contain_text("Waiting for the file before it")
+        assert len(posts) == 1
+        release.set()
+
+        cards = tab.page.locator("li.msg.mine.type-A:not(.pending) a.file-card")
+        await expect(cards).to_have_count(3)
+        assert [(await c.inner_text()).split("\n")[0] for c in await cards.all()] == names
+        stored = await tab.page.evaluate(STORED_FILE_NAMES)
+        assert stored == names
+
+
+STORED_FILE_NAMES = """async () => {
+  const id = localStorage.getItem("tertulia.conversation");
+  const page = await (await fetch(`/api/chat/conversations/${id}/messages/`)).json();
+  return page.results.filter((m) => m.type === "A").map((m) => m.file_name);
+}"""

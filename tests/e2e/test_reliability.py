@@ -83,6 +83,32 @@ async def test_a_server_restart_loses_and_repeats_nothing(make_settings, open_ta
         assert sorted(ids) == sorted(stored)
 
 
+async def test_files_sent_during_an_outage_go_up_in_order_after_it(make_settings, open_tab) -> None:
+    """Two files sent while the server is away wait for it, the first one for the
+    connection, the second for the first; once it is back they are stored in that order."""
+    settings = make_settings()
+    async with live_server(settings) as first:
+        port = first.port
+        tab = await open_tab(first.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+
+    page = tab.page
+    await expect(page.locator(".banner-connection")).to_contain_text("Connection lost")
+    names = ["one.txt", "two.txt"]
+    files = [{"name": n, "mimeType": "text/plain", "buffer": n.encode()} for n in names]
+    await page.set_input_files("input[type=file]", files=files)
+    await page.get_by_role("button", name="Send", exact=True).click()
+    pending = page.locator("li.msg.mine.pending")
+    await expect(pending.first).to_contain_text("Waiting for the connection")
+    await expect(pending.nth(1)).to_contain_text("Waiting for the file before it")
+
+    async with live_server(settings, port=port):
+        cards = page.locator("li.msg.mine.type-A:not(.pending) a.file-card")
+        await expect(cards).to_have_count(2, timeout=20_000)
+        assert [(await c.inner_text()).split("\n")[0] for c in await cards.all()] == names
+        await expect(pending).to_have_count(0)
+
+
 async def test_a_long_history_loads_in_pages(make_settings, open_tab) -> None:
     """The newest 200 messages come at once, earlier ones on demand, each exactly once."""
     # No bots (no answers to wait for) and no message rate limit for the bulk posting.

@@ -116,6 +116,7 @@ export default {
   "status.failed": "Not sent",
   "refused.throttled": "You are sending messages too fast. Wait a moment, then retry.",
   "refused.not_participant": "You are no longer in this conversation.",
+  "status.next_upload": "Waiting for the file before it…",
   "status.sending": "Sending…",
   "status.sent": "Delivered",
   "status.upload_progress": "Upload progress",

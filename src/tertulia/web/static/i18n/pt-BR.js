@@ -119,6 +119,7 @@ export default {
   "status.failed": "Não enviada",
   "refused.throttled": "Você está enviando mensagens rápido demais. Espere um pouco e tente de novo.",
   "refused.not_participant": "Você não está mais nesta conversa.",
+  "status.next_upload": "Aguardando o arquivo anterior…",
   "status.sending": "Enviando…",
   "status.sent": "Entregue",
   "status.upload_progress": "Progresso do envio",

@@ -282,6 +282,8 @@ function pendingStatus(entry, connected) {
       return t("status.failed");
     case "waiting":
       return t("status.waiting");
+    case "next":
+      return t("status.next_upload");
     default:
       return connected ? t("status.sending") : t("status.waiting");
   }
@@ -361,7 +363,7 @@ export function pendingRow(entry, ctx) {
       "aria-busy": failed ? null : "true",
     },
     h("div", { class: "stack" }, bubble, failure),
-    entry.status === "uploading"
+    entry.status === "uploading" || entry.status === "next"
       ? h(
           "div",
           { class: "row-actions" },

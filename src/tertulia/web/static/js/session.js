@@ -57,8 +57,10 @@ export class ChatSession extends EventTarget {
     this.limits = null;
     this.stopped = false;
     this.failedAttempts = 0;
-    /** Aborts for uploads in flight, by local_id. */
+    /** Aborts for uploads in flight, by local_id (one at a time: see #pumpUploads). */
     this.uploads = new Map();
+    /** local_ids of the files to upload, in the order they were sent; the first uploads. */
+    this.uploadQueue = [];
     this.connection = new Connection(() => this.#socketUrl(), {
       onOpen: () => this.#onOpen(),
       onFrame: (frame) => this.#onFrame(frame),
@@ -109,6 +111,7 @@ export class ChatSession extends EventTarget {
     this.connection.stop();
     for (const abort of this.uploads.values()) abort();
     this.uploads.clear();
+    this.uploadQueue = [];
   }
 
   async loadLimits() {
@@ -161,8 +164,8 @@ export class ChatSession extends EventTarget {
     if (!this.limits) this.loadLimits();
     for (const entry of this.store.pending.values()) {
       if (entry.type === "T" && entry.status !== "failed") this.#sendText(entry);
-      else if (entry.status === "waiting") this.#upload(entry);
     }
+    this.#pumpUploads();
   }
 
   #onFrame(frame) {
@@ -294,8 +297,41 @@ export class ChatSession extends EventTarget {
       time: new Date().toISOString(),
     };
     this.store.addPending(entry);
-    this.#upload(entry);
+    this.#queueUpload(entry);
     return entry;
+  }
+
+  /**
+   * Files go up one at a time, in the order they were sent, so that they are stored (and
+   * shown to everyone) in that order: parallel uploads would store a small file picked
+   * second before a large one picked first. Sharing the bandwidth, they would not end
+   * sooner either. A failed file does not hold the others back; one waiting for the
+   * server does (it is the next to go once the connection is back).
+   */
+  #queueUpload(entry) {
+    if (!this.uploadQueue.includes(entry.localId)) this.uploadQueue.push(entry.localId);
+    // Its turn comes (#upload says "uploading" then, at once if it is the first).
+    this.store.updatePending(entry.localId, { status: "next", progress: 0, error: null });
+    this.#pumpUploads();
+  }
+
+  #pumpUploads() {
+    if (this.uploads.size || this.stopped) return;
+    while (this.uploadQueue.length) {
+      const entry = this.store.pending.get(this.uploadQueue[0]);
+      if (!entry || entry.status === "failed") {
+        this.uploadQueue.shift(); // discarded, or given up on
+        continue;
+      }
+      if (entry.status === "waiting" && !this.connection.isOpen) return; // (#onOpen)
+      this.#upload(entry);
+      return;
+    }
+  }
+
+  #uploadDone(localId) {
+    if (this.uploadQueue[0] === localId) this.uploadQueue.shift();
+    this.#pumpUploads();
   }
 
   async #upload(entry) {
@@ -309,27 +345,28 @@ export class ChatSession extends EventTarget {
     this.uploads.set(entry.localId, abort);
     const { status, body } = await promise;
     this.uploads.delete(entry.localId);
-    if (status === -1 || !this.store.pending.has(entry.localId)) return;
+    if (status === -1 || !this.store.pending.has(entry.localId)) {
+      this.#uploadDone(entry.localId); // cancelled, or discarded meanwhile
+      return;
+    }
     if (status === 200 || status === 201) {
       // The stored message; its echo on the socket follows and is dropped by id.
       this.store.add(body);
       this.store.updatePending(entry.localId, { status: "sending" });
+      this.#uploadDone(entry.localId);
       return;
     }
     if (TRANSIENT.has(status) && (entry.attempts ?? 0) < MAX_UPLOAD_ATTEMPTS) {
       // The server is away: try again as soon as the socket is back. If the socket is up
-      // and only uploads fail (a proxy), try a few times more, then give up.
+      // and only uploads fail (a proxy), try a few times more, then give up. It stays
+      // first in the queue meanwhile.
       const attempts = this.connection.isOpen ? (entry.attempts ?? 0) + 1 : 0;
       this.store.updatePending(entry.localId, { status: "waiting", attempts });
-      if (this.connection.isOpen) setTimeout(() => this.#retryWaiting(entry), 3000);
+      if (this.connection.isOpen) setTimeout(() => this.#pumpUploads(), 3000);
       return;
     }
     this.store.updatePending(entry.localId, { status: "failed", error: uploadError(status, body) });
-  }
-
-  #retryWaiting(entry) {
-    const current = this.store.pending.get(entry.localId);
-    if (current?.status === "waiting" && this.connection.isOpen) this.#upload(current);
+    this.#uploadDone(entry.localId);
   }
 
   /** Try a failed message again, with the same local_id. */
@@ -342,15 +379,16 @@ export class ChatSession extends EventTarget {
       this.store.updatePending(localId, { status: "queued", error: null });
       this.#sendText(entry);
     } else {
-      this.#upload(entry);
+      this.#queueUpload(entry);
     }
   }
 
   /** Give up on a message of mine that is not confirmed yet. */
   discard(localId) {
-    this.uploads.get(localId)?.();
-    this.uploads.delete(localId);
     this.store.removePending(localId);
+    this.uploads.get(localId)?.(); // (its end starts the next)
+    this.uploadQueue = this.uploadQueue.filter((queued) => queued !== localId);
+    this.#pumpUploads();
   }
 
   /**
