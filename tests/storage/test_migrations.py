@@ -5,11 +5,25 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 from alembic import command
 
 from support.environment import DatabaseTarget
-from tertulia.storage.migrate import alembic_config, upgrade
+from tertulia.domain.ids import new_id
+from tertulia.domain.model import (
+    Approval,
+    Conversation,
+    Message,
+    MessageType,
+    Participant,
+    ParticipantType,
+)
+from tertulia.storage import conversations as conv_repo
+from tertulia.storage import messages as msg_repo
+from tertulia.storage import sessions as session_repo
+from tertulia.storage.database import open_database
+from tertulia.storage.migrate import alembic_config, upgrade, upgrade_async
 
 
 def test_migrations_match_the_tables(database: DatabaseTarget) -> None:
@@ -34,8 +48,6 @@ def test_downgrade_and_upgrade_again(database: DatabaseTarget) -> None:
 
 async def test_upgrade_from_async_code(database: DatabaseTarget) -> None:
     """The lifespan's async wrapper migrates without blocking the event loop's thread."""
-    from tertulia.storage.migrate import upgrade_async
-
     await asyncio.wait_for(upgrade_async(database.url, database.schema), 60)
     await asyncio.to_thread(command.check, alembic_config(database.url, database.schema))
 
@@ -54,3 +66,57 @@ def test_processes_starting_together_migrate_once(database: DatabaseTarget) -> N
     outcomes = [(p.communicate(timeout=120)[1].decode()[-2000:], p.returncode) for p in processes]
     assert [code for _, code in outcomes] == [0, 0, 0], outcomes
     command.check(alembic_config(database.url, database.schema))
+
+
+async def _fill(database: DatabaseTarget) -> tuple[str, str]:
+    """A conversation with a person, a bot, a message and a session, written by this code;
+    returns the conversation's id and the person's."""
+    conversation = Conversation(id=new_id(), name="kept", created_at=datetime.now(UTC))
+    person = Participant(new_id(), conversation.id, "ana", ParticipantType.HUMAN)
+    bot = Participant(new_id(), conversation.id, "ECHO", ParticipantType.BOT, bot_name="ECHO")
+    now = datetime.now(UTC)
+    db = await open_database(database.url, schema=database.schema)
+    try:
+        async with db.write() as conn:
+            await conv_repo.insert_conversation(conn, conversation)
+            await conv_repo.insert_participants(conn, [person, bot], first_ordinal=0)
+            message = Message(
+                id=new_id(),
+                conversation_id=conversation.id,
+                type=MessageType.TEXT,
+                time=now,
+                approval=Approval.AUTOMATIC,
+                sender_id=person.id,
+                sent_by_human=True,
+                text="olá",
+            )
+            await msg_repo.insert_message(conn, message)
+            await session_repo.create_session(conn, "k" * 32, now=now, expires_at=now)
+            await session_repo.add_participation(conn, "k" * 32, conversation.id, person.id)
+    finally:
+        await db.close()
+    return conversation.id, person.id
+
+
+async def _people(database: DatabaseTarget, conversation_id: str) -> list[str]:
+    db = await open_database(database.url, schema=database.schema)
+    try:
+        async with db.read() as conn:
+            return [p.name for p in await conv_repo.list_participants(conn, conversation_id)]
+    finally:
+        await db.close()
+
+
+async def test_a_database_with_rows_goes_down_and_up_again(database: DatabaseTarget) -> None:
+    """Every revision is undone and redone on a database that holds rows referring to each
+    other (on SQLite a batch migration copies a table: dropping the old one was refused
+    while rows of other tables referred to it, so 0006 could not be applied to any database
+    in use)."""
+    await upgrade_async(database.url, database.schema)
+    conversation_id, _ = await _fill(database)
+    config = alembic_config(database.url, database.schema)
+    for revision in ("0005", "0003", "0001"):
+        await asyncio.to_thread(command.downgrade, config, revision)
+        await upgrade_async(database.url, database.schema)
+        assert await _people(database, conversation_id) == ["ana", "ECHO"]
+    await asyncio.to_thread(command.check, config)

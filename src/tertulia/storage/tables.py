@@ -22,7 +22,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -128,7 +127,7 @@ participants = Table(
     # *participant-left* since. Sockets come and go with the process (the broker counts
     # them); this outlives a restart, so a person whose socket comes back after one is not
     # announced twice (chats.py: Chat.connect). Bots are announced at creation, not here.
-    Column("present", Boolean, nullable=False, default=False, server_default=false()),
+    Column("present", Boolean, nullable=False, default=False, server_default="0"),
     UniqueConstraint("conversation_id", "ordinal"),
 )
 

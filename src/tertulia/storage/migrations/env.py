@@ -24,9 +24,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy, not the driver, decide when transactions begin (see _sqlite_on_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # Foreign keys off while migrating, as SQLite's own procedure for changing a table says
+    # (https://www.sqlite.org/lang_altertable.html): a batch migration copies a table,
+    # drops the old one and renames the copy, and a drop of a table other tables refer to
+    # is refused with them on, once it holds rows. They are checked before the commit
+    # (_check_foreign_keys).
     for pragma in (
         "PRAGMA journal_mode=WAL",
-        "PRAGMA foreign_keys=ON",
+        "PRAGMA foreign_keys=OFF",
         "PRAGMA busy_timeout=10000",
     ):
         cursor.execute(pragma)
@@ -72,6 +77,19 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            _check_foreign_keys(connection)
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """Refuse (rolling the migration back) a migration that left a row referring to nothing.
+
+    Raises:
+        RuntimeError: naming the first rows at fault.
+    """
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migration broke foreign keys (table, rowid, parent): {broken[:5]}")
 
 
 _LOCK = text("SELECT pg_advisory_lock(hashtext(:name))")

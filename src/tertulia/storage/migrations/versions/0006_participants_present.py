@@ -26,9 +26,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("participants", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("present", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        # A constant default ("0", false on both databases), which SQLite adds in place with
+        # ALTER TABLE; an expression would make the batch copy the whole table.
+        batch_op.add_column(sa.Column("present", sa.Boolean(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
