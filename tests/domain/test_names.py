@@ -9,13 +9,24 @@ import pytest
 
 from tertulia.domain.conversations import (
     CONTROL_CHARACTERS,
+    NOTHING_VISIBLE,
     clean_conversation_name,
     clean_nickname,
     clean_participant_name,
 )
 from tertulia.errors import ValidationFailed
 
-WITH_CONTROLS = ["a\nb", "a\tb", "a\x1b[31mb", "a\x7fb", "\u202eecila", "a\u2066b\u2069"]
+WITH_CONTROLS = [
+    "a\nb",
+    "a\tb",
+    "a\x1b[31mb",
+    "a\x7fb",
+    "a\u2028b",  # line separator
+    "a\u2029b",  # paragraph separator
+    "a\ufff9b\ufffbc",  # interlinear annotation
+    "\u202eecila",
+    "a\u2066b\u2069",
+]
 SHOWING_NOTHING = ["\u200b", "\u200b\u200d\u2060", " \u3164 ", "\ufeff", "\u0301", "\u2800"]
 FINE = ["Ana", "José", "عائشة", "山田 太郎", "👩\u200d💻 dev", "x\u0301", "a\u200fb"]
 
@@ -41,7 +52,13 @@ def test_names_showing_nothing_count_as_no_name(name: str) -> None:
     assert clean_conversation_name(name) == ""
     with pytest.raises(ValidationFailed) as participant:
         clean_participant_name(name)
-    assert participant.value.body()["name"] == ["Enter 1 to 50 characters."]
+    assert participant.value.body()["name"] == [NOTHING_VISIBLE]
+
+
+def test_a_long_run_of_invisible_characters_is_no_name_either() -> None:
+    """Whatever its length, the same way for a conversation and a nickname."""
+    assert clean_conversation_name("\u200b" * 60) == ""
+    assert clean_nickname("\u200b" * 60) is None
 
 
 @pytest.mark.parametrize("name", FINE)

@@ -95,7 +95,8 @@ def test_display_names_are_safe_and_bounded() -> None:
     assert long.endswith("x.jpeg")
     assert display_name("") is None
     # Only dots name no file (a browser saving one picks a name of its own).
-    assert [display_name(n) for n in (".", "..", "a/..", "...")] == [None, None, None, None]
+    nameless = (".", "..", "a/..", "...", ". .", ".\u0301", "\u2800", "\u200b")
+    assert [display_name(n) for n in nameless] == [None] * len(nameless)
     assert display_name(".profile") == ".profile"
 
 

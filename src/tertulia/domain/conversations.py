@@ -14,18 +14,24 @@ MAX_NAME = 50
 
 CONTROL_CHARACTERS = "Control characters are not allowed."
 """A name (of a conversation, a participant, a nickname) with a control character: line
-breaks, tabs, escapes, or the bidirectional overrides that make a name read backwards."""
+breaks (also Unicode's line and paragraph separators), tabs, escapes, the bidirectional
+overrides that make a name read backwards, the interlinear annotation marks."""
 
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_FORMAT_CONTROLS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufff9\ufffa\ufffb"
+)
+NOTHING_VISIBLE = "Enter a name that shows: this one is only invisible characters."
+
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 """Letters and symbols that show as nothing (the Hangul fillers, the blank Braille pattern)."""
 
 
-def _has_controls(name: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in name)
+def has_controls(name: str) -> bool:
+    """True when ``name`` holds a character of :data:`CONTROL_CHARACTERS`."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _FORMAT_CONTROLS for c in name)
 
 
-def _shows_nothing(name: str) -> bool:
+def shows_nothing(name: str) -> bool:
     """True when no character of ``name`` is visible: spaces, zero-width and other format
     characters, combining marks with nothing to combine with, blank letters."""
     return all(
@@ -48,13 +54,15 @@ def clean_conversation_name(value: Any) -> str | None:
     if "\x00" in value:
         raise ValidationFailed({"name": [NULL_CHARACTERS]})
     name = value.strip()
-    if _has_controls(name):
+    if has_controls(name):
         raise ValidationFailed({"name": [CONTROL_CHARACTERS]})
+    if shows_nothing(name):
+        return ""
     if len(name) > MAX_NAME:
         raise ValidationFailed(
             {"name": [f"Ensure this field has no more than {MAX_NAME} characters."]}
         )
-    return "" if _shows_nothing(name) else name
+    return name
 
 
 def clean_nickname(value: Any) -> str | None:
@@ -71,9 +79,9 @@ def clean_nickname(value: Any) -> str | None:
     if "\x00" in value:
         raise ValidationFailed(bare=["nickname must not contain null characters"])
     nickname = value.strip()
-    if _has_controls(nickname):
+    if has_controls(nickname):
         raise ValidationFailed(bare=["nickname must not contain control characters"])
-    if _shows_nothing(nickname):
+    if shows_nothing(nickname):
         return None
     if len(nickname) > MAX_NAME:
         raise ValidationFailed(bare=[f"nickname must have at most {MAX_NAME} characters"])
@@ -91,10 +99,12 @@ def clean_participant_name(value: Any) -> str:
     if "\x00" in name:
         raise ValidationFailed({"name": [NULL_CHARACTERS]})
     name = name.strip()
-    if _has_controls(name):
+    if has_controls(name):
         raise ValidationFailed({"name": [CONTROL_CHARACTERS]})
-    if not 1 <= len(name) <= MAX_NAME or _shows_nothing(name):
+    if not 1 <= len(name) <= MAX_NAME:
         raise ValidationFailed({"name": [f"Enter 1 to {MAX_NAME} characters."]})
+    if shows_nothing(name):
+        raise ValidationFailed({"name": [NOTHING_VISIBLE]})
     return name
 
 

@@ -29,6 +29,8 @@ from typing import BinaryIO, Protocol
 
 import anyio.to_thread
 
+from tertulia.domain.conversations import shows_nothing
+
 KEY_PATTERN = re.compile(r"chat/chat_([0-9a-f]{32})/msg_[0-9a-f]{32}_[0-9a-f]{32}")
 MAX_NAME = 255
 WRITE_BUFFER = 256 * 1024
@@ -54,7 +56,7 @@ def key_conversation(key: str) -> str | None:
 def display_name(raw: str | None) -> str | None:
     """The client's file name, made safe to keep and show: the last path segment, no
     control characters, at most 255 characters with the extension kept; None when empty or
-    only dots."""
+    when only dots, spaces or invisible characters are left."""
     if not raw:
         return None
     name = re.split(r"[/\\]", raw)[-1]
@@ -65,8 +67,9 @@ def display_name(raw: str | None) -> str | None:
             name = stem[: MAX_NAME - len(ext) - 1] + "." + ext
         else:
             name = name[:MAX_NAME]
-    # "." and ".." name no file: a browser saving them would pick a name of its own.
-    return name if name.strip(".") else None
+    # Dots alone ("." or "..") name no file, nor does what shows nothing: a browser saving
+    # them would pick a name of its own.
+    return None if shows_nothing(name.replace(".", "")) else name
 
 
 class SpoolFile:
