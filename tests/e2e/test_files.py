@@ -149,6 +149,10 @@ async def test_only_this_server_paths_and_web_addresses_become_links(
         "FTP://example.org/a": "FTP://example.org/a",
         "//evil.example/a.png": None,
         "/\\evil.example/a.png": None,
+        "/\t/evil.example/a.png": None,
+        "/\n/evil.example/a.png": None,
+        "/\r\\evil.example/a.png": None,
+        "https://example.org/a\tb.png": None,
         "javascript:alert(1)": None,
         "data:text/html,x": None,
         "": None,
@@ -203,3 +207,41 @@ STORED_FILE_NAMES = """async () => {
   const page = await (await fetch(`/api/chat/conversations/${id}/messages/`)).json();
   return page.results.filter((m) => m.type === "A").map((m) => m.file_name);
 }"""
+
+
+async def test_a_file_the_server_does_not_take_yet_can_be_cancelled(
+    make_settings, open_tab
+) -> None:
+    """Uploads answered 503 while the socket is up (a proxy, a server restarting behind
+    it): the first file says it will be tried again and can be cancelled; the one behind
+    it then goes up."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        refused: list[str] = []
+
+        async def busy_for_first(route) -> None:
+            if route.request.method == "POST" and b"first.txt" in (
+                route.request.post_data_buffer or b""
+            ):
+                refused.append(route.request.url)
+                await route.fulfill(status=503, content_type="text/plain", body="busy")
+                return
+            await route.continue_()
+
+        await tab.page.route("**/messages/", busy_for_first)
+        names = ["first.txt", "second.txt"]
+        files = [{"name": n, "mimeType": "text/plain", "buffer": n.encode()} for n in names]
+        await tab.page.set_input_files("input[type=file]", files=files)
+        await tab.page.get_by_role("button", name="Send", exact=True).click()
+
+        first = tab.page.locator("li.msg.mine.pending.status-waiting")
+        await expect(first).to_contain_text("trying again")
+        await expect(tab.page.locator("li.msg.mine.pending.status-next")).to_have_count(1)
+        await first.get_by_role("button", name="Cancel the upload").click()
+
+        cards = tab.page.locator("li.msg.mine.type-A:not(.pending) a.file-card")
+        await expect(cards).to_have_count(1)
+        await expect(cards).to_contain_text("second.txt")
+        await expect(tab.page.locator("li.msg.mine.pending")).to_have_count(0)
+        assert refused

@@ -117,6 +117,7 @@ export default {
   "refused.throttled": "You are sending messages too fast. Wait a moment, then retry.",
   "refused.not_participant": "You are no longer in this conversation.",
   "status.next_upload": "Waiting for the file before it…",
+  "status.retrying": "Not taken yet; trying again…",
   "status.sending": "Sending…",
   "status.sent": "Delivered",
   "status.upload_progress": "Upload progress",

@@ -120,6 +120,7 @@ export default {
   "refused.throttled": "Você está enviando mensagens rápido demais. Espere um pouco e tente de novo.",
   "refused.not_participant": "Você não está mais nesta conversa.",
   "status.next_upload": "Aguardando o arquivo anterior…",
+  "status.retrying": "Ainda não aceito; tentando de novo…",
   "status.sending": "Enviando…",
   "status.sent": "Entregue",
   "status.upload_progress": "Progresso do envio",

@@ -281,7 +281,8 @@ function pendingStatus(entry, connected) {
     case "failed":
       return t("status.failed");
     case "waiting":
-      return t("status.waiting");
+      // (the socket is up but uploads fail: a proxy, a server restarting behind it)
+      return connected ? t("status.retrying") : t("status.waiting");
     case "next":
       return t("status.next_upload");
     default:
@@ -363,7 +364,7 @@ export function pendingRow(entry, ctx) {
       "aria-busy": failed ? null : "true",
     },
     h("div", { class: "stack" }, bubble, failure),
-    entry.status === "uploading" || entry.status === "next"
+    ["uploading", "next", "waiting"].includes(entry.status) && entry.type !== "T"
       ? h(
           "div",
           { class: "row-actions" },

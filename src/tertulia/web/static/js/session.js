@@ -24,6 +24,8 @@ export const HISTORY_LIMIT = 200;
 const PAGE_SIZE = 100;
 /** Upload failures that may pass by themselves: retried when the socket is back. */
 const TRANSIENT = new Set([0, 502, 503, 504]);
+/** Milliseconds before an upload the server did not take (it is away) is tried again. */
+const UPLOAD_RETRY_MS = 3000;
 /** Transient failures in a row, while the socket is up, before an upload counts as failed. */
 const MAX_UPLOAD_ATTEMPTS = 5;
 /**
@@ -61,6 +63,9 @@ export class ChatSession extends EventTarget {
     this.uploads = new Map();
     /** local_ids of the files to upload, in the order they were sent; the first uploads. */
     this.uploadQueue = [];
+    /** When the first file, waiting for the server, may be tried again (Date.now()). */
+    this.uploadRetryAt = 0;
+    this.uploadTimer = null;
     this.connection = new Connection(() => this.#socketUrl(), {
       onOpen: () => this.#onOpen(),
       onFrame: (frame) => this.#onFrame(frame),
@@ -112,6 +117,7 @@ export class ChatSession extends EventTarget {
     for (const abort of this.uploads.values()) abort();
     this.uploads.clear();
     this.uploadQueue = [];
+    clearTimeout(this.uploadTimer);
   }
 
   async loadLimits() {
@@ -165,6 +171,7 @@ export class ChatSession extends EventTarget {
     for (const entry of this.store.pending.values()) {
       if (entry.type === "T" && entry.status !== "failed") this.#sendText(entry);
     }
+    this.uploadRetryAt = 0; // the server is back: at once
     this.#pumpUploads();
   }
 
@@ -323,7 +330,17 @@ export class ChatSession extends EventTarget {
         this.uploadQueue.shift(); // discarded, or given up on
         continue;
       }
-      if (entry.status === "waiting" && !this.connection.isOpen) return; // (#onOpen)
+      if (entry.status === "waiting") {
+        // Waiting for the server: again once the socket is back (#onOpen), or, the socket
+        // up, when its next try is due (sending another file does not hurry it).
+        if (!this.connection.isOpen) return;
+        const wait = this.uploadRetryAt - Date.now();
+        if (wait > 0) {
+          clearTimeout(this.uploadTimer);
+          this.uploadTimer = setTimeout(() => this.#pumpUploads(), wait);
+          return;
+        }
+      }
       this.#upload(entry);
       return;
     }
@@ -362,7 +379,8 @@ export class ChatSession extends EventTarget {
       // first in the queue meanwhile.
       const attempts = this.connection.isOpen ? (entry.attempts ?? 0) + 1 : 0;
       this.store.updatePending(entry.localId, { status: "waiting", attempts });
-      if (this.connection.isOpen) setTimeout(() => this.#pumpUploads(), 3000);
+      this.uploadRetryAt = Date.now() + UPLOAD_RETRY_MS;
+      this.#pumpUploads(); // (sets the timer for the next try)
       return;
     }
     this.store.updatePending(entry.localId, { status: "failed", error: uploadError(status, body) });

@@ -31,7 +31,9 @@ export function richText(text) {
  */
 export function safeUrl(url) {
   if (typeof url !== "string" || !url) return null;
-  // "//host" and "/\host" lead to other hosts (browsers read that "\" as "/").
+  // Browsers drop tabs and line breaks anywhere in an address, and read "\" as "/": so
+  // "/\t/host" and "/\host" would lead to another host, as "//host" does.
+  if (/[\u0000-\u001f\u007f]/.test(url)) return null;
   if (/^\/(?![/\\])/.test(url)) return url;
   return /^(https?|ftps?):\/\//i.test(url) ? url : null;
 }
