@@ -170,7 +170,8 @@ def test_an_llm_bot_whose_key_is_unset_stops_the_server_from_starting(
 ) -> None:
     """As a webhook's secret: a configuration error naming the bot and the variable at the
     start (not one failed delivery per message, retried, with the bot shown as working
-    meanwhile); arguments that do not fit (no ``model``) too; no key needed, none asked."""
+    meanwhile); arguments that do not fit (no ``model``) or of the wrong type too (each
+    delivery would fail on them); no key needed, none asked."""
     monkeypatch.delenv("TEST_LLM_KEY")
     settings = make_settings(bots={"Llm": llm_bot("http://127.0.0.1:18142")})
     with pytest.raises(ConfigurationError) as raised:
@@ -183,4 +184,13 @@ def test_an_llm_bot_whose_key_is_unset_stops_the_server_from_starting(
     del unnamed["kwargs"]["model"]
     with pytest.raises(ConfigurationError, match=r"^bot 'Llm': OpenAIChatBot takes kwargs model"):
         create_app(make_settings(bots={"Llm": unnamed}))
+    for name, value, reason in (
+        ("temperature", "hot", "Input should be a valid number"),
+        ("context_messages", "10", "Input should be a valid integer"),
+        ("api_key_env", 5, "Input should be a valid string"),
+    ):
+        wrong = llm_bot("http://127.0.0.1:18142", kwargs={name: value})
+        with pytest.raises(ConfigurationError) as typed:
+            create_app(make_settings(bots={"Llm": wrong}))
+        assert typed.value.detail == f"bot 'Llm': OpenAIChatBot: {name} = {value!r}: {reason}"
     create_app(make_settings(bots={"Llm": llm_bot("http://127.0.0.1:18142")}))

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from tertulia.bots.arguments import bind_arguments
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.domain.model import MessageType
@@ -167,17 +168,17 @@ class OpenAIChatBot(Bot):
         key's variable, as the constructor would find them at every delivery.
 
         Raises:
-            ConfigurationError: arguments that do not fit (``model`` missing, say), or the
-                key's variable unset or empty.
+            ConfigurationError: arguments that do not fit (``model`` missing, say) or of
+                the wrong type (``temperature = "hot"``), or the key's variable unset or
+                empty.
         """
-        try:
-            bound = inspect.signature(cls.__init__).bind(None, None, *args, **kwargs)
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"OpenAIChatBot takes kwargs model (required), base_url, api_key_env, …: {exc}"
-            ) from None
-        bound.apply_defaults()
-        _api_key(bound.arguments["api_key_env"])
+        values = bind_arguments(
+            cls,
+            args,
+            kwargs,
+            usage="OpenAIChatBot takes kwargs model (required), base_url, api_key_env, …",
+        )
+        _api_key(values["api_key_env"])
 
     async def receive_message(self, message: ChatMessage) -> None:
         if not message.sent_by_human or message.type != MessageType.TEXT:

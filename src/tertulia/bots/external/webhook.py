@@ -38,6 +38,7 @@ import httpx
 import orjson
 import structlog
 
+from tertulia.bots.arguments import bind_arguments
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.client.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
@@ -151,14 +152,13 @@ class WebhookBot(Bot):
             ConfigurationError: arguments that do not fit, a bad URL, or the secret's
                 variable unset or empty.
         """
-        try:
-            bound = inspect.signature(cls.__init__).bind(None, None, *args, **kwargs)
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"WebhookBot takes args = [url, secret_env] (and kwargs timeout, "
-                f"session_refresh): {exc}"
-            ) from None
-        _secret(str(bound.arguments["url"]), str(bound.arguments["secret_env"]))
+        values = bind_arguments(
+            cls,
+            args,
+            kwargs,
+            usage="WebhookBot takes args = [url, secret_env] (and kwargs timeout, session_refresh)",
+        )
+        _secret(values["url"], values["secret_env"])
 
     @classmethod
     def call_timeout(cls, kwargs: dict[str, Any]) -> float:

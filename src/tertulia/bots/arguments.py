@@ -1,0 +1,56 @@
+"""A bot class's ``args`` and ``kwargs`` checked against its constructor, at the start.
+
+For a class's ``check_config`` (:mod:`tertulia.bots.checks`): the values of the
+configuration are bound to the constructor's parameters (after ``conversation_info``), as
+each delivery would bind them, and each checked against the parameter's annotation by
+pydantic in strict mode (the constructor gets them unconverted: ``"5"`` where an ``int``
+is expected would fail at every delivery, so it fails here; an ``int`` for a ``float`` is
+fine).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from tertulia.errors import ConfigurationError
+
+
+def bind_arguments(
+    cls: type, args: list[Any], kwargs: dict[str, Any], *, usage: str
+) -> dict[str, Any]:
+    """Every constructor parameter of ``cls`` after ``conversation_info`` with its value
+    from the configuration, or its default.
+
+    Args:
+        cls: the bot class.
+        args: the spec's ``args``.
+        kwargs: the spec's ``kwargs``.
+        usage: what the class takes, said when they do not fit
+            (``"WebhookBot takes args = [url, secret_env] …"``).
+
+    Raises:
+        ConfigurationError: arguments that do not fit the parameters, or a value not of
+            its parameter's type.
+    """
+    init = cls.__init__  # type: ignore[misc]
+    try:
+        bound = inspect.signature(init).bind(None, None, *args, **kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(f"{usage}: {exc}") from None
+    bound.apply_defaults()
+    values = dict(list(bound.arguments.items())[2:])  # (self, conversation_info)
+    hints = typing.get_type_hints(init)
+    for name, value in values.items():
+        hint = hints.get(name)
+        if hint is None:
+            continue
+        try:
+            TypeAdapter(hint).validate_python(value, strict=True)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise ConfigurationError(f"{cls.__name__}: {name} = {value!r}: {reason}") from None
+    return values
