@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -191,6 +192,31 @@ async def test_the_greeting_does_not_wait_for_a_server_that_sends_nothing_first(
             await opened.wait()
             assert await greeted_with == []
         await app.aclose()
+
+
+async def test_a_server_closing_each_socket_at_once_is_waited_for_ever_longer() -> None:
+    """A server that takes the socket and closes it at once (a proxy in trouble, a server
+    restarting in a loop): the bot waits longer before each new try, as after failed
+    handshakes (it used to start over from the shortest wait at every handshake)."""
+    opened: list[float] = []
+    enough = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def closing(connection: ServerConnection) -> None:
+        opened.append(loop.time())
+        if len(opened) == 6:
+            enough.set()
+
+    async with ws_serve(closing, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        app = BotApp(f"http://127.0.0.1:{port}", backoff=(0.05, 1.0))
+        app.join("c1", "p1", "s1")
+        async with asyncio.timeout(TIMEOUT):
+            await enough.wait()
+        await app.aclose()
+    # The fifth wait is at least half of 0.05 x 2**4 (the waits are jittered by 0.5 to 1).
+    waits = [round(b - a, 3) for a, b in itertools.pairwise(opened)]
+    assert waits[4] >= 0.4, waits
 
 
 async def test_unreachable_bot_does_not_fail_creation(

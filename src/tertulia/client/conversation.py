@@ -60,6 +60,7 @@ CLOSE_GONE = 4404  # the server closes a deleted conversation's sockets with thi
 THROTTLED_WAIT_MAX = 10.0  # seconds a throttled message may wait to go again
 INBOX = 1000  # frames queued for the handlers; past it the socket is not read (back-pressure)
 GREETING_WAIT = 2.0  # seconds the greeting waits for the socket's first frame (its state)
+STABLE_SOCKET = 10.0  # seconds a socket stays open for the reconnection backoff to start over
 
 Task = Callable[[], Awaitable[None]]
 
@@ -248,11 +249,13 @@ class Conversation:
             self.last_seq = seq
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         failures = 0
         try:
             while not self._closing.is_set():
                 if not self._started and self.last_seq is None:
                     await self._find_start()
+                opened: float | None = None
                 try:
                     async with connect(
                         self._url(),
@@ -260,7 +263,7 @@ class Conversation:
                         open_timeout=self.app.open_timeout,
                         proxy=None,
                     ) as socket:
-                        failures = 0
+                        opened = loop.time()
                         try:
                             await self._serve(socket)
                         except ConnectionClosed:
@@ -286,6 +289,10 @@ class Conversation:
                     log.info("socket of conversation %s dropped: %r", self.conversation_id, exc)
                 if self._closing.is_set():
                     return
+                if opened is not None and loop.time() - opened >= STABLE_SOCKET:
+                    # It served a while: this close is news, not a pattern (a server that
+                    # takes the socket and closes it at once is waited for ever longer).
+                    failures = 0
                 initial, ceiling = self.app.backoff
                 delay = min(ceiling, initial * 2**failures) * random.uniform(0.5, 1.0)
                 failures = min(failures + 1, 30)
