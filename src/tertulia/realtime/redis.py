@@ -17,9 +17,13 @@ subscribers of that channel that subscribed before the failure (later ones read 
 database after subscribing, so they have the message). A process that stops before Redis
 takes that notice leaves the others' sockets to catch up when they next reconnect.
 
-Presence is a Redis set of socket ids per participant, plus a set of present participants
-per conversation; keys expire after a day without changes, so the sockets of a crashed
-process do not linger forever.
+Presence is a sorted set of socket ids per participant and one of present participants per
+conversation, each member scored with the time its lease ends: a process renews the leases
+of its own sockets every ``PRESENCE_RENEW`` seconds, so the sockets of a process that died
+without closing them (SIGKILL, a lost machine) lapse within ``PRESENCE_LEASE`` seconds: its
+people show offline again, and the next socket of theirs counts as their first. Times are
+Redis's own clock (``TIME`` in the scripts), the same for every process. (Until 2026-12-05
+these were plain sets that lasted a day, under other key names.)
 """
 
 from __future__ import annotations
@@ -42,7 +46,12 @@ from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
 log = structlog.get_logger(__name__)
 PREFIX = "tertulia"
 CONTROL = f"{PREFIX}:control"
-PRESENCE_TTL = 24 * 3600
+PRESENCE_LEASE = 60.0
+"""Seconds a socket counts as present after its process last renewed it."""
+PRESENCE_RENEW = 15.0
+"""Seconds between two renewals of a process's sockets."""
+RENEW_BATCH = 500
+"""Sockets renewed by one script (Redis runs one at a time: a long one holds the others)."""
 NOTICE_WAIT_FIRST = 0.2
 NOTICE_WAIT_MAX = 5.0
 """Seconds between tries of a notice of failed publishes (doubling from the first)."""
@@ -51,19 +60,56 @@ CLOCK_SKEW = 5.0
 a subscriber that started up to this long after another process's failed publish is told of
 it too. Being told needlessly costs a socket one reconnect; missing a frame costs more."""
 
-_JOIN = """
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return redis.call('SCARD', KEYS[1])
+# KEYS: the participant's sockets, the conversation's present participants.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 """
-_LEAVE = """
-redis.call('SREM', KEYS[1], ARGV[1])
-local left = redis.call('SCARD', KEYS[1])
-if left == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+_JOIN = (
+    _NOW
+    + """
+local ends = now + tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], ends, ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3])))
+redis.call('ZADD', KEYS[2], 'GT', ends, ARGV[2])
+redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(ARGV[3])))
+return redis.call('ZCARD', KEYS[1])
+"""
+)
+_LEAVE = (
+    _NOW
+    + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local left = redis.call('ZCARD', KEYS[1])
+if left == 0 then redis.call('ZREM', KEYS[2], ARGV[2]) end
 return left
 """
+)
+# Renew the leases of sockets still there (XX: one that left meanwhile is not brought
+# back), and of their participants (GT: never shorten another socket's).
+_RENEW = (
+    _NOW
+    + """
+local ends = now + tonumber(ARGV[1])
+for i = 1, #KEYS, 2 do
+  local renewed = redis.call('ZADD', KEYS[i], 'XX', 'CH', ends, ARGV[i + 1])
+  if renewed == 1 then
+    redis.call('EXPIRE', KEYS[i], math.ceil(tonumber(ARGV[1])))
+    redis.call('ZADD', KEYS[i + 1], 'XX', 'GT', ends, ARGV[i + 2])
+    redis.call('EXPIRE', KEYS[i + 1], math.ceil(tonumber(ARGV[1])))
+  end
+end
+return 0
+"""
+)
+_PRESENT = (
+    _NOW
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
+)
 
 
 def _events(data: bytes) -> list[Event]:
@@ -99,6 +145,8 @@ class RedisBroker(Broker):
         self._notifier: asyncio.Task[None] | None = None
         self._published = asyncio.Event()  # a publish went through: Redis takes them again
         self._closed = False
+        self._sockets: dict[str, tuple[str, str]] = {}  # this process's: id -> (channel, who)
+        self._renewer: asyncio.Task[None] | None = None
 
     def _channel(self, channel: str) -> str:
         return f"{PREFIX}:conv:{channel}"
@@ -111,6 +159,7 @@ class RedisBroker(Broker):
         # subscribed mode for the reader.
         await self._pubsub.subscribe(CONTROL)
         self._reader = asyncio.create_task(self._read(), name="redis-broker-reader")
+        self._renewer = asyncio.create_task(self._renew(), name="redis-broker-presence")
 
     async def close(self) -> None:
         self._closed = True
@@ -119,7 +168,7 @@ class RedisBroker(Broker):
                 "redis broker stops before telling the other processes of failed publishes",
                 conversations=sorted(self._unsent),
             )
-        for task in (self._notifier, self._reader):
+        for task in (self._notifier, self._reader, self._renewer):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -314,20 +363,49 @@ class RedisBroker(Broker):
             await self._pubsub.unsubscribe(self._channel(channel))
 
     def _keys(self, channel: str, participant_id: str) -> list[str]:
-        return [f"{PREFIX}:sockets:{channel}:{participant_id}", f"{PREFIX}:present:{channel}"]
+        return [
+            f"{PREFIX}:socket-leases:{channel}:{participant_id}",
+            f"{PREFIX}:online:{channel}",
+        ]
 
     async def join(self, channel: str, participant_id: str, socket_id: str) -> bool:
+        self._sockets[socket_id] = (channel, participant_id)
         count = await self._client().eval(
-            _JOIN, 2, *self._keys(channel, participant_id), socket_id, participant_id, PRESENCE_TTL
+            _JOIN,
+            2,
+            *self._keys(channel, participant_id),
+            socket_id,
+            participant_id,
+            PRESENCE_LEASE,
         )
         return int(count) == 1
 
     async def leave(self, channel: str, participant_id: str, socket_id: str) -> bool:
+        self._sockets.pop(socket_id, None)
         left = await self._client().eval(
             _LEAVE, 2, *self._keys(channel, participant_id), socket_id, participant_id
         )
         return int(left) == 0
 
     async def present(self, channel: str) -> set[str]:
-        members = await self._client().smembers(f"{PREFIX}:present:{channel}")
+        members = await self._client().eval(_PRESENT, 1, f"{PREFIX}:online:{channel}")
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+
+    async def _renew(self) -> None:
+        """Renew the leases of this process's sockets every ``PRESENCE_RENEW`` seconds, a
+        batch of them per script (a failed renewal is tried again at the next turn: a
+        lease outlasts several)."""
+        while True:
+            await asyncio.sleep(PRESENCE_RENEW)
+            sockets = list(self._sockets.items())
+            for start in range(0, len(sockets), RENEW_BATCH):
+                keys: list[str] = []
+                args: list[Any] = [PRESENCE_LEASE]
+                for socket_id, (channel, participant_id) in sockets[start : start + RENEW_BATCH]:
+                    keys += self._keys(channel, participant_id)
+                    args += [socket_id, participant_id]
+                try:
+                    await self._client().eval(_RENEW, len(keys), *keys, *args)
+                except Exception:
+                    log.exception("renewing the presence of this process's sockets failed")
+                    break
