@@ -56,9 +56,12 @@ def test_names_showing_nothing_count_as_no_name(name: str) -> None:
 
 
 def test_a_long_run_of_invisible_characters_is_no_name_either() -> None:
-    """Whatever its length, the same way for a conversation and a nickname."""
+    """Whatever its length, the same way for a conversation, a nickname and a rename."""
     assert clean_conversation_name("\u200b" * 60) == ""
     assert clean_nickname("\u200b" * 60) is None
+    with pytest.raises(ValidationFailed) as participant:
+        clean_participant_name("\u200b" * 60)
+    assert participant.value.body()["name"] == [NOTHING_VISIBLE]
 
 
 @pytest.mark.parametrize("name", FINE)

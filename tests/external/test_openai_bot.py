@@ -188,6 +188,7 @@ def test_an_llm_bot_whose_key_is_unset_stops_the_server_from_starting(
         ("temperature", "hot", "Input should be a valid number"),
         ("context_messages", "10", "Input should be a valid integer"),
         ("api_key_env", 5, "Input should be a valid string"),
+        ("timeout", -5, "Input should be greater than 0"),
     ):
         wrong = llm_bot("http://127.0.0.1:18142", kwargs={name: value})
         with pytest.raises(ConfigurationError) as typed:

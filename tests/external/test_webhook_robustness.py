@@ -244,10 +244,13 @@ def test_a_webhook_whose_secret_is_unset_stops_the_server_from_starting(
     bad = {**webhook_bot("http://127.0.0.1:18141/hook"), "kwargs": {"timeuot": 5}}
     with pytest.raises(ConfigurationError, match=r"^bot 'Hook': WebhookBot takes args"):
         create_app(make_settings(bots={"Hook": bad}))
-    slow = {**webhook_bot("http://127.0.0.1:18141/hook"), "kwargs": {"timeout": "5"}}
-    with pytest.raises(ConfigurationError) as typed:
-        create_app(make_settings(bots={"Hook": slow}))
-    assert typed.value.detail == (
-        "bot 'Hook': WebhookBot: timeout = '5': Input should be a valid number"
-    )
+    for value, reason in (
+        ("5", "Input should be a valid number"),
+        (0, "Input should be greater than 0"),
+        (float("nan"), "Input should be a finite number"),
+    ):
+        timed = {**webhook_bot("http://127.0.0.1:18141/hook"), "kwargs": {"timeout": value}}
+        with pytest.raises(ConfigurationError) as typed:
+            create_app(make_settings(bots={"Hook": timed}))
+        assert typed.value.detail == f"bot 'Hook': WebhookBot: timeout = {value!r}: {reason}"
     create_app(make_settings(bots={"Hook": webhook_bot("http://127.0.0.1:18141/hook")}))

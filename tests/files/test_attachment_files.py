@@ -98,6 +98,7 @@ def test_display_names_are_safe_and_bounded() -> None:
     nameless = (".", "..", "a/..", "...", ". .", ".\u0301", "\u2800", "\u200b")
     assert [display_name(n) for n in nameless] == [None] * len(nameless)
     assert display_name(".profile") == ".profile"
+    assert display_name("a\u2028b\u2029.txt") == "ab.txt"  # (as names refuse them)
 
 
 async def test_local_store_keeps_files_under_server_made_names(tmp_path: Path) -> None:

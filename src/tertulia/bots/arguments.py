@@ -5,18 +5,22 @@ configuration are bound to the constructor's parameters (after ``conversation_in
 each delivery would bind them, and each checked against the parameter's annotation by
 pydantic in strict mode (the constructor gets them unconverted: ``"5"`` where an ``int``
 is expected would fail at every delivery, so it fails here; an ``int`` for a ``float`` is
-fine).
+fine), with the limits an ``Annotated`` parameter sets (:data:`Seconds`).
 """
 
 from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from tertulia.errors import ConfigurationError
+
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A duration a constructor takes: more than 0, finite (an ``httpx`` timeout of 0 or NaN
+fails every call)."""
 
 
 def bind_arguments(
@@ -43,7 +47,7 @@ def bind_arguments(
         raise ConfigurationError(f"{usage}: {exc}") from None
     bound.apply_defaults()
     values = dict(list(bound.arguments.items())[2:])  # (self, conversation_info)
-    hints = typing.get_type_hints(init)
+    hints = typing.get_type_hints(init, include_extras=True)  # (with Annotated's limits)
     for name, value in values.items():
         hint = hints.get(name)
         if hint is None:

@@ -101,10 +101,10 @@ def clean_participant_name(value: Any) -> str:
     name = name.strip()
     if has_controls(name):
         raise ValidationFailed({"name": [CONTROL_CHARACTERS]})
+    if name and shows_nothing(name):
+        raise ValidationFailed({"name": [NOTHING_VISIBLE]})
     if not 1 <= len(name) <= MAX_NAME:
         raise ValidationFailed({"name": [f"Enter 1 to {MAX_NAME} characters."]})
-    if shows_nothing(name):
-        raise ValidationFailed({"name": [NOTHING_VISIBLE]})
     return name
 
 

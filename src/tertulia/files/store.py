@@ -33,6 +33,7 @@ from tertulia.domain.conversations import shows_nothing
 
 KEY_PATTERN = re.compile(r"chat/chat_([0-9a-f]{32})/msg_[0-9a-f]{32}_[0-9a-f]{32}")
 MAX_NAME = 255
+_DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 WRITE_BUFFER = 256 * 1024
 
 
@@ -60,7 +61,8 @@ def display_name(raw: str | None) -> str | None:
     if not raw:
         return None
     name = re.split(r"[/\\]", raw)[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    # No control or format characters, nor line or paragraph separators (names refuse them).
+    name = "".join(c for c in name if unicodedata.category(c) not in _DROPPED).strip()
     if len(name) > MAX_NAME:
         stem, dot, ext = name.rpartition(".")
         if dot and stem and 0 < len(ext) <= 16:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from tertulia.bots.arguments import bind_arguments
+from tertulia.bots.arguments import Seconds, bind_arguments
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.domain.model import MessageType
@@ -128,7 +128,7 @@ class OpenAIChatBot(Bot):
         context_chars: int = 12_000,
         temperature: float | None = None,
         max_tokens: int | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: Seconds = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_RETRIES,
     ) -> None:
         super().__init__(conversation_info)

@@ -38,7 +38,7 @@ import httpx
 import orjson
 import structlog
 
-from tertulia.bots.arguments import bind_arguments
+from tertulia.bots.arguments import Seconds, bind_arguments
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.client.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
@@ -133,8 +133,8 @@ class WebhookBot(Bot):
         url: str,
         secret_env: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
-        session_refresh: float = 3600.0,
+        timeout: Seconds = DEFAULT_TIMEOUT,
+        session_refresh: Seconds = 3600.0,
     ) -> None:
         super().__init__(conversation_info)
         self.url = url
