@@ -118,6 +118,7 @@ def test_blab_five_item_specs_are_accepted(tmp_path: Path) -> None:
         ("production = true", "session_cookie_secure"),
         ('session_cookie_samesite = "none"', "needs a secure cookie"),
         ("not toml = = =", "not valid TOML"),
+        ("presence_lease = 0.5", "presence_lease"),
     ],
 )
 def test_bad_configurations_stop_start_up(tmp_path: Path, text: str, message: str) -> None:

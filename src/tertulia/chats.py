@@ -224,12 +224,27 @@ class ChatRegistry:
         task.add_done_callback(done)
 
     async def start(self) -> None:
+        self.broker.lapsed = self._presence_lapsed
         if not self.runner.exclusive:
             # Other processes wake this one's runner when they record deliveries for it.
             self._unsubscribe_runner = await self.broker.subscribe(
                 runner_channel(self.runner.owner), self._woken
             )
         await self.runner.start()
+
+    def _presence_lapsed(self, conversation_id: str, participant_id: str) -> None:
+        """The broker found that a participant's presence ended with no socket of theirs
+        leaving (the process holding it died): they left, as after the grace period."""
+
+        async def leave() -> None:
+            # (Unless a socket of theirs connected meanwhile, on any process.)
+            if participant_id in await self.broker.present(conversation_id):
+                return
+            chat = await self.get(conversation_id)
+            if chat is not None:
+                await chat._participant_left(participant_id)
+
+        self.background(asyncio.create_task(leave(), name=f"lapsed-{participant_id}"))
 
     def wake(self, owner: str, bot_participant_ids: set[str]) -> None:
         """Wake another process's runner (bots/runner.py ``BotHost.wake``), through the

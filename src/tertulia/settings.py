@@ -145,6 +145,14 @@ class Settings(BaseSettings):
     presence_grace: float = Field(
         default=2.0, ge=0, description="seconds a participant may be away before 'left'"
     )
+    presence_lease: float = Field(
+        default=60.0,
+        ge=1,
+        le=86400,
+        description="seconds (Redis broker) a socket counts as present after its process "
+        "last renewed it (four times per lease): a process that dies without closing its "
+        "sockets has its people shown offline and announced as having left this long after",
+    )
     bot_poll_interval: float = Field(
         default=5.0,
         gt=0,

@@ -9,7 +9,7 @@ never recorded as having left (their next socket, elsewhere, was not their first
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -21,9 +21,9 @@ from tertulia.realtime.redis import RedisBroker
 
 
 @asynccontextmanager
-async def process() -> AsyncIterator[RedisBroker]:
+async def process(lease: float = redis_broker.PRESENCE_LEASE) -> AsyncIterator[RedisBroker]:
     """A server process's broker; leaving the block ends it without its sockets leaving."""
-    broker = RedisBroker(REDIS_URL)
+    broker = RedisBroker(REDIS_URL, presence_lease=lease)
     await broker.start()
     try:
         yield broker
@@ -31,13 +31,21 @@ async def process() -> AsyncIterator[RedisBroker]:
         await broker.close()
 
 
-async def test_the_sockets_of_a_process_that_died_lapse(monkeypatch: pytest.MonkeyPatch) -> None:
+def counted(
+    sweep: Callable[[], Awaitable[None]], counts: dict[str, int], label: str
+) -> Callable[[], Awaitable[None]]:
+    async def counting() -> None:
+        await sweep()
+        counts[label] += 1
+
+    return counting
+
+
+async def test_the_sockets_of_a_process_that_died_lapse() -> None:
     require_service("Redis", REDIS_URL)
-    monkeypatch.setattr(redis_broker, "PRESENCE_LEASE", 0.6)
-    monkeypatch.setattr(redis_broker, "PRESENCE_RENEW", 0.1)
     name = str(uuid.uuid4())
-    async with process() as alive:
-        async with process() as doomed:
+    async with process(0.6) as alive:
+        async with process(0.6) as doomed:
             assert await doomed.join(name, "ana", "s1") is True
             assert await alive.join(name, "bob", "s2") is True
             assert await alive.present(name) == {"ana", "bob"}
@@ -57,9 +65,7 @@ async def test_the_sockets_of_a_process_that_died_lapse(monkeypatch: pytest.Monk
         assert await alive.present(name) == set()
 
 
-async def test_a_socket_that_left_is_not_brought_back_by_a_renewal(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_socket_that_left_is_not_brought_back_by_a_renewal() -> None:
     """A renewal racing a leave (the socket list read just before) renews only what is
     still there."""
     require_service("Redis", REDIS_URL)
@@ -76,3 +82,46 @@ async def test_a_socket_that_left_is_not_brought_back_by_a_renewal(
         await broker._client().eval(redis_broker._RENEW, len(keys), *keys, *args)
         assert await broker.present(name) == set()
         assert await broker.join(name, "ana", "s2") is True
+
+
+async def test_a_living_process_tells_who_lapsed_in_its_conversations_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The people whose process died are announced as having left (Broker.lapsed), by one
+    of the processes with subscribers in their conversation, once."""
+    require_service("Redis", REDIS_URL)
+    name = str(uuid.uuid4())
+    told: list[tuple[str, str]] = []
+    sweeps = {"first": 0, "second": 0}
+    async with process(0.6) as first, process(0.6) as second:
+        for label, broker in (("first", first), ("second", second)):
+            broker.lapsed = lambda channel, who: told.append((channel, who))
+            await broker.subscribe(name, lambda event: None)
+            monkeypatch.setattr(broker, "_sweep", counted(broker._sweep, sweeps, label))
+        assert await second.join(name, "bob", "s2") is True
+        async with process(0.6) as doomed:
+            assert await doomed.join(name, "ana", "s1") is True
+
+        await until(lambda: len(told) > 0, timeout=10)
+        # Three more sweeps by each: nobody is told twice, and bob, renewed, never lapses.
+        after = dict(sweeps)
+        await until(lambda: all(sweeps[k] >= after[k] + 3 for k in sweeps), timeout=10)
+        assert told == [(name, "ana")]
+        assert await first.present(name) == {"bob"}
+
+
+async def test_presence_redis_lost_is_counted_again_by_the_next_renewal() -> None:
+    """Redis restarted empty (or flushed): each process counts its sockets again."""
+    require_service("Redis", REDIS_URL)
+    name = str(uuid.uuid4())
+    async with process(0.4) as broker:
+        assert await broker.join(name, "ana", "s1") is True
+        await broker._client().delete(*broker._keys(name, "ana"))
+        assert await broker.present(name) == set()
+
+        async def ana_back() -> bool:
+            return await broker.present(name) == {"ana"}
+
+        await until(ana_back, timeout=10)
+        assert await broker.leave(name, "ana", "s1") is True
+        assert await broker.present(name) == set()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +45,64 @@ async def test_people_on_two_servers_see_each_other(
         finally:
             await alice.close()
             await bob.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_the_people_of_a_killed_process_are_announced_as_having_left(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """Bob's socket is on a process that is SIGKILLed: once its lease lapses, the living
+    process announces him as having left, once, and shows him offline; his next socket,
+    there, is his arrival again."""
+    async with two_servers(database, tmp_path, presence_grace=0, presence_lease=1, rooms=True) as (
+        one,
+        two,
+        _,
+    ):
+        alice = Person(one.base_url, one.ws_url)
+        bob = Person(two.base_url, two.ws_url)
+        try:
+            created = await alice.create(nickname="alice", name="room")
+            conversation_id = created.json()["id"]
+            alice_socket = await alice.connect()
+            assert (await bob.join(conversation_id, nickname="bob")).status_code == 200
+            await bob.connect()
+            await alice_socket.wait_for(lambda f: about(f, "participant-joined", bob), timeout=10)
+
+            two.kill()
+            left = await alice_socket.wait_for(
+                lambda f: about(f, "participant-left", bob), timeout=20
+            )
+            state = await alice_socket.wait_for(
+                lambda f: "state" in f and bob.participant_id not in f["state"]["online"]
+            )
+            assert alice.participant_id in state["state"]["online"]
+
+            again = Person(one.base_url, one.ws_url)
+            assert bob.session is not None
+            again.http.cookies.set("sessionid", bob.session)
+            again.conversation_id, again.participant_id = conversation_id, bob.participant_id
+            try:
+                await again.connect()
+                joined = await alice_socket.wait_for(lambda f: about(f, "participant-joined", bob))
+                assert joined["message"]["id"] > left["message"]["id"]
+                history = (await alice.history()).json()["results"]
+                events = Counter(m["event"] for m in history if about({"message": m}, "", bob))
+                assert events == {"participant-joined": 2, "participant-left": 1}
+            finally:
+                await again.close()
+        finally:
+            await alice.close()
+            await bob.close()
+
+
+def about(frame: dict[str, Any], event: str, person: Person) -> bool:
+    """A frame with a system message of ``event`` (any if empty) about ``person``."""
+    message = frame.get("message") or {}
+    return bool(
+        message.get("event")
+        and (not event or message["event"] == event)
+        and (message.get("additional_metadata") or {}).get("participant_id")
+        == person.participant_id
+    )

@@ -38,8 +38,8 @@ async def test_a_failed_start_closes_what_was_already_open(
         db.close = close
         return db
 
-    def create_broker(url: str) -> Any:
-        broker = real_create_broker(url)
+    def create_broker(url: str, **options: Any) -> Any:
+        broker = real_create_broker(url, **options)
         real_close = broker.close
 
         async def start() -> None:

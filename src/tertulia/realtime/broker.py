@@ -50,10 +50,19 @@ class Event:
 Deliver = Callable[[Event], None]
 Missed = Callable[[], None]
 Unsubscribe = Callable[[], None]
+Lapsed = Callable[[str, str], None]
 
 
 class Broker(abc.ABC):
-    """Publish/subscribe per conversation channel, plus per-participant presence."""
+    """Publish/subscribe per conversation channel, plus per-participant presence.
+
+    Attributes:
+        lapsed: called (without blocking) with a channel and a participant id when the
+            participant's presence ended without their last socket leaving: its process
+            died (the Redis broker's leases; the in-process broker dies with its sockets).
+    """
+
+    lapsed: Lapsed | None = None
 
     async def start(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Open connections (called in the app's lifespan)."""
@@ -92,8 +101,10 @@ class Broker(abc.ABC):
         """Participant ids with at least one open socket."""
 
 
-def create_broker(url: str) -> Broker:
-    """The broker for ``url``: ``memory://`` or ``redis://host:port/db``.
+def create_broker(url: str, *, presence_lease: float | None = None) -> Broker:
+    """The broker for ``url``: ``memory://`` or ``redis://host:port/db``; on Redis, a
+    socket counts as present for ``presence_lease`` seconds after its process last renewed
+    it (``tertulia.realtime.redis.PRESENCE_LEASE`` if None).
 
     Raises:
         ConfigurationError: an unknown scheme.
@@ -107,5 +118,7 @@ def create_broker(url: str) -> Broker:
     if url.startswith(("redis://", "rediss://", "unix://")):
         from tertulia.realtime.redis import RedisBroker
 
-        return RedisBroker(url)
+        if presence_lease is None:
+            return RedisBroker(url)
+        return RedisBroker(url, presence_lease=presence_lease)
     raise ConfigurationError(f"unknown broker URL {url!r} (memory:// or redis://...)")

@@ -19,9 +19,11 @@ takes that notice leaves the others' sockets to catch up when they next reconnec
 
 Presence is a sorted set of socket ids per participant and one of present participants per
 conversation, each member scored with the time its lease ends: a process renews the leases
-of its own sockets every ``PRESENCE_RENEW`` seconds, so the sockets of a process that died
-without closing them (SIGKILL, a lost machine) lapse within ``PRESENCE_LEASE`` seconds: its
-people show offline again, and the next socket of theirs counts as their first. Times are
+of its own sockets four times per lease (``presence_lease``, 60 s by default), so the sockets
+of a process that died without closing them (SIGKILL, a lost machine) lapse within a lease:
+its people show offline again, one of the processes with subscribers in their conversation
+tells its chat they left (``Broker.lapsed``), and the next socket of theirs counts as their
+first. A socket Redis lost (restarted empty) is counted again at the next renewal. Times are
 Redis's own clock (``TIME`` in the scripts), the same for every process. (Until 2026-12-05
 these were plain sets that lasted a day, under other key names.)
 """
@@ -47,9 +49,9 @@ log = structlog.get_logger(__name__)
 PREFIX = "tertulia"
 CONTROL = f"{PREFIX}:control"
 PRESENCE_LEASE = 60.0
-"""Seconds a socket counts as present after its process last renewed it."""
-PRESENCE_RENEW = 15.0
-"""Seconds between two renewals of a process's sockets."""
+"""Seconds a socket counts as present after its process last renewed it (by default)."""
+RENEWALS_PER_LEASE = 4
+"""A process renews its sockets' leases this many times per lease."""
 RENEW_BATCH = 500
 """Sockets renewed by one script (Redis runs one at a time: a long one holds the others)."""
 NOTICE_WAIT_FIRST = 0.2
@@ -88,20 +90,41 @@ return left
 """
 )
 # Renew the leases of sockets still there (XX: one that left meanwhile is not brought
-# back), and of their participants (GT: never shorten another socket's).
+# back), and of their participants (GT: never shorten another socket's). Returns the
+# (1-based) numbers of the sockets not found (Redis lost them: flushed, restarted empty).
 _RENEW = (
     _NOW
     + """
 local ends = now + tonumber(ARGV[1])
+local missing = {}
 for i = 1, #KEYS, 2 do
-  local renewed = redis.call('ZADD', KEYS[i], 'XX', 'CH', ends, ARGV[i + 1])
-  if renewed == 1 then
+  if redis.call('ZSCORE', KEYS[i], ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[i], 'XX', ends, ARGV[i + 1])
     redis.call('EXPIRE', KEYS[i], math.ceil(tonumber(ARGV[1])))
-    redis.call('ZADD', KEYS[i + 1], 'XX', 'GT', ends, ARGV[i + 2])
+    redis.call('ZADD', KEYS[i + 1], 'GT', ends, ARGV[i + 2])
     redis.call('EXPIRE', KEYS[i + 1], math.ceil(tonumber(ARGV[1])))
+  else
+    table.insert(missing, (i + 1) / 2)
   end
 end
-return 0
+return missing
+"""
+)
+# The participants whose lease lapsed in the given conversations, taken out: each is
+# returned to one process only, which tells its chat (Broker.lapsed). Flat pairs: the
+# (1-based) number of the key, the participant.
+_SWEEP = (
+    _NOW
+    + """
+local lapsed = {}
+for i = 1, #KEYS do
+  for _, who in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now)) do
+    redis.call('ZREM', KEYS[i], who)
+    table.insert(lapsed, i)
+    table.insert(lapsed, who)
+  end
+end
+return lapsed
 """
 )
 _PRESENT = (
@@ -130,8 +153,9 @@ def _events(data: bytes) -> list[Event]:
 class RedisBroker(Broker):
     """Pub/sub and presence on Redis (``redis://host:port/db``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, presence_lease: float = PRESENCE_LEASE) -> None:
         self._url = url
+        self._lease = presence_lease
         self._redis: Redis | None = None
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -376,7 +400,7 @@ class RedisBroker(Broker):
             *self._keys(channel, participant_id),
             socket_id,
             participant_id,
-            PRESENCE_LEASE,
+            self._lease,
         )
         return int(count) == 1
 
@@ -392,20 +416,51 @@ class RedisBroker(Broker):
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
 
     async def _renew(self) -> None:
-        """Renew the leases of this process's sockets every ``PRESENCE_RENEW`` seconds, a
-        batch of them per script (a failed renewal is tried again at the next turn: a
-        lease outlasts several)."""
+        """``RENEWALS_PER_LEASE`` times per lease: renew the leases of this process's sockets
+        (counting again those Redis lost), then look for the participants whose lease
+        lapsed in the conversations this process has sockets in. A batch per script; what
+        fails is tried again at the next turn (a lease outlasts several)."""
         while True:
-            await asyncio.sleep(PRESENCE_RENEW)
-            sockets = list(self._sockets.items())
-            for start in range(0, len(sockets), RENEW_BATCH):
-                keys: list[str] = []
-                args: list[Any] = [PRESENCE_LEASE]
-                for socket_id, (channel, participant_id) in sockets[start : start + RENEW_BATCH]:
-                    keys += self._keys(channel, participant_id)
-                    args += [socket_id, participant_id]
-                try:
-                    await self._client().eval(_RENEW, len(keys), *keys, *args)
-                except Exception:
-                    log.exception("renewing the presence of this process's sockets failed")
-                    break
+            await asyncio.sleep(self._lease / RENEWALS_PER_LEASE)
+            try:
+                await self._renew_sockets()
+                await self._sweep()
+            except Exception:
+                log.exception("renewing the presence of this process's sockets failed")
+
+    async def _renew_sockets(self) -> None:
+        sockets = list(self._sockets.items())
+        for start in range(0, len(sockets), RENEW_BATCH):
+            batch = sockets[start : start + RENEW_BATCH]
+            keys: list[str] = []
+            args: list[Any] = [self._lease]
+            for socket_id, (channel, participant_id) in batch:
+                keys += self._keys(channel, participant_id)
+                args += [socket_id, participant_id]
+            missing = await self._client().eval(_RENEW, len(keys), *keys, *args)
+            for number in missing:
+                socket_id, (channel, participant_id) = batch[int(number) - 1]
+                if socket_id in self._sockets:  # (not left meanwhile)
+                    log.warning(
+                        "redis had lost a socket's presence; counted again",
+                        conversation_id=channel,
+                        participant_id=participant_id,
+                    )
+                    await self.join(channel, participant_id, socket_id)
+
+    async def _sweep(self) -> None:
+        channels = [c for c in self._local if self._local[c]]
+        for start in range(0, len(channels), RENEW_BATCH):
+            batch = channels[start : start + RENEW_BATCH]
+            keys = [f"{PREFIX}:online:{channel}" for channel in batch]
+            found = await self._client().eval(_SWEEP, len(keys), *keys)
+            for number, who in zip(found[::2], found[1::2], strict=True):
+                channel = batch[int(number) - 1]
+                participant_id = who.decode() if isinstance(who, bytes) else str(who)
+                log.info(
+                    "presence lapsed (its process ended without closing the socket)",
+                    conversation_id=channel,
+                    participant_id=participant_id,
+                )
+                if self.lapsed is not None:
+                    self.lapsed(channel, participant_id)
