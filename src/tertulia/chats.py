@@ -731,12 +731,6 @@ class Chat:
         """Seconds a presence change waits here before its ``state`` frame goes out."""
         return state_delay(len(self.participants))
 
-    def presence_state_is_prompt(self) -> bool:
-        """Whether a presence ``state`` frame waits only the shortest time (a room of at
-        most ``STATE_DELAY_PEOPLE``); a socket arriving in a bigger room needs its own
-        ``state`` at once."""
-        return len(self.participants) <= STATE_DELAY_PEOPLE
-
     def _cancel_pending_state(self) -> None:
         self._state_pending = False
         if self._state_timer is not None:

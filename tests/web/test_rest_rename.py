@@ -20,18 +20,20 @@ async def test_rename_answers_the_participant_and_publishes_state(
     bob = people(server)
     await bob.join(alice.conversation_id, nickname="bob")
     mine = await alice.connect()
-    await mine.state()
     theirs = await bob.connect()
-    await theirs.state()
-    await mine.state()  # bob's arrival
 
     response = await alice.http.patch(path(alice), json={"name": "  Alice B.  "})
     assert response.status_code == 200
     assert response.json() == {"id": alice.participant_id, "name": "Alice B.", "type": "H"}
     for socket in (mine, theirs):
-        state = await socket.state()
-        names = {p["id"]: p["name"] for p in state["participants"]}
-        assert names[alice.participant_id] == "Alice B."
+        frame = await socket.wait_for(
+            lambda f: (
+                "state" in f
+                and {p["id"]: p["name"] for p in f["state"]["participants"]}[alice.participant_id]
+                == "Alice B."
+            )
+        )
+        names = {p["id"]: p["name"] for p in frame["state"]["participants"]}
         assert names[bob.participant_id] == "bob"
 
     shown = (await bob.http.get(f"/conversations/{alice.conversation_id}/")).json()

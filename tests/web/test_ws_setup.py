@@ -89,15 +89,44 @@ async def test_a_resumed_socket_hears_of_newcomers_before_the_replay_names_them(
 
     resumed = await alice.connect(after=last)
     await resumed.message(local_id=said)
+    assert _named_before_known(resumed) == []
+
+
+def _named_before_known(socket: Socket) -> list[Frame]:
+    """The messages of ``socket`` naming someone no earlier state frame listed."""
     known: set[str] = set()
-    for frame in resumed.frames:
+    unknown = []
+    for frame in socket.frames:
         if "state" in frame:
             known |= {p["id"] for p in frame["state"]["participants"]}
         elif "message" in frame:
             message: Frame = frame["message"]
             named = {message.get("sender_id")}
             named.add((message.get("additional_metadata") or {}).get("participant_id"))
-            assert named - {None} <= known, message
+            if not named - {None} <= known:
+                unknown.append(message)
+    return unknown
+
+
+async def test_a_first_socket_hears_of_newcomers_before_their_messages(
+    server: LiveServer, alice: Person, people: PersonFactory
+) -> None:
+    """Carol joins after bob's join response listed the participants, and talks as soon as
+    bob's first socket opens: bob's socket lists her in a state frame before her message
+    (the page crashes on a sender it does not know). Its first frame is its own state, not
+    the broadcast one its arrival brings a moment later. (Found by QA.)"""
+    await (await alice.connect()).message(event="participant-joined")
+    bob, carol = people(server), people(server)
+    assert alice.conversation_id is not None
+    assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
+    assert (await carol.join(alice.conversation_id, nickname="carol")).status_code == 200
+
+    socket = await bob.connect()
+    said = await (await carol.connect()).say("hi from carol")
+    await socket.message(local_id=said)
+    assert _named_before_known(socket) == []
+    assert "state" in socket.frames[0]
+    assert carol.participant_id in {p["id"] for p in socket.frames[0]["state"]["participants"]}
 
 
 async def test_a_socket_whose_setup_fails_leaves_no_one_online(

@@ -382,15 +382,16 @@ async def _serve(
             # seq: the replay's numbering, which follows, is unaffected).
             first = await chat.awaiting_approval(participant, after) + first
         working = svc.registry.working.shown(chat.conversation.id) if participant.is_human else []
-        if after is not None or not joined or working or not chat.presence_state_is_prompt():
-            # The new socket's own state frame, unless the one for everyone that its arrival
-            # brings comes promptly (it waits longer in a big room, see Chat._flush); people
-            # also learn which bots are at work. Read after the first frames, and queued
-            # before them: it lists everyone they name (PROTOCOL 4.2).
-            state = await chat.state()
-            if participant.is_human:
-                state["working"] = working
-            outbox.put_state(state_frame(state), own=True)
+        # The new socket's own state frame, always, before anything else: the one for
+        # everyone that its arrival brings waits (Chat._flush), and live messages do not,
+        # so without it a message from someone who joined since the participant's join
+        # response would name a sender the client does not know (PROTOCOL 4.2). Read after
+        # subscribing and after the first frames, so it lists everyone they and the live
+        # frames behind it name; people also learn which bots are at work.
+        state = await chat.state()
+        if participant.is_human:
+            state["working"] = working
+        outbox.put_state(state_frame(state), own=True)
         outbox.put_first(first, following, partial(chat.replay, participant, batch=REPLAY_BATCH))
         await _receive(websocket, chat, participant, outbox, sender, bound)
     except WebSocketDisconnect:
