@@ -145,6 +145,31 @@ async def test_bad_frames_get_errors_and_the_socket_stays_open(alice: Person) ->
     assert await _sent_by(alice) == ["sync marker"]
 
 
+@pytest.mark.parametrize(
+    ("frame", "local_id"),
+    [
+        ('{"type": "T", "text": "\\ud83d", "local_id": "half"}', "half"),
+        ('{"type": "T", "text": "x", "local_id": "nan", "extra": NaN}', "nan"),
+        ('{"type": "T", "text": 1e999, "local_id": "huge"}', "huge"),
+        ('{"type": "T", "text": "\\ud83d", "local_id": 5}', None),
+    ],
+    ids=["lone surrogate", "NaN", "infinite number", "no string local_id"],
+)
+async def test_a_frame_that_is_not_strict_json_is_refused_with_its_local_id(
+    alice: Person, frame: str, local_id: str | None
+) -> None:
+    """A browser writes half an emoji as a lone surrogate escape; NaN and 1e999 are not
+    JSON either. The error says why, and names the message, so the client knows which one
+    was refused. (Found by QA: it said "must be a JSON object", with no local_id.)"""
+    socket = await alice.connect()
+    await socket.send(frame)
+    error = await socket.error()
+    assert error["code"] == "not_json"
+    assert error["detail"].startswith("Not valid JSON: ")
+    assert error["local_id"] == local_id
+    assert await _sent_by(alice) == []
+
+
 async def test_binary_and_empty_frames_leave_the_socket_open(alice: Person) -> None:
     """A binary frame gets an error frame, an empty text frame is ignored; the socket works."""
     socket = await alice.connect()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import cache, partial
@@ -487,6 +488,18 @@ async def _receive(
         await _handle(text, chat, participant, outbox, bound, websocket)
 
 
+def _local_id_of(text: str) -> str | None:
+    """The ``local_id`` of a frame that is not strict JSON but that Python's lenient parser
+    reads (``NaN``, ``1e999``, a lone surrogate such as a browser writes for half an emoji),
+    so that the client learns which of its messages was refused."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    local_id = data.get("local_id") if isinstance(data, dict) else None
+    return local_id if isinstance(local_id, str) else None
+
+
 async def _handle(
     text: str,
     chat: Chat,
@@ -497,8 +510,8 @@ async def _handle(
 ) -> None:
     try:
         data = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        outbox.put(error_frame("not_json", "A frame must be a JSON object."))
+    except orjson.JSONDecodeError as exc:
+        outbox.put(error_frame("not_json", f"Not valid JSON: {exc}.", _local_id_of(text)))
         return
     if not isinstance(data, dict):
         outbox.put(error_frame("not_object", "A frame must be a JSON object."))
