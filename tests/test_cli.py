@@ -210,3 +210,14 @@ def test_serve_with_a_webhook_secret_unset_is_one_line(
     monkeypatch.setenv("CLI_TEST_UNSET_SECRET", "")  # empty is no secret either
     assert main(["serve", "--config", str(config(tmp_path, extra)), "--port", "0"]) == 2
     assert "'CLI_TEST_UNSET_SECRET' is unset or empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """(Found by QA: a traceback from bind().)"""
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", port])
+    assert exited.value.code == 2
+    assert f"{port!r} is not a port (0-65535)" in capsys.readouterr().err

@@ -57,6 +57,16 @@ def _run(work: Coroutine[Any, Any, T], failed: str) -> T:
         raise _Failed(1) from None
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tertulia", description="Tertulia chat controller")
     parser.add_argument("--config", help="TOML configuration file (default: $TERTULIA_CONFIG)")
@@ -70,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = command("serve", "run the server (migrates the database first)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     command("migrate", "bring the database schema up to date")
     command("bots", "list the configured bots")
     export = command(

@@ -73,24 +73,40 @@ async def check_services(settings: Settings, *, broker: bool = True) -> None:
     """
     if broker:
         check_bots(settings.bots)
-    await check_database(settings.database_url, settings.database_schema)
+    await check_database(
+        settings.database_url,
+        settings.database_schema,
+        schema_revision="migrate" if not broker or settings.auto_migrate else "current",
+    )
     if broker and settings.broker_url.startswith(("redis://", "rediss://")):
         await _check_redis(settings.broker_url)
 
 
-async def check_database(url: str, schema: str | None) -> None:
-    """Open the database at ``url`` and run ``SELECT 1``, within :data:`CONNECT_TIMEOUT`.
+async def check_database(
+    url: str, schema: str | None, *, schema_revision: str | None = None
+) -> None:
+    """Open the database at ``url`` and run ``SELECT 1``, within :data:`CONNECT_TIMEOUT`;
+    with ``schema_revision="migrate"``, refuse one a newer version migrated (this one cannot
+    migrate it); with ``"current"`` (a server that does not migrate), one not at this
+    code's revision.
 
     Raises:
         Unreachable: with a one-line detail.
         ConfigurationError: an unsupported URL.
+        SchemaNotCurrent: as said.
     """
+    from tertulia.storage.migrate import require_current, refuse_newer
+
     where = display_url(url)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             db = await open_database(url, schema=schema)
             try:
                 await db.ping()
+                if schema_revision == "migrate":
+                    await refuse_newer(db)
+                elif schema_revision == "current":
+                    await require_current(db)
             finally:
                 await db.close()
     except TertuliaError:

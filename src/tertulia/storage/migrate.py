@@ -59,20 +59,44 @@ async def open_current(url: str, schema: str | None = None) -> Database:
     """
     db = await open_database(url, schema=schema, existing=True)
     try:
-        await _require_head(db)
+        await require_current(db)
     except BaseException:
         await db.close()
         raise
     return db
 
 
-async def _require_head(db: Database) -> None:
-    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+async def _revision(db: Database) -> str | None:
     async with db.read() as reader:
         try:
             revision = (await reader.execute(select(_VERSION.c.version_num))).scalar()
         except Exception:  # (the driver's own error) no such table: never migrated
             revision = None
+    return None if revision is None else str(revision)
+
+
+async def refuse_newer(db: Database) -> None:
+    """Refuse a database a newer version of Tertulia migrated (this code does not know its
+    revision: migrating it cannot work, and serving it would misread its rows).
+
+    Raises:
+        SchemaNotCurrent: naming the database, its revision and this code's.
+    """
+    scripts = ScriptDirectory.from_config(alembic_config(db.url))
+    revision = await _revision(db)
+    if revision is not None and revision not in {s.revision for s in scripts.walk_revisions()}:
+        where = db.display_url + (f" (schema {db.schema})" if db.schema else "")
+        raise SchemaNotCurrent(
+            f"the database at {where} is at schema revision {revision}, which this version "
+            f"(at {scripts.get_current_head()}) does not know: a newer version of Tertulia "
+            "migrated it; run that version (or restore a backup taken before it)"
+        )
+
+
+async def require_current(db: Database) -> None:
+    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+    await refuse_newer(db)
+    revision = await _revision(db)
     if revision != head:
         where = db.display_url + (f" (schema {db.schema})" if db.schema else "")
         raise SchemaNotCurrent(
