@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from sqlalchemy import update
 
 from tertulia.cli import delete, export
@@ -53,7 +52,7 @@ async def test_a_server_that_does_not_migrate_refuses_a_database_not_at_its_revi
     the start refuses a database never migrated in one line, rather than a traceback on
     the first table it lacks, or serving an older schema (found by QA)."""
     settings = make_settings(auto_migrate=False)
-    with pytest.raises(SchemaNotCurrent, match="never migrated.*run `tertulia migrate`"):
+    with pytest.raises(SchemaNotCurrent, match=r"never migrated.*run `tertulia migrate`"):
         await check_services(settings)
     await upgrade_async(settings.database_url, settings.database_schema)
     await check_services(settings)
@@ -74,7 +73,7 @@ async def test_a_database_a_newer_version_migrated_is_refused_by_every_command(
     finally:
         await db.close()
     for server in (True, False):  # serve (auto_migrate), migrate
-        with pytest.raises(SchemaNotCurrent, match="revision 9999.*newer version of Tertulia"):
+        with pytest.raises(SchemaNotCurrent, match=r"revision 9999.*newer version of Tertulia"):
             await check_services(settings, broker=server)
     with pytest.raises(SchemaNotCurrent, match="newer version of Tertulia"):
         await open_current(settings.database_url, settings.database_schema)

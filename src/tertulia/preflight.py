@@ -95,7 +95,7 @@ async def check_database(
         ConfigurationError: an unsupported URL.
         SchemaNotCurrent: as said.
     """
-    from tertulia.storage.migrate import require_current, refuse_newer
+    from tertulia.storage.migrate import refuse_newer, require_current
 
     where = display_url(url)
     try:
