@@ -221,3 +221,25 @@ def test_a_port_out_of_range_is_a_usage_error(
         main(["serve", "--port", port])
     assert exited.value.code == 2
     assert f"{port!r} is not a port (0-65535)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ("[]", "WebSocketExternalBot takes args = [url]: missing a required argument: 'url'"),
+        ('["notaurl"]', "external bot URL must be http(s)://host[:port]: 'notaurl'"),
+        ("[5]", "url = 5: Input should be a valid string"),
+    ],
+)
+def test_an_external_bot_without_a_trigger_url_is_refused_at_the_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: str, said: str
+) -> None:
+    """(Found by QA: the server started, then failed every delivery.)"""
+    extra = (
+        f'[bots.W]\nmodule = "tertulia.bots.external"\nclass = "WebSocketExternalBot"\n'
+        f"args = {args}\n"
+    )
+    assert main(["bots", "--config", str(config(tmp_path, extra))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tertulia: configuration error: bot 'W': ")
+    assert said in err

@@ -119,6 +119,10 @@ def test_blab_five_item_specs_are_accepted(tmp_path: Path) -> None:
         ('session_cookie_samesite = "none"', "needs a secure cookie"),
         ("not toml = = =", "not valid TOML"),
         ("presence_lease = 0.5", "presence_lease"),
+        ('broker_url = "rabbit://x"', "broker_url"),
+        ("retention_days = inf", "retention_days"),
+        ("session_max_age = 999999999999999", "session_max_age"),
+        ("bot_session_max_age = 999999999999999", "bot_session_max_age"),
     ],
 )
 def test_bad_configurations_stop_start_up(tmp_path: Path, text: str, message: str) -> None:

@@ -78,7 +78,7 @@ async def check_services(settings: Settings, *, broker: bool = True) -> None:
         settings.database_schema,
         schema_revision="migrate" if not broker or settings.auto_migrate else "current",
     )
-    if broker and settings.broker_url.startswith(("redis://", "rediss://")):
+    if broker and settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
         await _check_redis(settings.broker_url)
 
 

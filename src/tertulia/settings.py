@@ -107,6 +107,9 @@ def _default_limits() -> dict[str, int]:
     return {key: (25 if key == "MAX_VIDEO_SIZE" else 15) * MiB for key in LIMIT_KEYS}
 
 
+_TEN_YEARS = 10 * 366 * 24 * 3600  # seconds: a bound that keeps dates computable
+
+
 class Settings(BaseSettings):
     """Tertulia's configuration. Every field can be set in TOML or as ``TERTULIA_<NAME>``."""
 
@@ -119,7 +122,11 @@ class Settings(BaseSettings):
         default=None, description="PostgreSQL schema to use (created by migrate)"
     )
     auto_migrate: bool = Field(default=True, description="run migrations when serve starts")
-    broker_url: str = "memory://"
+    broker_url: str = Field(
+        default="memory://",
+        pattern=r"^(memory|redis|rediss|unix)://",
+        description="memory:// (one process) or redis://host:port/db (rediss://, unix://)",
+    )
     rooms: bool = Field(default=True, description="BLAB's CHAT_ENABLE_ROOMS")
     allowed_origins: list[str] = Field(default_factory=list)
     manager: str | None = Field(default=None, description="BLAB's CHAT_BOT_MANAGER")
@@ -130,14 +137,18 @@ class Settings(BaseSettings):
     retention_days: float | None = Field(
         default=None,
         gt=0,
+        le=36500,
         description="delete conversations with no message for this many days, files "
         "included; each server process looks at start and then hourly",
     )
     external_files: Literal["everyone", "bots"] = "everyone"
 
-    session_max_age: int = Field(default=14 * 24 * 3600, gt=0)
+    session_max_age: int = Field(default=14 * 24 * 3600, gt=0, le=_TEN_YEARS)
     bot_session_max_age: int = Field(
-        default=24 * 3600, gt=0, description="idle seconds before an external bot's session lapses"
+        default=24 * 3600,
+        gt=0,
+        le=_TEN_YEARS,
+        description="idle seconds before an external bot's session lapses",
     )
     session_cookie_secure: bool = False
     session_cookie_samesite: Literal["lax", "strict", "none"] = "lax"

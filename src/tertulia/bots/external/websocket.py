@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
+from tertulia.bots.arguments import bind_arguments
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.errors import ConfigurationError
@@ -31,6 +32,13 @@ TRIGGER_TIMEOUT = 5.0
 
 class TriggerFailed(Exception):
     """The bot's trigger URL did not accept the POST."""
+
+
+def _trigger_url(url: Any) -> str:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"external bot URL must be http(s)://host[:port]: {url!r}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
 
 
 class WebSocketExternalBot(Bot):
@@ -47,11 +55,19 @@ class WebSocketExternalBot(Bot):
         self, conversation_info: ConversationInfo, url: str, *args: Any, **kwargs: Any
     ) -> None:
         super().__init__(conversation_info)
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(f"external bot URL must be http(s)://host[:port]: {url!r}")
-        self.url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+        self.url = _trigger_url(url)
         self.shown_url = shown(self.url)  # for logs and errors: no user or password
+
+    @classmethod
+    def check_config(cls, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """At the server's start (:mod:`tertulia.bots.checks`): the trigger URL, as the
+        constructor would find it at every delivery.
+
+        Raises:
+            ConfigurationError: no URL, or not an http(s) one.
+        """
+        values = bind_arguments(cls, args, kwargs, usage="WebSocketExternalBot takes args = [url]")
+        _trigger_url(values["url"])
 
     @classmethod
     def accepts_delivery(cls, kind: str, payload: dict[str, Any], participant_id: str) -> bool:
