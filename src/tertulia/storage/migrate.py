@@ -38,7 +38,12 @@ def alembic_config(url: str, schema: str | None = None) -> Config:
 
 
 def upgrade(url: str, schema: str | None = None, revision: str = "head") -> None:
-    """Apply every migration up to ``revision`` (blocking; runs its own event loop)."""
+    """Apply every migration up to ``revision`` (blocking; runs its own event loop); a new
+    SQLite file is its owner's only."""
+    if url.startswith("sqlite"):
+        from tertulia.storage.sqlite import create_private, sqlite_path
+
+        create_private(sqlite_path(url))
     command.upgrade(alembic_config(url, schema), revision)
 
 

@@ -92,9 +92,22 @@ def sqlite_path(url: str) -> str:
     return database
 
 
+def create_private(path: str) -> None:
+    """Create the database file at ``path``, readable by its owner only, unless it exists:
+    it holds people's conversations and their sessions' keys (bearer credentials). SQLite
+    gives its ``-wal`` and ``-shm`` files the database file's permissions."""
+    if path.startswith("file:"):
+        return
+    # (There already, or not to be made here: SQLite's own connect says why, as before.)
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def open_connection(path: str) -> sqlite3.Connection:
     """A ``sqlite3`` connection with the server's settings (WAL, ``synchronous=NORMAL``,
-    foreign keys, no automatic checkpoints: :class:`Checkpointer` runs them)."""
+    foreign keys, no automatic checkpoints: :class:`Checkpointer` runs them); a new file is
+    its owner's only (:func:`create_private`)."""
+    create_private(path)
     raw = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, cached_statements=256
     )
