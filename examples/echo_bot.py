@@ -2,7 +2,7 @@
 
 Run it beside a Tertulia (or BLAB) server, then install it there as a WebSocket bot::
 
-    TERTULIA_URL=http://127.0.0.1:8000 python examples/echo_bot.py
+    TERTULIA_URL=http://127.0.0.1:8000 .venv/bin/python examples/echo_bot.py
 
     # tertulia.toml
     [bots.Echo]

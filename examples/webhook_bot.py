@@ -3,7 +3,7 @@
 Run it with the same secret as the server::
 
     export REVERSE_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')
-    python examples/webhook_bot.py          # listens on http://127.0.0.1:25221/hook
+    .venv/bin/python examples/webhook_bot.py          # listens on http://127.0.0.1:25221/hook
 
     # tertulia.toml (the server's environment has REVERSE_SECRET too)
     [bots.Reverse]

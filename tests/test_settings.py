@@ -198,3 +198,12 @@ def test_bot_names_are_limited(tmp_path: Path) -> None:
                 f'[bots.{"B" * 51}]\nmodule = "tertulia.bots.builtin"\nclass = "CalculatorBot"',
             )
         )
+
+
+def test_a_list_in_an_environment_variable_that_is_not_json_says_how_to_write_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """(Found by QA: the error named only a JSON decoding position.)"""
+    monkeypatch.setenv("TERTULIA_ALLOWED_ORIGINS", "http://a.example")
+    with pytest.raises(ConfigurationError, match="allowed_origins.*is JSON, e.g."):
+        load_settings(None)

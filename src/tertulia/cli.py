@@ -75,7 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
         """A subcommand; ``--config`` is also taken after it (``tertulia serve --config``)."""
         sub = commands.add_parser(name, help=summary, description=description)
-        sub.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+        sub.add_argument(
+            "--config",
+            dest="sub_config",
+            help="TOML configuration file (default: $TERTULIA_CONFIG)",
+        )
         return sub
 
     serve = command("serve", "run the server (migrates the database first)")

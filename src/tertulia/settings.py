@@ -395,7 +395,13 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         raise ConfigurationError(f"invalid configuration: {_format_error(exc)}") from exc
     except SettingsError as exc:  # an environment variable that is not valid JSON, say
         cause = f": {exc.__cause__}" if exc.__cause__ else ""
-        raise ConfigurationError(f"invalid configuration: {exc}{cause}") from exc
+        hint = (
+            " (a list or table in an environment variable is JSON, e.g. "
+            "TERTULIA_ALLOWED_ORIGINS='[\"https://chat.example\"]')"
+            if "EnvSettingsSource" in str(exc)
+            else ""
+        )
+        raise ConfigurationError(f"invalid configuration: {exc}{cause}{hint}") from exc
     settings = Settings.model_validate(loaded.model_dump(by_alias=True))
     settings.check()
     return settings
