@@ -205,5 +205,5 @@ def test_a_list_in_an_environment_variable_that_is_not_json_says_how_to_write_it
 ) -> None:
     """(Found by QA: the error named only a JSON decoding position.)"""
     monkeypatch.setenv("TERTULIA_ALLOWED_ORIGINS", "http://a.example")
-    with pytest.raises(ConfigurationError, match="allowed_origins.*is JSON, e.g."):
+    with pytest.raises(ConfigurationError, match=r"allowed_origins.*is JSON, e\.g\."):
         load_settings(None)
