@@ -67,9 +67,9 @@ async def test_rename_refuses_bad_names(alice: Person) -> None:
     fifty = await alice.http.patch(path(alice), json={"name": "  " + "x" * 50 + " "})
     assert fifty.status_code == 200
     frames = await socket.sync()
-    renamed = [f for f in frames if "state" in f]
-    assert len(renamed) == 1
-    assert renamed[0]["state"]["participants"][0]["name"] == "x" * 50
+    # (Besides, perhaps, the broadcast of alice's arrival, 50 ms after her socket's own.)
+    names = [f["state"]["participants"][0]["name"] for f in frames if "state" in f]
+    assert names in (["x" * 50], ["alice", "x" * 50]), names
 
 
 async def test_rename_only_oneself(

@@ -86,7 +86,8 @@ async def test_join_reentry_returns_the_same_participant(alice: Person) -> None:
     """Case 8: join by the creator's session is 200 with the same participant, nothing new."""
     before = (await alice.http.get(f"/conversations/{alice.conversation_id}/")).json()
     socket = await alice.connect()
-    await socket.state()
+    await socket.state()  # the socket's own
+    await socket.state()  # the broadcast of alice's arrival, 50 ms later
     count = (await alice.history()).json()["count"]
     response = await alice.join(alice.conversation_id, nickname="someone else")
     assert response.status_code == 200
