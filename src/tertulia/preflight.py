@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Literal
 
 from tertulia.bots.checks import check_bots
 from tertulia.errors import TertuliaError
+from tertulia.realtime.broker import REDIS_SCHEMES
 from tertulia.settings import Settings
 from tertulia.storage.database import display_url, open_database
 
 CONNECT_TIMEOUT = 10.0  # seconds to wait for each service to answer
+RevisionCheck = Literal["migrate", "current"]
 
 
 class Unreachable(TertuliaError):
@@ -78,12 +81,12 @@ async def check_services(settings: Settings, *, broker: bool = True) -> None:
         settings.database_schema,
         schema_revision="migrate" if not broker or settings.auto_migrate else "current",
     )
-    if broker and settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if broker and settings.broker_url.startswith(REDIS_SCHEMES):
         await _check_redis(settings.broker_url)
 
 
 async def check_database(
-    url: str, schema: str | None, *, schema_revision: str | None = None
+    url: str, schema: str | None, *, schema_revision: RevisionCheck | None = None
 ) -> None:
     """Open the database at ``url`` and run ``SELECT 1``, within :data:`CONNECT_TIMEOUT`;
     with ``schema_revision="migrate"``, refuse one a newer version migrated (this one cannot

@@ -51,6 +51,9 @@ Deliver = Callable[[Event], None]
 Missed = Callable[[], None]
 Unsubscribe = Callable[[], None]
 Lapsed = Callable[[str, str], None]
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+"""The URL schemes of a Redis broker (``create_broker``; reached before the start by
+``tertulia.preflight``)."""
 
 
 class Broker(abc.ABC):
@@ -115,10 +118,8 @@ def create_broker(url: str, *, presence_lease: float | None = None) -> Broker:
         from tertulia.realtime.memory import MemoryBroker
 
         return MemoryBroker()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from tertulia.realtime.redis import RedisBroker
+    if url.startswith(REDIS_SCHEMES):
+        from tertulia.realtime.redis import PRESENCE_LEASE, RedisBroker
 
-        if presence_lease is None:
-            return RedisBroker(url)
-        return RedisBroker(url, presence_lease=presence_lease)
+        return RedisBroker(url, presence_lease=presence_lease or PRESENCE_LEASE)
     raise ConfigurationError(f"unknown broker URL {url!r} (memory:// or redis://...)")

@@ -89,8 +89,8 @@ if left == 0 then redis.call('ZREM', KEYS[2], ARGV[2]) end
 return left
 """
 )
-# Renew the leases of sockets still there (XX: one that left meanwhile is not brought
-# back), and of their participants (GT: never shorten another socket's). Returns the
+# Renew the leases of sockets still there (one that left meanwhile is not brought back),
+# and of their participants (GT: never shorten another socket's). Returns the
 # (1-based) numbers of the sockets not found (Redis lost them: flushed, restarted empty).
 _RENEW = (
     _NOW
@@ -99,7 +99,7 @@ local ends = now + tonumber(ARGV[1])
 local missing = {}
 for i = 1, #KEYS, 2 do
   if redis.call('ZSCORE', KEYS[i], ARGV[i + 1]) then
-    redis.call('ZADD', KEYS[i], 'XX', ends, ARGV[i + 1])
+    redis.call('ZADD', KEYS[i], ends, ARGV[i + 1])
     redis.call('EXPIRE', KEYS[i], math.ceil(tonumber(ARGV[1])))
     redis.call('ZADD', KEYS[i + 1], 'GT', ends, ARGV[i + 2])
     redis.call('EXPIRE', KEYS[i + 1], math.ceil(tonumber(ARGV[1])))

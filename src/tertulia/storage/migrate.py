@@ -87,23 +87,30 @@ async def refuse_newer(db: Database) -> None:
     Raises:
         SchemaNotCurrent: naming the database, its revision and this code's.
     """
-    scripts = ScriptDirectory.from_config(alembic_config(db.url))
-    revision = await _revision(db)
-    if revision is not None and revision not in {s.revision for s in scripts.walk_revisions()}:
-        where = db.display_url + (f" (schema {db.schema})" if db.schema else "")
-        raise SchemaNotCurrent(
-            f"the database at {where} is at schema revision {revision}, which this version "
-            f"(at {scripts.get_current_head()}) does not know: a newer version of Tertulia "
-            "migrated it; run that version (or restore a backup taken before it)"
-        )
+    await _check_revision(db, head_only=False)
 
 
 async def require_current(db: Database) -> None:
-    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
-    await refuse_newer(db)
+    """Refuse a database not at this code's schema revision.
+
+    Raises:
+        SchemaNotCurrent: naming the database, its revision and this code's, and what to do.
+    """
+    await _check_revision(db, head_only=True)
+
+
+async def _check_revision(db: Database, *, head_only: bool) -> None:
+    scripts = ScriptDirectory.from_config(alembic_config(db.url))
+    head = scripts.get_current_head()
     revision = await _revision(db)
-    if revision != head:
-        where = db.display_url + (f" (schema {db.schema})" if db.schema else "")
+    where = db.display_url + (f" (schema {db.schema})" if db.schema else "")
+    if revision is not None and revision not in {s.revision for s in scripts.walk_revisions()}:
+        raise SchemaNotCurrent(
+            f"the database at {where} is at schema revision {revision}, which this version "
+            f"(at {head}) does not know: a newer version of Tertulia migrated it; run that "
+            "version (or restore a backup taken before it)"
+        )
+    if head_only and revision != head:
         raise SchemaNotCurrent(
             f"the database at {where} is at schema revision "
             f"{revision or 'none (never migrated)'}, this "
