@@ -236,15 +236,17 @@ class ChatRegistry:
         """The broker found that a participant's presence ended with no socket of theirs
         leaving (the process holding it died): they left, as after the grace period."""
 
-        async def leave() -> None:
-            # (Unless a socket of theirs connected meanwhile, on any process.)
-            if participant_id in await self.broker.present(conversation_id):
-                return
-            chat = await self.get(conversation_id)
-            if chat is not None:
-                await chat._participant_left(participant_id)
+        leave = self.left_unseen(conversation_id, participant_id)
+        self.background(asyncio.create_task(leave, name=f"lapsed-{participant_id}"))
 
-        self.background(asyncio.create_task(leave(), name=f"lapsed-{participant_id}"))
+    async def left_unseen(self, conversation_id: str, participant_id: str) -> None:
+        """Store that a participant left whose last socket nobody saw close (its process
+        died or stopped), unless a socket of theirs is open now, on any process."""
+        if participant_id in await self.broker.present(conversation_id):
+            return
+        chat = await self.get(conversation_id)
+        if chat is not None:
+            await chat._participant_left(participant_id)
 
     def wake(self, owner: str, bot_participant_ids: set[str]) -> None:
         """Wake another process's runner (bots/runner.py ``BotHost.wake``), through the

@@ -160,9 +160,11 @@ class Settings(BaseSettings):
         default=60.0,
         ge=1,
         le=86400,
-        description="seconds (Redis broker) a socket counts as present after its process "
-        "last renewed it (four times per lease): a process that dies without closing its "
-        "sockets has its people shown offline and announced as having left this long after",
+        description="seconds after which a person the transcript says is here, with no "
+        "socket on any process (a restart closed it, or its process died), is announced as "
+        "having left (plus presence_grace; checked every half lease); with Redis, also how "
+        "long a socket counts as present after its process last renewed it (four times per "
+        "lease), so a dead process's people show offline this long after",
     )
     bot_poll_interval: float = Field(
         default=5.0,

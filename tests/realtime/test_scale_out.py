@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from support.blab import Person
 from support.environment import DatabaseTarget
 from support.process import two_servers
+from support.waiting import until
 
 
 @pytest.mark.slow
@@ -92,6 +94,42 @@ async def test_the_people_of_a_killed_process_are_announced_as_having_left(
                 assert events == {"participant-joined": 2, "participant-left": 1}
             finally:
                 await again.close()
+        finally:
+            await alice.close()
+            await bob.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_the_people_of_a_stopped_process_who_do_not_come_back_are_announced_as_left(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """Bob's process stops on purpose (SIGTERM): it closes his socket and stores nothing,
+    as a restart should; no lease lapses either. He does not come back, so the living
+    process's sweep announces him as having left, once."""
+    async with two_servers(database, tmp_path, presence_grace=0, presence_lease=1, rooms=True) as (
+        one,
+        two,
+        _,
+    ):
+        alice = Person(one.base_url, one.ws_url)
+        bob = Person(two.base_url, two.ws_url)
+        try:
+            created = await alice.create(nickname="alice", name="room")
+            conversation_id = created.json()["id"]
+            alice_socket = await alice.connect()
+            assert (await bob.join(conversation_id, nickname="bob")).status_code == 200
+            await bob.connect()
+            await alice_socket.wait_for(lambda f: about(f, "participant-joined", bob), timeout=10)
+
+            await two.stop(signal.SIGTERM)  # (uvicorn re-raises it once stopped: -15)
+            await alice_socket.wait_for(lambda f: about(f, "participant-left", bob), timeout=20)
+            sweeps = one.app.state.absences
+            swept = sweeps.sweeps
+            await until(lambda: sweeps.sweeps >= swept + 2)
+            history = (await alice.history()).json()["results"]
+            events = Counter(m["event"] for m in history if about({"message": m}, "", bob))
+            assert events == {"participant-joined": 1, "participant-left": 1}
         finally:
             await alice.close()
             await bob.close()

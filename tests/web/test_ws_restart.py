@@ -112,3 +112,35 @@ async def test_a_person_back_after_a_restart_is_not_announced_again(
         await returning.state()
         again_joined = ["participant-joined", "participant-left", "participant-joined"]
         await until(partial(_has_presence, alice, again_joined))
+
+
+async def test_a_person_who_never_comes_back_after_a_restart_is_announced_as_having_left(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A restart stores nothing for the sockets it closes (nobody left). Someone who does
+    not come back within ``presence_lease`` (plus the grace) did leave, and is announced
+    so once, as if their last socket had closed (before, the transcript said they were
+    here for ever)."""
+    settings = make_settings(presence_lease=1)
+    async with live_server(settings) as server:
+        alice = people(server)
+        assert (await alice.create(nickname="alice", bots=["ECHO"])).status_code == 201
+        bob = people(server)
+        assert alice.conversation_id is not None
+        assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
+        for person in (alice, bob):
+            await (await person.connect()).state()
+
+    async with live_server(settings) as again:
+        for person in (alice, bob):
+            person.http.base_url = again.base_url + "/api/chat"
+            person.ws_url = again.ws_url
+        # bob comes back at once, alice never does
+        back = await bob.connect()
+        await back.state()
+        await until(partial(_has_presence, alice, ["participant-joined", "participant-left"]))
+        # Several more sweeps: alice is not announced twice, bob (here) not at all.
+        swept = again.app.state.absences.sweeps
+        await until(lambda: again.app.state.absences.sweeps >= swept + 3)
+        assert await _has_presence(alice, ["participant-joined", "participant-left"])
+        assert await _has_presence(bob, ["participant-joined"])

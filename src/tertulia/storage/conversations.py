@@ -66,6 +66,15 @@ _MARK_PRESENT = (
     .where(participants.c.present == bindparam("was"))
     .values(present=bindparam("present"))
 )
+# The people the transcript says are here, by id, to read them all by pages (a partial
+# index holds only them: ix_participants_present).
+_PRESENT_AFTER = (
+    select(participants.c.id, participants.c.conversation_id)
+    .where(participants.c.present)
+    .where(participants.c.id > bindparam("after"))
+    .order_by(participants.c.id)
+    .limit(bindparam("limit"))
+)
 
 
 @cache
@@ -323,3 +332,10 @@ async def mark_present(conn: Connection, participant_id: str, present: bool) -> 
         _MARK_PRESENT, {"participant_id": participant_id, "was": not present, "present": present}
     )
     return bool(result.rowcount)
+
+
+async def present_people(conn: Connection, *, after: str, limit: int) -> list[tuple[str, str]]:
+    """(participant id, conversation id) of the people the transcript says are here (their
+    *participant-joined* stored, no *participant-left* since), ids above ``after``, by id."""
+    rows = await conn.execute(_PRESENT_AFTER, {"after": after, "limit": limit})
+    return [(row.id, row.conversation_id) for row in rows]

@@ -129,6 +129,14 @@ participants = Table(
     # announced twice (chats.py: Chat.connect). Bots are announced at creation, not here.
     Column("present", Boolean, nullable=False, default=False, server_default="0"),
     UniqueConstraint("conversation_id", "ordinal"),
+    # The people said to be here, for the sweep that announces those who never came back
+    # after a restart (chats.py: ChatRegistry.sweep_absent). Partial: only them.
+    Index(
+        "ix_participants_present",
+        "id",
+        sqlite_where=text("present = 1"),
+        postgresql_where=text("present"),
+    ),
 )
 
 messages = Table(

@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tertulia.absences import AbsenceSweep
 from tertulia.bots.checks import check_bot
 from tertulia.chats import Chat, ChatRegistry
 from tertulia.realtime.broker import create_broker
@@ -170,6 +171,10 @@ def create_app(settings: Settings) -> FastAPI:
             Chat.bind(registry)
             resources.push_async_callback(registry.close)
             await registry.start()
+            absences = AbsenceSweep(registry)
+            resources.push_async_callback(absences.close)
+            absences.start()
+            app.state.absences = absences  # (tests wait on its sweeps)
             sessions = Sessions(db, settings)
             resources.push_async_callback(sessions.close)
             registry.forgetting.append(sessions.forget_conversation)
