@@ -29,6 +29,7 @@ from support.environment import (
     require_service,
 )
 from support.proxy import Proxy, ProxyFactory
+from support.redis_socket import redis_on_a_socket
 from support.server import LiveServer, live_server
 from tertulia.settings import DEFAULT_RATE_LIMITS, Settings, load_settings
 
@@ -74,6 +75,14 @@ async def _drop_schema(schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def redis_unix_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The ``unix://`` URL of a private Redis on a Unix socket, for the whole run (started
+    only when a test asks for it)."""
+    with redis_on_a_socket(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture

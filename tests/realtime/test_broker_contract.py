@@ -13,12 +13,14 @@ from tertulia.errors import ConfigurationError
 from tertulia.realtime.broker import Broker, Event, create_broker
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-unix"])
 async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
-    """A started broker of each kind."""
+    """A started broker of each kind (Redis over TCP and over a Unix socket)."""
     if request.param == "redis":
         require_service("Redis", REDIS_URL)
         made = create_broker(REDIS_URL)
+    elif request.param == "redis-unix":
+        made = create_broker(request.getfixturevalue("redis_unix_url"))
     else:
         made = create_broker("memory://")
     await made.start()

@@ -99,6 +99,31 @@ async def test_messages_over_the_limit_get_an_error_frame_and_429(
         assert socket.connection.state.name == "OPEN"
 
 
+@pytest.mark.parametrize("broker", ["redis", "redis-unix"])
+async def test_processes_on_one_redis_share_their_counts(
+    make_settings: SettingsFactory, broker: str, request: pytest.FixtureRequest
+) -> None:
+    """Two processes' limits on one Redis (over TCP or a Unix socket) count the same hits:
+    a client cannot double its allowance by reaching the other process."""
+    if broker == "redis":
+        require_service("Redis", REDIS_URL)
+        url = REDIS_URL
+    else:
+        url = request.getfixturevalue("redis_unix_url")
+    settings = make_settings(broker_url=url, rate_limits={"message": "3/minute"})
+    one, two = RateLimits(settings), RateLimits(settings)
+    await one.start()
+    await two.start()
+    try:
+        key = uuid.uuid4().hex
+        assert [await one.hit("message", key) for _ in range(2)] == [True, True]
+        assert [await two.hit("message", key) for _ in range(2)] == [True, False]
+        assert not await one.hit("message", key)
+    finally:
+        await one.close()
+        await two.close()
+
+
 @pytest.mark.parametrize("broker", ["memory", "redis"])
 async def test_the_wait_is_until_the_oldest_hit_of_the_window_expires(
     make_settings: SettingsFactory, broker: str

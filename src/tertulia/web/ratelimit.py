@@ -31,6 +31,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import ConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tertulia.realtime.broker import REDIS_SCHEMES
 from tertulia.settings import Settings
 from tertulia.web.responses import JSONBody
 
@@ -56,12 +57,15 @@ class RateLimits:
         }
 
     async def start(self) -> None:
-        if self._url.startswith(("redis://", "rediss://")) and self._rules:
+        if self._url.startswith(REDIS_SCHEMES) and self._rules:
             self._pool = ConnectionPool.from_url(
                 self._url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
             )
+            # (The pool connects; the library wants its own name for the scheme all the same:
+            # redis-py's unix:// is its redis+unix://.)
+            scheme, rest = self._url.split("://", 1)
             storage: Storage = RedisStorage(
-                "async+" + self._url,
+                f"async+{'redis+unix' if scheme == 'unix' else scheme}://{rest}",
                 implementation="redispy",
                 key_prefix="tertulia-limits",
                 connection_pool=self._pool,  # type: ignore[arg-type]
