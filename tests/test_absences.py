@@ -1,18 +1,16 @@
 """The sweep that announces people said to be here who are gone (src/tertulia/absences.py).
 
 End to end (a restart, a stopped process) in tests/web/test_ws_restart.py and
-tests/realtime/test_scale_out.py; here its reading by pages and its failures.
+tests/realtime/test_scale_out.py; here its reading by pages, its wait and its failures
+(its schedule: tests/test_periodic.py).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
 from support.rest import PersonFactory
 from support.server import LiveServer
-from support.waiting import until
 from tertulia import absences
 from tertulia.absences import AbsenceSweep
 from tertulia.storage import conversations as conv_repo
@@ -87,32 +85,4 @@ async def test_one_failure_to_store_does_not_keep_the_others_here(
     await sweep.sweep()
     assert await _still_present(server) & set(ids) == set(failed)
     await sweep.sweep()
-    assert not await _still_present(server) & set(ids)
-
-
-async def test_the_sweep_goes_on_after_a_failed_one(
-    server: LiveServer, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The broker cannot be reached for one sweep: it is logged and tried again."""
-    ids = await _marked_present(server, people, 1)
-    registry = server.registry
-    real = registry.broker.present
-    calls = 0
-
-    async def away_once(channel: str) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise ConnectionError("broker away")
-        return await real(channel)
-
-    monkeypatch.setattr(registry.broker, "present", away_once)
-    sweep = AbsenceSweep(registry)
-    sweep.after, sweep.every = 0, 0.01
-    sweep.start()
-    try:
-        await until(lambda: sweep.sweeps >= 1)
-    finally:
-        await sweep.close()
-    assert calls >= 2
     assert not await _still_present(server) & set(ids)

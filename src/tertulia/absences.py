@@ -17,8 +17,6 @@ on purpose, a single process restarted, people that no process serves any more.)
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from tertulia.periodic import Periodic
 from tertulia.storage import conversations as conv_repo
 
 if TYPE_CHECKING:
@@ -47,12 +46,16 @@ class AbsenceSweep:
     def __init__(self, registry: ChatRegistry) -> None:
         self._registry = registry
         settings = registry.settings
-        self.every = settings.presence_lease / 2
         self.after = settings.presence_lease + settings.presence_grace
         # (conversation id, participant id) -> when first seen gone, by time.monotonic()
         self._gone_since: dict[tuple[str, str], float] = {}
-        self._task: asyncio.Task[None] | None = None
         self.sweeps = 0
+        self._periodic = Periodic(
+            "absences",
+            self.sweep,
+            every=settings.presence_lease / 2,
+            failed="sweeping for people gone without leaving failed",
+        )
 
     async def sweep(self) -> list[tuple[str, str]]:
         """Look once; store the 'left' of those gone long enough, and return them as
@@ -103,18 +106,7 @@ class AbsenceSweep:
             after = page[-1][0]
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="absences")
+        self._periodic.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Exception:  # (the database or the broker is away): tried again next time
-                log.exception("sweeping for people gone without leaving failed")
-            await asyncio.sleep(self.every)
+        await self._periodic.close()

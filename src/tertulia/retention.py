@@ -12,8 +12,6 @@ them deleted is skipped by the others.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import timedelta
 
 import structlog
@@ -22,6 +20,7 @@ from tertulia.chats import ChatRegistry
 from tertulia.deleting import Deleted, erase
 from tertulia.domain.times import utcnow
 from tertulia.files import file_store
+from tertulia.periodic import Periodic
 
 log = structlog.get_logger(__name__)
 SWEEP_EVERY = 3600.0  # seconds between two sweeps of one process
@@ -35,7 +34,13 @@ class Retention:
     def __init__(self, registry: ChatRegistry, days: float) -> None:
         self._registry = registry
         self._age = timedelta(days=days)
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "retention",
+            self.sweep,
+            every=SWEEP_EVERY,
+            retry=RETRY_AFTER,
+            failed="retention: sweeping failed",
+        )
 
     async def sweep(self) -> Deleted:
         """Delete every conversation idle for longer than ``retention_days``, now."""
@@ -60,20 +65,7 @@ class Retention:
         return done
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="retention")
+        self._periodic.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-                wait = SWEEP_EVERY
-            except Exception:  # (the database is away, say): tried again soon
-                log.exception("retention: sweeping failed")
-                wait = RETRY_AFTER
-            await asyncio.sleep(wait)
+        await self._periodic.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import pytest
 
 from support.blab import Person
 from support.environment import DatabaseTarget
-from support.process import two_servers
+from support.process import ServerProcess, two_servers
+from support.server import LiveServer
 from support.waiting import until
 
 
@@ -57,46 +60,26 @@ async def test_the_people_of_a_killed_process_are_announced_as_having_left(
     """Bob's socket is on a process that is SIGKILLed: once its lease lapses, the living
     process announces him as having left, once, and shows him offline; his next socket,
     there, is his arrival again."""
-    async with two_servers(database, tmp_path, presence_grace=0, presence_lease=1, rooms=True) as (
-        one,
-        two,
-        _,
-    ):
-        alice = Person(one.base_url, one.ws_url)
-        bob = Person(two.base_url, two.ws_url)
+    async with alice_here_and_bob_there(database, tmp_path) as (one, two, alice, bob):
+        alice_socket = alice.sockets[0]
+        two.kill()
+        left = await alice_socket.wait_for(lambda f: about(f, "participant-left", bob), timeout=20)
+        state = await alice_socket.wait_for(
+            lambda f: "state" in f and bob.participant_id not in f["state"]["online"]
+        )
+        assert alice.participant_id in state["state"]["online"]
+
+        again = Person(one.base_url, one.ws_url)
+        assert bob.session is not None
+        again.http.cookies.set("sessionid", bob.session)
+        again.conversation_id, again.participant_id = alice.conversation_id, bob.participant_id
         try:
-            created = await alice.create(nickname="alice", name="room")
-            conversation_id = created.json()["id"]
-            alice_socket = await alice.connect()
-            assert (await bob.join(conversation_id, nickname="bob")).status_code == 200
-            await bob.connect()
-            await alice_socket.wait_for(lambda f: about(f, "participant-joined", bob), timeout=10)
-
-            two.kill()
-            left = await alice_socket.wait_for(
-                lambda f: about(f, "participant-left", bob), timeout=20
-            )
-            state = await alice_socket.wait_for(
-                lambda f: "state" in f and bob.participant_id not in f["state"]["online"]
-            )
-            assert alice.participant_id in state["state"]["online"]
-
-            again = Person(one.base_url, one.ws_url)
-            assert bob.session is not None
-            again.http.cookies.set("sessionid", bob.session)
-            again.conversation_id, again.participant_id = conversation_id, bob.participant_id
-            try:
-                await again.connect()
-                joined = await alice_socket.wait_for(lambda f: about(f, "participant-joined", bob))
-                assert joined["message"]["id"] > left["message"]["id"]
-                history = (await alice.history()).json()["results"]
-                events = Counter(m["event"] for m in history if about({"message": m}, "", bob))
-                assert events == {"participant-joined": 2, "participant-left": 1}
-            finally:
-                await again.close()
+            await again.connect()
+            joined = await alice_socket.wait_for(lambda f: about(f, "participant-joined", bob))
+            assert joined["message"]["id"] > left["message"]["id"]
+            assert await presence_of(bob, alice) == {"participant-joined": 2, "participant-left": 1}
         finally:
-            await alice.close()
-            await bob.close()
+            await again.close()
 
 
 @pytest.mark.slow
@@ -107,6 +90,21 @@ async def test_the_people_of_a_stopped_process_who_do_not_come_back_are_announce
     """Bob's process stops on purpose (SIGTERM): it closes his socket and stores nothing,
     as a restart should; no lease lapses either. He does not come back, so the living
     process's sweep announces him as having left, once."""
+    async with alice_here_and_bob_there(database, tmp_path) as (one, two, alice, bob):
+        await two.stop(signal.SIGTERM)  # (uvicorn re-raises it once stopped: -15)
+        await alice.sockets[0].wait_for(lambda f: about(f, "participant-left", bob), timeout=20)
+        sweeps = one.app.state.absences
+        swept = sweeps.sweeps
+        await until(lambda: sweeps.sweeps >= swept + 2)
+        assert await presence_of(bob, alice) == {"participant-joined": 1, "participant-left": 1}
+
+
+@asynccontextmanager
+async def alice_here_and_bob_there(
+    database: DatabaseTarget, tmp_path: Path
+) -> AsyncIterator[tuple[LiveServer, ServerProcess, Person, Person]]:
+    """Two servers (a lease of 1 s, no grace); alice's room with her socket on the first,
+    bob's on the second, his arrival seen by her socket (``alice.sockets[0]``)."""
     async with two_servers(database, tmp_path, presence_grace=0, presence_lease=1, rooms=True) as (
         one,
         two,
@@ -116,23 +114,21 @@ async def test_the_people_of_a_stopped_process_who_do_not_come_back_are_announce
         bob = Person(two.base_url, two.ws_url)
         try:
             created = await alice.create(nickname="alice", name="room")
-            conversation_id = created.json()["id"]
             alice_socket = await alice.connect()
-            assert (await bob.join(conversation_id, nickname="bob")).status_code == 200
+            assert (await bob.join(created.json()["id"], nickname="bob")).status_code == 200
             await bob.connect()
             await alice_socket.wait_for(lambda f: about(f, "participant-joined", bob), timeout=10)
-
-            await two.stop(signal.SIGTERM)  # (uvicorn re-raises it once stopped: -15)
-            await alice_socket.wait_for(lambda f: about(f, "participant-left", bob), timeout=20)
-            sweeps = one.app.state.absences
-            swept = sweeps.sweeps
-            await until(lambda: sweeps.sweeps >= swept + 2)
-            history = (await alice.history()).json()["results"]
-            events = Counter(m["event"] for m in history if about({"message": m}, "", bob))
-            assert events == {"participant-joined": 1, "participant-left": 1}
+            yield one, two, alice, bob
         finally:
             await alice.close()
             await bob.close()
+
+
+async def presence_of(person: Person, reader: Person) -> Counter[str]:
+    """How many *participant-joined* and *participant-left* about ``person`` the history
+    read by ``reader`` holds."""
+    history = (await reader.history()).json()["results"]
+    return Counter(m["event"] for m in history if about({"message": m}, "", person))
 
 
 def about(frame: dict[str, Any], event: str, person: Person) -> bool:
