@@ -58,8 +58,9 @@ class AbsenceSweep:
         )
 
     async def sweep(self) -> list[tuple[str, str]]:
-        """Look once; store the 'left' of those gone long enough, and return them as
-        (conversation id, participant id)."""
+        """Look once; store the 'left' of those gone long enough and return them, as
+        (conversation id, participant id). (``left_unseen`` asks the broker again before
+        storing: a page of conversations may take a while, and anyone may be back.)"""
         registry = self._registry
         now = time.monotonic()
         gone_since: dict[tuple[str, str], float] = {}
@@ -74,7 +75,7 @@ class AbsenceSweep:
         self._gone_since = gone_since
         for conversation_id, participant_id in due:
             log.info(
-                "gone without leaving: announced as having left",
+                "no socket for the lease and the grace: leaving, unless back meanwhile",
                 conversation_id=conversation_id,
                 participant_id=participant_id,
             )

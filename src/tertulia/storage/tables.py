@@ -130,7 +130,7 @@ participants = Table(
     Column("present", Boolean, nullable=False, default=False, server_default="0"),
     UniqueConstraint("conversation_id", "ordinal"),
     # The people said to be here, for the sweep that announces those who never came back
-    # after a restart (chats.py: ChatRegistry.sweep_absent). Partial: only them.
+    # after a restart (absences.py: AbsenceSweep). Partial: only them.
     Index(
         "ix_participants_present",
         "id",
