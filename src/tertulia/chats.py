@@ -48,10 +48,17 @@ from tertulia.domain.times import utcnow
 from tertulia.errors import CommandError, Conflict, ConversationGone, NotFound, ValidationFailed
 from tertulia.files import display_name
 from tertulia.metrics import CONVERSATIONS_CREATED, MESSAGES_STORED
-from tertulia.outgoing import Outgoing, conversation_deleted, message_frame, state_frame
+from tertulia.outgoing import (
+    Outgoing,
+    conversation_deleted,
+    message_frame,
+    redirected,
+    state_frame,
+)
 from tertulia.realtime.broker import Broker, Event
 from tertulia.settings import BotSpec, Settings
 from tertulia.storage import conversations as conv_repo
+from tertulia.storage import copies as copy_repo
 from tertulia.storage import messages as msg_repo
 from tertulia.storage import sessions as session_repo
 from tertulia.storage.database import Connection, Database
@@ -70,6 +77,8 @@ def runner_channel(owner: str) -> str:
 MEDIA_URL = "/media/"
 AWAITING_SENT = 1000
 """Messages awaiting approval sent to a manager's socket as it connects, at most."""
+COPIES_SENT = 1000
+"""Redirected copies sent to a bot's socket as it resumes (``?copies_after=``), at most."""
 
 
 STATE_DELAY = 0.05  # seconds a presence change may wait, to be published with the next ones
@@ -1156,9 +1165,7 @@ class Chat:
             quoted = await self._approve(conn, quoted)
             self._route(out, quoted)
         elif command.action == "redirect" and quoted is not None:
-            public = self.public(quoted)
-            for bot in targets:
-                out.send_copy(bot, public, command.overrides, self._services.accepts)
+            await self._send_copies(conn, out, targets, quoted, command.overrides)
 
         # 2. the message itself (numbered as it is stored if people can see it at once)
         message = Message(
@@ -1190,9 +1197,7 @@ class Chat:
 
         # 3. self_redirect: the stored message itself goes to the targets
         if command.self_redirect:
-            public = self.public(message)
-            for bot in targets:
-                out.send_copy(bot, public, command.overrides, self._services.accepts)
+            await self._send_copies(conn, out, targets, message, command.overrides)
         if command.on_behalf_of is not None:
             log.info(
                 "manager posted on behalf of a participant",
@@ -1266,10 +1271,30 @@ class Chat:
             CommandError: a target is not a bot of this conversation.
         """
         bots = await self._targets(ManagerCommand(action="redirect", bots=tuple(targets)))
-        async with self._transaction() as (_conn, out):
-            public = self.public(message)
-            for bot in bots:
-                out.send_copy(bot, public, field_overrides, self._services.accepts)
+        async with self._transaction() as (conn, out):
+            await self._send_copies(conn, out, bots, message, field_overrides)
+
+    async def _send_copies(
+        self,
+        conn: Connection,
+        out: Outgoing,
+        bots: Sequence[Participant],
+        message: Message,
+        overrides: dict[str, Any] | None,
+    ) -> None:
+        """Redirected copies of ``message`` to ``bots``: a bot whose class takes it gets a
+        delivery (durable); for any other (it answers over its own sockets) the copy is
+        recorded, numbered, so that its socket gets it even when it was away as it went
+        out (``?copies_after=``, :meth:`copies_after`)."""
+        payload = redirected(self.public(message), overrides)
+        accepts = self._services.accepts
+        for bot in bots:
+            number = None
+            if not accepts(bot, "message", payload):
+                number = await copy_repo.record(
+                    conn, self.conversation.id, bot.id, payload, now=utcnow()
+                )
+            out.send_copy(bot, payload, accepts, number)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -1326,6 +1351,36 @@ class Chat:
                 sent=AWAITING_SENT,
             )
         return [(0, message_frame({**self.public(m), "approved": False})) for m in found]
+
+    def takes_copies(self, participant: Participant) -> bool:
+        """Whether redirected copies may go to this participant (a bot, but the manager,
+        of a conversation with a manager)."""
+        return self.manager is not None and participant.is_bot and not participant.is_manager
+
+    async def last_copy(self, participant: Participant) -> int:
+        """The number of the newest redirected copy recorded for this bot (0: none)."""
+        async with self._services.db.read() as conn:
+            return await copy_repo.last(conn, participant.id)
+
+    async def copies_after(
+        self, participant: Participant, after: int
+    ) -> tuple[list[tuple[int, str]], int]:
+        """For a bot resuming with ``?copies_after=N``: the frames of the redirected copies
+        recorded for it numbered above N, oldest first (with ``copy_seq``; no ``seq``, so
+        each is paired with 0 as the socket's first frames are with their ``seq``), and
+        the number of the last (N when there are none). At most :data:`COPIES_SENT` (the
+        oldest): the bot gets the rest when it resumes again, after the last of these."""
+        async with self._services.db.read() as conn:
+            found = await copy_repo.after(conn, participant.id, after, limit=COPIES_SENT)
+        if len(found) == COPIES_SENT:
+            log.warning(
+                "more redirected copies were missed than a resuming bot is sent",
+                conversation_id=self.conversation.id,
+                participant_id=participant.id,
+                sent=COPIES_SENT,
+            )
+        frames = [(0, message_frame({**payload, "copy_seq": n})) for n, payload in found]
+        return frames, found[-1][0] if found else after
 
     async def message_with_file(self, key: str) -> Message | None:
         """The message of this conversation that carries the uploaded file ``key``."""

@@ -2,9 +2,10 @@
 (``--idle-before DATE``: every conversation whose last message is older).
 
 Each conversation named goes whole, in one transaction of its own: its messages (hidden
-ones and manager commands too), participants, bot deliveries and bot states, the
-sessions' places in it (a person's session stays, for their other conversations; an
-external bot's session, which serves this conversation only, goes), and the conversation.
+ones and manager commands too), participants, bot deliveries, redirected copies and bot
+states, the sessions' places in it (a person's session stays, for their other
+conversations; an external bot's session, which serves this conversation only, goes), and
+the conversation.
 Its uploaded files (its own directory of the file store) are removed once that transaction
 committed, so a failed deletion never leaves messages pointing at nothing (a crash between
 the two leaves files no message names, as an interrupted upload does). ``tertulia export``

@@ -44,6 +44,14 @@ def conversation_deleted() -> Event:
     return Event(EVERYONE, error_frame("not_found", detail), close=CLOSE_GONE)
 
 
+def redirected(public: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """A redirected copy of a message (PROTOCOL 7.3): its representation with the manager's
+    ``overrides``, and no ``seq`` (it is not in the visible stream)."""
+    payload = {**public, **(overrides or {})}
+    payload.pop("seq", None)
+    return payload
+
+
 def message_frame(payload: dict[str, Any]) -> str:
     return orjson.dumps({"message": payload}).decode()
 
@@ -100,14 +108,16 @@ class Outgoing:
     def send_copy(
         self,
         bot: Participant,
-        public: dict[str, Any],
-        overrides: dict[str, Any] | None,
+        payload: dict[str, Any],
         accepts: Accepts,
+        number: int | None = None,
     ) -> None:
-        """A redirected copy: to the bot's own sockets and to its class, never stored."""
-        payload = {**public, **(overrides or {})}
-        payload.pop("seq", None)
-        self.events.append(Event(frozenset({participant_tag(bot.id)}), message_frame(payload)))
+        """A redirected copy (:func:`redirected`): to the bot's own sockets, with its
+        ``number`` when it was recorded for them (``copy_seq``), and to its class."""
+        sent = payload if number is None else {**payload, "copy_seq": number}
+        self.events.append(
+            Event(frozenset({participant_tag(bot.id)}), message_frame(sent), copy=number)
+        )
         self.deliver(bot, "message", payload, accepts)
 
     def echo_to(self, participant_id: str, public: dict[str, Any]) -> None:

@@ -63,12 +63,14 @@ class Person:
         conversation_id: str | None = None,
         *,
         after: int | str | None = None,
+        copies_after: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> Socket:
         target = conversation_id or self.conversation_id
         url = f"{self.ws_url}/ws/chat/{target}/"
-        if after is not None:
-            url += f"?after={after}"
+        query = {"after": after, "copies_after": copies_after}
+        if given := [f"{k}={v}" for k, v in query.items() if v is not None]:
+            url += "?" + "&".join(given)
         extra = dict(headers or {})
         if self.session:
             extra["Cookie"] = f"sessionid={self.session}"

@@ -4,7 +4,8 @@ The classes are configured like any bot spec (``{"module": "support.managers", "
 ...}``); ``tests`` is on the import path both for pytest and for server subprocesses.
 
 - :class:`SocketManager`: a manager with no internal behaviour; a test drives it over a
-  socket opened with :func:`manager_client` (any bot: :func:`bot_client`).
+  socket opened with :func:`manager_client` (any bot: :func:`bot_client`); :class:`SocketBot`
+  the same for a bot.
 - :class:`RecordingBot`: records every delivery (messages and statuses) per participant.
 - :class:`FlakyBot`: answers, then fails a set number of times per message.
 - :class:`HangOnceBot`: hangs past its time limit once, then answers.
@@ -50,6 +51,11 @@ class SocketManager:
     @staticmethod
     def accepts_delivery(kind: str, payload: dict[str, Any], bot_participant_id: str) -> bool:
         return False
+
+
+class SocketBot(SocketManager):
+    """A bot (not a manager) with no internal behaviour: a test drives it over its socket
+    (:func:`bot_client`), as an external bot would be."""
 
 
 class MisguidedManager(Bot):
@@ -318,6 +324,7 @@ async def stored_count(server: LiveServer, conversation_id: str) -> int:
 
 _OURS = {
     "SocketManager",
+    "SocketBot",
     "RecordingBot",
     "FlakyBot",
     "HangOnceBot",

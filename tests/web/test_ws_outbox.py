@@ -211,3 +211,23 @@ async def test_frames_missed_before_the_sender_started_still_stop_it() -> None:
     await asyncio.gather(sender, return_exceptions=True)
     assert sender.cancelled()
     assert box.missed_events
+
+
+async def test_copies_the_first_frames_carry_are_not_sent_again_live() -> None:
+    """A redirected copy committed while a bot's socket read its missed ones is in both:
+    the live one is dropped; later ones, and messages, go out."""
+    peer = Peer()
+    box = outbox(peer)
+    box.hold()
+    mine = frozenset({"p:me"})
+    box.deliver(Event(mine, "copy 7", copy=7))  # held: committed as the socket subscribed
+    box.deliver(Event(mine, "copy 8", copy=8))
+    box.copies_upto = 7  # the missed copies read after subscribing: up to 7
+    box.put_first([(0, "copy 6"), (0, "copy 7")])
+    box.deliver(Event(mine, "copy 7", copy=7))  # (a later repeat is dropped too)
+    box.deliver(Event(EVERYONE, "message 3", seq=3))
+    await until(lambda: len(peer.sent) == 4)
+    await drained(box)
+    assert peer.sent == ["copy 6", "copy 7", "copy 8", "message 3"]
+    assert box.sender is not None
+    box.sender.cancel()

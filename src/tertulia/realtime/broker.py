@@ -38,6 +38,7 @@ class Event:
             once (the conversation was deleted, say). ``frame`` is then what a process
             that predates the field sends instead (during a rolling upgrade with Redis),
             so it is a frame clients understand.
+        copy: the number of a redirected copy the frame carries (for resume, as ``seq``).
     """
 
     audience: frozenset[str]
@@ -45,6 +46,7 @@ class Event:
     seq: int | None = None
     supersedes: bool = False
     close: int | None = None
+    copy: int | None = None
 
 
 Deliver = Callable[[Event], None]

@@ -136,8 +136,8 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 
 
 def _events(data: bytes) -> list[Event]:
-    # [audience, frame, seq, supersedes, close]: the last two may be missing (older
-    # processes), and fields after them are ignored (newer ones).
+    # [audience, frame, seq, supersedes, close, copy]: the last three may be missing
+    # (older processes), and fields after them are ignored (newer ones).
     return [
         Event(
             frozenset(audience),
@@ -145,6 +145,7 @@ def _events(data: bytes) -> list[Event]:
             seq,
             bool(rest and rest[0]),
             rest[1] if len(rest) > 1 and isinstance(rest[1], int) else None,
+            rest[2] if len(rest) > 2 and isinstance(rest[2], int) else None,
         )
         for audience, frame, seq, *rest in orjson.loads(data)
     ]
@@ -274,7 +275,7 @@ class RedisBroker(Broker):
 
     async def publish(self, channel: str, events: list[Event]) -> None:
         payload = orjson.dumps(
-            [[sorted(e.audience), e.frame, e.seq, e.supersedes, e.close] for e in events]
+            [[sorted(e.audience), e.frame, e.seq, e.supersedes, e.close, e.copy] for e in events]
         )
         try:
             await self._client().publish(self._channel(channel), payload)

@@ -25,6 +25,7 @@ from tertulia.storage.database import Connection
 from tertulia.storage.tables import (
     bot_states,
     conversations,
+    copies,
     deliveries,
     messages,
     participants,
@@ -226,6 +227,7 @@ _DELETES = [
             ),
         ),
         (deliveries, deliveries.c.conversation_id == _THIS_ONE),
+        (copies, copies.c.conversation_id == _THIS_ONE),
         (session_participations, session_participations.c.conversation_id == _THIS_ONE),
         (messages, messages.c.conversation_id == _THIS_ONE),
         (sessions, sessions.c.bot_conversation_id == _THIS_ONE),  # its bots' sessions
@@ -264,8 +266,8 @@ async def still_idle(conn: Connection, conversation_id: str, before: datetime) -
 
 async def delete_conversation(conn: Connection, conversation_id: str) -> int:
     """Delete a conversation (locked: :func:`lock_conversation`) and every row of it:
-    messages, participants, deliveries, bot states, the sessions' places in it and its bots'
-    sessions (people's sessions stay). Returns how many messages went."""
+    messages, participants, deliveries, redirected copies, bot states, the sessions' places
+    in it and its bots' sessions (people's sessions stay). Returns how many messages went."""
     gone = 0
     for table, statement in _DELETES:
         result = await conn.execute(statement, {"id": conversation_id})

@@ -247,6 +247,24 @@ deliveries = Table(
     ),
 )
 
+copies = Table(
+    "copies",
+    metadata,
+    # Its number: a bot resumes after the last it received (``?copies_after=``). A
+    # conversation's copies are numbered in the order they commit (its row is locked while
+    # one is recorded, on PostgreSQL; SQLite has one writer).
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(36), ForeignKey("conversations.id"), nullable=False),
+    Column("bot_participant_id", String(36), ForeignKey("participants.id"), nullable=False),
+    # the copy as the bot's sockets get it: the message with the manager's overrides
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_copies_bot", "bot_participant_id", "pk"),
+)
+"""Redirected copies (PROTOCOL 7.3) for bots that take them over their own sockets: what
+a manager redirected to a bot while its socket was away is sent when it comes back. Never
+messages: no ``seq``, not in the history, seen by their bot only."""
+
 bot_states = Table(
     "bot_states",
     metadata,

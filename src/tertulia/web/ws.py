@@ -12,6 +12,9 @@ handshake is accepted (refusals are HTTP 403). Then:
   Without it, a second socket of someone present gets the latest visible message first,
   the same way. A state frame read after those (the replay's first batch) comes before
   them, and one queued while the replay goes on comes before its next batch.
+- A bot under a manager also gets the redirected copies recorded for it that it missed
+  (``?copies_after=N``, N the ``copy_seq`` of the last it got, or the ``copy_seq`` of its
+  socket's own state frame), first, with the same no-gap, no-duplicate rule.
 - A replay streams: its next batch (``REPLAY_BATCH`` messages) is read once the last is
   written, so a resuming socket holds one batch, not the conversation; live frames held
   meanwhile count against the queue's size like queued ones (past it: 1013, as above).
@@ -147,6 +150,7 @@ class Outbox:
         self._log = log
         self._held: list[Event] | None = None
         self._replayed_upto = 0
+        self.copies_upto = 0  # the last redirected copy the first frames carry, or the bot had
 
     def start(self, name: str) -> asyncio.Task[None]:
         """Start the sender task (stopped at once if the socket was dropped or told it
@@ -176,6 +180,8 @@ class Outbox:
             self.put_state(event.frame)
         elif event.seq is not None and event.seq <= self._replayed_upto:
             return  # the first frames carried it
+        elif event.copy is not None and event.copy <= self.copies_upto:
+            return  # a redirected copy the first frames carried, or the bot had
         elif self._held is None:
             self.put(event.frame)
         elif len(self._held) < self._size:
@@ -322,8 +328,8 @@ async def _authenticate(
     return chat, participant
 
 
-def _after(websocket: WebSocket) -> int | None:
-    raw = websocket.query_params.get("after")
+def _after(websocket: WebSocket, name: str = "after") -> int | None:
+    raw = websocket.query_params.get(name)
     return whole_number(raw) if raw is not None else None
 
 
@@ -336,9 +342,16 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     chat, participant = found
     bound = log.bind(conversation_id=chat.conversation.id, participant_id=participant.id)
     after = _after(websocket)
+    copies_after: int | None = None
+    if chat.takes_copies(participant):
+        # Without ?copies_after=, the copies from now on: the newest so far, read before
+        # subscribing (one committed in between is then sent as missed, not lost).
+        copies_after = _after(websocket, "copies_after")
+        if copies_after is None:
+            copies_after = await chat.last_copy(participant)
     await websocket.accept()
     with WEBSOCKETS_OPEN.track_inprogress():
-        await _serve(websocket, chat, participant, after, bound)
+        await _serve(websocket, chat, participant, after, copies_after, bound)
 
 
 async def _serve(
@@ -346,9 +359,12 @@ async def _serve(
     chat: Chat,
     participant: Participant,
     after: int | None,
+    copies_after: int | None,
     bound: Any,
 ) -> None:
-    """The accepted socket's life: subscribe, connect, first frames, receive, clean up."""
+    """The accepted socket's life: subscribe, connect, first frames, receive, clean up.
+    ``copies_after``: for a bot that takes redirected copies, the number of the last it
+    has (its missed ones come first)."""
     svc = services(websocket)
     socket_id = new_id()
     outbox = Outbox(websocket, socket_tags(participant), svc.settings.ws_send_queue, log=bound)
@@ -382,6 +398,11 @@ async def _serve(
             # What still waits for its approval, stored since, comes first (frames without
             # seq: the replay's numbering, which follows, is unaffected).
             first = await chat.awaiting_approval(participant, after) + first
+        if copies_after is not None:
+            # The redirected copies recorded for the bot since the last it has (frames
+            # without seq, like those above), before the replay.
+            missed, outbox.copies_upto = await chat.copies_after(participant, copies_after)
+            first = missed + first
         working = svc.registry.working.shown(chat.conversation.id) if participant.is_human else []
         # The new socket's own state frame, always, before anything else: the one for
         # everyone that its arrival brings waits (Chat._flush), and live messages do not,
@@ -392,6 +413,9 @@ async def _serve(
         state = await chat.state()
         if participant.is_human:
             state["working"] = working
+        if copies_after is not None:
+            # Where its copies stand: a client without a number yet resumes after this one.
+            state["copy_seq"] = copies_after
         outbox.put_state(state_frame(state), own=True)
         outbox.put_first(first, following, partial(chat.replay, participant, batch=REPLAY_BATCH))
         await _receive(websocket, chat, participant, outbox, sender, bound)
