@@ -56,6 +56,7 @@ from tertulia.outgoing import (
     state_frame,
 )
 from tertulia.realtime.broker import Broker, Event
+from tertulia.recall import Recall
 from tertulia.settings import BotSpec, Settings
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage import copies as copy_repo
@@ -382,6 +383,12 @@ class ChatRegistry:
         while len(self._chats) > self._cache_size:
             self._chats.popitem(last=False)
 
+    def triggered(self, bot: Participant) -> bool:
+        """Whether ``bot``'s class starts it with a trigger, after which it talks over its
+        own sockets (its class's ``triggered``: an external WebSocket bot)."""
+        entry = self.bots.get(bot.bot_name or "")
+        return entry is not None and bool(getattr(entry[1], "triggered", False))
+
     def accepts(self, bot: Participant, kind: str, payload: dict[str, Any]) -> bool:
         """Whether ``bot``'s class wants a delivery (classes may define ``accepts_delivery``)."""
         entry = self.bots.get(bot.bot_name or "")
@@ -423,8 +430,14 @@ class ChatRegistry:
                 )
                 return [dict(m) for m in messages]  # the cached page stays untouched
 
+            async def connected() -> bool:
+                return bot_participant_id in await self.broker.present(conversation_id)
+
             services = BotServices(
-                http=self.http, new_session=new_session, recent_messages=recent_messages
+                http=self.http,
+                new_session=new_session,
+                recent_messages=recent_messages,
+                connected=connected,
             )
         return BotContext(
             bot_name=bot.bot_name, participants=chat.public_participants(), services=services
@@ -597,6 +610,7 @@ class Chat:
         self._known: OrderedDict[str, None] = OrderedDict()
         self._state_pending = False
         self._state_timer: asyncio.TimerHandle | None = None
+        self._recall = Recall(self._services.settings.bot_recall)
 
     # -- services ----------------------------------------------------------------------
 
@@ -629,6 +643,7 @@ class Chat:
         self._bots = [p for p in self._participants if p.is_bot]
         self._manager = next((p for p in self._participants if p.is_manager), None)
         self._public: list[dict[str, str]] | None = None
+        self._triggered_bots: list[Participant] | None = None
 
     @property
     def manager(self) -> Participant | None:
@@ -959,10 +974,12 @@ class Chat:
         """A socket of ``participant`` opened (after authentication).
 
         Returns:
-            True when this made the participant present and a *participant-joined* was
-            published (humans only: bots' was stored at creation). A person the transcript
-            still says is here (their socket closed with a restart of the server, which
-            stores nothing) is not announced again.
+            True when this made a person present and their *participant-joined* was
+            published. A person the transcript still says is here (their socket closed
+            with a restart of the server, which stores nothing) is not announced again. A
+            bot's was stored at creation; it is announced again only when it comes back
+            after a *participant-left* stored by this process (called back:
+            :mod:`tertulia.recall`).
         """
         services = self._services
         first = await services.broker.join(self.conversation.id, participant.id, socket_id)
@@ -972,13 +989,18 @@ class Chat:
         announced = False
         try:
             async with self._transaction() as (conn, out):
-                if participant.is_human and await conv_repo.mark_present(
-                    conn, participant.id, True
+                if (
+                    await conv_repo.mark_present(conn, participant.id, True)
+                    if participant.is_human
+                    else participant.id in self._recall.away
                 ):
+                    # (a bot back after its 'left', which this process stored: say so; its
+                    # class, given this, sees it is here and triggers nothing)
+                    self._recall.away.discard(participant.id)
                     await self._store(
                         conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant.id)
                     )
-                    announced = True
+                    announced = participant.is_human
                 out.publish_state(self.participants, services.accepts)
         except BaseException:
             # Not joined after all: the socket is not counted present (it would stay so,
@@ -1032,6 +1054,8 @@ class Chat:
                 out.publish_state(self.participants, services.accepts)
                 return
             await self._store(conn, out, self._system(SystemEvent.PARTICIPANT_LEFT, participant_id))
+            if participant.is_bot:
+                self._recall.away.add(participant_id)
             if participant.is_required:
                 await self._store(
                     conn, out, self._system(SystemEvent.CONVERSATION_ENDED, participant_id)
@@ -1099,7 +1123,51 @@ class Chat:
         except _Duplicate as duplicate:
             # The transaction rolled back whatever it had done; the first message stands.
             return await self._repeat(participant, duplicate.sender_id, duplicate.local_id)
+        if participant.is_human and self._recall.enabled and self._bots_triggered():
+            await self._call_back(result.message)
         return result
+
+    def _bots_triggered(self) -> list[Participant]:
+        """The bots that come when triggered (:meth:`ChatRegistry.triggered`), listed once
+        per list of participants."""
+        if self._triggered_bots is None:
+            triggered = self._services.triggered
+            self._triggered_bots = [bot for bot in self._bots if triggered(bot)]
+        return self._triggered_bots
+
+    def _joined(self, bot: Participant, metadata: dict[str, Any]) -> dict[str, Any]:
+        """A bot's *participant-joined* as its class is given it (see :mod:`tertulia.recall`)."""
+        joined = self._system(SystemEvent.PARTICIPANT_JOINED, bot.id)
+        return self.public(replace(joined, additional_metadata=metadata))
+
+    async def _call_back(self, woken_by: Message) -> None:
+        """A person wrote: trigger again the external bots that have no socket, when due
+        (:mod:`tertulia.recall`), telling each to resume before ``woken_by``. The message
+        is stored already: a failure here is logged, not the sender's."""
+        try:
+            present = await self._services.broker.present(self.conversation.id)
+            due = self._recall.due([b for b in self._bots_triggered() if b.id not in present])
+            if not due:
+                return
+            after = max((woken_by.seq or 1) - 1, 0)
+            async with self._transaction() as (conn, out):
+                for bot in due:
+                    metadata: dict[str, Any] = {"participant_id": bot.id, "after": after}
+                    if self.takes_copies(bot):
+                        metadata["copies_after"] = await copy_repo.last(
+                            conn, bot.id, before=woken_by.time
+                        )
+                    out.deliver(bot, "message", self._joined(bot, metadata), self._services.accepts)
+                    log.info(
+                        "external bot has no socket: triggering it again",
+                        conversation_id=self.conversation.id,
+                        participant_id=bot.id,
+                        after=after,
+                    )
+        except ConversationGone:
+            return
+        except Exception:
+            log.exception("calling back absent bots failed", conversation_id=self.conversation.id)
 
     async def _repeat(self, participant: Participant, sender_id: str, local_id: str) -> SaveResult:
         """A repeated ``local_id``: re-send the stored message to the sender's own sockets."""

@@ -156,6 +156,15 @@ class Settings(BaseSettings):
     presence_grace: float = Field(
         default=2.0, ge=0, description="seconds a participant may be away before 'left'"
     )
+    bot_recall: float = Field(
+        default=15.0,
+        ge=0,
+        le=86400,
+        description="an external (WebSocket) bot with no socket open, when a person writes, "
+        "is triggered again (its program restarted, its socket dropped for good, or its "
+        "trigger failed), at most once per this many seconds per bot and server process; "
+        "0: never",
+    )
     presence_lease: float = Field(
         default=60.0,
         ge=1,

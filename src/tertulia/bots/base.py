@@ -41,11 +41,14 @@ class BotServices:
             returns its key (the ``sessionid`` cookie value an external bot connects with).
         recent_messages: ``await recent_messages(n)`` is the conversation's newest ``n``
             messages people can see, oldest first, as wire representations (PROTOCOL 5.1).
+        connected: ``await connected()``: whether this bot has a socket open now (on any
+            server process).
     """
 
     http: Any
     new_session: SessionFactory
     recent_messages: RecentMessages | None = None
+    connected: Callable[[], Awaitable[bool]] | None = None
 
 
 @dataclass(slots=True)

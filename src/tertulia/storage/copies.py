@@ -29,6 +29,7 @@ _AFTER = (
     .limit(bindparam("limit"))
 )
 _LAST = select(func.max(copies.c.pk)).where(_FOR_BOT)
+_LAST_BEFORE = _LAST.where(copies.c.created_at < bindparam("before"))
 
 
 async def record(
@@ -67,7 +68,10 @@ async def after(
     return [(row.pk, dict(row.payload)) for row in rows]
 
 
-async def last(conn: Connection, bot_participant_id: str) -> int:
-    """The number of the bot's newest copy (0 when it has none)."""
-    found = (await conn.execute(_LAST, {"bot_participant_id": bot_participant_id})).scalar()
+async def last(conn: Connection, bot_participant_id: str, *, before: datetime | None = None) -> int:
+    """The number of the bot's newest copy (recorded before ``before``); 0 for none."""
+    params: dict[str, Any] = {"bot_participant_id": bot_participant_id}
+    if before is not None:
+        params["before"] = before
+    found = (await conn.execute(_LAST if before is None else _LAST_BEFORE, params)).scalar()
     return int(found or 0)

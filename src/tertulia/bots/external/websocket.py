@@ -6,6 +6,11 @@ conversation and POSTs ``{"conversation_id", "bot_participant_id", "session"}`` 
 the configured URL; the bot then opens ``/ws/chat/<id>/`` with ``Cookie: sessionid=<session>``
 and talks like any socket client.
 
+A person writing while the bot has no socket triggers it again (:mod:`tertulia.recall`),
+with two more keys (an extension; BLAB's library reads only its three): ``after``, the
+``seq`` to resume after (``?after=``), and, under a manager, ``copies_after``. A bot that
+is connected when its trigger would go is not triggered.
+
 The POST runs in the bot runner, never in the request that created the conversation: a bot
 that is down only costs retries with backoff (the spec's ``retries``, ``timeout``) and a log
 line. The trigger URL is used as configured (BLAB's bot library listens on ``/``); only
@@ -25,6 +30,7 @@ from tertulia.bots.arguments import bind_arguments
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.errors import ConfigurationError
+from tertulia.recall import resume_point
 
 log = structlog.get_logger(__name__)
 TRIGGER_TIMEOUT = 5.0
@@ -50,6 +56,7 @@ class WebSocketExternalBot(Bot):
     """
 
     working_indicator = False  # its only delivery is the trigger: no work people wait for
+    triggered = True  # started by the trigger, then over its own sockets (tertulia.recall)
 
     def __init__(
         self, conversation_info: ConversationInfo, url: str, *args: Any, **kwargs: Any
@@ -89,12 +96,26 @@ class WebSocketExternalBot(Bot):
             return
         if info.services is None:
             raise TriggerFailed("no server services available to trigger the bot")
+        connected = info.services.connected
+        if connected is not None and await connected():
+            # (back already, or never gone: a recall that crossed its return)
+            log.info(
+                "external bot connected: not triggered",
+                conversation_id=info.conversation_id,
+                participant_id=info.bot_participant_id,
+            )
+            return
         session = await info.services.new_session()
-        body = {
+        body: dict[str, Any] = {
             "conversation_id": info.conversation_id,
             "bot_participant_id": info.bot_participant_id,
             "session": session,
         }
+        # Called back (tertulia.recall): where to resume, so it answers what called it.
+        for key in ("after", "copies_after"):
+            point = resume_point(message.additional_metadata or {}, key)
+            if point is not None:
+                body[key] = point
         try:
             # Streamed and never read: the answer's body means nothing (and may be huge).
             async with info.services.http.stream(

@@ -1,0 +1,66 @@
+"""Calling back an external bot that has gone (PROTOCOL 6.3: re-triggering).
+
+An external (WebSocket) bot comes when its trigger is POSTed, at the conversation's
+creation. Its program may restart, or its socket drop for good, or the trigger fail while
+its program was down; BLAB then left it out of the conversation for good (9.2 #22). Here, a
+person writing while such a bot has no socket on any process triggers it again, at most
+once per ``bot_recall`` seconds per bot in one process (a bot that is down costs a trigger
+and its retries that often, not one per message).
+
+The trigger tells the bot where to resume, so that it answers the message that called it
+back: ``after``, the ``seq`` before that message, and for a bot under a manager
+``copies_after``, its last redirected copy recorded before it. They ride the delivery as the
+*participant-joined* of the bot that its class takes for the cue to trigger (internal, never
+on the wire), in its ``additional_metadata``.
+
+This module holds the rules without I/O; :class:`tertulia.chats.Chat` applies them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from tertulia.domain.model import Participant
+
+
+class Recall:
+    """Which absent bots of one conversation a person's message calls back now.
+
+    Args:
+        every: ``bot_recall``: seconds between two triggers of one bot (0: never).
+        clock: seconds, monotonic (for tests).
+    """
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._started = self._clock()
+        self._triggered: dict[str, float] = {}
+        self.away: set[str] = set()
+        """Bots whose *participant-left* this process stored: their return is announced."""
+
+    @property
+    def enabled(self) -> bool:
+        return self._every > 0
+
+    def due(self, absent: Sequence[Participant]) -> list[Participant]:
+        """Of the bots with no socket, those to trigger now; they count as triggered.
+
+        A bot's first trigger here waits ``every`` seconds from this process's first look
+        at the conversation too: the trigger at its creation, or another process's, may be
+        on its way.
+        """
+        now = self._clock()
+        due = []
+        for bot in absent:
+            if now - self._triggered.get(bot.id, self._started) >= self._every:
+                self._triggered[bot.id] = now
+                due.append(bot)
+        return due
+
+
+def resume_point(metadata: dict[str, object], key: str) -> int | None:
+    """``after`` or ``copies_after`` of a recall's metadata (None: not a recall)."""
+    value = metadata.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

@@ -1,0 +1,204 @@
+"""An external bot gone for good is triggered again when a person writes (PROTOCOL 6.3,
+9.2 #22), and told where to resume so that it answers the message that called it back.
+
+The bot here is a plain client of the protocol: the test reads each trigger's body and
+connects with its session, as a bot program would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from external.fakes import (
+    TIMEOUT,
+    PersonFactory,
+    Recorded,
+    Recorder,
+    SettingsFactory,
+    bot_id,
+    external_bot,
+    serve,
+)
+from support.blab import Person, Socket
+from support.managers import manager_client, message_deliveries
+from support.server import LiveServer, live_server
+
+ECHO = {"module": "tertulia.bots.builtin", "class": "UpperCaseEchoBot"}
+
+
+def as_bot(server: LiveServer, people: PersonFactory, trigger: Recorded) -> Person:
+    """A client with the session a trigger handed the bot."""
+    body = trigger.json()
+    bot = people(server)
+    bot.http.cookies.set("sessionid", body["session"], domain="127.0.0.1")
+    bot.conversation_id = body["conversation_id"]
+    bot.participant_id = body["bot_participant_id"]
+    return bot
+
+
+async def settled(server: LiveServer, socket: Socket) -> None:
+    """The frames a socket sent so far are handled (each in turn), and the deliveries they
+    caused have run."""
+    await socket.sync()
+    await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+
+
+async def test_a_required_bot_that_left_is_called_back_and_answers_what_called_it(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The required bot's socket closes: left, conversation ended. alice writes: the bot is
+    triggered again, with a new session and ``after`` the message before hers; it resumes
+    there (her message first), is announced as back, and her next message, while it is
+    here, triggers nothing."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url, required=True)}, bot_recall=0.001)
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            ext = bot_id(created.json(), "Ext")
+            (first,) = await recorder.wait_for(1)
+            assert "after" not in first.json(), "the first trigger is BLAB's, unchanged"
+            room = await alice.connect(after=0)
+            bot = await as_bot(server, people, first).connect()
+            await bot.state()
+            await bot.close()
+            await room.message(
+                event="participant-left", additional_metadata={"participant_id": ext}
+            )
+            await room.message(event="conversation-ended")
+
+            asked = await room.message(local_id=await room.say("anyone there?"))
+            (_, second) = await recorder.wait_for(2)
+            body = second.json()
+            assert body["after"] == asked["seq"] - 1
+            assert "copies_after" not in body, "no manager: no copies"
+            assert body["session"] != first.json()["session"]
+
+            back = await as_bot(server, people, second).connect(after=body["after"])
+            assert (await back.message(id=asked["id"]))["text"] == "anyone there?"
+            joined = await room.message(event="participant-joined")
+            assert joined["additional_metadata"] == {"participant_id": ext}
+
+            await room.say("and now?")
+            await settled(server, room)
+            assert len(recorder.requests) == 2, "here: not triggered"
+
+
+async def test_a_bot_is_called_back_at_most_once_per_recall_period(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A bot that does not come (its program is down) costs one trigger per period, not
+    one per message."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=3600)
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            for text in ("one", "two", "three"):
+                await room.say(text)
+            await settled(server, room)
+            assert len(recorder.requests) == 1, "within the period of the first trigger"
+
+
+async def test_recall_off_triggers_nothing(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=0)
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            await room.say("hello?")
+            await settled(server, room)
+            assert len(recorder.requests) == 1
+
+
+async def test_under_a_manager_the_recall_says_where_the_copies_stand(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A bot under a manager is called back with ``copies_after``, its last copy before the
+    message that called it: the manager's redirect of that message, recorded while the
+    bot is on its way, reaches it as it resumes."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        bots = {
+            "Ext": external_bot(url),
+            "Manager": {"module": "support.managers", "class": "SocketManager"},
+        }
+        settings = make_settings(bots=bots, manager="Manager", bot_recall=0.001)
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            assert created.status_code == 201, created.text
+            manager_person = await manager_client(server, people(server), created.json()["id"])
+            manager = await manager_person.connect()
+            (first,) = await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            bot = await as_bot(server, people, first).connect()
+            await bot.state()
+
+            one = await room.message(local_id=await room.say("one"))
+            await redirect(manager, one["id"])
+            copy = await bot.message(id=one["id"])
+            await bot.close()
+            await room.message(event="participant-left")
+
+            two = await room.message(local_id=await room.say("two"))
+            (_, second) = await recorder.wait_for(2)
+            body = second.json()
+            assert body["copies_after"] == copy["copy_seq"]
+            assert body["after"] == two["seq"] - 1
+            await redirect(manager, two["id"])
+            await manager.message(quoted_message_id=two["id"], text="")
+
+            back = await as_bot(server, people, second).connect(
+                after=body["after"], copies_after=body["copies_after"]
+            )
+            assert (await back.message(id=two["id"]))["text"] == "two"
+
+
+async def redirect(manager: Socket, message_id: str) -> None:
+    command: dict[str, Any] = {"action": "redirect", "bots": ["Ext"]}
+    await manager.send(
+        {
+            "type": "T",
+            "text": "",
+            "quoted_message_id": message_id,
+            "command": orjson.dumps(command).decode(),
+        }
+    )
+
+
+async def test_internal_bots_are_never_called_back(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """ECHO has no socket, ever: it is no external bot, and gets no trigger's cue."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        bots = {"Ext": external_bot(url), "ECHO": ECHO}
+        settings = make_settings(bots=bots, bot_recall=0.001)
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext", "ECHO"])
+            echo = bot_id(created.json(), "ECHO")
+            await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            await room.say("hello")
+            await settled(server, room)
+            assert len(recorder.requests) >= 2, "Ext, which never came, is called back"
+            cues = [
+                d
+                for d in await message_deliveries(server, echo)
+                if "after" in (d.get("additional_metadata") or {})
+            ]
+            assert cues == []
