@@ -31,18 +31,17 @@ def bot(participant_id: str) -> Participant:
     )
 
 
-def test_a_bot_is_due_once_per_period_counted_from_the_first_look() -> None:
+def test_a_bot_is_due_once_per_period() -> None:
     clock = Clock()
     recall = Recall(10.0, clock)
-    a, b = bot("a"), bot("b")
-    assert recall.due([a, b]) == [], "the creation's trigger may be on its way"
-    clock.now += 10
-    assert recall.due([a]) == [a]
+    a, b, c = bot("a"), bot("b"), bot("c")
+    recall.triggered([c])  # (at the conversation's creation)
+    assert recall.due([a, c]) == [a], "never triggered here: at once; c may be on its way"
     assert recall.due([a, b]) == [b], "a was just triggered"
     clock.now += 9.9
-    assert recall.due([a, b]) == []
+    assert recall.due([a, b, c]) == []
     clock.now += 0.1
-    assert recall.due([a, b]) == [a, b]
+    assert recall.due([a, b, c]) == [a, b, c]
 
 
 def test_zero_turns_it_off() -> None:

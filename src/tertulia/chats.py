@@ -901,6 +901,7 @@ class Chat:
             if session_key is not None:
                 await session_repo.add_participation(conn, session_key, conversation.id, human_id)
         registry._remember(chat)
+        chat._recall.triggered(chat._bots_triggered())  # (their first triggers are on the way)
         CONVERSATIONS_CREATED.inc()
         log.info(
             "conversation created",

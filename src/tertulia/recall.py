@@ -35,7 +35,6 @@ class Recall:
     def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._every = every
         self._clock = clock
-        self._started = self._clock()
         self._triggered: dict[str, float] = {}
         self.away: set[str] = set()
         """Bots whose *participant-left* this process stored: their return is announced."""
@@ -44,17 +43,24 @@ class Recall:
     def enabled(self) -> bool:
         return self._every > 0
 
+    def triggered(self, bots: Sequence[Participant]) -> None:
+        """These bots were just triggered (at the conversation's creation): none is called
+        back before ``every`` seconds, while it may still be on its way."""
+        now = self._clock()
+        for bot in bots:
+            self._triggered[bot.id] = now
+
     def due(self, absent: Sequence[Participant]) -> list[Participant]:
         """Of the bots with no socket, those to trigger now; they count as triggered.
 
-        A bot's first trigger here waits ``every`` seconds from this process's first look
-        at the conversation too: the trigger at its creation, or another process's, may be
-        on its way.
+        A bot this process has not triggered is due at once (a conversation loaded after a
+        restart: BLAB's bots do not reconnect by themselves).
         """
         now = self._clock()
         due = []
         for bot in absent:
-            if now - self._triggered.get(bot.id, self._started) >= self._every:
+            last = self._triggered.get(bot.id)
+            if last is None or now - last >= self._every:
                 self._triggered[bot.id] = now
                 due.append(bot)
         return due

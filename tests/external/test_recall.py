@@ -202,3 +202,28 @@ async def test_internal_bots_are_never_called_back(
                 if "after" in (d.get("additional_metadata") or {})
             ]
             assert cues == []
+
+
+async def test_after_a_restart_a_bot_that_does_not_reconnect_is_called_back_at_once(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """BLAB's library does not reconnect after the server's restart closed its socket: the
+    first message after the restart calls it back, however long ``bot_recall``."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=3600)
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            (first,) = await recorder.wait_for(1)
+            bot = await as_bot(server, people, first).connect()
+            await bot.state()
+            session = alice.session
+        async with live_server(settings) as server:
+            again = people(server)
+            again.http.cookies.set("sessionid", session or "", domain="127.0.0.1")
+            again.conversation_id = alice.conversation_id
+            room = await again.connect()
+            asked = await room.message(local_id=await room.say("still there?"))
+            (_, second) = await recorder.wait_for(2)
+            assert second.json()["after"] == asked["seq"] - 1
