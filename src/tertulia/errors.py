@@ -13,7 +13,8 @@ The tree::
     ├── Conflict                      conflict        409  a concurrent change won (storage)
     ├── PayloadTooLarge               too_large       413
     ├── UnsupportedMediaType          media_type      415
-    └── Throttled                     throttled       429  (WebSocket: an error frame)
+    ├── Throttled                     throttled       429  (WebSocket: an error frame)
+    └── Unavailable                   unavailable     503  the server is stopping; try again
 
 The web layer maps them to replies in one place (``tertulia.web.errors``); the WebSocket
 endpoint turns them into ``{"error": {...}}`` frames. Anything else that escapes is a bug:
@@ -199,3 +200,25 @@ class Throttled(TertuliaError):
 
     def headers(self) -> dict[str, str] | None:
         return None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
+class Unavailable(TertuliaError):
+    """The request could not be served now, through no fault of its own (the server is
+    stopping for a restart); the same request will be taken later.
+
+    Args:
+        retry_after: whole seconds after which to try again (``Retry-After``).
+    """
+
+    code = "unavailable"
+    status = 503
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def body(self) -> Any:
+        return {**super().body(), "retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
 import structlog
+
+
+class QuietStopCancellations(logging.Filter):
+    """Leaves out uvicorn's ``Exception in ASGI application`` when the exception is a
+    ``CancelledError``: only uvicorn's own stop cancels a request's task, that request has
+    been answered and logged already (:mod:`tertulia.web.stopping`), and the traceback says
+    nothing more. Every other exception uvicorn reports keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc_info = record.exc_info
+        return not (
+            exc_info is not None
+            and isinstance(exc_info[1], asyncio.CancelledError)
+            and str(record.msg).startswith("Exception in ASGI application")
+        )
 
 
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
@@ -44,4 +60,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    quiet = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietStopCancellations) for f in quiet.filters):
+        quiet.addFilter(QuietStopCancellations())
     logging.getLogger("alembic").setLevel(logging.WARNING)

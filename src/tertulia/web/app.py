@@ -32,6 +32,7 @@ from tertulia.web.ratelimit import RateLimitMiddleware, RateLimits
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import conversations, messages, meta
 from tertulia.web.sessions import CookieRenewal, Sessions
+from tertulia.web.stopping import StopCancellations
 from tertulia.web.ws import chat_socket
 
 log = structlog.get_logger(__name__)
@@ -239,4 +240,5 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=CORS_HEADERS,
             max_age=86400,
         )
+    app.add_middleware(StopCancellations)  # outermost: whatever a cancellation cut short
     return app
