@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
 from files import media_samples as samples
+from support.waiting import until
 from tertulia.files import (
     ContentMismatch,
     LocalFileStore,
@@ -18,6 +21,7 @@ from tertulia.files import (
     serving,
     stored_type,
 )
+from tertulia.files import store as store_module
 
 LIMITS = {"MAX_ATTACHMENT_SIZE": 10, "MAX_IMAGE_SIZE": 20, "MAX_VIDEO_SIZE": 30}
 
@@ -132,3 +136,33 @@ async def test_discarded_spool_files_leave_nothing(tmp_path: Path) -> None:
     spool.discard()
     spool.discard()
     assert not list((tmp_path / "tmp").iterdir())
+
+
+async def test_a_keep_cancelled_mid_move_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while its thread moves the file (a stopping server cancels the upload), keep
+    removes what the move made: its caller, never told the name, could not. (Before: the
+    thread went on and left a file no message names.)"""
+    moving, release, moved = threading.Event(), threading.Event(), threading.Event()
+    move = store_module._move_durably
+
+    def gated(source: Path, target: Path) -> None:
+        moving.set()
+        release.wait(10)
+        move(source, target)
+        moved.set()
+
+    monkeypatch.setattr(store_module, "_move_durably", gated)
+    store = LocalFileStore(tmp_path)
+    spool = await store.spool()
+    spool.add(b"hello")
+    await spool.finish()
+    keeping = asyncio.create_task(store.keep(spool, str(uuid.uuid4())))
+    await until(moving.is_set)
+    keeping.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await keeping
+    await until(moved.is_set)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -18,6 +18,7 @@ left by a crash are under ``<root>/tmp`` and may be deleted when the server is s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -142,7 +143,8 @@ class FileStore(Protocol):
 
     async def keep(self, spool: SpoolFile, conversation_id: str) -> str:
         """Store a finished spool file under a new name of the conversation; returns the
-        name (the ``file_url`` path after ``/media/``). The spool file is gone afterwards."""
+        name (the ``file_url`` path after ``/media/``). The spool file is gone afterwards.
+        Cancelled, it keeps nothing: the caller could not delete a file it was not named."""
         ...
 
     async def delete(self, key: str) -> None:
@@ -178,7 +180,18 @@ class LocalFileStore:
     async def keep(self, spool: SpoolFile, conversation_id: str) -> str:
         key = new_key(conversation_id)
         target = self.root / key
-        await anyio.to_thread.run_sync(_move_durably, spool.path, target)
+        moving = asyncio.ensure_future(anyio.to_thread.run_sync(_move_durably, spool.path, target))
+        try:
+            await asyncio.shield(moving)
+        except asyncio.CancelledError:
+            # Cancelled (a stopping server cancels the upload) while the thread moves the
+            # file: the thread goes on regardless, and the caller, never told the name,
+            # cannot delete what it makes. Wait for the move to end, then undo it.
+            await asyncio.wait([moving])
+            target.unlink(missing_ok=True)
+            if not moving.cancelled():
+                moving.exception()  # (retrieved: a failed move changes nothing here)
+            raise
         return key
 
     async def delete(self, key: str) -> None:
