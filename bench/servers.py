@@ -46,6 +46,7 @@ create = ""
 join = ""
 handshake = ""
 message = ""
+manager = ""
 
 [bots.ECHO]
 module = "tertulia.bots.builtin"

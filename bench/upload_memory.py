@@ -64,6 +64,7 @@ create = ""
 join = ""
 handshake = ""
 message = ""
+manager = ""
 """
 
 

@@ -32,8 +32,8 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def room(make_settings: Any, people: Any) -> AsyncIterator[Room]:
-    """alice and bob with ECHO and Calculator, and a socket-driven manager (whose bursts of
-    commands here would trip the per-participant message rate limit: it is off)."""
+    """alice and bob with ECHO and Calculator, and a socket-driven manager (held to its own
+    ``manager`` rate limit; people's ``message`` limit is off)."""
     settings = make_settings(manager="Manager", bots=manager_bots(), rate_limits={"message": ""})
     async with live_server(settings) as server:
         yield await Room.open(server, people, ["ECHO", "Calculator"])

@@ -93,6 +93,11 @@ DEFAULT_RATE_LIMITS = {
     "join": "120/minute",
     "handshake": "300/minute",
     "message": "30/second",
+    # A manager answers for everyone in its conversation: a redirect for each person's
+    # message, an approval for each bot's answer. Ten times a person's rate carries a
+    # conversation of several people and bots at full speed; it is still a limit, so a
+    # manager stuck in a loop cannot flood the database and every socket.
+    "manager": "300/second",
 }
 
 
@@ -193,7 +198,8 @@ class Settings(BaseSettings):
     max_participants: int = Field(default=1000, ge=2)
     rate_limits: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
-        description="per client address (create, join, handshake) or participant (message); "
+        description="per client address (create, join, handshake) or participant (message; "
+        "manager: the manager bot's messages and commands, instead of message); "
         "'' switches one off",
     )
 

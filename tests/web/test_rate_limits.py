@@ -8,8 +8,10 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from support.environment import REDIS_URL, PersonFactory, SettingsFactory, require_service
+from support.managers import Room, manager_bots
 from support.server import live_server
 from tertulia.errors import ConfigurationError
+from tertulia.settings import DEFAULT_RATE_LIMITS
 from tertulia.web.ratelimit import RateLimits
 
 
@@ -97,6 +99,48 @@ async def test_messages_over_the_limit_get_an_error_frame_and_429(
         assert (error["code"], error["local_id"]) == ("throttled", local_id)
         assert 58 <= error["detail"]["retry_after"] <= 60
         assert socket.connection.state.name == "OPEN"
+
+
+async def test_a_manager_has_its_own_higher_limit(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A manager sends a command for every message of its conversation: it is held to
+    ``manager``, not to a person's ``message``, so twice a person's allowance goes through,
+    in order, while a person is still throttled; past its own limit it is refused too."""
+    rules = {"message": "30/minute", "manager": "60/minute"}
+    settings = make_settings(manager="Manager", bots=manager_bots(), rate_limits=rules)
+    async with live_server(settings) as server:
+        room = await Room.open(server, people, [])
+        manager, alice = room.sockets["manager"], room.sockets["alice"]
+        await room.sockets["bob"].close()  # (its unread frames would hold up the stop)
+        sent = [await manager.say(f"command {n}") for n in range(60)]
+        for local_id in sent:
+            answer = await manager.wait_for(
+                lambda f, sent_id=local_id: (
+                    (f.get("message") or f.get("error") or {}).get("local_id") == sent_id
+                )
+            )
+            assert "message" in answer, answer  # (before: throttled from the 31st on)
+        mine = set(sent)
+        arrived = [m["local_id"] for m in manager.messages() if m.get("local_id") in mine]
+        assert arrived == sent  # stored in the order sent, each once
+        over = await room.manager.post(type="T", text="one more", local_id="m61")
+        assert over.status_code == 429
+        assert over.json()["code"] == "throttled"
+
+        said = [await alice.say(f"hello {n}") for n in range(30)]
+        for local_id in said:
+            await alice.message(local_id=local_id)
+            await manager.message(local_id=local_id)  # (read, as bob's would be)
+        local_id = await alice.say("one more")
+        error = await alice.error()
+        assert (error["code"], error["local_id"]) == ("throttled", local_id)
+
+
+def test_the_managers_default_limit_is_above_a_persons() -> None:
+    """By default a manager may send ten times what a person may (300 and 30 a second)."""
+    assert DEFAULT_RATE_LIMITS["message"] == "30/second"
+    assert DEFAULT_RATE_LIMITS["manager"] == "300/second"
 
 
 @pytest.mark.parametrize("broker", ["redis", "redis-unix"])

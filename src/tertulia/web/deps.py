@@ -70,13 +70,18 @@ async def membership(connection: HTTPConnection, conversation_id: str) -> Member
     return Membership(chat, participant, session)
 
 
-async def check_message_rate(connection: HTTPConnection, participant_id: str) -> None:
+async def check_message_rate(connection: HTTPConnection, participant: Participant) -> None:
     """Count one message of a participant (REST and WebSocket together).
 
+    A manager bot is counted against its own, higher limit (``manager``): it serves everyone
+    in its conversation, with a command for every message, and under the people's limit its
+    commands were refused, delayed and stored out of order.
+
     Raises:
-        Throttled: over the ``message`` rate limit.
+        Throttled: over the ``message`` rate limit (a manager's: ``manager``).
     """
+    kind = "manager" if participant.is_manager else "message"
     limits = services(connection).rate_limits
-    if not await limits.hit("message", participant_id):
-        wait = await limits.retry_after("message", participant_id)
+    if not await limits.hit(kind, participant.id):
+        wait = await limits.retry_after(kind, participant.id)
         raise Throttled("Too many messages; slow down.", retry_after=wait)

@@ -7,7 +7,10 @@ the broker is Redis, so that several processes share them. Limits (``rate_limits
 - ``join``: joins per client address,
 - ``handshake``: WebSocket handshakes per client address (BLAB's web client reconnects
   every 500 ms forever after a failure),
-- ``message``: messages per participant, REST and WebSocket together.
+- ``message``: messages per participant, REST and WebSocket together,
+- ``manager``: the same for a manager bot's participant, in place of ``message``: it sends
+  a command for each message of its conversation (``tertulia.settings.DEFAULT_RATE_LIMITS``
+  says why it is higher, and why it is a limit all the same).
 
 When Redis fails (refused, reset, or no answer within ``REDIS_TIMEOUT``), the limits fail
 over deliberately to this process's own counters, for ``REDIS_RETRY`` seconds at a time, and

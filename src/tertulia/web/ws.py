@@ -542,7 +542,7 @@ async def _handle(
         return
     local_id = data.get("local_id") if isinstance(data.get("local_id"), str) else None
     try:
-        await check_message_rate(websocket, participant.id)
+        await check_message_rate(websocket, participant)
         await chat.submit(participant, data)
     except ConversationGone:
         outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])

@@ -102,7 +102,7 @@ async def post_message(conversation_id: str, request: Request) -> JSONBody:
     come as multipart (streamed, see :mod:`tertulia.web.uploads`); JSON carries at most an
     ``external_file_url``."""
     member = await membership(request, conversation_id)
-    await check_message_rate(request, member.participant.id)
+    await check_message_rate(request, member.participant)
     if is_multipart(request):
         return await post_multipart(request, member)
     data = await read_object(request, form=False)
