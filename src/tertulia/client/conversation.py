@@ -385,14 +385,18 @@ class Conversation:
                 await socket.send(json.dumps(frame))
 
     async def _message(self, data: dict[str, Any]) -> None:
+        own = data.get("sender_id") == self.bot_participant_id
+        if own:
+            # Before the seq check: the server's repeat of a message sent again carries the
+            # seq it took when it became visible, older than what came since (under a
+            # manager: approved meanwhile); it settles the message all the same.
+            self._pending.pop(str(data.get("local_id")), None)
         seq = data.get("seq")
         if isinstance(seq, int):
             if self.last_seq is not None and seq <= self.last_seq:
                 return  # already seen (a replay overlapping live frames)
             self.last_seq = seq
-        own = data.get("sender_id") == self.bot_participant_id
         if own:
-            self._pending.pop(str(data.get("local_id")), None)
             if not self.app.own_messages:
                 return
         elif not data.get("sent_by_human") and self.app.humans_only:
