@@ -8,6 +8,9 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
+
+import pytest
 
 from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, external_bot
 from support.blab import Person, Socket
@@ -16,6 +19,7 @@ from support.proxy import Proxy, ProxyFactory
 from support.server import LiveServer, live_server
 from support.waiting import until
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
+from tertulia.client import conversation as conversation_module
 
 
 @dataclass
@@ -56,10 +60,15 @@ def answering_bot() -> BotApp:
 
 @asynccontextmanager
 async def managed(
-    app: BotApp, make_settings: SettingsFactory, people: PersonFactory, proxy_to: ProxyFactory
+    app: BotApp,
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    proxy_to: ProxyFactory,
+    **overrides: Any,
 ) -> AsyncIterator[Managed]:
     async with app.running() as trigger_url:
         settings = make_settings(
+            **overrides,
             manager="Boss",
             bots={
                 "Ext": external_bot(trigger_url),
@@ -90,12 +99,30 @@ async def managed(
                 await boss.close()
 
 
-async def test_an_approved_answer_sent_again_after_a_drop_settles(
+async def test_answers_under_a_manager_settle_without_a_reconnect(
     make_settings: SettingsFactory, people: PersonFactory, proxy_to: ProxyFactory
+) -> None:
+    """The manager gets each answer and the bot gets no echo of it: the answers still
+    leave ``pending`` while the socket stays open, and none is stored twice."""
+    app = answering_bot()
+    async with managed(app, make_settings, people, proxy_to) as room:
+        connections = room.proxy.accepted
+        answers = [await room.ask(f"q{i}") for i in range(5)]
+        assert [a["text"] for a in answers] == [f"echo: q{i}" for i in range(5)]
+        await until(lambda: room.conversation.pending == [])
+        assert room.proxy.accepted == connections  # (on the same socket: no reconnection)
+
+
+async def test_an_approved_answer_sent_again_after_a_drop_settles(
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    proxy_to: ProxyFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An answer still pending when the socket drops, approved meanwhile (so it has a
     ``seq`` older than what the bot saw since): sent again after the reconnect, the server
     repeats it, and that repeat settles it, though its ``seq`` is old."""
+    monkeypatch.setattr(conversation_module, "PROBE_AFTER", 3600.0)
     app = answering_bot()
     async with managed(app, make_settings, people, proxy_to) as room:
         answer = await room.ask("hello")
@@ -118,3 +145,35 @@ async def test_an_approved_answer_sent_again_after_a_drop_settles(
         await room.alice.sync()
         shown = [m for m in room.alice.messages() if m.get("sender_id") == room.ext_id]
         assert [m["id"] for m in shown] == [answer["id"]]
+
+
+async def test_a_burst_over_the_rate_limit_under_a_manager_is_stored_once_each(
+    make_settings: SettingsFactory, people: PersonFactory, proxy_to: ProxyFactory
+) -> None:
+    """Answers refused as too fast wait and go again, and no answer to a later one settles
+    them meanwhile: each reaches the manager, once, in order, and all settle."""
+    app = BotApp("http://127.0.0.1:1", backoff=(0.02, 0.2))
+    lines = [f"line {i}" for i in range(8)]
+
+    @app.on_message
+    async def burst(conversation: Conversation, message: ChatMessage) -> None:
+        for line in lines:
+            await conversation.send(line)
+
+    limits = {"rate_limits": {"message": "3/second"}}
+    async with managed(app, make_settings, people, proxy_to, **limits) as room:
+        said = await room.alice.message(local_id=await room.alice.say("go"))
+        await room.boss.message(id=said["id"])
+        await room.boss.say(
+            "",
+            quoted_message_id=said["id"],
+            command=json.dumps({"action": "redirect", "bots": ["Ext"]}),
+        )
+        got = [
+            (await room.boss.message(sender_id=room.ext_id, text=line))["text"] for line in lines
+        ]
+        assert got == lines
+        await until(lambda: room.conversation.pending == [])
+        await room.boss.sync()
+        from_ext = [m["text"] for m in room.boss.messages() if m.get("sender_id") == room.ext_id]
+        assert from_ext == lines

@@ -18,14 +18,24 @@ Delivery semantics (what a bot author can rely on):
   the conversation closes, as it does when the server closes the socket with 4404 (the
   conversation was deleted). Network errors, 5xx and other closes by the server are retried.
 - Sending: :meth:`Conversation.send` gives each message a fresh ``local_id`` and keeps it
-  pending until the server echoes it back; pending messages are sent again after every
-  reconnect (the server stores a repeated ``local_id`` once). A message the server refuses
-  (an ``error`` frame naming its ``local_id``) is dropped and logged: sending it again
-  would be refused again. But one refused as too fast, when the server says one more is
-  taken within ``THROTTLED_WAIT_MAX`` seconds (``retry_after``), waits that long and goes
-  again: a burst is slowed down, not lost. Under a manager a bot gets no echo of its own
-  messages, so they stay pending until the next reconnect re-sends them and the server
-  echoes the duplicate.
+  pending until it is known to be stored; pending messages are sent again after every
+  reconnect (the server stores a repeated ``local_id`` once, and repeats the stored
+  message to the sender: that repeat settles it, whatever its ``seq``). A message the
+  server refuses (an ``error`` frame naming its ``local_id``) is dropped and logged:
+  sending it again would be refused again. But one refused as too fast, when the server
+  says one more is taken within ``THROTTLED_WAIT_MAX`` seconds (``retry_after``), waits
+  that long and goes again: a burst is slowed down, not lost.
+- Settling: the server handles a socket's frames one at a time, in order, answering each
+  (an echo, an ``error``) before reading the next, if it answers at all. So an answer to
+  a message first sent on the current socket settles it and every message sent on that
+  socket before it that no ``error`` named. Under a manager a bot's messages are not
+  echoed to it (PROTOCOL 7.1), nor are they once approved: a message still unsettled
+  ``PROBE_AFTER`` seconds after it went is sent again (the newest such; against a server
+  that numbers its messages, i.e. not BLAB's, which closes the socket on a repeat), and
+  the server's repeat settles it and all before it. So pending messages stay few, and a
+  reconnect re-sends only the last second's; the probes cost one frame a second at most,
+  counted by the server's ``message`` rate limit. ``own_messages`` hands over no such
+  repeat: under a manager a bot never gets its own messages.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -61,8 +72,26 @@ THROTTLED_WAIT_MAX = 10.0  # seconds a throttled message may wait to go again
 INBOX = 1000  # frames queued for the handlers; past it the socket is not read (back-pressure)
 GREETING_WAIT = 2.0  # seconds the greeting waits for the socket's first frame (its state)
 STABLE_SOCKET = 10.0  # seconds a socket stays open for the reconnection backoff to start over
+PROBE_AFTER = 1.0  # seconds a sent message waits for its echo before the server is asked again
 
 Task = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A message sent and not known to be stored yet, and where and when it went.
+
+    Sends are numbered across the conversation (``Conversation._sends``) and sockets too
+    (``Conversation._sockets``).
+    """
+
+    frame: dict[str, Any]
+    origin: int | None = None  # the socket it was first sent on (None: not sent yet)
+    socket: int | None = None  # the socket it was last sent on
+    first: int = 0  # its first send on that socket
+    last: int | None = None  # its last send there; None while a throttled one waits
+    at: float = 0.0  # when it was last sent (the event loop's clock)
+    sends: int = 0  # how many times it was sent
 
 
 class Conversation:
@@ -92,7 +121,10 @@ class Conversation:
         self.session = session
         self.state: dict[str, Any] = {}
         self.last_seq: int | None = None
-        self._pending: dict[str, dict[str, Any]] = {}
+        self._pending: dict[str, _Outgoing] = {}
+        self._sockets = 0  # sockets opened so far (the current one's number)
+        self._sends = 0  # frames sent so far, on every socket
+        self._unsettled = asyncio.Event()  # set by each send; the prober clears it
         self._socket: ClientConnection | None = None
         self._inbox: asyncio.Queue[Task] = asyncio.Queue(maxsize=INBOX)
         self._closing = asyncio.Event()
@@ -129,7 +161,7 @@ class Conversation:
 
     @property
     def pending(self) -> list[str]:
-        """``local_id``s of sent messages the server has not echoed yet, oldest first."""
+        """``local_id``s of sent messages not known to be stored yet, oldest first."""
         return list(self._pending)
 
     async def send(
@@ -175,11 +207,11 @@ class Conversation:
             dropped = next(iter(self._pending))
             del self._pending[dropped]
             log.warning("too many unacknowledged messages; forgot %s", dropped)
-        self._pending[local_id] = frame
+        entry = self._pending[local_id] = _Outgoing(frame)
         socket = self._socket
         if socket is not None:
             with contextlib.suppress(ConnectionClosed):
-                await socket.send(json.dumps(frame))
+                await self._transmit(socket, entry)
         return local_id
 
     async def close(self) -> None:
@@ -308,11 +340,15 @@ class Conversation:
     async def _serve(self, socket: ClientConnection) -> None:
         """One connection: re-send what is pending, then read until it closes."""
         self._socket = socket
+        self._sockets += 1
         self._started = True
         self._connected.set()
+        prober = asyncio.get_running_loop().create_task(
+            self._probe(socket, self._sockets), name=f"bot-prober-{self.conversation_id}"
+        )
         try:
-            for frame in list(self._pending.values()):
-                await socket.send(json.dumps(frame))
+            for entry in list(self._pending.values()):
+                await self._transmit(socket, entry)
             if not self._greeted:
                 # The greeting waits for the socket's first frame, at most GREETING_WAIT
                 # seconds: Tertulia's is the ``state`` that lists the participants, known
@@ -339,6 +375,7 @@ class Conversation:
                 # is lost.
                 await self._frame(raw)
         finally:
+            prober.cancel()
             self._socket = None
             self._connected.clear()
 
@@ -362,42 +399,130 @@ class Conversation:
             await self._message(message)
         error = frame.get("error")
         if isinstance(error, dict):
-            local_id = error.get("local_id")
-            wait = _retry_after(error)
-            if local_id in self._pending and wait is not None and wait <= THROTTLED_WAIT_MAX:
-                log.info("message %s throttled; sent again in %s s", local_id, wait)
-                resend = asyncio.get_running_loop().create_task(self._resend(local_id, wait))
-                self._resends.add(resend)
-                resend.add_done_callback(self._resends.discard)
-                return
-            if local_id in self._pending:
-                del self._pending[local_id]
+            self._refused(error)
+
+    def _refused(self, error: dict[str, Any]) -> None:
+        """An ``error`` frame: the message it names is dropped, or sent again later if it
+        was refused as too fast."""
+        local_id = error.get("local_id")
+        entry = self._pending.get(local_id) if isinstance(local_id, str) else None
+        if entry is None or not isinstance(local_id, str):
             log.warning("server refused a message (local_id %s): %s", local_id, error)
+            return
+        self._answered(entry)
+        wait = _retry_after(error)
+        if wait is not None and wait <= THROTTLED_WAIT_MAX:
+            entry.last = None  # (not stored: no later answer may settle it meanwhile)
+            log.info("message %s throttled; sent again in %s s", local_id, wait)
+            resend = asyncio.get_running_loop().create_task(self._resend(local_id, wait))
+            self._resends.add(resend)
+            resend.add_done_callback(self._resends.discard)
+            return
+        del self._pending[local_id]
+        log.warning("server refused a message (local_id %s): %s", local_id, error)
 
     async def _resend(self, local_id: str, wait: float) -> None:
         """Send a throttled message again after ``wait`` seconds, if it is still pending
         (else a reconnect has sent it meanwhile, and the echo came)."""
         await asyncio.sleep(wait)
-        frame = self._pending.get(local_id)
+        entry = self._pending.get(local_id)
         socket = self._socket
-        if frame is not None and socket is not None:
+        if entry is not None and socket is not None:
             with contextlib.suppress(ConnectionClosed):
-                await socket.send(json.dumps(frame))
+                await self._transmit(socket, entry)
+
+    async def _transmit(self, socket: ClientConnection, entry: _Outgoing) -> None:
+        """Send a pending message on the current socket, noting its place among the sends.
+
+        The number is taken just before the frame is written, with no wait in between:
+        frames leave a socket in the order of the calls (this client never fragments).
+        """
+        self._sends += 1
+        if entry.socket != self._sockets:
+            entry.socket = self._sockets
+            entry.first = self._sends
+        if entry.origin is None:
+            entry.origin = self._sockets
+        entry.last = self._sends
+        entry.at = asyncio.get_running_loop().time()
+        entry.sends += 1
+        self._unsettled.set()
+        await socket.send(json.dumps(entry.frame))
+
+    def _answered(self, entry: _Outgoing) -> None:
+        """The server answered ``entry`` on the current socket (its echo, or an error naming
+        it). A socket's frames are handled one by one, in order, each answered (if at all)
+        before the next is read; so every frame sent on this socket before ``entry`` was
+        handled already, and the messages whose last send came before it, and that no error
+        frame has named since (which would have come first), are stored: settled.
+
+        Only an answer to a message first sent on this socket counts so: one sent on an
+        earlier socket too may be answered here by that socket's handling, finishing late.
+        """
+        here = self._sockets
+        if entry.origin != here or entry.socket != here:
+            return
+        for local_id, other in list(self._pending.items()):
+            if other.socket == here and other.last is not None and other.last < entry.first:
+                del self._pending[local_id]
+
+    async def _probe(self, socket: ClientConnection, number: int) -> None:
+        """While the socket ``number`` is open: ask the server about messages sent on it
+        that are not settled ``PROBE_AFTER`` seconds later (under a manager none is echoed
+        to the bot, PROTOCOL 7.1), by sending one of them again. The server stores nothing
+        and repeats the stored message to the bot, whose answer settles it and, by
+        :meth:`_answered`, all sent before it: one frame a second at most, however many
+        answers. The newest message first sent on this socket is the one asked about, and
+        each sent on an earlier socket too (only a drop leaves such, and they settle only
+        by their own answer). Not against a server that does not number its messages
+        (BLAB's closes the socket on a repeated ``local_id``)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._unsettled.wait()
+            await asyncio.sleep(PROBE_AFTER)
+            if self.last_seq is None:
+                self._unsettled.clear()
+                continue
+            waiting = [
+                entry
+                for entry in self._pending.values()
+                if entry.socket == number and entry.last is not None
+            ]
+            if not waiting:
+                self._unsettled.clear()
+                continue
+            due = [entry for entry in waiting if entry.at <= loop.time() - PROBE_AFTER]
+            asked = [entry for entry in due if entry.origin != number]
+            fresh = [entry for entry in due if entry.origin == number]
+            if fresh:
+                asked.append(max(fresh, key=lambda entry: entry.last or 0))
+            for entry in asked:
+                if entry.frame["local_id"] in self._pending and entry.last is not None:
+                    with contextlib.suppress(ConnectionClosed):  # (then re-sent on the next)
+                        await self._transmit(socket, entry)
 
     async def _message(self, data: dict[str, Any]) -> None:
         own = data.get("sender_id") == self.bot_participant_id
+        repeat = False
         if own:
             # Before the seq check: the server's repeat of a message sent again carries the
             # seq it took when it became visible, older than what came since (under a
             # manager: approved meanwhile); it settles the message all the same.
-            self._pending.pop(str(data.get("local_id")), None)
+            local_id = data.get("local_id")
+            entry = self._pending.get(local_id) if isinstance(local_id, str) else None
+            if entry is not None:
+                self._answered(entry)
+                del self._pending[entry.frame["local_id"]]
+                repeat = entry.sends > 1
         seq = data.get("seq")
         if isinstance(seq, int):
             if self.last_seq is not None and seq <= self.last_seq:
                 return  # already seen (a replay overlapping live frames)
             self.last_seq = seq
         if own:
-            if not self.app.own_messages:
+            # A repeat without seq from a server that numbers messages answers a message
+            # sent again: under a manager, which a bot does not get back (PROTOCOL 7.1).
+            if not self.app.own_messages or (repeat and seq is None and self.last_seq is not None):
                 return
         elif not data.get("sent_by_human") and self.app.humans_only:
             return
