@@ -50,8 +50,8 @@ class EchoBot:
             await conversation.send("Hello from Ext")
 
         @self.app.on_state
-        def state(conversation: Conversation, state: dict[str, Any]) -> None:
-            self.got_state.set()
+        async def state(conversation: Conversation, state: dict[str, Any]) -> None:
+            self.got_state.set()  # (an asyncio.Event: on the loop, so not a plain callback)
 
         @self.app.on_message
         async def echo(conversation: Conversation, message: ChatMessage) -> None:
@@ -184,7 +184,7 @@ async def test_the_greeting_does_not_wait_for_a_server_that_sends_nothing_first(
         greeted_with: asyncio.Future[list[dict[str, str]]] = asyncio.Future()
 
         @app.on_connect
-        def greet(conversation: Conversation) -> None:
+        async def greet(conversation: Conversation) -> None:
             greeted_with.set_result(conversation.participants)
 
         app.join("c1", "p1", "s1")

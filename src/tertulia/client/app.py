@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tertulia.bots.base import ChatMessage
+from tertulia.bots.threads import DaemonThreads
 from tertulia.client.conversation import Conversation
 from tertulia.serving import serving
 
@@ -63,10 +64,20 @@ class BotApp:
         own_messages: hand over the bot's own messages too.
         backoff: first and longest pause, in seconds, between reconnection attempts.
         open_timeout: seconds a WebSocket handshake may take.
+        threads: how many plain (synchronous) callbacks may run at once, over all
+            conversations; more wait for a free worker thread.
 
     Register callbacks with the decorators :meth:`on_message`, :meth:`on_connect` and
     :meth:`on_state`; each may be a plain or an ``async`` function. They run one at a time
     per conversation, in the order things arrived; an exception is logged and skipped.
+
+    An ``async`` callback runs on the event loop: it must not block (``await`` instead).
+    A plain callback runs in a worker thread, as the server runs a synchronous internal
+    bot, so it may block (a slow library, ``time.sleep``) without stalling the bot's other
+    conversations; the next callback of its conversation waits for it all the same. From
+    a thread, send with :meth:`Conversation.send_from_thread` (``send`` is a coroutine
+    of the event loop), and leave asyncio objects alone. A blocked callback cannot be
+    stopped: its thread (a daemon) is abandoned when the conversation closes.
     """
 
     def __init__(
@@ -78,13 +89,19 @@ class BotApp:
         own_messages: bool = False,
         backoff: tuple[float, float] = (0.5, 30.0),
         open_timeout: float = 10.0,
+        threads: int = 32,
     ) -> None:
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
         self.ws_url = websocket_base(server_url)
         self.path = path if path.startswith("/") else f"/{path}"
         self.humans_only = humans_only
         self.own_messages = own_messages
         self.backoff = backoff
         self.open_timeout = open_timeout
+        self.threads = threads
+        self._workers = DaemonThreads("bot-callback")
+        self._worker_slots: asyncio.Semaphore | None = None
         self.conversations: dict[str, Conversation] = {}
         self.message_handler: MessageHandler | None = None
         self.connect_handler: ConnectHandler | None = None
@@ -108,6 +125,16 @@ class BotApp:
         """Decorator: ``handler(conversation, state)`` for each ``state`` frame."""
         self.state_handler = handler
         return handler
+
+    async def _in_thread(self, call: Callable[[], Any]) -> Any:
+        """Run a plain callback in a worker thread, at most :attr:`threads` at once, and
+        return what it returned. Cancelled, it stops waiting (the call goes on)."""
+        if self._worker_slots is None:
+            self._worker_slots = asyncio.Semaphore(self.threads)
+        returned: list[Any] = []
+        async with self._worker_slots:
+            await self._workers.run(lambda: returned.append(call()))
+        return returned[0]
 
     # -- serving -----------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ Delivery semantics (what a bot author can rely on):
 
 - Receiving: frames are read as they come; messages go to the bot's ``on_message`` one at
   a time, in order, from a queue of their own, so a slow handler never stops the reading
-  (nor the recognition of the bot's own echoes).
+  (nor the recognition of the bot's own echoes). A plain (not ``async``) callback runs in
+  a worker thread (see :class:`tertulia.client.BotApp`), so one that blocks holds up only
+  its own conversation.
 - Resume: every visible message carries ``seq``. After a drop the client reconnects with
   ``?after=<last seq seen>``, so the server replays what was missed, then goes on live;
   a message is never handed over twice. Messages stored before the first connection are
@@ -46,6 +48,7 @@ import inspect
 import json
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -135,6 +138,8 @@ class Conversation:
         self._tasks: list[asyncio.Task[None]] = []
         self._closer: asyncio.Task[None] | None = None
         self._resends: set[asyncio.Task[None]] = set()  # throttled messages waiting
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
+        self._loop_thread: int | None = None
 
     # -- what bots use -----------------------------------------------------------------
 
@@ -214,6 +219,48 @@ class Conversation:
                 await self._transmit(socket, entry)
         return local_id
 
+    def send_from_thread(
+        self,
+        text: str | None = None,
+        *,
+        type: str = "T",
+        quote: ChatMessage | str | None = None,
+        options: list[str] | None = None,
+        external_file_url: str | None = None,
+        command: str | None = None,
+        local_id: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """:meth:`send` from a plain callback (or any thread but the event loop's).
+
+        Blocks until the event loop has taken the message (it is then on its way, or
+        pending until the socket is back), and returns its ``local_id``. The arguments are
+        :meth:`send`'s.
+
+        Args:
+            timeout: seconds to wait for the event loop (None: no limit).
+
+        Raises:
+            RuntimeError: the conversation is closed or not started, or this is the event
+                loop's own thread (there, ``await conversation.send(...)``).
+            TimeoutError: the event loop did not take it within ``timeout``.
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the conversation has not started")
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("on the event loop's thread: await conversation.send() instead")
+        sending = self.send(
+            text,
+            type=type,
+            quote=quote,
+            options=options,
+            external_file_url=external_file_url,
+            command=command,
+            local_id=local_id,
+        )
+        return asyncio.run_coroutine_threadsafe(sending, loop).result(timeout)
+
     async def close(self) -> None:
         """Leave: close the socket (the server records *participant-left*) and stop."""
         self._closing.set()
@@ -241,6 +288,8 @@ class Conversation:
 
     def start(self) -> None:
         """Start connecting and handling (called by the app)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._tasks = [
             asyncio.create_task(self._run(), name=f"bot-socket-{self.conversation_id}"),
             asyncio.create_task(self._handle(), name=f"bot-handler-{self.conversation_id}"),
@@ -364,7 +413,7 @@ class Conversation:
                     self.state.update(state)
                 if self.app.connect_handler is not None:
                     handler = self.app.connect_handler
-                    await self._inbox.put(lambda: _call(handler, self))
+                    await self._inbox.put(lambda: _call(self.app, handler, self))
                 self._greeted = True
                 if first is not None:
                     await self._frame(first)
@@ -393,7 +442,7 @@ class Conversation:
             handler = self.app.state_handler
             if handler is not None:
                 snapshot = dict(state)
-                await self._inbox.put(lambda: _call(handler, self, snapshot))
+                await self._inbox.put(lambda: _call(self.app, handler, self, snapshot))
         message = frame.get("message")
         if isinstance(message, dict):
             await self._message(message)
@@ -533,7 +582,7 @@ class Conversation:
             return
         handler = self.app.message_handler
         if handler is not None:
-            await self._inbox.put(lambda: _call(handler, self, message))
+            await self._inbox.put(lambda: _call(self.app, handler, self, message))
 
     async def _handle(self) -> None:
         while True:
@@ -546,10 +595,23 @@ class Conversation:
                 log.exception("bot handler failed in conversation %s", self.conversation_id)
 
 
-async def _call(function: Callable[..., Any], *args: Any) -> None:
-    result = function(*args)
+async def _call(app: BotApp, function: Callable[..., Any], *args: Any) -> None:
+    """Call a bot callback: an ``async`` one on the event loop, a plain one in a worker
+    thread (what a plain one returns that is awaitable is awaited on the loop)."""
+    if _is_async(function):
+        result = function(*args)
+    else:
+        result = await app._in_thread(lambda: function(*args))
     if inspect.isawaitable(result):
         await result
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` is a coroutine function (or an object with an async
+    ``__call__``)."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        type(function).__call__
+    )
 
 
 def _retry_after(error: dict[str, Any]) -> float | None:
