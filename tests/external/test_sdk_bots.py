@@ -131,6 +131,33 @@ async def test_required_external_bot_case_19(
             await bot.app.aclose()
 
 
+async def test_a_bot_whose_program_restarted_is_called_back_and_answers(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The required bot's program stops (it leaves: the conversation ends) and starts
+    again; alice writes: the bot is triggered again, resumes at her message and answers it
+    (PROTOCOL 6.3, 9.2 #22)."""
+    bot = EchoBot()
+    async with bot.app.running() as trigger_url:
+        bots = {"Ext": external_bot(trigger_url, required=True)}
+        settings = make_settings(bots=bots, bot_recall=0.001)
+        async with greeted(bot, settings, people) as (_, ext_id, socket):
+            await bot.app.aclose()  # (as a stopping program does)
+            ended = await socket.message(event="conversation-ended")
+            asked = await socket.message(local_id=await socket.say("are you back?"))
+            answer = await socket.message(sender_id=ext_id, quoted_message_id=asked["id"])
+            assert answer["text"] == "echo: are you back?"
+            back = [
+                m
+                for m in socket.messages()
+                if m.get("event") == "participant-joined"
+                and m["additional_metadata"] == {"participant_id": ext_id}
+            ]
+            order = socket.messages()
+            assert order.index(ended) < order.index(back[-1]) < order.index(answer), "back"
+            assert bot.seen == ["are you back?"]
+
+
 async def test_bot_library_image_message_case_20(
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:

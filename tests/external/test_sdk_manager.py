@@ -177,3 +177,36 @@ async def test_a_burst_over_the_rate_limit_under_a_manager_is_stored_once_each(
         await room.boss.sync()
         from_ext = [m["text"] for m in room.boss.messages() if m.get("sender_id") == room.ext_id]
         assert from_ext == lines
+
+
+async def test_a_copy_redirected_while_the_bot_is_away_is_answered_once_back(
+    make_settings: SettingsFactory, people: PersonFactory, proxy_to: ProxyFactory
+) -> None:
+    """The manager redirects alice's message while the bot's socket is down: the bot
+    resumes its copies (``?copies_after=``) and answers it, once."""
+    app = answering_bot()
+    async with managed(app, make_settings, people, proxy_to) as room:
+        await room.ask("one")
+        room.proxy.refusing = True
+        room.proxy.drop()
+        await room.alice.message(event="participant-left")
+        said = await room.alice.message(local_id=await room.alice.say("two"))
+        await room.boss.message(id=said["id"])
+        await room.boss.say(
+            "",
+            quoted_message_id=said["id"],
+            command=json.dumps({"action": "redirect", "bots": ["Ext"]}),
+        )
+        await room.boss.message(quoted_message_id=said["id"], text="")  # (recorded)
+        room.proxy.refusing = False
+        answer = await room.boss.message(
+            sender_id=room.ext_id, quoted_message_id=said["id"], approved=False
+        )
+        assert answer["text"] == "echo: two"
+        await room.boss.sync()
+        answers = [
+            m
+            for m in room.boss.messages()
+            if m.get("sender_id") == room.ext_id and m.get("quoted_message_id") == said["id"]
+        ]
+        assert [a["id"] for a in answers] == [answer["id"]], "answered once"

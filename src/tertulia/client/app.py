@@ -7,7 +7,9 @@ The server starts an external bot in a conversation by POSTing
 socket open (see :mod:`tertulia.client.conversation` for reconnection and resume).
 
 A trigger for a conversation the bot is already in only replaces the session used for the
-next reconnection. A malformed trigger gets 400.
+next reconnection. A trigger that calls the bot back (it had left: its program restarted,
+say) also says where to resume (``after``, ``copies_after``), so that the bot answers the
+message that called it. A malformed trigger gets 400.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from starlette.routing import Route
 
 from tertulia.bots.base import ChatMessage
 from tertulia.bots.threads import DaemonThreads
-from tertulia.client.conversation import Conversation
+from tertulia.client.conversation import Conversation, is_position
 from tertulia.serving import serving
 
 TRIGGER_KEYS = ("conversation_id", "bot_participant_id", "session")
+RESUME_KEYS = ("after", "copies_after")  # in a trigger that calls the bot back (optional)
 
 MessageHandler = Callable[[Conversation, ChatMessage], Awaitable[None] | None]
 ConnectHandler = Callable[[Conversation], Awaitable[None] | None]
@@ -196,16 +199,37 @@ class BotApp:
                 {"detail": f"The body needs the strings {', '.join(TRIGGER_KEYS)}."},
                 status_code=400,
             )
-        self.join(data["conversation_id"], data["bot_participant_id"], data["session"])
+        points = {key: data.get(key) for key in RESUME_KEYS}
+        self.join(
+            data["conversation_id"],
+            data["bot_participant_id"],
+            data["session"],
+            **{key: value for key, value in points.items() if is_position(value)},
+        )
         return Response(status_code=200)
 
-    def join(self, conversation_id: str, bot_participant_id: str, session: str) -> Conversation:
-        """Enter a conversation as the trigger would (also usable by hand)."""
+    def join(
+        self,
+        conversation_id: str,
+        bot_participant_id: str,
+        session: str,
+        *,
+        after: int | None = None,
+        copies_after: int | None = None,
+    ) -> Conversation:
+        """Enter a conversation as the trigger would (also usable by hand).
+
+        ``after`` and ``copies_after``: where to resume (a trigger of Tertulia's that calls
+        the bot back says so): the messages after that ``seq``, the copies after that
+        ``copy_seq``, come first. Ignored for a conversation the bot is still in.
+        """
         existing = self.conversations.get(conversation_id)
         if existing is not None and existing.active:
             existing.session = session
             return existing
         conversation = Conversation(self, conversation_id, bot_participant_id, session)
+        conversation.last_seq = after
+        conversation.last_copy = copies_after
         self.conversations[conversation_id] = conversation
         conversation.start()
         return conversation

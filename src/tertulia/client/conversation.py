@@ -13,7 +13,11 @@ Delivery semantics (what a bot author can rely on):
   not replayed (as with BLAB's library): just before it, the client reads the newest
   ``seq`` of the conversation over REST (with the bot's session) and resumes from there, so
   a drop before any message arrived loses nothing either. A server without ``seq`` (BLAB)
-  gets a plain first connection.
+  gets a plain first connection. Called back by the server (its trigger says ``after``),
+  the client starts there instead, so the message that called it back comes first. Under a
+  manager, redirected copies carry ``copy_seq``, a stream of their own: the client
+  resumes them with ``?copies_after=`` (from the trigger, the socket's own ``state``, or
+  the last one seen), and hands over none twice.
 - Reconnecting: exponential backoff with jitter between ``backoff[0]`` and ``backoff[1]``
   seconds, reset by every successful connection. A refused handshake (HTTP 4xx: the
   session lapsed, or the conversation ended and took the bot's session with it) is final:
@@ -52,7 +56,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -109,6 +113,8 @@ class Conversation:
         session: the session key the bot connects with (the trigger's ``session``).
         state: the latest ``state`` frame's content, merged (``participants``...).
         last_seq: the ``seq`` of the newest visible message seen, if any.
+        last_copy: the ``copy_seq`` of the newest redirected copy seen (under a manager),
+            or where the server said the bot's copies stood when it connected.
     """
 
     def __init__(
@@ -124,6 +130,7 @@ class Conversation:
         self.session = session
         self.state: dict[str, Any] = {}
         self.last_seq: int | None = None
+        self.last_copy: int | None = None
         self._pending: dict[str, _Outgoing] = {}
         self._sockets = 0  # sockets opened so far (the current one's number)
         self._sends = 0  # frames sent so far, on every socket
@@ -297,7 +304,9 @@ class Conversation:
 
     def _url(self) -> str:
         url = f"{self.app.ws_url}/ws/chat/{self.conversation_id}/"
-        return url if self.last_seq is None else f"{url}?after={self.last_seq}"
+        query = {"after": self.last_seq, "copies_after": self.last_copy}
+        given = [f"{key}={value}" for key, value in query.items() if value is not None]
+        return f"{url}?{'&'.join(given)}" if given else url
 
     async def _find_start(self) -> None:
         """Before the first connection: the newest ``seq`` so far, read over REST, becomes
@@ -439,6 +448,9 @@ class Conversation:
         state = frame.get("state")
         if isinstance(state, dict):
             self.state.update(state)
+            where = state.get("copy_seq")
+            if self.last_copy is None and is_position(where):
+                self.last_copy = where  # (the socket's own state: its copies from there)
             handler = self.app.state_handler
             if handler is not None:
                 snapshot = dict(state)
@@ -551,6 +563,12 @@ class Conversation:
                         await self._transmit(socket, entry)
 
     async def _message(self, data: dict[str, Any]) -> None:
+        number = data.get("copy_seq")
+        if is_position(number):
+            # A redirected copy (under a manager): numbered in a stream of its own.
+            if self.last_copy is not None and number <= self.last_copy:
+                return  # already seen
+            self.last_copy = number
         own = data.get("sender_id") == self.bot_participant_id
         repeat = False
         if own:
@@ -612,6 +630,11 @@ def _is_async(function: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         type(function).__call__
     )
+
+
+def is_position(value: Any) -> TypeGuard[int]:
+    """A non-negative integer (not a bool): a ``seq`` or ``copy_seq`` the server sent."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _retry_after(error: dict[str, Any]) -> float | None:
