@@ -1,14 +1,43 @@
 /**
  * One conversation's WebSocket, kept open: after any close it reconnects with exponential
- * backoff and jitter (0.5 s doubling up to 8 s), and at once when the browser comes back
- * online or the tab becomes visible. The URL is asked for on each attempt, so the caller
- * can resume with `?after=<highest seq seen>`.
+ * backoff and jitter (0.5 s doubling up to 8 s). The URL is asked for on each attempt, so
+ * the caller can resume with `?after=<highest seq seen>`.
+ *
+ * A socket can also die without a close: a NAT or a proxy forgets the flow, a laptop
+ * sleeps, a phone freezes the page. The TCP socket stays "open" and nothing flows, and the
+ * browser notices nothing (a page cannot send WebSocket pings; the server's pings, when
+ * they fail, end the server's side only). So the socket is replaced, at once and with no
+ * frame of its own, when it is likely dead:
+ *
+ * - it owes an answer (the caller's `owed()`: a text sent and not echoed yet) and nothing
+ *   at all has come from the server for SILENT_LIMIT;
+ * - the page's timers ran late by more than ASLEEP_AFTER (the machine slept, or the page
+ *   was frozen): a clock checked every WAKE_CHECK, which costs no traffic;
+ * - the browser comes back online (the network changed), or the page is shown after
+ *   being hidden for HIDDEN_LONG.
+ *
+ * Resuming with `?after=` and resending the pending texts with their local_id make a
+ * replacement lose nothing and repeat nothing, so a needless one only costs a handshake.
  */
 
 const FIRST_DELAY = 500;
 const MAX_DELAY = 8000;
 /** A socket that stayed open this long counts as healthy: the backoff starts over. */
 const HEALTHY_AFTER = 5000;
+/** Silence, while an answer is owed, after which the socket is taken for dead. */
+export const SILENT_LIMIT = 10_000;
+/** How often the page's clock is checked for a sleep. */
+const WAKE_CHECK = 15_000;
+/**
+ * How late a check may come before it means a sleep: beyond what a hidden page's timers
+ * are delayed by (Chrome runs them once a minute at worst).
+ */
+const ASLEEP_AFTER = 90_000;
+/** Hidden this long, a page shown again replaces its socket. */
+const HIDDEN_LONG = 60_000;
+/** A socket made this recently is not replaced again by a wake, `online` or the page
+ * being shown (they often come together). */
+const FRESH = 2000;
 
 /** The wait before attempt number `attempt` (0-based), with ±20 % jitter. */
 export function backoffDelay(attempt) {
@@ -20,7 +49,8 @@ export class Connection {
   /**
    * @param {() => string} url the socket URL for the next attempt
    * @param {object} handlers `onOpen()`, `onFrame(object)`, `onClose({opened, code})`,
-   *   `onStatus({state, retryAt?})` with state "connecting", "open" or "waiting"
+   *   `onStatus({state, retryAt?})` with state "connecting", "open" or "waiting", and
+   *   `owed()`: whether the caller waits for the server to answer something it sent
    */
   constructor(url, handlers) {
     this.url = url;
@@ -29,10 +59,26 @@ export class Connection {
     this.attempt = 0;
     this.timer = null;
     this.healthyTimer = null;
+    this.silenceTimer = null;
+    this.wakeTimer = null;
     this.stopped = true;
+    /** When the current socket was made, the silence watch began, and a frame last came. */
+    this.madeAt = 0;
+    this.watchedAt = 0;
+    this.heardAt = 0;
+    this.tickAt = 0;
+    this.hiddenAt = null;
     this.retryNow = this.retryNow.bind(this);
-    this.onVisible = () => {
-      if (document.visibilityState === "visible") this.retryNow();
+    this.onOnline = () => this.#suspect();
+    this.onVisibility = () => {
+      if (document.visibilityState !== "visible") {
+        this.hiddenAt ??= Date.now();
+        return;
+      }
+      const hidden = this.hiddenAt === null ? 0 : Date.now() - this.hiddenAt;
+      this.hiddenAt = null;
+      if (!this.ws) this.retryNow(); // waiting to reconnect: no need to wait more
+      else if (hidden >= HIDDEN_LONG) this.#suspect();
     };
   }
 
@@ -43,26 +89,36 @@ export class Connection {
   start() {
     if (!this.stopped) return;
     this.stopped = false;
-    window.addEventListener("online", this.retryNow);
-    document.addEventListener("visibilitychange", this.onVisible);
+    window.addEventListener("online", this.onOnline);
+    document.addEventListener("visibilitychange", this.onVisibility);
+    this.hiddenAt = document.visibilityState === "visible" ? null : Date.now();
+    this.tickAt = Date.now();
+    this.wakeTimer = setInterval(() => this.#checkClock(), WAKE_CHECK);
     this.#connect();
   }
 
   stop() {
     this.stopped = true;
-    window.removeEventListener("online", this.retryNow);
-    document.removeEventListener("visibilitychange", this.onVisible);
+    window.removeEventListener("online", this.onOnline);
+    document.removeEventListener("visibilitychange", this.onVisibility);
     clearTimeout(this.timer);
     clearTimeout(this.healthyTimer);
+    clearTimeout(this.silenceTimer);
+    clearInterval(this.wakeTimer);
+    this.silenceTimer = null;
     const ws = this.ws;
     this.ws = null;
     ws?.close(1000);
   }
 
-  /** Skip the remaining wait (the "Retry now" button, coming back online). */
+  /**
+   * Connect now: skip the remaining wait (the "Retry now" button), or replace the socket
+   * there is, which may be dead without knowing it.
+   */
   retryNow() {
-    if (this.stopped || this.ws) return;
+    if (this.stopped) return;
     clearTimeout(this.timer);
+    if (this.ws) this.#drop();
     this.#connect();
   }
 
@@ -70,11 +126,56 @@ export class Connection {
   send(frame) {
     if (!this.isOpen) return false;
     this.ws.send(JSON.stringify(frame));
+    this.#watchSilence();
     return true;
   }
 
   #status(state, extra = {}) {
     this.handlers.onStatus?.({ state, ...extra });
+  }
+
+  /** The socket may be dead (a wake, a new network): replace it unless it is brand new. */
+  #suspect() {
+    if (this.stopped || (this.ws && Date.now() - this.madeAt < FRESH)) return;
+    this.retryNow();
+  }
+
+  /** Forget the current socket as if it had closed (its own events are ignored from now). */
+  #drop() {
+    const ws = this.ws;
+    this.ws = null;
+    clearTimeout(this.healthyTimer);
+    clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
+    const opened = ws.readyState === WebSocket.OPEN;
+    // (a dead socket's close handshake never ends; the browser gives up on it by itself)
+    ws.close(4000, "replaced");
+    this.handlers.onClose?.({ opened, code: null });
+  }
+
+  /** Start watching for silence, unless already watching. */
+  #watchSilence() {
+    if (this.silenceTimer) return;
+    this.watchedAt = Date.now();
+    this.silenceTimer = setTimeout(() => this.#checkSilence(), SILENT_LIMIT);
+  }
+
+  #checkSilence() {
+    this.silenceTimer = null;
+    if (!this.isOpen || !this.handlers.owed?.()) return;
+    const quiet = Date.now() - Math.max(this.watchedAt, this.heardAt);
+    if (quiet >= SILENT_LIMIT) {
+      this.retryNow();
+    } else {
+      this.silenceTimer = setTimeout(() => this.#checkSilence(), SILENT_LIMIT - quiet);
+    }
+  }
+
+  #checkClock() {
+    const now = Date.now();
+    const late = now - this.tickAt - WAKE_CHECK;
+    this.tickAt = now;
+    if (late > ASLEEP_AFTER) this.#suspect();
   }
 
   #connect() {
@@ -86,11 +187,13 @@ export class Connection {
       return;
     }
     this.ws = ws;
+    this.madeAt = Date.now();
     let opened = false;
     this.#status("connecting");
     ws.addEventListener("open", () => {
       if (this.ws !== ws) return;
       opened = true;
+      this.heardAt = Date.now();
       this.#status("open");
       this.healthyTimer = setTimeout(() => {
         this.attempt = 0;
@@ -98,7 +201,9 @@ export class Connection {
       this.handlers.onOpen?.();
     });
     ws.addEventListener("message", (event) => {
-      if (this.ws !== ws || typeof event.data !== "string") return;
+      if (this.ws !== ws) return;
+      this.heardAt = Date.now();
+      if (typeof event.data !== "string") return;
       let frame;
       try {
         frame = JSON.parse(event.data);
@@ -112,6 +217,8 @@ export class Connection {
       if (this.ws !== ws) return;
       this.ws = null;
       clearTimeout(this.healthyTimer);
+      clearTimeout(this.silenceTimer);
+      this.silenceTimer = null;
       if (this.stopped) return;
       this.handlers.onClose?.({ opened, code: event.code });
       this.#schedule();

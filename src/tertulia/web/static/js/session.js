@@ -11,7 +11,8 @@
  * Resume: the history is loaded first, then the socket connects with `?after=<highest
  * seq>` (a Tertulia extension): the server replays every visible message with a higher
  * seq, then continues live, so nothing falls between history and socket or between two
- * sockets.
+ * sockets. A socket that died silently (connection.js) is replaced the same way: a text
+ * whose echo does not come is what gives it away.
  */
 
 import { detailText, getConversation, getLimits, getMessages, uploadMessage } from "./api.js";
@@ -71,6 +72,11 @@ export class ChatSession extends EventTarget {
       onFrame: (frame) => this.#onFrame(frame),
       onClose: (info) => this.#onClose(info),
       onStatus: (status) => this.#emit("connection", status),
+      // A text on its way waits for its echo: a socket silent meanwhile is taken for dead.
+      owed: () =>
+        [...this.store.pending.values()].some(
+          (entry) => entry.type === "T" && entry.status === "sending",
+        ),
     });
     /** Milliseconds this tab adds to the wait of a throttled text (see #waitIfThrottled). */
     this.throttleOffset = Math.random() * 250;
