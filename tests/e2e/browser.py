@@ -24,6 +24,9 @@ TIMEOUT_MS = 15_000
 if expect is not None:
     expect.set_options(timeout=TIMEOUT_MS)
 
+CONVERSATION_ID = 'localStorage.getItem("tertulia.conversation")'
+"""A page expression: the id of the conversation the page is in."""
+
 ALL_IDS = """async () => {
   const id = localStorage.getItem("tertulia.conversation");
   const all = [];

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.browser import ALL_IDS, expect, png
+from e2e.browser import ALL_IDS, CONVERSATION_ID, expect, png
 from e2e.test_reliability import TOP_IN_SCROLLER
 from support.bots import bot_person, bots_with
 from support.server import live_server
@@ -148,16 +148,53 @@ async def test_a_refused_message_shows_the_server_error(make_settings, open_tab)
     async with live_server(make_settings()) as server:
         tab = await open_tab(server.base_url)
         await tab.start_conversation("alice", ["ECHO"])
-        # Past the box's maxlength of 4000, which only typing respects.
-        box = tab.page.locator("#composer-input")
-        await box.evaluate("(box, text) => { box.value = text; }", "x" * 4001)
-        await box.press("Enter")
+        # A NUL, which the page lets through and the server refuses.
+        await tab.send("null \x00 here")
 
-        await expect(tab.page.locator(".notice-error")).to_contain_text("4000 characters")
+        refusal = "Null characters are not allowed."
+        await expect(tab.page.locator(".notice-error")).to_contain_text(refusal)
         failed = tab.page.locator("li.pending.status-failed")
-        await expect(failed).to_contain_text("4000 characters")
+        await expect(failed).to_contain_text(refusal)
         await failed.get_by_role("button", name="Delete").click()
         await expect(failed).to_have_count(0)
+
+
+async def test_a_text_over_the_limit_is_refused_with_a_notice(make_settings, open_tab) -> None:
+    """A paste over the server's 4,000 characters is kept whole, and the page says it is too
+    long and sends nothing until it is shortened; the limit counts characters, not UTF-16
+    units (4,000 emoji are fine)."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        page = tab.page
+        box = page.locator("#composer-input")
+        error = page.locator(".composer-error")
+        await box.focus()
+        await page.keyboard.insert_text("a" * 4500)  # as a paste
+
+        await expect(error).to_have_text(
+            "This message is too long to send: 4,500 characters, and the limit is 4,000."
+            " Shorten it or split it."
+        )
+        await expect(box).to_have_js_property("value", "a" * 4500)
+        await expect(box).to_have_attribute("aria-invalid", "true")
+        await box.press("Enter")
+        await expect(error).to_contain_text("too long")
+        await expect(page.locator("li.msg.mine")).to_have_count(0)
+
+        await box.press("Control+a")
+        await page.keyboard.insert_text("\N{GRINNING FACE}" * 4000)
+        await expect(error).to_be_empty()
+        await expect(box).not_to_have_attribute("aria-invalid", "true")
+        await box.press("Enter")
+        sent = page.locator("li.msg.mine:not(.pending)")
+        await expect(sent).to_have_count(1)
+        conversation_id = await page.evaluate(CONVERSATION_ID)
+        response = await tab.context.request.get(
+            f"{server.base_url}/api/chat/conversations/{conversation_id}/messages/"
+        )
+        texts = [m["text"] for m in (await response.json())["results"] if m["type"] == "T"]
+        assert texts == ["\N{GRINNING FACE}" * 4000]
 
 
 async def test_without_rooms_the_lobby_lists_only_ones_own(make_settings, open_tab) -> None:

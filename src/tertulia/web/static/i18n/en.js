@@ -30,6 +30,8 @@ export default {
   "composer.placeholder": "Write a message…",
   "composer.replying_to": "Replying to {name}",
   "composer.staged": "Files to send",
+  "composer.too_long":
+    "This message is too long to send: {count} characters, and the limit is {max}. Shorten it or split it.",
 
   "connection.back": "Connected again.",
   "connection.connecting": "Connecting…",

@@ -33,6 +33,8 @@ export default {
   "composer.placeholder": "Escreva uma mensagem…",
   "composer.replying_to": "Respondendo a {name}",
   "composer.staged": "Arquivos a enviar",
+  "composer.too_long":
+    "Esta mensagem é longa demais para enviar: {count} caracteres, e o limite é {max}. Encurte-a ou divida-a.",
 
   "connection.back": "Conectado de novo.",
   "connection.connecting": "Conectando…",

@@ -6,11 +6,23 @@
 
 import { canAttach, acceptFor, checkFile, limitOf } from "./attachments.js";
 import { h } from "./dom.js";
-import { formatDuration, formatSize, t } from "./i18n.js";
+import { formatDuration, formatNumber, formatSize, t } from "./i18n.js";
 import { icon } from "./icons.js";
 import { nameOf } from "./message-view.js";
 import { VoiceRecorder } from "./recorder.js";
 import { snippet } from "./text.js";
+
+/**
+ * The longest text the server takes (domain/inputs.py MAX_TEXT), in characters (code
+ * points, as Python counts them), once trimmed. Not the box's `maxlength`: that would cut
+ * a longer paste without a word, and it counts an emoji as two.
+ */
+export const MAX_TEXT = 4000;
+
+/** The length of a text as the server counts it. */
+export function textLength(text) {
+  return Array.from(text.trim()).length;
+}
 
 const KIND_NAMES = {
   i: "kind.image",
@@ -37,6 +49,8 @@ export class Composer {
     this.reply = null;
     /** What the error line says, as a function: said again in a new language. */
     this.error = () => "";
+    /** Whether the error line says the text is too long (cleared once it is not). */
+    this.lengthError = false;
     /** Files waiting for Send: {file, kind, thumb}. */
     this.staged = [];
     this.recorder = null;
@@ -49,14 +63,16 @@ export class Composer {
       id: "composer-input",
       class: "composer-input",
       rows: "1",
-      maxlength: "4000",
       autocomplete: "off",
       "aria-describedby": "composer-hint",
       "data-i18n-placeholder": "composer.placeholder",
       "data-i18n-aria-label": "composer.label",
       placeholder: t("composer.placeholder"),
       "aria-label": t("composer.label"),
-      oninput: () => this.#grow(),
+      oninput: () => {
+        this.#grow();
+        this.#checkLength();
+      },
       onkeydown: (event) => this.#onKey(event),
       onpaste: (event) => {
         const files = [...(event.clipboardData?.files ?? [])];
@@ -216,7 +232,32 @@ export class Composer {
     }
   }
 
+  /**
+   * Say, while it lasts, that the text is over the limit (the person shortens it or splits
+   * it; nothing is cut). Returns whether it is.
+   */
+  #checkLength() {
+    const length = textLength(this.input.value);
+    const over = length > MAX_TEXT;
+    if (over) {
+      this.input.setAttribute("aria-invalid", "true");
+      this.showError(() =>
+        t("composer.too_long", { count: formatNumber(length), max: formatNumber(MAX_TEXT) }),
+      );
+      this.lengthError = true;
+    } else {
+      this.input.removeAttribute("aria-invalid");
+      if (this.lengthError) this.showError("");
+    }
+    return over;
+  }
+
   submit() {
+    // (the caption of a file goes as its text, with the same limit)
+    if (this.#checkLength()) {
+      this.input.focus();
+      return;
+    }
     const text = this.input.value.trim();
     const quotedId = this.reply?.id ?? null;
     if (this.staged.length) {
@@ -296,6 +337,7 @@ export class Composer {
    * language says it again), or a text.
    */
   showError(error) {
+    if (error !== this.error) this.lengthError = false;
     this.error = typeof error === "function" ? error : () => error;
     this.errorBox.textContent = this.error();
   }

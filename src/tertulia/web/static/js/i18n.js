@@ -102,6 +102,11 @@ export function formatDay(date, now = new Date()) {
   return new Intl.DateTimeFormat(current, options).format(date);
 }
 
+/** A number for people: "4,000" ("4.000" in Portuguese). */
+export function formatNumber(value) {
+  return new Intl.NumberFormat(current).format(value);
+}
+
 /** A byte count for people: "1.5 MB" (decimal units, as file managers show them). */
 export function formatSize(bytes) {
   if (!Number.isFinite(bytes) || bytes < 0) return "";
