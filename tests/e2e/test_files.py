@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from e2e.browser import expect, png
+from e2e.browser import CONVERSATION_ID, expect, png
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -107,6 +107,46 @@ async def test_a_dropped_file_becomes_a_download_link(make_settings, open_tab) -
         await expect(link).to_have_attribute("href", re.compile(r"^/media/"))
         await expect(link).to_contain_text("notes.txt")
         await expect(link).to_contain_text("5 B")
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8"/></svg>'
+TIFF = b"II*\x00\x08\x00\x00\x00" + bytes(64)
+
+
+@pytest.mark.parametrize(
+    ("name", "mime", "content"),
+    [
+        ("drawing.svg", "image/svg+xml", SVG),  # taken as an image by no server: it runs code
+        ("memo.amr", "audio/amr", b"#!AMR\n" + bytes(64)),  # not recognised as audio
+        ("scan.tiff", "image/tiff", TIFF),  # an image, but no browser shows it
+        ("photo.heic", "image/heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"),
+        ("render.exr", "image/x-exr", b"\x76\x2f\x31\x01" + bytes(64)),
+        ("fake.png", "image/png", b"not a picture at all"),  # the server says so: 415
+    ],
+    ids=["svg", "amr", "tiff", "heic", "exr", "png_not_a_picture"],
+)
+async def test_a_file_no_browser_shows_goes_as_an_attachment(
+    make_settings, open_tab, name: str, mime: str, content: bytes
+) -> None:
+    """An image or audio file that the server would refuse as such (SVG, AMR, or a file
+    whose content is not what its type says) or that browsers cannot show (TIFF, HEIF,
+    EXR) is sent as a plain attachment, a file to download, rather than failing."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        file = {"name": name, "mimeType": mime, "buffer": content}
+        await tab.page.set_input_files("input[type=file]", files=[file])
+        await tab.page.get_by_role("button", name="Send", exact=True).click()
+
+        card = tab.page.locator("li.msg.mine.type-A:not(.pending) a.file-card")
+        await expect(card).to_contain_text(name)
+        await expect(tab.page.locator("li.msg.pending")).to_have_count(0)
+        conversation_id = await tab.page.evaluate(CONVERSATION_ID)
+        response = await tab.context.request.get(
+            f"{server.base_url}/api/chat/conversations/{conversation_id}/messages/"
+        )
+        results = (await response.json())["results"]
+        assert [(m["type"], m["file_name"]) for m in results if m["type"] != "S"] == [("A", name)]
 
 
 async def test_a_voice_note_is_recorded_and_sent(make_settings, open_tab) -> None:

@@ -12,12 +12,56 @@ export const LIMIT_KEYS = {
   A: "MAX_ATTACHMENT_SIZE",
 };
 
-/** The message type for a MIME type: image, video, audio, else attachment. */
+/**
+ * The types sent as image, video or audio messages: those the server takes as such
+ * (files/content.py: not SVG or any XML, not AMR, which it does not recognise) and that
+ * browsers show or play. Any other file, an image/tiff, image/heif, image/x-exr, image/svg+xml
+ * or audio/amr among them, goes as a plain attachment (a file to download), as it would
+ * otherwise be refused (415) or shown broken.
+ */
+export const MEDIA_TYPES = {
+  i: [
+    "image/png",
+    "image/apng",
+    "image/jpeg",
+    "image/pjpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "image/bmp",
+    "image/x-ms-bmp",
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+  ],
+  v: ["video/mp4", "video/webm", "video/ogg", "video/quicktime"],
+  a: [
+    "audio/mpeg",
+    "audio/mp3",
+    "audio/ogg",
+    "audio/opus",
+    "audio/wav",
+    "audio/wave",
+    "audio/x-wav",
+    "audio/vnd.wave",
+    "audio/webm",
+    "audio/flac",
+    "audio/x-flac",
+    "audio/aac",
+    "audio/mp4",
+    "audio/m4a",
+    "audio/x-m4a",
+  ],
+};
+
+/** The message type for a MIME type: image, video, audio (MEDIA_TYPES), else attachment. */
 export function kindOf(mimeType) {
-  const type = String(mimeType ?? "").toLowerCase();
-  if (type.startsWith("image/")) return "i";
-  if (type.startsWith("video/")) return "v";
-  if (type.startsWith("audio/")) return "a";
+  const type = String(mimeType ?? "")
+    .toLowerCase()
+    .split(";")[0]
+    .trim();
+  for (const [kind, types] of Object.entries(MEDIA_TYPES)) {
+    if (types.includes(type)) return kind;
+  }
   return "A";
 }
 
@@ -53,12 +97,11 @@ export function canAttach(limits) {
   return ["i", "v", "a", "A"].some((kind) => limitOf(limits, kind) > 0);
 }
 
-/** The file picker's `accept`: anything when attachments are on, else the media kinds allowed. */
+/** The file picker's `accept`: anything when attachments are on, else the media types allowed. */
 export function acceptFor(limits) {
   if (!limits || limitOf(limits, "A")) return "";
-  const types = { i: "image/*", v: "video/*", a: "audio/*" };
-  return Object.entries(types)
+  return Object.entries(MEDIA_TYPES)
     .filter(([kind]) => limitOf(limits, kind))
-    .map(([, type]) => type)
+    .flatMap(([, types]) => types)
     .join(",");
 }

@@ -16,6 +16,7 @@
  */
 
 import { detailText, getConversation, getLimits, getMessages, uploadMessage } from "./api.js";
+import { checkFile } from "./attachments.js";
 import { backoffDelay, Connection } from "./connection.js";
 import { storage, newLocalId } from "./storage.js";
 import { ConversationStore } from "./store.js";
@@ -389,8 +390,25 @@ export class ChatSession extends EventTarget {
       this.#pumpUploads(); // (sets the timer for the next try)
       return;
     }
+    if (status === 415 && this.#asAttachment(entry)) return;
     this.store.updatePending(entry.localId, { status: "failed", error: uploadError(status, body) });
     this.#uploadDone(entry.localId);
+  }
+
+  /**
+   * A file the server did not take as the image, video or audio its type announced (its
+   * content is something else: 415) goes again, at once, as a plain attachment, when
+   * attachments are taken: tried again as it was, it would only fail again. Returns
+   * whether it does.
+   */
+  #asAttachment(entry) {
+    if (!["i", "v", "a"].includes(entry.type) || !checkFile(entry.file, this.limits, "A").ok) {
+      return false;
+    }
+    if (entry.previewUrl) URL.revokeObjectURL(entry.previewUrl);
+    this.store.updatePending(entry.localId, { type: "A", previewUrl: null });
+    this.#queueUpload(entry); // (still first in the queue)
+    return true;
   }
 
   /** Try a failed message again, with the same local_id. */
