@@ -105,7 +105,7 @@ async def measure(
     """One run at one size; returns the figures."""
     async with running_server(spec, workdir) as target:
         page = await _open_conversation(browser, target)
-        conversation_id = await page.evaluate("localStorage.getItem('tertulia.conversation')")
+        conversation_id = await page.evaluate("sessionStorage.getItem('tertulia.conversation')")
         http = target.http()
         sender = None
         try:

@@ -24,11 +24,11 @@ TIMEOUT_MS = 15_000
 if expect is not None:
     expect.set_options(timeout=TIMEOUT_MS)
 
-CONVERSATION_ID = 'localStorage.getItem("tertulia.conversation")'
+CONVERSATION_ID = 'sessionStorage.getItem("tertulia.conversation")'
 """A page expression: the id of the conversation the page is in."""
 
 ALL_IDS = """async () => {
-  const id = localStorage.getItem("tertulia.conversation");
+  const id = sessionStorage.getItem("tertulia.conversation");
   const all = [];
   for (let page = 1; ; page++) {
     const r = await fetch(`/api/chat/conversations/${id}/messages/?page=${page}`);

@@ -122,7 +122,7 @@ async def test_the_end_of_a_conversation_is_announced(make_settings, open_tab) -
         await tab.start_conversation("alice", ["ECHO", "Keeper"])
         conversation_id, keeper_id = await tab.page.evaluate(
             """async () => {
-              const id = localStorage.getItem("tertulia.conversation");
+              const id = sessionStorage.getItem("tertulia.conversation");
               const body = await (await fetch(`/api/chat/conversations/${id}/`)).json();
               return [id, body.participants.find(p => p.name === "Keeper").id];
             }"""
@@ -268,7 +268,7 @@ async def test_a_burst_of_messages_shows_in_order_and_follows_the_reader(
 async def someone_joins(tab, base_url: str, open_tab):
     """bob joins the conversation of ``tab`` over the REST API (from a context of his own,
     whose requests carry his cookie); returns his tab and the conversation's API URL."""
-    conversation_id = await tab.page.evaluate("localStorage.getItem('tertulia.conversation')")
+    conversation_id = await tab.page.evaluate("sessionStorage.getItem('tertulia.conversation')")
     url = f"{base_url}/api/chat/conversations/{conversation_id}"
     bob = await open_tab(base_url)
     assert (await bob.context.request.post(f"{url}/join/", data={"nickname": "bob"})).ok
@@ -432,7 +432,7 @@ async def message_id(page, text: str) -> str:
     """The id of the stored message whose text is ``text`` (over the REST API)."""
     found = await page.evaluate(
         """async (text) => {
-          const id = localStorage.getItem("tertulia.conversation");
+          const id = sessionStorage.getItem("tertulia.conversation");
           for (let n = 1; ; n += 1) {
             const url = `/api/chat/conversations/${id}/messages/?page=${n}`;
             const body = await (await fetch(url)).json();

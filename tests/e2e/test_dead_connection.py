@@ -7,13 +7,11 @@ from typing import Any
 
 import pytest
 
-from e2e.browser import Tab, expect
+from e2e.browser import CONVERSATION_ID, Tab, expect
 from e2e.proxy import silencing_proxy
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-CONVERSATION_ID = 'localStorage.getItem("tertulia.conversation")'
 
 
 async def stored_texts(tab: Tab, base_url: str) -> list[str]:

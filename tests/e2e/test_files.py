@@ -163,7 +163,7 @@ async def test_a_voice_note_is_recorded_and_sent(make_settings, open_tab) -> Non
         await expect(row.locator("audio")).to_have_attribute("src", re.compile(r"^/media/"))
         stored = await page.evaluate(
             """async () => {
-              const id = localStorage.getItem("tertulia.conversation");
+              const id = sessionStorage.getItem("tertulia.conversation");
               const r = await fetch(`/api/chat/conversations/${id}/messages/`);
               return (await r.json()).results.filter(m => m.type === "V");
             }"""
@@ -243,7 +243,7 @@ async def test_files_sent_together_are_stored_in_the_order_picked(make_settings,
 
 
 STORED_FILE_NAMES = """async () => {
-  const id = localStorage.getItem("tertulia.conversation");
+  const id = sessionStorage.getItem("tertulia.conversation");
   const page = await (await fetch(`/api/chat/conversations/${id}/messages/`)).json();
   return page.results.filter((m) => m.type === "A").map((m) => m.file_name);
 }"""

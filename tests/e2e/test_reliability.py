@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from e2e.browser import ALL_IDS, expect, one_text_a_minute
+from e2e.browser import ALL_IDS, Tab, expect, one_text_a_minute
 from support.server import live_server
 from tertulia.cli import delete
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MY_ID = """async () => {
-  const id = localStorage.getItem("tertulia.conversation");
+  const id = sessionStorage.getItem("tertulia.conversation");
   const response = await fetch(`/api/chat/conversations/${id}/`);
   const body = await response.json();
   return [id, body.my_participant_id, body.participants.length];
@@ -75,7 +75,7 @@ async def test_a_server_restart_loses_and_repeats_nothing(make_settings, open_ta
         # The page's view agrees with the server's history.
         stored = await page.evaluate(
             """async () => {
-              const id = localStorage.getItem("tertulia.conversation");
+              const id = sessionStorage.getItem("tertulia.conversation");
               const r = await fetch(`/api/chat/conversations/${id}/messages/?limit=200`);
               return (await r.json()).results.map(m => m.id);
             }"""
@@ -152,7 +152,7 @@ async def test_a_reload_during_a_hiccup_waits_rather_than_leaving(make_settings,
         await tab.send("still here")
         await expect(tab.bubble("STILL HERE")).to_have_count(1)
         page = tab.page
-        conversation_id = await page.evaluate('localStorage.getItem("tertulia.conversation")')
+        conversation_id = await page.evaluate('sessionStorage.getItem("tertulia.conversation")')
         refusals = {"left": 2}
 
         async def hiccup(route) -> None:
@@ -167,7 +167,7 @@ async def test_a_reload_during_a_hiccup_waits_rather_than_leaving(make_settings,
         await page.reload()
         await expect(tab.bubble("STILL HERE", mine=False)).to_have_count(1, timeout=20_000)
         assert refusals["left"] == 0
-        assert await page.evaluate('localStorage.getItem("tertulia.conversation")') == (
+        assert await page.evaluate('sessionStorage.getItem("tertulia.conversation")') == (
             conversation_id
         )
 
@@ -179,7 +179,39 @@ async def test_a_reload_during_a_hiccup_waits_rather_than_leaving(make_settings,
         await page.route(f"**/api/chat/conversations/{conversation_id}/", forbidden)
         await page.reload()
         await expect(page.get_by_text("You are no longer in that conversation.")).to_be_visible()
+        assert await page.evaluate('sessionStorage.getItem("tertulia.conversation")') == ""
         assert await page.evaluate('localStorage.getItem("tertulia.conversation")') is None
+
+
+async def test_two_tabs_in_two_conversations_each_reload_into_their_own(
+    make_settings, open_tab
+) -> None:
+    """The conversation a reload re-enters is the tab's own: two tabs of one browser in two
+    conversations each come back to theirs. A new tab starts in the last one entered, and a
+    tab sent back to the lobby stays there."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [], name="First")
+        page = await tab.context.new_page()
+        page.on("pageerror", lambda error: tab.errors.append(str(error)))
+        await page.goto("/")
+        title = page.locator("#chat-title")
+        await expect(title).to_have_text("First")  # a new tab: the last one entered
+        await page.get_by_role("button", name="Back to the lobby").click()
+        await page.reload()
+        await expect(page.locator("#nickname")).to_be_visible()  # (not back in First)
+        other = Tab(tab.context, page, tab.errors)
+        await other.start_conversation("alice", [], name="Second")
+
+        for _ in range(2):
+            await tab.page.reload()
+            await expect(tab.page.locator("#chat-title")).to_have_text("First")
+            await page.reload()
+            await expect(title).to_have_text("Second")
+        third = await tab.context.new_page()
+        third.on("pageerror", lambda error: tab.errors.append(str(error)))
+        await third.goto("/")
+        await expect(third.locator("#chat-title")).to_have_text("Second")
 
 
 async def test_texts_written_in_two_tabs_during_an_outage_are_all_sent(
@@ -256,7 +288,7 @@ async def away_from_a_conversation(open_tab, base_url: str):
     tab = await open_tab(base_url)
     await tab.start_conversation("alice", [])
     await expect(tab.page.locator(".system-line", has_text="You joined")).to_have_count(1)
-    conversation_id = await tab.page.evaluate("localStorage.getItem('tertulia.conversation')")
+    conversation_id = await tab.page.evaluate("sessionStorage.getItem('tertulia.conversation')")
     await tab.page.goto("about:blank")
     return tab, f"{base_url}/api/chat/conversations/{conversation_id}/messages/"
 
@@ -287,7 +319,7 @@ async def test_a_conversation_deleted_while_open_says_so(make_settings, open_tab
         await tab.send("soon gone")
         await expect(tab.bubble("SOON GONE")).to_have_count(1)
         page = tab.page
-        conversation_id = await page.evaluate('localStorage.getItem("tertulia.conversation")')
+        conversation_id = await page.evaluate('sessionStorage.getItem("tertulia.conversation")')
 
         assert await asyncio.to_thread(delete, settings, [conversation_id]) == 0
         sockets: list[str] = []
@@ -295,6 +327,7 @@ async def test_a_conversation_deleted_while_open_says_so(make_settings, open_tab
         await tab.send("hello?")
 
         await expect(page.get_by_text("That conversation no longer exists.")).to_be_visible()
+        assert await page.evaluate('sessionStorage.getItem("tertulia.conversation")') == ""
         assert await page.evaluate('localStorage.getItem("tertulia.conversation")') is None
         assert sockets == []  # told by the close code, not by failing to reconnect
 

@@ -1,7 +1,9 @@
 /**
  * Tertulia's web client: the entry point. It shows the lobby, or re-enters the
- * conversation of the last visit (its id is kept in localStorage; the participant comes
- * back through the HttpOnly session cookie), and swaps views.
+ * conversation the tab was in (its id is kept in sessionStorage, the tab's own, so that
+ * two tabs in two conversations each reload into theirs; the participant comes back
+ * through the HttpOnly session cookie), and swaps views. A new tab starts in the
+ * conversation last entered in any tab (kept in localStorage), if it is still open.
  *
  * It speaks only the public protocol (PROTOCOL.md): the same REST calls and WebSocket
  * frames as every other client. No build step: plain ES modules.
@@ -14,7 +16,7 @@ import { h } from "./js/dom.js";
 import { detectLanguage, onLanguageChange, setLanguage, t } from "./js/i18n.js";
 import { LobbyView } from "./js/lobby.js";
 import { ChatSession } from "./js/session.js";
-import { storage } from "./js/storage.js";
+import { storage, tabStorage } from "./js/storage.js";
 
 const root = document.getElementById("app");
 let view = null;
@@ -32,10 +34,11 @@ function showLobby(message) {
 }
 
 function enter(conversation) {
+  tabStorage.set("conversation", conversation.id);
   storage.set("conversation", conversation.id);
   const session = new ChatSession(conversation);
   const leave = (message) => {
-    storage.remove("conversation");
+    forget(conversation.id);
     showLobby(message);
   };
   show(
@@ -45,6 +48,15 @@ function enter(conversation) {
     }),
   );
   session.start();
+}
+
+/**
+ * This tab is back in the lobby, and stays there on a reload (an empty id, not none: a
+ * tab without one is a new tab). A new tab no longer starts in that conversation either.
+ */
+function forget(id) {
+  tabStorage.set("conversation", "");
+  if (storage.get("conversation") === id) storage.remove("conversation");
 }
 
 /** A plain screen while the server cannot be reached at start-up. */
@@ -82,7 +94,7 @@ function passing(status) {
   return status === 0 || status === 408 || status === 429 || status >= 500;
 }
 
-/** Re-enter the conversation of the last visit, as the same participant. */
+/** Re-enter a conversation this browser was in, as the same participant. */
 async function resume(id) {
   let cancelled = false;
   for (let attempt = 0; !cancelled; attempt += 1) {
@@ -91,21 +103,21 @@ async function resume(id) {
       // participant rather than bring the old one back.
       const conversation = await getConversation(id);
       if (!conversation.my_participant_id) {
-        leaveResume("lost.left");
+        leaveResume(id, "lost.left");
         return;
       }
       enter(await joinConversation(id, ""));
       return;
     } catch (error) {
       if (!passing(error.status)) {
-        leaveResume(error.status === 404 ? "lost.gone" : "lost.left");
+        leaveResume(id, error.status === 404 ? "lost.gone" : "lost.left");
         return;
       }
       if (!(view instanceof WaitingView)) {
         show(
           new WaitingView(() => {
             cancelled = true;
-            leaveResume();
+            leaveResume(id);
           }),
         );
       }
@@ -114,13 +126,14 @@ async function resume(id) {
   }
 }
 
-function leaveResume(message) {
-  storage.remove("conversation");
+function leaveResume(id, message) {
+  forget(id);
   showLobby(message);
 }
 
 setLanguage(detectLanguage());
 onLanguageChange(() => view?.relabel?.());
-const saved = storage.get("conversation");
+// The tab's own conversation ("" in the lobby); a new tab's: the last one entered.
+const saved = tabStorage.get("conversation") ?? storage.get("conversation");
 if (saved) resume(saved);
 else showLobby();
