@@ -59,6 +59,28 @@ async def test_files_the_limits_refuse_never_leave_the_page(make_settings, open_
         assert posts == []
 
 
+async def test_a_file_just_over_the_limit_says_sizes_that_differ(make_settings, open_tab) -> None:
+    """A file one byte over the limit: its size and the limit are written so that they read
+    different (more decimals, or bytes), not "200 kB; the limit is 200 kB"."""
+    limits = {"MAX_IMAGE_SIZE": 200_000, "MAX_ATTACHMENT_SIZE": 1_000_000}
+    async with live_server(make_settings(limits=limits)) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        error = tab.page.locator(".composer-error")
+        image = {"name": "a.png", "mimeType": "image/png", "buffer": bytes(200_001)}
+        await tab.page.set_input_files("input[type=file]", files=[image])
+        await expect(error).to_have_text("a.png is too large (200.001 kB); the limit is 200 kB.")
+        other = {
+            "name": "b.bin",
+            "mimeType": "application/octet-stream",
+            "buffer": bytes(1_000_001),
+        }
+        await tab.page.set_input_files("input[type=file]", files=[other])
+        await expect(error).to_have_text(
+            "b.bin is too large (1,000,001 B); the limit is 1,000,000 B."
+        )
+
+
 async def test_a_proxys_413_is_told_without_a_limit(make_settings, open_tab) -> None:
     """A proxy in front refusing the upload with its own HTML 413 page (no limit named):
     the person is told the file is too large, not "larger than null"."""

@@ -6,7 +6,7 @@
 
 import { canAttach, acceptFor, checkFile, limitOf } from "./attachments.js";
 import { h } from "./dom.js";
-import { formatDuration, formatNumber, formatSize, t } from "./i18n.js";
+import { formatDuration, formatNumber, formatSize, formatSizes, t } from "./i18n.js";
 import { icon } from "./icons.js";
 import { nameOf } from "./message-view.js";
 import { VoiceRecorder } from "./recorder.js";
@@ -37,7 +37,8 @@ export function fileProblem(file, check) {
   const name = file.name || t(KIND_NAMES[check.kind]);
   if (check.reason === "empty") return t("file.empty", { name });
   if (check.reason === "too_large") {
-    return t("file.too_large", { name, size: formatSize(file.size), max: formatSize(check.limit) });
+    const [size, max] = formatSizes(file.size, check.limit);
+    return t("file.too_large", { name, size, max });
   }
   return t("file.not_accepted", { name, kind: t(KIND_NAMES[check.kind]).toLowerCase() });
 }

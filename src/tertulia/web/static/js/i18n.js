@@ -107,8 +107,11 @@ export function formatNumber(value) {
   return new Intl.NumberFormat(current).format(value);
 }
 
-/** A byte count for people: "1.5 MB" (decimal units, as file managers show them). */
-export function formatSize(bytes) {
+/**
+ * A byte count for people: "1.5 MB" (decimal units, as file managers show them), with up
+ * to `digits` decimals.
+ */
+export function formatSize(bytes, digits = 1) {
   if (!Number.isFinite(bytes) || bytes < 0) return "";
   const units = ["byte", "kilobyte", "megabyte", "gigabyte"];
   let index = 0;
@@ -123,8 +126,21 @@ export function formatSize(bytes) {
     style: "unit",
     unit: units[index],
     unitDisplay: "short",
-    maximumFractionDigits: 1,
+    maximumFractionDigits: digits,
   }).format(value);
+}
+
+/**
+ * Two different byte counts (a file's size and a limit) written so that they read
+ * different: with more decimals when rounding makes them alike ("200.001 kB" and
+ * "200 kB"), in bytes when even three do not tell them apart ("1,000,001 B").
+ */
+export function formatSizes(a, b) {
+  for (const digits of [1, 2, 3]) {
+    const pair = [formatSize(a, digits), formatSize(b, digits)];
+    if (a === b || pair[0] !== pair[1]) return pair;
+  }
+  return [a, b].map((bytes) => `${new Intl.NumberFormat(current).format(bytes)} B`);
 }
 
 /** "0:42" for a recording's length in seconds. */
