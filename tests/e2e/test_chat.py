@@ -93,6 +93,44 @@ async def test_two_people_in_a_room(make_settings, open_tab) -> None:
         await expect(bob.bubble("HI FROM BOB")).to_have_count(1)
 
 
+RENAME = """async (name) => {
+  const id = sessionStorage.getItem("tertulia.conversation");
+  const me = (await (await fetch(`/api/chat/conversations/${id}/`)).json()).my_participant_id;
+  const response = await fetch(`/api/chat/conversations/${id}/participants/${me}/`, {
+    method: "PATCH",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name }),
+  });
+  return response.status;
+}"""
+"""A page script: rename the page's participant (as BLAB's "Change my name" does)."""
+
+
+async def test_the_reply_being_written_follows_a_rename(make_settings, open_tab) -> None:
+    """The quoted message above the box names its sender's new name after a rename, as the
+    messages do."""
+    async with live_server(make_settings()) as server:
+        alice = await open_tab(server.base_url)
+        await alice.start_conversation("alice", [], name="Team room")
+        bob = await open_tab(server.base_url)
+        await bob.page.goto("/")
+        await bob.page.fill("#nickname", "bob")
+        await bob.page.get_by_role("button", name="Join Team room").click()
+        await bob.send("hi from bob")
+        from_bob = alice.bubble("hi from bob", mine=False)
+        await from_bob.locator("button.reply").click()
+        preview = alice.page.locator(".reply-preview")
+        await expect(preview).to_contain_text("Replying to bob")
+
+        assert await bob.page.evaluate(RENAME, "Roberto") == 200
+
+        await expect(from_bob.locator(".sender")).to_have_text("Roberto")
+        await expect(preview).to_contain_text("Replying to Roberto")
+        await alice.send("welcome, Roberto")
+        answer = alice.bubble("welcome, Roberto", mine=True)
+        await expect(answer.locator(".quote")).to_contain_text("Roberto")
+
+
 async def test_the_working_indicator_shows_while_a_bot_works(make_settings, open_tab) -> None:
     """A slow bot shows as working until its answer arrives."""
     bots = {

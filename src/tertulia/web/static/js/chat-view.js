@@ -340,6 +340,8 @@ export class ChatView {
       this.stick = true;
     }
     this.#renderSoon();
+    // A state frame may rename the person being replied to.
+    if (detail.kind === "state") this.composer.refreshReply();
     if (detail.kind === "message" && detail.live) this.#onLiveMessage(detail.message);
   }
 

@@ -293,6 +293,15 @@ export class Composer {
     if (message) this.input.focus();
   }
 
+  /** Say again whom the reply is to (they may have been renamed meanwhile). */
+  refreshReply() {
+    const label = this.replyBox.querySelector(".reply-name");
+    if (!this.reply || !label) return;
+    // Only the name: rebuilding the box would take the focus off its button.
+    const name = nameOf(this.session.store, this.reply.sender_id);
+    label.textContent = t("composer.replying_to", { name });
+  }
+
   /** Everything built here with words, in the language just chosen. */
   relabel() {
     this.#renderReply();
