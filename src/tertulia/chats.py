@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, ClassVar, TypedDict
+from typing import Any, ClassVar, NamedTuple, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -532,6 +532,15 @@ class ChatRegistry:
         return task
 
 
+class Connected(NamedTuple):
+    """What :meth:`Chat.connect` found: a person announced as joined, and for a bot called
+    back where its socket starts when it does not say (``?after=``, ``?copies_after=``)."""
+
+    announced: bool = False
+    after: int | None = None
+    copies_after: int | None = None
+
+
 class _UseCase:
     """``async with chat._transaction() as (conn, out)``: under the chat's lock, a write
     transaction; its deliveries are written last, and once it has committed its frames are
@@ -971,44 +980,43 @@ class Chat:
 
     # -- presence ----------------------------------------------------------------------
 
-    async def connect(self, participant: Participant, socket_id: str) -> bool:
+    async def connect(self, participant: Participant, socket_id: str) -> Connected:
         """A socket of ``participant`` opened (after authentication).
 
         Returns:
-            True when this made a person present and their *participant-joined* was
-            published. A person the transcript still says is here (their socket closed
-            with a restart of the server, which stores nothing) is not announced again. A
-            bot's was stored at creation; it is announced again only when it comes back
-            after a *participant-left* stored by this process (called back:
-            :mod:`tertulia.recall`).
+            whether this made a person present and their *participant-joined* was
+            published (a person the transcript still says is here, their socket closed
+            with a restart of the server, which stores nothing, is not announced again);
+            and, for a bot called back (:mod:`tertulia.recall`), where its socket starts
+            when it does not say. A bot's *participant-joined* was stored at creation; it
+            is stored again when the bot comes back after its *participant-left*.
         """
         services = self._services
         first = await services.broker.join(self.conversation.id, participant.id, socket_id)
         returning = services.cancel_leave(self.conversation.id, participant.id)
         if not first or returning:
-            return False
-        announced = False
+            return Connected()
+        connected = Connected()
         try:
             async with self._transaction() as (conn, out):
-                if (
-                    await conv_repo.mark_present(conn, participant.id, True)
-                    if participant.is_human
-                    else participant.id in self._recall.away
-                ):
-                    # (a bot back after its 'left', which this process stored: say so; its
-                    # class, given this, sees it is here and triggers nothing)
-                    self._recall.away.discard(participant.id)
+                if participant.is_human:
+                    back = await conv_repo.mark_present(conn, participant.id, True)
+                    connected = Connected(announced=back)
+                else:
+                    found = await conv_repo.bot_connects(conn, participant.id)
+                    back = found.was_away  # (its class, given this, sees it here: no trigger)
+                    connected = Connected(after=found.after, copies_after=found.copies_after)
+                if back:
                     await self._store(
                         conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant.id)
                     )
-                    announced = participant.is_human
                 out.publish_state(self.participants, services.accepts)
         except BaseException:
             # Not joined after all: the socket is not counted present (it would stay so,
             # with no socket, and the participant's next socket would not join).
             await services.broker.leave(self.conversation.id, participant.id, socket_id)
             raise
-        return announced
+        return connected
 
     async def disconnect(
         self, participant: Participant, socket_id: str, *, server_stopping: bool = False
@@ -1056,7 +1064,7 @@ class Chat:
                 return
             await self._store(conn, out, self._system(SystemEvent.PARTICIPANT_LEFT, participant_id))
             if participant.is_bot:
-                self._recall.away.add(participant_id)
+                await conv_repo.mark_away(conn, participant_id)
             if participant.is_required:
                 await self._store(
                     conn, out, self._system(SystemEvent.CONVERSATION_ENDED, participant_id)
@@ -1150,14 +1158,17 @@ class Chat:
             due = self._recall.due([b for b in self._bots_triggered() if b.id not in present])
             if not due:
                 return
-            after = max((woken_by.seq or 1) - 1, 0)
+            before = max((woken_by.seq or 1) - 1, 0)
             async with self._transaction() as (conn, out):
                 for bot in due:
-                    metadata: dict[str, Any] = {"participant_id": bot.id, "after": after}
+                    copies = None
                     if self.takes_copies(bot):
-                        metadata["copies_after"] = await copy_repo.last(
-                            conn, bot.id, before=woken_by.time
-                        )
+                        copies = await copy_repo.last(conn, bot.id, before=woken_by.time)
+                    # (an earlier call it has not come back from keeps its earlier point)
+                    after, copies = await conv_repo.hold_resume_point(conn, bot.id, before, copies)
+                    metadata: dict[str, Any] = {"participant_id": bot.id, "after": after}
+                    if copies is not None:
+                        metadata["copies_after"] = copies
                     out.deliver(bot, "message", self._joined(bot, metadata), self._services.accepts)
                     log.info(
                         "external bot has no socket: triggering it again",

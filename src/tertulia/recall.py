@@ -11,7 +11,11 @@ The trigger tells the bot where to resume, so that it answers the message that c
 back: ``after``, the ``seq`` before that message, and for a bot under a manager
 ``copies_after``, its last redirected copy recorded before it. They ride the delivery as the
 *participant-joined* of the bot that its class takes for the cue to trigger (internal, never
-on the wire), in its ``additional_metadata``.
+on the wire), in its ``additional_metadata``. The bot's participant row keeps them until it
+is back (``resume_after``, ``resume_copies_after``): its socket starts there when it does
+not say (BLAB's library never does), and a later recall, the bot not back from this one,
+keeps this earlier point. The row also says when its *participant-left* is stored
+(``away``), so that its return is announced, after a restart too.
 
 This module holds the rules without I/O; :class:`tertulia.chats.Chat` applies them.
 """
@@ -36,8 +40,6 @@ class Recall:
         self._every = every
         self._clock = clock
         self._triggered: dict[str, float] = {}
-        self.away: set[str] = set()
-        """Bots whose *participant-left* this process stored: their return is announced."""
 
     @property
     def enabled(self) -> bool:

@@ -50,9 +50,9 @@ async def test_a_required_bot_that_left_is_called_back_and_answers_what_called_i
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:
     """The required bot's socket closes: left, conversation ended. alice writes: the bot is
-    triggered again, with a new session and ``after`` the message before hers; it resumes
-    there (her message first), is announced as back, and her next message, while it is
-    here, triggers nothing."""
+    triggered again, with a new session and ``after`` the message before hers; its socket,
+    saying nothing as BLAB's library does, starts there (her message first); it is
+    announced as back, and her next message, while it is here, triggers nothing."""
     recorder = Recorder()
     async with serve(recorder) as url:
         settings = make_settings(bots={"Ext": external_bot(url, required=True)}, bot_recall=0.001)
@@ -78,7 +78,8 @@ async def test_a_required_bot_that_left_is_called_back_and_answers_what_called_i
             assert "copies_after" not in body, "no manager: no copies"
             assert body["session"] != first.json()["session"]
 
-            back = await as_bot(server, people, second).connect(after=body["after"])
+            # (as BLAB's library does: no ?after=; the server starts it where the recall said)
+            back = await as_bot(server, people, second).connect()
             assert (await back.message(id=asked["id"]))["text"] == "anyone there?"
             joined = await room.message(event="participant-joined")
             assert joined["additional_metadata"] == {"participant_id": ext}
@@ -161,10 +162,9 @@ async def test_under_a_manager_the_recall_says_where_the_copies_stand(
             await redirect(manager, two["id"])
             await manager.message(quoted_message_id=two["id"], text="")
 
-            back = await as_bot(server, people, second).connect(
-                after=body["after"], copies_after=body["copies_after"]
-            )
+            back = await as_bot(server, people, second).connect()  # (saying nothing)
             assert (await back.message(id=two["id"]))["text"] == "two"
+            assert [m["id"] for m in back.messages() if "copy_seq" in m] == [two["id"]]
 
 
 async def redirect(manager: Socket, message_id: str) -> None:
@@ -227,3 +227,58 @@ async def test_after_a_restart_a_bot_that_does_not_reconnect_is_called_back_at_o
             asked = await room.message(local_id=await room.say("still there?"))
             (_, second) = await recorder.wait_for(2)
             assert second.json()["after"] == asked["seq"] - 1
+
+
+async def test_a_recall_not_answered_keeps_its_resume_point(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The bot's program is still down at the first recall: the next one starts it at the
+    first message that called it, so it misses none written while it was away."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=0.001)
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            (first,) = await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            one = await room.message(local_id=await room.say("one"))
+            await recorder.wait_for(2)
+            await room.message(local_id=await room.say("two"))
+            third = (await recorder.wait_for(3))[2].json()
+            assert third["after"] == one["seq"] - 1
+            bot = await as_bot(server, people, first).connect()  # (an older session: any)
+            assert (await bot.message(id=one["id"]))["text"] == "one"
+
+
+async def test_a_bot_back_after_a_restart_is_announced(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The bot left (stored), the server restarted, the bot is called back: its return is
+    announced, the transcript knowing it had left."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=3600)
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            ext = bot_id(created.json(), "Ext")
+            (first,) = await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            bot = await as_bot(server, people, first).connect()
+            await bot.state()
+            await bot.close()
+            await room.message(
+                event="participant-left", additional_metadata={"participant_id": ext}
+            )
+            session = alice.session
+        async with live_server(settings) as server:
+            again = people(server)
+            again.http.cookies.set("sessionid", session or "", domain="127.0.0.1")
+            again.conversation_id = alice.conversation_id
+            room = await again.connect()
+            await room.say("back?")
+            (_, second) = await recorder.wait_for(2)
+            await as_bot(server, people, second).connect()
+            joined = await room.message(event="participant-joined")
+            assert joined["additional_metadata"] == {"participant_id": ext}

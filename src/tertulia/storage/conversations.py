@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -66,6 +67,21 @@ _MARK_PRESENT = (
     .where(participants.c.id == bindparam("participant_id"))
     .where(participants.c.present == bindparam("was"))
     .values(present=bindparam("present"))
+)
+_THIS_PARTICIPANT = participants.c.id == bindparam("participant_id")
+_MARK_AWAY = update(participants).where(_THIS_PARTICIPANT).values(away=True)
+_BOT_RETURN = select(
+    participants.c.away, participants.c.resume_after, participants.c.resume_copies_after
+).where(_THIS_PARTICIPANT)
+_BOT_BACK = (
+    update(participants)
+    .where(_THIS_PARTICIPANT)
+    .values(away=False, resume_after=None, resume_copies_after=None)
+)
+_HOLD_RESUME = (
+    update(participants)
+    .where(_THIS_PARTICIPANT, participants.c.resume_after.is_(None))
+    .values(resume_after=bindparam("after"), resume_copies_after=bindparam("copies"))
 )
 # The people the transcript says are here, by id, to read them all by pages (a partial
 # index holds only them: ix_participants_present).
@@ -334,6 +350,43 @@ async def mark_present(conn: Connection, participant_id: str, present: bool) -> 
         _MARK_PRESENT, {"participant_id": participant_id, "was": not present, "present": present}
     )
     return bool(result.rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class BotReturn:
+    """What a bot's socket opening finds (:func:`bot_connects`): whether its *participant-left*
+    was stored since it was last here, and where a socket that does not say starts."""
+
+    was_away: bool = False
+    after: int | None = None
+    copies_after: int | None = None
+
+
+async def mark_away(conn: Connection, bot_participant_id: str) -> None:
+    """A bot's *participant-left* is stored: its return is to be announced."""
+    await conn.execute(_MARK_AWAY, {"participant_id": bot_participant_id})
+
+
+async def bot_connects(conn: Connection, bot_participant_id: str) -> BotReturn:
+    """A bot's first socket opened: what :class:`BotReturn` says, which is then cleared."""
+    row = (await conn.execute(_BOT_RETURN, {"participant_id": bot_participant_id})).first()
+    if row is None or not (row.away or row.resume_after is not None):
+        return BotReturn()
+    await conn.execute(_BOT_BACK, {"participant_id": bot_participant_id})
+    return BotReturn(bool(row.away), row.resume_after, row.resume_copies_after)
+
+
+async def hold_resume_point(
+    conn: Connection, bot_participant_id: str, after: int, copies_after: int | None
+) -> tuple[int, int | None]:
+    """A bot is called back: its next socket starts at ``after`` (and ``copies_after``)
+    unless an earlier call it has not come back from set a point already, which stays.
+    Returns the point held."""
+    params = {"participant_id": bot_participant_id, "after": after, "copies": copies_after}
+    await conn.execute(_HOLD_RESUME, params)
+    row = (await conn.execute(_BOT_RETURN, {"participant_id": bot_participant_id})).one()
+    held = row.resume_after if row.resume_after is not None else after
+    return held, row.resume_copies_after
 
 
 async def present_people(conn: Connection, *, after: str, limit: int) -> list[tuple[str, str]]:

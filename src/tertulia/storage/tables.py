@@ -128,6 +128,13 @@ participants = Table(
     # them); this outlives a restart, so a person whose socket comes back after one is not
     # announced twice (chats.py: Chat.connect). Bots are announced at creation, not here.
     Column("present", Boolean, nullable=False, default=False, server_default="0"),
+    # A bot whose *participant-left* is stored and that has not come back since: its return
+    # is announced (chats.py: Chat.connect). And, for a bot called back (tertulia.recall),
+    # where its next socket starts when it does not say (``?after=``, ``?copies_after=``):
+    # the earliest recall it has not come back from; cleared as it connects.
+    Column("away", Boolean, nullable=False, default=False, server_default="0"),
+    Column("resume_after", BigInteger, nullable=True),
+    Column("resume_copies_after", BigInteger, nullable=True),
     UniqueConstraint("conversation_id", "ordinal"),
     # The people said to be here, for the sweep that announces those who never came back
     # after a restart (absences.py: AbsenceSweep). Partial: only them.

@@ -34,7 +34,7 @@ import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import cache, partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
@@ -333,6 +333,15 @@ def _after(websocket: WebSocket, name: str = "after") -> int | None:
     return whole_number(raw) if raw is not None else None
 
 
+class Copies(NamedTuple):
+    """For a bot that takes redirected copies: the number of the last it has (its missed
+    ones come first), and whether it said so (``?copies_after=``) or it is the newest as
+    the socket opened."""
+
+    after: int
+    said: bool
+
+
 async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     """Serve one client socket of a conversation."""
     found = await _authenticate(websocket, conversation_id)
@@ -342,16 +351,18 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     chat, participant = found
     bound = log.bind(conversation_id=chat.conversation.id, participant_id=participant.id)
     after = _after(websocket)
-    copies_after: int | None = None
+    copies = None
     if chat.takes_copies(participant):
         # Without ?copies_after=, the copies from now on: the newest so far, read before
         # subscribing (one committed in between is then sent as missed, not lost).
-        copies_after = _after(websocket, "copies_after")
-        if copies_after is None:
-            copies_after = await chat.last_copy(participant)
+        said = _after(websocket, "copies_after")
+        if said is not None:
+            copies = Copies(said, said=True)
+        else:
+            copies = Copies(await chat.last_copy(participant), said=False)
     await websocket.accept()
     with WEBSOCKETS_OPEN.track_inprogress():
-        await _serve(websocket, chat, participant, after, copies_after, bound)
+        await _serve(websocket, chat, participant, after, copies, bound)
 
 
 async def _serve(
@@ -359,12 +370,12 @@ async def _serve(
     chat: Chat,
     participant: Participant,
     after: int | None,
-    copies_after: int | None,
+    copies: Copies | None,
     bound: Any,
 ) -> None:
     """The accepted socket's life: subscribe, connect, first frames, receive, clean up.
-    ``copies_after``: for a bot that takes redirected copies, the number of the last it
-    has (its missed ones come first)."""
+    A bot called back that does not say where it resumes (BLAB's library) starts where its
+    recall said (:mod:`tertulia.recall`)."""
     svc = services(websocket)
     socket_id = new_id()
     outbox = Outbox(websocket, socket_tags(participant), svc.settings.ws_send_queue, log=bound)
@@ -385,11 +396,15 @@ async def _serve(
     try:
         joined = await chat.connect(participant, socket_id)
         connected = True
+        if after is None:
+            after = joined.after
+        if copies is not None and not copies.said and joined.copies_after is not None:
+            copies = Copies(min(copies.after, joined.copies_after), said=False)
         first: Batch = []
         following: int | None = None
         if after is not None:
             first, following = await chat.replay(participant, after, batch=REPLAY_BATCH)
-        elif participant.is_human and not joined:
+        elif participant.is_human and not joined.announced:
             # The web client loads its history when its first message frame arrives.
             latest = await chat.latest_visible()
             if latest is not None and latest.seq is not None:
@@ -398,10 +413,10 @@ async def _serve(
             # What still waits for its approval, stored since, comes first (frames without
             # seq: the replay's numbering, which follows, is unaffected).
             first = await chat.awaiting_approval(participant, after) + first
-        if copies_after is not None:
+        if copies is not None:
             # The redirected copies recorded for the bot since the last it has (frames
             # without seq, like those above), before the replay.
-            missed, outbox.copies_upto = await chat.copies_after(participant, copies_after)
+            missed, outbox.copies_upto = await chat.copies_after(participant, copies.after)
             first = missed + first
         working = svc.registry.working.shown(chat.conversation.id) if participant.is_human else []
         # The new socket's own state frame, always, before anything else: the one for
@@ -413,9 +428,9 @@ async def _serve(
         state = await chat.state()
         if participant.is_human:
             state["working"] = working
-        if copies_after is not None:
+        if copies is not None:
             # Where its copies stand: a client without a number yet resumes after this one.
-            state["copy_seq"] = copies_after
+            state["copy_seq"] = copies.after
         outbox.put_state(state_frame(state), own=True)
         outbox.put_first(first, following, partial(chat.replay, participant, batch=REPLAY_BATCH))
         await _receive(websocket, chat, participant, outbox, sender, bound)
