@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 
 from external.fakes import (
     TIMEOUT,
@@ -89,14 +90,15 @@ async def test_a_required_bot_that_left_is_called_back_and_answers_what_called_i
             assert len(recorder.requests) == 2, "here: not triggered"
 
 
-async def test_a_bot_is_called_back_at_most_once_per_recall_period(
-    make_settings: SettingsFactory, people: PersonFactory
+@pytest.mark.parametrize("recall", [3600, 0], ids=["within-the-period", "off"])
+async def test_a_bot_that_does_not_come_is_not_triggered_at_each_message(
+    make_settings: SettingsFactory, people: PersonFactory, recall: float
 ) -> None:
     """A bot that does not come (its program is down) costs one trigger per period, not
-    one per message."""
+    one per message; with ``bot_recall = 0``, none but the first."""
     recorder = Recorder()
     async with serve(recorder) as url:
-        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=3600)
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=recall)
         async with live_server(settings) as server:
             alice = people(server)
             assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
@@ -105,23 +107,7 @@ async def test_a_bot_is_called_back_at_most_once_per_recall_period(
             for text in ("one", "two", "three"):
                 await room.say(text)
             await settled(server, room)
-            assert len(recorder.requests) == 1, "within the period of the first trigger"
-
-
-async def test_recall_off_triggers_nothing(
-    make_settings: SettingsFactory, people: PersonFactory
-) -> None:
-    recorder = Recorder()
-    async with serve(recorder) as url:
-        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=0)
-        async with live_server(settings) as server:
-            alice = people(server)
-            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
-            await recorder.wait_for(1)
-            room = await alice.connect(after=0)
-            await room.say("hello?")
-            await settled(server, room)
-            assert len(recorder.requests) == 1
+            assert len(recorder.requests) == 1, "the creation's trigger only"
 
 
 async def test_under_a_manager_the_recall_says_where_the_copies_stand(
