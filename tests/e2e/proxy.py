@@ -3,7 +3,9 @@
 :meth:`SilencingProxy.silence` is what a NAT forgetting a flow, or a laptop waking from
 sleep, does to the connections open at that moment: their bytes stop arriving and nothing
 closes them (no FIN, no reset), so neither end is told. Connections made after it go
-through as usual.
+through as usual, unless the network is :meth:`~SilencingProxy.cut` (then they go silent
+too, until it is restored). :meth:`~SilencingProxy.hold` makes the server slow instead: its
+bytes are kept back until released.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class _Link:
     server: asyncio.StreamWriter
     upstream_dead: bool = False
     downstream_dead: bool = False
+    held: list[bytes] | None = None  # what comes from the server, kept back (a slow one)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -35,6 +38,7 @@ class SilencingProxy:
         self.target_port = target_port
         self.port = 0
         self.links: list[_Link] = []
+        self.network_dead = False  # new connections are silent too (see :meth:`cut`)
 
     @property
     def base_url(self) -> str:
@@ -49,6 +53,29 @@ class SilencingProxy:
             link.upstream_dead = link.upstream_dead or upstream
         return len(self.links)
 
+    def cut(self) -> None:
+        """The network is gone: the open connections go silent, and so does every new one
+        (its handshake never ends, nor fails) until :meth:`restore`."""
+        self.silence()
+        self.network_dead = True
+
+    def restore(self) -> None:
+        """New connections go through again (the silenced ones stay so)."""
+        self.network_dead = False
+
+    def hold(self) -> None:
+        """The server becomes slow: what it sends on the open connections is kept back
+        until :meth:`release`."""
+        for link in self.links:
+            if link.held is None:
+                link.held = []
+
+    def release(self) -> None:
+        for link in self.links:
+            held, link.held = link.held, None
+            for data in held or []:
+                link.client.write(data)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
@@ -56,6 +83,7 @@ class SilencingProxy:
             writer.close()
             return
         link = _Link(client=writer, server=up_writer)
+        link.upstream_dead = link.downstream_dead = self.network_dead
         self.links.append(link)
         link.tasks = [
             asyncio.create_task(self._pump(link, reader, up_writer, upstream=True)),
@@ -77,6 +105,9 @@ class SilencingProxy:
             while data := await source.read(CHUNK):
                 if dead():
                     continue  # lost on the way, and nobody is told
+                if not upstream and link.held is not None:
+                    link.held.append(data)
+                    continue
                 target.write(data)
                 await target.drain()
             if not dead():  # an end passes on a live connection only

@@ -197,6 +197,21 @@ async def test_a_refused_message_shows_the_server_error(make_settings, open_tab)
         await expect(failed).to_have_count(0)
 
 
+async def test_a_texts_length_is_counted_as_the_server_counts_it(make_settings, open_tab) -> None:
+    """What the server trims (Python's ``str.strip()``) is not counted: U+0085 and
+    U+001C to U+001F are spaces there, U+FEFF is not."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.page.goto("/")
+        length = """async (text) => {
+          const { textLength } = await import("/static/js/composer.js");
+          return textLength(text);
+        }"""
+        assert await tab.page.evaluate(length, "a" * 4000 + "\x85") == 4000
+        assert await tab.page.evaluate(length, "\x1c\x1f ab\u3000") == 2
+        assert await tab.page.evaluate(length, "\ufeffab") == 3
+
+
 async def test_a_text_over_the_limit_is_refused_with_a_notice(make_settings, open_tab) -> None:
     """A paste over the server's 4,000 characters is kept whole, and the page says it is too
     long and sends nothing until it is shortened; the limit counts characters, not UTF-16

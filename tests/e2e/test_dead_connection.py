@@ -10,6 +10,7 @@ import pytest
 from e2e.browser import CONVERSATION_ID, Tab, expect
 from e2e.proxy import silencing_proxy
 from support.server import live_server
+from support.waiting import until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -95,3 +96,61 @@ async def test_a_dead_connection_is_replaced_after_a_wake_or_a_new_network(
         await tab.send("after")
         await expect(tab.bubble("after")).to_have_count(1)
         assert (await stored_texts(tab, server.base_url)).count("from my phone") == 1
+
+
+async def test_a_new_socket_into_a_dead_network_is_given_up_and_tried_again(
+    make_settings: Any, open_tab: Any
+) -> None:
+    """The network dies: the watchdog replaces the silent socket, but the new one's
+    handshake never ends either. It is given up in time and tried again, so once the
+    network is back the text goes, once."""
+    async with live_server(make_settings()) as server, silencing_proxy(server.port) as proxy:
+        tab = await open_tab(proxy.base_url)
+        await tab.page.clock.install()
+        await tab.start_conversation("alice", ["ECHO"])
+        await tab.send("before")
+        await expect(tab.bubble("BEFORE")).to_have_count(1)
+        sockets = watch_sockets(tab)
+
+        proxy.cut()
+        await tab.send("into the void")
+        pending = tab.page.locator("li.pending", has_text="into the void")
+        await expect(pending).to_have_count(1)
+        await tab.page.clock.fast_forward(11_000)  # the echo owed for longer than 10 s
+        await until(lambda: len(sockets) == 1)  # (its handshake hangs)
+        proxy.restore()
+        await tab.page.clock.fast_forward(11_000)  # the handshake given up
+        await tab.page.clock.fast_forward(2_000)  # (the backoff's first wait)
+
+        await expect(tab.bubble("INTO THE VOID", mine=False)).to_have_count(1)
+        await expect(pending).to_have_count(0)
+        assert len(sockets) == 2
+        stored = await stored_texts(tab, server.base_url)
+        assert stored.count("into the void") == 1
+
+
+async def test_a_slow_answer_to_a_text_sent_after_a_quiet_while_is_waited_for(
+    make_settings: Any, open_tab: Any
+) -> None:
+    """A text answered, five seconds of quiet, then a text the server answers slowly: it
+    gets its own ten seconds, counted from its sending; the healthy socket is kept."""
+    async with live_server(make_settings()) as server, silencing_proxy(server.port) as proxy:
+        tab = await open_tab(proxy.base_url)
+        await tab.page.clock.install()
+        await tab.start_conversation("alice", [])
+        await tab.send("first")
+        await expect(tab.page.locator("li.pending")).to_have_count(0)
+        sockets = watch_sockets(tab)
+        await tab.page.clock.fast_forward(5_000)
+
+        proxy.hold()
+        await tab.send("second")
+        pending = tab.page.locator("li.pending", has_text="second")
+        await expect(pending).to_have_count(1)
+        await tab.page.clock.fast_forward(6_000)  # ten seconds after the first, five after it
+        proxy.release()
+
+        await expect(pending).to_have_count(0)
+        await expect(tab.bubble("second", mine=True)).to_have_count(1)
+        assert sockets == [], "the healthy socket was kept"
+        assert (await stored_texts(tab, server.base_url)).count("second") == 1

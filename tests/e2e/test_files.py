@@ -81,6 +81,23 @@ async def test_a_file_just_over_the_limit_says_sizes_that_differ(make_settings, 
         )
 
 
+SIZES = """async ([a, b]) => {
+  const { formatSizes } = await import("/static/js/i18n.js");
+  return formatSizes(a, b);
+}"""
+
+
+async def test_sizes_close_to_a_unit_are_written_in_one_unit(make_settings, open_tab) -> None:
+    """A size and a limit on either side of a unit's boundary read in one unit, so that
+    they differ ("1,000 kB" and "999.999 kB", not "1 MB" and "1,000 kB")."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.page.goto("/")
+        sizes = await tab.page.evaluate(SIZES, [1_000_000, 999_999])
+        assert sizes == ["1,000 kB", "999.999 kB"]
+        assert await tab.page.evaluate(SIZES, [5_200_000, 200_000]) == ["5,200 kB", "200 kB"]
+
+
 async def test_a_proxys_413_is_told_without_a_limit(make_settings, open_tab) -> None:
     """A proxy in front refusing the upload with its own HTML 413 page (no limit named):
     the person is told the file is too large, not "larger than null"."""

@@ -19,9 +19,16 @@ import { snippet } from "./text.js";
  */
 export const MAX_TEXT = 4000;
 
+/**
+ * What the server trims off a text before counting it (Python's `str.strip()`): unlike
+ * JavaScript's `trim()`, it takes U+001C–U+001F and U+0085 as spaces and U+FEFF as not.
+ */
+const SERVER_TRIM =
+  /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
+
 /** The length of a text as the server counts it. */
 export function textLength(text) {
-  return Array.from(text.trim()).length;
+  return Array.from(text.replace(SERVER_TRIM, "")).length;
 }
 
 const KIND_NAMES = {

@@ -16,6 +16,9 @@
  * - the browser comes back online (the network changed), or the page is shown after
  *   being hidden for HIDDEN_LONG.
  *
+ * A handshake that has not ended after OPEN_TIMEOUT (a new socket into a dead network) is
+ * given up and tried again after the backoff.
+ *
  * Resuming with `?after=` and resending the pending texts with their local_id make a
  * replacement lose nothing and repeat nothing, so a needless one only costs a handshake.
  */
@@ -26,6 +29,8 @@ const MAX_DELAY = 8000;
 const HEALTHY_AFTER = 5000;
 /** Silence, while an answer is owed, after which the socket is taken for dead. */
 export const SILENT_LIMIT = 10_000;
+/** A handshake not done by then is given up, and tried again after the backoff. */
+export const OPEN_TIMEOUT = 10_000;
 /** How often the page's clock is checked for a sleep. */
 const WAKE_CHECK = 15_000;
 /**
@@ -60,6 +65,7 @@ export class Connection {
     this.timer = null;
     this.healthyTimer = null;
     this.silenceTimer = null;
+    this.openTimer = null;
     this.wakeTimer = null;
     this.stopped = true;
     /** When the current socket was made, the silence watch began, and a frame last came. */
@@ -104,6 +110,7 @@ export class Connection {
     clearTimeout(this.timer);
     clearTimeout(this.healthyTimer);
     clearTimeout(this.silenceTimer);
+    clearTimeout(this.openTimer);
     clearInterval(this.wakeTimer);
     this.silenceTimer = null;
     const ws = this.ws;
@@ -146,6 +153,7 @@ export class Connection {
     this.ws = null;
     clearTimeout(this.healthyTimer);
     clearTimeout(this.silenceTimer);
+    clearTimeout(this.openTimer);
     this.silenceTimer = null;
     const opened = ws.readyState === WebSocket.OPEN;
     // (a dead socket's close handshake never ends; the browser gives up on it by itself)
@@ -153,10 +161,14 @@ export class Connection {
     this.handlers.onClose?.({ opened, code: null });
   }
 
-  /** Start watching for silence, unless already watching. */
+  /**
+   * Something was sent: watch for silence. The silence is counted from the first send since
+   * the server was last heard (a text sent after the last one was answered gets the whole
+   * SILENT_LIMIT, however long the watch has been running).
+   */
   #watchSilence() {
+    if (this.watchedAt <= this.heardAt) this.watchedAt = Date.now();
     if (this.silenceTimer) return;
-    this.watchedAt = Date.now();
     this.silenceTimer = setTimeout(() => this.#checkSilence(), SILENT_LIMIT);
   }
 
@@ -190,8 +202,15 @@ export class Connection {
     this.madeAt = Date.now();
     let opened = false;
     this.#status("connecting");
+    // A handshake into a dead network may never end, nor fail: give it up in time.
+    this.openTimer = setTimeout(() => {
+      if (this.ws !== ws || opened || this.stopped) return;
+      this.#drop();
+      this.#schedule();
+    }, OPEN_TIMEOUT);
     ws.addEventListener("open", () => {
       if (this.ws !== ws) return;
+      clearTimeout(this.openTimer);
       opened = true;
       this.heardAt = Date.now();
       this.#status("open");
@@ -218,6 +237,7 @@ export class Connection {
       this.ws = null;
       clearTimeout(this.healthyTimer);
       clearTimeout(this.silenceTimer);
+      clearTimeout(this.openTimer);
       this.silenceTimer = null;
       if (this.stopped) return;
       this.handlers.onClose?.({ opened, code: event.code });

@@ -111,20 +111,26 @@ export function formatNumber(value) {
  * A byte count for people: "1.5 MB" (decimal units, as file managers show them), with up
  * to `digits` decimals.
  */
-export function formatSize(bytes, digits = 1) {
-  if (!Number.isFinite(bytes) || bytes < 0) return "";
-  const units = ["byte", "kilobyte", "megabyte", "gigabyte"];
+const SIZE_UNITS = ["byte", "kilobyte", "megabyte", "gigabyte"];
+
+/** The unit a byte count reads best in: 0 bytes, 1 kB, 2 MB, 3 GB. */
+function sizeUnit(bytes) {
   let index = 0;
-  let value = bytes;
-  while (value >= 1000 && index < units.length - 1) {
-    value /= 1000;
+  for (let value = bytes; value >= 1000 && index < SIZE_UNITS.length - 1; value /= 1000) {
     index += 1;
   }
+  return index;
+}
+
+/** "1.5 MB": a byte count in its own unit, or in `unit` (an index of SIZE_UNITS). */
+export function formatSize(bytes, digits = 1, unit = sizeUnit(bytes)) {
+  if (!Number.isFinite(bytes) || bytes < 0) return "";
+  const value = bytes / 1000 ** unit;
   // Intl spells bytes out ("721 byte"); "B" reads better next to "kB" and "MB".
-  if (index === 0) return `${new Intl.NumberFormat(current).format(value)} B`;
+  if (unit === 0) return `${new Intl.NumberFormat(current).format(value)} B`;
   return new Intl.NumberFormat(current, {
     style: "unit",
-    unit: units[index],
+    unit: SIZE_UNITS[unit],
     unitDisplay: "short",
     maximumFractionDigits: digits,
   }).format(value);
@@ -132,12 +138,14 @@ export function formatSize(bytes, digits = 1) {
 
 /**
  * Two different byte counts (a file's size and a limit) written so that they read
- * different: with more decimals when rounding makes them alike ("200.001 kB" and
- * "200 kB"), in bytes when even three do not tell them apart ("1,000,001 B").
+ * different: in one unit, the smaller one's (never "1 MB" against "1,000 kB"), with more
+ * decimals when rounding makes them alike ("200.001 kB" and "200 kB"), in bytes when even
+ * three do not tell them apart ("1,000,001 B").
  */
 export function formatSizes(a, b) {
+  const unit = sizeUnit(Math.min(a, b));
   for (const digits of [1, 2, 3]) {
-    const pair = [formatSize(a, digits), formatSize(b, digits)];
+    const pair = [formatSize(a, digits, unit), formatSize(b, digits, unit)];
     if (a === b || pair[0] !== pair[1]) return pair;
   }
   return [a, b].map((bytes) => `${new Intl.NumberFormat(current).format(bytes)} B`);
