@@ -216,3 +216,31 @@ async def test_a_socket_manager_resuming_gets_the_answers_it_missed(room: Room) 
     plain = await room.manager.connect()
     await plain.sync()
     assert not [m for m in plain.messages() if m.get("quoted_message_id") == human["id"]]
+
+
+# -- 6. a person quoting a message people do not see yet --------------------------------
+
+
+async def test_a_person_cannot_quote_an_answer_waiting_for_approval(room: Room) -> None:
+    """Before: a person's quote of a bot's unapproved answer was stored (201) where an
+    unknown id is refused (400), so a guessed id told that a hidden message exists, and the
+    quote named a message nobody else could show. It is refused as unknown until approved."""
+    human = await human_message(room, "hello")
+    command = {"action": "redirect", "bots": ["ECHO"]}
+    await accepted(room.sockets["manager"], command_frame(command, quoted_message_id=human["id"]))
+    hidden = await room.sockets["manager"].message(quoted_message_id=human["id"], approved=False)
+
+    over_rest = await room.alice.post(type="T", text="what?", quoted_message_id=hidden["id"])
+    assert over_rest.status_code == 400, over_rest.text
+    assert over_rest.json()["quoted_message_id"] == ["The quoted message does not exist."]
+    quote = {"type": "T", "text": "what?", "local_id": new_local_id()}
+    error = await refused(room.sockets["bob"], {**quote, "quoted_message_id": hidden["id"]})
+    assert "quoted_message_id" in json.dumps(error)
+
+    await accepted(
+        room.sockets["manager"],
+        command_frame({"action": "approve"}, quoted_message_id=hidden["id"]),
+    )
+    await room.sockets["alice"].message(id=hidden["id"])
+    quoting = await room.alice.post(type="T", text="that!", quoted_message_id=hidden["id"])
+    assert quoting.status_code == 201, quoting.text

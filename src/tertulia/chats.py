@@ -812,12 +812,14 @@ class Chat:
             raise _Duplicate(message.sender_id, message.local_id)
         message = stored
         out.stored += 1
-        self._remember(message.id)
+        if message.visible:
+            self._remember(message.id)
         self._route(out, message)
         return message
 
     def _remember(self, message_id: str) -> None:
-        """Note that a message id exists in this conversation (a bounded memory)."""
+        """Note that a message people see exists in this conversation (a bounded memory:
+        a quote of it needs no query)."""
         self._known[message_id] = None
         if len(self._known) > KNOWN_IDS:
             self._known.popitem(last=False)
@@ -1219,15 +1221,17 @@ class Chat:
 
         quoted: Message | None = None
         quoted_id = new.quoted_message_id
-        # A plain quote only needs the message to exist here; recent ids are known without a
-        # query. A command's target is always read, for its current approval.
+        # A plain quote only needs the message to exist here (and a person's, to be one people
+        # see: else the answer would tell that a hidden message exists); recent visible ids
+        # are known without a query. A command's target is always read, for its approval.
         if quoted_id is not None and (command.action is not None or quoted_id not in self._known):
             quoted = await msg_repo.get_message(conn, self.conversation.id, quoted_id)
-            if quoted is None:
+            if quoted is None or (participant.is_human and not quoted.visible):
                 raise ValidationFailed(
                     {"quoted_message_id": ["The quoted message does not exist."]}
                 )
-            self._remember(quoted.id)
+            if quoted.visible:
+                self._remember(quoted.id)
 
         targets = await self._targets(command)
         if command.action is not None and quoted is None:
