@@ -64,6 +64,8 @@ async def test_rename_refuses_bad_names(alice: Person) -> None:
         response = await alice.http.patch(path(alice), json=body)
         assert response.status_code == 400, body
         assert "name" in response.json(), body
+    not_text = await alice.http.patch(path(alice), json={"name": 5})
+    assert not_text.json()["name"] == ["Not a valid string."]  # not a length's message
     fifty = await alice.http.patch(path(alice), json={"name": "  " + "x" * 50 + " "})
     assert fifty.status_code == 200
     frames = await socket.sync()
@@ -108,14 +110,17 @@ async def test_rename_with_own_id_of_another_conversation_is_refused(
     assert response.status_code == 403
 
 
-async def test_rename_accepts_the_slashless_path_and_uppercase_ids(alice: Person) -> None:
-    """The path works without the trailing slash and with an uppercase participant id."""
-    assert alice.participant_id is not None
+async def test_rename_accepts_the_slashless_path_and_any_spelling_of_the_id(alice: Person) -> None:
+    """The path works without the trailing slash, and the participant id in any spelling of
+    a UUID, as the conversation id (before: without dashes or in braces, one was "not you")."""
+    own = alice.participant_id
+    assert own is not None
     bare = await alice.http.patch(path(alice).rstrip("/"), json={"name": "bare"})
     assert bare.status_code == 200
-    upper = await alice.http.patch(path(alice, alice.participant_id.upper()), json={"name": "up"})
-    assert upper.status_code == 200
-    assert upper.json()["id"] == alice.participant_id
+    for spelling in (own.upper(), own.replace("-", ""), "{" + own + "}"):
+        renamed = await alice.http.patch(path(alice, spelling), json={"name": "up"})
+        assert renamed.status_code == 200, spelling
+        assert renamed.json()["id"] == own
 
 
 async def test_rename_refuses_other_methods_and_bodies(alice: Person) -> None:

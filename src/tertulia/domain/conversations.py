@@ -95,7 +95,9 @@ def clean_participant_name(value: Any) -> str:
     Raises:
         ValidationFailed: ``{"name": [...]}``.
     """
-    name = value if isinstance(value, str) else ""
+    if value is not None and not isinstance(value, str):
+        raise ValidationFailed({"name": ["Not a valid string."]})
+    name = value or ""
     if "\x00" in name:
         raise ValidationFailed({"name": [NULL_CHARACTERS]})
     name = name.strip()

@@ -15,7 +15,7 @@ from tertulia.domain.conversations import (
     clean_nickname,
     clean_participant_name,
 )
-from tertulia.domain.ids import new_id
+from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Conversation
 from tertulia.domain.times import format_time, utcnow
 from tertulia.errors import Conflict, PermissionDenied
@@ -235,7 +235,7 @@ async def rename_participant(
 ) -> JSONBody:
     """Rename oneself (the web client's "Change my name"); people only."""
     member = await membership(request, conversation_id)
-    if member.participant.id != participant_id.lower():
+    if member.participant.id != canonical_id(participant_id):
         raise PermissionDenied()
     if not member.participant.is_human:
         # A bot keeps its spec's name: a manager's redirects find bots by name, so a bot
