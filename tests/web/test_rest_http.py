@@ -263,6 +263,29 @@ async def test_cors_preflight_for_a_configured_origin(cors_server: LiveServer) -
     assert headers["access-control-max-age"] == "86400"
 
 
+@pytest.mark.parametrize(
+    ("asked", "detail"),
+    [
+        (
+            {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-evil"},
+            "Disallowed CORS headers",
+        ),
+        ({"Access-Control-Request-Method": "TRACE"}, "Disallowed CORS method"),
+    ],
+)
+async def test_a_refused_preflight_answers_in_the_json_error_shape(
+    cors_server: LiveServer, asked: dict[str, str], detail: str
+) -> None:
+    """Before: Starlette's plain text ("Disallowed CORS headers"), unlike every other 4xx."""
+    response = await call(
+        cors_server, "OPTIONS", "/api/chat/conversations/", headers={"Origin": FRONT_END, **asked}
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": detail, "code": "cors"}
+    assert response.headers["access-control-allow-origin"] == FRONT_END
+
+
 async def test_cors_headers_on_responses_to_a_configured_origin(cors_server: LiveServer) -> None:
     """Simple and credentialed requests from a configured origin get its CORS headers."""
     response = await get(cors_server, "/api/chat/bots/", headers={"Origin": FRONT_END})

@@ -138,6 +138,24 @@ async def test_docs_page_is_served(server: LiveServer) -> None:
     assert "text/html" in response.headers["content-type"]
 
 
+async def test_openapi_document_promises_no_422(server: LiveServer) -> None:
+    """Invalid input is answered 400 in Tertulia's shapes; FastAPI's own 422 (listed on every
+    route with parameters) never comes, so the document does not name it."""
+    doc = (await get(server, "/api/chat/_docs/openapi.json")).json()
+    promised = [
+        (path, method)
+        for path, operations in doc["paths"].items()
+        for method, operation in operations.items()
+        if "422" in operation["responses"]
+    ]
+    assert promised == []
+    assert not {"HTTPValidationError", "ValidationError"} & set(doc["components"]["schemas"])
+    history = doc["paths"]["/api/chat/conversations/{conversation_id}/messages/"]["get"]
+    assert "400" in history["responses"]
+    invalid = await get(server, "/api/chat/conversations/?mine=maybe")
+    assert invalid.status_code == 400
+
+
 async def test_openapi_document_names_every_status_and_body_the_server_gives(
     server: LiveServer,
 ) -> None:

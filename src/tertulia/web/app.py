@@ -31,6 +31,7 @@ from tertulia.web.origins import Origins
 from tertulia.web.ratelimit import RateLimitMiddleware, RateLimits
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import conversations, messages, meta
+from tertulia.web.schemas import without_validation_422
 from tertulia.web.sessions import CookieRenewal, Sessions
 from tertulia.web.stopping import StopCancellations
 from tertulia.web.ws import chat_socket
@@ -135,6 +136,18 @@ class ListedOriginsCORS(CORSMiddleware):
                 return
         await super().__call__(scope, receive, send)
 
+    def preflight_response(self, request_headers: Headers) -> Response:
+        """Starlette's answer, with a refusal in Tertulia's JSON error shape (Starlette
+        writes it as plain text: "Disallowed CORS headers")."""
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        kept = {
+            k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")
+        }
+        detail = bytes(response.body).decode()
+        return JSONBody({"detail": detail, "code": "cors"}, status_code=400, headers=kept)
+
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the application; its resources are made in the lifespan, not here.
@@ -212,6 +225,7 @@ def create_app(settings: Settings) -> FastAPI:
         default_response_class=JSONBody,
     )
     errors.install(app)
+    without_validation_422(app)
     for router in (meta.router, conversations.router, messages.router):
         app.include_router(router, prefix=API)
     app.include_router(media.router)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 
@@ -145,3 +146,28 @@ THROTTLED: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorOut, "description": "over a rate limit (``rate_limits``); try later"},
 }
 """What a rate-limited route may also answer."""
+
+
+def without_validation_422(app: FastAPI) -> None:
+    """Leave FastAPI's own validation error out of ``app``'s OpenAPI document.
+
+    FastAPI lists a 422 with its ``HTTPValidationError`` body on every route that has
+    parameters; Tertulia answers invalid input with 400 in the shapes of PROTOCOL 1.4
+    (:data:`ERRORS`) and never with 422, so a client generated from the document would wait
+    for a status and a body that never come.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()  # (kept as app.openapi_schema: changed in place, once)
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        shapes = document.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            shapes.pop(name, None)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
