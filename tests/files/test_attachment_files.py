@@ -78,6 +78,16 @@ def test_content_that_does_not_fit_the_type_is_refused(
         stored_type(message_type, _write(tmp_path, data))
 
 
+def test_a_file_of_no_known_type_is_said_to_be_unrecognised(tmp_path: Path) -> None:
+    """AMR audio (its magic is ``#!AMR``; the detector does not know it) as audio: refused,
+    as "not recognised" (before: "detected application/octet-stream", a guess's fallback
+    that reads as though the file had been examined and found to be something else)."""
+    with pytest.raises(ContentMismatch) as refused:
+        stored_type("a", _write(tmp_path, b"#!AMR\n" + bytes(range(256)) * 8))
+    assert refused.value.detected is None
+    assert str(refused.value) == "The file is not audio (its type was not recognised)."
+
+
 def test_only_passive_media_are_served_inline() -> None:
     """image/audio/video inline with their type; active or other types as downloads."""
     assert serving("image/png").disposition == "inline"

@@ -367,12 +367,39 @@ async def test_a_refused_upload_does_not_wait_for_a_stalled_client(
 async def test_content_length_over_the_limit_is_refused_before_the_body(
     small: LiveServer, carol: Person
 ) -> None:
-    """A declared length over the largest limit → 413 while not one body byte was sent, and
-    the server closes the connection."""
+    """A declared length over the largest limit → 413 while not one body byte was sent (the
+    type it waits for does not come), and the server closes the connection."""
     head = _head(small, carol, "b", "Content-Length: 10000000")
     status, connection, body, _ = await asyncio.to_thread(_exchange, small.port, head, iter([]))
     assert (status, connection) == (413, "close")
     assert body["detail"] == f"MAX = {LARGEST}"
+
+
+@pytest.mark.parametrize(
+    ("fields_first", "limit"), [(True, LIMITS["MAX_IMAGE_SIZE"]), (False, LARGEST)]
+)
+async def test_content_length_over_the_limit_is_refused_with_the_types_own_limit(
+    small: LiveServer, carol: Person, fields_first: bool, limit: int
+) -> None:
+    """Declared over the largest limit, with the type before the file (the web client's
+    order): refused at the file part's headers with the image's limit, not the largest
+    (before: MAX = the largest, told to an image). With the type after the file it is not
+    known there: the largest. Not a byte of the file is stored."""
+    boundary = "b"
+    type_part = f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ni\r\n'
+    file_head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    )
+    start = (type_part + file_head if fields_first else file_head).encode() + samples.png()
+    head = _head(small, carol, boundary, "Content-Length: 10000000")
+    rest = [b"\x00" * 16384] * 8
+    status, connection, body, _ = await asyncio.to_thread(
+        _exchange, small.port, head, iter([start, *rest])
+    )
+    assert (status, connection) == (413, "close")
+    assert body["detail"] == f"MAX = {limit}"
+    assert stored_files(small) == []
 
 
 async def test_chunked_oversize_upload_is_refused_while_streaming(

@@ -115,7 +115,8 @@ def stored_type(message_type: str, path: Path) -> str:
         fitted = _fits(kind, mime) if confidence == best else None
         if fitted is not None:
             return fitted
-    raise ContentMismatch(kind, found[0][1] if found else None)
+    detected = found[0][1] if found else None
+    raise ContentMismatch(kind, None if detected == OCTET_STREAM else detected)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,11 @@ to python-multipart's streaming parser, and the file part is written to a spool 
 
 Refusing as early as possible:
 
-1. ``Content-Length`` over the largest limit plus :data:`ALLOWANCE` → 413 before a byte of
-   the body is read.
+1. ``Content-Length`` over the largest limit plus :data:`ALLOWANCE` → 413 without a byte
+   of the file: at the file part's headers, with the type's own limit when the ``type``
+   field came before (the BLAB web client's order), else with the largest; or, when the
+   file part has not begun within :data:`ALLOWANCE` bytes or :data:`PEEK_SECONDS`, with the
+   largest.
 2. When the ``type`` field comes before the file part (the BLAB web client's order), the
    type's own limit applies from the file part's first byte, and a ``Content-Length`` over
    that limit plus :data:`ALLOWANCE` is refused right at the part's headers; a file on a
@@ -72,6 +75,7 @@ FILE_FIELDS = ("file", "blob")  # ``file`` as BLAB; ``blob`` also taken for voic
 FLUSH_AT = 256 * 1024
 DRAIN_AT_MOST = 1024 * 1024  # body bytes read and dropped after an early refusal...
 DRAIN_SECONDS = 5.0  # ...and how long they may take (a stalled client is not waited for)
+PEEK_SECONDS = 1.0  # an oversized body's wait for its type (see 1. above)
 EMPTY_FILE = "The submitted file is empty."
 NOT_A_FILE = "The submitted data was not a file. Check the encoding type on the form."
 
@@ -206,6 +210,8 @@ class _Reader:
         self.filename = self.part.filename
         kind = self.fields.get("type")
         if kind is None:
+            if self.declared is not None and self.declared > self.largest + ALLOWANCE:
+                raise _Refuse(too_large(self.largest))
             return  # the type comes later: capped by the largest limit meanwhile
         if kind not in FILE_TYPE_CODES:
             raise _Refuse(_no_file_for(self.fields))
@@ -304,9 +310,9 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
     body_cap = reader.largest + ALLOWANCE
     body = _Body(request)
     spool: SpoolFile | None = None
+    # Refused for certain, but read up to the file part to name the type's own limit.
+    oversized = declared is not None and declared > body_cap
     try:
-        if declared is not None and declared > body_cap:
-            raise _Refuse(too_large(reader.largest))
         parser = MultipartParser(
             _boundary(request),
             {
@@ -320,17 +326,22 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
                 "on_end": reader.on_end,
             },
         )
-        async for chunk in body.chunks():
-            parser.write(chunk)  # its callbacks refuse a file over its type's limit
-            if body.read > body_cap:  # a body that is not all file: epilogue, padding
-                raise _Refuse(too_large(reader.file_limit))
-            if reader.pending:
-                if spool is None:
-                    spool = await store.spool()
-                spool.add(bytes(reader.pending))
-                reader.pending.clear()
-                if spool.pending >= FLUSH_AT:
-                    await spool.flush()
+        try:
+            async with asyncio.timeout(PEEK_SECONDS if oversized else None):
+                async for chunk in body.chunks():
+                    parser.write(chunk)  # its callbacks refuse a file over its type's limit
+                    # (after a body that is not all file: epilogue, padding)
+                    if body.read > (ALLOWANCE if oversized else body_cap):
+                        raise _Refuse(too_large(reader.file_limit))
+                    if reader.pending:
+                        if spool is None:
+                            spool = await store.spool()
+                        spool.add(bytes(reader.pending))
+                        reader.pending.clear()
+                        if spool.pending >= FLUSH_AT:
+                            await spool.flush()
+        except TimeoutError:  # (only an oversized body's wait has a deadline)
+            raise _Refuse(too_large(reader.file_limit)) from None
         parser.finalize()
         if not reader.ended:
             raise ValidationFailed(detail="Multipart form parse error - the body ended early.")
