@@ -44,6 +44,18 @@ def test_a_bot_is_due_once_per_period() -> None:
     assert recall.due([a, b, c]) == [a, b, c]
 
 
+def test_a_bot_that_came_is_due_again_as_soon_as_it_is_gone() -> None:
+    """The period covers a trigger on its way; a bot that has come answered it."""
+    clock = Clock()
+    recall = Recall(10.0, clock)
+    c = bot("c")
+    recall.triggered([c])
+    clock.now += 1
+    recall.arrived("c")
+    assert recall.due([c]) == [c]
+    assert recall.due([c]) == [], "triggered again: now on its way"
+
+
 def test_zero_turns_it_off() -> None:
     assert not Recall(0).enabled
     assert Recall(0.5).enabled

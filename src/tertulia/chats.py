@@ -996,6 +996,8 @@ class Chat:
         services = self._services
         first = await services.broker.join(self.conversation.id, participant.id, socket_id)
         returning = services.cancel_leave(self.conversation.id, participant.id)
+        if not participant.is_human:
+            self._recall.arrived(participant.id)
         if not first or returning:
             return Connected()
         connected = Connected()

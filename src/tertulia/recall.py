@@ -52,6 +52,12 @@ class Recall:
         for bot in bots:
             self._triggered[bot.id] = now
 
+    def arrived(self, bot_id: str) -> None:
+        """The bot's socket opened: its trigger is answered, and once it is gone again the
+        next person's message calls it back at once (else a bot whose program restarted
+        soon after a trigger would miss what was written until the period ran out)."""
+        self._triggered.pop(bot_id, None)
+
     def due(self, absent: Sequence[Participant]) -> list[Participant]:
         """Of the bots with no socket, those to trigger now; they count as triggered.
 

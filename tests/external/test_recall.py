@@ -90,6 +90,34 @@ async def test_a_required_bot_that_left_is_called_back_and_answers_what_called_i
             assert len(recorder.requests) == 2, "here: not triggered"
 
 
+async def test_a_bot_that_came_and_left_is_called_back_at_once_within_the_period(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The period after a trigger is for a bot on its way; once it has come, its trigger is
+    answered. It leaves (its program restarts) soon after the creation: alice's next
+    message calls it back at once, and it answers that message (before: not within
+    ``bot_recall`` of the creation, and the message after it called the bot back with
+    ``after`` just before itself: alice's first message was never answered)."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=3600)
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            (first,) = await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            bot = await as_bot(server, people, first).connect()
+            await bot.state()
+            await bot.close()
+            await room.message(event="participant-left")
+
+            asked = await room.message(local_id=await room.say("two"))
+            (_, second) = await recorder.wait_for(2)
+            assert second.json()["after"] == asked["seq"] - 1
+            back = await as_bot(server, people, second).connect()
+            assert (await back.message(id=asked["id"]))["text"] == "two"
+
+
 @pytest.mark.parametrize("recall", [3600, 0], ids=["within-the-period", "off"])
 async def test_a_bot_that_does_not_come_is_not_triggered_at_each_message(
     make_settings: SettingsFactory, people: PersonFactory, recall: float
