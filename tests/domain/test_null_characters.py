@@ -53,7 +53,10 @@ def test_names_with_a_nul_are_refused() -> None:
 
 def test_participant_names_keep_their_rules() -> None:
     assert clean_participant_name("  Ana  ") == "Ana"
-    for bad in (None, 5, "", "   ", "x" * 51):
+    for bad in (None, "", "   ", "x" * 51):
         with pytest.raises(ValidationFailed) as refused:
             clean_participant_name(bad)
         assert refused.value.body()["name"] == ["Enter 1 to 50 characters."]
+    with pytest.raises(ValidationFailed) as not_text:
+        clean_participant_name(5)
+    assert not_text.value.body()["name"] == ["Not a valid string."]
