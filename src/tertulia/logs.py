@@ -8,6 +8,13 @@ import sys
 
 import structlog
 
+QUIET_LIBRARIES = ("httpx", "httpcore", "openai")
+"""Loggers of the HTTP libraries bots use, kept to warnings whatever ``log_level`` says:
+their info and debug lines carry each request's full URL (``HTTP Request: POST
+https://user:password@host/hook?token=...``) and, at debug, its headers, while a bot's URL
+may hold secrets that Tertulia's own lines show only redacted (``tertulia.bots.external.urls``).
+Their warnings name no URL (checked for the versions pinned)."""
+
 
 class QuietStopCancellations(logging.Filter):
     """Leaves out uvicorn's ``Exception in ASGI application`` when the exception is a
@@ -64,3 +71,5 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     if not any(isinstance(f, QuietStopCancellations) for f in quiet.filters):
         quiet.addFilter(QuietStopCancellations())
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
