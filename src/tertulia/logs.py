@@ -32,9 +32,14 @@ class QuietStopCancellations(logging.Filter):
 
 
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
-    """Route structlog and the standard library's logging through one renderer."""
+    """Route structlog and the standard library's logging through one renderer, on
+    standard error. The console format is in colour only when standard error is a terminal
+    (a file, a pipe or journald gets plain text)."""
+    stream = sys.stderr
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=_is_terminal(stream))
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -58,7 +63,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -73,3 +78,11 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _is_terminal(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except ValueError:  # (closed)
+        return False
