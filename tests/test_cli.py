@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,6 +41,26 @@ def test_bots_lists_the_configured_bots(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "ECHO: tertulia.bots.builtin.UpperCaseEchoBot required" in out
     assert "Boss (manager): tertulia.bots.builtin.TransparentManagerBot" in out
+
+
+def test_bots_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`tertulia bots | head -1` whose reader has gone: status 0, nothing on stderr (no
+    BrokenPipeError traceback, no "Exception ignored")."""
+    reading, writing = os.pipe()
+    os.close(reading)  # (the reader is gone before a byte is written: EPIPE, every time)
+    tertulia = str(Path(sys.executable).parent / "tertulia")
+    try:
+        finished = subprocess.run(
+            [tertulia, "--config", str(config(tmp_path)), "bots"],
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writing)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stderr == b""
 
 
 def test_a_bad_configuration_is_one_clear_line(

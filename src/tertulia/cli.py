@@ -191,9 +191,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     try:
-        return _command(args, settings)
+        status = _command(args, settings)
+        sys.stdout.flush()  # (a reader gone shows here, not at the interpreter's exit)
     except _Failed as failure:
         return failure.status
+    except BrokenPipeError:
+        return _reader_gone()
+    return status
+
+
+def _reader_gone() -> int:
+    """Standard output's reader went away (``tertulia export | head``): stop quietly with
+    status 0, as Unix tools do, writing nothing more to it (not even at exit, where Python
+    would flush what is buffered and complain of it)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def _find_bot_modules_beside(config: str | None) -> None:
@@ -307,8 +319,9 @@ def delete(
 
 
 def export(settings: Settings, conversation_ids: list[str], output: str | None) -> int:
-    """``tertulia export``: 0 when every conversation asked for was written, 1 when some
-    id names none or the export failed, 2 for a configuration error."""
+    """``tertulia export``: 0 when every conversation asked for was written or standard
+    output's reader stopped reading (``| head``), 1 when some id names none or the export
+    failed, 2 for a configuration error."""
     from tertulia.exporting import export_database
 
     work = export_database(
@@ -320,9 +333,7 @@ def export(settings: Settings, conversation_ids: list[str], output: str | None) 
     except _Failed as failure:
         return failure.status
     except BrokenPipeError:
-        # (``tertulia export | head``): the reader is gone; say nothing more to it
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return _reader_gone()  # (``tertulia export | head``): nothing went wrong
     return _finish(
         done.missing, f"exported {done.conversations} conversations, {done.messages} messages"
     )
