@@ -5,25 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from redis.backoff import ExponentialBackoff
 
+from support.bots import watch_logs
 from support.environment import REDIS_URL, require_service
 from support.outages import break_reader, fail_publishing
+from support.proxy import ProxyFactory
 from support.waiting import until
+from tertulia.realtime import outages
 from tertulia.realtime import redis as redis_broker
 from tertulia.realtime.broker import Event
 from tertulia.realtime.redis import RedisBroker
 
 
 @contextlib.asynccontextmanager
-async def started_broker() -> AsyncIterator[RedisBroker]:
+async def started_broker(url: str = REDIS_URL) -> AsyncIterator[RedisBroker]:
     require_service("Redis", REDIS_URL)
-    made = RedisBroker(REDIS_URL)
+    made = RedisBroker(url)
     await made.start()
     try:
         yield made
@@ -123,6 +129,43 @@ async def test_a_subscription_redis_refused_leaves_nothing_behind(
     await until(lambda: accepted.frames == ["hello"])
     assert refused.frames == []
     assert calls == 2
+
+
+async def test_an_outage_is_logged_once_then_rarely_and_its_end_too(
+    proxy_to: ProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis out of reach (connections cut, new ones refused): the reader logs the outage
+    once, with its error and no traceback, retries with a growing backoff (not every
+    0.5 s), reminds at a low rate while it lasts, and logs when Redis is back."""
+    require_service("Redis", REDIS_URL)
+    monkeypatch.setattr(redis_broker, "READ_BACKOFF", ExponentialBackoff(cap=0.8, base=0.05))
+    monkeypatch.setattr(outages, "REMINDER_EVERY", 1.0)
+    where = urlsplit(REDIS_URL)
+    proxy = await proxy_to(where.port or 6379)
+    url = where._replace(netloc=f"127.0.0.1:{proxy.listen_port}").geturl()
+    async with started_broker(url) as broker:
+        listener = Listener()
+        await broker.subscribe(str(uuid.uuid4()), listener.deliver, listener.lost)
+        with watch_logs() as logs:
+            proxy.refusing = True
+            proxy.drop()
+            reminder = await logs.wait_for(lambda e: e["event"].endswith("(still)"))
+            assert len(proxy.refused) >= 4
+            proxy.refusing = False
+            back = await logs.wait_for(lambda e: e["event"] == "redis broker is back")
+    said = [e["event"] for e in logs.entries if e["event"].startswith("redis broker")]
+    assert said == [
+        "redis broker read failed; retrying",
+        "redis broker read failed; retrying (still)",
+        "redis broker is back",
+    ]
+    assert not [e for e in logs.entries if "exc_info" in e]
+    assert "Error" in logs.entries[0]["error"]
+    assert reminder["attempts"] >= 4
+    assert back["attempts"] >= reminder["attempts"]
+    assert listener.missed >= 1
+    gaps = [later - earlier for earlier, later in itertools.pairwise(proxy.refused)]
+    assert gaps[-1] > 4 * gaps[0], gaps
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 ProxyFactory = Callable[[int], Awaitable["Proxy"]]
@@ -19,6 +20,7 @@ class Proxy:
         self.port = port
         self.refusing = False
         self.accepted = 0
+        self.refused: list[float] = []  # (monotonic times of the connections turned away)
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
@@ -50,6 +52,7 @@ class Proxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
+            self.refused.append(time.monotonic())
             writer.transport.abort()
             return
         self.accepted += 1

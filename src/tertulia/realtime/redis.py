@@ -41,9 +41,11 @@ import orjson
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.backoff import EqualJitterBackoff
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
+from tertulia.realtime.outages import OutageLog
 
 log = structlog.get_logger(__name__)
 PREFIX = "tertulia"
@@ -57,6 +59,9 @@ RENEW_BATCH = 500
 NOTICE_WAIT_FIRST = 0.2
 NOTICE_WAIT_MAX = 5.0
 """Seconds between tries of a notice of failed publishes (doubling from the first)."""
+READ_BACKOFF = EqualJitterBackoff(cap=5.0, base=0.25)
+"""Seconds between the reader's tries while Redis is unreachable: doubling from 0.25-0.5 to
+2.5-5 (half of it random, so that processes cut off together do not retry in step)."""
 CLOCK_SKEW = 5.0
 """Seconds by which the clocks of two processes may disagree (NTP keeps them far closer):
 a subscriber that started up to this long after another process's failed publish is told of
@@ -172,6 +177,15 @@ class RedisBroker(Broker):
         self._closed = False
         self._sockets: dict[str, tuple[str, str]] = {}  # this process's: id -> (channel, who)
         self._renewer: asyncio.Task[None] | None = None
+        self._reading = OutageLog(
+            log, failing="redis broker read failed; retrying", back="redis broker is back"
+        )
+        self._renewing = OutageLog(
+            log,
+            failing="renewing the presence of this process's sockets failed",
+            back="renewing the presence of this process's sockets works again",
+            level="warning",
+        )
 
     def _channel(self, channel: str) -> str:
         return f"{PREFIX}:conv:{channel}"
@@ -211,17 +225,23 @@ class RedisBroker(Broker):
         return self._redis
 
     async def _read(self) -> None:
+        """Hand out what Redis delivers. When the connection breaks, every local subscriber
+        is told (at each failed try: one that subscribed between two is told too), and the
+        reader tries again with backoff (``READ_BACKOFF``); redis-py connects again and
+        subscribes again. The outage is logged once, then every minute while it lasts,
+        and once when Redis answers again (:class:`OutageLog`)."""
         assert self._pubsub is not None
         while True:
             try:
                 message: dict[str, Any] | None = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("redis broker read failed; retrying")
+            except Exception as failure:
+                self._reading.failed(failure)
                 self._lost(list(self._missed))
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(READ_BACKOFF.compute(self._reading.failures))
                 continue
+            self._reading.succeeded()
             if message is None:
                 continue
             name = message["channel"].decode()
@@ -299,12 +319,18 @@ class RedisBroker(Broker):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._published.wait(), seconds)
 
+        telling = OutageLog(
+            log,
+            failing="redis broker could not tell the other processes of failed publishes; retrying",
+            back="redis broker told the other processes of failed publishes",
+            level="warning",
+        )
+
         def waiting(state: RetryCallState) -> None:
-            log.warning(
-                "redis broker could not tell the other processes of failed publishes; retrying",
-                conversations=len(self._unsent),
-                attempt=state.attempt_number,
-            )
+            assert state.outcome is not None
+            failure = state.outcome.exception()
+            assert failure is not None
+            telling.failed(failure)
 
         while self._unsent:
             notice = dict(self._unsent)
@@ -319,6 +345,7 @@ class RedisBroker(Broker):
                 with attempt:
                     self._published.clear()  # (set by any publish that goes through now on)
                     await self._client().publish(CONTROL, payload)
+            telling.succeeded()
             for channel, when in notice.items():
                 if self._unsent.get(channel) == when:  # (not failed again since)
                     del self._unsent[channel]
@@ -420,14 +447,17 @@ class RedisBroker(Broker):
         """``RENEWALS_PER_LEASE`` times per lease: renew the leases of this process's sockets
         (counting again those Redis lost), then look for the participants whose lease
         lapsed in the conversations this process has sockets in. A batch per script; what
-        fails is tried again at the next turn (a lease outlasts several)."""
+        fails is tried again at the next turn (a lease outlasts several); a failure is
+        logged as an outage (:class:`OutageLog`), not at every turn."""
         while True:
             await asyncio.sleep(self._lease / RENEWALS_PER_LEASE)
             try:
                 await self._renew_sockets()
                 await self._sweep()
-            except Exception:
-                log.exception("renewing the presence of this process's sockets failed")
+            except Exception as failure:
+                self._renewing.failed(failure)
+            else:
+                self._renewing.succeeded()
 
     async def _renew_sockets(self) -> None:
         sockets = list(self._sockets.items())
