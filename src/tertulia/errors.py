@@ -15,6 +15,9 @@ The tree::
     ├── UnsupportedMediaType          media_type      415
     ├── Throttled                     throttled       429  (WebSocket: an error frame)
     └── Unavailable                   unavailable     503  the server is stopping; try again
+        └── DatabaseUnavailable       unavailable     503  the database cannot be reached now
+                                                           (WebSocket: an error frame, or
+                                                           close 1013 while opening)
 
 The web layer maps them to replies in one place (``tertulia.web.errors``); the WebSocket
 endpoint turns them into ``{"error": {...}}`` frames. Anything else that escapes is a bug:
@@ -222,3 +225,23 @@ class Unavailable(TertuliaError):
 
     def headers(self) -> dict[str, str] | None:
         return {"Retry-After": str(self.retry_after)}
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database could not be reached (refused, cut off, shutting down, or, for SQLite,
+    still locked by another process after ``busy_timeout``); raised by the storage layer in
+    place of the driver's error. What the use case had begun is rolled back (or, when the
+    connection broke during its commit, may or may not have been committed: a message sent
+    again with its ``local_id`` is stored once).
+
+    Args:
+        reason: the driver's error in one line, for the log (not for clients).
+    """
+
+    RETRY_AFTER = 5
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            "The database cannot be reached; try again shortly.", retry_after=self.RETRY_AFTER
+        )
+        self.reason = reason

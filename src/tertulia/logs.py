@@ -31,6 +31,26 @@ class QuietStopCancellations(logging.Filter):
         )
 
 
+class OneLineFailures(logging.Filter):
+    """Writes a library's failure that it retries by itself (asyncpg's pool reconnecting
+    while the database is down, with its own backoff) as one line, the exception's type and
+    text after the message, without the traceback: an outage is not a bug, and a
+    traceback per attempt buries the rest of the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        if failure is not None:
+            record.msg = f"{record.getMessage()}: {type(failure).__name__}: {failure}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+ONE_LINE_FAILURES = ("asyncpg.pool",)
+"""Loggers whose failures are written by :class:`OneLineFailures`."""
+
+
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     """Route structlog and the standard library's logging through one renderer, on
     standard error. The console format is in colour only when standard error is a terminal
@@ -78,6 +98,10 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ONE_LINE_FAILURES:
+        retrying = logging.getLogger(name)
+        if not any(isinstance(f, OneLineFailures) for f in retrying.filters):
+            retrying.addFilter(OneLineFailures())
 
 
 def _is_terminal(stream: object) -> bool:

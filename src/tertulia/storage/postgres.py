@@ -4,12 +4,18 @@ Statements are compiled once (:mod:`tertulia.storage.sql`) and asyncpg prepares 
 text once per connection (its statement cache). ``search_path`` is the configured schema,
 so tests and tenants can live side by side in one database. JSON columns are decoded by a
 codec installed on each new connection (their values are encoded by the column type).
+
+A database that cannot be reached (a connection refused or cut, the server shutting down, a
+connection attempt timing out) is :class:`DatabaseUnavailable`, raised here in place of
+asyncpg's or the socket's error, whether it shows when a connection is taken from the pool,
+in a statement, or at the commit: the web layer answers it 503 ``unavailable``. Errors of
+the block's own code are left as they are.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import asyncpg
@@ -18,12 +24,27 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Executable
 
-from tertulia.errors import Conflict
+from tertulia.errors import Conflict, DatabaseUnavailable
 from tertulia.storage.database import Database, Params, json_dumps
 from tertulia.storage.sql import Result, StatementCache
 
 POOL_MIN = 1
 POOL_MAX = 20
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable; TimeoutError (a connection attempt) among them
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.CannotConnectNowError,  # the server is starting or shutting down
+    asyncpg.AdminShutdownError,  # it was stopped under the connection
+    asyncpg.CrashShutdownError,
+    asyncpg.ConnectionDoesNotExistError,  # the connection was lost during a statement
+)
+"""The errors that say the database cannot be reached, not that the statement failed."""
+
+
+def unreachable(error: BaseException) -> DatabaseUnavailable:
+    """The :class:`DatabaseUnavailable` for one of ``UNREACHABLE``."""
+    text = str(error)
+    return DatabaseUnavailable(f"{type(error).__name__}: {text}" if text else type(error).__name__)
 
 
 async def _init_connection(raw: Any) -> None:
@@ -68,6 +89,8 @@ class PostgresConnection:
             return await self._many(statement, params)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise Conflict(str(exc)) from exc
+        except UNREACHABLE as exc:
+            raise unreachable(exc) from exc
 
     async def _one(self, statement: Executable, params: Mapping[str, Any] | None) -> Result:
         compiled = self._cache.get(statement, params)
@@ -88,6 +111,13 @@ class PostgresConnection:
             return Result(rows, len(rows))
         await self._raw.executemany(compiled.sql, [compiled.bind(p) for p in params])
         return Result(rowcount=len(params))
+
+
+def _transaction(raw: Any, options: dict[str, Any]) -> AbstractAsyncContextManager[Any]:
+    if not options.pop("transaction", False):
+        return nullcontext()
+    transaction: AbstractAsyncContextManager[Any] = raw.transaction(**options)
+    return transaction
 
 
 class PostgresDatabase(Database):
@@ -124,22 +154,31 @@ class PostgresDatabase(Database):
         return cls(url, schema, pool)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[PostgresConnection]:
-        async with self._pool.acquire() as raw, raw.transaction():
-            yield PostgresConnection(raw, self._cache)
+    async def _connection(self, **transaction: Any) -> AsyncIterator[PostgresConnection]:
+        """A pooled connection, in a transaction (given its options) or none (``None``):
+        the pool's and the transaction's own failures to reach the database become
+        :class:`DatabaseUnavailable`; the block's errors pass as they are."""
+        raised: BaseException | None = None
+        try:
+            async with self._pool.acquire() as raw, _transaction(raw, transaction):
+                try:
+                    yield PostgresConnection(raw, self._cache)
+                except BaseException as exc:
+                    raised = exc
+                    raise
+        except UNREACHABLE as exc:
+            if exc is raised:
+                raise
+            raise unreachable(exc) from exc
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[PostgresConnection]:
-        async with self._pool.acquire() as raw:
-            yield PostgresConnection(raw, self._cache)
+    def write(self) -> AbstractAsyncContextManager[PostgresConnection]:
+        return self._connection(transaction=True)
 
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[PostgresConnection]:
-        async with (
-            self._pool.acquire() as raw,
-            raw.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            yield PostgresConnection(raw, self._cache)
+    def read(self) -> AbstractAsyncContextManager[PostgresConnection]:
+        return self._connection()
+
+    def snapshot(self) -> AbstractAsyncContextManager[PostgresConnection]:
+        return self._connection(transaction=True, isolation="repeatable_read", readonly=True)
 
     async def close(self) -> None:
         await self._pool.close()

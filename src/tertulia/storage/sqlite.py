@@ -9,7 +9,9 @@ off the loop:
   waits for the disk): automatic checkpoints are off on the server's connections; they run
   in a worker thread with a connection of their own (see :class:`Checkpointer`).
 - *Other processes* holding the write lock (a ``tertulia migrate`` or a shell): SQLite is
-  the single-process setup; ``busy_timeout`` bounds the wait.
+  the single-process setup; ``busy_timeout`` bounds the wait. Past it, the use case fails
+  with :class:`DatabaseUnavailable` (``database is locked``: 503, try again), not with
+  sqlite3's error.
 
 Transactions: one writer connection, taken by one use case at a time (an ``asyncio.Lock``:
 SQLite has a single writer, and a transaction stays open across the use case's awaits);
@@ -54,7 +56,7 @@ from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Executable
 
-from tertulia.errors import ConfigurationError, Conflict
+from tertulia.errors import ConfigurationError, Conflict, DatabaseUnavailable
 from tertulia.storage.database import Database, Params, json_dumps
 from tertulia.storage.sql import Result, StatementCache
 
@@ -77,6 +79,25 @@ WAL_FRAME_HEADER = 24  # bytes before each page in the log
 # without the frame of a Python function.
 _NO_ADAPTATIONS: dict[None, None] = {}
 sqlite3.register_adapter(type(None), _NO_ADAPTATIONS.get)
+
+
+def _busy(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's ``database is locked`` (another connection held the
+    lock past ``busy_timeout``)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.OperationalError) and (
+        (code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
+        or "database is locked" in str(error)
+    )
+
+
+def translated(error: BaseException) -> BaseException:
+    """:class:`DatabaseUnavailable` for a lock held too long, else ``error`` itself."""
+    if _busy(error):
+        unavailable = DatabaseUnavailable(f"{type(error).__name__}: {error}")
+        unavailable.__cause__ = error
+        return unavailable
+    return error
 
 
 def sqlite_path(url: str) -> str:
@@ -150,6 +171,10 @@ class SQLiteConnection:
             return self._many(statement, params)
         except sqlite3.IntegrityError as exc:
             raise Conflict(str(exc)) from exc
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise translated(exc) from exc
+            raise
 
     def _one(self, statement: Executable, params: Mapping[str, Any] | None) -> Result:
         compiled = self._cache.get(statement, params)
@@ -330,8 +355,10 @@ class _WriteBlock:
         self._joined = db._batch is not None
         try:
             batch = self._batch = db._begin()
-        except BaseException:
+        except BaseException as exc:
             db._lock.release()
+            if _busy(exc):
+                raise translated(exc) from exc
             raise
         if self._joined:
             # The first use case of a batch needs no savepoint: it is alone in the
@@ -463,7 +490,7 @@ class SQLiteDatabase(Database):
             self._forget_seqs()
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
-            batch.settle(exc)
+            batch.settle(translated(exc))
             return
         batch.settle()
         self._checkpointer.committed()

@@ -19,6 +19,9 @@ handshake is accepted (refusals are HTTP 403). Then:
   written, so a resuming socket holds one batch, not the conversation; live frames held
   meanwhile count against the queue's size like queued ones (past it: 1013, as above).
 - A failure of the server's own while a socket is served closes that socket with 1011.
+  The database out of reach is an outage, not a failure: a socket being opened or served
+  then is closed with 1013 (``database unreachable: reconnect later``), and a frame it
+  cannot store is answered with an ``unavailable`` error frame (the socket stays open).
 - A conversation deleted while its sockets are open (``tertulia delete``) closes them with
   4404, as soon as the deletion is announced (by the CLI through a Redis broker) or found
   (a write of this process failing on it).
@@ -44,7 +47,7 @@ from tertulia.chats import Chat
 from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Participant
 from tertulia.domain.routing import socket_tags
-from tertulia.errors import ConversationGone, TertuliaError
+from tertulia.errors import ConversationGone, DatabaseUnavailable, TertuliaError
 from tertulia.metrics import WEBSOCKETS_OPEN
 from tertulia.outgoing import (
     CLOSE_GONE,
@@ -62,6 +65,7 @@ from tertulia.web.wsprotocol import SERVER_STOPPING
 log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
 CLOSE_ERROR = 1011
+UNAVAILABLE = "database unreachable: reconnect later"
 CLOSE_MISSED = 1012  # "service restart": the broker lost events; reconnect to catch up
 CLOSE_TIMEOUT = 5.0
 # Messages a resuming socket reads, and holds, at a time: about 250 KB of 1,000-character
@@ -344,6 +348,22 @@ class Copies(NamedTuple):
 
 async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     """Serve one client socket of a conversation."""
+    try:
+        await _open(websocket, conversation_id)
+    except DatabaseUnavailable as exc:
+        # Before the socket was accepted: accepted and closed with 1013, which clients
+        # retry (a refusal now would be HTTP 403, which they take as final).
+        log.warning(
+            "database unreachable; socket closed",
+            conversation_id=conversation_id,
+            error=exc.reason,
+        )
+        if websocket.application_state == WebSocketState.CONNECTING:
+            await websocket.accept()
+        await _close(websocket, CLOSE_SLOW, UNAVAILABLE)
+
+
+async def _open(websocket: WebSocket, conversation_id: str) -> None:
     found = await _authenticate(websocket, conversation_id)
     if found is None:
         await websocket.close(code=4403)  # before accept: the client sees HTTP 403
@@ -438,8 +458,12 @@ async def _serve(
         pass
     except ConversationGone:
         outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
+    except DatabaseUnavailable as exc:
+        # (an outage: the client reconnects after its backoff, and resumes)
+        bound.warning("database unreachable; socket closed", error=exc.reason)
+        await _close(websocket, CLOSE_SLOW, UNAVAILABLE)
     except Exception:
-        # A failure of the server's own (the database, say): this socket closes with 1011,
+        # A failure of the server's own (a bug): this socket closes with 1011,
         # which tells its client to reconnect; no other socket is touched.
         bound.exception("socket failed")
         await _close(websocket, CLOSE_ERROR, "internal error")
@@ -451,6 +475,10 @@ async def _serve(
             try:
                 stopping = bool(websocket.scope.get(SERVER_STOPPING))
                 await chat.disconnect(participant, socket_id, server_stopping=stopping)
+            except DatabaseUnavailable as exc:
+                bound.warning(
+                    "database unreachable; the socket's leaving not stored", error=exc.reason
+                )
             except Exception:
                 bound.exception("disconnect bookkeeping failed")
         if outbox.closing is not None:
@@ -562,6 +590,8 @@ async def _handle(
     except ConversationGone:
         outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
     except TertuliaError as exc:
+        if isinstance(exc, DatabaseUnavailable):
+            bound.warning("database unreachable; message refused", error=exc.reason)
         outbox.put(error_frame(exc.code, exc.body(), local_id))
     except Exception:
         bound.exception("storing a message failed")

@@ -1,0 +1,121 @@
+"""The database out of reach under a running server (PostgreSQL stopped or cut off, SQLite
+locked past its busy_timeout): requests are answered 503 ``unavailable`` with Retry-After,
+each logged once as a warning without a traceback; sockets get an ``unavailable`` error
+frame or are closed with 1013 (storage/postgres.py, storage/sqlite.py, web/errors.py,
+web/ws.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from support.blab import Person
+from support.bots import watch_logs
+from support.environment import POSTGRES_URL, PersonFactory, SettingsFactory, require_service
+from support.proxy import ProxyFactory
+from support.server import live_server
+from tertulia.errors import DatabaseUnavailable
+from tertulia.logs import configure_logging
+from tertulia.storage import sqlite as sqlite_storage
+from tertulia.storage.sqlite import SQLiteDatabase
+
+
+def through(url: str, port: int) -> str:
+    """``url`` with its port replaced (to go through a proxy)."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.hostname}:{port}").geturl()
+
+
+def assert_unavailable(response: Any) -> None:
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "unavailable"
+    assert response.json()["retry_after"] == DatabaseUnavailable.RETRY_AFTER
+    assert response.headers["retry-after"] == str(DatabaseUnavailable.RETRY_AFTER)
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_postgresql_cut_off_is_503_and_one_warning_per_request(
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    proxy_to: ProxyFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """PostgreSQL unreachable (its connections cut, new ones refused): REST answers 503
+    ``unavailable`` with Retry-After, not 500; each request is one warning and no
+    traceback (nor uvicorn's "Exception in ASGI application"); a served socket's message
+    gets an ``unavailable`` error frame and a new socket is closed with 1013; all works
+    again once the database is back."""
+    require_service("PostgreSQL", POSTGRES_URL)
+    proxy = await proxy_to(urlsplit(POSTGRES_URL).port or 5432)
+    settings = make_settings(database_url=through(POSTGRES_URL, proxy.listen_port))
+    configure_logging("json", "INFO")  # (the server's own: third parties' lines too)
+    async with live_server(settings) as server:
+        alice: Person = people(server)
+        created = await alice.create(nickname="alice", bots=[])
+        assert created.status_code == 201, created.text
+        with watch_logs() as logs:
+            served = await alice.connect()
+            await served.state()
+            proxy.refusing = True
+            proxy.drop()
+            assert_unavailable(await alice.post(type="T", text="while down"))
+            assert_unavailable(await alice.history())
+            local_id = await served.say("while down")
+            refused = await served.error()
+            assert refused["code"] == "unavailable"
+            assert refused["local_id"] == local_id
+            opened = await alice.connect()
+            assert await opened.closed_with() == 1013
+            proxy.refusing = False
+            posted = await alice.post(type="T", text="back")
+            assert posted.status_code == 201, posted.text
+    warned = [e for e in logs.entries if e["event"].startswith("database unreachable")]
+    assert sorted(e["event"] for e in warned) == [
+        "database unreachable; answered 503",
+        "database unreachable; answered 503",
+        "database unreachable; message refused",
+        "database unreachable; socket closed",
+    ], warned
+    assert all(e["log_level"] == "warning" for e in warned)
+    assert all(e["error"] for e in warned)
+    assert not logs.errors()
+    assert not [e for e in logs.entries if "exc_info" in e]
+    written = capsys.readouterr().err
+    assert "Traceback" not in written
+    assert "Exception in ASGI application" not in written
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_sqlite_locked_past_its_busy_timeout_is_503(
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process holds SQLite's write lock past ``busy_timeout``: a write is 503
+    ``unavailable`` (not 500 ``database is locked``), logged as one warning; it works once
+    the lock is let go."""
+    monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_MS", 100)
+    settings = make_settings()
+    async with live_server(settings) as server:
+        alice: Person = people(server)
+        created = await alice.create(nickname="alice", bots=[])
+        assert created.status_code == 201, created.text
+        path = sqlite_storage.sqlite_path(settings.database_url)
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # (another process's writer)
+            with watch_logs() as logs:
+                assert_unavailable(await alice.post(type="T", text="locked out"))
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        posted = await alice.post(type="T", text="in again")
+        assert posted.status_code == 201, posted.text
+    assert [e["event"] for e in logs.entries if e["log_level"] != "info"] == [
+        "database unreachable; answered 503"
+    ]
+    assert "locked" in logs.entries[-1]["error"]
+    assert isinstance(server.registry.db, SQLiteDatabase)
