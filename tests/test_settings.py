@@ -155,6 +155,10 @@ def test_bad_environment_variables_stop_start_up(
         ("TERTULIA_DATABSE_URL", "TERTULIA_DATABASE_URL"),
         ("TERTULIA_BROKER", "TERTULIA_BROKER_URL"),
         ("tertulia_database_url_", "TERTULIA_DATABASE_URL"),
+        # (found by QA: a typo before the `__` of a nested variable was ignored)
+        ("TERTULIA_LIMIT__MAX_IMAGE_SIZE", "TERTULIA_LIMITS__MAX_IMAGE_SIZE"),
+        ("TERTULIA_RATELIMITS__CREATE", "TERTULIA_RATE_LIMITS__CREATE"),
+        ("tertulia_bot__echo__class", "TERTULIA_BOTS__echo__class"),
     ],
 )
 def test_a_misspelt_setting_in_the_environment_stops_start_up(

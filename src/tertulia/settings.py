@@ -366,11 +366,17 @@ def _refuse_misspelt_variables(environ: Mapping[str, str]) -> None:
         upper = variable.upper()
         if not upper.startswith("TERTULIA_") or upper in known:
             continue
-        if upper.split("__", 1)[0] in fields:  # a nested key, TERTULIA_LIMITS__...
-            continue
-        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.85)
+        # A nested key (TERTULIA_LIMITS__MAX_IMAGE_SIZE): the part before ``__`` names the
+        # setting, and is the part compared (the key after it would drown a typo in it).
+        prefix, nested, _ = upper.partition("__")
+        if nested and prefix in fields:
+            continue  # (the key itself is checked by the setting's own validation)
+        close = difflib.get_close_matches(
+            prefix, sorted(fields) if nested else known, n=1, cutoff=0.85
+        )
         if close:
-            raise ConfigurationError(f"{variable} is not a setting; did you mean {close[0]}?")
+            meant = f"{close[0]}__{variable[len(prefix) + 2 :]}" if nested else close[0]
+            raise ConfigurationError(f"{variable} is not a setting; did you mean {meant}?")
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
