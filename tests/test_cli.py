@@ -265,3 +265,45 @@ def test_an_external_bot_without_a_trigger_url_is_refused_at_the_start(
     err = capsys.readouterr().err.strip()
     assert err.startswith("tertulia: configuration error: bot 'W': ")
     assert said in err
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        (
+            'class = "CalcOrEchoManagerBot"\n'
+            'kwargs = { calculator_botname = "Calculator", echo_bot_name = "ECHO" }',
+            "bot 'B': CalcOrEchoManagerBot: got an unexpected keyword argument "
+            "'calculator_botname'; did you mean calculator_bot_name?",
+        ),
+        (
+            'class = "CalcOrEchoManagerBot"\nkwargs = { echo_bot_name = "ECHO" }',
+            "bot 'B': CalcOrEchoManagerBot: missing a required argument: "
+            "'calculator_bot_name' (it takes calculator_bot_name, echo_bot_name)",
+        ),
+        (
+            'class = "CalculatorBot"\nargs = [0, 1]',
+            "bot 'B': CalculatorBot: too many positional arguments (it takes delay)",
+        ),
+    ],
+)
+def test_arguments_a_bot_class_does_not_take_are_refused_at_the_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, said: str
+) -> None:
+    """(Found by QA: the README's manager with a misspelt keyword passed `tertulia bots`
+    and `serve`, then failed every delivery with a TypeError, retried.)"""
+    extra = f'[bots.B]\nmodule = "tertulia.bots.builtin"\n{spec}\n'
+    assert main(["bots", "--config", str(config(tmp_path, extra))]) == 2
+    assert capsys.readouterr().err.strip() == f"tertulia: configuration error: {said}"
+
+
+def test_a_bot_class_taking_any_arguments_takes_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A class whose constructor takes *args and **kwargs (BLAB's Bot) is not second-guessed."""
+    extra = (
+        '[bots.W]\nmodule = "tertulia.bots.external"\nclass = "WebSocketExternalBot"\n'
+        'args = ["http://127.0.0.1:18141/", 2]\nkwargs = { anything = 1 }\n'
+    )
+    assert main(["bots", "--config", str(config(tmp_path, extra))]) == 0
+    assert "W: tertulia.bots.external.WebSocketExternalBot" in capsys.readouterr().out

@@ -5,29 +5,35 @@ The settings check that every bot's class can be imported; what its ``args`` and
 conversation (a webhook's secret variable unset, say) says so with a classmethod
 ``check_config(args, kwargs)`` raising :class:`~tertulia.errors.ConfigurationError`.
 Without it the class's constructor raised that error at every delivery, each retried and
-logged, while people saw the bot as working.
+logged, while people saw the bot as working. Whatever the class says, its constructor's
+signature must take the ``args`` and ``kwargs`` (a misspelt keyword used to pass start-up
+and fail every delivery with a ``TypeError``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from tertulia.bots.arguments import check_signature
 from tertulia.errors import ConfigurationError
 from tertulia.settings import BotSpec
 
 
 def check_bot(name: str, spec: BotSpec, cls: type) -> None:
-    """Ask the bot's class whether its ``args`` and ``kwargs`` can work.
+    """Ask the bot's class whether its ``args`` and ``kwargs`` can work, then check that
+    they fit its constructor at all (:func:`~tertulia.bots.arguments.check_signature`).
 
     Raises:
         ConfigurationError: one line naming the bot (``bot 'Reverse': webhook secret
-            variable 'REVERSE_SECRET' is unset or empty``).
+            variable 'REVERSE_SECRET' is unset or empty``; ``bot 'Manager':
+            CalcOrEchoManagerBot got an unexpected keyword argument …``).
     """
-    check = getattr(cls, "check_config", None)
-    if not callable(check):
-        return
+    args, kwargs = list(spec.args), dict(spec.kwargs)
     try:
-        check(list(spec.args), dict(spec.kwargs))
+        check = getattr(cls, "check_config", None)
+        if callable(check):  # (first: the class says what it takes in its own words)
+            check(args, kwargs)
+        check_signature(cls, args, kwargs)
     except ConfigurationError as exc:
         raise ConfigurationError(f"bot {name!r}: {exc.detail}") from exc
 
