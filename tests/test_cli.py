@@ -307,3 +307,22 @@ def test_a_bot_class_taking_any_arguments_takes_them(
     )
     assert main(["bots", "--config", str(config(tmp_path, extra))]) == 0
     assert "W: tertulia.bots.external.WebSocketExternalBot" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["migrate", "serve", "export", "bots"])
+def test_an_invalid_database_schema_is_a_configuration_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """(Found by QA: migrate and serve ended in a traceback, status 1 or 3, which systemd
+    restarts; export blamed the database; bots said nothing.) Status 2, one line."""
+    monkeypatch.setenv("TERTULIA_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:1/x")
+    monkeypatch.setenv("TERTULIA_DATABASE_SCHEMA", 'bad"name')
+    assert main([command, "--config", str(config(tmp_path))]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tertulia: configuration error: invalid configuration: database_schema: Value error, "
+        "invalid database schema name 'bad\"name': a plain SQL identifier (a letter or _, "
+        "then letters, digits or _; at most 63)"
+    )

@@ -123,6 +123,9 @@ def test_blab_five_item_specs_are_accepted(tmp_path: Path) -> None:
         ("retention_days = inf", "retention_days"),
         ("session_max_age = 999999999999999", "session_max_age"),
         ("bot_session_max_age = 999999999999999", "bot_session_max_age"),
+        ("database_schema = 'bad\"name'", "invalid database schema name 'bad\"name'"),
+        ("database_schema = 'Bad-Name'", "database_schema: .*'Bad-Name': a plain SQL identifier"),
+        ("database_schema = ''", "invalid database schema name ''"),
     ],
 )
 def test_bad_configurations_stop_start_up(tmp_path: Path, text: str, message: str) -> None:

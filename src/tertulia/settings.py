@@ -27,6 +27,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from tertulia.domain.ids import is_schema_name
 from tertulia.errors import ConfigurationError
 
 MiB = 1024 * 1024
@@ -124,7 +125,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///./tertulia.db"
     database_schema: str | None = Field(
-        default=None, description="PostgreSQL schema to use (created by migrate)"
+        default=None,
+        description="PostgreSQL schema to use (created by migrate): a plain SQL identifier",
     )
     auto_migrate: bool = Field(default=True, description="run migrations when serve starts")
     broker_url: str = Field(
@@ -229,6 +231,18 @@ class Settings(BaseSettings):
                 or parts.fragment
             ):
                 raise ValueError(f"not an origin (http(s)://host[:port]): {origin!r}")
+        return value
+
+    @field_validator("database_schema")
+    @classmethod
+    def _schema_name(cls, value: str | None) -> str | None:
+        # (the rule `tertulia copy --target-schema` follows; checked here, a bad name was a
+        # traceback from inside migrate or serve, status 1 or 3 rather than 2)
+        if value is not None and not is_schema_name(value):
+            raise ValueError(
+                f"invalid database schema name {value!r}: a plain SQL identifier (a letter "
+                "or _, then letters, digits or _; at most 63)"
+            )
         return value
 
     @field_validator("bots", mode="before")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 from alembic import command
@@ -11,11 +10,11 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, select
 
+from tertulia.domain.ids import is_schema_name
 from tertulia.errors import ConfigurationError, TertuliaError
 from tertulia.storage.database import Database, open_database
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _VERSION = Table("alembic_version", MetaData(), Column("version_num", String(32)))
 """Alembic's record of a database's schema revision."""
 
@@ -28,7 +27,7 @@ class SchemaNotCurrent(TertuliaError):
 
 def alembic_config(url: str, schema: str | None = None) -> Config:
     """An Alembic configuration for ``url``, with no ini file needed."""
-    if schema is not None and not _SCHEMA_NAME.match(schema):
+    if schema is not None and not is_schema_name(schema):
         raise ConfigurationError(f"invalid database schema name {schema!r}")
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
