@@ -113,7 +113,7 @@ def test_blab_five_item_specs_are_accepted(tmp_path: Path) -> None:
         ('[bots.X]\nmodule = "tertulia.settings"\nclass = "LIMIT_KEYS"', "is not a class"),
         ('manager = "Ghost"', "manager 'Ghost' is not among the bots"),
         ("[limits]\nMAX_SIZE = 1", "unknown limit"),
-        ("[limits]\nMAX_IMAGE_SIZE = -1", "limits are byte counts"),
+        ("[limits]\nMAX_IMAGE_SIZE = -1", "limits.MAX_IMAGE_SIZE: .*greater than or equal to 0"),
         ("rooms = 3", "rooms"),
         ("production = true", "session_cookie_secure"),
         ('session_cookie_samesite = "none"', "needs a secure cookie"),
@@ -183,6 +183,50 @@ def test_other_tertulia_variables_are_left_alone(
     monkeypatch.setenv("TERTULIA_TEST_POSTGRES", "postgresql://x")
     monkeypatch.setenv("TERTULIA_LIMITS__MAX_IMAGE_SIZE", "1024")
     assert load_settings(write(tmp_path, "")).chat_limits["MAX_IMAGE_SIZE"] == 1024
+
+
+SPEC = '[bots.B]\nmodule = "tertulia.bots.builtin"\nclass = "CalculatorBot"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "bot_delivery_lease = 1e12",
+            "bot_delivery_lease: Input should be less than or equal to 86400",
+        ),
+        ("bot_poll_interval = 1e12", "bot_poll_interval: .*less than or equal to 3600"),
+        ("presence_grace = 1e12", "presence_grace: .*less than or equal to 3600"),
+        (
+            "ws_max_message = 100000000000000000000",
+            "ws_max_message: .*less than or equal to 67108864",
+        ),
+        ("ws_send_queue = 100000000000000000000", "ws_send_queue: .*less than or equal to 1000000"),
+        ("history_max_limit = 100000000000000000000", "history_max_limit: .*less than or equal"),
+        ("max_participants = 100000000000000000000", "max_participants: .*less than or equal"),
+        ("[limits]\nMAX_VIDEO_SIZE = 1e30", "limits.MAX_VIDEO_SIZE: "),
+        ("[limits]\nMAX_VIDEO_SIZE = 100000000000000000000", "limits.MAX_VIDEO_SIZE: .*less than"),
+        (SPEC + "timeout = 1e12", "bots.B.timeout: .*less than or equal to 86400"),
+        (SPEC + "timeout = inf", "bots.B.timeout: .*less than or equal to 86400"),
+        (SPEC + "retries = 100000000000000000000", "bots.B.retries: .*less than or equal to 100"),
+        (SPEC + "concurrency = 100000000000000000000", "bots.B.concurrency: .*less than"),
+    ],
+)
+def test_numbers_beyond_their_bounds_stop_start_up(tmp_path: Path, text: str, message: str) -> None:
+    """(Found by QA: bot_delivery_lease=1e12 was an OverflowError at start, a traceback with
+    status 3; ws_max_message=1e20 started and then failed every frame.) Every number has an
+    upper bound, said in one line."""
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(write(tmp_path, text))
+
+
+def test_a_number_beyond_its_bound_in_the_environment_stops_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The QA report's own variable."""
+    monkeypatch.setenv("TERTULIA_BOT_DELIVERY_LEASE", "1e12")
+    with pytest.raises(ConfigurationError, match="bot_delivery_lease"):
+        load_settings(write(tmp_path, ""))
 
 
 def test_the_log_level_is_read_in_any_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

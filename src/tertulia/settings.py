@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,6 +31,13 @@ from tertulia.domain.ids import is_schema_name
 from tertulia.errors import ConfigurationError
 
 MiB = 1024 * 1024
+TiB = 1024 * 1024 * MiB
+_DAY = 24 * 3600  # seconds
+_TEN_YEARS = 10 * 366 * _DAY  # seconds: a bound that keeps dates computable
+_MILLION = 1_000_000
+# Every number has an upper bound as well as a lower one: an absurd value (a lease of
+# 1e12 s, a frame of 1e20 bytes) used to pass and then fail at start with an
+# OverflowError, or fail every frame. The bounds are far beyond any sensible value.
 LIMIT_KEYS = (
     "MAX_ATTACHMENT_SIZE",
     "MAX_IMAGE_SIZE",
@@ -57,13 +64,15 @@ class BotSpec(BaseModel):
     timeout: float | None = Field(
         default=None,
         gt=0,
+        le=_DAY,
         description="seconds one call may take (default: what the class asks for, "
         "else 30; see docs/bots.md)",
     )
-    retries: int = Field(default=3, ge=0, description="further attempts after a failure")
+    retries: int = Field(default=3, ge=0, le=100, description="further attempts after a failure")
     concurrency: int | None = Field(
         default=None,
         ge=1,
+        le=10_000,
         description="deliveries run at once for this bot, across conversations "
         "(default: 4 for plain methods, each call holding a worker thread; 64 for async ones)",
     )
@@ -113,9 +122,6 @@ def _default_limits() -> dict[str, int]:
     return {key: (25 if key == "MAX_VIDEO_SIZE" else 15) * MiB for key in LIMIT_KEYS}
 
 
-_TEN_YEARS = 10 * 366 * 24 * 3600  # seconds: a bound that keeps dates computable
-
-
 class Settings(BaseSettings):
     """Tertulia's configuration. Every field can be set in TOML or as ``TERTULIA_<NAME>``."""
 
@@ -137,7 +143,7 @@ class Settings(BaseSettings):
     rooms: bool = Field(default=True, description="BLAB's CHAT_ENABLE_ROOMS")
     allowed_origins: list[str] = Field(default_factory=list)
     manager: str | None = Field(default=None, description="BLAB's CHAT_BOT_MANAGER")
-    limits: dict[str, int] = Field(default_factory=_default_limits)
+    limits: dict[str, Annotated[int, Field(ge=0, le=TiB)]] = Field(default_factory=_default_limits)
     bots: dict[str, BotSpec] = Field(default_factory=_default_bots)
 
     media_root: Path = Path("./media")
@@ -161,12 +167,12 @@ class Settings(BaseSettings):
     session_cookie_samesite: Literal["lax", "strict", "none"] = "lax"
 
     presence_grace: float = Field(
-        default=2.0, ge=0, description="seconds a participant may be away before 'left'"
+        default=2.0, ge=0, le=3600, description="seconds a participant may be away before 'left'"
     )
     bot_recall: float = Field(
         default=15.0,
         ge=0,
-        le=86400,
+        le=_DAY,
         description="an external (WebSocket) bot with no socket open, when a person writes, "
         "is triggered again (its program restarted, its socket dropped for good, or its "
         "trigger failed), at most once per this many seconds per bot and server process; "
@@ -175,7 +181,7 @@ class Settings(BaseSettings):
     presence_lease: float = Field(
         default=60.0,
         ge=1,
-        le=86400,
+        le=_DAY,
         description="seconds after which a person the transcript says is here, with no "
         "socket on any process (a restart closed it, or its process died), is announced as "
         "having left (plus presence_grace; checked every half lease); with Redis, also how "
@@ -185,19 +191,23 @@ class Settings(BaseSettings):
     bot_poll_interval: float = Field(
         default=5.0,
         gt=0,
+        le=3600,
         description="seconds between checks for bot deliveries left behind by a process "
         "that died (and renewals of this process's claims)",
     )
     bot_delivery_lease: float = Field(
         default=30.0,
         gt=0,
+        le=_DAY,
         description="seconds a process's claim on its bot deliveries lasts unless renewed: "
         "after a crash, the others take them over this long after",
     )
-    ws_max_message: int = Field(default=64 * 1024, ge=1024)
-    ws_send_queue: int = Field(default=1000, ge=10, description="frames queued per socket")
-    history_max_limit: int | None = Field(default=None, ge=1)
-    max_participants: int = Field(default=1000, ge=2)
+    ws_max_message: int = Field(default=64 * 1024, ge=1024, le=64 * MiB)
+    ws_send_queue: int = Field(
+        default=1000, ge=10, le=_MILLION, description="frames queued per socket"
+    )
+    history_max_limit: int | None = Field(default=None, ge=1, le=_MILLION)
+    max_participants: int = Field(default=1000, ge=2, le=_MILLION)
     rate_limits: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
         description="per client address (create, join, handshake) or participant (message; "
@@ -290,8 +300,6 @@ class Settings(BaseSettings):
         unknown = set(value) - set(LIMIT_KEYS)
         if unknown:
             raise ValueError(f"unknown limit(s) {sorted(unknown)}; known: {list(LIMIT_KEYS)}")
-        if any(v < 0 for v in value.values()):
-            raise ValueError("limits are byte counts >= 0")
         return value
 
     @field_validator("rate_limits")
