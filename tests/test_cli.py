@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from tertulia import cli, preflight
 from tertulia.cli import main
@@ -23,10 +24,32 @@ def config(tmp_path: Path, extra: str = "") -> Path:
 
 
 def test_migrate_creates_the_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`tertulia migrate` brings a new database to the current schema."""
+    """`tertulia migrate` brings a new database to the current schema, and says what it
+    did: the revisions it went from and to, or that there was nothing to do (found by QA:
+    it said "database is up to date" either way)."""
+    from tertulia.storage.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     assert main(["migrate", "--config", str(config(tmp_path))]) == 0
-    assert "up to date" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"database migrated from schema revision none to {head}\n"
     assert (tmp_path / "cli.db").exists()
+    assert main(["migrate", "--config", str(config(tmp_path))]) == 0
+    assert capsys.readouterr().out == f"database already up to date (schema revision {head})\n"
+
+
+def test_migrate_from_an_older_revision_names_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database one revision behind is said to be migrated from that one to the head."""
+    from tertulia.storage.migrate import alembic_config, upgrade
+
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head = scripts.get_current_head()
+    older = scripts.get_revision(head).down_revision
+    assert isinstance(older, str)
+    upgrade(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", revision=older)
+    assert main(["migrate", "--config", str(config(tmp_path))]) == 0
+    assert capsys.readouterr().out == f"database migrated from schema revision {older} to {head}\n"
 
 
 def test_bots_lists_the_configured_bots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -234,10 +234,15 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
             serve(settings, listener)
     elif args.command == "migrate":
         _run(check_services(settings, broker=False), "migrate failed")
-        from tertulia.storage.migrate import upgrade_async
+        from tertulia.storage.migrate import migrate
 
-        asyncio.run(upgrade_async(settings.database_url, settings.database_schema))
-        print("database is up to date")
+        before, after = _run(
+            migrate(settings.database_url, settings.database_schema), "migrate failed"
+        )
+        if before == after:
+            print(f"database already up to date (schema revision {after})")
+        else:
+            print(f"database migrated from schema revision {before or 'none'} to {after}")
     elif args.command == "bots":
         from tertulia.bots.checks import check_bots
 

@@ -51,6 +51,26 @@ async def upgrade_async(url: str, schema: str | None = None) -> None:
     await asyncio.to_thread(upgrade, url, schema)
 
 
+async def migrate(url: str, schema: str | None = None) -> tuple[str | None, str | None]:
+    """:func:`upgrade_async` to the latest revision, telling what it did.
+
+    Returns:
+        The database's schema revision before (``None``: never migrated) and after.
+    """
+    before = await revision_at(url, schema)
+    await upgrade_async(url, schema)
+    return before, await revision_at(url, schema)
+
+
+async def revision_at(url: str, schema: str | None = None) -> str | None:
+    """The schema revision of the database at ``url`` (``None``: never migrated)."""
+    db = await open_database(url, schema=schema)
+    try:
+        return await _revision(db)
+    finally:
+        await db.close()
+
+
 async def open_current(url: str, schema: str | None = None) -> Database:
     """Open an existing database that a command only reads or edits (export, delete, the
     source of a copy), refusing one that is not at this code's schema revision (never
