@@ -258,3 +258,39 @@ def test_a_list_in_an_environment_variable_that_is_not_json_says_how_to_write_it
     monkeypatch.setenv("TERTULIA_ALLOWED_ORIGINS", "http://a.example")
     with pytest.raises(ConfigurationError, match=r"allowed_origins.*is JSON, e\.g\."):
         load_settings(None)
+
+
+def test_a_bot_of_the_file_is_changed_by_variables_in_any_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Found by QA: TERTULIA_BOTS__ECHO__CLASS made a second bot `echo` beside the file's
+    ECHO, variable names being read lower-cased.) It changes the file's ECHO, the fields it
+    names only."""
+    monkeypatch.setenv("TERTULIA_BOTS__ECHO__CLASS", "CalculatorBot")
+    monkeypatch.setenv("TERTULIA_BOTS__manager__REQUIRED", "true")
+    settings = load_settings(write(tmp_path, EXAMPLE))
+    assert list(settings.bots) == ["ECHO", "Manager"]
+    assert settings.bots["ECHO"].class_name == "CalculatorBot"
+    assert settings.bots["ECHO"].module == "tertulia.bots.builtin"
+    assert settings.bots["Manager"].required is True
+
+
+def test_variables_for_bots_differing_only_in_case_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which of the file's ECHO and Echo TERTULIA_BOTS__ECHO__… means cannot be told."""
+    monkeypatch.setenv("TERTULIA_BOTS__ECHO__RETRIES", "1")
+    text = EXAMPLE + '[bots.Echo]\nmodule = "tertulia.bots.builtin"\nclass = "CalculatorBot"\n'
+    with pytest.raises(ConfigurationError, match=r"bot 'echo' could mean .*\['ECHO', 'Echo'\]"):
+        load_settings(write(tmp_path, text))
+
+
+def test_a_manager_named_in_another_case_than_its_bot_gets_a_hint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bot only in variables is named in lower case: the manager's name is told so."""
+    monkeypatch.setenv("TERTULIA_MANAGER", "Shout")
+    monkeypatch.setenv("TERTULIA_BOTS__Shout__MODULE", "tertulia.bots.builtin")
+    monkeypatch.setenv("TERTULIA_BOTS__Shout__CLASS", "TransparentManagerBot")
+    with pytest.raises(ConfigurationError, match=r"manager 'Shout' .*did you mean 'shout'"):
+        load_settings(None)

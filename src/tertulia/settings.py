@@ -327,7 +327,14 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"bot name {name!r} must be 1-50 characters")
             spec.resolve()
         if self.manager is not None and self.manager not in self.bots:
-            raise ConfigurationError(f"manager {self.manager!r} is not among the bots")
+            close = [n for n in self.bots if n.casefold() == self.manager.casefold()]
+            hint = (
+                f"; did you mean {close[0]!r}? (a bot defined only by environment variables "
+                "has a lower-case name)"
+                if close
+                else ""
+            )
+            raise ConfigurationError(f"manager {self.manager!r} is not among the bots{hint}")
         if self.production and not self.session_cookie_secure:
             raise ConfigurationError("production needs session_cookie_secure = true (HTTPS)")
         if self.session_cookie_samesite == "none" and not self.session_cookie_secure:
@@ -355,6 +362,44 @@ class _Values(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._values)
+
+
+class _EnvBotNames(PydanticBaseSettingsSource):
+    """The environment variables, their bots named as in the file.
+
+    Variable names are case-insensitive, so pydantic-settings lower-cases a bot's name
+    (``TERTULIA_BOTS__ECHO__CLASS`` reads as bot ``echo``), which made a second bot beside
+    the file's ``ECHO``. A name is matched to the file's bots whatever its case, and then
+    changes the fields it names of that bot; two bots of the file that differ only in case
+    make it ambiguous, and refused. A bot only in variables keeps the lower-case name.
+    """
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource, names: list[str]
+    ) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+        self._names = names
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._env.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self._env()
+        bots = values.get("bots")
+        if isinstance(bots, dict):
+            values["bots"] = {self._file_name(str(name)): spec for name, spec in bots.items()}
+        return values
+
+    def _file_name(self, name: str) -> str:
+        same = [known for known in self._names if known.casefold() == name.casefold()]
+        if len(same) > 1:
+            raise ConfigurationError(
+                f"environment variables for bot {name!r} could mean any of the file's bots "
+                f"{same} (variable names ignore case): give those bots names that differ "
+                "by more than case"
+            )
+        return same[0] if same else name
 
 
 def _format_error(exc: ValidationError) -> str:
@@ -432,7 +477,13 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, _Values(settings_cls, file_values))
+            file_bots = file_values.get("bots")
+            names = [str(name) for name in file_bots] if isinstance(file_bots, dict) else []
+            return (
+                init_settings,
+                _EnvBotNames(settings_cls, env_settings, names),
+                _Values(settings_cls, file_values),
+            )
 
     try:
         loaded = _FileSettings(**overrides)
@@ -447,6 +498,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             else ""
         )
         raise ConfigurationError(f"invalid configuration: {exc}{cause}{hint}") from exc
-    settings = Settings.model_validate(loaded.model_dump(by_alias=True))
+    # A plain Settings of the values read, not validated again: pydantic-settings'
+    # validation reads the environment once more (the class has a custom __init__), under
+    # the values given, and so merged the variables' bots in a second time, as they come.
+    settings = Settings.model_construct(_fields_set=loaded.model_fields_set, **dict(loaded))
     settings.check()
     return settings
