@@ -349,3 +349,40 @@ def test_an_invalid_database_schema_is_a_configuration_error(
         "invalid database schema name 'bad\"name': a plain SQL identifier (a letter or _, "
         "then letters, digits or _; at most 63)"
     )
+
+
+def test_serve_with_a_media_root_it_cannot_write_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Found by QA: the server started, said it was healthy, then answered every upload
+    500.) Status 2, naming the media root, before the database is opened. (A path through
+    a plain file: the tests may run as root, whom modes do not stop.)"""
+
+    def started(*args: object) -> None:
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(cli, "serve", started)
+    (tmp_path / "plain").write_text("not a directory", encoding="utf-8")
+    root = tmp_path / "plain" / "media"
+    extra = f'media_root = "{root}"\n'
+    assert main(["serve", "--config", str(config(tmp_path, extra)), "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tertulia: configuration error: media_root {root} cannot be written: "
+        f"[Errno 20] Not a directory: '{root / 'tmp'}'"
+    )
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_serve_checks_the_media_root_with_a_file_written_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A media root that can be written is made (tmp and chat), and the probe leaves nothing."""
+    seen: list[list[Path]] = []
+
+    def started(settings: object, listener: object) -> None:
+        seen.append(sorted((tmp_path / "media").rglob("*")))
+
+    monkeypatch.setattr(cli, "serve", started)
+    extra = f'media_root = "{tmp_path / "media"}"\n'
+    assert main(["serve", "--config", str(config(tmp_path, extra)), "--port", "0"]) == 0
+    assert seen == [[tmp_path / "media" / "chat", tmp_path / "media" / "tmp"]]

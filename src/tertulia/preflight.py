@@ -1,7 +1,9 @@
 """Before a command starts: is its port free, can the database (and the broker) be reached?
 
 The bots' own configuration is checked here too, for the server: a webhook bot whose secret
-variable is unset used to start without complaint and fail every delivery.
+variable is unset used to start without complaint and fail every delivery. So is the media
+root: one that could not be written let the server start and report itself healthy, then
+answer every upload with a 500.
 
 Without this, a database that is down surfaced as a traceback from inside the server's
 start-up, and a host that drops packets kept ``tertulia serve`` waiting for asyncpg's 60 s
@@ -16,11 +18,14 @@ bot deliveries, perhaps beside the server holding that port, before it gave up.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import tempfile
+from pathlib import Path
 from typing import Literal
 
 from tertulia.bots.checks import check_bots
-from tertulia.errors import TertuliaError
+from tertulia.errors import ConfigurationError, TertuliaError
 from tertulia.realtime.broker import REDIS_SCHEMES
 from tertulia.settings import Settings
 from tertulia.storage.database import display_url, open_database
@@ -71,11 +76,13 @@ async def check_services(settings: Settings, *, broker: bool = True) -> None:
 
     Raises:
         Unreachable: with a one-line detail, for the first that fails.
-        ConfigurationError: the database URL is not one Tertulia supports, or a bot's
-            configuration cannot work (checked first: nothing is opened then).
+        ConfigurationError: the database URL is not one Tertulia supports, a bot's
+            configuration cannot work, or the media root cannot be written (checked first:
+            nothing is opened then).
     """
     if broker:
         check_bots(settings.bots)
+        check_media_root(settings.media_root)
     await check_database(
         settings.database_url,
         settings.database_schema,
@@ -83,6 +90,27 @@ async def check_services(settings: Settings, *, broker: bool = True) -> None:
     )
     if broker and settings.broker_url.startswith(REDIS_SCHEMES):
         await _check_redis(settings.broker_url)
+
+
+def check_media_root(root: Path) -> None:
+    """Make the media root's directories (``tmp`` for uploads in progress, ``chat`` for
+    the files kept) if they are not there, and write and delete a file in each, as an
+    upload would.
+
+    Raises:
+        ConfigurationError: naming the root and the reason (``media_root /srv/media
+            cannot be written: [Errno 13] Permission denied: '/srv/media/tmp'``).
+    """
+    for directory in (Path(root) / "tmp", Path(root) / "chat"):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            handle, probe = tempfile.mkstemp(dir=directory, prefix="probe_")
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"media_root {Path(root).resolve()} cannot be written: {exc}"
+            ) from exc
 
 
 async def check_database(

@@ -17,6 +17,7 @@ import pytest
 
 from files import media_samples as samples
 from support.blab import Person
+from support.bots import watch_logs
 from support.server import LiveServer, live_server
 from tertulia.chats import Chat
 from tertulia.settings import Settings
@@ -444,3 +445,31 @@ async def test_an_interrupted_upload_leaves_no_file(small: LiveServer, carol: Pe
     async with asyncio.timeout(10):
         while stored_files(small):
             await asyncio.sleep(0.01)
+
+
+async def test_a_file_that_cannot_be_written_is_a_503_not_a_500(
+    make_settings: SettingsFactory, people: PersonFactory, tmp_path: Path
+) -> None:
+    """(Found by QA: a media root that cannot be written answered every upload 500 with a
+    traceback.) The upload is answered 503 ``unavailable`` with Retry-After, and logged
+    with the reason; the server goes on serving texts."""
+    (tmp_path / "plain").write_text("not a directory", encoding="utf-8")
+    settings = make_settings(media_root=tmp_path / "plain" / "media")
+    async with live_server(settings) as running:
+        person = people(running)
+        assert (await person.create(nickname="dora", bots=["ECHO"])).status_code == 201
+        with watch_logs() as logs:
+            response = await upload(
+                person, {"type": "i", "text": ""}, ("a.png", samples.png(), "image/png")
+            )
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "unavailable"
+        assert response.headers["Retry-After"] == "30"
+        failed = [e for e in logs.entries if e["event"] == "cannot write an uploaded file"]
+        assert len(failed) == 1
+        assert "Not a directory" in failed[0]["error"]
+        text = await person.http.post(
+            f"/conversations/{person.conversation_id}/messages/",
+            json={"type": "T", "text": "still here", "local_id": uuid.uuid4().hex},
+        )
+        assert text.status_code == 201, text.text

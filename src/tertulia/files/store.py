@@ -14,28 +14,58 @@ Durability: :meth:`LocalFileStore.keep` flushes the file and its directory to di
 returns, so a message that commits after it never points at a file a crash could lose. A
 crash between the two leaves an unreferenced file (never a dangling reference); spool files
 left by a crash are under ``<root>/tmp`` and may be deleted when the server is stopped.
+
+Errors: a file that cannot be written (a root not writable, a full disk) is the server's
+trouble, not the request's: the ``OSError`` is logged here, with the path and the reason,
+and becomes :class:`FilesUnavailable` (503 ``unavailable``), not a traceback and a 500.
+The server checks at its start that the root can be written
+(:func:`tertulia.preflight.check_media_root`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import tempfile
 import unicodedata
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import anyio.to_thread
+import structlog
 
 from tertulia.domain.conversations import shows_nothing
+from tertulia.errors import Unavailable
+
+log = structlog.get_logger(__name__)
+RETRY_AFTER = 30  # seconds: a full disk or a wrong mode takes an operator
 
 KEY_PATTERN = re.compile(r"chat/chat_([0-9a-f]{32})/msg_[0-9a-f]{32}_[0-9a-f]{32}")
 MAX_NAME = 255
 _DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 WRITE_BUFFER = 256 * 1024
+
+
+class FilesUnavailable(Unavailable):
+    """An uploaded file cannot be written (its directory not writable, the disk full)."""
+
+    def __init__(self) -> None:
+        super().__init__("Files cannot be stored now.", retry_after=RETRY_AFTER)
+
+
+@contextlib.contextmanager
+def _writing(what: Path) -> Iterator[None]:
+    """Translate an ``OSError`` while writing under ``what`` into :class:`FilesUnavailable`."""
+    try:
+        yield
+    except OSError as exc:
+        log.error("cannot write an uploaded file", path=str(what), error=f"{exc}")
+        raise FilesUnavailable() from exc
 
 
 def _directory(conversation_id: str) -> str:
@@ -98,7 +128,8 @@ class SpoolFile:
             handle, name = tempfile.mkstemp(dir=directory, prefix="upload_")
             return cls(Path(name), os.fdopen(handle, "wb", buffering=0))
 
-        return await anyio.to_thread.run_sync(make)
+        with _writing(directory):
+            return await anyio.to_thread.run_sync(make)
 
     def add(self, data: bytes) -> None:
         """Append ``data`` to the in-memory buffer; :meth:`flush` writes it out."""
@@ -114,12 +145,14 @@ class SpoolFile:
         """Write the buffer to the file (in a thread)."""
         if self._buffer:
             data, self._buffer = bytes(self._buffer), bytearray()
-            await anyio.to_thread.run_sync(self._file.write, data)
+            with _writing(self.path):
+                await anyio.to_thread.run_sync(self._file.write, data)
 
     async def finish(self) -> None:
         """Write what is buffered, push it to disk, and close the file."""
         await self.flush()
-        await anyio.to_thread.run_sync(_sync_and_close, self._file)
+        with _writing(self.path):
+            await anyio.to_thread.run_sync(_sync_and_close, self._file)
 
     def discard(self) -> None:
         """Close and delete the file (safe to call twice, and after :meth:`finish`)."""
@@ -138,13 +171,22 @@ class FileStore(Protocol):
     """Storage of uploaded files. Implementations must keep the names they are given."""
 
     async def spool(self) -> SpoolFile:
-        """A new temporary file to stream an upload into."""
+        """A new temporary file to stream an upload into (its ``flush`` and ``finish``
+        raise as this does).
+
+        Raises:
+            FilesUnavailable: it cannot be written.
+        """
         ...
 
     async def keep(self, spool: SpoolFile, conversation_id: str) -> str:
         """Store a finished spool file under a new name of the conversation; returns the
         name (the ``file_url`` path after ``/media/``). The spool file is gone afterwards.
-        Cancelled, it keeps nothing: the caller could not delete a file it was not named."""
+        Cancelled, it keeps nothing: the caller could not delete a file it was not named.
+
+        Raises:
+            FilesUnavailable: it cannot be written.
+        """
         ...
 
     async def delete(self, key: str) -> None:
@@ -182,7 +224,8 @@ class LocalFileStore:
         target = self.root / key
         moving = asyncio.ensure_future(anyio.to_thread.run_sync(_move_durably, spool.path, target))
         try:
-            await asyncio.shield(moving)
+            with _writing(target):
+                await asyncio.shield(moving)
         except asyncio.CancelledError:
             # Cancelled (a stopping server cancels the upload) while the thread moves the
             # file: the thread goes on regardless, and the caller, never told the name,
@@ -231,6 +274,7 @@ def _move_durably(source: Path, target: Path) -> None:
 
 __all__ = [
     "FileStore",
+    "FilesUnavailable",
     "LocalFileStore",
     "SpoolFile",
     "display_name",

@@ -436,8 +436,10 @@ async def post_multipart(request: Request, member: Membership) -> JSONBody:
     try:
         upload = await receive_upload(request, store, svc.settings.chat_limits)
     except UploadError as exc:
-        headers = None if exc.complete else {"Connection": "close"}
-        return JSONBody(exc.error.body(), status_code=exc.error.status, headers=headers)
+        headers = {**(exc.error.headers() or {})}  # (Retry-After with a 503)
+        if not exc.complete:
+            headers["Connection"] = "close"
+        return JSONBody(exc.error.body(), status_code=exc.error.status, headers=headers or None)
     received = upload.file
     key: str | None = None
     try:
