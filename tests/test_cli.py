@@ -386,3 +386,48 @@ def test_serve_checks_the_media_root_with_a_file_written_and_deleted(
     extra = f'media_root = "{tmp_path / "media"}"\n'
     assert main(["serve", "--config", str(config(tmp_path, extra)), "--port", "0"]) == 0
     assert seen == [[tmp_path / "media" / "chat", tmp_path / "media" / "tmp"]]
+
+
+def test_a_second_server_on_one_sqlite_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Found by QA: two servers on one SQLite file both started, then refused each other's
+    messages at random with 409s.) The first holds a lock beside the file for its life; a
+    second `serve` ends with one line, status 2."""
+    from tertulia.storage.sqlite import single_server
+
+    def started(*args: object) -> None:
+        raise AssertionError("the second server started")
+
+    monkeypatch.setattr(cli, "serve", started)
+    database = tmp_path / "cli.db"
+    with single_server(f"sqlite+aiosqlite:///{database}"):  # (the first server)
+        assert main(["serve", "--config", str(config(tmp_path)), "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tertulia: configuration error: another server is running on the SQLite database "
+        f"{database} (it holds {database}.lock): SQLite serves one process; for several, "
+        "use PostgreSQL"
+    )
+
+
+def test_serve_holds_the_sqlite_lock_while_it_runs_and_no_longer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the server runs, the lock is taken; once it has ended, it is free again."""
+    from tertulia.errors import ConfigurationError
+    from tertulia.storage.sqlite import single_server
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    refused: list[str] = []
+
+    def running(*args: object) -> None:
+        with pytest.raises(ConfigurationError) as second, single_server(url):
+            pass  # pragma: no cover
+        refused.append(second.value.detail)
+
+    monkeypatch.setattr(cli, "serve", running)
+    assert main(["serve", "--config", str(config(tmp_path)), "--port", "0"]) == 0
+    assert len(refused) == 1
+    assert refused[0].startswith("another server is running")
+    with single_server(url):  # released at the end
+        pass

@@ -222,15 +222,20 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
     from tertulia.preflight import check_services
 
     if args.command == "serve":
-        from tertulia.preflight import CannotListen, listen
+        from tertulia.preflight import CannotListen, hold_database, listen
 
         try:
             listener = listen(args.host, args.port)
         except CannotListen as exc:
             _say(exc.detail)
             return 1
-        with listener:
+        with listener, contextlib.ExitStack() as held:
             _run(check_services(settings, broker=True), "start-up failed")
+            try:
+                held.enter_context(hold_database(settings))  # (until the server ends)
+            except ConfigurationError as exc:
+                _say(f"configuration error: {exc.detail}")
+                return 2
             serve(settings, listener)
     elif args.command == "migrate":
         _run(check_services(settings, broker=False), "migrate failed")

@@ -18,9 +18,11 @@ bot deliveries, perhaps beside the server holding that port, before it gave up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Literal
 
@@ -90,6 +92,20 @@ async def check_services(settings: Settings, *, broker: bool = True) -> None:
     )
     if broker and settings.broker_url.startswith(REDIS_SCHEMES):
         await _check_redis(settings.broker_url)
+
+
+def hold_database(settings: Settings) -> AbstractContextManager[None]:
+    """For the server's life: with SQLite, the lock that keeps a second server off the file
+    (:func:`tertulia.storage.sqlite.single_server`); nothing to hold with PostgreSQL.
+
+    Raises:
+        ConfigurationError: (entering it) another server holds the SQLite file.
+    """
+    if not settings.is_sqlite:
+        return contextlib.nullcontext()
+    from tertulia.storage.sqlite import single_server
+
+    return single_server(settings.database_url)
 
 
 def check_media_root(root: Path) -> None:

@@ -86,3 +86,18 @@ async def test_rooms_in_production_are_warned_about(
     warned = [e for e in logs.entries if e["event"].startswith("rooms are on in production")]
     assert len(warned) == (1 if rooms else 0)
     assert all(e["log_level"] == "warning" for e in warned)
+
+
+async def test_sqlite_with_a_redis_broker_is_warned_about(
+    make_settings: SettingsFactory, redis_unix_url: str
+) -> None:
+    """A Redis broker is for several processes, a SQLite file for one: allowed, but the
+    start says so in its log (found by QA: nothing did)."""
+    settings = make_settings(broker_url=redis_unix_url)
+    app = create_app(settings)
+    with watch_logs() as logs:
+        async with app.router.lifespan_context(app):
+            pass
+    warned = [e for e in logs.entries if e["event"].startswith("a Redis broker with a SQLite")]
+    assert len(warned) == (1 if settings.is_sqlite else 0)
+    assert all(e["log_level"] == "warning" for e in warned)

@@ -44,10 +44,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -122,6 +123,40 @@ def create_private(path: str) -> None:
     # (There already, or not to be made here: SQLite's own connect says why, as before.)
     with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+@contextlib.contextmanager
+def single_server(url: str) -> Iterator[None]:
+    """Hold, while the block runs, an exclusive advisory lock (``flock``) on a file
+    beside the database, ``<database>.lock``: a SQLite file is one server process's.
+
+    Two servers on one file both started, and then each refused the other's numbering of
+    messages at random (409s naming SQL). The lock goes with the process (the kernel drops
+    it when the process ends, also by SIGKILL); the file stays, empty.
+
+    Raises:
+        ConfigurationError: another process holds the lock, or the file cannot be made.
+    """
+    database = sqlite_path(url)
+    if database.startswith("file:"):  # (a URI filename: no plain path to put a lock beside)
+        yield
+        return
+    lock = f"{database}.lock"
+    try:
+        handle = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot make the lock file {lock}: {exc}") from exc
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigurationError(
+                f"another server is running on the SQLite database {database} (it holds "
+                f"{lock}): SQLite serves one process; for several, use PostgreSQL"
+            ) from None
+        yield
+    finally:
+        os.close(handle)  # (releases the lock)
 
 
 def open_connection(path: str) -> sqlite3.Connection:

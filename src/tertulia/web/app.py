@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tertulia.absences import AbsenceSweep
 from tertulia.bots.checks import check_bot
 from tertulia.chats import Chat, ChatRegistry
-from tertulia.realtime.broker import create_broker
+from tertulia.realtime.broker import REDIS_SCHEMES, create_broker
 from tertulia.retention import Retention
 from tertulia.settings import Settings
 from tertulia.storage.database import open_database
@@ -205,6 +205,11 @@ def create_app(settings: Settings) -> FastAPI:
                 broker=settings.broker_url.split("@")[-1],
                 bots=list(bots),
             )
+            if settings.is_sqlite and settings.broker_url.startswith(REDIS_SCHEMES):
+                log.warning(
+                    "a Redis broker with a SQLite database: Redis is for several server "
+                    "processes, and a SQLite file serves one; for several, use PostgreSQL"
+                )
             if settings.production and settings.rooms:
                 log.warning(
                     "rooms are on in production: anyone can list, join and read every "
