@@ -210,7 +210,8 @@ class Settings(BaseSettings):
     max_participants: int = Field(default=1000, ge=2, le=_MILLION)
     rate_limits: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
-        description="per client address (create, join, handshake) or participant (message; "
+        description="per client address (create, join), client (handshake: address, session "
+        "and conversation) or participant (message; "
         "manager: the manager bot's messages and commands, instead of message); "
         "'' switches one off",
     )

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
 
 from external.fakes import (
     TIMEOUT,
@@ -362,6 +364,41 @@ async def test_refused_session_closes_the_conversation(
         assert app.conversations == {}
         with pytest.raises(RuntimeError):
             await conversation.send("too late")
+
+
+async def test_a_throttled_or_failed_handshake_is_retried_not_final() -> None:
+    """429 (after its Retry-After) and 5xx handshakes are tried again until the server takes
+    the socket; a 404 after that, as a 403, is final."""
+    answers = [(429, "1"), (503, None), (429, "0")]
+    tried: list[float] = []
+    opened = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def gate(connection: ServerConnection, request: Request) -> Response | None:
+        if "Upgrade" not in request.headers:  # (the SDK's REST look-up before its first try)
+            return Response(404, "Not Found", Headers(), b"")
+        tried.append(loop.time())
+        if not answers:
+            return None
+        status, retry_after = answers.pop(0)
+        headers = Headers({"Retry-After": retry_after} if retry_after else {})
+        return Response(status, "No", headers, b"")
+
+    async def accepted(connection: ServerConnection) -> None:
+        opened.set()
+        await connection.close()  # (then the next handshake is refused for good)
+        answers.append((404, None))
+
+    async with ws_serve(accepted, "127.0.0.1", 0, process_request=gate) as server:
+        port = server.sockets[0].getsockname()[1]
+        app = BotApp(f"http://127.0.0.1:{port}", backoff=(0.02, 5.0))
+        conversation = app.join("c1", "p1", "s1")
+        async with asyncio.timeout(TIMEOUT):
+            await opened.wait()
+            await conversation.wait_closed()
+        await app.aclose()
+    assert len(tried) == 5  # 429, 503, 429, accepted, 404
+    assert tried[1] - tried[0] >= 1.0  # the first 429's Retry-After
 
 
 async def test_a_burst_over_the_rate_limit_is_slowed_not_lost(

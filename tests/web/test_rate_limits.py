@@ -44,7 +44,7 @@ async def test_joins_over_the_limit_get_429(
 async def test_handshakes_over_the_limit_are_refused(
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:
-    """A client reconnecting too fast is refused at the handshake (HTTP 403)."""
+    """A client reconnecting too fast is throttled at the handshake (HTTP 429)."""
     async with live_server(make_settings(rate_limits={"handshake": "1/minute"})) as server:
         alice = people(server)
         await alice.create(bots=["ECHO"])
@@ -52,7 +52,7 @@ async def test_handshakes_over_the_limit_are_refused(
         await socket.state()
         with pytest.raises(InvalidStatus) as refused:
             await alice.connect()
-        assert refused.value.response.status_code == 403
+        assert refused.value.response.status_code == 429
         await socket.say("still served")
         await socket.message(text="STILL SERVED")
 

@@ -19,10 +19,12 @@ Delivery semantics (what a bot author can rely on):
   resumes them with ``?copies_after=`` (from the trigger, the socket's own ``state``, or
   the last one seen), and hands over none twice.
 - Reconnecting: exponential backoff with jitter between ``backoff[0]`` and ``backoff[1]``
-  seconds, reset by every successful connection. A refused handshake (HTTP 4xx: the
-  session lapsed, or the conversation ended and took the bot's session with it) is final:
-  the conversation closes, as it does when the server closes the socket with 4404 (the
-  conversation was deleted). Network errors, 5xx and other closes by the server are retried.
+  seconds, reset by every successful connection. A refused handshake (HTTP 401, 403, 404
+  or 410: the session lapsed, or the conversation ended and took the bot's session with
+  it) is final: the conversation closes, as it does when the server closes the socket with
+  4404 (the conversation was deleted). A throttled handshake (429) waits at least its
+  ``Retry-After`` (at most ``backoff[1]``, jittered) and goes again; network errors, 5xx,
+  other statuses and other closes by the server are retried too.
 - Sending: :meth:`Conversation.send` gives each message a fresh ``local_id`` and keeps it
   pending until it is known to be stored; pending messages are sent again after every
   reconnect (the server stores a repeated ``local_id`` once, and repeats the stored
@@ -80,6 +82,10 @@ INBOX = 1000  # frames queued for the handlers; past it the socket is not read (
 GREETING_WAIT = 2.0  # seconds the greeting waits for the socket's first frame (its state)
 STABLE_SOCKET = 10.0  # seconds a socket stays open for the reconnection backoff to start over
 PROBE_AFTER = 1.0  # seconds a sent message waits for its echo before the server is asked again
+# Handshake statuses that say the bot has no business here (its session lapsed, the
+# conversation ended or is unknown): final. Any other (429 throttled, 5xx, a proxy's 4xx)
+# is retried with backoff.
+REFUSED = frozenset({401, 403, 404, 410})
 
 Task = Callable[[], Awaitable[None]]
 
@@ -346,6 +352,7 @@ class Conversation:
                 if not self._started and self.last_seq is None:
                     await self._find_start()
                 opened: float | None = None
+                wait = 0.0  # at least this long before the next try (a 429's Retry-After)
                 try:
                     async with connect(
                         self._url(),
@@ -364,14 +371,19 @@ class Conversation:
                         return
                 except InvalidStatus as exc:
                     status = exc.response.status_code
-                    if 400 <= status < 500:
+                    if status in REFUSED:
                         log.warning(
                             "server refused the socket of conversation %s (HTTP %s); leaving",
                             self.conversation_id,
                             status,
                         )
                         return
-                    log.info("socket handshake failed (HTTP %s); retrying", status)
+                    wait = _retry_after_header(exc.response.headers.get("Retry-After"))
+                    log.info(
+                        "socket handshake of conversation %s failed (HTTP %s); retrying",
+                        self.conversation_id,
+                        status,
+                    )
                 except InvalidURI:
                     log.error("bad server URL %r; leaving", self.app.ws_url)
                     return
@@ -385,6 +397,9 @@ class Conversation:
                     failures = 0
                 initial, ceiling = self.app.backoff
                 delay = min(ceiling, initial * 2**failures) * random.uniform(0.5, 1.0)
+                # A throttled handshake: not before the server says, but spread out (a host
+                # of many conversations is told the same), and never past the ceiling.
+                delay = max(delay, min(ceiling, wait * random.uniform(1.0, 1.2)))
                 failures = min(failures + 1, 30)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), delay)
@@ -644,6 +659,15 @@ def _retry_after(error: dict[str, Any]) -> float | None:
     if error.get("code") != "throttled" or isinstance(wait, bool):
         return None
     return float(wait) if isinstance(wait, int | float) and wait >= 0 else None
+
+
+def _retry_after_header(value: str | None) -> float:
+    """The seconds of a ``Retry-After`` header in seconds (0 when absent or a date)."""
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return seconds if 0 <= seconds < float("inf") else 0.0
 
 
 def _state_of(raw: str | bytes | None) -> dict[str, Any] | None:

@@ -5,8 +5,13 @@ the broker is Redis, so that several processes share them. Limits (``rate_limits
 
 - ``create``: conversations created per client address,
 - ``join``: joins per client address,
-- ``handshake``: WebSocket handshakes per client address (BLAB's web client reconnects
-  every 500 ms forever after a failure),
+- ``handshake``: WebSocket handshakes per client (BLAB's web client reconnects every 500 ms
+  forever after a failure): per address, session cookie and conversation, so that a stale
+  tab's refused handshakes, or a bot host's hundreds of conversations, do not use up the
+  budget of the other clients behind the same address; and, against a client that makes
+  up cookies, at most ``HANDSHAKES_PER_ADDRESS`` times as many per address. Refused
+  handshakes count too (each costs a session lookup). A throttled handshake is answered
+  HTTP 429 with ``Retry-After``, not the 403 of a refusal: a client may come back later.
 - ``message``: messages per participant, REST and WebSocket together,
 - ``manager``: the same for a manager bot's participant, in place of ``message``: it sends
   a command for each message of its conversation (``tertulia.settings.DEFAULT_RATE_LIMITS``
@@ -24,6 +29,7 @@ from ``X-Forwarded-For`` when the proxy is trusted (``--forwarded-allow-ips``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 
@@ -32,15 +38,18 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import ConnectionPool
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tertulia.realtime.broker import REDIS_SCHEMES
 from tertulia.settings import Settings
 from tertulia.web.responses import JSONBody
+from tertulia.web.sessions import cookie_key
 
 log = structlog.get_logger(__name__)
 REDIS_TIMEOUT = 1.0  # seconds a hit may wait for Redis
 REDIS_RETRY = 5.0  # seconds on local counters before Redis is tried again
+HANDSHAKES_PER_ADDRESS = 10  # times the ``handshake`` limit one address may make in all
 
 
 class RateLimits:
@@ -58,6 +67,11 @@ class RateLimits:
         self._rules: dict[str, RateLimitItem] = {
             kind: parse(rule) for kind, rule in settings.rate_limits.items() if rule
         }
+        handshake = self._rules.get("handshake")
+        if handshake is not None:
+            self._rules["handshake_address"] = type(handshake)(
+                handshake.amount * HANDSHAKES_PER_ADDRESS, handshake.multiples
+            )
 
     async def start(self) -> None:
         if self._url.startswith(REDIS_SCHEMES) and self._rules:
@@ -128,6 +142,14 @@ def _client(scope: Scope) -> str:
     return client[0] if client else "unknown"
 
 
+def _handshake_client(scope: Scope) -> str:
+    """Who a handshake's ``handshake`` limit counts: its address, its session cookie (a
+    digest: the key is a bearer secret, kept out of Redis) and its path's conversation."""
+    key = cookie_key(HTTPConnection(scope)) or ""
+    digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest() if key else "-"
+    return f"{_client(scope)} {digest} {scope.get('path', '')}"
+
+
 class RateLimitMiddleware:
     """Applies ``create``, ``join`` and ``handshake`` limits before routing."""
 
@@ -138,24 +160,45 @@ class RateLimitMiddleware:
         self.api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = None
         path: str = scope.get("path", "")
         if scope["type"] == "websocket" and path.startswith("/ws/chat/"):
-            kind = "handshake"
+            if not await self._handshake(scope, receive, send):
+                return
         elif scope["type"] == "http" and scope["method"] == "POST":
+            kind = None
             if path in self.create_paths:
                 kind = "create"
             elif path.rstrip("/").endswith("/join") and path.startswith(self.api):
                 kind = "join"
-        if kind is not None and not await self.limits.hit(kind, _client(scope)):
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 4429})  # before accept: HTTP 403
+            if kind is not None and not await self.limits.hit(kind, _client(scope)):
+                response = JSONBody(
+                    {"detail": "Request was throttled.", "code": "throttled"},
+                    status_code=429,
+                    headers={"Retry-After": "10"},
+                )
+                await response(scope, receive, send)
                 return
-            response = JSONBody(
-                {"detail": "Request was throttled.", "code": "throttled"},
-                status_code=429,
-                headers={"Retry-After": "10"},
-            )
-            await response(scope, receive, send)
-            return
         await self.app(scope, receive, send)
+
+    async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Count a handshake; when over a limit, answer it HTTP 429 and return False."""
+        for kind, key in (
+            ("handshake", _handshake_client(scope)),
+            ("handshake_address", _client(scope)),
+        ):
+            if not await self.limits.hit(kind, key):
+                break
+        else:
+            return True
+        wait = await self.limits.retry_after(kind, key)
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            # (a server without the denial response: closing before accept is its 403)
+            await send({"type": "websocket.close", "code": 4429})
+            return False
+        response = JSONBody(
+            {"detail": "Too many handshakes; try again later.", "code": "throttled"},
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
+        await response(scope, receive, send)  # (Starlette sends it as the denial response)
+        return False
