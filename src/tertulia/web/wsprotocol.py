@@ -13,14 +13,21 @@ the peer's close frame before it closes the transport, and a transport with noth
 write closes at once; :data:`ABORT_AFTER` is longer than that wait. What an abort can cut is
 only data a peer did not read within those seconds after the server gave up on it.
 
+An upgrade request that websockets' HTTP parser refuses (a header line over 8 KiB, more
+than 128 headers, a request line over 8 KiB) is answered and closed here: websockets
+prepares its 4xx answer (431, 414) and logs it as sent, but uvicorn only writes what
+websockets has to send after a parsed request, so the answer was never written and the
+connection, before any app or rate limit saw it, was held for as long as the peer liked.
+
 It also marks a connection that the server's own shutdown closes (``shutdown``), in its
 ASGI scope under :data:`SERVER_STOPPING`: such a close is the server going away, not the
 participant leaving (see :meth:`tertulia.chats.Chat.disconnect`).
 
-This relies on uvicorn's method names (``run_asgi``, ``keepalive_timeout``,
-``connection_lost``, ``disconnected``, ``shutdown``, ``scope``), which is why uvicorn is
-pinned; ``tests/web/test_ws_abort.py`` and ``tests/web/test_ws_restart.py`` fail if the
-abort or the mark stop working.
+This relies on uvicorn's method and attribute names (``run_asgi``, ``keepalive_timeout``,
+``connection_lost``, ``disconnected``, ``shutdown``, ``scope``, ``data_received``, ``conn``,
+``handshake_initiated``), which is why uvicorn is pinned; ``tests/web/test_ws_abort.py``,
+``tests/web/test_ws_restart.py`` and ``tests/web/test_ws_oversized_upgrade.py`` fail if the
+abort, the mark or the answer stop working.
 """
 
 from __future__ import annotations
@@ -59,6 +66,23 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             scope[SERVER_STOPPING] = True
         super().shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            self._refuse_unparsed()
+
+    def _refuse_unparsed(self) -> None:
+        """The request could not be parsed: write websockets' answer to it (a 4xx, or
+        nothing for a request that is not HTTP) and close the connection."""
+        if self.transport.is_closing():
+            return
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        # (as uvicorn marks a refused handshake: no 500 at shutdown, nothing more sent)
+        self.handshake_complete = True
+        self.close_sent = True
+        self.transport.close()
+        self._abort_later()  # (a peer that does not read the answer does not keep it open)
 
     def keepalive_timeout(self) -> None:
         # The peer did not answer a ping (uvicorn closes the transport): it may not be
