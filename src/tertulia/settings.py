@@ -206,6 +206,13 @@ class Settings(BaseSettings):
     ws_send_queue: int = Field(
         default=1000, ge=10, le=_MILLION, description="frames queued per socket"
     )
+    ws_max_sockets_per_participant: int = Field(
+        default=20,
+        ge=1,
+        le=_MILLION,
+        description="open WebSockets one participant may hold (per process with Redis); "
+        "one more is closed at once with 4429",
+    )
     history_max_limit: int | None = Field(default=None, ge=1, le=_MILLION)
     max_participants: int = Field(default=1000, ge=2, le=_MILLION)
     rate_limits: dict[str, str] = Field(

@@ -33,6 +33,7 @@ from tertulia.web.responses import JSONBody
 from tertulia.web.rest import conversations, messages, meta
 from tertulia.web.schemas import without_validation_422
 from tertulia.web.sessions import CookieRenewal, Sessions
+from tertulia.web.socketcap import SocketCounts
 from tertulia.web.stopping import StopCancellations
 from tertulia.web.ws import chat_socket
 
@@ -198,7 +199,8 @@ def create_app(settings: Settings) -> FastAPI:
                 resources.push_async_callback(retention.close)
                 retention.start()
             app.state.retention = retention  # (tests sweep at once with it)
-            app.state.services = Services(settings, registry, sessions, http, rate_limits)
+            sockets = SocketCounts(settings.ws_max_sockets_per_participant)
+            app.state.services = Services(settings, registry, sessions, http, rate_limits, sockets)
             log.info(
                 "tertulia started",
                 database=db.display_url,

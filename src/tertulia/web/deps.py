@@ -15,6 +15,7 @@ from tertulia.settings import Settings
 from tertulia.storage.sessions import SessionRecord
 from tertulia.web.ratelimit import RateLimits
 from tertulia.web.sessions import Sessions
+from tertulia.web.socketcap import SocketCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class Services:
     sessions: Sessions
     http: httpx.AsyncClient
     rate_limits: RateLimits
+    sockets: SocketCounts
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -18,6 +18,8 @@ handshake is accepted (refusals are HTTP 403). Then:
 - A replay streams: its next batch (``REPLAY_BATCH`` messages) is read once the last is
   written, so a resuming socket holds one batch, not the conversation; live frames held
   meanwhile count against the queue's size like queued ones (past it: 1013, as above).
+- A participant holds at most ``ws_max_sockets_per_participant`` sockets (per process):
+  one more is closed with 4429 at once (web/socketcap.py).
 - A failure of the server's own while a socket is served closes that socket with 1011.
   The database out of reach is an outage, not a failure: a socket being opened or served
   then is closed with 1013 (``database unreachable: reconnect later``), and a frame it
@@ -60,6 +62,7 @@ from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
 from tertulia.web.origins import Origins
 from tertulia.web.params import whole_number
+from tertulia.web.socketcap import CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON
 from tertulia.web.wsprotocol import SERVER_STOPPING
 
 log = structlog.get_logger(__name__)
@@ -370,19 +373,29 @@ async def _open(websocket: WebSocket, conversation_id: str) -> None:
         return
     chat, participant = found
     bound = log.bind(conversation_id=chat.conversation.id, participant_id=participant.id)
-    after = _after(websocket)
-    copies = None
-    if chat.takes_copies(participant):
-        # Without ?copies_after=, the copies from now on: the newest so far, read before
-        # subscribing (one committed in between is then sent as missed, not lost).
-        said = _after(websocket, "copies_after")
-        if said is not None:
-            copies = Copies(said, said=True)
-        else:
-            copies = Copies(await chat.last_copy(participant), said=False)
-    await websocket.accept()
-    with WEBSOCKETS_OPEN.track_inprogress():
-        await _serve(websocket, chat, participant, after, copies, bound)
+    sockets = services(websocket).sockets
+    if not sockets.take(participant.id):
+        # Over the cap: closed before it is subscribed or counted present (web/socketcap.py).
+        bound.info("socket refused: too many open for its participant")
+        await websocket.accept()
+        await _close(websocket, CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON)
+        return
+    try:
+        after = _after(websocket)
+        copies = None
+        if chat.takes_copies(participant):
+            # Without ?copies_after=, the copies from now on: the newest so far, read before
+            # subscribing (one committed in between is then sent as missed, not lost).
+            said = _after(websocket, "copies_after")
+            if said is not None:
+                copies = Copies(said, said=True)
+            else:
+                copies = Copies(await chat.last_copy(participant), said=False)
+        await websocket.accept()
+        with WEBSOCKETS_OPEN.track_inprogress():
+            await _serve(websocket, chat, participant, after, copies, bound)
+    finally:
+        sockets.release(participant.id)
 
 
 async def _serve(
