@@ -226,6 +226,11 @@ BAD_COMMANDS: list[tuple[str, Any, str | None]] = [
     ("overrides a list", {**REDIRECT, "overrides": []}, "human"),
     ("an override of the wrong type", {**REDIRECT, "overrides": {"sent_by_human": "y"}}, "human"),
     ("an unknown type code as override", {**REDIRECT, "overrides": {"type": "Z"}}, "human"),
+    ("an override of id not an id", {**REDIRECT, "overrides": {"id": "not-a-uuid"}}, "human"),
+    ("an override of id naming no message", {**REDIRECT, "overrides": {"id": "UNKNOWN"}}, "human"),
+    ("a null sender_id override", {**REDIRECT, "overrides": {"sender_id": None}}, "human"),
+    ("a sender_id naming nobody", {**REDIRECT, "overrides": {"sender_id": "UNKNOWN"}}, "human"),
+    ("a system type override", {**REDIRECT, "overrides": {"type": "S"}}, "human"),
     ("self_approve a string", {**APPROVE, "self_approve": "yes"}, "answer"),
     ("unknown action", {"action": "delete"}, "answer"),
     ("malformed JSON", '{"action": "approve"', "answer"),
@@ -253,6 +258,10 @@ async def test_an_invalid_command_changes_nothing(room: Room, transport: str) ->
     for case, command, target in BAD_COMMANDS:
         if isinstance(command, dict) and command.get("on_behalf_of") == "UNKNOWN":
             command = {**command, "on_behalf_of": new_id()}
+        given = command.get("overrides") if isinstance(command, dict) else None
+        if isinstance(given, dict) and "UNKNOWN" in given.values():
+            overrides = {k: new_id() if v == "UNKNOWN" else v for k, v in given.items()}
+            command = {**command, "overrides": overrides}
         quoted = new_id() if target == "unknown" else targets.get(target or "", target)
         before = await stored_count(room.server, room.conversation_id)
         calculator_before = await message_deliveries(room.server, room.ids["Calculator"])

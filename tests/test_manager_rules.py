@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +73,10 @@ async def test_a_full_command_parses_from_a_string_or_an_object() -> None:
         {"overrides": {"type": "Z"}},
         {"overrides": {"time": "yesterday"}},
         {"overrides": {"id": None}},
+        {"overrides": {"id": "not-a-uuid"}},
+        {"overrides": {"sender_id": None}},
+        {"overrides": {"sender_id": ""}},
+        {"overrides": {"type": "S"}},
         {"overrides": {"sent_by_human": 1}},
         {"overrides": {"options": ["a", 2]}},
         {"overrides": {"file_size": True}},
@@ -101,6 +106,16 @@ async def test_overrides_keep_wire_types_but_allow_new_keys() -> None:
         "anything": {"nested": True},
     }
     assert parse_command({"overrides": overrides}).overrides == overrides
+
+
+async def test_id_overrides_are_written_as_the_server_writes_ids() -> None:
+    """An id or sender_id given in another spelling of a UUID is the canonical id."""
+    given = uuid.uuid4()
+    overrides = {"id": given.hex.upper(), "sender_id": f"{{{given}}}"}
+    assert parse_command({"overrides": overrides}).overrides == {
+        "id": str(given),
+        "sender_id": str(given),
+    }
 
 
 def person(name: str) -> Participant:

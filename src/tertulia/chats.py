@@ -1238,6 +1238,8 @@ class Chat:
         targets = await self._targets(command)
         if command.action is not None and quoted is None:
             raise CommandError(f"{command.action} needs quoted_message_id")
+        if targets:
+            await self._check_copy_ids(conn, command.overrides)
 
         if participant.is_human or self.manager is None:
             approval = Approval.AUTOMATIC
@@ -1323,6 +1325,25 @@ class Chat:
             if all(bot.id != other.id for other in found):  # (named twice: one copy)
                 found.append(bot)
         return found
+
+    async def _check_copy_ids(self, conn: Connection, overrides: dict[str, Any]) -> None:
+        """The ids a manager's overrides give its copies name a message and a participant
+        of this conversation: the bot's answer quotes the copy's id, and is refused if it
+        names none (the answer would be lost, after every retry of the delivery).
+
+        Raises:
+            CommandError: an id naming nothing here.
+        """
+        message_id = overrides.get("id")
+        if message_id is not None and (
+            await msg_repo.get_message(conn, self.conversation.id, message_id) is None
+        ):
+            raise CommandError(f"overrides: id {message_id} is no message of this conversation")
+        sender_id = overrides.get("sender_id")
+        if sender_id is not None and await self.participant(sender_id) is None:
+            raise CommandError(
+                f"overrides: sender_id {sender_id} is no participant of this conversation"
+            )
 
     async def _approve(self, conn: Connection, target: Message) -> Message:
         return await msg_repo.approve_message(

@@ -21,6 +21,7 @@ from tertulia.errors import CommandError
 
 Action = Literal["approve", "redirect"]
 _MESSAGE_TYPES = frozenset(t.value for t in MessageType)
+_ID_OVERRIDES = frozenset({"id", "sender_id"})
 _KNOWN_KEYS = frozenset(
     {"action", "bots", "overrides", "self_approve", "self_redirect", "on_behalf_of"}
 )
@@ -86,7 +87,7 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
         overrides = {}
     if not isinstance(overrides, dict):
         raise CommandError("overrides must be an object")
-    _check_overrides(overrides)
+    overrides = _checked_overrides(overrides)
 
     flags = {}
     for key in ("self_approve", "self_redirect"):
@@ -113,19 +114,33 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
     )
 
 
-def _check_overrides(overrides: dict[str, Any]) -> None:
+def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """Refuse overrides that would make a copy unreadable to bots, or unanswerable.
 
     Keys of the message representation must keep their wire types (the bot library and
     internal bots build their message from ``id``, ``time``, ``type`` and ``sent_by_human``
     and fail on anything else), and hold what a message may hold: a bot that repeats a
     copy's text or options (ECHO does) would otherwise send an answer that is refused, and
-    the person would get none. Other keys are added to the copy as they are.
+    the person would get none. ``id`` and ``sender_id`` are ids (written canonically here;
+    that they name a message and a participant of the conversation is the chat's check),
+    and ``type`` is not ``S``. Other keys are added to the copy as they are.
+
+    Returns:
+        the overrides, ids written canonically.
+
+    Raises:
+        CommandError: an override the copy cannot carry.
     """
     for key, value in overrides.items():
         rule = _OVERRIDE_RULES.get(key)
         if rule is not None and not rule(value):
             raise CommandError(f"overrides: {key} has the wrong type or value")
+    # Ids in the form the server writes them, as the bot will quote or name them.
+    return {k: canonical_id(v) if k in _ID_OVERRIDES else v for k, v in overrides.items()}
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and canonical_id(value) is not None
 
 
 def _is_time(value: Any) -> bool:
@@ -158,13 +173,16 @@ def _options(value: Any) -> bool:
 
 
 _OVERRIDE_RULES: dict[str, Callable[[Any], bool]] = {
-    "id": lambda v: isinstance(v, str) and bool(v),
+    # The copy's id is what the bot quotes in its answer, which is refused unless it names
+    # a message of the conversation (checked by the chat), and a sender is a participant.
+    "id": _is_id,
     "time": _is_time,
-    "type": lambda v: isinstance(v, str) and v in _MESSAGE_TYPES,
+    # A system message has an event and metadata a copy cannot have (PROTOCOL 5.1).
+    "type": lambda v: isinstance(v, str) and v in _MESSAGE_TYPES and v != MessageType.SYSTEM,
     "sent_by_human": lambda v: isinstance(v, bool),
     "text": _text,
     "local_id": _string_or_none,
-    "sender_id": _string_or_none,
+    "sender_id": _is_id,
     "quoted_message_id": _string_or_none,
     "event": _string_or_none,
     "file_url": _string_or_none,
