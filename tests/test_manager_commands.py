@@ -280,8 +280,11 @@ async def test_an_invalid_command_changes_nothing(room: Room, transport: str) ->
 
 async def test_a_non_managers_command_is_ignored(room: Room, transport: str) -> None:
     """A.3 #26: a command from a person is dropped; the message is stored as a plain one."""
-    _, _, answer = await redirect_to_calculator(room, transport)
-    message = frame("approve it", {"action": "approve"}, quoted_message_id=answer["id"])
+    human, _, answer = await redirect_to_calculator(room, transport)
+    # (a person may quote only what people see: not the answer waiting for approval)
+    command = {"action": "redirect", "bots": ["Calculator"], "self_approve": True}
+    message = frame("redirect it", command, quoted_message_id=human["id"])
+    calculator_before = await message_deliveries(room.server, room.ids["Calculator"])
     if transport == "ws":
         await room.sockets["alice"].send(message)
         sent = await room.sockets["alice"].message(local_id=message["local_id"])
@@ -290,6 +293,7 @@ async def test_a_non_managers_command_is_ignored(room: Room, transport: str) -> 
         assert response.status_code == 201, response.text
         sent = response.json()
     assert (await stored_message(room.server, answer["id"])).approval == 0
+    assert await message_deliveries(room.server, room.ids["Calculator"]) == calculator_before
     row = await stored_message(room.server, sent["id"])
     assert row.command is None
     assert row.sent_by_manager is False
