@@ -83,6 +83,12 @@ async def test_a_full_command_parses_from_a_string_or_an_object() -> None:
         {"self_approve": "true"},
         {"self_redirect": 1},
         {"on_behalf_of": "someone"},
+        {"action": "redirect"},
+        {"action": "redirect", "bots": []},
+        {"action": "redirect", "bots": None},
+        {"action": "redirect", "bot": ["ECHO"]},
+        {"self_redirect": True},
+        {"self_redirect": True, "bots": []},
         {"on_behalf_of": 5},
     ],
 )
@@ -92,6 +98,15 @@ async def test_a_malformed_command_is_refused(raw: Any) -> None:
         parse_command(raw)
     assert caught.value.code == "bad_command"
     assert "command" in caught.value.body()
+
+
+async def test_a_redirect_naming_no_bot_says_which_keys_it_did_not_know() -> None:
+    """A redirect whose bots are misspelt is told so, not just that it names no bot."""
+    with pytest.raises(CommandError) as caught:
+        parse_command({"action": "redirect", "bot": ["ECHO"]})
+    assert caught.value.errors == {
+        "command": ["redirect needs bots: at least one bot name or id (unknown keys: bot)"]
+    }
 
 
 async def test_overrides_keep_wire_types_but_allow_new_keys() -> None:

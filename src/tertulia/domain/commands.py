@@ -47,7 +47,8 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
     """Parse a command string or object.
 
     Raises:
-        CommandError: malformed JSON, not an object, or a part of the wrong type.
+        CommandError: malformed JSON, not an object, a part of the wrong type, or a
+            redirect or self_redirect naming no bot.
     """
     if raw is None or raw == "":
         return ManagerCommand()
@@ -97,6 +98,17 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
         if not isinstance(value, bool):
             raise CommandError(f"{key} must be true or false")
         flags[key] = value
+
+    for wanted, key in (
+        (action == "redirect", "redirect"),
+        (flags["self_redirect"], "self_redirect"),
+    ):
+        if wanted and not bots:
+            # BLAB did nothing, silently: a manager's typo ("bot") left a person unanswered.
+            # Its example managers always name a bot, so this refusal costs them nothing.
+            unknown = sorted(unknown_keys(data))
+            hint = f" (unknown keys: {', '.join(unknown)})" if unknown else ""
+            raise CommandError(f"{key} needs bots: at least one bot name or id{hint}")
 
     on_behalf_of = data.get("on_behalf_of")
     if on_behalf_of is not None:
