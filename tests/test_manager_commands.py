@@ -66,8 +66,9 @@ async def refused(room: Room, transport: str, message: dict[str, Any]) -> dict[s
         await socket.send(message)
         error = await socket.error()
         assert error["local_id"] == message["local_id"]
-        detail: dict[str, Any] = error["detail"]
-        return detail
+        assert isinstance(error["detail"], str)
+        # (the REST body's shape: the field errors, and the code)
+        return {**error.get("errors", {}), "code": error["code"]}
     response = await room.manager.post(**message)
     assert response.status_code == 400, response.text
     body: dict[str, Any] = response.json()

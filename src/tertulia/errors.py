@@ -20,8 +20,10 @@ The tree::
                                                            close 1013 while opening)
 
 The web layer maps them to replies in one place (``tertulia.web.errors``); the WebSocket
-endpoint turns them into ``{"error": {...}}`` frames. Anything else that escapes is a bug:
-it is logged with the conversation and participant ids and answered with a generic error.
+endpoint turns them into ``{"error": {"code", "detail", "local_id", ...}}`` frames, whose
+``detail`` is always the text and whose further keys are :meth:`TertuliaError.data`.
+Anything else that escapes is a bug: it is logged with the conversation and participant
+ids and answered with a generic error.
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ class TertuliaError(Exception):
     def headers(self) -> dict[str, str] | None:
         """Headers of the HTTP reply beyond the usual (``Retry-After``, say)."""
         return None
+
+    def data(self) -> dict[str, Any]:
+        """What a machine reads beside ``code`` and the text ``detail`` (the keys a
+        WebSocket ``error`` frame adds: ``errors``, ``retry_after``); none by default."""
+        return {}
 
 
 class ConfigurationError(TertuliaError):
@@ -94,6 +101,9 @@ class ValidationFailed(TertuliaError):
         if self._detail_only:
             return {"detail": self.detail, "code": self.code}
         return {**self.errors, "code": self.code}
+
+    def data(self) -> dict[str, Any]:
+        return {"errors": self.errors} if self.errors else {}
 
 
 class IncompleteBody(ValidationFailed):
@@ -204,6 +214,9 @@ class Throttled(TertuliaError):
     def headers(self) -> dict[str, str] | None:
         return None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
+    def data(self) -> dict[str, Any]:
+        return {} if self.retry_after is None else {"retry_after": self.retry_after}
+
 
 class Unavailable(TertuliaError):
     """The request could not be served now, through no fault of its own (the server is
@@ -225,6 +238,9 @@ class Unavailable(TertuliaError):
 
     def headers(self) -> dict[str, str] | None:
         return {"Retry-After": str(self.retry_after)}
+
+    def data(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
 
 
 class DatabaseUnavailable(Unavailable):

@@ -24,6 +24,7 @@ from tertulia.domain.routing import (
     message_audience,
     participant_tag,
 )
+from tertulia.errors import ConversationGone, TertuliaError
 from tertulia.realtime.broker import Event
 from tertulia.storage.deliveries import Delivery, NewDelivery
 
@@ -40,8 +41,7 @@ def conversation_deleted() -> Event:
     """The order to every socket of a conversation, in every process, to close with
     :data:`CLOSE_GONE`: the conversation was deleted (``tertulia delete``). An older
     process that does not know the order sends its frame instead: an ``error`` frame."""
-    detail = {"detail": "This conversation no longer exists.", "code": "not_found"}
-    return Event(EVERYONE, error_frame("not_found", detail), close=CLOSE_GONE)
+    return Event(EVERYONE, refusal_frame(ConversationGone()), close=CLOSE_GONE)
 
 
 def redirected(public: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -60,8 +60,17 @@ def state_frame(state: dict[str, Any]) -> str:
     return orjson.dumps({"state": state}).decode()
 
 
-def error_frame(code: str, detail: Any, local_id: str | None = None) -> str:
-    return orjson.dumps({"error": {"code": code, "detail": detail, "local_id": local_id}}).decode()
+def error_frame(code: str, detail: str, local_id: str | None = None, **data: Any) -> str:
+    """``{"error": {"code", "detail", "local_id", **data}}``: ``detail`` is always a text a
+    person can read; what a machine reads (``errors``: field -> texts, ``retry_after``:
+    seconds) is under its own keys."""
+    error = {"code": code, "detail": detail, "local_id": local_id, **data}
+    return orjson.dumps({"error": error}).decode()
+
+
+def refusal_frame(exc: TertuliaError, local_id: str | None = None) -> str:
+    """The ``error`` frame of a refusal raised as ``exc``."""
+    return error_frame(exc.code, exc.detail, local_id, **exc.data())
 
 
 @dataclass

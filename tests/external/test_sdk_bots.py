@@ -401,6 +401,16 @@ async def test_a_throttled_or_failed_handshake_is_retried_not_final() -> None:
     assert tried[1] - tried[0] >= 1.0  # the first 429's Retry-After
 
 
+def test_a_throttled_refusals_wait_is_read_from_the_frame_or_an_older_servers_detail() -> None:
+    """``retry_after`` beside the text ``detail``, or inside ``detail`` (an object: servers
+    before it was always a text); none for another code."""
+    wait = client_conversation._retry_after
+    assert wait({"code": "throttled", "detail": "Too many.", "retry_after": 2}) == 2.0
+    assert wait({"code": "throttled", "detail": {"retry_after": 3}}) == 3.0
+    assert wait({"code": "invalid", "detail": "x", "retry_after": 2}) is None
+    assert wait({"code": "throttled", "detail": "Too many."}) is None
+
+
 async def test_a_burst_over_the_rate_limit_is_slowed_not_lost(
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:

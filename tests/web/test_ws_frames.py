@@ -145,6 +145,31 @@ async def test_bad_frames_get_errors_and_the_socket_stays_open(alice: Person) ->
     assert await _sent_by(alice) == ["sync marker"]
 
 
+async def test_an_error_frames_detail_is_always_a_text(alice: Person) -> None:
+    """``detail`` is a text a person can read, for every code; field errors are under
+    ``errors`` (field -> texts), as the REST body has them (it used to be that object)."""
+    socket = await alice.connect()
+    await socket.state()
+    await socket.send({"type": "Z", "text": "x", "local_id": "z1"})
+    error = await socket.error()
+    assert error == {
+        "code": "invalid",
+        "detail": 'type: "Z" is not a valid choice.',
+        "local_id": "z1",
+        "errors": {"type": ['"Z" is not a valid choice.']},
+    }
+    await socket.send("not json")
+    error = await socket.error()
+    assert isinstance(error["detail"], str)
+    assert "errors" not in error
+    for frame, _ in BAD_FRAMES:
+        await socket.send(frame)
+        error = await socket.error()
+        assert isinstance(error["detail"], str), frame
+        assert error["detail"], frame
+        assert isinstance(error.get("errors", {}), dict), frame
+
+
 @pytest.mark.parametrize(
     ("frame", "local_id"),
     [

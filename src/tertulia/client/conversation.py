@@ -653,9 +653,12 @@ def is_position(value: Any) -> TypeGuard[int]:
 
 
 def _retry_after(error: dict[str, Any]) -> float | None:
-    """The seconds a ``throttled`` refusal says to wait (its detail's ``retry_after``)."""
+    """The seconds a ``throttled`` refusal says to wait: its ``retry_after`` (a server before
+    ``detail`` was always a text put it in ``detail``, an object then)."""
     detail = error.get("detail")
-    wait = detail.get("retry_after") if isinstance(detail, dict) else None
+    wait = error.get("retry_after")
+    if wait is None and isinstance(detail, dict):
+        wait = detail.get("retry_after")
     if error.get("code") != "throttled" or isinstance(wait, bool):
         return None
     return float(wait) if isinstance(wait, int | float) and wait >= 0 else None

@@ -27,8 +27,10 @@ handshake is accepted (refusals are HTTP 403). Then:
 - A conversation deleted while its sockets are open (``tertulia delete``) closes them with
   4404, as soon as the deletion is announced (by the CLI through a Redis broker) or found
   (a write of this process failing on it).
-- A bad frame is answered with ``{"error": {"code", "detail", "local_id"}}`` and the socket
-  stays open; frames over the size cap close it with 1009 (uvicorn's ``ws_max_size``).
+- A bad frame is answered with ``{"error": {"code", "detail", "local_id"}}`` (``detail`` a
+  text; field errors under ``errors``, a throttled message's wait under ``retry_after``)
+  and the socket stays open; frames over the size cap close it with 1009 (uvicorn's
+  ``ws_max_size``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from tertulia.outgoing import (
     CLOSE_REASONS,
     error_frame,
     message_frame,
+    refusal_frame,
     state_frame,
 )
 from tertulia.realtime.broker import Event
@@ -605,7 +608,7 @@ async def _handle(
     except TertuliaError as exc:
         if isinstance(exc, DatabaseUnavailable):
             bound.warning("database unreachable; message refused", error=exc.reason)
-        outbox.put(error_frame(exc.code, exc.body(), local_id))
+        outbox.put(refusal_frame(exc, local_id))
     except Exception:
         bound.exception("storing a message failed")
         outbox.put(error_frame("internal", "The message could not be stored.", local_id))

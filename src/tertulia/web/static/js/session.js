@@ -191,7 +191,8 @@ export class ChatSession extends EventTarget {
   }
 
   /**
-   * An error frame `{code, detail, local_id}`: a notice, and my message marked as failed.
+   * An error frame `{code, detail, local_id}` (`detail` a text; `errors`, `retry_after` when
+   * they apply): a notice, and my message marked as failed.
    * The refusals a person may meet are said in their language; others in the server's words.
    */
   #onError(error) {
@@ -209,7 +210,8 @@ export class ChatSession extends EventTarget {
   /** A throttled text of mine that may go again soon: queued again, and sent then. */
   #waitIfThrottled(error) {
     const entry = typeof error.local_id === "string" && this.store.pending.get(error.local_id);
-    const wait = error.detail?.retry_after;
+    // (`detail` is a text; a server of before put `retry_after` in it, an object then)
+    const wait = error.retry_after ?? error.detail?.retry_after;
     if (error.code !== "throttled" || !entry || entry.type !== "T") return false;
     if (!Number.isFinite(wait) || wait > THROTTLED_WAIT_MAX) return false;
     const throttled = (entry.throttled ?? 0) + 1;
