@@ -126,6 +126,8 @@ def test_blab_five_item_specs_are_accepted(tmp_path: Path) -> None:
         ("database_schema = 'bad\"name'", "invalid database schema name 'bad\"name'"),
         ("database_schema = 'Bad-Name'", "database_schema: .*'Bad-Name': a plain SQL identifier"),
         ("database_schema = ''", "invalid database schema name ''"),
+        # kept as written where quoted, folded to lower case where not: two schemas
+        ("database_schema = 'QA_review'", "database_schema: .*'QA_review': a plain SQL"),
     ],
 )
 def test_bad_configurations_stop_start_up(tmp_path: Path, text: str, message: str) -> None:

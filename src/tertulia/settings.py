@@ -258,8 +258,8 @@ class Settings(BaseSettings):
         # traceback from inside migrate or serve, status 1 or 3 rather than 2)
         if value is not None and not is_schema_name(value):
             raise ValueError(
-                f"invalid database schema name {value!r}: a plain SQL identifier (a letter "
-                "or _, then letters, digits or _; at most 63)"
+                f"invalid database schema name {value!r}: a plain SQL identifier in lower "
+                "case (a letter or _, then letters, digits or _; at most 63)"
             )
         return value
 

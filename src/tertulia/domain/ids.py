@@ -15,13 +15,14 @@ import uuid
 import uuid_utils
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def is_schema_name(name: str) -> bool:
-    """Whether ``name`` can name a PostgreSQL schema here: a plain SQL identifier (a
-    letter or ``_``, then letters, digits or ``_``; at most 63), which needs no quoting
-    where it is written into SQL and a ``search_path``."""
+    """Whether ``name`` can name a PostgreSQL schema here: a plain SQL identifier in lower
+    case (a letter or ``_``, then letters, digits or ``_``; at most 63), which needs no
+    quoting where it is written into SQL and a ``search_path`` (an upper-case letter would
+    be kept where the name is quoted and folded where it is not: two schemas)."""
     return _SCHEMA_NAME.fullmatch(name) is not None
 
 
