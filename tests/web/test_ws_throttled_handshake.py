@@ -14,6 +14,7 @@ from websockets.http11 import Response
 from support.blab import TIMEOUT
 from support.environment import PersonFactory, SettingsFactory
 from support.server import LiveServer, live_server
+from tertulia.web import ratelimit
 
 
 async def _refusal(url: str, headers: dict[str, str] | None = None) -> Response:
@@ -76,3 +77,25 @@ async def test_one_address_may_open_many_clients_sockets(
             person = people(server)
             await person.create(bots=["ECHO"])
             await (await person.connect()).state()
+
+
+def test_a_client_is_its_conversation_in_any_spelling_and_made_up_paths_are_one() -> None:
+    """The handshake limit's client key: another spelling of the conversation id is the
+    same client (it got a fresh budget), and paths that name no conversation are one key
+    (before: the raw path, so every made-up path stored a key of its own: 20,000 of 6 KB
+    took a server from 111 to 242 MB)."""
+    conversation = str(uuid.uuid4())
+
+    def key(path: str) -> str:
+        scope = {"type": "websocket", "path": path, "headers": [], "client": ("10.0.0.1", 5)}
+        return ratelimit._handshake_client(scope)
+
+    spellings = {
+        key(f"/ws/chat/{conversation}/"),
+        key(f"/ws/chat/{conversation.upper()}/"),
+        key(f"/ws/chat/{conversation.replace('-', '')}"),
+    }
+    assert len(spellings) == 1
+    made_up = {key(f"/ws/chat/{'x' * 6000}{n}/") for n in range(3)}
+    assert len(made_up) == 1
+    assert max(len(k) for k in spellings | made_up) < 100

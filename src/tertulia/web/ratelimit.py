@@ -41,6 +41,7 @@ from redis.asyncio import ConnectionPool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tertulia.domain.ids import canonical_id
 from tertulia.realtime.broker import REDIS_SCHEMES
 from tertulia.settings import Settings
 from tertulia.web.responses import JSONBody
@@ -144,10 +145,14 @@ def _client(scope: Scope) -> str:
 
 def _handshake_client(scope: Scope) -> str:
     """Who a handshake's ``handshake`` limit counts: its address, its session cookie (a
-    digest: the key is a bearer secret, kept out of Redis) and its path's conversation."""
+    digest: the key is a bearer secret, kept out of Redis) and its path's conversation (in
+    its canonical form: another spelling of the same id is the same client; anything else
+    in the path counts as one, so made-up paths add no keys)."""
     key = cookie_key(HTTPConnection(scope)) or ""
     digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest() if key else "-"
-    return f"{_client(scope)} {digest} {scope.get('path', '')}"
+    path: str = scope.get("path", "")
+    conversation = canonical_id(path.removeprefix("/ws/chat/").rstrip("/")) or "-"
+    return f"{_client(scope)} {digest} {conversation}"
 
 
 class RateLimitMiddleware:
@@ -182,9 +187,10 @@ class RateLimitMiddleware:
 
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Count a handshake; when over a limit, answer it HTTP 429 and return False."""
+        # (the address first: its one key bounds how many client keys it can make)
         for kind, key in (
-            ("handshake", _handshake_client(scope)),
             ("handshake_address", _client(scope)),
+            ("handshake", _handshake_client(scope)),
         ):
             if not await self.limits.hit(kind, key):
                 break
