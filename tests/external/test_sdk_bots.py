@@ -409,6 +409,8 @@ def test_a_throttled_refusals_wait_is_read_from_the_frame_or_an_older_servers_de
     assert wait({"code": "throttled", "detail": {"retry_after": 3}}) == 3.0
     assert wait({"code": "invalid", "detail": "x", "retry_after": 2}) is None
     assert wait({"code": "throttled", "detail": "Too many."}) is None
+    # the database out of reach: for now too (before: dropped, a bot's answer lost)
+    assert wait({"code": "unavailable", "detail": "Try again.", "retry_after": 5}) == 5.0
 
 
 async def test_a_burst_over_the_rate_limit_is_slowed_not_lost(

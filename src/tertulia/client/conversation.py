@@ -30,9 +30,10 @@ Delivery semantics (what a bot author can rely on):
   reconnect (the server stores a repeated ``local_id`` once, and repeats the stored
   message to the sender: that repeat settles it, whatever its ``seq``). A message the
   server refuses (an ``error`` frame naming its ``local_id``) is dropped and logged:
-  sending it again would be refused again. But one refused as too fast, when the server
-  says one more is taken within ``THROTTLED_WAIT_MAX`` seconds (``retry_after``), waits
-  that long and goes again: a burst is slowed down, not lost.
+  sending it again would be refused again. But one refused as too fast, or because the
+  server's database is out of reach (``unavailable``), when the server says to try again
+  within ``THROTTLED_WAIT_MAX`` seconds (``retry_after``), waits that long and goes again:
+  a burst is slowed down, and a short outage delayed, not lost.
 - Settling: the server handles a socket's frames one at a time, in order, answering each
   (an echo, an ``error``) before reading the next, if it answers at all. So an answer to
   a message first sent on the current socket settles it and every message sent on that
@@ -78,6 +79,7 @@ log = logging.getLogger("tertulia.client")
 MAX_PENDING = 1000
 CLOSE_GONE = 4404  # the server closes a deleted conversation's sockets with this
 THROTTLED_WAIT_MAX = 10.0  # seconds a throttled message may wait to go again
+RETRIED = ("throttled", "unavailable")  # refusals for now: sent again after their retry_after
 INBOX = 1000  # frames queued for the handlers; past it the socket is not read (back-pressure)
 GREETING_WAIT = 2.0  # seconds the greeting waits for the socket's first frame (its state)
 STABLE_SOCKET = 10.0  # seconds a socket stays open for the reconnection backoff to start over
@@ -653,13 +655,14 @@ def is_position(value: Any) -> TypeGuard[int]:
 
 
 def _retry_after(error: dict[str, Any]) -> float | None:
-    """The seconds a ``throttled`` refusal says to wait: its ``retry_after`` (a server before
+    """The seconds a refusal for now, not for good, says to wait: a ``throttled`` one's or
+    an ``unavailable`` one's (the database out of reach) ``retry_after`` (a server before
     ``detail`` was always a text put it in ``detail``, an object then)."""
     detail = error.get("detail")
     wait = error.get("retry_after")
     if wait is None and isinstance(detail, dict):
         wait = detail.get("retry_after")
-    if error.get("code") != "throttled" or isinstance(wait, bool):
+    if error.get("code") not in RETRIED or isinstance(wait, bool):
         return None
     return float(wait) if isinstance(wait, int | float) and wait >= 0 else None
 
