@@ -8,6 +8,7 @@ import logging
 import pytest
 import structlog
 
+from tertulia.errors import DatabaseUnavailable
 from tertulia.logs import configure_logging
 
 
@@ -42,3 +43,30 @@ def test_console_logs_to_a_terminal_are_in_colour(monkeypatch: pytest.MonkeyPatc
     written = _one_line(monkeypatch, Terminal())
     assert "hello" in written
     assert "\x1b[" in written
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_the_database_out_of_reach_is_one_warning_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """Logged with ``log.exception`` by a periodic task (the runner's poll, a sweep): before,
+    a traceback every few seconds while the outage lasted; now a warning naming the
+    driver's error. Any other exception keeps its traceback."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging(fmt, "INFO")
+    log = structlog.get_logger("tertulia.test")
+    try:
+        raise DatabaseUnavailable("ConnectionRefusedError: [Errno 111] refused")
+    except DatabaseUnavailable:
+        log.exception("polling the outbox failed", owner="p1")
+    outage = stream.getvalue()
+    assert "Traceback" not in outage
+    assert "polling the outbox failed" in outage
+    assert "warning" in outage
+    assert "Errno 111" in outage
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError:
+        log.exception("polling the outbox failed", owner="p1")
+    assert "Traceback" in stream.getvalue()[len(outage) :]

@@ -8,6 +8,8 @@ import sys
 
 import structlog
 
+from tertulia.errors import DatabaseUnavailable
+
 QUIET_LIBRARIES = ("httpx", "httpcore", "openai")
 """Loggers of the HTTP libraries bots use, kept to warnings whatever ``log_level`` says:
 their info and debug lines carry each request's full URL (``HTTP Request: POST
@@ -44,6 +46,29 @@ class OneLineFailures(logging.Filter):
             record.args = None
             record.exc_info = None
             record.exc_text = None
+        return True
+
+
+class Outages(logging.Filter):
+    """Writes a failure that is the database being out of reach
+    (:class:`tertulia.errors.DatabaseUnavailable`), wherever it is logged (a request, the
+    bot runner's poll, a sweep), as one warning with the driver's error and no traceback:
+    an outage is not a bug, and the periodic tasks would write a traceback every few
+    seconds while it lasts."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        if isinstance(failure, DatabaseUnavailable):
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            if isinstance(record.msg, dict):  # (structlog's event, rendered later)
+                record.msg.pop("exc_info", None)
+                record.msg["level"] = "warning"
+                record.msg["error"] = failure.reason
+            else:
+                record.msg = f"{record.getMessage()}: {failure.reason}"
+                record.args = None
         return True
 
 
@@ -85,6 +110,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(Outages())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
