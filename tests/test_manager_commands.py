@@ -242,10 +242,8 @@ BAD_COMMANDS: list[tuple[str, Any, str | None]] = [
     ("approve of a message of another conversation", APPROVE, "other"),
     ("redirect of nothing", REDIRECT, None),
     ("redirect naming no bot", {"action": "redirect"}, "human"),
-    ("redirect to an empty list", {"action": "redirect", "bots": []}, "human"),
     ("redirect with bots misspelt", {"action": "redirect", "bot": ["Calculator"]}, "human"),
     ("self_redirect naming no bot", {"self_redirect": True}, None),
-    ("self_redirect to an empty list", {"self_redirect": True, "bots": []}, "human"),
     ("approve of nothing", APPROVE, None),
     ("quoted id not an id", APPROVE, "zzz"),
 ]

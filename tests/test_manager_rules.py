@@ -84,11 +84,9 @@ async def test_a_full_command_parses_from_a_string_or_an_object() -> None:
         {"self_redirect": 1},
         {"on_behalf_of": "someone"},
         {"action": "redirect"},
-        {"action": "redirect", "bots": []},
         {"action": "redirect", "bots": None},
         {"action": "redirect", "bot": ["ECHO"]},
         {"self_redirect": True},
-        {"self_redirect": True, "bots": []},
         {"on_behalf_of": 5},
     ],
 )
@@ -105,8 +103,19 @@ async def test_a_redirect_naming_no_bot_says_which_keys_it_did_not_know() -> Non
     with pytest.raises(CommandError) as caught:
         parse_command({"action": "redirect", "bot": ["ECHO"]})
     assert caught.value.errors == {
-        "command": ["redirect needs bots: at least one bot name or id (unknown keys: bot)"]
+        "command": ["redirect needs bots: a list of bot names or ids (unknown keys: bot)"]
     }
+
+
+async def test_an_empty_list_of_bots_is_taken_as_blab_took_it() -> None:
+    """A list a manager computed may hold no bot this time: its message is still stored
+    (and shown, self_approved), redirected to nobody, as BLAB did; only ``bots`` missing
+    (a typo such as ``bot``) is refused."""
+    command = parse_command({"self_redirect": True, "self_approve": True, "bots": []})
+    assert command.self_redirect
+    assert command.self_approve
+    assert list(command.bots) == []
+    assert list(parse_command({"action": "redirect", "bots": []}).bots) == []
 
 
 async def test_overrides_keep_wire_types_but_allow_new_keys() -> None:

@@ -48,7 +48,7 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
 
     Raises:
         CommandError: malformed JSON, not an object, a part of the wrong type, or a
-            redirect or self_redirect naming no bot.
+            redirect or self_redirect without ``bots``.
     """
     if raw is None or raw == "":
         return ManagerCommand()
@@ -103,12 +103,13 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
         (action == "redirect", "redirect"),
         (flags["self_redirect"], "self_redirect"),
     ):
-        if wanted and not bots:
+        if wanted and data.get("bots") is None:
             # BLAB did nothing, silently: a manager's typo ("bot") left a person unanswered.
-            # Its example managers always name a bot, so this refusal costs them nothing.
+            # An empty list is taken as BLAB took it (a list a manager computed, with no bot
+            # in it this time: its self_approved message is still shown).
             unknown = sorted(unknown_keys(data))
             hint = f" (unknown keys: {', '.join(unknown)})" if unknown else ""
-            raise CommandError(f"{key} needs bots: at least one bot name or id{hint}")
+            raise CommandError(f"{key} needs bots: a list of bot names or ids{hint}")
 
     on_behalf_of = data.get("on_behalf_of")
     if on_behalf_of is not None:
