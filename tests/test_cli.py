@@ -373,6 +373,24 @@ def test_serve_with_a_media_root_it_cannot_write_is_one_line(
     assert not (tmp_path / "cli.db").exists()
 
 
+def test_a_server_taking_no_uploads_needs_no_media_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every upload limit 0 (a read-only deployment): the media root is not checked, and a
+    root it cannot write does not stop it (before: refused to start)."""
+    started: list[object] = []
+    monkeypatch.setattr(cli, "serve", lambda *args: started.append(args))
+    (tmp_path / "plain").write_text("not a directory", encoding="utf-8")
+    limits = "".join(
+        f"{kind} = 0\n"
+        for kind in ("MAX_ATTACHMENT_SIZE", "MAX_IMAGE_SIZE", "MAX_VIDEO_SIZE")
+        + ("MAX_AUDIO_SIZE", "MAX_VOICE_SIZE")
+    )
+    extra = f'media_root = "{tmp_path / "plain" / "media"}"\n[limits]\n{limits}'
+    assert main(["serve", "--config", str(config(tmp_path, extra)), "--port", "0"]) == 0
+    assert len(started) == 1
+
+
 def test_serve_checks_the_media_root_with_a_file_written_and_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -84,7 +84,8 @@ async def check_services(settings: Settings, *, broker: bool = True) -> None:
     """
     if broker:
         check_bots(settings.bots)
-        check_media_root(settings.media_root)
+        if any(settings.chat_limits.values()):  # (every upload limit 0: no file is kept)
+            check_media_root(settings.media_root)
     await check_database(
         settings.database_url,
         settings.database_schema,
