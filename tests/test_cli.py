@@ -346,8 +346,8 @@ def test_an_invalid_database_schema_is_a_configuration_error(
     assert main([command, "--config", str(config(tmp_path))]) == 2
     assert capsys.readouterr().err.strip() == (
         "tertulia: configuration error: invalid configuration: database_schema: Value error, "
-        "invalid database schema name 'bad\"name': a plain SQL identifier (a letter or _, "
-        "then letters, digits or _; at most 63)"
+        "invalid database schema name 'bad\"name': a plain SQL identifier in lower case "
+        "(a letter or _, then letters, digits or _; at most 63)"
     )
 
 
@@ -381,11 +381,8 @@ def test_a_server_taking_no_uploads_needs_no_media_root(
     started: list[object] = []
     monkeypatch.setattr(cli, "serve", lambda *args: started.append(args))
     (tmp_path / "plain").write_text("not a directory", encoding="utf-8")
-    limits = "".join(
-        f"{kind} = 0\n"
-        for kind in ("MAX_ATTACHMENT_SIZE", "MAX_IMAGE_SIZE", "MAX_VIDEO_SIZE")
-        + ("MAX_AUDIO_SIZE", "MAX_VOICE_SIZE")
-    )
+    kinds = ("ATTACHMENT", "IMAGE", "VIDEO", "AUDIO", "VOICE")
+    limits = "".join(f"MAX_{kind}_SIZE = 0\n" for kind in kinds)
     extra = f'media_root = "{tmp_path / "plain" / "media"}"\n[limits]\n{limits}'
     assert main(["serve", "--config", str(config(tmp_path, extra)), "--port", "0"]) == 0
     assert len(started) == 1
