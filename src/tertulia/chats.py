@@ -45,7 +45,14 @@ from tertulia.domain.model import (
 )
 from tertulia.domain.routing import EVERYONE
 from tertulia.domain.times import utcnow
-from tertulia.errors import CommandError, Conflict, ConversationGone, NotFound, ValidationFailed
+from tertulia.errors import (
+    BrokerUnavailable,
+    CommandError,
+    Conflict,
+    ConversationGone,
+    NotFound,
+    ValidationFailed,
+)
 from tertulia.files import display_name
 from tertulia.metrics import CONVERSATIONS_CREATED, MESSAGES_STORED
 from tertulia.outgoing import (
@@ -706,7 +713,17 @@ class Chat:
     async def state(self) -> dict[str, Any]:
         """The ``state`` frame's content: participants, name, and who is online (a socket
         open, or closed less than the grace period ago: not left yet)."""
-        online = await self._services.broker.present(self.conversation.id)
+        try:
+            online = await self._services.broker.present(self.conversation.id)
+        except BrokerUnavailable as exc:
+            # Who is online is not known now: the frame says only who is leaving here
+            # (a conversation created, a rename, stored all the same; not a 503).
+            log.warning(
+                "broker unreachable; presence left out",
+                conversation_id=self.conversation.id,
+                error=exc.reason,
+            )
+            online = set()
         online |= self._services.leaving(self.conversation.id)
         return {
             "participants": self._public_participants(),

@@ -15,9 +15,10 @@ The tree::
     ├── UnsupportedMediaType          media_type      415
     ├── Throttled                     throttled       429  (WebSocket: an error frame)
     └── Unavailable                   unavailable     503  the server is stopping; try again
-        └── DatabaseUnavailable       unavailable     503  the database cannot be reached now
-                                                           (WebSocket: an error frame, or
-                                                           close 1013 while opening)
+        └── ServiceUnavailable        unavailable     503  a service it needs cannot be reached
+            ├── DatabaseUnavailable                        the database (WebSocket: an error
+            │                                              frame, or close 1013 while opening)
+            └── BrokerUnavailable                          the Redis broker
 
 The web layer maps them to replies in one place (``tertulia.web.errors``); the WebSocket
 endpoint turns them into ``{"error": {"code", "detail", "local_id", ...}}`` frames, whose
@@ -243,21 +244,36 @@ class Unavailable(TertuliaError):
         return {"retry_after": self.retry_after}
 
 
-class DatabaseUnavailable(Unavailable):
-    """The database could not be reached (refused, cut off, shutting down, or, for SQLite,
-    still locked by another process after ``busy_timeout``); raised by the storage layer in
-    place of the driver's error. What the use case had begun is rolled back (or, when the
-    connection broke during its commit, may or may not have been committed: a message sent
-    again with its ``local_id`` is stored once).
+class ServiceUnavailable(Unavailable):
+    """A service the server needs (its database, its Redis broker) could not be reached;
+    raised by the layer that talks to it in place of the driver's error. An outage, not a
+    bug: logged as one warning with ``reason``, no traceback (:mod:`tertulia.logs`).
 
     Args:
         reason: the driver's error in one line, for the log (not for clients).
     """
 
     RETRY_AFTER = 5
+    TEXT = "A service the server needs cannot be reached; try again shortly."
+    service = "service"  # what the log lines call it
 
     def __init__(self, reason: str) -> None:
-        super().__init__(
-            "The database cannot be reached; try again shortly.", retry_after=self.RETRY_AFTER
-        )
+        super().__init__(self.TEXT, retry_after=self.RETRY_AFTER)
         self.reason = reason
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database could not be reached (refused, cut off, shutting down, or, for SQLite,
+    still locked by another process after ``busy_timeout``). What the use case had begun is
+    rolled back (or, when the connection broke during its commit, may or may not have been
+    committed: a message sent again with its ``local_id`` is stored once)."""
+
+    TEXT = "The database cannot be reached; try again shortly."
+    service = "database"
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    """The Redis broker could not be reached (who is online, a socket's joining or leaving)."""
+
+    TEXT = "The message broker cannot be reached; try again shortly."
+    service = "broker"

@@ -8,7 +8,7 @@ import sys
 
 import structlog
 
-from tertulia.errors import DatabaseUnavailable
+from tertulia.errors import ServiceUnavailable
 
 QUIET_LIBRARIES = ("httpx", "httpcore", "openai")
 """Loggers of the HTTP libraries bots use, kept to warnings whatever ``log_level`` says:
@@ -50,15 +50,15 @@ class OneLineFailures(logging.Filter):
 
 
 class Outages(logging.Filter):
-    """Writes a failure that is the database being out of reach
-    (:class:`tertulia.errors.DatabaseUnavailable`), wherever it is logged (a request, the
+    """Writes a failure that is a service out of reach (the database, the Redis broker:
+    :class:`tertulia.errors.ServiceUnavailable`), wherever it is logged (a request, the
     bot runner's poll, a sweep), as one warning with the driver's error and no traceback:
     an outage is not a bug, and the periodic tasks would write a traceback every few
     seconds while it lasts."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         failure = record.exc_info[1] if record.exc_info else None
-        if isinstance(failure, DatabaseUnavailable):
+        if isinstance(failure, ServiceUnavailable):
             record.exc_info = None
             record.exc_text = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.exceptions import ConnectionClosed
 
 from support.blab import Person, Socket
@@ -116,6 +117,35 @@ async def test_a_socket_that_cannot_subscribe_is_closed_with_1011(
     first = await alice.connect()
     assert await closed(first) == 1011
     assert refused
+    again = await alice.connect()
+    said = await again.message(local_id=await again.say("hello"))
+    assert said["text"] == "hello"
+
+
+async def test_with_redis_out_of_reach_a_conversation_is_created_and_a_socket_told_to_retry(
+    server: LiveServer, people: PersonFactory, monkeypatch: Any
+) -> None:
+    """(Found in review: creating a conversation read who is online from Redis, inside
+    its transaction, and answered 500 with two tracebacks.) Presence unknown is left out of
+    the state: the conversation is created; a socket that cannot join is closed with 1013
+    (the outage's code: its client retries), and works once Redis is back."""
+    client = broker_of(server)._client()
+    evaluate = client.eval
+    down = True
+
+    async def unreachable(*args: Any) -> Any:
+        if down:
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Refused.")
+        return await evaluate(*args)
+
+    monkeypatch.setattr(client, "eval", unreachable)
+    alice = people(server)
+    created = await alice.create(nickname="alice", bots=[])
+    assert created.status_code == 201, created.text
+    first = await alice.connect()
+    assert await closed(first) == 1013
+    assert first.connection.close_reason == "broker unreachable: reconnect later"
+    down = False
     again = await alice.connect()
     said = await again.message(local_id=await again.say("hello"))
     assert said["text"] == "hello"

@@ -35,6 +35,7 @@ import contextlib
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -42,8 +43,11 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
+from tertulia.errors import BrokerUnavailable
 from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
 from tertulia.realtime.outages import OutageLog
 
@@ -138,6 +142,16 @@ _PRESENT = (
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 """
 )
+
+
+@contextlib.contextmanager
+def _outage() -> Iterator[None]:
+    """Redis out of reach (refused, cut, timed out) as :class:`BrokerUnavailable`: 503 to a
+    request, 1013 to a socket, one warning in the log; any other error as it is."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _events(data: bytes) -> list[Event]:
@@ -422,25 +436,28 @@ class RedisBroker(Broker):
 
     async def join(self, channel: str, participant_id: str, socket_id: str) -> bool:
         self._sockets[socket_id] = (channel, participant_id)
-        count = await self._client().eval(
-            _JOIN,
-            2,
-            *self._keys(channel, participant_id),
-            socket_id,
-            participant_id,
-            self._lease,
-        )
+        with _outage():
+            count = await self._client().eval(
+                _JOIN,
+                2,
+                *self._keys(channel, participant_id),
+                socket_id,
+                participant_id,
+                self._lease,
+            )
         return int(count) == 1
 
     async def leave(self, channel: str, participant_id: str, socket_id: str) -> bool:
         self._sockets.pop(socket_id, None)
-        left = await self._client().eval(
-            _LEAVE, 2, *self._keys(channel, participant_id), socket_id, participant_id
-        )
+        with _outage():
+            left = await self._client().eval(
+                _LEAVE, 2, *self._keys(channel, participant_id), socket_id, participant_id
+            )
         return int(left) == 0
 
     async def present(self, channel: str) -> set[str]:
-        members = await self._client().eval(_PRESENT, 1, f"{PREFIX}:online:{channel}")
+        with _outage():
+            members = await self._client().eval(_PRESENT, 1, f"{PREFIX}:online:{channel}")
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
 
     async def _renew(self) -> None:

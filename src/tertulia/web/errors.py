@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from tertulia.errors import DatabaseUnavailable, TertuliaError
+from tertulia.errors import ServiceUnavailable, TertuliaError
 from tertulia.web.responses import JSONBody
 
 log = structlog.get_logger(__name__)
@@ -29,10 +29,10 @@ _HTTP_CODES = {
 
 async def _tertulia_error(request: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, TertuliaError)
-    if isinstance(exc, DatabaseUnavailable):
+    if isinstance(exc, ServiceUnavailable):
         # (an outage, not a bug: one warning per request, no traceback)
         log.warning(
-            "database unreachable; answered 503",
+            f"{exc.service} unreachable; answered 503",
             method=request.method,
             path=request.url.path,
             error=exc.reason,

@@ -51,7 +51,7 @@ from tertulia.chats import Chat
 from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Participant
 from tertulia.domain.routing import socket_tags
-from tertulia.errors import ConversationGone, DatabaseUnavailable, TertuliaError
+from tertulia.errors import ConversationGone, ServiceUnavailable, TertuliaError
 from tertulia.metrics import WEBSOCKETS_OPEN
 from tertulia.outgoing import (
     CLOSE_GONE,
@@ -71,7 +71,14 @@ from tertulia.web.wsprotocol import SERVER_STOPPING
 log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
 CLOSE_ERROR = 1011
-UNAVAILABLE = "database unreachable: reconnect later"
+
+
+def unavailable(exc: ServiceUnavailable) -> str:
+    """The close reason of a socket ended by an outage (``database unreachable: reconnect
+    later``)."""
+    return f"{exc.service} unreachable: reconnect later"
+
+
 CLOSE_MISSED = 1012  # "service restart": the broker lost events; reconnect to catch up
 CLOSE_TIMEOUT = 5.0
 # Messages a resuming socket reads, and holds, at a time: about 250 KB of 1,000-character
@@ -356,17 +363,17 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     """Serve one client socket of a conversation."""
     try:
         await _open(websocket, conversation_id)
-    except DatabaseUnavailable as exc:
+    except ServiceUnavailable as exc:
         # Before the socket was accepted: accepted and closed with 1013, which clients
         # retry (a refusal now would be HTTP 403, which they take as final).
         log.warning(
-            "database unreachable; socket closed",
+            f"{exc.service} unreachable; socket closed",
             conversation_id=conversation_id,
             error=exc.reason,
         )
         if websocket.application_state == WebSocketState.CONNECTING:
             await websocket.accept()
-        await _close(websocket, CLOSE_SLOW, UNAVAILABLE)
+        await _close(websocket, CLOSE_SLOW, unavailable(exc))
 
 
 async def _open(websocket: WebSocket, conversation_id: str) -> None:
@@ -474,10 +481,10 @@ async def _serve(
         pass
     except ConversationGone:
         outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
-    except DatabaseUnavailable as exc:
+    except ServiceUnavailable as exc:
         # (an outage: the client reconnects after its backoff, and resumes)
-        bound.warning("database unreachable; socket closed", error=exc.reason)
-        await _close(websocket, CLOSE_SLOW, UNAVAILABLE)
+        bound.warning(f"{exc.service} unreachable; socket closed", error=exc.reason)
+        await _close(websocket, CLOSE_SLOW, unavailable(exc))
     except Exception:
         # A failure of the server's own (a bug): this socket closes with 1011,
         # which tells its client to reconnect; no other socket is touched.
@@ -491,9 +498,10 @@ async def _serve(
             try:
                 stopping = bool(websocket.scope.get(SERVER_STOPPING))
                 await chat.disconnect(participant, socket_id, server_stopping=stopping)
-            except DatabaseUnavailable as exc:
+            except ServiceUnavailable as exc:
                 bound.warning(
-                    "database unreachable; the socket's leaving not stored", error=exc.reason
+                    f"{exc.service} unreachable; the socket's leaving not stored",
+                    error=exc.reason,
                 )
             except Exception:
                 bound.exception("disconnect bookkeeping failed")
@@ -606,8 +614,8 @@ async def _handle(
     except ConversationGone:
         outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
     except TertuliaError as exc:
-        if isinstance(exc, DatabaseUnavailable):
-            bound.warning("database unreachable; message refused", error=exc.reason)
+        if isinstance(exc, ServiceUnavailable):
+            bound.warning(f"{exc.service} unreachable; message refused", error=exc.reason)
         outbox.put(refusal_frame(exc, local_id))
     except Exception:
         bound.exception("storing a message failed")
