@@ -1015,7 +1015,9 @@ class Chat:
         returning = services.cancel_leave(self.conversation.id, participant.id)
         if not participant.is_human:
             self._recall.arrived(participant.id)
-        if not first or returning:
+        # A bot back within the grace (its program restarted quickly) did not leave, but
+        # may have been called back meanwhile: its row is read (and cleared) all the same.
+        if not first or (returning and participant.is_human):
             return Connected()
         connected = Connected()
         try:

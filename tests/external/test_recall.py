@@ -296,3 +296,37 @@ async def test_a_bot_back_after_a_restart_is_announced(
             await as_bot(server, people, second).connect()
             joined = await room.message(event="participant-joined")
             assert joined["additional_metadata"] == {"participant_id": ext}
+
+
+async def test_a_bot_back_within_the_grace_period_resumes_from_its_next_recall(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """Called back, the bot comes within ``presence_grace`` of its socket closing (its
+    program restarted quickly): it is back, and the point the recall held is cleared. Gone
+    again, the next recall starts it at the message that calls it (before: the point was
+    kept, as the bot had not 'left'; the next recall gave the old point, and the bot
+    answered again what it had answered: people saw its answer twice)."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(
+            bots={"Ext": external_bot(url)}, bot_recall=0.001, presence_grace=30
+        )
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            (first,) = await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            bot = await as_bot(server, people, first).connect()
+            await bot.state()
+            await bot.close()
+
+            b = await room.message(local_id=await room.say("b"))
+            second = (await recorder.wait_for(2))[1]
+            assert second.json()["after"] == b["seq"] - 1
+            back = await as_bot(server, people, second).connect()
+            assert (await back.message(id=b["id"]))["text"] == "b"
+            await back.close()
+
+            c = await room.message(local_id=await room.say("c"))
+            third = (await recorder.wait_for(3))[2]
+            assert third.json()["after"] == c["seq"] - 1
