@@ -458,3 +458,37 @@ async def test_a_deleted_conversation_is_left_not_retried(
     said = [r.getMessage() for r in caplog.records if r.name == "tertulia.client"]
     assert f"conversation {alice.conversation_id} was deleted; leaving" in said
     assert not [m for m in said if "refused the socket" in m]
+
+
+async def test_a_new_trigger_ends_the_reconnection_pause_at_once() -> None:
+    """The server restarted: the bot's socket is refused (503) and it pauses before trying
+    again, up to its ceiling; the restarted server calls it back (a new trigger, with a
+    new session). That trigger says the server is up: the socket is tried again at once,
+    with the new session (before: only the session was swapped, and the bot answered
+    after its pause ran out: 20-30 s late)."""
+    sessions: list[str] = []
+    refused, opened = asyncio.Event(), asyncio.Event()
+
+    def gate(connection: ServerConnection, request: Request) -> Response | None:
+        if "Upgrade" not in request.headers:  # (the SDK's REST look-up before its first try)
+            return Response(404, "Not Found", Headers(), b"")
+        sessions.append(request.headers.get("Cookie", ""))
+        if len(sessions) == 1:
+            refused.set()
+            return Response(503, "Restarting", Headers(), b"")
+        return None
+
+    async def accepted(connection: ServerConnection) -> None:
+        opened.set()
+        await connection.wait_closed()
+
+    async with ws_serve(accepted, "127.0.0.1", 0, process_request=gate) as server:
+        port = server.sockets[0].getsockname()[1]
+        app = BotApp(f"http://127.0.0.1:{port}", backoff=(60.0, 60.0))
+        app.join("c1", "p1", "old")
+        async with asyncio.timeout(TIMEOUT):
+            await refused.wait()
+            app.join("c1", "p1", "new")
+            await opened.wait()
+        await app.aclose()
+    assert sessions == ["sessionid=old", "sessionid=new"]

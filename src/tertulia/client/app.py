@@ -226,6 +226,7 @@ class BotApp:
         existing = self.conversations.get(conversation_id)
         if existing is not None and existing.active:
             existing.session = session
+            existing.wake()  # (the server is up: a pause between tries ends now)
             return existing
         conversation = Conversation(self, conversation_id, bot_participant_id, session)
         conversation.last_seq = after

@@ -148,6 +148,7 @@ class Conversation:
         self._closing = asyncio.Event()
         self._closed = asyncio.Event()
         self._connected = asyncio.Event()
+        self._woken = asyncio.Event()  # a trigger came: the pause between tries ends
         self._greeted = False
         self._started = False  # resume point settled (read over REST, or a socket opened)
         self._tasks: list[asyncio.Task[None]] = []
@@ -403,8 +404,15 @@ class Conversation:
                 # of many conversations is told the same), and never past the ceiling.
                 delay = max(delay, min(ceiling, wait * random.uniform(1.0, 1.2)))
                 failures = min(failures + 1, 30)
+                if self._woken.is_set():  # (a trigger came while it tried: try again now)
+                    self._woken.clear()
+                    failures = 0
+                    continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), delay)
+                    await asyncio.wait_for(self._pause_ends(), delay)
+                if self._woken.is_set():
+                    self._woken.clear()
+                    failures = 0
         finally:
             self._connected.clear()
             if not self._closing.is_set():
@@ -412,11 +420,27 @@ class Conversation:
                 self._closer = asyncio.get_running_loop().create_task(self.close())
             self.app._forget(self)
 
+    def wake(self) -> None:
+        """The server triggered the bot again (it is up, and calls it back): a pause
+        between reconnection tries ends at once, and the backoff starts over."""
+        self._woken.set()
+
+    async def _pause_ends(self) -> None:
+        """Returns when the conversation is closing or a trigger wakes it."""
+        closing = asyncio.ensure_future(self._closing.wait())
+        woken = asyncio.ensure_future(self._woken.wait())
+        try:
+            await asyncio.wait({closing, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            woken.cancel()
+
     async def _serve(self, socket: ClientConnection) -> None:
         """One connection: re-send what is pending, then read until it closes."""
         self._socket = socket
         self._sockets += 1
         self._started = True
+        self._woken.clear()  # (connected: a trigger before this is answered)
         self._connected.set()
         prober = asyncio.get_running_loop().create_task(
             self._probe(socket, self._sockets), name=f"bot-prober-{self.conversation_id}"
@@ -491,7 +515,12 @@ class Conversation:
         wait = _retry_after(error)
         if wait is not None and wait <= THROTTLED_WAIT_MAX:
             entry.last = None  # (not stored: no later answer may settle it meanwhile)
-            log.info("message %s throttled; sent again in %s s", local_id, wait)
+            log.info(
+                "message %s refused for now (%s); sent again in %s s",
+                local_id,
+                error.get("code"),
+                wait,
+            )
             resend = asyncio.get_running_loop().create_task(self._resend(local_id, wait))
             self._resends.add(resend)
             resend.add_done_callback(self._resends.discard)
