@@ -63,13 +63,14 @@ from tertulia.outgoing import (
     state_frame,
 )
 from tertulia.realtime.broker import Broker, Event
-from tertulia.recall import Recall
+from tertulia.recall import Recall, resume_point
 from tertulia.settings import BotSpec, Settings
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage import copies as copy_repo
 from tertulia.storage import messages as msg_repo
 from tertulia.storage import sessions as session_repo
 from tertulia.storage.database import Connection, Database
+from tertulia.storage.deliveries import Delivery
 from tertulia.storage.sessions import SessionRecord
 from tertulia.working import WorkingIndicator
 
@@ -271,6 +272,26 @@ class ChatRegistry:
         frame = orjson.dumps(sorted(bot_participant_ids)).decode()
         publish = self.broker.publish(runner_channel(owner), [Event(RUNNERS, frame)])
         self.background(asyncio.ensure_future(publish))
+
+    async def delivery_failed(self, delivery: Delivery) -> None:
+        """A delivery failed for good (bots/runner.py ``BotHost.delivery_failed``): an
+        external bot's trigger (its program down) makes it one to call back at once."""
+        if delivery.kind != "message":
+            return
+        chat = await self.get(delivery.conversation_id)
+        bot = chat._find(delivery.bot_participant_id) if chat is not None else None
+        if chat is None or bot is None or not self.triggered(bot):
+            return
+        try:
+            await chat._trigger_failed(bot, delivery.payload)
+        except ConversationGone:
+            return
+        except Exception:
+            log.exception(
+                "noting a failed trigger failed",
+                conversation_id=delivery.conversation_id,
+                participant_id=delivery.bot_participant_id,
+            )
 
     def _woken(self, event: Event) -> None:
         """Another process recorded deliveries claimed for this one's runner."""
@@ -1171,6 +1192,24 @@ class Chat:
         """A bot's *participant-joined* as its class is given it (see :mod:`tertulia.recall`)."""
         joined = self._system(SystemEvent.PARTICIPANT_JOINED, bot.id)
         return self.public(replace(joined, additional_metadata=metadata))
+
+    async def _trigger_failed(self, bot: Participant, payload: dict[str, Any]) -> None:
+        """The bot's trigger failed for good: it is due at the next person's message, and
+        starts where this trigger would have (kept as for a recall it did not answer): the
+        recall's own point, or, for the creation's, the *participant-joined* it carried."""
+        self._recall.failed(bot.id)
+        metadata = payload.get("additional_metadata") or {}
+        after = resume_point(metadata, "after")
+        if after is None:
+            seq = payload.get("seq")
+            after = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        if after is None:
+            return
+        copies = resume_point(metadata, "copies_after")
+        if copies is None and self.takes_copies(bot):
+            copies = 0  # (the creation's trigger: no copy before it)
+        async with self._transaction() as (conn, _):
+            await conv_repo.hold_resume_point(conn, bot.id, after, copies)
 
     async def _call_back(self, woken_by: Message) -> None:
         """A person wrote: trigger again the external bots that have no socket, when due

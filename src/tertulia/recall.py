@@ -58,6 +58,11 @@ class Recall:
         soon after a trigger would miss what was written until the period ran out)."""
         self._triggered.pop(bot_id, None)
 
+    def failed(self, bot_id: str) -> None:
+        """The bot's trigger failed for good (its program down): nothing is on its way, and
+        the next person's message calls it back at once."""
+        self._triggered.pop(bot_id, None)
+
     def due(self, absent: Sequence[Participant]) -> list[Participant]:
         """Of the bots with no socket, those to trigger now; they count as triggered.
 

@@ -330,3 +330,37 @@ async def test_a_bot_back_within_the_grace_period_resumes_from_its_next_recall(
             c = await room.message(local_id=await room.say("c"))
             third = (await recorder.wait_for(3))[2]
             assert third.json()["after"] == c["seq"] - 1
+
+
+async def test_a_bot_whose_trigger_failed_is_called_back_by_the_next_message(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The bot's program is down when the conversation is created: its trigger fails for
+    good. The next person's message calls it back at once, however long ``bot_recall``
+    (before: the failed trigger counted as one on its way, and the messages until the
+    period ran out were never answered), and it starts where the failed trigger would
+    have: that message, and any before it, reach it."""
+    recorder = Recorder()
+    refusals = 1
+
+    async def down_at_first(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal refusals
+        status = 503 if refusals else 200
+        refusals = max(refusals - 1, 0)
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    recorder.app = down_at_first
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url, retries=0)}, bot_recall=3600)
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            await recorder.wait_for(1)
+            await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+            room = await alice.connect(after=0)
+            m1 = await room.message(local_id=await room.say("m1"))
+            second = (await recorder.wait_for(2))[1]
+            assert second.json()["after"] < m1["seq"]
+            bot = await as_bot(server, people, second).connect()
+            assert (await bot.message(id=m1["id"]))["text"] == "m1"

@@ -113,6 +113,10 @@ class BotHost(Protocol):
         """Tell the runner ``owner`` (another process's) that these bot participants have
         new deliveries claimed for it."""
 
+    async def delivery_failed(self, delivery: Delivery) -> None:
+        """A delivery failed for good, after its retries (an external bot's trigger, its
+        program down: it is to be called back)."""
+
 
 class BotTimeout(Exception):
     """A bot call took longer than its spec allows."""
@@ -577,6 +581,7 @@ class BotRunner:
                 "bot delivery failed for good", attempts=attempts, error=error
             )
             BOT_DELIVERIES_FAILED.labels(context.bot_name).inc()
+            await self._host.delivery_failed(delivery)
             return Outcome(delivery.pk, outbox.FAILED, attempts, error), None
         assert state is not None  # an attempt that succeeded leaves its state
         changed = state if state != before else None
