@@ -23,7 +23,11 @@ It also marks a connection that the server's own shutdown closes (``shutdown``),
 ASGI scope under :data:`SERVER_STOPPING`: such a close is the server going away, not the
 participant leaving (see :meth:`tertulia.chats.Chat.disconnect`).
 
-This relies on uvicorn's method and attribute names (``run_asgi``, ``keepalive_timeout``,
+A denial response (HTTP 429 to a throttled handshake) counts as the handshake's answer
+(uvicorn logged each as an error, "ASGI callable returned without completing handshake").
+
+This relies on uvicorn's method and attribute names (``run_asgi``, ``send``,
+``handshake_complete``, ``close_sent``, ``keepalive_timeout``,
 ``connection_lost``, ``disconnected``, ``shutdown``, ``scope``, ``data_received``, ``conn``,
 ``handshake_initiated``), which is why uvicorn is pinned; ``tests/web/test_ws_abort.py``,
 ``tests/web/test_ws_restart.py`` and ``tests/web/test_ws_oversized_upgrade.py`` fail if the
@@ -33,6 +37,7 @@ abort, the mark or the answer stop working.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -60,6 +65,18 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         # The app is done with the connection: uvicorn has closed the transport or will
         # after its close_timeout; either way the connection has no reason to last.
         self._abort_later()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if (
+            message["type"] == "websocket.http.response.body"
+            and not message.get("more_body", False)
+            and self.close_sent
+        ):
+            # A denial response (a throttled handshake's 429) is a complete answer to the
+            # handshake; uvicorn does not count it as one, and logged each as the error
+            # "ASGI callable returned without completing handshake".
+            self.handshake_complete = True
 
     def shutdown(self) -> None:
         scope = getattr(self, "scope", None)  # (none before the handshake's request)
