@@ -15,6 +15,7 @@ from starlette.routing import Route
 from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve, webhook_bot
 from support.blab import Socket
 from support.bots import watch_logs
+from support.managers import delivery_rows
 from support.server import LiveServer, live_server
 from tertulia.errors import ConfigurationError
 from tertulia.web.app import create_app
@@ -254,3 +255,28 @@ def test_a_webhook_whose_secret_is_unset_stops_the_server_from_starting(
             create_app(make_settings(bots={"Hook": timed}))
         assert typed.value.detail == f"bot 'Hook': WebhookBot: timeout = {value!r}: {reason}"
     create_app(make_settings(bots={"Hook": webhook_bot("http://127.0.0.1:18141/hook")}))
+
+
+async def test_a_webhook_too_slow_is_said_to_be_slow_not_unreachable(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A webhook that takes the request but does not answer within the bot's ``timeout``:
+    the delivery's error says so (before: "cannot reach …: ReadTimeout: ", sending the
+    operator to look at the network)."""
+    never = asyncio.Event()
+
+    async def hook(request: Request) -> Response:
+        await never.wait()  # (until the server's shutdown cancels it)
+        return Response(status_code=204)
+
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    async with serve(app) as base:
+        spec = webhook_bot(f"{base}/hook", retries=0, kwargs={"timeout": 0.2})
+        async with live_server(make_settings(bots={"Hook": spec})) as server:
+            socket, hook_id = await talking_to_hook(server, people)
+            await socket.message(local_id=await socket.say("hello?"))
+            await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+            errors = [row.last_error for row in await delivery_rows(server, hook_id)]
+    assert any(e and e.endswith("did not answer within 0.2 s (ReadTimeout)") for e in errors), (
+        errors
+    )

@@ -209,6 +209,12 @@ class WebhookBot(Bot):
             ) as response:
                 status = response.status_code
                 content = await _read_answer(response) if 200 <= status < 300 else b""
+        except httpx.TimeoutException as exc:
+            # (reached, maybe, but too slow: "cannot reach" sent operators to the network)
+            raise WebhookFailed(
+                f"{self.shown_url} did not answer within {self.timeout:g} s "
+                f"({type(exc).__name__})"
+            ) from exc
         except Exception as exc:
             said = str(exc).replace(self.url, self.shown_url)
             raise WebhookFailed(
