@@ -32,8 +32,10 @@ const UPLOAD_RETRY_MS = 3000;
 const MAX_UPLOAD_ATTEMPTS = 5;
 /**
  * A text refused as too fast waits and goes again by itself when the server says it may
- * within this many seconds (a burst: pending texts sent at once after an outage), up to
- * MAX_THROTTLED times; past that it fails, with the reason and a Retry.
+ * within this many seconds (a burst: pending texts sent after an outage), up to
+ * MAX_THROTTLED times in a row; past that it fails, with the reason and a Retry. Texts go
+ * one at a time (#pumpTexts), so a text is refused again only when something else (another
+ * tab of the person) took the server's slot: it never pays for its own queue.
  */
 const THROTTLED_WAIT_MAX = 10;
 const MAX_THROTTLED = 5;
@@ -81,11 +83,17 @@ export class ChatSession extends EventTarget {
     });
     /** Milliseconds this tab adds to the wait of a throttled text (see #waitIfThrottled). */
     this.throttleOffset = Math.random() * 250;
+    /** When the texts may go again after a refusal that said to wait (Date.now()). */
+    this.textsResumeAt = 0;
+    this.textTimer = null;
     /** local_ids of texts this tab has held pending: the saved ones it may remove. */
     this.ownPending = new Set();
     this.store.addEventListener("change", (event) => {
       // (a history page may confirm restored texts too)
-      if (["message", "pending", "history"].includes(event.detail.kind)) this.#savePending();
+      if (["message", "pending", "history"].includes(event.detail.kind)) {
+        this.#savePending();
+        this.#pumpTexts(); // (an echo, a failure or a discard lets the next text go)
+      }
     });
   }
 
@@ -125,6 +133,7 @@ export class ChatSession extends EventTarget {
     this.uploads.clear();
     this.uploadQueue = [];
     clearTimeout(this.uploadTimer);
+    clearTimeout(this.textTimer);
   }
 
   async loadLimits() {
@@ -175,9 +184,7 @@ export class ChatSession extends EventTarget {
   #onOpen() {
     this.failedAttempts = 0;
     if (!this.limits) this.loadLimits();
-    for (const entry of this.store.pending.values()) {
-      if (entry.type === "T" && entry.status !== "failed") this.#sendText(entry);
-    }
+    this.#pumpTexts();
     this.uploadRetryAt = 0; // the server is back: at once
     this.#pumpUploads();
   }
@@ -207,7 +214,10 @@ export class ChatSession extends EventTarget {
     this.#emit("notice", { kind: "error", error: failure, code: error.code });
   }
 
-  /** A throttled text of mine that may go again soon: queued again, and sent then. */
+  /**
+   * A throttled text of mine that may go again soon: back in the queue, first still, and
+   * the queue waits what the server said.
+   */
   #waitIfThrottled(error) {
     const entry = typeof error.local_id === "string" && this.store.pending.get(error.local_id);
     // (`detail` is a text; a server of before put `retry_after` in it, an object then)
@@ -216,18 +226,36 @@ export class ChatSession extends EventTarget {
     if (!Number.isFinite(wait) || wait > THROTTLED_WAIT_MAX) return false;
     const throttled = (entry.throttled ?? 0) + 1;
     if (throttled > MAX_THROTTLED) return false;
+    // An offset of this tab's: two tabs' texts do not come back at the same instant.
+    this.textsResumeAt = Date.now() + wait * 1000 + this.throttleOffset;
     this.store.updatePending(entry.localId, { status: "queued", throttled });
-    setTimeout(
-      () => {
-        const current = this.store.pending.get(entry.localId);
-        // (if the socket is down meanwhile, its reopening sends every queued text)
-        if (current?.status === "queued" && this.connection.isOpen) this.#sendText(current);
-      },
-      // The same offset for all of this tab's (they keep their order), another for another
-      // tab's: two tabs' texts do not come back at the same instant.
-      wait * 1000 + this.throttleOffset,
-    );
     return true;
+  }
+
+  /**
+   * Texts go one at a time, in the order written, each once the one before it is echoed
+   * or refused for good: the server answers a socket's frames in order, but a refusal
+   * that says to wait (too fast) must hold back every text behind it, or a later text
+   * would take the slot the earlier one waits for and be stored before it. While the
+   * queue waits (`textsResumeAt`), a new text waits behind it. The socket down, the queue
+   * waits for it to open again (#onOpen).
+   */
+  #pumpTexts() {
+    clearTimeout(this.textTimer);
+    if (this.stopped || !this.connection.isOpen) return;
+    let next = null;
+    for (const entry of this.store.pending.values()) {
+      if (entry.type !== "T" || entry.status === "failed") continue;
+      if (entry.status === "sending") return; // on its way: its answer pumps again
+      next ??= entry;
+    }
+    if (!next) return;
+    const wait = this.textsResumeAt - Date.now();
+    if (wait > 0) {
+      this.textTimer = setTimeout(() => this.#pumpTexts(), wait);
+      return;
+    }
+    this.#sendText(next);
   }
 
   #onClose({ opened, code }) {
@@ -275,8 +303,7 @@ export class ChatSession extends EventTarget {
       status: "queued",
       time: new Date().toISOString(),
     };
-    this.store.addPending(entry);
-    this.#sendText(entry);
+    this.store.addPending(entry); // (sent when its turn comes: #pumpTexts)
     return entry;
   }
 
@@ -420,8 +447,7 @@ export class ChatSession extends EventTarget {
     entry.attempts = 0;
     entry.throttled = 0;
     if (entry.type === "T") {
-      this.store.updatePending(localId, { status: "queued", error: null });
-      this.#sendText(entry);
+      this.store.updatePending(localId, { status: "queued", error: null }); // (pumps)
     } else {
       this.#queueUpload(entry);
     }
