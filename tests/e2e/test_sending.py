@@ -44,3 +44,52 @@ async def test_texts_written_under_a_rate_limit_go_in_order(make_settings, open_
         # Sent again only after its refusal, never behind a later one.
         order = [lines.index(text) for text in sent]
         assert order == sorted(order), sent
+
+
+async def test_a_text_refused_while_the_server_is_unavailable_waits_for_it(
+    make_settings, open_tab
+) -> None:
+    """A text refused as `unavailable` (the database out of reach) says it waits for the
+    server, with no error, and goes again after each retry_after for as long as the outage
+    lasts (more times than a throttled text would), then arrives once; the texts after it
+    wait behind it."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        page = tab.page
+        refusals = 0
+
+        async def outage(route: Any) -> None:
+            # The server's database is away for the first eight tries of the first text.
+            upstream = route.connect_to_server()
+
+            def from_page(payload: str | bytes) -> None:
+                nonlocal refusals
+                frame = json.loads(payload)
+                if frame.get("text") == "during the outage" and refusals < 8:
+                    refusals += 1
+                    error = {
+                        "code": "unavailable",
+                        "detail": "The database cannot be reached; try again shortly.",
+                        "local_id": frame["local_id"],
+                        "retry_after": 1,
+                    }
+                    route.send(json.dumps({"error": error}))
+                else:
+                    upstream.send(payload)
+
+            route.on_message(from_page)
+
+        await page.route_web_socket("**/ws/chat/**", outage)
+        await page.reload()
+        await page.locator("#composer-input").wait_for()
+        await tab.send("during the outage")
+        await tab.send("after it")
+        waiting = page.locator("li.pending", has_text="during the outage")
+        await expect(waiting).to_contain_text("Waiting for the server…")
+        await expect(tab.bubble("during the outage", mine=True)).to_have_count(1, timeout=20_000)
+        await expect(tab.bubble("after it", mine=True)).to_have_count(1)
+        assert refusals == 8
+        assert await stored_texts(tab, server.base_url) == ["during the outage", "after it"]
+        await expect(page.locator("li.pending")).to_have_count(0)
+        await expect(page.locator(".notice-error")).to_have_count(0)

@@ -209,7 +209,7 @@ export class MessageList {
       const error = entry.error ? JSON.stringify(entry.error) : "";
       return {
         key: this.#keyOf(item),
-        sig: `${shared}|${entry.type}|${entry.status}|${error}|${this.connected}`,
+        sig: [shared, entry.type, entry.status, entry.held ?? "", error, this.connected].join("|"),
         build: () => pendingRow(entry, { ...ctx, connected: this.connected }),
       };
     }

@@ -286,7 +286,9 @@ function pendingStatus(entry, connected) {
     case "next":
       return t("status.next_upload");
     default:
-      return connected ? t("status.sending") : t("status.waiting");
+      if (!connected) return t("status.waiting");
+      // (refused as unavailable: sent again after the server's wait, as long as it takes)
+      return entry.held === "server" ? t("status.server_waiting") : t("status.sending");
   }
 }
 

@@ -39,10 +39,18 @@ const MAX_UPLOAD_ATTEMPTS = 5;
  */
 const THROTTLED_WAIT_MAX = 10;
 const MAX_THROTTLED = 5;
+/**
+ * A text refused as `unavailable` (the server's database or broker out of reach) waits the
+ * server's retry_after (this when it names none, and at most UNAVAILABLE_WAIT_MAX) and goes
+ * again, for as long as the outage lasts: a person's text is never dropped for it.
+ */
+const UNAVAILABLE_WAIT = 5;
+const UNAVAILABLE_WAIT_MAX = 30;
 /** Error frames' codes a person may meet, and what to tell them (i18n keys). */
 const REFUSALS = {
   throttled: "refused.throttled",
   not_participant: "refused.not_participant",
+  unavailable: "refused.unavailable",
 };
 
 /** The close code of a conversation deleted while open (as a refused handshake). */
@@ -215,14 +223,21 @@ export class ChatSession extends EventTarget {
   }
 
   /**
-   * A throttled text of mine that may go again soon: back in the queue, first still, and
-   * the queue waits what the server said.
+   * A text of mine refused for now (too fast, or the server's storage away): back in the
+   * queue, first still, and the queue waits what the server said.
    */
   #waitIfThrottled(error) {
     const entry = typeof error.local_id === "string" && this.store.pending.get(error.local_id);
+    if (!entry || entry.type !== "T") return false;
     // (`detail` is a text; a server of before put `retry_after` in it, an object then)
     const wait = error.retry_after ?? error.detail?.retry_after;
-    if (error.code !== "throttled" || !entry || entry.type !== "T") return false;
+    if (error.code === "unavailable") {
+      const seconds = Number.isFinite(wait) && wait > 0 ? wait : UNAVAILABLE_WAIT;
+      this.textsResumeAt = Date.now() + Math.min(seconds, UNAVAILABLE_WAIT_MAX) * 1000;
+      this.store.updatePending(entry.localId, { status: "queued", held: "server" });
+      return true;
+    }
+    if (error.code !== "throttled") return false;
     if (!Number.isFinite(wait) || wait > THROTTLED_WAIT_MAX) return false;
     const throttled = (entry.throttled ?? 0) + 1;
     if (throttled > MAX_THROTTLED) return false;
@@ -315,7 +330,9 @@ export class ChatSession extends EventTarget {
   #sendText(entry) {
     const frame = { type: "T", text: entry.text, local_id: entry.localId };
     if (entry.quotedId) frame.quoted_message_id = entry.quotedId;
-    if (this.connection.send(frame)) this.store.updatePending(entry.localId, { status: "sending" });
+    if (this.connection.send(frame)) {
+      this.store.updatePending(entry.localId, { status: "sending", held: null });
+    }
   }
 
   /**
