@@ -21,6 +21,11 @@
  *
  * Resuming with `?after=` and resending the pending texts with their local_id make a
  * replacement lose nothing and repeat nothing, so a needless one only costs a handshake.
+ *
+ * A socket counts as connected ("open", `onOpen`) once the server has served it: its first
+ * frame (the server's `state`) has come, not when the handshake ends. A server that cannot
+ * serve (its database or broker away: 1013; too many sockets of the participant: 4429)
+ * accepts the socket and closes it at once, which is no reconnection.
  */
 
 const FIRST_DELAY = 500;
@@ -53,7 +58,8 @@ export function backoffDelay(attempt) {
 export class Connection {
   /**
    * @param {() => string} url the socket URL for the next attempt
-   * @param {object} handlers `onOpen()`, `onFrame(object)`, `onClose({opened, code})`,
+   * @param {object} handlers `onOpen()` (served: see above), `onFrame(object)`,
+   *   `onClose({opened, served, code})` (`opened`: the handshake ended),
    *   `onStatus({state, retryAt?})` with state "connecting", "open" or "waiting", and
    *   `owed()`: whether the caller waits for the server to answer something it sent
    */
@@ -68,6 +74,8 @@ export class Connection {
     this.openTimer = null;
     this.wakeTimer = null;
     this.stopped = true;
+    /** Whether the current socket has been served (its first frame came). */
+    this.served = false;
     /** When the current socket was made, the silence watch began, and a frame last came. */
     this.madeAt = 0;
     this.watchedAt = 0;
@@ -88,8 +96,9 @@ export class Connection {
     };
   }
 
+  /** Whether the socket is open and served (frames sent before would be lost to a 4429). */
   get isOpen() {
-    return this.ws?.readyState === WebSocket.OPEN;
+    return this.served && this.ws?.readyState === WebSocket.OPEN;
   }
 
   start() {
@@ -156,9 +165,10 @@ export class Connection {
     clearTimeout(this.openTimer);
     this.silenceTimer = null;
     const opened = ws.readyState === WebSocket.OPEN;
+    const served = this.served;
     // (a dead socket's close handshake never ends; the browser gives up on it by itself)
     ws.close(4000, "replaced");
-    this.handlers.onClose?.({ opened, code: null });
+    this.handlers.onClose?.({ opened, served, code: null });
   }
 
   /**
@@ -200,6 +210,7 @@ export class Connection {
     }
     this.ws = ws;
     this.madeAt = Date.now();
+    this.served = false;
     let opened = false;
     this.#status("connecting");
     // A handshake into a dead network may never end, nor fail: give it up in time.
@@ -213,15 +224,18 @@ export class Connection {
       clearTimeout(this.openTimer);
       opened = true;
       this.heardAt = Date.now();
-      this.#status("open");
-      this.healthyTimer = setTimeout(() => {
-        this.attempt = 0;
-      }, HEALTHY_AFTER);
-      this.handlers.onOpen?.();
     });
     ws.addEventListener("message", (event) => {
       if (this.ws !== ws) return;
       this.heardAt = Date.now();
+      if (!this.served) {
+        this.served = true;
+        this.#status("open");
+        this.healthyTimer = setTimeout(() => {
+          this.attempt = 0;
+        }, HEALTHY_AFTER);
+        this.handlers.onOpen?.();
+      }
       if (typeof event.data !== "string") return;
       let frame;
       try {
@@ -240,7 +254,7 @@ export class Connection {
       clearTimeout(this.openTimer);
       this.silenceTimer = null;
       if (this.stopped) return;
-      this.handlers.onClose?.({ opened, code: event.code });
+      this.handlers.onClose?.({ opened, served: this.served, code: event.code });
       this.#schedule();
     });
   }

@@ -1,0 +1,79 @@
+"""What the page says about its connection when the server accepts a socket and closes it
+at once: an outage of its database or broker (1013), too many tabs of the person (4429)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from e2e.browser import Tab, expect
+from support.server import live_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+WATCH_NOTICES = """() => {
+  window.noticesSeen = [];
+  new MutationObserver((records) => {
+    for (const record of records) {
+      for (const node of record.addedNodes) window.noticesSeen.push(node.textContent);
+    }
+  }).observe(document.getElementById("notices"), { childList: true });
+}"""
+"""A page script: from now on, window.noticesSeen lists the text of every notice shown."""
+
+
+UNREACHABLE = "database unreachable: reconnect later"
+
+
+async def notices_seen(tab: Tab) -> list[str]:
+    return await tab.page.evaluate("window.noticesSeen")
+
+
+async def test_sockets_closed_at_once_are_not_a_reconnection(make_settings, open_tab) -> None:
+    """During an outage where each socket is accepted and closed with 1013, the page says
+    the connection is lost and never "Connected again."; it says so once a socket is
+    served again."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        page = tab.page
+        outage = False
+        refused = 0
+        three_refused = asyncio.Event()
+        sockets: list[Any] = []
+        tasks: set[asyncio.Future[None]] = set()
+
+        def route(socket: Any) -> None:
+            nonlocal refused
+            sockets.append(socket)
+            upstream = socket.connect_to_server()
+            if not outage:
+                return
+            refused += 1
+            if refused == 3:
+                three_refused.set()
+
+            # Accepted, then closed before the server's first frame reaches the page.
+            def close(payload: str | bytes) -> None:
+                tasks.add(asyncio.ensure_future(socket.close(code=1013, reason=UNREACHABLE)))
+
+            upstream.on_message(close)
+
+        await page.route_web_socket("**/ws/chat/**", route)
+        await page.reload()
+        await page.locator("#composer-input").wait_for()
+        await expect(page.locator(".banner-connection")).to_be_hidden()
+        await page.evaluate(WATCH_NOTICES)
+
+        outage = True
+        await sockets[-1].close(code=1013, reason=UNREACHABLE)
+        await asyncio.wait_for(three_refused.wait(), timeout=15)
+        await expect(page.locator(".banner-connection")).to_contain_text("Connection lost")
+        assert not any("Connected again" in text for text in await notices_seen(tab))
+
+        outage = False
+        await page.get_by_role("button", name="Retry now").click()
+        await expect(page.locator(".notice", has_text="Connected again.")).to_have_count(1)
+        await expect(page.locator(".banner-connection")).to_be_hidden()
