@@ -77,3 +77,33 @@ async def test_sockets_closed_at_once_are_not_a_reconnection(make_settings, open
         await page.get_by_role("button", name="Retry now").click()
         await expect(page.locator(".notice", has_text="Connected again.")).to_have_count(1)
         await expect(page.locator(".banner-connection")).to_be_hidden()
+
+
+async def test_a_tab_over_the_socket_cap_says_so_and_connects_later(
+    make_settings, open_tab
+) -> None:
+    """A tab whose socket the server closes with 4429 (too many of the person's tabs on the
+    conversation) says to close one, without "Connected again."; it keeps trying slowly and
+    connects once the other tab closes, then sends what was written meanwhile."""
+    async with live_server(make_settings(ws_max_sockets_per_participant=1)) as server:
+        first = await open_tab(server.base_url)
+        await first.start_conversation("alice", [])
+        page = await first.context.new_page()  # the same person's second tab
+        sockets: list[Any] = []
+        page.on("websocket", lambda socket: sockets.append(socket))
+        await page.goto("/")
+        banner = page.locator(".banner-connection")
+        await expect(banner).to_contain_text("open in too many tabs or windows")
+        await expect(banner).not_to_contain_text("Reconnecting in")
+        await expect(page.locator(".notice", has_text="Connected again.")).to_have_count(0)
+        tried = len(sockets)
+        await page.fill("#composer-input", "from the second tab")
+        await page.press("#composer-input", "Enter")
+
+        await first.page.close()
+        second = Tab(first.context, page)
+        await expect(second.bubble("from the second tab", mine=True)).to_have_count(
+            1, timeout=20_000
+        )
+        await expect(banner).to_be_hidden()
+        assert len(sockets) - tried <= 2  # slowly: not every half second

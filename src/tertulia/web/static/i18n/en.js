@@ -36,6 +36,8 @@ export default {
   "connection.back": "Connected again.",
   "connection.connecting": "Connecting…",
   "connection.retry": "Retry now",
+  "connection.too_many":
+    "This conversation is open in too many tabs or windows. Close one to continue here.",
   "connection.unreachable": "The server cannot be reached. Trying again…",
   "connection.waiting": "Connection lost. Reconnecting in {time}…",
 

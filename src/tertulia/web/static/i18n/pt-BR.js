@@ -39,6 +39,8 @@ export default {
   "connection.back": "Conectado de novo.",
   "connection.connecting": "Conectando…",
   "connection.retry": "Tentar agora",
+  "connection.too_many":
+    "Esta conversa está aberta em abas ou janelas demais. Feche uma para continuar aqui.",
   "connection.unreachable": "Não foi possível falar com o servidor. Tentando de novo…",
   "connection.waiting": "Conexão perdida. Reconectando em {time}…",
 

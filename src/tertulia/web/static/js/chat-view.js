@@ -456,8 +456,13 @@ export class ChatView {
         const seconds = Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000));
         text.textContent = t("connection.waiting", { time: formatDuration(seconds) });
       };
-      update();
-      this.countdown = setInterval(update, 1000);
+      if (status.reason === "too_many") {
+        // (no countdown: it connects once another tab closes, whenever that is)
+        text.textContent = t("connection.too_many");
+      } else {
+        update();
+        this.countdown = setInterval(update, 1000);
+      }
       banner.replaceChildren(
         icon("alert"),
         text,

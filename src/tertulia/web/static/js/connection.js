@@ -45,6 +45,13 @@ const WAKE_CHECK = 15_000;
 const ASLEEP_AFTER = 90_000;
 /** Hidden this long, a page shown again replaces its socket. */
 const HIDDEN_LONG = 60_000;
+/**
+ * The close code of a socket over the server's cap of sockets per participant (the person
+ * has too many tabs on this conversation). Tried again slowly, or at once when the tab is
+ * shown: it connects once another tab closes.
+ */
+export const CLOSE_TOO_MANY = 4429;
+const TOO_MANY_DELAY = 10_000;
 /** A socket made this recently is not replaced again by a wake, `online` or the page
  * being shown (they often come together). */
 const FRESH = 2000;
@@ -60,7 +67,8 @@ export class Connection {
    * @param {() => string} url the socket URL for the next attempt
    * @param {object} handlers `onOpen()` (served: see above), `onFrame(object)`,
    *   `onClose({opened, served, code})` (`opened`: the handshake ended),
-   *   `onStatus({state, retryAt?})` with state "connecting", "open" or "waiting", and
+   *   `onStatus({state, retryAt?, reason?})` with state "connecting", "open" or "waiting"
+   *   (reason "too_many" after a 4429), and
    *   `owed()`: whether the caller waits for the server to answer something it sent
    */
   constructor(url, handlers) {
@@ -255,15 +263,20 @@ export class Connection {
       this.silenceTimer = null;
       if (this.stopped) return;
       this.handlers.onClose?.({ opened, served: this.served, code: event.code });
-      this.#schedule();
+      this.#schedule(event.code);
     });
   }
 
-  #schedule() {
+  /** Connect again after the backoff; `code`, the close code of the socket that ended. */
+  #schedule(code = null) {
     if (this.stopped) return;
-    const delay = backoffDelay(this.attempt);
+    const tooMany = code === CLOSE_TOO_MANY;
+    const delay = tooMany
+      ? Math.round(TOO_MANY_DELAY * (0.8 + Math.random() * 0.4))
+      : backoffDelay(this.attempt);
     this.attempt += 1;
-    this.#status("waiting", { retryAt: Date.now() + delay });
+    const reason = tooMany ? "too_many" : null;
+    this.#status("waiting", { retryAt: Date.now() + delay, reason });
     this.timer = setTimeout(() => this.#connect(), delay);
   }
 }
