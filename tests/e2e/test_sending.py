@@ -93,3 +93,35 @@ async def test_a_text_refused_while_the_server_is_unavailable_waits_for_it(
         assert await stored_texts(tab, server.base_url) == ["during the outage", "after it"]
         await expect(page.locator("li.pending")).to_have_count(0)
         await expect(page.locator(".notice-error")).to_have_count(0)
+
+
+async def test_a_quote_of_a_message_not_available_says_so_in_words(make_settings, open_tab) -> None:
+    """A text quoting a message the server does not show (a bot's answer never approved)
+    is refused with a reason a person reads, in their language, no field name; with no
+    "Try again" that could only fail again, but Delete and sending it without the quote."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, locale="pt-BR")
+        page = tab.page
+        await page.goto("/")
+        await page.fill("#nickname", "alice")
+        await page.locator("#nickname").press("Enter")
+        await page.locator("#composer-input").wait_for()
+        # (the page cannot quote what it is not shown: a text saved by another tab can)
+        await page.evaluate(
+            """() => {
+              const id = sessionStorage.getItem("tertulia.conversation");
+              localStorage.setItem(`tertulia.pending.${id}`, JSON.stringify([{
+                localId: "quotes-a-hidden-one", text: "about that", time: new Date().toISOString(),
+                quotedId: "01a2496f-9bdc-7573-b480-8ee3f898b651",
+              }]));
+            }"""
+        )
+        await page.reload()
+        failed = page.locator("li.pending.status-failed", has_text="about that")
+        await expect(failed).to_contain_text("A mensagem que você respondeu não está disponível.")
+        await expect(failed).not_to_contain_text("quoted_message_id")
+        await expect(failed.get_by_role("button", name="Tentar de novo")).to_have_count(0)
+        await expect(failed.get_by_role("button", name="Apagar")).to_have_count(1)
+        await failed.get_by_role("button", name="Enviar sem a citação").click()
+        await expect(tab.bubble("about that", mine=True)).to_have_count(1)
+        await expect(page.locator("li.pending")).to_have_count(0)

@@ -16,6 +16,7 @@ export default {
   "action.save_transcript": "Save the conversation as a text file",
   "action.send": "Send",
   "action.send_recording": "Send the voice message",
+  "action.send_unquoted": "Send without the quote",
 
   "announce.many.one": "{count} new message",
   "announce.many.other": "{count} new messages",
@@ -120,6 +121,7 @@ export default {
   "status.failed": "Not sent",
   "refused.throttled": "You are sending messages too fast. Wait a moment, then retry.",
   "refused.not_participant": "You are no longer in this conversation.",
+  "refused.quote_missing": "The message you replied to is not available.",
   "refused.unavailable": "The server is unavailable just now. Try again shortly.",
   "status.next_upload": "Waiting for the file before it…",
   "status.retrying": "Not taken yet; trying again…",

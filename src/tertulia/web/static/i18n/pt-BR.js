@@ -19,6 +19,7 @@ export default {
   "action.save_transcript": "Salvar a conversa como arquivo de texto",
   "action.send": "Enviar",
   "action.send_recording": "Enviar a mensagem de voz",
+  "action.send_unquoted": "Enviar sem a citação",
 
   "announce.many.one": "{count} mensagem nova",
   "announce.many.other": "{count} mensagens novas",
@@ -123,6 +124,7 @@ export default {
   "status.failed": "Não enviada",
   "refused.throttled": "Você está enviando mensagens rápido demais. Espere um pouco e tente de novo.",
   "refused.not_participant": "Você não está mais nesta conversa.",
+  "refused.quote_missing": "A mensagem que você respondeu não está disponível.",
   "refused.unavailable": "O servidor está indisponível agora. Tente de novo daqui a pouco.",
   "status.next_upload": "Aguardando o arquivo anterior…",
   "status.retrying": "Ainda não aceito; tentando de novo…",

@@ -47,7 +47,7 @@ export class ChatView {
         this.session.chooseOption(message, option);
         this.#stickToBottom();
       },
-      retry: (localId) => this.session.retry(localId),
+      retry: (localId, how) => this.session.retry(localId, how),
       discard: (localId) => this.session.discard(localId),
       jump: (id) => this.#jump(id),
     });

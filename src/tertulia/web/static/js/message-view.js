@@ -340,12 +340,27 @@ export function pendingRow(entry, ctx) {
         // here too would read the refusal again for each text. A failed upload has none.
         { class: "failure", role: entry.type === "T" ? null : "alert" },
         h("span", {}, errorText(entry.error) || t("status.failed")),
-        h(
-          "button",
-          { type: "button", class: "link-button", onclick: () => actions.retry(entry.localId) },
-          icon("retry"),
-          t("action.retry"),
-        ),
+        // (no Retry where the same message would only be refused again)
+        entry.error?.final
+          ? null
+          : h(
+              "button",
+              { type: "button", class: "link-button", onclick: () => actions.retry(entry.localId) },
+              icon("retry"),
+              t("action.retry"),
+            ),
+        entry.error?.unquote
+          ? h(
+              "button",
+              {
+                type: "button",
+                class: "link-button",
+                onclick: () => actions.retry(entry.localId, { withoutQuote: true }),
+              },
+              icon("retry"),
+              t("action.send_unquoted"),
+            )
+          : null,
         h(
           "button",
           { type: "button", class: "link-button", onclick: () => actions.discard(entry.localId) },

@@ -53,6 +53,12 @@ const REFUSALS = {
   unavailable: "refused.unavailable",
 };
 
+/**
+ * Error codes of refusals that the same message, sent again, would meet again: no Retry
+ * is offered for them (only Delete, or for a quote gone, sending it without the quote).
+ */
+const FINAL = new Set(["invalid", "bad_command", "not_found", "not_participant"]);
+
 /** The close code of a conversation deleted while open (as a refused handshake). */
 const CLOSE_GONE = 4404;
 
@@ -212,10 +218,7 @@ export class ChatSession extends EventTarget {
    */
   #onError(error) {
     if (this.#waitIfThrottled(error)) return;
-    const failure =
-      typeof error.code === "string" && Object.hasOwn(REFUSALS, error.code)
-        ? { key: REFUSALS[error.code] }
-        : { text: detailText(error.detail) || String(error.code ?? "") };
+    const failure = refusal(error);
     if (typeof error.local_id === "string" && this.store.pending.has(error.local_id)) {
       this.store.updatePending(error.local_id, { status: "failed", error: failure });
     }
@@ -457,10 +460,14 @@ export class ChatSession extends EventTarget {
     return true;
   }
 
-  /** Try a failed message again, with the same local_id. */
-  retry(localId) {
+  /**
+   * Try a failed message again, with the same local_id; `withoutQuote`: as a plain message
+   * (the one it quoted is not available).
+   */
+  retry(localId, { withoutQuote = false } = {}) {
     const entry = this.store.pending.get(localId);
     if (!entry) return;
+    if (withoutQuote) entry.quotedId = null;
     entry.attempts = 0;
     entry.throttled = 0;
     if (entry.type === "T") {
@@ -524,6 +531,25 @@ export class ChatSession extends EventTarget {
       });
     }
   }
+}
+
+/**
+ * What to tell the person about a refused message: `{key}` or `{text}` (in the server's
+ * words), `final` when sending it again cannot succeed, `unquote` when it may without its
+ * quote. Field errors are read from `errors` (`detail` only says them in the server's
+ * language, with their field names).
+ */
+function refusal(error) {
+  const code = typeof error.code === "string" ? error.code : "";
+  const fields = error.errors && typeof error.errors === "object" ? error.errors : {};
+  if (Object.hasOwn(fields, "quoted_message_id")) {
+    return { key: "refused.quote_missing", final: true, unquote: true };
+  }
+  const failure = Object.hasOwn(REFUSALS, code)
+    ? { key: REFUSALS[code] }
+    : { text: detailText(error.detail) || code };
+  if (FINAL.has(code)) failure.final = true;
+  return failure;
 }
 
 /** What to tell the person about a refused upload. */
