@@ -15,6 +15,16 @@ from support.server import live_server
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
+def overlap(one: dict[str, float], other: dict[str, float]) -> bool:
+    """Whether two bounding boxes overlap."""
+    return (
+        one["x"] < other["x"] + other["width"]
+        and other["x"] < one["x"] + one["width"]
+        and one["y"] < other["y"] + other["height"]
+        and other["y"] < one["y"] + one["height"]
+    )
+
+
 def watch_sent_texts(tab: Tab) -> list[str]:
     """The texts of the frames the page sends from now on, in order."""
     sent: list[str] = []
@@ -106,6 +116,9 @@ async def test_a_quote_of_a_message_not_available_says_so_in_words(make_settings
         await page.fill("#nickname", "alice")
         await page.locator("#nickname").press("Enter")
         await page.locator("#composer-input").wait_for()
+        for number in range(12):  # the failed text at the bottom, where notices show
+            await tab.send(f"earlier {number}")
+        await expect(tab.bubble("earlier 11", mine=True)).to_have_count(1)
         # (the page cannot quote what it is not shown: a text saved by another tab can)
         await page.evaluate(
             """() => {
@@ -120,6 +133,12 @@ async def test_a_quote_of_a_message_not_available_says_so_in_words(make_settings
         failed = page.locator("li.pending.status-failed", has_text="about that")
         await expect(failed).to_contain_text("A mensagem que você respondeu não está disponível.")
         await expect(failed).not_to_contain_text("quoted_message_id")
+        # The notice saying so leaves the reason under the text readable.
+        notice = await page.locator(".notice-error").bounding_box()
+        reason = await failed.locator(".failure span").first.bounding_box()
+        assert notice
+        assert reason
+        assert not overlap(notice, reason), (notice, reason)
         await expect(failed.get_by_role("button", name="Tentar de novo")).to_have_count(0)
         await expect(failed.get_by_role("button", name="Apagar")).to_have_count(1)
         await failed.get_by_role("button", name="Enviar sem a citação").click()
