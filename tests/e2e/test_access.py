@@ -289,3 +289,31 @@ async def test_texts_refused_in_a_row_share_one_notice_clear_of_their_buttons(
         buttons = failed.locator(".failure button")
         await expect(buttons).to_have_count(6)
         assert await buttons.evaluate_all(HIT) == [True] * 6
+
+
+async def test_the_lobby_says_the_server_is_unavailable_in_the_persons_language(
+    make_settings, open_tab
+) -> None:
+    """A conversation refused with 503 (the server's database out of reach) is told in the
+    page's language, not in the server's English words."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, locale="pt-BR")
+        page = tab.page
+
+        async def database_away(route) -> None:
+            if route.request.method != "POST":
+                await route.continue_()
+                return
+            body = {
+                "detail": "The database cannot be reached; try again shortly.",
+                "code": "unavailable",
+            }
+            await route.fulfill(status=503, json=body, headers={"Retry-After": "5"})
+
+        await page.route("**/api/chat/conversations/", database_away)
+        await page.goto("/")
+        await page.fill("#nickname", "alice")
+        await page.get_by_role("button", name="Começar a conversa").click()
+        error = page.get_by_text("O servidor está indisponível agora.")
+        await expect(error).to_be_visible()
+        await expect(page.get_by_text("The database cannot be reached")).to_have_count(0)

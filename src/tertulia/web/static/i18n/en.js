@@ -89,6 +89,7 @@ export default {
   "lobby.start": "Start the conversation",
   "lobby.tagline": "Chat with people and bots.",
   "lobby.unreachable": "The server cannot be reached.",
+  "lobby.unavailable": "The server is unavailable just now. Please try again shortly.",
   "lobby.yours": "Your conversations",
 
   "lost.gone": "That conversation no longer exists.",

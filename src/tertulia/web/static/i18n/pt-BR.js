@@ -92,6 +92,7 @@ export default {
   "lobby.start": "Começar a conversa",
   "lobby.tagline": "Converse com pessoas e bots.",
   "lobby.unreachable": "Não foi possível falar com o servidor.",
+  "lobby.unavailable": "O servidor está indisponível agora. Tente de novo daqui a pouco.",
   "lobby.yours": "Suas conversas",
 
   "lost.gone": "Essa conversa não existe mais.",

@@ -278,9 +278,12 @@ export class LobbyView {
     try {
       this.onEnter(await request());
     } catch (error) {
-      // (the server's own words stay as they are)
-      const detail = error.status === 0 ? "" : detailText(error.body);
-      this.#showFormError(() => detail || t(error.status === 0 ? "lobby.unreachable" : "lobby.failed"));
+      // (the server's own words stay as they are, but for its storage out of reach, which
+      // a person meets and is told in their language)
+      const unavailable = error.status === 503 || error.body?.code === "unavailable";
+      const detail = error.status === 0 || unavailable ? "" : detailText(error.body);
+      const key = error.status === 0 ? "lobby.unreachable" : "lobby.failed";
+      this.#showFormError(() => detail || t(unavailable ? "lobby.unavailable" : key));
       this.busy = false;
       this.startButton.disabled = false;
     }
