@@ -324,3 +324,41 @@ async def test_a_file_the_server_does_not_take_yet_can_be_cancelled(
         await expect(cards).to_contain_text("second.txt")
         await expect(tab.page.locator("li.msg.mine.pending")).to_have_count(0)
         assert refused
+
+
+async def test_after_a_413_the_next_file_is_checked_against_the_new_limits(
+    make_settings, open_tab
+) -> None:
+    """The server's limits lowered since the page loaded them: the file it refuses with 413
+    makes the page read them again, so the next file too large is stopped before it goes."""
+    limits = {"MAX_IMAGE_SIZE": 100}
+    async with live_server(make_settings(limits=limits)) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        served: list[int] = []
+
+        async def limits_of_before(route) -> None:
+            # The first answer is from before the limits were lowered.
+            response = await route.fetch()
+            body = await response.json()
+            if not served:
+                body["MAX_IMAGE_SIZE"] = 10_000_000
+            served.append(body["MAX_IMAGE_SIZE"])
+            await route.fulfill(response=response, json=body)
+
+        await page.route("**/api/chat/limits/", limits_of_before)
+        await tab.start_conversation("alice", [])
+        posts: list[str] = []
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        image = {"name": "big.png", "mimeType": "image/png", "buffer": png(64, 64)}
+        await page.set_input_files("input[type=file]", files=[image])
+        await tab.send("")
+        await expect(page.locator("li.msg.mine.pending")).to_contain_text(
+            "The server refused the file: it is larger than 100 B."
+        )
+        uploads = len(posts)
+        await page.set_input_files("input[type=file]", files=[image])
+        error = page.locator(".composer-error")
+        await expect(error).to_contain_text("big.png is too large")
+        await expect(error).to_contain_text("the limit is 100 B")
+        assert len(posts) == uploads

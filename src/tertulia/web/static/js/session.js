@@ -440,6 +440,9 @@ export class ChatSession extends EventTarget {
       return;
     }
     if (status === 415 && this.#asAttachment(entry)) return;
+    // The server's limits may have changed since the page loaded them: the next file is
+    // checked against the current ones (and the person told before it goes up).
+    if (status === 413) this.loadLimits();
     this.store.updatePending(entry.localId, { status: "failed", error: uploadError(status, body) });
     this.#uploadDone(entry.localId);
   }
