@@ -335,17 +335,23 @@ async def test_after_a_413_the_next_file_is_checked_against_the_new_limits(
     async with live_server(make_settings(limits=limits)) as server:
         tab = await open_tab(server.base_url)
         page = tab.page
-        served: list[int] = []
+        refused = False  # (the page has had its 413: the limits it reads now are current)
 
         async def limits_of_before(route) -> None:
-            # The first answer is from before the limits were lowered.
+            # Until the 413, the answer is from before the limits were lowered (the page
+            # may read them more than once before: on the lobby, on entering).
             response = await route.fetch()
             body = await response.json()
-            if not served:
+            if not refused:
                 body["MAX_IMAGE_SIZE"] = 10_000_000
-            served.append(body["MAX_IMAGE_SIZE"])
             await route.fulfill(response=response, json=body)
 
+        def on_response(response) -> None:
+            nonlocal refused
+            if response.request.method == "POST" and response.status == 413:
+                refused = True
+
+        page.on("response", on_response)
         await page.route("**/api/chat/limits/", limits_of_before)
         await tab.start_conversation("alice", [])
         posts: list[str] = []
