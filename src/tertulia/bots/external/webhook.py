@@ -212,8 +212,7 @@ class WebhookBot(Bot):
         except httpx.TimeoutException as exc:
             # (reached, maybe, but too slow: "cannot reach" sent operators to the network)
             raise WebhookFailed(
-                f"{self.shown_url} did not answer within {self.timeout:g} s "
-                f"({type(exc).__name__})"
+                f"{self.shown_url} did not answer within {self.timeout:g} s ({type(exc).__name__})"
             ) from exc
         except Exception as exc:
             said = str(exc).replace(self.url, self.shown_url)
