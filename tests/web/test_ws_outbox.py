@@ -80,6 +80,25 @@ async def test_a_sockets_own_state_is_not_replaced_by_a_broadcast_one() -> None:
     box.sender.cancel()
 
 
+async def test_an_opening_sockets_first_state_is_its_own() -> None:
+    """A broadcast state (someone's presence) delivered while the socket is opening, before
+    its own state was read, is dropped: the own one, read after it, is as new and carries
+    what only it has (a bot's copy_seq, the working bots). Before, the broadcast one could
+    come first, and a client reading its first state found no copy_seq. Once the own state
+    is queued, a broadcast one follows it as before."""
+    peer = Peer()
+    box = outbox(peer)
+    box.hold()  # (the endpoint's opening: subscribed, its first frames not written yet)
+    box.deliver(Event(EVERYONE, "s-before", supersedes=True))
+    box.put_state("own, copy_seq", own=True)
+    box.deliver(Event(EVERYONE, "s-after", supersedes=True))
+    box.put_first([])
+    await drained(box)
+    assert peer.sent == ["own, copy_seq", "s-after"]
+    assert box.sender is not None
+    box.sender.cancel()
+
+
 async def test_a_state_already_taken_is_not_rewritten() -> None:
     """Once the sender took a state frame, a newer one is queued after what follows it."""
     peer = Peer()

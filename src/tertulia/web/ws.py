@@ -194,6 +194,11 @@ class Outbox:
         if event.close is not None:
             self.close(event.close, CLOSE_REASONS.get(event.close, ""))
         elif event.supersedes:
+            if self._held is not None and self._state is None:
+                # Opening, its own state not read yet: that one, read after this, is as
+                # new and complete (with its copy_seq, its working bots); a broadcast one
+                # ahead of it would be the socket's first state frame.
+                return
             self.put_state(event.frame)
         elif event.seq is not None and event.seq <= self._replayed_upto:
             return  # the first frames carried it
