@@ -1054,7 +1054,8 @@ class Chat:
                     await self._store(
                         conn, out, self._system(SystemEvent.PARTICIPANT_JOINED, participant.id)
                     )
-                out.publish_state(self.participants, services.accepts)
+                if not returning:  # (back within the grace: nobody saw it go)
+                    out.publish_state(self.participants, services.accepts)
         except BaseException:
             # Not joined after all: the socket is not counted present (it would stay so,
             # with no socket, and the participant's next socket would not join).
