@@ -336,6 +336,7 @@ async def test_after_a_413_the_next_file_is_checked_against_the_new_limits(
         tab = await open_tab(server.base_url)
         page = tab.page
         refused = False  # (the page has had its 413: the limits it reads now are current)
+        reread = asyncio.Event()  # (and it has read them since)
 
         async def limits_of_before(route) -> None:
             # Until the 413, the answer is from before the limits were lowered (the page
@@ -345,6 +346,8 @@ async def test_after_a_413_the_next_file_is_checked_against_the_new_limits(
             if not refused:
                 body["MAX_IMAGE_SIZE"] = 10_000_000
             await route.fulfill(response=response, json=body)
+            if refused:
+                reread.set()
 
         def on_response(response) -> None:
             nonlocal refused
@@ -362,6 +365,7 @@ async def test_after_a_413_the_next_file_is_checked_against_the_new_limits(
         await expect(page.locator("li.msg.mine.pending")).to_contain_text(
             "The server refused the file: it is larger than 100 B."
         )
+        await asyncio.wait_for(reread.wait(), 15)
         uploads = len(posts)
         await page.set_input_files("input[type=file]", files=[image])
         error = page.locator(".composer-error")
