@@ -361,6 +361,7 @@ async def test_after_a_413_the_next_file_is_checked_against_the_new_limits(
         page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
         image = {"name": "big.png", "mimeType": "image/png", "buffer": png(64, 64)}
         await page.set_input_files("input[type=file]", files=[image])
+        await expect(page.locator(".staged-file")).to_contain_text("big.png")  # (then sent)
         await tab.send("")
         await expect(page.locator("li.msg.mine.pending")).to_contain_text(
             "The server refused the file: it is larger than 100 B."
