@@ -51,7 +51,7 @@ def test_a_bot_that_came_is_due_again_as_soon_as_it_is_gone() -> None:
     c = bot("c")
     recall.triggered([c])
     clock.now += 1
-    recall.arrived("c")
+    recall.answered("c")
     assert recall.due([c]) == [c]
     assert recall.due([c]) == [], "triggered again: now on its way"
 

@@ -1035,7 +1035,7 @@ class Chat:
         first = await services.broker.join(self.conversation.id, participant.id, socket_id)
         returning = services.cancel_leave(self.conversation.id, participant.id)
         if not participant.is_human:
-            self._recall.arrived(participant.id)
+            self._recall.answered(participant.id)
         # A bot back within the grace (its program restarted quickly) did not leave, but
         # may have been called back meanwhile: its row is read (and cleared) all the same.
         if not first or (returning and participant.is_human):
@@ -1198,12 +1198,11 @@ class Chat:
         """The bot's trigger failed for good: it is due at the next person's message, and
         starts where this trigger would have (kept as for a recall it did not answer): the
         recall's own point, or, for the creation's, the *participant-joined* it carried."""
-        self._recall.failed(bot.id)
+        self._recall.answered(bot.id)
         metadata = payload.get("additional_metadata") or {}
         after = resume_point(metadata, "after")
         if after is None:
-            seq = payload.get("seq")
-            after = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+            after = resume_point(payload, "seq")  # (the creation's: its participant-joined)
         if after is None:
             return
         copies = resume_point(metadata, "copies_after")

@@ -33,6 +33,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
+def describe(error: BaseException) -> str:
+    """An error in one line, for a log or a ``reason`` (``ConnectionError: Error 111
+    connecting to ...``; the type alone when it says nothing more)."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
 class TertuliaError(Exception):
     """Root of every error Tertulia raises on purpose.
 

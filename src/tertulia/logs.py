@@ -8,7 +8,7 @@ import sys
 
 import structlog
 
-from tertulia.errors import ServiceUnavailable
+from tertulia.errors import ServiceUnavailable, describe
 
 QUIET_LIBRARIES = ("httpx", "httpcore", "openai")
 """Loggers of the HTTP libraries bots use, kept to warnings whatever ``log_level`` says:
@@ -42,7 +42,7 @@ class OneLineFailures(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         failure = record.exc_info[1] if record.exc_info else None
         if failure is not None:
-            record.msg = f"{record.getMessage()}: {type(failure).__name__}: {failure}"
+            record.msg = f"{record.getMessage()}: {describe(failure)}"
             record.args = None
             record.exc_info = None
             record.exc_text = None

@@ -52,15 +52,12 @@ class Recall:
         for bot in bots:
             self._triggered[bot.id] = now
 
-    def arrived(self, bot_id: str) -> None:
-        """The bot's socket opened: its trigger is answered, and once it is gone again the
-        next person's message calls it back at once (else a bot whose program restarted
-        soon after a trigger would miss what was written until the period ran out)."""
-        self._triggered.pop(bot_id, None)
-
-    def failed(self, bot_id: str) -> None:
-        """The bot's trigger failed for good (its program down): nothing is on its way, and
-        the next person's message calls it back at once."""
+    def answered(self, bot_id: str) -> None:
+        """The bot's trigger is answered: its socket opened, or the trigger failed for good
+        (its program down). Nothing is on its way, and once the bot is gone (or still down)
+        the next person's message calls it back at once (else a bot whose program
+        restarted soon after a trigger would miss what was written until the period ran
+        out)."""
         self._triggered.pop(bot_id, None)
 
     def due(self, absent: Sequence[Participant]) -> list[Participant]:
@@ -80,6 +77,7 @@ class Recall:
 
 
 def resume_point(metadata: dict[str, object], key: str) -> int | None:
-    """``after`` or ``copies_after`` of a recall's metadata (None: not a recall)."""
+    """``after`` or ``copies_after`` of a recall's metadata (None: not a recall), or any
+    such position (a ``seq``) of a mapping: a whole number >= 0."""
     value = metadata.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

@@ -11,13 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tertulia.errors import describe
+
 REMINDER_EVERY = 60.0
 """Seconds between two "still failing" lines of one outage."""
-
-
-def describe(error: BaseException) -> str:
-    """An error in one line (``ConnectionError: Error 111 connecting to ...``)."""
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 class OutageLog:

@@ -47,7 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from tertulia.errors import BrokerUnavailable
+from tertulia.errors import BrokerUnavailable, describe
 from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
 from tertulia.realtime.outages import OutageLog
 
@@ -151,7 +151,7 @@ def _outage() -> Iterator[None]:
     try:
         yield
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise BrokerUnavailable(describe(exc)) from exc
 
 
 def _events(data: bytes) -> list[Event]:

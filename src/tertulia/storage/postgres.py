@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Executable
 
-from tertulia.errors import Conflict, DatabaseUnavailable
+from tertulia.errors import Conflict, DatabaseUnavailable, describe
 from tertulia.storage.database import Database, Params, json_dumps
 from tertulia.storage.sql import Result, StatementCache
 
@@ -43,8 +43,7 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
 
 def unreachable(error: BaseException) -> DatabaseUnavailable:
     """The :class:`DatabaseUnavailable` for one of ``UNREACHABLE``."""
-    text = str(error)
-    return DatabaseUnavailable(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+    return DatabaseUnavailable(describe(error))
 
 
 async def _init_connection(raw: Any) -> None:

@@ -57,7 +57,7 @@ from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Executable
 
-from tertulia.errors import ConfigurationError, Conflict, DatabaseUnavailable
+from tertulia.errors import ConfigurationError, Conflict, DatabaseUnavailable, describe
 from tertulia.storage.database import Database, Params, json_dumps
 from tertulia.storage.sql import Result, StatementCache
 
@@ -93,12 +93,13 @@ def _busy(error: BaseException) -> bool:
 
 
 def translated(error: BaseException) -> BaseException:
-    """:class:`DatabaseUnavailable` for a lock held too long, else ``error`` itself."""
-    if _busy(error):
-        unavailable = DatabaseUnavailable(f"{type(error).__name__}: {error}")
-        unavailable.__cause__ = error
-        return unavailable
-    return error
+    """:class:`DatabaseUnavailable` (caused by ``error``) for a lock held too long, else
+    ``error`` itself."""
+    if not _busy(error):
+        return error
+    unavailable = DatabaseUnavailable(describe(error))
+    unavailable.__cause__ = error
+    return unavailable
 
 
 def sqlite_path(url: str) -> str:

@@ -340,7 +340,9 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
                         reader.pending.clear()
                         if spool.pending >= FLUSH_AT:
                             await spool.flush()
-        except TimeoutError:  # (only an oversized body's wait has a deadline)
+        except TimeoutError:
+            if not oversized:  # (only an oversized body's wait has a deadline)
+                raise
             raise _Refuse(too_large(reader.file_limit)) from None
         parser.finalize()
         if not reader.ended:

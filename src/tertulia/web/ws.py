@@ -71,14 +71,6 @@ from tertulia.web.wsprotocol import SERVER_STOPPING
 log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
 CLOSE_ERROR = 1011
-
-
-def unavailable(exc: ServiceUnavailable) -> str:
-    """The close reason of a socket ended by an outage (``database unreachable: reconnect
-    later``)."""
-    return f"{exc.service} unreachable: reconnect later"
-
-
 CLOSE_MISSED = 1012  # "service restart": the broker lost events; reconnect to catch up
 CLOSE_TIMEOUT = 5.0
 # Messages a resuming socket reads, and holds, at a time: about 250 KB of 1,000-character
@@ -96,6 +88,12 @@ def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     return _origins(tuple(allowed)).allow(
         websocket.headers.get("origin"), websocket.headers.get("host", "")
     )
+
+
+def unavailable(exc: ServiceUnavailable) -> str:
+    """The close reason of a socket ended by an outage (``database unreachable: reconnect
+    later``)."""
+    return f"{exc.service} unreachable: reconnect later"
 
 
 class _Latest:
