@@ -42,7 +42,8 @@ async def test_an_on_loop_bot_is_called_on_the_loop_and_its_answer_stored(
 
 async def test_a_refused_send_fails_the_delivery(make_settings: Any, people: Any) -> None:
     """The runner waits for an on-loop bot's sends: one the server refuses is the call's
-    failure, retried and then recorded, as a thread bot's would be."""
+    failure, recorded at once (another attempt would be refused the same way), as a thread
+    bot's would be."""
     bots = {"Bad": {"module": OURS, "class": "OnLoopBadSenderBot", "retries": 1}}
     async with live_server(make_settings(bots=bots)) as server:
         alice, socket, ids = await start(server, people, ["Bad"])
@@ -50,7 +51,7 @@ async def test_a_refused_send_fails_the_delivery(make_settings: Any, people: Any
         await server.registry.runner.idle()
         rows = await delivery_rows(server, ids["Bad"])
         (row,) = [r for r in rows if r.kind == "message" and r.payload["id"] == sent["id"]]
-        assert (row.status, row.attempts) == ("failed", 2)
+        assert (row.status, row.attempts) == ("failed", 1)
         assert "quoted message does not exist" in row.last_error
         history = (await alice.history()).json()["results"]
         assert not [m for m in history if m.get("sender_id") == ids["Bad"]]

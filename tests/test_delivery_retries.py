@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from support.blab import Socket
-from support.bots import bots_with, watch_logs
+from support.bots import REFUSED_CALLS, bots_with, watch_logs
 from support.managers import (
     ATTEMPTS,
     ENTERED,
@@ -182,3 +182,29 @@ async def test_a_configuration_error_is_not_retried(make_settings: Any, people: 
     given_up = [e for e in mine if e["event"] == "bot delivery failed for good"]
     assert len(calls) == len(given_up) >= 1  # (its joining too: one attempt each)
     assert all(e["bot"] == "Broken" and e["attempts"] == 1 for e in given_up)
+
+
+async def test_a_send_the_server_refuses_is_not_retried(make_settings: Any, people: Any) -> None:
+    """A bot whose answer the server refuses (a 4xx of the chat's rules: a quote of no
+    message here, a manager's redirect to no such bot) fails its delivery at the first
+    attempt: each retry would be refused the same way, and the bot's later deliveries
+    (a manager's: every message of the conversation) would wait out the backoff. (An
+    on-loop bot's refused send: test_delivery_on_loop.py.)"""
+    bots = bots_with("Refused", "RefusedBot", retries=3)
+    REFUSED_CALLS.clear()
+    with watch_logs() as logs:
+        async with live_server(make_settings(bots=bots)) as server:
+            _, socket, ids = await start(server, people, ["Refused"])
+            sent = await say(socket, "hello")
+            await server.registry.runner.idle()
+            row = row_for(await delivery_rows(server, ids["Refused"]), sent["id"])
+            assert (row.status, row.attempts) == ("failed", 1)
+            assert "quoted_message_id" in row.last_error
+    assert [sent["id"]] == REFUSED_CALLS
+    given_up = [
+        e
+        for e in logs.entries
+        if e.get("participant_id") == ids["Refused"]
+        and e["event"] == "bot delivery failed for good"
+    ]
+    assert [e["attempts"] for e in given_up] == [1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -38,6 +39,22 @@ class RaisingBot(_HumanTriggered):
     def receive_message(self, message: ChatMessage) -> None:
         if message.sent_by_human:
             raise RuntimeError(f"boom on {message.text!r}")
+
+
+class RefusedBot(_HumanTriggered):
+    """Answers every human message with a text the server refuses (a quote of no message
+    of the conversation), counting its calls in :data:`REFUSED_CALLS`."""
+
+    def receive_message(self, message: ChatMessage) -> None:
+        if message.sent_by_human:
+            REFUSED_CALLS.append(message.id)
+            self.info.send_function(
+                {"type": "T", "text": "see", "quoted_message_id": str(uuid.uuid4())}
+            )
+
+
+REFUSED_CALLS: list[str] = []
+"""The id of each human message a :class:`RefusedBot` was called for, once per call."""
 
 
 class MisconfiguredBot:

@@ -23,7 +23,8 @@ Guarantees (see docs/bots.md):
   timeout is retried ``spec.retries`` times with exponential backoff (the first attempt
   directly, the retries with tenacity), then recorded as failed and logged with ids. A
   :class:`~tertulia.errors.ConfigurationError` (the bot's constructor finds its settings
-  cannot work) is not retried: it would fail the same way.
+  cannot work) is not retried, nor is a send the server refuses by the chat's rules (an
+  invalid message or command, a quote of nothing): each would fail the same way.
   A synchronous call that overruns cannot be killed: its thread keeps its concurrency slot
   until it really returns, so a hung bot can only ever block itself.
 - Answers are idempotent across retries: within one delivery the n-th message a bot sends
@@ -64,7 +65,7 @@ from tenacity import (
 from tertulia.bots.base import BotServices, ChatMessage, ConversationInfo
 from tertulia.bots.threads import DaemonThreads
 from tertulia.domain.times import utcnow
-from tertulia.errors import ConfigurationError, ConversationGone
+from tertulia.errors import ConfigurationError, ConversationGone, TertuliaError
 from tertulia.metrics import BOT_CALL_SECONDS, BOT_CALLS, BOT_DELIVERIES_FAILED
 from tertulia.settings import BotSpec
 from tertulia.storage import deliveries as outbox
@@ -826,9 +827,21 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
 
 
 def _final(failure: Future) -> bool:
-    """Whether a failed attempt is not worth retrying: its conversation was deleted, or the
-    bot's configuration cannot work (its constructor says so: it would at every attempt)."""
-    return _gone(failure) or isinstance(failure.exception(), ConfigurationError)
+    """Whether a failed attempt is not worth retrying: its conversation was deleted, the
+    bot's configuration cannot work (its constructor says so), or the server refused what
+    the bot sent by the chat's rules (a 4xx but a conflict or throttling, which pass):
+    each would fail the same way at every attempt, and the bot's later deliveries would
+    wait out the backoff."""
+    error = failure.exception()
+    return (
+        _gone(failure)
+        or isinstance(error, ConfigurationError)
+        or (isinstance(error, TertuliaError) and error.status in REFUSALS)
+    )
+
+
+REFUSALS = frozenset({400, 403, 404, 413, 415})
+"""The statuses of a refusal that another attempt cannot change (:func:`_final`)."""
 
 
 def _gone(failure: Future) -> bool:
