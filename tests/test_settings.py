@@ -108,8 +108,13 @@ def test_blab_five_item_specs_are_accepted(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ('[bots]\nX = ["tertulia.bots.builtin", "UpperCaseEchoBot", [], {}]', "5 items"),
-        ('[bots.X]\nmodule = "no.such.module"\nclass = "Bot"', "cannot import bot module"),
-        ('[bots.X]\nmodule = "tertulia.bots.builtin"\nclass = "Nope"', "not found in module"),
+        ('[bots.X]\nmodule = "no.such.module"\nclass = "Bot"', "bot 'X': cannot import module"),
+        (
+            '[bots.X]\nmodule = "tertulia.bots.builtin"\nclass = "UpperCaseEchoBoot"',
+            "bot 'X': class 'UpperCaseEchoBoot' not found in module 'tertulia.bots.builtin'; "
+            "did you mean 'UpperCaseEchoBot'",
+        ),
+        ('[bots.X]\nmodule = "tertulia.bots.builtin"\nclass = "Nope"', "'Nope' not found in mod"),
         ('[bots.X]\nmodule = "tertulia.settings"\nclass = "LIMIT_KEYS"', "is not a class"),
         ('manager = "Ghost"', "manager 'Ghost' is not among the bots"),
         ("[limits]\nMAX_SIZE = 1", "unknown limit"),

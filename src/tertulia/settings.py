@@ -81,21 +81,30 @@ class BotSpec(BaseModel):
         """Import the module and find the class (a dotted path inside the module is allowed).
 
         Raises:
-            ConfigurationError: the module or class cannot be found.
+            ConfigurationError: the module or class cannot be found (the message names
+                neither the bot nor the setting: :meth:`Settings.check` adds them).
         """
         try:
             target: Any = importlib.import_module(self.module)
         except ImportError as exc:
-            raise ConfigurationError(f"cannot import bot module {self.module!r}: {exc}") from exc
+            raise ConfigurationError(f"cannot import module {self.module!r}: {exc}") from exc
         for part in self.class_name.split("."):
-            target = getattr(target, part, None)
-            if target is None:
+            found = getattr(target, part, None)
+            if found is None:
+                close = difflib.get_close_matches(part, _public_names(target), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ConfigurationError(
-                    f"bot class {self.class_name!r} not found in module {self.module!r}"
+                    f"class {self.class_name!r} not found in module {self.module!r}{hint}"
                 )
+            target = found
         if not isinstance(target, type):
             raise ConfigurationError(f"{self.module}.{self.class_name} is not a class")
         return target
+
+
+def _public_names(namespace: object) -> list[str]:
+    """The names a module (or class) offers that do not start with ``_``."""
+    return [name for name in dir(namespace) if not name.startswith("_")]
 
 
 DEFAULT_RATE_LIMITS = {
@@ -333,7 +342,10 @@ class Settings(BaseSettings):
         for name, spec in self.bots.items():
             if not name or len(name) > 50:
                 raise ConfigurationError(f"bot name {name!r} must be 1-50 characters")
-            spec.resolve()
+            try:
+                spec.resolve()
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"bot {name!r}: {exc.detail}") from exc
         if self.manager is not None and self.manager not in self.bots:
             close = [n for n in self.bots if n.casefold() == self.manager.casefold()]
             hint = (
