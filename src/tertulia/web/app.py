@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import structlog
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import FileResponse, Response
@@ -220,7 +221,9 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         log.info("tertulia stopped")
 
-    app = FastAPI(
+    # (FastAPI as it is, with Swagger UI's and ReDoc's files served from /_docs/static/
+    # rather than loaded from a CDN: the pages work on a server with no way out)
+    app = FastAPIOffline(
         title="Tertulia",
         summary="A chat controller for people and bots, wire-compatible with BLAB.",
         version="0.1.0",
@@ -228,6 +231,8 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=f"{API}/_docs/",
         openapi_url=f"{API}/_docs/openapi.json",
         redoc_url=f"{API}/_docs/redoc/",
+        static_url=f"{API}/_docs/static",
+        swagger_ui_oauth2_redirect_url=f"{API}/_docs/oauth2-redirect",
         redirect_slashes=False,
         default_response_class=JSONBody,
     )
