@@ -9,7 +9,7 @@ import pytest
 import structlog
 
 from tertulia.errors import DatabaseUnavailable
-from tertulia.logs import configure_logging
+from tertulia.logs import Sampled, configure_logging
 
 
 class Terminal(io.StringIO):
@@ -70,3 +70,29 @@ def test_the_database_out_of_reach_is_one_warning_without_traceback(
     except RuntimeError:
         log.exception("polling the outbox failed", owner="p1")
     assert "Traceback" in stream.getvalue()[len(outage) :]
+
+
+def test_sampled_warnings_say_how_many_were_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outage refuses every request; its warnings come at most once every ``every``
+    seconds per kind, the first at once, each later one counting those left out."""
+    now = [1000.0]
+    monkeypatch.setattr("tertulia.logs.time.monotonic", lambda: now[0])
+    written: list[tuple[str, dict[str, object]]] = []
+
+    class Log:
+        def warning(self, event: str, **fields: object) -> None:
+            written.append((event, fields))
+
+    sampled = Sampled(every=10.0)
+    for _ in range(5):
+        sampled.warning(Log(), "database unreachable; answered 503", path="/a")
+        now[0] += 1.0
+    sampled.warning(Log(), "database unreachable; message refused", path="/b")
+    now[0] += 5.0  # (10 s after the first line)
+    sampled.warning(Log(), "database unreachable; answered 503", path="/c")
+    sampled.warning(Log(), "database unreachable; answered 503", path="/d")
+    assert written == [
+        ("database unreachable; answered 503", {"path": "/a"}),
+        ("database unreachable; message refused", {"path": "/b"}),
+        ("database unreachable; answered 503", {"path": "/c", "left_out": 4}),
+    ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
+from typing import Any
 
 import structlog
 
@@ -70,6 +72,41 @@ class Outages(logging.Filter):
                 record.msg = f"{record.getMessage()}: {failure.reason}"
                 record.args = None
         return True
+
+
+class Sampled:
+    """Warnings of one kind written at most once every ``every`` seconds, each after the
+    first saying how many of its kind were left out since the one before (``left_out``).
+
+    For what an outage makes of every request: while the database is down each request
+    and each frame is refused, and one line for each (a thousand clients retrying) would
+    bury the rest of the log. The first of a kind is written at once, with its ids.
+
+    Args:
+        every: seconds between two lines of one kind (one event text).
+    """
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._kinds: dict[str, tuple[float, int]] = {}  # event -> (last written, left out)
+
+    def warning(self, log: Any, event: str, **fields: Any) -> None:
+        """``log.warning(event, **fields)``, unless a line of this event was written less
+        than ``every`` seconds ago (then it is counted, for the next line to say)."""
+        now = time.monotonic()
+        written, left_out = self._kinds.get(event, (-self.every, 0))
+        if now - written < self.every:
+            self._kinds[event] = (written, left_out + 1)
+            return
+        self._kinds[event] = (now, 0)
+        if left_out:
+            fields["left_out"] = left_out
+        log.warning(event, **fields)
+
+
+OUTAGE_WARNING_EVERY = 10.0
+"""Seconds between two lines of one kind about requests, frames and sockets refused by an
+outage (the database or the broker unreachable): the server's :class:`Sampled`."""
 
 
 ONE_LINE_FAILURES = ("asyncpg.pool",)

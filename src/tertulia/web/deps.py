@@ -11,6 +11,7 @@ from tertulia.chats import Chat, ChatRegistry
 from tertulia.domain.ids import canonical_id
 from tertulia.domain.model import Participant
 from tertulia.errors import NotFound, PermissionDenied, Throttled
+from tertulia.logs import Sampled
 from tertulia.settings import Settings
 from tertulia.storage.sessions import SessionRecord
 from tertulia.web.ratelimit import RateLimits
@@ -28,6 +29,8 @@ class Services:
     http: httpx.AsyncClient
     rate_limits: RateLimits
     sockets: SocketCounts
+    outages: Sampled
+    """The warnings of requests, frames and sockets refused by an outage."""
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from tertulia.errors import ServiceUnavailable, TertuliaError
+from tertulia.web.deps import services
 from tertulia.web.responses import JSONBody
 
 log = structlog.get_logger(__name__)
@@ -30,8 +31,9 @@ _HTTP_CODES = {
 async def _tertulia_error(request: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, TertuliaError)
     if isinstance(exc, ServiceUnavailable):
-        # (an outage, not a bug: one warning per request, no traceback)
-        log.warning(
+        # (an outage, not a bug: a warning without traceback, one every few seconds)
+        services(request).outages.warning(
+            log,
             f"{exc.service} unreachable; answered 503",
             method=request.method,
             path=request.url.path,

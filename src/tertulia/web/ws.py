@@ -369,7 +369,8 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
     except ServiceUnavailable as exc:
         # Before the socket was accepted: accepted and closed with 1013, which clients
         # retry (a refusal now would be HTTP 403, which they take as final).
-        log.warning(
+        services(websocket).outages.warning(
+            log,
             f"{exc.service} unreachable; socket closed",
             conversation_id=conversation_id,
             error=exc.reason,
@@ -486,7 +487,9 @@ async def _serve(
         outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
     except ServiceUnavailable as exc:
         # (an outage: the client reconnects after its backoff, and resumes)
-        bound.warning(f"{exc.service} unreachable; socket closed", error=exc.reason)
+        services(websocket).outages.warning(
+            bound, f"{exc.service} unreachable; socket closed", error=exc.reason
+        )
         await _close(websocket, CLOSE_SLOW, unavailable(exc))
     except Exception:
         # A failure of the server's own (a bug): this socket closes with 1011,
@@ -502,7 +505,8 @@ async def _serve(
                 stopping = bool(websocket.scope.get(SERVER_STOPPING))
                 await chat.disconnect(participant, socket_id, server_stopping=stopping)
             except ServiceUnavailable as exc:
-                bound.warning(
+                services(websocket).outages.warning(
+                    bound,
                     f"{exc.service} unreachable; the socket's leaving not stored",
                     error=exc.reason,
                 )
@@ -618,7 +622,9 @@ async def _handle(
         outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
     except TertuliaError as exc:
         if isinstance(exc, ServiceUnavailable):
-            bound.warning(f"{exc.service} unreachable; message refused", error=exc.reason)
+            services(websocket).outages.warning(
+                bound, f"{exc.service} unreachable; message refused", error=exc.reason
+            )
         outbox.put(refusal_frame(exc, local_id))
     except Exception:
         bound.exception("storing a message failed")
