@@ -693,3 +693,36 @@ async def test_a_snapshot_reads_the_database_as_it_was_at_its_start(db: Database
             assert len(await msg_repo.stored_keys(conn, conversation.id)) == 2
         with pytest.raises(Exception, match=r"(?i)read.only|readonly"):
             await conv_repo.set_ended(snap, conversation.id)
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_recording_deliveries_of_one_conversation_in_two_processes_take_turns(
+    db: Database,
+) -> None:
+    """Two processes (PostgreSQL) each store a message no one sees yet (a bot's answer
+    waiting for the manager: no seq, so only the foreign key's share lock on the
+    conversation's row) and then lock the conversation to record its deliveries. The lock
+    must not conflict with that share lock: the second waits for the first, rather than
+    each waiting for the other's share lock until PostgreSQL kills one as a deadlock (a
+    person's message refused as 'internal', found by QA with two processes and a manager)."""
+    assert isinstance(db, PostgresDatabase)  # (SQLite has one writer: nothing interleaves)
+    conversation, person = await new_conversation(db)
+    inserted = [asyncio.Event(), asyncio.Event()]
+
+    async def recording(me: int) -> None:
+        async with db.write() as conn:
+            if me == 1:
+                await inserted[0].wait()
+            hidden = text_message(conversation, person, approval=Approval.NOT_APPROVED)
+            await msg_repo.insert_message(conn, hidden)
+            inserted[me].set()
+            await inserted[1 - me].wait()  # (both share-locked the row before either locks)
+            await outbox.lock_conversation(conn, conversation.id)
+
+    await asyncio.wait_for(asyncio.gather(recording(0), recording(1)), timeout=20)
+    async with db.read() as conn:
+        assert await msg_repo.visible_count(conn, conversation.id) == 0
+        stored = await conn.execute(
+            select(messages.c.id).where(messages.c.conversation_id == conversation.id)
+        )
+        assert len(list(stored)) == 2

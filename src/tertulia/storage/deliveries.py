@@ -86,10 +86,14 @@ _CLAIM_BOT_LAPSED = (
     )
     .values(_CLAIM)
 )
+# FOR NO KEY UPDATE: the lock that numbering a message takes too, so the two take turns,
+# but not in conflict with the share lock a foreign key takes on the row when a message or
+# a delivery of the conversation is inserted (FOR UPDATE is: two transactions that had
+# each inserted one, then locked, waited for each other, and one died as a deadlock).
 _LOCK_CONVERSATION = (
     select(conversations.c.id)
     .where(conversations.c.id == bindparam("conversation_id"))
-    .with_for_update()
+    .with_for_update(key_share=True)
 )
 # Taken by a poll's claiming on PostgreSQL: two processes claiming at once would each take
 # part of one bot's backlog (rows are locked one by one, in the order each scans them).
