@@ -1,8 +1,8 @@
 """The database out of reach under a running server (PostgreSQL stopped or cut off, SQLite
 locked past its busy_timeout): requests are answered 503 ``unavailable`` with Retry-After,
-logged as warnings without a traceback (one per kind every few seconds); sockets get an ``unavailable`` error
-frame or are closed with 1013 (storage/postgres.py, storage/sqlite.py, web/errors.py,
-web/ws.py)."""
+logged as warnings without a traceback (one per kind every few seconds); sockets get an
+``unavailable`` error frame or are closed with 1013 (storage/postgres.py, storage/sqlite.py,
+web/errors.py, web/ws.py)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,9 @@ async def test_postgresql_cut_off_is_503_and_a_warning_per_kind(
 ) -> None:
     """PostgreSQL unreachable (its connections cut, new ones refused): REST answers 503
     ``unavailable`` with Retry-After, not 500; each kind of refusal is a warning (at most
-    one every 10 s) and no traceback (nor uvicorn's "Exception in ASGI application"); a served socket's message
-    gets an ``unavailable`` error frame and a new socket is closed with 1013; all works
-    again once the database is back."""
+    one every 10 s) and no traceback (nor uvicorn's "Exception in ASGI application"); a
+    served socket's message gets an ``unavailable`` error frame and a new socket is closed
+    with 1013; all works again once the database is back."""
     require_service("PostgreSQL", POSTGRES_URL)
     proxy = await proxy_to(urlsplit(POSTGRES_URL).port or 5432)
     settings = make_settings(database_url=through(POSTGRES_URL, proxy.listen_port))
