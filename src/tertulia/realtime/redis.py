@@ -1,8 +1,9 @@
 """The Redis broker: fan-out and presence shared by several server processes.
 
 Each process keeps one pub/sub connection; a reader task hands incoming events to the local
-subscribers of each channel, in the order Redis delivers them (Redis keeps per-publisher
-order, and the chat publishes a conversation's events under its lock). A channel is
+subscribers of each channel, in the order of their messages' seqs: Redis keeps the order of
+one publisher (and the chat publishes a conversation's events under its lock), but two
+processes' publishes may cross, and :mod:`tertulia.realtime.ordering` puts them back. A channel is
 subscribed in Redis while at least one local socket listens to it, and ``subscribe``
 returns only once Redis has confirmed the subscription.
 
@@ -36,6 +37,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import orjson
@@ -49,6 +51,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from tertulia.errors import BrokerUnavailable, describe
 from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
+from tertulia.realtime.ordering import SeqOrder
 from tertulia.realtime.outages import OutageLog
 
 log = structlog.get_logger(__name__)
@@ -180,6 +183,7 @@ class RedisBroker(Broker):
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._local: defaultdict[str, dict[int, Deliver]] = defaultdict(dict)
+        self._order: dict[str, SeqOrder] = {}  # channel -> its batches put in seq order
         # channel -> token -> (missed callback, wall time the subscriber started)
         self._missed: defaultdict[str, dict[int, tuple[Missed, float]]] = defaultdict(dict)
         self._confirmed: dict[str, asyncio.Future[None]] = {}
@@ -269,21 +273,39 @@ class RedisBroker(Broker):
                     self._notice(message["data"])
                     continue
                 channel = name.removeprefix(f"{PREFIX}:conv:")
-                subscribers = self._local.get(channel)
-                if not subscribers:
-                    continue
-                events = _events(message["data"])
-                for deliver in list(subscribers.values()):
-                    for event in events:
-                        try:
-                            deliver(event)
-                        except Exception:
-                            log.exception("subscriber failed", conversation_id=channel)
+                order = self._order.get(channel)
+                if order is not None:  # (None: nobody here listens any more)
+                    order.add(_events(message["data"]))
 
-    def _lost(self, channels: list[str], before: float | None = None) -> None:
+    def _hand_on(self, channel: str, events: list[Event]) -> None:
+        """Give a channel's batch, in seq order, to each of its local subscribers."""
+        for deliver in list(self._local.get(channel, {}).values()):
+            for event in events:
+                try:
+                    deliver(event)
+                except Exception:
+                    log.exception("subscriber failed", conversation_id=channel)
+
+    def _gap(self, channel: str, missing: int) -> None:
+        """A seq of the channel did not come in time (its process died between its commit
+        and its publish, say): its subscribers catch up from the database."""
+        log.warning(
+            "a message's event never came; the conversation's sockets resume from the database",
+            conversation_id=channel,
+            seq=missing,
+        )
+        self._lost([channel], forget=False)
+
+    def _lost(
+        self, channels: list[str], before: float | None = None, *, forget: bool = True
+    ) -> None:
         """Tell the local subscribers of ``channels`` that events may not have reached them
-        (only those that started before ``before``, a wall time, when given)."""
+        (only those that started before ``before``, a wall time, when given); the order of
+        each channel's seqs starts again (``forget``), since some may never come."""
         for channel in channels:
+            order = self._order.get(channel) if forget else None
+            if order is not None:
+                order.forget()
             for missed, since in list(self._missed.get(channel, {}).values()):
                 if before is not None and since > before:
                     continue
@@ -372,6 +394,10 @@ class RedisBroker(Broker):
         token = self._next
         first = not self._local.get(channel)
         self._local[channel][token] = deliver
+        if channel not in self._order:
+            self._order[channel] = SeqOrder(
+                partial(self._hand_on, channel), partial(self._gap, channel)
+            )
         if missed is not None:
             self._missed[channel][token] = (missed, time.time())
         name = self._channel(channel)
@@ -388,6 +414,9 @@ class RedisBroker(Broker):
                     del self._missed[channel]
             if not subscribers:
                 del self._local[channel]
+                order = self._order.pop(channel, None)
+                if order is not None:
+                    order.close()
                 task = asyncio.ensure_future(self._unsubscribe(channel))
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 

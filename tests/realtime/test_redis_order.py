@@ -1,0 +1,57 @@
+"""Two processes' publishes of one conversation reach each subscriber in seq order, and a
+seq that never comes closes its subscribers' sockets for them to catch up
+(realtime/redis.py, realtime/ordering.py; found by QA with two processes)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from realtime.test_redis_outages import Listener, started_broker
+from support.bots import watch_logs
+from support.waiting import until
+from tertulia.realtime import ordering
+from tertulia.realtime.broker import Event
+
+
+def message(seq: int) -> list[Event]:
+    return [Event(frozenset({"humans"}), f"m{seq}", seq)]
+
+
+async def test_publishes_of_two_processes_that_cross_arrive_in_seq_order() -> None:
+    """Process A commits 2 and process B 3 just after, but B publishes first: a socket on
+    A gets 2 before 3 (it got 3 then 2, and a client resuming after its highest seq, or
+    the SDK dropping what is not above it, lost 2 for good)."""
+    channel = str(uuid.uuid4())
+    listener = Listener()
+    async with started_broker() as here, started_broker() as there:
+        await here.subscribe(channel, listener.deliver, listener.lost)
+        await here.publish(channel, message(1))
+        await until(lambda: listener.frames == ["m1"])
+        await there.publish(channel, message(3))
+        await there.publish(channel, [Event(frozenset({"humans"}), "state")])
+        await here.publish(channel, message(2))
+        await until(lambda: len(listener.frames) == 4)
+    assert listener.frames == ["m1", "m2", "m3", "state"]
+    assert listener.missed == 0
+
+
+async def test_a_seq_that_never_comes_tells_the_subscribers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The process that took seq 2 died between its commit and its publish: after the wait
+    the subscribers are told they missed events (their sockets close and their clients
+    resume from the database), and 3 is handed on."""
+    monkeypatch.setattr(ordering, "GAP_WAIT", 0.2)
+    channel = str(uuid.uuid4())
+    listener = Listener()
+    with watch_logs() as logs:
+        async with started_broker() as here, started_broker() as there:
+            await here.subscribe(channel, listener.deliver, listener.lost)
+            await here.publish(channel, message(1))
+            await there.publish(channel, message(3))
+            await until(lambda: listener.frames == ["m1", "m3"])
+    assert listener.missed == 1
+    (gap,) = [e for e in logs.entries if e["event"].startswith("a message's event never came")]
+    assert (gap["conversation_id"], gap["seq"], gap["log_level"]) == (channel, 2, "warning")
