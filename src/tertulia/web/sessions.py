@@ -12,6 +12,7 @@ anonymous create stores a session, so without it the table would only grow.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -159,6 +160,13 @@ class Sessions:
                 connection.state.renewed_session = session
         return session
 
+    def watch(self, connection: HTTPConnection, *, bot: bool) -> SessionWatch:
+        """For a socket open on the session ``connection`` carries (a bot's, or a
+        person's): renews it while the socket is used, and tells when it has ended."""
+        max_age = self._settings.bot_session_max_age if bot else self._settings.session_max_age
+        every = min(RENEW_AFTER.total_seconds(), max_age / 2)
+        return SessionWatch(self, connection, every)
+
     def new(
         self,
         *,
@@ -270,3 +278,30 @@ class CookieRenewal:
             await send(message)
 
         await self.app(scope, receive, renewing)
+
+
+class SessionWatch:
+    """The session of an open socket, looked at again (:meth:`Sessions.load`: renewed if
+    it is getting old) at most once every ``every`` seconds of the socket's use.
+
+    A session is renewed on use, and a socket's frames are use: a bot that keeps one
+    socket open for days, answering, is not idle, and its session would otherwise lapse
+    under it (its next reconnection refused). A session that ended meanwhile (lapsed while
+    the socket was unused, purged, a bot's conversation ended) closes the socket.
+    """
+
+    __slots__ = ("_connection", "_due", "_every", "_sessions")
+
+    def __init__(self, sessions: Sessions, connection: HTTPConnection, every: float) -> None:
+        self._sessions = sessions
+        self._connection = connection
+        self._every = every
+        self._due = time.monotonic() + every
+
+    async def still_valid(self) -> bool:
+        """Whether the session still holds; looked up only when due (else no I/O)."""
+        now = time.monotonic()
+        if now < self._due:
+            return True
+        self._due = now + self._every
+        return await self._sessions.load(self._connection) is not None

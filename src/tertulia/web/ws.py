@@ -65,6 +65,7 @@ from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
 from tertulia.web.origins import Origins
 from tertulia.web.params import whole_number
+from tertulia.web.sessions import SessionWatch
 from tertulia.web.socketcap import CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON
 from tertulia.web.wsprotocol import SERVER_STOPPING
 
@@ -72,6 +73,7 @@ log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
 CLOSE_ERROR = 1011
 CLOSE_MISSED = 1012  # "service restart": the broker lost events; reconnect to catch up
+CLOSE_SESSION_ENDED = 4403  # (as the handshake a lapsed session gets: refused, HTTP 403)
 CLOSE_TIMEOUT = 5.0
 # Messages a resuming socket reads, and holds, at a time: about 250 KB of 1,000-character
 # messages (a 10,000-message replay took as long in batches of 200 as of 1,000).
@@ -480,7 +482,8 @@ async def _serve(
             state["copy_seq"] = copies.after
         outbox.put_state(state_frame(state), own=True)
         outbox.put_first(first, following, partial(chat.replay, participant, batch=REPLAY_BATCH))
-        await _receive(websocket, chat, participant, outbox, sender, bound)
+        session = svc.sessions.watch(websocket, bot=participant.is_bot)
+        await _receive(websocket, chat, participant, outbox, sender, bound, session)
     except WebSocketDisconnect:
         pass
     except ConversationGone:
@@ -563,6 +566,7 @@ async def _receive(
     outbox: Outbox,
     sender: asyncio.Task[None],
     bound: Any,
+    session: SessionWatch,
 ) -> None:
     watch = _SenderWatch(sender)
     while not watch.stopped:
@@ -583,6 +587,12 @@ async def _receive(
             continue
         if not text:
             continue
+        if not await session.still_valid():
+            # Its session lapsed while the socket was open (unused longer than its
+            # lifetime), or was ended: as a new handshake would be refused.
+            bound.info("socket closed: its session has ended")
+            outbox.close(CLOSE_SESSION_ENDED, "session ended")
+            return
         await _handle(text, chat, participant, outbox, bound, websocket)
 
 

@@ -1,0 +1,72 @@
+"""The session behind an open socket: renewed while the socket is used, and the socket
+closed once the session has ended (web/sessions.SessionWatch, web/ws.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from support.blab import Person
+from support.server import LiveServer
+from support.waiting import until
+from tertulia.domain.times import utcnow
+from tertulia.storage.tables import messages, sessions
+from tertulia.web import sessions as web_sessions
+
+
+async def expiry(server: LiveServer, key: str):  # type: ignore[no-untyped-def]
+    async with server.registry.db.read() as conn:
+        found = await conn.execute(select(sessions.c.expires_at).where(sessions.c.key == key))
+        return found.scalar_one()
+
+
+async def expire_in(server: LiveServer, key: str, delta: timedelta) -> None:
+    async with server.registry.db.write() as conn:
+        await conn.execute(
+            update(sessions).where(sessions.c.key == key).values(expires_at=utcnow() + delta)
+        )
+
+
+@pytest.fixture(autouse=True)
+def renew_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions looked at again after 0.1 s of use, not an hour."""
+    monkeypatch.setattr(web_sessions, "RENEW_AFTER", timedelta(seconds=0.1))
+
+
+async def test_a_socket_in_use_renews_its_session(alice: Person, server: LiveServer) -> None:
+    """Talking over one socket for longer than the session's renewal period renews it, as
+    REST requests do: a bot (or a tab) that holds its socket open for days, answering, is
+    not idle, and its next reconnection must not be refused."""
+    assert alice.session is not None
+    socket = await alice.connect()
+    await socket.state()
+    await expire_in(server, alice.session, timedelta(days=1))
+
+    async def renewed() -> bool:
+        assert alice.session is not None
+        await socket.message(local_id=await socket.say("still here"))
+        return await expiry(server, alice.session) - utcnow() > timedelta(days=13)
+
+    await until(renewed)
+
+
+async def test_a_socket_whose_session_ended_is_closed(
+    alice: Person, server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that lapsed (unused for its lifetime) or was ended while its socket was
+    open: the socket's next frame closes it with 4403, as its handshake would be refused,
+    and that frame is not stored."""
+    monkeypatch.setattr(web_sessions, "RENEW_AFTER", timedelta(0))  # (looked at every frame)
+    assert alice.session is not None
+    socket = await alice.connect()
+    await socket.state()
+    await expire_in(server, alice.session, timedelta(seconds=-1))
+    await socket.say("too late")
+    assert await socket.closed_with() == 4403
+    history = await alice.history()
+    assert history.status_code == 403  # (REST says the same)
+    async with server.registry.db.read() as conn:
+        stored = await conn.execute(select(messages.c.id).where(messages.c.text == "too late"))
+        assert stored.first() is None
