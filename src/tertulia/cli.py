@@ -315,6 +315,7 @@ def delete(
         conversation_ids,
         idle_before,
         settings.broker_url,
+        settings.broker_prefix,
     )
     try:
         done = _run(work, "delete failed")

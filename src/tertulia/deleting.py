@@ -56,11 +56,13 @@ async def delete_conversations(
     conversation_ids: list[str],
     idle_before: datetime | None = None,
     broker_url: str = "memory://",
+    broker_prefix: str | None = None,
 ) -> Deleted:
     """Delete each conversation of ``conversation_ids`` (each once), and with
     ``idle_before`` every conversation whose last visible message (or, without any, whose creation)
     is older than that, with their files. With a shared ``broker_url`` (Redis), each
-    deletion is announced to the running servers.
+    deletion is announced to the running servers (those of ``broker_prefix``, the
+    installation's ``broker_prefix`` setting).
 
     Raises:
         ConfigurationError: an unsupported URL, or no SQLite file there.
@@ -72,7 +74,7 @@ async def delete_conversations(
     try:
         announce: Announce | None = None
         if not broker_url.startswith("memory://"):
-            shared = broker = create_broker(broker_url)
+            shared = broker = create_broker(broker_url, prefix=broker_prefix)
             await broker.start()
 
             async def announce(conversation_id: str) -> None:

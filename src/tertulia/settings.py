@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ MiB = 1024 * 1024
 TiB = 1024 * 1024 * MiB
 _DAY = 24 * 3600  # seconds
 _TEN_YEARS = 10 * 366 * _DAY  # seconds: a bound that keeps dates computable
+_BROKER_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _MILLION = 1_000_000
 # Every number has an upper bound as well as a lower one: an absurd value (a lease of
 # 1e12 s, a frame of 1e20 bytes) used to pass and then fail at start with an
@@ -148,6 +150,11 @@ class Settings(BaseSettings):
         default="memory://",
         pattern=r"^(memory|redis|rediss|unix)://",
         description="memory:// (one process) or redis://host:port/db (rediss://, unix://)",
+    )
+    broker_prefix: str | None = Field(
+        default=None,
+        description="with Redis, names this installation's channels and keys apart from "
+        "another's on the same database number: letters, digits, _ or -, at most 32",
     )
     rooms: bool = Field(default=True, description="BLAB's CHAT_ENABLE_ROOMS")
     allowed_origins: list[str] = Field(default_factory=list)
@@ -269,6 +276,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"invalid database schema name {value!r}: a plain SQL identifier in lower "
                 "case (a letter or _, then letters, digits or _; at most 63)"
+            )
+        return value
+
+    @field_validator("broker_prefix")
+    @classmethod
+    def _broker_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not _BROKER_PREFIX.fullmatch(value):
+            raise ValueError(
+                f"invalid broker prefix {value!r}: letters, digits, _ or - (at most 32)"
             )
         return value
 

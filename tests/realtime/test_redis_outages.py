@@ -183,13 +183,14 @@ class HeldNotices:
     def __init__(self, broker: RedisBroker, monkeypatch: Any, *, refusals: int = 0) -> None:
         client = broker._client()
         self._publish = client.publish
+        self._control = broker.control
         self.release = asyncio.Event()
         self.refusals = refusals
         self.notices = 0
         monkeypatch.setattr(client, "publish", self._failing)
 
     async def _failing(self, channel: str, payload: Any) -> Any:
-        if channel != redis_broker.CONTROL:
+        if channel != self._control:
             raise ConnectionError("Redis is unreachable")
         await self.release.wait()
         if self.refusals:
@@ -272,7 +273,7 @@ async def test_a_malformed_control_message_is_ignored(broker: RedisBroker) -> No
     listener = Listener()
     await broker.subscribe(name, listener.deliver, listener.lost)
     for junk in (b"not json", b"[]", b'{"from": "x"}', b'{"from": "x", "missed": {"a": "b"}}'):
-        await broker._client().publish(redis_broker.CONTROL, junk)
+        await broker._client().publish(broker.control, junk)
     await broker.publish(name, event("still here"))
     await until(lambda: listener.frames == ["still here"])
     assert listener.missed == 0

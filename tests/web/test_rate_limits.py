@@ -169,6 +169,28 @@ async def test_processes_on_one_redis_share_their_counts(
         await two.close()
 
 
+async def test_installations_with_their_own_prefix_count_apart(
+    make_settings: SettingsFactory,
+) -> None:
+    """Two installations on one Redis database number, one with ``broker_prefix``: a
+    participant id both hold (a copy keeps them) has an allowance in each."""
+    require_service("Redis", REDIS_URL)
+    rules = {"message": "1/minute"}
+    production = RateLimits(make_settings(broker_url=REDIS_URL, rate_limits=rules))
+    staging = RateLimits(
+        make_settings(broker_url=REDIS_URL, rate_limits=rules, broker_prefix="staging")
+    )
+    await production.start()
+    await staging.start()
+    try:
+        key = uuid.uuid4().hex
+        assert [await production.hit("message", key) for _ in range(2)] == [True, False]
+        assert [await staging.hit("message", key) for _ in range(2)] == [True, False]
+    finally:
+        await production.close()
+        await staging.close()
+
+
 @pytest.mark.parametrize("broker", ["memory", "redis"])
 async def test_the_wait_is_until_the_oldest_hit_of_the_window_expires(
     make_settings: SettingsFactory, broker: str

@@ -106,10 +106,14 @@ class Broker(abc.ABC):
         """Participant ids with at least one open socket."""
 
 
-def create_broker(url: str, *, presence_lease: float | None = None) -> Broker:
+def create_broker(
+    url: str, *, presence_lease: float | None = None, prefix: str | None = None
+) -> Broker:
     """The broker for ``url``: ``memory://`` or ``redis://host:port/db``; on Redis, a
     socket counts as present for ``presence_lease`` seconds after its process last renewed
-    it (``tertulia.realtime.redis.PRESENCE_LEASE`` if None).
+    it (``tertulia.realtime.redis.PRESENCE_LEASE`` if None), and its channels are those of
+    the URL's database number and ``prefix`` (the ``broker_prefix`` setting), its keys
+    those of ``prefix``.
 
     Raises:
         ConfigurationError: an unknown scheme.
@@ -123,5 +127,5 @@ def create_broker(url: str, *, presence_lease: float | None = None) -> Broker:
     if url.startswith(REDIS_SCHEMES):
         from tertulia.realtime.redis import PRESENCE_LEASE, RedisBroker
 
-        return RedisBroker(url, presence_lease=presence_lease or PRESENCE_LEASE)
+        return RedisBroker(url, presence_lease=presence_lease or PRESENCE_LEASE, prefix=prefix)
     raise ConfigurationError(f"unknown broker URL {url!r} (memory:// or redis://...)")

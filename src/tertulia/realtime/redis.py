@@ -18,6 +18,14 @@ subscribers of that channel that subscribed before the failure (later ones read 
 database after subscribing, so they have the message). A process that stops before Redis
 takes that notice leaves the others' sockets to catch up when they next reconnect.
 
+Channels are named per installation: ``tertulia:<db>:conv:<conversation id>`` and
+``tertulia:<db>:control``, ``<db>`` the database number of the broker's URL, as Redis's
+pub/sub ignores database numbers (installations on ``/0`` and ``/1`` of one Redis would hear
+each other's events, and a copy keeps its conversations' ids). Installations sharing a
+database number set ``broker_prefix`` (``tertulia:<prefix>:<db>:...``), which names their
+keys apart too (``tertulia:<prefix>:online:...``); keys are otherwise apart by database.
+(Until 2026-12-06 the channels were ``tertulia:conv:<id>`` and ``tertulia:control``.)
+
 Presence is a sorted set of socket ids per participant and one of present participants per
 conversation, each member scored with the time its lease ends: a process renews the leases
 of its own sockets four times per lease (``presence_lease``, 60 s by default), so the sockets
@@ -44,6 +52,7 @@ import orjson
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import parse_url
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -56,7 +65,6 @@ from tertulia.realtime.outages import OutageLog
 
 log = structlog.get_logger(__name__)
 PREFIX = "tertulia"
-CONTROL = f"{PREFIX}:control"
 PRESENCE_LEASE = 60.0
 """Seconds a socket counts as present after its process last renewed it (by default)."""
 RENEWALS_PER_LEASE = 4
@@ -174,10 +182,19 @@ def _events(data: bytes) -> list[Event]:
 
 
 class RedisBroker(Broker):
-    """Pub/sub and presence on Redis (``redis://host:port/db``)."""
+    """Pub/sub and presence on Redis (``redis://host:port/db``), under names of its own
+    installation: those of its database number and ``prefix`` (the ``broker_prefix``
+    setting, if any)."""
 
-    def __init__(self, url: str, *, presence_lease: float = PRESENCE_LEASE) -> None:
+    def __init__(
+        self, url: str, *, presence_lease: float = PRESENCE_LEASE, prefix: str | None = None
+    ) -> None:
         self._url = url
+        self._keyspace = f"{PREFIX}:{prefix}" if prefix else PREFIX
+        database = parse_url(url).get("db") or 0
+        self._conversations = f"{self._keyspace}:{database}:conv:"
+        self.control = f"{self._keyspace}:{database}:control"
+        """The channel of notices between this installation's processes."""
         self._lease = presence_lease
         self._redis: Redis | None = None
         self._pubsub: PubSub | None = None
@@ -206,7 +223,7 @@ class RedisBroker(Broker):
         )
 
     def _channel(self, channel: str) -> str:
-        return f"{PREFIX}:conv:{channel}"
+        return f"{self._conversations}{channel}"
 
     async def start(self) -> None:
         self._redis = Redis.from_url(self._url)
@@ -214,7 +231,7 @@ class RedisBroker(Broker):
         self._pubsub = self._redis.pubsub()
         # The control channel (notices of failed publishes) also keeps the connection in
         # subscribed mode for the reader.
-        await self._pubsub.subscribe(CONTROL)
+        await self._pubsub.subscribe(self.control)
         self._reader = asyncio.create_task(self._read(), name="redis-broker-reader")
         self._renewer = asyncio.create_task(self._renew(), name="redis-broker-presence")
 
@@ -269,10 +286,10 @@ class RedisBroker(Broker):
                 if future is not None and not future.done():
                     future.set_result(None)
             elif kind == "message":
-                if name == CONTROL:
+                if name == self.control:
                     self._notice(message["data"])
                     continue
-                channel = name.removeprefix(f"{PREFIX}:conv:")
+                channel = name.removeprefix(self._conversations)
                 order = self._order.get(channel)
                 if order is not None:  # (None: nobody here listens any more)
                     order.add(_events(message["data"]))
@@ -380,7 +397,7 @@ class RedisBroker(Broker):
             ):
                 with attempt:
                     self._published.clear()  # (set by any publish that goes through now on)
-                    await self._client().publish(CONTROL, payload)
+                    await self._client().publish(self.control, payload)
             telling.succeeded()
             for channel, when in notice.items():
                 if self._unsent.get(channel) == when:  # (not failed again since)
@@ -459,8 +476,8 @@ class RedisBroker(Broker):
 
     def _keys(self, channel: str, participant_id: str) -> list[str]:
         return [
-            f"{PREFIX}:socket-leases:{channel}:{participant_id}",
-            f"{PREFIX}:online:{channel}",
+            f"{self._keyspace}:socket-leases:{channel}:{participant_id}",
+            f"{self._keyspace}:online:{channel}",
         ]
 
     async def join(self, channel: str, participant_id: str, socket_id: str) -> bool:
@@ -486,7 +503,7 @@ class RedisBroker(Broker):
 
     async def present(self, channel: str) -> set[str]:
         with _outage():
-            members = await self._client().eval(_PRESENT, 1, f"{PREFIX}:online:{channel}")
+            members = await self._client().eval(_PRESENT, 1, f"{self._keyspace}:online:{channel}")
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
 
     async def _renew(self) -> None:
@@ -529,7 +546,7 @@ class RedisBroker(Broker):
         channels = [c for c in self._local if self._local[c]]
         for start in range(0, len(channels), RENEW_BATCH):
             batch = channels[start : start + RENEW_BATCH]
-            keys = [f"{PREFIX}:online:{channel}" for channel in batch]
+            keys = [f"{self._keyspace}:online:{channel}" for channel in batch]
             found = await self._client().eval(_SWEEP, len(keys), *keys)
             for number, who in zip(found[::2], found[1::2], strict=True):
                 channel = batch[int(number) - 1]

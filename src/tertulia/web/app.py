@@ -176,7 +176,11 @@ def create_app(settings: Settings) -> FastAPI:
         async with AsyncExitStack() as resources:
             db = await open_database(settings.database_url, schema=settings.database_schema)
             resources.push_async_callback(db.close)
-            broker = create_broker(settings.broker_url, presence_lease=settings.presence_lease)
+            broker = create_broker(
+                settings.broker_url,
+                presence_lease=settings.presence_lease,
+                prefix=settings.broker_prefix,
+            )
             resources.push_async_callback(broker.close)
             await broker.start()
             resources.push_async_callback(rate_limits.close)

@@ -61,6 +61,10 @@ class RateLimits:
 
     def __init__(self, settings: Settings) -> None:
         self._url = settings.broker_url
+        # (Installations sharing a Redis database number count apart: broker_prefix.)
+        self._key_prefix = "tertulia-limits" + (
+            f":{settings.broker_prefix}" if settings.broker_prefix else ""
+        )
         self._pool: ConnectionPool | None = None
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._limiter = self._local
@@ -85,7 +89,7 @@ class RateLimits:
             storage: Storage = RedisStorage(
                 f"async+{'redis+unix' if scheme == 'unix' else scheme}://{rest}",
                 implementation="redispy",
-                key_prefix="tertulia-limits",
+                key_prefix=self._key_prefix,
                 connection_pool=self._pool,  # type: ignore[arg-type]
                 wrap_exceptions=True,
             )
