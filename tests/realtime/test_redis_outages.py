@@ -20,6 +20,7 @@ from support.environment import REDIS_URL, require_service
 from support.outages import break_reader, fail_publishing
 from support.proxy import ProxyFactory
 from support.waiting import until
+from tertulia.errors import BrokerUnavailable
 from tertulia.realtime import outages
 from tertulia.realtime import redis as redis_broker
 from tertulia.realtime.broker import Event
@@ -105,7 +106,7 @@ async def test_a_failed_publish_tells_that_channels_subscribers(
 async def test_a_subscription_redis_refused_leaves_nothing_behind(
     broker: RedisBroker, monkeypatch: Any
 ) -> None:
-    """Subscribing fails (Redis unreachable): the caller gets the error, nothing of it is
+    """Subscribing fails (Redis unreachable): the caller gets an outage, nothing of it is
     kept (it is never told anything), and the next subscriber to the channel asks again."""
     pubsub = broker._pubsub
     assert pubsub is not None
@@ -122,8 +123,9 @@ async def test_a_subscription_redis_refused_leaves_nothing_behind(
     monkeypatch.setattr(pubsub, "subscribe", fails_once)
     name = str(uuid.uuid4())
     refused, accepted = Listener(), Listener()
-    with pytest.raises(ConnectionError):
+    with pytest.raises(BrokerUnavailable) as raised:
         await broker.subscribe(name, refused.deliver, refused.lost)
+    assert raised.value.reason == "ConnectionError: Redis is unreachable"
     await broker.subscribe(name, accepted.deliver, accepted.lost)
     await broker.publish(name, event("hello"))
     await until(lambda: accepted.frames == ["hello"])

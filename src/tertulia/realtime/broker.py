@@ -91,6 +91,9 @@ class Broker(abc.ABC):
 
         Returns once the subscription is active: any event published after the call returns
         is delivered, or ``missed`` is called.
+
+        Raises:
+            BrokerUnavailable: the broker could not be reached (or did not confirm).
         """
 
     @abc.abstractmethod

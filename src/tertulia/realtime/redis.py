@@ -165,6 +165,14 @@ def _outage() -> Iterator[None]:
         raise BrokerUnavailable(describe(exc)) from exc
 
 
+def _shared(failure: BaseException) -> Exception:
+    """What the others waiting for a subscription get when the one that asked for it
+    failed: an outage stays one (:class:`BrokerUnavailable`), anything else is an error."""
+    if isinstance(failure, BrokerUnavailable):
+        return BrokerUnavailable(f"could not subscribe: {failure.reason}")
+    return RuntimeError(f"could not subscribe: {failure!r}")
+
+
 def _events(data: bytes) -> list[Event]:
     # [audience, frame, seq, supersedes, close, copy]: the last three may be missing
     # (older processes), and fields after them are ignored (newer ones).
@@ -446,11 +454,13 @@ class RedisBroker(Broker):
             self._confirmed[name] = future
         sent = False
         try:
-            if asked:
-                await self._pubsub.subscribe(name)
-                sent = True
-            if future is not None:
-                await asyncio.wait_for(asyncio.shield(future), 10)
+            with _outage():
+                if asked:
+                    await self._pubsub.subscribe(name)
+                    sent = True
+                if future is not None:
+                    # (No confirmation within 10 s: TimeoutError, an outage too.)
+                    await asyncio.wait_for(asyncio.shield(future), 10)
         except BaseException as failure:
             # A subscriber cancelled (its client left) once its subscription was sent leaves
             # the confirmation to the reader: the others waiting for it are not failed.
@@ -461,7 +471,7 @@ class RedisBroker(Broker):
                 if self._confirmed.get(name) is future:
                     del self._confirmed[name]
                 if not future.done():
-                    future.set_exception(ConnectionError(f"could not subscribe: {failure!r}"))
+                    future.set_exception(_shared(failure))
                     future.exception()  # (retrieved: nobody else may be waiting)
             unsubscribe()
             raise

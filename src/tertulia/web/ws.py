@@ -21,9 +21,10 @@ handshake is accepted (refusals are HTTP 403). Then:
 - A participant holds at most ``ws_max_sockets_per_participant`` sockets (per process):
   one more is closed with 4429 at once (web/socketcap.py).
 - A failure of the server's own while a socket is served closes that socket with 1011.
-  The database out of reach is an outage, not a failure: a socket being opened or served
-  then is closed with 1013 (``database unreachable: reconnect later``), and a frame it
-  cannot store is answered with an ``unavailable`` error frame (the socket stays open).
+  The database or the broker out of reach is an outage, not a failure: a socket being
+  opened (subscribed, counted present) or served then is closed with 1013 (``database
+  unreachable: reconnect later``, ``broker unreachable: …``), and a frame it cannot store
+  is answered with an ``unavailable`` error frame (the socket stays open).
 - A conversation deleted while its sockets are open (``tertulia delete``) closes them with
   4404, as soon as the deletion is announced (by the CLI through a Redis broker) or found
   (a write of this process failing on it).
@@ -436,8 +437,13 @@ async def _serve(
         unsubscribe = await svc.registry.broker.subscribe(
             chat.conversation.id, outbox.deliver, outbox.missed
         )
+    except ServiceUnavailable as exc:
+        # (Redis out of reach: an outage, 1013, and its client reconnects after its backoff)
+        svc.outages.warning(bound, f"{exc.service} unreachable; socket closed", error=exc.reason)
+        await _close(websocket, CLOSE_SLOW, unavailable(exc))
+        return
     except Exception:
-        bound.exception("subscribing the socket failed")  # (the broker is unreachable, say)
+        bound.exception("subscribing the socket failed")
         await _close(websocket, CLOSE_ERROR, "internal error")
         return
     sender = outbox.start(f"ws-send-{socket_id}")
