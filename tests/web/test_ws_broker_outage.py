@@ -100,6 +100,10 @@ async def test_a_message_whose_publishing_failed_is_stored_and_resumed(
     assert [m.get("text") for m in history].count("unpublished") == 1
 
 
+# The proxy turns connections away by accepting and resetting them; redis-py 8.1 does not
+# close a connection reset during its handshake (only a RedisError there is cleaned up),
+# and the garbage collector then finds its StreamWriter open.
+@pytest.mark.filterwarnings("ignore:Exception ignored in.*StreamWriter")
 async def test_a_socket_opened_while_redis_is_out_of_reach_is_told_to_retry(
     make_settings: Callable[..., Settings],
     people: PersonFactory,
@@ -114,10 +118,7 @@ async def test_a_socket_opened_while_redis_is_out_of_reach_is_told_to_retry(
     where = urlsplit(REDIS_URL)
     proxy = await proxy_to(where.port or 6379)
     url = where._replace(netloc=f"127.0.0.1:{proxy.listen_port}").geturl()
-    # (No rate limits: their Redis client, cut off the same way, leaves a connection
-    # unclosed for the garbage collector, an unraisable ResourceWarning that is not this
-    # test's subject.)
-    async with live_server(make_settings(broker_url=url, rate_limits={})) as server:
+    async with live_server(make_settings(broker_url=url)) as server:
         alice = people(server)
         assert (await alice.create(nickname="alice", bots=[])).status_code == 201
         with watch_logs() as logs:
