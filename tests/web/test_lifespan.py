@@ -101,3 +101,19 @@ async def test_sqlite_with_a_redis_broker_is_warned_about(
     warned = [e for e in logs.entries if e["event"].startswith("a Redis broker with a SQLite")]
     assert len(warned) == (1 if settings.is_sqlite else 0)
     assert all(e["log_level"] == "warning" for e in warned)
+
+
+async def test_the_start_line_names_the_schema_when_one_is_set(
+    make_settings: SettingsFactory,
+) -> None:
+    """(QA: two installations in one PostgreSQL database logged the same database URL.)
+    ``tertulia started`` has ``schema`` when ``database_schema`` is set, and not otherwise."""
+    settings = make_settings()
+    app = create_app(settings)
+    with watch_logs() as logs:
+        async with app.router.lifespan_context(app):
+            pass
+    started = [e for e in logs.entries if e["event"] == "tertulia started"]
+    assert len(started) == 1
+    assert started[0].get("schema") == settings.database_schema
+    assert ("schema" in started[0]) == (settings.database_schema is not None)

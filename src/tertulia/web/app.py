@@ -210,9 +210,12 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.services = Services(
                 settings, registry, sessions, http, rate_limits, sockets, outages
             )
+            # (The schema only when set: one database may hold several installations.)
+            where = {"schema": settings.database_schema} if settings.database_schema else {}
             log.info(
                 "tertulia started",
                 database=db.display_url,
+                **where,
                 broker=settings.broker_url.split("@")[-1],
                 bots=list(bots),
             )
