@@ -62,8 +62,8 @@ async def test_a_conversation_goes_whole(
     assert await asyncio.to_thread(delete, settings, [gone, MISSING, gone]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0] == f"tertulia: no conversation {MISSING}"
-    assert err[1].startswith("tertulia: deleted 1 conversations, ")
-    assert err[1].endswith(" messages, 1 files")
+    assert err[1].startswith("tertulia: deleted 1 conversation, ")
+    assert err[1].endswith(" messages, 1 file")
     assert not (media / "chat" / f"chat_{gone.replace('-', '')}").exists()
     assert files_of(media, kept) == kept_files
 
@@ -110,7 +110,7 @@ async def test_idle_conversations_go_by_their_last_message(
 
     cutoff = datetime(2021, 1, 1, tzinfo=UTC)
     assert await asyncio.to_thread(delete, settings, [], cutoff) == 0
-    assert capsys.readouterr().err.startswith("tertulia: deleted 1 conversations, ")
+    assert capsys.readouterr().err.startswith("tertulia: deleted 1 conversation, ")
     async with live_server(settings) as server:
         rooms = (await people(server).http.get("/conversations/")).json()
         listed = rooms["results"] if isinstance(rooms, dict) else rooms

@@ -120,6 +120,8 @@ async def test_every_conversation_or_those_named(
     err = capsys.readouterr().err
     assert f"no conversation {missing}" in err
     assert "exported 2 conversations" in err
+    assert await asyncio.to_thread(export, settings, [created[1]], str(named)) == 0
+    assert "exported 1 conversation, " in capsys.readouterr().err  # (QA: '1 conversations')
 
 
 async def test_a_failed_export_leaves_no_half_line_and_the_old_file(

@@ -37,6 +37,11 @@ def _say(line: str) -> None:
     print(f"tertulia: {line}", file=sys.stderr)
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 conversation``, ``2 conversations`` (``noun`` singular, plural with an s)."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _run(work: Coroutine[Any, Any, T], failed: str) -> T:
     """Run a command's work. When it fails, one line on stderr and :class:`_Failed`: status
     2 for a configuration error; 1 for anything else, in the error's own words for
@@ -324,8 +329,8 @@ def delete(
     kept = f", {done.kept} kept (written to since they were listed idle)" if done.kept else ""
     return _finish(
         done.missing,
-        f"deleted {done.conversations} conversations, {done.messages} messages, "
-        f"{done.files} files{kept}",
+        f"deleted {_count(done.conversations, 'conversation')}, "
+        f"{_count(done.messages, 'message')}, {_count(done.files, 'file')}{kept}",
     )
 
 
@@ -346,7 +351,9 @@ def export(settings: Settings, conversation_ids: list[str], output: str | None) 
     except BrokenPipeError:
         return _reader_gone()  # (``tertulia export | head``): nothing went wrong
     return _finish(
-        done.missing, f"exported {done.conversations} conversations, {done.messages} messages"
+        done.missing,
+        f"exported {_count(done.conversations, 'conversation')}, "
+        f"{_count(done.messages, 'message')}",
     )
 
 
