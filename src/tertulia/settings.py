@@ -40,6 +40,9 @@ _MILLION = 1_000_000
 # Every number has an upper bound as well as a lower one: an absurd value (a lease of
 # 1e12 s, a frame of 1e20 bytes) used to pass and then fail at start with an
 # OverflowError, or fail every frame. The bounds are far beyond any sensible value.
+# What ``allowed_hosts`` takes: a name or IPv4 address, ``*.`` and a domain, an IPv6
+# address in brackets (as in a Host header), or ``*`` (Starlette's TrustedHostMiddleware).
+_HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\]")
 LIMIT_KEYS = (
     "MAX_ATTACHMENT_SIZE",
     "MAX_IMAGE_SIZE",
@@ -158,6 +161,12 @@ class Settings(BaseSettings):
     )
     rooms: bool = Field(default=True, description="BLAB's CHAT_ENABLE_ROOMS")
     allowed_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] | None = Field(
+        default=None,
+        description="host names requests may be sent to (against DNS rebinding): "
+        "chat.example.com, *.example.com, [2001:db8::1], or *; unset: only localhost, "
+        "127.0.0.1 and [::1] on a connection to a loopback address, any on another",
+    )
     manager: str | None = Field(default=None, description="BLAB's CHAT_BOT_MANAGER")
     limits: dict[str, Annotated[int, Field(ge=0, le=TiB)]] = Field(default_factory=_default_limits)
     bots: dict[str, BotSpec] = Field(default_factory=_default_bots)
@@ -266,6 +275,22 @@ class Settings(BaseSettings):
             ):
                 raise ValueError(f"not an origin (http(s)://host[:port]): {origin!r}")
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("an empty list would refuse every request: list the host names")
+        hosts = [host.strip().lower() for host in value]
+        for given, host in zip(value, hosts, strict=True):
+            if not _HOST_PATTERN.fullmatch(host):
+                raise ValueError(
+                    f"not a host name or pattern (chat.example.com, *.example.com, "
+                    f"203.0.113.7, [2001:db8::1] or *; no scheme, no port): {given!r}"
+                )
+        return hosts
 
     @field_validator("database_schema")
     @classmethod

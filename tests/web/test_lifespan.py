@@ -117,3 +117,19 @@ async def test_the_start_line_names_the_schema_when_one_is_set(
     assert len(started) == 1
     assert started[0].get("schema") == settings.database_schema
     assert ("schema" in started[0]) == (settings.database_schema is not None)
+
+
+@pytest.mark.parametrize("hosts", [None, ["chat.example.com"]])
+async def test_production_without_allowed_hosts_is_warned_about(
+    make_settings: SettingsFactory, hosts: list[str] | None
+) -> None:
+    """Unset, a connection to an address other than loopback is served whatever its Host
+    (web/hosts.py): a production start says allowed_hosts should be set."""
+    settings = make_settings(production=True, session_cookie_secure=True, allowed_hosts=hosts)
+    app = create_app(settings)
+    with watch_logs() as logs:
+        async with app.router.lifespan_context(app):
+            pass
+    warned = [e for e in logs.entries if e["event"].startswith("allowed_hosts is not set")]
+    assert len(warned) == (1 if hosts is None else 0)
+    assert all(e["log_level"] == "warning" for e in warned)

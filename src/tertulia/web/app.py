@@ -29,6 +29,7 @@ from tertulia.storage.database import open_database
 from tertulia.storage.migrate import upgrade_async
 from tertulia.web import errors, health, media, metrics
 from tertulia.web.deps import Services
+from tertulia.web.hosts import HostCheck
 from tertulia.web.origins import Origins
 from tertulia.web.ratelimit import RateLimitMiddleware, RateLimits
 from tertulia.web.responses import JSONBody
@@ -224,6 +225,12 @@ def create_app(settings: Settings) -> FastAPI:
                     "a Redis broker with a SQLite database: Redis is for several server "
                     "processes, and a SQLite file serves one; for several, use PostgreSQL"
                 )
+            if settings.production and settings.allowed_hosts is None:
+                log.warning(
+                    "allowed_hosts is not set in production: a connection to an address "
+                    "other than loopback is served whatever its Host, which a page can "
+                    "make its own name (DNS rebinding); list the server's public names"
+                )
             if settings.production and settings.rooms:
                 log.warning(
                     "rooms are on in production: anyone can list, join and read every "
@@ -277,5 +284,6 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=CORS_HEADERS,
             max_age=86400,
         )
+    app.add_middleware(HostCheck, allowed=settings.allowed_hosts)  # before all that reads Host
     app.add_middleware(StopCancellations)  # outermost: whatever a cancellation cut short
     return app
