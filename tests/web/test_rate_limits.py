@@ -12,7 +12,7 @@ from support.managers import Room, manager_bots
 from support.server import live_server
 from tertulia.errors import ConfigurationError
 from tertulia.settings import DEFAULT_RATE_LIMITS
-from tertulia.web.ratelimit import RateLimits
+from tertulia.web.ratelimit import RateLimits, counted_address
 
 
 async def test_creations_over_the_limit_get_429(
@@ -215,3 +215,39 @@ async def test_the_wait_is_until_the_oldest_hit_of_the_window_expires(
         assert await limits.retry_after("join", key) == 60
     finally:
         await limits.close()
+
+
+async def test_ipv6_clients_are_counted_per_64_network(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """Creations from many addresses of one IPv6 /64 (X-Forwarded-For through a trusted
+    proxy) share one count (security QA: 70 addresses made 70 creations); another /64, and
+    an IPv4-mapped address apart from its IPv4 one, count on their own."""
+    async with live_server(make_settings(rate_limits={"create": "3/minute"})) as server:
+
+        async def create(address: str) -> int:
+            person = people(server)
+            person.http.headers["X-Forwarded-For"] = address
+            return (await person.create(bots=[])).status_code
+
+        statuses = [await create(f"2001:db8:1:2::{n:x}") for n in range(1, 5)]
+        assert statuses == [201, 201, 201, 429]
+        assert await create("2001:db8:1:2:ffff:ffff:ffff:ffff") == 429
+        assert await create("2001:db8:1:3::1") == 201
+        assert [await create("::ffff:198.51.100.7") for _ in range(3)] == [201] * 3
+        assert await create("198.51.100.7") == 429
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::", "2001:db8:1:2::/64"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("198.51.100.7", "198.51.100.7"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_what_an_address_is_counted_under(address: str, counted: str) -> None:
+    """IPv6 by its /64, IPv4-mapped as IPv4, the rest as it is."""
+    assert counted_address(address) == counted

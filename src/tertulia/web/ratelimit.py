@@ -23,13 +23,16 @@ go back to Redis when it answers again: a request is never refused with a 500, n
 for long, because the counters are unreachable, and the limits still hold per process.
 
 The client address is the one uvicorn reports: behind a reverse proxy, uvicorn takes it
-from ``X-Forwarded-For`` when the proxy is trusted (``--forwarded-allow-ips``).
+from ``X-Forwarded-For`` when the proxy is trusted (``--forwarded-allow-ips``). An IPv6
+address is counted by its /64 network, an IPv4-mapped one as its IPv4 address
+(:func:`counted_address`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import math
 import time
 
@@ -142,9 +145,29 @@ class RateLimits:
         return min(rule.get_expiry(), max(1, math.ceil(stats.reset_time - time.time())))
 
 
+IPV6_CLIENT_PREFIX = 64  # bits of an IPv6 address that name one client
+
+
+def counted_address(host: str) -> str:
+    """Under what a client address is counted: an IPv6 one by its /64 network (a host is
+    usually given a whole /64, so counting each address would let one client make up as
+    many as it likes), an IPv4-mapped one (``::ffff:198.51.100.7``) as its IPv4 address,
+    anything else (IPv4, or no address at all) as it is."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        network = ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False)
+        return str(network)
+    return str(address)
+
+
 def _client(scope: Scope) -> str:
     client = scope.get("client")
-    return client[0] if client else "unknown"
+    return counted_address(client[0]) if client else "unknown"
 
 
 def _handshake_client(scope: Scope) -> str:
