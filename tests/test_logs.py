@@ -8,6 +8,8 @@ import logging
 import pytest
 import structlog
 
+from support.environment import PersonFactory, SettingsFactory
+from support.server import live_server
 from tertulia.errors import DatabaseUnavailable
 from tertulia.logs import Sampled, configure_logging
 
@@ -96,3 +98,30 @@ def test_sampled_warnings_say_how_many_were_left_out(monkeypatch: pytest.MonkeyP
         ("database unreachable; message refused", {"path": "/b"}),
         ("database unreachable; answered 503", {"path": "/c", "left_out": 4}),
     ]
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+async def test_session_keys_stay_out_of_debug_logs(
+    monkeypatch: pytest.MonkeyPatch,
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    fmt: str,
+) -> None:
+    """At ``log_level = "DEBUG"`` websockets writes each handshake's headers on uvicorn's
+    logger: a person's ``Cookie`` and a bot's ``Authorization`` are written redacted (they
+    were written whole: security QA); the other headers as they came."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging(fmt, "DEBUG")
+    async with live_server(make_settings()) as server:
+        alice = people(server)
+        await alice.create(nickname="alice")
+        key = alice.session or ""
+        socket = await alice.connect(headers={"Authorization": f"Bearer token-{key}"})
+        await socket.state()
+    written = stream.getvalue()
+    assert key
+    assert key not in written
+    assert "Cookie: [redacted]" in written
+    assert "Authorization: [redacted]" in written
+    assert "Upgrade: websocket" in written  # (the debug lines are still there)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -71,6 +72,23 @@ class Outages(logging.Filter):
             else:
                 record.msg = f"{record.getMessage()}: {failure.reason}"
                 record.args = None
+        return True
+
+
+class SecretHeaders(logging.Filter):
+    """Redacts the values of ``Cookie``, ``Set-Cookie``, ``Authorization`` and
+    ``Proxy-Authorization`` in the debug lines of a library that writes an HTTP exchange's
+    headers one a line (``< cookie: sessionid=...``): websockets does for each handshake,
+    on the logger uvicorn hands it (``uvicorn.error``), at ``log_level = "DEBUG"``. The
+    session key in them is a bearer secret; the line stays, its value ``[redacted]``."""
+
+    HEADER = re.compile(r"^([<>] (?:proxy-)?(?:authorization|cookie|set-cookie):).*", re.I | re.S)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG and isinstance(record.msg, str):
+            redacted, found = self.HEADER.subn(r"\1 [redacted]", record.getMessage())
+            if found:
+                record.msg, record.args = redacted, None
         return True
 
 
@@ -148,6 +166,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     handler.addFilter(Outages())
+    handler.addFilter(SecretHeaders())  # (on the handler: every logger's records pass it)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
