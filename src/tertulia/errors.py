@@ -14,6 +14,7 @@ The tree::
     ├── PayloadTooLarge               too_large       413
     ├── UnsupportedMediaType          media_type      415
     ├── Throttled                     throttled       429  (WebSocket: an error frame)
+    ├── InsufficientStorage           no_space        507  the media disk is at its floor
     └── Unavailable                   unavailable     503  the server is stopping; try again
         └── ServiceUnavailable        unavailable     503  a service it needs cannot be reached
             ├── DatabaseUnavailable                        the database (WebSocket: an error
@@ -223,6 +224,28 @@ class Throttled(TertuliaError):
 
     def data(self) -> dict[str, Any]:
         return {} if self.retry_after is None else {"retry_after": self.retry_after}
+
+
+class InsufficientStorage(TertuliaError):
+    """An uploaded file refused because storing it would leave the media file system with
+    less free space than ``media_min_free`` (the floor kept for the database and the
+    logs). 507 rather than 503: the server is up and serves everything but new files, and
+    the same upload will be refused again until an operator frees space (a 503 would tell
+    load balancers and retrying clients the server is down, and to try again soon).
+
+    Args:
+        free: bytes the file system had free, for the log (not for clients).
+        floor: ``media_min_free``, for the log.
+    """
+
+    code = "no_space"
+    status = 507
+    TEXT = "The server has no room for more files now."
+
+    def __init__(self, *, free: int, floor: int) -> None:
+        super().__init__(self.TEXT)
+        self.free = free
+        self.floor = floor
 
 
 class Unavailable(TertuliaError):

@@ -32,7 +32,8 @@ from tertulia.domain.ids import is_schema_name
 from tertulia.errors import ConfigurationError
 
 MiB = 1024 * 1024
-TiB = 1024 * 1024 * MiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
 _DAY = 24 * 3600  # seconds
 _TEN_YEARS = 10 * 366 * _DAY  # seconds: a bound that keeps dates computable
 _BROKER_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -172,6 +173,13 @@ class Settings(BaseSettings):
     bots: dict[str, BotSpec] = Field(default_factory=_default_bots)
 
     media_root: Path = Path("./media")
+    media_min_free: int = Field(
+        default=GiB,
+        ge=0,
+        le=1024 * TiB,
+        description="bytes an upload must leave free on media_root's file system, else it "
+        "is refused (507); 0: no floor",
+    )
     retention_days: float | None = Field(
         default=None,
         gt=0,

@@ -21,9 +21,10 @@ from tertulia.files.store import (
 )
 
 
-def file_store(media_root: Path) -> FileStore:
-    """The store for ``settings.media_root`` (cheap: holds no resources)."""
-    return LocalFileStore(media_root)
+def file_store(media_root: Path, *, min_free: int = 0) -> FileStore:
+    """The store for ``settings.media_root`` (cheap: holds no resources); ``min_free``:
+    ``settings.media_min_free``, for a store uploads are written to."""
+    return LocalFileStore(media_root, min_free=min_free)
 
 
 __all__ = [

@@ -20,6 +20,14 @@ trouble, not the request's: the ``OSError`` is logged here, with the path and th
 and becomes :class:`FilesUnavailable` (503 ``unavailable``), not a traceback and a 500.
 The server checks at its start that the root can be written
 (:func:`tertulia.preflight.check_media_root`).
+
+Free space: a store made with ``min_free`` (``settings.media_min_free``) refuses to write
+an upload that would leave its file system with fewer free bytes:
+:class:`~tertulia.errors.InsufficientStorage` (507 ``no_space``). It looks before a spool
+file is made (counting the size the client announced, when it did) and again before each
+buffer is written (a client that announced nothing, or lied, or other uploads meanwhile).
+Without the floor, uploads filled the disk, and then the database (SQLite on the same disk,
+often) could no longer write anyone's messages.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import shutil
 import tempfile
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -40,7 +48,7 @@ import anyio.to_thread
 import structlog
 
 from tertulia.domain.conversations import shows_nothing
-from tertulia.errors import Unavailable
+from tertulia.errors import InsufficientStorage, Unavailable
 
 log = structlog.get_logger(__name__)
 RETRY_AFTER = 30  # seconds: a full disk or a wrong mode takes an operator
@@ -49,6 +57,28 @@ KEY_PATTERN = re.compile(r"chat/chat_([0-9a-f]{32})/msg_[0-9a-f]{32}_[0-9a-f]{32
 MAX_NAME = 255
 _DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 WRITE_BUFFER = 256 * 1024
+
+FreeSpace = Callable[[Path], int]
+"""Bytes an unprivileged process may still write on the file system of a path."""
+
+
+def free_bytes(path: Path) -> int:
+    """The :data:`FreeSpace` of the operating system (``statvfs``: ``f_bavail`` blocks)."""
+    return shutil.disk_usage(path).free
+
+
+def _keep_floor(directory: Path, size: int, min_free: int, free_space: FreeSpace) -> None:
+    """Refuse to write ``size`` more bytes under ``directory`` when that would leave fewer
+    than ``min_free`` free (0: no floor).
+
+    Raises:
+        InsufficientStorage: below the floor.
+    """
+    if min_free <= 0:
+        return
+    free = free_space(directory)
+    if free - size < min_free:
+        raise InsufficientStorage(free=free, floor=min_free)
 
 
 class FilesUnavailable(Unavailable):
@@ -108,25 +138,60 @@ def display_name(raw: str | None) -> str | None:
 class SpoolFile:
     """A temporary local file an upload is streamed into (buffered, written in a thread).
 
+    Args:
+        min_free: bytes each write must leave free on the file system (0: no floor).
+        free_space: how free space is measured (tests pass their own).
+
     Attributes:
         path: where the bytes are.
         size: how many bytes were written so far.
     """
 
-    def __init__(self, path: Path, file: BinaryIO) -> None:
+    def __init__(
+        self,
+        path: Path,
+        file: BinaryIO,
+        *,
+        min_free: int = 0,
+        free_space: FreeSpace = free_bytes,
+    ) -> None:
         self.path = path
         self._file = file
         self._buffer = bytearray()
         self.size = 0
+        self._min_free = min_free
+        self._free_space = free_space
 
     @classmethod
-    async def create(cls, directory: Path) -> SpoolFile:
-        """A new empty spool file in ``directory`` (created if needed)."""
+    async def create(
+        cls,
+        directory: Path,
+        *,
+        expected: int = 0,
+        min_free: int = 0,
+        free_space: FreeSpace = free_bytes,
+    ) -> SpoolFile:
+        """A new empty spool file in ``directory`` (created if needed).
+
+        Args:
+            expected: bytes the upload is announced to bring (0: not known), which must
+                leave ``min_free`` free.
+
+        Raises:
+            InsufficientStorage: ``expected`` bytes would leave less than ``min_free``.
+            FilesUnavailable: the file cannot be made.
+        """
 
         def make() -> SpoolFile:
             directory.mkdir(parents=True, exist_ok=True)
+            _keep_floor(directory, expected, min_free, free_space)
             handle, name = tempfile.mkstemp(dir=directory, prefix="upload_")
-            return cls(Path(name), os.fdopen(handle, "wb", buffering=0))
+            return cls(
+                Path(name),
+                os.fdopen(handle, "wb", buffering=0),
+                min_free=min_free,
+                free_space=free_space,
+            )
 
         with _writing(directory):
             return await anyio.to_thread.run_sync(make)
@@ -142,11 +207,20 @@ class SpoolFile:
         return len(self._buffer)
 
     async def flush(self) -> None:
-        """Write the buffer to the file (in a thread)."""
+        """Write the buffer to the file (in a thread), when that leaves ``min_free`` free.
+
+        Raises:
+            InsufficientStorage: below the floor (nothing of the buffer is written).
+            FilesUnavailable: the write failed.
+        """
         if self._buffer:
             data, self._buffer = bytes(self._buffer), bytearray()
             with _writing(self.path):
-                await anyio.to_thread.run_sync(self._file.write, data)
+                await anyio.to_thread.run_sync(self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        _keep_floor(self.path.parent, len(data), self._min_free, self._free_space)
+        self._file.write(data)
 
     async def finish(self) -> None:
         """Write what is buffered, push it to disk, and close the file."""
@@ -170,11 +244,13 @@ def _sync_and_close(file: BinaryIO) -> None:
 class FileStore(Protocol):
     """Storage of uploaded files. Implementations must keep the names they are given."""
 
-    async def spool(self) -> SpoolFile:
-        """A new temporary file to stream an upload into (its ``flush`` and ``finish``
-        raise as this does).
+    async def spool(self, expected: int = 0) -> SpoolFile:
+        """A new temporary file to stream an upload of about ``expected`` bytes into (0:
+        not known); its ``flush`` and ``finish`` raise as this does.
 
         Raises:
+            InsufficientStorage: storing ``expected`` bytes (or, later, what is written)
+                would leave less free space than the store's floor.
             FilesUnavailable: it cannot be written.
         """
         ...
@@ -211,13 +287,24 @@ class LocalFileStore:
 
     Args:
         root: the directory; created when first needed.
+        min_free: bytes an upload must leave free on its file system (0: no floor).
+        free_space: how free space is measured (tests pass their own).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, min_free: int = 0, free_space: FreeSpace = free_bytes
+    ) -> None:
         self.root = Path(root).resolve()
+        self.min_free = min_free
+        self._free_space = free_space
 
-    async def spool(self) -> SpoolFile:
-        return await SpoolFile.create(self.root / "tmp")
+    async def spool(self, expected: int = 0) -> SpoolFile:
+        return await SpoolFile.create(
+            self.root / "tmp",
+            expected=expected,
+            min_free=self.min_free,
+            free_space=self._free_space,
+        )
 
     async def keep(self, spool: SpoolFile, conversation_id: str) -> str:
         key = new_key(conversation_id)
@@ -275,9 +362,11 @@ def _move_durably(source: Path, target: Path) -> None:
 __all__ = [
     "FileStore",
     "FilesUnavailable",
+    "FreeSpace",
     "LocalFileStore",
     "SpoolFile",
     "display_name",
+    "free_bytes",
     "key_conversation",
     "new_key",
 ]

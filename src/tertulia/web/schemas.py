@@ -147,6 +147,15 @@ THROTTLED: dict[int | str, dict[str, Any]] = {
 }
 """What a rate-limited route may also answer."""
 
+NO_SPACE: dict[int | str, dict[str, Any]] = {
+    507: {
+        "model": ErrorOut,
+        "description": "no_space: storing the file would leave the server's disk below its "
+        "free-space floor (``media_min_free``)",
+    },
+}
+"""What a route that stores uploaded files may also answer."""
+
 
 def without_validation_422(app: FastAPI) -> None:
     """Leave FastAPI's own validation error out of ``app``'s OpenAPI document.

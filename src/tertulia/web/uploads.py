@@ -18,8 +18,13 @@ Refusing as early as possible:
 3. Otherwise the file is capped at the largest limit while streaming and checked against
    its type's limit once the body has been read.
 
-Every refusal answers ``413 {"detail": "MAX = <limit>"}`` (the type's limit when the type is
-known, else the largest). A refusal before the end of the body first reads and drops what
+A file over a limit is refused ``413 {"detail": "MAX = <limit>"}`` (the type's limit when
+the type is known, else the largest). A file that would leave the media file system with
+less free space than ``media_min_free`` is refused ``507 no_space``
+(:class:`~tertulia.errors.InsufficientStorage`): when its spool file would be made,
+counting the announced ``Content-Length``, and again before each buffer is written.
+
+A refusal before the end of the body first reads and drops what
 is left of it, when that is at most :data:`DRAIN_AT_MOST` and arrives within
 :data:`DRAIN_SECONDS`: a connection closed with body bytes unread is reset by the kernel,
 and the client, still sending, may never read the answer. A longer or slower rest is not
@@ -49,7 +54,13 @@ from starlette.requests import ClientDisconnect, Request
 from tertulia.chats import Chat
 from tertulia.domain.inputs import parse_new_message
 from tertulia.domain.model import FileInfo
-from tertulia.errors import PayloadTooLarge, TertuliaError, UnsupportedMediaType, ValidationFailed
+from tertulia.errors import (
+    InsufficientStorage,
+    PayloadTooLarge,
+    TertuliaError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from tertulia.files import (
     FILE_TYPE_CODES,
     ContentMismatch,
@@ -335,7 +346,8 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
                         raise _Refuse(too_large(reader.file_limit))
                     if reader.pending:
                         if spool is None:
-                            spool = await store.spool()
+                            # (the whole body's length: the fields are a few KB at most)
+                            spool = await store.spool(expected=declared or 0)
                         spool.add(bytes(reader.pending))
                         reader.pending.clear()
                         if spool.pending >= FLUSH_AT:
@@ -434,10 +446,19 @@ async def post_multipart(request: Request, member: Membership) -> JSONBody:
         UnsupportedMediaType: the file's content does not fit the message type.
     """
     svc = services(request)
-    store = file_store(svc.settings.media_root)
+    store = file_store(svc.settings.media_root, min_free=svc.settings.media_min_free)
     try:
         upload = await receive_upload(request, store, svc.settings.chat_limits)
     except UploadError as exc:
+        if isinstance(exc.error, InsufficientStorage):
+            # (an operator's matter: a warning, one every few seconds while it lasts)
+            svc.outages.warning(
+                log,
+                "media_root below media_min_free; upload refused",
+                free=exc.error.free,
+                min_free=exc.error.floor,
+                conversation_id=member.chat.conversation.id,
+            )
         headers = {**(exc.error.headers() or {})}  # (Retry-After with a 503)
         if not exc.complete:
             headers["Connection"] = "close"

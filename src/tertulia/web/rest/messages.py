@@ -23,6 +23,7 @@ from tertulia.web.rest import route
 from tertulia.web.schemas import (
     BODY_ERRORS,
     ERRORS,
+    NO_SPACE,
     THROTTLED,
     MessageCreate,
     MessageOut,
@@ -92,6 +93,7 @@ async def list_messages(
         200: {"model": MessageOut, "description": "a repeated local_id: the stored message"},
         **BODY_ERRORS,
         **THROTTLED,
+        **NO_SPACE,
     },
     openapi_extra=request_body(MessageCreate, multipart=True, form=False),
 )
