@@ -53,7 +53,7 @@ from tertulia.errors import (
     NotFound,
     ValidationFailed,
 )
-from tertulia.files import display_name
+from tertulia.files import check_files_budget, display_name
 from tertulia.metrics import CONVERSATIONS_CREATED, MESSAGES_STORED
 from tertulia.outgoing import (
     Outgoing,
@@ -1272,6 +1272,10 @@ class Chat:
         command: ManagerCommand,
         file: FileInfo | None,
     ) -> SaveResult:
+        if file is not None and file.path is not None:
+            # (first: on PostgreSQL it locks the conversation's row before anything else)
+            stored = await msg_repo.stored_file_bytes(conn, self.conversation.id)
+            check_files_budget(stored, file.size or 0, self.settings.files_budget)
         sender = participant
         if command.on_behalf_of is not None:
             principal = await self.participant(command.on_behalf_of)

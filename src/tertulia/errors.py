@@ -12,6 +12,7 @@ The tree::
     │   └── ConversationGone          not_found       404  deleted while served (WS close 4404)
     ├── Conflict                      conflict        409  a concurrent change won (storage)
     ├── PayloadTooLarge               too_large       413
+    │   └── FilesBudgetExceeded       too_large       413  a conversation's files at budget
     ├── UnsupportedMediaType          media_type      415
     ├── Throttled                     throttled       429  (WebSocket: an error frame)
     ├── InsufficientStorage           no_space        507  the media disk is at its floor
@@ -189,6 +190,28 @@ class PayloadTooLarge(TertuliaError):
 
     code = "too_large"
     status = 413
+
+
+class FilesBudgetExceeded(PayloadTooLarge):
+    """An uploaded file that would take its conversation's stored files past their budget
+    (``limits.MAX_CONVERSATION_FILES_SIZE``).
+
+    Args:
+        budget: the budget in bytes, also in the body (``budget``) and in ``data``.
+    """
+
+    def __init__(self, budget: int) -> None:
+        super().__init__(
+            f"This conversation's files may take at most {budget} bytes in all, and this "
+            "file would pass that."
+        )
+        self.budget = budget
+
+    def body(self) -> Any:
+        return {**super().body(), "budget": self.budget}
+
+    def data(self) -> dict[str, Any]:
+        return {"budget": self.budget}
 
 
 class UnsupportedMediaType(TertuliaError):

@@ -51,6 +51,15 @@ LIMIT_KEYS = (
     "MAX_AUDIO_SIZE",
     "MAX_VOICE_SIZE",
 )
+# Tertulia's own key of ``[limits]``: the bytes one conversation's uploaded files may take
+# in all. Not one of BLAB's five, so ``limits/`` (which BLAB's web client reads) leaves it
+# out: it answers exactly those five (PROTOCOL 3.4).
+FILES_BUDGET_KEY = "MAX_CONVERSATION_FILES_SIZE"
+# A conversation's files: some 70 files at the largest attachment limit, or hundreds of
+# phone photos; far more than a conversation with bots uses, yet a bound on what one
+# participant (or a shared room's people) can pile up. The disk as a whole is kept by
+# ``media_min_free``: a new conversation brings a new budget.
+DEFAULT_FILES_BUDGET = 1024 * 1024 * 1024
 
 
 class BotSpec(BaseModel):
@@ -134,7 +143,8 @@ def _default_bots() -> dict[str, BotSpec]:
 
 
 def _default_limits() -> dict[str, int]:
-    return {key: (25 if key == "MAX_VIDEO_SIZE" else 15) * MiB for key in LIMIT_KEYS}
+    limits = {key: (25 if key == "MAX_VIDEO_SIZE" else 15) * MiB for key in LIMIT_KEYS}
+    return {**limits, FILES_BUDGET_KEY: DEFAULT_FILES_BUDGET}
 
 
 class Settings(BaseSettings):
@@ -363,9 +373,10 @@ class Settings(BaseSettings):
     @field_validator("limits")
     @classmethod
     def _limit_keys(cls, value: dict[str, int]) -> dict[str, int]:
-        unknown = set(value) - set(LIMIT_KEYS)
+        known = [*LIMIT_KEYS, FILES_BUDGET_KEY]
+        unknown = set(value) - set(known)
         if unknown:
-            raise ValueError(f"unknown limit(s) {sorted(unknown)}; known: {list(LIMIT_KEYS)}")
+            raise ValueError(f"unknown limit(s) {sorted(unknown)}; known: {known}")
         return value
 
     @field_validator("rate_limits")
@@ -413,6 +424,12 @@ class Settings(BaseSettings):
     def chat_limits(self) -> dict[str, int]:
         """The five limits, a missing key counting as 0 (PROTOCOL 3.4)."""
         return {key: int(self.limits.get(key, 0)) for key in LIMIT_KEYS}
+
+    @property
+    def files_budget(self) -> int:
+        """``limits.MAX_CONVERSATION_FILES_SIZE``: the bytes one conversation's uploaded
+        files may take in all (0: no file is taken)."""
+        return int(self.limits.get(FILES_BUDGET_KEY, DEFAULT_FILES_BUDGET))
 
     @property
     def is_sqlite(self) -> bool:

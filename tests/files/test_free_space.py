@@ -1,6 +1,6 @@
-"""The local store's free-space floor (``media_min_free``): an upload that would leave the
-file system with less free space is refused before its spool file is made, or before the
-buffer that would cross the floor is written."""
+"""What files may take of the disk: the local store's free-space floor (``media_min_free``),
+refusing an upload before its spool file is made or before the buffer that would cross the
+floor is written; and a conversation's budget of file bytes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tertulia.errors import InsufficientStorage
-from tertulia.files import LocalFileStore
+from tertulia.errors import FilesBudgetExceeded, InsufficientStorage
+from tertulia.files import LocalFileStore, check_files_budget
 
 FLOOR = 1000
 
@@ -76,3 +76,14 @@ async def test_no_floor_looks_at_no_free_space(tmp_path: Path) -> None:
     await spool.finish()
     spool.discard()
     assert disk.asked == []
+
+
+def test_a_file_fits_the_budget_up_to_the_byte() -> None:
+    """A conversation's files may reach their budget, not pass it (the error says it)."""
+    check_files_budget(stored=2500, size=500, budget=3000)
+    with pytest.raises(FilesBudgetExceeded) as refused:
+        check_files_budget(stored=2500, size=501, budget=3000)
+    assert (refused.value.status, refused.value.budget) == (413, 3000)
+    assert refused.value.body()["budget"] == 3000
+    with pytest.raises(FilesBudgetExceeded):
+        check_files_budget(stored=0, size=1, budget=0)

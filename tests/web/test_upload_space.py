@@ -95,3 +95,49 @@ async def test_an_upload_below_the_free_space_floor_is_507_and_leaves_no_file(
             stored = await attach(person, samples.png(), streamed=streamed)
             assert stored.status_code == 201, stored.text
         assert len(stored_files(running)) == 2
+
+
+async def test_a_conversations_files_are_kept_within_their_budget(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """``limits.MAX_CONVERSATION_FILES_SIZE`` bounds the bytes of a conversation's stored
+    files: a file that fits (to the byte) is stored, one that would pass it is 413 with
+    the budget in the body and leaves no file; external files take none of it; another
+    conversation has its own; ``limits/`` still answers BLAB's five keys only."""
+    limits = {"MAX_ATTACHMENT_SIZE": 2000, "MAX_CONVERSATION_FILES_SIZE": 3000}
+    async with live_server(make_settings(limits=limits)) as running:
+        ana, bia = people(running), people(running)
+        assert (await ana.create(nickname="ana")).status_code == 201
+        assert (await bia.create(nickname="bia")).status_code == 201
+        assert set((await ana.http.get("/limits/")).json()) == {
+            "MAX_ATTACHMENT_SIZE",
+            "MAX_IMAGE_SIZE",
+            "MAX_VIDEO_SIZE",
+            "MAX_AUDIO_SIZE",
+            "MAX_VOICE_SIZE",
+        }
+        for size in (1500, 1000):
+            stored = await attach(ana, b"x" * size)
+            assert stored.status_code == 201, stored.text
+        external = await ana.post(
+            type="A", text="", external_file_url="https://example.com/big.bin", local_id="e1"
+        )
+        assert external.status_code == 201, external.text
+
+        for streamed in (False, True):
+            refused = await attach(ana, b"y" * 501, streamed=streamed)
+            assert refused.status_code == 413, refused.text
+            assert refused.json() == {
+                "detail": "This conversation's files may take at most 3000 bytes in all, "
+                "and this file would pass that.",
+                "code": "too_large",
+                "budget": 3000,
+            }
+        assert len(stored_files(running)) == 2
+        last = await attach(ana, b"z" * 500)  # (to the byte)
+        assert last.status_code == 201, last.text
+        assert (await attach(ana, b"!")).status_code == 413
+
+        other = await attach(bia, b"w" * 2000)
+        assert other.status_code == 201, other.text
+        assert len(stored_files(running)) == 4

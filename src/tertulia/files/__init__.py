@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tertulia.files.content import ContentMismatch, Serving, serving, stored_type
-from tertulia.files.limits import FILE_TYPE_CODES, largest_limit, limit_for
+from tertulia.files.limits import FILE_TYPE_CODES, check_files_budget, largest_limit, limit_for
 from tertulia.files.store import (
     FileStore,
     LocalFileStore,
@@ -34,6 +34,7 @@ __all__ = [
     "LocalFileStore",
     "Serving",
     "SpoolFile",
+    "check_files_budget",
     "display_name",
     "file_store",
     "key_conversation",

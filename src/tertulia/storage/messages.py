@@ -36,6 +36,19 @@ _BY_LOCAL_ID = select(messages).where(
 )
 _BY_FILE = select(messages).where(_IN_CONVERSATION, messages.c.file_path == bindparam("file_path"))
 _MAX_SEQ = select(func.max(messages.c.seq)).where(_IN_CONVERSATION)
+# The bytes of a conversation's uploaded files (``file_path IS NOT NULL``: an external
+# file's URL takes no disk). The condition is the partial index ``ix_messages_file``'s, so
+# only the conversation's files are read.
+_FILE_BYTES = select(func.coalesce(func.sum(messages.c.file_size), 0)).where(
+    _IN_CONVERSATION, messages.c.file_path.is_not(None)
+)
+# PostgreSQL: the conversation's row, locked as the seq's numbering locks it (FOR NO KEY
+# UPDATE; SQLite renders no lock, its one writer takes turns anyway).
+_TAKE_TURNS = (
+    select(conversations.c.id)
+    .where(conversations.c.id == bindparam("conversation_id"))
+    .with_for_update(key_share=True)
+)
 _APPROVE = (
     update(messages)
     .where(messages.c.id == bindparam("message_id"))
@@ -260,6 +273,19 @@ async def max_seq(conn: Connection, conversation_id: str) -> int:
         await conn.execute(_MAX_SEQ, {"conversation_id": conversation_id})
     ).scalar_one_or_none()
     return int(found or 0)
+
+
+async def stored_file_bytes(conn: Connection, conversation_id: str) -> int:
+    """The bytes of the files uploaded to a conversation and kept (its messages' sizes,
+    hidden messages included), read after locking the conversation's row where several
+    processes write: two uploads counted at once in two processes would both fit, and
+    together pass the budget. The lock is the one a visible message's numbering takes a
+    moment later in the same transaction, so it adds no waiting of its own; taken first,
+    before the message's foreign key's share lock, it cannot deadlock with that."""
+    values = {"conversation_id": conversation_id}
+    if conn.last_seqs is None:
+        await conn.execute(_TAKE_TURNS, values)
+    return int((await conn.execute(_FILE_BYTES, values)).scalar_one())
 
 
 async def get_message(conn: Connection, conversation_id: str, message_id: str) -> Message | None:
