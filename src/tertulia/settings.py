@@ -132,6 +132,10 @@ DEFAULT_RATE_LIMITS = {
     # conversation of several people and bots at full speed; it is still a limit, so a
     # manager stuck in a loop cannot flood the database and every socket.
     "manager": "300/second",
+    # A rename is a write and a ``state`` frame (every participant's name) to every socket
+    # of the conversation: 1,500 renames in a few seconds sent one listener 16 MB (QA). A
+    # person renames now and then (a typo mended at once included): ten a minute.
+    "rename": "10/minute",
 }
 
 
@@ -262,7 +266,7 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
         description="per client address (create, join), client (handshake: address, session "
         "and conversation) or participant (message; "
-        "manager: the manager bot's messages and commands, instead of message); "
+        "manager: the manager bot's messages and commands, instead of message; rename); "
         "'' switches one off",
     )
 

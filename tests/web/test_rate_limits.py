@@ -7,6 +7,7 @@ import uuid
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from support.blab import Person
 from support.environment import REDIS_URL, PersonFactory, SettingsFactory, require_service
 from support.managers import Room, manager_bots
 from support.server import live_server
@@ -251,3 +252,32 @@ async def test_ipv6_clients_are_counted_per_64_network(
 def test_what_an_address_is_counted_under(address: str, counted: str) -> None:
     """IPv6 by its /64, IPv4-mapped as IPv4, the rest as it is."""
     assert counted_address(address) == counted
+
+
+async def test_renames_over_the_limit_get_429_with_the_wait(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """(Found by QA: 300 renames in 0.5 s were all taken, each a write and a state frame to
+    every socket.) Renames count per participant: over ``rename``, 429 ``throttled`` with
+    ``Retry-After``, the name kept; another participant renames all the same."""
+    assert DEFAULT_RATE_LIMITS["rename"] == "10/minute"
+    async with live_server(make_settings(rate_limits={"rename": "2/minute"})) as server:
+        alice, bob = people(server), people(server)
+        await alice.create(nickname="alice", bots=[])
+        assert alice.conversation_id
+        await bob.join(alice.conversation_id, nickname="bob")
+
+        def path(person: Person) -> str:
+            return f"/conversations/{alice.conversation_id}/participants/{person.participant_id}/"
+
+        for name in ("ana", "anna"):
+            assert (await alice.http.patch(path(alice), json={"name": name})).status_code == 200
+        refused = await alice.http.patch(path(alice), json={"name": "annie"})
+        assert refused.status_code == 429
+        body = refused.json()
+        assert (body["code"], body["detail"]) == ("throttled", "Too many renames; try again later.")
+        assert 58 <= body["retry_after"] <= 60
+        assert refused.headers["retry-after"] == str(body["retry_after"])
+        shown = (await bob.http.get(f"/conversations/{alice.conversation_id}/")).json()
+        assert {p["name"] for p in shown["participants"]} == {"anna", "bob"}
+        assert (await bob.http.patch(path(bob), json={"name": "bo"})).status_code == 200

@@ -86,7 +86,23 @@ async def check_message_rate(connection: HTTPConnection, participant: Participan
         Throttled: over the ``message`` rate limit (a manager's: ``manager``).
     """
     kind = "manager" if participant.is_manager else "message"
+    await _count(connection, kind, participant.id, "Too many messages; slow down.")
+
+
+async def check_rename_rate(connection: HTTPConnection, participant: Participant) -> None:
+    """Count one rename of a participant (each is a write and a ``state`` frame to every
+    socket of the conversation).
+
+    Raises:
+        Throttled: over the ``rename`` rate limit.
+    """
+    await _count(connection, "rename", participant.id, "Too many renames; try again later.")
+
+
+async def _count(connection: HTTPConnection, kind: str, key: str, detail: str) -> None:
+    """Count one hit of ``key`` against the ``kind`` limit; Throttled (with the wait)
+    when over it."""
     limits = services(connection).rate_limits
-    if not await limits.hit(kind, participant.id):
-        wait = await limits.retry_after(kind, participant.id)
-        raise Throttled("Too many messages; slow down.", retry_after=wait)
+    if not await limits.hit(kind, key):
+        wait = await limits.retry_after(kind, key)
+        raise Throttled(detail, retry_after=wait)

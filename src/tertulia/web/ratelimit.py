@@ -16,6 +16,8 @@ the broker is Redis, so that several processes share them. Limits (``rate_limits
 - ``manager``: the same for a manager bot's participant, in place of ``message``: it sends
   a command for each message of its conversation (``tertulia.settings.DEFAULT_RATE_LIMITS``
   says why it is higher, and why it is a limit all the same).
+- ``rename``: renames per participant (each publishes a ``state`` frame to the whole
+  conversation).
 
 When Redis fails (refused, reset, or no answer within ``REDIS_TIMEOUT``), the limits fail
 over deliberately to this process's own counters, for ``REDIS_RETRY`` seconds at a time, and

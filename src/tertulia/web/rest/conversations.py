@@ -23,7 +23,7 @@ from tertulia.storage import conversations as conv_repo
 from tertulia.storage.database import Connection
 from tertulia.storage.sessions import SessionRecord
 from tertulia.web.bodies import read_object
-from tertulia.web.deps import Services, chat_or_404, membership, services
+from tertulia.web.deps import Services, chat_or_404, check_rename_rate, membership, services
 from tertulia.web.pagination import (
     PAGE_QUERY,
     PAGE_SIZE,
@@ -227,7 +227,7 @@ def _joined(svc: Services, chat: Chat, participant_id: str, session: SessionReco
     "/{conversation_id}/participants/{participant_id}",
     ["PATCH"],
     response_model=ParticipantOut,
-    responses=BODY_ERRORS,
+    responses={**BODY_ERRORS, **THROTTLED},
     openapi_extra=request_body(RenameRequest, multipart=True, form=False, required=True),
 )
 async def rename_participant(
@@ -235,6 +235,7 @@ async def rename_participant(
 ) -> JSONBody:
     """Rename oneself (the web client's "Change my name"); people only."""
     member = await membership(request, conversation_id)
+    await check_rename_rate(request, member.participant)
     if member.participant.id != canonical_id(participant_id):
         raise PermissionDenied()
     if not member.participant.is_human:
