@@ -28,7 +28,7 @@ import structlog
 from tertulia.bots.base import Bot, BotServices
 from tertulia.bots.runner import BotContext, BotRunner
 from tertulia.domain.commands import ManagerCommand, parse_command
-from tertulia.domain.conversations import anonymous_name
+from tertulia.domain.conversations import anonymous_name, refuse_bots_name
 from tertulia.domain.ids import canonical_id, new_id, new_session_key
 from tertulia.domain.inputs import NewMessage, parse_new_message
 from tertulia.domain.model import (
@@ -911,9 +911,15 @@ class Chat:
 
         Returns:
             the participants, the human first, then the bots in order, then the manager.
+
+        Raises:
+            ValidationFailed: ``nickname`` reads as an installed bot's name.
         """
         registry = cls.registry()
         settings = registry.settings
+        if nickname:
+            # (the conversation's bots are among the installed ones)
+            refuse_bots_name(nickname, settings.bots, nickname=True)
         human_id = new_id()
         participants = [
             Participant(
@@ -965,7 +971,13 @@ class Chat:
 
         Publishes a ``state`` frame and tells the bots; no message is stored (the
         newcomer's *participant-joined* comes when their first socket opens).
+
+        Raises:
+            ValidationFailed: the conversation is full, or ``nickname`` reads as a bot's
+                name (:meth:`bot_names`).
         """
+        if nickname:
+            refuse_bots_name(nickname, self.bot_names(), nickname=True)
         participant_id = new_id()
         participant = Participant(
             id=participant_id,
@@ -996,7 +1008,13 @@ class Chat:
         return participant
 
     async def rename(self, participant: Participant, name: str) -> Participant:
-        """Rename a participant; publishes a ``state`` frame and tells the bots."""
+        """Rename a participant; publishes a ``state`` frame and tells the bots.
+
+        Raises:
+            ValidationFailed: a person's new name reads as a bot's (:meth:`bot_names`).
+        """
+        if participant.is_human:
+            refuse_bots_name(name, self.bot_names(), nickname=False)
         renamed = replace(participant, name=name)
         async with self._transaction() as (conn, out):
             await conv_repo.rename_participant(conn, participant.id, name)
@@ -1005,6 +1023,11 @@ class Chat:
             ]
             out.publish_state(self.participants, self._services.accepts, state=await self.state())
         return renamed
+
+    def bot_names(self) -> set[str]:
+        """The names no person may take here: the installed bots' (the manager's among
+        them) and this conversation's bots' (one no longer installed included)."""
+        return {*self.settings.bots, *(bot.name for bot in self._bots)}
 
     async def generate_participant_joined_system_message(self, participant_id: str) -> Message:
         """Store and publish a *participant-joined* system message (a person's counts as

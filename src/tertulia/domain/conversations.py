@@ -1,10 +1,16 @@
-"""Rules for creating and joining conversations: nicknames, names, requested bots."""
+"""Rules for creating and joining conversations: nicknames, names, requested bots.
+
+A person may not take a bot's name (:func:`refuse_bots_name`): the web client tells a bot
+from a person only by a small badge, so "ECHO" written by a person read as the bot's. Names
+are compared as they read (:func:`name_as_read`), so that invisible characters, accents,
+ligatures, full-width letters and case are no disguise. Two people may share a name.
+"""
 
 from __future__ import annotations
 
 import unicodedata
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from tertulia.domain.inputs import NULL_CHARACTERS
@@ -108,6 +114,51 @@ def clean_participant_name(value: Any) -> str:
     if not 1 <= len(name) <= MAX_NAME:
         raise ValidationFailed({"name": [f"Enter 1 to {MAX_NAME} characters."]})
     return name
+
+
+def name_as_read(name: str) -> str:
+    """``name`` reduced to what a reader takes it for, to compare names.
+
+    Decomposed (NFKD: ligatures, full-width and other compatibility forms become plain
+    letters, accented letters a letter and its marks), without format characters
+    (category Cf: zero-width joiners and spaces, direction marks), combining marks (Mn,
+    Me: accents, the invisible grapheme joiner, variation selectors) and blank letters,
+    then composed again, case-folded, and its spaces trimmed and run together (a page shows
+    a run of spaces as one).
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    kept = "".join(
+        c
+        for c in decomposed
+        if c not in _BLANK_LETTERS and unicodedata.category(c) not in ("Cf", "Mn", "Me")
+    )
+    return " ".join(unicodedata.normalize("NFKC", kept.casefold()).split())
+
+
+def bot_name_read_in(name: str, bot_names: Iterable[str]) -> str | None:
+    """The bot's name (of ``bot_names``) that ``name`` reads as (:func:`name_as_read`), or
+    None."""
+    read = name_as_read(name)
+    return next((bot for bot in bot_names if name_as_read(bot) == read), None)
+
+
+def refuse_bots_name(name: str, bot_names: Iterable[str], *, nickname: bool) -> None:
+    """Refuse a person's name that reads as a bot's (the installed bots', the manager's,
+    the conversation's bots'); other people's names are no bar.
+
+    Args:
+        nickname: the name came as ``nickname`` (create, join: a bare list, as BLAB's
+            nickname errors) rather than as ``name`` (rename: a field error).
+
+    Raises:
+        ValidationFailed: with the bot's name.
+    """
+    bot = bot_name_read_in(name, bot_names)
+    if bot is None:
+        return
+    if nickname:
+        raise ValidationFailed(bare=[f"nickname {bot!r} is a bot's name; choose another"])
+    raise ValidationFailed({"name": [f"{bot!r} is a bot's name; choose another."]})
 
 
 def anonymous_name(participant_id: str) -> str:

@@ -150,14 +150,15 @@ async def create_conversation(request: Request) -> JSONBody:
     new_session = None
     if session is None or session.bot_conversation_id is not None:
         session = new_session = svc.sessions.new(nickname=nickname)
-    elif nickname is not None and nickname != session.nickname:
-        await svc.sessions.remember_nickname(session, nickname)
     effective = nickname or session.nickname or None
 
     conversation = Conversation(id=new_id(), name=name, created_at=utcnow())
     participants = await Chat.on_create_conversation(
         effective, bots, conversation, session_key=session.key, new_session=new_session
     )
+    # (remembered once the conversation is made: a refused nickname, a bot's, say, is not)
+    if new_session is None and nickname is not None and nickname != session.nickname:
+        await svc.sessions.remember_nickname(session, nickname)
     chat = await chat_or_404(conversation.id)
     response = JSONBody(_conversation(chat, participants[0].id), status_code=201)
     svc.sessions.set_cookie(response, session)
