@@ -18,8 +18,8 @@ import pytest
 
 from support.bots import watch_logs
 from support.environment import REDIS_URL, require_service
+from support.listeners import Listener, event
 from support.waiting import until
-from tertulia.realtime.broker import Event
 from tertulia.realtime.redis import RedisBroker
 from tertulia.settings import Settings
 
@@ -44,22 +44,6 @@ async def installation(url: str, prefix: str | None = None) -> AsyncIterator[Red
         yield broker
     finally:
         await broker.close()
-
-
-class Listener:
-    def __init__(self) -> None:
-        self.frames: list[str] = []
-        self.missed = 0
-
-    def deliver(self, event: Event) -> None:
-        self.frames.append(event.frame)
-
-    def lost(self) -> None:
-        self.missed += 1
-
-
-def event(frame: str) -> list[Event]:
-    return [Event(frozenset({"humans"}), frame)]
 
 
 async def test_installations_on_two_database_numbers_do_not_hear_each_other() -> None:

@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 
-from realtime.test_redis_outages import Listener, started_broker
+from realtime.test_redis_outages import started_broker
 from support.bots import watch_logs
+from support.listeners import Listener
 from support.waiting import until
 from tertulia.realtime import ordering
 from tertulia.realtime.broker import Event

@@ -17,13 +17,13 @@ from redis.backoff import ExponentialBackoff
 
 from support.bots import watch_logs
 from support.environment import REDIS_URL, require_service
+from support.listeners import Listener, event
 from support.outages import break_reader, fail_publishing
 from support.proxy import ProxyFactory
 from support.waiting import until
 from tertulia.errors import BrokerUnavailable
 from tertulia.realtime import outages
 from tertulia.realtime import redis as redis_broker
-from tertulia.realtime.broker import Event
 from tertulia.realtime.redis import RedisBroker
 
 
@@ -42,24 +42,6 @@ async def started_broker(url: str = REDIS_URL) -> AsyncIterator[RedisBroker]:
 async def broker() -> AsyncIterator[RedisBroker]:
     async with started_broker() as made:
         yield made
-
-
-class Listener:
-    """A subscriber: the events it heard, and how often it was told it missed some."""
-
-    def __init__(self) -> None:
-        self.frames: list[str] = []
-        self.missed = 0
-
-    def deliver(self, event: Event) -> None:
-        self.frames.append(event.frame)
-
-    def lost(self) -> None:
-        self.missed += 1
-
-
-def event(frame: str) -> list[Event]:
-    return [Event(frozenset({"humans"}), frame)]
 
 
 async def test_subscribers_are_told_when_the_connection_breaks(broker: RedisBroker) -> None:
