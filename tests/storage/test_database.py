@@ -717,7 +717,7 @@ async def test_recording_deliveries_of_one_conversation_in_two_processes_take_tu
             await msg_repo.insert_message(conn, hidden)
             inserted[me].set()
             await inserted[1 - me].wait()  # (both share-locked the row before either locks)
-            await outbox.lock_conversation(conn, conversation.id)
+            await conv_repo.take_turns(conn, conversation.id)
 
     await asyncio.wait_for(asyncio.gather(recording(0), recording(1)), timeout=20)
     async with db.read() as conn:

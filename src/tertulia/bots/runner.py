@@ -68,6 +68,7 @@ from tertulia.domain.times import utcnow
 from tertulia.errors import ConfigurationError, ConversationGone, TertuliaError
 from tertulia.metrics import BOT_CALL_SECONDS, BOT_CALLS, BOT_DELIVERIES_FAILED
 from tertulia.settings import BotSpec
+from tertulia.storage import conversations as conv_repo
 from tertulia.storage import deliveries as outbox
 from tertulia.storage.database import Connection, Database, json_dumps
 from tertulia.storage.deliveries import Claim, Delivery, NewDelivery, Outcome
@@ -325,7 +326,7 @@ class BotRunner:
         new ones (:meth:`notify`). The conversation's row is locked first, so that the
         recording transactions of one conversation take turns.
         """
-        await outbox.lock_conversation(conn, conversation_id)
+        await conv_repo.take_turns(conn, conversation_id)
         held: dict[str, Claim] = {}
         taken: set[str] = set()
         for bot_id in bot_participant_ids:

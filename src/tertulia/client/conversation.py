@@ -404,11 +404,8 @@ class Conversation:
                 # of many conversations is told the same), and never past the ceiling.
                 delay = max(delay, min(ceiling, wait * random.uniform(1.0, 1.2)))
                 failures = min(failures + 1, 30)
-                if self._woken.is_set():  # (a trigger came while it tried: try again now)
-                    self._woken.clear()
-                    failures = 0
-                    continue
                 with contextlib.suppress(TimeoutError):
+                    # (at once when a trigger came meanwhile, or while it tried)
                     await asyncio.wait_for(self._pause_ends(), delay)
                 if self._woken.is_set():
                     self._woken.clear()

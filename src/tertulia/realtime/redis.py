@@ -485,10 +485,11 @@ class RedisBroker(Broker):
             await self._pubsub.unsubscribe(self._channel(channel))
 
     def _keys(self, channel: str, participant_id: str) -> list[str]:
-        return [
-            f"{self._keyspace}:socket-leases:{channel}:{participant_id}",
-            f"{self._keyspace}:online:{channel}",
-        ]
+        return [f"{self._keyspace}:socket-leases:{channel}:{participant_id}", self._online(channel)]
+
+    def _online(self, channel: str) -> str:
+        """The key of a conversation's present participants."""
+        return f"{self._keyspace}:online:{channel}"
 
     async def join(self, channel: str, participant_id: str, socket_id: str) -> bool:
         self._sockets[socket_id] = (channel, participant_id)
@@ -513,7 +514,7 @@ class RedisBroker(Broker):
 
     async def present(self, channel: str) -> set[str]:
         with _outage():
-            members = await self._client().eval(_PRESENT, 1, f"{self._keyspace}:online:{channel}")
+            members = await self._client().eval(_PRESENT, 1, self._online(channel))
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
 
     async def _renew(self) -> None:
@@ -556,7 +557,7 @@ class RedisBroker(Broker):
         channels = [c for c in self._local if self._local[c]]
         for start in range(0, len(channels), RENEW_BATCH):
             batch = channels[start : start + RENEW_BATCH]
-            keys = [f"{self._keyspace}:online:{channel}" for channel in batch]
+            keys = [self._online(channel) for channel in batch]
             found = await self._client().eval(_SWEEP, len(keys), *keys)
             for number, who in zip(found[::2], found[1::2], strict=True):
                 channel = batch[int(number) - 1]

@@ -231,6 +231,15 @@ _THIS_ONE: BindParameter[str] = bindparam("id")
 # A conversation's row, locked where rows can be (PostgreSQL: a message being stored
 # meanwhile waits, then finds the conversation gone; SQLite writes one at a time anyway).
 _LOCK = select(conversations.c.id).where(conversations.c.id == _THIS_ONE).with_for_update()
+# FOR NO KEY UPDATE: the lock that numbering a message takes too, so the two take turns,
+# but not in conflict with the share lock a foreign key takes on the row when a message or
+# a delivery of the conversation is inserted (FOR UPDATE is: two transactions that had
+# each inserted one, then locked, waited for each other, and one died as a deadlock).
+_TAKE_TURNS = (
+    select(conversations.c.id)
+    .where(conversations.c.id == _THIS_ONE)
+    .with_for_update(key_share=True)
+)
 _STILL_IDLE = select(conversations.c.id).where(conversations.c.id == _THIS_ONE, _idle(_THIS_ONE))
 # A conversation's rows in each table, in the order of the foreign keys.
 _DELETES = [
@@ -394,3 +403,11 @@ async def present_people(conn: Connection, *, after: str, limit: int) -> list[tu
     *participant-joined* stored, no *participant-left* since), ids above ``after``, by id."""
     rows = await conn.execute(_PRESENT_AFTER, {"after": after, "limit": limit})
     return [(row.id, row.conversation_id) for row in rows]
+
+
+async def take_turns(conn: Connection, conversation_id: str) -> None:
+    """Lock the conversation's row until the transaction ends, as numbering one of its
+    messages does (PostgreSQL; SQLite renders no lock, its one writer takes turns anyway):
+    the transactions that count or record something of the conversation across processes
+    (its deliveries, its files' bytes) take turns."""
+    await conn.execute(_TAKE_TURNS, {"id": conversation_id})

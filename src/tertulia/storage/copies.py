@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
+from tertulia.storage.conversations import take_turns
 from tertulia.storage.database import Connection
-from tertulia.storage.deliveries import lock_conversation
 from tertulia.storage.tables import copies
 
 _RECORD = copies.insert()
@@ -43,7 +43,7 @@ async def record(
     """Record a copy for the bot; returns its number."""
     sqlite = conn.dialect.name == "sqlite"
     if not sqlite:
-        await lock_conversation(conn, conversation_id)
+        await take_turns(conn, conversation_id)
     result = await conn.execute(
         _RECORD if sqlite else _RECORD_RETURNING,
         {

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 
 from tertulia.storage.database import Connection
-from tertulia.storage.tables import bot_states, conversations, deliveries
+from tertulia.storage.tables import bot_states, deliveries
 
 PENDING = "pending"
 DONE = "done"
@@ -85,15 +85,6 @@ _CLAIM_BOT_LAPSED = (
         ),
     )
     .values(_CLAIM)
-)
-# FOR NO KEY UPDATE: the lock that numbering a message takes too, so the two take turns,
-# but not in conflict with the share lock a foreign key takes on the row when a message or
-# a delivery of the conversation is inserted (FOR UPDATE is: two transactions that had
-# each inserted one, then locked, waited for each other, and one died as a deadlock).
-_LOCK_CONVERSATION = (
-    select(conversations.c.id)
-    .where(conversations.c.id == bindparam("conversation_id"))
-    .with_for_update(key_share=True)
 )
 # Taken by a poll's claiming on PostgreSQL: two processes claiming at once would each take
 # part of one bot's backlog (rows are locked one by one, in the order each scans them).
@@ -230,12 +221,6 @@ async def holder(conn: Connection, bot_participant_id: str, *, now: datetime) ->
         await conn.execute(_HOLDER, {"bot_participant_id": bot_participant_id, "now": now})
     ).first()
     return Claim(row.claimed_by, row.claimed_until) if row is not None else None
-
-
-async def lock_conversation(conn: Connection, conversation_id: str) -> None:
-    """Lock the conversation's row until the transaction ends (PostgreSQL; SQLite has one
-    writer): the transactions recording its deliveries then take turns."""
-    await conn.execute(_LOCK_CONVERSATION, {"conversation_id": conversation_id})
 
 
 async def claim_bot_lapsed(

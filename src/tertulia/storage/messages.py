@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tertulia.domain.model import Approval, FileInfo, Message, MessageType, SystemEvent
+from tertulia.storage.conversations import take_turns
 from tertulia.storage.database import Connection
 from tertulia.storage.tables import conversations, messages
 
@@ -41,13 +42,6 @@ _MAX_SEQ = select(func.max(messages.c.seq)).where(_IN_CONVERSATION)
 # only the conversation's files are read.
 _FILE_BYTES = select(func.coalesce(func.sum(messages.c.file_size), 0)).where(
     _IN_CONVERSATION, messages.c.file_path.is_not(None)
-)
-# PostgreSQL: the conversation's row, locked as the seq's numbering locks it (FOR NO KEY
-# UPDATE; SQLite renders no lock, its one writer takes turns anyway).
-_TAKE_TURNS = (
-    select(conversations.c.id)
-    .where(conversations.c.id == bindparam("conversation_id"))
-    .with_for_update(key_share=True)
 )
 _APPROVE = (
     update(messages)
@@ -284,7 +278,7 @@ async def stored_file_bytes(conn: Connection, conversation_id: str) -> int:
     before the message's foreign key's share lock, it cannot deadlock with that."""
     values = {"conversation_id": conversation_id}
     if conn.last_seqs is None:
-        await conn.execute(_TAKE_TURNS, values)
+        await take_turns(conn, conversation_id)
     return int((await conn.execute(_FILE_BYTES, values)).scalar_one())
 
 

@@ -140,12 +140,8 @@ class Sessions:
             if session is None:
                 return None
             self._cache_put(session, now)
-        max_age = (
-            self.max_age
-            if session.bot_conversation_id is None
-            else timedelta(seconds=self._settings.bot_session_max_age)
-        )
-        if session.expires_at - now < max_age - min(RENEW_AFTER, max_age / 2):
+        max_age = self._lifetime(bot=session.bot_conversation_id is not None)
+        if session.expires_at - now < max_age - _renewal(max_age):
             expires = now + max_age
             async with self._db.write() as conn:
                 renewed = await repo.renew(conn, key, expires_at=expires, now=now)
@@ -163,9 +159,12 @@ class Sessions:
     def watch(self, connection: HTTPConnection, *, bot: bool) -> SessionWatch:
         """For a socket open on the session ``connection`` carries (a bot's, or a
         person's): renews it while the socket is used, and tells when it has ended."""
-        max_age = self._settings.bot_session_max_age if bot else self._settings.session_max_age
-        every = min(RENEW_AFTER.total_seconds(), max_age / 2)
+        every = _renewal(self._lifetime(bot=bot)).total_seconds()
         return SessionWatch(self, connection, every)
+
+    def _lifetime(self, *, bot: bool) -> timedelta:
+        """A session's lifetime from its last renewal: a bot's, or a person's."""
+        return timedelta(seconds=self._settings.bot_session_max_age) if bot else self.max_age
 
     def new(
         self,
@@ -278,6 +277,12 @@ class CookieRenewal:
             await send(message)
 
         await self.app(scope, receive, renewing)
+
+
+def _renewal(max_age: timedelta) -> timedelta:
+    """How long after its last renewal a session is renewed again when used: an hour, or
+    half a shorter lifetime."""
+    return min(RENEW_AFTER, max_age / 2)
 
 
 class SessionWatch:

@@ -496,9 +496,7 @@ async def _serve(
         outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
     except ServiceUnavailable as exc:
         # (an outage: the client reconnects after its backoff, and resumes)
-        services(websocket).outages.warning(
-            bound, f"{exc.service} unreachable; socket closed", error=exc.reason
-        )
+        svc.outages.warning(bound, f"{exc.service} unreachable; socket closed", error=exc.reason)
         await _close(websocket, CLOSE_SLOW, unavailable(exc))
     except Exception:
         # A failure of the server's own (a bug): this socket closes with 1011,
@@ -514,7 +512,7 @@ async def _serve(
                 stopping = bool(websocket.scope.get(SERVER_STOPPING))
                 await chat.disconnect(participant, socket_id, server_stopping=stopping)
             except ServiceUnavailable as exc:
-                services(websocket).outages.warning(
+                svc.outages.warning(
                     bound,
                     f"{exc.service} unreachable; the socket's leaving not stored",
                     error=exc.reason,
