@@ -64,9 +64,10 @@ async def test_a_database_moves_whole(
 
     assert await asyncio.to_thread(copy, source, target.database_url, target.database_schema) == 0
     summary = capsys.readouterr().err.strip()
-    assert summary.startswith("tertulia: copied 1 conversations, ")
+    assert summary.startswith("tertulia: copied 1 conversation, ")
     assert f" {len(before)} messages, " in summary
-    assert " 3 session_participations " in summary
+    assert " 3 session participations into " in summary
+    assert "_" not in summary.split(" into ")[0]  # (rows named in words, not tables)
 
     async with live_server(target) as server:
         again = people(server)

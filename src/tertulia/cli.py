@@ -37,9 +37,23 @@ def _say(line: str) -> None:
     print(f"tertulia: {line}", file=sys.stderr)
 
 
-def _count(number: int, noun: str) -> str:
-    """``1 conversation``, ``2 conversations`` (``noun`` singular, plural with an s)."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 conversation``, ``2 conversations`` (``noun`` singular; its plural with an s
+    unless given)."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+# what ``copy`` calls each table's rows: (one, several)
+_ROWS = {
+    "conversations": ("conversation", "conversations"),
+    "participants": ("participant", "participants"),
+    "messages": ("message", "messages"),
+    "sessions": ("session", "sessions"),
+    "session_participations": ("session participation", "session participations"),
+    "deliveries": ("delivery", "deliveries"),
+    "copies": ("message copy", "message copies"),
+    "bot_states": ("bot state", "bot states"),
+}
 
 
 def _run(work: Coroutine[Any, Any, T], failed: str) -> T:
@@ -301,7 +315,9 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     where = display_url(target_url)
     if target_schema:
         where += f" (schema {target_schema})"
-    counts = ", ".join(f"{rows} {table}" for table, rows in copied.items())
+    counts = ", ".join(
+        _count(rows, *_ROWS.get(table, (table, table))) for table, rows in copied.items()
+    )
     _say(f"copied {counts} into {where}")
     return 0
 
