@@ -17,6 +17,7 @@ from support.blab import Socket
 from support.bots import watch_logs
 from support.managers import delivery_rows
 from support.server import LiveServer, live_server
+from tertulia.cli import delete
 from tertulia.errors import ConfigurationError
 from tertulia.web.app import create_app
 
@@ -280,3 +281,51 @@ async def test_a_webhook_too_slow_is_said_to_be_slow_not_unreachable(
     assert any(e and e.endswith("did not answer within 0.2 s (ReadTimeout)") for e in errors), (
         errors
     )
+
+
+@pytest.mark.parametrize("then", ["answers", "fails"])
+async def test_a_webhook_whose_conversation_is_deleted_meanwhile_is_left_alone(
+    make_settings: SettingsFactory, people: PersonFactory, then: str
+) -> None:
+    """``tertulia delete`` while the endpoint works on a delivery: its late answer, or its
+    failure, ends the delivery with one info line (``conversation deleted; delivery
+    dropped``). The endpoint is not called again: before, a failed attempt was retried,
+    sending the deleted conversation's text and participants to the bot twice more, and
+    ended as an error; a late answer was a warning, ``webhook answer refused``."""
+    calls: list[dict[str, Any]] = []
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def hook(request: Request) -> Response:
+        body = await request.json()
+        if not human_text(body):
+            return Response(status_code=204)
+        calls.append(body)
+        asked.set()
+        await release.wait()
+        if then == "fails":
+            return Response(status_code=500)
+        return JSONResponse({"messages": [{"type": "T", "text": "too late"}]})
+
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    with watch_logs() as logs:
+        async with serve(app) as base:
+            settings = make_settings(bots={"Hook": webhook_bot(f"{base}/hook", retries=3)})
+            async with live_server(settings) as server:
+                alice = people(server)
+                created = await alice.create(nickname="alice", bots=["Hook"])
+                assert created.status_code == 201, created.text
+                hook_id = bot_id(created.json(), "Hook")
+                await (await alice.connect()).say("ping")
+                await asyncio.wait_for(asked.wait(), TIMEOUT)
+                assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+                release.set()
+                dropped = await logs.wait_for(
+                    lambda e: e["event"] == "conversation deleted; delivery dropped"
+                )
+                assert dropped["participant_id"] == hook_id
+                await asyncio.wait_for(server.registry.runner.idle(), TIMEOUT)
+    assert len(calls) == 1
+    events = [e["event"] for e in logs.entries]
+    assert "webhook answer refused" not in events
+    assert "bot delivery failed for good" not in events
+    assert logs.errors() == []

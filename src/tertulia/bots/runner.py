@@ -662,6 +662,12 @@ class BotRunner:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if not await self._still_stored(delivery):
+                        # Its conversation was deleted since the last attempt: the bot is
+                        # not called again with what is gone.
+                        gone = Future(attempts)
+                        gone.set_exception(ConversationGone())
+                        return attempts, None, gone
                     attempts += 1
                     state, failure = await self._attempt(
                         delivery, spec, cls, context, _copy(before), attempts
@@ -673,6 +679,10 @@ class BotRunner:
         except RetryError as exc:
             return attempts, None, exc.last_attempt
         return attempts, state, None
+
+    async def _still_stored(self, delivery: Delivery) -> bool:
+        async with self._db.read() as conn:
+            return await outbox.exists(conn, delivery.pk)
 
     async def _call(
         self,

@@ -102,6 +102,7 @@ _RENEW = (
 _RELEASE = (
     update(deliveries).where(_IS_PENDING, _MINE).values(claimed_by=null(), claimed_until=null())
 )
+_EXISTS = select(deliveries.c.pk).where(_THIS)
 _RECORD_ATTEMPT = (
     update(deliveries)
     .where(_THIS)
@@ -265,6 +266,11 @@ async def release(conn: Connection, owner: str) -> int:
     them at once); returns how many there were."""
     result = await conn.execute(_RELEASE, {"owner": owner})
     return result.rowcount
+
+
+async def exists(conn: Connection, pk: int) -> bool:
+    """Whether the delivery is still stored (deleting its conversation deletes it)."""
+    return (await conn.execute(_EXISTS, {"pk": pk})).first() is not None
 
 
 async def record_attempt(conn: Connection, pk: int, *, attempts: int, error: str | None) -> None:

@@ -43,7 +43,7 @@ from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.client.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
 from tertulia.domain.times import format_time
-from tertulia.errors import ConfigurationError, TertuliaError
+from tertulia.errors import ConfigurationError, ConversationGone, TertuliaError
 
 log = structlog.get_logger(__name__)
 RETRYABLE = frozenset({408, 425, 429})
@@ -290,6 +290,8 @@ class WebhookBot(Bot):
                 result = self.conversation_info.send_function(answer)
                 if inspect.isawaitable(result):
                     await result
+            except ConversationGone:
+                raise  # (deleted meanwhile: the runner drops the delivery)
             except TertuliaError as exc:
                 # Retrying would only get the same answer refused again.
                 bound.warning("webhook answer refused", code=exc.code, detail=exc.body())
