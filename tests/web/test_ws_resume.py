@@ -7,6 +7,10 @@ import asyncio
 import json
 from collections.abc import Callable
 
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
 from support.blab import Frame, Person, Socket
 from support.bots import bot_person
 from support.server import LiveServer, live_server
@@ -68,14 +72,27 @@ async def test_resume_replays_what_arrived_while_away(
     assert seqs == list(range(last_seen + 1, last_seen + 1 + len(seqs)))
 
 
-async def test_an_after_that_is_not_a_number_is_ignored(alice: Person) -> None:
-    """``?after=`` with other digits than ASCII, or too long to convert: the socket opens as
-    without it (the latest message first), never a failed handshake."""
-    for after in ("%C2%B2", "9" * 5000):
-        socket = await alice.connect(after=after)
-        first = await socket.wait_for(lambda f: "message" in f)
-        assert "seq" in first["message"]  # a stored message: the socket is open and serving
-        await socket.close()
+@pytest.mark.parametrize("name", ["after", "copies_after"])
+@pytest.mark.parametrize("value", ["abc", "-1", "1e400", "%C2%B2", "9" * 5000, ""])
+async def test_an_after_that_is_not_a_whole_number_is_refused(
+    alice: Person, name: str, value: str
+) -> None:
+    """``?after=`` or ``?copies_after=`` that is not a whole number from 0 (a sign, an
+    exponent, other digits than ASCII, too long to convert, empty): the handshake is
+    refused, HTTP 400 with the JSON body of any invalid input, naming the parameter.
+    Before, the socket opened as without it: a client's mistake quietly skipped the replay
+    it had asked for (``-1`` replayed nothing where it read as "everything")."""
+    url = f"{alice.ws_url}/ws/chat/{alice.conversation_id}/?{name}={value}"
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(url, additional_headers={"Cookie": f"sessionid={alice.session}"})
+    response = refused.value.response
+    assert response.status_code == 400
+    body = json.loads(response.body or b"")
+    assert body["code"] == "invalid"
+    assert body["detail"].startswith(f"Invalid {name}: ")
+    # (the same socket with a good number opens)
+    socket = await alice.connect(**{name: 0} if name == "after" else {})
+    await socket.wait_for(lambda f: "message" in f)
 
 
 async def test_after_zero_replays_the_whole_conversation(alice: Person) -> None:

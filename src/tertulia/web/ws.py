@@ -52,7 +52,7 @@ from tertulia.chats import Chat
 from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Participant
 from tertulia.domain.routing import socket_tags
-from tertulia.errors import ConversationGone, ServiceUnavailable, TertuliaError
+from tertulia.errors import ConversationGone, ServiceUnavailable, TertuliaError, ValidationFailed
 from tertulia.metrics import WEBSOCKETS_OPEN
 from tertulia.outgoing import (
     CLOSE_GONE,
@@ -66,6 +66,7 @@ from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
 from tertulia.web.origins import Origins
 from tertulia.web.params import whole_number
+from tertulia.web.responses import JSONBody
 from tertulia.web.sessions import SessionWatch
 from tertulia.web.socketcap import CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON
 from tertulia.web.wsprotocol import SERVER_STOPPING
@@ -352,8 +353,29 @@ async def _authenticate(
 
 
 def _after(websocket: WebSocket, name: str = "after") -> int | None:
+    """``?after=`` (or ``?copies_after=``): None when absent.
+
+    Raises:
+        ValidationFailed: not a whole number from 0 (a client's mistake that, ignored,
+            would skip the replay it asked for).
+    """
     raw = websocket.query_params.get(name)
-    return whole_number(raw) if raw is not None else None
+    if raw is None:
+        return None
+    number = whole_number(raw)
+    if number is None:
+        raise ValidationFailed(detail=f"Invalid {name}: {raw[:40]}")
+    return number
+
+
+async def _refuse(websocket: WebSocket, error: TertuliaError) -> None:
+    """Refuse the handshake with ``error``'s JSON body (a server without the denial
+    response: closed before accept, which the client sees as HTTP 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        response = JSONBody(error.body(), status_code=error.status, headers=error.headers())
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(code=1008)
 
 
 class Copies(NamedTuple):
@@ -384,6 +406,11 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
 
 
 async def _open(websocket: WebSocket, conversation_id: str) -> None:
+    try:
+        after, said = _after(websocket), _after(websocket, "copies_after")
+    except ValidationFailed as exc:
+        await _refuse(websocket, exc)
+        return
     found = await _authenticate(websocket, conversation_id)
     if found is None:
         await websocket.close(code=4403)  # before accept: the client sees HTTP 403
@@ -398,12 +425,10 @@ async def _open(websocket: WebSocket, conversation_id: str) -> None:
         await _close(websocket, CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON)
         return
     try:
-        after = _after(websocket)
         copies = None
         if chat.takes_copies(participant):
             # Without ?copies_after=, the copies from now on: the newest so far, read before
             # subscribing (one committed in between is then sent as missed, not lost).
-            said = _after(websocket, "copies_after")
             if said is not None:
                 copies = Copies(said, said=True)
             else:
