@@ -29,6 +29,7 @@ from support.blab import Person, Socket
 from support.bots import watch_logs
 from support.proxy import ProxyFactory
 from support.server import live_server
+from support.waiting import until
 from tertulia.cli import delete
 from tertulia.client import BotApp, ChatMessage, Conversation, websocket_base
 from tertulia.client import conversation as client_conversation
@@ -492,3 +493,26 @@ async def test_a_new_trigger_ends_the_reconnection_pause_at_once() -> None:
             await opened.wait()
         await app.aclose()
     assert sessions == ["sessionid=old", "sessionid=new"]
+
+
+async def test_a_refused_message_is_logged_with_its_conversation(
+    make_settings: SettingsFactory, people: PersonFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bot in many conversations learns which one refused its message: the SDK's line
+    names the conversation, the ``local_id`` and the server's reason (before: only the
+    ``local_id``)."""
+    bot = EchoBot()
+
+    @bot.app.on_message
+    async def too_long(conversation: Conversation, message: ChatMessage) -> None:
+        await conversation.send("x" * 5000)
+
+    caplog.set_level("WARNING", logger="tertulia.client")
+    async with bot.app.running() as trigger_url:
+        settings = make_settings(bots={"Ext": external_bot(trigger_url)})
+        async with greeted(bot, settings, people) as (alice, _, socket):
+            await socket.say("go")
+            await until(lambda: any("refused" in r.getMessage() for r in caplog.records))
+    said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert said[0].startswith(f"server refused a message in conversation {alice.conversation_id} ")
+    assert "4000" in said[0]

@@ -227,7 +227,11 @@ class Conversation:
         if len(self._pending) >= MAX_PENDING:
             dropped = next(iter(self._pending))
             del self._pending[dropped]
-            log.warning("too many unacknowledged messages; forgot %s", dropped)
+            log.warning(
+                "too many unacknowledged messages in conversation %s; forgot %s",
+                self.conversation_id,
+                dropped,
+            )
         entry = self._pending[local_id] = _Outgoing(frame)
         socket = self._socket
         if socket is not None:
@@ -479,7 +483,9 @@ class Conversation:
         try:
             frame = json.loads(raw)
         except ValueError:
-            log.warning("ignoring a frame that is not JSON")
+            log.warning(
+                "ignoring a frame that is not JSON in conversation %s", self.conversation_id
+            )
             return
         if not isinstance(frame, dict):
             return
@@ -506,15 +512,21 @@ class Conversation:
         local_id = error.get("local_id")
         entry = self._pending.get(local_id) if isinstance(local_id, str) else None
         if entry is None or not isinstance(local_id, str):
-            log.warning("server refused a message (local_id %s): %s", local_id, error)
+            log.warning(
+                "server refused a message in conversation %s (local_id %s): %s",
+                self.conversation_id,
+                local_id,
+                error,
+            )
             return
         self._answered(entry)
         wait = _retry_after(error)
         if wait is not None and wait <= THROTTLED_WAIT_MAX:
             entry.last = None  # (not stored: no later answer may settle it meanwhile)
             log.info(
-                "message %s refused for now (%s); sent again in %s s",
+                "message %s in conversation %s refused for now (%s); sent again in %s s",
                 local_id,
+                self.conversation_id,
                 error.get("code"),
                 wait,
             )
@@ -523,7 +535,12 @@ class Conversation:
             resend.add_done_callback(self._resends.discard)
             return
         del self._pending[local_id]
-        log.warning("server refused a message (local_id %s): %s", local_id, error)
+        log.warning(
+            "server refused a message in conversation %s (local_id %s): %s",
+            self.conversation_id,
+            local_id,
+            error,
+        )
 
     async def _resend(self, local_id: str, wait: float) -> None:
         """Send a throttled message again after ``wait`` seconds, if it is still pending
@@ -639,7 +656,11 @@ class Conversation:
         try:
             message = ChatMessage.from_dict(data)
         except Exception:
-            log.warning("ignoring a message the client cannot read: %r", data)
+            log.warning(
+                "ignoring a message the client cannot read in conversation %s: %r",
+                self.conversation_id,
+                data,
+            )
             return
         handler = self.app.message_handler
         if handler is not None:
