@@ -332,23 +332,50 @@ def test_a_bot_class_taking_any_arguments_takes_them(
     assert "W: tertulia.bots.external.WebSocketExternalBot" in capsys.readouterr().out
 
 
+BAD_PLACES = {
+    "schema": (
+        {"DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/x", "DATABASE_SCHEMA": 'bad"n'},
+        "invalid configuration: database_schema: invalid database schema name 'bad\"n': a "
+        "plain SQL identifier in lower case (a letter or _, then letters, digits or _; at most "
+        "63)",
+    ),
+    "schema of SQLite": (
+        {"DATABASE_SCHEMA": "qa"},
+        "database_schema is for PostgreSQL: a SQLite database has none (leave it unset, or "
+        "use a file of its own)",
+    ),
+    "unparsed URL": (
+        {"DATABASE_URL": "garbage"},
+        "invalid configuration: database_url: not a database URL (sqlite+aiosqlite:///path/"
+        "to.db or postgresql+asyncpg://user:password@host:5432/name)",
+    ),
+    "Redis database": (
+        {"BROKER_URL": "redis://127.0.0.1:6379/1O"},
+        "invalid configuration: broker_url: the Redis database must be a number "
+        "(redis://host:6379/0), not '1O'",
+    ),
+}
+
+
 @pytest.mark.parametrize("command", ["migrate", "serve", "export", "bots"])
-def test_an_invalid_database_schema_is_a_configuration_error(
+@pytest.mark.parametrize("bad", BAD_PLACES)
+def test_a_database_or_broker_that_cannot_be_is_a_configuration_error(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     command: str,
+    bad: str,
 ) -> None:
-    """(Found by QA: migrate and serve ended in a traceback, status 1 or 3, which systemd
-    restarts; export blamed the database; bots said nothing.) Status 2, one line."""
-    monkeypatch.setenv("TERTULIA_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:1/x")
-    monkeypatch.setenv("TERTULIA_DATABASE_SCHEMA", 'bad"name')
+    """(Found by QA: a bad schema name ended migrate and serve in a traceback, status 1 or
+    3, which systemd restarts; export blamed the database; bots said nothing. So did a
+    schema set for SQLite, SQLite's 'near "SCHEMA": syntax error'; a URL SQLAlchemy cannot
+    parse was status 1; a Redis database that is not a number was taken for 0.) Status 2,
+    one line."""
+    variables, said = BAD_PLACES[bad]
+    for name, value in variables.items():
+        monkeypatch.setenv(f"TERTULIA_{name}", value)
     assert main([command, "--config", str(config(tmp_path))]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "tertulia: configuration error: invalid configuration: database_schema: Value error, "
-        "invalid database schema name 'bad\"name': a plain SQL identifier in lower case "
-        "(a letter or _, then letters, digits or _; at most 63)"
-    )
+    assert capsys.readouterr().err.strip() == f"tertulia: configuration error: {said}"
 
 
 def test_serve_with_a_media_root_it_cannot_write_is_one_line(

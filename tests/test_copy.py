@@ -132,3 +132,31 @@ def test_a_missing_source_file_is_a_configuration_error(
     assert copy(source, target.database_url, target.database_schema) == 2
     assert capsys.readouterr().err.startswith("tertulia: configuration error: ")
     assert not (tmp_path / "source.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "schema", "said"),
+    [
+        ("garbage", None, "not a database URL"),
+        ("mysql://u@h/db", None, "unsupported database 'mysql'"),
+        ("sqlite+aiosqlite:///{tmp}/t.db", "qa", "a schema is for PostgreSQL"),
+    ],
+)
+def test_a_target_that_cannot_be_is_a_configuration_error(
+    make_settings: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    target: str,
+    schema: str | None,
+    said: str,
+) -> None:
+    """A target URL that does not parse, of another database, or a SQLite one with
+    ``--target-schema``: one line, status 2, nothing made (QA: before, ``ArgumentError``
+    or SQLite's ``near "SCHEMA": syntax error`` with SQLAlchemy's link, status 1)."""
+    source = sqlite_source(make_settings, tmp_path)
+    assert copy(source, target.format(tmp=tmp_path), schema) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tertulia: configuration error: ")
+    assert said in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "t.db").exists()

@@ -125,6 +125,13 @@ def test_blab_five_item_specs_are_accepted(tmp_path: Path) -> None:
         ("not toml = = =", "not valid TOML"),
         ("presence_lease = 0.5", "presence_lease"),
         ('broker_url = "rabbit://x"', "broker_url"),
+        # (QA: redis-py reads a database that is not a number as 0, another installation's)
+        ('broker_url = "redis://127.0.0.1:6379/1O"', "Redis database must be a number.*'1O'"),
+        ('broker_url = "rediss://h/abc"', "broker_url: .*not 'abc'"),
+        # (QA: "start-up failed: ArgumentError", status 1, where a typo is status 2)
+        ('database_url = "garbage"', "database_url: .*not a database URL"),
+        ('database_url = "mysql://u@h/db"', "database_url: .*unsupported database 'mysql'"),
+        ('database_url = "sqlite+aiosqlite:///x.db"\ndatabase_schema = "s"', "for PostgreSQL"),
         ("retention_days = inf", "retention_days"),
         ("session_max_age = 999999999999999", "session_max_age"),
         ("bot_session_max_age = 999999999999999", "bot_session_max_age"),

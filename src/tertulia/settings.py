@@ -30,6 +30,7 @@ from pydantic_settings import (
 
 from tertulia.domain.ids import is_schema_name
 from tertulia.errors import ConfigurationError
+from tertulia.storage.database import check_url
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -314,6 +315,17 @@ class Settings(BaseSettings):
                 )
         return hosts
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # (checked here: a URL SQLAlchemy cannot parse was "start-up failed: ArgumentError",
+        # status 1, which a supervisor restarts for ever, rather than 2)
+        try:
+            check_url(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.detail) from None
+        return value
+
     @field_validator("database_schema")
     @classmethod
     def _schema_name(cls, value: str | None) -> str | None:
@@ -324,6 +336,20 @@ class Settings(BaseSettings):
                 f"invalid database schema name {value!r}: a plain SQL identifier in lower "
                 "case (a letter or _, then letters, digits or _; at most 63)"
             )
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_database(cls, value: str) -> str:
+        # redis-py takes a path that is not a number for database 0: a typo (/1O) would put
+        # an installation on another's database, where only the number keeps them apart
+        parsed = urlsplit(value)
+        if parsed.scheme in ("redis", "rediss"):
+            number = parsed.path.strip("/")
+            if number and not (number.isascii() and number.isdigit()):
+                raise ValueError(
+                    f"the Redis database must be a number (redis://host:6379/0), not {number!r}"
+                )
         return value
 
     @field_validator("broker_prefix")
@@ -419,6 +445,11 @@ class Settings(BaseSettings):
                 else ""
             )
             raise ConfigurationError(f"manager {self.manager!r} is not among the bots{hint}")
+        if self.database_schema is not None and self.is_sqlite:
+            raise ConfigurationError(
+                "database_schema is for PostgreSQL: a SQLite database has none "
+                "(leave it unset, or use a file of its own)"
+            )
         if self.production and not self.session_cookie_secure:
             raise ConfigurationError("production needs session_cookie_secure = true (HTTPS)")
         if self.session_cookie_samesite == "none" and not self.session_cookie_secure:
@@ -497,6 +528,8 @@ def _format_error(exc: ValidationError) -> str:
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"])
         message = str(error["msg"])
+        if error["type"] == "value_error":
+            message = message.removeprefix("Value error, ")  # (our validators' own words)
         if error["type"] == "extra_forbidden":
             # A key that names no setting, in the file (a typo, say): said as for a
             # misspelt environment variable, with the setting it is close to.

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 
 from tertulia.errors import TertuliaError
-from tertulia.storage.database import Connection, Database, open_database
+from tertulia.storage.database import Connection, Database, check_url, open_database
 from tertulia.storage.migrate import open_current, upgrade_async
 from tertulia.storage.tables import conversations, messages, metadata
 
@@ -67,8 +67,10 @@ async def copy_database(
     Raises:
         SchemaNotCurrent: the source's schema is not this code's.
         CopyRefused: the target holds rows.
-        ConfigurationError: an unsupported URL, or no SQLite file at the source's.
+        ConfigurationError: an unsupported URL (or a schema for a SQLite target), or no
+            SQLite file at the source's.
     """
+    check_url(target_url, target_schema)
     source = await open_current(source_url, source_schema)
     try:
         if check_target is not None:

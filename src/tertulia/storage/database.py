@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy import text
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.sql import Executable
 
 from tertulia.storage.sql import Result
@@ -38,6 +39,34 @@ _SELECT_ONE = text("SELECT 1")
 def display_url(url: str) -> str:
     """A service's URL (a database's, Redis's) with its password shown as ``***``."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def check_url(url: str, schema: str | None = None) -> None:
+    """That ``url`` names a database Tertulia can use, and ``schema`` one of its schemas.
+
+    Raises:
+        ConfigurationError: a URL SQLAlchemy cannot parse, another database than SQLite
+            or PostgreSQL, or a schema for SQLite (which has none).
+    """
+    from tertulia.errors import ConfigurationError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError):
+        raise ConfigurationError(
+            "not a database URL (sqlite+aiosqlite:///path/to.db or "
+            "postgresql+asyncpg://user:password@host:5432/name)"
+        ) from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"unsupported database {backend!r}: SQLite (sqlite+aiosqlite:///path/to.db) "
+            "or PostgreSQL (postgresql+asyncpg://...)"
+        )
+    if schema is not None and backend == "sqlite":
+        raise ConfigurationError(
+            "a schema is for PostgreSQL: a SQLite database has none "
+            "(leave it unset, or use a file of its own)"
+        )
 
 
 def json_dumps(value: Any) -> str:
