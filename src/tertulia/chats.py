@@ -51,9 +51,11 @@ from tertulia.errors import (
     Conflict,
     ConversationGone,
     NotFound,
+    ServiceUnavailable,
     ValidationFailed,
 )
 from tertulia.files import check_files_budget, display_name
+from tertulia.logs import OUTAGE_WARNING_EVERY, Sampled
 from tertulia.metrics import CONVERSATIONS_CREATED, MESSAGES_STORED
 from tertulia.outgoing import (
     Outgoing,
@@ -229,6 +231,8 @@ class ChatRegistry:
         self.history_pages = HistoryPages()
         # Called with a conversation's id when it is found deleted (caches elsewhere).
         self.forgetting: list[Callable[[str], None]] = []
+        # Outages' warnings, one per kind every few seconds (the web layer's too).
+        self.outages = Sampled(every=OUTAGE_WARNING_EVERY)
 
     def background(self, task: asyncio.Task[Any]) -> None:
         """Keep a fire-and-forget task referenced until it ends; log its failure."""
@@ -774,12 +778,19 @@ class Chat:
             if out.events:
                 if self._state_pending and out.state_published:
                     self._cancel_pending_state()
+                # Committed, so acknowledged: the use case succeeded even when publishing
+                # fails. The broker has told this process's sockets to catch up (they are
+                # closed, and their clients resume from the database; docs/operations.md).
                 try:
                     await self._services.broker.publish(self.conversation.id, out.events)
+                except ServiceUnavailable as exc:  # (an outage: a warning now and then)
+                    self._services.outages.warning(
+                        log,
+                        f"{exc.service} unreachable; publishing failed",
+                        conversation_id=self.conversation.id,
+                        error=exc.reason,
+                    )
                 except Exception:
-                    # Committed, so acknowledged: the use case succeeded. The broker has
-                    # told this process's sockets to catch up (they are closed, and their
-                    # clients resume from the database; docs/operations.md).
                     log.exception("publishing failed", conversation_id=self.conversation.id)
             if out.state_changed:
                 self._state_pending = True

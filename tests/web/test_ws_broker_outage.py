@@ -100,6 +100,31 @@ async def test_a_message_whose_publishing_failed_is_stored_and_resumed(
     assert [m.get("text") for m in history].count("unpublished") == 1
 
 
+async def test_publishes_failing_in_an_outage_are_a_rare_warning_not_an_error_each(
+    server: LiveServer, people: PersonFactory, monkeypatch: Any
+) -> None:
+    """(QA: during a Redis outage every stored message logged "publishing failed" as an
+    error with two tracebacks.) An outage is no error of the code (operations.md, "Logs"):
+    the first failed publish is one warning with the broker's reason and the conversation,
+    those within the next few seconds are left out (counted by the next one), and every
+    message is acknowledged."""
+    alice = people(server)
+    assert (await alice.create(nickname="alice", bots=[])).status_code == 201
+    failed = fail_publishing(broker_of(server), monkeypatch, times=3)
+    with watch_logs() as logs:
+        for n in range(3):
+            posted = await alice.post(type="T", text=f"during {n}", local_id=f"d{n}")
+            assert posted.status_code == 201, posted.text
+    assert len(failed) == 3
+    warned = [e for e in logs.entries if "publishing failed" in e["event"]]
+    assert [e["event"] for e in warned] == ["broker unreachable; publishing failed"]
+    assert warned[0]["log_level"] == "warning"
+    assert warned[0]["conversation_id"] == alice.conversation_id
+    assert "unreachable" in warned[0]["error"]
+    assert not [e for e in logs.entries if "exc_info" in e]
+    assert logs.errors() == []
+
+
 # The proxy turns connections away by accepting and resetting them; redis-py 8.1 does not
 # close a connection reset during its handshake (only a RedisError there is cleaned up),
 # and the garbage collector then finds its StreamWriter open.

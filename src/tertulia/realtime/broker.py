@@ -80,7 +80,12 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def publish(self, channel: str, events: list[Event]) -> None:
-        """Send ``events``, in order, to every subscriber of ``channel`` in every process."""
+        """Send ``events``, in order, to every subscriber of ``channel`` in every process.
+
+        Raises:
+            BrokerUnavailable: the broker could not be reached (this process's subscribers
+                of ``channel`` have been told, through ``missed``).
+        """
 
     @abc.abstractmethod
     async def subscribe(

@@ -359,7 +359,8 @@ class RedisBroker(Broker):
             [[sorted(e.audience), e.frame, e.seq, e.supersedes, e.close, e.copy] for e in events]
         )
         try:
-            await self._client().publish(self._channel(channel), payload)
+            with _outage():
+                await self._client().publish(self._channel(channel), payload)
         except Exception:
             self._lost([channel])
             self._unsent[channel] = time.time()

@@ -21,7 +21,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tertulia.absences import AbsenceSweep
 from tertulia.bots.checks import check_bot
 from tertulia.chats import Chat, ChatRegistry
-from tertulia.logs import OUTAGE_WARNING_EVERY, Sampled
 from tertulia.realtime.broker import REDIS_SCHEMES, create_broker
 from tertulia.retention import Retention
 from tertulia.settings import Settings
@@ -207,9 +206,8 @@ def create_app(settings: Settings) -> FastAPI:
                 retention.start()
             app.state.retention = retention  # (tests sweep at once with it)
             sockets = SocketCounts(settings.ws_max_sockets_per_participant)
-            outages = Sampled(every=OUTAGE_WARNING_EVERY)
             app.state.services = Services(
-                settings, registry, sessions, http, rate_limits, sockets, outages
+                settings, registry, sessions, http, rate_limits, sockets, registry.outages
             )
             # (The schema only when set: one database may hold several installations.)
             where = {"schema": settings.database_schema} if settings.database_schema else {}
