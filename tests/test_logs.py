@@ -7,7 +7,9 @@ import logging
 
 import pytest
 import structlog
+from websockets.exceptions import InvalidStatus
 
+from support.bots import watch_logs
 from support.environment import PersonFactory, SettingsFactory
 from support.server import live_server
 from tertulia.errors import DatabaseUnavailable
@@ -125,3 +127,32 @@ async def test_session_keys_stay_out_of_debug_logs(
     assert "Cookie: [redacted]" in written
     assert "Authorization: [redacted]" in written
     assert "Upgrade: websocket" in written  # (the debug lines are still there)
+
+
+async def test_a_sockets_end_and_a_refused_handshake_are_logged_with_their_ids(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """(QA: the docs promised uvicorn's ``connection closed`` for each socket, which its
+    sans-I/O protocol never writes, and no line at all said a handshake was refused for
+    want of a session.) A socket's end is one info line with the conversation, the
+    participant, how it closed and how long it was open; a refused handshake, one with
+    the conversation."""
+    async with live_server(make_settings()) as server:
+        alice, stranger = people(server), people(server)
+        await alice.create(nickname="alice")
+        with watch_logs() as logs:
+            socket = await alice.connect()
+            await socket.state()
+            await socket.connection.close(code=1000)
+            closed = await logs.wait_for(lambda e: e["event"] == "socket closed")
+            with pytest.raises(InvalidStatus):
+                await stranger.connect(alice.conversation_id)
+            refused = await logs.wait_for(lambda e: e["event"].startswith("socket refused"))
+    assert closed["conversation_id"] == alice.conversation_id
+    assert closed["participant_id"] == alice.participant_id
+    assert closed["code"] == 1000
+    assert closed["log_level"] == "info"
+    assert closed["seconds"] >= 0
+    assert refused["event"] == "socket refused: no participant of this session"
+    assert refused["conversation_id"] == alice.conversation_id
+    assert refused["log_level"] == "info"

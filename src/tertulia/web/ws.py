@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import cache, partial
@@ -413,6 +414,7 @@ async def _open(websocket: WebSocket, conversation_id: str) -> None:
         return
     found = await _authenticate(websocket, conversation_id)
     if found is None:
+        log.info("socket refused: no participant of this session", conversation_id=conversation_id)
         await websocket.close(code=4403)  # before accept: the client sees HTTP 403
         return
     chat, participant = found
@@ -473,6 +475,8 @@ async def _serve(
         return
     sender = outbox.start(f"ws-send-{socket_id}")
     connected = False
+    opened = time.monotonic()
+    code: int | None = None  # how it closed, when known (a client's code, or ours)
     try:
         joined = await chat.connect(participant, socket_id)
         connected = True
@@ -514,20 +518,22 @@ async def _serve(
         outbox.put_state(state_frame(state), own=True)
         outbox.put_first(first, following, partial(chat.replay, participant, batch=REPLAY_BATCH))
         session = svc.sessions.watch(websocket, bot=participant.is_bot)
-        await _receive(websocket, chat, participant, outbox, sender, bound, session)
-    except WebSocketDisconnect:
-        pass
+        code = await _receive(websocket, chat, participant, outbox, sender, bound, session)
+    except WebSocketDisconnect as exc:
+        code = exc.code
     except ConversationGone:
         outbox.close(CLOSE_GONE, CLOSE_REASONS[CLOSE_GONE])
     except ServiceUnavailable as exc:
         # (an outage: the client reconnects after its backoff, and resumes)
         svc.outages.warning(bound, f"{exc.service} unreachable; socket closed", error=exc.reason)
-        await _close(websocket, CLOSE_SLOW, unavailable(exc))
+        code = CLOSE_SLOW
+        await _close(websocket, code, unavailable(exc))
     except Exception:
         # A failure of the server's own (a bug): this socket closes with 1011,
         # which tells its client to reconnect; no other socket is touched.
         bound.exception("socket failed")
-        await _close(websocket, CLOSE_ERROR, "internal error")
+        code = CLOSE_ERROR
+        await _close(websocket, code, "internal error")
     finally:
         unsubscribe()
         sender.cancel()
@@ -550,6 +556,9 @@ async def _serve(
                 # Announced by another process or the CLI: forgotten here too.
                 await svc.registry.forget(chat.conversation.id, announce=False)
             await _close(websocket, code, reason)
+        # (uvicorn's "connection closed" never comes with its sans-I/O protocol, and has
+        # no ids: this is the one line of a socket's end)
+        bound.info("socket closed", code=code, seconds=round(time.monotonic() - opened, 1))
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
@@ -596,7 +605,8 @@ async def _receive(
     sender: asyncio.Task[None],
     bound: Any,
     session: SessionWatch,
-) -> None:
+) -> int | None:
+    """Take the client's frames until it or the server closes; the client's close code."""
     watch = _SenderWatch(sender)
     while not watch.stopped:
         watch.waiting = True
@@ -604,12 +614,12 @@ async def _receive(
             event = await websocket.receive()
         except asyncio.CancelledError:
             if watch.stopped_waiting():
-                return
+                return None
             raise
         finally:
             watch.waiting = False
         if event["type"] == "websocket.disconnect":
-            return
+            return int(event.get("code", 1005))
         text = event.get("text")
         if text is None:
             outbox.put(error_frame("binary", "Binary frames are not supported; send JSON text."))
@@ -621,8 +631,9 @@ async def _receive(
             # lifetime), or was ended: as a new handshake would be refused.
             bound.info("socket closed: its session has ended")
             outbox.close(CLOSE_SESSION_ENDED, "session ended")
-            return
+            return None
         await _handle(text, chat, participant, outbox, bound, websocket)
+    return None  # (the sender stopped: the server closes)
 
 
 def _local_id_of(text: str) -> str | None:
