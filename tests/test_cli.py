@@ -452,6 +452,63 @@ def test_a_second_server_on_one_sqlite_file_is_refused(
     )
 
 
+def test_a_second_server_through_a_symbolic_link_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Found by QA: a second `serve` on a link to the file, from another directory,
+    started: the lock was taken beside the path as written.) The lock is the real file's,
+    beside it, and the line names the real file."""
+    from tertulia.storage.sqlite import single_server
+
+    def started(*args: object) -> None:
+        raise AssertionError("the second server started")
+
+    monkeypatch.setattr(cli, "serve", started)
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    database = first / "tertulia.db"
+    (second / "link.db").symlink_to(database)
+    monkeypatch.chdir(first)
+    with single_server("sqlite+aiosqlite:///./tertulia.db"):  # (the first server, in a/)
+        monkeypatch.chdir(second)
+        monkeypatch.setenv("TERTULIA_DATABASE_URL", "sqlite+aiosqlite:///./link.db")
+        assert main(["serve", "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tertulia: configuration error: another server is running on the SQLite database "
+        f"{database} (it holds {database}.lock): SQLite serves one process; for several, "
+        "use PostgreSQL"
+    )
+    assert not (second / "link.db.lock").exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "export", "delete"])
+def test_a_sqlite_uri_filename_is_a_configuration_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """(Found by QA: a second `serve` on ``file:/path?uri=true`` started beside the first,
+    taking no lock.) Tertulia opens a SQLite database by its file's path, where a URI's
+    parameters would be dropped: every command refuses one, status 2, naming the URL to
+    write instead."""
+
+    def started(*args: object) -> None:
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(cli, "serve", started)
+    database = tmp_path / "tertulia.db"
+    monkeypatch.setenv("TERTULIA_DATABASE_URL", f"sqlite+aiosqlite:///file:{database}?uri=true")
+    argv = {"serve": ["--port", "0"], "delete": ["x"]}.get(command, [])
+    assert main([command, *argv]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tertulia: configuration error: SQLite URI filenames are not supported "
+        f"(file:{database}): name the file, as in sqlite+aiosqlite:///{database}"
+    )
+    assert not database.exists()
+
+
 def test_serve_holds_the_sqlite_lock_while_it_runs_and_no_longer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,6 +50,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import orjson
 import structlog
@@ -107,11 +108,23 @@ def sqlite_path(url: str) -> str:
 
     Raises:
         ConfigurationError: an in-memory database (the server needs a file: its readers
-            and its checkpoints use connections of their own).
+            and its checkpoints use connections of their own), or a URI filename
+            (``sqlite:///file:/path?uri=true``).
     """
-    database = make_url(url).database
+    parsed = make_url(url)
+    database = parsed.database
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         raise ConfigurationError("SQLite needs a file, e.g. sqlite+aiosqlite:///./tertulia.db")
+    if database.startswith("file:"):
+        # Every connection here opens the file by its path (so do the server's lock, its
+        # checkpoints' fsync of the log, and the check that the file exists): a URI's
+        # parameters (mode=ro, say) would be dropped, and where the platform's SQLite takes
+        # no URIs the name would be a relative path beginning with "file:".
+        path = unquote(urlsplit(database).path)
+        raise ConfigurationError(
+            f"SQLite URI filenames are not supported ({database}): name the file, as in "
+            f"{parsed.drivername}:///{path or './tertulia.db'}"
+        )
     return database
 
 
@@ -119,8 +132,6 @@ def create_private(path: str) -> None:
     """Create the database file at ``path``, readable by its owner only, unless it exists:
     it holds people's conversations and their sessions' keys (bearer credentials). SQLite
     gives its ``-wal`` and ``-shm`` files the database file's permissions."""
-    if path.startswith("file:"):
-        return
     # (There already, or not to be made here: SQLite's own connect says why, as before.)
     with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
@@ -133,15 +144,14 @@ def single_server(url: str) -> Iterator[None]:
 
     Two servers on one file both started, and then each refused the other's numbering of
     messages at random (409s naming SQL). The lock goes with the process (the kernel drops
-    it when the process ends, also by SIGKILL); the file stays, empty.
+    it when the process ends, also by SIGKILL); the file stays, empty. It is the real
+    file's (its path made absolute, symbolic links followed), so that one URL naming the
+    file through a link, or from another directory, finds the same lock.
 
     Raises:
         ConfigurationError: another process holds the lock, or the file cannot be made.
     """
-    database = sqlite_path(url)
-    if database.startswith("file:"):  # (a URI filename: no plain path to put a lock beside)
-        yield
-        return
+    database = os.path.realpath(sqlite_path(url))
     lock = f"{database}.lock"
     try:
         handle = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
