@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,23 +167,71 @@ def test_migrate_into_a_missing_directory_is_one_line(
     )
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["serve", "--port", "0"], ["migrate"], ["export"], ["delete", "x"], ["copy"]],
+    ids=lambda command: command[0],
+)
 def test_a_database_that_never_answers_gives_up_in_time(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
 ) -> None:
     """A host that accepts the connection and says nothing (a hung server, a proxy with
-    nothing behind it): the wait ends after CONNECT_TIMEOUT, not asyncpg's 60 s."""
+    nothing behind it): every command that reaches the database gives up after
+    CONNECT_TIMEOUT, not asyncpg's 60 s, in one line, status 1 (found by QA: export, delete
+    and copy's source waited 60 s, then said 'export failed: TimeoutError: ')."""
     monkeypatch.setattr(preflight, "CONNECT_TIMEOUT", 0.3)
+    target = tmp_path / "copy.db"
+    if command == ["copy"]:
+        command = ["copy", f"sqlite+aiosqlite:///{target}"]
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        path = tmp_path / "tertulia.toml"
-        path.write_text(
-            f'database_url = "postgresql+asyncpg://postgres@127.0.0.1:{port}/test"\n',
-            encoding="utf-8",
-        )
-        assert main(["serve", "--config", str(path), "--port", "0"]) == 1
-    assert capsys.readouterr().err.strip().endswith(": no answer within 0.3 s")
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+        monkeypatch.setenv("TERTULIA_DATABASE_URL", url)
+        began = time.monotonic()
+        assert main(command) == 1
+        assert time.monotonic() - began < 10
+    assert capsys.readouterr().err.strip() == (
+        f"tertulia: cannot reach the database at {url}: no answer within 0.3 s"
+    )
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["delete", "x"]], ids=lambda c: c[0])
+def test_a_broker_that_never_answers_gives_up_in_time(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
+    """A Redis broker that accepts the connection and says nothing: `serve`, and `delete`
+    (which announces each deletion on it), give up after CONNECT_TIMEOUT with the same
+    line, status 1, before anything is deleted (found by QA: delete said 'delete failed:
+    TimeoutError: Timeout reading from ...')."""
+
+    def started(*args: object) -> None:
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(cli, "serve", started)
+    monkeypatch.setattr(preflight, "CONNECT_TIMEOUT", 0.3)
+    assert main(["migrate", "--config", str(config(tmp_path))]) == 0
+    capsys.readouterr()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        extra = f'broker_url = "redis://:secret@127.0.0.1:{port}/0"'
+        began = time.monotonic()
+        assert main([*command, "--config", str(config(tmp_path, extra))]) == 1
+        assert time.monotonic() - began < 10
+    assert capsys.readouterr().err.strip() == (
+        f"tertulia: cannot reach the broker at redis://:***@127.0.0.1:{port}/0: "
+        "no answer within 0.3 s"
+    )
 
 
 def test_serve_with_the_broker_down_is_one_line(

@@ -162,14 +162,18 @@ async def test_an_unreachable_redis_deletes_nothing(
     make_settings: Any, people: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With a Redis broker configured but not answering, the deletion could not be
-    announced to the servers: nothing is deleted, one line, status 1."""
+    announced to the servers: nothing is deleted, one line naming the broker, as `serve`
+    says it, status 1."""
     settings = make_settings()
     async with live_server(settings) as server:
         person = people(server)
         assert (await person.create(nickname="al", name="kept", bots=[])).status_code == 201
-    unreachable = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{closed_port()}/0"})
+    broker = f"redis://127.0.0.1:{closed_port()}/0"
+    unreachable = settings.model_copy(update={"broker_url": broker})
     assert await asyncio.to_thread(delete, unreachable, [person.conversation_id]) == 1
-    assert capsys.readouterr().err.startswith("tertulia: delete failed: ")
+    err = capsys.readouterr().err
+    assert err.startswith(f"tertulia: cannot reach the broker at {broker}: ")
+    assert len(err.splitlines()) == 1
     async with live_server(settings) as server:
         listed = (await people(server).http.get("/conversations/")).json()
         rooms = listed["results"] if isinstance(listed, dict) else listed

@@ -292,14 +292,16 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
-    """``tertulia copy``: 0 when every row was copied, 1 when the target cannot be reached
-    or is not empty, the source is not at this code's schema, or the copy failed; 2 for a
+    """``tertulia copy``: 0 when every row was copied, 1 when the source or the target
+    cannot be reached (within :data:`~tertulia.preflight.CONNECT_TIMEOUT`), the target is
+    not empty, the source is not at this code's schema, or the copy failed; 2 for a
     configuration error."""
-    from tertulia.preflight import check_database
+    from tertulia.preflight import check_database, check_existing
     from tertulia.storage.copying import copy_database
     from tertulia.storage.database import display_url
 
     async def run() -> dict[str, int]:
+        await check_existing(settings)  # (the source)
         return await copy_database(
             settings.database_url,
             settings.database_schema,
@@ -325,21 +327,27 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
 def delete(
     settings: Settings, conversation_ids: list[str], idle_before: datetime | None = None
 ) -> int:
-    """``tertulia delete``: 0 when every conversation named was deleted, 1 when some id
-    names none or the deletion failed, 2 for a configuration error."""
-    from tertulia.deleting import delete_conversations
+    """``tertulia delete``: 0 when every conversation named was deleted, 1 when the
+    database or a Redis broker cannot be reached (within
+    :data:`~tertulia.preflight.CONNECT_TIMEOUT`: nothing is deleted then), some id names
+    none, or the deletion failed, 2 for a configuration error."""
+    from tertulia.deleting import Deleted, delete_conversations
+    from tertulia.preflight import check_existing
 
-    work = delete_conversations(
-        settings.database_url,
-        settings.database_schema,
-        settings.media_root,
-        conversation_ids,
-        idle_before,
-        settings.broker_url,
-        settings.broker_prefix,
-    )
+    async def run() -> Deleted:
+        await check_existing(settings, broker=True)
+        return await delete_conversations(
+            settings.database_url,
+            settings.database_schema,
+            settings.media_root,
+            conversation_ids,
+            idle_before,
+            settings.broker_url,
+            settings.broker_prefix,
+        )
+
     try:
-        done = _run(work, "delete failed")
+        done = _run(run(), "delete failed")
     except _Failed as failure:
         return failure.status
     kept = f", {done.kept} kept (written to since they were listed idle)" if done.kept else ""
@@ -352,16 +360,25 @@ def delete(
 
 def export(settings: Settings, conversation_ids: list[str], output: str | None) -> int:
     """``tertulia export``: 0 when every conversation asked for was written or standard
-    output's reader stopped reading (``| head``), 1 when some id names none or the export
+    output's reader stopped reading (``| head``), 1 when the database cannot be reached
+    (within :data:`~tertulia.preflight.CONNECT_TIMEOUT`), some id names none or the export
     failed, 2 for a configuration error."""
-    from tertulia.exporting import export_database
+    from tertulia.exporting import Exported, export_database
+    from tertulia.preflight import check_existing
 
-    work = export_database(
-        settings.database_url, settings.database_schema, conversation_ids, output, sys.stdout.buffer
-    )
+    async def run() -> Exported:
+        await check_existing(settings)
+        return await export_database(
+            settings.database_url,
+            settings.database_schema,
+            conversation_ids,
+            output,
+            sys.stdout.buffer,
+        )
+
     try:
         # (fails with the database unreachable, its schema older than this code, a disk full)
-        done = _run(work, "export failed")
+        done = _run(run(), "export failed")
     except _Failed as failure:
         return failure.status
     except BrokenPipeError:

@@ -95,6 +95,25 @@ async def check_services(settings: Settings, *, broker: bool = True) -> None:
         await _check_redis(settings.broker_url)
 
 
+async def check_existing(settings: Settings, *, broker: bool = False) -> None:
+    """Before a command on an existing database (``export``, ``delete``, the source of a
+    ``copy``): reach it as :func:`check_services` does, refusing, as the command would, a
+    SQLite file that is not there (none is made) and a database not at this code's schema
+    revision; with ``broker`` (``delete``, which announces each deletion on it), ping a
+    Redis broker.
+
+    Raises:
+        Unreachable: with a one-line detail, for the first that fails.
+        ConfigurationError: an unsupported URL, or no SQLite file there.
+        SchemaNotCurrent: as said.
+    """
+    await check_database(
+        settings.database_url, settings.database_schema, schema_revision="current", existing=True
+    )
+    if broker and settings.broker_url.startswith(REDIS_SCHEMES):
+        await _check_redis(settings.broker_url)
+
+
 def hold_database(settings: Settings) -> AbstractContextManager[None]:
     """For the server's life: with SQLite, the lock that keeps a second server off the file
     (:func:`tertulia.storage.sqlite.single_server`); nothing to hold with PostgreSQL.
@@ -131,16 +150,23 @@ def check_media_root(root: Path) -> None:
 
 
 async def check_database(
-    url: str, schema: str | None, *, schema_revision: RevisionCheck | None = None
+    url: str,
+    schema: str | None,
+    *,
+    schema_revision: RevisionCheck | None = None,
+    existing: bool = False,
 ) -> None:
     """Open the database at ``url`` and run ``SELECT 1``, within :data:`CONNECT_TIMEOUT`;
     with ``schema_revision="migrate"``, refuse one a newer version migrated (this one cannot
-    migrate it); with ``"current"`` (a server that does not migrate), one not at this
-    code's revision.
+    migrate it); with ``"current"`` (a server that does not migrate, a command that reads
+    or edits the database), one not at this code's revision.
+
+    Args:
+        existing: refuse a SQLite file that does not exist (rather than create it).
 
     Raises:
         Unreachable: with a one-line detail.
-        ConfigurationError: an unsupported URL.
+        ConfigurationError: an unsupported URL, or (``existing``) no SQLite file.
         SchemaNotCurrent: as said.
     """
     from tertulia.storage.migrate import refuse_newer, require_current
@@ -148,7 +174,7 @@ async def check_database(
     where = display_url(url)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            db = await open_database(url, schema=schema)
+            db = await open_database(url, schema=schema, existing=existing)
             try:
                 await db.ping()
                 if schema_revision == "migrate":
