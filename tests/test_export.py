@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import shlex
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from support.managers import Room, manager_bots
 from support.server import live_server
-from tertulia import exporting
+from tertulia import exporting, preflight
 from tertulia.cli import export, main
 
 
@@ -180,7 +181,7 @@ async def test_a_failed_export_leaves_no_half_line_and_the_old_file(
 def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`tertulia export` writes to stdout by default; a missing SQLite file is a
     configuration error (the export would otherwise create an empty database), as is an
-    in-memory one; a failed write is one clear line."""
+    in-memory one."""
     database = tmp_path / "cli.db"
     config = tmp_path / "tertulia.toml"
     config.write_text(f'database_url = "sqlite+aiosqlite:///{database}"\n', encoding="utf-8")
@@ -197,13 +198,56 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert captured.out == ""
     assert "exported 0 conversations, 0 messages" in captured.err
 
-    assert main(["export", "--config", str(config), "-o", str(tmp_path / "no" / "x")]) == 1
-    assert capsys.readouterr().err.startswith("tertulia: export failed: FileNotFoundError")
-
     memory = tmp_path / "memory.toml"
     memory.write_text('database_url = "sqlite+aiosqlite:///:memory:"\n', encoding="utf-8")
     assert main(["export", "--config", str(memory)]) == 2
     assert "SQLite needs a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["missing", "through a file", "a directory", "unwritable"])
+def test_an_output_that_cannot_be_written_is_one_line_naming_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """(Found by QA: `-o /nonexistent/dir/x.jsonl` said `export failed: FileNotFoundError:
+    ... '/nonexistent/dir/.x.jsonl.s33p1le4'`, the temporary file's name, status 1.) An
+    `-o FILE` that cannot be written is a wrong argument: one line naming it, status 2,
+    before the database is reached; nothing is left behind."""
+    config = tmp_path / "tertulia.toml"
+    config.write_text(
+        f'database_url = "sqlite+aiosqlite:///{tmp_path / "cli.db"}"\n', encoding="utf-8"
+    )
+    assert main(["migrate", "--config", str(config)]) == 0
+    reached: list[object] = []
+
+    async def check_existing(*args: object, **kwargs: object) -> None:
+        reached.append(args)
+
+    monkeypatch.setattr(preflight, "check_existing", check_existing)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    output, reason = {
+        "missing": (folder / "no" / "dir" / "x.jsonl", "No such file or directory"),
+        "through a file": (folder / "plain" / "x.jsonl", "Not a directory"),
+        "a directory": (folder, "Is a directory"),
+        "unwritable": (folder / "x.jsonl", "Permission denied"),
+    }[where]
+    if where == "through a file":
+        (folder / "plain").write_text("a file", encoding="utf-8")
+    if where == "unwritable":
+        if os.geteuid() == 0:
+            pytest.skip("root writes whatever the directory's mode")
+        folder.chmod(0o500)
+    try:
+        assert main(["export", "--config", str(config), "-o", str(output)]) == 2
+    finally:
+        folder.chmod(0o700)
+    assert capsys.readouterr().err == f"tertulia: cannot write {output}: {reason}\n"
+    assert reached == []
+    assert [p.name for p in folder.iterdir()] == (["plain"] if where == "through a file" else [])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # (no partial file)
 
 
 def test_a_reader_that_goes_away(tmp_path: Path) -> None:

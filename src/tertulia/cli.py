@@ -56,9 +56,13 @@ _ROWS = {
 }
 
 
-def _run(work: Coroutine[Any, Any, T], failed: str) -> T:
+def _run(
+    work: Coroutine[Any, Any, T], failed: str, *, wrong: tuple[type[TertuliaError], ...] = ()
+) -> T:
     """Run a command's work. When it fails, one line on stderr and :class:`_Failed`: status
-    2 for a configuration error; 1 for anything else, in the error's own words for
+    2 for a configuration error, and for the errors of ``wrong`` (an argument that cannot
+    work, such as an output file that cannot be written; in their own words), as for the
+    arguments the parser refuses; 1 for anything else, in the error's own words for
     Tertulia's (unreachable, not empty, an older schema), else ``<failed>: Type: reason``.
     A closed standard output (``BrokenPipeError``) is left to the caller."""
     try:
@@ -68,6 +72,9 @@ def _run(work: Coroutine[Any, Any, T], failed: str) -> T:
         raise _Failed(2) from None
     except BrokenPipeError:
         raise
+    except wrong as exc:
+        _say(exc.detail)
+        raise _Failed(2) from None
     except TertuliaError as exc:
         _say(exc.detail)
         raise _Failed(1) from None
@@ -362,23 +369,24 @@ def export(settings: Settings, conversation_ids: list[str], output: str | None) 
     """``tertulia export``: 0 when every conversation asked for was written or standard
     output's reader stopped reading (``| head``), 1 when the database cannot be reached
     (within :data:`~tertulia.preflight.CONNECT_TIMEOUT`), some id names none or the export
-    failed, 2 for a configuration error."""
-    from tertulia.exporting import Exported, export_database
+    failed, 2 for a configuration error or an ``output`` that cannot be written."""
+    from tertulia.exporting import CannotWrite, export_database
     from tertulia.preflight import check_existing
 
-    async def run() -> Exported:
+    async def check() -> None:
         await check_existing(settings)
-        return await export_database(
-            settings.database_url,
-            settings.database_schema,
-            conversation_ids,
-            output,
-            sys.stdout.buffer,
-        )
 
+    work = export_database(
+        settings.database_url,
+        settings.database_schema,
+        conversation_ids,
+        output,
+        sys.stdout.buffer,
+        check=check,  # (once the output file could be made)
+    )
     try:
         # (fails with the database unreachable, its schema older than this code, a disk full)
-        done = _run(run(), "export failed")
+        done = _run(work, "export failed", wrong=(CannotWrite,))
     except _Failed as failure:
         return failure.status
     except BrokenPipeError:

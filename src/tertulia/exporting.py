@@ -24,10 +24,12 @@ export never replaces a good one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +39,7 @@ import orjson
 
 from tertulia.domain.model import Conversation, Message, Participant, public_message
 from tertulia.domain.times import format_time
+from tertulia.errors import TertuliaError
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage import messages as msg_repo
 from tertulia.storage.database import Database
@@ -138,40 +141,82 @@ async def export_conversations(
         after = ids[-1]
 
 
+class CannotWrite(TertuliaError):
+    """The output file cannot be written where it is named: its directory is missing, is
+    not a directory or cannot be written, or the name is a directory's."""
+
+    code = "cannot_write"
+
+
+def _beside(output: str) -> IO[bytes]:
+    """A new file, its owner's only, beside ``output``, to take its name once complete.
+
+    Raises:
+        CannotWrite: naming ``output`` as given (not the temporary file) and the reason.
+    """
+    target = Path(output)
+    try:
+        if target.is_dir():  # (else found only at the end, by the rename)
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        return tempfile.NamedTemporaryFile(
+            dir=target.parent, prefix=f".{target.name}.", delete=False
+        )
+    except OSError as exc:
+        raise CannotWrite(f"cannot write {output}: {exc.strerror or exc}") from exc
+
+
 async def export_database(
     url: str,
     schema: str | None,
     conversation_ids: Sequence[str],
     output: str | None,
     stdout: IO[bytes],
+    *,
+    check: Callable[[], Awaitable[None]] | None = None,
 ) -> Exported:
     """Export from the database at ``url`` to the file ``output`` (replaced only once the
     export succeeded), or to ``stdout``.
 
+    Args:
+        check: awaited once the output file could be made, before the database is opened
+            (the command's preflight: a wrong ``output`` is said before it).
+
     Raises:
+        CannotWrite: ``output`` cannot be written (found before the database is opened).
         ConfigurationError: no SQLite file at ``url`` (opening it would create one).
         SchemaNotCurrent: the database is not at this code's schema (a wrong
             ``database_schema``, say).
     """
+    if output is None:
+        done = await _export(url, schema, conversation_ids, stdout, check)
+        stdout.flush()
+        return done
+    partial = _beside(output)
+    try:
+        done = await _export(url, schema, conversation_ids, partial, check)
+        partial.flush()
+        os.fsync(partial.fileno())
+        partial.close()
+        os.replace(partial.name, output)
+    except BaseException:
+        partial.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial.name)
+        raise
+    return done
+
+
+async def _export(
+    url: str,
+    schema: str | None,
+    conversation_ids: Sequence[str],
+    out: IO[bytes],
+    check: Callable[[], Awaitable[None]] | None,
+) -> Exported:
+    if check is not None:
+        await check()
     db = await open_current(url, schema)
     try:
-        if output is None:
-            done = await export_conversations(db, stdout, conversation_ids)
-            stdout.flush()
-            return done
-        target = Path(output)
-        with tempfile.NamedTemporaryFile(
-            dir=target.parent, prefix=f".{target.name}.", delete=False
-        ) as partial:
-            try:
-                done = await export_conversations(db, partial, conversation_ids)
-                partial.flush()
-                os.fsync(partial.fileno())
-            except BaseException:
-                partial.close()
-                os.unlink(partial.name)
-                raise
-        os.replace(partial.name, target)
-        return done
+        return await export_conversations(db, out, conversation_ids)
     finally:
         await db.close()
