@@ -579,3 +579,18 @@ def test_serve_holds_the_sqlite_lock_while_it_runs_and_no_longer(
     assert refused[0].startswith("another server is running")
     with single_server(url):  # released at the end
         pass
+
+
+def test_an_error_without_words_is_named_not_followed_by_an_empty_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A database that goes silent during an export ends it with asyncpg's bare
+    ``TimeoutError()``: the line names it, without a dangling ``: `` (QA)."""
+
+    async def work() -> None:
+        raise TimeoutError
+
+    with pytest.raises(cli._Failed) as failed:
+        cli._run(work(), "export failed")
+    assert failed.value.status == 1
+    assert capsys.readouterr().err == "tertulia: export failed: TimeoutError\n"

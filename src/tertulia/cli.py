@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from tertulia.errors import ConfigurationError, TertuliaError
+from tertulia.errors import ConfigurationError, TertuliaError, describe
 from tertulia.logs import configure_logging
 from tertulia.settings import Settings, load_settings
 
@@ -79,7 +79,7 @@ def _run(
         _say(exc.detail)
         raise _Failed(1) from None
     except Exception as exc:
-        _say(f"{failed}: {type(exc).__name__}: {exc}")
+        _say(f"{failed}: {describe(exc)}")  # (a bare TimeoutError: its name alone)
         raise _Failed(1) from None
 
 
