@@ -305,9 +305,10 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     configuration error."""
     from tertulia.preflight import check_database, check_existing
     from tertulia.storage.copying import copy_database
-    from tertulia.storage.database import display_url
+    from tertulia.storage.database import check_url, display_url
 
     async def run() -> dict[str, int]:
+        check_url(target_url, target_schema)  # (the arguments first: before reaching anything)
         await check_existing(settings)  # (the source)
         return await copy_database(
             settings.database_url,
