@@ -2,7 +2,7 @@
  * The conversation as plain text, for the person to keep: every message people can see,
  * oldest first, read over REST a page (100 messages) at a time, one line each:
  * `[date, time] name: text`, a file as its name and address, a system event as its
- * sentence, a reply with a `> name: snippet` line of what it answers. Names throughout,
+ * sentence, a reply followed by an indented `> name: snippet` line of what it answers. Names throughout,
  * never "You": the file is read later, and by others.
  */
 
@@ -41,7 +41,8 @@ function line(message, store, byId) {
   if (message.text) parts.push(message.text);
   const lines = [`${when} ${name(message.sender_id)}: ${parts.join(" ")}`];
   const quoted = message.quoted_message_id && byId.get(message.quoted_message_id);
-  if (quoted) lines.unshift(`    > ${name(quoted.sender_id)}: ${snippet(quoted, 80)}`);
+  // (under the reply, indented as part of it: above, it read as part of the line before)
+  if (quoted) lines.push(`    > ${name(quoted.sender_id)}: ${snippet(quoted, 80)}`);
   return lines.join("\n");
 }
 
@@ -59,7 +60,9 @@ export async function transcript(conversationId, store) {
     "",
   ].join("\n");
   const day = now.toISOString().slice(0, 10);
-  const base = title.replace(/[^\p{L}\p{N} _-]+/gu, "").trim().slice(0, 60) || "conversation";
+  // (what a file name cannot hold dropped, and the spaces it leaves: "Books & club")
+  const kept = title.replace(/[^\p{L}\p{N} _-]+/gu, "").replace(/\s+/g, " ").trim();
+  const base = kept.slice(0, 60).trim() || "conversation";
   return { text, fileName: `${base} ${day}.txt` };
 }
 
