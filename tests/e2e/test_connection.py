@@ -107,3 +107,32 @@ async def test_a_tab_over_the_socket_cap_says_so_and_connects_later(
         )
         await expect(banner).to_be_hidden()
         assert len(sockets) - tried <= 2  # slowly: not every half second
+
+
+async def test_going_offline_is_a_lost_connection_at_once(make_settings, open_tab) -> None:
+    """The browser going offline says the connection is lost at once, and who is online
+    is no longer claimed; back online, the page connects at once, sends what was written
+    meanwhile and shows presence again."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        page = tab.page
+        subtitle = page.locator(".subtitle")
+        banner = page.locator(".banner-connection")
+        await expect(subtitle).to_have_text("ECHO · 1 online")
+        await expect(page.locator(".people .is-online")).to_have_count(1)
+
+        await tab.context.set_offline(True)
+        # At once, not after the 10 s a silent socket is given.
+        await expect(banner).to_contain_text("Connection lost", timeout=3_000)
+        await expect(subtitle).to_have_text("ECHO")
+        await expect(page.locator(".people .is-online")).to_have_count(0)
+        await expect(page.locator(".people .person-state", has_text="online")).to_have_count(0)
+        await tab.send("written offline")
+        await expect(page.locator("li.pending", has_text="written offline")).to_have_count(1)
+
+        await tab.context.set_offline(False)
+        await expect(tab.bubble("WRITTEN OFFLINE", mine=False)).to_have_count(1, timeout=5_000)
+        await expect(banner).to_be_hidden()
+        await expect(subtitle).to_have_text("ECHO · 1 online")
+        await expect(page.locator(".people .is-online")).to_have_count(1)

@@ -16,6 +16,11 @@
  * - the browser comes back online (the network changed), or the page is shown after
  *   being hidden for HIDDEN_LONG.
  *
+ * The browser going offline (the window's `offline` event) is taken at its word: the
+ * socket is dropped at once, as a dead one is, and the backoff starts, so the page says
+ * the connection is lost now rather than when a text's echo fails to come. `online` then
+ * connects at once, unless a socket is already on its way.
+ *
  * A handshake that has not ended after OPEN_TIMEOUT (a new socket into a dead network) is
  * given up and tried again after the backoff.
  *
@@ -92,6 +97,7 @@ export class Connection {
     this.hiddenAt = null;
     this.retryNow = this.retryNow.bind(this);
     this.onOnline = () => this.#suspect();
+    this.onOffline = () => this.#offline();
     this.onVisibility = () => {
       if (document.visibilityState !== "visible") {
         this.hiddenAt ??= Date.now();
@@ -113,6 +119,7 @@ export class Connection {
     if (!this.stopped) return;
     this.stopped = false;
     window.addEventListener("online", this.onOnline);
+    window.addEventListener("offline", this.onOffline);
     document.addEventListener("visibilitychange", this.onVisibility);
     this.hiddenAt = document.visibilityState === "visible" ? null : Date.now();
     this.tickAt = Date.now();
@@ -123,6 +130,7 @@ export class Connection {
   stop() {
     this.stopped = true;
     window.removeEventListener("online", this.onOnline);
+    window.removeEventListener("offline", this.onOffline);
     document.removeEventListener("visibilitychange", this.onVisibility);
     clearTimeout(this.timer);
     clearTimeout(this.healthyTimer);
@@ -162,6 +170,18 @@ export class Connection {
   #suspect() {
     if (this.stopped || (this.ws && Date.now() - this.madeAt < FRESH)) return;
     this.retryNow();
+  }
+
+  /**
+   * The browser says it has no network: whatever the socket looks like, nothing will flow
+   * through it. Lost now (the same path as a dead socket's), and tried again after the
+   * backoff; `online` cuts the wait short.
+   */
+  #offline() {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    if (this.ws) this.#drop();
+    this.#schedule();
   }
 
   /** Forget the current socket as if it had closed (its own events are ignored from now). */

@@ -285,8 +285,11 @@ export class ChatSession extends EventTarget {
       if (entry.status === "sending") this.store.updatePending(entry.localId, { status: "queued" });
     }
     // Who is working is only told when it changes: while away we may miss the end of it.
-    if (this.store.working.size) {
+    // Who is online is not known while away either (people come and go unseen): unknown,
+    // not shown as current, until the next socket's first frame (a `state`) says again.
+    if (this.store.working.size || this.store.online) {
       this.store.working = new Set();
+      this.store.online = null;
       this.store.emit("state");
     }
     if (opened) return;
