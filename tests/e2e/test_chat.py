@@ -42,14 +42,25 @@ async def test_a_conversation_with_echo(make_settings, open_tab) -> None:
 
 
 async def test_an_option_of_the_manager_greeting(make_settings, open_tab) -> None:
-    """Clicking an option sends its text, quoting the message that offered it."""
+    """Clicking an option sends its text, quoting the message that offered it; only the
+    newest message offering options has live buttons, an earlier one's are disabled."""
     settings = make_settings(bots=PRESELECT, manager="Manager")
     async with live_server(settings) as server:
         tab = await open_tab(server.base_url)
         await tab.start_conversation("alice", ["ECHO"])
-        greeting = tab.bubble("Choose a bot:", mine=False)
-        await expect(greeting).to_have_count(1)
+        greetings = tab.page.locator("li.msg.theirs").filter(
+            has=tab.page.locator(".text", has_text=re.compile("^Choose a bot:$"))
+        )
+        await expect(greetings).to_have_count(1)
+        await tab.send("which?")  # (anything but a bot's name: the greeting again)
+        await expect(greetings).to_have_count(2)
 
+        old = greetings.first.get_by_role("button", name="ECHO")
+        await expect(old).to_be_disabled()
+        await expect(old).to_have_attribute("aria-disabled", "true")
+        await expect(old).to_be_visible()
+        greeting = greetings.last
+        await expect(greeting.get_by_role("button", name="ECHO")).to_be_enabled()
         await greeting.get_by_role("button", name="ECHO").click()
 
         choice = tab.bubble("ECHO", mine=True)

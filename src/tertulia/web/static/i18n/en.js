@@ -101,6 +101,7 @@ export default {
   "messages.new.other": "{count} new messages",
 
   "options.label": "Options",
+  "options.stale": "Only the newest options can be chosen",
 
   "participants.is_bot": "a bot",
   "participants.offline": "offline",

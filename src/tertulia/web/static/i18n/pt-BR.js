@@ -104,6 +104,7 @@ export default {
   "messages.new.other": "{count} mensagens novas",
 
   "options.label": "Opções",
+  "options.stale": "Só as opções mais recentes podem ser escolhidas",
 
   "participants.is_bot": "um bot",
   "participants.offline": "offline",

@@ -215,10 +215,12 @@ export class MessageList {
     }
     const { message } = item;
     const sender = store.participant(message.sender_id);
+    // (a newer prompt disables the options of the one before: its row is rebuilt)
+    const optionsLive = store.optionsMessage === message;
     return {
       key: this.#keyOf(item),
-      sig: `${shared}|${nameOf(store, message.sender_id)}|${sender?.type ?? ""}`,
-      build: () => messageRow(message, ctx),
+      sig: `${shared}|${nameOf(store, message.sender_id)}|${sender?.type ?? ""}|${optionsLive}`,
+      build: () => messageRow(message, { ...ctx, optionsLive }),
     };
   }
 

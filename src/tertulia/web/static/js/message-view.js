@@ -165,8 +165,9 @@ function rowClasses(base, { mine, groupStart, groupEnd }) {
  * A confirmed message.
  *
  * @param {object} message the wire message
- * @param {object} ctx {store, groupStart, groupEnd, quote (quoteInfo), actions:
- *   {reply(message), option(message, text), jump(id)}}
+ * @param {object} ctx {store, groupStart, groupEnd, quote (quoteInfo), optionsLive
+ *   (whether its options may be chosen: only the newest message offering some),
+ *   actions: {reply(message), option(message, text), jump(id)}}
  */
 export function messageRow(message, ctx) {
   const { store, actions } = ctx;
@@ -212,14 +213,28 @@ export function messageRow(message, ctx) {
     ),
   );
 
+  // An earlier prompt's options stay readable (what was offered) but cannot be chosen:
+  // the answer would quote a question that a newer one replaced.
+  const live = ctx.optionsLive !== false;
   const optionRow = options.length
     ? h(
         "div",
-        { class: "options", role: "group", "aria-label": t("options.label") },
+        {
+          class: live ? "options" : "options is-stale",
+          role: "group",
+          "aria-label": t("options.label"),
+          title: live ? null : t("options.stale"),
+        },
         options.map((option) =>
           h(
             "button",
-            { type: "button", class: "option", onclick: () => actions.option(message, option) },
+            {
+              type: "button",
+              class: "option",
+              disabled: !live,
+              "aria-disabled": live ? null : "true",
+              onclick: live ? () => actions.option(message, option) : null,
+            },
             option,
           ),
         ),

@@ -54,6 +54,12 @@ export class ConversationStore extends EventTarget {
     this.maxSeq = null;
     /** The conversation-ended system message, once seen. */
     this.ended = null;
+    /**
+     * The newest message (in display order) that offers options: only its buttons are
+     * live. An older prompt's option, chosen after a newer prompt came, would quote a
+     * question the manager no longer asks, and be misrouted.
+     */
+    this.optionsMessage = null;
     /** Set when asking for older messages brought nothing new. */
     this.noMoreOlder = false;
     this.setParticipants(participants);
@@ -145,6 +151,11 @@ export class ConversationStore extends EventTarget {
     }
     list.splice(low, 0, message);
     this.byId.set(message.id, message);
+    const offers =
+      Array.isArray(message.options) && message.options.some((o) => typeof o === "string");
+    if (offers && (!this.optionsMessage || compareMessages(this.optionsMessage, message) < 0)) {
+      this.optionsMessage = message;
+    }
   }
 
   /** A message of mine the server has not echoed yet. */
