@@ -245,6 +245,9 @@ async def test_a_text_over_the_limit_is_refused_with_a_notice(make_settings, ope
         await box.press("Enter")
         await expect(error).to_contain_text("too long")
         await expect(page.locator("li.msg.mine")).to_have_count(0)
+        await page.reload()  # kept whole across a reload too, and said too long again
+        await expect(box).to_have_js_property("value", "a" * 4500)
+        await expect(error).to_contain_text("4,500 characters")
 
         await box.press("Control+a")
         await page.keyboard.insert_text("\N{GRINNING FACE}" * 4000)

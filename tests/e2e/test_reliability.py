@@ -26,21 +26,39 @@ TOP_IN_SCROLLER = """row => row.getBoundingClientRect().top
 
 async def test_a_reload_keeps_the_conversation_and_the_participant(make_settings, open_tab) -> None:
     """After a reload the page re-enters as the same participant and shows the history
-    (with rooms off, where only re-entering is allowed)."""
+    (with rooms off, where only re-entering is allowed), and the message box keeps what
+    was written and not sent, and the message it replies to, until it is sent."""
     async with live_server(make_settings(rooms=False)) as server:
         tab = await open_tab(server.base_url)
+        page = tab.page
         await tab.start_conversation("alice", ["ECHO"])
         await tab.send("remember me")
         await expect(tab.bubble("REMEMBER ME")).to_have_count(1)
-        before = await tab.page.evaluate(MY_ID)
+        before = await page.evaluate(MY_ID)
+        await tab.bubble("REMEMBER ME").hover()
+        await tab.bubble("REMEMBER ME").get_by_role("button", name="Reply to ECHO").click()
+        await page.locator("#composer-input").fill("half\nwritten")
 
-        await tab.page.reload()
+        await page.reload()
 
         await expect(tab.bubble("remember me", mine=True)).to_have_count(1)
         await expect(tab.bubble("REMEMBER ME", mine=False)).to_have_count(1)
-        await expect(tab.page.locator("#participants .you-tag")).to_have_count(1)
-        await expect(tab.page.locator("#participants li.person")).to_have_count(2)
-        assert await tab.page.evaluate(MY_ID) == before
+        await expect(page.locator("#participants .you-tag")).to_have_count(1)
+        await expect(page.locator("#participants li.person")).to_have_count(2)
+        assert await page.evaluate(MY_ID) == before
+        box, preview = page.locator("#composer-input"), page.locator(".reply-preview")
+        await expect(box).to_have_value("half\nwritten")
+        await expect(preview).to_contain_text("Replying to ECHO")
+        await expect(preview).to_contain_text("REMEMBER ME")
+
+        await box.press("Enter")
+        await expect(tab.bubble("half\nwritten", mine=True).locator(".quote")).to_contain_text(
+            "REMEMBER ME"
+        )
+        await page.reload()
+        await expect(tab.bubble("half\nwritten", mine=True)).to_have_count(1)
+        await expect(box).to_have_value("")
+        await expect(preview).to_be_hidden()
 
 
 async def test_a_server_restart_loses_and_repeats_nothing(make_settings, open_tab) -> None:

@@ -306,6 +306,7 @@ export class ChatView {
   /** Called once the view is in the document. */
   mounted() {
     this.#scrollToBottom();
+    this.composer.mounted();
     this.composer.focus();
   }
 

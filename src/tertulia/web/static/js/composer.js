@@ -62,8 +62,51 @@ export class Composer {
     /** Files waiting for Send: {file, kind, thumb}. */
     this.staged = [];
     this.recorder = null;
+    /**
+     * The id of the message a restored draft replies to, until the store has it (the
+     * history loads after the box is built): shown then.
+     */
+    this.replyToRestore = null;
     this.#build();
     this.applyLimits(session.limits);
+    this.#restoreDraft();
+  }
+
+  /**
+   * Nothing written is lost: the text typed and the message replied to come back after a
+   * reload (even a text too long to send, which the box keeps and says so).
+   */
+  #restoreDraft() {
+    const draft = this.session.draft;
+    if (!draft) return;
+    this.input.value = draft.text;
+    this.#checkLength();
+    // (its height once it is in the page: see mounted)
+    if (!draft.replyTo) return;
+    this.replyToRestore = draft.replyTo;
+    this.onStoreChange = () => this.#restoreReply();
+    this.session.store.addEventListener("change", this.onStoreChange);
+    this.#restoreReply();
+  }
+
+  #restoreReply() {
+    const message = this.replyToRestore && this.session.store.get(this.replyToRestore);
+    if (!this.replyToRestore || message) {
+      this.session.store.removeEventListener("change", this.onStoreChange);
+    }
+    if (!message) return;
+    this.replyToRestore = null;
+    this.reply = message;
+    this.#renderReply();
+  }
+
+  #saveDraft() {
+    this.session.saveDraft(this.input.value, this.reply?.id ?? this.replyToRestore ?? null);
+  }
+
+  /** Called once the box is in the page (a restored draft's height is measured then). */
+  mounted() {
+    if (this.input.value) this.#grow();
   }
 
   #build() {
@@ -80,6 +123,7 @@ export class Composer {
       oninput: () => {
         this.#grow();
         this.#checkLength();
+        this.#saveDraft();
       },
       onkeydown: (event) => this.#onKey(event),
       onpaste: (event) => {
@@ -288,7 +332,7 @@ export class Composer {
     }
     this.input.value = "";
     this.#grow();
-    this.setReply(null);
+    this.setReply(null); // (forgets the draft: the text is empty now)
     this.showError("");
     this.input.focus();
   }
@@ -296,7 +340,9 @@ export class Composer {
   /** Reply to `message` (null: stop replying). */
   setReply(message) {
     this.reply = message;
+    this.replyToRestore = null; // (chosen again: the restored one no longer matters)
     this.#renderReply();
+    this.#saveDraft();
     if (message) this.input.focus();
   }
 
@@ -466,6 +512,7 @@ export class Composer {
   }
 
   destroy() {
+    if (this.onStoreChange) this.session.store.removeEventListener("change", this.onStoreChange);
     clearInterval(this.clock);
     this.recorder?.cancel();
     for (const item of this.staged) if (item.thumb) URL.revokeObjectURL(item.thumb);

@@ -492,6 +492,26 @@ export class ChatSession extends EventTarget {
   }
 
   /**
+   * The message box's draft, kept like the pending texts (a reload, a closed tab, another
+   * tab of the conversation): `{text, replyTo}` (the text as typed, even one too long to
+   * send; the id of the message it replies to), or null.
+   */
+  get draft() {
+    const saved = storage.getJSON(`draft.${this.id}`, null);
+    if (!saved || typeof saved !== "object") return null;
+    const text = typeof saved.text === "string" ? saved.text : "";
+    const replyTo = typeof saved.replyTo === "string" ? saved.replyTo : null;
+    return text || replyTo ? { text, replyTo } : null;
+  }
+
+  /** Keep the draft; an empty one (sent, or emptied) is forgotten. */
+  saveDraft(text, replyTo = null) {
+    const key = `draft.${this.id}`;
+    if (text || replyTo) storage.setJSON(key, { text, replyTo });
+    else storage.remove(key);
+  }
+
+  /**
    * Pending texts survive a reload (files cannot be kept); a failed one stays failed, with
    * its reason, until the person retries it (as after a reconnect: seen to fail, it is not
    * sent behind their back). Other tabs of the conversation keep theirs under the same

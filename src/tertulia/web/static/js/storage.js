@@ -3,7 +3,7 @@
  * only costs convenience (the page falls back to the lobby), never correctness.
  *
  * `storage` is `localStorage`, shared by every tab of the browser (the language, the
- * nickname, pending texts, the last conversation entered); `tabStorage` is
+ * nickname, pending texts and the message box's draft, the last conversation entered); `tabStorage` is
  * `sessionStorage`, this tab's own (the conversation it is in), kept across its reloads.
  */
 
