@@ -326,10 +326,16 @@ async def post_notes(tab, url: str, numbers: range) -> None:
         assert all(r.status == 201 for r in responses), [await r.text() for r in responses]
 
 
+KEPT = """id => [localStorage.getItem(`tertulia.pending.${id}`),
+  localStorage.getItem(`tertulia.draft.${id}`)]"""
+"""A page script: what the browser keeps of a conversation's pending texts and draft."""
+
+
 async def test_a_conversation_deleted_while_open_says_so(make_settings, open_tab) -> None:
     """``tertulia delete`` while the page is open: the next text closes the socket with
     4404, and the page says at once that the conversation is gone (rather than
-    reconnecting), back in the lobby."""
+    reconnecting), back in the lobby, and forgets the conversation's pending texts and
+    draft; so does a tab that finds it gone on a reload."""
     settings = make_settings()
     async with live_server(settings) as server:
         tab = await open_tab(server.base_url)
@@ -348,6 +354,19 @@ async def test_a_conversation_deleted_while_open_says_so(make_settings, open_tab
         assert await page.evaluate('sessionStorage.getItem("tertulia.conversation")') == ""
         assert await page.evaluate('localStorage.getItem("tertulia.conversation")') is None
         assert sockets == []  # told by the close code, not by failing to reconnect
+        assert await page.evaluate(KEPT, conversation_id) == [None, None]
+
+        # A tab reloaded into it (its draft written before it knew) finds it gone.
+        await page.evaluate(
+            """id => {
+              sessionStorage.setItem("tertulia.conversation", id);
+              localStorage.setItem(`tertulia.draft.${id}`, '{"text": "still not sent"}');
+            }""",
+            conversation_id,
+        )
+        await page.reload()
+        await expect(page.get_by_text("That conversation no longer exists.")).to_be_visible()
+        assert await page.evaluate(KEPT, conversation_id) == [None, None]
 
 
 async def test_a_text_seen_failing_stays_failed_after_a_reload(make_settings, open_tab) -> None:

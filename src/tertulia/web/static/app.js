@@ -15,7 +15,7 @@ import { backoffDelay } from "./js/connection.js";
 import { h } from "./js/dom.js";
 import { detectLanguage, onLanguageChange, setLanguage, t } from "./js/i18n.js";
 import { LobbyView } from "./js/lobby.js";
-import { ChatSession } from "./js/session.js";
+import { ChatSession, forgetConversation } from "./js/session.js";
 import { storage, tabStorage } from "./js/storage.js";
 
 const root = document.getElementById("app");
@@ -110,6 +110,7 @@ async function resume(id) {
       return;
     } catch (error) {
       if (!passing(error.status)) {
+        if (error.status === 404) forgetConversation(id); // (its pending texts, its draft)
         leaveResume(id, error.status === 404 ? "lost.gone" : "lost.left");
         return;
       }

@@ -64,6 +64,15 @@ const CLOSE_GONE = 4404;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Forget what this browser keeps for a conversation the server says is gone (its pending
+ * texts, its draft): nothing could ever send them, and nothing else would remove them.
+ */
+export function forgetConversation(id) {
+  storage.remove(`pending.${id}`);
+  storage.remove(`draft.${id}`);
+}
+
 export class ChatSession extends EventTarget {
   /** @param {object} conversation the create or join response (PROTOCOL 3.6) */
   constructor(conversation) {
@@ -76,6 +85,8 @@ export class ChatSession extends EventTarget {
     });
     this.limits = null;
     this.stopped = false;
+    /** The server said the conversation no longer exists: nothing is kept for it. */
+    this.gone = false;
     this.failedAttempts = 0;
     /** Aborts for uploads in flight, by local_id (one at a time: see #pumpUploads). */
     this.uploads = new Map();
@@ -311,6 +322,10 @@ export class ChatSession extends EventTarget {
 
   #lost(reason) {
     this.stop();
+    if (reason === "gone") {
+      this.gone = true; // (nothing is saved for it from now on)
+      forgetConversation(this.id);
+    }
     this.#emit("lost", { reason });
   }
 
@@ -506,6 +521,7 @@ export class ChatSession extends EventTarget {
 
   /** Keep the draft; an empty one (sent, or emptied) is forgotten. */
   saveDraft(text, replyTo = null) {
+    if (this.gone) return;
     const key = `draft.${this.id}`;
     if (text || replyTo) storage.setJSON(key, { text, replyTo });
     else storage.remove(key);
@@ -518,6 +534,7 @@ export class ChatSession extends EventTarget {
    * key: what this tab never held is kept as it is.
    */
   #savePending() {
+    if (this.gone) return;
     const key = `pending.${this.id}`;
     const mine = [...this.store.pending.values()].filter((entry) => entry.type === "T");
     for (const entry of mine) this.ownPending.add(entry.localId);
