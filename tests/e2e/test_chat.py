@@ -190,6 +190,14 @@ async def test_the_end_of_a_conversation_is_announced(make_settings, open_tab) -
         await expect(tab.page.locator(".system-ended")).to_contain_text(
             "The conversation has ended (Keeper left)"
         )
+        # The bot that left is marked so, as a person who left is, after a reload too.
+        panel_keeper = tab.page.locator("#participants li.person", has_text="Keeper")
+        for reload in (False, True):
+            if reload:
+                await tab.page.reload()
+            await expect(tab.page.locator(".subtitle")).to_contain_text("Keeper (left)")
+            await expect(panel_keeper.locator(".person-state")).to_contain_text("offline")
+            await expect(panel_keeper).to_have_class(re.compile(r"\bhas-left\b"))
 
 
 async def test_a_refused_message_shows_the_server_error(make_settings, open_tab) -> None:

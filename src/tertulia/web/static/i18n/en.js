@@ -105,6 +105,7 @@ export default {
 
   "participants.is_bot": "a bot",
   "participants.offline": "offline",
+  "participants.left_name": "{name} (left)",
   "participants.online": "online",
   "participants.online_count.one": "{count} online",
   "participants.online_count.other": "{count} online",

@@ -108,6 +108,7 @@ export default {
 
   "participants.is_bot": "um bot",
   "participants.offline": "offline",
+  "participants.left_name": "{name} (saiu)",
   "participants.online": "online",
   "participants.online_count.one": "{count} online",
   "participants.online_count.other": "{count} online",

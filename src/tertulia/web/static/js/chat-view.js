@@ -392,9 +392,14 @@ export class ChatView {
     const store = this.store;
     this.titleEl.textContent = this.#title();
     this.#setTitle();
+    // Who has left (a bot too) is named as such: the list is everyone who ever took part.
     const others = [...store.participants.values()]
       .filter((p) => p.id !== store.me)
-      .map((p) => p.name);
+      .map((p) =>
+        store.hasLeft(p.id)
+          ? t("participants.left_name", { name: p.name || t("someone") })
+          : p.name,
+      );
     const online = store.online
       ? t("participants.online_count", { count: store.online.size })
       : null;

@@ -18,9 +18,10 @@ export function renderParticipants(store) {
   const people = ordered(store);
   const items = people.map((p) => {
     // Internal bots run inside the server and never have a socket: "offline" would be
-    // wrong for them, so a bot only shows presence when it is connected (an external bot).
+    // wrong for them, so a bot only shows presence when it is connected (an external bot),
+    // or, as people are, "offline" once it has left (the timeline says so).
     let online = store.online ? store.online.has(p.id) : null;
-    if (p.type === "B" && online === false) online = null;
+    if (p.type === "B" && online === false && !store.hasLeft(p.id)) online = null;
     const working = store.working.has(p.id);
     const states = [];
     if (working) states.push(t("participants.working"));
@@ -29,7 +30,14 @@ export function renderParticipants(store) {
     return h(
       "li",
       {
-        class: ["person", online ? "is-online" : "", working ? "is-working" : ""].join(" ").trim(),
+        class: [
+          "person",
+          online && "is-online",
+          working && "is-working",
+          store.hasLeft(p.id) && "has-left",
+        ]
+          .filter(Boolean)
+          .join(" "),
         dataset: { participantId: p.id },
       },
       h(

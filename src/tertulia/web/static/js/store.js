@@ -22,6 +22,9 @@ export function compareMessages(a, b) {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
+/** The system events that say a participant came or went. */
+const PRESENCE_EVENTS = new Set(["participant-joined", "participant-left"]);
+
 function isMessage(value) {
   return (
     Boolean(value) &&
@@ -52,6 +55,12 @@ export class ConversationStore extends EventTarget {
     this.working = new Set();
     /** The highest `seq` received, to resume with `?after=`. */
     this.maxSeq = null;
+    /**
+     * Each participant's latest joined or left system message: the `state` frame lists
+     * everyone who ever took part, left or not, and a bot's absence from `online` says
+     * nothing (internal bots never have a socket), so the timeline tells who has left.
+     */
+    this.presence = new Map();
     /** The conversation-ended system message, once seen. */
     this.ended = null;
     /**
@@ -121,11 +130,28 @@ export class ConversationStore extends EventTarget {
     if (isNew) {
       this.#insert(message);
       if (message.type === "S" && message.event === "conversation-ended") this.ended = message;
+      if (message.type === "S" && PRESENCE_EVENTS.has(message.event)) this.#notePresence(message);
     }
     if (settled?.previewUrl) URL.revokeObjectURL(settled.previewUrl);
     if (!silent && (isNew || settled))
       this.emit("message", { message, live: live && isNew, settled });
     return isNew;
+  }
+
+  #notePresence(message) {
+    const id = message.additional_metadata?.participant_id;
+    if (typeof id !== "string") return;
+    const known = this.presence.get(id);
+    if (!known || compareMessages(known, message) < 0) this.presence.set(id, message);
+  }
+
+  /**
+   * Whether a participant has left: their latest joined or left message says so (as far
+   * as the loaded history shows) and no `state` frame says they are online again.
+   */
+  hasLeft(id) {
+    if (this.online?.has(id)) return false;
+    return this.presence.get(id)?.event === "participant-left";
   }
 
   /** Add a batch (history); one `history` event. Returns how many were new. */
