@@ -175,6 +175,10 @@ async def test_a_file_no_browser_shows_goes_as_an_attachment(
         await tab.start_conversation("alice", [])
         file = {"name": name, "mimeType": mime, "buffer": content}
         await tab.page.set_input_files("input[type=file]", files=[file])
+        # Waiting to be sent, it shows as a file, not as a broken image.
+        staged = tab.page.locator(".staged-file", has_text=name)
+        await expect(staged.locator(".staged-icon")).to_have_count(1)
+        await expect(staged.locator("img")).to_have_count(0)
         await tab.page.get_by_role("button", name="Send", exact=True).click()
 
         card = tab.page.locator("li.msg.mine.type-A:not(.pending) a.file-card")

@@ -438,8 +438,18 @@ export class Composer {
         h(
           "li",
           { class: "staged-file" },
-          item.thumb
-            ? h("img", { src: item.thumb, alt: "", class: "staged-thumb" })
+          item.thumb && !item.broken
+            ? h("img", {
+                src: item.thumb,
+                alt: "",
+                class: "staged-thumb",
+                // Its content is not the image its type says (the server will take it as a
+                // file): the file's icon, not a broken image.
+                onerror: (event) => {
+                  item.broken = true;
+                  event.target.replaceWith(icon("file", "icon staged-icon"));
+                },
+              })
             : icon("file", "icon staged-icon"),
           h("span", { class: "staged-name" }, item.file.name),
           h("span", { class: "staged-size" }, formatSize(item.file.size)),
