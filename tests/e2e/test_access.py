@@ -28,6 +28,38 @@ async def test_the_language_follows_the_browser_and_is_switchable(make_settings,
         await expect(page.get_by_role("heading", name="New conversation")).to_be_visible()
 
 
+UNCLIPPED = """select => {
+  // The width the select takes with room for its longest option, against the one it has.
+  const free = select.cloneNode(true);
+  free.style.maxWidth = "none";
+  free.style.width = "auto";
+  select.after(free);
+  const needed = free.getBoundingClientRect().width;
+  free.remove();
+  return select.getBoundingClientRect().width >= needed - 0.5;
+}"""
+"""A page script: whether a select is wide enough to show its options whole."""
+
+
+async def test_the_language_picker_is_whole_on_a_phone(make_settings, open_tab) -> None:
+    """On a 375 px wide phone in Portuguese, the picker shows "Português" whole, in the
+    lobby and in a conversation's header."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(
+            server.base_url, locale="pt-BR", viewport={"width": 375, "height": 667}
+        )
+        page = tab.page
+        await page.goto("/")
+        picker = page.get_by_label("Idioma")
+        await expect(picker).to_have_value("pt-BR")
+        assert await picker.evaluate(UNCLIPPED)
+        await page.fill("#nickname", "alice")
+        await page.get_by_role("button", name="Começar a conversa").click()
+        await page.locator("#composer-input").wait_for()
+        assert await picker.evaluate(UNCLIPPED)
+        await expect(page.locator(".topbar .title")).to_be_visible()
+
+
 async def test_reply_with_the_keyboard_alone(make_settings, open_tab) -> None:
     """Enter sends; from the box, Shift+Tab reaches the newest message, R replies to it."""
     async with live_server(make_settings()) as server:
