@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 
 from support.server import LiveServer
 
@@ -66,12 +67,19 @@ async def test_the_client_is_revalidated_on_every_use(server: LiveServer) -> Non
             assert again.headers["cache-control"] == "no-cache", path
 
 
-async def test_the_page_allows_only_its_own_code(server: LiveServer) -> None:
+@pytest.mark.parametrize("path", ["/", "/static/index.html"])
+async def test_the_page_allows_only_its_own_code(server: LiveServer, path: str) -> None:
     """The page's Content-Security-Policy runs only the server's scripts and styles, talks
     only to its own origin, and may not be framed; media may come from elsewhere (external
-    files are http(s) addresses). Every browser test fails on anything it blocks."""
+    files are http(s) addresses). Every browser test fails on anything it blocks. The same
+    page at its static address has the same headers (security QA: it had none, and could
+    be framed)."""
     async with httpx.AsyncClient(base_url=server.base_url) as client:
-        page = await client.get("/")
+        page = await client.get(path)
+        script = await client.get("/static/app.js")
+    assert page.status_code == 200
+    assert script.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in script.headers  # (a page's header only)
     header = page.headers["content-security-policy"]
     policy = {
         name: value.strip()

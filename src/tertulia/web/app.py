@@ -113,7 +113,10 @@ class OriginCheck:
 class RevalidatedStaticFiles(StaticFiles):
     """The client's files, each use revalidated (``no-cache``; unchanged, a 304): after an
     upgrade no browser runs an old module beside new ones, as the heuristic freshness of a
-    file without ``Cache-Control`` (a tenth of its age) would let it."""
+    file without ``Cache-Control`` (a tenth of its age) would let it. Each is sent with
+    ``nosniff``, and a page (``/static/index.html`` is the client too) with the page's
+    headers, its Content-Security-Policy and ``frame-ancestors 'none'`` among them: served
+    without them, the client could be framed (security QA)."""
 
     def file_response(
         self,
@@ -123,7 +126,10 @@ class RevalidatedStaticFiles(StaticFiles):
         status_code: int = 200,
     ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
+        if str(full_path).endswith(".html"):
+            response.headers.update(page_headers(Headers(scope=scope)))
         response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
 
