@@ -163,6 +163,7 @@ def serve(settings: Settings, listener: socket.socket) -> None:
     import uvicorn
 
     from tertulia.web.app import create_app
+    from tertulia.web.httpprotocol import HttpProtocol
     from tertulia.web.wsprotocol import WebSocketProtocol
 
     app = create_app(settings)
@@ -177,7 +178,7 @@ def serve(settings: Settings, listener: socket.socket) -> None:
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # httptools, with a request's head bounded in size and time
         ws=WebSocketProtocol,  # websockets-sansio, aborting connections stuck in closing
         ws_max_size=settings.ws_max_message,
         ws_ping_interval=20.0,

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from tertulia.serving import serving
 from tertulia.settings import Settings
 from tertulia.web.app import create_app
+from tertulia.web.httpprotocol import HttpProtocol
 from tertulia.web.wsprotocol import WebSocketProtocol
 
 
@@ -43,6 +44,7 @@ async def live_server(settings: Settings, *, port: int = 0) -> AsyncIterator[Liv
         host="127.0.0.1",
         port=port,
         loop="asyncio",
+        http=HttpProtocol,
         ws=WebSocketProtocol,
         ws_max_size=settings.ws_max_message,
         log_config=None,
