@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -516,3 +517,23 @@ async def test_a_refused_message_is_logged_with_its_conversation(
     said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert said[0].startswith(f"server refused a message in conversation {alice.conversation_id} ")
     assert "4000" in said[0]
+
+
+async def test_the_trigger_endpoint_bounds_a_requests_headers() -> None:
+    """The SDK's trigger endpoint is a server too: headers past 64 KiB get the server's
+    431 (security QA: a bot's endpoint took headers without end, like the server did)."""
+    bot = EchoBot()
+    async with bot.app.running() as trigger_url:
+        port = int(trigger_url.split(":")[2].split("/")[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"POST /trigger HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            with contextlib.suppress(ConnectionError):
+                for _ in range(20):
+                    writer.write(b"X-A: " + b"a" * 8_000 + b"\r\n")
+                    await writer.drain()
+            async with asyncio.timeout(TIMEOUT):
+                answered = await reader.read(-1)
+        finally:
+            writer.close()
+    assert answered.startswith(b"HTTP/1.1 431 ")

@@ -30,6 +30,7 @@ from tertulia.bots.base import ChatMessage
 from tertulia.bots.threads import DaemonThreads
 from tertulia.client.conversation import Conversation, is_position
 from tertulia.serving import serving
+from tertulia.web.httpprotocol import HttpProtocol
 
 TRIGGER_KEYS = ("conversation_id", "bot_participant_id", "session")
 RESUME_KEYS = ("after", "copies_after")  # in a trigger that calls the bot back (optional)
@@ -160,7 +161,13 @@ class BotApp:
 
     def _server(self, host: str, port: int) -> uvicorn.Server:
         config = uvicorn.Config(
-            self.asgi, host=host, port=port, lifespan="on", log_config=None, access_log=False
+            self.asgi,
+            host=host,
+            port=port,
+            http=HttpProtocol,  # (the server's: a request's head bounded in size and time)
+            lifespan="on",
+            log_config=None,
+            access_log=False,
         )
         return uvicorn.Server(config)
 
