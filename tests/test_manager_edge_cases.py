@@ -244,3 +244,26 @@ async def test_a_person_cannot_quote_an_answer_waiting_for_approval(room: Room) 
     await room.sockets["alice"].message(id=hidden["id"])
     quoting = await room.alice.post(type="T", text="that!", quoted_message_id=hidden["id"])
     assert quoting.status_code == 201, quoting.text
+
+
+async def test_the_managers_approved_flag_is_on_every_message_of_its_but_events(
+    room: Room,
+) -> None:
+    """(Protocol audit: docs/api.md said every message delivered to the manager carries
+    ``approved``; a repeated ``local_id``'s copy had none, and a replay put it on system
+    events too, which live frames never carry.) A person's or a bot's message carries it
+    however it reaches the manager; a system event never does."""
+    manager = room.sockets["manager"]
+    frame = command_frame({"self_approve": True}, text="hi all")
+    first = await accepted(manager, frame)
+    assert first["approved"] is True
+    await manager.send(frame)  # (the same local_id again: its stored copy comes back)
+    again = await manager.message(local_id=frame["local_id"])
+    assert again["id"] == first["id"]
+    assert again["approved"] is True
+
+    replayed = await room.manager.connect(after=0)
+    await replayed.sync()
+    messages = replayed.messages()
+    assert [m for m in messages if m["type"] == "S" and "approved" in m] == []
+    assert all("approved" in m for m in messages if m["type"] != "S")

@@ -1293,7 +1293,10 @@ class Chat:
                     "a duplicate local_id whose message cannot be found"
                 )
             out = Outgoing(self.conversation.id)
-            out.echo_to(participant.id, self.public(existing))
+            public = self.public(existing)
+            if participant.is_manager and not existing.is_system:
+                public["approved"] = existing.visible  # (as on its first delivery)
+            out.echo_to(participant.id, public)
             await self._flush(out)
         return SaveResult(existing, duplicate=True)
 
@@ -1527,8 +1530,8 @@ class Chat:
             ):
                 continue
             public = self.public(message)
-            if participant.is_manager:
-                public["approved"] = True
+            if participant.is_manager and not message.is_system:
+                public["approved"] = True  # (visible: the replay's; events carry none live)
             frames.append((message.seq or 0, message_frame(public)))
         return frames, following
 
