@@ -10,10 +10,14 @@ from tertulia.settings import LIMIT_KEYS
 
 
 async def test_api_root_links_to_conversations(server: LiveServer) -> None:
-    """The API root answers with the absolute URL of the conversations collection."""
+    """The API root answers with the absolute URL of the conversations collection, and
+    whether they are listed to anyone (``rooms``, an extension; on by default)."""
     response = await get(server, "/api/chat/")
     assert response.status_code == 200
-    assert response.json() == {"conversations": f"{server.base_url}/api/chat/conversations/"}
+    assert response.json() == {
+        "conversations": f"{server.base_url}/api/chat/conversations/",
+        "rooms": True,
+    }
 
 
 async def test_bots_lists_installed_names_in_settings_order(server: LiveServer) -> None:

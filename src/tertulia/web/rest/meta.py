@@ -14,8 +14,14 @@ router = APIRouter(tags=["meta"])
 
 @route(router, "", ["GET", "HEAD"])
 async def api_root(request: Request) -> JSONBody:
-    """Links to the collections."""
-    return JSONBody({"conversations": str(request.url_for("list_conversations"))})
+    """Links to the collections, and whether the conversations are listed to anyone
+    (``rooms``; a Tertulia extension: the web client asks before listing them)."""
+    return JSONBody(
+        {
+            "conversations": str(request.url_for("list_conversations")),
+            "rooms": services(request).settings.rooms,
+        }
+    )
 
 
 @route(router, "/bots", ["GET", "HEAD"], response_model=BotsOut)

@@ -55,8 +55,28 @@ export async function listMine() {
   return data?.results ?? [];
 }
 
-/** Open conversations (rooms), or null when the server has rooms off (403). */
+let roomsOn; // the API root's `rooms`, read once (undefined: not known yet)
+
+/**
+ * Whether the server lists rooms, from its API root (a Tertulia extension; undefined from a
+ * server that does not say, which the listing's 403 then tells): asking first keeps a
+ * refused request, and the browser's console line for it, out of every visit.
+ */
+async function listsRooms() {
+  if (roomsOn === undefined) {
+    try {
+      const root = await request("GET", `${BASE}/`);
+      if (typeof root?.rooms === "boolean") roomsOn = root.rooms;
+    } catch {
+      // (asked again next time; the listing itself says)
+    }
+  }
+  return roomsOn;
+}
+
+/** Open conversations (rooms), or null when the server has rooms off. */
 export async function listRooms() {
+  if ((await listsRooms()) === false) return null;
   const rooms = [];
   // A few pages at most: the lobby is for picking a room, not browsing an archive.
   for (let page = 1; page <= 5; page += 1) {
