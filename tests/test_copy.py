@@ -139,7 +139,7 @@ def test_a_missing_source_file_is_a_configuration_error(
     [
         ("garbage", None, "not a database URL"),
         ("mysql://u@h/db", None, "unsupported database 'mysql'"),
-        ("sqlite+aiosqlite:///{tmp}/t.db", "qa", "a schema is for PostgreSQL"),
+        ("sqlite+aiosqlite:///{tmp}/t.db", "qa", "--target-schema is for PostgreSQL"),
     ],
 )
 def test_a_target_that_cannot_be_is_a_configuration_error(

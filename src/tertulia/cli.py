@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import socket
@@ -309,7 +310,8 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     from tertulia.storage.database import check_url, display_url
 
     async def run() -> dict[str, int]:
-        check_url(target_url, target_schema)  # (the arguments first: before reaching anything)
+        # (the arguments first: before reaching anything)
+        check_url(target_url, target_schema, schema_name="--target-schema")
         await check_existing(settings)  # (the source)
         return await copy_database(
             settings.database_url,
@@ -375,16 +377,13 @@ def export(settings: Settings, conversation_ids: list[str], output: str | None) 
     from tertulia.exporting import CannotWrite, export_database
     from tertulia.preflight import check_existing
 
-    async def check() -> None:
-        await check_existing(settings)
-
     work = export_database(
         settings.database_url,
         settings.database_schema,
         conversation_ids,
         output,
         sys.stdout.buffer,
-        check=check,  # (once the output file could be made)
+        check=functools.partial(check_existing, settings),  # (once the output file is made)
     )
     try:
         # (fails with the database unreachable, its schema older than this code, a disk full)

@@ -445,11 +445,7 @@ class Settings(BaseSettings):
                 else ""
             )
             raise ConfigurationError(f"manager {self.manager!r} is not among the bots{hint}")
-        if self.database_schema is not None and self.is_sqlite:
-            raise ConfigurationError(
-                "database_schema is for PostgreSQL: a SQLite database has none "
-                "(leave it unset, or use a file of its own)"
-            )
+        check_url(self.database_url, self.database_schema, schema_name="database_schema")
         if self.production and not self.session_cookie_secure:
             raise ConfigurationError("production needs session_cookie_secure = true (HTTPS)")
         if self.session_cookie_samesite == "none" and not self.session_cookie_secure:

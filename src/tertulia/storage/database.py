@@ -41,8 +41,9 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def check_url(url: str, schema: str | None = None) -> None:
-    """That ``url`` names a database Tertulia can use, and ``schema`` one of its schemas.
+def check_url(url: str, schema: str | None = None, *, schema_name: str = "a schema") -> None:
+    """That ``url`` names a database Tertulia can use, and ``schema`` one of its schemas
+    (``schema_name``: what the error calls it, the setting or option that gave it).
 
     Raises:
         ConfigurationError: a URL SQLAlchemy cannot parse, another database than SQLite
@@ -64,7 +65,7 @@ def check_url(url: str, schema: str | None = None) -> None:
         )
     if schema is not None and backend == "sqlite":
         raise ConfigurationError(
-            "a schema is for PostgreSQL: a SQLite database has none "
+            f"{schema_name} is for PostgreSQL: a SQLite database has none "
             "(leave it unset, or use a file of its own)"
         )
 

@@ -31,7 +31,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tertulia.logs import OUTAGE_WARNING_EVERY, Sampled
-from tertulia.web.responses import JSONBody
+from tertulia.web.responses import JSONBody, refuse
 
 log = structlog.get_logger(__name__)
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"]
@@ -111,11 +111,5 @@ class HostCheck:
             host=host[:100],
             path=str(scope.get("path", ""))[:200],
         )
-        if scope["type"] == "websocket" and "websocket.http.response" not in scope.get(
-            "extensions", {}
-        ):
-            # (a server without the denial response: closing before accept is its 403)
-            await send({"type": "websocket.close", "code": 1008})
-            return
         response = JSONBody({"detail": "Host not allowed.", "code": "host"}, status_code=400)
-        await response(scope, receive, send)
+        await refuse(scope, receive, send, response, close_code=1008)

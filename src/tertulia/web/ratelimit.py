@@ -49,7 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tertulia.domain.ids import canonical_id
 from tertulia.realtime.broker import REDIS_SCHEMES
 from tertulia.settings import Settings
-from tertulia.web.responses import JSONBody
+from tertulia.web.responses import JSONBody, refuse
 from tertulia.web.sessions import cookie_key
 
 log = structlog.get_logger(__name__)
@@ -226,14 +226,10 @@ class RateLimitMiddleware:
         else:
             return True
         wait = await self.limits.retry_after(kind, key)
-        if "websocket.http.response" not in scope.get("extensions", {}):
-            # (a server without the denial response: closing before accept is its 403)
-            await send({"type": "websocket.close", "code": 4429})
-            return False
         response = JSONBody(
             {"detail": "Too many handshakes; try again later.", "code": "throttled"},
             status_code=429,
             headers={"Retry-After": str(wait)},
         )
-        await response(scope, receive, send)  # (Starlette sends it as the denial response)
+        await refuse(scope, receive, send, response, close_code=4429)
         return False

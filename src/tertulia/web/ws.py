@@ -67,7 +67,7 @@ from tertulia.realtime.broker import Event
 from tertulia.web.deps import check_message_rate, services
 from tertulia.web.origins import Origins
 from tertulia.web.params import whole_number
-from tertulia.web.responses import JSONBody
+from tertulia.web.responses import JSONBody, refuse
 from tertulia.web.sessions import SessionWatch
 from tertulia.web.socketcap import CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON
 from tertulia.web.wsprotocol import SERVER_STOPPING
@@ -370,13 +370,9 @@ def _after(websocket: WebSocket, name: str = "after") -> int | None:
 
 
 async def _refuse(websocket: WebSocket, error: TertuliaError) -> None:
-    """Refuse the handshake with ``error``'s JSON body (a server without the denial
-    response: closed before accept, which the client sees as HTTP 403)."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        response = JSONBody(error.body(), status_code=error.status, headers=error.headers())
-        await websocket.send_denial_response(response)
-    else:
-        await websocket.close(code=1008)
+    """Refuse the handshake with ``error``'s status and JSON body."""
+    response = JSONBody(error.body(), status_code=error.status, headers=error.headers())
+    await refuse(websocket.scope, websocket.receive, websocket.send, response, close_code=1008)
 
 
 class Copies(NamedTuple):
