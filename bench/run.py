@@ -140,18 +140,25 @@ async def measure(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> Resu
 
     The servers take turns within each scenario (Tertulia's run 1, the bare limit's run 1,
     Tertulia's run 2, ...): the machine's speed drifts over minutes, and a figure and its
-    limit are compared best when taken close together.
+    limit are compared best when taken close together. Servers on PostgreSQL run after
+    all the others, in turns of their own: PostgreSQL's work after a load (writing its
+    log and checkpointing, vacuuming, dropping the run's schema) goes on in its own
+    processes after the run ends, and would otherwise take CPU from the next server's run.
     """
     specs = server_specs(args)
     results: Results = {spec.name: {} for spec in specs}
     broken: set[str] = set()
-    for name in args.scenarios:
-        for run in range(1, args.runs + 1):
-            for spec in specs:
-                if spec.name in broken or (spec.kind == "stored" and name not in STORED_SCENARIOS):
-                    continue
-                if not await measure_run(spec, name, run, results[spec.name], sizes, workdir):
-                    broken.add(spec.name)
+    embedded = [spec for spec in specs if spec.database_url is None]
+    for group in (embedded, [spec for spec in specs if spec not in embedded]):
+        for name in args.scenarios:
+            for run in range(1, args.runs + 1):
+                for spec in group:
+                    if spec.name in broken or (
+                        spec.kind == "stored" and name not in STORED_SCENARIOS
+                    ):
+                        continue
+                    if not await measure_run(spec, name, run, results[spec.name], sizes, workdir):
+                        broken.add(spec.name)
     return results
 
 

@@ -3,6 +3,7 @@ every scenario at the smoke-test sizes, and the page it writes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -11,10 +12,11 @@ import pytest
 
 import bench.run
 from bench.report import NOTES_MARKER
-from bench.scenarios import SCENARIOS
-from bench.servers import STORED_SCENARIOS
+from bench.scenarios import QUICK, SCENARIOS
+from bench.servers import STORED_SCENARIOS, ServerSpec
 from support.bench import run_module
 
+URL = "database-url=postgresql+asyncpg://nobody@127.0.0.1:1/none"  # (never reached here)
 RUNNER_SECONDS = 240  # about 45 s on two idle cores
 
 
@@ -83,3 +85,35 @@ def test_a_page_that_loses_its_marker_while_measuring_is_left_and_the_results_go
     beside = tmp_path / "performance.md.new"
     assert beside.read_text().startswith("# Performance\n")
     assert beside.read_text().endswith(f"\n{NOTES_MARKER}\n")
+
+
+def test_servers_take_turns_and_postgresql_runs_after_the_embedded_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within a scenario the servers take turns run by run; those on PostgreSQL come after
+    every embedded server's runs (its work after a load must not slow their runs)."""
+    order: list[tuple[str, str, int]] = []
+
+    async def measure_run(spec: ServerSpec, name: str, run: int, *_: object) -> bool:
+        order.append((spec.name, name, run))
+        return True
+
+    monkeypatch.setattr(bench.run, "measure_run", measure_run)
+    args = bench.run.parse_args(
+        ["--only=roundtrip,history", "--runs=2", "--servers=tertulia,stored,bare", f"--{URL}"]
+    )
+    asyncio.run(bench.run.measure(args, QUICK, tmp_path))
+
+    embedded = [
+        (server, scenario, run)
+        for scenario in ("roundtrip", "history")
+        for run in (1, 2)
+        for server in ("tertulia-sqlite", "stored", "bare")
+        if server != "stored" or scenario in STORED_SCENARIOS
+    ]
+    on_postgresql = [
+        ("tertulia-postgresql", scenario, run)
+        for scenario in ("roundtrip", "history")
+        for run in (1, 2)
+    ]
+    assert order == embedded + on_postgresql
