@@ -305,6 +305,8 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     cannot be reached (within :data:`~tertulia.preflight.CONNECT_TIMEOUT`), the target is
     not empty, the source is not at this code's schema, or the copy failed; 2 for a
     configuration error."""
+    from tertulia.files.store import OWNER_MARK
+    from tertulia.ownership import claim_files
     from tertulia.preflight import check_database, check_existing
     from tertulia.storage.copying import copy_database
     from tertulia.storage.database import check_url, display_url
@@ -313,13 +315,16 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
         # (the arguments first: before reaching anything)
         check_url(target_url, target_schema, schema_name="--target-schema")
         await check_existing(settings)  # (the source)
-        return await copy_database(
+        copied = await copy_database(
             settings.database_url,
             settings.database_schema,
             target_url,
             target_schema,
             check_target=check_database,
         )
+        # (marked as the source's before anything runs on the copy, if it was not yet)
+        await claim_files(settings.database_url, settings.database_schema, settings.media_root)
+        return copied
 
     try:
         copied = _run(run(), "copy failed")
@@ -332,6 +337,13 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
         _count(rows, *_ROWS.get(table, (table, table))) for table, rows in copied.items()
     )
     _say(f"copied {counts} into {where}")
+    root = settings.media_root.resolve()
+    if root.is_dir():
+        _say(
+            f"the uploaded files stay in media_root {root}, the source's: a server or "
+            "tertulia delete on the copy deletes none of them. Moving to the copy rather "
+            f"than keeping it? Remove {root / OWNER_MARK} before its first start"
+        )
     return 0
 
 
@@ -362,10 +374,22 @@ def delete(
     except _Failed as failure:
         return failure.status
     kept = f", {done.kept} kept (written to since they were listed idle)" if done.kept else ""
+    if done.files_owner is not None and done.conversations:
+        _say(_files_kept(settings, done.files_owner))
     return _finish(
         done.missing,
         f"deleted {_count(done.conversations, 'conversation')}, "
         f"{_count(done.messages, 'message')}, {_count(done.files, 'file')}{kept}",
+    )
+
+
+def _files_kept(settings: Settings, owner: str) -> str:
+    from tertulia.files.store import OWNER_MARK
+
+    return (
+        f"their files were kept: media_root {settings.media_root.resolve()} holds the files "
+        f"of another database (id {owner[:40]}, in {OWNER_MARK}), of which this one is a "
+        "copy; give a copy a media_root of its own (docs/operations.md, 'Copies and files')"
     )
 
 

@@ -11,6 +11,13 @@ committed, so a failed deletion never leaves messages pointing at nothing (a cra
 the two leaves files no message names, as an interrupted upload does). ``tertulia export``
 first keeps a copy, if one is wanted.
 
+Only the database that owns ``media_root`` (its mark names this database's id) removes
+files there. A copy made with ``tertulia copy`` has the same conversation ids and, unless
+it was given its own ``media_root``, the same files: deleting a conversation of the copy
+keeps them (:attr:`Deleted.files_owner` says whose they are), since the original's
+messages name them too. Before, a delete run on a backup removed the live server's files,
+those uploaded after the copy included.
+
 Servers may be running. With a Redis broker each deletion is announced once committed, and
 every server process closes the conversation's sockets (4404) and forgets it at once. With
 the in-process broker nothing reaches the server: it finds out at the conversation's next
@@ -29,6 +36,7 @@ from tertulia.domain.ids import canonical_id
 from tertulia.files import file_store
 from tertulia.files.store import FileStore
 from tertulia.outgoing import conversation_deleted
+from tertulia.ownership import other_owner
 from tertulia.realtime.broker import Broker, create_broker
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.database import Database
@@ -47,6 +55,8 @@ class Deleted:
     files: int = 0
     missing: list[str] = field(default_factory=list)
     kept: int = 0  # listed as idle, written to before their turn came: kept
+    # media_root's owner when it is another database (its files were kept), else None
+    files_owner: str | None = None
 
 
 async def delete_conversations(
@@ -99,7 +109,7 @@ async def erase(
 ) -> Deleted:
     """:func:`delete_conversations` on an open database and file store (the server's own
     retention uses it too, announcing through its registry)."""
-    done = Deleted()
+    done = Deleted(files_owner=await other_owner(db, store))
     idle: set[str] = set()
     if idle_before is not None:
         # A page of conversations per read: a server sweeping (retention) holds its event
@@ -136,5 +146,6 @@ async def erase(
         done.messages += gone
         if announce is not None:
             await announce(conversation_id)
-        done.files += await store.delete_conversation(conversation_id)
+        if done.files_owner is None:
+            done.files += await store.delete_conversation(conversation_id)
     return done

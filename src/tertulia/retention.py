@@ -62,6 +62,12 @@ class Retention:
                 files=done.files,
                 kept=done.kept,
             )
+        if done.files_owner is not None and done.conversations:
+            log.warning(
+                "retention: files kept: media_root holds another database's files",
+                media_root=str(registry.settings.media_root),
+                owner=done.files_owner[:40],
+            )
         return done
 
     def start(self) -> None:

@@ -21,6 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tertulia.absences import AbsenceSweep
 from tertulia.bots.checks import check_bot
 from tertulia.chats import Chat, ChatRegistry
+from tertulia.files import file_store
+from tertulia.files.store import OWNER_MARK
+from tertulia.ownership import other_owner
 from tertulia.realtime.broker import REDIS_SCHEMES, create_broker
 from tertulia.retention import Retention
 from tertulia.settings import Settings
@@ -234,6 +237,18 @@ def create_app(settings: Settings) -> FastAPI:
                     "allowed_hosts is not set in production: a connection to an address "
                     "other than loopback is served whatever its Host, which a page can "
                     "make its own name (DNS rebinding); list the server's public names"
+                )
+            # (made here too for a server started without ``tertulia serve``'s preflight)
+            settings.media_root.mkdir(parents=True, exist_ok=True)
+            owner = await other_owner(db, file_store(settings.media_root))
+            if owner is not None:
+                log.warning(
+                    "media_root holds the files of another database: this one deletes none "
+                    f"there (a copy's; give it a media_root of its own). If this database "
+                    f"replaced that one (moved with tertulia copy), remove {OWNER_MARK} "
+                    "from media_root and start again",
+                    media_root=str(settings.media_root.resolve()),
+                    owner=owner[:40],
                 )
             if settings.production and settings.rooms:
                 log.warning(

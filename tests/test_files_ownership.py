@@ -1,0 +1,162 @@
+"""Which database owns ``media_root``'s files (tertulia/ownership.py): a copy made with
+``tertulia copy`` that shares the original's ``media_root`` (a backup, a staging server)
+never deletes them, by ``tertulia delete`` or by retention; the original still does."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.aging import age
+from support.blab import Person
+from support.bots import watch_logs
+from support.server import live_server
+from tertulia.cli import copy, delete
+from tertulia.files.store import OWNER_MARK, LocalFileStore
+from tertulia.storage.identity import database_id
+from tertulia.storage.migrate import open_current
+from test_delete import files_of, with_a_file
+
+
+async def own_id(settings: Any) -> str:
+    db = await open_current(settings.database_url, settings.database_schema)
+    try:
+        async with db.read() as conn:
+            return await database_id(conn)
+    finally:
+        await db.close()
+
+
+def again(person: Person, before: Person) -> Person:
+    """``person`` (on a server started again) with ``before``'s session and conversation."""
+    assert before.session is not None
+    person.http.cookies.set("sessionid", before.session)
+    person.conversation_id, person.participant_id = before.conversation_id, before.participant_id
+    return person
+
+
+async def attach(person: Person, local_id: str) -> str:
+    """Another attachment in the person's conversation; its ``file_url``."""
+    sent = await person.http.post(
+        f"/conversations/{person.conversation_id}/messages/",
+        data={"type": "A", "local_id": local_id},
+        files={"file": (f"{local_id}.txt", b"more notes", "text/plain")},
+    )
+    assert sent.status_code == 201, sent.text
+    return str(sent.json()["file_url"])
+
+
+async def test_a_copy_sharing_media_root_deletes_none_of_the_files(
+    make_settings: Any, people: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: the operations guide's backup (``tertulia copy`` into a file), then ``tertulia
+    delete`` run on the backup with the same ``media_root``, removed the live conversation's
+    files, one uploaded after the copy included: the live server answered 404 for files its
+    messages name. Now the backup's deletion keeps them and says why; the live server
+    serves both."""
+    live = make_settings()
+    async with live_server(live) as server:
+        alice = people(server)
+        conversation = await with_a_file(alice, "alice", [])
+    assert (tmp_path / "media" / OWNER_MARK).read_text().strip() == await own_id(live)
+
+    backup_url = f"sqlite+aiosqlite:///{tmp_path / 'backup.db'}"
+    assert await asyncio.to_thread(copy, live, backup_url, None) == 0
+    said = capsys.readouterr().err
+    assert f"Remove {(tmp_path / 'media' / OWNER_MARK).resolve()} before its first start" in said
+    backup = make_settings(database_url=backup_url, database_schema=None)
+    assert await own_id(backup) != await own_id(live)  # (the copy has an id of its own)
+
+    async with live_server(live) as server:
+        alice = again(people(server), alice)
+        later = await attach(alice, "f2")
+    before = files_of(tmp_path / "media", conversation)
+    assert len(before) == 2
+
+    assert await asyncio.to_thread(delete, backup, [conversation]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("tertulia: their files were kept: media_root ")
+    assert "holds the files of another database" in err[0]
+    assert err[1].startswith("tertulia: deleted 1 conversation, ")
+    assert err[1].endswith(" messages, 0 files")
+    assert files_of(tmp_path / "media", conversation) == before
+
+    async with live_server(live) as server:
+        alice = again(people(server), alice)
+        history = (await alice.history()).json()["results"]
+        urls = [m["file_url"] for m in history if m.get("file_url")]
+        assert later in urls
+        assert len(urls) == 2
+        for url in urls:
+            assert (await alice.http.get(server.base_url + url)).status_code == 200
+
+
+async def test_a_server_on_a_copy_sharing_media_root_says_so_and_retention_keeps_the_files(
+    make_settings: Any, people: Any, tmp_path: Path
+) -> None:
+    """The copy's server warns at its start (with what to do if it replaced the original),
+    and its retention deletes the idle conversation's rows but not its files."""
+    live = make_settings()
+    async with live_server(live) as server:
+        conversation = await with_a_file(people(server), "alice", [])
+    backup_url = f"sqlite+aiosqlite:///{tmp_path / 'backup.db'}"
+    assert await asyncio.to_thread(copy, live, backup_url, None) == 0
+    backup = make_settings(database_url=backup_url, database_schema=None, retention_days=1)
+
+    with watch_logs() as logs:
+        async with live_server(backup) as server:
+            warned = await logs.wait_for(lambda e: "another database" in e["event"])
+            assert warned["owner"] == await own_id(live)
+            assert f"remove {OWNER_MARK}" in warned["event"]
+            await age(server.registry.db, conversation)
+            done = await server.app.state.retention.sweep()
+    assert done.conversations == 1
+    assert done.files == 0
+    assert done.files_owner == await own_id(live)
+    assert any(e["event"].startswith("retention: files kept") for e in logs.entries)
+    assert len(files_of(tmp_path / "media", conversation)) == 1
+
+
+async def test_the_owner_still_deletes_and_an_unmarked_root_is_marked_by_the_first(
+    make_settings: Any, people: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A root without a mark (files from before this version) is marked by the first
+    database to look, here a deletion, which then deletes as before."""
+    live = make_settings()
+    async with live_server(live) as server:
+        conversation = await with_a_file(people(server), "alice", [])
+    (tmp_path / "media" / OWNER_MARK).unlink()
+
+    assert await asyncio.to_thread(delete, live, [conversation]) == 0
+    assert capsys.readouterr().err.strip().endswith(" messages, 1 file")
+    assert files_of(tmp_path / "media", conversation) == []
+    assert (tmp_path / "media" / OWNER_MARK).read_text().strip() == await own_id(live)
+
+
+def test_one_mark_wins_when_many_claim_at_once(tmp_path: Path) -> None:
+    """Many claims at once on an unmarked root, each for its own database: all are told
+    the same owner, the first to link its mark in place; no claim's file is left."""
+    store = LocalFileStore(tmp_path)
+    ids = [f"{n:032x}" for n in range(16)]
+    start = threading.Barrier(len(ids))
+
+    def claim(one: str) -> str:
+        start.wait(timeout=30)
+        return asyncio.run(store.claim(one))
+
+    with ThreadPoolExecutor(len(ids)) as threads:
+        owners = list(threads.map(claim, ids, timeout=30))
+    assert len(set(owners)) == 1
+    assert owners[0] in ids
+    assert [p.name for p in tmp_path.iterdir()] == [OWNER_MARK]
+
+
+async def test_no_root_no_mark(tmp_path: Path) -> None:
+    """A store that does not exist yet holds no files: nothing is made for a claim."""
+    assert await LocalFileStore(tmp_path / "none").claim("a" * 32) == "a" * 32
+    assert not (tmp_path / "none").exists()
