@@ -16,15 +16,12 @@ import pytest
 import sqlalchemy as sa
 
 from support.environment import PersonFactory, SettingsFactory
+from support.files import stored_files
 from support.process import server_process, write_config
 from support.server import live_server
 from support.waiting import until
 
 pytestmark = pytest.mark.slow
-
-
-def _files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
 def _parts(received: bytes) -> tuple[bytes, bytes, bytes]:
@@ -78,7 +75,7 @@ async def test_an_upload_cut_by_a_restart_is_retryable_and_leaves_nothing(
         )
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(head + start)
-            await until(lambda: bool(_files(media)))  # the server is spooling the file
+            await until(lambda: bool(stored_files(media)))  # the server is spooling the file
             # (uvicorn ends by the signal it stopped for: docs/operations.md)
             assert await server.stop(signal.SIGTERM, timeout=30) == -signal.SIGTERM
             received = await asyncio.to_thread(_answer, sock)
@@ -90,7 +87,7 @@ async def test_an_upload_cut_by_a_restart_is_retryable_and_leaves_nothing(
     assert orjson.loads(body)["code"] == "unavailable"
     assert "CancelledError" not in log
     assert "request cancelled by the server's stop" in log
-    assert not _files(media)
+    assert not stored_files(media)
     engine = sa.create_engine(f"sqlite:///{database}")
     try:
         with engine.connect() as conn:

@@ -18,6 +18,7 @@ import pytest
 from files import media_samples as samples
 from support.blab import Person
 from support.bots import watch_logs
+from support.files import stored_files as files_under
 from support.server import LiveServer, live_server
 from tertulia.chats import Chat
 from tertulia.settings import Settings
@@ -56,8 +57,7 @@ async def carol(small: LiveServer, people: PersonFactory) -> Person:
 
 def stored_files(server: LiveServer) -> list[Path]:
     """Every file under the media root (kept or spooled)."""
-    root = Path(server.settings.media_root)
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return files_under(Path(server.settings.media_root))
 
 
 async def upload(

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from support.blab import Person
+from support.files import stored_files
 from support.server import LiveServer, live_server
 from support.waiting import until
 from tertulia.settings import Settings
@@ -35,8 +36,7 @@ async def quick(
 
 
 def _files(server: LiveServer) -> list[Path]:
-    root = Path(server.settings.media_root)
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return stored_files(Path(server.settings.media_root))
 
 
 async def test_a_stalled_upload_is_given_up_and_leaves_no_file(

@@ -359,13 +359,13 @@ class LocalFileStore:
 def _claim(root: Path, database_id: str) -> str:
     """:meth:`LocalFileStore.claim`: the mark is made whole beside it, then linked into
     place, which fails if another process marked it first (then its mark counts)."""
-    mark = root / OWNER_MARK
-    with contextlib.suppress(FileNotFoundError):
-        return _read_mark(mark)
     if not root.is_dir():
         return database_id  # (no store yet, so no files: marked when first made)
+    mark = root / OWNER_MARK
     made = root / f"{OWNER_MARK}.{uuid.uuid4().hex}"
     try:
+        with contextlib.suppress(FileNotFoundError):
+            return _read_mark(mark)
         made.write_text(f"{database_id}\n", encoding="ascii")
         try:
             os.link(made, mark)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import AsyncIterator
@@ -238,8 +239,10 @@ def create_app(settings: Settings) -> FastAPI:
                     "other than loopback is served whatever its Host, which a page can "
                     "make its own name (DNS rebinding); list the server's public names"
                 )
-            # (made here too for a server started without ``tertulia serve``'s preflight)
-            settings.media_root.mkdir(parents=True, exist_ok=True)
+            # (made here too for a server started without ``tertulia serve``'s preflight; a
+            # root that cannot be made is the uploads' trouble, answered 503, not the start's)
+            with contextlib.suppress(OSError):
+                settings.media_root.mkdir(parents=True, exist_ok=True)
             owner = await other_owner(db, file_store(settings.media_root))
             if owner is not None:
                 log.warning(
