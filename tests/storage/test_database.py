@@ -384,8 +384,10 @@ async def test_only_lapsed_claims_are_taken_and_each_by_one_claimer(db: Database
     goes to exactly one of them; a claim still running stays with its process."""
     conversation, _ = await new_conversation(db)
     bot = await new_bot(db, conversation)
+    other = await new_bot(db, (await new_conversation(db))[0])
     lapsed = {f"lapsed{i}": claim_for("dead", -1) for i in range(20)}
-    await record(db, bot, {**lapsed, "running": claim_for("alive", 60)})
+    await record(db, bot, lapsed)
+    await record(db, other, {"running": claim_for("alive", 60)})
 
     async def claim(owner: str) -> set[str]:
         async with db.write() as conn:
@@ -397,13 +399,38 @@ async def test_only_lapsed_claims_are_taken_and_each_by_one_claimer(db: Database
     taken = [text for texts in held.values() for text in texts]
     assert sorted(taken) == sorted(lapsed)  # each once, none of the running one
     assert [bool(bots) for bots in told] == [bool(held[owner]) for owner in claimers]
-    assert await texts_held(db, bot, "alive") == ["running"]
+    assert await texts_held(db, other, "alive") == ["running"]
     assert await texts_held(db, bot, "dead") == []
+
+
+async def test_a_bots_backlog_is_taken_whole_once_every_claim_on_it_lapsed(db: Database) -> None:
+    """QA (three processes, one killed): the deliveries a process recorded after its last
+    renewal lapse one after another; each taken as it lapsed split one bot's backlog
+    between the processes polling then, which ran them at once, out of order. Now none is
+    taken while another process holds a live claim on any of the bot's deliveries; once
+    the last lapsed, one claimer takes them all."""
+    conversation, _ = await new_conversation(db)
+    bot = await new_bot(db, conversation)
+    now = datetime.now(UTC)
+    await record(db, bot, {f"t{i}": claim_for("dead", i + 1, now) for i in range(3)})
+
+    for seconds, owner in ((1.5, "a"), (2.5, "b")):  # t0, then t1 too, have lapsed
+        async with db.write() as conn:
+            moment = now + timedelta(seconds=seconds)
+            assert (
+                await outbox.claim_lapsed(conn, claim_for(owner, 30, moment), now=moment) == set()
+            )
+        assert await texts_held(db, bot, owner) == []
+    async with db.write() as conn:
+        moment = now + timedelta(seconds=3.5)
+        assert await outbox.claim_lapsed(conn, claim_for("c", 30, moment), now=moment) == {bot.id}
+    assert await texts_held(db, bot, "c") == ["t0", "t1", "t2"]
 
 
 async def test_renewed_claims_are_kept_and_released_ones_taken_at_once(db: Database) -> None:
     """A process renews only its own pending claims; what it gives up (stopping cleanly)
-    another process takes at once, while a renewed claim is never taken."""
+    another process takes at once, while a renewed claim is never taken. A lapsed claim on
+    a bot whose other deliveries a live process holds goes to that process alone."""
     conversation, _ = await new_conversation(db)
     bot = await new_bot(db, conversation)
     now = datetime.now(UTC)
@@ -415,13 +442,14 @@ async def test_renewed_claims_are_kept_and_released_ones_taken_at_once(db: Datab
     later = now + timedelta(seconds=5)  # every claim recorded has lapsed by then
     async with db.write() as conn:
         assert await outbox.renew(conn, claim_for("a", 30, later)) == {bot.id}
-        assert await outbox.claim_lapsed(conn, claim_for("c", 30, later), now=later) == {bot.id}
-    assert await texts_held(db, bot, "a") == ["a1", "a2"]
-    assert await texts_held(db, bot, "c") == ["b"]
+        assert await outbox.claim_lapsed(conn, claim_for("c", 30, later), now=later) == set()
+        assert await outbox.claim_lapsed(conn, claim_for("a", 30, later), now=later) == {bot.id}
+    assert await texts_held(db, bot, "a") == ["a1", "a2", "b"]
+    assert await texts_held(db, bot, "c") == []
     async with db.write() as conn:
-        assert await outbox.release(conn, "a") == 2
+        assert await outbox.release(conn, "a") == 3
         assert await outbox.claim_lapsed(conn, claim_for("d", 30, now), now=now) == {bot.id}
-    assert await texts_held(db, bot, "d") == ["a1", "a2"]
+    assert await texts_held(db, bot, "d") == ["a1", "a2", "b"]
     async with db.write() as conn:  # everything: what a process that is the only one does
         assert await outbox.claim_lapsed(conn, claim_for("e", 30), now=now, everything=True)
     assert await texts_held(db, bot, "e") == ["a1", "a2", "b"]

@@ -3,7 +3,9 @@
 Each pending delivery is claimed by the process that runs it (its runner's ``owner``) until
 a time that process keeps pushing forward (:func:`renew`). Another process takes a
 delivery over only once that claim has lapsed (:func:`claim_lapsed`), which happens when
-its process died; a process that stops cleanly gives its claims up (:func:`release`).
+its process died, and only with the rest of its bot's backlog: not while another process
+holds a live claim on any of them. A process that stops cleanly gives its claims up
+(:func:`release`).
 A bot participant's new delivery goes to the process that holds its pending ones, if any
 (:func:`holder`), so that its deliveries keep running one at a time, in order.
 """
@@ -62,15 +64,25 @@ _HOLDER = (
     .limit(1)
 )
 _CLAIM: dict[str, Any] = {"claimed_by": bindparam("owner"), "claimed_until": bindparam("until")}
+_LAPSED = or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < bindparam("now"))
+# A bot's backlog goes whole: none of its deliveries is taken while another process holds
+# a live claim on one of them. A process that died recorded its last deliveries after its
+# last renewal, so their claims lapse one after another; taking each as it lapsed split
+# the backlog between the processes polling then, which ran them at once, out of order.
+_held = deliveries.alias("held")
+_HELD_ELSEWHERE = (
+    select(literal_column("1"))
+    .where(
+        _held.c.status == literal_column(f"'{PENDING}'"),
+        _held.c.bot_participant_id == deliveries.c.bot_participant_id,
+        _held.c.claimed_until >= bindparam("now"),
+        _held.c.claimed_by != bindparam("owner"),
+    )
+    .exists()
+)
 _CLAIM_LAPSED = (
     update(deliveries)
-    .where(
-        _IS_PENDING,
-        or_(
-            deliveries.c.claimed_until.is_(None),
-            deliveries.c.claimed_until < bindparam("now"),
-        ),
-    )
+    .where(_IS_PENDING, _LAPSED, ~_HELD_ELSEWHERE)
     .values(_CLAIM)
     .returning(deliveries.c.bot_participant_id)
 )
@@ -79,10 +91,8 @@ _CLAIM_BOT_LAPSED = (
     .where(
         _IS_PENDING,
         deliveries.c.bot_participant_id == bindparam("bot_participant_id"),
-        or_(
-            deliveries.c.claimed_until.is_(None),
-            deliveries.c.claimed_until < bindparam("now"),
-        ),
+        _LAPSED,
+        ~_HELD_ELSEWHERE,
     )
     .values(_CLAIM)
 )
