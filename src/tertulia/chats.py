@@ -496,8 +496,8 @@ class ChatRegistry:
         self, conversation_id: str, bot_participant_id: str, data: dict[str, Any]
     ) -> dict[str, Any] | None:
         chat = await self.get(conversation_id)
-        if chat is None:
-            raise NotFound("conversation not found")
+        if chat is None:  # (it was there when the bot's delivery was recorded: deleted since)
+            raise ConversationGone()
         bot = await chat.participant(bot_participant_id)
         if bot is None:
             raise NotFound("participant not found")
@@ -750,6 +750,11 @@ class Chat:
             )
             online = set()
         online |= self._services.leaving(self.conversation.id)
+        if not online <= self._by_id.keys():
+            # Someone online whom this process does not know: they joined through another
+            # process (several behind one broker) since these participants were read.
+            with contextlib.suppress(ConversationGone):  # (its deletion is told apart)
+                await self.refresh()
         return {
             "participants": self._public_participants(),
             "conversation_name": self.conversation.name,

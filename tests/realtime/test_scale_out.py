@@ -140,3 +140,41 @@ def about(frame: dict[str, Any], event: str, person: Person) -> bool:
         and (message.get("additional_metadata") or {}).get("participant_id")
         == person.participant_id
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_state_frames_from_a_process_that_did_not_see_a_join_name_the_new_person(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """QA (three processes): bob's conversation is served by the first process; alice
+    joins and connects through the second. The first process's own ``state`` frames (its
+    bot at work) left her out of ``participants`` and ``online``, her own socket's too: it
+    knew the participants from before her join. Now it learns them again when someone
+    online is unknown to it."""
+    slow = {"module": "tertulia.bots.builtin", "class": "CalculatorBot", "kwargs": {"delay": 1}}
+    async with two_servers(database, tmp_path, presence_grace=0, bots={"SlowCalc": slow}) as (
+        one,
+        two,
+        _,
+    ):
+        bob = Person(one.base_url, one.ws_url)
+        alice = Person(two.base_url, two.ws_url)
+        try:
+            created = await bob.create(nickname="bob", name="sums", bots=["SlowCalc"])
+            assert created.status_code == 201
+            bob_socket = await bob.connect()
+            assert (await alice.join(created.json()["id"], nickname="alice")).status_code == 200
+            alice_socket = await alice.connect()
+            await bob_socket.wait_for(lambda f: about(f, "participant-joined", alice))
+
+            await bob_socket.say("1+1")
+            for socket in (alice_socket, bob_socket):
+                working = await socket.wait_for(lambda f: bool(f.get("state", {}).get("working")))
+                state = working["state"]
+                assert alice.participant_id in [p["id"] for p in state["participants"]]
+                assert alice.participant_id in state["online"]
+            await alice_socket.message(text="2")
+        finally:
+            await alice.close()
+            await bob.close()
