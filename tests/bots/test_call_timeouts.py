@@ -4,14 +4,20 @@ and retries may take), else 30 s."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from support.managers import delivery_rows, start
 from support.server import live_server
 from tertulia.bots.external.openai_chat import RETRY_WAIT, OpenAIChatBot
 from tertulia.bots.external.webhook import WebhookBot
 from tertulia.bots.runner import DEFAULT_TIMEOUT, call_timeout
-from tertulia.settings import BotSpec
+from tertulia.settings import BotSpec, load_settings
+
+BOTS_MD = Path(__file__).resolve().parents[2] / "docs" / "bots.md"
 
 
 def spec(**fields: Any) -> BotSpec:
@@ -33,6 +39,23 @@ def test_the_spec_wins_then_the_class_then_the_default() -> None:
     assert call_timeout(spec(kwargs={"timeout": 20}), WebhookBot) == 25
     # kwargs the class cannot read: the default (its constructor says what is wrong)
     assert call_timeout(spec(kwargs={"timeout": "soon"}), WebhookBot) == DEFAULT_TIMEOUT
+
+
+def test_the_llm_bots_example_gets_the_limit_its_page_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/bots.md's LLM bot example, loaded as a config file, gets the 370 s per call that
+    the page works out for it (a spec ``timeout`` shorter than that cut the client's retries)."""
+    (example,) = [
+        block
+        for block in re.findall(r"```toml\n(.*?)```", BOTS_MD.read_text(), flags=re.DOTALL)
+        if "OpenAIChatBot" in block
+    ]
+    assert "370 s with the example's" in BOTS_MD.read_text()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    config = tmp_path / "tertulia.toml"
+    config.write_text(example)
+    assert call_timeout(load_settings(config).bots["Assistant"], OpenAIChatBot) == 370
 
 
 def test_the_llm_bots_limit_covers_the_clients_longest_wait() -> None:
