@@ -12,12 +12,17 @@ import pytest
 
 from support.managers import Room
 from support.server import live_server
+from tertulia.settings import load_settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def toml_blocks() -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
 @pytest.fixture
@@ -67,3 +72,20 @@ async def test_the_manager_takes_turns(make_settings: Any, people: Any, mybots: 
         assert senders[0] != senders[1]
         assert senders[0] == senders[2]
         assert set(senders) == {room.ids["ECHO"], room.ids["Shout"]}
+
+
+async def test_the_configuration_example_serves_as_pasted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, people: Any
+) -> None:
+    """The README's configuration file, used as it is on 127.0.0.1, serves requests: its
+    allowed_hosts is a comment (set to the example's name, 127.0.0.1 got 400 "host")."""
+    (example,) = [b for b in toml_blocks() if "database_url" in b]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tertulia.toml").write_text(example)
+    settings = load_settings(tmp_path / "tertulia.toml", presence_grace=0)
+    assert settings.manager == "Manager"
+    async with live_server(settings) as server:
+        alice = people(server)
+        created = await alice.create(nickname="alice", name="first", bots=["ECHO", "Calculator"])
+        assert created.status_code == 201, created.text
+
