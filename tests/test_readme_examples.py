@@ -89,3 +89,14 @@ async def test_the_configuration_example_serves_as_pasted(
         created = await alice.create(nickname="alice", name="first", bots=["ECHO", "Calculator"])
         assert created.status_code == 201, created.text
 
+
+def test_the_one_line_bot_goes_in_bots(tmp_path: Path) -> None:
+    """The README's BLAB array bot, in its [bots] table, is a bot."""
+    (example,) = [b for b in toml_blocks() if 'UpperCaseEchoBot", false' in b]
+    (tmp_path / "tertulia.toml").write_text(example)
+    spec = load_settings(tmp_path / "tertulia.toml").bots["ECHO"]
+    assert (spec.module, spec.class_name, spec.required) == (
+        "tertulia.bots.builtin",
+        "UpperCaseEchoBot",
+        False,
+    )

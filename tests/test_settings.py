@@ -105,6 +105,29 @@ def test_blab_five_item_specs_are_accepted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ('ECHO = ["tertulia.bots.builtin", "UpperCaseEchoBot", false, [], {}]', "[bots.ECHO]"),
+        ('ECHO = ["tertulia.bots.builtin", "UpperCaseEchoBot", [], {}]', "[bots.ECHO]"),
+        ('[Shout]\nmodule = "mybots"\nclass = "ShoutBot"', "[bots.Shout]"),
+        ('"My bot" = {class = "ShoutBot"}', '[bots."My bot"]'),
+    ],
+)
+def test_a_bot_outside_bots_is_pointed_there(tmp_path: Path, text: str, hint: str) -> None:
+    """A bot spec at the top of the file, not in [bots] (QA, after the README's one-line
+    array), is refused with the table it belongs in."""
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(write(tmp_path, text))
+    assert str(refused.value).endswith(f": is not a setting; did you mean {hint}?")
+
+
+def test_a_misspelt_key_is_not_taken_for_a_bot(tmp_path: Path) -> None:
+    """A key close to a setting, with a value of its own kind, is hinted at that setting."""
+    with pytest.raises(ConfigurationError, match=r"allowed_host: .*did you mean allowed_hosts\?"):
+        load_settings(write(tmp_path, 'allowed_host = ["a", "b", "c", "d", "e"]'))
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ('[bots]\nX = ["tertulia.bots.builtin", "UpperCaseEchoBot", [], {}]', "5 items"),

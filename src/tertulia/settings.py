@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import os
 import re
 import tomllib
@@ -519,6 +520,20 @@ class _EnvBotNames(PydanticBaseSettingsSource):
         return same[0] if same else name
 
 
+def _looks_like_a_bot(value: Any) -> bool:
+    """A bot spec: BLAB's array (5 items, or the old 4: module and class first, kwargs
+    last) or a table naming a module or class."""
+    if isinstance(value, list | tuple) and len(value) in (4, 5):
+        module, class_name, *_, kwargs = value
+        return isinstance(module, str) and isinstance(class_name, str) and isinstance(kwargs, dict)
+    return isinstance(value, dict) and ("module" in value or "class" in value)
+
+
+def _toml_key(name: str) -> str:
+    """``name`` as a TOML key: bare when it can be, else quoted."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
 def _format_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
@@ -530,7 +545,11 @@ def _format_error(exc: ValidationError) -> str:
             # A key that names no setting, in the file (a typo, say): said as for a
             # misspelt environment variable, with the setting it is close to.
             message = "is not a setting"
-            if len(error["loc"]) == 1:
+            if len(error["loc"]) == 1 and _looks_like_a_bot(error.get("input")):
+                # (a bot written at the top of the file, not in [bots]: QA followed the
+                # README's one-line array there)
+                message += f"; did you mean [bots.{_toml_key(where)}]?"
+            elif len(error["loc"]) == 1:
                 close = difflib.get_close_matches(where, sorted(Settings.model_fields), n=1)
                 if close:
                     message += f"; did you mean {close[0]}?"
