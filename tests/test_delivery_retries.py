@@ -4,6 +4,7 @@ order per bot, and status updates (PROTOCOL 6.2; bots/runner.py)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from support.blab import Socket
 from support.bots import REFUSED_CALLS, bots_with, watch_logs
 from support.managers import (
     ATTEMPTS,
+    DELIVERY_IDS,
     ENTERED,
     GATE,
     INBOXES,
@@ -20,6 +22,7 @@ from support.managers import (
     start,
 )
 from support.server import live_server
+from tertulia.bots.runner import delivery_id
 
 OURS = "support.managers"
 TRANSPARENT = {"module": "tertulia.bots.builtin", "class": "TransparentManagerBot"}
@@ -59,6 +62,23 @@ async def test_a_bot_failing_twice_then_succeeding_answers_once(
         assert ATTEMPTS[sent["id"]] == 3
         row = row_for(await delivery_rows(server, ids["Flaky"]), sent["id"])
         assert (row.status, row.attempts) == ("done", 3)
+
+
+async def test_an_internal_bot_gets_the_delivery_id_a_webhook_gets(
+    make_settings: Any, people: Any
+) -> None:
+    """conversation_info.delivery_id is one UUID string on every retry of a delivery, the id
+    a webhook bot is sent for it (an internal bot was given the row's number, an int)."""
+    bots = {"Flaky": {"module": OURS, "class": "FlakyBot", "kwargs": {"failures": 1}}}
+    async with live_server(make_settings(bots=bots)) as server:
+        _, socket, ids = await start(server, people, ["Flaky"])
+        sent = await say(socket, "hello")
+        await socket.message(quoted_message_id=sent["id"])
+        await server.registry.runner.idle()
+        row = row_for(await delivery_rows(server, ids["Flaky"]), sent["id"])
+        first, again = DELIVERY_IDS[sent["id"]]
+        assert first == again == delivery_id(ids["Flaky"], row.pk)
+        assert str(uuid.UUID(first)) == first
 
 
 async def test_a_call_over_its_time_limit_is_retried(make_settings: Any, people: Any) -> None:

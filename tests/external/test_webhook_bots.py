@@ -21,7 +21,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from external.fakes import TIMEOUT, PersonFactory, SettingsFactory, bot_id, serve, webhook_bot
+from support.managers import delivery_rows
 from support.server import live_server
+from tertulia.bots.runner import delivery_id
 from tertulia.client import DELIVERY_HEADER, SIGNATURE_HEADER, post_message, verify_signature
 
 SECRET = "webhook-test-secret"
@@ -111,6 +113,13 @@ async def test_webhook_answers_inline_and_retries_keep_the_delivery_id(
             assert first[DELIVERY_HEADER.lower()] == second[DELIVERY_HEADER.lower()]
             assert body == again
             assert body["delivery_id"] == first[DELIVERY_HEADER.lower()]
+            (row,) = [
+                r
+                for r in await delivery_rows(server, hook_id)
+                if r.kind == "message" and r.payload["id"] == asked["id"]
+            ]
+            # the id an internal bot gets as conversation_info.delivery_id
+            assert body["delivery_id"] == delivery_id(hook_id, row.pk)
             assert first["content-type"] == "application/json"
             assert body["conversation_id"] == alice.conversation_id
             assert body["bot_participant_id"] == hook_id

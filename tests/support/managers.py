@@ -171,6 +171,8 @@ class RecordingBot(Bot):
 
 
 ATTEMPTS: defaultdict[str, int] = defaultdict(int)
+DELIVERY_IDS: defaultdict[str, list[Any]] = defaultdict(list)
+"""Message id -> the ``conversation_info.delivery_id`` of each FlakyBot attempt at it."""
 """Message id -> how many times :class:`FlakyBot` was called with it."""
 
 
@@ -189,6 +191,7 @@ class FlakyBot(Bot):
         if not message.sent_by_human:
             return
         ATTEMPTS[message.id] += 1
+        DELIVERY_IDS[message.id].append(self.conversation_info.delivery_id)
         self.send(
             type="T",
             text=(message.text or "").upper(),

@@ -63,8 +63,9 @@ class ConversationInfo:
             time of the call (an extension; BLAB bots learn them from ``update_status``).
         state: durable per-(conversation, bot) state; JSON values only.
         services: server resources (HTTP client, bot sessions); None outside the server.
-        delivery_id: the runner's key of the delivery being handled, the same on every
-            retry of it (an idempotency key for outbound calls); None outside the runner.
+        delivery_id: the id of the delivery being handled, a UUID string, the same on every
+            retry of it (an idempotency key for outbound calls; a webhook bot sends it as
+            its ``delivery_id``); None outside the runner.
         bot_name: the bot's name in the configuration (``[bots.<name>]``), for its log
             lines; None outside the runner.
     """
@@ -75,7 +76,7 @@ class ConversationInfo:
     participants: list[dict[str, str]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     services: BotServices | None = None
-    delivery_id: int | None = None
+    delivery_id: str | None = None
     bot_name: str | None = None
 
 

@@ -46,6 +46,7 @@ import secrets
 import socket
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -214,6 +215,17 @@ def _delivery_log(delivery: Delivery, bot: str | None = None) -> Any:
 def new_owner() -> str:
     """A name for this runner's claims, unique to it, and telling people where it runs."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+_DELIVERY_NAMESPACE = uuid.UUID("5b0e7f53-3a55-4c1e-9a63-8f0d27a1c6d4")
+
+
+def delivery_id(bot_participant_id: str, delivery_pk: int) -> str:
+    """A delivery's id as its bot sees it (``conversation_info.delivery_id``, and a webhook's
+    ``delivery_id``): a UUID string, the same on every retry, derived from the row's key
+    (this database's counter, which an internal bot was given before while a webhook got
+    this UUID: one id, of one type, for every bot)."""
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{bot_participant_id}:{delivery_pk}"))
 
 
 def answer_local_id(delivery_pk: int, n: int) -> str:
@@ -700,7 +712,7 @@ class BotRunner:
             participants=context.participants,
             state=state,
             services=context.services,
-            delivery_id=delivery.pk,
+            delivery_id=delivery_id(delivery.bot_participant_id, delivery.pk),
             bot_name=context.bot_name,
         )
         method = "receive_message" if delivery.kind == "message" else "update_status"

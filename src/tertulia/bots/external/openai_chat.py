@@ -56,7 +56,7 @@ RETRY_WAIT = 120.0
 honours a ``Retry-After`` of up to two minutes (a rate limit saying when to come back)."""
 ANSWER_MARGIN = 10.0  # seconds, past the requests', for a call to post its answer
 KEPT_ANSWERS = 1000  # answers kept for a retry of their delivery (see receive_message)
-_ANSWERS: OrderedDict[int, str] = OrderedDict()
+_ANSWERS: OrderedDict[str, str] = OrderedDict()
 
 
 class LLMFailed(Exception):

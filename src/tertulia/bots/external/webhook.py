@@ -53,7 +53,6 @@ ANSWER_MARGIN = 5.0  # seconds, past the POST's, for a call to post its answers
 SESSION_STATE = "webhook_session"
 RECENT_SESSIONS = 10_000  # bot participants whose latest session this process remembers
 _RECENT: OrderedDict[str, dict[str, Any]] = OrderedDict()
-_DELIVERY_NAMESPACE = uuid.UUID("5b0e7f53-3a55-4c1e-9a63-8f0d27a1c6d4")
 
 
 class WebhookFailed(Exception):
@@ -106,11 +105,9 @@ def _kind(data: Any) -> str:
 
 
 def delivery_header(info: ConversationInfo) -> str:
-    """The idempotency id of the delivery being handled: stable across its retries."""
-    if info.delivery_id is None:
-        return str(uuid.uuid4())
-    name = f"{info.bot_participant_id}:{info.delivery_id}"
-    return str(uuid.uuid5(_DELIVERY_NAMESPACE, name))
+    """The idempotency id of the delivery being handled: stable across its retries (the
+    runner's ``delivery_id``; a fresh one outside the runner)."""
+    return info.delivery_id or str(uuid.uuid4())
 
 
 class WebhookBot(Bot):
