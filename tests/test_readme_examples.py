@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from collections.abc import Iterator
@@ -100,3 +101,20 @@ def test_the_one_line_bot_goes_in_bots(tmp_path: Path) -> None:
         "UpperCaseEchoBot",
         False,
     )
+
+
+async def test_the_quick_starts_client_talks_to_the_bots(server: Any) -> None:
+    """The quick start's chat.py, run as the README shows it (on this server's address),
+    says 1+2 and prints its text and both bots' answers, then ends."""
+    (client,) = [b for b in python_blocks() if b.startswith("# chat.py")]
+    assert client.rstrip().endswith("asyncio.run(main())")
+    host = server.base_url.split("://", 1)[1]
+    code = client.replace("127.0.0.1:8000", host).replace("asyncio.run(main())", "")
+    printed: list[str] = []
+    namespace: dict[str, object] = {"print": printed.append}
+    exec(compile(code, "README.md", "exec"), namespace)
+    main = namespace["main"]
+    assert callable(main)
+    await asyncio.wait_for(main(), 10)
+    assert printed[0] == "alice: 1+2"
+    assert sorted(printed[1:]) == ["Calculator: 3", "ECHO: 1+2"]
