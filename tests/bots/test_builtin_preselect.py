@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.server import live_server
 from tertulia.bots.base import ChatMessage, ConversationInfo
 from tertulia.bots.builtin import PreSelectManagerBot
 from tertulia.bots.builtin.preselect import CHOICE_KEY, DEFAULT_GREETING
@@ -186,3 +189,26 @@ def test_ignored_messages(
     bot.receive_message(make_message(sent_by_human=True, sender_id=ids["manager"], text="ECHO"))
     assert sent == []
     assert info.state == {}
+
+
+async def test_the_docs_example_lets_a_person_choose(make_settings: Any, people: Any) -> None:
+    """docs/bots.md's PreSelectManagerBot, configured as shown: the greeting offers both bots,
+    a choice is answered, what follows goes to the bot chosen, and the exit word undoes it."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "bots.md").read_text()
+    (example,) = [
+        b
+        for b in re.findall(r"```toml\n(.*?)```", docs, flags=re.DOTALL)
+        if "PreSelectManagerBot" in b
+    ]
+    async with live_server(make_settings(**tomllib.loads(example))) as server:
+        alice = people(server)
+        assert (await alice.create(nickname="alice", bots=BOTS)).status_code == 201
+        socket = await alice.connect(after=0)
+        await socket.message(text=DEFAULT_GREETING, options=BOTS)
+        chose = await socket.message(local_id=await socket.say("Calculator"))
+        after = 'You are now talking to Calculator. Send "menu" to choose another.'
+        await socket.message(text=after, quoted_message_id=chose["id"])
+        asked = await socket.message(local_id=await socket.say("1+2"))
+        assert (await socket.message(quoted_message_id=asked["id"]))["text"] == "3"
+        left = await socket.message(local_id=await socket.say("MENU"))
+        await socket.message(text=DEFAULT_GREETING, quoted_message_id=left["id"], options=BOTS)
