@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from support.environment import DatabaseTarget
@@ -148,3 +150,29 @@ async def test_rows_referring_to_nothing_already_do_not_stop_a_start(
     await asyncio.to_thread(command.downgrade, config, "0005")
     await upgrade_async(database.url, database.schema)  # a revision runs
     assert await _people(database, conversation_id) == ["ana", "ECHO"]
+
+
+def test_of_migrations_run_at_once_one_says_it_migrated(database: DatabaseTarget) -> None:
+    """QA: four ``tertulia migrate`` at once on a fresh database each said ``migrated from
+    schema revision none``: the revision was read before the lock they take turns on. Now
+    it is read under it: one migrated, the others found the work done."""
+    env = {**os.environ, "TERTULIA_DATABASE_URL": database.url, "TERTULIA_LOG_FORMAT": "json"}
+    if database.schema:
+        env["TERTULIA_DATABASE_SCHEMA"] = database.schema
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tertulia", "migrate"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    said = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, said
+    head = ScriptDirectory.from_config(alembic_config(database.url)).get_current_head()
+    assert sorted(out.strip() for out, _ in said) == [
+        *[f"database already up to date (schema revision {head})"] * 3,
+        f"database migrated from schema revision none to {head}",
+    ]

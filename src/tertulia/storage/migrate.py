@@ -36,29 +36,42 @@ def alembic_config(url: str, schema: str | None = None) -> Config:
     return config
 
 
-def upgrade(url: str, schema: str | None = None, revision: str = "head") -> None:
+def upgrade(url: str, schema: str | None = None, revision: str = "head") -> str | None:
     """Apply every migration up to ``revision`` (blocking; runs its own event loop); a new
-    SQLite file is its owner's only."""
+    SQLite file is its owner's only. Returns the revision it started from (``None``: never
+    migrated), read once it held the lock that processes migrating at once take turns on."""
     if url.startswith("sqlite"):
         from tertulia.storage.sqlite import create_private, sqlite_path
 
         create_private(sqlite_path(url))
-    command.upgrade(alembic_config(url, schema), revision)
+    config = alembic_config(url, schema)
+    command.upgrade(config, revision)
+    found = config.attributes.get("found")
+    return None if found is None else str(found)
 
 
-async def upgrade_async(url: str, schema: str | None = None) -> None:
+def head_revision() -> str:
+    """This code's schema revision (the last migration's)."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+async def upgrade_async(url: str, schema: str | None = None) -> str | None:
     """:func:`upgrade` from async code (Alembic's env runs its own loop, so in a thread)."""
-    await asyncio.to_thread(upgrade, url, schema)
+    return await asyncio.to_thread(upgrade, url, schema)
 
 
 async def migrate(url: str, schema: str | None = None) -> tuple[str | None, str | None]:
     """:func:`upgrade_async` to the latest revision, telling what it did.
 
     Returns:
-        The database's schema revision before (``None``: never migrated) and after.
+        The database's schema revision before (``None``: never migrated) and after. Of
+        processes migrating at once, one finds the revision it started from; the others
+        find the work done (before, the revision was read before the lock, and each said
+        it had migrated).
     """
-    before = await revision_at(url, schema)
-    await upgrade_async(url, schema)
+    before = await upgrade_async(url, schema)
     return before, await revision_at(url, schema)
 
 

@@ -78,6 +78,10 @@ def _run(connection: Connection) -> None:
         transactional_ddl=True,
     )
     with context.begin_transaction():
+        # The revision found here, under the lock (PostgreSQL's advisory lock, SQLite's
+        # write lock), is what this upgrade started from: another process's migration
+        # read before it may be done by now (tertulia.storage.migrate.migrate tells it).
+        config.attributes["found"] = context.get_context().get_current_revision()
         # SQLite's foreign keys are off here (_sqlite_on_connect): rows a revision leaves
         # referring to nothing are looked for when a revision runs, and only those refuse
         # the migration (a database may hold some already: a hand edit, say).
