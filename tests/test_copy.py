@@ -102,6 +102,10 @@ async def test_only_into_an_empty_database(
     err = capsys.readouterr().err.strip()
     assert err.startswith("tertulia: the database at ")
     assert err.endswith("already holds conversations: copy into an empty database")
+    # (multi-process QA: the schema was left out, so two schemas' refusals read the same)
+    assert ("(schema " in err) == (target.database_schema is not None)
+    if target.database_schema:
+        assert f"(schema {target.database_schema}) already holds" in err
     async with live_server(target) as server:
         listed = (await people(server).http.get("/conversations/")).json()
         names = [c["name"] for c in (listed["results"] if isinstance(listed, dict) else listed)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from support.environment import SettingsFactory
 from tertulia.chats import Chat
 from tertulia.realtime.broker import create_broker as real_create_broker
 from tertulia.settings import Settings
+from tertulia.storage.migrate import head_revision
 from tertulia.web.app import create_app
 
 
@@ -133,3 +135,37 @@ async def test_production_without_allowed_hosts_is_warned_about(
     warned = [e for e in logs.entries if e["event"].startswith("allowed_hosts is not set")]
     assert len(warned) == (1 if hosts is None else 0)
     assert all(e["log_level"] == "warning" for e in warned)
+
+
+async def test_a_start_that_migrates_says_so(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """(Multi-process QA: nothing in the log said whether a start applied a migration.) The
+    first start on a new database logs ``database migrated`` from none to this code's
+    revision; the next start, on a database already current, does not."""
+    settings = make_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'new.db'}", database_schema=None
+    )
+    said = []
+    for _ in range(2):
+        app = create_app(settings)
+        with watch_logs() as logs:
+            async with app.router.lifespan_context(app):
+                pass
+        said.append([e for e in logs.entries if e["event"] == "database migrated"])
+    assert [(e["from_revision"], e["to_revision"]) for e in said[0]] == [("none", head_revision())]
+    assert said[1] == []
+
+
+@pytest.mark.parametrize("prefix", [None, "staging"])
+async def test_the_start_line_names_the_broker_prefix_when_one_is_set(
+    make_settings: SettingsFactory, prefix: str | None
+) -> None:
+    """(Multi-process QA: a process with another ``broker_prefix`` than its peers hears
+    none of their messages, and nothing at its start told it apart.)"""
+    app = create_app(make_settings(broker_prefix=prefix))
+    with watch_logs() as logs:
+        async with app.router.lifespan_context(app):
+            pass
+    [started] = [e for e in logs.entries if e["event"] == "tertulia started"]
+    assert started.get("broker_prefix") == prefix

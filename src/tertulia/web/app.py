@@ -29,7 +29,7 @@ from tertulia.realtime.broker import REDIS_SCHEMES, create_broker
 from tertulia.retention import Retention
 from tertulia.settings import Settings
 from tertulia.storage.database import open_database
-from tertulia.storage.migrate import upgrade_async
+from tertulia.storage.migrate import head_revision, upgrade_async
 from tertulia.web import errors, health, media, metrics
 from tertulia.web.deps import Services
 from tertulia.web.hosts import HostCheck
@@ -179,7 +179,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
-            await upgrade_async(settings.database_url, settings.database_schema)
+            found = await upgrade_async(settings.database_url, settings.database_schema)
+            if found != (head := head_revision()):  # (a start that migrated says so)
+                log.info("database migrated", from_revision=found or "none", to_revision=head)
         # Each resource's close is registered as soon as it exists, so a start that fails
         # half-way (a broker that cannot be reached) still closes what was opened; they
         # close in reverse: registry, sessions, Chat, http, rate limits, broker, database.
@@ -221,6 +223,8 @@ def create_app(settings: Settings) -> FastAPI:
             )
             # (The schema only when set: one database may hold several installations.)
             where = {"schema": settings.database_schema} if settings.database_schema else {}
+            if settings.broker_prefix:  # (processes that should hear each other share it)
+                where["broker_prefix"] = settings.broker_prefix
             log.info(
                 "tertulia started",
                 database=db.display_url,
