@@ -126,6 +126,20 @@ class Socket:
         message: Frame = frame["message"]
         return message
 
+    async def received(self, count: int, timeout: float = TIMEOUT, **fields: Any) -> list[Frame]:
+        """Every message this socket has received whose fields equal ``fields``, once there
+        are at least ``count`` (reading on for at most ``timeout`` seconds in all). Unlike
+        :meth:`message`, it counts those that came while an earlier wait read past them
+        (an answer that arrived before the echo awaited)."""
+
+        def matching() -> list[Frame]:
+            return [m for m in self.messages() if all(m.get(k) == v for k, v in fields.items())]
+
+        async with asyncio.timeout(timeout):
+            while len(found := matching()) < count:
+                await self.recv(timeout)
+        return found
+
     async def error(self, timeout: float = TIMEOUT) -> Frame:
         frame = await self.wait_for(lambda f: "error" in f, timeout)
         error: Frame = frame["error"]
