@@ -140,6 +140,7 @@ async def server_process(
             env=env,
         )
     running = ServerProcess(process, port, log)
+    failure: Exception | None = None  # the test's, within the block
     try:
         async with httpx.AsyncClient() as client, asyncio.timeout(timeout):
             while True:
@@ -152,7 +153,11 @@ async def server_process(
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.05)
-        yield running
+        try:
+            yield running
+        except Exception as exc:
+            failure = exc
+            raise
     finally:
         if process.poll() is None:
             process.terminate()
@@ -162,6 +167,24 @@ async def server_process(
                 await asyncio.to_thread(process.wait, 10)
             except subprocess.TimeoutExpired:
                 running.kill()
+        if failure is not None:
+            # The failure's report shows the server's side too (once it has stopped: its
+            # shutdown's lines included).
+            failure.add_note(log_tail(log))
+
+
+LOG_TAIL = 200
+"""Lines of a server process's log a failing test's report shows (its last ones)."""
+
+
+def log_tail(log: Path, lines: int = LOG_TAIL) -> str:
+    """The last ``lines`` lines of a server process's log, headed by its name."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        return f"--- {log.name}: unreadable ({exc}) ---"
+    cut = f", its last {lines} of {len(text)} lines" if len(text) > lines else ""
+    return "\n".join([f"--- {log.name}{cut} ---", *text[-lines:], f"--- end of {log.name} ---"])
 
 
 @asynccontextmanager
