@@ -5,6 +5,7 @@ claim lapses when it died (bots/runner.py, storage/deliveries.py; docs/operation
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -128,6 +129,12 @@ async def room_across(
             await bob.close()
 
 
+def log_events(process: ServerProcess) -> list[dict[str, Any]]:
+    """The lines of a server process's JSON log."""
+    lines = process.log.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
 def follow(alice: Person, server: LiveServer) -> Person:
     """alice, as a client of ``server`` (her session and conversation)."""
     again = Person(server.base_url, server.ws_url)
@@ -167,7 +174,10 @@ async def test_a_process_stopping_cleanly_hands_its_deliveries_over_at_once(
     ) as (one, two):
         alice, bot_id, sent = await say_hello(one)
         await one.stop(signal.SIGTERM)  # (uvicorn raises the signal again once shut down)
-        assert "delivery claims given up" in one.log.read_text()
+        given_up = [e for e in log_events(one) if e["event"] == "delivery claims given up"]
+        assert [(e["conversation_id"], e["participant_id"]) for e in given_up] == [
+            (alice.conversation_id, bot_id)  # (hello's, and alice's leaving, behind it)
+        ]
         assert await answer_on(two, alice, sent) == "HELLO"
         assert runner_bots.CALLS[bot_id] == ["hello"]  # run here, once
 

@@ -447,7 +447,7 @@ async def test_renewed_claims_are_kept_and_released_ones_taken_at_once(db: Datab
     assert await texts_held(db, bot, "a") == ["a1", "a2", "b"]
     assert await texts_held(db, bot, "c") == []
     async with db.write() as conn:
-        assert await outbox.release(conn, "a") == 3
+        assert await outbox.release(conn, "a") == {(conversation.id, bot.id): 3}
         assert await outbox.claim_lapsed(conn, claim_for("d", 30, now), now=now) == {bot.id}
     assert await texts_held(db, bot, "d") == ["a1", "a2", "b"]
     async with db.write() as conn:  # everything: what a process that is the only one does

@@ -345,10 +345,19 @@ class BotRunner:
             claim = await outbox.holder(conn, bot_id, now=now)
             if claim is not None and claim.owner != self.owner:
                 held[bot_id] = claim
-            elif claim is None and await outbox.claim_bot_lapsed(
-                conn, bot_id, self.claim(now), now=now
+            elif claim is None and (
+                count := await outbox.claim_bot_lapsed(conn, bot_id, self.claim(now), now=now)
             ):
                 taken.add(bot_id)
+                # (Rare: what a process left, stopping or dying. Logged in the transaction:
+                # should its commit fail, which is logged too, nothing was taken.)
+                log.info(
+                    "deliveries taken over",
+                    owner=self.owner,
+                    conversation_id=conversation_id,
+                    participant_id=bot_id,
+                    deliveries=count,
+                )
         return held, taken
 
     async def start(self) -> None:
@@ -384,8 +393,15 @@ class BotRunner:
             # They lapse instead: the other processes take them a lease later.
             log.exception("giving up delivery claims failed", owner=self.owner)
         else:
-            if released:
-                log.info("delivery claims given up", owner=self.owner, deliveries=released)
+            # A line per bot participant: few (those with a call under way, or queued).
+            for (conversation_id, bot_id), count in released.items():
+                log.info(
+                    "delivery claims given up",
+                    owner=self.owner,
+                    conversation_id=conversation_id,
+                    participant_id=bot_id,
+                    deliveries=count,
+                )
 
     def notify(self, bot_participant_ids: set[str]) -> None:
         """These bot participants may have pending deliveries: read them back and run them."""

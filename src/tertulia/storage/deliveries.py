@@ -12,6 +12,7 @@ A bot participant's new delivery goes to the process that holds its pending ones
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,7 +111,10 @@ _RENEW = (
     .returning(deliveries.c.bot_participant_id)
 )
 _RELEASE = (
-    update(deliveries).where(_IS_PENDING, _MINE).values(claimed_by=null(), claimed_until=null())
+    update(deliveries)
+    .where(_IS_PENDING, _MINE)
+    .values(claimed_by=null(), claimed_until=null())
+    .returning(deliveries.c.conversation_id, deliveries.c.bot_participant_id)
 )
 _EXISTS = select(deliveries.c.pk).where(_THIS)
 _RECORD_ATTEMPT = (
@@ -271,11 +275,11 @@ async def renew(conn: Connection, claim: Claim) -> set[str]:
     return {r.bot_participant_id for r in rows}
 
 
-async def release(conn: Connection, owner: str) -> int:
+async def release(conn: Connection, owner: str) -> Counter[tuple[str, str]]:
     """Give up the claims of ``owner`` on its pending deliveries (any process may take
-    them at once); returns how many there were."""
-    result = await conn.execute(_RELEASE, {"owner": owner})
-    return result.rowcount
+    them at once); returns how many there were per (conversation, bot participant)."""
+    rows = await conn.execute(_RELEASE, {"owner": owner})
+    return Counter((r.conversation_id, r.bot_participant_id) for r in rows)
 
 
 async def exists(conn: Connection, pk: int) -> bool:
