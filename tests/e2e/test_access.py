@@ -7,7 +7,7 @@ import re
 import pytest
 
 from e2e.browser import expect, one_text_a_minute
-from e2e.test_chat import someone_joins
+from e2e.test_chat import PRESELECT, someone_joins
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -93,6 +93,59 @@ async def test_reply_with_the_keyboard_alone(make_settings, open_tab) -> None:
         await expect(mine.locator(".quote")).to_contain_text("PING")
         await mine.locator(".quote").click()
         await expect(newest).to_be_focused()
+
+
+RING = """() => {
+  // What the element in focus shows of it: an outline painted (style, width, a colour
+  // that is not transparent) or a box-shadow.
+  const el = document.activeElement;
+  const style = getComputedStyle(el);
+  const alpha = /rgba\\(.*,\\s*([\\d.]+)\\)$/.exec(style.outlineColor)?.[1];
+  const outline =
+    style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 1 && alpha !== "0";
+  return { what: el.outerHTML.slice(0, 80), outline, shadow: style.boxShadow !== "none" };
+}"""
+"""A page script: how the element in focus shows that it is."""
+
+
+async def test_the_focus_shows_in_forced_colors(make_settings, open_tab) -> None:
+    """In forced colours (Windows high contrast) box-shadows are not painted: whatever has
+    the keyboard's focus, a message row among them (Shift+Tab from the box to the list,
+    then ArrowUp), shows an outline."""
+    settings = make_settings(bots=PRESELECT, manager="Manager")
+    async with live_server(settings) as server:
+        tab = await open_tab(server.base_url, forced_colors="active")
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        await expect(tab.bubble("Choose a bot:")).to_have_count(1)
+        await tab.send("ping")
+        await expect(tab.bubble("Choose a bot:")).to_have_count(2)
+
+        rows = page.locator("li.row:focus")
+        for _ in range(6):
+            await page.keyboard.press("Shift+Tab")
+            if await rows.count():
+                break
+        await page.keyboard.press("ArrowUp")
+        await expect(rows).to_have_count(1)
+        ring = await page.evaluate(RING)
+        assert ring["outline"], ring
+        assert not ring["shadow"]  # (forced colours drop it: the outline is all there is)
+        await page.keyboard.press("ArrowDown")  # (the prompt: its options in the walk below)
+
+        # Everything the Tab key reaches, from the top of the page to its end.
+        await page.locator("a.skip-link").focus()
+        reached, unseen = [], []
+        for _ in range(30):
+            if await page.evaluate("document.activeElement === document.body"):
+                break
+            ring = await page.evaluate(RING)
+            reached.append(ring["what"])
+            if not ring["outline"]:
+                unseen.append(ring["what"])
+            await page.keyboard.press("Tab")
+        assert any('class="option"' in what for what in reached), reached
+        assert not unseen
 
 
 async def test_a_throttled_message_is_explained_in_the_persons_language(
