@@ -148,6 +148,84 @@ async def test_the_focus_shows_in_forced_colors(make_settings, open_tab) -> None
         assert not unseen
 
 
+CONTRAST = """() => {
+  // WCAG's contrast of what the page paints: an element's colour, faded by its opacity and
+  // its ancestors', on the backgrounds under it, translucent ones laid over what they cover.
+  const rgba = (color) => {
+    const [r, g, b, a = 1] = (color.match(/[\\d.]+/g) ?? []).map(Number);
+    return [r, g, b, a];
+  };
+  const over = ([r, g, b, a], under) => [r, g, b].map((v, i) => v * a + under[i] * (1 - a));
+  const background = (el) => {
+    const layers = [];
+    for (let node = el; node; node = node.parentElement) {
+      const layer = rgba(getComputedStyle(node).backgroundColor);
+      if (layer[3] > 0) layers.push(layer);
+      if (layer[3] >= 1) break;
+    }
+    const page = rgba(getComputedStyle(document.body).backgroundColor);
+    return layers.reverse().reduce((under, layer) => over(layer, under), page.slice(0, 3));
+  };
+  const luminance = (rgb) => {
+    const [r, g, b] = rgb.map((v) => {
+      const c = v / 255;
+      return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const contrast = (el) => {
+    const under = background(el);
+    const [r, g, b, a] = rgba(getComputedStyle(el).color);
+    let alpha = a;
+    for (let node = el; node; node = node.parentElement)
+      alpha *= Number(getComputedStyle(node).opacity);
+    const [l1, l2] = [luminance(over([r, g, b, alpha], under)), luminance(under)];
+    return (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+  };
+  const low = [];
+  const check = (el, what) => {
+    const ratio = contrast(el);
+    if (ratio < 4.5) low.push(`${what}: ${ratio.toFixed(2)}`);
+  };
+  const texts = ".system-line span, .system-line time, .meta, .quote-name, .quote-text, .text";
+  for (const el of document.querySelectorAll(`.messages :is(${texts})`))
+    check(el, `${el.closest(".row").className} ${el.className || el.tagName}`);
+  // A participant's colour is a hue of the id's: every hue, on the page's own rules.
+  const initials = document.querySelector(".avatar:not(.avatar-bot)");
+  for (const el of [document.querySelector(".sender"), initials]) {
+    for (let hue = 0; hue < 360; hue += 1) {
+      el.style.setProperty("--avatar-hue", String(hue));
+      check(el, `${el.className} at hue ${hue}`);
+    }
+  }
+  return low;
+}"""
+"""A page script: the texts of the conversation under WCAG AA's 4.5:1, and why."""
+
+
+async def test_the_conversation_has_enough_contrast(make_settings, open_tab) -> None:
+    """Every text of a conversation (events and their times, names in every participant
+    colour, initials on avatars of every colour, my bubbles' times and quotes) stands at
+    4.5:1 at least against what is under it, in the light theme and the dark one."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        await someone_joins(tab, server.base_url, open_tab)
+        await tab.send("hello")
+        answer = tab.bubble("HELLO", mine=False)
+        await expect(answer).to_have_count(1)
+        await answer.hover()
+        await answer.locator("button.reply").click()
+        await tab.send("a reply")  # (my bubble with a quote in it)
+        await expect(tab.bubble("A REPLY", mine=False)).to_have_count(1)
+        await expect(page.locator(".system-line")).to_have_count(3)
+
+        for scheme in ("light", "dark"):
+            await page.emulate_media(color_scheme=scheme)
+            assert await page.evaluate(CONTRAST) == [], scheme
+
+
 async def test_a_throttled_message_is_explained_in_the_persons_language(
     make_settings, open_tab
 ) -> None:
