@@ -95,6 +95,29 @@ async def test_reply_with_the_keyboard_alone(make_settings, open_tab) -> None:
         await expect(newest).to_be_focused()
 
 
+async def test_a_prompt_says_it_offers_options(make_settings, open_tab) -> None:
+    """A message offering options is announced with their number, and the list's help
+    (its description) says that Tab reaches a message's buttons."""
+    settings = make_settings(bots=PRESELECT, manager="Manager")
+    async with live_server(settings) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        prompts = tab.bubble("Choose a bot:", mine=False)
+        await expect(prompts).to_have_count(1)
+        described = page.locator("#messages-help")
+        await expect(page.locator("ol.messages")).to_have_attribute(
+            "aria-describedby", "messages-help"
+        )
+        await expect(described).to_contain_text("Tab reaches the buttons of the message in focus")
+        await tab.send("which?")  # (anything but a bot's name: the prompt again)
+        await expect(prompts).to_have_count(2)
+        await expect(page.locator("#announcer")).to_contain_text("Choose a bot:, 1 option")
+
+        await page.get_by_label("Language").select_option("pt-BR")
+        await expect(described).to_contain_text("Tab chega aos botões da mensagem em foco")
+
+
 RING = """() => {
   // What the element in focus shows of it: an outline painted (style, width, a colour
   // that is not transparent) or a box-shadow.

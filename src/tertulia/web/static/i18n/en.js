@@ -21,6 +21,8 @@ export default {
   "announce.many.one": "{count} new message",
   "announce.many.other": "{count} new messages",
   "announce.message": "{name}: {text}",
+  "announce.with_options.one": "{text}, {count} option",
+  "announce.with_options.other": "{text}, {count} options",
 
   "bot.badge": "bot",
 
@@ -95,7 +97,8 @@ export default {
   "lost.gone": "That conversation no longer exists.",
   "lost.left": "You are no longer in that conversation.",
 
-  "messages.help": "Arrow keys move between messages, R replies to the message in focus.",
+  "messages.help":
+    "Arrow keys, Home and End move between messages; Tab reaches the buttons of the message in focus (its options, Reply); R replies to it.",
   "messages.label": "Messages",
   "messages.new.one": "{count} new message",
   "messages.new.other": "{count} new messages",

@@ -24,6 +24,8 @@ export default {
   "announce.many.one": "{count} mensagem nova",
   "announce.many.other": "{count} mensagens novas",
   "announce.message": "{name}: {text}",
+  "announce.with_options.one": "{text}, {count} opção",
+  "announce.with_options.other": "{text}, {count} opções",
 
   "bot.badge": "bot",
 
@@ -98,7 +100,8 @@ export default {
   "lost.gone": "Essa conversa não existe mais.",
   "lost.left": "Você não está mais nessa conversa.",
 
-  "messages.help": "As setas passam de uma mensagem a outra; R responde à mensagem em foco.",
+  "messages.help":
+    "As setas, Home e End passam de uma mensagem a outra; Tab chega aos botões da mensagem em foco (as opções dela, Responder); R responde a ela.",
   "messages.label": "Mensagens",
   "messages.new.one": "{count} mensagem nova",
   "messages.new.other": "{count} mensagens novas",

@@ -360,13 +360,19 @@ export class ChatView {
     const about =
       message.type === "S" ? message.additional_metadata?.participant_id : message.sender_id;
     if (about && about === this.store.me) return;
-    const text =
+    let text =
       message.type === "S"
         ? systemText(message, this.store)
         : t("announce.message", {
             name: nameOf(this.store, message.sender_id),
             text: snippet(message),
           });
+    // A prompt says that it offers a choice ("Manager: Choose a bot:, 2 options"): its
+    // buttons are read only once the person goes to it.
+    const options = Array.isArray(message.options)
+      ? message.options.filter((option) => typeof option === "string").length
+      : 0;
+    if (options) text = t("announce.with_options", { text, count: options });
     announce(text);
     if (!this.stick) this.#setUnseen(this.unseen + 1);
     // A hidden page is not rendered (no frames): its title, in the tab, says it at once.
