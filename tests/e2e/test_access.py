@@ -73,7 +73,7 @@ async def test_reply_with_the_keyboard_alone(make_settings, open_tab) -> None:
         await page.keyboard.press("Enter")
         await expect(tab.bubble("PING")).to_have_count(1)
 
-        # Shift+Tab walks back through the newest row's controls to the row itself.
+        # Shift+Tab goes back (past the box's attach button) to the newest row itself.
         newest = tab.bubble("PING")
         for _ in range(6):
             await page.keyboard.press("Shift+Tab")
@@ -116,6 +116,50 @@ async def test_a_prompt_says_it_offers_options(make_settings, open_tab) -> None:
 
         await page.get_by_label("Language").select_option("pt-BR")
         await expect(described).to_contain_text("Tab chega aos botões da mensagem em foco")
+
+
+async def test_a_bots_options_are_reached_with_the_keyboard(make_settings, open_tab) -> None:
+    """Shift+Tab from the box comes back to the newest row itself (not to its last button);
+    Tab from there reaches its option; from the option, arrows, Home and End move between
+    rows as from a row, and R replies."""
+    settings = make_settings(bots=PRESELECT, manager="Manager")
+    async with live_server(settings) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        prompts = tab.bubble("Choose a bot:", mine=False)
+        await expect(prompts).to_have_count(1)
+        await tab.send("which?")  # (the prompt again, quoting it: the newest row)
+        await expect(prompts).to_have_count(2)
+
+        prompt = prompts.last
+        await expect(page.locator("#composer-input")).to_be_focused()
+        await page.keyboard.press("Shift+Tab")
+        await expect(page.locator("button.attach")).to_be_focused()
+        await page.keyboard.press("Shift+Tab")
+        await expect(prompt).to_be_focused()
+        option = prompt.get_by_role("button", name="ECHO")
+        await page.keyboard.press("Tab")  # (the quote of my text)
+        await page.keyboard.press("Tab")
+        await expect(option).to_be_focused()
+
+        await page.keyboard.press("ArrowUp")
+        await expect(tab.bubble("which?", mine=True)).to_be_focused()
+        await expect(option).to_have_attribute("tabindex", "-1")  # (its row is left)
+        await page.keyboard.press("ArrowDown")
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Tab")
+        await expect(option).to_be_focused()
+        await page.keyboard.press("Home")
+        await expect(page.locator("li.row").first).to_be_focused()
+        await page.keyboard.press("End")
+        await expect(prompt).to_be_focused()
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Tab")
+        await expect(option).to_be_focused()
+        await page.keyboard.press("r")
+        await expect(page.locator(".reply-preview")).to_contain_text("Replying to Manager")
+        await expect(page.locator("#composer-input")).to_be_focused()
 
 
 RING = """() => {

@@ -5,8 +5,11 @@
  * rebuilds rows whose signature changed and moves the others into place, so media keep
  * playing, focus stays put and screen readers are not told about old messages again.
  *
- * Keyboard: the list is one tab stop (roving tabindex). Arrow keys, Home and End move
- * between rows; R replies to the focused message; Tab reaches the focused row's buttons.
+ * Keyboard: the list is one tab stop (roving tabindex): the row last in focus, else the
+ * newest. Arrow keys, Home and End move between rows, from a row or from a button or link
+ * in it; R replies to the message. Tab from a row reaches its buttons and links (a bot's
+ * options, Reply), which are in the tab order only while the focus is in that row: so
+ * Shift+Tab from the message box comes back to the row itself, not to its last button.
  *
  * A window: while the reader follows the newest messages, only the newest KEEP rows stay
  * on the page (a long visit would otherwise make every new message cost the layout and
@@ -37,12 +40,15 @@ const REVEAL = 200;
 /** Messages of one sender closer than this form one group (one name, one avatar). */
 const GROUP_GAP_MS = 5 * 60 * 1000;
 
-/** Put a row and its controls in the tab order, or take them out. */
-function setActive(row, active) {
-  const index = active ? 0 : -1;
-  row.tabIndex = index;
-  for (const control of row.querySelectorAll("button, a[href], audio, video"))
-    control.tabIndex = index;
+const CONTROLS = "button, a[href], audio, video";
+
+/**
+ * Put a row in the tab order or take it out; its controls too with `controls` (while the
+ * focus is in the row).
+ */
+function setActive(row, active, controls = false) {
+  row.tabIndex = active ? 0 : -1;
+  for (const control of row.querySelectorAll(CONTROLS)) control.tabIndex = controls ? 0 : -1;
 }
 
 function dayKey(date) {
@@ -77,10 +83,17 @@ export class MessageList {
     this.el.addEventListener("keydown", (event) => this.#onKey(event));
     this.el.addEventListener("focusin", (event) => {
       const row = event.target.closest?.("li.row");
-      if (row && row.dataset.key !== this.activeKey) {
+      if (!row) return;
+      if (row.dataset.key !== this.activeKey) {
         this.activeKey = row.dataset.key;
         this.#applyRoving();
       }
+      setActive(row, true, true);
+    });
+    // Leaving the row (for another, or out of the list): its controls leave the tab order.
+    this.el.addEventListener("focusout", (event) => {
+      const row = event.target.closest?.("li.row");
+      if (row && !row.contains(event.relatedTarget)) setActive(row, row === this.activeNode);
     });
   }
 
@@ -236,14 +249,15 @@ export class MessageList {
     const node = this.activeKey ? (this.cache.get(this.activeKey)?.node ?? null) : null;
     if (node === this.activeNode) return;
     if (this.activeNode) setActive(this.activeNode, false);
-    if (node) setActive(node, true);
+    if (node) setActive(node, true, node.contains(document.activeElement));
     this.activeNode = node;
   }
 
   #onKey(event) {
     const row = event.target.closest?.("li.row");
     if (!row || event.altKey || event.ctrlKey || event.metaKey) return;
-    const onRow = event.target === row;
+    // From the row or a button or link in it (a player keeps its keys: seeking, volume).
+    const onRow = event.target === row || event.target.matches("button, a[href]");
     const rows = [...this.el.querySelectorAll("li.row")];
     const index = rows.indexOf(row);
     let target = null;
@@ -270,7 +284,7 @@ export class MessageList {
     row.scrollIntoView({ block: "nearest" });
   }
 
-  /** Focus the newest row (from the composer, with Alt+ArrowUp or Shift+Tab). */
+  /** Focus the newest row (the button that jumps to new messages). */
   focusLast() {
     const rows = this.el.querySelectorAll("li.row");
     if (rows.length) this.focusRow(rows[rows.length - 1]);
