@@ -60,6 +60,37 @@ async def test_the_language_picker_is_whole_on_a_phone(make_settings, open_tab) 
         await expect(page.locator(".topbar .title")).to_be_visible()
 
 
+async def test_landmarks_headings_and_names(make_settings, open_tab) -> None:
+    """The lobby has a level-one heading; a conversation has a main landmark, named by its
+    title, with the participants panel beside it, not in it; the participants button's
+    name starts with the count it shows (a name holds what its label shows), in each
+    language."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await page.goto("/")
+        await expect(page.get_by_role("heading", level=1)).to_have_accessible_name("Tertulia")
+        await expect(page.get_by_role("main")).to_have_count(1)
+
+        await tab.start_conversation("alice", ["ECHO"], name="Book club")
+        main = page.get_by_role("main")
+        await expect(main).to_have_count(1)
+        await expect(main).to_have_accessible_name("Book club")
+        await expect(main.locator("#composer-input")).to_have_count(1)
+        await expect(page.get_by_role("complementary")).to_have_count(1)
+        await expect(main.get_by_role("complementary")).to_have_count(0)
+
+        toggle = page.locator("button.people-toggle")
+        await expect(toggle).to_have_text("2")
+        await expect(toggle).to_have_accessible_name("2 participants: show or hide")
+        await someone_joins(tab, server.base_url, open_tab)
+        await expect(toggle).to_have_text("3")
+        await expect(toggle).to_have_accessible_name("3 participants: show or hide")
+        await page.get_by_label("Language").select_option("pt-BR")
+        await expect(toggle).to_have_accessible_name("3 participantes: mostrar ou esconder")
+        await expect(toggle).to_have_attribute("title", "Mostrar ou esconder os participantes")
+
+
 async def test_reply_with_the_keyboard_alone(make_settings, open_tab) -> None:
     """Enter sends; from the box, Shift+Tab reaches the newest message, R replies to it."""
     async with live_server(make_settings()) as server:

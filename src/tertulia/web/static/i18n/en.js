@@ -114,6 +114,8 @@ export default {
   "participants.online_count.other": "{count} online",
   "participants.title": "Participants",
   "participants.toggle": "Show or hide the participants",
+  "participants.toggle_count.one": "{count} participant: show or hide",
+  "participants.toggle_count.other": "{count} participants: show or hide",
   "participants.working": "working",
 
   "quote.go": "Go to the quoted message",

@@ -117,6 +117,8 @@ export default {
   "participants.online_count.other": "{count} online",
   "participants.title": "Participantes",
   "participants.toggle": "Mostrar ou esconder os participantes",
+  "participants.toggle_count.one": "{count} participante: mostrar ou esconder",
+  "participants.toggle_count.other": "{count} participantes: mostrar ou esconder",
   "participants.working": "trabalhando",
 
   "quote.go": "Ir para a mensagem citada",

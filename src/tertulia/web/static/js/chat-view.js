@@ -60,15 +60,14 @@ export class ChatView {
   #build() {
     this.titleEl = h("h1", { class: "title", id: "chat-title" });
     this.subtitleEl = h("p", { class: "subtitle" });
+    // (its name, with the count it shows, is set as it renders)
     this.peopleButton = h(
       "button",
       {
         type: "button",
         class: "icon-button people-toggle",
         "aria-controls": "participants",
-        "data-i18n-aria-label": "participants.toggle",
         "data-i18n-title": "participants.toggle",
-        "aria-label": t("participants.toggle"),
         title: t("participants.toggle"),
         onclick: () => this.#togglePeople(),
       },
@@ -154,8 +153,9 @@ export class ChatView {
       { class: "drop-overlay", hidden: true, "aria-hidden": "true" },
       h("span", { "data-i18n": "composer.drop" }, t("composer.drop")),
     );
+    // The page's main landmark (the participants panel beside it is one of its own).
     this.timeline = h(
-      "section",
+      "main",
       { class: "timeline", "aria-labelledby": "chat-title" },
       this.connectionBanner,
       this.endedBanner,
@@ -410,7 +410,10 @@ export class ChatView {
       ? t("participants.online_count", { count: store.online.size })
       : null;
     this.subtitleEl.textContent = [others.join(", "), online].filter(Boolean).join(" · ");
-    this.peopleButton.querySelector(".count").textContent = String(store.participants.size);
+    // The count it shows is in its name too (a name must hold what a label shows).
+    const count = store.participants.size;
+    this.peopleButton.querySelector(".count").textContent = String(count);
+    this.peopleButton.setAttribute("aria-label", t("participants.toggle_count", { count }));
     this.peopleButton.setAttribute("aria-expanded", String(this.peopleOpen));
     this.el.classList.toggle("people-open", this.peopleOpen);
     // While the panel covers the conversation, what it covers can be neither focused nor

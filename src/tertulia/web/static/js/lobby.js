@@ -146,7 +146,7 @@ export class LobbyView {
         "header",
         { class: "topbar" },
         h(
-          "div",
+          "h1",
           { class: "brand" },
           h("span", { class: "logo", "aria-hidden": "true" }, "T"),
           "Tertulia",
