@@ -60,6 +60,42 @@ async def test_the_language_picker_is_whole_on_a_phone(make_settings, open_tab) 
         await expect(page.locator(".topbar .title")).to_be_visible()
 
 
+WHOLE = "el => el.scrollWidth <= el.clientWidth"
+"""A page script: whether an element shows its text whole (no ellipsis, nothing cut)."""
+
+INSIDE = """() => [...document.querySelectorAll(".topbar > *")].every((el) => {
+  const box = el.getBoundingClientRect();
+  return box.left >= 0 && box.right <= document.documentElement.clientWidth;
+})"""
+"""A page script: whether everything in the header is within the page's width."""
+
+
+async def test_the_header_fits_a_320_px_phone(make_settings, open_tab) -> None:
+    """At 320 px (a small phone, or 400 % zoom) in Portuguese, the conversation's name is
+    shown whole beside the back button, the picker shows "Português" whole, the buttons
+    are all there, and nothing is wider than the page."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(
+            server.base_url, locale="pt-BR", viewport={"width": 320, "height": 640}
+        )
+        page = tab.page
+        await page.goto("/")
+        await page.fill("#nickname", "alice")
+        await page.fill("#conversation-name", "Clube do livro")
+        await page.get_by_role("button", name="Começar a conversa").click()
+        await page.locator("#composer-input").wait_for()
+        title = page.locator(".topbar .title")
+        await expect(title).to_have_text("Clube do livro")
+        assert await title.evaluate(WHOLE)
+        assert await page.get_by_label("Idioma").evaluate(UNCLIPPED)
+        for button in ("button.back", "button.save", "button.people-toggle"):
+            await expect(page.locator(button)).to_be_in_viewport(ratio=1)
+        assert await page.evaluate(INSIDE)
+        assert await page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+
+
 async def test_landmarks_headings_and_names(make_settings, open_tab) -> None:
     """The lobby has a level-one heading; a conversation has a main landmark, named by its
     title, with the participants panel beside it, not in it; the participants button's
