@@ -479,6 +479,23 @@ async def test_the_narrow_panel_keeps_the_keyboard_until_it_closes(make_settings
         assert not await page.evaluate(IN_PANEL)
 
 
+async def test_the_participants_panel_reads_a_bot_in_one_piece(make_settings, open_tab) -> None:
+    """A bot in the panel is read as "ECHO, a bot": not "ECHO bot , a bot", its visible
+    badge and then a hidden text read apart from its name."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"])
+        people = page.locator("#participants ul.people")
+        await expect(people).to_match_aria_snapshot(
+            "- list:\n  - listitem: alice (you) online\n  - listitem: ECHO, a bot"
+        )
+        await page.get_by_label("Language").select_option("pt-BR")
+        await expect(people.get_by_role("listitem").last).to_match_aria_snapshot(
+            "- listitem: ECHO, um bot"
+        )
+
+
 async def test_the_participants_panel_follows_the_width(make_settings, open_tab) -> None:
     """Open beside a wide conversation; narrowing the window closes it (it would cover the
     conversation), widening it again opens it beside."""

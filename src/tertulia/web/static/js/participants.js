@@ -23,6 +23,7 @@ export function renderParticipants(store) {
     let online = store.online ? store.online.has(p.id) : null;
     if (p.type === "B" && online === false && !store.hasLeft(p.id)) online = null;
     const working = store.working.has(p.id);
+    const name = p.name || t("someone");
     const states = [];
     if (working) states.push(t("participants.working"));
     else if (online === true) states.push(t("participants.online"));
@@ -52,7 +53,14 @@ export function renderParticipants(store) {
         h(
           "span",
           { class: "person-name" },
-          p.name || t("someone"),
+          // A bot's name is read with what it is in one piece: "ECHO, a bot" (its visible
+          // badge is not read; text beside the name would be read as "ECHO , a bot").
+          p.type === "B"
+            ? [
+                h("span", { "aria-hidden": "true" }, name),
+                srOnly(`${name}, ${t("participants.is_bot")}`),
+              ]
+            : name,
           p.id === store.me
             ? h("span", { class: "you-tag" }, ` (${t("you").toLowerCase()})`)
             : null,
@@ -60,14 +68,15 @@ export function renderParticipants(store) {
         h(
           "span",
           { class: "person-state" },
-          p.type === "B" ? h("span", { class: "badge-bot" }, t("bot.badge")) : null,
+          p.type === "B"
+            ? h("span", { class: "badge-bot", "aria-hidden": "true" }, t("bot.badge"))
+            : null,
           working
             ? h("span", { class: "dots", "aria-hidden": "true" }, h("i"), h("i"), h("i"))
             : null,
           states.length ? h("span", {}, states.join(" · ")) : null,
         ),
       ),
-      srOnly(p.type === "B" ? `, ${t("participants.is_bot")}` : ""),
     );
   });
   return h("ul", { class: "people", "aria-label": t("participants.title") }, items);
