@@ -376,6 +376,43 @@ async def test_a_throttled_message_is_explained_in_the_persons_language(
         await expect(failed).to_contain_text("Você está enviando mensagens rápido demais.")
 
 
+async def test_the_servers_own_words_say_they_are_english(make_settings, open_tab) -> None:
+    """In Portuguese, what the page shows in the server's own words (English) is marked
+    lang="en", for a screen reader to read it as English: a refusal under the lobby's
+    form, a refused text's reason and its notice. What the page says itself is not."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, locale="pt-BR")
+        page = tab.page
+        await page.goto("/")
+        await page.locator("input[name=bot]").first.wait_for()
+        start = page.get_by_role("button", name="Começar a conversa")
+        await page.fill("#nickname", "al\u202eice")  # (a bidirectional override: a 400)
+        await start.click()
+        error = page.locator(".form-error")
+        await expect(error).to_contain_text("nickname")
+        await expect(error).to_have_attribute("lang", "en")
+        await page.fill("#nickname", "")
+        await start.click()
+        await expect(error).to_have_text("Digite o seu nome.")
+        await expect(error).not_to_have_attribute("lang", "en")
+
+        await page.fill("#nickname", "alice")
+        await start.click()
+        await page.locator("#composer-input").wait_for()
+        await tab.send("null \x00 here")  # (refused by the server, in its words)
+        refusal = "Null characters are not allowed."
+        reason = page.locator("li.pending.status-failed .failure > span")
+        await expect(reason).to_contain_text(refusal)
+        await expect(reason).to_have_attribute("lang", "en")
+        notice = page.locator(".notice-error .notice-text")
+        await expect(notice).to_contain_text(refusal)
+        await expect(notice).to_have_attribute("lang", "en")
+        await expect(page.locator("li.pending.status-failed .status-text")).to_have_text(
+            "Não enviada"
+        )
+        await expect(page.locator("li.pending [lang]")).to_have_count(1)
+
+
 async def test_a_burst_over_the_limit_waits_and_goes(make_settings, open_tab) -> None:
     """Over a per-second limit (texts written during an outage go at once when it ends)
     the refused texts wait the second the server names and go again by themselves, in

@@ -152,6 +152,12 @@ export function uploadMessage(id, fields, file, fileName, onProgress) {
   return { promise, abort: () => xhr.abort() };
 }
 
+/**
+ * The language of the server's own words (an error's detail): where the page shows them, in
+ * any language, their element says so (`lang`), so that a screen reader reads them as such.
+ */
+export const SERVER_LANGUAGE = "en";
+
 /** One line of text out of an error body or error frame detail (string, list or object). */
 export function detailText(detail) {
   if (detail === null || detail === undefined) return "";

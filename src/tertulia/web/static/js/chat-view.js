@@ -10,7 +10,7 @@ import { formatDuration, t, translate } from "./i18n.js";
 import { icon } from "./icons.js";
 import { languagePicker } from "./language-picker.js";
 import { MessageList } from "./message-list.js";
-import { errorText, nameOf, systemText } from "./message-view.js";
+import { errorLanguage, errorText, nameOf, systemText } from "./message-view.js";
 import { announce, notify } from "./notices.js";
 import { download, transcript } from "./transcript.js";
 import { renderParticipants, workingText } from "./participants.js";
@@ -237,7 +237,10 @@ export class ChatView {
     this.store.addEventListener("change", this.onStoreChange);
     this.session.addEventListener("connection", (event) => this.#onConnection(event.detail));
     this.session.addEventListener("notice", (event) =>
-      notify(errorText(event.detail.error), { kind: event.detail.kind }),
+      notify(errorText(event.detail.error), {
+        kind: event.detail.kind,
+        lang: errorLanguage(event.detail.error),
+      }),
     );
     this.session.addEventListener("lost", (event) => this.onLost(event.detail.reason));
     this.session.addEventListener("limits", (event) =>

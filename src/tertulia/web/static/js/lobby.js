@@ -5,6 +5,7 @@
  */
 
 import {
+  SERVER_LANGUAGE,
   createConversation,
   detailText,
   joinConversation,
@@ -31,6 +32,8 @@ export class LobbyView {
     this.message = message ?? "";
     /** What the form's error line says, as a function: said again in a new language. */
     this.formErrorText = () => "";
+    /** Its language when it is not the page's (the server's own words), else null. */
+    this.formErrorLang = null;
     this.bots = null;
     this.rooms = undefined;
     this.busy = false;
@@ -180,7 +183,7 @@ export class LobbyView {
 
   relabel() {
     translate(this.el);
-    this.#showFormError(this.formErrorText);
+    this.#showFormError(this.formErrorText, this.formErrorLang);
     this.#renderBots();
     this.#renderRooms();
   }
@@ -239,10 +242,16 @@ export class LobbyView {
     return null;
   }
 
-  /** Show `text()` under the form, and again after a change of language. */
-  #showFormError(text) {
+  /**
+   * Show `text()` under the form, and again after a change of language; `lang`, its
+   * language when it is not the page's (the server's own words).
+   */
+  #showFormError(text, lang = null) {
     this.formErrorText = text;
+    this.formErrorLang = lang;
     this.formError.textContent = text();
+    if (lang) this.formError.lang = lang;
+    else this.formError.removeAttribute("lang");
   }
 
   async #create(event) {
@@ -283,7 +292,10 @@ export class LobbyView {
       const unavailable = error.status === 503 || error.body?.code === "unavailable";
       const detail = error.status === 0 || unavailable ? "" : detailText(error.body);
       const key = error.status === 0 ? "lobby.unreachable" : "lobby.failed";
-      this.#showFormError(() => detail || t(unavailable ? "lobby.unavailable" : key));
+      this.#showFormError(
+        () => detail || t(unavailable ? "lobby.unavailable" : key),
+        detail ? SERVER_LANGUAGE : null,
+      );
       this.busy = false;
       this.startButton.disabled = false;
     }

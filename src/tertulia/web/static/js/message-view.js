@@ -4,6 +4,7 @@
  * (message-list.js) decides when a row must be rebuilt.
  */
 
+import { SERVER_LANGUAGE } from "./api.js";
 import { h, srOnly } from "./dom.js";
 import { formatDateTime, formatDay, formatSize, formatTime, t } from "./i18n.js";
 import { icon } from "./icons.js";
@@ -317,6 +318,11 @@ export function errorText(error) {
   return t(error.key, params);
 }
 
+/** The language of a failure's text: the server's for its own words (`{text}`), else null. */
+export function errorLanguage(error) {
+  return error && typeof error === "object" && error.text ? SERVER_LANGUAGE : null;
+}
+
 /** A message of mine waiting for the server's echo (or failed). */
 export function pendingRow(entry, ctx) {
   const { actions } = ctx;
@@ -354,7 +360,11 @@ export function pendingRow(entry, ctx) {
         // A refused text comes with a notice (an alert, one for a burst of them): an alert
         // here too would read the refusal again for each text. A failed upload has none.
         { class: "failure", role: entry.type === "T" ? null : "alert" },
-        h("span", {}, errorText(entry.error) || t("status.failed")),
+        h(
+          "span",
+          { lang: errorLanguage(entry.error) },
+          errorText(entry.error) || t("status.failed"),
+        ),
         // (no Retry where the same message would only be refused again)
         entry.error?.final
           ? null

@@ -11,8 +11,9 @@ const expiry = new WeakMap();
  * Show a notice for a few seconds (errors stay a little longer). The same notice while it
  * is shown is not added again, only kept longer: texts refused in a burst each report the
  * same refusal, which is one thing to read (and for a screen reader, to hear) once.
+ * `lang`: the text's language when it is not the page's (the server's own words).
  */
-export function notify(text, { kind = "info", timeout } = {}) {
+export function notify(text, { kind = "info", timeout, lang = null } = {}) {
   const region = document.getElementById("notices");
   if (!region || !text) return;
   const delay = timeout ?? (kind === "error" ? 8000 : 5000);
@@ -30,7 +31,7 @@ export function notify(text, { kind = "info", timeout } = {}) {
     "div",
     { class: `notice notice-${kind}`, role: kind === "error" ? "alert" : "status" },
     kind === "error" ? icon("alert") : null,
-    h("span", { class: "notice-text" }, text),
+    h("span", { class: "notice-text", lang }, text),
     h(
       "button",
       {
