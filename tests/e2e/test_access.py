@@ -322,6 +322,12 @@ CONTRAST = """() => {
     if (ratio < 4.5) low.push(`${what}: ${ratio.toFixed(2)}`);
   };
   const texts = ".system-line span, .system-line time, .meta, .quote-name, .quote-text, .text";
+  // The message box's placeholder, on the box.
+  const box = document.querySelector("#composer-input");
+  const hint = rgba(getComputedStyle(box, "::placeholder").color);
+  const [l1, l2] = [luminance(hint.slice(0, 3)), luminance(background(box))];
+  const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+  if (ratio < 4.5) low.push(`placeholder: ${ratio.toFixed(2)}`);
   for (const el of document.querySelectorAll(`.messages :is(${texts})`))
     check(el, `${el.closest(".row").className} ${el.className || el.tagName}`);
   // A participant's colour is a hue of the id's: every hue, on the page's own rules.
@@ -339,8 +345,9 @@ CONTRAST = """() => {
 
 async def test_the_conversation_has_enough_contrast(make_settings, open_tab) -> None:
     """Every text of a conversation (events and their times, names in every participant
-    colour, initials on avatars of every colour, my bubbles' times and quotes) stands at
-    4.5:1 at least against what is under it, in the light theme and the dark one."""
+    colour, initials on avatars of every colour, my bubbles' times and quotes, the message
+    box's placeholder) stands at 4.5:1 at least against what is under it, in the light
+    theme and the dark one."""
     async with live_server(make_settings()) as server:
         tab = await open_tab(server.base_url)
         page = tab.page
