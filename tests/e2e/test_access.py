@@ -241,11 +241,17 @@ RING = """() => {
 }"""
 """A page script: how the element in focus shows that it is."""
 
+EDGE = """el => {
+  const style = getComputedStyle(el);
+  return { style: style.borderTopStyle, color: style.borderTopColor };
+}"""
+"""A page script: an element's (top) border."""
+
 
 async def test_the_focus_shows_in_forced_colors(make_settings, open_tab) -> None:
     """In forced colours (Windows high contrast) box-shadows are not painted: whatever has
     the keyboard's focus, a message row among them (Shift+Tab from the box to the list,
-    then ArrowUp), shows an outline."""
+    then ArrowUp), shows an outline. Nor are backgrounds: my bubbles show their edge."""
     settings = make_settings(bots=PRESELECT, manager="Manager")
     async with live_server(settings) as server:
         tab = await open_tab(server.base_url, forced_colors="active")
@@ -265,6 +271,10 @@ async def test_the_focus_shows_in_forced_colors(make_settings, open_tab) -> None
         ring = await page.evaluate(RING)
         assert ring["outline"], ring
         assert not ring["shadow"]  # (forced colours drop it: the outline is all there is)
+        # (and their backgrounds: a bubble of mine, without one, shows its edge)
+        edge = await tab.bubble("ping", mine=True).locator(".bubble").evaluate(EDGE)
+        assert edge["style"] == "solid"
+        assert edge["color"] != "rgba(0, 0, 0, 0)"
         await page.keyboard.press("ArrowDown")  # (the prompt: its options in the walk below)
 
         # Everything the Tab key reaches, from the top of the page to its end.
