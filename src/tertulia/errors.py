@@ -6,7 +6,6 @@ The tree::
     ├── ConfigurationError            bad_config      (start-up only)
     ├── ValidationFailed              invalid         400  field errors: {"field": ["text", ...]}
     │   └── CommandError              bad_command     400  a manager command that cannot be applied
-    ├── NotAuthenticated              no_session      403  (WebSocket close 4401)
     ├── PermissionDenied              not_participant 403  (WebSocket close 4403)
     ├── NotFound                      not_found       404  (WebSocket close 4404)
     │   └── ConversationGone          not_found       404  deleted while served (WS close 4404)
@@ -133,13 +132,6 @@ class CommandError(ValidationFailed):
 
     def __init__(self, detail: str) -> None:
         super().__init__({"command": [detail]})
-
-
-class NotAuthenticated(TertuliaError):
-    """No valid session."""
-
-    code = "no_session"
-    status = 403
 
 
 class PermissionDenied(TertuliaError):
