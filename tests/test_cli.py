@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -594,3 +595,27 @@ def test_an_error_without_words_is_named_not_followed_by_an_empty_reason(
         cli._run(work(), "export failed")
     assert failed.value.status == 1
     assert capsys.readouterr().err == "tertulia: export failed: TimeoutError\n"
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "export", "delete"])
+def test_a_database_a_newer_version_migrated_ends_every_command_with_status_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    """(Upgrade QA: an old release started on an upgraded database ended with status 1,
+    which the documented systemd unit restarts every 2 s for ever.) Starting again would
+    not help, as for a configuration error: status 2, one line."""
+    path = config(tmp_path)
+    assert main(["migrate", "--config", str(path)]) == 0
+    with sqlite3.connect(tmp_path / "cli.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    monkeypatch.setattr(cli, "serve", lambda *_: pytest.fail("served"))
+    capsys.readouterr()
+    extra = {"serve": ["--port", "0"], "delete": ["--idle-before", "2000-01-01"]}
+    assert main([command, "--config", str(path), *extra.get(command, [])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tertulia: the database at ")
+    assert "at schema revision 9999, which this version" in err
+    assert len(err.splitlines()) == 1

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from tertulia.errors import ConfigurationError, TertuliaError, describe
+from tertulia.errors import ConfigurationError, SchemaNewer, TertuliaError, describe
 from tertulia.logs import configure_logging
 from tertulia.settings import Settings, load_settings
 
@@ -61,11 +61,14 @@ def _run(
     work: Coroutine[Any, Any, T], failed: str, *, wrong: tuple[type[TertuliaError], ...] = ()
 ) -> T:
     """Run a command's work. When it fails, one line on stderr and :class:`_Failed`: status
-    2 for a configuration error, and for the errors of ``wrong`` (an argument that cannot
-    work, such as an output file that cannot be written; in their own words), as for the
-    arguments the parser refuses; 1 for anything else, in the error's own words for
-    Tertulia's (unreachable, not empty, an older schema), else ``<failed>: Type: reason``.
+    2 for a configuration error, a database a newer version migrated, and the errors of
+    ``wrong`` (an argument that cannot work, such as an output file that cannot be written;
+    in their own words), as for the arguments the parser refuses; 1 for anything else, in
+    the error's own words for Tertulia's (unreachable, not empty, an older schema), else
+    ``<failed>: Type: reason``.
     A closed standard output (``BrokenPipeError``) is left to the caller."""
+    # (SchemaNewer: a newer version migrated the database; starting again would not help)
+    final: tuple[type[TertuliaError], ...] = (SchemaNewer, *wrong)
     try:
         return asyncio.run(work)
     except ConfigurationError as exc:
@@ -73,7 +76,7 @@ def _run(
         raise _Failed(2) from None
     except BrokenPipeError:
         raise
-    except wrong as exc:
+    except final as exc:
         _say(exc.detail)
         raise _Failed(2) from None
     except TertuliaError as exc:

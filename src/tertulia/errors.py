@@ -321,3 +321,15 @@ class BrokerUnavailable(ServiceUnavailable):
 
     TEXT = "The message broker cannot be reached; try again shortly."
     service = "broker"
+
+
+class SchemaNotCurrent(TertuliaError):
+    """A database the command only reads or edits is not at this code's schema revision."""
+
+    code = "schema_not_current"
+
+
+class SchemaNewer(SchemaNotCurrent):
+    """A newer version of Tertulia migrated the database: this code cannot read it, nor
+    migrate it. Starting again would not help (``tertulia`` commands end with status 2, as
+    for a configuration error, so that systemd does not restart it every 2 s)."""

@@ -11,18 +11,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, select
 
 from tertulia.domain.ids import is_schema_name
-from tertulia.errors import ConfigurationError, TertuliaError
+from tertulia.errors import ConfigurationError, SchemaNewer, SchemaNotCurrent
 from tertulia.storage.database import Database, open_database
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _VERSION = Table("alembic_version", MetaData(), Column("version_num", String(32)))
 """Alembic's record of a database's schema revision."""
-
-
-class SchemaNotCurrent(TertuliaError):
-    """A database the command only reads or edits is not at this code's schema revision."""
-
-    code = "schema_not_current"
 
 
 def alembic_config(url: str, schema: str | None = None) -> Config:
@@ -137,7 +131,7 @@ async def _check_revision(db: Database, *, head_only: bool) -> None:
     revision = await _revision(db)
     where = db.display_url + (f" (schema {db.schema})" if db.schema else "")
     if revision is not None and revision not in {s.revision for s in scripts.walk_revisions()}:
-        raise SchemaNotCurrent(
+        raise SchemaNewer(
             f"the database at {where} is at schema revision {revision}, which this version "
             f"(at {head}) does not know: a newer version of Tertulia migrated it; run that "
             "version (or restore a backup taken before it)"
