@@ -1,10 +1,13 @@
-"""Which database owns ``media_root``'s files (tertulia/ownership.py): a copy made with
-``tertulia copy`` that shares the original's ``media_root`` (a backup, a staging server)
-never deletes them, by ``tertulia delete`` or by retention; the original still does."""
+"""Which database owns ``media_root``'s files (tertulia/ownership.py): a copy that shares
+the original's ``media_root`` (``tertulia copy``, a backup restored elsewhere, a staging
+server) never deletes them, by ``tertulia delete`` or by retention; the original still
+does, also once restored in place from a backup."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,20 +19,25 @@ from support.aging import age
 from support.blab import Person
 from support.bots import watch_logs
 from support.server import live_server
-from tertulia.cli import copy, delete
+from tertulia.cli import copy, delete, main
 from tertulia.files.store import OWNER_MARK, LocalFileStore
-from tertulia.storage.identity import database_id
-from tertulia.storage.migrate import open_current
+from tertulia.ownership import database_location
 from test_delete import files_of, with_a_file
 
 
-async def own_id(settings: Any) -> str:
-    db = await open_current(settings.database_url, settings.database_schema)
-    try:
-        async with db.read() as conn:
-            return await database_id(conn)
-    finally:
-        await db.close()
+def place(settings: Any) -> str:
+    return database_location(settings.database_url, settings.database_schema)
+
+
+def migrate(settings: Any, where: Path) -> int:
+    """``tertulia migrate`` with ``settings``' database and media_root."""
+    config = where / "migrate.toml"
+    schema = f'database_schema = "{settings.database_schema}"\n' if settings.database_schema else ""
+    config.write_text(
+        f'database_url = "{settings.database_url}"\n{schema}media_root = "{settings.media_root}"\n',
+        encoding="utf-8",
+    )
+    return main(["migrate", "--config", str(config)])
 
 
 def again(person: Person, before: Person) -> Person:
@@ -63,14 +71,13 @@ async def test_a_copy_sharing_media_root_deletes_none_of_the_files(
     async with live_server(live) as server:
         alice = people(server)
         conversation = await with_a_file(alice, "alice", [])
-    assert (tmp_path / "media" / OWNER_MARK).read_text().strip() == await own_id(live)
+    assert (tmp_path / "media" / OWNER_MARK).read_text().strip() == place(live)
 
     backup_url = f"sqlite+aiosqlite:///{tmp_path / 'backup.db'}"
     assert await asyncio.to_thread(copy, live, backup_url, None) == 0
     said = capsys.readouterr().err
     assert f"Remove {(tmp_path / 'media' / OWNER_MARK).resolve()} before its first start" in said
     backup = make_settings(database_url=backup_url, database_schema=None)
-    assert await own_id(backup) != await own_id(live)  # (the copy has an id of its own)
 
     async with live_server(live) as server:
         alice = again(people(server), alice)
@@ -81,7 +88,7 @@ async def test_a_copy_sharing_media_root_deletes_none_of_the_files(
     assert await asyncio.to_thread(delete, backup, [conversation]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("tertulia: their files were kept: media_root ")
-    assert "holds the files of another database" in err[0]
+    assert f"holds the files of the database at {place(live)} " in err[0]
     assert err[1].startswith("tertulia: deleted 1 conversation, ")
     assert err[1].endswith(" messages, 0 files")
     assert files_of(tmp_path / "media", conversation) == before
@@ -111,13 +118,13 @@ async def test_a_server_on_a_copy_sharing_media_root_says_so_and_retention_keeps
     with watch_logs() as logs:
         async with live_server(backup) as server:
             warned = await logs.wait_for(lambda e: "another database" in e["event"])
-            assert warned["owner"] == await own_id(live)
+            assert warned["owner"] == place(live)
             assert f"remove {OWNER_MARK}" in warned["event"]
             await age(server.registry.db, conversation)
             done = await server.app.state.retention.sweep()
     assert done.conversations == 1
     assert done.files == 0
-    assert done.files_owner == await own_id(live)
+    assert done.files_owner == place(live)
     assert any(e["event"].startswith("retention: files kept") for e in logs.entries)
     assert len(files_of(tmp_path / "media", conversation)) == 1
 
@@ -135,7 +142,7 @@ async def test_the_owner_still_deletes_and_an_unmarked_root_is_marked_by_the_fir
     assert await asyncio.to_thread(delete, live, [conversation]) == 0
     assert capsys.readouterr().err.strip().endswith(" messages, 1 file")
     assert files_of(tmp_path / "media", conversation) == []
-    assert (tmp_path / "media" / OWNER_MARK).read_text().strip() == await own_id(live)
+    assert (tmp_path / "media" / OWNER_MARK).read_text().strip() == place(live)
 
 
 def test_one_mark_wins_when_many_claim_at_once(tmp_path: Path) -> None:
@@ -160,3 +167,70 @@ async def test_no_root_no_mark(tmp_path: Path) -> None:
     """A store that does not exist yet holds no files: nothing is made for a claim."""
     assert await LocalFileStore(tmp_path / "none").claim("a" * 32) == "a" * 32
     assert not (tmp_path / "none").exists()
+
+
+async def test_a_file_backup_elsewhere_deletes_none_and_one_restored_in_place_does(
+    make_settings: Any, people: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """(Upgrade QA: the database's own id, which a file backup keeps, did not tell a backup
+    from its original, and a backup restored in place lost the files.) The mark names where
+    the owner is: a backup of the SQLite file (``sqlite3 .backup``) used elsewhere with the
+    same ``media_root`` keeps the files; the same backup restored over the original deletes
+    them."""
+    if not make_settings().is_sqlite:
+        pytest.skip("a SQLite file's backup")
+    live = make_settings()
+    async with live_server(live) as server:
+        conversation = await with_a_file(people(server), "alice", [])
+    live_file = Path(live.database_url.split("///", 1)[1])
+    for name in ("bk.db", "restore.db"):
+        with sqlite3.connect(live_file) as source, sqlite3.connect(tmp_path / name) as backup:
+            source.backup(backup)
+    elsewhere = make_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'bk.db'}")
+    assert await asyncio.to_thread(delete, elsewhere, [conversation]) == 0
+    assert "their files were kept" in capsys.readouterr().err
+    assert len(files_of(tmp_path / "media", conversation)) == 1
+
+    shutil.copyfile(tmp_path / "restore.db", live_file)  # (restored in place)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{live_file}{suffix}").unlink(missing_ok=True)
+    assert await asyncio.to_thread(delete, live, [conversation]) == 0
+    assert capsys.readouterr().err.strip().endswith(" messages, 1 file")
+    assert files_of(tmp_path / "media", conversation) == []
+
+
+def test_a_postgresql_database_is_named_by_host_port_name_and_schema() -> None:
+    """Neither the user nor the password is in the mark; the schema is."""
+    assert (
+        database_location("postgresql+asyncpg://u:secret@DB.example:6543/chat", "staging")
+        == "postgresql://db.example:6543/chat?schema=staging"
+    )
+    assert database_location("postgresql+asyncpg://u@db/chat") == "postgresql://db:5432/chat"
+
+
+async def test_migrate_marks_media_root_and_a_copy_of_a_copy_is_told_whose_files_they_are(
+    make_settings: Any, people: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tertulia migrate`` marks an unmarked media_root as its database's (an upgrade, done
+    on the live installation first, marks it before a copy could); on a copy it says whose
+    the files are. A copy made from a copy does not call the files its source's (upgrade
+    QA: it advised removing the mark, which would hand the live files to the copy)."""
+    live = make_settings()
+    async with live_server(live) as server:
+        await with_a_file(people(server), "alice", [])
+    (tmp_path / "media" / OWNER_MARK).unlink()
+    assert await asyncio.to_thread(migrate, live, tmp_path) == 0
+    assert (tmp_path / "media" / OWNER_MARK).read_text().strip() == place(live)
+
+    first = make_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", database_schema=None
+    )
+    assert await asyncio.to_thread(copy, live, first.database_url, None) == 0
+    capsys.readouterr()
+    assert await asyncio.to_thread(migrate, first, tmp_path) == 0
+    assert f"holds the files of the database at {place(live)}" in capsys.readouterr().err
+    second = f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"
+    assert await asyncio.to_thread(copy, first, second, None) == 0
+    said = capsys.readouterr().err
+    assert f"holds the files of the database at {place(live)}: neither the source" in said
+    assert "Remove" not in said

@@ -279,6 +279,14 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
             print(f"database already up to date (schema revision {after})")
         else:
             print(f"database migrated from schema revision {before or 'none'} to {after}")
+        from tertulia.ownership import claim_files
+
+        # (an upgrade marks media_root as this database's before a copy could look at it)
+        owner = asyncio.run(
+            claim_files(settings.database_url, settings.database_schema, settings.media_root)
+        )
+        if owner is not None:
+            _say(_not_the_owner(settings, owner))
     elif args.command == "bots":
         from tertulia.bots.checks import check_bots
 
@@ -314,7 +322,7 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     from tertulia.storage.copying import copy_database
     from tertulia.storage.database import check_url, display_url
 
-    async def run() -> dict[str, int]:
+    async def run() -> tuple[dict[str, int], str | None]:
         # (the arguments first: before reaching anything)
         check_url(target_url, target_schema, schema_name="--target-schema")
         await check_existing(settings)  # (the source)
@@ -326,11 +334,13 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
             check_target=check_database,
         )
         # (marked as the source's before anything runs on the copy, if it was not yet)
-        await claim_files(settings.database_url, settings.database_schema, settings.media_root)
-        return copied
+        owner = await claim_files(
+            settings.database_url, settings.database_schema, settings.media_root
+        )
+        return copied, owner
 
     try:
-        copied = _run(run(), "copy failed")
+        copied, owner = _run(run(), "copy failed")
     except _Failed as failure:
         return failure.status
     where = display_url(target_url)
@@ -341,11 +351,16 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     )
     _say(f"copied {counts} into {where}")
     root = settings.media_root.resolve()
-    if root.is_dir():
+    if root.is_dir() and owner is None:
         _say(
             f"the uploaded files stay in media_root {root}, the source's: a server or "
             "tertulia delete on the copy deletes none of them. Moving to the copy rather "
             f"than keeping it? Remove {root / OWNER_MARK} before its first start"
+        )
+    elif root.is_dir() and owner is not None:  # (the source is itself a copy sharing it)
+        _say(
+            f"the uploaded files stay in media_root {root}, which holds the files of the "
+            f"database at {owner[:300]}: neither the source nor the copy deletes them"
         )
     return 0
 
@@ -378,7 +393,7 @@ def delete(
         return failure.status
     kept = f", {done.kept} kept (written to since they were listed idle)" if done.kept else ""
     if done.files_owner is not None and done.conversations:
-        _say(_files_kept(settings, done.files_owner))
+        _say(f"their files were kept: {_not_the_owner(settings, done.files_owner)}")
     return _finish(
         done.missing,
         f"deleted {_count(done.conversations, 'conversation')}, "
@@ -386,13 +401,13 @@ def delete(
     )
 
 
-def _files_kept(settings: Settings, owner: str) -> str:
+def _not_the_owner(settings: Settings, owner: str) -> str:
     from tertulia.files.store import OWNER_MARK
 
     return (
-        f"their files were kept: media_root {settings.media_root.resolve()} holds the files "
-        f"of another database (id {owner[:40]}, in {OWNER_MARK}), of which this one is a "
-        "copy; give a copy a media_root of its own (docs/operations.md, 'Copies and files')"
+        f"media_root {settings.media_root.resolve()} holds the files "
+        f"of the database at {owner[:300]} (its {OWNER_MARK} says so), not this one's; a copy "
+        "needs a media_root of its own (docs/operations.md, 'Copies and files')"
     )
 
 

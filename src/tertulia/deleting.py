@@ -11,18 +11,12 @@ committed, so a failed deletion never leaves messages pointing at nothing (a cra
 the two leaves files no message names, as an interrupted upload does). ``tertulia export``
 first keeps a copy, if one is wanted.
 
-Only the database that owns ``media_root`` (its mark names this database's id) removes
-files there. A copy made with ``tertulia copy`` has the same conversation ids and, unless
-it was given its own ``media_root``, the same files: deleting a conversation of the copy
-keeps them (:attr:`Deleted.files_owner` says whose they are), since the original's
-messages name them too. Before, a delete run on a backup removed the live server's files,
-those uploaded after the copy included.
-
-Servers may be running. With a Redis broker each deletion is announced once committed, and
-every server process closes the conversation's sockets (4404) and forgets it at once. With
-the in-process broker nothing reaches the server: it finds out at the conversation's next
-write (a message, a join, a socket opening), or when a read finds nothing of it, and does
-the same then; until then a socket left open on it hears nothing more.
+Only the database that owns ``media_root`` (its mark names where this database is) removes
+files there. A copy (``tertulia copy``, a backup restored elsewhere) has the same
+conversation ids and, unless it was given its own ``media_root``, the same files: deleting
+a conversation of the copy keeps them (:attr:`Deleted.files_owner` says whose they are),
+since the original's messages name them too (tertulia/ownership.py). Before, a delete run
+on a backup removed the live server's files, those uploaded after the copy included.
 """
 
 from __future__ import annotations
@@ -109,7 +103,7 @@ async def erase(
 ) -> Deleted:
     """:func:`delete_conversations` on an open database and file store (the server's own
     retention uses it too, announcing through its registry)."""
-    done = Deleted(files_owner=await other_owner(db, store))
+    done = Deleted(files_owner=await other_owner(db.url, db.schema, store))
     idle: set[str] = set()
     if idle_before is not None:
         # A page of conversations per read: a server sweeping (retention) holds its event

@@ -1,45 +1,57 @@
 """Which database owns the files in ``media_root``.
 
-``tertulia copy`` keeps every conversation's id, and the files stay where they are: a copy
-(a backup, a staging server) given the same ``media_root`` names the same directories as
-its original. Deleting a conversation there (``tertulia delete``, retention) removed the
-original's files, those uploaded after the copy included. So each database has an id of
-its own (``database_identity``, made by its migration and never copied), and ``media_root``
-is marked with the id of the database whose files it holds: the first to look at an
-unmarked one (a server starting, a deletion, the source of a copy). Only that database
+A copy of a database (``tertulia copy``, a backup by ``sqlite3 .backup`` or ``pg_dump``
+restored elsewhere) keeps every conversation's id, and the files stay where they are: a
+copy given the same ``media_root`` as its original names the same directories. Deleting a
+conversation there (``tertulia delete``, retention) removed the original's files, those
+uploaded after the copy included.
+
+So ``media_root`` holds a mark naming where the database whose files it holds is (a
+SQLite file by its real path; PostgreSQL by host, port, database and schema, without user
+or password), made by the first to look at an unmarked one: a server starting, ``tertulia
+migrate``, a deletion, the source of a ``tertulia copy``. Only the database at that place
 deletes files there; another sharing it is told so (a warning at start, a line from
-``tertulia delete``).
+``tertulia delete``). A backup restored in place is the owner again; a database moved
+elsewhere takes the files over once the mark is removed (docs/operations.md, "Copies and
+files"). The same database reached by another name (``localhost`` for ``127.0.0.1``, a
+symbolic link's other path for PostgreSQL's host) is taken for another: it keeps files
+rather than delete them, and says so.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from tertulia.files import file_store
 from tertulia.files.store import FileStore
-from tertulia.storage.database import Database
-from tertulia.storage.identity import database_id
-from tertulia.storage.migrate import open_current
+from tertulia.storage.sqlite import sqlite_path
 
 
-async def other_owner(db: Database, store: FileStore) -> str | None:
-    """The id of the database whose files ``store`` holds when that is not ``db`` (``db``
-    is a copy sharing them: it must not delete them), else None. A store not marked yet
-    is marked as ``db``'s."""
-    async with db.read() as conn:
-        own_id = await database_id(conn)
-    owner = await store.claim(own_id)
-    return None if owner == own_id else owner
+def database_location(url: str, schema: str | None = None) -> str:
+    """Where the database at ``url`` is, as the owner's mark names it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"sqlite:{os.path.realpath(sqlite_path(url))}"
+    host = (parsed.host or "localhost").lower()
+    where = f"postgresql://{host}:{parsed.port or 5432}/{parsed.database or ''}"
+    return where + (f"?schema={schema}" if schema else "")
+
+
+async def other_owner(url: str, schema: str | None, store: FileStore) -> str | None:
+    """Where the database whose files ``store`` holds is, when that is not the database at
+    ``url`` (which then shares them: it must not delete them), else None. A store not
+    marked yet is marked as this database's."""
+    here = database_location(url, schema)
+    owner = await store.claim(here)
+    return None if owner == here else owner
 
 
 async def claim_files(url: str, schema: str | None, media_root: Path) -> str | None:
-    """:func:`other_owner` for the database at ``url``: a copy's source claims its files
-    before anything could run on the copy."""
-    db = await open_current(url, schema)
-    try:
-        return await other_owner(db, file_store(media_root))
-    finally:
-        await db.close()
+    """:func:`other_owner` for ``media_root``."""
+    return await other_owner(url, schema, file_store(media_root))
 
 
-__all__ = ["claim_files", "other_owner"]
+__all__ = ["claim_files", "database_location", "other_owner"]

@@ -66,7 +66,7 @@ class Retention:
             log.warning(
                 "retention: files kept: media_root holds another database's files",
                 media_root=str(registry.settings.media_root),
-                owner=done.files_owner[:40],
+                owner=done.files_owner[:300],
             )
         return done
 

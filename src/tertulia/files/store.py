@@ -57,7 +57,7 @@ KEY_PATTERN = re.compile(r"chat/chat_([0-9a-f]{32})/msg_[0-9a-f]{32}_[0-9a-f]{32
 MAX_NAME = 255
 _DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 WRITE_BUFFER = 256 * 1024
-# In the root: the id of the database whose files the store holds (FileStore.claim).
+# In the root: where the database whose files the store holds is (FileStore.claim).
 OWNER_MARK = ".tertulia-database"
 
 FreeSpace = Callable[[Path], int]
@@ -285,13 +285,14 @@ class FileStore(Protocol):
         Only the owner of the files may call it: see :meth:`claim`."""
         ...
 
-    async def claim(self, database_id: str) -> str:
-        """The id of the database whose files this store holds: the one its owner's mark
-        names, or ``database_id`` when it has none (marked so now, if the store exists).
+    async def claim(self, owner: str) -> str:
+        """The database whose files this store holds (where it is: see
+        :mod:`tertulia.ownership`): the one its owner's mark names, or ``owner`` when it
+        has none (marked so now, if the store exists).
 
-        A database whose id is not the one returned shares the store with its owner (a
-        copy made with ``tertulia copy``: the same conversation ids, the same files) and
-        must not delete its files: they are the owner's too."""
+        A database other than the one returned shares the store with its owner (a copy:
+        the same conversation ids, the same files) and must not delete its files: they
+        are the owner's too."""
         ...
 
 
@@ -352,35 +353,35 @@ class LocalFileStore:
     async def delete_conversation(self, conversation_id: str) -> int:
         return await anyio.to_thread.run_sync(_remove_tree, self.root / _directory(conversation_id))
 
-    async def claim(self, database_id: str) -> str:
-        return await anyio.to_thread.run_sync(_claim, self.root, database_id)
+    async def claim(self, owner: str) -> str:
+        return await anyio.to_thread.run_sync(_claim, self.root, owner)
 
 
-def _claim(root: Path, database_id: str) -> str:
+def _claim(root: Path, owner: str) -> str:
     """:meth:`LocalFileStore.claim`: the mark is made whole beside it, then linked into
     place, which fails if another process marked it first (then its mark counts)."""
     if not root.is_dir():
-        return database_id  # (no store yet, so no files: marked when first made)
+        return owner  # (no store yet, so no files: marked when first made)
     mark = root / OWNER_MARK
     made = root / f"{OWNER_MARK}.{uuid.uuid4().hex}"
     try:
         with contextlib.suppress(FileNotFoundError):
             return _read_mark(mark)
-        made.write_text(f"{database_id}\n", encoding="ascii")
+        made.write_text(f"{owner}\n", encoding="utf-8")
         try:
             os.link(made, mark)
         except FileExistsError:
             return _read_mark(mark)
     except OSError as exc:  # (a root that cannot be written: nor can its files be deleted)
         log.warning("media_root could not be marked", path=str(mark), error=str(exc))
-        return database_id
+        return owner
     finally:
         made.unlink(missing_ok=True)
-    return database_id
+    return owner
 
 
 def _read_mark(mark: Path) -> str:
-    return mark.read_text(encoding="ascii", errors="replace").strip()
+    return mark.read_text(encoding="utf-8", errors="replace").strip()
 
 
 def _remove_tree(directory: Path) -> int:

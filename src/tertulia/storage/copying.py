@@ -6,9 +6,9 @@ participants, every message with its ``seq``, sessions with their participations
 deliveries and bot states), so people keep their cookies and their conversations, and bot
 deliveries left pending resume on the new database. Each conversation's message counter
 (``last_seq``, which SQLite does not keep) is set from its messages, so numbering goes on.
-Uploaded files stay where they are, in ``media_root``, which the messages name. The
-target's own id (``database_identity``) is not copied: it is a database of its own, and
-does not delete the files of a ``media_root`` its source owns (tertulia/ownership.py).
+Uploaded files stay where they are, in ``media_root``, which the messages name. The target
+is a database of its own, elsewhere: it does not delete the files of a ``media_root`` its
+source owns (tertulia/ownership.py).
 
 The source is read in one read-only snapshot (a copy made while a server writes is the
 database as it was at one moment; what comes after is not in it) and never written. The
@@ -38,7 +38,7 @@ from sqlalchemy import (
 from tertulia.errors import TertuliaError
 from tertulia.storage.database import Connection, Database, check_url, open_database
 from tertulia.storage.migrate import open_current, upgrade_async
-from tertulia.storage.tables import conversations, database_identity, messages, metadata
+from tertulia.storage.tables import conversations, messages, metadata
 
 PAGE = 1000
 """Rows read and written per statement."""
@@ -87,14 +87,10 @@ async def copy_database(
         await source.close()
 
 
-# Every table but the database's own id: the target made its own as it was migrated.
-COPIED = [table for table in metadata.sorted_tables if table is not database_identity]
-
-
 async def _copy(source: Database, target: Database) -> dict[str, int]:
     copied: dict[str, int] = {}
     async with source.snapshot() as reader, target.write() as writer:
-        for table in COPIED:
+        for table in metadata.sorted_tables:
             if (
                 await writer.execute(select(literal_column("1")).select_from(table).limit(1))
             ).first():
@@ -103,7 +99,7 @@ async def _copy(source: Database, target: Database) -> dict[str, int]:
                     f"the database at {where} already holds {table.name}: "
                     "copy into an empty database"
                 )
-        for table in COPIED:
+        for table in metadata.sorted_tables:
             copied[table.name] = await _copy_table(reader, writer, table)
         await _recount_seqs(writer)
         if not target.is_sqlite:

@@ -278,13 +278,3 @@ bot_states = Table(
     Column("participant_id", String(36), ForeignKey("participants.id"), primary_key=True),
     Column("data", JSON, nullable=False),
 )
-
-database_identity = Table(
-    "database_identity",
-    metadata,
-    Column("id", String(32), primary_key=True),
-)
-"""One row: this database's own id, random, made by its migration (revision 0010). ``tertulia
-copy`` does not copy it: a copy is a database of its own. ``media_root`` is marked with the
-id of the database whose files it holds, so that a copy sharing it (a backup, a staging
-server) never deletes them (files/store.py: the owner's mark; deleting.py)."""

@@ -247,15 +247,15 @@ def create_app(settings: Settings) -> FastAPI:
             # root that cannot be made is the uploads' trouble, answered 503, not the start's)
             with contextlib.suppress(OSError):
                 settings.media_root.mkdir(parents=True, exist_ok=True)
-            owner = await other_owner(db, file_store(settings.media_root))
+            owner = await other_owner(db.url, db.schema, file_store(settings.media_root))
             if owner is not None:
                 log.warning(
                     "media_root holds the files of another database: this one deletes none "
                     f"there (a copy's; give it a media_root of its own). If this database "
-                    f"replaced that one (moved with tertulia copy), remove {OWNER_MARK} "
-                    "from media_root and start again",
+                    f"replaced that one (moved elsewhere), remove {OWNER_MARK} from "
+                    "media_root and start again",
                     media_root=str(settings.media_root.resolve()),
-                    owner=owner[:40],
+                    owner=owner[:300],
                 )
             if settings.production and settings.rooms:
                 log.warning(
