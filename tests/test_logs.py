@@ -156,3 +156,30 @@ async def test_a_sockets_end_and_a_refused_handshake_are_logged_with_their_ids(
     assert refused["event"] == "socket refused: no participant of this session"
     assert refused["conversation_id"] == alice.conversation_id
     assert refused["log_level"] == "info"
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+async def test_a_text_frame_that_is_not_utf8_is_one_info_line(
+    monkeypatch: pytest.MonkeyPatch,
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    fmt: str,
+) -> None:
+    """(Chaos QA: uvicorn logs each such frame as an error with a traceback: 307 in three
+    minutes from 20 sockets.) The socket is closed with 1007, as before, and the log gets
+    one info line, no traceback."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging(fmt, "INFO")
+    async with live_server(make_settings()) as server:
+        alice = people(server)
+        await alice.create(nickname="alice")
+        socket = await alice.connect()
+        await socket.state()
+        await socket.connection.send(b"\xff\xfe not UTF-8", text=True)
+        assert await socket.closed_with() == 1007
+    written = stream.getvalue()
+    assert "Traceback" not in written
+    assert "Invalid UTF-8" not in written
+    [line] = [line for line in written.splitlines() if "not UTF-8 (1007)" in line]
+    assert "info" in line

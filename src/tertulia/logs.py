@@ -36,6 +36,22 @@ class QuietStopCancellations(logging.Filter):
         )
 
 
+class ClientMistakes(logging.Filter):
+    """Writes what uvicorn logs as an error with a traceback for a client's own mistake, a
+    text frame that is not UTF-8 (the socket is closed with 1007, as it should be), as one
+    info line without the traceback: one line per bad frame at error level, with a
+    traceback each, let a client fill the log and wake whoever watches its errors."""
+
+    MISTAKES = ("Invalid UTF-8 sequence received from client.",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.MISTAKES:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+            record.msg = "socket closed: a text frame that is not UTF-8 (1007)"
+        return True
+
+
 class OneLineFailures(logging.Filter):
     """Writes a library's failure that it retries by itself (asyncpg's pool reconnecting
     while the database is down, with its own backoff) as one line, the exception's type and
@@ -177,6 +193,8 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     quiet = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, QuietStopCancellations) for f in quiet.filters):
         quiet.addFilter(QuietStopCancellations())
+    if not any(isinstance(f, ClientMistakes) for f in quiet.filters):
+        quiet.addFilter(ClientMistakes())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
