@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+
+import orjson
 
 from support.blab import Frame, Person
 from support.rest import not_reading, room_of_two
@@ -44,3 +47,41 @@ async def test_peer_that_does_not_read_is_dropped(
             else:
                 raise AssertionError("the socket that does not read was never dropped")
             await watcher.sync()
+
+
+def _answered(frames: list[Frame]) -> list[str]:
+    """The local ids answered, in order: by the message's echo or by an error frame."""
+    return [
+        (f["message"] if "message" in f else f["error"]).get("local_id") or ""
+        for f in frames
+        if ("message" in f and f["message"].get("local_id")) or "error" in f
+    ]
+
+
+async def test_a_burst_from_a_client_that_reads_everything_is_answered_whole(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """(Chaos QA: 1,200 texts sent at once by a client reading every frame: its own queue
+    filled with their answers faster than they were written, and it was closed 1013 as too
+    slow after 86 echoes.) The socket's frames are read no faster than their answers are
+    written: every text gets its answer (its echo, or the rate limit's error frame, which
+    is made without a wait, so a burst of them filled the queue between two writes), and
+    the socket stays open."""
+    limits = {**make_settings().rate_limits, "message": "10/minute"}
+    settings = make_settings(ws_send_queue=20, rate_limits=limits)
+    async with live_server(settings) as server:
+        alice = people(server)
+        assert (await alice.create(nickname="alice", bots=[])).status_code == 201
+        socket = await alice.connect()
+        await socket.state()
+        burst = [
+            orjson.dumps({"type": "T", "text": f"t{i}", "local_id": f"b{i}"}).decode()
+            for i in range(300)
+        ]
+        for frame in burst:  # (written at once: none waits for an answer)
+            await socket.connection.send(frame)
+        async with asyncio.timeout(30):
+            while len(answered := _answered(socket.frames)) < 300:
+                await socket.recv()
+        assert answered == [f"b{i}" for i in range(300)]
+        assert [f["error"]["code"] for f in socket.frames if "error" in f] == ["throttled"] * 290
