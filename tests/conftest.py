@@ -35,11 +35,15 @@ from tertulia.settings import DEFAULT_RATE_LIMITS, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No TERTULIA_* variables leak in; logging is as it was after each test."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No TERTULIA_* variables leak in; logging is as it was after each test. Each test runs
+    in its own directory: a setting left at its default (``./media``, ``./tertulia.db``)
+    lands there, not in the checkout, where one test's files (say media_root's owner's
+    mark) met the next test's."""
     for key in list(os.environ):
         if key.startswith("TERTULIA_") and not key.startswith("TERTULIA_TEST_"):
             monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
     structlog_config = structlog.get_config()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
