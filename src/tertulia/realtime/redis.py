@@ -274,7 +274,10 @@ class RedisBroker(Broker):
         subscribes again. The outage is logged once, then every minute while it lasts,
         and once when Redis answers again (:class:`OutageLog`)."""
         assert self._pubsub is not None
-        while True:
+        # (until closed, not ``while True``: redis-py may swallow the cancellation that
+        # close() sends, a read's own timeout taking it as its own, and the loop went on
+        # for ever, close() waiting for it: seen as a test hung for 60 s under load)
+        while not self._closed:
             try:
                 message: dict[str, Any] | None = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
@@ -524,7 +527,7 @@ class RedisBroker(Broker):
         lapsed in the conversations this process has sockets in. A batch per script; what
         fails is tried again at the next turn (a lease outlasts several); a failure is
         logged as an outage (:class:`OutageLog`), not at every turn."""
-        while True:
+        while not self._closed:  # (as in _read: a swallowed cancellation ends it too)
             await asyncio.sleep(self._lease / RENEWALS_PER_LEASE)
             try:
                 await self._renew_sockets()
