@@ -320,7 +320,7 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
     from tertulia.ownership import claim_files
     from tertulia.preflight import check_database, check_existing
     from tertulia.storage.copying import copy_database
-    from tertulia.storage.database import check_url, display_url
+    from tertulia.storage.database import check_url, display_place
 
     async def run() -> tuple[dict[str, int], str | None]:
         # (the arguments first: before reaching anything)
@@ -343,21 +343,21 @@ def copy(settings: Settings, target_url: str, target_schema: str | None) -> int:
         copied, owner = _run(run(), "copy failed")
     except _Failed as failure:
         return failure.status
-    where = display_url(target_url)
-    if target_schema:
-        where += f" (schema {target_schema})"
+    where = display_place(target_url, target_schema)
     counts = ", ".join(
         _count(rows, *_ROWS.get(table, (table, table))) for table, rows in copied.items()
     )
     _say(f"copied {counts} into {where}")
     root = settings.media_root.resolve()
-    if root.is_dir() and owner is None:
+    if not root.is_dir():
+        return 0  # (no files)
+    if owner is None:
         _say(
             f"the uploaded files stay in media_root {root}, the source's: a server or "
             "tertulia delete on the copy deletes none of them. Moving to the copy rather "
             f"than keeping it? Remove {root / OWNER_MARK} before its first start"
         )
-    elif root.is_dir() and owner is not None:  # (the source is itself a copy sharing it)
+    else:  # (the source is itself a copy sharing it)
         _say(
             f"the uploaded files stay in media_root {root}, which holds the files of the "
             f"database at {owner[:300]}: neither the source nor the copy deletes them"

@@ -17,6 +17,12 @@ conversation ids and, unless it was given its own ``media_root``, the same files
 a conversation of the copy keeps them (:attr:`Deleted.files_owner` says whose they are),
 since the original's messages name them too (tertulia/ownership.py). Before, a delete run
 on a backup removed the live server's files, those uploaded after the copy included.
+
+Servers may be running. With a Redis broker each deletion is announced once committed, and
+every server process closes the conversation's sockets (4404) and forgets it at once. With
+the in-process broker nothing reaches the server: it finds out at the conversation's next
+write (a message, a join, a socket opening), or when a read finds nothing of it, and does
+the same then; until then a socket left open on it hears nothing more.
 """
 
 from __future__ import annotations

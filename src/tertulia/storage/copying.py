@@ -94,9 +94,8 @@ async def _copy(source: Database, target: Database) -> dict[str, int]:
             if (
                 await writer.execute(select(literal_column("1")).select_from(table).limit(1))
             ).first():
-                where = target.display_url + (f" (schema {target.schema})" if target.schema else "")
                 raise CopyRefused(
-                    f"the database at {where} already holds {table.name}: "
+                    f"the database at {target.place} already holds {table.name}: "
                     "copy into an empty database"
                 )
         for table in metadata.sorted_tables:

@@ -41,6 +41,12 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def display_place(url: str, schema: str | None = None) -> str:
+    """A database as messages name it: its URL without the password, and its schema when
+    one is set (two installations may share one PostgreSQL database)."""
+    return display_url(url) + (f" (schema {schema})" if schema else "")
+
+
 def check_url(url: str, schema: str | None = None, *, schema_name: str = "a schema") -> None:
     """That ``url`` names a database Tertulia can use, and ``schema`` one of its schemas
     (``schema_name``: what the error calls it, the setting or option that gave it).
@@ -116,6 +122,11 @@ class Database(ABC):
     def display_url(self) -> str:
         """The URL without its password, for logs."""
         return display_url(self.url)
+
+    @property
+    def place(self) -> str:
+        """:func:`display_place`: the URL without its password, and the schema if set."""
+        return display_place(self.url, self.schema)
 
     async def ping(self) -> None:
         """One ``SELECT 1`` on a reading connection: returns when the database answers."""

@@ -129,7 +129,7 @@ async def _check_revision(db: Database, *, head_only: bool) -> None:
     scripts = ScriptDirectory.from_config(alembic_config(db.url))
     head = scripts.get_current_head()
     revision = await _revision(db)
-    where = db.display_url + (f" (schema {db.schema})" if db.schema else "")
+    where = db.place
     if revision is not None and revision not in {s.revision for s in scripts.walk_revisions()}:
         raise SchemaNewer(
             f"the database at {where} is at schema revision {revision}, which this version "
