@@ -17,8 +17,11 @@ import pytest
 from support import runner_bots
 from support.blab import Person, Socket
 from support.environment import POSTGRES_URL, REDIS_URL, DatabaseTarget, require_service
+from support.managers import delivery_rows
 from support.process import ServerProcess, server_process, write_config
 from support.server import LiveServer, live_server
+from support.waiting import until
+from tertulia.chats import ChatRegistry
 from tertulia.settings import load_settings
 
 pytestmark = [
@@ -106,10 +109,11 @@ async def answer_on(server: LiveServer, alice: Person, sent: dict[str, Any]) -> 
 @asynccontextmanager
 async def room_across(
     database: DatabaseTarget, tmp_path: Path, *, delay: float
-) -> AsyncIterator[tuple[Socket, Socket, str]]:
+) -> AsyncIterator[tuple[Socket, Socket, str, LiveServer]]:
     """alice on a server process and bob on the test's own, in one conversation with a bot
     taking ``delay`` per message, whose answers say which process ran them (``one``,
-    ``two``); the polls come too late for any test. Yields their sockets and the bot's id."""
+    ``two``); the polls come too late for any test. Yields their sockets, the bot's id and
+    the test's own server."""
     async with two_processes(
         database,
         tmp_path,
@@ -123,7 +127,7 @@ async def room_across(
         try:
             assert alice.conversation_id is not None
             assert (await bob.join(alice.conversation_id, nickname="bob")).status_code == 200
-            yield await alice.connect(), await bob.connect(), bot_id
+            yield await alice.connect(), await bob.connect(), bot_id, two
         finally:
             await alice.close()
             await bob.close()
@@ -203,7 +207,7 @@ async def test_a_bots_deliveries_keep_their_order_across_processes(
     messages go to the one process running the bot's deliveries (woken through the broker
     when the other recorded one), which runs them in order. Before, each process ran its
     own at the same time."""
-    async with room_across(database, tmp_path, delay=0.5) as (talking, watching, bot_id):
+    async with room_across(database, tmp_path, delay=0.5) as (talking, watching, bot_id, _):
         first = await talking.message(local_id=await talking.say("first"))
         second = await watching.message(local_id=await watching.say("second"))
         # (The first answer may come before bob's echo, when his message is late.)
@@ -219,7 +223,7 @@ async def test_people_on_two_processes_get_every_answer_once_and_in_order(
     """alice and bob, on two processes, take turns writing quickly to one bot that takes a
     moment per message: each message is answered once, in the order they were stored,
     whichever process ran which."""
-    async with room_across(database, tmp_path, delay=0.02) as (alice, bob, bot_id):
+    async with room_across(database, tmp_path, delay=0.02) as (alice, bob, bot_id, _):
         sockets = [alice, bob]
         for n in range(30):
             await sockets[n % 2].say(f"m{n}")
@@ -245,6 +249,39 @@ async def test_people_on_two_processes_get_every_answer_once_and_in_order(
             assert len(got) == 30, [(a["quoted_message_id"], a["text"]) for a in got]  # none twice
             assert [a["quoted_message_id"] for a in got] == [m["id"] for m in stored]
             assert [a["text"].split(" ")[0] for a in got] == [m["text"].upper() for m in stored]
+
+
+async def test_a_delivery_another_process_recorded_runs_before_this_ones_later_own(
+    database: DatabaseTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While this process runs a bot's first message, the other records a second for it and
+    wakes it, and this one records a third itself before the wake-up arrives: the second
+    runs before the third. Before, the third ran at once (handed over, not read back) and
+    the second only once woken, after it (CI: the wake-up came late under load, a message
+    answered out of order, and past the test's wait)."""
+    held: list[Any] = []  # the wake-ups sent to this process, held until released
+    wake = ChatRegistry._woken
+    monkeypatch.setattr(ChatRegistry, "_woken", lambda registry, event: held.append(event))
+    async with room_across(database, tmp_path, delay=1.5) as (alice, bob, bot_id, two):
+
+        async def settled() -> bool:  # (the join messages' deliveries are done)
+            return all(r.status != "pending" for r in await delivery_rows(two, bot_id))
+
+        await until(settled)
+        first = await bob.message(local_id=await bob.say("first"))
+        await until(lambda: runner_bots.CALLS[bot_id] == ["first"])  # running here
+        second = await alice.message(local_id=await alice.say("second"))  # claimed for here
+        third = await bob.message(local_id=await bob.say("third"))
+        answered = await bob.received(2, timeout=10, sender_id=bot_id)
+        for event in held:  # (the wake-up, which must make no difference)
+            wake(two.registry, event)
+        answered = await bob.received(3, timeout=10, sender_id=bot_id)
+        assert [a["quoted_message_id"] for a in answered] == [
+            first["id"],
+            second["id"],
+            third["id"],
+        ]
+        assert [a["text"] for a in answered] == ["FIRST (two)", "SECOND (two)", "THIRD (two)"]
 
 
 async def test_a_new_message_after_a_clean_stop_runs_after_the_ones_left_behind(

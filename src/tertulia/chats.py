@@ -610,7 +610,7 @@ class _UseCase:
                 return
             try:
                 if out.deliveries:
-                    out.recorded, out.taken_over = await chat._services.runner.record(
+                    out.recorded, out.read_back = await chat._services.runner.record(
                         self._conn, chat.conversation.id, out.deliveries
                     )
             except BaseException as failure:
@@ -806,8 +806,8 @@ class Chat:
         finally:
             # Committed deliveries run even when publishing failed (a broker down, say):
             # left to the next poll, a later message's would run before them.
-            if out.taken_over:  # read back first: they come before the new ones
-                self._services.runner.notify(out.taken_over)
+            if out.read_back:  # read back first: they come before the new ones
+                self._services.runner.notify(out.read_back)
             if out.recorded:
                 self._services.runner.hand_over(out.recorded)
 

@@ -81,7 +81,7 @@ class Outgoing:
     events: list[Event] = field(default_factory=list)
     deliveries: list[NewDelivery] = field(default_factory=list)
     recorded: list[Delivery] = field(default_factory=list)  # the deliveries, once written
-    taken_over: set[str] = field(default_factory=set)  # bots whose older deliveries it claimed
+    read_back: set[str] = field(default_factory=set)  # bots whose older deliveries run first
     state_changed: bool = False  # presence changed: a coalesced ``state`` frame is due
     stored: int = 0  # messages inserted
 

@@ -310,17 +310,17 @@ class BotRunner:
         that will run it (this one, or the one already running that bot's: :meth:`holders`).
 
         Returns the recorded deliveries (for :meth:`hand_over` after the commit) and the
-        bots whose older deliveries this process claimed with them (for :meth:`notify`,
+        bots whose older pending deliveries this process must read back (for :meth:`notify`,
         first: they run before the new ones).
         """
         now = utcnow()
         held: dict[str, Claim] | None = None
-        taken: set[str] = set()
+        read_back: set[str] = set()
         if not self.exclusive:  # (several processes: ask who runs the bots)
             bots = {d.bot_participant_id for d in new}
-            held, taken = await self.holders(conn, conversation_id, bots, now=now)
+            held, read_back = await self.holders(conn, conversation_id, bots, now=now)
         recorded = await outbox.enqueue(conn, new, now=now, claim=self.claim(now), held=held)
-        return recorded, taken
+        return recorded, read_back
 
     async def holders(
         self,
@@ -335,22 +335,31 @@ class BotRunner:
         order, in one process.
 
         Returns the other processes' live claims (the new deliveries go to them), and the
-        bots whose pending deliveries nobody held (a process died, or stopped and gave them
-        up): this process claims those here, and must read them back before it runs the
-        new ones (:meth:`notify`). The conversation's row is locked first, so that the
-        recording transactions of one conversation take turns.
+        bots whose pending deliveries this process must read back before it runs the new
+        ones (:meth:`notify`):
+
+        - those nobody held (a process died, or stopped and gave them up), which it claims
+          here;
+        - those it holds itself: another process may have recorded some for it whose
+          wake-up has not come yet. Handed over without reading them back, the new ones ran
+          first, and the older ones once woken, after them (CI, under load), or at the next
+          poll, since a read skips what is older than the last delivery run.
+
+        The conversation's row is locked first, so that the recording transactions of one
+        conversation take turns: what another process recorded before is committed, and
+        read back.
         """
         await conv_repo.take_turns(conn, conversation_id)
         held: dict[str, Claim] = {}
-        taken: set[str] = set()
+        read_back: set[str] = set()
         for bot_id in bot_participant_ids:
             claim = await outbox.holder(conn, bot_id, now=now)
             if claim is not None and claim.owner != self.owner:
                 held[bot_id] = claim
-            elif claim is None and (
-                count := await outbox.claim_bot_lapsed(conn, bot_id, self.claim(now), now=now)
-            ):
-                taken.add(bot_id)
+            elif claim is not None:
+                read_back.add(bot_id)
+            elif count := await outbox.claim_bot_lapsed(conn, bot_id, self.claim(now), now=now):
+                read_back.add(bot_id)
                 # (Rare: what a process left, stopping or dying. Logged in the transaction:
                 # should its commit fail, which is logged too, nothing was taken.)
                 log.info(
@@ -360,7 +369,7 @@ class BotRunner:
                     participant_id=bot_id,
                     deliveries=count,
                 )
-        return held, taken
+        return held, read_back
 
     async def start(self) -> None:
         """Resume the pending deliveries a previous run left behind: all of them when this
