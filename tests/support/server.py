@@ -21,6 +21,12 @@ class LiveServer:
     app: FastAPI
     settings: Settings
     port: int
+    uvicorn: uvicorn.Server
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests being served now (their heads read, their answers not finished)."""
+        return len(self.uvicorn.server_state.tasks)
 
     @property
     def base_url(self) -> str:
@@ -52,5 +58,6 @@ async def live_server(settings: Settings, *, port: int = 0) -> AsyncIterator[Liv
         lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    async with serving(uvicorn.Server(config)) as bound:
-        yield LiveServer(app, settings, bound)
+    server = uvicorn.Server(config)
+    async with serving(server) as bound:
+        yield LiveServer(app, settings, bound, server)

@@ -116,6 +116,9 @@ async def test_any_request_cut_by_a_stop_is_told_to_try_again(
             ).encode()
         )
         await writer.drain()
+        # (Read by the server first: a stop closes a connection whose request has not begun,
+        # and one with bytes unread is reset. Seen once in a full run, under load.)
+        await until(lambda: server.requests == 1)
         # The block ends: the server stops with the request waiting for the rest of its body.
     try:
         received = await asyncio.wait_for(reader.read(), 10)
