@@ -109,3 +109,48 @@ async def test_off_unless_asked_for(make_settings: SettingsFactory) -> None:
         response = await http.get("/metrics")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
+
+
+async def test_http_requests_are_counted_by_method_and_status(
+    make_settings: SettingsFactory, people: Any
+) -> None:
+    """Every HTTP request counts once, by its method and the status it was answered with
+    (the refusals of the middlewares and the error handlers too), and is timed."""
+    async with live_server(make_settings(metrics=True)) as server:
+        before = await scrape(server)
+        alice = people(server)
+        assert (await alice.create(nickname="alice")).status_code == 201
+        assert (await alice.post(type="Q", text="hi")).status_code == 400
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            assert (await http.get("/api/chat/conversations/nobody/")).status_code in (403, 404)
+            assert (await http.request("PROPFIND", "/health")).status_code == 405
+        after = await scrape(server)
+    assert grew(before, after, "tertulia_http_requests_total", method="POST", status="201") == 1
+    assert grew(before, after, "tertulia_http_requests_total", method="POST", status="400") == 1
+    assert grew(before, after, "tertulia_http_requests_total", method="other", status="405") == 1
+    counted = sum(
+        value(after, name, **dict(labels)) - value(before, name, **dict(labels))
+        for name, labels in after
+        if name == "tertulia_http_requests_total"
+    )
+    # (the first scrape is counted once it is answered: in the second, not the first)
+    timed = grew(before, after, "tertulia_http_request_seconds_count")
+    assert counted == timed == 5
+
+
+async def test_websocket_closes_are_counted_by_code(
+    make_settings: SettingsFactory, people: Any
+) -> None:
+    """A socket that ends counts once, by its close code: the client's, or the server's."""
+    async with live_server(make_settings(metrics=True)) as server:
+        before = await scrape(server)
+        alice = people(server)
+        assert (await alice.create(nickname="alice")).status_code == 201
+        socket = await alice.connect()
+        await socket.close()
+
+        async def counted() -> bool:
+            now = await scrape(server)
+            return grew(before, now, "tertulia_websockets_closed_total", code="1000") == 1
+
+        await until(counted)

@@ -311,5 +311,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_age=86400,
         )
     app.add_middleware(HostCheck, allowed=settings.allowed_hosts)  # before all that reads Host
-    app.add_middleware(StopCancellations)  # outermost: whatever a cancellation cut short
+    app.add_middleware(StopCancellations)  # whatever a cancellation cut short
+    if settings.metrics:
+        app.add_middleware(metrics.RequestMetrics)  # outermost: every answer counts
     return app

@@ -54,7 +54,7 @@ from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Participant
 from tertulia.domain.routing import socket_tags
 from tertulia.errors import ConversationGone, ServiceUnavailable, TertuliaError, ValidationFailed
-from tertulia.metrics import WEBSOCKETS_OPEN
+from tertulia.metrics import WEBSOCKETS_OPEN, socket_closed
 from tertulia.outgoing import (
     CLOSE_GONE,
     CLOSE_REASONS,
@@ -423,6 +423,7 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
         if websocket.application_state == WebSocketState.CONNECTING:
             await websocket.accept()
         await _close(websocket, CLOSE_SLOW, unavailable(exc))
+        socket_closed(CLOSE_SLOW)
 
 
 async def _open(websocket: WebSocket, conversation_id: str) -> None:
@@ -444,6 +445,7 @@ async def _open(websocket: WebSocket, conversation_id: str) -> None:
         bound.info("socket refused: too many open for its participant")
         await websocket.accept()
         await _close(websocket, CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON)
+        socket_closed(CLOSE_TOO_MANY)
         return
     try:
         copies = None
@@ -487,10 +489,12 @@ async def _serve(
         # (Redis out of reach: an outage, 1013, and its client reconnects after its backoff)
         svc.outages.warning(bound, f"{exc.service} unreachable; socket closed", error=exc.reason)
         await _close(websocket, CLOSE_SLOW, unavailable(exc))
+        socket_closed(CLOSE_SLOW)
         return
     except Exception:
         bound.exception("subscribing the socket failed")
         await _close(websocket, CLOSE_ERROR, "internal error")
+        socket_closed(CLOSE_ERROR)
         return
     sender = outbox.start(f"ws-send-{socket_id}")
     connected = False
@@ -578,6 +582,7 @@ async def _serve(
         # (uvicorn's "connection closed" never comes with its sans-I/O protocol, and has
         # no ids: this is the one line of a socket's end)
         bound.info("socket closed", code=code, seconds=round(time.monotonic() - opened, 1))
+        socket_closed(code)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
