@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -16,6 +17,7 @@ import pytest
 
 from support.blab import Person
 from support.bots import watch_logs
+from support.drip import drip
 from support.server import LiveServer, live_server
 from tertulia.settings import Settings
 from tertulia.web import bodies
@@ -101,3 +103,72 @@ async def test_a_client_gone_mid_body_is_no_server_error(
         assert not logs.errors()
         # The server goes on, and the person's session with it.
         assert (await person.post(type="T", text="still here")).status_code == 201
+
+
+@pytest.fixture
+def demanding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bodies given 0.5 s, and a second more per 100 bytes (not 20 s and 500 bytes)."""
+    monkeypatch.setattr(bodies, "GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(bodies, "MIN_RATE", 100)
+
+
+def _head(server: LiveServer, person: Person, kind: str, length: int) -> bytes:
+    method, path, content_type, part = _requests(person)[kind]
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Cookie: sessionid={person.session}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode() + part
+
+
+@pytest.mark.parametrize("kind", ["message", "join"])
+async def test_a_body_dripping_in_is_cut_off_with_400(
+    demanding: None, make_settings: SettingsFactory, people: PersonFactory, kind: str
+) -> None:
+    """A byte every 50 ms (20 a second, under the 100 asked for) is never idle long enough
+    to count as stalled: it is given up once it falls behind the pace (module docstring of
+    web/bodies.py), well before its 1,000 bytes would have come (50 s). Before, it held
+    its request for as long as the client liked."""
+    async with live_server(make_settings()) as server:
+        person = people(server)
+        assert (await person.create(nickname="dora")).status_code == 201
+        with watch_logs() as logs:
+            head = _head(server, person, kind, 1000)
+            received = await drip(server.port, head, itertools.repeat(b"b"), every=0.05)
+        status_line, _, rest = received.partition(b"\r\n")
+        headers, _, body = rest.partition(b"\r\n\r\n")
+        assert status_line.split()[1] == b"400"
+        assert b"connection: close" in headers.lower()
+        assert orjson.loads(body) == {
+            "detail": "The request was too slow: its body came slower than 100 bytes a second.",
+            "code": "invalid",
+        }
+        assert [e["reason"] for e in logs.entries if e["event"] == "request body cut short"] == [
+            "too slow"
+        ]
+        assert not logs.errors()
+        assert (await person.post(type="T", text="still here")).status_code == 201
+
+
+async def test_a_body_at_a_steady_pace_is_taken_however_long(
+    demanding: None, make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A body that keeps ahead of the pace is taken, though it lasts well past the grace
+    time: 40 bytes every 50 ms (800 a second) for about 1.5 s."""
+    async with live_server(make_settings()) as server:
+        person = people(server)
+        assert (await person.create(nickname="dora")).status_code == 201
+        text = "a" * 1200
+        body = orjson.dumps({"type": "T", "text": text})
+        cid = person.conversation_id
+        head = (
+            f"POST /api/chat/conversations/{cid}/messages/ HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\nCookie: sessionid={person.session}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        pieces = [body[i : i + 40] for i in range(0, len(body), 40)]
+        received = await drip(server.port, head, pieces, every=0.05)
+        assert received.split(b"\r\n", 1)[0].split()[1] == b"201", received
+        history = (await person.history()).json()["results"]
+        assert any(m.get("text") == text for m in history)

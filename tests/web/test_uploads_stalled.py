@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import orjson
 import pytest
 
 from support.blab import Person
+from support.drip import drip
 from support.files import stored_files
 from support.server import LiveServer, live_server
 from support.waiting import until
@@ -75,3 +77,36 @@ async def test_a_stalled_upload_is_given_up_and_leaves_no_file(
     assert status_line.split()[1] == b"400"
     assert b"connection: close" in headers.lower()
     assert orjson.loads(body)["detail"].startswith("The upload stalled")
+
+
+async def test_an_upload_dripping_in_is_cut_off_and_leaves_no_file(
+    make_settings: SettingsFactory, people: PersonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose bytes come a few at a time, never idle long enough to count as stalled,
+    but slower than the pace asked for (here 100 bytes a second after 0.5 s): 400 with
+    ``Connection: close`` once it falls behind, and its spool file deleted. Before, it held
+    its request and its spool file for as long as the client kept dripping."""
+    monkeypatch.setattr(bodies, "GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(bodies, "MIN_RATE", 100)
+    async with live_server(make_settings()) as server:
+        person = people(server)
+        assert (await person.create(nickname="dora")).status_code == 201
+        start = (
+            b'--b\r\nContent-Disposition: form-data; name="type"\r\n\r\nA\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n"
+        )
+        head = (
+            f"POST /api/chat/conversations/{person.conversation_id}/messages/ HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\nCookie: sessionid={person.session}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+        ).encode()
+        received = await drip(server.port, head + start, itertools.repeat(b"\x01"), every=0.05)
+        status_line, _, rest = received.partition(b"\r\n")
+        headers, _, body = rest.partition(b"\r\n\r\n")
+        assert status_line.split()[1] == b"400"
+        assert b"connection: close" in headers.lower()
+        assert orjson.loads(body)["detail"] == (
+            "The upload was too slow: its body came slower than 100 bytes a second."
+        )
+        assert not _files(server)

@@ -8,7 +8,13 @@ multipart bodies are parsed only once they have been read whole within that cap.
 A client that goes away before its body ends, or stops sending without closing its
 connection (no byte for :data:`IDLE_SECONDS`), gets 400 with ``Connection: close`` (to a
 client gone, nobody): bad input like any other, not a server failure, and nothing waits
-for it until the server stops.
+for it until the server stops. So does one whose body drips in too slowly: a body may take
+:data:`GRACE_SECONDS`, and one second more for each :data:`MIN_RATE` bytes that arrived
+(Apache's ``mod_reqtimeout`` rule, ``body=20,MinRate=500``). Before, a byte every few
+seconds held a request (and a connection) for as long as the client liked: a JSON body's
+64 KiB, a byte every 10 s, for a week (chaos QA). Only the time spent waiting for the
+client counts: while the server is busy with what it read (an upload's writes to disk),
+the client's bytes wait in the buffers, and are not late.
 """
 
 from __future__ import annotations
@@ -30,10 +36,25 @@ log = structlog.get_logger(__name__)
 
 MAX_BODY = 64 * 1024  # JSON and form bodies; file uploads take another path
 IDLE_SECONDS = 60.0  # a body (of any kind) that sends nothing for this long is given up
+GRACE_SECONDS = 20.0  # a body may take this long, ...
+MIN_RATE = 500  # ... and a second more per this many bytes that arrived
 
 
 class BodyStalled(Exception):
     """Nothing of the body arrived for :data:`IDLE_SECONDS`."""
+
+    @property
+    def detail(self) -> str:
+        return f"nothing arrived for {IDLE_SECONDS:g} seconds."
+
+
+class BodyTooSlow(BodyStalled):
+    """The body arrived slower than :data:`MIN_RATE` bytes a second, after the first
+    :data:`GRACE_SECONDS`."""
+
+    @property
+    def detail(self) -> str:
+        return f"its body came slower than {MIN_RATE} bytes a second."
 
 
 class BodyReader:
@@ -45,6 +66,7 @@ class BodyReader:
         self._receive = request.receive
         self.ended = False
         self.read = 0
+        self.waited = 0.0  # seconds spent waiting for the client's next bytes
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body's chunks as they arrive.
@@ -52,13 +74,21 @@ class BodyReader:
         Raises:
             ClientDisconnect: the client went away before the end.
             BodyStalled: nothing arrived for :data:`IDLE_SECONDS`.
+            BodyTooSlow: the body came too slowly (module).
         """
+        clock = asyncio.get_running_loop().time
         while not self.ended:
+            allowed = GRACE_SECONDS + self.read / MIN_RATE - self.waited
+            if allowed <= 0:
+                raise BodyTooSlow()
+            started = clock()
             try:
-                async with asyncio.timeout(IDLE_SECONDS):
+                async with asyncio.timeout(min(IDLE_SECONDS, allowed)):
                     message = await self._receive()
             except TimeoutError:
-                raise BodyStalled() from None
+                raise (BodyStalled() if allowed >= IDLE_SECONDS else BodyTooSlow()) from None
+            finally:
+                self.waited += clock() - started
             if message["type"] != "http.request":
                 raise ClientDisconnect()
             self.ended = not message.get("more_body", False)
@@ -144,9 +174,10 @@ async def _read_capped(request: Request) -> bytes:
     except ClientDisconnect:
         log.info("request body cut short", path=request.url.path, reason="client gone")
         raise IncompleteBody("The request was interrupted: its body ended early.") from None
-    except BodyStalled:
+    except BodyTooSlow as exc:
+        log.info("request body cut short", path=request.url.path, reason="too slow")
+        raise IncompleteBody(f"The request was too slow: {exc.detail}") from None
+    except BodyStalled as exc:
         log.info("request body cut short", path=request.url.path, reason="stalled")
-        raise IncompleteBody(
-            f"The request stalled: nothing arrived for {IDLE_SECONDS:g} seconds."
-        ) from None
+        raise IncompleteBody(f"The request stalled: {exc.detail}") from None
     return b"".join(chunks)

@@ -36,7 +36,9 @@ A client that stops sending without closing its connection (a phone losing its n
 NAT dropping the flow: no FIN ever arrives) is given up after
 :data:`tertulia.web.bodies.IDLE_SECONDS` without a byte of the body: 400 with
 ``Connection: close``, and its spool file deleted. Without this,
-the request and a partial spool file would stay until the server stops.
+the request and a partial spool file would stay until the server stops. So is one whose
+body comes too slowly (:mod:`tertulia.web.bodies`: the time spent writing to disk does not
+count against the client).
 """
 
 from __future__ import annotations
@@ -72,8 +74,7 @@ from tertulia.files import (
     limit_for,
     stored_type,
 )
-from tertulia.web import bodies
-from tertulia.web.bodies import BodyReader, BodyStalled
+from tertulia.web.bodies import BodyReader, BodyStalled, BodyTooSlow
 from tertulia.web.deps import Membership, services
 from tertulia.web.responses import JSONBody
 
@@ -374,11 +375,10 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
         _discard(spool)
         error = ValidationFailed(detail="The upload was interrupted.")
         raise await _failed(request, error, body, None, gone=True) from None
-    except BodyStalled:
+    except BodyStalled as exc:
         _discard(spool)
-        error = ValidationFailed(
-            detail=f"The upload stalled: nothing arrived for {bodies.IDLE_SECONDS:g} seconds."
-        )
+        stalled = "was too slow" if isinstance(exc, BodyTooSlow) else "stalled"
+        error = ValidationFailed(detail=f"The upload {stalled}: {exc.detail}")
         raise await _failed(request, error, body, None, gone=True) from None
     except BaseException:
         _discard(spool)
