@@ -205,6 +205,9 @@ class ChatRegistry:
         self.broker = broker
         self.bots = bots
         single_process = settings.broker_url.startswith("memory://")
+        self.single_process = single_process
+        """The only process on the database (the in-memory broker): what it keeps of the
+        participants is always current. With several, another may change them."""
         self._unsubscribe_runner: Callable[[], None] | None = None
         self.runner = BotRunner(
             db,
@@ -735,9 +738,16 @@ class Chat:
     def public(self, message: Message) -> dict[str, Any]:
         return public_message(message, media_url=MEDIA_URL)
 
-    async def state(self) -> dict[str, Any]:
+    async def state(self, *, current: bool = False) -> dict[str, Any]:
         """The ``state`` frame's content: participants, name, and who is online (a socket
-        open, or closed less than the grace period ago: not left yet)."""
+        open, or closed less than the grace period ago: not left yet).
+
+        With several processes the participants are read again first, unless ``current``
+        (a use case read them in its own transaction): another process may have added some
+        or renamed one since, and a state frame replaces what every client shows. Before,
+        such a frame took a rename made through another process back (and left out who
+        joined through it, until someone unknown here came online).
+        """
         try:
             online = await self._services.broker.present(self.conversation.id)
         except BrokerUnavailable as exc:
@@ -750,9 +760,7 @@ class Chat:
             )
             online = set()
         online |= self._services.leaving(self.conversation.id)
-        if not online <= self._by_id.keys():
-            # Someone online whom this process does not know: they joined through another
-            # process (several behind one broker) since these participants were read.
+        if not current and not self._services.single_process:
             with contextlib.suppress(ConversationGone):  # (its deletion is told apart)
                 await self.refresh()
         return {
@@ -968,7 +976,7 @@ class Chat:
             await chat._store(conn, out, chat._system(SystemEvent.CONVERSATION_CREATED))
             for bot in participants[1:]:
                 await chat._store(conn, out, chat._system(SystemEvent.PARTICIPANT_JOINED, bot.id))
-            out.publish_state(participants, registry.accepts, state=await chat.state())
+            out.publish_state(participants, registry.accepts, state=await chat.state(current=True))
             if session_key is not None:
                 await session_repo.add_participation(conn, session_key, conversation.id, human_id)
         registry._remember(chat)
@@ -1003,9 +1011,10 @@ class Chat:
         )
         async with self._transaction() as (conn, out):
             # Participants are never removed, so their count is the next ordinal, and a
-            # count above what this process knows means another one added some.
+            # count above what this process knows means another one added some (or, with
+            # several processes, may have renamed some: read again whatever the count).
             ordinal = await conv_repo.count_participants(conn, self.conversation.id)
-            if ordinal != len(self.participants):
+            if ordinal != len(self.participants) or not self._services.single_process:
                 self.participants = await conv_repo.list_participants(conn, self.conversation.id)
             if ordinal >= self.settings.max_participants:
                 raise ValidationFailed(detail="This conversation is full.")
@@ -1015,7 +1024,8 @@ class Chat:
                 await session_repo.add_participation(
                     conn, session_key, self.conversation.id, participant_id
                 )
-            out.publish_state(self.participants, self._services.accepts, state=await self.state())
+            state = await self.state(current=True)
+            out.publish_state(self.participants, self._services.accepts, state=state)
         log.info(
             "participant joined",
             conversation_id=self.conversation.id,
@@ -1034,10 +1044,14 @@ class Chat:
         renamed = replace(participant, name=name)
         async with self._transaction() as (conn, out):
             await conv_repo.rename_participant(conn, participant.id, name)
-            self.participants = [
-                renamed if p.id == participant.id else p for p in self.participants
-            ]
-            out.publish_state(self.participants, self._services.accepts, state=await self.state())
+            if self._services.single_process:
+                self.participants = [
+                    renamed if p.id == participant.id else p for p in self.participants
+                ]
+            else:  # (what the others changed too, this rename among it)
+                self.participants = await conv_repo.list_participants(conn, self.conversation.id)
+            state = await self.state(current=True)
+            out.publish_state(self.participants, self._services.accepts, state=state)
         return renamed
 
     def bot_names(self) -> set[str]:

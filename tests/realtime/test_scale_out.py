@@ -178,3 +178,44 @@ async def test_state_frames_from_a_process_that_did_not_see_a_join_name_the_new_
         finally:
             await alice.close()
             await bob.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_state_frames_from_a_process_that_did_not_see_a_rename_have_the_new_name(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """alice, on the second process, renames herself; the first process's next ``state``
+    frame (bob leaving it, say) named her as before, and every client, hers too, took her
+    old name back (seen on the wire, as a race: the second process's frame may come last).
+    With several processes a state frame now reads the participants afresh."""
+    async with two_servers(database, tmp_path, presence_grace=0) as (one, two, _):
+        bob = Person(one.base_url, one.ws_url)
+        alice = Person(two.base_url, two.ws_url)
+        try:
+            created = await bob.create(nickname="bob", name="chat")
+            assert created.status_code == 201
+            bob_socket = await bob.connect()
+            assert (await alice.join(created.json()["id"], nickname="alice")).status_code == 200
+            await alice.connect()
+            await bob_socket.wait_for(lambda f: about(f, "participant-joined", alice))
+            renamed = await alice.http.patch(
+                f"/conversations/{alice.conversation_id}/participants/{alice.participant_id}/",
+                json={"name": "alicia"},
+            )
+            assert renamed.status_code == 200, renamed.text
+
+            def names(frame: dict[str, Any]) -> dict[str, str]:
+                return {p["id"]: p["name"] for p in frame["state"]["participants"]}
+
+            await bob_socket.wait_for(
+                lambda f: "state" in f and names(f)[alice.participant_id] == "alicia"
+            )
+            # The first process's next state frame (bob leaving, its bot at work: whichever
+            # comes), as it builds it:
+            chat = await one.registry.get(alice.conversation_id)
+            assert chat is not None
+            assert names({"state": await chat.state()})[alice.participant_id] == "alicia"
+        finally:
+            await alice.close()
+            await bob.close()
