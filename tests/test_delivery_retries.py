@@ -18,6 +18,7 @@ from support.managers import (
     GATE,
     INBOXES,
     OUTCOMES,
+    RETURNED,
     delivery_rows,
     start,
 )
@@ -36,6 +37,32 @@ async def say(socket: Socket, text: str) -> dict[str, Any]:
 def row_for(rows: list[Any], message_id: str) -> Any:
     (row,) = [r for r in rows if r.kind == "message" and r.payload["id"] == message_id]
     return row
+
+
+async def test_a_retried_send_returns_the_message_stored_the_first_time(
+    make_settings: Any, people: Any
+) -> None:
+    """A bot's retried delivery sends its offer again: ``send`` returns the offer stored by
+    the first attempt (its id, for the bot to keep), as a repeated ``local_id`` over REST
+    gets the stored message. Before, it returned None, and a bot keeping the offer's id
+    failed every retry with a TypeError (bot QA), its delivery failing for good."""
+    bots = {"Offer": {"module": OURS, "class": "OfferingFlakyBot", "retries": 2}}
+    async with live_server(make_settings(bots=bots)) as server:
+        alice, socket, ids = await start(server, people, ["Offer"])
+        sent = await say(socket, "choose")
+        offer = await socket.message(sender_id=ids["Offer"])
+        await server.registry.runner.idle()
+        assert ATTEMPTS[sent["id"]] == 2
+        first, again = RETURNED[sent["id"]]
+        assert first is not None
+        assert again is not None
+        assert again["id"] == first["id"] == offer["id"]
+        assert again["options"] == ["this", "that"]
+        (row,) = [r for r in await delivery_rows(server, ids["Offer"]) if r.kind == "message"
+                  and r.payload["id"] == sent["id"]]  # fmt: skip
+        assert row.status == "done"
+        texts = [m.get("text") for m in (await alice.history()).json()["results"]]
+        assert texts.count("Which?") == 1
 
 
 @pytest.mark.parametrize("manager", [None, "Manager"])

@@ -497,15 +497,16 @@ class ChatRegistry:
 
     async def send_from_bot(
         self, conversation_id: str, bot_participant_id: str, data: dict[str, Any]
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, Any]:
         chat = await self.get(conversation_id)
         if chat is None:  # (it was there when the bot's delivery was recorded: deleted since)
             raise ConversationGone()
         bot = await chat.participant(bot_participant_id)
         if bot is None:
             raise NotFound("participant not found")
-        result = await chat.submit(bot, data)
-        return None if result.duplicate else chat.public(result.message)
+        # A duplicate (a retried delivery's n-th send, whose local_id the first attempt
+        # used) is the message stored then: the bot keeps its id as it did the first time.
+        return chat.public((await chat.submit(bot, data)).message)
 
     def bot_working(self, conversation_id: str, bot_participant_id: str, working: bool) -> None:
         """A bot started or finished a delivery: people see it (:mod:`tertulia.working`).

@@ -172,8 +172,26 @@ class RecordingBot(Bot):
 
 ATTEMPTS: defaultdict[str, int] = defaultdict(int)
 DELIVERY_IDS: defaultdict[str, list[Any]] = defaultdict(list)
+RETURNED: defaultdict[str, list[Any]] = defaultdict(list)
+"""Message id -> what each attempt's ``send`` returned (:class:`OfferingFlakyBot`)."""
 """Message id -> the ``conversation_info.delivery_id`` of each FlakyBot attempt at it."""
 """Message id -> how many times :class:`FlakyBot` was called with it."""
+
+
+class OfferingFlakyBot(Bot):
+    """Offers options for each human text, keeps the offer's id in its state (as an options
+    bot or a manager must, to know the answer to it later), then raises on its first
+    attempt: the retry sends the same offer again, and needs what ``send`` returns."""
+
+    def receive_message(self, message: ChatMessage) -> None:
+        if not message.sent_by_human:
+            return
+        ATTEMPTS[message.id] += 1
+        offer = self.send(type="T", text="Which?", options=["this", "that"])
+        RETURNED[message.id].append(offer)
+        self.conversation_info.state["offer"] = offer["id"]
+        if ATTEMPTS[message.id] == 1:
+            raise RuntimeError("failing once, after the offer")
 
 
 class FlakyBot(Bot):

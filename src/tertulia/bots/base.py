@@ -24,7 +24,8 @@ SessionFactory = Callable[[], Awaitable[str]]
 """Stores a message as sent by the bot and returns its representation (PROTOCOL 5.1).
 
 Called from a worker thread (a synchronous bot) it blocks until the message is stored and
-returns the stored message as a dict, or ``None`` when it was a duplicate ``local_id``.
+returns the stored message as a dict; for a duplicate ``local_id`` (a retried delivery
+sending again what its first attempt sent), the message stored then.
 Called on the event loop (an asynchronous bot) it returns an awaitable of the same.
 Raises :class:`tertulia.errors.ValidationFailed` for invalid input.
 """

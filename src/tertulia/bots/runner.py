@@ -106,8 +106,9 @@ class BotHost(Protocol):
 
     async def send_from_bot(
         self, conversation_id: str, bot_participant_id: str, data: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Store a message sent by the bot; its representation, or None for a duplicate."""
+    ) -> dict[str, Any]:
+        """Store a message sent by the bot; its representation (for a duplicate, the
+        message stored the first time)."""
 
     def bot_working(self, conversation_id: str, bot_participant_id: str, working: bool) -> None:
         """A bot started or finished handling a delivery."""
