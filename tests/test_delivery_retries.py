@@ -232,6 +232,10 @@ async def test_a_configuration_error_is_not_retried(make_settings: Any, people: 
     given_up = [e for e in mine if e["event"] == "bot delivery failed for good"]
     assert len(calls) == len(given_up) >= 1  # (its joining too: one attempt each)
     assert all(e["bot"] == "Broken" and e["attempts"] == 1 for e in given_up)
+    # Each line names the delivery as its bot knows it too (its ``delivery_id``).
+    assert all(
+        e["delivery_id"] == delivery_id(ids["Broken"], e["delivery"]) for e in calls + given_up
+    )
 
 
 async def test_a_send_the_server_refuses_is_not_retried(make_settings: Any, people: Any) -> None:

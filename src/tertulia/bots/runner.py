@@ -204,11 +204,13 @@ def call_timeout(spec: BotSpec, cls: type) -> float:
 
 
 def _delivery_log(delivery: Delivery, bot: str | None = None) -> Any:
-    """A logger bound to a delivery's ids (made only when there is something to log)."""
+    """A logger bound to a delivery's ids (made only when there is something to log): its
+    row's key, and the ``delivery_id`` its bot was given, for the bot's author to find."""
     bound = log.bind(
         conversation_id=delivery.conversation_id,
         participant_id=delivery.bot_participant_id,
         delivery=delivery.pk,
+        delivery_id=delivery_id(delivery.bot_participant_id, delivery.pk),
     )
     return bound.bind(bot=bot) if bot is not None else bound
 
