@@ -267,6 +267,8 @@ async def test_a_delivery_another_process_recorded_runs_before_this_ones_later_o
         async def settled() -> bool:  # (the join messages' deliveries are done)
             return all(r.status != "pending" for r in await delivery_rows(two, bot_id))
 
+        for socket in (alice, bob):  # (their sockets' joins stored: each has its state)
+            await socket.wait_for(lambda f: "state" in f)
         await until(settled)
         first = await bob.message(local_id=await bob.say("first"))
         await until(lambda: runner_bots.CALLS[bot_id] == ["first"])  # running here
