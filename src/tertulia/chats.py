@@ -974,9 +974,17 @@ class Chat:
                 await session_repo.insert_session(conn, new_session, now=conversation.created_at)
             await conv_repo.insert_conversation(conn, conversation)
             await conv_repo.insert_participants(conn, participants, first_ordinal=0)
-            await chat._store(conn, out, chat._system(SystemEvent.CONVERSATION_CREATED))
+            last = await chat._store(conn, out, chat._system(SystemEvent.CONVERSATION_CREATED))
             for bot in participants[1:]:
-                await chat._store(conn, out, chat._system(SystemEvent.PARTICIPANT_JOINED, bot.id))
+                last = await chat._store(
+                    conn, out, chat._system(SystemEvent.PARTICIPANT_JOINED, bot.id)
+                )
+            for bot in chat._bots_triggered():
+                # Its first socket, when it does not say where it resumes (BLAB's library
+                # never does), starts where its trigger goes, as a call-back's does: what
+                # people write while it is on its way reaches it (tertulia.recall).
+                copies = 0 if chat.takes_copies(bot) else None
+                await conv_repo.hold_resume_point(conn, bot.id, last.seq or 0, copies)
             out.publish_state(participants, registry.accepts, state=await chat.state(current=True))
             if session_key is not None:
                 await session_repo.add_participation(conn, session_key, conversation.id, human_id)

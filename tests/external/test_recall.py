@@ -246,8 +246,9 @@ async def test_after_a_restart_a_bot_that_does_not_reconnect_is_called_back_at_o
 async def test_a_recall_not_answered_keeps_its_resume_point(
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:
-    """The bot's program is still down at the first recall: the next one starts it at the
-    first message that called it, so it misses none written while it was away."""
+    """The bot came and went; its program is still down at the first recall: the next one
+    starts it at the first message that called it, so it misses none written while it was
+    away."""
     recorder = Recorder()
     async with serve(recorder) as url:
         settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=0.001)
@@ -256,13 +257,17 @@ async def test_a_recall_not_answered_keeps_its_resume_point(
             assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
             (first,) = await recorder.wait_for(1)
             room = await alice.connect(after=0)
+            bot = await as_bot(server, people, first).connect()
+            await bot.state()
+            await bot.close()
+            await room.message(event="participant-left")
             one = await room.message(local_id=await room.say("one"))
             await recorder.wait_for(2)
             await room.message(local_id=await room.say("two"))
-            third = (await recorder.wait_for(3))[2].json()
-            assert third["after"] == one["seq"] - 1
-            bot = await as_bot(server, people, first).connect()  # (an older session: any)
-            assert (await bot.message(id=one["id"]))["text"] == "one"
+            third = await recorder.wait_for(3)
+            assert third[2].json()["after"] == one["seq"] - 1
+            back = await as_bot(server, people, third[2]).connect()
+            assert (await back.message(id=one["id"]))["text"] == "one"
 
 
 async def test_a_bot_back_after_a_restart_is_announced(
@@ -364,3 +369,28 @@ async def test_a_bot_whose_trigger_failed_is_called_back_by_the_next_message(
             assert second.json()["after"] < m1["seq"]
             bot = await as_bot(server, people, second).connect()
             assert (await bot.message(id=m1["id"]))["text"] == "m1"
+
+
+async def test_a_bot_on_its_way_answers_what_was_written_since_its_trigger(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """alice writes while the bot, triggered at the creation, is still on its way (BLAB's
+    library builds its conversation first): its first socket, saying nothing, starts where
+    its trigger went, as a call-back's does, so that message reaches it, once, and the next
+    one too (before: it started live, and the first message was never answered)."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_recall=3600)
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            (first,) = await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            quick = await room.message(local_id=await room.say("quick question"))
+            bot = await as_bot(server, people, first).connect()
+            assert (await bot.message(id=quick["id"]))["text"] == "quick question"
+            later = await room.message(local_id=await room.say("second question"))
+            await bot.message(id=later["id"])
+            said = [m["text"] for m in bot.messages() if m.get("sender_id") == alice.participant_id]
+            assert said == ["quick question", "second question"]
+            assert len(recorder.requests) == 1, "on its way: not called back"

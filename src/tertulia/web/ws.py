@@ -472,8 +472,8 @@ async def _serve(
     bound: Any,
 ) -> None:
     """The accepted socket's life: subscribe, connect, first frames, receive, clean up.
-    A bot called back that does not say where it resumes (BLAB's library) starts where its
-    recall said (:mod:`tertulia.recall`)."""
+    A triggered bot that does not say where it resumes (BLAB's library) starts where its
+    trigger or recall said (:mod:`tertulia.recall`)."""
     svc = services(websocket)
     socket_id = new_id()
     outbox = Outbox(websocket, socket_tags(participant), svc.settings.ws_send_queue, log=bound)
