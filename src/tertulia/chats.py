@@ -62,6 +62,7 @@ from tertulia.outgoing import (
     conversation_deleted,
     message_frame,
     redirected,
+    sessions_ended,
     state_frame,
 )
 from tertulia.realtime.broker import Broker, Event
@@ -104,6 +105,9 @@ KNOWN_IDS = 128
 # (LookupError). Only then is the conversation looked up (ChatRegistry.deleted).
 GONE_HINTS = (Conflict, LookupError)
 HISTORY_PAGES = 256  # history pages kept for repeated requests (see HistoryPages)
+TRIGGER_SESSION_WINDOW = 600.0
+"""Seconds a trigger's session lasts until its bot first uses it (then
+``bot_session_max_age``): one whose trigger failed, or whose bot never came, lapses soon."""
 
 
 def state_delay(participants: int) -> float:
@@ -456,6 +460,9 @@ class ChatRegistry:
             async def new_session() -> str:
                 return await self.new_bot_session(conversation_id, bot_participant_id)
 
+            async def trigger_session() -> str:
+                return await self.new_bot_session(conversation_id, bot_participant_id, trigger=True)
+
             async def recent_messages(n: int) -> list[dict[str, Any]]:
                 found = await self.get(conversation_id)
                 if found is None or n <= 0:
@@ -473,26 +480,47 @@ class ChatRegistry:
                 new_session=new_session,
                 recent_messages=recent_messages,
                 connected=connected,
+                trigger_session=trigger_session,
             )
         return BotContext(
             bot_name=bot.bot_name, participants=chat.public_participants(), services=services
         )
 
-    async def new_bot_session(self, conversation_id: str, bot_participant_id: str) -> str:
+    async def new_bot_session(
+        self, conversation_id: str, bot_participant_id: str, *, trigger: bool = False
+    ) -> str:
         """A session for an external bot: valid in its own conversation only, lapsing after
-        ``bot_session_max_age`` idle seconds or when the conversation ends."""
+        ``bot_session_max_age`` idle seconds or when the conversation ends.
+
+        A ``trigger``'s session (a WebSocket bot's) is the bot's only one: it ends those
+        the bot's earlier triggers handed out, and their sockets close at once, on every
+        process, so that one instance of the bot talks (a trigger retried after its POST
+        timed out had started the bot all the same, and both instances answered). Until
+        the bot first uses it, it lasts :data:`TRIGGER_SESSION_WINDOW` seconds at most.
+        """
         now = utcnow()
+        lifetime: float = self.settings.bot_session_max_age
+        if trigger:
+            lifetime = min(lifetime, TRIGGER_SESSION_WINDOW)
+        ended: list[str] = []
         async with self.db.write() as conn:
+            if trigger:
+                ended = await session_repo.end_bot_participant_sessions(
+                    conn, bot_participant_id, now=now
+                )
             session = await session_repo.create_session(
                 conn,
                 new_session_key(),
                 now=now,
-                expires_at=now + timedelta(seconds=self.settings.bot_session_max_age),
+                expires_at=now + timedelta(seconds=lifetime),
                 bot_conversation_id=conversation_id,
             )
             await session_repo.add_participation(
                 conn, session.key, conversation_id, bot_participant_id
             )
+        if ended:
+            # (a socket that subscribes after this reads its session again: refused)
+            await self.broker.publish(conversation_id, [sessions_ended(ended)])
         return session.key
 
     async def send_from_bot(

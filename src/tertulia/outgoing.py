@@ -23,6 +23,7 @@ from tertulia.domain.routing import (
     bot_recipients,
     message_audience,
     participant_tag,
+    session_tag,
 )
 from tertulia.errors import ConversationGone, TertuliaError
 from tertulia.realtime.broker import Event
@@ -32,9 +33,10 @@ Accepts = Callable[[Participant, str, dict[str, Any]], bool]
 """Whether a bot participant's class wants a delivery: (bot, kind, payload) -> bool."""
 
 CLOSE_GONE = 4404  # a deleted conversation's sockets close with this (as a refused handshake)
+CLOSE_SESSION_ENDED = 4403  # (as the handshake a lapsed session gets: refused, HTTP 403)
 
 
-CLOSE_REASONS = {CLOSE_GONE: "conversation deleted"}
+CLOSE_REASONS = {CLOSE_GONE: "conversation deleted", CLOSE_SESSION_ENDED: "session ended"}
 
 
 def conversation_deleted() -> Event:
@@ -42,6 +44,16 @@ def conversation_deleted() -> Event:
     :data:`CLOSE_GONE`: the conversation was deleted (``tertulia delete``). An older
     process that does not know the order sends its frame instead: an ``error`` frame."""
     return Event(EVERYONE, refusal_frame(ConversationGone()), close=CLOSE_GONE)
+
+
+def sessions_ended(keys: Sequence[str]) -> Event:
+    """The order to the sockets open on these (bot) sessions, in every process, to close
+    with :data:`CLOSE_SESSION_ENDED`: a newer trigger replaced them. An older process
+    that does not know the order has no socket with these tags: nobody gets its frame."""
+    audience = frozenset(session_tag(key) for key in keys)
+    return Event(
+        audience, error_frame("session_ended", "Session ended."), close=CLOSE_SESSION_ENDED
+    )
 
 
 def redirected(public: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:

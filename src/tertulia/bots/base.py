@@ -44,12 +44,16 @@ class BotServices:
             messages people can see, oldest first, as wire representations (PROTOCOL 5.1).
         connected: ``await connected()``: whether this bot has a socket open now (on any
             server process).
+        trigger_session: as ``new_session``, for a trigger (a WebSocket bot's): it ends
+            the sessions the bot's earlier triggers handed out, and their sockets, and
+            lasts a short while until the bot uses it.
     """
 
     http: Any
     new_session: SessionFactory
     recent_messages: RecentMessages | None = None
     connected: Callable[[], Awaitable[bool]] | None = None
+    trigger_session: SessionFactory | None = None
 
 
 @dataclass(slots=True)

@@ -2,12 +2,14 @@
 
 A published event carries a set of tags; a socket receives it when its own tags meet that
 set. Tags: ``humans`` (every human socket), ``bots`` (every bot socket, the manager's
-included), ``manager`` (the manager's sockets), ``p:<participant id>`` (one participant).
+included), ``manager`` (the manager's sockets), ``p:<participant id>`` (one participant),
+``s:<digest>`` (a bot's sockets open on one session: :func:`session_tag`).
 The same rules choose the internal bots a message is delivered to.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from tertulia.domain.model import Message, Participant
@@ -20,6 +22,12 @@ EVERYONE = frozenset({HUMANS, BOTS})
 
 def participant_tag(participant_id: str) -> str:
     return f"p:{participant_id}"
+
+
+def session_tag(key: str) -> str:
+    """The tag of the bot sockets open on the session ``key``: a digest, since the key is
+    a bearer secret and tags travel through the broker (Redis)."""
+    return "s:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def socket_tags(participant: Participant) -> frozenset[str]:

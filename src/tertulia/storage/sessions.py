@@ -32,6 +32,20 @@ _EXPIRE_BOTS = (
     .where(sessions.c.bot_conversation_id == bindparam("conversation_id"))
     .values(expires_at=bindparam("now"))
 )
+# A bot participant's sessions still valid (each of its triggers hands out one).
+_OF_BOT_PARTICIPANT = (
+    sessions.c.key.in_(
+        select(session_participations.c.session_key).where(
+            session_participations.c.participant_id == bindparam("participant_id")
+        )
+    ),
+    sessions.c.bot_conversation_id.is_not(None),
+    sessions.c.expires_at > bindparam("now"),
+)
+_BOT_PARTICIPANT_SESSIONS = select(sessions.c.key).where(*_OF_BOT_PARTICIPANT)
+_END_BOT_PARTICIPANT_SESSIONS = (
+    update(sessions).where(*_OF_BOT_PARTICIPANT).values(expires_at=bindparam("now"))
+)
 # A batch of expired sessions, the same in both statements of one purge (ordered by key).
 _EXPIRED = (
     select(sessions.c.key)
@@ -144,6 +158,17 @@ async def add_participation(
 async def expire_bot_sessions(conn: Connection, conversation_id: str, *, now: datetime) -> None:
     """End the sessions handed to external bots of a conversation (it has ended)."""
     await conn.execute(_EXPIRE_BOTS, {"conversation_id": conversation_id, "now": now})
+
+
+async def end_bot_participant_sessions(
+    conn: Connection, participant_id: str, *, now: datetime
+) -> list[str]:
+    """End the valid sessions handed to one bot participant; returns their keys."""
+    params = {"participant_id": participant_id, "now": now}
+    keys = [row.key for row in await conn.execute(_BOT_PARTICIPANT_SESSIONS, params)]
+    if keys:
+        await conn.execute(_END_BOT_PARTICIPANT_SESSIONS, params)
+    return keys
 
 
 async def purge_expired(conn: Connection, *, now: datetime, limit: int = 1000) -> int:

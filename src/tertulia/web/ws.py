@@ -28,6 +28,8 @@ handshake is accepted (refusals are HTTP 403). Then:
 - A conversation deleted while its sockets are open (``tertulia delete``) closes them with
   4404, as soon as the deletion is announced (by the CLI through a Redis broker) or found
   (a write of this process failing on it).
+- A bot's socket open on a session that a newer trigger of the bot ended (one instance of
+  the bot talks: chats.ChatRegistry.new_bot_session) closes with 4403 at once.
 - A bad frame is answered with ``{"error": {"code", "detail", "local_id"}}`` (``detail`` a
   text; field errors under ``errors``, a throttled message's wait under ``retry_after``)
   and the socket stays open; frames over the size cap close it with 1009 (uvicorn's
@@ -52,12 +54,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from tertulia.chats import Chat
 from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Participant
-from tertulia.domain.routing import socket_tags
+from tertulia.domain.routing import session_tag, socket_tags
 from tertulia.errors import ConversationGone, ServiceUnavailable, TertuliaError, ValidationFailed
 from tertulia.metrics import WEBSOCKETS_OPEN, socket_closed
 from tertulia.outgoing import (
     CLOSE_GONE,
     CLOSE_REASONS,
+    CLOSE_SESSION_ENDED,
     error_frame,
     message_frame,
     refusal_frame,
@@ -68,7 +71,7 @@ from tertulia.web.deps import check_message_rate, services
 from tertulia.web.origins import Origins
 from tertulia.web.params import whole_number
 from tertulia.web.responses import JSONBody, refuse
-from tertulia.web.sessions import SessionWatch
+from tertulia.web.sessions import SessionWatch, cookie_key
 from tertulia.web.socketcap import CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON
 from tertulia.web.wsprotocol import SERVER_STOPPING
 
@@ -76,7 +79,6 @@ log = structlog.get_logger(__name__)
 CLOSE_SLOW = 1013
 CLOSE_ERROR = 1011
 CLOSE_MISSED = 1012  # "service restart": the broker lost events; reconnect to catch up
-CLOSE_SESSION_ENDED = 4403  # (as the handshake a lapsed session gets: refused, HTTP 403)
 CLOSE_TIMEOUT = 5.0
 # Messages a resuming socket reads, and holds, at a time: about 250 KB of 1,000-character
 # messages (a 10,000-message replay took as long in batches of 200 as of 1,000).
@@ -476,7 +478,11 @@ async def _serve(
     trigger or recall said (:mod:`tertulia.recall`)."""
     svc = services(websocket)
     socket_id = new_id()
-    outbox = Outbox(websocket, socket_tags(participant), svc.settings.ws_send_queue, log=bound)
+    tags = socket_tags(participant)
+    key = cookie_key(websocket) if participant.is_bot else None
+    if key is not None:
+        tags |= {session_tag(key)}  # (a newer trigger's session closes it: ChatRegistry)
+    outbox = Outbox(websocket, tags, svc.settings.ws_send_queue, log=bound)
     # Live frames wait until the socket's first ones are written (the replay of ?after=N,
     # or the latest message), and those the first ones already carry are dropped: seq
     # order, no duplicate, whatever is committed while they are read.
@@ -501,6 +507,12 @@ async def _serve(
     opened = time.monotonic()
     code: int | None = None  # how it closed, when known (a client's code, or ours)
     try:
+        if key is not None and await svc.sessions.load(websocket) is None:
+            # Ended by a newer trigger as this socket opened: its order to close may have
+            # gone before the subscription, but not before the session ended.
+            bound.info("socket closed: its session has ended")
+            outbox.close(CLOSE_SESSION_ENDED, CLOSE_REASONS[CLOSE_SESSION_ENDED])
+            return
         joined = await chat.connect(participant, socket_id)
         connected = True
         if after is None:

@@ -1,0 +1,107 @@
+"""One live instance of a WebSocket bot: each trigger's session ends the ones its bot's
+earlier triggers handed out (a retry after a trigger timed out, a call-back), and a session
+the bot never used lapses soon (PROTOCOL 6.3; bots QA, A4)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from websockets.exceptions import InvalidStatus
+
+from external.fakes import PersonFactory, Recorder, SettingsFactory, bot_id, external_bot, serve
+from support.blab import Person
+from support.server import LiveServer, live_server
+from tertulia.domain.times import utcnow
+from tertulia.storage.tables import sessions
+
+
+def as_bot(server: LiveServer, people: PersonFactory, body: dict[str, Any]) -> Person:
+    """A client with the session a trigger handed the bot."""
+    bot = people(server)
+    bot.http.cookies.set("sessionid", body["session"], domain="127.0.0.1")
+    bot.conversation_id = body["conversation_id"]
+    bot.participant_id = body["bot_participant_id"]
+    return bot
+
+
+async def expiry(server: LiveServer, key: str) -> Any:
+    async with server.registry.db.read() as conn:
+        found = await conn.execute(select(sessions.c.expires_at).where(sessions.c.key == key))
+        return found.scalar_one()
+
+
+async def test_a_retried_trigger_ends_the_session_of_the_attempt_before_it(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """The first attempt reached the bot but failed (a 503 here; in QA, an answer later
+    than the 5 s timeout, the bot starting all the same): the retry hands out a new
+    session, and the first one no longer opens a socket, so only the retry's instance
+    talks (before: both connected, and every greeting and answer came twice)."""
+    recorder = Recorder()
+    refusals = 1
+
+    async def busy_at_first(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal refusals
+        status = 503 if refusals else 200
+        refusals = max(refusals - 1, 0)
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    recorder.app = busy_at_first
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url, retries=1)})
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            first, second = (r.json() for r in await recorder.wait_for(2))
+            assert first["session"] != second["session"]
+            with pytest.raises(InvalidStatus) as refused:
+                await as_bot(server, people, first).connect()
+            assert refused.value.response.status_code == 403
+            bot = await as_bot(server, people, second).connect()
+            await bot.state()
+
+
+async def test_a_new_trigger_session_closes_a_socket_open_on_an_older_one(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A bot's socket opened on an earlier trigger's session just as a newer trigger went
+    (after that trigger found no socket): the socket is closed with 4403, at once."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)})
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            (first,) = await recorder.wait_for(1)
+            bot = await as_bot(server, people, first.json()).connect()
+            await bot.state()
+            ext = bot_id(created.json(), "Ext")
+            newer = await server.registry.new_bot_session(
+                alice.conversation_id or "", ext, trigger=True
+            )
+            assert await bot.closed_with() == 4403
+            await as_bot(server, people, {**first.json(), "session": newer}).connect()
+
+
+async def test_a_trigger_session_lasts_a_short_while_until_the_bot_uses_it(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A trigger's session, never used (the trigger failed, or the bot never came), lapses
+    within minutes, not after bot_session_max_age (a day here); the bot's first socket
+    renews it to bot_session_max_age."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_session_max_age=86_400)
+        async with live_server(settings) as server:
+            alice = people(server)
+            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
+            (first,) = await recorder.wait_for(1)
+            key = first.json()["session"]
+            assert await expiry(server, key) <= utcnow() + timedelta(hours=1)
+            bot = await as_bot(server, people, first.json()).connect()
+            await bot.state()
+            assert await expiry(server, key) > utcnow() + timedelta(hours=23)
