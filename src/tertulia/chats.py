@@ -460,8 +460,14 @@ class ChatRegistry:
             async def new_session() -> str:
                 return await self.new_bot_session(conversation_id, bot_participant_id)
 
+            handed: list[str] = []  # by this delivery's trigger attempts so far
+
             async def trigger_session() -> str:
-                return await self.new_bot_session(conversation_id, bot_participant_id, trigger=True)
+                key = await self.new_bot_session(
+                    conversation_id, bot_participant_id, trigger=True, replacing=handed
+                )
+                handed.append(key)
+                return key
 
             async def recent_messages(n: int) -> list[dict[str, Any]]:
                 found = await self.get(conversation_id)
@@ -487,16 +493,23 @@ class ChatRegistry:
         )
 
     async def new_bot_session(
-        self, conversation_id: str, bot_participant_id: str, *, trigger: bool = False
+        self,
+        conversation_id: str,
+        bot_participant_id: str,
+        *,
+        trigger: bool = False,
+        replacing: Sequence[str] = (),
     ) -> str:
         """A session for an external bot: valid in its own conversation only, lapsing after
         ``bot_session_max_age`` idle seconds or when the conversation ends.
 
-        A ``trigger``'s session (a WebSocket bot's) is the bot's only one: it ends those
-        the bot's earlier triggers handed out, and their sockets close at once, on every
-        process, so that one instance of the bot talks (a trigger retried after its POST
-        timed out had started the bot all the same, and both instances answered). Until
-        the bot first uses it, it lasts :data:`TRIGGER_SESSION_WINDOW` seconds at most.
+        A ``trigger``'s session (a WebSocket bot's) lasts :data:`TRIGGER_SESSION_WINDOW`
+        seconds at most until the bot first uses it. A retry of a trigger ends the
+        sessions its earlier attempts handed out (``replacing``), and their sockets close at
+        once, on every process: a trigger retried after its POST timed out had started the
+        bot all the same, and both instances answered. Other triggers (a call-back) leave
+        the bot's session alone: a bot that reconnects (the SDK) keeps it until the trigger
+        hands it the new one, and was refused in between.
         """
         now = utcnow()
         lifetime: float = self.settings.bot_session_max_age
@@ -504,10 +517,8 @@ class ChatRegistry:
             lifetime = min(lifetime, TRIGGER_SESSION_WINDOW)
         ended: list[str] = []
         async with self.db.write() as conn:
-            if trigger:
-                ended = await session_repo.end_bot_participant_sessions(
-                    conn, bot_participant_id, now=now
-                )
+            if replacing:
+                ended = await session_repo.end_bot_sessions(conn, replacing, now=now)
             session = await session_repo.create_session(
                 conn,
                 new_session_key(),

@@ -48,7 +48,7 @@ def conversation_deleted() -> Event:
 
 def sessions_ended(keys: Sequence[str]) -> Event:
     """The order to the sockets open on these (bot) sessions, in every process, to close
-    with :data:`CLOSE_SESSION_ENDED`: a newer trigger replaced them. An older process
+    with :data:`CLOSE_SESSION_ENDED`: a retry of their trigger replaced them. An older process
     that does not know the order has no socket with these tags: nobody gets its frame."""
     audience = frozenset(session_tag(key) for key in keys)
     return Event(

@@ -1,6 +1,7 @@
-"""One live instance of a WebSocket bot: each trigger's session ends the ones its bot's
-earlier triggers handed out (a retry after a trigger timed out, a call-back), and a session
-the bot never used lapses soon (PROTOCOL 6.3; bots QA, A4)."""
+"""One live instance of a WebSocket bot: a retried trigger's session ends the ones its
+earlier attempts handed out (a retry after a trigger timed out), a call-back's leaves the
+bot's session alone, and a session the bot never used lapses soon (PROTOCOL 6.3; bots QA,
+A4)."""
 
 from __future__ import annotations
 
@@ -65,11 +66,11 @@ async def test_a_retried_trigger_ends_the_session_of_the_attempt_before_it(
             await bot.state()
 
 
-async def test_a_new_trigger_session_closes_a_socket_open_on_an_older_one(
+async def test_a_retried_trigger_closes_a_socket_open_on_an_earlier_attempts_session(
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:
-    """A bot's socket opened on an earlier trigger's session just as a newer trigger went
-    (after that trigger found no socket): the socket is closed with 4403, at once."""
+    """A bot's socket opened on a trigger attempt's session just as a retry went (the retry
+    found no socket yet): the socket is closed with 4403, at once."""
     recorder = Recorder()
     async with serve(recorder) as url:
         settings = make_settings(bots={"Ext": external_bot(url)})
@@ -81,10 +82,30 @@ async def test_a_new_trigger_session_closes_a_socket_open_on_an_older_one(
             await bot.state()
             ext = bot_id(created.json(), "Ext")
             newer = await server.registry.new_bot_session(
-                alice.conversation_id or "", ext, trigger=True
+                alice.conversation_id or "", ext, trigger=True, replacing=[first.json()["session"]]
             )
             assert await bot.closed_with() == 4403
             await as_bot(server, people, {**first.json(), "session": newer}).connect()
+
+
+async def test_a_call_back_leaves_the_bots_session_valid(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A call-back's trigger (a new delivery, not a retry) hands out a session and ends
+    none: the SDK, reconnecting on its session while the call-back was on its way, was
+    refused (403) and left, and the message that called it back was never answered
+    (test_sdk_resume, 1 run in 12)."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)})
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            (first,) = await recorder.wait_for(1)
+            ext = bot_id(created.json(), "Ext")
+            await server.registry.new_bot_session(alice.conversation_id or "", ext, trigger=True)
+            bot = await as_bot(server, people, first.json()).connect()
+            await bot.state()
 
 
 async def test_a_trigger_session_lasts_a_short_while_until_the_bot_uses_it(

@@ -44,9 +44,9 @@ class BotServices:
             messages people can see, oldest first, as wire representations (PROTOCOL 5.1).
         connected: ``await connected()``: whether this bot has a socket open now (on any
             server process).
-        trigger_session: as ``new_session``, for a trigger (a WebSocket bot's): it ends
-            the sessions the bot's earlier triggers handed out, and their sockets, and
-            lasts a short while until the bot uses it.
+        trigger_session: as ``new_session``, for a trigger (a WebSocket bot's): it lasts a
+            short while until the bot uses it, and on a retry of the trigger it ends the
+            sessions the delivery's earlier attempts handed out, and their sockets.
     """
 
     http: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,19 +33,13 @@ _EXPIRE_BOTS = (
     .where(sessions.c.bot_conversation_id == bindparam("conversation_id"))
     .values(expires_at=bindparam("now"))
 )
-# A bot participant's sessions still valid (each of its triggers hands out one).
-_OF_BOT_PARTICIPANT = (
-    sessions.c.key.in_(
-        select(session_participations.c.session_key).where(
-            session_participations.c.participant_id == bindparam("participant_id")
-        )
-    ),
-    sessions.c.bot_conversation_id.is_not(None),
-    sessions.c.expires_at > bindparam("now"),
-)
-_BOT_PARTICIPANT_SESSIONS = select(sessions.c.key).where(*_OF_BOT_PARTICIPANT)
-_END_BOT_PARTICIPANT_SESSIONS = (
-    update(sessions).where(*_OF_BOT_PARTICIPANT).values(expires_at=bindparam("now"))
+# One bot session, if still valid (a trigger's retry ends its earlier attempts').
+_END_BOT_SESSION = (
+    update(sessions)
+    .where(
+        _KEY, sessions.c.bot_conversation_id.is_not(None), sessions.c.expires_at > bindparam("now")
+    )
+    .values(expires_at=bindparam("now"))
 )
 # A batch of expired sessions, the same in both statements of one purge (ordered by key).
 _EXPIRED = (
@@ -160,15 +155,13 @@ async def expire_bot_sessions(conn: Connection, conversation_id: str, *, now: da
     await conn.execute(_EXPIRE_BOTS, {"conversation_id": conversation_id, "now": now})
 
 
-async def end_bot_participant_sessions(
-    conn: Connection, participant_id: str, *, now: datetime
-) -> list[str]:
-    """End the valid sessions handed to one bot participant; returns their keys."""
-    params = {"participant_id": participant_id, "now": now}
-    keys = [row.key for row in await conn.execute(_BOT_PARTICIPANT_SESSIONS, params)]
-    if keys:
-        await conn.execute(_END_BOT_PARTICIPANT_SESSIONS, params)
-    return keys
+async def end_bot_sessions(conn: Connection, keys: Sequence[str], *, now: datetime) -> list[str]:
+    """End these bot sessions; returns those that were still valid."""
+    ended = []
+    for key in keys:  # (a trigger's few attempts)
+        if (await conn.execute(_END_BOT_SESSION, {"key": key, "now": now})).rowcount:
+            ended.append(key)
+    return ended
 
 
 async def purge_expired(conn: Connection, *, now: datetime, limit: int = 1000) -> int:

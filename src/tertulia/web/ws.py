@@ -28,7 +28,7 @@ handshake is accepted (refusals are HTTP 403). Then:
 - A conversation deleted while its sockets are open (``tertulia delete``) closes them with
   4404, as soon as the deletion is announced (by the CLI through a Redis broker) or found
   (a write of this process failing on it).
-- A bot's socket open on a session that a newer trigger of the bot ended (one instance of
+- A bot's socket open on a session that a retry of its trigger ended (one instance of
   the bot talks: chats.ChatRegistry.new_bot_session) closes with 4403 at once.
 - A bad frame is answered with ``{"error": {"code", "detail", "local_id"}}`` (``detail`` a
   text; field errors under ``errors``, a throttled message's wait under ``retry_after``)
@@ -481,7 +481,7 @@ async def _serve(
     tags = socket_tags(participant)
     key = cookie_key(websocket) if participant.is_bot else None
     if key is not None:
-        tags |= {session_tag(key)}  # (a newer trigger's session closes it: ChatRegistry)
+        tags |= {session_tag(key)}  # (a retried trigger ends its session: ChatRegistry)
     outbox = Outbox(websocket, tags, svc.settings.ws_send_queue, log=bound)
     # Live frames wait until the socket's first ones are written (the replay of ?after=N,
     # or the latest message), and those the first ones already carry are dropped: seq
@@ -508,7 +508,7 @@ async def _serve(
     code: int | None = None  # how it closed, when known (a client's code, or ours)
     try:
         if key is not None and await svc.sessions.load(websocket) is None:
-            # Ended by a newer trigger as this socket opened: its order to close may have
+            # Ended by a retried trigger as this socket opened: its order to close may have
             # gone before the subscription, but not before the session ended.
             bound.info("socket closed: its session has ended")
             outbox.close(CLOSE_SESSION_ENDED, CLOSE_REASONS[CLOSE_SESSION_ENDED])

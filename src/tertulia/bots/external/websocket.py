@@ -9,10 +9,10 @@ and talks like any socket client.
 A person writing while the bot has no socket triggers it again (:mod:`tertulia.recall`),
 with two more keys (an extension; BLAB's library reads only its three): ``after``, the
 ``seq`` to resume after (``?after=``), and, under a manager, ``copies_after``. A bot that
-is connected when its trigger would go is not triggered. Each trigger, a retry's too, hands
-out a new session and ends those of the bot's earlier triggers, closing a socket open on
-one (``ChatRegistry.new_bot_session``): a retry after a POST that timed out, though the bot
-had taken it, started a second instance, and people saw every answer twice.
+is connected when its trigger would go is not triggered. A retried trigger hands out a new
+session and ends those of its earlier attempts, closing a socket open on one
+(``ChatRegistry.new_bot_session``): a retry after a POST that timed out, though the bot had
+taken it, started a second instance, and people saw every answer twice.
 
 The POST runs in the bot runner, never in the request that created the conversation: a bot
 that is down only costs retries with backoff (the spec's ``retries``, ``timeout``) and a log
@@ -108,7 +108,7 @@ class WebSocketExternalBot(Bot):
                 participant_id=info.bot_participant_id,
             )
             return
-        # Ends the sessions of its earlier triggers (a retry's, a call-back's): one instance.
+        # (A retry's ends the sessions of the attempts before it: one instance of the bot.)
         session = await (info.services.trigger_session or info.services.new_session)()
         body: dict[str, Any] = {
             "conversation_id": info.conversation_id,
