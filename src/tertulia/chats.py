@@ -501,7 +501,8 @@ class ChatRegistry:
         replacing: Sequence[str] = (),
     ) -> str:
         """A session for an external bot: valid in its own conversation only, lapsing after
-        ``bot_session_max_age`` idle seconds or when the conversation ends.
+        ``bot_session_max_age`` idle seconds, or when the bot is required and leaves
+        (ending the conversation).
 
         A ``trigger``'s session (a WebSocket bot's) lasts :data:`TRIGGER_SESSION_WINDOW`
         seconds at most until the bot first uses it. A retry of a trigger ends the
@@ -1216,7 +1217,13 @@ class Chat:
                     conn, out, self._system(SystemEvent.CONVERSATION_ENDED, participant_id)
                 )
                 await conv_repo.set_ended(conn, self.conversation.id)
-                await session_repo.expire_bot_sessions(conn, self.conversation.id, now=utcnow())
+                # The conversation keeps accepting messages, the other bots' too (PROTOCOL
+                # 4.4, 9.4): only the leaving bot's sessions end (it has no socket left;
+                # it comes back when called back, with a new one). Ending them all lost
+                # the next answer of every other external bot (4403; QA).
+                await session_repo.expire_bot_sessions(
+                    conn, self.conversation.id, participant_id, now=utcnow()
+                )
                 self.conversation = replace(self.conversation, ended=True)
                 log.info(
                     "conversation ended",

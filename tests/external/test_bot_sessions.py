@@ -1,6 +1,9 @@
-"""A bot's session opens its own conversation and nothing else (PROTOCOL 6.3, 9 #42)."""
+"""A bot's session opens its own conversation and nothing else (PROTOCOL 6.3, 9 #42),
+and outlives the conversation's end (PROTOCOL 4.4)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import httpx
 import orjson
@@ -8,8 +11,29 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from external.fakes import PersonFactory, Recorder, SettingsFactory, external_bot, serve
-from support.server import live_server
+from external.fakes import (
+    PersonFactory,
+    Recorded,
+    Recorder,
+    SettingsFactory,
+    bot_id,
+    external_bot,
+    serve,
+)
+from support.blab import Person
+from support.server import LiveServer, live_server
+from support.waiting import until
+from tertulia.domain.times import utcnow
+
+
+def as_bot(server: LiveServer, people: PersonFactory, trigger: Recorded) -> Person:
+    """A client with the session a trigger handed the bot (a bot program's, BLAB's kind)."""
+    body = trigger.json()
+    bot = people(server)
+    bot.http.cookies.set("sessionid", body["session"], domain="127.0.0.1")
+    bot.conversation_id = body["conversation_id"]
+    bot.participant_id = body["bot_participant_id"]
+    return bot
 
 
 async def test_bot_session_cannot_reach_another_conversation(
@@ -51,3 +75,44 @@ async def test_bot_session_cannot_reach_another_conversation(
                 ):
                     pass
             assert refused.value.response.status_code == 403
+
+
+async def test_the_other_bots_keep_their_sessions_when_a_required_bot_leaves(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """A required bot leaving ends the conversation, which keeps accepting messages
+    (PROTOCOL 4.4, 9.4): only the leaving bot's session ends; another external bot's
+    holds, on its open socket (looked at again meanwhile) and for REST, and its answer is
+    stored (QA A3: every bot's session was ended; the next answer, 4403, lost)."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        bots = {"Req": external_bot(url, required=True), "Ext": external_bot(url)}
+        settings = make_settings(bots=bots, bot_session_max_age=2)
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = (await alice.create(nickname="alice", bots=["Req", "Ext"])).json()
+            req, ext = bot_id(created, "Req"), bot_id(created, "Ext")
+            triggers = {t.json()["bot_participant_id"]: t for t in await recorder.wait_for(2)}
+            room = await alice.connect(after=0)
+            required, other = (as_bot(server, people, triggers[i]) for i in (req, ext))
+            leaving = await required.connect()
+            await leaving.state()
+            staying = await other.connect()
+            await staying.state()
+            await leaving.close()
+            await room.message(
+                event="conversation-ended", additional_metadata={"participant_id": req}
+            )
+            ended = utcnow()
+
+            def looked_at() -> bool:  # the staying bot's session is due to be looked at again
+                return utcnow() > ended + timedelta(seconds=1.5)
+
+            await until(looked_at)
+            asked = await room.message(local_id=await room.say("still here?"))
+            await staying.message(id=asked["id"])
+            await staying.say("STILL HERE?", quoted_message_id=asked["id"])
+            answer = await room.message(sender_id=ext, quoted_message_id=asked["id"])
+            assert answer["text"] == "STILL HERE?"
+            assert (await other.history()).status_code == 200
+            assert (await required.history()).status_code == 403, "the leaving bot's ended"

@@ -69,17 +69,22 @@ async def test_expired_sessions_are_purged(
 async def test_renewal_does_not_revive_an_ended_bot_session(
     alice: Person, server: LiveServer
 ) -> None:
-    """A renewal racing the conversation's end (the session was read as valid just before)
-    must not bring the ended bot session back to life."""
+    """A renewal racing the end of a bot's session (a required bot that left; the session
+    was read as valid just before) must not bring the ended session back to life."""
     assert alice.conversation_id is not None
-    sessions_ = server.app.state.services.sessions
-    bot = await sessions_.create(bot_conversation_id=alice.conversation_id)
-    async with server.registry.db.write() as conn:
-        now = utcnow()
-        await repo.expire_bot_sessions(conn, alice.conversation_id, now=now)
-        await repo.renew(conn, bot.key, expires_at=now + timedelta(days=1))
-    async with server.registry.db.read() as conn:
-        assert await repo.get_session(conn, bot.key, now=utcnow()) is None
+    created = (await alice.http.get(f"/conversations/{alice.conversation_id}/")).json()
+    echo = created["participants"][1]["id"]
+    bot = await bot_person(server, alice.conversation_id, echo)
+    try:
+        assert bot.session is not None
+        async with server.registry.db.write() as conn:
+            now = utcnow()
+            await repo.expire_bot_sessions(conn, alice.conversation_id, echo, now=now)
+            await repo.renew(conn, bot.session, expires_at=now + timedelta(days=1))
+        async with server.registry.db.read() as conn:
+            assert await repo.get_session(conn, bot.session, now=utcnow()) is None
+    finally:
+        await bot.close()
 
 
 async def test_a_bot_session_cannot_rename_its_bot(alice: Person, server: LiveServer) -> None:

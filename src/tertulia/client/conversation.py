@@ -20,11 +20,11 @@ Delivery semantics (what a bot author can rely on):
   the last one seen), and hands over none twice.
 - Reconnecting: exponential backoff with jitter between ``backoff[0]`` and ``backoff[1]``
   seconds, reset by every successful connection. A refused handshake (HTTP 401, 403, 404
-  or 410: the session lapsed, or the conversation ended and took the bot's session with
-  it) is final: the conversation closes, as it does when the server closes the socket with
-  4404 (the conversation was deleted). A throttled handshake (429) waits at least its
-  ``Retry-After`` (at most ``backoff[1]``, jittered) and goes again; network errors, 5xx,
-  other statuses and other closes by the server are retried too.
+  or 410: the session lapsed, or the bot was required and left, ending the conversation
+  and its own session) is final: the conversation closes, as it does when the server
+  closes the socket with 4404 (the conversation was deleted). A throttled handshake (429)
+  waits at least its ``Retry-After`` (at most ``backoff[1]``, jittered) and goes again;
+  network errors, 5xx, other statuses and other closes by the server are retried too.
 - Sending: :meth:`Conversation.send` gives each message a fresh ``local_id`` and keeps it
   pending until it is known to be stored; pending messages are sent again after every
   reconnect (the server stores a repeated ``local_id`` once, and repeats the stored
@@ -84,8 +84,8 @@ INBOX = 1000  # frames queued for the handlers; past it the socket is not read (
 GREETING_WAIT = 2.0  # seconds the greeting waits for the socket's first frame (its state)
 STABLE_SOCKET = 10.0  # seconds a socket stays open for the reconnection backoff to start over
 PROBE_AFTER = 1.0  # seconds a sent message waits for its echo before the server is asked again
-# Handshake statuses that say the bot has no business here (its session lapsed, the
-# conversation ended or is unknown): final. Any other (429 throttled, 5xx, a proxy's 4xx)
+# Handshake statuses that say the bot has no business here (its session lapsed or ended,
+# the conversation is unknown): final. Any other (429 throttled, 5xx, a proxy's 4xx)
 # is retried with backoff.
 REFUSED = frozenset({401, 403, 404, 410})
 

@@ -15,7 +15,7 @@ from tertulia.storage.tables import session_participations, sessions
 _KEY = sessions.c.key == bindparam("key")
 _INSERT = sessions.insert()
 _GET = select(sessions).where(_KEY)
-# Only a session still valid: one expired meanwhile (its bot's conversation ended, say)
+# Only a session still valid: one expired meanwhile (its required bot left, say)
 # stays expired, whatever a request that read it a moment earlier asks.
 _RENEW = (
     update(sessions)
@@ -28,9 +28,16 @@ _PARTICIPATION = select(session_participations.c.participant_id).where(
     session_participations.c.conversation_id == bindparam("conversation_id"),
 )
 _ADD_PARTICIPATION = session_participations.insert()
-_EXPIRE_BOTS = (
+_EXPIRE_BOT = (
     update(sessions)
-    .where(sessions.c.bot_conversation_id == bindparam("conversation_id"))
+    .where(
+        sessions.c.bot_conversation_id == bindparam("conversation_id"),
+        sessions.c.key.in_(
+            select(session_participations.c.session_key).where(
+                session_participations.c.participant_id == bindparam("participant")
+            )
+        ),
+    )
     .values(expires_at=bindparam("now"))
 )
 # One bot session, if still valid (a trigger's retry ends its earlier attempts').
@@ -150,9 +157,14 @@ async def add_participation(
     )
 
 
-async def expire_bot_sessions(conn: Connection, conversation_id: str, *, now: datetime) -> None:
-    """End the sessions handed to external bots of a conversation (it has ended)."""
-    await conn.execute(_EXPIRE_BOTS, {"conversation_id": conversation_id, "now": now})
+async def expire_bot_sessions(
+    conn: Connection, conversation_id: str, participant_id: str, *, now: datetime
+) -> None:
+    """End the sessions handed to one external bot of a conversation: a required bot that
+    left, ending the conversation. The other bots' sessions hold: the conversation keeps
+    accepting their messages (PROTOCOL 4.4, 9.4)."""
+    values = {"conversation_id": conversation_id, "participant": participant_id, "now": now}
+    await conn.execute(_EXPIRE_BOT, values)
 
 
 async def end_bot_sessions(conn: Connection, keys: Sequence[str], *, now: datetime) -> list[str]:

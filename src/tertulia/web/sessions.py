@@ -115,7 +115,7 @@ class Sessions:
         return session
 
     def _cache_put(self, session: SessionRecord, now: datetime) -> None:
-        # Only people's sessions: a bot's may be ended early by its conversation ending.
+        # Only people's sessions: a bot's may be ended early (a required bot that left).
         if session.bot_conversation_id is not None:
             return
         self._cache[session.key] = (session, now)
