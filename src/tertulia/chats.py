@@ -501,8 +501,8 @@ class ChatRegistry:
         replacing: Sequence[str] = (),
     ) -> str:
         """A session for an external bot: valid in its own conversation only, lapsing after
-        ``bot_session_max_age`` idle seconds, or when the bot is required and leaves
-        (ending the conversation).
+        ``bot_session_max_age`` idle seconds (none while a socket of it is open), or when
+        the bot is required and leaves (ending the conversation).
 
         A ``trigger``'s session (a WebSocket bot's) lasts :data:`TRIGGER_SESSION_WINDOW`
         seconds at most until the bot first uses it. A retry of a trigger ends the

@@ -1,13 +1,14 @@
 """A bot's session opens its own conversation and nothing else (PROTOCOL 6.3, 9 #42),
-and outlives the conversation's end (PROTOCOL 4.4)."""
+holds while its socket is open, and outlives the conversation's end (PROTOCOL 4.4)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import orjson
 import pytest
+from sqlalchemy import select
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -24,6 +25,7 @@ from support.blab import Person
 from support.server import LiveServer, live_server
 from support.waiting import until
 from tertulia.domain.times import utcnow
+from tertulia.storage.tables import sessions
 
 
 def as_bot(server: LiveServer, people: PersonFactory, trigger: Recorded) -> Person:
@@ -34,6 +36,13 @@ def as_bot(server: LiveServer, people: PersonFactory, trigger: Recorded) -> Pers
     bot.conversation_id = body["conversation_id"]
     bot.participant_id = body["bot_participant_id"]
     return bot
+
+
+async def expiry(server: LiveServer, key: str) -> datetime:
+    async with server.registry.db.read() as conn:
+        found = await conn.execute(select(sessions.c.expires_at).where(sessions.c.key == key))
+        expires: datetime = found.scalar_one()
+        return expires
 
 
 async def test_bot_session_cannot_reach_another_conversation(
@@ -75,6 +84,42 @@ async def test_bot_session_cannot_reach_another_conversation(
                 ):
                     pass
             assert refused.value.response.status_code == 403
+
+
+async def test_a_silent_bot_keeps_its_session_while_its_socket_is_open(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """An external bot whose socket stays open while it says nothing for longer than
+    ``bot_session_max_age`` (a conversation quiet overnight) still answers the next
+    message: its answer is stored, its socket stays open, its session holds for REST too
+    (QA A1: only what the bot sent renewed it; the answer was refused with 4403, lost)."""
+    recorder = Recorder()
+    async with serve(recorder) as url:
+        settings = make_settings(bots={"Ext": external_bot(url)}, bot_session_max_age=2)
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            ext = bot_id(created.json(), "Ext")
+            (trigger,) = await recorder.wait_for(1)
+            room = await alice.connect(after=0)
+            bot = as_bot(server, people, trigger)
+            socket = await bot.connect()
+            await socket.state()
+            hello = await room.message(local_id=await room.say("hello"))
+            await socket.message(id=hello["id"])  # (frames reach it; it sends none)
+            assert bot.session is not None
+            lapse = await expiry(server, bot.session)
+
+            def lapsed() -> bool:  # the silence outlasts the session's lifetime as handed
+                return utcnow() > lapse + timedelta(seconds=1)
+
+            await until(lapsed)
+            asked = await room.message(local_id=await room.say("are you still there?"))
+            await socket.message(id=asked["id"])
+            await socket.say("yes", quoted_message_id=asked["id"])
+            answer = await room.message(sender_id=ext, quoted_message_id=asked["id"])
+            assert answer["text"] == "yes"
+            assert (await bot.history()).status_code == 200
 
 
 async def test_the_other_bots_keep_their_sessions_when_a_required_bot_leaves(

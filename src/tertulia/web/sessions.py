@@ -2,7 +2,8 @@
 
 The cookie's value is the session key itself (external bots receive it in the trigger and
 send it back). Expiry is renewed on use, at most once an hour, so a session used only over
-WebSocket does not lapse two weeks after its creation (BLAB's bug).
+WebSocket does not lapse two weeks after its creation (BLAB's bug); an open socket is use,
+whether its client sends or not (:class:`SessionWatch`).
 
 Expired sessions (and their participations) are deleted in the background, on the first
 use of sessions after start-up and then at most once every ``PURGE_EVERY``: every
@@ -12,8 +13,8 @@ anonymous create stores a session, so without it the table would only grow.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from http.cookies import SimpleCookie
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tertulia.domain.ids import new_session_key
 from tertulia.domain.times import utcnow
+from tertulia.logs import OUTAGE_WARNING_EVERY, Sampled
 from tertulia.settings import Settings
 from tertulia.storage import sessions as repo
 from tertulia.storage.database import Database
@@ -68,6 +70,7 @@ class Sessions:
         self._participations: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._next_purge: datetime | None = None
         self._purging: asyncio.Task[None] | None = None
+        self.outages = Sampled(every=OUTAGE_WARNING_EVERY)  # (sockets' sessions not looked at)
 
     @property
     def max_age(self) -> timedelta:
@@ -156,11 +159,17 @@ class Sessions:
                 connection.state.renewed_session = session
         return session
 
-    def watch(self, connection: HTTPConnection, *, bot: bool) -> SessionWatch:
+    def watch(
+        self, connection: HTTPConnection, *, bot: bool, ended: Callable[[], None]
+    ) -> SessionWatch:
         """For a socket open on the session ``connection`` carries (a bot's, or a
-        person's): renews it while the socket is used, and tells when it has ended."""
-        every = _renewal(self._lifetime(bot=bot)).total_seconds()
-        return SessionWatch(self, connection, every)
+        person's): keeps it while the socket is open, and calls ``ended`` if it has ended.
+        Stop it when the socket closes (:meth:`SessionWatch.stop`)."""
+        # Twice per renewal period: a look leaves the session its lifetime less that
+        # period at least (renewed if it had less), and the lifetime is twice the period
+        # or more, so the next look finds it valid, with a quarter of its lifetime left.
+        every = _renewal(self._lifetime(bot=bot)).total_seconds() / 2
+        return SessionWatch(self, connection, every, ended)
 
     def _lifetime(self, *, bot: bool) -> timedelta:
         """A session's lifetime from its last renewal: a bot's, or a person's."""
@@ -286,27 +295,63 @@ def _renewal(max_age: timedelta) -> timedelta:
 
 
 class SessionWatch:
-    """The session of an open socket, looked at again (:meth:`Sessions.load`: renewed if
-    it is getting old) at most once every ``every`` seconds of the socket's use.
+    """Keeps the session of an open socket while the socket is open: looks at it again
+    (:meth:`Sessions.load`: renewed if it is getting old) every ``every`` seconds, from a
+    timer of its own, and calls ``ended`` if it has ended.
 
-    A session is renewed on use, and a socket's frames are use: a bot that keeps one
-    socket open for days, answering, is not idle, and its session would otherwise lapse
-    under it (its next reconnection refused). A session that ended meanwhile (lapsed while
-    the socket was unused, purged, a bot's conversation ended) closes the socket.
+    An open socket is use, whether its client sends or not: a bot that says nothing for a
+    day (a conversation quiet overnight, a manager that rarely routes to it) still receives
+    the conversation's frames, and answers the next question on that socket. When only the
+    frames a client sent renewed its session, such a bot's answer was refused (4403) and
+    lost (QA). So a session does not lapse while a socket of it is open; its lifetime
+    counts from its last socket's close or its last request. Nothing of this is done per
+    frame: a timer per socket, and a look every half renewal period (half an hour by
+    default: a read, and a write every other time).
+
+    A session that ended all the same (purged, ended by hand, or lapsed while the database
+    was out of reach) closes the socket at once, as a new handshake would be refused,
+    rather than at its next frame, which would be lost.
     """
 
-    __slots__ = ("_connection", "_due", "_every", "_sessions")
+    __slots__ = ("_check", "_connection", "_ended", "_every", "_sessions", "_timer")
 
-    def __init__(self, sessions: Sessions, connection: HTTPConnection, every: float) -> None:
+    def __init__(
+        self,
+        sessions: Sessions,
+        connection: HTTPConnection,
+        every: float,
+        ended: Callable[[], None],
+    ) -> None:
         self._sessions = sessions
         self._connection = connection
         self._every = every
-        self._due = time.monotonic() + every
+        self._ended = ended
+        self._check: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(every, self._due)
 
-    async def still_valid(self) -> bool:
-        """Whether the session still holds; looked up only when due (else no I/O)."""
-        now = time.monotonic()
-        if now < self._due:
-            return True
-        self._due = now + self._every
-        return await self._sessions.load(self._connection) is not None
+    def _due(self) -> None:
+        self._check = asyncio.get_running_loop().create_task(self._look(), name="session-watch")
+
+    async def _look(self) -> None:
+        try:
+            valid = await self._sessions.load(self._connection) is not None
+        except Exception as exc:
+            # (the database out of reach, say): looked at again next time; a session
+            # renewed within its renewal period has the rest of its lifetime left (23 of
+            # a bot's 24 hours by default), so an outage shorter than that costs nothing
+            self._sessions.outages.warning(
+                log, "looking at a socket's session failed", error=repr(exc)
+            )
+            valid = True
+        if valid:
+            self._timer = asyncio.get_running_loop().call_later(self._every, self._due)
+        else:
+            self._ended()
+
+    async def stop(self) -> None:
+        """The socket has closed: no more looks (one under way is cancelled)."""
+        self._timer.cancel()
+        check, self._check = self._check, None
+        if check is not None and not check.done():
+            check.cancel()
+            await asyncio.gather(check, return_exceptions=True)

@@ -30,6 +30,9 @@ handshake is accepted (refusals are HTTP 403). Then:
   (a write of this process failing on it).
 - A bot's socket open on a session that a retry of its trigger ended (one instance of
   the bot talks: chats.ChatRegistry.new_bot_session) closes with 4403 at once.
+- A socket keeps its session while it is open, whether its client sends or not
+  (web/sessions.SessionWatch: looked at on a timer, not per frame); one whose session has
+  ended all the same is closed with 4403 at once.
 - A bad frame is answered with ``{"error": {"code", "detail", "local_id"}}`` (``detail`` a
   text; field errors under ``errors``, a throttled message's wait under ``retry_after``)
   and the socket stays open; frames over the size cap close it with 1009 (uvicorn's
@@ -506,6 +509,7 @@ async def _serve(
     connected = False
     opened = time.monotonic()
     code: int | None = None  # how it closed, when known (a client's code, or ours)
+    session: SessionWatch | None = None
     try:
         if key is not None and await svc.sessions.load(websocket) is None:
             # Ended by a retried trigger as this socket opened: its order to close may have
@@ -552,8 +556,10 @@ async def _serve(
             state["copy_seq"] = copies.after
         outbox.put_state(state_frame(state), own=True)
         outbox.put_first(first, following, partial(chat.replay, participant, batch=REPLAY_BATCH))
-        session = svc.sessions.watch(websocket, bot=participant.is_bot)
-        code = await _receive(websocket, chat, participant, outbox, sender, bound, session)
+        session = svc.sessions.watch(
+            websocket, bot=participant.is_bot, ended=partial(_session_ended, outbox, bound)
+        )
+        code = await _receive(websocket, chat, participant, outbox, sender, bound)
     except WebSocketDisconnect as exc:
         code = exc.code
     except ConversationGone:
@@ -571,6 +577,8 @@ async def _serve(
         await _close(websocket, code, "internal error")
     finally:
         unsubscribe()
+        if session is not None:
+            await session.stop()
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
         if connected:
@@ -640,7 +648,6 @@ async def _receive(
     outbox: Outbox,
     sender: asyncio.Task[None],
     bound: Any,
-    session: SessionWatch,
 ) -> int | None:
     """Take the client's frames until it or the server closes; the client's close code."""
     watch = _SenderWatch(sender)
@@ -663,14 +670,16 @@ async def _receive(
             continue
         if not text:
             continue
-        if not await session.still_valid():
-            # Its session lapsed while the socket was open (unused longer than its
-            # lifetime), or was ended: as a new handshake would be refused.
-            bound.info("socket closed: its session has ended")
-            outbox.close(CLOSE_SESSION_ENDED, "session ended")
-            return None
         await _handle(text, chat, participant, outbox, bound, websocket)
     return None  # (the sender stopped: the server closes)
+
+
+def _session_ended(outbox: Outbox, bound: Any) -> None:
+    """The socket's session has ended while it was open (purged, ended by hand, lapsed
+    while the database was out of reach): closed at once, as a new handshake would be
+    refused (web/sessions.SessionWatch)."""
+    bound.info("socket closed: its session has ended")
+    outbox.close(CLOSE_SESSION_ENDED, CLOSE_REASONS[CLOSE_SESSION_ENDED])
 
 
 def _local_id_of(text: str) -> str | None:
