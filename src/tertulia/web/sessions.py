@@ -13,6 +13,7 @@ anonymous create stores a session, so without it the table would only grow.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -327,7 +328,10 @@ class SessionWatch:
         self._every = every
         self._ended = ended
         self._check: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(every, self._due)
+        # The first look at a random point of the first period: sockets opened together
+        # (a restart's reconnections, thousands at once) do not all look at once.
+        first = every * random.uniform(0.5, 1.0)
+        self._timer = asyncio.get_running_loop().call_later(first, self._due)
 
     def _due(self) -> None:
         self._check = asyncio.get_running_loop().create_task(self._look(), name="session-watch")
