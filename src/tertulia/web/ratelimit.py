@@ -42,7 +42,7 @@ import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -54,6 +54,7 @@ from tertulia.web.sessions import cookie_key
 
 log = structlog.get_logger(__name__)
 REDIS_TIMEOUT = 1.0  # seconds a hit may wait for Redis
+REDIS_CONNECTIONS = 50  # connections to Redis at most, per process
 REDIS_RETRY = 5.0  # seconds on local counters before Redis is tried again
 HANDSHAKES_PER_ADDRESS = 10  # times the ``handshake`` limit one address may make in all
 
@@ -70,7 +71,7 @@ class RateLimits:
         self._key_prefix = "tertulia-limits" + (
             f":{settings.broker_prefix}" if settings.broker_prefix else ""
         )
-        self._pool: ConnectionPool | None = None
+        self._pool: BlockingConnectionPool | None = None
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._limiter = self._local
         self._redis_down_until: float | None = None
@@ -85,8 +86,15 @@ class RateLimits:
 
     async def start(self) -> None:
         if self._url.startswith(REDIS_SCHEMES) and self._rules:
-            self._pool = ConnectionPool.from_url(
-                self._url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+            # (At most REDIS_CONNECTIONS, a hit waiting REDIS_TIMEOUT for a free one: past
+            # redis-py's plain pool's 100 a hit failed at once, and was counted locally as
+            # if Redis were down; see the broker's REDIS_CONNECTIONS.)
+            self._pool = BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=REDIS_CONNECTIONS,
+                timeout=REDIS_TIMEOUT,
+                socket_connect_timeout=REDIS_TIMEOUT,
+                socket_timeout=REDIS_TIMEOUT,
             )
             # (The pool connects; the library wants its own name for the scheme all the same:
             # redis-py's unix:// is its redis+unix://.)
