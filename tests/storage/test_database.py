@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from support.environment import DatabaseTarget
-from tertulia.domain.ids import new_id
+from tertulia.domain.ids import new_id, new_session_key
 from tertulia.domain.model import (
     Approval,
     Conversation,
@@ -25,6 +25,8 @@ from tertulia.errors import ConfigurationError, Conflict
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage import deliveries as outbox
 from tertulia.storage import messages as msg_repo
+from tertulia.storage import sessions as session_repo
+from tertulia.storage import sql as sql_module
 from tertulia.storage.database import Database, open_database
 from tertulia.storage.migrate import upgrade_async
 from tertulia.storage.postgres import PostgresDatabase
@@ -781,3 +783,34 @@ async def test_a_process_renewing_while_writing_outcomes_does_not_deadlock(db: D
         await asyncio.gather(finish(), renew(), renew())
         async with db.read() as conn:
             assert await outbox.pending_for(conn, bot.id, owner="here", limit=100) == []
+
+
+async def test_a_sessions_participations_compile_once_whatever_the_page(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rooms list asks which of its page's conversations the session is in: one statement
+    for every page, compiled once (soak QA: built per call with an IN list as long as the
+    page, each list compiled it again and took a place in the statement cache). Pages past
+    one statement's ids are asked in chunks, and nothing is missed."""
+    compiled: list[object] = []
+    original = sql_module.Compiled
+
+    def counting(*args: object, **kwargs: object) -> object:
+        compiled.append(args[0])
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    joined = [(await new_conversation(db)) for _ in range(3)]
+    key = new_session_key()
+    async with db.write() as conn:
+        now = datetime.now(UTC)
+        await session_repo.create_session(conn, key, now=now, expires_at=now + timedelta(days=1))
+        for conversation, person in joined:
+            await session_repo.add_participation(conn, key, conversation.id, person.id)
+    ids = [c.id for c, _ in joined]
+    async with db.read() as conn:
+        await session_repo.participations(conn, key, ids[:1])  # (compiled here, once)
+        monkeypatch.setattr(sql_module, "Compiled", counting)
+        found = await session_repo.participations(conn, key, [new_id(), *ids])
+        many = await session_repo.participations(conn, key, [new_id() for _ in range(120)] + ids)
+    assert compiled == []
+    assert found == many == {c.id: p.id for c, p in joined}

@@ -28,6 +28,13 @@ _PARTICIPATION = select(session_participations.c.participant_id).where(
     session_participations.c.conversation_id == bindparam("conversation_id"),
 )
 _ADD_PARTICIPATION = session_participations.insert()
+_IN_CHUNK = 50  # conversation ids per statement of participations()
+_PARTICIPATIONS_IN = select(
+    session_participations.c.conversation_id, session_participations.c.participant_id
+).where(
+    session_participations.c.session_key == bindparam("key"),
+    session_participations.c.conversation_id.in_([bindparam(f"c{i}") for i in range(_IN_CHUNK)]),
+)
 _EXPIRE_BOT = (
     update(sessions)
     .where(
@@ -133,19 +140,20 @@ async def participation(conn: Connection, key: str, conversation_id: str) -> str
 
 
 async def participations(conn: Connection, key: str, conversation_ids: list[str]) -> dict[str, str]:
-    """conversation id -> participant id, for those of ``conversation_ids`` the session is in."""
-    if not conversation_ids:
-        return {}
-    # Built per call: the IN list has as many values as the page has conversations.
-    rows = await conn.execute(
-        select(
-            session_participations.c.conversation_id, session_participations.c.participant_id
-        ).where(
-            session_participations.c.session_key == key,
-            session_participations.c.conversation_id.in_(conversation_ids),
-        )
-    )
-    return {r.conversation_id: r.participant_id for r in rows}
+    """conversation id -> participant id, for those of ``conversation_ids`` the session is in.
+
+    Asked :data:`_IN_CHUNK` ids at a time, the rest of a chunk padded with an id that
+    matches nothing, so that one statement serves every page. Built per call with an IN
+    list as long as the page, it compiled at every rooms list and took a place in the
+    statement cache each time (soak QA: 541 of its 1,000 entries)."""
+    found: dict[str, str] = {}
+    for start in range(0, len(conversation_ids), _IN_CHUNK):
+        chunk = conversation_ids[start : start + _IN_CHUNK]
+        params = {"key": key, **{f"c{i}": "" for i in range(_IN_CHUNK)}}
+        params.update({f"c{i}": conversation_id for i, conversation_id in enumerate(chunk)})
+        rows = await conn.execute(_PARTICIPATIONS_IN, params)
+        found.update({r.conversation_id: r.participant_id for r in rows})
+    return found
 
 
 async def add_participation(
