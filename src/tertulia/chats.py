@@ -802,8 +802,10 @@ class Chat:
             online = set()
         online |= self._services.leaving(self.conversation.id)
         if not current and not self._services.single_process:
-            with contextlib.suppress(ConversationGone):  # (its deletion is told apart)
+            try:
                 await self.refresh()
+            except ConversationGone:  # (its deletion is told apart)
+                pass
         return {
             "participants": self._public_participants(),
             "conversation_name": self.conversation.name,
@@ -1060,11 +1062,18 @@ class Chat:
         )
         async with self._transaction() as (conn, out):
             # Participants are never removed, so their count is the next ordinal, and a
-            # count above what this process knows means another one added some (or, with
-            # several processes, may have renamed some: read again whatever the count).
-            ordinal = await conv_repo.count_participants(conn, self.conversation.id)
-            if ordinal != len(self.participants) or not self._services.single_process:
+            # count above what this process knows means another one added some. With
+            # several processes they are read again whatever the count (another may have
+            # renamed some), and counted so.
+            if self._services.single_process:
+                ordinal = await conv_repo.count_participants(conn, self.conversation.id)
+                if ordinal != len(self.participants):
+                    self.participants = await conv_repo.list_participants(
+                        conn, self.conversation.id
+                    )
+            else:
                 self.participants = await conv_repo.list_participants(conn, self.conversation.id)
+                ordinal = len(self.participants)
             if ordinal >= self.settings.max_participants:
                 raise ValidationFailed(detail="This conversation is full.")
             await conv_repo.insert_participants(conn, [participant], first_ordinal=ordinal)

@@ -12,12 +12,14 @@ from typing import Any
 
 import orjson
 import uvicorn
+from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from support.blab import Person
 from support.server import LiveServer
 from tertulia.serving import serving
 from tertulia.settings import Settings
+from tertulia.storage.tables import sessions
 
 SettingsFactory = Callable[..., Settings]
 PersonFactory = Callable[[LiveServer], Person]
@@ -151,3 +153,21 @@ def completion(text: str, *, model: str, number: int = 1) -> dict[str, Any]:
             }
         ],
     }
+
+
+def as_bot(server: LiveServer, people: PersonFactory, trigger: Recorded | dict[str, Any]) -> Person:
+    """A client with the session a trigger handed the bot (a bot program's, BLAB's kind):
+    ``trigger`` is the recorded trigger, or its body."""
+    body = trigger.json() if isinstance(trigger, Recorded) else trigger
+    bot = people(server)
+    bot.http.cookies.set("sessionid", body["session"], domain="127.0.0.1")
+    bot.conversation_id = body["conversation_id"]
+    bot.participant_id = body["bot_participant_id"]
+    return bot
+
+
+async def expiry(server: LiveServer, key: str) -> Any:
+    """When the session ``key`` lapses, as stored."""
+    async with server.registry.db.read() as conn:
+        found = await conn.execute(select(sessions.c.expires_at).where(sessions.c.key == key))
+        return found.scalar_one()

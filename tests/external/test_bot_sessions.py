@@ -3,46 +3,27 @@ holds while its socket is open, and outlives the conversation's end (PROTOCOL 4.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from external.fakes import (
     PersonFactory,
-    Recorded,
     Recorder,
     SettingsFactory,
+    as_bot,
     bot_id,
+    expiry,
     external_bot,
     serve,
 )
-from support.blab import Person
-from support.server import LiveServer, live_server
+from support.server import live_server
 from support.waiting import until
 from tertulia.domain.times import utcnow
-from tertulia.storage.tables import sessions
-
-
-def as_bot(server: LiveServer, people: PersonFactory, trigger: Recorded) -> Person:
-    """A client with the session a trigger handed the bot (a bot program's, BLAB's kind)."""
-    body = trigger.json()
-    bot = people(server)
-    bot.http.cookies.set("sessionid", body["session"], domain="127.0.0.1")
-    bot.conversation_id = body["conversation_id"]
-    bot.participant_id = body["bot_participant_id"]
-    return bot
-
-
-async def expiry(server: LiveServer, key: str) -> datetime:
-    async with server.registry.db.read() as conn:
-        found = await conn.execute(select(sessions.c.expires_at).where(sessions.c.key == key))
-        expires: datetime = found.scalar_one()
-        return expires
 
 
 async def test_bot_session_cannot_reach_another_conversation(

@@ -16,28 +16,18 @@ import pytest
 from external.fakes import (
     TIMEOUT,
     PersonFactory,
-    Recorded,
     Recorder,
     SettingsFactory,
+    as_bot,
     bot_id,
     external_bot,
     serve,
 )
-from support.blab import Person, Socket
+from support.blab import Socket
 from support.managers import manager_client, message_deliveries
 from support.server import LiveServer, live_server
 
 ECHO = {"module": "tertulia.bots.builtin", "class": "UpperCaseEchoBot"}
-
-
-def as_bot(server: LiveServer, people: PersonFactory, trigger: Recorded) -> Person:
-    """A client with the session a trigger handed the bot."""
-    body = trigger.json()
-    bot = people(server)
-    bot.http.cookies.set("sessionid", body["session"], domain="127.0.0.1")
-    bot.conversation_id = body["conversation_id"]
-    bot.participant_id = body["bot_participant_id"]
-    return bot
 
 
 async def settled(server: LiveServer, socket: Socket) -> None:

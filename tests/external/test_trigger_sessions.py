@@ -9,29 +9,20 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from websockets.exceptions import InvalidStatus
 
-from external.fakes import PersonFactory, Recorder, SettingsFactory, bot_id, external_bot, serve
-from support.blab import Person
-from support.server import LiveServer, live_server
+from external.fakes import (
+    PersonFactory,
+    Recorder,
+    SettingsFactory,
+    as_bot,
+    bot_id,
+    expiry,
+    external_bot,
+    serve,
+)
+from support.server import live_server
 from tertulia.domain.times import utcnow
-from tertulia.storage.tables import sessions
-
-
-def as_bot(server: LiveServer, people: PersonFactory, body: dict[str, Any]) -> Person:
-    """A client with the session a trigger handed the bot."""
-    bot = people(server)
-    bot.http.cookies.set("sessionid", body["session"], domain="127.0.0.1")
-    bot.conversation_id = body["conversation_id"]
-    bot.participant_id = body["bot_participant_id"]
-    return bot
-
-
-async def expiry(server: LiveServer, key: str) -> Any:
-    async with server.registry.db.read() as conn:
-        found = await conn.execute(select(sessions.c.expires_at).where(sessions.c.key == key))
-        return found.scalar_one()
 
 
 async def test_a_retried_trigger_ends_the_session_of_the_attempt_before_it(

@@ -50,16 +50,21 @@ def _requests(person: Person) -> dict[str, tuple[str, str, str, bytes]]:
     }  # fmt: skip
 
 
-def _send_part(server: LiveServer, person: Person, kind: str) -> socket.socket:
-    """A connection that has sent the head and part of a 200-byte body of ``kind``."""
+def _head(server: LiveServer, person: Person, kind: str, length: int) -> bytes:
+    """The head of a request of ``kind`` announcing a ``length``-byte body, and the first
+    part of that body."""
     method, path, content_type, part = _requests(person)[kind]
-    head = (
+    return (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
         f"Cookie: sessionid={person.session}\r\nContent-Type: {content_type}\r\n"
-        "Content-Length: 200\r\n\r\n"
-    ).encode()
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode() + part
+
+
+def _send_part(server: LiveServer, person: Person, kind: str) -> socket.socket:
+    """A connection that has sent the head and part of a 200-byte body of ``kind``."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock.sendall(head + part)
+    sock.sendall(_head(server, person, kind, 200))
     return sock
 
 
@@ -110,15 +115,6 @@ def demanding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bodies given 0.5 s, and a second more per 100 bytes (not 20 s and 500 bytes)."""
     monkeypatch.setattr(bodies, "GRACE_SECONDS", 0.5)
     monkeypatch.setattr(bodies, "MIN_RATE", 100)
-
-
-def _head(server: LiveServer, person: Person, kind: str, length: int) -> bytes:
-    method, path, content_type, part = _requests(person)[kind]
-    return (
-        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-        f"Cookie: sessionid={person.session}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {length}\r\n\r\n"
-    ).encode() + part
 
 
 @pytest.mark.parametrize("kind", ["message", "join"])

@@ -208,7 +208,7 @@ def create_app(settings: Settings) -> FastAPI:
             resources.push_async_callback(absences.close)
             absences.start()
             app.state.absences = absences  # (tests wait on its sweeps)
-            sessions = Sessions(db, settings)
+            sessions = Sessions(db, settings, registry.outages)
             resources.push_async_callback(sessions.close)
             registry.forgetting.append(sessions.forget_conversation)
             retention = None

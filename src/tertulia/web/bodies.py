@@ -43,18 +43,23 @@ MIN_RATE = 500  # ... and a second more per this many bytes that arrived
 class BodyStalled(Exception):
     """Nothing of the body arrived for :data:`IDLE_SECONDS`."""
 
+    reason = "stalled"  # (for the log)
+
     @property
-    def detail(self) -> str:
-        return f"nothing arrived for {IDLE_SECONDS:g} seconds."
+    def summary(self) -> str:
+        """What happened, after "The request" or "The upload"."""
+        return f"stalled: nothing arrived for {IDLE_SECONDS:g} seconds."
 
 
 class BodyTooSlow(BodyStalled):
     """The body arrived slower than :data:`MIN_RATE` bytes a second, after the first
     :data:`GRACE_SECONDS`."""
 
+    reason = "too slow"
+
     @property
-    def detail(self) -> str:
-        return f"its body came slower than {MIN_RATE} bytes a second."
+    def summary(self) -> str:
+        return f"was too slow: its body came slower than {MIN_RATE} bytes a second."
 
 
 class BodyReader:
@@ -174,10 +179,7 @@ async def _read_capped(request: Request) -> bytes:
     except ClientDisconnect:
         log.info("request body cut short", path=request.url.path, reason="client gone")
         raise IncompleteBody("The request was interrupted: its body ended early.") from None
-    except BodyTooSlow as exc:
-        log.info("request body cut short", path=request.url.path, reason="too slow")
-        raise IncompleteBody(f"The request was too slow: {exc.detail}") from None
     except BodyStalled as exc:
-        log.info("request body cut short", path=request.url.path, reason="stalled")
-        raise IncompleteBody(f"The request stalled: {exc.detail}") from None
+        log.info("request body cut short", path=request.url.path, reason=exc.reason)
+        raise IncompleteBody(f"The request {exc.summary}") from None
     return b"".join(chunks)

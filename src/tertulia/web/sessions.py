@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tertulia.domain.ids import new_session_key
 from tertulia.domain.times import utcnow
-from tertulia.logs import OUTAGE_WARNING_EVERY, Sampled
+from tertulia.logs import Sampled
 from tertulia.settings import Settings
 from tertulia.storage import sessions as repo
 from tertulia.storage.database import Database
@@ -64,14 +64,14 @@ def cookie_key(connection: HTTPConnection) -> str | None:
 class Sessions:
     """Loads, creates and renews sessions."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, outages: Sampled) -> None:
         self._db = db
         self._settings = settings
+        self.outages = outages  # (the server's: sockets' sessions not looked at)
         self._cache: OrderedDict[str, tuple[SessionRecord, datetime]] = OrderedDict()
         self._participations: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._next_purge: datetime | None = None
         self._purging: asyncio.Task[None] | None = None
-        self.outages = Sampled(every=OUTAGE_WARNING_EVERY)  # (sockets' sessions not looked at)
 
     @property
     def max_age(self) -> timedelta:

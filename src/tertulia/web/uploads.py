@@ -74,7 +74,7 @@ from tertulia.files import (
     limit_for,
     stored_type,
 )
-from tertulia.web.bodies import BodyReader, BodyStalled, BodyTooSlow
+from tertulia.web.bodies import BodyReader, BodyStalled
 from tertulia.web.deps import Membership, services
 from tertulia.web.responses import JSONBody
 
@@ -377,8 +377,7 @@ async def receive_upload(request: Request, store: FileStore, limits: Mapping[str
         raise await _failed(request, error, body, None, gone=True) from None
     except BodyStalled as exc:
         _discard(spool)
-        stalled = "was too slow" if isinstance(exc, BodyTooSlow) else "stalled"
-        error = ValidationFailed(detail=f"The upload {stalled}: {exc.detail}")
+        error = ValidationFailed(detail=f"The upload {exc.summary}")
         raise await _failed(request, error, body, None, gone=True) from None
     except BaseException:
         _discard(spool)

@@ -427,8 +427,7 @@ async def chat_socket(websocket: WebSocket, conversation_id: str) -> None:
         )
         if websocket.application_state == WebSocketState.CONNECTING:
             await websocket.accept()
-        await _close(websocket, CLOSE_SLOW, unavailable(exc))
-        socket_closed(CLOSE_SLOW)
+        await _close_early(websocket, CLOSE_SLOW, unavailable(exc))
 
 
 async def _open(websocket: WebSocket, conversation_id: str) -> None:
@@ -449,8 +448,7 @@ async def _open(websocket: WebSocket, conversation_id: str) -> None:
         # Over the cap: closed before it is subscribed or counted present (web/socketcap.py).
         bound.info("socket refused: too many open for its participant")
         await websocket.accept()
-        await _close(websocket, CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON)
-        socket_closed(CLOSE_TOO_MANY)
+        await _close_early(websocket, CLOSE_TOO_MANY, CLOSE_TOO_MANY_REASON)
         return
     try:
         copies = None
@@ -497,13 +495,11 @@ async def _serve(
     except ServiceUnavailable as exc:
         # (Redis out of reach: an outage, 1013, and its client reconnects after its backoff)
         svc.outages.warning(bound, f"{exc.service} unreachable; socket closed", error=exc.reason)
-        await _close(websocket, CLOSE_SLOW, unavailable(exc))
-        socket_closed(CLOSE_SLOW)
+        await _close_early(websocket, CLOSE_SLOW, unavailable(exc))
         return
     except Exception:
         bound.exception("subscribing the socket failed")
-        await _close(websocket, CLOSE_ERROR, "internal error")
-        socket_closed(CLOSE_ERROR)
+        await _close_early(websocket, CLOSE_ERROR, "internal error")
         return
     sender = outbox.start(f"ws-send-{socket_id}")
     connected = False
@@ -514,8 +510,7 @@ async def _serve(
         if key is not None and await svc.sessions.load(websocket) is None:
             # Ended by a retried trigger as this socket opened: its order to close may have
             # gone before the subscription, but not before the session ended.
-            bound.info("socket closed: its session has ended")
-            outbox.close(CLOSE_SESSION_ENDED, CLOSE_REASONS[CLOSE_SESSION_ENDED])
+            _session_ended(outbox, bound)
             return
         joined = await chat.connect(participant, socket_id)
         connected = True
@@ -603,6 +598,13 @@ async def _serve(
         # no ids: this is the one line of a socket's end)
         bound.info("socket closed", code=code, seconds=round(time.monotonic() - opened, 1))
         socket_closed(code)
+
+
+async def _close_early(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close an accepted socket that ends before it is served (counted here: the end of a
+    served one is counted with its "socket closed" line)."""
+    await _close(websocket, code, reason)
+    socket_closed(code)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
