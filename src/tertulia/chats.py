@@ -50,6 +50,7 @@ from tertulia.errors import (
     CommandError,
     Conflict,
     ConversationGone,
+    DatabaseUnavailable,
     NotFound,
     ServiceUnavailable,
     ValidationFailed,
@@ -806,6 +807,15 @@ class Chat:
                 await self.refresh()
             except ConversationGone:  # (its deletion is told apart)
                 pass
+            except DatabaseUnavailable as exc:
+                # The participants as last read: a presence frame still goes out (it did
+                # before they were read again for every frame), only perhaps with an old name.
+                self._services.outages.warning(
+                    log,
+                    "database unreachable; the state frame has the participants as last read",
+                    conversation_id=self.conversation.id,
+                    error=exc.reason,
+                )
         return {
             "participants": self._public_participants(),
             "conversation_name": self.conversation.name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 
 from support.blab import Person
-from support.environment import DatabaseTarget
+from support.bots import watch_logs
+from support.environment import REDIS_URL, DatabaseTarget, require_service
 from support.process import ServerProcess, two_servers
-from support.server import LiveServer
+from support.server import LiveServer, live_server
 from support.waiting import until
+from tertulia.errors import DatabaseUnavailable
+from tertulia.settings import Settings
 
 
 @pytest.mark.slow
@@ -219,3 +222,29 @@ async def test_state_frames_from_a_process_that_did_not_see_a_rename_have_the_ne
         finally:
             await alice.close()
             await bob.close()
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_state_frame_goes_out_with_the_participants_last_read_when_the_database_is_out(
+    make_settings: Callable[..., Settings],
+    people: Callable[[LiveServer], Person],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With several processes a state frame reads the participants first; the database out
+    of reach, it goes out all the same with those last read (as before they were read for
+    every frame), and says so in the log, rather than failing (no frame at all)."""
+    require_service("Redis", REDIS_URL)
+    async with live_server(make_settings(broker_url=REDIS_URL)) as server:
+        alice = people(server)
+        assert (await alice.create(nickname="alice")).status_code == 201
+        chat = await server.registry.get(alice.conversation_id or "")
+        assert chat is not None
+
+        async def unreachable() -> None:
+            raise DatabaseUnavailable("ConnectionRefusedError: [Errno 111] refused")
+
+        monkeypatch.setattr(chat, "refresh", unreachable)
+        with watch_logs() as logs:
+            state = await chat.state()
+        assert [p["name"] for p in state["participants"]] == ["alice"]
+        assert any("database unreachable" in e["event"] for e in logs.entries)
