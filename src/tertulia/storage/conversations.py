@@ -114,7 +114,8 @@ def _participant_count(page: Subquery) -> Label[Any]:
 @cache
 def _page(dialect: str) -> Executable:
     # The same order on every database: no name first, then names by code point
-    # (PostgreSQL would otherwise put NULLs last and sort by the locale's collation).
+    # (PostgreSQL would otherwise put NULLs last and sort by the locale's collation); each
+    # database's index is in it (tables.py: ix_conversations_by_name, and _c).
     def order(table: Any) -> list[Any]:
         name: ColumnElement[Any] = table.c.name
         if dialect == "postgresql":

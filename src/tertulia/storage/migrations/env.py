@@ -8,6 +8,7 @@ itself uses :mod:`tertulia.storage.database`); the URL names the async driver
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from alembic import context
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tertulia.errors import TertuliaError
-from tertulia.storage.tables import metadata
+from tertulia.storage.tables import ONE_DATABASE_INDEXES, metadata
 
 config = context.config
 
@@ -76,6 +77,7 @@ def _run(connection: Connection) -> None:
         # otherwise start between two revisions of another's upgrade and run the next
         # revision twice.
         transactional_ddl=True,
+        include_object=_compared(connection.dialect.name),
     )
     with context.begin_transaction():
         # The revision found here, under the lock (PostgreSQL's advisory lock, SQLite's
@@ -95,6 +97,21 @@ def _run(connection: Connection) -> None:
                     "the migration would leave rows referring to nothing (table, row, "
                     f"referred table): {sorted(broken)[:5]}; nothing was changed"
                 )
+
+
+def _compared(dialect: str) -> Callable[..., bool]:
+    """Which objects autogenerate (``alembic check``) compares: an index of one database
+    only (``ONE_DATABASE_INDEXES``) on that one, and not at all when the tables do not
+    describe it (PostgreSQL's on an expression, which autogenerate cannot compare)."""
+
+    described = {index.name for table in metadata.tables.values() for index in table.indexes}
+
+    def include(_obj: Any, name: str | None, type_: str, *_: Any) -> bool:
+        if type_ != "index" or name not in ONE_DATABASE_INDEXES:
+            return True
+        return ONE_DATABASE_INDEXES[name] == dialect and name in described
+
+    return include
 
 
 def _will_migrate() -> bool:
