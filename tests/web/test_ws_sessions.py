@@ -53,6 +53,29 @@ async def test_a_socket_in_use_renews_its_session(alice: Person, server: LiveSer
     await until(renewed)
 
 
+async def test_a_handshake_that_renews_the_session_renews_the_cookie(
+    alice: Person, server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tab that reconnects its socket and sends no request (the web client reads its
+    history through the socket's replay) keeps its cookie: the handshake's answer sets it
+    again when it renewed the session, as a request's answer does, and only then. Else the
+    browser's cookie lapsed two weeks after the create, though the session was kept."""
+    monkeypatch.setattr(web_sessions, "RENEW_AFTER", timedelta(hours=1))  # (the default)
+    monkeypatch.setattr(web_sessions, "CACHE_TTL", timedelta(0))  # expire_in is seen at once
+    assert alice.session is not None
+    first = await alice.connect()
+    await first.state()
+    assert "set-cookie" not in first.connection.response.headers  # nothing renewed
+    await first.close()
+    await expire_in(server, alice.session, timedelta(days=1))
+    again = await alice.connect()
+    await again.state()
+    cookie = again.connection.response.headers.get("set-cookie", "")
+    assert cookie.startswith(f"sessionid={alice.session};"), cookie
+    assert f"Max-Age={server.settings.session_max_age}" in cookie
+    assert "HttpOnly" in cookie
+
+
 async def test_an_open_socket_keeps_its_session(alice: Person, server: LiveServer) -> None:
     """A socket open while its client sends nothing (a tab left open, reading; a bot
     waiting for a question) renews its session all the same: an open socket is use, and

@@ -154,9 +154,10 @@ class Sessions:
                 return None
             session = replace(session, expires_at=expires)
             self._cache_put(session, now)
-            if session.bot_conversation_id is None and connection.scope["type"] == "http":
-                # The browser's cookie is renewed with it (CookieRenewal): else it would
-                # lapse two weeks after the create or join that set it, however much used.
+            if session.bot_conversation_id is None:
+                # The browser's cookie is renewed with it (CookieRenewal; a socket's
+                # handshake answer, web/ws.py): else it would lapse two weeks after the
+                # create or join that set it, however much used.
                 connection.state.renewed_session = session
         return session
 

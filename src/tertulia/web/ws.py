@@ -381,6 +381,15 @@ async def _authenticate(
     return chat, participant
 
 
+def _renewed_cookie(websocket: WebSocket) -> list[tuple[bytes, bytes]]:
+    """The session's cookie again when the handshake renewed the session, as a request's
+    answer has it (web/sessions.py: CookieRenewal; browsers take ``Set-Cookie`` on a 101
+    too): a tab that reconnects its socket, and sends no request, keeps its cookie as long
+    as the server keeps its session."""
+    session = getattr(websocket.state, "renewed_session", None)
+    return [] if session is None else [services(websocket).sessions.cookie_header(session)]
+
+
 def _after(websocket: WebSocket, name: str = "after") -> int | None:
     """``?after=`` (or ``?copies_after=``): None when absent.
 
@@ -459,7 +468,7 @@ async def _open(websocket: WebSocket, conversation_id: str) -> None:
                 copies = Copies(said, said=True)
             else:
                 copies = Copies(await chat.last_copy(participant), said=False)
-        await websocket.accept()
+        await websocket.accept(headers=_renewed_cookie(websocket))
         with WEBSOCKETS_OPEN.track_inprogress():
             await _serve(websocket, chat, participant, after, copies, bound)
     finally:
