@@ -1304,8 +1304,13 @@ class Chat:
         except _Duplicate as duplicate:
             # The transaction rolled back whatever it had done; the first message stands.
             return await self._repeat(participant, duplicate.sender_id, duplicate.local_id)
-        if participant.is_human and self._recall.enabled and self._bots_triggered():
-            await self._call_back(result.message)
+        if self._recall.enabled and (triggered := self._bots_triggered()):
+            if participant.is_human:
+                await self._call_back(result.message, triggered)
+            elif not (result.message.visible or participant.is_manager):
+                # A bot's answer waits for the manager's approval: a manager with no socket
+                # is called back to approve it (else it waits, and people, for good).
+                await self._call_back(result.message, [b for b in triggered if b.is_manager])
         return result
 
     def _bots_triggered(self) -> list[Participant]:
@@ -1338,17 +1343,25 @@ class Chat:
         async with self._transaction() as (conn, _):
             await conv_repo.hold_resume_point(conn, bot.id, after, copies)
 
-    async def _call_back(self, woken_by: Message) -> None:
-        """A person wrote: trigger again the external bots that have no socket, when due
-        (:mod:`tertulia.recall`), telling each to resume before ``woken_by``. The message
-        is stored already: a failure here is logged, not the sender's."""
+    async def _call_back(self, woken_by: Message, bots: list[Participant]) -> None:
+        """A person wrote (or a bot's answer awaits approval): trigger again those of
+        ``bots`` (external; the manager, for an answer) that have no socket, when due
+        (:mod:`tertulia.recall`), telling each to resume before ``woken_by``: at the
+        visible message before it (an answer awaiting approval has no ``seq``; a manager
+        resuming there is sent it first, web/ws.py). The message is stored already: a
+        failure here is logged, not the sender's."""
         try:
+            if not bots:
+                return
             present = await self._services.broker.present(self.conversation.id)
-            due = self._recall.due([b for b in self._bots_triggered() if b.id not in present])
+            due = self._recall.due([bot for bot in bots if bot.id not in present])
             if not due:
                 return
-            before = max((woken_by.seq or 1) - 1, 0)
             async with self._transaction() as (conn, out):
+                if woken_by.seq is not None:
+                    before = max(woken_by.seq - 1, 0)
+                else:
+                    before = await msg_repo.seq_before(conn, self.conversation.id, woken_by.id)
                 for bot in due:
                     copies = None
                     if self.takes_copies(bot):

@@ -384,3 +384,58 @@ async def test_a_bot_on_its_way_answers_what_was_written_since_its_trigger(
             said = [m["text"] for m in bot.messages() if m.get("sender_id") == alice.participant_id]
             assert said == ["quick question", "second question"]
             assert len(recorder.requests) == 1, "on its way: not called back"
+
+
+async def test_an_answer_awaiting_an_absent_manager_calls_it_back_and_reaches_it(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """An external manager's program stops after redirecting alice's question; the bot's
+    answer, stored waiting for approval, finds no socket of the manager: it calls the
+    manager back, with ``after`` the last message people saw before the answer, so the
+    manager's next socket (saying nothing, as BLAB's library does) is sent the answer
+    first and approves it. Before, an answer did not call the manager back, and the next
+    person's message called it back from after the manager's own *participant-left*,
+    later than the answer: the answer was never sent to it, nor shown (manager QA 1)."""
+    bots_recorder, manager_recorder = Recorder(), Recorder()
+    async with serve(bots_recorder) as bots_url, serve(manager_recorder) as manager_url:
+        bots = {"Ext": external_bot(bots_url), "Boss": external_bot(manager_url)}
+        settings = make_settings(bots=bots, manager="Boss", bot_recall=3600)
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            assert created.status_code == 201, created.text
+            boss_id = bot_id(created.json(), "Boss")
+            room = await alice.connect(after=0)
+            (ext_trigger,) = await bots_recorder.wait_for(1)
+            (boss_trigger,) = await manager_recorder.wait_for(1)
+            ext = await as_bot(server, people, ext_trigger).connect()
+            await ext.state()
+            manager = await as_bot(server, people, boss_trigger).connect()
+            await manager.state()
+
+            asked = await room.message(local_id=await room.say("question"))
+            await manager.message(id=asked["id"])
+            await redirect(manager, asked["id"])
+            await ext.message(id=asked["id"])
+            await manager.close()
+            await room.message(
+                event="participant-left", additional_metadata={"participant_id": boss_id}
+            )
+            seen = max(m["seq"] for m in room.messages())
+
+            await ext.send({"type": "T", "text": "answer", "quoted_message_id": asked["id"]})
+            (_, again) = await manager_recorder.wait_for(2)
+            assert again.json()["after"] == seen
+            back = await as_bot(server, people, again).connect()  # (saying nothing)
+            waiting = await back.message(text="answer")
+            assert waiting["approved"] is False
+            await back.send(
+                {
+                    "type": "T",
+                    "text": "",
+                    "quoted_message_id": waiting["id"],
+                    "command": orjson.dumps({"action": "approve"}).decode(),
+                }
+            )
+            shown = await room.message(text="answer")
+            assert shown["id"] == waiting["id"]

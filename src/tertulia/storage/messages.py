@@ -93,6 +93,20 @@ _PK_AT_SEQ = (
     .order_by(messages.c.seq.desc())
     .limit(1)
 )
+# The ``seq`` of the last visible message stored before a message (0: none), in the
+# conversation's (conversation_id, seq) index from its end: the first found is it, almost
+# always (a message approved later has an earlier key than its number says).
+_SEQ_BEFORE = (
+    select(messages.c.seq)
+    .where(
+        _IN_CONVERSATION,
+        messages.c.seq.is_not(None),
+        messages.c.pk
+        < select(messages.c.pk).where(messages.c.id == bindparam("message_id")).scalar_subquery(),
+    )
+    .order_by(messages.c.seq.desc())
+    .limit(1)
+)
 _LATEST = (
     select(messages)
     .where(_IN_CONVERSATION, _VISIBLE)
@@ -401,6 +415,16 @@ async def awaiting_approval(
         _AWAITING, {"conversation_id": conversation_id, "after_pk": after_pk, "limit": limit}
     )
     return [_message(r) for r in rows]
+
+
+async def seq_before(conn: Connection, conversation_id: str, message_id: str) -> int:
+    """The ``seq`` of the last visible message stored before ``message_id`` (0: none): a
+    point to resume from for whoever is to see that message, visible or not (a manager's
+    socket that resumes there is sent those awaiting approval stored after it, this one
+    among them: :func:`awaiting_approval`)."""
+    params = {"conversation_id": conversation_id, "message_id": message_id}
+    found = (await conn.execute(_SEQ_BEFORE, params)).scalar_one_or_none()
+    return int(found or 0)
 
 
 async def latest_visible(conn: Connection, conversation_id: str, count: int = 1) -> list[Message]:
