@@ -232,6 +232,19 @@ BAD_COMMANDS: list[tuple[str, Any, str | None]] = [
     ("a null sender_id override", {**REDIRECT, "overrides": {"sender_id": None}}, "human"),
     ("a sender_id naming nobody", {**REDIRECT, "overrides": {"sender_id": "UNKNOWN"}}, "human"),
     ("a system type override", {**REDIRECT, "overrides": {"type": "S"}}, "human"),
+    # (manager QA 2: a copy quoting another conversation's message, or a 100-char local_id)
+    ("a quote override not an id", {**REDIRECT, "overrides": {"quoted_message_id": "q"}}, "human"),
+    (
+        "a quote override naming nothing",
+        {**REDIRECT, "overrides": {"quoted_message_id": "UNKNOWN"}},
+        "human",
+    ),
+    (
+        "a quote override elsewhere",
+        {**REDIRECT, "overrides": {"quoted_message_id": "OTHER"}},
+        "human",
+    ),
+    ("a local_id override too long", {**REDIRECT, "overrides": {"local_id": "L" * 33}}, "human"),
     ("self_approve a string", {**APPROVE, "self_approve": "yes"}, "answer"),
     ("unknown action", {"action": "delete"}, "answer"),
     ("malformed JSON", '{"action": "approve"', "answer"),
@@ -263,8 +276,9 @@ async def test_an_invalid_command_changes_nothing(room: Room, transport: str) ->
         if isinstance(command, dict) and command.get("on_behalf_of") == "UNKNOWN":
             command = {**command, "on_behalf_of": new_id()}
         given = command.get("overrides") if isinstance(command, dict) else None
-        if isinstance(given, dict) and "UNKNOWN" in given.values():
-            overrides = {k: new_id() if v == "UNKNOWN" else v for k, v in given.items()}
+        if isinstance(given, dict):
+            named = {"UNKNOWN": new_id(), "OTHER": elsewhere["id"]}
+            overrides = {k: named.get(v, v) if isinstance(v, str) else v for k, v in given.items()}
             command = {**command, "overrides": overrides}
         quoted = new_id() if target == "unknown" else targets.get(target or "", target)
         before = await stored_count(room.server, room.conversation_id)

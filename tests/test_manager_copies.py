@@ -171,3 +171,36 @@ async def test_a_deleted_conversation_takes_its_copies_along(
             assert (await conn.execute(select(func.count()).select_from(copies))).scalar() == 0
     finally:
         await db.close()
+
+
+async def test_the_core_api_redirect_checks_its_overrides_as_a_command_does(
+    make_settings: Any, people: Any
+) -> None:
+    """``Chat.deliver_message_to_bot`` (DESIGN's core API) takes overrides by the rules of
+    a manager's redirect: a quote of another conversation's message, or a ``local_id`` no
+    client could send, is refused and nothing is delivered; valid ones reach the bot."""
+    from tertulia.errors import CommandError
+    from tertulia.storage import messages as msg_repo
+
+    async with live_server(make_settings(manager="Manager", bots=_bots())) as server:
+        room = await Room.open(server, people, ["Outside"])
+        elsewhere = people(server)
+        assert (await elsewhere.create(nickname="carol")).status_code == 201
+        other = (await elsewhere.post(type="T", text="not yours")).json()
+        asked = await _said(room, "hello")
+        outside = await (await _bot(server, people, room)).connect()
+        await outside.state()
+        chat = await server.registry.get(room.conversation_id)
+        assert chat is not None
+        bot = await chat.participant(room.ids["Outside"])
+        assert bot is not None
+        async with server.registry.db.read() as conn:
+            message = await msg_repo.get_message(conn, room.conversation_id, asked["id"])
+        assert message is not None
+        for refused in ({"quoted_message_id": other["id"]}, {"local_id": "L" * 33}):
+            with pytest.raises(CommandError):
+                await chat.deliver_message_to_bot(message, bot, refused)
+        await chat.deliver_message_to_bot(message, bot, {"text": "HELLO"})
+        copy = await outside.message(id=asked["id"])
+        assert copy["text"] == "HELLO"
+        assert _copies(outside) == [copy], "the refused ones sent nothing"

@@ -27,7 +27,7 @@ import structlog
 
 from tertulia.bots.base import Bot, BotServices
 from tertulia.bots.runner import BotContext, BotRunner
-from tertulia.domain.commands import ManagerCommand, parse_command
+from tertulia.domain.commands import ManagerCommand, checked_overrides, parse_command
 from tertulia.domain.conversations import anonymous_name, refuse_bots_name
 from tertulia.domain.ids import canonical_id, new_id, new_session_key
 from tertulia.domain.inputs import NewMessage, parse_new_message
@@ -1532,18 +1532,22 @@ class Chat:
         return found
 
     async def _check_copy_ids(self, conn: Connection, overrides: dict[str, Any]) -> None:
-        """The ids a manager's overrides give its copies name a message and a participant
+        """The ids a manager's overrides give its copies name messages and a participant
         of this conversation: the bot's answer quotes the copy's id, and is refused if it
-        names none (the answer would be lost, after every retry of the delivery).
+        names none (the answer would be lost, after every retry of the delivery); a quote
+        naming another conversation's message would show it to the bot.
 
         Raises:
             CommandError: an id naming nothing here.
         """
-        message_id = overrides.get("id")
-        if message_id is not None and (
-            await msg_repo.get_message(conn, self.conversation.id, message_id) is None
-        ):
-            raise CommandError(f"overrides: id {message_id} is no message of this conversation")
+        for key in ("id", "quoted_message_id"):
+            message_id = overrides.get(key)
+            if message_id is not None and (
+                await msg_repo.get_message(conn, self.conversation.id, message_id) is None
+            ):
+                raise CommandError(
+                    f"overrides: {key} {message_id} is no message of this conversation"
+                )
         sender_id = overrides.get("sender_id")
         if sender_id is not None and await self.participant(sender_id) is None:
             raise CommandError(
@@ -1577,14 +1581,18 @@ class Chat:
         targets: Sequence[str],
         field_overrides: dict[str, Any] | None = None,
     ) -> None:
-        """Deliver a message to the named bots (names or participant ids).
+        """Deliver a message to the named bots (names or participant ids), with
+        ``field_overrides`` as a manager's redirect would have them.
 
         Raises:
-            CommandError: a target is not a bot of this conversation.
+            CommandError: a target is not a bot of this conversation, or an override one a
+                manager's redirect could not give (:func:`checked_overrides`).
         """
         bots = await self._targets(ManagerCommand(action="redirect", bots=tuple(targets)))
+        overrides = checked_overrides(field_overrides or {})
         async with self._transaction() as (conn, out):
-            await self._send_copies(conn, out, bots, message, field_overrides)
+            await self._check_copy_ids(conn, overrides)
+            await self._send_copies(conn, out, bots, message, overrides)
 
     async def _send_copies(
         self,

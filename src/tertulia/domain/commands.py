@@ -15,13 +15,19 @@ from typing import Any, Literal
 import orjson
 
 from tertulia.domain.ids import canonical_id
-from tertulia.domain.inputs import MAX_COMMAND, MAX_OPTION_TEXT, MAX_OPTIONS, MAX_TEXT
+from tertulia.domain.inputs import (
+    MAX_COMMAND,
+    MAX_LOCAL_ID,
+    MAX_OPTION_TEXT,
+    MAX_OPTIONS,
+    MAX_TEXT,
+)
 from tertulia.domain.model import MessageType
 from tertulia.errors import CommandError
 
 Action = Literal["approve", "redirect"]
 _MESSAGE_TYPES = frozenset(t.value for t in MessageType)
-_ID_OVERRIDES = frozenset({"id", "sender_id"})
+_ID_OVERRIDES = frozenset({"id", "sender_id", "quoted_message_id"})
 _KNOWN_KEYS = frozenset(
     {"action", "bots", "overrides", "self_approve", "self_redirect", "on_behalf_of"}
 )
@@ -88,7 +94,7 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
         overrides = {}
     if not isinstance(overrides, dict):
         raise CommandError("overrides must be an object")
-    overrides = _checked_overrides(overrides)
+    overrides = checked_overrides(overrides)
 
     flags = {}
     for key in ("self_approve", "self_redirect"):
@@ -127,16 +133,18 @@ def parse_command(raw: str | dict[str, Any] | None) -> ManagerCommand:
     )
 
 
-def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+def checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """Refuse overrides that would make a copy unreadable to bots, or unanswerable.
 
     Keys of the message representation must keep their wire types (the bot library and
     internal bots build their message from ``id``, ``time``, ``type`` and ``sent_by_human``
     and fail on anything else), and hold what a message may hold: a bot that repeats a
     copy's text or options (ECHO does) would otherwise send an answer that is refused, and
-    the person would get none. ``id`` and ``sender_id`` are ids (written canonically here;
-    that they name a message and a participant of the conversation is the chat's check),
-    and ``type`` is not ``S``. Other keys are added to the copy as they are.
+    the person would get none. ``id``, ``sender_id`` and ``quoted_message_id`` are ids
+    (written canonically here; that they name a message and a participant of the
+    conversation is the chat's check; a quote may be null), a ``local_id`` is what a
+    client's may be, and ``type`` is not ``S``. Other keys are added to the copy as they
+    are.
 
     Returns:
         the overrides, ids written canonically.
@@ -149,7 +157,10 @@ def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
         if rule is not None and not rule(value):
             raise CommandError(f"overrides: {key} has the wrong type or value")
     # Ids in the form the server writes them, as the bot will quote or name them.
-    return {k: canonical_id(v) if k in _ID_OVERRIDES else v for k, v in overrides.items()}
+    return {
+        k: canonical_id(v) if k in _ID_OVERRIDES and v is not None else v
+        for k, v in overrides.items()
+    }
 
 
 def _is_id(value: Any) -> bool:
@@ -164,6 +175,14 @@ def _is_time(value: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _id_or_none(value: Any) -> bool:
+    return value is None or _is_id(value)
+
+
+def _local_id(value: Any) -> bool:
+    return _string_or_none(value) and (value is None or len(value) <= MAX_LOCAL_ID)
 
 
 def _string_or_none(value: Any) -> bool:
@@ -194,9 +213,9 @@ _OVERRIDE_RULES: dict[str, Callable[[Any], bool]] = {
     "type": lambda v: isinstance(v, str) and v in _MESSAGE_TYPES and v != MessageType.SYSTEM,
     "sent_by_human": lambda v: isinstance(v, bool),
     "text": _text,
-    "local_id": _string_or_none,
+    "local_id": _local_id,
     "sender_id": _is_id,
-    "quoted_message_id": _string_or_none,
+    "quoted_message_id": _id_or_none,
     "event": _string_or_none,
     "file_url": _string_or_none,
     "file_name": _string_or_none,
