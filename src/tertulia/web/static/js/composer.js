@@ -113,6 +113,7 @@ export class Composer {
     this.input = h("textarea", {
       id: "composer-input",
       class: "composer-input",
+      dir: "auto",
       rows: "1",
       autocomplete: "off",
       "aria-describedby": "composer-hint",

@@ -100,7 +100,7 @@ function quoteBlock(info, actions) {
     },
     srOnly(`${t("quote.label")} `),
     h("span", { class: "quote-name" }, info.name),
-    h("span", { class: "quote-text" }, info.text),
+    h("span", { class: "quote-text", dir: "auto" }, info.text),
   );
 }
 
@@ -152,7 +152,11 @@ function content(type, { url, text, fileName, fileSize }) {
   } else if (type === "A") {
     parts.push(fileCard(url, fileName, fileSize));
   }
-  if (text) parts.push(h("p", { class: type === "T" ? "text" : "text caption" }, richText(text)));
+  if (text) {
+    // (dir auto: a right-to-left text is laid out so, its punctuation at its own end)
+    const attributes = { class: type === "T" ? "text" : "text caption", dir: "auto" };
+    parts.push(h("p", attributes, richText(text)));
+  }
   return parts;
 }
 

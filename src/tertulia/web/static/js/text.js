@@ -5,7 +5,36 @@ import { t } from "./i18n.js";
 
 const LINK = /\bhttps?:\/\/[^\s<>"']+/gi;
 /** Punctuation that ends a sentence rather than a URL. */
-const TRAILING = /[.,;:!?)\]}'"]+$/;
+const TRAILING = ".,;:!?'\"";
+/** Closing brackets, each with its opening one. */
+const CLOSING = { ")": "(", "]": "[", "}": "{" };
+
+/**
+ * A link found in text without what ends the sentence around it: trailing punctuation,
+ * and a closing bracket that closes nothing in the link ("(see https://a.example/x)"),
+ * but not one that does ("https://en.wikipedia.org/wiki/Python_(programming_language)").
+ */
+function trimLink(url) {
+  let end = url.length;
+  while (end > 0) {
+    const last = url[end - 1];
+    const opening = CLOSING[last];
+    if (TRAILING.includes(last)) {
+      end -= 1;
+    } else if (opening && count(url, opening, end) < count(url, last, end)) {
+      end -= 1;
+    } else {
+      break;
+    }
+  }
+  return url.slice(0, end);
+}
+
+function count(text, char, end) {
+  let found = 0;
+  for (let i = 0; i < end; i += 1) if (text[i] === char) found += 1;
+  return found;
+}
 
 /** Text with its http(s) links as anchors; everything else stays plain text. */
 export function richText(text) {
@@ -13,7 +42,7 @@ export function richText(text) {
   const source = String(text ?? "");
   let last = 0;
   for (const match of source.matchAll(LINK)) {
-    const url = match[0].replace(TRAILING, "");
+    const url = trimLink(match[0]);
     if (!url) continue;
     fragment.append(source.slice(last, match.index));
     fragment.append(

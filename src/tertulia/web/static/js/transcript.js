@@ -59,7 +59,10 @@ export async function transcript(conversationId, store) {
     ...messages.map((message) => line(message, store, byId)),
     "",
   ].join("\n");
-  const day = now.toISOString().slice(0, 10);
+  // The person's own date, as the "saved" line says it (toISOString's is UTC's: a day
+  // off for part of every day west or east of Greenwich).
+  const pad = (n) => String(n).padStart(2, "0");
+  const day = `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
   // (what a file name cannot hold dropped, and the spaces it leaves: "Books & club")
   const kept = title.replace(/[^\p{L}\p{N} _-]+/gu, "").replace(/\s+/g, " ").trim();
   const base = kept.slice(0, 60).trim() || "conversation";
