@@ -247,6 +247,9 @@ SPEC = '[bots.B]\nmodule = "tertulia.bots.builtin"\nclass = "CalculatorBot"\n'
         (SPEC + "timeout = inf", "bots.B.timeout: .*less than or equal to 86400"),
         (SPEC + "retries = 100000000000000000000", "bots.B.retries: .*less than or equal to 100"),
         (SPEC + "concurrency = 100000000000000000000", "bots.B.concurrency: .*less than"),
+        # (ops QA: accepted, and then no limit at all, or every request refused)
+        ('[rate_limits]\nmessage = "100000000000/second"', "message: .* over 1,000,000"),
+        ('[rate_limits]\ncreate = "0/minute"', 'create: .* refuses everything; "" turns it off'),
     ],
 )
 def test_numbers_beyond_their_bounds_stop_start_up(tmp_path: Path, text: str, message: str) -> None:
@@ -331,3 +334,14 @@ def test_a_manager_named_in_another_case_than_its_bot_gets_a_hint(
     monkeypatch.setenv("TERTULIA_BOTS__Shout__CLASS", "TransparentManagerBot")
     with pytest.raises(ConfigurationError, match=r"manager 'Shout' .*did you mean 'shout'"):
         load_settings(None)
+
+
+def test_a_variable_changing_a_default_bot_says_how_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ECHO and Calculator are the defaults, no file's bots: a variable naming one defines
+    a bot of its own, which needs its module and class. The refusal says so (ops QA: it
+    said only "module: Field required")."""
+    monkeypatch.setenv("TERTULIA_BOTS__ECHO__TIMEOUT", "5")
+    with pytest.raises(ConfigurationError, match="ECHO and Calculator are changed by defining"):
+        load_settings(write(tmp_path, ""))

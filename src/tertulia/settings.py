@@ -141,6 +141,11 @@ DEFAULT_RATE_LIMITS = {
 }
 
 
+# The most requests a rate limit may allow per period: more is no limit at all (and "" says
+# so); the counter backends hold it easily.
+MAX_RATE_AMOUNT = 1_000_000
+
+
 def _default_bots() -> dict[str, BotSpec]:
     return {
         "ECHO": BotSpec(module="tertulia.bots.builtin", class_name="UpperCaseEchoBot"),
@@ -419,9 +424,15 @@ class Settings(BaseSettings):
         if unknown:
             known = list(DEFAULT_RATE_LIMITS)
             raise ValueError(f"unknown rate limit(s) {sorted(unknown)}; known: {known}")
-        for rule in value.values():
-            if rule:
-                parse(rule)  # raises ValueError with the library's message
+        for name, rule in value.items():
+            if not rule:
+                continue
+            amount = parse(rule).amount  # raises ValueError with the library's message
+            if amount < 1:
+                # (0 elsewhere turns a setting off; here it would refuse every request)
+                raise ValueError(f'{name}: {rule!r} refuses everything; "" turns it off')
+            if amount > MAX_RATE_AMOUNT:
+                raise ValueError(f"{name}: {rule!r} is over {MAX_RATE_AMOUNT:,} per period")
         return {**DEFAULT_RATE_LIMITS, **value}
 
     def check(self) -> None:
@@ -554,6 +565,12 @@ def _format_error(exc: ValidationError) -> str:
                 if close:
                     message += f"; did you mean {close[0]}?"
         parts.append(f"{where}: {message}" if where else message)
+    if any(e["type"] == "missing" and e["loc"][:1] == ("bots",) for e in exc.errors()):
+        # (QA: a variable meant to change the default ECHO, which is no file's bot)
+        parts.append(
+            "a bot only in environment variables needs its module and class; the default "
+            "ECHO and Calculator are changed by defining them in the file"
+        )
     return "; ".join(parts)
 
 
