@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from support.blab import Socket
 from support.bots import REFUSED_CALLS, bots_with, watch_logs
@@ -17,13 +18,17 @@ from support.managers import (
     ENTERED,
     GATE,
     INBOXES,
+    LOOPING,
     OUTCOMES,
     RETURNED,
     delivery_rows,
+    loop_again,
     start,
 )
 from support.server import live_server
 from tertulia.bots.runner import delivery_id
+from tertulia.storage.database import open_database
+from tertulia.storage.tables import deliveries
 
 OURS = "support.managers"
 TRANSPARENT = {"module": "tertulia.bots.builtin", "class": "TransparentManagerBot"}
@@ -213,6 +218,40 @@ async def test_a_bot_still_running_at_shutdown_is_resumed_at_the_next_start(
         assert [m.get("text") for m in resumed.messages()].count("HELLO") == 1
         row = row_for(await delivery_rows(server, ids["Gated"]), sent["id"])
         assert row.status == "done"
+
+
+async def test_a_stop_while_a_manager_is_busy_fails_no_delivery(
+    make_settings: Any, people: Any
+) -> None:
+    """A manager answering in its worker thread, busy (ten self-redirect chains), when
+    the server stops: its sends are refused (BotStopped), which is the stop, not the bot's
+    failure, so every delivery left is pending for the next start. Before, the refusals
+    were retried through the stop and recorded as failed for good, and the worker, its
+    cancellation lost (3.11's wait_for handed it the call's outcome), went on to fail the
+    next deliveries too (manager QA, round 2: 3 of every run's lost)."""
+    bots = {
+        "Loop": {"module": OURS, "class": "LoopingManager"},
+        "Calculator": {"module": "tertulia.bots.builtin", "class": "CalculatorBot"},
+    }
+    settings = make_settings(bots=bots, manager="Loop")
+    loop_again()
+    async with live_server(settings) as server:
+        _, socket, _ = await start(server, people, ["Calculator"])
+        for n in range(10):
+            await socket.say(f"{n}+1")
+        assert await asyncio.to_thread(LOOPING.wait, 10)
+        await asyncio.sleep(0.5)  # (busier: more chances to stop mid-send)
+    db = await open_database(settings.database_url, schema=settings.database_schema, existing=True)
+    try:
+        async with db.read() as conn:
+            counts = await conn.execute(
+                select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+            )
+            by_status = dict(counts.all())
+    finally:
+        await db.close()
+    assert by_status.get("failed", 0) == 0, by_status
+    assert by_status.get("done", 0) > 10, by_status
 
 
 async def test_a_configuration_error_is_not_retried(make_settings: Any, people: Any) -> None:

@@ -20,6 +20,7 @@ the ``deliveries`` and ``messages`` tables.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import threading
 from collections import defaultdict
@@ -33,6 +34,7 @@ from sqlalchemy import select
 from support.blab import TIMEOUT, Person, Socket
 from support.server import LiveServer
 from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.bots.builtin.managing import ManagerBot
 from tertulia.domain.ids import new_local_id, new_session_key
 from tertulia.domain.times import utcnow
 from tertulia.storage import sessions as session_repo
@@ -266,6 +268,41 @@ class GatedBot(Bot):
             OUTCOMES.put(type(exc).__name__)
             raise
         OUTCOMES.put("sent")
+
+
+LOOPING = threading.Event()
+"""Set once :class:`LoopingManager` has passed a few answers on (since :func:`loop_again`)."""
+_looped = itertools.count()
+
+
+def loop_again() -> None:
+    """:data:`LOOPING` cleared, and counted again from nothing."""
+    global _looped
+    LOOPING.clear()
+    _looped = itertools.count()
+
+
+class LoopingManager(ManagerBot):
+    """A busy manager in its worker thread: each person's text goes to Calculator, and each
+    of Calculator's answers back to it, doubled, as from a person (a self-redirect chain
+    that never ends). Sets :data:`LOOPING` after a few rounds."""
+
+    runs_on_loop = False
+
+    def receive_message(self, message: ChatMessage) -> None:
+        if message.type == "S" or self.is_own(message):
+            return
+        command = {
+            "self_redirect": True,
+            "bots": ["Calculator"],
+            "overrides": {"sent_by_human": True},
+        }
+        if message.sent_by_human:
+            self.send(type="T", text=message.text, command=command)
+        elif self.is_unapproved_bot_message(message):
+            if next(_looped) == 30:
+                LOOPING.set()
+            self.send(type="T", text=f"({message.text})*2", command=command)
 
 
 class CrashTestBot(Bot):

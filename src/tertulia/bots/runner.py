@@ -649,12 +649,19 @@ class BotRunner:
         started = time.perf_counter()
         try:
             await self._call(delivery, spec, cls, context, state)
-        except asyncio.CancelledError:
-            if _cancelling():
-                raise  # this worker is being stopped
-            exc: BaseException = BotCancelled("the bot's call ended cancelled")
         except BaseException as raised:
-            exc = raised
+            if isinstance(raised, asyncio.CancelledError) and _cancelling():
+                raise  # this worker is being stopped
+            if self._closing:
+                # The server is stopping: the bot's sends are refused (BotStopped), and its
+                # call may end any way. Not the bot's failure, nor an attempt: the delivery
+                # stays pending for the next start. (Its worker's cancellation may even be
+                # lost, Python 3.11's wait_for handing it the call's outcome instead: the
+                # worker went on failing one delivery after another for good; QA.)
+                raise asyncio.CancelledError("the server is stopping") from raised
+            exc: BaseException = raised
+            if isinstance(raised, asyncio.CancelledError):
+                exc = BotCancelled("the bot's call ended cancelled")
         else:
             _count_call(context.bot_name, "ok", started)
             return state, None
