@@ -103,6 +103,9 @@ def make_settings(database: DatabaseTarget, tmp_path: Path) -> SettingsFactory:
             # tests/web/test_rate_limits.py tests the limits; elsewhere they would only
             # throttle tests that send quickly from one address
             "rate_limits": dict.fromkeys(DEFAULT_RATE_LIMITS, ""),
+            # Most tests have several people in one conversation; those of rooms off (the
+            # default) say so.
+            "rooms": True,
         }
         values.update(overrides)
         return load_settings(None, **values)

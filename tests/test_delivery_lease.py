@@ -42,6 +42,7 @@ def shared(database: DatabaseTarget, **fields: Any) -> dict[str, Any]:
         "broker_url": REDIS_URL,
         "presence_grace": 0,
         "rate_limits": {},
+        "rooms": True,  # (people join each other's conversations, on either process)
         "bots": {
             "Lease": {"module": "support.runner_bots", "class": "LeaseBot", "kwargs": bot_kwargs}
         },

@@ -55,11 +55,13 @@ def test_the_documented_toml_shape_loads(tmp_path: Path) -> None:
     }
 
 
-def test_defaults_offer_echo_and_calculator_with_rooms_on() -> None:
-    """Without a file: ECHO and Calculator, rooms on, SQLite in the working directory."""
+def test_defaults_offer_echo_and_calculator_with_rooms_off() -> None:
+    """Without a file: ECHO and Calculator, rooms off (opt-in, PROTOCOL 9 #37: with them
+    anyone may list, join and read every conversation; security QA found them on), SQLite
+    in the working directory."""
     settings = load_settings()
     assert list(settings.bots) == ["ECHO", "Calculator"]
-    assert settings.rooms is True
+    assert settings.rooms is False
     assert settings.database_url == "sqlite+aiosqlite:///./tertulia.db"
     assert set(settings.chat_limits) == set(LIMIT_KEYS)
 

@@ -181,7 +181,9 @@ class Settings(BaseSettings):
         description="with Redis, names this installation's channels and keys apart from "
         "another's on the same database number: letters, digits, _ or -, at most 32",
     )
-    rooms: bool = Field(default=True, description="BLAB's CHAT_ENABLE_ROOMS")
+    # Off unless asked for, as BLAB's CHAT_ENABLE_ROOMS is when absent: with rooms on anyone
+    # may list, join and read every conversation (PROTOCOL 9 #37: rooms stay opt-in).
+    rooms: bool = Field(default=False, description="BLAB's CHAT_ENABLE_ROOMS")
     allowed_origins: list[str] = Field(default_factory=list)
     allowed_hosts: list[str] | None = Field(
         default=None,

@@ -200,6 +200,7 @@ async def two_servers(
         "database_url": database.url,
         "database_schema": database.schema,
         "broker_url": REDIS_URL,
+        "rooms": True,  # (people join each other's conversations, on either process)
         **values,
     }
     config = write_config(workdir / "tertulia.toml", {**shared, "log_format": "json"})
