@@ -72,3 +72,35 @@ async def test_closing_leaves_nothing_to_publish_later(
     assert not chat.state_pending
     assert chat._state_timer is None
     assert not registry._background
+
+
+async def test_a_background_task_failing_in_an_outage_is_a_sampled_warning(
+    server: LiveServer,
+) -> None:
+    """A fire-and-forget task (a runner's wake-up, a delayed state frame) that meets Redis
+    or the database out of reach is an outage, said as one: a warning now and then, no
+    traceback (chaos QA: one per task, 210 in a minute's outage); any other failure is
+    still an error with its traceback."""
+    import asyncio
+
+    from support.bots import watch_logs
+    from tertulia.errors import BrokerUnavailable
+
+    async def unreachable() -> None:
+        raise BrokerUnavailable("ConnectionError: refused")
+
+    async def broken() -> None:
+        raise ValueError("a bug")
+
+    with watch_logs() as logs:
+        for work in (unreachable, unreachable, broken):
+            task = asyncio.create_task(work(), name=work.__name__)
+            server.registry.background(task)
+            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.sleep(0)  # (its done callback)
+    failures = [e for e in logs.entries if "background task failed" in e["event"]]
+    assert [(e["log_level"], "exc_info" in e) for e in failures] == [
+        ("warning", False),
+        ("error", True),
+    ], failures
+    assert failures[0]["task"] == "unreachable"
