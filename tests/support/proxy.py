@@ -1,6 +1,7 @@
 """A TCP proxy between the server and a service (PostgreSQL, Redis, a bot), to cut the
 network in tests: :meth:`Proxy.drop` aborts every connection, ``refusing`` turns new ones
-away."""
+away, :meth:`Proxy.hold` keeps every byte back (a partition: connections stay open, and
+nothing answers)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class Proxy:
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def listen_port(self) -> int:
@@ -50,6 +53,14 @@ class Proxy:
             upstream.transport.abort()
         self._links.clear()
 
+    def hold(self) -> None:
+        """Keep back every byte, both ways, on every connection, new ones too, until
+        :meth:`release`: a partition, or a frozen host."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
             self.refused.append(time.monotonic())
@@ -64,15 +75,15 @@ class Proxy:
         link = (writer, up_writer)
         self._links.add(link)
         for source, target in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(_pipe(source, target))
+            task = asyncio.create_task(self._pipe(source, target))
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    with contextlib.suppress(Exception):
-        writer.close()
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        with contextlib.suppress(Exception):
+            writer.close()

@@ -7,6 +7,7 @@ web/errors.py, web/ws.py)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,8 +20,10 @@ from support.proxy import ProxyFactory
 from support.server import live_server
 from tertulia.errors import DatabaseUnavailable
 from tertulia.logs import configure_logging
+from tertulia.storage import postgres
 from tertulia.storage import sqlite as sqlite_storage
 from tertulia.storage.sqlite import SQLiteDatabase
+from tertulia.web.health import HEALTH_TIMEOUT
 
 
 def through(url: str, port: int) -> str:
@@ -85,6 +88,46 @@ async def test_postgresql_cut_off_is_503_and_a_warning_per_kind(
     written = capsys.readouterr().err
     assert "Traceback" not in written
     assert "Exception in ASGI application" not in written
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_postgresql_that_stops_answering_is_503_within_its_timeouts(
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    proxy_to: ProxyFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL holds its connections without answering (a partition, a frozen host):
+    a request is answered 503 once a statement has waited STATEMENT_TIMEOUT, twice that at
+    most, not when TCP gives up; a socket's message gets its error frame; /health says so
+    within its 2 s; all works again once the bytes flow. Before, every request and message
+    waited for the whole outage, and /health too (chaos QA: 35 s and more)."""
+    require_service("PostgreSQL", POSTGRES_URL)
+    # (past /health's own 2 s, to see that it does not wait for the statement)
+    monkeypatch.setattr(postgres, "STATEMENT_TIMEOUT", HEALTH_TIMEOUT + 2)
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT", HEALTH_TIMEOUT + 2)
+    proxy = await proxy_to(urlsplit(POSTGRES_URL).port or 5432)
+    settings = make_settings(database_url=through(POSTGRES_URL, proxy.listen_port))
+    async with live_server(settings) as server:
+        alice: Person = people(server)
+        created = await alice.create(nickname="alice", bots=[])
+        assert created.status_code == 201, created.text
+        served = await alice.connect()
+        await served.state()
+        proxy.hold()
+        started = time.monotonic()
+        health = await alice.http.get(server.base_url + "/health")
+        assert (health.status_code, health.json()["database"]) == (503, "unavailable")
+        assert time.monotonic() - started < HEALTH_TIMEOUT + 1
+        started = time.monotonic()
+        assert_unavailable(await alice.post(type="T", text="while held"))
+        assert time.monotonic() - started < 2 * postgres.STATEMENT_TIMEOUT + 1
+        local_id = await served.say("while held")
+        refused = await served.error(timeout=2 * postgres.STATEMENT_TIMEOUT + 1)
+        assert (refused["code"], refused["local_id"]) == ("unavailable", local_id)
+        proxy.release()
+        posted = await alice.post(type="T", text="back", local_id="back")
+        assert posted.status_code == 201, posted.text
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

@@ -30,6 +30,14 @@ from tertulia.storage.sql import Result, StatementCache
 
 POOL_MIN = 1
 POOL_MAX = 20
+STATEMENT_TIMEOUT = 10.0
+"""Seconds a statement (a commit too) may wait for the database's answer: then the use case
+fails as the database out of reach (503). A database that holds its connections without
+answering (a network partition, a frozen host) otherwise held every request and message
+for the whole outage, minutes, with nothing said (chaos QA). Tertulia's statements take
+milliseconds; the longest, a conversation's deletion, well under this."""
+CONNECT_TIMEOUT = 10.0
+"""Seconds a new connection, or a free one from the pool, may take to come."""
 UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable; TimeoutError (a connection attempt) among them
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08
@@ -89,6 +97,10 @@ class PostgresConnection:
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise Conflict(str(exc)) from exc
         except UNREACHABLE as exc:
+            if isinstance(exc, TimeoutError):
+                # No answer within STATEMENT_TIMEOUT: the connection is given up at once,
+                # so that its rollback (and the pool's own) does not wait as long again.
+                self._raw.terminate()
             raise unreachable(exc) from exc
 
     async def _one(self, statement: Executable, params: Mapping[str, Any] | None) -> Result:
@@ -149,6 +161,8 @@ class PostgresDatabase(Database):
             server_settings={"search_path": schema} if schema else None,
             init=_init_connection,
             reset=keep_session,
+            command_timeout=STATEMENT_TIMEOUT,
+            timeout=CONNECT_TIMEOUT,
         )
         return cls(url, schema, pool)
 
@@ -159,11 +173,17 @@ class PostgresDatabase(Database):
         :class:`DatabaseUnavailable`; the block's errors pass as they are."""
         raised: BaseException | None = None
         try:
-            async with self._pool.acquire() as raw, _transaction(raw, transaction):
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as raw:
                 try:
-                    yield PostgresConnection(raw, self._cache)
-                except BaseException as exc:
-                    raised = exc
+                    async with _transaction(raw, transaction):
+                        try:
+                            yield PostgresConnection(raw, self._cache)
+                        except BaseException as exc:
+                            raised = exc
+                            raise
+                except TimeoutError as exc:
+                    if exc is not raised:
+                        raw.terminate()  # (its BEGIN or COMMIT unanswered: as a statement's)
                     raise
         except UNREACHABLE as exc:
             if exc is raised:
