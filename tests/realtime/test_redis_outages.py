@@ -182,6 +182,43 @@ async def test_an_outage_is_logged_once_then_rarely_and_its_end_too(
     assert gaps[-1] > 4 * gaps[0], gaps
 
 
+async def test_a_redis_that_holds_its_answers_is_an_outage_within_the_command_timeout(
+    proxy_to: ProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis holds its connections without answering (a partition, a frozen host): a
+    publish, a presence change and a presence read fail as an outage within
+    COMMAND_TIMEOUT each, not when TCP gives up (chaos QA: a message posted in 14.5 s
+    while Redis answered slowly); all work again once the bytes flow."""
+    require_service("Redis", REDIS_URL)
+    monkeypatch.setattr(redis_broker, "COMMAND_TIMEOUT", 0.5)
+    where = urlsplit(REDIS_URL)
+    proxy = await proxy_to(where.port or 6379)
+    url = where._replace(netloc=f"127.0.0.1:{proxy.listen_port}").geturl()
+    async with started_broker(url) as broker:
+        channel = str(uuid.uuid4())
+        listener = Listener()
+        await broker.subscribe(channel, listener.deliver, listener.lost)
+        proxy.hold()
+        for call in (
+            lambda: broker.publish(channel, event("held")),
+            lambda: broker.join(channel, "p1", "s1"),
+            lambda: broker.present(channel),
+        ):
+            started = time.monotonic()
+            with pytest.raises(BrokerUnavailable):
+                await call()
+            assert time.monotonic() - started < 4 * redis_broker.COMMAND_TIMEOUT
+        proxy.release()
+
+        async def heard() -> bool:
+            with contextlib.suppress(BrokerUnavailable):
+                await broker.publish(channel, event("after"))
+            await asyncio.sleep(0.05)
+            return "after" in listener.frames
+
+        await until(heard)
+
+
 @pytest.fixture
 async def elsewhere() -> AsyncIterator[RedisBroker]:
     """The broker of another server process sharing the Redis server."""

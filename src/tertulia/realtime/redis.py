@@ -90,6 +90,11 @@ Redis down, when a burst of sockets closed together (soak QA: 600 at once; 50 of
 stayed online for minutes), and kept the 100 open for good."""
 POOL_WAIT = 5.0
 """Seconds a command waits for a free connection before it counts as Redis down."""
+COMMAND_TIMEOUT = 5.0
+"""Seconds a command (or a connection to Redis) may take before it counts as Redis down:
+a Redis that answers slowly, or holds the connection without answering (a partition), held
+the request or the socket's frame that waited for it as long (chaos QA: a message posted in
+14.5 s). The subscription's reader waits on its own terms (``get_message``'s timeout)."""
 
 # KEYS: the participant's sockets, the conversation's present participants.
 _NOW = """
@@ -252,7 +257,11 @@ class RedisBroker(Broker):
 
     async def start(self) -> None:
         pool = BlockingConnectionPool.from_url(
-            self._url, max_connections=REDIS_CONNECTIONS, timeout=POOL_WAIT
+            self._url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=POOL_WAIT,
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
         )
         self._redis = Redis.from_pool(pool)  # (closed with it)
         await self._redis.ping()
