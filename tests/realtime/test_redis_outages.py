@@ -186,9 +186,10 @@ async def test_a_redis_that_holds_its_answers_is_an_outage_within_the_command_ti
     proxy_to: ProxyFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redis holds its connections without answering (a partition, a frozen host): a
-    publish, a presence change and a presence read fail as an outage within
-    COMMAND_TIMEOUT each, not when TCP gives up (chaos QA: a message posted in 14.5 s
-    while Redis answered slowly); all work again once the bytes flow."""
+    publish, a presence change, a presence read and a subscription fail as an outage
+    within COMMAND_TIMEOUT each, not when TCP gives up (chaos QA: a message posted in
+    14.5 s while Redis answered slowly; a socket silent 10 s, its subscription waiting);
+    all work again once the bytes flow."""
     require_service("Redis", REDIS_URL)
     monkeypatch.setattr(redis_broker, "COMMAND_TIMEOUT", 0.5)
     where = urlsplit(REDIS_URL)
@@ -203,6 +204,8 @@ async def test_a_redis_that_holds_its_answers_is_an_outage_within_the_command_ti
             lambda: broker.publish(channel, event("held")),
             lambda: broker.join(channel, "p1", "s1"),
             lambda: broker.present(channel),
+            # (a socket opening: closed with 1013 well before its client gives up on it)
+            lambda: broker.subscribe(str(uuid.uuid4()), Listener().deliver),
         ):
             started = time.monotonic()
             with pytest.raises(BrokerUnavailable):

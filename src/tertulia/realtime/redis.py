@@ -492,8 +492,9 @@ class RedisBroker(Broker):
                     await self._pubsub.subscribe(name)
                     sent = True
                 if future is not None:
-                    # (No confirmation within 10 s: TimeoutError, an outage too.)
-                    await asyncio.wait_for(asyncio.shield(future), 10)
+                    # (No confirmation within COMMAND_TIMEOUT: TimeoutError, an outage too;
+                    # well before a client's own watchdog takes a silent socket for dead.)
+                    await asyncio.wait_for(asyncio.shield(future), COMMAND_TIMEOUT)
         except BaseException as failure:
             # A subscriber cancelled (its client left) once its subscription was sent leaves
             # the confirmation to the reader: the others waiting for it are not failed.
