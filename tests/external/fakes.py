@@ -16,7 +16,7 @@ from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from support.blab import Person
-from support.server import LiveServer
+from support.server import LiveServer, live_server
 from tertulia.serving import serving
 from tertulia.settings import Settings
 from tertulia.storage.tables import sessions
@@ -171,3 +171,40 @@ async def expiry(server: LiveServer, key: str) -> Any:
     async with server.registry.db.read() as conn:
         found = await conn.execute(select(sessions.c.expires_at).where(sessions.c.key == key))
         return found.scalar_one()
+
+
+@dataclass
+class BotRoom:
+    """alice's conversation with the WebSocket bot ``Ext`` on a live server; the bot's
+    triggers go to ``recorder``."""
+
+    server: LiveServer
+    alice: Person
+    created: dict[str, Any]
+    recorder: Recorder
+
+    @property
+    def ext(self) -> str:
+        """The bot's participant id."""
+        return bot_id(self.created, "Ext")
+
+
+@asynccontextmanager
+async def room_with_ext(
+    make_settings: SettingsFactory,
+    people: PersonFactory,
+    *,
+    recorder: Recorder | None = None,
+    ext: dict[str, Any] | None = None,
+    **settings: Any,
+) -> AsyncIterator[BotRoom]:
+    """A server with one WebSocket bot ``Ext`` (its spec's fields ``ext``), and alice's
+    conversation with it, created; ``settings`` are the server's others."""
+    recorder = recorder or Recorder()
+    async with serve(recorder) as url:
+        bots = {"Ext": external_bot(url, **(ext or {}))}
+        async with live_server(make_settings(bots=bots, **settings)) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            assert created.status_code == 201, created.text
+            yield BotRoom(server, alice, created.json(), recorder)

@@ -19,6 +19,7 @@ from external.fakes import (
     bot_id,
     expiry,
     external_bot,
+    room_with_ext,
     serve,
 )
 from support.server import live_server
@@ -74,33 +75,27 @@ async def test_a_silent_bot_keeps_its_session_while_its_socket_is_open(
     ``bot_session_max_age`` (a conversation quiet overnight) still answers the next
     message: its answer is stored, its socket stays open, its session holds for REST too
     (QA A1: only what the bot sent renewed it; the answer was refused with 4403, lost)."""
-    recorder = Recorder()
-    async with serve(recorder) as url:
-        settings = make_settings(bots={"Ext": external_bot(url)}, bot_session_max_age=2)
-        async with live_server(settings) as server:
-            alice = people(server)
-            created = await alice.create(nickname="alice", bots=["Ext"])
-            ext = bot_id(created.json(), "Ext")
-            (trigger,) = await recorder.wait_for(1)
-            room = await alice.connect(after=0)
-            bot = as_bot(server, people, trigger)
-            socket = await bot.connect()
-            await socket.state()
-            hello = await room.message(local_id=await room.say("hello"))
-            await socket.message(id=hello["id"])  # (frames reach it; it sends none)
-            assert bot.session is not None
-            lapse = await expiry(server, bot.session)
+    async with room_with_ext(make_settings, people, bot_session_max_age=2) as made:
+        (trigger,) = await made.recorder.wait_for(1)
+        room = await made.alice.connect(after=0)
+        bot = as_bot(made.server, people, trigger)
+        socket = await bot.connect()
+        await socket.state()
+        hello = await room.message(local_id=await room.say("hello"))
+        await socket.message(id=hello["id"])  # (frames reach it; it sends none)
+        assert bot.session is not None
+        lapse = await expiry(made.server, bot.session)
 
-            def lapsed() -> bool:  # the silence outlasts the session's lifetime as handed
-                return utcnow() > lapse + timedelta(seconds=1)
+        def lapsed() -> bool:  # the silence outlasts the session's lifetime as handed
+            return utcnow() > lapse + timedelta(seconds=1)
 
-            await until(lapsed)
-            asked = await room.message(local_id=await room.say("are you still there?"))
-            await socket.message(id=asked["id"])
-            await socket.say("yes", quoted_message_id=asked["id"])
-            answer = await room.message(sender_id=ext, quoted_message_id=asked["id"])
-            assert answer["text"] == "yes"
-            assert (await bot.history()).status_code == 200
+        await until(lapsed)
+        asked = await room.message(local_id=await room.say("are you still there?"))
+        await socket.message(id=asked["id"])
+        await socket.say("yes", quoted_message_id=asked["id"])
+        answer = await room.message(sender_id=made.ext, quoted_message_id=asked["id"])
+        assert answer["text"] == "yes"
+        assert (await bot.history()).status_code == 200
 
 
 async def test_the_other_bots_keep_their_sessions_when_a_required_bot_leaves(

@@ -16,12 +16,9 @@ from external.fakes import (
     Recorder,
     SettingsFactory,
     as_bot,
-    bot_id,
     expiry,
-    external_bot,
-    serve,
+    room_with_ext,
 )
-from support.server import live_server
 from tertulia.domain.times import utcnow
 
 
@@ -43,18 +40,14 @@ async def test_a_retried_trigger_ends_the_session_of_the_attempt_before_it(
         await send({"type": "http.response.body", "body": b""})
 
     recorder.app = busy_at_first
-    async with serve(recorder) as url:
-        settings = make_settings(bots={"Ext": external_bot(url, retries=1)})
-        async with live_server(settings) as server:
-            alice = people(server)
-            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
-            first, second = (r.json() for r in await recorder.wait_for(2))
-            assert first["session"] != second["session"]
-            with pytest.raises(InvalidStatus) as refused:
-                await as_bot(server, people, first).connect()
-            assert refused.value.response.status_code == 403
-            bot = await as_bot(server, people, second).connect()
-            await bot.state()
+    async with room_with_ext(make_settings, people, recorder=recorder, ext={"retries": 1}) as room:
+        first, second = (r.json() for r in await recorder.wait_for(2))
+        assert first["session"] != second["session"]
+        with pytest.raises(InvalidStatus) as refused:
+            await as_bot(room.server, people, first).connect()
+        assert refused.value.response.status_code == 403
+        bot = await as_bot(room.server, people, second).connect()
+        await bot.state()
 
 
 async def test_a_retried_trigger_closes_a_socket_open_on_an_earlier_attempts_session(
@@ -62,21 +55,15 @@ async def test_a_retried_trigger_closes_a_socket_open_on_an_earlier_attempts_ses
 ) -> None:
     """A bot's socket opened on a trigger attempt's session just as a retry went (the retry
     found no socket yet): the socket is closed with 4403, at once."""
-    recorder = Recorder()
-    async with serve(recorder) as url:
-        settings = make_settings(bots={"Ext": external_bot(url)})
-        async with live_server(settings) as server:
-            alice = people(server)
-            created = await alice.create(nickname="alice", bots=["Ext"])
-            (first,) = await recorder.wait_for(1)
-            bot = await as_bot(server, people, first.json()).connect()
-            await bot.state()
-            ext = bot_id(created.json(), "Ext")
-            newer = await server.registry.new_bot_session(
-                alice.conversation_id or "", ext, trigger=True, replacing=[first.json()["session"]]
-            )
-            assert await bot.closed_with() == 4403
-            await as_bot(server, people, {**first.json(), "session": newer}).connect()
+    async with room_with_ext(make_settings, people) as room:
+        (first,) = await room.recorder.wait_for(1)
+        bot = await as_bot(room.server, people, first.json()).connect()
+        await bot.state()
+        newer = await room.server.registry.new_bot_session(
+            room.created["id"], room.ext, trigger=True, replacing=[first.json()["session"]]
+        )
+        assert await bot.closed_with() == 4403
+        await as_bot(room.server, people, {**first.json(), "session": newer}).connect()
 
 
 async def test_a_call_back_leaves_the_bots_session_valid(
@@ -86,17 +73,11 @@ async def test_a_call_back_leaves_the_bots_session_valid(
     none: the SDK, reconnecting on its session while the call-back was on its way, was
     refused (403) and left, and the message that called it back was never answered
     (test_sdk_resume, 1 run in 12)."""
-    recorder = Recorder()
-    async with serve(recorder) as url:
-        settings = make_settings(bots={"Ext": external_bot(url)})
-        async with live_server(settings) as server:
-            alice = people(server)
-            created = await alice.create(nickname="alice", bots=["Ext"])
-            (first,) = await recorder.wait_for(1)
-            ext = bot_id(created.json(), "Ext")
-            await server.registry.new_bot_session(alice.conversation_id or "", ext, trigger=True)
-            bot = await as_bot(server, people, first.json()).connect()
-            await bot.state()
+    async with room_with_ext(make_settings, people) as room:
+        (first,) = await room.recorder.wait_for(1)
+        await room.server.registry.new_bot_session(room.created["id"], room.ext, trigger=True)
+        bot = await as_bot(room.server, people, first.json()).connect()
+        await bot.state()
 
 
 async def test_a_trigger_session_lasts_a_short_while_until_the_bot_uses_it(
@@ -105,15 +86,10 @@ async def test_a_trigger_session_lasts_a_short_while_until_the_bot_uses_it(
     """A trigger's session, never used (the trigger failed, or the bot never came), lapses
     within minutes, not after bot_session_max_age (a day here); the bot's first socket
     renews it to bot_session_max_age."""
-    recorder = Recorder()
-    async with serve(recorder) as url:
-        settings = make_settings(bots={"Ext": external_bot(url)}, bot_session_max_age=86_400)
-        async with live_server(settings) as server:
-            alice = people(server)
-            assert (await alice.create(nickname="alice", bots=["Ext"])).status_code == 201
-            (first,) = await recorder.wait_for(1)
-            key = first.json()["session"]
-            assert await expiry(server, key) <= utcnow() + timedelta(hours=1)
-            bot = await as_bot(server, people, first.json()).connect()
-            await bot.state()
-            assert await expiry(server, key) > utcnow() + timedelta(hours=23)
+    async with room_with_ext(make_settings, people, bot_session_max_age=86_400) as room:
+        (first,) = await room.recorder.wait_for(1)
+        key = first.json()["session"]
+        assert await expiry(room.server, key) <= utcnow() + timedelta(hours=1)
+        bot = await as_bot(room.server, people, first.json()).connect()
+        await bot.state()
+        assert await expiry(room.server, key) > utcnow() + timedelta(hours=23)

@@ -48,13 +48,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tertulia.domain.ids import canonical_id
 from tertulia.realtime.broker import REDIS_SCHEMES
+from tertulia.realtime.redis import REDIS_CONNECTIONS
 from tertulia.settings import Settings
 from tertulia.web.responses import JSONBody, refuse
 from tertulia.web.sessions import cookie_key
 
 log = structlog.get_logger(__name__)
 REDIS_TIMEOUT = 1.0  # seconds a hit may wait for Redis
-REDIS_CONNECTIONS = 50  # connections to Redis at most, per process
 REDIS_RETRY = 5.0  # seconds on local counters before Redis is tried again
 HANDSHAKES_PER_ADDRESS = 10  # times the ``handshake`` limit one address may make in all
 
@@ -86,9 +86,9 @@ class RateLimits:
 
     async def start(self) -> None:
         if self._url.startswith(REDIS_SCHEMES) and self._rules:
-            # (At most REDIS_CONNECTIONS, a hit waiting REDIS_TIMEOUT for a free one: past
-            # redis-py's plain pool's 100 a hit failed at once, and was counted locally as
-            # if Redis were down; see the broker's REDIS_CONNECTIONS.)
+            # (At most as many connections as the broker's pool holds, a hit waiting
+            # REDIS_TIMEOUT for a free one: past redis-py's plain pool's 100 a hit failed
+            # at once, and was counted locally as if Redis were down.)
             self._pool = BlockingConnectionPool.from_url(
                 self._url,
                 max_connections=REDIS_CONNECTIONS,
