@@ -223,7 +223,7 @@ async def test_a_texts_length_is_counted_as_the_server_counts_it(make_settings, 
         tab = await open_tab(server.base_url)
         await tab.page.goto("/")
         length = """async (text) => {
-          const { textLength } = await import("/static/js/composer.js");
+          const { textLength } = await import("/static/js/text.js");
           return textLength(text);
         }"""
         assert await tab.page.evaluate(length, "a" * 4000 + "\x85") == 4000

@@ -89,3 +89,40 @@ async def test_the_saved_conversation_is_named_with_the_persons_own_date(
         saved = await waiting.value
     assert saved.suggested_filename == "Book club 2026-12-06.txt"
     assert re.search(r"December 6, 2026", (await saved.path()).read_text(encoding="utf-8"))
+
+
+async def test_a_name_is_counted_in_characters_as_the_server_counts_it(
+    make_settings, open_tab
+) -> None:
+    """The lobby's name fields count characters (code points), not UTF-16 units: thirty
+    emoji are thirty characters, and the server takes them whole (a ``maxlength`` of 50
+    cut them at 25, without a word). A name over 50 is refused on the page, with a line
+    that says so, and nothing is sent."""
+    emoji = "\U0001f600" * 30
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await page.goto("/")
+        await page.locator("input[name=bot]").first.wait_for()
+        await page.fill("#nickname", "x" * 51)
+        await page.get_by_role("button", name="Start the conversation").click()
+        error = page.locator(".form-error")
+        await expect(error).to_have_text(
+            "Your name is too long: 51 characters, and the limit is 50."
+        )
+        await expect(page.locator("#nickname")).to_have_attribute("aria-invalid", "true")
+        await page.fill("#nickname", "alice")
+        await page.fill("#conversation-name", "\U0001f600" * 51)
+        await page.get_by_role("button", name="Start the conversation").click()
+        await expect(error).to_have_text(
+            "The conversation's name is too long: 51 characters, and the limit is 50."
+        )
+        await expect(page.locator("#nickname")).not_to_have_attribute("aria-invalid", "true")
+        await page.fill("#nickname", f"  {emoji}\x85")
+        await page.fill("#conversation-name", emoji)
+        async with page.expect_response("**/api/chat/conversations/") as waiting:
+            await page.get_by_role("button", name="Start the conversation").click()
+        created = await (await waiting.value).json()
+        await page.locator("#composer-input").wait_for()
+    assert created["name"] == emoji
+    assert [p["name"] for p in created["participants"] if p["type"] == "H"] == [emoji]

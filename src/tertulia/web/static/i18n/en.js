@@ -79,6 +79,9 @@ export default {
   "lobby.new": "New conversation",
   "lobby.nickname": "Your name",
   "lobby.nickname_missing": "Please enter your name.",
+  "lobby.nickname_too_long": "Your name is too long: {count} characters, and the limit is {max}.",
+  "lobby.name_too_long":
+    "The conversation's name is too long: {count} characters, and the limit is {max}.",
   "lobby.no_bots": "No bots are installed.",
   "lobby.no_rooms": "No open conversations yet.",
   "lobby.optional": "(optional)",

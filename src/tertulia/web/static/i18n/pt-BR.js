@@ -82,6 +82,9 @@ export default {
   "lobby.new": "Nova conversa",
   "lobby.nickname": "Seu nome",
   "lobby.nickname_missing": "Digite o seu nome.",
+  "lobby.nickname_too_long": "O seu nome é longo demais: {count} caracteres, e o limite é {max}.",
+  "lobby.name_too_long":
+    "O nome da conversa é longo demais: {count} caracteres, e o limite é {max}.",
   "lobby.no_bots": "Nenhum bot está instalado.",
   "lobby.no_rooms": "Ainda não há conversas abertas.",
   "lobby.optional": "(opcional)",

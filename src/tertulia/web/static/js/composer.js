@@ -10,7 +10,7 @@ import { formatDuration, formatNumber, formatSize, formatSizes, t } from "./i18n
 import { icon } from "./icons.js";
 import { nameOf } from "./message-view.js";
 import { VoiceRecorder } from "./recorder.js";
-import { snippet } from "./text.js";
+import { snippet, textLength } from "./text.js";
 
 /**
  * The longest text the server takes (domain/inputs.py MAX_TEXT), in characters (code
@@ -18,18 +18,6 @@ import { snippet } from "./text.js";
  * a longer paste without a word, and it counts an emoji as two.
  */
 export const MAX_TEXT = 4000;
-
-/**
- * What the server trims off a text before counting it (Python's `str.strip()`): unlike
- * JavaScript's `trim()`, it takes U+001C–U+001F and U+0085 as spaces and U+FEFF as not.
- */
-const SERVER_TRIM =
-  /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
-
-/** The length of a text as the server counts it. */
-export function textLength(text) {
-  return Array.from(text.replace(SERVER_TRIM, "")).length;
-}
 
 const KIND_NAMES = {
   i: "kind.image",

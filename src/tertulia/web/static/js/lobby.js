@@ -14,12 +14,20 @@ import {
   listRooms,
 } from "./api.js";
 import { h } from "./dom.js";
-import { formatDateTime, t, translate } from "./i18n.js";
+import { formatDateTime, formatNumber, t, translate } from "./i18n.js";
 import { icon } from "./icons.js";
 import { languagePicker } from "./language-picker.js";
 import { storage } from "./storage.js";
+import { textLength } from "./text.js";
 
 const ROOMS_EVERY_MS = 5000;
+
+/**
+ * The longest nickname and conversation name the server takes (domain/conversations.py
+ * MAX_NAME), in characters as it counts them. Not the boxes' `maxlength`: that counts an
+ * emoji as two, and cuts a longer paste without a word.
+ */
+const MAX_NAME = 50;
 
 export class LobbyView {
   /**
@@ -45,14 +53,12 @@ export class LobbyView {
       id: "nickname",
       name: "nickname",
       required: true,
-      maxlength: "50",
       autocomplete: "nickname",
       value: storage.get("nickname") ?? "",
     });
     this.conversationName = h("input", {
       id: "conversation-name",
       name: "name",
-      maxlength: "50",
       autocomplete: "off",
     });
     this.botList = h(
@@ -228,18 +234,44 @@ export class LobbyView {
     );
   }
 
-  /** The nickname, or null (with the field marked) when it is empty. */
+  /** The nickname, or null (with the field marked) when it is empty or too long. */
   #validNickname() {
     const nickname = this.nickname.value.trim();
-    if (nickname) {
+    const count = textLength(nickname);
+    let problem = "";
+    if (!nickname) problem = "lobby.nickname_missing";
+    else if (count > MAX_NAME) problem = "lobby.nickname_too_long";
+    if (!problem) {
       this.nickname.removeAttribute("aria-invalid");
       storage.set("nickname", nickname);
       return nickname;
     }
-    this.nickname.setAttribute("aria-invalid", "true");
-    this.#showFormError(() => t("lobby.nickname_missing"));
-    this.nickname.focus();
+    this.#refuse(this.nickname, problem, count);
     return null;
+  }
+
+  /**
+   * The conversation's name (null for none), or undefined (with the field marked) when it
+   * is too long.
+   */
+  #validName() {
+    const name = this.conversationName.value.trim();
+    const count = textLength(name);
+    if (count <= MAX_NAME) {
+      this.conversationName.removeAttribute("aria-invalid");
+      return name || null;
+    }
+    this.#refuse(this.conversationName, "lobby.name_too_long", count);
+    return undefined;
+  }
+
+  /** Mark `field`, say why (`key`, with the `count` of characters) and focus it. */
+  #refuse(field, key, count) {
+    field.setAttribute("aria-invalid", "true");
+    this.#showFormError(() =>
+      t(key, { count: formatNumber(count), max: formatNumber(MAX_NAME) }),
+    );
+    field.focus();
   }
 
   /**
@@ -259,13 +291,15 @@ export class LobbyView {
     if (this.busy) return;
     const nickname = this.#validNickname();
     if (!nickname) return;
+    const name = this.#validName();
+    if (name === undefined) return;
     this.busy = true;
     // A quick Enter must not start a conversation before the bot choices are on screen.
     await this.botsLoaded;
     await this.#enter(() =>
       createConversation({
         nickname,
-        name: this.conversationName.value.trim() || null,
+        name,
         bots: this.#chosenBots(),
       }),
     );

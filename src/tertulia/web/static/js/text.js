@@ -3,6 +3,18 @@
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
 
+/**
+ * What the server trims off a text before counting it (Python's `str.strip()`): unlike
+ * JavaScript's `trim()`, it takes U+001C–U+001F and U+0085 as spaces and U+FEFF as not.
+ */
+const SERVER_TRIM =
+  /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
+
+/** The length of a text as the server counts it (code points, once trimmed as it trims). */
+export function textLength(text) {
+  return Array.from(text.replace(SERVER_TRIM, "")).length;
+}
+
 const LINK = /\bhttps?:\/\/[^\s<>"']+/gi;
 /** Punctuation that ends a sentence rather than a URL. */
 const TRAILING = ".,;:!?'\"";
