@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sqlite3
@@ -15,6 +16,7 @@ from alembic.script import ScriptDirectory
 
 from tertulia import cli, preflight
 from tertulia.cli import main
+from tertulia.storage.migrate import alembic_config
 
 
 def config(tmp_path: Path, extra: str = "") -> Path:
@@ -52,6 +54,85 @@ def test_migrate_from_an_older_revision_names_both(
     upgrade(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", revision=older)
     assert main(["migrate", "--config", str(config(tmp_path))]) == 0
     assert capsys.readouterr().out == f"database migrated from schema revision {older} to {head}\n"
+
+
+def test_migrate_to_an_older_revision_goes_down_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Going back to an earlier release: that release refuses a database a newer one
+    migrated, so the newer one takes it down first (`migrate --to`), to the older one's
+    revision; a plain `migrate` brings it up again. Rows stay."""
+    from tertulia.storage.migrate import revision_at
+
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head = scripts.get_current_head()
+    assert head is not None
+    older = scripts.get_revision(scripts.get_revision(head).down_revision).revision
+    path, url = config(tmp_path), f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    assert main(["migrate", "--config", str(path)]) == 0
+    with sqlite3.connect(tmp_path / "cli.db") as connection:
+        connection.execute(
+            "INSERT INTO conversations (id, name, created_at, ended, last_seq)"
+            " VALUES ('c1', 'kept', '2026-12-07 00:00:00', 0, 0)"
+        )
+    capsys.readouterr()
+    assert main(["migrate", "--config", str(path), "--to", older]) == 0
+    assert capsys.readouterr().out == (
+        f"database migrated down from schema revision {head} to {older}\n"
+    )
+    assert asyncio.run(revision_at(url)) == older
+    assert main(["migrate", "--config", str(path), "--to", older]) == 0
+    assert capsys.readouterr().out == f"database already at schema revision {older}\n"
+    assert main(["migrate", "--config", str(path), "--to", "head"]) == 0
+    assert capsys.readouterr().out == (
+        f"database migrated from schema revision {older} to {head}\n"
+    )
+    with sqlite3.connect(tmp_path / "cli.db") as connection:
+        assert connection.execute("SELECT name FROM conversations").fetchall() == [("kept",)]
+
+
+def test_migrate_to_a_revision_it_does_not_know_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A revision this version does not have (a typo, a newer release's, ``base``, which
+    would drop every table) is refused in one line that lists what it has; nothing is made."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    revisions = [r.revision for r in scripts.walk_revisions()]
+    first, last = min(revisions), max(revisions)
+    for wrong in ["9999", "base", "-1", "0001:0002", ""]:
+        assert main(["migrate", "--config", str(config(tmp_path)), "--to", wrong]) == 2
+        assert capsys.readouterr().err == (
+            f"tertulia: configuration error: --to {wrong!r} is not a schema revision of this "
+            f"version: {first} to {last}, or head\n"
+        )
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_migrate_down_under_a_running_server_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server serving the newer schema would meet tables and columns gone under it: with
+    SQLite, where a server holds the file's lock, going down waits for no one and is
+    refused in one line (going up, as ever, is not: the server refuses an older schema)."""
+    from tertulia.storage.migrate import revision_at
+    from tertulia.storage.sqlite import single_server
+
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head = scripts.get_current_head()
+    older = scripts.get_revision(head).down_revision
+    assert isinstance(older, str)
+    path, database = config(tmp_path), tmp_path / "cli.db"
+    assert main(["migrate", "--config", str(path)]) == 0
+    capsys.readouterr()
+    with single_server(f"sqlite+aiosqlite:///{database}"):
+        assert main(["migrate", "--config", str(path), "--to", older]) == 2
+        assert main(["migrate", "--config", str(path), "--to", head]) == 0
+    assert capsys.readouterr().err == (
+        f"tertulia: configuration error: another server is running on the SQLite database "
+        f"{database} (it holds {database}.lock): stop it before taking the database down to "
+        "an older schema\n"
+    )
+    assert asyncio.run(revision_at(f"sqlite+aiosqlite:///{database}")) == head
 
 
 def test_bots_lists_the_configured_bots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -618,4 +699,6 @@ def test_a_database_a_newer_version_migrated_ends_every_command_with_status_2(
     err = capsys.readouterr().err.strip()
     assert err.startswith("tertulia: the database at ")
     assert "at schema revision 9999, which this version" in err
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert f"that version's `tertulia migrate --to {head}`" in err, "how to go back"
     assert len(err.splitlines()) == 1

@@ -115,7 +115,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = command("serve", "run the server (migrates the database first)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
-    command("migrate", "bring the database schema up to date")
+    migrate = command(
+        "migrate",
+        "bring the database schema up to date (or to an older revision, with --to)",
+        "Bring the database schema up to date, or to REVISION: an older one takes it down, "
+        "for an earlier release of Tertulia (stop every server on the database first; what "
+        "the later revisions added is dropped). docs/operations.md, Databases.",
+    )
+    migrate.add_argument(
+        "--to", metavar="REVISION", help="a schema revision of this version, or head (default)"
+    )
     command("bots", "list the configured bots")
     export = command(
         "export",
@@ -269,16 +278,39 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
                 return 2
             serve(settings, listener)
     elif args.command == "migrate":
-        _run(check_services(settings, broker=False), "migrate failed")
-        from tertulia.storage.migrate import migrate
+        from tertulia.storage.migrate import is_below, known_revisions, migrate, revision_at
 
-        before, after = _run(
-            migrate(settings.database_url, settings.database_schema), "migrate failed"
-        )
-        if before == after:
+        known = known_revisions()
+        if args.to is not None and args.to not in (*known, "head"):
+            _say(
+                f"configuration error: --to {args.to!r} is not a schema revision of this "
+                f"version: {known[0]} to {known[-1]}, or head"
+            )
+            return 2
+        to = None if args.to == "head" else args.to
+        url, schema = settings.database_url, settings.database_schema
+        _run(check_services(settings, broker=False), "migrate failed")
+        down = to is not None and is_below(to, _run(revision_at(url, schema), "migrate failed"))
+        with contextlib.ExitStack() as held:
+            if down and settings.is_sqlite:
+                from tertulia.storage.sqlite import single_server
+
+                why = "stop it before taking the database down to an older schema"
+                try:
+                    held.enter_context(single_server(url, why))
+                except ConfigurationError as exc:
+                    _say(f"configuration error: {exc.detail}")
+                    return 2
+            before, after = _run(migrate(url, schema, to), "migrate failed")
+        if before != after:
+            direction = "down " if down else ""
+            print(
+                f"database migrated {direction}from schema revision {before or 'none'} to {after}"
+            )
+        elif to is None or to == known[-1]:
             print(f"database already up to date (schema revision {after})")
         else:
-            print(f"database migrated from schema revision {before or 'none'} to {after}")
+            print(f"database already at schema revision {after}")
         from tertulia.ownership import claim_files
 
         # (an upgrade marks media_root as this database's before a copy could look at it)

@@ -44,6 +44,21 @@ def upgrade(url: str, schema: str | None = None, revision: str = "head") -> str 
     return None if found is None else str(found)
 
 
+def downgrade(url: str, schema: str | None, revision: str) -> str | None:
+    """Undo every migration after ``revision`` (blocking, as :func:`upgrade`). Returns the
+    revision it started from, read under the migrations' lock."""
+    config = alembic_config(url, schema)
+    command.downgrade(config, revision)
+    found = config.attributes.get("found")
+    return None if found is None else str(found)
+
+
+def known_revisions() -> list[str]:
+    """This code's schema revisions, oldest first."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return [script.revision for script in reversed(list(scripts.walk_revisions()))]
+
+
 def head_revision() -> str:
     """This code's schema revision (the last migration's)."""
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
@@ -56,8 +71,11 @@ async def upgrade_async(url: str, schema: str | None = None) -> str | None:
     return await asyncio.to_thread(upgrade, url, schema)
 
 
-async def migrate(url: str, schema: str | None = None) -> tuple[str | None, str | None]:
-    """:func:`upgrade_async` to the latest revision, telling what it did.
+async def migrate(
+    url: str, schema: str | None = None, to: str | None = None
+) -> tuple[str | None, str | None]:
+    """Bring the database to revision ``to`` (``None``: the latest), up or down, telling
+    what it did.
 
     Returns:
         The database's schema revision before (``None``: never migrated) and after. Of
@@ -65,8 +83,20 @@ async def migrate(url: str, schema: str | None = None) -> tuple[str | None, str 
         find the work done (before, the revision was read before the lock, and each said
         it had migrated).
     """
-    before = await upgrade_async(url, schema)
+    if to is not None and is_below(to, await revision_at(url, schema)):
+        before = await asyncio.to_thread(downgrade, url, schema, to)
+    else:
+        before = await asyncio.to_thread(upgrade, url, schema, to or "head")
     return before, await revision_at(url, schema)
+
+
+def is_below(revision: str, current: str | None) -> bool:
+    """Whether ``revision`` (one of :func:`known_revisions`) comes before ``current`` (a
+    database's revision; ``None``, never migrated, comes before all)."""
+    order = known_revisions()
+    if current not in order:  # (never migrated; a newer version's is refused before)
+        return False
+    return order.index(revision) < order.index(current)
 
 
 async def revision_at(url: str, schema: str | None = None) -> str | None:
@@ -134,7 +164,8 @@ async def _check_revision(db: Database, *, head_only: bool) -> None:
         raise SchemaNewer(
             f"the database at {where} is at schema revision {revision}, which this version "
             f"(at {head}) does not know: a newer version of Tertulia migrated it; run that "
-            "version (or restore a backup taken before it)"
+            f"version, or take the database back down with that version's `tertulia migrate "
+            f"--to {head}` (or restore a backup taken before it)"
         )
     if head_only and revision != head:
         raise SchemaNotCurrent(

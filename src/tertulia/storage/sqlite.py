@@ -138,7 +138,9 @@ def create_private(path: str) -> None:
 
 
 @contextlib.contextmanager
-def single_server(url: str) -> Iterator[None]:
+def single_server(
+    url: str, why: str = "SQLite serves one process; for several, use PostgreSQL"
+) -> Iterator[None]:
     """Hold, while the block runs, an exclusive advisory lock (``flock``) on a file
     beside the database, ``<database>.lock``: a SQLite file is one server process's.
 
@@ -149,7 +151,8 @@ def single_server(url: str) -> Iterator[None]:
     file through a link, or from another directory, finds the same lock.
 
     Raises:
-        ConfigurationError: another process holds the lock, or the file cannot be made.
+        ConfigurationError: another process holds the lock (saying so, then ``why``), or
+            the file cannot be made.
     """
     database = os.path.realpath(sqlite_path(url))
     lock = f"{database}.lock"
@@ -163,7 +166,7 @@ def single_server(url: str) -> Iterator[None]:
         except BlockingIOError:
             raise ConfigurationError(
                 f"another server is running on the SQLite database {database} (it holds "
-                f"{lock}): SQLite serves one process; for several, use PostgreSQL"
+                f"{lock}): {why}"
             ) from None
         yield
     finally:
