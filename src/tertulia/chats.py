@@ -1085,7 +1085,9 @@ class Chat:
             # Participants are never removed, so their count is the next ordinal, and a
             # count above what this process knows means another one added some. With
             # several processes they are read again whatever the count (another may have
-            # renamed some), and counted so.
+            # renamed some), and counted so, once the joins of the conversation take turns
+            # on its row: two processes counting at once took the same ordinal, and the
+            # later insert was refused (409).
             if self._services.single_process:
                 ordinal = await conv_repo.count_participants(conn, self.conversation.id)
                 if ordinal != len(self.participants):
@@ -1093,6 +1095,7 @@ class Chat:
                         conn, self.conversation.id
                     )
             else:
+                await conv_repo.take_turns(conn, self.conversation.id)
                 self.participants = await conv_repo.list_participants(conn, self.conversation.id)
                 ordinal = len(self.participants)
             if ordinal >= self.settings.max_participants:

@@ -168,13 +168,19 @@ class Conflict(TertuliaError):
 
     Raised by the storage layer for broken uniqueness or foreign-key constraints; the
     transaction that met it has been rolled back.
+
+    Attributes:
+        reason: the driver's words (the constraint, the key), for the log; not for clients.
     """
 
     code = "conflict"
     status = 409
 
-    def __init__(self, detail: str = "The change conflicts with another one.") -> None:
+    def __init__(
+        self, detail: str = "The change conflicts with another one.", *, reason: str = ""
+    ) -> None:
         super().__init__(detail)
+        self.reason = reason
 
 
 class PayloadTooLarge(TertuliaError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -53,6 +54,40 @@ async def test_people_on_two_servers_see_each_other(
         finally:
             await alice.close()
             await bob.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_people_joining_at_once_through_two_processes_all_get_in(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """(REST QA F9: two to four of eight joins at once, half through each process, got 409
+    with PostgreSQL's own words, "duplicate key value violates unique constraint …": each
+    process counted the participants for the next ordinal before the other's insert.) The
+    joins of a conversation take turns on its row: each gets in, with its own ordinal."""
+    async with two_servers(database, tmp_path, presence_grace=0) as (one, two, _):
+        alice = Person(one.base_url, one.ws_url)
+        everyone = [alice]
+        try:
+            created = await alice.create(nickname="alice", name="room", bots=["ECHO"])
+            assert created.status_code == 201
+            conversation_id = created.json()["id"]
+            for _ in range(3):  # (a race: three rounds of eight)
+                people = [Person(s.base_url, s.ws_url) for s in (one, two) * 4]
+                everyone += people
+                joins = [
+                    person.join(conversation_id, nickname=f"p{n}")
+                    for n, person in enumerate(people)
+                ]
+                answers = await asyncio.gather(*joins)
+                assert [a.status_code for a in answers] == [200] * len(people), [
+                    a.text for a in answers if a.status_code != 200
+                ]
+            listed = (await alice.http.get(f"/conversations/{conversation_id}/")).json()
+            assert len(listed["participants"]) == 2 + 3 * 8
+        finally:
+            for person in everyone:
+                await person.close()
 
 
 @pytest.mark.slow

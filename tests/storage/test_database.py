@@ -102,15 +102,23 @@ async def test_a_failed_write_leaves_nothing(db: Database) -> None:
 
 
 async def test_a_broken_constraint_is_a_conflict(db: Database) -> None:
-    """A duplicate key raises Conflict; the transaction is undone and the database usable."""
+    """A duplicate key raises Conflict; the transaction is undone and the database usable.
+    Its detail, which clients are answered, says nothing of the database (REST QA F9: the
+    driver's words, with the constraint's name and the key, went out in a 409); the
+    driver's words are its ``reason``, for the log."""
     conversation, _ = await new_conversation(db)
 
     async def duplicate() -> None:
         async with db.write() as conn:
             await conv_repo.insert_conversation(conn, conversation)
 
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as refused:
         await duplicate()
+    assert refused.value.body() == {
+        "detail": "The change conflicts with another one.",
+        "code": "conflict",
+    }
+    assert conversation.id in refused.value.reason or "conversations" in refused.value.reason
     again, _ = await new_conversation(db)
     async with db.read() as conn:
         assert await conv_repo.get_conversation(conn, again.id) == again

@@ -95,7 +95,7 @@ class PostgresConnection:
                 return await self._one(statement, params)
             return await self._many(statement, params)
         except asyncpg.IntegrityConstraintViolationError as exc:
-            raise Conflict(str(exc)) from exc
+            raise Conflict(reason=str(exc)) from exc
         except UNREACHABLE as exc:
             if isinstance(exc, TimeoutError):
                 # No answer within STATEMENT_TIMEOUT: the connection is given up at once,

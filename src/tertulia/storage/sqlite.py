@@ -219,7 +219,7 @@ class SQLiteConnection:
                 return self._one(statement, params)
             return self._many(statement, params)
         except sqlite3.IntegrityError as exc:
-            raise Conflict(str(exc)) from exc
+            raise Conflict(reason=str(exc)) from exc
         except sqlite3.OperationalError as exc:
             if _busy(exc):
                 raise translated(exc) from exc

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from tertulia.errors import ServiceUnavailable, TertuliaError
+from tertulia.errors import Conflict, ServiceUnavailable, TertuliaError
 from tertulia.web.deps import services
 from tertulia.web.responses import JSONBody
 
@@ -38,6 +38,13 @@ async def _tertulia_error(request: Request, exc: Exception) -> JSONBody:
             method=request.method,
             path=request.url.path,
             error=exc.reason,
+        )
+    elif isinstance(exc, Conflict):
+        log.warning(
+            "constraint refused a change; answered 409",
+            method=request.method,
+            path=request.url.path,
+            reason=exc.reason,
         )
     return JSONBody(exc.body(), status_code=exc.status, headers=exc.headers())
 

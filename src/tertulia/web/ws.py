@@ -58,7 +58,13 @@ from tertulia.chats import Chat
 from tertulia.domain.ids import canonical_id, new_id
 from tertulia.domain.model import Participant
 from tertulia.domain.routing import session_tag, socket_tags
-from tertulia.errors import ConversationGone, ServiceUnavailable, TertuliaError, ValidationFailed
+from tertulia.errors import (
+    Conflict,
+    ConversationGone,
+    ServiceUnavailable,
+    TertuliaError,
+    ValidationFailed,
+)
 from tertulia.metrics import WEBSOCKETS_OPEN, socket_closed
 from tertulia.outgoing import (
     CLOSE_GONE,
@@ -732,6 +738,8 @@ async def _handle(
             services(websocket).outages.warning(
                 bound, f"{exc.service} unreachable; message refused", error=exc.reason
             )
+        elif isinstance(exc, Conflict):
+            bound.warning("constraint refused a message", reason=exc.reason)
         outbox.put(refusal_frame(exc, local_id))
     except Exception:
         bound.exception("storing a message failed")
