@@ -37,3 +37,18 @@ def test_duplicates_are_named_once_each_however_long_the_list() -> None:
     assert _refusal(["ECHO", "Calculator", "ECHO"]) == ["Duplicate bot(s): ['ECHO']"]
     many = ["ECHO", "Calculator"] * 4650
     assert _refusal(many) == ["Duplicate bot(s): ['Calculator', 'ECHO']"]
+
+
+def test_no_more_bots_than_the_conversation_holds() -> None:
+    """(REST QA F1: ten bots and a limit of three made a conversation of eleven; only joins
+    were counted.) ``most``: the bots a conversation may start with, once its person and
+    the manager are counted."""
+    three = ["ECHO", "Calculator", "Other"]
+    installed = INSTALLED | {"Other"}
+    assert clean_bot_names(three, installed=installed, manager="Manager", most=3) == three
+    with pytest.raises(ValidationFailed) as refused:
+        clean_bot_names(three, installed=installed, manager="Manager", most=2)
+    assert refused.value.body() == [
+        "Too many bots: 3; a conversation starts with at most 2 (max_participants)"
+    ]
+    assert clean_bot_names([], installed=installed, manager=None, most=0) == []

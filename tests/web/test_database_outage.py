@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 from support.blab import Person
@@ -128,6 +132,67 @@ async def test_postgresql_that_stops_answering_is_503_within_its_timeouts(
         proxy.release()
         posted = await alice.post(type="T", text="back", local_id="back")
         assert posted.status_code == 201, posted.text
+
+
+@asynccontextmanager
+async def own_database() -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A PostgreSQL database of the test's own (its URL, and an administrator's connection
+    to the server's ``postgres`` database), dropped afterwards."""
+    require_service("PostgreSQL", POSTGRES_URL)
+    parts = urlsplit(POSTGRES_URL.replace("+asyncpg", ""))
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        database="postgres",
+    )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield (
+                parts._replace(path=f"/{name}")
+                .geturl()
+                .replace("postgresql:", "postgresql+asyncpg:", 1),
+                admin,
+            )
+        finally:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_postgresql_refusing_new_connections_is_503(
+    make_settings: SettingsFactory, people: PersonFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """(Docs QA 2: a database that refuses connections, ``ALLOW_CONNECTIONS false``, gave
+    500 and tracebacks: PostgreSQL's refusal at connection time, SQLSTATE 55000, was not
+    taken for an outage.) Whatever PostgreSQL answers while a connection is being made
+    (not accepting connections, too many, starting up, the database gone) is the database
+    out of reach: 503 ``unavailable`` and a warning, until it takes connections again."""
+    async with own_database() as (url, admin):
+        configure_logging("json", "INFO")
+        async with live_server(make_settings(database_url=url, database_schema=None)) as server:
+            alice: Person = people(server)
+            assert (await alice.create(nickname="alice", bots=[])).status_code == 201
+            name = url.rsplit("/", 1)[1]
+            with watch_logs() as logs:
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    name,
+                )
+                assert_unavailable(await alice.history())
+                assert_unavailable(await alice.post(type="T", text="while refused"))
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+                posted = await alice.post(type="T", text="back", local_id="back")
+                assert posted.status_code == 201, posted.text
+    warned = [e for e in logs.entries if e["event"].startswith("database unreachable")]
+    assert warned, logs.entries
+    assert all(e["log_level"] == "warning" for e in warned)
+    assert not logs.errors()
+    assert "Traceback" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

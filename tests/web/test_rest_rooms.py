@@ -319,3 +319,31 @@ async def test_join_refused_when_the_conversation_is_full(
         refused = await people(server).join(alice.conversation_id, nickname="bob")
         assert refused.status_code == 400
         assert (await alice.join(alice.conversation_id)).status_code == 200
+
+
+async def test_a_create_with_more_bots_than_the_conversation_holds_is_refused(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """(REST QA F1: a create with ten bots under a limit of three was a conversation of
+    eleven.) ``max_participants`` counts the creator, the bots and the manager; a create
+    past it is refused with 400 and stores nothing; one that fills it is made."""
+    echo = {"module": "tertulia.bots.builtin", "class": "UpperCaseEchoBot"}
+    manager = {
+        "module": "tertulia.bots.builtin",
+        "class": "CalcOrEchoManagerBot",
+        "kwargs": {"calculator_bot_name": "B0", "echo_bot_name": "B1"},
+    }
+    bots = {"B0": echo, "B1": echo, "Manager": manager}
+    settings = make_settings(max_participants=3, manager="Manager", bots=bots)
+    async with live_server(settings) as server:
+        alice = people(server)
+        refused = await alice.create(nickname="alice", bots=["B0", "B1"])
+        assert refused.status_code == 400
+        assert refused.json() == [
+            "Too many bots: 2; a conversation starts with at most 1 (max_participants)"
+        ]
+        mine = await alice.http.get("/conversations/", params={"mine": "true"})
+        assert mine.json()["count"] == 0, "nothing stored"
+        created = await alice.create(nickname="alice", bots=["B0"])
+        assert created.status_code == 201
+        assert [p["name"] for p in created.json()["participants"]] == ["alice", "B0", "Manager"]

@@ -165,8 +165,11 @@ def anonymous_name(participant_id: str) -> str:
     return f"ANON_{participant_id}"
 
 
-def clean_bot_names(value: Any, *, installed: Collection[str], manager: str | None) -> list[str]:
-    """The bots requested at creation: known, not the manager, no duplicates.
+def clean_bot_names(
+    value: Any, *, installed: Collection[str], manager: str | None, most: int | None = None
+) -> list[str]:
+    """The bots requested at creation: known, not the manager, no duplicates, at most
+    ``most`` (what ``max_participants`` leaves once the person and the manager are counted).
 
     Raises:
         ValidationFailed: bare lists, as BLAB's ``["Invalid bot array:..."]``.
@@ -183,4 +186,11 @@ def clean_bot_names(value: Any, *, installed: Collection[str], manager: str | No
     duplicates = sorted(name for name, times in Counter(value).items() if times > 1)
     if duplicates:
         raise ValidationFailed(bare=[f"Duplicate bot(s): {duplicates!r}"])
+    if most is not None and len(value) > most:
+        raise ValidationFailed(
+            bare=[
+                f"Too many bots: {len(value)}; a conversation starts with at most {most} "
+                "(max_participants)"
+            ]
+        )
     return list(value)

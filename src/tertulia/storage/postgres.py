@@ -45,8 +45,15 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,  # it was stopped under the connection
     asyncpg.CrashShutdownError,
     asyncpg.ConnectionDoesNotExistError,  # the connection was lost during a statement
+    # A pooled connection that PostgreSQL ended while it was idle (pg_terminate_backend, a
+    # restart: its FATAL came between two uses) fails its next use so: "cannot switch to
+    # state 11; another operation (2) is in progress". Given up (BROKEN), not reused.
+    asyncpg.InternalClientError,
 )
 """The errors that say the database cannot be reached, not that the statement failed."""
+BROKEN: tuple[type[BaseException], ...] = (TimeoutError, asyncpg.InternalClientError)
+"""Of those, the ones after which the connection is given up at once: unanswered (its
+rollback would wait as long again), or in a state it cannot leave."""
 
 
 def unreachable(error: BaseException) -> DatabaseUnavailable:
@@ -97,7 +104,7 @@ class PostgresConnection:
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise Conflict(reason=str(exc)) from exc
         except UNREACHABLE as exc:
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, BROKEN):
                 # No answer within STATEMENT_TIMEOUT: the connection is given up at once,
                 # so that its rollback (and the pool's own) does not wait as long again.
                 self._raw.terminate()
@@ -172,8 +179,10 @@ class PostgresDatabase(Database):
         the pool's and the transaction's own failures to reach the database become
         :class:`DatabaseUnavailable`; the block's errors pass as they are."""
         raised: BaseException | None = None
+        acquired = False
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as raw:
+                acquired = True
                 try:
                     async with _transaction(raw, transaction):
                         try:
@@ -181,12 +190,19 @@ class PostgresDatabase(Database):
                         except BaseException as exc:
                             raised = exc
                             raise
-                except TimeoutError as exc:
+                except BROKEN as exc:
                     if exc is not raised:
-                        raw.terminate()  # (its BEGIN or COMMIT unanswered: as a statement's)
+                        raw.terminate()  # (its BEGIN or COMMIT failed: as a statement's)
                     raise
         except UNREACHABLE as exc:
             if exc is raised:
+                raise
+            raise unreachable(exc) from exc
+        except asyncpg.PostgresError as exc:
+            # Whatever PostgreSQL answers a new connection (not accepting connections, too
+            # many, the database or the role gone) says it cannot be reached, not that a
+            # statement failed (docs QA: ALLOW_CONNECTIONS false was a 500).
+            if acquired:
                 raise
             raise unreachable(exc) from exc
 

@@ -142,8 +142,12 @@ async def create_conversation(request: Request) -> JSONBody:
     data = await read_object(request)
     name = clean_conversation_name(data.get("name"))
     nickname = clean_nickname(data.get("nickname"))
+    settings = svc.settings
     bots = clean_bot_names(
-        data.get("bots"), installed=svc.settings.bots, manager=svc.settings.manager
+        data.get("bots"),
+        installed=settings.bots,
+        manager=settings.manager,
+        most=settings.max_participants - 1 - (settings.manager is not None),
     )
 
     session = await svc.sessions.load(request)
