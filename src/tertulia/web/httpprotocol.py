@@ -14,15 +14,22 @@ most :data:`MAX_HEAD` bytes, answered 431 otherwise, and must arrive within
 :data:`HEAD_TIMEOUT` seconds of the connection (its first request) or of the first
 piece of a later request that left its head unfinished, answered 408 otherwise; a
 connection that sends nothing in that time is closed.
+The head is counted as httptools parses it (a head that arrives whole in one read as well
+as one that takes many) and, while it is unfinished, by the bytes read.
 Either answer is JSON (``{"detail", "code"}``) and ends the connection (after
 :data:`LINGER` seconds, what the client still sends dropped); the refusals are logged as
 warnings, at most one every few seconds (with ``left_out``). What a client
 takes *between* requests is uvicorn's keep-alive timeout (5 s); a body's pace is the
 application's (uploads: web/uploads.py).
 
+What uvicorn's parser refuses after a request that is still being answered (bytes past a
+body's ``Content-Length``, pipelined) is answered (uvicorn's 400) after that request's own
+answer, not instead of it: the request was carried out.
+
 This relies on uvicorn's ``HttpToolsProtocol`` method names (``data_received``,
 ``on_message_begin``, ``on_headers_complete``, ``connection_lost``) and attributes
-(``transport``, ``cycle``, ``client``), which is why uvicorn is pinned;
+(``transport``, ``cycle``, ``client``), and on its parser callbacks ``on_url``,
+``on_header`` and ``send_400_response``, which is why uvicorn is pinned;
 ``tests/web/test_http_bounds.py`` fails if the bounds stop working.
 """
 
@@ -63,6 +70,10 @@ _REFUSED = {
 _refusals = Sampled(every=OUTAGE_WARNING_EVERY)
 
 
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback to stop a head past :data:`MAX_HEAD`."""
+
+
 class HttpProtocol(HttpToolsProtocol):
     """:class:`HttpToolsProtocol` with a request's head bounded in size and in time."""
 
@@ -71,7 +82,14 @@ class HttpProtocol(HttpToolsProtocol):
         # Bytes of the head received so far (None: not within a head), and its deadline.
         self._head: int | None = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        # Bytes of the head parsed so far (its request line and headers), whatever the
+        # reads they came in: a head that arrives whole in one read is counted here.
+        self._parsed = 0
+        self._too_large = False
         self._refused = False
+        # A refusal (status, uvicorn's words) of what followed a request still being
+        # answered: sent once that answer is (its request was carried out).
+        self._deferred: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -85,7 +103,7 @@ class HttpProtocol(HttpToolsProtocol):
         if self._refused:
             return  # (answered: what still comes is dropped until the connection closes)
         super().data_received(data)
-        if self._head is None or self.transport.is_closing():
+        if self._head is None or self._refused or self.transport.is_closing():
             return  # (no head under way, or answered and closing, or now a WebSocket's)
         # Still within a head after this chunk: the chunk was the head's (or, for a request
         # pipelined behind another's body, partly that body's: counted too, to be safe).
@@ -98,6 +116,50 @@ class HttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head = 0  # (its timer starts only if the chunk that began it leaves it unfinished)
+        self._parsed = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # (": " and the line's end)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        """Count ``size`` more bytes of the head; past :data:`MAX_HEAD`, stop the parser
+        (its error comes back as :meth:`send_400_response`, answered 431 here)."""
+        self._parsed += size
+        if self._parsed > MAX_HEAD:
+            self._too_large = True
+            raise _HeadTooLarge
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to what its parser refused: a head past the bound is answered
+        431; and what follows a request still being answered waits for that answer (it
+        was written at once, and the connection closed, so a request carried out lost its
+        answer: one byte too many after a POST's body was enough)."""
+        status = 431 if self._too_large else 400
+        self._refused = True  # (nothing more is read from this connection)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._deferred = (status, msg)
+            return
+        self._answer(status, msg)
+
+    def _answer(self, status: int, msg: str) -> None:
+        if status == 431:
+            self._refuse(431)
+        else:
+            super().send_400_response(msg)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._deferred is None or self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            status, msg = self._deferred  # (else a request pipelined before it is next)
+            self._deferred = None
+            self._answer(status, msg)
 
     def on_headers_complete(self) -> None:
         self._head = None
