@@ -11,6 +11,7 @@ import pytest
 from tertulia.bots.base import ChatMessage, ConversationInfo
 from tertulia.bots.builtin import CalculatorBot, UpperCaseEchoBot
 from tertulia.bots.builtin.answering import AnsweringBot
+from tertulia.domain.inputs import MAX_TEXT
 
 LOCAL_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -38,6 +39,19 @@ async def test_echo_answers_upper_case(
     assert reply["text"] == "HELLO, MUNDO SS"
     assert reply["quoted_message_id"] == message.id
     assert LOCAL_ID.fullmatch(reply["local_id"])
+
+
+@pytest.mark.parametrize("text", ["ß" * 2001, "ﬃ" * 1500, " " + "a" * 3999 + "ß"])
+async def test_echo_answers_within_the_servers_limit(
+    text: str, info: ConversationInfo, sent: list[dict[str, Any]], make_message: MessageFactory
+) -> None:
+    """(REST QA F10: "ß" * 2001 upper-cased is 4,002 characters, which the server refused,
+    so ECHO failed and never answered a text it had accepted.) The answer is cut to the
+    server's limit, once trimmed as the server trims it."""
+    await UpperCaseEchoBot(info).receive_message(make_message(text=text))
+    answer = sent[0]["text"]
+    assert len(answer.strip()) == MAX_TEXT
+    assert text.upper().strip().startswith(answer.strip())
 
 
 async def test_echo_local_ids_are_fresh(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tertulia.bots.base import ChatMessage
 from tertulia.bots.builtin.answering import AnsweringBot
+from tertulia.domain.inputs import MAX_TEXT
 from tertulia.domain.model import MessageType
 
 
@@ -17,4 +18,6 @@ class UpperCaseEchoBot(AnsweringBot):
     def answer(self, message: ChatMessage) -> str:
         if message.type != MessageType.TEXT:
             return "?"
-        return (message.text or "").upper()
+        # Upper case can be longer ("ß" is "SS"): cut to what the server takes, or the
+        # answer to a text it took would be refused.
+        return (message.text or "").upper().strip()[:MAX_TEXT]
