@@ -53,3 +53,25 @@ async def test_mine_must_be_a_boolean(
         response = await get(server, "/api/chat/conversations/?mine=perhaps")
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
+
+
+@pytest.mark.parametrize("page", ["abc", "0", "99"])
+async def test_a_page_that_is_not_there_is_404_with_or_without_a_session(
+    make_settings: SettingsFactory, people: PersonFactory, page: str
+) -> None:
+    """(REST QA F4: without a session, any ``page`` was the empty first page, 200; with
+    one, 404.) The page is checked either way; ``last`` and 1 are the empty first page."""
+    async with live_server(make_settings(rooms=False)) as server:
+        alice = people(server)
+        assert (await alice.create(nickname="alice")).status_code == 201
+        for who in (alice.http, None):
+            if who is None:
+                response = await get(server, f"/api/chat/conversations/?mine=true&page={page}")
+            else:
+                response = await who.get("/conversations/", params={"mine": "true", "page": page})
+            assert response.status_code == 404, response.text
+            assert response.json()["detail"] == "Invalid page."
+        for fine in ("1", "last"):
+            nobody = await get(server, f"/api/chat/conversations/?mine=true&page={fine}")
+            assert nobody.status_code == 200
+            assert nobody.json()["count"] == 0

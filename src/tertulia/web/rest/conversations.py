@@ -81,7 +81,9 @@ async def list_conversations(
         raise PermissionDenied()
     session = await svc.sessions.load(request)
     if mine:
-        if session is None:
+        if session is None:  # (none of them: the first page, the last too, empty)
+            wanted = page_number(page)
+            check_in_range(wanted if isinstance(wanted, int) else 1, 0)
             return JSONBody(paginated(request, 1, 0, []))
         key = session.key
 
