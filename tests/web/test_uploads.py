@@ -237,6 +237,16 @@ async def test_missing_and_misplaced_files_are_refused(small: LiveServer, carol:
     assert [m["type"] for m in history if m["type"] != "S"] == []
 
 
+async def test_text_fields_over_their_bound_are_too_large(small: LiveServer, carol: Person) -> None:
+    """(REST QA F5: 400 ``invalid``.) A form whose text fields pass their 32 KiB is refused
+    as any body over its bound is: 413 ``too_large``; nothing is stored."""
+    response = await upload(carol, {"type": "T", "text": "hi", "extra": "x" * 36_000})
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] == "too_large"
+    history = (await carol.history()).json()["results"]
+    assert [m for m in history if m["type"] != "S"] == []
+
+
 async def test_a_failure_after_the_commit_keeps_the_messages_file(
     small: LiveServer, carol: Person, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -242,7 +242,7 @@ class _Reader:
         self.fields_size += size
         if self.fields_size > MAX_FIELDS_SIZE:
             raise _Refuse(
-                ValidationFailed(detail=f"The form's text fields exceed {MAX_FIELDS_SIZE} bytes.")
+                PayloadTooLarge(f"The form's text fields exceed {MAX_FIELDS_SIZE} bytes.")
             )
         if not self.part.empty_input:
             self.part.data += data[start:end]
