@@ -190,3 +190,33 @@ def test_what_is_not_a_host_name_or_pattern_is_refused_in_the_settings(
     configuration error, not a server that refuses everything."""
     with pytest.raises(ConfigurationError, match="allowed_hosts"):
         load_settings(None, allowed_hosts=hosts)
+
+
+async def test_a_request_naming_two_hosts_is_refused(make_settings: SettingsFactory) -> None:
+    """(REST QA F6: the check read the first ``Host`` only, so an allowed one before
+    attacker.example passed; RFC 9112 3.2: a request with more than one is answered 400.)
+    Whatever their order, 400 ``host``; with one allowed Host, served."""
+    import asyncio
+
+    async with live_server(make_settings()) as server:
+        allowed = f"127.0.0.1:{server.port}"
+
+        async def status(*hosts: str) -> tuple[int, bytes]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            try:
+                lines = "".join(f"Host: {host}\r\n" for host in hosts)
+                request = f"GET /api/chat/bots/ HTTP/1.1\r\n{lines}Connection: close\r\n\r\n"
+                writer.write(request.encode())
+                async with asyncio.timeout(TIMEOUT):
+                    data = await reader.read(-1)
+            finally:
+                writer.close()
+            head, _, body = data.partition(b"\r\n\r\n")
+            return int(head.split()[1]), body
+
+        assert (await status(allowed))[0] == 200
+        for hosts in [(allowed, "attacker.example"), ("attacker.example", allowed)]:
+            code, body = await status(*hosts)
+            assert code == 400
+            assert orjson.loads(body) == REFUSED
+        assert (await status(allowed, allowed))[0] == 400

@@ -94,6 +94,10 @@ class HostCheck:
         await self.app(scope, receive, send)
 
     async def _allowed(self, scope: Scope) -> bool:
+        if sum(name == b"host" for name, _ in scope["headers"]) > 1:
+            # (RFC 9112 3.2: answered 400; the check below reads the first only, and a
+            # proxy or a log reading the last would disagree with it)
+            return False
         judge = self._configured
         if judge is None:
             if not _to_loopback(scope):
