@@ -113,8 +113,10 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     serve = command("serve", "run the server (migrates the database first)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument("--port", type=_port, default=8000, help="port (default: %(default)s)")
     migrate = command(
         "migrate",
         "bring the database schema up to date (or to an older revision, with --to)",

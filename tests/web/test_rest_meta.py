@@ -179,3 +179,9 @@ async def test_openapi_document_names_every_status_and_body_the_server_gives(
     }
     listing = paths["/api/chat/conversations/"]["get"]["responses"]
     assert "415" not in listing  # no body, no media type to refuse
+    # (docs QA 3: no route named 503 or 409) any route may meet an outage or a Host not
+    # allowed; a write, a concurrent one that won
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            expected = {"400", "503"} | ({"409"} if method in ("post", "patch") else set())
+            assert expected <= set(operation["responses"]), (path, method)

@@ -22,7 +22,10 @@ _VERSION = Table("alembic_version", MetaData(), Column("version_num", String(32)
 def alembic_config(url: str, schema: str | None = None) -> Config:
     """An Alembic configuration for ``url``, with no ini file needed."""
     if schema is not None and not is_schema_name(schema):
-        raise ConfigurationError(f"invalid database schema name {schema!r}")
+        raise ConfigurationError(
+            f"invalid database schema name {schema!r}: a plain SQL identifier in lower case "
+            "(a letter or _, then letters, digits or _; at most 63)"
+        )
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

@@ -37,7 +37,7 @@ from tertulia.web.origins import Origins
 from tertulia.web.ratelimit import RateLimitMiddleware, RateLimits
 from tertulia.web.responses import JSONBody
 from tertulia.web.rest import conversations, messages, meta
-from tertulia.web.schemas import without_validation_422
+from tertulia.web.schemas import documented_as_answered
 from tertulia.web.sessions import CookieRenewal, Sessions
 from tertulia.web.socketcap import SocketCounts
 from tertulia.web.stopping import StopCancellations
@@ -281,7 +281,7 @@ def create_app(settings: Settings) -> FastAPI:
         default_response_class=JSONBody,
     )
     errors.install(app)
-    without_validation_422(app)
+    documented_as_answered(app)
     for router in (meta.router, conversations.router, messages.router):
         app.include_router(router, prefix=API)
     app.include_router(media.router)
@@ -306,7 +306,9 @@ def create_app(settings: Settings) -> FastAPI:
             ListedOriginsCORS,
             allow_origins=settings.allowed_origins,
             allow_credentials=True,
-            allow_methods=["DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT"],
+            # (the methods some route serves: a preflight for DELETE or PUT was allowed, and
+            # the request itself then answered 405)
+            allow_methods=["GET", "HEAD", "OPTIONS", "PATCH", "POST"],
             allow_headers=CORS_HEADERS,
             max_age=86400,
         )
