@@ -1721,6 +1721,12 @@ class Chat:
         async with self._services.db.read() as conn:
             return await msg_repo.find_by_file_path(conn, self.conversation.id, key)
 
+    async def stored_upto(self) -> int:
+        """The highest seq stored in the conversation (0: none): where the seq order of
+        a new subscription starts (``Broker.subscribe``'s ``since``)."""
+        async with self._services.db.read() as conn:
+            return await msg_repo.max_seq(conn, self.conversation.id)
+
     async def latest_visible(self) -> Message | None:
         """The newest visible message.
 

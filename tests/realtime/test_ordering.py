@@ -103,3 +103,44 @@ async def test_a_closed_order_drops_what_waits() -> None:
     assert seen.frames == ["m1"]
     assert seen.gaps == []
     assert seen.order.waiting == 0
+
+
+async def test_an_order_not_started_waits_to_be_told_where_it_starts() -> None:
+    """(Multi-process QA F1: a process's first socket in a conversation got 7760, then
+    7759, about once in 300: the order of a new subscription started at whatever came
+    first.) Started later, at the highest seq its subscriber read from the database, it
+    hands on what waited in order, what that read already carried included, and then as
+    ever."""
+    frames: list[str] = []
+    order = SeqOrder(
+        lambda events: frames.extend(e.frame for e in events), [].append, wait=10.0, started=False
+    )
+    order.add(batch(None, frame="state first"))
+    order.add(batch(7760))
+    order.add(batch(None, frame="state after 7760"))
+    order.add(batch(7758))
+    assert frames == ["state first"], "a batch without seq passes; the others wait"
+    order.start(7758)
+    assert frames == ["state first", "m7758"]
+    order.add(batch(7759))
+    assert frames == ["state first", "m7758", "m7759", "m7760", "state after 7760"]
+    order.start(9000)  # (told again, by a later subscriber: the order has started)
+    order.add(batch(7761))
+    assert frames[-1] == "m7761"
+
+
+async def test_an_order_never_told_where_it_starts_hands_on_in_order_after_the_wait() -> None:
+    """Its subscriber never said (its read failed): after the wait, what waited goes in
+    order, nobody is told of a gap, and the order goes on from there."""
+    frames: list[str] = []
+    gaps: list[int] = []
+    order = SeqOrder(
+        lambda events: frames.extend(e.frame for e in events), gaps.append, wait=0.05, started=False
+    )
+    order.add(batch(12))
+    order.add(batch(11))
+    await asyncio.sleep(0.2)  # (past the wait: what the timer does is the point)
+    assert frames == ["m11", "m12"]
+    assert gaps == []
+    order.add(batch(14))
+    assert frames == ["m11", "m12"], "13 is awaited as ever"

@@ -56,3 +56,23 @@ async def test_a_seq_that_never_comes_tells_the_subscribers(
     assert listener.missed == 1
     (gap,) = [e for e in logs.entries if e["event"].startswith("a message's event never came")]
     assert (gap["conversation_id"], gap["seq"], gap["log_level"]) == (channel, 2, "warning")
+
+
+async def test_a_new_subscription_starts_its_order_where_its_subscriber_read() -> None:
+    """(Multi-process QA F1.) A process's first subscriber of a conversation says where the
+    order starts (``since``: the highest seq it read once subscribed); 3 published before
+    2, while it read 1, reaches it after 2."""
+    channel = str(uuid.uuid4())
+    listener = Listener()
+    async with started_broker() as here, started_broker() as there:
+        await there.publish(channel, message(1))
+
+        async def since() -> int:  # (the subscriber's read; meanwhile 3 then 2 come)
+            await there.publish(channel, message(3))
+            await here.publish(channel, message(2))
+            return 1
+
+        await here.subscribe(channel, listener.deliver, listener.lost, since=since)
+        await until(lambda: len(listener.frames) == 2)
+    assert listener.frames == ["m2", "m3"]
+    assert listener.missed == 0

@@ -19,7 +19,7 @@ Delivery semantics, for every implementation:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 
@@ -53,6 +53,7 @@ Deliver = Callable[[Event], None]
 Missed = Callable[[], None]
 Unsubscribe = Callable[[], None]
 Lapsed = Callable[[str, str], None]
+Since = Callable[[], Awaitable[int]]
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 """The URL schemes of a Redis broker (``create_broker``; reached before the start by
 ``tertulia.preflight``)."""
@@ -89,13 +90,21 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def subscribe(
-        self, channel: str, deliver: Deliver, missed: Missed | None = None
+        self,
+        channel: str,
+        deliver: Deliver,
+        missed: Missed | None = None,
+        *,
+        since: Since | None = None,
     ) -> Unsubscribe:
         """Call ``deliver`` with each event later published to ``channel``, and ``missed``
         (without blocking) when some may not have been delivered.
 
         Returns once the subscription is active: any event published after the call returns
-        is delivered, or ``missed`` is called.
+        is delivered, or ``missed`` is called. ``since``, awaited once it is active, reads
+        the highest seq of the channel stored so far: where the seq order of what several
+        processes publish starts, for a channel new to this process (the Redis broker;
+        one process publishes in order).
 
         Raises:
             BrokerUnavailable: the broker could not be reached (or did not confirm).

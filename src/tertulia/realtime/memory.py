@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import structlog
 
-from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
+from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Since, Unsubscribe
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +33,12 @@ class MemoryBroker(Broker):
                     log.exception("subscriber failed", conversation_id=channel)
 
     async def subscribe(
-        self, channel: str, deliver: Deliver, missed: Missed | None = None
+        self,
+        channel: str,
+        deliver: Deliver,
+        missed: Missed | None = None,
+        *,
+        since: Since | None = None,
     ) -> Unsubscribe:
         # Publishing is a direct call here: no event can go astray, so ``missed`` is never
         # called.

@@ -41,14 +41,20 @@ class SeqOrder:
     """One channel's batches of events, handed on in the order of their messages' seqs.
 
     A batch with no seq (a ``state`` frame, presence, a redirected copy) keeps its place
-    after the batch that arrived before it. The first batch with a seq sets where the
-    order starts (a subscriber reads what came before from the database).
+    after the batch that arrived before it. Where the order starts is the highest seq its
+    first subscriber read from the database once subscribed (:meth:`start`): until it is
+    told, the batches with seqs wait. Started at the first batch that came instead, a
+    process's first socket in a conversation got 7760 before 7759 when the two crossed
+    (multi-process QA). One never told starts after ``wait`` seconds, with what waited
+    handed on in order.
 
     Args:
         hand_on: called with each batch, in order.
         gave_up: called when a missing seq did not come within ``wait`` seconds (before
             the batches that waited for it are handed on).
         wait: seconds a batch waits for the seqs before it (:data:`GAP_WAIT`).
+        started: False: wait for :meth:`start`; True: the first batch with a seq starts
+            the order (a subscriber that reads nothing from the database).
     """
 
     def __init__(
@@ -57,7 +63,9 @@ class SeqOrder:
         gave_up: Callable[[int], None],
         *,
         wait: float | None = None,
+        started: bool = True,
     ) -> None:
+        self.started = started
         self._hand_on = hand_on
         self._gave_up = gave_up
         self._wait = GAP_WAIT if wait is None else wait
@@ -81,7 +89,8 @@ class SeqOrder:
         place = float(first) if first is not None else (self._highest or 0) + 0.5
         if top is not None and (self._highest is None or top > self._highest):
             self._highest = top
-        if not self._waiting and (first is None or self.last is None or first <= self.last + 1):
+        in_turn = first is None or (self.started and (self.last is None or first <= self.last + 1))
+        if not self._waiting and in_turn:
             self._pass(events, top)
             return
         self._arrivals += 1
@@ -90,6 +99,16 @@ class SeqOrder:
         self._release()
         if self._waiting and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._wait, self._give_up)
+
+    def start(self, seq: int) -> None:
+        """Start the order after ``seq``: its subscriber read every seq up to it from the
+        database. What waited follows in order; once started, this does nothing."""
+        if self.started:
+            return
+        self.started = True
+        if self.last is None or seq > self.last:
+            self.last = seq
+        self._release()
 
     def forget(self) -> None:
         """Events may have been lost (the broker's connection broke, a publish failed, and
@@ -109,6 +128,8 @@ class SeqOrder:
 
     def _release(self) -> None:
         """Hand on the waiting batches that now follow in order, up to the next gap."""
+        if not self.started:
+            return
         released = 0
         for place, _, top, events in self._waiting:
             if top is None:  # (no seq: it follows the batch it came after)
@@ -127,7 +148,10 @@ class SeqOrder:
         self._timer = None
         if not self._waiting:
             return
-        self._gave_up((self.last or 0) + 1)
+        if not self.started:  # (never told where it starts: no gap is known)
+            self.started = True
+        else:
+            self._gave_up((self.last or 0) + 1)
         self._flush()
 
     def _flush(self) -> None:

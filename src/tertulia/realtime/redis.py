@@ -59,7 +59,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from tertulia.errors import BrokerUnavailable, describe
-from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Unsubscribe
+from tertulia.realtime.broker import Broker, Deliver, Event, Missed, Since, Unsubscribe
 from tertulia.realtime.ordering import SeqOrder
 from tertulia.realtime.outages import OutageLog
 
@@ -445,7 +445,12 @@ class RedisBroker(Broker):
                     del self._unsent[channel]
 
     async def subscribe(
-        self, channel: str, deliver: Deliver, missed: Missed | None = None
+        self,
+        channel: str,
+        deliver: Deliver,
+        missed: Missed | None = None,
+        *,
+        since: Since | None = None,
     ) -> Unsubscribe:
         assert self._pubsub is not None
         self._next += 1
@@ -454,7 +459,9 @@ class RedisBroker(Broker):
         self._local[channel][token] = deliver
         if channel not in self._order:
             self._order[channel] = SeqOrder(
-                partial(self._hand_on, channel), partial(self._gap, channel)
+                partial(self._hand_on, channel),
+                partial(self._gap, channel),
+                started=since is None,
             )
         if missed is not None:
             self._missed[channel][token] = (missed, time.time())
@@ -495,6 +502,10 @@ class RedisBroker(Broker):
                     # (No confirmation within COMMAND_TIMEOUT: TimeoutError, an outage too;
                     # well before a client's own watchdog takes a silent socket for dead.)
                     await asyncio.wait_for(asyncio.shield(future), COMMAND_TIMEOUT)
+            order = self._order.get(channel)
+            if since is not None and order is not None and not order.started:
+                # (read once subscribed: every seq above it comes through the channel)
+                order.start(await since())
         except BaseException as failure:
             # A subscriber cancelled (its client left) once its subscription was sent leaves
             # the confirmation to the reader: the others waiting for it are not failed.

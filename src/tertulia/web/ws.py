@@ -505,7 +505,7 @@ async def _serve(
     outbox.hold()
     try:
         unsubscribe = await svc.registry.broker.subscribe(
-            chat.conversation.id, outbox.deliver, outbox.missed
+            chat.conversation.id, outbox.deliver, outbox.missed, since=chat.stored_upto
         )
     except ServiceUnavailable as exc:
         # (Redis out of reach: an outage, 1013, and its client reconnects after its backoff)
