@@ -114,6 +114,37 @@ async def test_a_bot_at_work_is_dropped_quietly(
     assert logs.errors() == []
 
 
+async def test_a_bots_pending_work_is_dropped_quietly_too(make_settings: Any, people: Any) -> None:
+    """(Multi-process QA F6: a deletion under load logged a warning "delivery to an unknown
+    bot dropped" for every delivery still pending, and "bot delivery failed for good" for an
+    answer whose quote went with the conversation, which the process had not stored itself.)
+    The answer at work and the deliveries behind it are dropped with an info line each,
+    and nothing is a warning or an error."""
+    settings = make_settings(bots={"SLOW": {"module": "support.bots", "class": "GatedEchoBot"}})
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            created = await alice.create(nickname="alice", name="slow", bots=["SLOW"])
+            assert created.status_code == 201
+            socket = await alice.connect()
+            for n in range(3):
+                await socket.say(f"text {n}")
+            await logs.wait_for(lambda e: e["event"] == "gated bot waiting")
+            assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
+            chat = await server.registry.get(alice.conversation_id)
+            assert chat is not None
+            chat._known.clear()  # (as on a process that did not store the texts itself)
+            GATES[alice.conversation_id].set()  # (left open: the later texts pass it)
+            dropped = "conversation deleted; delivery dropped"
+            try:
+                await until(lambda: len([e for e in logs.entries if e["event"] == dropped]) == 3)
+            except TimeoutError:
+                pytest.fail(str([(e["event"], e["log_level"]) for e in logs.entries]))
+            finally:
+                GATES.pop(alice.conversation_id, None)
+    assert [e for e in logs.entries if e["log_level"] in ("warning", "error")] == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # a shared server database
 async def test_redis_tells_every_server_at_once(database: DatabaseTarget, tmp_path: Path) -> None:

@@ -870,11 +870,7 @@ class Chat:
                 except Exception:
                     log.exception("publishing failed", conversation_id=self.conversation.id)
             if out.state_changed:
-                self._state_pending = True
-                if self._state_timer is None:
-                    self._state_timer = asyncio.get_running_loop().call_later(
-                        self.state_wait(), self._state_due
-                    )
+                self._state_soon()
         finally:
             # Committed deliveries run even when publishing failed (a broker down, say):
             # left to the next poll, a later message's would run before them.
@@ -891,6 +887,15 @@ class Chat:
     def state_wait(self) -> float:
         """Seconds a presence change waits here before its ``state`` frame goes out."""
         return state_delay(len(self.participants))
+
+    def _state_soon(self) -> None:
+        """A presence ``state`` frame goes out after :meth:`state_wait`, with the other
+        changes of presence meanwhile."""
+        self._state_pending = True
+        if self._state_timer is None:
+            self._state_timer = asyncio.get_running_loop().call_later(
+                self.state_wait(), self._state_due
+            )
 
     def _cancel_pending_state(self) -> None:
         self._state_pending = False
@@ -1125,6 +1130,11 @@ class Chat:
             refuse_bots_name(name, self.bot_names(), nickname=False)
         renamed = replace(participant, name=name)
         async with self._transaction() as (conn, out):
+            if not self._services.single_process:
+                # Renames take turns on the conversation's row, as joins do: two at once
+                # through two processes each read the participants before the other's
+                # commit, and each frame took the other rename back (multi-process QA).
+                await conv_repo.take_turns(conn, self.conversation.id)
             await conv_repo.rename_participant(conn, participant.id, name)
             if self._services.single_process:
                 self.participants = [
@@ -1174,6 +1184,11 @@ class Chat:
         # A bot back within the grace (its program restarted quickly) did not leave, but
         # may have been called back meanwhile: its row is read (and cleared) all the same.
         if not first or (returning and participant.is_human):
+            if first and not services.single_process:
+                # Back within the grace: another process, which knows only its own people
+                # in their grace, may have told everyone meanwhile that they were gone
+                # (multi-process QA: shown offline for good).
+                self._state_soon()
             return Connected()
         connected = Connected()
         try:
@@ -1447,6 +1462,10 @@ class Chat:
         # are known without a query. A command's target is always read, for its approval.
         if quoted_id is not None and (command.action is not None or quoted_id not in self._known):
             quoted = await msg_repo.get_message(conn, self.conversation.id, quoted_id)
+            if quoted is None and not await conv_repo.get_conversation(conn, self.conversation.id):
+                # (its quote went with it: a bot answering in a conversation deleted under
+                # it, the text stored by another process, is told so, not refused)
+                raise ConversationGone()
             if quoted is None or (participant.is_human and not quoted.visible):
                 raise ValidationFailed(
                     {"quoted_message_id": ["The quoted message does not exist."]}

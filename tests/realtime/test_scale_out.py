@@ -92,6 +92,44 @@ async def test_people_joining_at_once_through_two_processes_all_get_in(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_person_back_within_the_grace_is_shown_online_by_every_process(
+    database: DatabaseTarget, tmp_path: Path
+) -> None:
+    """(Multi-process QA F4: bob's tab on one process reloaded within the grace while
+    another process published a state frame, which knew nothing of bob's grace and left
+    him out; his return published nothing, so everyone showed him offline for good.) A
+    person back within the grace, with several processes, is announced online again."""
+    async with two_servers(database, tmp_path, presence_grace=3) as (one, two, _):
+        alice = Person(one.base_url, one.ws_url)
+        bob = Person(one.base_url, one.ws_url)
+        carol = Person(two.base_url, two.ws_url)
+        try:
+            created = await alice.create(nickname="alice", name="room", bots=[])
+            conversation_id = created.json()["id"]
+            assert (await bob.join(conversation_id, nickname="bob")).status_code == 200
+            assert (await carol.join(conversation_id, nickname="carol")).status_code == 200
+            watching = await alice.connect()
+            tab = await bob.connect()
+            await watching.wait_for(lambda f: bob.participant_id in online(f))
+            await tab.close()  # (bob's grace starts, on process one)
+            await carol.connect()  # (process two says who is online: not bob)
+            await watching.wait_for(
+                lambda f: carol.participant_id in online(f) and bob.participant_id not in online(f)
+            )
+            await bob.connect()  # (back within the grace, on process one)
+            await watching.wait_for(lambda f: bob.participant_id in online(f), timeout=5)
+        finally:
+            for person in (alice, bob, carol):
+                await person.close()
+
+
+def online(frame: dict[str, Any]) -> list[str]:
+    """Who a ``state`` frame says is online (none for another frame)."""
+    return list(frame.get("state", {}).get("online", []))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 async def test_the_people_of_a_killed_process_are_announced_as_having_left(
     database: DatabaseTarget, tmp_path: Path
 ) -> None:

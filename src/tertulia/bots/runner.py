@@ -586,8 +586,13 @@ class BotRunner:
         context = await self._host.bot_context(
             delivery.conversation_id, delivery.bot_participant_id
         )
-        entry = self._bots.get(context.bot_name) if context else None
-        if context is None or entry is None:
+        if context is None:  # (its conversation, or the bot in it, deleted)
+            _delivery_log(delivery).info("conversation deleted; delivery dropped")
+            return Outcome(
+                delivery.pk, outbox.FAILED, delivery.attempts, "conversation deleted"
+            ), None
+        entry = self._bots.get(context.bot_name)
+        if entry is None:
             _delivery_log(delivery).warning("delivery to an unknown bot dropped")
             return Outcome(delivery.pk, outbox.FAILED, delivery.attempts, "unknown bot"), None
         spec, cls = entry
