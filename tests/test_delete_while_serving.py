@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Integer, column, func, select, text
 from websockets.exceptions import InvalidStatus
 
 from support.blab import Person, talking
@@ -18,6 +19,8 @@ from support.process import two_servers
 from support.server import live_server
 from support.waiting import until
 from tertulia.cli import delete
+from tertulia.storage import conversations as conv_repo
+from tertulia.storage.database import open_database
 
 
 async def test_a_socket_that_writes_finds_out(make_settings: Any, people: Any) -> None:
@@ -226,4 +229,50 @@ async def test_a_socket_opening_finds_out(make_settings: Any, people: Any, prese
             assert await second.closed_with() == 4404
             if present:
                 assert await first.closed_with() == 4404
+    assert logs.errors() == []
+
+
+# The sessions that a PostgreSQL session (its pid) holds back, waiting for its locks.
+_BLOCKED_BY = text(
+    "SELECT count(*) AS n FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+).columns(column("n", Integer))
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_leave_and_a_deletion_at_once_take_turns(make_settings: Any, people: Any) -> None:
+    """PostgreSQL (SQLite writes one transaction at a time): a person's *left* stored while
+    ``tertulia delete`` deletes the conversation. The leave marked its participant's row
+    first, then waited for the conversation's row, which the deletion held and which then
+    waited for the participant's: a deadlock, and one of the two died (CI: the deletion,
+    status 1). A use case takes the conversation's row first; here it waits, finds the
+    conversation gone, and says nothing."""
+    settings = make_settings(presence_grace=3600)  # (the test stores the leave itself)
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            socket = await talking(alice, "alice")
+            await socket.close()
+            chat = await server.registry.get(alice.conversation_id)
+            assert chat is not None
+            db = await open_database(
+                settings.database_url, schema=settings.database_schema, existing=True
+            )
+            try:
+                async with db.write() as conn:
+                    assert await conv_repo.lock_conversation(conn, alice.conversation_id)
+                    pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
+                    leaving = asyncio.create_task(chat._participant_left(alice.participant_id))
+
+                    async def waits_for_the_deletion() -> bool:
+                        async with db.read() as other:
+                            waiting = await other.execute(_BLOCKED_BY, {"pid": pid})
+                            return bool(waiting.scalar_one())
+
+                    await until(waits_for_the_deletion)
+                    await conv_repo.delete_conversation(conn, alice.conversation_id)
+                async with asyncio.timeout(10):
+                    await leaving
+            finally:
+                await db.close()
+            assert chat.gone
     assert logs.errors() == []

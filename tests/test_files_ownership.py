@@ -22,6 +22,7 @@ from support.server import live_server
 from tertulia.cli import copy, delete, main
 from tertulia.files.store import OWNER_MARK, LocalFileStore
 from tertulia.ownership import database_location
+from tertulia.storage.database import open_database
 from test_delete import files_of, with_a_file
 
 
@@ -107,25 +108,32 @@ async def test_a_server_on_a_copy_sharing_media_root_says_so_and_retention_keeps
     make_settings: Any, people: Any, tmp_path: Path
 ) -> None:
     """The copy's server warns at its start (with what to do if it replaced the original),
-    and its retention deletes the idle conversation's rows but not its files."""
+    and its retention (its first sweep, at that start) deletes the idle conversation's rows
+    but not its files."""
     live = make_settings()
     async with live_server(live) as server:
         conversation = await with_a_file(people(server), "alice", [])
     backup_url = f"sqlite+aiosqlite:///{tmp_path / 'backup.db'}"
     assert await asyncio.to_thread(copy, live, backup_url, None) == 0
     backup = make_settings(database_url=backup_url, database_schema=None, retention_days=1)
+    db = await open_database(backup_url, existing=True)
+    try:
+        await age(db, conversation)
+    finally:
+        await db.close()
 
     with watch_logs() as logs:
         async with live_server(backup) as server:
             warned = await logs.wait_for(lambda e: "another database" in e["event"])
             assert warned["owner"] == place(live)
             assert f"remove {OWNER_MARK}" in warned["event"]
-            await age(server.registry.db, conversation)
-            done = await server.app.state.retention.sweep()
-    assert done.conversations == 1
-    assert done.files == 0
-    assert done.files_owner == place(live)
-    assert any(e["event"].startswith("retention: files kept") for e in logs.entries)
+            swept = await logs.wait_for(
+                lambda e: e["event"] == "retention: idle conversations deleted"
+            )
+            kept = await logs.wait_for(lambda e: e["event"].startswith("retention: files kept"))
+            assert (await server.app.state.retention.sweep()).conversations == 0
+    assert (swept["conversations"], swept["files"]) == (1, 0)
+    assert kept["owner"] == place(live)
     assert len(files_of(tmp_path / "media", conversation)) == 1
 
 

@@ -635,10 +635,11 @@ class _UseCase:
     published and its deliveries handed to the runner. (A class rather than a generator:
     it runs for every message.)"""
 
-    __slots__ = ("_chat", "_conn", "_out", "_write")
+    __slots__ = ("_chat", "_conn", "_new", "_out", "_write")
 
-    def __init__(self, chat: Chat) -> None:
+    def __init__(self, chat: Chat, *, new: bool = False) -> None:
         self._chat = chat
+        self._new = new
 
     async def __aenter__(self) -> tuple[Connection, Outgoing]:
         chat = self._chat
@@ -652,6 +653,19 @@ class _UseCase:
         except BaseException:
             chat._lock.release()
             raise
+        if self._conn.last_seqs is None and not self._new:
+            # PostgreSQL: the conversation's row first, before any other row of it. The use
+            # cases of several processes take turns on it (a message's numbering takes it
+            # anyway), and a deletion, which takes it first and then deletes every row of
+            # the conversation, never waits for a row this transaction holds while this one
+            # waits for it: a leave that had marked its participant's row, then numbered
+            # its message, deadlocked with ``tertulia delete`` (CI).
+            try:
+                if not await conv_repo.take_turns(self._conn, chat.conversation.id):
+                    raise LookupError("the conversation's row is gone")
+            except BaseException as failure:
+                await self.__aexit__(type(failure), failure, failure.__traceback__)
+                raise
         return self._conn, self._out
 
     async def __aexit__(
@@ -835,9 +849,10 @@ class Chat:
 
     # -- transactions ------------------------------------------------------------------
 
-    def _transaction(self) -> _UseCase:
-        """One use case: a transaction, then (after commit) its frames and deliveries."""
-        return _UseCase(self)
+    def _transaction(self, *, new: bool = False) -> _UseCase:
+        """One use case: a transaction, then (after commit) its frames and deliveries.
+        ``new``: the one that inserts the conversation (there is no row to take turns on)."""
+        return _UseCase(self, new=new)
 
     async def _flush(self, out: Outgoing) -> None:
         """Publish a committed use case's frames and start its deliveries (under the lock).
@@ -1037,7 +1052,7 @@ class Chat:
                 )
             )
         chat = cls(conversation, participants=participants, registry=registry)
-        async with chat._transaction() as (conn, out):
+        async with chat._transaction(new=True) as (conn, out):
             if new_session is not None:
                 await session_repo.insert_session(conn, new_session, now=conversation.created_at)
             await conv_repo.insert_conversation(conn, conversation)
@@ -1092,7 +1107,7 @@ class Chat:
             # several processes they are read again whatever the count (another may have
             # renamed some), and counted so, once the joins of the conversation take turns
             # on its row: two processes counting at once took the same ordinal, and the
-            # later insert was refused (409).
+            # later insert was refused (409). (Every use case takes the row first.)
             if self._services.single_process:
                 ordinal = await conv_repo.count_participants(conn, self.conversation.id)
                 if ordinal != len(self.participants):
@@ -1100,7 +1115,6 @@ class Chat:
                         conn, self.conversation.id
                     )
             else:
-                await conv_repo.take_turns(conn, self.conversation.id)
                 self.participants = await conv_repo.list_participants(conn, self.conversation.id)
                 ordinal = len(self.participants)
             if ordinal >= self.settings.max_participants:
@@ -1130,11 +1144,9 @@ class Chat:
             refuse_bots_name(name, self.bot_names(), nickname=False)
         renamed = replace(participant, name=name)
         async with self._transaction() as (conn, out):
-            if not self._services.single_process:
-                # Renames take turns on the conversation's row, as joins do: two at once
-                # through two processes each read the participants before the other's
-                # commit, and each frame took the other rename back (multi-process QA).
-                await conv_repo.take_turns(conn, self.conversation.id)
+            # (Renames take turns on the conversation's row, as every use case does: two
+            # at once through two processes each read the participants before the other's
+            # commit, and each frame took the other rename back; multi-process QA.)
             await conv_repo.rename_participant(conn, participant.id, name)
             if self._services.single_process:
                 self.participants = [

@@ -69,7 +69,6 @@ from tertulia.domain.times import utcnow
 from tertulia.errors import ConfigurationError, ConversationGone, TertuliaError
 from tertulia.metrics import BOT_CALL_SECONDS, BOT_CALLS, BOT_DELIVERIES_FAILED
 from tertulia.settings import BotSpec
-from tertulia.storage import conversations as conv_repo
 from tertulia.storage import deliveries as outbox
 from tertulia.storage.database import Connection, Database, json_dumps
 from tertulia.storage.deliveries import Claim, Delivery, NewDelivery, Outcome
@@ -348,11 +347,10 @@ class BotRunner:
           first, and the older ones once woken, after them (CI, under load), or at the next
           poll, since a read skips what is older than the last delivery run.
 
-        The conversation's row is locked first, so that the recording transactions of one
-        conversation take turns: what another process recorded before is committed, and
-        read back.
+        The caller holds the conversation's row (a use case takes it first, tertulia.chats),
+        so that the recording transactions of one conversation take turns: what another
+        process recorded before is committed, and read back.
         """
-        await conv_repo.take_turns(conn, conversation_id)
         held: dict[str, Claim] = {}
         read_back: set[str] = set()
         for bot_id in bot_participant_ids:

@@ -419,9 +419,10 @@ async def present_people(conn: Connection, *, after: str, limit: int) -> list[tu
     return [(row.id, row.conversation_id) for row in rows]
 
 
-async def take_turns(conn: Connection, conversation_id: str) -> None:
+async def take_turns(conn: Connection, conversation_id: str) -> bool:
     """Lock the conversation's row until the transaction ends, as numbering one of its
-    messages does (PostgreSQL; SQLite renders no lock, its one writer takes turns anyway):
-    the transactions that count or record something of the conversation across processes
-    (its deliveries, its files' bytes) take turns."""
-    await conn.execute(_TAKE_TURNS, {"id": conversation_id})
+    messages does (PostgreSQL; SQLite renders no lock, its one writer takes turns anyway);
+    False when there is no such row (deleted). Every use case of a conversation takes it
+    first (tertulia.chats), so that those of several processes take turns, and none holds
+    a row of the conversation's while it waits for it: a deletion takes it first too."""
+    return (await conn.execute(_TAKE_TURNS, {"id": conversation_id})).first() is not None

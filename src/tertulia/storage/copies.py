@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
-from tertulia.storage.conversations import take_turns
 from tertulia.storage.database import Connection
 from tertulia.storage.tables import copies
 
@@ -40,10 +39,9 @@ async def record(
     *,
     now: datetime,
 ) -> int:
-    """Record a copy for the bot; returns its number."""
+    """Record a copy for the bot; returns its number. (By a use case, which holds the
+    conversation's row where several processes write: tertulia.chats.)"""
     sqlite = conn.dialect.name == "sqlite"
-    if not sqlite:
-        await take_turns(conn, conversation_id)
     result = await conn.execute(
         _RECORD if sqlite else _RECORD_RETURNING,
         {

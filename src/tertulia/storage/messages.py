@@ -17,7 +17,6 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tertulia.domain.model import Approval, FileInfo, Message, MessageType, SystemEvent
-from tertulia.storage.conversations import take_turns
 from tertulia.storage.database import Connection
 from tertulia.storage.tables import conversations, messages
 
@@ -285,14 +284,10 @@ async def max_seq(conn: Connection, conversation_id: str) -> int:
 
 async def stored_file_bytes(conn: Connection, conversation_id: str) -> int:
     """The bytes of the files uploaded to a conversation and kept (its messages' sizes,
-    hidden messages included), read after locking the conversation's row where several
-    processes write: two uploads counted at once in two processes would both fit, and
-    together pass the budget. The lock is the one a visible message's numbering takes a
-    moment later in the same transaction, so it adds no waiting of its own; taken first,
-    before the message's foreign key's share lock, it cannot deadlock with that."""
+    hidden messages included), read by a use case, which holds the conversation's row
+    where several processes write (tertulia.chats): two uploads counted at once in two
+    processes would both fit, and together pass the budget."""
     values = {"conversation_id": conversation_id}
-    if conn.last_seqs is None:
-        await take_turns(conn, conversation_id)
     return int((await conn.execute(_FILE_BYTES, values)).scalar_one())
 
 
