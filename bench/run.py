@@ -1,7 +1,7 @@
 """The benchmark runner: `python -m bench.run [--quick] [--only a,b] [--database-url URL]`.
 
 For each selected scenario, for each run, for each server in turn (another checkout's
-Tertulia on SQLite with `--compare PATH`, Tertulia on SQLite, Tertulia on PostgreSQL when
+Tertulia with `--compare PATH`, Tertulia on SQLite, Tertulia on PostgreSQL when
 `--database-url` is given, the bare echo server): start a fresh server process in a
 temporary directory, wait until `GET /api/chat/bots/` answers, measure, stop the server.
 Then write the results table to `docs/performance.md` (or `--output`).
@@ -39,6 +39,7 @@ from bench.servers import (
 )
 
 COMPARED = "tertulia-sqlite-compared"  # --compare: the other checkout's Tertulia, on SQLite
+COMPARED_ON_POSTGRESQL = "tertulia-postgresql-compared"  # and with --database-url, there too
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--compare",
         type=Path,
-        help="also run another checkout's Tertulia (its src), taking turns with this one's",
+        help="also run another checkout's Tertulia (its src), taking turns with this one's "
+        "(on SQLite, and on --database-url's PostgreSQL when given)",
     )
     parser.add_argument(
         "--tertulia",
@@ -82,13 +84,17 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
     # Servers run in their own directory: make the command independent of ours.
     tertulia = os.path.abspath(shutil.which(args.tertulia) or args.tertulia)
     specs = []
-    if args.compare is not None:
-        source = args.compare.resolve() / "src"
+    source = None if args.compare is None else args.compare.resolve() / "src"
+    if source is not None:
         specs.append(ServerSpec(COMPARED, "tertulia", tertulia, source=source))
     if "tertulia" in wanted:
         specs.append(ServerSpec("tertulia-sqlite", "tertulia", tertulia))
-        if args.database_url:
-            specs.append(ServerSpec("tertulia-postgresql", "tertulia", tertulia, args.database_url))
+    if source is not None and args.database_url:
+        specs.append(
+            ServerSpec(COMPARED_ON_POSTGRESQL, "tertulia", tertulia, args.database_url, source)
+        )
+    if "tertulia" in wanted and args.database_url:
+        specs.append(ServerSpec("tertulia-postgresql", "tertulia", tertulia, args.database_url))
     if "stored" in wanted:
         specs.append(ServerSpec("stored", "stored"))
     if "bare" in wanted:

@@ -117,3 +117,22 @@ def test_servers_take_turns_and_postgresql_runs_after_the_embedded_ones(
         for run in (1, 2)
     ]
     assert order == embedded + on_postgresql
+
+
+def test_a_compared_checkout_runs_on_postgresql_too_beside_this_one(tmp_path: Path) -> None:
+    """With ``--compare`` and ``--database-url``, the other checkout's Tertulia runs on
+    PostgreSQL too (its own src, the same database), next to this one's there."""
+    args = bench.run.parse_args(
+        ["--servers=tertulia", f"--compare={tmp_path / 'base'}", f"--{URL}"]
+    )
+    specs = {spec.name: spec for spec in bench.run.server_specs(args)}
+    assert list(specs) == [
+        "tertulia-sqlite-compared",
+        "tertulia-sqlite",
+        "tertulia-postgresql-compared",
+        "tertulia-postgresql",
+    ]
+    compared = specs["tertulia-postgresql-compared"]
+    assert compared.source == (tmp_path / "base" / "src").resolve()
+    assert compared.database_url == specs["tertulia-postgresql"].database_url is not None
+    assert specs["tertulia-postgresql"].source is None
