@@ -19,6 +19,7 @@ from support.process import two_servers
 from support.server import live_server
 from support.waiting import until
 from tertulia.cli import delete
+from tertulia.errors import ConversationGone
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.database import open_database
 
@@ -239,13 +240,17 @@ _BLOCKED_BY = text(
 
 
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
-async def test_a_leave_and_a_deletion_at_once_take_turns(make_settings: Any, people: Any) -> None:
-    """PostgreSQL (SQLite writes one transaction at a time): a person's *left* stored while
-    ``tertulia delete`` deletes the conversation. The leave marked its participant's row
+@pytest.mark.parametrize("write", ["leave", "rename", "message"])
+async def test_a_write_and_a_deletion_at_once_take_turns(
+    make_settings: Any, people: Any, write: str
+) -> None:
+    """PostgreSQL (SQLite writes one transaction at a time): a write of the conversation
+    while ``tertulia delete`` deletes it. A person's *left* marked its participant's row
     first, then waited for the conversation's row, which the deletion held and which then
     waited for the participant's: a deadlock, and one of the two died (CI: the deletion,
-    status 1). A use case takes the conversation's row first; here it waits, finds the
-    conversation gone, and says nothing."""
+    status 1). A use case takes the conversation's row first (a plain message's numbering
+    does): it waits, finds the conversation gone, and says nothing (the leave) or refuses
+    as gone (404 / 4404 to its sender)."""
     settings = make_settings(presence_grace=3600)  # (the test stores the leave itself)
     with watch_logs() as logs:
         async with live_server(settings) as server:
@@ -254,6 +259,13 @@ async def test_a_leave_and_a_deletion_at_once_take_turns(make_settings: Any, peo
             await socket.close()
             chat = await server.registry.get(alice.conversation_id)
             assert chat is not None
+            participant = await chat.participant(alice.participant_id)
+            assert participant is not None
+            writes = {
+                "leave": lambda: chat._participant_left(participant.id),
+                "rename": lambda: chat.rename(participant, "alicia"),
+                "message": lambda: chat.submit(participant, {"type": "T", "text": "hi"}),
+            }
             db = await open_database(
                 settings.database_url, schema=settings.database_schema, existing=True
             )
@@ -261,7 +273,7 @@ async def test_a_leave_and_a_deletion_at_once_take_turns(make_settings: Any, peo
                 async with db.write() as conn:
                     assert await conv_repo.lock_conversation(conn, alice.conversation_id)
                     pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
-                    leaving = asyncio.create_task(chat._participant_left(alice.participant_id))
+                    writing = asyncio.create_task(writes[write]())
 
                     async def waits_for_the_deletion() -> bool:
                         async with db.read() as other:
@@ -271,7 +283,11 @@ async def test_a_leave_and_a_deletion_at_once_take_turns(make_settings: Any, peo
                     await until(waits_for_the_deletion)
                     await conv_repo.delete_conversation(conn, alice.conversation_id)
                 async with asyncio.timeout(10):
-                    await leaving
+                    if write == "leave":
+                        await writing
+                    else:
+                        with pytest.raises(ConversationGone):
+                            await writing
             finally:
                 await db.close()
             assert chat.gone

@@ -635,11 +635,11 @@ class _UseCase:
     published and its deliveries handed to the runner. (A class rather than a generator:
     it runs for every message.)"""
 
-    __slots__ = ("_chat", "_conn", "_new", "_out", "_write")
+    __slots__ = ("_chat", "_conn", "_out", "_turn", "_write")
 
-    def __init__(self, chat: Chat, *, new: bool = False) -> None:
+    def __init__(self, chat: Chat, *, turn: bool = True) -> None:
         self._chat = chat
-        self._new = new
+        self._turn = turn
 
     async def __aenter__(self) -> tuple[Connection, Outgoing]:
         chat = self._chat
@@ -653,7 +653,7 @@ class _UseCase:
         except BaseException:
             chat._lock.release()
             raise
-        if self._conn.last_seqs is None and not self._new:
+        if self._turn and self._conn.last_seqs is None:
             # PostgreSQL: the conversation's row first, before any other row of it. The use
             # cases of several processes take turns on it (a message's numbering takes it
             # anyway), and a deletion, which takes it first and then deletes every row of
@@ -849,10 +849,13 @@ class Chat:
 
     # -- transactions ------------------------------------------------------------------
 
-    def _transaction(self, *, new: bool = False) -> _UseCase:
+    def _transaction(self, *, turn: bool = True) -> _UseCase:
         """One use case: a transaction, then (after commit) its frames and deliveries.
-        ``new``: the one that inserts the conversation (there is no row to take turns on)."""
-        return _UseCase(self, new=new)
+        Without ``turn`` it does not take the conversation's row first (PostgreSQL): the one
+        that inserts the conversation (there is no row yet), and those whose first lock is
+        that row's anyway or that only read and insert (a plain message, on the only
+        process), which cannot deadlock with a deletion."""
+        return _UseCase(self, turn=turn)
 
     async def _flush(self, out: Outgoing) -> None:
         """Publish a committed use case's frames and start its deliveries (under the lock).
@@ -1052,7 +1055,7 @@ class Chat:
                 )
             )
         chat = cls(conversation, participants=participants, registry=registry)
-        async with chat._transaction(new=True) as (conn, out):
+        async with chat._transaction(turn=False) as (conn, out):
             if new_session is not None:
                 await session_repo.insert_session(conn, new_session, now=conversation.created_at)
             await conv_repo.insert_conversation(conn, conversation)
@@ -1339,8 +1342,15 @@ class Chat:
                 raise ValidationFailed(
                     {"external_file_url": ["Only bots may send external files."]}
                 )
+        # A plain message on the only process (no file, not a manager's) takes no turn of
+        # its own: its first lock is its numbering's, on the conversation's row, or (one
+        # awaiting approval) it only reads and inserts. One statement fewer per message on
+        # PostgreSQL (about 7 % of an answer's). A manager's approval locks the message
+        # first, a file's budget is counted under the turn, and with several processes the
+        # recording of deliveries needs it (BotRunner.holders).
+        plain = self._services.single_process and file is None and not participant.is_manager
         try:
-            async with self._transaction() as (conn, out):
+            async with self._transaction(turn=not plain) as (conn, out):
                 result = await self._save(conn, out, participant, new, command, file)
         except _Duplicate as duplicate:
             # The transaction rolled back whatever it had done; the first message stands.
