@@ -1344,8 +1344,9 @@ class Chat:
                 )
         # A plain message on the only process (no file, not a manager's) takes no turn of
         # its own: its first lock is its numbering's, on the conversation's row, or (one
-        # awaiting approval) it only reads and inserts. One statement fewer per message on
-        # PostgreSQL (about 7 % of an answer's). A manager's approval locks the message
+        # awaiting approval) it only reads and inserts. Taking one anyway cost PostgreSQL
+        # a tenth of its answers a second (docs/performance-history.md, 2026-12-07,
+        # midday). A manager's approval locks the message
         # first, a file's budget is counted under the turn, and with several processes the
         # recording of deliveries needs it (BotRunner.holders).
         plain = self._services.single_process and file is None and not participant.is_manager
