@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, column, func, select, text
+from sqlalchemy import Integer, column, func, select, text, update
 from websockets.exceptions import InvalidStatus
 
 from support.blab import Person, talking
@@ -22,6 +22,7 @@ from tertulia.cli import delete
 from tertulia.errors import ConversationGone
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.database import open_database
+from tertulia.storage.tables import participants
 
 
 async def test_a_socket_that_writes_finds_out(make_settings: Any, people: Any) -> None:
@@ -292,3 +293,85 @@ async def test_a_write_and_a_deletion_at_once_take_turns(
                 await db.close()
             assert chat.gone
     assert logs.errors() == []
+
+
+async def _blocking(db: Any, pid: int) -> bool:
+    """Whether some session waits for a lock that PostgreSQL session ``pid`` holds."""
+    async with db.read() as other:
+        return bool((await other.execute(_BLOCKED_BY, {"pid": pid})).scalar_one())
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_write_that_loses_a_deadlock_is_refused_as_a_conflict(
+    make_settings: Any, people: Any
+) -> None:
+    """A transaction of another process holds Alice's participant row and then waits for
+    the conversation's row, which her rename holds while it waits for that participant's:
+    PostgreSQL ends the rename to let the other through. Her request gets 409 and a JSON
+    body (it was a 500), the same request then succeeds, and the log has a warning, no
+    error."""
+    settings = make_settings()
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            await talking(alice, "alice")
+            path = f"/conversations/{alice.conversation_id}/participants/{alice.participant_id}"
+            db = await open_database(
+                settings.database_url, schema=settings.database_schema, existing=True
+            )
+            try:
+                async with db.write() as conn:
+                    held = await conn.execute(
+                        update(participants)
+                        .where(participants.c.id == alice.participant_id)
+                        .values(name="alice")
+                    )
+                    assert held.rowcount == 1
+                    pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
+                    renaming = asyncio.create_task(alice.http.patch(path, json={"name": "ali"}))
+                    await until(lambda: _blocking(db, pid))
+                    assert await conv_repo.take_turns(conn, alice.conversation_id)
+                async with asyncio.timeout(10):
+                    refused = await renaming
+            finally:
+                await db.close()
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["code"] == "conflict"
+            again = await alice.http.patch(path, json={"name": "ali"})
+            assert again.status_code == 200, again.text
+    assert logs.errors() == []
+    assert any("deadlock" in e.get("reason", "") for e in logs.entries)
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_deletion_that_loses_a_deadlock_tries_again(
+    make_settings: Any, people: Any
+) -> None:
+    """``tertulia delete`` waits for a participant's row that another transaction holds,
+    which then waits for the conversation's row the deletion holds: PostgreSQL ends the
+    deletion, which tries again once the other is through, and succeeds (status 0)."""
+    settings = make_settings()
+    async with live_server(settings) as server:
+        alice = people(server)
+        await talking(alice, "alice")
+    db = await open_database(settings.database_url, schema=settings.database_schema, existing=True)
+    try:
+        async with db.write() as conn:
+            await conn.execute(
+                update(participants)
+                .where(participants.c.id == alice.participant_id)
+                .values(name="alice")
+            )
+            pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
+            deleting = asyncio.ensure_future(
+                asyncio.to_thread(delete, settings, [alice.conversation_id])
+            )
+            await until(lambda: _blocking(db, pid))
+            # (waits for the deletion, which PostgreSQL then ends: this one goes through)
+            assert await conv_repo.take_turns(conn, alice.conversation_id)
+        async with asyncio.timeout(20):
+            assert await deleting == 0
+        async with db.read() as conn:
+            assert await conv_repo.get_conversation(conn, alice.conversation_id) is None
+    finally:
+        await db.close()

@@ -27,12 +27,16 @@ the same then; until then a socket left open on it hears nothing more.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
+
 from tertulia.domain.ids import canonical_id
+from tertulia.errors import Conflict
 from tertulia.files import file_store
 from tertulia.files.store import FileStore
 from tertulia.outgoing import conversation_deleted
@@ -41,6 +45,11 @@ from tertulia.realtime.broker import Broker, create_broker
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.database import Database
 from tertulia.storage.migrate import open_current
+
+ATTEMPTS = 3
+"""Tries of one conversation's deletion that PostgreSQL ends to let another transaction
+through (a deadlock: a transaction that held one of its rows and waited for the
+conversation's); the use cases take the conversation's row first, so this is rare."""
 
 Announce = Callable[[str], Awaitable[None]]
 """Called with each deleted conversation's id once its deletion committed."""
@@ -125,23 +134,25 @@ async def erase(
         conversation_ids = [*conversation_ids, *listed]
     for asked in dict.fromkeys(conversation_ids):
         conversation_id = canonical_id(asked)
-        gone = None
+        gone: int | Skipped | None = None
         if conversation_id is not None:
-            async with db.write() as conn:
-                if await conv_repo.lock_conversation(conn, conversation_id):
-                    # One listed as idle is checked again under the row's lock: a message
-                    # may have come since, and an acknowledged message is never deleted so.
-                    if conversation_id in idle:
-                        assert idle_before is not None  # (idle is only listed with it)
-                        if not await conv_repo.still_idle(conn, conversation_id, idle_before):
-                            done.kept += 1
-                            continue
-                    gone = await conv_repo.delete_conversation(conn, conversation_id)
-                elif conversation_id in idle:
-                    continue  # (deleted meanwhile, by another sweep: not asked for by id)
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(Conflict),
+                stop=stop_after_attempt(ATTEMPTS),
+                wait=wait_random(0, 0.2),
+                reraise=True,
+            ):
+                with attempt:
+                    gone = await _erase_one(db, conversation_id, idle_before, idle)
+        if gone is Skipped.KEPT:
+            done.kept += 1
+            continue
+        if gone is Skipped.GONE_MEANWHILE:
+            continue
         if conversation_id is None or gone is None:
             done.missing.append(asked)
             continue
+        assert isinstance(gone, int)
         done.conversations += 1
         done.messages += gone
         if announce is not None:
@@ -149,3 +160,32 @@ async def erase(
         if done.files_owner is None:
             done.files += await store.delete_conversation(conversation_id)
     return done
+
+
+class Skipped(enum.Enum):
+    """Why :func:`_erase_one` deleted nothing of a conversation that exists."""
+
+    KEPT = "written to since it was listed idle"
+    GONE_MEANWHILE = "listed idle, deleted meanwhile by another sweep"
+
+
+async def _erase_one(
+    db: Database, conversation_id: str, idle_before: datetime | None, idle: set[str]
+) -> int | Skipped | None:
+    """Delete one conversation in a transaction of its own: how many messages went, why
+    nothing did, or None when there is no such conversation.
+
+    Raises:
+        Conflict: PostgreSQL ended the transaction to let another one through (a
+            deadlock); :func:`erase` tries again.
+    """
+    async with db.write() as conn:
+        if not await conv_repo.lock_conversation(conn, conversation_id):
+            return Skipped.GONE_MEANWHILE if conversation_id in idle else None
+        # One listed as idle is checked again under the row's lock: a message may have
+        # come since, and an acknowledged message is never deleted so.
+        if conversation_id in idle:
+            assert idle_before is not None  # (idle is only listed with it)
+            if not await conv_repo.still_idle(conn, conversation_id, idle_before):
+                return Skipped.KEPT
+        return await conv_repo.delete_conversation(conn, conversation_id)

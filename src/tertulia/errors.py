@@ -166,8 +166,9 @@ class ConversationGone(NotFound):
 class Conflict(TertuliaError):
     """A database constraint refused a change (usually: a concurrent request won).
 
-    Raised by the storage layer for broken uniqueness or foreign-key constraints; the
-    transaction that met it has been rolled back.
+    Raised by the storage layer for broken uniqueness or foreign-key constraints, and for a
+    transaction PostgreSQL ended to let another one through (a deadlock, a serialization
+    failure); the transaction that met it has been rolled back.
 
     Attributes:
         reason: the driver's words (the constraint, the key), for the log; not for clients.

@@ -51,6 +51,13 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
 )
 """The errors that say the database cannot be reached, not that the statement failed."""
+TURN_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,  # 40P01
+    asyncpg.SerializationError,  # 40001
+)
+"""The errors of a transaction that PostgreSQL ended to let another one through: a
+:class:`Conflict` (409, or a refusal frame) like a constraint's, which a client may send
+again; a deletion tries again itself (tertulia.deleting)."""
 BROKEN: tuple[type[BaseException], ...] = (TimeoutError, asyncpg.InternalClientError)
 """Of those, the ones after which the connection is given up at once: unanswered (its
 rollback would wait as long again), or in a state it cannot leave."""
@@ -101,7 +108,7 @@ class PostgresConnection:
             if params is None or isinstance(params, Mapping):
                 return await self._one(statement, params)
             return await self._many(statement, params)
-        except asyncpg.IntegrityConstraintViolationError as exc:
+        except (asyncpg.IntegrityConstraintViolationError, *TURN_LOST) as exc:
             raise Conflict(reason=str(exc)) from exc
         except UNREACHABLE as exc:
             if isinstance(exc, BROKEN):
