@@ -375,3 +375,38 @@ async def test_a_deletion_that_loses_a_deadlock_tries_again(
             assert await conv_repo.get_conversation(conn, alice.conversation_id) is None
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_socket_whose_opening_loses_a_deadlock_is_told_to_try_again(
+    make_settings: Any, people: Any
+) -> None:
+    """As above for a socket's opening (its participant marked present): closed with 1013,
+    which the client retries, and a warning (it was 1011 and an error); the next one opens."""
+    settings = make_settings()
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            first = await talking(alice, "alice")
+            await first.close()
+            db = await open_database(
+                settings.database_url, schema=settings.database_schema, existing=True
+            )
+            try:
+                async with db.write() as conn:
+                    await conn.execute(
+                        update(participants)
+                        .where(participants.c.id == alice.participant_id)
+                        .values(name="alice")
+                    )
+                    pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
+                    socket = await alice.connect()
+                    await until(lambda: _blocking(db, pid))
+                    assert await conv_repo.take_turns(conn, alice.conversation_id)
+                assert await socket.closed_with() == 1013
+            finally:
+                await db.close()
+            again = await alice.connect()
+            await again.state()
+    assert logs.errors() == []
+    assert any(e["event"].startswith("the socket's opening lost") for e in logs.entries)

@@ -579,6 +579,14 @@ async def _serve(
         svc.outages.warning(bound, f"{exc.service} unreachable; socket closed", error=exc.reason)
         code = CLOSE_SLOW
         await _close(websocket, code, unavailable(exc))
+    except Conflict as exc:
+        # Its opening's write lost to another one (PostgreSQL ended it: a deadlock), and
+        # nothing of it was stored: "try again later", which the client does, and resumes.
+        bound.warning(
+            "the socket's opening lost to another write; socket closed", reason=exc.reason
+        )
+        code = CLOSE_SLOW
+        await _close(websocket, code, "try again")
     except Exception:
         # A failure of the server's own (a bug): this socket closes with 1011,
         # which tells its client to reconnect; no other socket is touched.
