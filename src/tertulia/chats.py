@@ -924,10 +924,11 @@ class Chat:
     async def _publish_state(self) -> None:
         """Publish the current state now (the caller holds the lock)."""
         self._cancel_pending_state()
-        frame = state_frame(await self.state())
-        await self._services.broker.publish(
-            self.conversation.id, [Event(EVERYONE, frame, supersedes=True)]
+        state = await self.state()
+        event = Event(
+            EVERYONE, state_frame(state), supersedes=True, participants=len(state["participants"])
         )
+        await self._services.broker.publish(self.conversation.id, [event])
 
     def _state_due(self) -> None:
         self._state_timer = None

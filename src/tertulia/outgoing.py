@@ -160,7 +160,12 @@ class Outgoing:
         presence changes (see ``Chat._flush``)."""
         if state is not None:
             self.events.append(
-                Event(frozenset({HUMANS, BOTS}), state_frame(state), supersedes=True)
+                Event(
+                    frozenset({HUMANS, BOTS}),
+                    state_frame(state),
+                    supersedes=True,
+                    participants=len(state["participants"]),
+                )
             )
         else:
             self.state_changed = True

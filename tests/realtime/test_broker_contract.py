@@ -118,13 +118,14 @@ def test_unknown_broker_urls_are_refused() -> None:
 
 
 async def test_every_field_of_an_event_arrives(broker: Broker) -> None:
-    """An event's fields all cross the broker: a superseding state frame, an order to
-    close (a deleted conversation's), and a redirected copy's number."""
+    """An event's fields all cross the broker: a superseding state frame and its count of
+    participants, an order to close (a deleted conversation's), and a redirected copy's
+    number."""
     name = channel()
     inbox = Inbox()
     await broker.subscribe(name, inbox)
     events = [
-        Event(frozenset({"humans", "bots"}), '{"state": {}}', supersedes=True),
+        Event(frozenset({"humans", "bots"}), '{"state": {}}', supersedes=True, participants=5),
         Event(frozenset({"humans"}), '{"error": {}}', close=4404),
         Event(frozenset({"p:bot"}), '{"message": {}}', copy=12),
     ]
@@ -133,8 +134,9 @@ async def test_every_field_of_an_event_arrives(broker: Broker) -> None:
 
 
 def test_redis_events_of_older_processes_are_read() -> None:
-    """A Redis message from a process that predates the ``close`` and ``copy`` fields (four
-    fields) reads as before; fields a newer process may add after it are ignored."""
+    """A Redis message from a process that predates the ``close``, ``copy`` and
+    ``participants`` fields (four fields) reads as before; fields a newer process may add
+    after them are ignored."""
     from tertulia.realtime.redis import _events
 
     older = b'[[["humans"], "{}", 3, false], [["bots"], "{}", null, true]]'
@@ -142,5 +144,5 @@ def test_redis_events_of_older_processes_are_read() -> None:
         Event(frozenset({"humans"}), "{}", 3),
         Event(frozenset({"bots"}), "{}", supersedes=True),
     ]
-    newer = b'[[["humans"], "{}", null, false, 4404, null, "later"]]'
+    newer = b'[[["humans"], "{}", null, false, 4404, null, null, "later"]]'
     assert _events(newer) == [Event(frozenset({"humans"}), "{}", close=4404)]

@@ -250,3 +250,31 @@ async def test_copies_the_first_frames_carry_are_not_sent_again_live() -> None:
     assert peer.sent == ["copy 6", "copy 7", "copy 8", "message 3"]
     assert box.sender is not None
     box.sender.cancel()
+
+
+async def test_a_state_listing_fewer_participants_than_one_queued_is_dropped() -> None:
+    """Participants are never removed: a state frame that lists fewer than one the socket
+    has queued (its own, or a broadcast one) is older, and came late, crossing a newer one
+    from another process on its way. It is dropped; one listing as many (a rename, a
+    presence change) or more is sent, and a frame from a process that predates the count
+    (none) too. Before, the older frame was sent last, and the client lost the newcomer."""
+    peer = Peer()
+    box = outbox(peer)
+    box.hold()
+    box.put_state("own: 2", own=True, listed=2)
+    box.put_first([])
+    await drained(box)
+    box.deliver(Event(EVERYONE, "join: 3", supersedes=True, participants=3))
+    await drained(box)
+    box.deliver(Event(EVERYONE, "late: 2", supersedes=True, participants=2))
+    box.deliver(Event(EVERYONE, "m1"))
+    await drained(box)
+    box.deliver(Event(EVERYONE, "rename: 3", supersedes=True, participants=3))
+    await drained(box)
+    box.deliver(Event(EVERYONE, "old process", supersedes=True))
+    await drained(box)
+    box.deliver(Event(EVERYONE, "join: 4", supersedes=True, participants=4))
+    await drained(box)
+    assert peer.sent == ["own: 2", "join: 3", "m1", "rename: 3", "old process", "join: 4"]
+    assert box.sender is not None
+    box.sender.cancel()

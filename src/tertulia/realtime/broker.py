@@ -39,6 +39,10 @@ class Event:
             that predates the field sends instead (during a rolling upgrade with Redis),
             so it is a frame clients understand.
         copy: the number of a redirected copy the frame carries (for resume, as ``seq``).
+        participants: a ``state`` frame's count of participants. They are never removed,
+            so a frame listing fewer than one a socket has already queued is older: with
+            several processes, two publishes can cross on their way (a join's frame, then
+            another process's older one, which left the newcomer out). The socket drops it.
     """
 
     audience: frozenset[str]
@@ -47,6 +51,7 @@ class Event:
     supersedes: bool = False
     close: int | None = None
     copy: int | None = None
+    participants: int | None = None
 
 
 Deliver = Callable[[Event], None]

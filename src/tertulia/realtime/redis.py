@@ -196,8 +196,8 @@ def _shared(failure: BaseException) -> Exception:
 
 
 def _events(data: bytes) -> list[Event]:
-    # [audience, frame, seq, supersedes, close, copy]: the last three may be missing
-    # (older processes), and fields after them are ignored (newer ones).
+    # [audience, frame, seq, supersedes, close, copy, participants]: the last four may be
+    # missing (older processes), and fields after them are ignored (newer ones).
     return [
         Event(
             frozenset(audience),
@@ -206,6 +206,7 @@ def _events(data: bytes) -> list[Event]:
             bool(rest and rest[0]),
             rest[1] if len(rest) > 1 and isinstance(rest[1], int) else None,
             rest[2] if len(rest) > 2 and isinstance(rest[2], int) else None,
+            rest[3] if len(rest) > 3 and isinstance(rest[3], int) else None,
         )
         for audience, frame, seq, *rest in orjson.loads(data)
     ]
@@ -388,7 +389,10 @@ class RedisBroker(Broker):
 
     async def publish(self, channel: str, events: list[Event]) -> None:
         payload = orjson.dumps(
-            [[sorted(e.audience), e.frame, e.seq, e.supersedes, e.close, e.copy] for e in events]
+            [
+                [sorted(e.audience), e.frame, e.seq, e.supersedes, e.close, e.copy, e.participants]
+                for e in events
+            ]
         )
         try:
             with _outage():

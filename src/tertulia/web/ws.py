@@ -177,6 +177,7 @@ class Outbox:
         self._waiting: asyncio.Future[None] | None = None
         self._room: asyncio.Future[None] | None = None  # the reader waits for room (room())
         self._state: _Latest | None = None
+        self._listed = 0  # the most participants a state frame queued here listed
         self.closing: tuple[int, str] | None = None  # to be closed with (code, reason)
         self.sender: asyncio.Task[None] | None = None
         self._log = log
@@ -214,7 +215,9 @@ class Outbox:
                 # new and complete (with its copy_seq, its working bots); a broadcast one
                 # ahead of it would be the socket's first state frame.
                 return
-            self.put_state(event.frame)
+            if event.participants is not None and event.participants < self._listed:
+                return  # older than one queued already (Event.participants)
+            self.put_state(event.frame, listed=event.participants)
         elif event.seq is not None and event.seq <= self._replayed_upto:
             return  # the first frames carried it
         elif event.copy is not None and event.copy <= self.copies_upto:
@@ -226,9 +229,11 @@ class Outbox:
         else:
             self._drop(held=len(self._held))
 
-    def put_state(self, frame: str, *, own: bool = False) -> None:
+    def put_state(self, frame: str, *, own: bool = False, listed: int | None = None) -> None:
         """Queue a ``state`` frame, replacing one not sent yet (but for the socket's own,
-        which a broadcast one follows instead)."""
+        which a broadcast one follows instead); ``listed``: how many participants it lists."""
+        if listed is not None:
+            self._listed = max(self._listed, listed)
         latest = self._state
         if latest is not None and not latest.taken and not latest.own:
             latest.frame = frame
@@ -564,7 +569,7 @@ async def _serve(
         if copies is not None:
             # Where its copies stand: a client without a number yet resumes after this one.
             state["copy_seq"] = copies.after
-        outbox.put_state(state_frame(state), own=True)
+        outbox.put_state(state_frame(state), own=True, listed=len(state["participants"]))
         outbox.put_first(first, following, partial(chat.replay, participant, batch=REPLAY_BATCH))
         session = svc.sessions.watch(
             websocket, bot=participant.is_bot, ended=partial(_session_ended, outbox, bound)
