@@ -300,6 +300,37 @@ async def test_a_file_input_left_empty_is_no_file(small: LiveServer, carol: Pers
     assert stored_files(small) == []
 
 
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        ("filename*=UTF-8''na%C3%AFve%20caf%C3%A9.txt", "naïve café.txt"),
+        ("filename=\"naive.txt\"; filename*=UTF-8''na%C3%AFve.txt", "naïve.txt"),
+        ("filename*=iso-8859-1'fr'r%E9sum%E9.txt", "résumé.txt"),
+    ],
+)
+async def test_a_file_name_in_rfc_2231_form_is_taken(
+    small: LiveServer, carol: Person, disposition: str, name: str
+) -> None:
+    """A part that names its file as ``filename*=charset'lang'percent-encoded`` (RFC 2231,
+    as some HTTP libraries send a name that is not ASCII; Django, hence BLAB, reads it) is
+    the file, under that name, which wins over a plain ``filename`` beside it. Before, with
+    no ``filename`` it was read as a text field, and the message refused for having no file."""
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\nA\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; {disposition}\r\n'
+        "Content-Type: text/plain\r\n\r\nsome notes\r\n"
+        f"--{boundary}--\r\n"
+    )
+    response = await carol.http.post(
+        f"/conversations/{carol.conversation_id}/messages/",
+        content=body.encode(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 201, response.text
+    assert (response.json()["file_name"], response.json()["file_size"]) == (name, 10)
+
+
 # -- refusing early, on a raw connection ----------------------------------------------
 # A blocking socket in a thread, as HTTP clients do it: write until the server closes, then
 # read the answer it sent before closing (Linux keeps it readable after the reset).

@@ -44,6 +44,8 @@ count against the client).
 from __future__ import annotations
 
 import asyncio
+import email.message
+import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -148,6 +150,24 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+def _file_name(disposition: bytes, options: dict[bytes, bytes]) -> str | None:
+    """A part's file name, None when it names none (a text field): ``filename*`` when it
+    has one (RFC 2231, ``charset'language'percent-encoded``, as some HTTP libraries send a
+    name that is not ASCII, and as Django, hence BLAB, reads it; it wins over ``filename``,
+    RFC 6266), else ``filename`` (python-multipart's parser knows only this one)."""
+    if b"filename*" in disposition.lower():
+        header = email.message.Message()
+        header["Content-Disposition"] = disposition.decode("latin-1")
+        params = header.get_params(header="content-disposition", failobj=[])
+        for key, value in params:
+            if key.lower() == "filename" and isinstance(value, tuple):
+                return email.utils.collapse_rfc2231_value(
+                    value, errors="replace", fallback_charset="utf-8"
+                )
+    raw = options.get(b"filename")
+    return None if raw is None else _decode(raw)
+
+
 @dataclass
 class _Part:
     name: str = ""
@@ -205,10 +225,11 @@ class _Reader:
                 ValidationFailed(detail='Multipart form parse error - a part has no "name".')
             )
         self.part.name = _decode(options[b"name"])
-        if b"filename" not in options:
+        filename = _file_name(self.part.disposition, options)
+        if filename is None:
             return
         self.part.is_file = True
-        self.part.filename = _decode(options[b"filename"])
+        self.part.filename = filename
         if not self.part.filename and self.part.name in FILE_FIELDS:
             # What a browser sends for a file input left empty: no file, as Django (BLAB)
             # takes it. Its content, if any, is dropped (counted as a field's).
