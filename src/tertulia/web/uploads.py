@@ -48,6 +48,7 @@ import email.message
 import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import anyio.to_thread
 import structlog
@@ -158,7 +159,11 @@ def _file_name(disposition: bytes, options: dict[bytes, bytes]) -> str | None:
     if b"filename*" in disposition.lower():
         header = email.message.Message()
         header["Content-Disposition"] = disposition.decode("latin-1")
-        params = header.get_params(header="content-disposition", failobj=[])
+        # (an RFC 2231 value comes as a (charset, language, text) tuple, whatever typeshed says)
+        params = cast(
+            "list[tuple[str, object]]",
+            header.get_params(header="content-disposition", failobj=[]),
+        )
         for key, value in params:
             if key.lower() == "filename" and isinstance(value, tuple):
                 return email.utils.collapse_rfc2231_value(
