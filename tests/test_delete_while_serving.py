@@ -410,3 +410,41 @@ async def test_a_socket_whose_opening_loses_a_deadlock_is_told_to_try_again(
             await again.state()
     assert logs.errors() == []
     assert any(e["event"].startswith("the socket's opening lost") for e in logs.entries)
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_leave_that_loses_a_deadlock_is_stored_at_its_next_try(
+    make_settings: Any, people: Any
+) -> None:
+    """As above for a person's *left*: PostgreSQL ends it, and it is tried again once the
+    other transaction is through, and stored (not stored, they stayed online for good)."""
+    settings = make_settings(presence_grace=3600)  # (the test stores the leave itself)
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            alice = people(server)
+            socket = await talking(alice, "alice")
+            await socket.close()
+            chat = await server.registry.get(alice.conversation_id)
+            assert chat is not None
+            db = await open_database(
+                settings.database_url, schema=settings.database_schema, existing=True
+            )
+            try:
+                async with db.write() as conn:
+                    await conn.execute(
+                        update(participants)
+                        .where(participants.c.id == alice.participant_id)
+                        .values(name="alice")
+                    )
+                    pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
+                    leaving = asyncio.create_task(chat._participant_left(alice.participant_id))
+                    await until(lambda: _blocking(db, pid))
+                    assert await conv_repo.take_turns(conn, alice.conversation_id)
+                async with asyncio.timeout(10):
+                    await leaving
+            finally:
+                await db.close()
+            history = (await alice.history()).json()["results"]
+            left = [m for m in history if m.get("event") == "participant-left"]
+            assert len(left) == 1
+    assert logs.errors() == []

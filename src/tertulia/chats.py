@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
 
 from tertulia.bots.base import Bot, BotServices
 from tertulia.bots.runner import BotContext, BotRunner
@@ -105,6 +106,7 @@ KNOWN_IDS = 128
 # (Conflict), or, on PostgreSQL, no conversation row to take a message's number from
 # (LookupError). Only then is the conversation looked up (ChatRegistry.deleted).
 GONE_HINTS = (Conflict, LookupError)
+LEAVE_ATTEMPTS = 3  # tries of storing a participant's leave (see Chat._participant_left)
 HISTORY_PAGES = 256  # history pages kept for repeated requests (see HistoryPages)
 TRIGGER_SESSION_WINDOW = 600.0
 """Seconds a trigger's session lasts until its bot first uses it (then
@@ -1257,8 +1259,19 @@ class Chat:
             await self._participant_left(participant.id)
 
     async def _participant_left(self, participant_id: str) -> None:
+        """Store that a participant left, trying again when PostgreSQL ended the
+        transaction to let another through (:class:`Conflict`; storing it twice is
+        harmless, the second finds them not present): not stored, they stayed online for
+        good."""
         with contextlib.suppress(ConversationGone):  # deleted meanwhile: nobody to tell
-            await self._store_left(participant_id)
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(Conflict),
+                stop=stop_after_attempt(LEAVE_ATTEMPTS),
+                wait=wait_random(0, 0.2),
+                reraise=True,
+            ):
+                with attempt:
+                    await self._store_left(participant_id)
 
     async def _store_left(self, participant_id: str) -> None:
         participant = await self.participant(participant_id) if not self.gone else None
