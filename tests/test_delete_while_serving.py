@@ -295,6 +295,11 @@ async def test_a_write_and_a_deletion_at_once_take_turns(
     assert logs.errors() == []
 
 
+# The test's own transaction, which makes the deadlock, checks for one last: PostgreSQL ends
+# the transaction whose check finds it, and under load the test's could run first (CI, once).
+_PATIENT = text("SET LOCAL deadlock_timeout = '60s'")
+
+
 async def _blocking(db: Any, pid: int) -> bool:
     """Whether some session waits for a lock that PostgreSQL session ``pid`` holds."""
     async with db.read() as other:
@@ -321,6 +326,7 @@ async def test_a_write_that_loses_a_deadlock_is_refused_as_a_conflict(
             )
             try:
                 async with db.write() as conn:
+                    await conn.execute(_PATIENT)
                     held = await conn.execute(
                         update(participants)
                         .where(participants.c.id == alice.participant_id)
@@ -357,6 +363,7 @@ async def test_a_deletion_that_loses_a_deadlock_tries_again(
     db = await open_database(settings.database_url, schema=settings.database_schema, existing=True)
     try:
         async with db.write() as conn:
+            await conn.execute(_PATIENT)
             await conn.execute(
                 update(participants)
                 .where(participants.c.id == alice.participant_id)
@@ -394,6 +401,7 @@ async def test_a_socket_whose_opening_loses_a_deadlock_is_told_to_try_again(
             )
             try:
                 async with db.write() as conn:
+                    await conn.execute(_PATIENT)
                     await conn.execute(
                         update(participants)
                         .where(participants.c.id == alice.participant_id)
@@ -431,6 +439,7 @@ async def test_a_leave_that_loses_a_deadlock_is_stored_at_its_next_try(
             )
             try:
                 async with db.write() as conn:
+                    await conn.execute(_PATIENT)
                     await conn.execute(
                         update(participants)
                         .where(participants.c.id == alice.participant_id)
