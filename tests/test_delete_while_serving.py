@@ -5,8 +5,9 @@ go on as if nothing happened (tertulia/chats.py ``ChatRegistry.deleted`` / ``for
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Integer, column, func, select, text, update
@@ -23,6 +24,8 @@ from tertulia.errors import ConversationGone
 from tertulia.storage import conversations as conv_repo
 from tertulia.storage.database import open_database
 from tertulia.storage.tables import participants
+
+T = TypeVar("T")
 
 
 async def test_a_socket_that_writes_finds_out(make_settings: Any, people: Any) -> None:
@@ -238,6 +241,42 @@ async def test_a_socket_opening_finds_out(make_settings: Any, people: Any, prese
 _BLOCKED_BY = text(
     "SELECT count(*) AS n FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
 ).columns(column("n", Integer))
+# The test's own transaction, which makes the deadlock, checks for one last: PostgreSQL ends
+# the transaction whose check finds it, and under load the test's could run first (CI, once).
+_PATIENT = text("SET LOCAL deadlock_timeout = '60s'")
+
+
+async def _blocking(db: Any, pid: int) -> bool:
+    """Whether some session waits for a lock that PostgreSQL session ``pid`` holds."""
+    async with db.read() as other:
+        return bool((await other.execute(_BLOCKED_BY, {"pid": pid})).scalar_one())
+
+
+async def _deadlock(
+    settings: Any, person: Person, write: Callable[[], Awaitable[T]]
+) -> asyncio.Future[T]:
+    """Start ``write`` against a transaction of another process that holds ``person``'s
+    participant row, waits until the write waits for that row, then takes the
+    conversation's row, which the write holds: a deadlock, which PostgreSQL ends by ending
+    the write (this transaction checks last). Returns the write, once this one committed."""
+    db = await open_database(settings.database_url, schema=settings.database_schema, existing=True)
+    try:
+        async with db.write() as conn:
+            await conn.execute(_PATIENT)
+            held = await conn.execute(
+                update(participants)
+                .where(participants.c.id == person.participant_id)
+                .values(name="alice")
+            )
+            assert held.rowcount == 1
+            pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
+            writing = asyncio.ensure_future(write())
+            await until(lambda: _blocking(db, pid))
+            assert person.conversation_id is not None
+            assert await conv_repo.take_turns(conn, person.conversation_id)
+    finally:
+        await db.close()
+    return writing
 
 
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
@@ -275,13 +314,7 @@ async def test_a_write_and_a_deletion_at_once_take_turns(
                     assert await conv_repo.lock_conversation(conn, alice.conversation_id)
                     pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
                     writing = asyncio.create_task(writes[write]())
-
-                    async def waits_for_the_deletion() -> bool:
-                        async with db.read() as other:
-                            waiting = await other.execute(_BLOCKED_BY, {"pid": pid})
-                            return bool(waiting.scalar_one())
-
-                    await until(waits_for_the_deletion)
+                    await until(lambda: _blocking(db, pid))
                     await conv_repo.delete_conversation(conn, alice.conversation_id)
                 async with asyncio.timeout(10):
                     if write == "leave":
@@ -293,17 +326,6 @@ async def test_a_write_and_a_deletion_at_once_take_turns(
                 await db.close()
             assert chat.gone
     assert logs.errors() == []
-
-
-# The test's own transaction, which makes the deadlock, checks for one last: PostgreSQL ends
-# the transaction whose check finds it, and under load the test's could run first (CI, once).
-_PATIENT = text("SET LOCAL deadlock_timeout = '60s'")
-
-
-async def _blocking(db: Any, pid: int) -> bool:
-    """Whether some session waits for a lock that PostgreSQL session ``pid`` holds."""
-    async with db.read() as other:
-        return bool((await other.execute(_BLOCKED_BY, {"pid": pid})).scalar_one())
 
 
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
@@ -321,26 +343,11 @@ async def test_a_write_that_loses_a_deadlock_is_refused_as_a_conflict(
             alice = people(server)
             await talking(alice, "alice")
             path = f"/conversations/{alice.conversation_id}/participants/{alice.participant_id}"
-            db = await open_database(
-                settings.database_url, schema=settings.database_schema, existing=True
+            renaming = await _deadlock(
+                settings, alice, lambda: alice.http.patch(path, json={"name": "ali"})
             )
-            try:
-                async with db.write() as conn:
-                    await conn.execute(_PATIENT)
-                    held = await conn.execute(
-                        update(participants)
-                        .where(participants.c.id == alice.participant_id)
-                        .values(name="alice")
-                    )
-                    assert held.rowcount == 1
-                    pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
-                    renaming = asyncio.create_task(alice.http.patch(path, json={"name": "ali"}))
-                    await until(lambda: _blocking(db, pid))
-                    assert await conv_repo.take_turns(conn, alice.conversation_id)
-                async with asyncio.timeout(10):
-                    refused = await renaming
-            finally:
-                await db.close()
+            async with asyncio.timeout(10):
+                refused = await renaming
             assert refused.status_code == 409, refused.text
             assert refused.json()["code"] == "conflict"
             again = await alice.http.patch(path, json={"name": "ali"})
@@ -360,24 +367,13 @@ async def test_a_deletion_that_loses_a_deadlock_tries_again(
     async with live_server(settings) as server:
         alice = people(server)
         await talking(alice, "alice")
+    deleting = await _deadlock(
+        settings, alice, lambda: asyncio.to_thread(delete, settings, [alice.conversation_id])
+    )
+    async with asyncio.timeout(20):
+        assert await deleting == 0
     db = await open_database(settings.database_url, schema=settings.database_schema, existing=True)
     try:
-        async with db.write() as conn:
-            await conn.execute(_PATIENT)
-            await conn.execute(
-                update(participants)
-                .where(participants.c.id == alice.participant_id)
-                .values(name="alice")
-            )
-            pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
-            deleting = asyncio.ensure_future(
-                asyncio.to_thread(delete, settings, [alice.conversation_id])
-            )
-            await until(lambda: _blocking(db, pid))
-            # (waits for the deletion, which PostgreSQL then ends: this one goes through)
-            assert await conv_repo.take_turns(conn, alice.conversation_id)
-        async with asyncio.timeout(20):
-            assert await deleting == 0
         async with db.read() as conn:
             assert await conv_repo.get_conversation(conn, alice.conversation_id) is None
     finally:
@@ -396,24 +392,8 @@ async def test_a_socket_whose_opening_loses_a_deadlock_is_told_to_try_again(
             alice = people(server)
             first = await talking(alice, "alice")
             await first.close()
-            db = await open_database(
-                settings.database_url, schema=settings.database_schema, existing=True
-            )
-            try:
-                async with db.write() as conn:
-                    await conn.execute(_PATIENT)
-                    await conn.execute(
-                        update(participants)
-                        .where(participants.c.id == alice.participant_id)
-                        .values(name="alice")
-                    )
-                    pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
-                    socket = await alice.connect()
-                    await until(lambda: _blocking(db, pid))
-                    assert await conv_repo.take_turns(conn, alice.conversation_id)
-                assert await socket.closed_with() == 1013
-            finally:
-                await db.close()
+            socket = await (await _deadlock(settings, alice, alice.connect))
+            assert await socket.closed_with() == 1013
             again = await alice.connect()
             await again.state()
     assert logs.errors() == []
@@ -434,25 +414,11 @@ async def test_a_leave_that_loses_a_deadlock_is_stored_at_its_next_try(
             await socket.close()
             chat = await server.registry.get(alice.conversation_id)
             assert chat is not None
-            db = await open_database(
-                settings.database_url, schema=settings.database_schema, existing=True
+            leaving = await _deadlock(
+                settings, alice, lambda: chat._participant_left(alice.participant_id)
             )
-            try:
-                async with db.write() as conn:
-                    await conn.execute(_PATIENT)
-                    await conn.execute(
-                        update(participants)
-                        .where(participants.c.id == alice.participant_id)
-                        .values(name="alice")
-                    )
-                    pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
-                    leaving = asyncio.create_task(chat._participant_left(alice.participant_id))
-                    await until(lambda: _blocking(db, pid))
-                    assert await conv_repo.take_turns(conn, alice.conversation_id)
-                async with asyncio.timeout(10):
-                    await leaving
-            finally:
-                await db.close()
+            async with asyncio.timeout(10):
+                await leaving
             history = (await alice.history()).json()["results"]
             left = [m for m in history if m.get("event") == "participant-left"]
             assert len(left) == 1

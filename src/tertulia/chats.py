@@ -24,7 +24,6 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
 
 from tertulia.bots.base import Bot, BotServices
 from tertulia.bots.runner import BotContext, BotRunner
@@ -44,7 +43,6 @@ from tertulia.domain.model import (
     SystemEvent,
     public_message,
 )
-from tertulia.domain.routing import EVERYONE
 from tertulia.domain.times import utcnow
 from tertulia.errors import (
     BrokerUnavailable,
@@ -65,7 +63,7 @@ from tertulia.outgoing import (
     message_frame,
     redirected,
     sessions_ended,
-    state_frame,
+    state_event,
 )
 from tertulia.realtime.broker import Broker, Event
 from tertulia.recall import Recall, resume_point
@@ -74,7 +72,7 @@ from tertulia.storage import conversations as conv_repo
 from tertulia.storage import copies as copy_repo
 from tertulia.storage import messages as msg_repo
 from tertulia.storage import sessions as session_repo
-from tertulia.storage.database import Connection, Database
+from tertulia.storage.database import Connection, Database, again_if_turn_lost
 from tertulia.storage.deliveries import Delivery
 from tertulia.storage.sessions import SessionRecord
 from tertulia.working import WorkingIndicator
@@ -106,7 +104,6 @@ KNOWN_IDS = 128
 # (Conflict), or, on PostgreSQL, no conversation row to take a message's number from
 # (LookupError). Only then is the conversation looked up (ChatRegistry.deleted).
 GONE_HINTS = (Conflict, LookupError)
-LEAVE_ATTEMPTS = 3  # tries of storing a participant's leave (see Chat._participant_left)
 HISTORY_PAGES = 256  # history pages kept for repeated requests (see HistoryPages)
 TRIGGER_SESSION_WINDOW = 600.0
 """Seconds a trigger's session lasts until its bot first uses it (then
@@ -926,10 +923,7 @@ class Chat:
     async def _publish_state(self) -> None:
         """Publish the current state now (the caller holds the lock)."""
         self._cancel_pending_state()
-        state = await self.state()
-        event = Event(
-            EVERYONE, state_frame(state), supersedes=True, participants=len(state["participants"])
-        )
+        event = state_event(await self.state())
         await self._services.broker.publish(self.conversation.id, [event])
 
     def _state_due(self) -> None:
@@ -1260,16 +1254,11 @@ class Chat:
 
     async def _participant_left(self, participant_id: str) -> None:
         """Store that a participant left, trying again when PostgreSQL ended the
-        transaction to let another through (:class:`Conflict`; storing it twice is
+        transaction to let another through (:class:`TurnLost`; storing it twice is
         harmless, the second finds them not present): not stored, they stayed online for
         good."""
         with contextlib.suppress(ConversationGone):  # deleted meanwhile: nobody to tell
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(Conflict),
-                stop=stop_after_attempt(LEAVE_ATTEMPTS),
-                wait=wait_random(0, 0.2),
-                reraise=True,
-            ):
+            async for attempt in again_if_turn_lost():
                 with attempt:
                     await self._store_left(participant_id)
 
@@ -1360,9 +1349,9 @@ class Chat:
         # its own: its first lock is its numbering's, on the conversation's row, or (one
         # awaiting approval) it only reads and inserts. Taking one anyway cost PostgreSQL
         # a tenth of its answers a second (docs/performance-history.md, 2026-12-07,
-        # midday). A manager's approval locks the message
-        # first, a file's budget is counted under the turn, and with several processes the
-        # recording of deliveries needs it (BotRunner.holders).
+        # midday). A manager's approval locks the message first, a file's budget is
+        # counted under the turn, and with several processes the recording of deliveries
+        # needs it (BotRunner.holders).
         plain = self._services.single_process and file is None and not participant.is_manager
         try:
             async with self._transaction(turn=not plain) as (conn, out):

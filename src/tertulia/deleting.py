@@ -33,23 +33,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
-
 from tertulia.domain.ids import canonical_id
-from tertulia.errors import Conflict
 from tertulia.files import file_store
 from tertulia.files.store import FileStore
 from tertulia.outgoing import conversation_deleted
 from tertulia.ownership import other_owner
 from tertulia.realtime.broker import Broker, create_broker
 from tertulia.storage import conversations as conv_repo
-from tertulia.storage.database import Database
+from tertulia.storage.database import Database, again_if_turn_lost
 from tertulia.storage.migrate import open_current
-
-ATTEMPTS = 3
-"""Tries of one conversation's deletion that PostgreSQL ends to let another transaction
-through (a deadlock: a transaction that held one of its rows and waited for the
-conversation's); the use cases take the conversation's row first, so this is rare."""
 
 Announce = Callable[[str], Awaitable[None]]
 """Called with each deleted conversation's id once its deletion committed."""
@@ -136,12 +128,9 @@ async def erase(
         conversation_id = canonical_id(asked)
         gone: int | Skipped | None = None
         if conversation_id is not None:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(Conflict),
-                stop=stop_after_attempt(ATTEMPTS),
-                wait=wait_random(0, 0.2),
-                reraise=True,
-            ):
+            # (PostgreSQL may end it to let another through: a transaction that held one of
+            # its rows and waited for the conversation's; rare, as use cases take that first)
+            async for attempt in again_if_turn_lost():
                 with attempt:
                     gone = await _erase_one(db, conversation_id, idle_before, idle)
         if gone is Skipped.KEPT:
@@ -176,7 +165,7 @@ async def _erase_one(
     nothing did, or None when there is no such conversation.
 
     Raises:
-        Conflict: PostgreSQL ended the transaction to let another one through (a
+        TurnLost: PostgreSQL ended the transaction to let another one through (a
             deadlock); :func:`erase` tries again.
     """
     async with db.write() as conn:

@@ -184,6 +184,12 @@ class Conflict(TertuliaError):
         self.reason = reason
 
 
+class TurnLost(Conflict):
+    """PostgreSQL ended the transaction to let another one through (a deadlock, a
+    serialization failure): nothing of it was stored, and the same change may be tried
+    again (:func:`tertulia.storage.database.again_if_turn_lost`)."""
+
+
 class PayloadTooLarge(TertuliaError):
     """A body or file over its limit."""
 

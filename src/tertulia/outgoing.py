@@ -16,9 +16,7 @@ import orjson
 
 from tertulia.domain.model import Message, Participant
 from tertulia.domain.routing import (
-    BOTS,
     EVERYONE,
-    HUMANS,
     MANAGER,
     bot_recipients,
     message_audience,
@@ -70,6 +68,14 @@ def message_frame(payload: dict[str, Any]) -> str:
 
 def state_frame(state: dict[str, Any]) -> str:
     return orjson.dumps({"state": state}).decode()
+
+
+def state_event(state: dict[str, Any]) -> Event:
+    """A ``state`` frame for every socket, superseding an earlier one not sent yet, with its
+    count of participants (:attr:`Event.participants`)."""
+    return Event(
+        EVERYONE, state_frame(state), supersedes=True, participants=len(state["participants"])
+    )
 
 
 def error_frame(code: str, detail: str, local_id: str | None = None, **data: Any) -> str:
@@ -159,14 +165,7 @@ class Outgoing:
         any message naming a newcomer), or, without it, coalesced by the chat with other
         presence changes (see ``Chat._flush``)."""
         if state is not None:
-            self.events.append(
-                Event(
-                    frozenset({HUMANS, BOTS}),
-                    state_frame(state),
-                    supersedes=True,
-                    participants=len(state["participants"]),
-                )
-            )
+            self.events.append(state_event(state))
         else:
             self.state_changed = True
         status: dict[str, Any] | None = None

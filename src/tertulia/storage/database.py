@@ -29,7 +29,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.sql import Executable
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
 
+from tertulia.errors import TurnLost
 from tertulia.storage.sql import Result
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
@@ -74,6 +76,23 @@ def check_url(url: str, schema: str | None = None, *, schema_name: str = "a sche
             f"{schema_name} is for PostgreSQL: a SQLite database has none "
             "(leave it unset, or use a file of its own)"
         )
+
+
+TURN_ATTEMPTS = 3
+"""Tries of a transaction that PostgreSQL ends to let another one through (:class:`TurnLost`)."""
+
+
+def again_if_turn_lost() -> AsyncRetrying:
+    """``async for attempt in again_if_turn_lost(): with attempt: ...``: a transaction that
+    PostgreSQL ended to let another one through (:class:`TurnLost`: a deadlock, nothing
+    stored) runs again, after up to 0.2 s, up to :data:`TURN_ATTEMPTS` times in all; the
+    last failure is raised. For writes nobody waits on to send again (a deletion, a leave)."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(TurnLost),
+        stop=stop_after_attempt(TURN_ATTEMPTS),
+        wait=wait_random(0, 0.2),
+        reraise=True,
+    )
 
 
 def json_dumps(value: Any) -> str:

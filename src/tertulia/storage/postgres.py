@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Executable
 
-from tertulia.errors import Conflict, DatabaseUnavailable, describe
+from tertulia.errors import Conflict, DatabaseUnavailable, TurnLost, describe
 from tertulia.storage.database import Database, Params, json_dumps
 from tertulia.storage.sql import Result, StatementCache
 
@@ -55,9 +55,9 @@ TURN_LOST: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,  # 40P01
     asyncpg.SerializationError,  # 40001
 )
-"""The errors of a transaction that PostgreSQL ended to let another one through: a
-:class:`Conflict` (409, or a refusal frame) like a constraint's, which a client may send
-again; a deletion tries again itself (tertulia.deleting)."""
+"""The errors of a transaction that PostgreSQL ended to let another one through:
+:class:`TurnLost`, a conflict (409, or a refusal frame) like a constraint's, which a client
+may send again; a deletion and a leave try again themselves."""
 BROKEN: tuple[type[BaseException], ...] = (TimeoutError, asyncpg.InternalClientError)
 """Of those, the ones after which the connection is given up at once: unanswered (its
 rollback would wait as long again), or in a state it cannot leave."""
@@ -108,8 +108,10 @@ class PostgresConnection:
             if params is None or isinstance(params, Mapping):
                 return await self._one(statement, params)
             return await self._many(statement, params)
-        except (asyncpg.IntegrityConstraintViolationError, *TURN_LOST) as exc:
+        except asyncpg.IntegrityConstraintViolationError as exc:
             raise Conflict(reason=str(exc)) from exc
+        except TURN_LOST as exc:
+            raise TurnLost(reason=str(exc)) from exc
         except UNREACHABLE as exc:
             if isinstance(exc, BROKEN):
                 # No answer within STATEMENT_TIMEOUT: the connection is given up at once,
