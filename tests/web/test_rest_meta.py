@@ -134,12 +134,25 @@ async def test_openapi_document_has_the_real_shapes(server: LiveServer) -> None:
     assert "application/x-www-form-urlencoded" not in post["requestBody"]["content"]
 
 
-async def test_docs_page_is_served(server: LiveServer) -> None:
-    """The interactive documentation page answers at ``/api/chat/_docs/``."""
+async def test_docs_pages_are_served(server: LiveServer) -> None:
+    """The documentation pages answer ``GET`` and ``HEAD`` (a link checker's, a monitor's),
+    with and without the trailing slash, as every other path under ``/api/chat/`` does."""
+    paths = [
+        "/api/chat/_docs/",
+        "/api/chat/_docs",
+        "/api/chat/_docs/redoc/",
+        "/api/chat/_docs/redoc",
+    ]
     async with httpx.AsyncClient(base_url=server.base_url) as client:
-        response = await client.get("/api/chat/_docs/")
-    assert response.status_code == 200
-    assert "text/html" in response.headers["content-type"]
+        for path in paths:
+            page = await client.get(path)
+            head = await client.head(path)
+            assert page.status_code == 200, path
+            assert "text/html" in page.headers["content-type"]
+            assert "openapi.json" in page.text
+            assert head.status_code == 200, path
+            assert head.headers["content-type"] == page.headers["content-type"]
+            assert head.content == b""
 
 
 async def test_openapi_document_promises_no_422(server: LiveServer) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
@@ -162,6 +163,20 @@ class ListedOriginsCORS(CORSMiddleware):
         return JSONBody({"detail": detail, "code": "cors"}, status_code=400, headers=kept)
 
 
+def _docs_pages_as_other_paths(app: FastAPI, pages: list[str]) -> None:
+    """The documentation pages (FastAPIOffline's ``GET`` routes) answer ``HEAD`` too, and
+    without their trailing slash, as every path under ``/api/chat/`` does."""
+    for route in list(app.routes):
+        if isinstance(route, APIRoute) and route.path in pages:
+            route.methods.add("HEAD")
+            app.add_api_route(
+                route.path.rstrip("/"),
+                route.endpoint,
+                methods=["GET", "HEAD"],
+                include_in_schema=False,
+            )
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the application; its resources are made in the lifespan, not here.
 
@@ -280,6 +295,7 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,
         default_response_class=JSONBody,
     )
+    _docs_pages_as_other_paths(app, [f"{API}/_docs/", f"{API}/_docs/redoc/"])
     errors.install(app)
     documented_as_answered(app)
     for router in (meta.router, conversations.router, messages.router):
