@@ -167,7 +167,7 @@ def _docs_pages_as_other_paths(app: FastAPI, pages: list[str]) -> None:
     """The documentation pages (FastAPIOffline's ``GET`` routes) answer ``HEAD`` too, and
     without their trailing slash, as every path under ``/api/chat/`` does."""
     for route in list(app.routes):
-        if isinstance(route, APIRoute) and route.path in pages:
+        if isinstance(route, APIRoute) and route.path in pages and route.methods:
             route.methods.add("HEAD")
             app.add_api_route(
                 route.path.rstrip("/"),
