@@ -1065,9 +1065,11 @@ class Chat:
             for bot in chat._bots_triggered():
                 # Its first socket, when it does not say where it resumes (BLAB's library
                 # never does), starts where its trigger goes, as a call-back's does: what
-                # people write while it is on its way reaches it (tertulia.recall).
+                # people write while it is on its way reaches it (tertulia.recall). The
+                # trigger says where, for a bot that says so itself (the SDK).
                 copies = 0 if chat.takes_copies(bot) else None
                 await conv_repo.hold_resume_point(conn, bot.id, last.seq or 0, copies)
+                out.start_at(bot.id, last.seq or 0, copies)
             out.publish_state(participants, registry.accepts, state=await chat.state(current=True))
             if session_key is not None:
                 await session_repo.add_participation(conn, session_key, conversation.id, human_id)

@@ -9,12 +9,12 @@ The routing itself is :mod:`tertulia.domain.routing`; this module applies it to 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
-from tertulia.domain.model import Message, Participant
+from tertulia.domain.model import Message, Participant, SystemEvent
 from tertulia.domain.routing import (
     EVERYONE,
     MANAGER,
@@ -180,3 +180,22 @@ class Outgoing:
     ) -> None:
         if accepts(bot, kind, payload):
             self.deliveries.append(NewDelivery(self.conversation_id, bot.id, kind, payload))
+
+    def start_at(self, bot_id: str, after: int, copies_after: int | None) -> None:
+        """The delivery of a triggered bot's own *participant-joined* (its cue to trigger
+        the bot) says where the bot's first socket starts, as a call-back's does
+        (:mod:`tertulia.recall`): ``after`` and ``copies_after`` in its metadata, which
+        the trigger passes on. The stored message and its frames are left as they are."""
+        point: dict[str, Any] = {"after": after}
+        if copies_after is not None:
+            point["copies_after"] = copies_after
+        for i, delivery in enumerate(self.deliveries):
+            payload = delivery.payload
+            metadata = payload.get("additional_metadata") or {}
+            if (
+                delivery.bot_participant_id == bot_id
+                and payload.get("event") == SystemEvent.PARTICIPANT_JOINED.value
+                and metadata.get("participant_id") == bot_id
+            ):
+                cue = {**payload, "additional_metadata": {**metadata, **point}}
+                self.deliveries[i] = replace(delivery, payload=cue)

@@ -15,8 +15,9 @@ on the wire), in its ``additional_metadata``. The bot's participant row keeps th
 is back (``resume_after``, ``resume_copies_after``): its socket starts there when it does
 not say (BLAB's library never does), and a later recall, the bot not back from this one,
 keeps this earlier point. The creation holds a point too, where the first trigger goes (the
-creation's last message): a bot that takes a while to come answers what people wrote
-meanwhile, and is called back from there if it never came. The row also says when its
+creation's last message), and its trigger says it as a recall's does: a bot that takes a
+while to come answers what people wrote meanwhile, and is called back from there if it
+never came. The row also says when its
 *participant-left* is stored (``away``), so that its return is announced, after a restart
 too.
 

@@ -52,7 +52,9 @@ async def test_a_required_bot_that_left_is_called_back_and_answers_what_called_i
             created = await alice.create(nickname="alice", bots=["Ext"])
             ext = bot_id(created.json(), "Ext")
             (first,) = await recorder.wait_for(1)
-            assert "after" not in first.json(), "the first trigger is BLAB's, unchanged"
+            # BLAB's keys, and where the bot's first socket starts (BLAB's library ignores it)
+            assert first.json()["after"] == 2, "after the creation and the bot's joining"
+            assert "copies_after" not in first.json(), "no manager: no copies"
             room = await alice.connect(after=0)
             bot = await as_bot(server, people, first).connect()
             await bot.state()
@@ -148,6 +150,7 @@ async def test_under_a_manager_the_recall_says_where_the_copies_stand(
             manager_person = await manager_client(server, people(server), created.json()["id"])
             manager = await manager_person.connect()
             (first,) = await recorder.wait_for(1)
+            assert first.json()["copies_after"] == 0, "the first trigger: no copy before it"
             room = await alice.connect(after=0)
             bot = await as_bot(server, people, first).connect()
             await bot.state()

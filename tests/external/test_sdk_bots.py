@@ -104,7 +104,9 @@ async def test_required_external_bot_case_19(
             assert trigger.path == "/"
             assert trigger.headers["content-type"] == "application/json"
             body = trigger.json()
-            assert set(body) == {"conversation_id", "bot_participant_id", "session"}
+            # BLAB's three keys, and where the bot's first socket starts (its library
+            # ignores the extra key)
+            assert set(body) == {"conversation_id", "bot_participant_id", "session", "after"}
             assert body["conversation_id"] == alice.conversation_id
             assert body["bot_participant_id"] == ext_id
 
@@ -160,6 +162,41 @@ async def test_a_bot_whose_program_restarted_is_called_back_and_answers(
             order = socket.messages()
             assert order.index(ended) < order.index(back[-1]) < order.index(answer), "back"
             assert bot.seen == ["are you back?"]
+
+
+async def test_what_a_person_writes_before_the_bot_comes_is_answered(
+    make_settings: SettingsFactory, people: PersonFactory
+) -> None:
+    """alice writes before the creation's trigger has reached the bot: the trigger says
+    where its first socket starts (``after``, as a call-back's does), so the bot answers
+    her message too (bot authors' QA: the SDK read the newest ``seq`` itself, just before
+    connecting, and skipped what was written while its trigger was on its way)."""
+    bot = EchoBot()
+    arrived = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def slow_to_come(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            arrived.set()
+            await go_on.wait()
+        await bot.app.asgi(scope, receive, send)
+
+    recorder = Recorder(slow_to_come)
+    async with serve(recorder, lifespan="on") as trigger_url:
+        settings = make_settings(bots={"Ext": external_bot(trigger_url)})
+        async with live_server(settings) as server:
+            bot.point_at(server.base_url)
+            alice = people(server)
+            created = await alice.create(nickname="alice", bots=["Ext"])
+            ext_id = bot_id(created.json(), "Ext")
+            socket = await alice.connect(after=0)
+            await asyncio.wait_for(arrived.wait(), TIMEOUT)
+            asked = await socket.message(local_id=await socket.say("are you there yet?"))
+            go_on.set()
+            answer = await socket.message(sender_id=ext_id, quoted_message_id=asked["id"])
+            assert answer["text"] == "echo: are you there yet?"
+            assert recorder.requests[0].json()["after"] < asked["seq"]
+            await bot.app.aclose()
 
 
 async def test_bot_library_image_message_case_20(

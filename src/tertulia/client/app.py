@@ -7,9 +7,10 @@ The server starts an external bot in a conversation by POSTing
 socket open (see :mod:`tertulia.client.conversation` for reconnection and resume).
 
 A trigger for a conversation the bot is already in only replaces the session used for the
-next reconnection. A trigger that calls the bot back (it had left: its program restarted,
-say) also says where to resume (``after``, ``copies_after``), so that the bot answers the
-message that called it. A malformed trigger gets 400.
+next reconnection. Tertulia's triggers also say where to start (``after``,
+``copies_after``): the creation's after its last message, so that what people wrote while
+the trigger was on its way is answered; one that calls the bot back (it had left: its
+program restarted, say) before the message that called it. A malformed trigger gets 400.
 """
 
 from __future__ import annotations
@@ -226,8 +227,8 @@ class BotApp:
     ) -> Conversation:
         """Enter a conversation as the trigger would (also usable by hand).
 
-        ``after`` and ``copies_after``: where to resume (a trigger of Tertulia's that calls
-        the bot back says so): the messages after that ``seq``, the copies after that
+        ``after`` and ``copies_after``: where to start (a Tertulia trigger says so, the
+        creation's and a call-back's): the messages after that ``seq``, the copies after that
         ``copy_seq``, come first. Ignored for a conversation the bot is still in.
         """
         existing = self.conversations.get(conversation_id)

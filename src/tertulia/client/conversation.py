@@ -9,12 +9,15 @@ Delivery semantics (what a bot author can rely on):
   its own conversation.
 - Resume: every visible message carries ``seq``. After a drop the client reconnects with
   ``?after=<last seq seen>``, so the server replays what was missed, then goes on live;
-  a message is never handed over twice. Messages stored before the first connection are
-  not replayed (as with BLAB's library): just before it, the client reads the newest
-  ``seq`` of the conversation over REST (with the bot's session) and resumes from there, so
-  a drop before any message arrived loses nothing either. A server without ``seq`` (BLAB)
-  gets a plain first connection. Called back by the server (its trigger says ``after``),
-  the client starts there instead, so the message that called it back comes first. Under a
+  a message is never handed over twice. The first connection starts where the trigger
+  says (``after``): after the creation's last message, or, called back, before the
+  message that called the bot back, which then comes first; what people wrote while the
+  trigger was on its way is handed over, and a drop before any message arrived loses
+  nothing either. Messages from before that are not (as with BLAB's library). A trigger
+  without ``after`` (BLAB's, or an older Tertulia's first one) makes the client read the
+  newest ``seq`` of the conversation over REST (with the bot's session) just before its
+  first connection and start there; a server without ``seq`` (BLAB) gets a plain first
+  connection. Under a
   manager, redirected copies carry ``copy_seq``, a stream of their own: the client
   resumes them with ``?copies_after=`` (from the trigger, the socket's own ``state``, or
   the last one seen), and hands over none twice.

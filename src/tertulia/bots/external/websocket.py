@@ -2,13 +2,15 @@
 
 The bot is a separate program. When its *participant-joined* message is delivered (after the
 conversation is committed), the server creates a session valid only for that bot in that
-conversation and POSTs ``{"conversation_id", "bot_participant_id", "session"}`` as JSON to
-the configured URL; the bot then opens ``/ws/chat/<id>/`` with ``Cookie: sessionid=<session>``
-and talks like any socket client.
+conversation and POSTs ``{"conversation_id", "bot_participant_id", "session", "after"}``
+as JSON to the configured URL; the bot then opens ``/ws/chat/<id>/`` with
+``Cookie: sessionid=<session>`` and talks like any socket client. ``after`` (an extension;
+BLAB's library reads only the first three keys) is the ``seq`` its first socket starts
+after (``?after=``; the creation's last message), and, under a manager, ``copies_after``
+(``0``) that of its redirected copies: where the server starts a socket that does not say.
 
 A person writing while the bot has no socket triggers it again (:mod:`tertulia.recall`),
-with two more keys (an extension; BLAB's library reads only its three): ``after``, the
-``seq`` to resume after (``?after=``), and, under a manager, ``copies_after``. A bot that
+with ``after`` the ``seq`` before that person's message. A bot that
 is connected when its trigger would go is not triggered. A retried trigger hands out a new
 session and ends those of its earlier attempts, closing a socket open on one
 (``ChatRegistry.new_bot_session``): a retry after a POST that timed out, though the bot had
