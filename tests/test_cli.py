@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -703,3 +704,66 @@ def test_a_database_a_newer_version_migrated_ends_every_command_with_status_2(
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     assert f"that version's `tertulia migrate --to {head}`" in err, "how to go back"
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        ("def f(:\n", r"SyntaxError: invalid syntax \(.*qa_broken_\w+\.py, line 1\)"),
+        (
+            "x = 1\nraise RuntimeError('boom at import')\n",
+            r"RuntimeError: boom at import \(.*qa_broken_\w+\.py, line 2\)",
+        ),
+    ],
+    ids=["syntax", "raises"],
+)
+def test_a_bot_module_that_fails_to_import_is_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    said: str,
+) -> None:
+    """A bot's module with a syntax error, or one that raises as it is imported, is a
+    configuration error like a missing module (status 2, one line with the file and line),
+    not a traceback and status 1, which the documented systemd unit restarts for ever
+    (QA of bot authors and of operators)."""
+    module = f"qa_broken_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(source, encoding="utf-8")
+    extra = f'[bots.X]\nmodule = "{module}"\nclass = "Bot"\n'
+    for command in (["bots"], ["serve", "--port", "0"]):
+        monkeypatch.setattr(cli, "serve", _never_served)
+        assert main([command[0], "--config", str(config(tmp_path, extra)), *command[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err
+        assert re.fullmatch(
+            rf"tertulia: configuration error: bot 'X': cannot import module '{module}': {said}",
+            err,
+        ), err
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_a_bot_class_without_receive_message_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A class with no ``receive_message`` (misspelt, say) is refused at start: it used to
+    start, and every delivery to it was marked done without a word (bot authors' QA)."""
+    module = f"qa_no_method_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(
+        "class NotABot:\n"
+        "    def __init__(self, conversation_info):\n"
+        "        pass\n\n"
+        "    def recieve_message(self, message):\n"
+        "        pass\n",
+        encoding="utf-8",
+    )
+    extra = f'[bots.X]\nmodule = "{module}"\nclass = "NotABot"\n'
+    assert main(["bots", "--config", str(config(tmp_path, extra))]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tertulia: configuration error: bot 'X': NotABot has no receive_message(message) "
+        "method (docs/bots.md); did you mean 'recieve_message'?"
+    )
+
+
+def _never_served(*args: object) -> None:
+    raise AssertionError("the server started")

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tomllib
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -105,6 +106,10 @@ class BotSpec(BaseModel):
             target: Any = importlib.import_module(self.module)
         except ImportError as exc:
             raise ConfigurationError(f"cannot import module {self.module!r}: {exc}") from exc
+        except Exception as exc:  # (its code fails: a syntax error, an exception it raises)
+            raise ConfigurationError(
+                f"cannot import module {self.module!r}: {_failure_at(exc)}"
+            ) from exc
         for part in self.class_name.split("."):
             found = getattr(target, part, None)
             if found is None:
@@ -117,6 +122,18 @@ class BotSpec(BaseModel):
         if not isinstance(target, type):
             raise ConfigurationError(f"{self.module}.{self.class_name} is not a class")
         return target
+
+
+def _failure_at(exc: Exception) -> str:
+    """An import's failure in one line: the exception, and the file and line it came from
+    (a syntax error says its own)."""
+    if isinstance(exc, SyntaxError):
+        return f"{type(exc).__name__}: {exc}"
+    said = f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        said += f" ({frames[-1].filename}, line {frames[-1].lineno})"
+    return said
 
 
 def _public_names(namespace: object) -> list[str]:

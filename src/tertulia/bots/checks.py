@@ -12,6 +12,7 @@ and fail every delivery with a ``TypeError``).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 
 from tertulia.bots.arguments import check_signature
@@ -29,6 +30,14 @@ def check_bot(name: str, spec: BotSpec, cls: type) -> None:
             CalcOrEchoManagerBot got an unexpected keyword argument …``).
     """
     args, kwargs = list(spec.args), dict(spec.kwargs)
+    if not callable(getattr(cls, "receive_message", None)):
+        # (the runner would find nothing to call, and mark every delivery done in silence)
+        close = difflib.get_close_matches("receive_message", dir(cls), n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigurationError(
+            f"bot {name!r}: {cls.__name__} has no receive_message(message) method "
+            f"(docs/bots.md){hint}"
+        )
     try:
         check = getattr(cls, "check_config", None)
         if callable(check):  # (first: the class says what it takes in its own words)
