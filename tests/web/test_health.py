@@ -3,6 +3,8 @@ serve, answered by its database and its broker (web/health.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,3 +74,34 @@ async def test_a_part_cut_off_is_503_until_it_is_back(
 
 async def _healthy(server: LiveServer) -> bool:
     return (await health(server)).status_code == 200
+
+
+async def test_a_probe_past_its_time_that_fails_later_leaves_no_unread_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A probe given up on (a database that holds the connection without answering) that
+    ends with an error later is not reported by asyncio as "Task exception was never
+    retrieved", once per probe of a monitor (operators' QA)."""
+    from tertulia.web import health
+
+    monkeypatch.setattr(health, "HEALTH_TIMEOUT", 0.01)
+    loop = asyncio.get_running_loop()
+    unread: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: unread.append(context))
+    released = asyncio.Event()
+
+    async def holds_then_fails() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await released.wait()  # (the connection ends only once the outage does)
+            raise RuntimeError("the database cannot be reached") from None
+
+    assert await health._check("database", holds_then_fails()) is False
+    (probe,) = health._abandoned
+    released.set()
+    await until(lambda: probe.done())
+    del probe
+    gc.collect()
+    assert unread == []
+    assert not health._abandoned

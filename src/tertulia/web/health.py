@@ -57,10 +57,18 @@ async def _check(part: str, probe: Coroutine[Any, Any, None]) -> bool:
         # waited for it (chaos QA: /health answered after 35 s, not 2).
         task.cancel()
         _abandoned.add(task)
-        task.add_done_callback(_abandoned.discard)
+        task.add_done_callback(_ended)
         log.warning("health check failed", part=part, error="no answer")
         return False
     if (exc := task.exception()) is not None:  # whatever stops it, the part is not serving
         log.warning("health check failed", part=part, error=f"{type(exc).__name__}: {exc}")
         return False
     return True
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    """An abandoned probe ended: let it go, its error read (said already as "no answer";
+    unread, asyncio would log it as never retrieved, once per probe)."""
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()
