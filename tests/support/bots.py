@@ -120,6 +120,9 @@ class FlakyGatedEchoBot(GatedEchoBot):
 class SilentBot(_HumanTriggered):
     """Does nothing: a participant driven by the test over its own socket."""
 
+    def receive_message(self, message: ChatMessage) -> None:
+        pass
+
 
 def bots_with(name: str, cls: str, **fields: Any) -> dict[str, dict[str, Any]]:
     """A ``bots`` entry for :func:`make_settings`, plus the default ECHO."""

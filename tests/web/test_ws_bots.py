@@ -4,7 +4,9 @@ stalls neither the conversation nor the server, and its failure is logged with i
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -52,7 +54,8 @@ async def _run(
     logs: LogWatcher,
     cls: str,
     error: str,
-) -> None:
+) -> list[dict[str, Any]]:
+    """Run the scenario; returns the bot's "bot call failed" lines."""
     settings = make_settings(bots=bots_with("Faulty", cls, timeout=0.3, retries=1))
     async with live_server(settings) as server:
         alice = people(server)
@@ -79,22 +82,35 @@ async def _run(
         other = people(server)
         assert (await other.create(nickname="dan", bots=["ECHO"])).status_code == 201
         await _conversation_goes_on(await other.connect(), ["elsewhere"])
+    return attempts
 
 
 async def test_raising_bot_does_not_stop_the_conversation(
     make_settings: SettingsFactory, people: PersonFactory
 ) -> None:
-    """A bot that raises is retried, then logged with its ids; ECHO and the socket go on."""
+    """A bot that raises is retried, then logged with its ids; ECHO and the socket go on.
+    Each failed call is logged with its traceback, which names the line of the bot's code
+    that raised (bot authors' QA: only the exception's text, no file or line)."""
     with watch_logs() as logs:
-        await _run(make_settings, people, logs, "RaisingBot", "boom")
+        attempts = await _run(make_settings, people, logs, "RaisingBot", "boom")
+    for attempt in attempts:
+        raised = attempt["exc_info"]
+        assert isinstance(raised, RuntimeError)
+        (where,) = [
+            f for f in traceback.extract_tb(raised.__traceback__) if "support" in f.filename
+        ]
+        assert where.filename.endswith("bots.py")
+        assert where.name == "receive_message"
 
 
 async def test_blocking_bot_times_out(
     make_settings: SettingsFactory, people: PersonFactory, release_bots: None
 ) -> None:
-    """A synchronous bot that never returns times out and is logged; nothing else waits."""
+    """A synchronous bot that never returns times out and is logged; nothing else waits.
+    A timeout is said in words: no traceback (the runner's, which says nothing more)."""
     with watch_logs() as logs:
-        await _run(make_settings, people, logs, "BlockingBot", "no answer within")
+        attempts = await _run(make_settings, people, logs, "BlockingBot", "no answer within")
+    assert all("exc_info" not in attempt for attempt in attempts)
 
 
 async def test_hanging_async_bot_times_out(

@@ -32,6 +32,13 @@ Raises :class:`tertulia.errors.ValidationFailed` for invalid input.
 RecentMessages = Callable[[int], Awaitable[list[dict[str, Any]]]]
 
 
+class BotFailed(Exception):
+    """A bot's failure said in words: the runner logs its text alone. Raise it (or a
+    subclass) for a failure you expect, such as a service of yours out of reach; any other
+    exception is logged with its traceback, which names the line that raised it. Either
+    way the delivery is tried again (the spec's ``retries``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BotServices:
     """Server resources a bot may use (external bots mostly).

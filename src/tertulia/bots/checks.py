@@ -30,8 +30,10 @@ def check_bot(name: str, spec: BotSpec, cls: type) -> None:
             CalcOrEchoManagerBot got an unexpected keyword argument …``).
     """
     args, kwargs = list(spec.args), dict(spec.kwargs)
-    if not callable(getattr(cls, "receive_message", None)):
-        # (the runner would find nothing to call, and mark every delivery done in silence)
+    if not callable(getattr(cls, "receive_message", None)) and not hasattr(cls, "accepts_delivery"):
+        # The runner would find nothing to call, and mark every delivery done in silence.
+        # (A class that says which deliveries it takes may take none: a manager driven
+        # over its socket, say.)
         close = difflib.get_close_matches("receive_message", dir(cls), n=1, cutoff=0.8)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigurationError(

@@ -63,7 +63,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from tertulia.bots.base import BotServices, ChatMessage, ConversationInfo
+from tertulia.bots.base import BotFailed, BotServices, ChatMessage, ConversationInfo
 from tertulia.bots.threads import DaemonThreads
 from tertulia.domain.times import utcnow
 from tertulia.errors import ConfigurationError, ConversationGone, TertuliaError
@@ -121,15 +121,15 @@ class BotHost(Protocol):
         program down: it is to be called back)."""
 
 
-class BotTimeout(Exception):
+class BotTimeout(BotFailed):
     """A bot call took longer than its spec allows."""
 
 
-class BotStopped(Exception):
+class BotStopped(BotFailed):
     """A bot tried to send while the runner was stopping; nothing was stored."""
 
 
-class BotCancelled(Exception):
+class BotCancelled(BotFailed):
     """A bot's call ended in ``CancelledError`` of its own (it awaited something cancelled
     elsewhere), not because the runner stopped it: a failure like any other."""
 
@@ -676,8 +676,11 @@ class BotRunner:
         if isinstance(exc, ConversationGone):
             return None, failed  # (its delivery went with it: nothing to record)
         said = f"{type(exc).__name__}: {exc}"
+        where: dict[str, Any] = {}
+        if not isinstance(exc, BotFailed | TertuliaError):
+            where["exc_info"] = exc  # the bot's own code raised it: the line that did
         _delivery_log(delivery, context.bot_name).warning(
-            "bot call failed", attempt=attempt, error=said
+            "bot call failed", attempt=attempt, error=said, **where
         )
         async with self._db.write() as conn:
             await outbox.record_attempt(conn, delivery.pk, attempts=attempt, error=said)

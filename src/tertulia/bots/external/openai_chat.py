@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from tertulia.bots.arguments import Seconds, bind_arguments
-from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.bots.base import Bot, BotFailed, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.domain.model import MessageType
 from tertulia.errors import ConfigurationError
@@ -59,7 +59,7 @@ KEPT_ANSWERS = 1000  # answers kept for a retry of their delivery (see receive_m
 _ANSWERS: OrderedDict[str, str] = OrderedDict()
 
 
-class LLMFailed(Exception):
+class LLMFailed(BotFailed):
     """The completion could not be had after the client's retries (the runner retries)."""
 
 

@@ -39,7 +39,7 @@ import orjson
 import structlog
 
 from tertulia.bots.arguments import Seconds, bind_arguments
-from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.bots.base import Bot, BotFailed, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.client.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, sign
 from tertulia.domain.times import format_time
@@ -55,7 +55,7 @@ RECENT_SESSIONS = 10_000  # bot participants whose latest session this process r
 _RECENT: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
 
-class WebhookFailed(Exception):
+class WebhookFailed(BotFailed):
     """The bot's endpoint did not take the delivery (the runner retries it)."""
 
 

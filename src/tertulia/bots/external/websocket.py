@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import structlog
 
 from tertulia.bots.arguments import bind_arguments
-from tertulia.bots.base import Bot, ChatMessage, ConversationInfo
+from tertulia.bots.base import Bot, BotFailed, ChatMessage, ConversationInfo
 from tertulia.bots.external.urls import shown
 from tertulia.errors import ConfigurationError
 from tertulia.recall import resume_point
@@ -41,7 +41,7 @@ log = structlog.get_logger(__name__)
 TRIGGER_TIMEOUT = 5.0
 
 
-class TriggerFailed(Exception):
+class TriggerFailed(BotFailed):
     """The bot's trigger URL did not accept the POST."""
 
 
