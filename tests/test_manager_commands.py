@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from support.blab import Person
+from support.bots import watch_logs
 from support.managers import (
     Room,
     bot_client,
@@ -342,3 +343,35 @@ async def test_an_internal_managers_invalid_command_is_logged_and_recorded(
             )
             assert from_manager.all() == []
         await room.sockets["alice"].sync()
+
+
+async def test_a_bots_command_when_it_is_not_the_manager_is_dropped_and_said(
+    make_settings: Any, people: Any
+) -> None:
+    """A bot's command, the bot not being the manager (a manager's class configured without
+    ``manager = ...``, say), is dropped as PROTOCOL 7.2 says, and the log says so: it used
+    to be dropped in silence, and the bot author saw the bot's commands do nothing (bot
+    authors' QA). A person's is dropped without a word (test above)."""
+    settings = make_settings(manager="Manager", bots=manager_bots(), rate_limits={"message": ""})
+    with watch_logs() as logs:
+        async with live_server(settings) as server:
+            room = await Room.open(server, people, ["ECHO", "Calculator"])
+            calculator = await bot_client(
+                server, Person(server.base_url, server.ws_url), room.conversation_id, "Calculator"
+            )
+            command = {"action": "approve"}
+            try:
+                response = await calculator.post(**frame("an answer", command))
+            finally:
+                await calculator.close()
+            assert response.status_code == 201, response.text
+            row = await stored_message(server, response.json()["id"])
+            assert row.command is None
+            human = await human_message(room, "a person's command")
+            person = frame("mine", command, quoted_message_id=human["id"])
+            assert (await room.alice.post(**person)).status_code == 201
+    dropped = [e for e in logs.entries if e.get("event", "").startswith("command dropped")]
+    assert [(e["participant_id"], e["conversation_id"]) for e in dropped] == [
+        (room.ids["Calculator"], room.conversation_id)
+    ]
+    assert dropped[0]["log_level"] == "warning"

@@ -1336,6 +1336,16 @@ class Chat:
         command = ManagerCommand()
         if participant.is_manager and new.command is not None:
             command = parse_command(new.command)
+        elif new.command is not None and participant.is_bot:
+            # Dropped (PROTOCOL 7.2), as a person's is; but a bot sends one meaning it: a
+            # manager's class configured without ``manager = ...``, say.
+            log.warning(
+                "command dropped: only the manager's are followed (is this bot meant to be "
+                "the manager?)",
+                conversation_id=self.conversation.id,
+                participant_id=participant.id,
+                bot=participant.name,
+            )
         if new.type in FILE_TYPES:
             if file is None and new.external_file_url is None:
                 raise ValidationFailed({"file": ["No file was submitted."]})
