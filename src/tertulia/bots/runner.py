@@ -140,13 +140,30 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _is_json(state: dict[str, Any]) -> bool:
-    """Whether a bot's state can be stored (JSON values only, as docs/bots.md says)."""
+def _not_json(state: dict[Any, Any]) -> str | None:
+    """Why a bot's state cannot be stored (JSON values only, as docs/bots.md says), naming
+    the entry; None when it can."""
     try:
         json_dumps(state)
     except (TypeError, ValueError):
-        return False
-    return True
+        pass
+    else:
+        return None
+    said = "the bot's state cannot be stored as JSON"
+    for key, value in state.items():
+        if not isinstance(key, str):
+            return f"{said}: its key {key!r} is not a text"
+        try:
+            json_dumps(value)
+        except (TypeError, ValueError):
+            inside = " with something inside it JSON cannot hold" if _container(value) else ""
+            return f"{said}: state[{key!r}] holds a {type(value).__name__}{inside}"
+    return said
+
+
+def _container(value: object) -> bool:
+    """A JSON array or object (its entries may be what JSON cannot hold)."""
+    return isinstance(value, dict | list | tuple)
 
 
 _KINDS: dict[tuple[type, str], str | None] = {}
@@ -619,9 +636,9 @@ class BotRunner:
             # Deleted while the bot worked (`tertulia delete`), on any attempt: no more.
             _delivery_log(delivery, context.bot_name).info("conversation deleted; delivery dropped")
             return Outcome(delivery.pk, outbox.FAILED, attempts, "conversation deleted"), None
-        if state is not None and state != before and not _is_json(state):
+        if state is not None and state != before and (unfit := _not_json(state)) is not None:
             state, failure = None, Future(attempts)
-            failure.set_exception(TypeError("the bot's state holds values JSON cannot"))
+            failure.set_exception(TypeError(unfit))
         if failure is not None:
             error = str(failure.exception())
             _delivery_log(delivery, context.bot_name).error(
