@@ -108,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--config",
             dest="sub_config",
+            metavar="CONFIG",
             help="TOML configuration file (default: $TERTULIA_CONFIG)",
         )
         return sub
