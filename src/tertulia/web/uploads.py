@@ -170,7 +170,16 @@ def _file_name(disposition: bytes, options: dict[bytes, bytes]) -> str | None:
                     value, errors="replace", fallback_charset="utf-8"
                 )
     raw = options.get(b"filename")
-    return None if raw is None else _decode(raw)
+    if raw is None:
+        return None
+    # The HTML standard's escapes in a multipart name, which browsers (and httpx) write:
+    # '"' as %22, CR and LF as %0D and %0A (those two then dropped from the name shown).
+    for escaped, character in _FORM_ESCAPES:
+        raw = raw.replace(escaped, character)
+    return _decode(raw)
+
+
+_FORM_ESCAPES = ((b"%22", b'"'), (b"%0D", b"\r"), (b"%0A", b"\n"))
 
 
 @dataclass
