@@ -143,23 +143,29 @@ async def test_the_reply_being_written_follows_a_rename(make_settings, open_tab)
 
 
 async def test_the_working_indicator_shows_while_a_bot_works(make_settings, open_tab) -> None:
-    """A slow bot shows as working until its answer arrives."""
+    """A slow bot shows as working until its answer arrives; two at once are named as a
+    sentence names them (web client QA: "ECHO, Calculator are working…")."""
     bots = {
-        "Sloth": {
+        name: {
             "module": "tertulia.bots.builtin",
             "class": "UpperCaseEchoBot",
-            "kwargs": {"delay": 1.5},
+            "kwargs": {"delay": delay},
         }
+        for name, delay in (("Sloth", 1.5), ("Snail", 3.0))
     }
     async with live_server(make_settings(bots=bots)) as server:
         tab = await open_tab(server.base_url)
-        await tab.start_conversation("alice", ["Sloth"])
+        await tab.start_conversation("alice", ["Sloth", "Snail"])
         await tab.send("take your time")
 
         working = tab.page.locator(".working")
-        await expect(working).to_have_text("Sloth is working…")
-        await expect(tab.page.locator("#participants .is-working")).to_contain_text("Sloth")
+        both = re.compile(r"^(Sloth and Snail|Snail and Sloth) are working…$")
+        await expect(working).to_have_text(both)
+        await expect(tab.page.locator("#participants .is-working")).to_have_count(2)
         await expect(tab.bubble("TAKE YOUR TIME")).to_have_count(1)
+        await expect(working).to_have_text("Snail is working…")
+        await expect(tab.page.locator("#participants .is-working")).to_contain_text("Snail")
+        await expect(tab.bubble("TAKE YOUR TIME")).to_have_count(2)
         await expect(working).to_be_hidden()
 
 

@@ -102,6 +102,11 @@ export function formatDay(date, now = new Date()) {
   return new Intl.DateTimeFormat(current, options).format(date);
 }
 
+/** Names as a sentence lists them: "ECHO and Calculator" ("ECHO e Calculator"). */
+export function formatList(items) {
+  return new Intl.ListFormat(current, { style: "long", type: "conjunction" }).format(items);
+}
+
 /** A number for people: "4,000" ("4.000" in Portuguese). */
 export function formatNumber(value) {
   return new Intl.NumberFormat(current).format(value);

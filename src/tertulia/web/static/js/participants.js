@@ -1,7 +1,7 @@
 /** The participants panel: who is here, who is online, which bots are working. */
 
 import { h, srOnly } from "./dom.js";
-import { t } from "./i18n.js";
+import { formatList, t } from "./i18n.js";
 import { avatar } from "./message-view.js";
 
 /** Me first, then people, then bots, each in the server's order. */
@@ -89,5 +89,5 @@ export function workingText(store) {
     .map((id) => store.participant(id).name || t("someone"));
   if (!names.length) return "";
   if (names.length === 1) return t("working.one", { name: names[0] });
-  return t("working.many", { names: names.join(", ") });
+  return t("working.many", { names: formatList(names) });
 }
