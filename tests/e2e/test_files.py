@@ -9,6 +9,7 @@ import pytest
 
 from e2e.browser import CONVERSATION_ID, expect, png
 from support.server import live_server
+from support.waiting import until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -377,3 +378,44 @@ async def test_after_a_413_the_next_file_is_checked_against_the_new_limits(
         await expect(error).to_contain_text("big.png is too large")
         await expect(error).to_contain_text("the limit is 100 B")
         assert len(posts) == uploads
+
+
+async def test_leaving_with_a_file_not_yet_stored_asks_first(make_settings, open_tab) -> None:
+    """A file not stored yet (its upload held up, or refused) is not kept across a reload,
+    as a text is: the page asks before it goes (web client QA: a file waiting for the
+    connection was gone after a reload, without a word). Once stored, it does not ask."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        held = asyncio.Event()
+
+        async def held_up(route) -> None:
+            if route.request.method != "POST" or held.is_set():
+                await route.continue_()
+                return
+            await route.fulfill(status=503, json={"code": "unavailable"})
+
+        await tab.page.route("**/messages/", held_up)
+        asked: list[str] = []
+
+        async def dialog(d) -> None:
+            asked.append(d.type)
+            await d.dismiss()  # (stay)
+
+        tab.page.on("dialog", dialog)
+        image = {"name": "later.png", "mimeType": "image/png", "buffer": png(64, 40)}
+        await tab.page.set_input_files("input[type=file]", files=[image])
+        await tab.send("a picture for later")
+        waiting = tab.page.locator("li.msg.mine.pending.type-i")
+        await expect(waiting).to_contain_text("a picture for later")
+
+        await tab.page.evaluate("location.reload()")
+        await until(lambda: asked == ["beforeunload"], timeout=10)
+        await expect(waiting).to_contain_text("a picture for later")
+
+        held.set()  # (the page tries again by itself)
+        stored = tab.page.locator("li.msg.mine.type-i:not(.pending)")
+        await expect(stored).to_have_count(1)
+        await tab.page.reload()  # (nothing left to lose: no question)
+        await expect(tab.page.locator("li.msg.mine.type-i")).to_have_count(1)
+        assert asked == ["beforeunload"]

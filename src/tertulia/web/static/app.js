@@ -20,6 +20,15 @@ import { storage, tabStorage } from "./js/storage.js";
 
 const root = document.getElementById("app");
 let view = null;
+let session = null; // the conversation's, while this tab is in one
+
+// A file not stored yet is not kept across a reload or a closed tab, as a text is (they
+// are in localStorage; a file could be too large): the browser asks before it goes.
+window.addEventListener("beforeunload", (event) => {
+  if (!session?.holdsUnsentFiles()) return;
+  event.preventDefault();
+  event.returnValue = ""; // (older browsers ask only when it is set)
+});
 
 function show(next) {
   view?.destroy();
@@ -36,18 +45,20 @@ function showLobby(message) {
 function enter(conversation) {
   tabStorage.set("conversation", conversation.id);
   storage.set("conversation", conversation.id);
-  const session = new ChatSession(conversation);
+  const here = new ChatSession(conversation);
+  session = here;
   const leave = (message) => {
+    if (session === here) session = null;
     forget(conversation.id);
     showLobby(message);
   };
   show(
-    new ChatView(session, {
+    new ChatView(here, {
       onLeave: () => leave(),
       onLost: (reason) => leave(`lost.${reason}`),
     }),
   );
-  session.start();
+  here.start();
 }
 
 /**
