@@ -532,3 +532,32 @@ async def message_id(page, text: str) -> str:
     )
     assert found is not None
     return found
+
+
+async def test_the_browsers_back_and_forward_go_between_lobby_and_conversation(
+    make_settings, open_tab
+) -> None:
+    """Back from a conversation shows the lobby, as the page's own back arrow does, and
+    Forward the conversation again; once the page's back arrow took the person to the
+    lobby, Back leaves the page, as from a lobby (web client QA: Back left the page from a
+    conversation, a phone's Back button closing the chat)."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"], name="Back and forth")
+        await tab.send("hello")
+        await expect(tab.bubble("HELLO", mine=False)).to_have_count(1)
+        lobby = page.get_by_role("button", name="Start the conversation")
+
+        await page.go_back()
+        await expect(lobby).to_be_visible()
+        assert page.url == f"{server.base_url}/"
+        await page.go_forward()
+        await expect(tab.bubble("HELLO", mine=False)).to_have_count(1)
+        await page.reload()  # (the conversation's entry stays one)
+        await expect(tab.bubble("HELLO", mine=False)).to_have_count(1)
+
+        await page.get_by_role("button", name="Back to the lobby").click()
+        await expect(lobby).to_be_visible()
+        await page.go_back()
+        await expect(page).to_have_url("about:blank")

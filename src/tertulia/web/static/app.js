@@ -21,6 +21,18 @@ import { storage, tabStorage } from "./js/storage.js";
 const root = document.getElementById("app");
 let view = null;
 let session = null; // the conversation's, while this tab is in one
+let leaveConversation = null; // back to the lobby from it, while this tab is in one
+
+// The browser's Back button goes from a conversation to the lobby, as the page's own back
+// arrow does, and Forward into it again: a conversation is one history entry above the
+// lobby's (the same address; the entry's state names it).
+const IN = "tertulia.conversation";
+
+window.addEventListener("popstate", (event) => {
+  const id = event.state?.[IN];
+  if (leaveConversation) leaveConversation(undefined, { byHistory: true });
+  if (id) resume(id);
+});
 
 // A file not stored yet is not kept across a reload or a closed tab, as a text is (they
 // are in localStorage; a file could be too large): the browser asks before it goes.
@@ -45,13 +57,18 @@ function showLobby(message) {
 function enter(conversation) {
   tabStorage.set("conversation", conversation.id);
   storage.set("conversation", conversation.id);
+  if (history.state?.[IN] !== conversation.id) history.pushState({ [IN]: conversation.id }, "");
   const here = new ChatSession(conversation);
   session = here;
-  const leave = (message) => {
-    if (session === here) session = null;
+  const leave = (message, { byHistory = false } = {}) => {
+    if (session !== here) return; // (left already)
+    session = leaveConversation = null;
     forget(conversation.id);
     showLobby(message);
+    // Its entry goes too (Back from the lobby leaves the page); one Back took it already.
+    if (!byHistory && history.state?.[IN] === conversation.id) history.back();
   };
+  leaveConversation = leave;
   show(
     new ChatView(here, {
       onLeave: () => leave(),
@@ -141,6 +158,7 @@ async function resume(id) {
 function leaveResume(id, message) {
   forget(id);
   showLobby(message);
+  if (history.state?.[IN]) history.replaceState(null, ""); // (the lobby's entry now)
 }
 
 setLanguage(detectLanguage());
