@@ -121,6 +121,9 @@ async def test_a_proxys_413_is_told_without_a_limit(make_settings, open_tab) -> 
         row = tab.page.locator("li.msg.mine.pending")
         await expect(row).to_contain_text("The server refused the file: it is too large.")
         await expect(row).not_to_contain_text("null")
+        # (it would only be refused again: Delete, no Try again; web client QA)
+        await expect(row.get_by_role("button", name="Delete")).to_be_visible()
+        await expect(row.get_by_role("button", name="Try again")).to_have_count(0)
 
 
 DROP = """(file) => {

@@ -604,10 +604,11 @@ function refusal(error) {
 /** What to tell the person about a refused upload. */
 function uploadError(status, body) {
   if (status === 413) {
+    // Final: the same file would only be refused again (no Try again).
     const max = /MAX\s*=\s*(\d+)/.exec(detailText(body))?.[1];
     // (a proxy's own 413 page names no limit)
-    if (!max) return { key: "upload.too_large_server_unsized" };
-    return { key: "upload.too_large_server", params: { max: Number(max) } };
+    if (!max) return { key: "upload.too_large_server_unsized", final: true };
+    return { key: "upload.too_large_server", params: { max: Number(max) }, final: true };
   }
   if (status === 403) return { key: "upload.forbidden" };
   if (status === 0) return { key: "upload.unreachable" };
