@@ -561,3 +561,20 @@ async def test_the_browsers_back_and_forward_go_between_lobby_and_conversation(
         await expect(lobby).to_be_visible()
         await page.go_back()
         await expect(page).to_have_url("about:blank")
+
+
+@pytest.mark.parametrize(
+    ("nickname", "initials"),
+    [("ana maria", "AM"), ("Carol <b>X</b>", "CB"), ("(Zé)", "Z"), ("😀", "😀")],
+)
+async def test_an_avatar_shows_the_names_first_letters(
+    make_settings, open_tab, nickname: str, initials: str
+) -> None:
+    """A person's avatar shows the first letter (or digit) of the first two words of the
+    name that have one, not whatever character comes first (web client QA: "C<"); a name
+    with none shows its first character."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation(nickname, [])
+        mine = tab.page.locator("#participants .avatar:not(.avatar-bot)")
+        await expect(mine).to_have_text(initials)

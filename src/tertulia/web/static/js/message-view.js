@@ -51,13 +51,17 @@ export function avatar(participant) {
   if (participant?.type === "B") {
     return h("span", { class: "avatar avatar-bot", style, "aria-hidden": "true" }, icon("bot"));
   }
+  // The first letter or digit of the first two words that have one ("Carol <b>X</b>":
+  // "CB", not "C<"); a name with none (emoji alone) shows its first character.
   const initials = name
     .split(/\s+/)
+    .map((word) => /[\p{L}\p{N}]/u.exec(word)?.[0])
     .filter(Boolean)
     .slice(0, 2)
-    .map((word) => [...word][0].toUpperCase())
+    .map((letter) => letter.toUpperCase())
     .join("");
-  return h("span", { class: "avatar", style, "aria-hidden": "true" }, initials || "?");
+  const shown = initials || [...name.trim()][0] || "?";
+  return h("span", { class: "avatar", style, "aria-hidden": "true" }, shown);
 }
 
 /** What a quote shows: who and what (also part of the row's signature). */
