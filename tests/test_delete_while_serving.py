@@ -17,8 +17,9 @@ from support.blab import Person, talking
 from support.bots import GATES, watch_logs
 from support.environment import DatabaseTarget
 from support.process import two_servers
-from support.server import live_server
+from support.server import LiveServer, live_server
 from support.waiting import until
+from tertulia.chats import Chat
 from tertulia.cli import delete
 from tertulia.errors import ConversationGone
 from tertulia.storage import conversations as conv_repo
@@ -196,10 +197,7 @@ async def test_a_handshake_that_finds_out_is_refused(make_settings: Any, people:
     with watch_logs() as logs:
         async with live_server(settings) as server:
             alice = people(server)
-            socket = await talking(alice, "alice")
-            await socket.close()
-            chat = await server.registry.get(alice.conversation_id)
-            assert chat is not None
+            chat = await _gone_quiet(server, alice)
             chat.participants = [p for p in chat.participants if p.id != alice.participant_id]
             assert await asyncio.to_thread(delete, settings, [alice.conversation_id]) == 0
 
@@ -241,8 +239,20 @@ async def test_a_socket_opening_finds_out(make_settings: Any, people: Any, prese
 _BLOCKED_BY = text(
     "SELECT count(*) AS n FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
 ).columns(column("n", Integer))
+
+
 # The test's own transaction, which makes the deadlock, checks for one last: PostgreSQL ends
 # the transaction whose check finds it, and under load the test's could run first (CI, once).
+async def _gone_quiet(server: LiveServer, alice: Person) -> Chat:
+    """alice talked in a conversation and closed her socket: its chat (a test stores her
+    *left* itself, with ``presence_grace`` long)."""
+    socket = await talking(alice, "alice")
+    await socket.close()
+    chat = await server.registry.get(alice.conversation_id)
+    assert chat is not None
+    return chat
+
+
 _PATIENT = text("SET LOCAL deadlock_timeout = '60s'")
 
 
@@ -295,10 +305,7 @@ async def test_a_write_and_a_deletion_at_once_take_turns(
     with watch_logs() as logs:
         async with live_server(settings) as server:
             alice = people(server)
-            socket = await talking(alice, "alice")
-            await socket.close()
-            chat = await server.registry.get(alice.conversation_id)
-            assert chat is not None
+            chat = await _gone_quiet(server, alice)
             participant = await chat.participant(alice.participant_id)
             assert participant is not None
             writes = {
@@ -410,10 +417,7 @@ async def test_a_leave_that_loses_a_deadlock_is_stored_at_its_next_try(
     with watch_logs() as logs:
         async with live_server(settings) as server:
             alice = people(server)
-            socket = await talking(alice, "alice")
-            await socket.close()
-            chat = await server.registry.get(alice.conversation_id)
-            assert chat is not None
+            chat = await _gone_quiet(server, alice)
             leaving = await _deadlock(
                 settings, alice, lambda: chat._participant_left(alice.participant_id)
             )

@@ -127,11 +127,9 @@ class BotSpec(BaseModel):
 def _failure_at(exc: Exception) -> str:
     """An import's failure in one line: the exception, and the file and line it came from
     (a syntax error says its own)."""
-    if isinstance(exc, SyntaxError):
-        return f"{type(exc).__name__}: {exc}"
     said = f"{type(exc).__name__}: {exc}"
     frames = traceback.extract_tb(exc.__traceback__)
-    if frames:
+    if frames and not isinstance(exc, SyntaxError):
         said += f" ({frames[-1].filename}, line {frames[-1].lineno})"
     return said
 

@@ -67,20 +67,29 @@ class EchoBot:
 
 
 @asynccontextmanager
-async def greeted(
+async def with_bot(
     bot: EchoBot, settings: Settings, people: PersonFactory
 ) -> AsyncIterator[tuple[Person, str, Socket]]:
-    """alice in a conversation with ``bot`` as "Ext", served by ``settings``: her socket
-    open, the bot's greeting on it; (alice, the bot's participant id, her socket)."""
+    """alice in a conversation with ``bot`` as "Ext", served by ``settings``, her socket
+    open (the bot perhaps not there yet); (alice, the bot's participant id, her socket)."""
     async with live_server(settings) as server:
         bot.point_at(server.base_url)
         alice = people(server)
         created = await alice.create(nickname="alice", bots=["Ext"])
         ext_id = bot_id(created.json(), "Ext")
         socket = await alice.connect(after=0)
-        await socket.message(sender_id=ext_id, text="Hello from Ext")
         yield alice, ext_id, socket
         await bot.app.aclose()
+
+
+@asynccontextmanager
+async def greeted(
+    bot: EchoBot, settings: Settings, people: PersonFactory
+) -> AsyncIterator[tuple[Person, str, Socket]]:
+    """As :func:`with_bot`, the bot's greeting on her socket."""
+    async with with_bot(bot, settings, people) as (alice, ext_id, socket):
+        await socket.message(sender_id=ext_id, text="Hello from Ext")
+        yield alice, ext_id, socket
 
 
 async def test_required_external_bot_case_19(
@@ -184,19 +193,13 @@ async def test_what_a_person_writes_before_the_bot_comes_is_answered(
     recorder = Recorder(slow_to_come)
     async with serve(recorder, lifespan="on") as trigger_url:
         settings = make_settings(bots={"Ext": external_bot(trigger_url)})
-        async with live_server(settings) as server:
-            bot.point_at(server.base_url)
-            alice = people(server)
-            created = await alice.create(nickname="alice", bots=["Ext"])
-            ext_id = bot_id(created.json(), "Ext")
-            socket = await alice.connect(after=0)
+        async with with_bot(bot, settings, people) as (_, ext_id, socket):
             await asyncio.wait_for(arrived.wait(), TIMEOUT)
             asked = await socket.message(local_id=await socket.say("are you there yet?"))
             go_on.set()
             answer = await socket.message(sender_id=ext_id, quoted_message_id=asked["id"])
             assert answer["text"] == "echo: are you there yet?"
             assert recorder.requests[0].json()["after"] < asked["seq"]
-            await bot.app.aclose()
 
 
 async def test_bot_library_image_message_case_20(

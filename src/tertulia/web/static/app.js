@@ -20,8 +20,7 @@ import { storage, tabStorage } from "./js/storage.js";
 
 const root = document.getElementById("app");
 let view = null;
-let session = null; // the conversation's, while this tab is in one
-let leaveConversation = null; // back to the lobby from it, while this tab is in one
+let current = null; // {session, leave}: the conversation this tab is in, if any
 
 // The browser's Back button goes from a conversation to the lobby, as the page's own back
 // arrow does, and Forward into it again: a conversation is one history entry above the
@@ -30,14 +29,14 @@ const IN = "tertulia.conversation";
 
 window.addEventListener("popstate", (event) => {
   const id = event.state?.[IN];
-  if (leaveConversation) leaveConversation(undefined, { byHistory: true });
+  current?.leave(undefined, { byHistory: true });
   if (id) resume(id);
 });
 
 // A file not stored yet is not kept across a reload or a closed tab, as a text is (they
 // are in localStorage; a file could be too large): the browser asks before it goes.
 window.addEventListener("beforeunload", (event) => {
-  if (!session?.holdsUnsentFiles()) return;
+  if (!current?.session.holdsUnsentFiles()) return;
   event.preventDefault();
   event.returnValue = ""; // (older browsers ask only when it is set)
 });
@@ -58,24 +57,23 @@ function enter(conversation) {
   tabStorage.set("conversation", conversation.id);
   storage.set("conversation", conversation.id);
   if (history.state?.[IN] !== conversation.id) history.pushState({ [IN]: conversation.id }, "");
-  const here = new ChatSession(conversation);
-  session = here;
-  const leave = (message, { byHistory = false } = {}) => {
-    if (session !== here) return; // (left already)
-    session = leaveConversation = null;
+  const here = { session: new ChatSession(conversation) };
+  here.leave = (message, { byHistory = false } = {}) => {
+    if (current !== here) return; // (left already)
+    current = null;
     forget(conversation.id);
     showLobby(message);
     // Its entry goes too (Back from the lobby leaves the page); one Back took it already.
     if (!byHistory && history.state?.[IN] === conversation.id) history.back();
   };
-  leaveConversation = leave;
+  current = here;
   show(
-    new ChatView(here, {
-      onLeave: () => leave(),
-      onLost: (reason) => leave(`lost.${reason}`),
+    new ChatView(here.session, {
+      onLeave: () => here.leave(),
+      onLost: (reason) => here.leave(`lost.${reason}`),
     }),
   );
-  here.start();
+  here.session.start();
 }
 
 /**

@@ -356,18 +356,18 @@ export class ChatSession extends EventTarget {
     }
   }
 
-  /**
-   * Upload a file message; the caller has checked it against the limits.
-   *
-   * @param {Blob} file
-   * @param {{kind: string, text?: string, quotedId?: string|null, fileName?: string}} how
-   */
   /** Whether a file picked here is not stored yet: unlike a text, it is not kept across a
    * reload (the page asks before it goes: app.js). */
   holdsUnsentFiles() {
     return [...this.store.pending.values()].some((entry) => entry.file);
   }
 
+  /**
+   * Upload a file message; the caller has checked it against the limits.
+   *
+   * @param {Blob} file
+   * @param {{kind: string, text?: string, quotedId?: string|null, fileName?: string}} how
+   */
   sendFile(file, { kind, text = "", quotedId = null, fileName }) {
     const previewable = ["i", "v", "a", "V"].includes(kind);
     const entry = {
