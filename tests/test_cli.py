@@ -767,3 +767,70 @@ def test_a_bot_class_without_receive_message_is_refused(
 
 def _never_served(*args: object) -> None:
     raise AssertionError("the server started")
+
+
+def _listening_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> tuple[str, int]:
+    """Where `tertulia serve` with ``argv`` (and the environment) would listen."""
+    bound: list[tuple[str, int]] = []
+
+    def started(settings: object, listener: socket.socket) -> None:
+        bound.append(listener.getsockname()[:2])
+
+    monkeypatch.setattr(cli, "serve", started)
+    assert main(["serve", "--config", str(config(tmp_path)), *argv]) == 0
+    return bound[0]
+
+
+def test_the_address_can_be_set_by_environment_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TERTULIA_HOST and TERTULIA_PORT (a container's way) are settings like the others;
+    before, they were ignored without a word and the server listened on 127.0.0.1:8000."""
+    port = free_port()
+    monkeypatch.setenv("TERTULIA_HOST", "::1" if socket.has_ipv6 else "127.0.0.1")
+    monkeypatch.setenv("TERTULIA_PORT", str(port))
+    host, bound = _listening_address(tmp_path, monkeypatch, [])
+    assert (host, bound) == ("::1" if socket.has_ipv6 else "127.0.0.1", port)
+
+
+def test_the_command_line_wins_over_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERTULIA_PORT", str(free_port()))
+    port = free_port()
+    assert _listening_address(tmp_path, monkeypatch, ["--port", str(port)]) == (
+        "127.0.0.1",
+        port,
+    )
+
+
+def test_the_address_can_be_set_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    path = config(tmp_path, f'host = "127.0.0.1"\nport = {port}\n')
+    bound: list[tuple[str, int]] = []
+    monkeypatch.setattr(cli, "serve", lambda s, listener: bound.append(listener.getsockname()[:2]))
+    assert main(["serve", "--config", str(path)]) == 0
+    assert bound == [("127.0.0.1", port)]
+
+
+@pytest.mark.parametrize("value", ["70000", "-1", "http"])
+def test_a_port_setting_out_of_range_is_one_line(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TERTULIA_PORT", value)
+    assert main(["serve", "--config", str(config(tmp_path))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tertulia: configuration error: invalid configuration: port")
+    assert "\n" not in err
+    assert not (tmp_path / "cli.db").exists()
+
+
+def free_port() -> int:
+    """A local port free at the moment of asking."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

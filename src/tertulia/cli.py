@@ -115,9 +115,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = command("serve", "run the server (migrates the database first)")
     serve.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+        "--host", help="address to listen on (default: the host setting, else 127.0.0.1)"
     )
-    serve.add_argument("--port", type=_port, default=8000, help="port (default: %(default)s)")
+    serve.add_argument("--port", type=_port, help="port (default: the port setting, else 8000)")
     migrate = command(
         "migrate",
         "bring the database schema up to date (or to an older revision, with --to)",
@@ -268,7 +268,10 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         from tertulia.preflight import CannotListen, hold_database, listen
 
         try:
-            listener = listen(args.host, args.port)
+            listener = listen(
+                settings.host if args.host is None else args.host,
+                settings.port if args.port is None else args.port,
+            )
         except CannotListen as exc:
             _say(exc.detail)
             return 1

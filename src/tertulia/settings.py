@@ -180,6 +180,15 @@ class Settings(BaseSettings):
         env_prefix="TERTULIA_", env_nested_delimiter="__", extra="forbid"
     )
 
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        max_length=255,
+        description="address serve listens on (its --host wins): a name or an IP address",
+    )
+    port: int = Field(
+        default=8000, ge=0, le=65535, description="port serve listens on (its --port wins)"
+    )
     database_url: str = "sqlite+aiosqlite:///./tertulia.db"
     database_schema: str | None = Field(
         default=None,
