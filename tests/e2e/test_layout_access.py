@@ -1,0 +1,109 @@
+"""The page for people who zoom in, enlarge the text or need contrast (web client QA,
+layout): a short screen keeps room for the messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e.browser import expect, png
+from support.server import live_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+LAYOUT = """() => {
+  const box = (selector) => document.querySelector(selector).getBoundingClientRect();
+  const list = box(".scroller");
+  return {
+    viewport: innerHeight,
+    page: document.documentElement.scrollHeight,
+    list: list.height,
+    // (how much of the list shows with the message box in sight)
+    listShown: Math.max(0, Math.min(list.bottom, innerHeight) - Math.max(list.top, 0)),
+    header: box(".topbar").height,
+    headerTop: box(".topbar").top,
+    composer: box(".composer").height,
+    composerBottom: box(".composer").bottom,
+    listScrolls: document.querySelector(".scroller").scrollHeight >
+      document.querySelector(".scroller").clientHeight,
+  };
+}"""
+"""A page script: the heights (CSS px) of the conversation's parts, and where they are."""
+
+
+async def _reply_to_my_text(tab) -> None:
+    """Send a text and start replying to it."""
+    await tab.send("hello")
+    mine = tab.bubble("hello", mine=True)
+    await expect(mine).to_have_count(1)
+    await mine.hover()
+    await mine.locator("button.reply").click()
+    await expect(tab.page.locator(".reply-preview")).to_be_visible()
+
+
+SHORT = {
+    # (1280x720 at 400 %, 1280x1024 at 400 %, 1280x720 at 200 %, 1280x900 at 200 %)
+    "320x180": ({"width": 320, "height": 180}, False, 0, False, False),
+    "320x256 reply, 6 lines": ({"width": 320, "height": 256}, True, 6, False, False),
+    "640x360 reply, 8 lines": ({"width": 640, "height": 360}, True, 8, False, False),
+    "640x450 reply, file, too long": ({"width": 640, "height": 450}, True, 0, True, True),
+}
+
+
+@pytest.mark.parametrize("case", SHORT.values(), ids=SHORT.keys())
+async def test_a_short_screen_keeps_room_for_the_messages(make_settings, open_tab, case) -> None:
+    """On a short screen (400 % or 200 % zoom, a phone on its side) the message list keeps
+    40 % of the height at least, whatever the message box holds (a reply, lines, a file, an
+    error): the whole page scrolls instead, header and message box with it; with the box in
+    sight, a good part of the list is too."""
+    viewport, reply, lines, picked, too_long = case
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, viewport=viewport)
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        if reply:
+            await _reply_to_my_text(tab)
+        if lines:
+            await page.fill("#composer-input", "\n".join(f"line {n}" for n in range(lines)))
+        if picked:
+            poster = {"name": "poster.png", "mimeType": "image/png", "buffer": png(40, 40)}
+            await page.set_input_files("input[type=file]", files=[poster])
+            await expect(page.locator(".staged-file")).to_have_count(1)
+        if too_long:
+            await page.fill("#composer-input", "word " * 1000)
+            await expect(page.locator(".composer-error")).to_contain_text("too long")
+
+        layout = await page.evaluate(LAYOUT)
+        assert layout["list"] >= 0.4 * layout["viewport"], layout
+        await page.locator("#composer-input").scroll_into_view_if_needed()
+        layout = await page.evaluate(LAYOUT)
+        assert layout["listShown"] >= 0.3 * layout["viewport"], layout
+        # Everything is reached by scrolling the page.
+        await page.evaluate("scrollTo(0, 0)")
+        await expect(page.locator(".topbar")).to_be_in_viewport(ratio=1)
+
+
+USUAL = {"1280x800": {"width": 1280, "height": 800}, "360x640": {"width": 360, "height": 640}}
+
+
+@pytest.mark.parametrize("viewport", USUAL.values(), ids=USUAL.keys())
+async def test_a_usual_screen_keeps_header_and_message_box_in_place(
+    make_settings, open_tab, viewport
+) -> None:
+    """On a laptop's or a phone's screen the page itself never scrolls: the header stays at
+    the top, the message box at the bottom (with a reply and a draft of six lines in it),
+    and the list between them scrolls."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, viewport=viewport)
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        await tab.send("\n".join(f"a long message, line {n}" for n in range(40)))
+        await expect(page.locator("li.msg.mine:not(.pending)")).to_have_count(1)
+        await _reply_to_my_text(tab)
+        await page.fill("#composer-input", "\n".join(f"line {n}" for n in range(6)))
+
+        layout = await page.evaluate(LAYOUT)
+        assert layout["page"] <= layout["viewport"], layout
+        assert layout["headerTop"] == 0, layout
+        assert abs(layout["composerBottom"] - layout["viewport"]) <= 1, layout
+        assert layout["listScrolls"], layout
+        assert layout["list"] >= 0.25 * layout["viewport"], layout
