@@ -1,5 +1,6 @@
 """The page for people who zoom in, enlarge the text or need contrast (web client QA,
-layout): a short screen keeps room for the messages."""
+layout): a short screen keeps room for the messages, the text follows the browser's font
+size."""
 
 from __future__ import annotations
 
@@ -107,3 +108,25 @@ async def test_a_usual_screen_keeps_header_and_message_box_in_place(
         assert abs(layout["composerBottom"] - layout["viewport"]) <= 1, layout
         assert layout["listScrolls"], layout
         assert layout["list"] >= 0.25 * layout["viewport"], layout
+
+
+async def test_the_text_follows_the_browsers_font_size(make_settings, open_tab) -> None:
+    """With the browser's font size set to 24 px (instead of 16 px), messages, names and
+    the message box are 24 px too (names in proportion), as the rest of the page is."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        # What the browser's settings do (Settings > Appearance > Font size).
+        devtools = await tab.context.new_cdp_session(page)
+        await devtools.send("Page.setFontSizes", {"fontSizes": {"standard": 24, "fixed": 20}})
+        await tab.start_conversation("alice", ["ECHO"])
+        await tab.send("hello")
+        answer = tab.bubble("HELLO", mine=False)
+        await expect(answer).to_have_count(1)
+
+        size = "el => getComputedStyle(el).fontSize"
+        assert await answer.locator(".text").evaluate(size) == "24px"
+        assert await tab.bubble("hello", mine=True).locator(".text").evaluate(size) == "24px"
+        assert await page.locator("#composer-input").evaluate(size) == "24px"
+        assert await answer.locator(".sender").evaluate(size) == "19.2px"  # (0.8 of it)
+        assert await page.locator("#chat-title").evaluate(size) == "25.2px"  # (1.05 of it)
