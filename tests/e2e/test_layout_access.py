@@ -1,12 +1,12 @@
 """The page for people who zoom in, enlarge the text or need contrast (web client QA,
 layout): a short screen keeps room for the messages, the text follows the browser's font
-size."""
+size, error notices stand out in either theme."""
 
 from __future__ import annotations
 
 import pytest
 
-from e2e.browser import expect, png
+from e2e.browser import expect, one_text_a_minute, png
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -29,6 +29,41 @@ LAYOUT = """() => {
   };
 }"""
 """A page script: the heights (CSS px) of the conversation's parts, and where they are."""
+
+
+CONTRAST = """el => {
+  // WCAG's contrast of an element's colour (its text, or an icon's fill) as painted against
+  // its background as painted: each element's background laid over what is under it, and
+  // each element's opacity fading all of it (what it holds too) into what is under it.
+  const rgba = (color) => {
+    const [r, g, b, a = 1] = (color.match(/[\\d.]+/g) ?? []).map(Number);
+    return [r, g, b, a];
+  };
+  const over = ([r, g, b, a], under) => [r, g, b].map((v, i) => v * a + under[i] * (1 - a));
+  const chain = [];
+  for (let node = el; node; node = node.parentElement) chain.unshift(node);
+  const paint = (i, under, ink) => {
+    if (i === chain.length) return ink ? over(ink, under) : under;
+    const style = getComputedStyle(chain[i]);
+    const inside = paint(i + 1, over(rgba(style.backgroundColor), under), ink);
+    const opacity = Number(style.opacity);
+    return inside.map((v, k) => v * opacity + under[k] * (1 - opacity));
+  };
+  const luminance = (rgb) => {
+    const [r, g, b] = rgb.map((v) => {
+      const c = v / 255;
+      return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const white = [255, 255, 255];
+  const [l1, l2] = [
+    luminance(paint(0, white, rgba(getComputedStyle(el).color))),
+    luminance(paint(0, white, null)),
+  ];
+  return (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+}"""
+"""A page script: an element's contrast ratio (WCAG) with what is under it."""
 
 
 async def _reply_to_my_text(tab) -> None:
@@ -130,3 +165,19 @@ async def test_the_text_follows_the_browsers_font_size(make_settings, open_tab) 
         assert await page.locator("#composer-input").evaluate(size) == "24px"
         assert await answer.locator(".sender").evaluate(size) == "19.2px"  # (0.8 of it)
         assert await page.locator("#chat-title").evaluate(size) == "25.2px"  # (1.05 of it)
+
+
+async def test_an_error_notice_reads_in_either_theme(make_settings, open_tab) -> None:
+    """An error notice's text stands at 4.5:1 at least on its background, its icons at 3:1,
+    in the light theme and the dark one (the dark theme's light red was 2.3:1 under white)."""
+    async with one_text_a_minute(make_settings, open_tab) as tab:
+        page = tab.page
+        await tab.send("second")
+        notice = page.locator(".notice-error")
+        await expect(notice).to_contain_text("too fast")
+        for scheme in ("light", "dark"):
+            await page.emulate_media(color_scheme=scheme)
+            text = await notice.locator(".notice-text").evaluate(CONTRAST)
+            assert text >= 4.5, (scheme, text)
+            for icon in await notice.locator("svg").all():
+                assert await icon.evaluate(CONTRAST) >= 3, scheme
