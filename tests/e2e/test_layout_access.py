@@ -1,6 +1,6 @@
 """The page for people who zoom in, enlarge the text or need contrast (web client QA,
 layout): a short screen keeps room for the messages, the text follows the browser's font
-size, error notices stand out in either theme."""
+size, error notices and texts being sent stand out in either theme."""
 
 from __future__ import annotations
 
@@ -181,3 +181,33 @@ async def test_an_error_notice_reads_in_either_theme(make_settings, open_tab) ->
             assert text >= 4.5, (scheme, text)
             for icon in await notice.locator("svg").all():
                 assert await icon.evaluate(CONTRAST) >= 3, scheme
+
+
+async def test_a_text_being_sent_is_marked_without_fading(make_settings, open_tab) -> None:
+    """A text not yet echoed has a dashed edge (and its clock and words), not a faded
+    bubble: its text and status stand at 4.5:1 at least, in either theme (faded, 3.6:1)."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        await tab.context.set_offline(True)
+        await expect(page.locator(".banner-connection")).to_be_visible()
+        await tab.send("written offline")
+        pending = page.locator("li.pending", has_text="written offline")
+        await expect(pending.locator(".status-text")).to_have_text("Waiting for the connection…")
+
+        for scheme in ("light", "dark"):
+            await page.emulate_media(color_scheme=scheme)
+            for part in (".text", ".status-text"):
+                ratio = await pending.locator(part).evaluate(CONTRAST)
+                assert ratio >= 4.5, (scheme, part, ratio)
+        bubble = pending.locator(".bubble")
+        assert await bubble.evaluate("el => getComputedStyle(el).borderTopStyle") == "dashed"
+        await tab.context.set_offline(False)
+        await expect(tab.bubble("written offline", mine=True)).to_have_count(1)
+        assert (
+            await tab.bubble("written offline")
+            .locator(".bubble")
+            .evaluate("el => getComputedStyle(el).borderTopStyle")
+            != "dashed"
+        )
