@@ -1,6 +1,6 @@
 """The page for people who zoom in, enlarge the text or need contrast (web client QA,
 layout): a short screen keeps room for the messages, the text follows the browser's font
-size, error notices and texts being sent stand out in either theme."""
+size, error notices, texts being sent and the reply button stand out in either theme."""
 
 from __future__ import annotations
 
@@ -211,3 +211,24 @@ async def test_a_text_being_sent_is_marked_without_fading(make_settings, open_ta
             .evaluate("el => getComputedStyle(el).borderTopStyle")
             != "dashed"
         )
+
+
+async def test_the_reply_button_stands_out_on_a_touch_screen(make_settings, open_tab) -> None:
+    """On a touch screen (no hover) every message's reply button shows, at 3:1 at least
+    against the page in either theme (it was faded to 1.9:1)."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(
+            server.base_url, has_touch=True, viewport={"width": 390, "height": 700}
+        )
+        page = tab.page
+        assert await page.evaluate("matchMedia('(hover: none)').matches")
+        await tab.start_conversation("alice", ["ECHO"])
+        await tab.send("hello")
+        answer = tab.bubble("HELLO", mine=False)
+        await expect(answer).to_have_count(1)
+        await page.locator("#composer-input").blur()
+        for scheme in ("light", "dark"):
+            await page.emulate_media(color_scheme=scheme)
+            for row in (answer, tab.bubble("hello", mine=True)):
+                ratio = await row.locator("button.reply svg").evaluate(CONTRAST)
+                assert ratio >= 3, (scheme, ratio)
