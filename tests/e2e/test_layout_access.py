@@ -1,6 +1,7 @@
 """The page for people who zoom in, enlarge the text or need contrast (web client QA,
 layout): a short screen keeps room for the messages, the text follows the browser's font
-size, error notices, texts being sent and the reply button stand out in either theme."""
+size, error notices, texts being sent and the reply button stand out in either theme, long
+names read whole."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ LAYOUT = """() => {
   };
 }"""
 """A page script: the heights (CSS px) of the conversation's parts, and where they are."""
-
 
 CONTRAST = """el => {
   // WCAG's contrast of an element's colour (its text, or an icon's fill) as painted against
@@ -64,6 +64,14 @@ CONTRAST = """el => {
   return (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
 }"""
 """A page script: an element's contrast ratio (WCAG) with what is under it."""
+
+WHOLE = "el => el.scrollWidth <= el.clientWidth && el.scrollHeight <= el.clientHeight"
+"""A page script: whether an element shows its text whole (no ellipsis, no line cut)."""
+
+ONE_LINE = (
+    "el => el.getBoundingClientRect().height < 1.5 * parseFloat(getComputedStyle(el).lineHeight)"
+)
+"""A page script: whether an element's text takes one line."""
 
 
 async def _reply_to_my_text(tab) -> None:
@@ -232,3 +240,47 @@ async def test_the_reply_button_stands_out_on_a_touch_screen(make_settings, open
             for row in (answer, tab.bubble("hello", mine=True)):
                 ratio = await row.locator("button.reply svg").evaluate(CONTRAST)
                 assert ratio >= 3, (scheme, ratio)
+
+
+LONG_TITLE = "Clube de leitura das quintas-feiras à noite"
+LONG_FILE = "ata-da-reuniao-de-marco-versao-final-revisada.txt"
+
+
+async def test_long_names_read_whole_on_a_phone(make_settings, open_tab) -> None:
+    """On a 360 px phone in Portuguese, long names wrap instead of ending in an ellipsis:
+    the conversation's title (two lines), my name in the participants panel with its
+    "(você)" in sight, a file's name before sending, and a room's name in the lobby; a
+    file's size stays on one line."""
+    async with live_server(make_settings()) as server:
+        phone = {"width": 360, "height": 640}
+        tab = await open_tab(server.base_url, locale="pt-BR", viewport=phone)
+        page = tab.page
+        await page.goto("/")
+        await page.fill("#nickname", "Maria Aparecida dos Santos")
+        await page.fill("#conversation-name", LONG_TITLE)
+        await page.get_by_role("button", name="Começar a conversa").click()
+        await page.locator("#composer-input").wait_for()
+
+        title = page.locator("#chat-title")
+        await expect(title).to_have_text(LONG_TITLE)
+        assert await title.evaluate(WHOLE)
+
+        await page.locator("button.people-toggle").click()
+        me = page.locator("#participants li.person").first
+        await expect(me).to_contain_text("Maria Aparecida dos Santos")
+        await expect(me.locator(".you-tag")).to_be_in_viewport(ratio=1)
+        assert await me.locator(".person-name").evaluate(WHOLE)
+        await page.keyboard.press("Escape")
+
+        minutes = {"name": LONG_FILE, "mimeType": "text/plain", "buffer": b"ata\n"}
+        await page.set_input_files("input[type=file]", files=[minutes])
+        staged = page.locator(".staged-file")
+        await expect(staged.locator(".staged-size")).to_have_text("4 B")
+        assert await staged.locator(".staged-name").evaluate(WHOLE)
+        assert await staged.locator(".staged-size").evaluate(ONE_LINE)
+
+        other = await open_tab(server.base_url, locale="pt-BR", viewport=phone)
+        await other.page.goto("/")
+        room = other.page.locator(".room-name", has_text=LONG_TITLE)
+        await expect(room).to_have_count(1)
+        assert await room.evaluate(WHOLE)
