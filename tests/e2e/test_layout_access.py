@@ -192,7 +192,7 @@ async def test_an_error_notice_reads_in_either_theme(make_settings, open_tab) ->
 
 
 async def test_a_text_being_sent_is_marked_without_fading(make_settings, open_tab) -> None:
-    """A text not yet echoed has a dashed edge (and its clock and words), not a faded
+    """A text not yet echoed has a dashed line inside its edge (and its clock and words), not a faded
     bubble: its text and status stand at 4.5:1 at least, in either theme (faded, 3.6:1)."""
     async with live_server(make_settings()) as server:
         tab = await open_tab(server.base_url)
@@ -210,15 +210,11 @@ async def test_a_text_being_sent_is_marked_without_fading(make_settings, open_ta
                 ratio = await pending.locator(part).evaluate(CONTRAST)
                 assert ratio >= 4.5, (scheme, part, ratio)
         bubble = pending.locator(".bubble")
-        assert await bubble.evaluate("el => getComputedStyle(el).borderTopStyle") == "dashed"
+        assert await bubble.evaluate("el => getComputedStyle(el).outlineStyle") == "dashed"
         await tab.context.set_offline(False)
         await expect(tab.bubble("written offline", mine=True)).to_have_count(1)
-        assert (
-            await tab.bubble("written offline")
-            .locator(".bubble")
-            .evaluate("el => getComputedStyle(el).borderTopStyle")
-            != "dashed"
-        )
+        sent = tab.bubble("written offline").locator(".bubble")
+        assert await sent.evaluate("el => getComputedStyle(el).outlineStyle") != "dashed"
 
 
 async def test_the_reply_button_stands_out_on_a_touch_screen(make_settings, open_tab) -> None:
