@@ -15,6 +15,8 @@ export const LANGUAGES = [
 ];
 
 let current = "en";
+/** The locale dates and times are written in (see regionalLocale). */
+let regional = "en";
 const listeners = new Set();
 
 /** The language to start with: the saved choice, else the browser's first supported one. */
@@ -34,9 +36,29 @@ export function language() {
   return current;
 }
 
+/**
+ * The locale of the browser's languages that is in `code`'s language ("en-GB" for "en" in
+ * a British browser, "pt-PT" for "pt-BR" in a Portuguese one), else `code` itself: dates
+ * and times are written as in the person's region, not as in the catalog's.
+ */
+function regionalLocale(code) {
+  const primary = code.split("-")[0].toLowerCase();
+  const wanted = navigator.languages?.length ? navigator.languages : [navigator.language];
+  for (const tag of wanted) {
+    if (String(tag ?? "").split("-")[0].toLowerCase() !== primary) continue;
+    try {
+      return Intl.getCanonicalLocales(tag)[0];
+    } catch {
+      // (not a well-formed tag: try the next one)
+    }
+  }
+  return code;
+}
+
 /** Switch language (and remember it when `remember`); listeners re-render. */
 export function setLanguage(code, { remember = false } = {}) {
   current = code in CATALOGS ? code : "en";
+  regional = regionalLocale(current);
   document.documentElement.lang = current;
   if (remember) storage.set("language", current);
   for (const listener of listeners) listener(current);
@@ -78,16 +100,16 @@ export function translate(root) {
 
 const valid = (date) => date instanceof Date && !Number.isNaN(date.getTime());
 
-/** "14:05" (or "2:05 PM") in the current language. */
+/** "14:05" (or "2:05 PM"): in the current language, as the person's region writes it. */
 export function formatTime(date) {
   if (!valid(date)) return "";
-  return new Intl.DateTimeFormat(current, { hour: "numeric", minute: "2-digit" }).format(date);
+  return new Intl.DateTimeFormat(regional, { hour: "numeric", minute: "2-digit" }).format(date);
 }
 
-/** A date and time: in full for tooltips, "medium" for lists. */
+/** A date and time as the person's region writes it: in full for tooltips, "medium" for lists. */
 export function formatDateTime(date, dateStyle = "full") {
   if (!valid(date)) return "";
-  return new Intl.DateTimeFormat(current, { dateStyle, timeStyle: "short" }).format(date);
+  return new Intl.DateTimeFormat(regional, { dateStyle, timeStyle: "short" }).format(date);
 }
 
 /** "Today", "Yesterday" or the date, for the separators between days. */
@@ -99,7 +121,7 @@ export function formatDay(date, now = new Date()) {
   if (days === 1) return t("day.yesterday");
   const options = { weekday: "long", day: "numeric", month: "long" };
   if (date.getFullYear() !== now.getFullYear()) options.year = "numeric";
-  return new Intl.DateTimeFormat(current, options).format(date);
+  return new Intl.DateTimeFormat(regional, options).format(date);
 }
 
 /** Names as a sentence lists them: "ECHO and Calculator" ("ECHO e Calculator"). */
