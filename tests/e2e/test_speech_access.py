@@ -4,13 +4,62 @@ accessibility and i18n QA round."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
-from e2e.browser import expect
+from e2e.browser import CONVERSATION_ID, Tab, expect
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+LISTEN = """() => {
+  // What a screen reader is told: each change inside a live region that was in the page
+  // before it (one added with its text already in it is not read), in the words read:
+  // neither aria-hidden nor hidden text. One entry per region per batch of changes.
+  window.spoken = [];
+  const LIVE = "[aria-live]:not([aria-live=off]), [role=status], [role=alert], [role=log]";
+  const hidden = (node) => {
+    const el = node.nodeType === Node.ELEMENT_NODE ? node : node.parentElement;
+    return !el || Boolean(el.closest("[aria-hidden=true], [hidden]"));
+  };
+  const said = (node) => {
+    if (hidden(node)) return "";
+    if (node.nodeType === Node.TEXT_NODE) return node.data;
+    if (node.nodeType !== Node.ELEMENT_NODE) return "";
+    return [...node.childNodes].map(said).join("");
+  };
+  new MutationObserver((records) => {
+    const batch = new Map();
+    for (const record of records) {
+      const target =
+        record.target.nodeType === Node.ELEMENT_NODE ? record.target : record.target.parentElement;
+      const region = target?.closest(LIVE);
+      if (!region?.isConnected) continue;
+      const text =
+        record.type === "characterData"
+          ? said(record.target)
+          : [...record.addedNodes].filter((node) => node.isConnected).map(said).join(" ");
+      if (text.trim()) batch.set(region, `${batch.get(region) ?? ""} ${text}`.trim());
+    }
+    for (const text of batch.values()) window.spoken.push(text.replace(/\\s+/g, " "));
+  }).observe(document.body, { subtree: true, childList: true, characterData: true });
+}"""
+"""A page script: from now on, window.spoken lists each announcement a screen reader gets."""
+
+
+async def spoken(page: Any) -> list[str]:
+    return await page.evaluate("window.spoken")
+
+
+async def join(base_url: str, conversation_id: str, nickname: str, open_tab) -> tuple[Tab, str]:
+    """``nickname`` joins over REST from a context of their own; their tab and the
+    conversation's API URL."""
+    url = f"{base_url}/api/chat/conversations/{conversation_id}"
+    person = await open_tab(base_url)
+    assert (await person.context.request.post(f"{url}/join/", data={"nickname": nickname})).ok
+    return person, url
+
 
 FORMATS = """async () => {
   const { formatDateTime, formatTime, formatDay } = await import("/static/js/i18n.js");
@@ -36,3 +85,51 @@ async def test_dates_and_times_follow_the_browsers_region(make_settings, open_ta
         await tab.send("what time is it?")
         shown = tab.bubble("what time is it?", mine=True).locator("time")
         await expect(shown).to_have_text(re.compile(r"^\d\d:\d\d$"))
+
+
+SNIPPETS = """async () => {
+  const { snippet } = await import("/static/js/text.js");
+  const family = "\\u{1F468}\\u200D\\u{1F469}\\u200D\\u{1F467}";
+  return [
+    snippet({ type: "T", text: "a".repeat(78) + "\\u{1F600} end" }, 80),
+    snippet({ type: "T", text: "a".repeat(118) + family + " end" }),
+    snippet({ type: "T", text: "\\u{1F600}".repeat(120) }),
+  ];
+}"""
+
+WELL_FORMED = "texts => texts.every((text) => text.isWellFormed())"
+
+
+async def test_a_shortened_quote_keeps_its_characters_whole(make_settings, open_tab) -> None:
+    """A text cut short for a quote, a reply being written, an announcement or the saved
+    conversation ends with whole characters (an emoji, a family of them) and "…": it was
+    cut in UTF-16 units, leaving half an emoji (a lone surrogate)."""
+    text = "a" * 118 + "\N{GRINNING FACE} end"
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        conversation_id = await page.evaluate(CONVERSATION_ID)
+        await page.evaluate(LISTEN)
+        bob, url = await join(server.base_url, conversation_id, "bob", open_tab)
+        data = {"type": "T", "text": text, "local_id": "b1"}
+        assert (await bob.context.request.post(f"{url}/messages/", data=data)).ok
+        bubble = tab.bubble(text, mine=False)
+        await expect(bubble).to_have_count(1)
+        await bubble.hover()
+        await bubble.locator("button.reply").click()
+        snippet = page.locator(".reply-snippet")
+        await expect(snippet).to_have_text("a" * 118 + "\N{GRINNING FACE}…")
+        await page.wait_for_function("() => window.spoken.some((t) => t.startsWith('bob:'))")
+        said = [line for line in await spoken(page) if line.startswith("bob:")]
+        assert await page.evaluate(WELL_FORMED, said), said
+        assert said == ["bob: " + "a" * 118 + "\N{GRINNING FACE}…"]
+
+        cut = await page.evaluate(SNIPPETS)
+        assert await page.evaluate(WELL_FORMED, cut)
+        family = "\N{MAN}\u200d\N{WOMAN}\u200d\N{GIRL}"
+        assert cut == [
+            "a" * 78 + "\N{GRINNING FACE}…",
+            "a" * 118 + family + "…",
+            "\N{GRINNING FACE}" * 120,
+        ]

@@ -87,6 +87,24 @@ const KIND_LABELS = {
   A: "kind.attachment",
 };
 
+let graphemes = null;
+
+/**
+ * `text` cut to at most `max` characters as people see them (grapheme clusters: an emoji,
+ * a family of them, a letter with its accents), the last one "…" when it is cut. Never
+ * half an emoji: UTF-16 units would leave a lone surrogate.
+ */
+export function shorten(text, max) {
+  if (text.length <= max) return text; // (as many characters at most as UTF-16 units)
+  graphemes ??= new Intl.Segmenter(undefined, { granularity: "grapheme" });
+  const kept = [];
+  for (const { segment } of graphemes.segment(text)) {
+    if (kept.length === max) return `${kept.slice(0, max - 1).join("")}…`;
+    kept.push(segment);
+  }
+  return text;
+}
+
 /** A one-line description of a message, for quotes and announcements. */
 export function snippet(message, max = 120) {
   const text = String(message.text ?? "")
@@ -98,5 +116,5 @@ export function snippet(message, max = 120) {
     const label = message.type === "A" && message.file_name ? message.file_name : t(kind);
     out = text ? `${label} · ${text}` : label;
   }
-  return out.length > max ? `${out.slice(0, max - 1)}…` : out;
+  return shorten(out, max);
 }

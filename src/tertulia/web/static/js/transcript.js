@@ -65,7 +65,7 @@ export async function transcript(conversationId, store) {
   const day = `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
   // (what a file name cannot hold dropped, and the spaces it leaves: "Books & club")
   const kept = title.replace(/[^\p{L}\p{N} _-]+/gu, "").replace(/\s+/g, " ").trim();
-  const base = kept.slice(0, 60).trim() || "conversation";
+  const base = Array.from(kept).slice(0, 60).join("").trim() || "conversation";
   return { text, fileName: `${base} ${day}.txt` };
 }
 
