@@ -61,6 +61,39 @@ async def join(base_url: str, conversation_id: str, nickname: str, open_tab) -> 
     return person, url
 
 
+async def test_the_lobby_keeps_the_focus_on_a_room_as_the_list_changes(
+    make_settings, open_tab
+) -> None:
+    """With the keyboard on "Join Alpha", people joining Alpha and Beta (the list is read
+    again every 5 s) leave the focus where it is, on the same button: the whole list was
+    rebuilt, and the focus fell to the page's body."""
+    async with live_server(make_settings()) as server:
+        for name in ("Alpha", "Beta"):
+            owner = await open_tab(server.base_url)
+            await owner.start_conversation(f"owner of {name}", [], name=name)
+        rooms = await (
+            await owner.context.request.get(f"{server.base_url}/api/chat/conversations/")
+        ).json()
+        ids = {room["name"]: room["id"] for room in rooms["results"]}
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await page.goto("/")
+        join_alpha = page.get_by_role("button", name="Join Alpha")
+        await join_alpha.focus()
+        button = await join_alpha.element_handle()
+        alpha = page.locator("li.room", has_text="Alpha")
+        beta = page.locator("li.room", has_text="Beta")
+        await expect(alpha).to_contain_text("1 participant")
+
+        await join(server.base_url, ids["Beta"], "bob", open_tab)
+        await expect(beta).to_contain_text("2 participants")
+        assert await button.evaluate("el => el === document.activeElement")
+        await join(server.base_url, ids["Alpha"], "carol", open_tab)
+        await expect(alpha).to_contain_text("2 participants")
+        assert await button.evaluate("el => el === document.activeElement")
+        await expect(join_alpha).to_be_focused()
+
+
 FORMATS = """async () => {
   const { formatDateTime, formatTime, formatDay } = await import("/static/js/i18n.js");
   const when = new Date("2026-12-07T16:51:00Z");

@@ -44,6 +44,8 @@ export class LobbyView {
     this.formErrorLang = null;
     this.bots = null;
     this.rooms = undefined;
+    /** Each room's row, by the room's id: {el, name, meta, button, room}. */
+    this.roomRows = new Map();
     this.busy = false;
     this.#build();
   }
@@ -121,7 +123,7 @@ export class LobbyView {
           { id: "rooms-title", "data-i18n": "lobby.rooms" },
           t("lobby.rooms"),
         )),
-        h(
+        (this.refreshButton = h(
           "button",
           {
             type: "button",
@@ -133,7 +135,7 @@ export class LobbyView {
             onclick: () => this.#loadRooms(),
           },
           icon("retry"),
-        ),
+        )),
       ),
       this.roomList,
     );
@@ -355,45 +357,85 @@ export class LobbyView {
     // No conversation of one's own yet: nothing to show.
     this.roomsCard.hidden = this.ownOnly && !this.rooms.length;
     if (this.roomsCard.hidden) return;
-    // Re-render only when something changed, so keyboard focus in the list is not lost.
+    // Re-render only when something changed.
     const signature = JSON.stringify([document.documentElement.lang, this.rooms]);
     if (signature === this.roomsSignature) return;
     this.roomsSignature = signature;
-    if (!this.rooms.length) {
-      this.roomList.replaceChildren(h("li", { class: "muted empty" }, t("lobby.no_rooms")));
-      return;
+    // Rows are updated in place, by room, so that the keyboard's focus on one stays there
+    // as people come and go (rebuilt, the list lost it to the page's body).
+    const focusedRow = this.roomList.contains(document.activeElement)
+      ? document.activeElement.closest("li[data-room]")
+      : null;
+    const focusedAt = focusedRow ? [...this.roomList.children].indexOf(focusedRow) : -1;
+    let rows;
+    if (this.rooms.length) {
+      rows = this.rooms.map((room) => this.#roomRow(room));
+    } else {
+      this.emptyRow ??= h("li", { class: "muted empty" });
+      this.emptyRow.textContent = t("lobby.no_rooms");
+      rows = [this.emptyRow];
     }
-    this.roomList.replaceChildren(
-      ...this.rooms.map((room) => {
-        const name = room.name || t("conversation.untitled");
-        const created = room.created_at ? new Date(room.created_at) : null;
-        const mine = Boolean(room.my_participant_id);
-        return h(
-          "li",
-          { class: "room" },
-          h(
-            "div",
-            { class: "room-text" },
-            h("span", { class: "room-name" }, name),
-            h(
-              "span",
-              { class: "room-meta" },
-              t("lobby.room_people", { count: room.participant_count ?? 0 }),
-              created ? ` · ${formatDateTime(created, "medium")}` : "",
-            ),
-          ),
-          h(
-            "button",
-            {
-              type: "button",
-              class: mine ? "secondary" : "primary",
-              "aria-label": t(mine ? "lobby.rejoin_named" : "lobby.join_named", { name }),
-              onclick: () => this.#join(room),
-            },
-            t(mine ? "lobby.rejoin" : "lobby.join"),
-          ),
-        );
-      }),
-    );
+    const kept = new Set(rows);
+    for (const [id, row] of this.roomRows) if (!kept.has(row.el)) this.roomRows.delete(id);
+    let cursor = this.roomList.firstChild;
+    for (const row of rows) {
+      if (row === cursor) cursor = cursor.nextSibling;
+      else this.roomList.insertBefore(row, cursor);
+    }
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
+    // A row moved in the list loses the focus: it goes back to the same room's button, or
+    // (the room gone) to the one now in its place, else to the list's refresh button.
+    if (focusedRow && !this.roomList.contains(document.activeElement)) {
+      const buttons = this.roomList.querySelectorAll("button");
+      const next =
+        this.roomRows.get(focusedRow.dataset.room)?.button ??
+        buttons[Math.min(focusedAt, buttons.length - 1)] ??
+        this.refreshButton;
+      next.focus();
+    }
   }
+
+  /** The row of `room`: its row, brought up to date, or a new one. */
+  #roomRow(room) {
+    let row = this.roomRows.get(room.id);
+    if (!row) {
+      const name = h("span", { class: "room-name" });
+      const meta = h("span", { class: "room-meta" });
+      const button = h("button", { type: "button", onclick: () => this.#join(row.room) });
+      const el = h(
+        "li",
+        { class: "room", dataset: { room: room.id } },
+        h("div", { class: "room-text" }, name, meta),
+        button,
+      );
+      row = { el, name, meta, button };
+      this.roomRows.set(room.id, row);
+    }
+    row.room = room;
+    const name = room.name || t("conversation.untitled");
+    const created = room.created_at ? new Date(room.created_at) : null;
+    const mine = Boolean(room.my_participant_id);
+    setText(row.name, name);
+    setText(
+      row.meta,
+      t("lobby.room_people", { count: room.participant_count ?? 0 }) +
+        (created ? ` · ${formatDateTime(created, "medium")}` : ""),
+    );
+    row.button.className = mine ? "secondary" : "primary";
+    const label = t(mine ? "lobby.rejoin_named" : "lobby.join_named", { name });
+    if (row.button.getAttribute("aria-label") !== label) {
+      row.button.setAttribute("aria-label", label);
+    }
+    setText(row.button, t(mine ? "lobby.rejoin" : "lobby.join"));
+    return row.el;
+  }
+}
+
+/** Set an element's text, only if it changes (a screen reader in it is not disturbed). */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
 }
