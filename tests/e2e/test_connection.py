@@ -17,9 +17,12 @@ WATCH_NOTICES = """() => {
   window.noticesSeen = [];
   new MutationObserver((records) => {
     for (const record of records) {
-      for (const node of record.addedNodes) window.noticesSeen.push(node.textContent);
+      for (const node of record.addedNodes) {
+        if (node.textContent) window.noticesSeen.push(node.textContent);
+      }
     }
-  }).observe(document.getElementById("notices"), { childList: true });
+    // (a notice's words come a moment after the notice: in it, hence the subtree)
+  }).observe(document.getElementById("notices"), { childList: true, subtree: true });
 }"""
 """A page script: from now on, window.noticesSeen lists the text of every notice shown."""
 

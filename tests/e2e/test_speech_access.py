@@ -3,12 +3,14 @@ accessibility and i18n QA round."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import pytest
 
 from e2e.browser import CONVERSATION_ID, Tab, expect
+from support.bots import bot_person, bots_with
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -50,6 +52,151 @@ LISTEN = """() => {
 
 async def spoken(page: Any) -> list[str]:
     return await page.evaluate("window.spoken")
+
+
+TICKED = """() => {
+  // Whether the banner's countdown has shown three values in a row counting down ("0:03",
+  // "0:02", "0:01"): rewritten twice within one wait. (Checked at every frame.)
+  const shown = /\\d:\\d\\d/.exec(document.querySelector(".banner-connection")?.textContent)?.[0];
+  window.ticks ??= [];
+  if (shown && window.ticks.at(-1) !== shown) window.ticks.push(shown);
+  const [a, b, c] = window.ticks.slice(-3);
+  return c !== undefined && a > b && b > c;
+}"""
+
+
+async def test_a_lost_connection_is_said_once_in_words(make_settings, open_tab) -> None:
+    """While the connection is lost, a screen reader hears once that it is, and when it
+    will be tried again in words ("in 1 second"), while the countdown ticks on screen; and
+    "Connected again." once it is back. The banner, a live region, read its countdown every
+    second ("0:02", as a clock), and a notice added with its text was often not read."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        page = tab.page
+        outage = False
+        sockets: list[Any] = []
+        tasks: set[asyncio.Future[None]] = set()
+
+        def route(socket: Any) -> None:
+            sockets.append(socket)
+            upstream = socket.connect_to_server()
+            if not outage:
+                return
+
+            # Accepted, then closed before the server's first frame reaches the page.
+            def close(payload: str | bytes) -> None:
+                tasks.add(asyncio.ensure_future(socket.close(code=1013, reason="away")))
+
+            upstream.on_message(close)
+
+        await page.route_web_socket("**/ws/chat/**", route)
+        await page.reload()
+        # (served through the route: the state frame says who is online)
+        await expect(page.locator(".subtitle")).to_have_text("1 online")
+        banner = page.locator(".banner-connection")
+        await expect(banner).to_be_hidden()
+        await page.evaluate(LISTEN)
+
+        outage = True
+        await sockets[-1].close(code=1013, reason="away")
+        await page.wait_for_function(TICKED, polling="raf")
+        said = await spoken(page)
+        lost = [text for text in said if "Connection lost" in text]
+        assert len(lost) == 1, said
+        assert re.fullmatch(r"Connection lost\. Reconnecting in (1 second|\d+ seconds)\.", lost[0])
+        assert not [text for text in said if re.search(r"\d:\d\d", text)], said
+
+        outage = False
+        await page.get_by_role("button", name="Retry now").click()
+        await expect(page.locator(".notice", has_text="Connected again.")).to_have_count(1)
+        await expect(banner).to_be_hidden()
+        said = await spoken(page)
+        assert said.count("Connected again.") == 1, said
+        assert len([text for text in said if "Connection lost" in text]) == 1, said
+
+
+TOGGLE = "button.people-toggle"
+
+
+async def test_a_status_is_said_again_only_when_it_changes(make_settings, open_tab) -> None:
+    """ "Sloth is working…" is told once, however often the page redraws meanwhile (here:
+    the participants panel hidden and shown), and so is the banner of an ended
+    conversation: both were rebuilt, and read again, at every redraw."""
+    bots = bots_with("Keeper", "SilentBot", required=True)
+    bots["Sloth"] = {
+        "module": "tertulia.bots.builtin",
+        "class": "UpperCaseEchoBot",
+        "kwargs": {"delay": 4.0},
+    }
+    async with live_server(make_settings(bots=bots)) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", ["Sloth", "Keeper"])
+        await page.evaluate(LISTEN)
+        await tab.send("take your time")
+        working = page.locator(".working")
+        await expect(working).to_have_text("Sloth is working…")
+        for _ in range(4):  # (each a redraw)
+            await page.locator(TOGGLE).click()
+        await expect(working).to_have_text("Sloth is working…")
+        await expect(tab.bubble("TAKE YOUR TIME")).to_have_count(1)
+        await expect(working).to_be_hidden()
+        said = await spoken(page)
+        assert said.count("Sloth is working…") == 1, said
+
+        conversation_id, keeper_id = await page.evaluate(
+            """async () => {
+              const id = sessionStorage.getItem("tertulia.conversation");
+              const body = await (await fetch(`/api/chat/conversations/${id}/`)).json();
+              return [id, body.participants.find(p => p.name === "Keeper").id];
+            }"""
+        )
+        keeper = await bot_person(server, conversation_id, keeper_id)
+        try:
+            socket = await keeper.connect()
+            await socket.state()
+            await socket.close()
+        finally:
+            await keeper.close()
+        ended = "This conversation has ended: Keeper left."
+        await expect(page.locator(".banner-ended")).to_have_text(ended)
+        for _ in range(2):
+            await page.locator(TOGGLE).click()
+        await expect(page.locator(".banner-ended")).to_have_text(ended)
+        said = await spoken(page)
+        assert said.count(ended) == 1, said
+
+
+async def test_a_text_over_the_limit_is_alerted_once(make_settings, open_tab) -> None:
+    """Crossing the 4,000 characters is alerted once; the count under the box follows each
+    keystroke without being read out, and it describes the box (which is marked invalid).
+    The line was an alert, rewritten, and read, at each keystroke."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", [])
+        page = tab.page
+        box = page.locator("#composer-input")
+        error = page.locator(".composer-error")
+        await page.evaluate(LISTEN)
+        await box.focus()
+        await page.keyboard.insert_text("a" * 4000)
+        await page.keyboard.type("bcd")
+        await expect(error).to_contain_text("4,003 characters")
+        await expect(box).to_have_attribute("aria-invalid", "true")
+        await expect(box).to_have_accessible_description(re.compile(r"too long.*4,003 characters"))
+        said = await spoken(page)
+        assert len([text for text in said if "too long" in text]) == 1, said
+
+        await page.keyboard.press("Backspace")
+        await page.keyboard.press("Backspace")
+        await page.keyboard.press("Backspace")
+        await expect(error).to_be_empty()
+        await expect(box).not_to_have_attribute("aria-invalid", "true")
+        await page.keyboard.type("!")  # over again: said again
+        await expect(error).to_contain_text("4,001 characters")
+        said = await spoken(page)
+        assert len([text for text in said if "too long" in text]) == 2, said
 
 
 async def join(base_url: str, conversation_id: str, nickname: str, open_tab) -> tuple[Tab, str]:

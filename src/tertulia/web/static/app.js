@@ -15,6 +15,7 @@ import { backoffDelay } from "./js/connection.js";
 import { h } from "./js/dom.js";
 import { detectLanguage, onLanguageChange, setLanguage, t } from "./js/i18n.js";
 import { LobbyView } from "./js/lobby.js";
+import { setUpNotices } from "./js/notices.js";
 import { ChatSession, forgetConversation } from "./js/session.js";
 import { storage, tabStorage } from "./js/storage.js";
 
@@ -159,6 +160,7 @@ function leaveResume(id, message) {
   if (history.state?.[IN]) history.replaceState(null, ""); // (the lobby's entry now)
 }
 
+setUpNotices();
 setLanguage(detectLanguage());
 onLanguageChange(() => view?.relabel?.());
 // The tab's own conversation ("" in the lobby); a new tab's: the last one entered.

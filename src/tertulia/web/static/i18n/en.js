@@ -43,6 +43,8 @@ export default {
     "This conversation is open in too many tabs or windows. Close one to continue here.",
   "connection.unreachable": "The server cannot be reached. Trying again…",
   "connection.waiting": "Connection lost. Reconnecting in {time}…",
+  "connection.waiting_words.one": "Connection lost. Reconnecting in {count} second.",
+  "connection.waiting_words.other": "Connection lost. Reconnecting in {count} seconds.",
 
   "conversation.untitled": "Conversation",
 

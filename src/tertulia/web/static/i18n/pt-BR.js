@@ -46,6 +46,8 @@ export default {
     "Esta conversa está aberta em abas ou janelas demais. Feche uma para continuar aqui.",
   "connection.unreachable": "Não foi possível falar com o servidor. Tentando de novo…",
   "connection.waiting": "Conexão perdida. Reconectando em {time}…",
+  "connection.waiting_words.one": "Conexão perdida. Reconectando em {count} segundo.",
+  "connection.waiting_words.other": "Conexão perdida. Reconectando em {count} segundos.",
 
   "conversation.untitled": "Conversa",
 

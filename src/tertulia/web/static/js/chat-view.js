@@ -5,7 +5,7 @@
  */
 
 import { Composer } from "./composer.js";
-import { h } from "./dom.js";
+import { h, srOnly } from "./dom.js";
 import { formatDuration, t, translate } from "./i18n.js";
 import { icon } from "./icons.js";
 import { languagePicker } from "./language-picker.js";
@@ -38,6 +38,8 @@ export class ChatView {
     this.unread = 0;
     this.connection = { state: "connecting" };
     this.wasDisconnected = false;
+    /** The connection's state last said to screen readers (null: none since it was open). */
+    this.saidConnection = null;
     /** The panel is beside the conversation on wide screens, over it on narrow ones. */
     this.wide = window.matchMedia(WIDE);
     this.peopleOpen = this.wide.matches;
@@ -109,11 +111,9 @@ export class ChatView {
       this.peopleButton,
     ));
 
-    this.connectionBanner = h("div", {
-      class: "banner banner-connection",
-      role: "status",
-      hidden: true,
-    });
+    // Not a live region: its countdown changes every second. What it says is announced
+    // once per change of state instead (#sayConnection).
+    this.connectionBanner = h("div", { class: "banner banner-connection", hidden: true });
     this.endedBanner = h("div", { class: "banner banner-ended", role: "status", hidden: true });
     this.olderButton = h(
       "button",
@@ -425,25 +425,34 @@ export class ChatView {
     for (const part of [this.skipLink, this.header, this.timeline]) part.inert = covered;
     this.peopleList.replaceChildren(renderParticipants(store));
 
+    // Live regions: what they say is replaced only when it changes (else a screen reader
+    // would read it again at every render).
     const working = workingText(store);
-    this.workingEl.replaceChildren(
-      ...(working
-        ? [h("span", { class: "dots", "aria-hidden": "true" }, h("i"), h("i"), h("i")), working]
-        : []),
-    );
+    if (say(this.workingEl, working)) {
+      const dots = h("span", { class: "dots", "aria-hidden": "true" }, h("i"), h("i"), h("i"));
+      this.workingEl.replaceChildren(...(working ? [dots, working] : []));
+    }
     this.workingEl.hidden = !working;
 
+    let ended = "";
     if (store.ended) {
       const id = store.ended.additional_metadata?.participant_id;
-      this.endedBanner.replaceChildren(
-        icon("alert"),
-        h("span", {}, id ? t("ended.banner_by", { name: nameOf(store, id) }) : t("ended.banner")),
-      );
+      ended = id ? t("ended.banner_by", { name: nameOf(store, id) }) : t("ended.banner");
+    }
+    if (say(this.endedBanner, ended)) {
+      this.endedBanner.replaceChildren(...(ended ? [icon("alert"), h("span", {}, ended)] : []));
     }
     this.endedBanner.hidden = !store.ended;
     this.olderButton.hidden = !store.olderAvailable && !this.list.hidden;
     this.el.classList.toggle("is-offline", this.connection.state !== "open");
     if (this.stick) this.#scrollToBottom();
+  }
+
+  /** Say the connection's state (`kind`) to screen readers, once until it changes. */
+  #sayConnection(kind, text) {
+    if (this.saidConnection === kind) return;
+    this.saidConnection = kind;
+    announce(text, { message: false });
   }
 
   #onConnection(status) {
@@ -456,6 +465,7 @@ export class ChatView {
       banner.hidden = true;
       if (this.wasDisconnected) notify(t("connection.back"));
       this.wasDisconnected = false;
+      this.saidConnection = null;
     } else if (status.state === "connecting") {
       // Only say "connecting" when it takes a while: most connects are instant.
       if (previous !== "waiting") {
@@ -465,21 +475,31 @@ export class ChatView {
             t("connection.connecting"),
           );
           banner.hidden = false;
+          this.#sayConnection("connecting", t("connection.connecting"));
         }, 800);
       }
     } else if (status.state === "waiting") {
       this.wasDisconnected = true;
-      const text = h("span");
-      const update = () => {
-        const seconds = Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000));
-        text.textContent = t("connection.waiting", { time: formatDuration(seconds) });
-      };
+      let text;
       if (status.reason === "too_many") {
         // (no countdown: it connects once another tab closes, whenever that is)
-        text.textContent = t("connection.too_many");
+        text = h("span", {}, t("connection.too_many"));
+        this.#sayConnection("too_many", text.textContent);
       } else {
+        // The countdown ("0:02", which would be read as a time of day) is for the eyes; a
+        // screen reader finds the same in words, and is told once, when the wait begins,
+        // not at every attempt of the same outage.
+        const shown = h("span", { "aria-hidden": "true" });
+        const words = srOnly("");
+        const update = () => {
+          const seconds = Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000));
+          shown.textContent = t("connection.waiting", { time: formatDuration(seconds) });
+          words.textContent = t("connection.waiting_words", { count: seconds });
+        };
         update();
         this.countdown = setInterval(update, 1000);
+        text = h("span", {}, shown, words);
+        this.#sayConnection("waiting", words.textContent);
       }
       banner.replaceChildren(
         icon("alert"),
@@ -593,4 +613,14 @@ export class ChatView {
     if (open) this.peopleHeading.focus();
     else this.peopleButton.focus();
   }
+}
+
+/** What each live region of the view says. */
+const saying = new WeakMap();
+
+/** Whether a live region is to say `text` now: only when it says something else. */
+function say(region, text) {
+  if (saying.get(region) === text) return false;
+  saying.set(region, text);
+  return true;
 }

@@ -19,6 +19,9 @@ import { snippet, textLength } from "./text.js";
  */
 export const MAX_TEXT = 4000;
 
+/** How long an alert under the box keeps its text (it is read when it comes). */
+const ALERT_FOR_MS = 10_000;
+
 const KIND_NAMES = {
   i: "kind.image",
   v: "kind.video",
@@ -104,7 +107,8 @@ export class Composer {
       dir: "auto",
       rows: "1",
       autocomplete: "off",
-      "aria-describedby": "composer-hint",
+      // (the error line too: read with the box, kept up to date without being read out)
+      "aria-describedby": "composer-hint composer-error",
       "data-i18n-placeholder": "composer.placeholder",
       "data-i18n-aria-label": "composer.label",
       placeholder: t("composer.placeholder"),
@@ -141,7 +145,10 @@ export class Composer {
       "aria-label": t("composer.staged"),
       "data-i18n-aria-label": "composer.staged",
     });
-    this.errorBox = h("p", { class: "composer-error", role: "alert" });
+    // The error line is not a live region: it follows each keystroke while the text is
+    // too long. What is to be said at once goes to the alert beside it (#alert).
+    this.errorBox = h("p", { class: "composer-error", id: "composer-error" });
+    this.alertBox = h("p", { class: "sr-only", role: "alert" });
     this.attachButton = h(
       "button",
       {
@@ -235,6 +242,7 @@ export class Composer {
       this.replyBox,
       this.stagedBox,
       this.errorBox,
+      this.alertBox,
       this.writeRow,
       this.recordRow,
       this.fileInput,
@@ -275,15 +283,19 @@ export class Composer {
 
   /**
    * Say, while it lasts, that the text is over the limit (the person shortens it or splits
-   * it; nothing is cut). Returns whether it is.
+   * it; nothing is cut). Returns whether it is. A screen reader is told when it goes over
+   * (or with `alert`), not at each keystroke: the line under the box, which describes it,
+   * follows the count silently.
    */
-  #checkLength() {
+  #checkLength({ alert = false } = {}) {
     const length = textLength(this.input.value);
     const over = length > MAX_TEXT;
     if (over) {
       this.input.setAttribute("aria-invalid", "true");
-      this.showError(() =>
-        t("composer.too_long", { count: formatNumber(length), max: formatNumber(MAX_TEXT) }),
+      const crossing = !this.lengthError;
+      this.showError(
+        () => t("composer.too_long", { count: formatNumber(length), max: formatNumber(MAX_TEXT) }),
+        { alert: crossing || alert },
       );
       this.lengthError = true;
     } else {
@@ -294,8 +306,9 @@ export class Composer {
   }
 
   submit() {
-    // (the caption of a file goes as its text, with the same limit)
-    if (this.#checkLength()) {
+    // (the caption of a file goes as its text, with the same limit; said again: nothing
+    // happens otherwise)
+    if (this.#checkLength({ alert: true })) {
       this.input.focus();
       return;
     }
@@ -348,7 +361,7 @@ export class Composer {
   relabel() {
     this.#renderReply();
     this.#renderStaged();
-    this.showError(this.error);
+    this.showError(this.error, { alert: false });
   }
 
   #renderReply() {
@@ -386,12 +399,25 @@ export class Composer {
 
   /**
    * Show an error under the box: a function giving its text (kept, so that a change of
-   * language says it again), or a text.
+   * language says it again), or a text. With `alert`, a screen reader is told at once (an
+   * error just met; not the same one said again in another language).
    */
-  showError(error) {
+  showError(error, { alert = true } = {}) {
     if (error !== this.error) this.lengthError = false;
     this.error = typeof error === "function" ? error : () => error;
-    this.errorBox.textContent = this.error();
+    const text = this.error();
+    this.errorBox.textContent = text;
+    if (alert || !text) this.#alert(text);
+  }
+
+  /**
+   * Tell a screen reader `text` at once. The alert is emptied a little later: the line
+   * under the box (which describes it) stays, up to date; the alert's copy would not.
+   */
+  #alert(text) {
+    clearTimeout(this.alertTimer);
+    this.alertBox.textContent = text;
+    if (text) this.alertTimer = setTimeout(() => this.alertBox.replaceChildren(), ALERT_FOR_MS);
   }
 
   /** Check files against the limits and keep those that pass until Send. */
@@ -513,6 +539,7 @@ export class Composer {
   destroy() {
     if (this.onStoreChange) this.session.store.removeEventListener("change", this.onStoreChange);
     clearInterval(this.clock);
+    clearTimeout(this.alertTimer);
     this.recorder?.cancel();
     for (const item of this.staged) if (item.thumb) URL.revokeObjectURL(item.thumb);
   }
