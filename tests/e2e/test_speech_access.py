@@ -54,6 +54,19 @@ async def spoken(page: Any) -> list[str]:
     return await page.evaluate("window.spoken")
 
 
+ISOLATED = """(root, text) => {
+  // Whether `text` is shown in an element of its own that lays it out apart from what is
+  // around it (bidi isolation: <bdi>, dir="auto") and right to left, as its script is.
+  const isolating = (el) => /isolate|plaintext/.test(getComputedStyle(el).unicodeBidi);
+  const all = [root, ...root.querySelectorAll("*")];
+  return all.some(
+    (el) =>
+      el.textContent === text && isolating(el) && getComputedStyle(el).direction === "rtl",
+  );
+}"""
+"""A page script: whether an element holds a text isolated and laid out right to left."""
+
+
 TICKED = """() => {
   // Whether the banner's countdown has shown three values in a row counting down ("0:03",
   // "0:02", "0:01"): rewritten twice within one wait. (Checked at every frame.)
@@ -166,6 +179,10 @@ async def test_a_status_is_said_again_only_when_it_changes(make_settings, open_t
         await expect(page.locator(".banner-ended")).to_have_text(ended)
         said = await spoken(page)
         assert said.count(ended) == 1, said
+        # (the name in "Keeper (left)" is isolated too; "(left)" is the page's)
+        subtitle = page.locator(".subtitle")
+        await expect(subtitle).to_contain_text("Keeper (left)")
+        await expect(subtitle.locator("bdi", has_text="Keeper")).to_have_text("Keeper")
 
 
 async def test_a_text_over_the_limit_is_alerted_once(make_settings, open_tab) -> None:
@@ -206,6 +223,101 @@ async def join(base_url: str, conversation_id: str, nickname: str, open_tab) -> 
     person = await open_tab(base_url)
     assert (await person.context.request.post(f"{url}/join/", data={"nickname": nickname})).ok
     return person, url
+
+
+CLUB = "نادي!"
+
+RTL_BOTS = {
+    "صدى": {"module": "tertulia.bots.builtin", "class": "UpperCaseEchoBot"},
+    "Manager": {
+        "module": "tertulia.bots.builtin",
+        "class": "PreSelectManagerBot",
+        "kwargs": {"bots": ["صدى"]},
+    },
+}
+
+
+async def test_right_to_left_names_are_isolated(make_settings, open_tab) -> None:
+    """With people named "سارة!" and "דוד", a bot named "صدى" and a conversation named
+    "نادي!", every name and text they supplied is laid out on its own, right to left: in
+    the header (the title, and the list of names, built of elements), the sender's label,
+    the panel, "صدى joined", "Replying to سارة!" and its snippet, a quote's name, a file's
+    name, a bot's options, the lobby; the tab's title isolates the name with U+2068/U+2069.
+    They were laid out with the text around them: "ECHO, 3 · דוד ,سارة online"."""
+    settings = make_settings(bots=RTL_BOTS, manager="Manager")
+    async with live_server(settings) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", ["صدى"], name=CLUB)
+        conversation_id = await page.evaluate(CONVERSATION_ID)
+        sara, url = await join(server.base_url, conversation_id, "سارة!", open_tab)
+        await join(server.base_url, conversation_id, "דוד", open_tab)
+        said = await sara.context.request.post(
+            f"{url}/messages/", data={"type": "T", "text": "مرحبا!", "local_id": "s1"}
+        )
+        assert said.ok
+        filed = await sara.context.request.post(
+            f"{url}/messages/",
+            multipart={
+                "type": "A",
+                "local_id": "s2",
+                "file": {"name": "تقرير!.txt", "mimeType": "text/plain", "buffer": b"notes"},
+            },
+        )
+        assert filed.ok
+
+        async def isolated(where: Any, text: str) -> None:
+            await expect(where).to_have_count(1)
+            assert await where.evaluate(ISOLATED, text), (await where.inner_html(), text)
+
+        await expect(page).to_have_title(f"\u2068{CLUB}\u2069 · Tertulia")
+        await isolated(page.locator("#chat-title"), CLUB)
+        subtitle = page.locator(".subtitle")
+        await expect(subtitle).to_contain_text("דוד")
+        for name in ("صدى", "سارة!", "דוד"):
+            await isolated(subtitle, name)
+        greeting = tab.bubble("Choose a bot:").first
+        await isolated(greeting.get_by_role("button", name="صدى"), "صدى")
+        hello = tab.bubble("مرحبا!", mine=False)
+        await isolated(hello.locator(".sender"), "سارة!")
+        await isolated(page.locator("#participants li.person", has_text="سارة!"), "سارة!")
+        await isolated(page.locator(".system-line", has_text="صدى joined"), "صدى")
+        await isolated(page.locator("li.msg.type-A .file-name"), "تقرير!.txt")
+
+        await hello.hover()
+        await hello.locator("button.reply").click()
+        preview = page.locator(".reply-preview")
+        await expect(preview).to_contain_text("Replying to سارة!")
+        await isolated(preview.locator(".reply-name"), "سارة!")
+        await isolated(preview.locator(".reply-snippet"), "مرحبا!")
+        await tab.send("أهلا")
+        await isolated(tab.bubble("أهلا", mine=True).locator(".quote-name"), "سارة!")
+
+        lobby = await open_tab(server.base_url)
+        await lobby.page.goto("/")
+        await isolated(lobby.page.locator(".room-name"), CLUB)
+        await isolated(lobby.page.locator("label.bot-chip", has_text="صدى"), "صدى")
+
+
+async def test_names_cut_off_can_be_read_in_full(make_settings, open_tab) -> None:
+    """The conversation's title, a room's name in the lobby, a file about to be sent and a
+    participant's name carry their whole text as a tooltip (where the space cuts them)."""
+    long_name = "A conversation about the books we read over the long winter"[:50]
+    file_name = "the minutes of the meeting of the twelfth of December.txt"
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        page = tab.page
+        await tab.start_conversation("alice", ["ECHO"], name=long_name)
+        await expect(page.locator("#chat-title")).to_have_attribute("title", long_name)
+        person = page.locator("#participants li.person", has_text="ECHO").locator(".person-name")
+        await expect(person).to_have_attribute("title", "ECHO")
+        files = [{"name": file_name, "mimeType": "text/plain", "buffer": b"minutes"}]
+        await page.set_input_files("input[type=file]", files=files)
+        await expect(page.locator(".staged-name")).to_have_attribute("title", file_name)
+
+        lobby = await open_tab(server.base_url)
+        await lobby.page.goto("/")
+        await expect(lobby.page.locator(".room-name")).to_have_attribute("title", long_name)
 
 
 async def test_the_lobby_keeps_the_focus_on_a_room_as_the_list_changes(

@@ -5,16 +5,16 @@
  */
 
 import { Composer } from "./composer.js";
-import { h, srOnly } from "./dom.js";
-import { formatDuration, t, translate } from "./i18n.js";
+import { bdi, h, srOnly } from "./dom.js";
+import { formatDuration, partsText, t, tParts, translate } from "./i18n.js";
 import { icon } from "./icons.js";
 import { languagePicker } from "./language-picker.js";
 import { MessageList } from "./message-list.js";
 import { errorLanguage, errorText, nameOf, systemText } from "./message-view.js";
 import { announce, notify } from "./notices.js";
 import { download, transcript } from "./transcript.js";
-import { renderParticipants, workingText } from "./participants.js";
-import { snippet } from "./text.js";
+import { renderParticipants, workingParts } from "./participants.js";
+import { isolated, snippet } from "./text.js";
 
 /** Closer than this to the bottom counts as "at the bottom": new messages scroll into view. */
 const STICK_PX = 80;
@@ -389,9 +389,13 @@ export class ChatView {
     return this.store.name || t("conversation.untitled");
   }
 
-  /** "(3) Name · Tertulia": the count of messages that came while the page was hidden. */
+  /**
+   * "(3) Name · Tertulia": the count of messages that came while the page was hidden. The
+   * name is isolated (U+2068…U+2069): a right-to-left one keeps its "!" at its own end.
+   */
   #setTitle() {
-    document.title = `${this.unread ? `(${this.unread}) ` : ""}${this.#title()} · Tertulia`;
+    const count = this.unread ? `(${this.unread}) ` : "";
+    document.title = `${count}${isolated(this.#title())} · Tertulia`;
   }
 
   render() {
@@ -399,20 +403,14 @@ export class ChatView {
     this.frame = 0;
     this.list.render({ follow: this.stick });
     const store = this.store;
-    this.titleEl.textContent = this.#title();
+    const title = this.#title();
+    // (whole in its tooltip, where the header cuts it short)
+    if (this.titleEl.title !== title) {
+      this.titleEl.replaceChildren(bdi(title));
+      this.titleEl.title = title;
+    }
     this.#setTitle();
-    // Who has left (a bot too) is named as such: the list is everyone who ever took part.
-    const others = [...store.participants.values()]
-      .filter((p) => p.id !== store.me)
-      .map((p) =>
-        store.hasLeft(p.id)
-          ? t("participants.left_name", { name: p.name || t("someone") })
-          : p.name,
-      );
-    const online = store.online
-      ? t("participants.online_count", { count: store.online.size })
-      : null;
-    this.subtitleEl.textContent = [others.join(", "), online].filter(Boolean).join(" · ");
+    this.#renderSubtitle();
     // The count it shows is in its name too (a name must hold what a label shows).
     const count = store.participants.size;
     this.peopleButton.querySelector(".count").textContent = String(count);
@@ -427,17 +425,19 @@ export class ChatView {
 
     // Live regions: what they say is replaced only when it changes (else a screen reader
     // would read it again at every render).
-    const working = workingText(store);
+    const working = workingParts(store);
     if (say(this.workingEl, working)) {
       const dots = h("span", { class: "dots", "aria-hidden": "true" }, h("i"), h("i"), h("i"));
-      this.workingEl.replaceChildren(...(working ? [dots, working] : []));
+      this.workingEl.replaceChildren(...(working ? [dots, ...working] : []));
     }
     this.workingEl.hidden = !working;
 
-    let ended = "";
+    let ended = null;
     if (store.ended) {
       const id = store.ended.additional_metadata?.participant_id;
-      ended = id ? t("ended.banner_by", { name: nameOf(store, id) }) : t("ended.banner");
+      ended = id
+        ? tParts("ended.banner_by", { name: bdi(nameOf(store, id)) })
+        : [t("ended.banner")];
     }
     if (say(this.endedBanner, ended)) {
       this.endedBanner.replaceChildren(...(ended ? [icon("alert"), h("span", {}, ended)] : []));
@@ -446,6 +446,27 @@ export class ChatView {
     this.olderButton.hidden = !store.olderAvailable && !this.list.hidden;
     this.el.classList.toggle("is-offline", this.connection.state !== "open");
     if (this.stick) this.#scrollToBottom();
+  }
+
+  /**
+   * "ECHO, سارة!, דוד · 2 online": the others' names, each isolated (right-to-left names
+   * keep their order and their punctuation), and who is online.
+   */
+  #renderSubtitle() {
+    const store = this.store;
+    const parts = [];
+    for (const p of store.participants.values()) {
+      if (p.id === store.me) continue;
+      if (parts.length) parts.push(", ");
+      const name = bdi(p.name || t("someone"));
+      // Who has left (a bot too) is named as such: the list is everyone who ever took part.
+      parts.push(...(store.hasLeft(p.id) ? tParts("participants.left_name", { name }) : [name]));
+    }
+    if (store.online) {
+      if (parts.length) parts.push(" · ");
+      parts.push(t("participants.online_count", { count: store.online.size }));
+    }
+    if (partsText(parts) !== this.subtitleEl.textContent) this.subtitleEl.replaceChildren(...parts);
   }
 
   /** Say the connection's state (`kind`) to screen readers, once until it changes. */
@@ -618,8 +639,9 @@ export class ChatView {
 /** What each live region of the view says. */
 const saying = new WeakMap();
 
-/** Whether a live region is to say `text` now: only when it says something else. */
-function say(region, text) {
+/** Whether a live region is to say `parts` (null: nothing) now: only when it says else. */
+function say(region, parts) {
+  const text = parts ? partsText(parts) : "";
   if (saying.get(region) === text) return false;
   saying.set(region, text);
   return true;

@@ -5,8 +5,16 @@
  */
 
 import { canAttach, acceptFor, checkFile, limitOf } from "./attachments.js";
-import { h } from "./dom.js";
-import { formatDuration, formatNumber, formatSize, formatSizes, t } from "./i18n.js";
+import { bdi, h } from "./dom.js";
+import {
+  formatDuration,
+  formatNumber,
+  formatSize,
+  formatSizes,
+  partsText,
+  t,
+  tParts,
+} from "./i18n.js";
 import { icon } from "./icons.js";
 import { nameOf } from "./message-view.js";
 import { VoiceRecorder } from "./recorder.js";
@@ -30,15 +38,15 @@ const KIND_NAMES = {
   A: "kind.attachment",
 };
 
-/** Why a file cannot be sent, in words. */
+/** Why a file cannot be sent, in words (as tParts: its name isolated, in a <bdi>). */
 export function fileProblem(file, check) {
-  const name = file.name || t(KIND_NAMES[check.kind]);
-  if (check.reason === "empty") return t("file.empty", { name });
+  const name = bdi(file.name || t(KIND_NAMES[check.kind]));
+  if (check.reason === "empty") return tParts("file.empty", { name });
   if (check.reason === "too_large") {
     const [size, max] = formatSizes(file.size, check.limit);
-    return t("file.too_large", { name, size, max });
+    return tParts("file.too_large", { name, size, max });
   }
-  return t("file.not_accepted", { name, kind: t(KIND_NAMES[check.kind]).toLowerCase() });
+  return tParts("file.not_accepted", { name, kind: t(KIND_NAMES[check.kind]).toLowerCase() });
 }
 
 export class Composer {
@@ -46,7 +54,10 @@ export class Composer {
   constructor(session) {
     this.session = session;
     this.reply = null;
-    /** What the error line says, as a function: said again in a new language. */
+    /**
+     * What the error line says, as a function (of a text, or of parts as tParts gives
+     * them): said again in a new language.
+     */
     this.error = () => "";
     /** Whether the error line says the text is too long (cleared once it is not). */
     this.lengthError = false;
@@ -353,8 +364,8 @@ export class Composer {
     const label = this.replyBox.querySelector(".reply-name");
     if (!this.reply || !label) return;
     // Only the name: rebuilding the box would take the focus off its button.
-    const name = nameOf(this.session.store, this.reply.sender_id);
-    label.textContent = t("composer.replying_to", { name });
+    const name = bdi(nameOf(this.session.store, this.reply.sender_id));
+    label.replaceChildren(...tParts("composer.replying_to", { name }));
   }
 
   /** Everything built here with words, in the language just chosen. */
@@ -371,14 +382,15 @@ export class Composer {
       this.replyBox.replaceChildren();
       return;
     }
-    const name = nameOf(this.session.store, message.sender_id);
+    const name = bdi(nameOf(this.session.store, message.sender_id));
     this.replyBox.replaceChildren(
       icon("reply"),
       h(
         "div",
         { class: "reply-text" },
-        h("span", { class: "reply-name" }, t("composer.replying_to", { name })),
-        h("span", { class: "reply-snippet" }, snippet(message)),
+        h("span", { class: "reply-name" }, tParts("composer.replying_to", { name })),
+        // (laid out in its own direction, as the quote it becomes)
+        h("span", { class: "reply-snippet", dir: "auto" }, snippet(message)),
       ),
       h(
         "button",
@@ -398,15 +410,16 @@ export class Composer {
   }
 
   /**
-   * Show an error under the box: a function giving its text (kept, so that a change of
-   * language says it again), or a text. With `alert`, a screen reader is told at once (an
-   * error just met; not the same one said again in another language).
+   * Show an error under the box: a function giving its text or its parts (kept, so that a
+   * change of language says it again), or a text. With `alert`, a screen reader is told at
+   * once (an error just met; not the same one said again in another language).
    */
   showError(error, { alert = true } = {}) {
     if (error !== this.error) this.lengthError = false;
     this.error = typeof error === "function" ? error : () => error;
-    const text = this.error();
-    this.errorBox.textContent = text;
+    const said = [this.error()].flat().filter((part) => part !== "");
+    this.errorBox.replaceChildren(...said);
+    const text = partsText(said);
     if (alert || !text) this.#alert(text);
   }
 
@@ -442,7 +455,9 @@ export class Composer {
       });
     }
     this.#renderStaged();
-    this.showError(() => problems.map(([file, check]) => fileProblem(file, check)).join(" "));
+    this.showError(() =>
+      problems.flatMap(([file, check], index) => [index ? " " : "", ...fileProblem(file, check)]),
+    );
     this.input.focus();
   }
 
@@ -466,7 +481,8 @@ export class Composer {
                 },
               })
             : icon("file", "icon staged-icon"),
-          h("span", { class: "staged-name" }, item.file.name),
+          // (whole in its tooltip, where the row cuts it short)
+          h("span", { class: "staged-name", title: item.file.name }, bdi(item.file.name)),
           h("span", { class: "staged-size" }, formatSize(item.file.size)),
           h(
             "button",

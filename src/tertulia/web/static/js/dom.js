@@ -40,6 +40,15 @@ export function append(el, children) {
   return el;
 }
 
+/**
+ * A name or a text someone supplied, laid out apart from the words around it and in its
+ * own direction: "سارة!" beside "joined" keeps its "!" at its own (left) end, and a list
+ * of right-to-left names keeps its order.
+ */
+export function bdi(text) {
+  return h("bdi", {}, text);
+}
+
 /** Text only visible to screen readers. */
 export function srOnly(text) {
   return h("span", { class: "sr-only" }, text);

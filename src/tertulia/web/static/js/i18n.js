@@ -75,16 +75,41 @@ export function onLanguageChange(listener) {
  * `.one` / `.other` variants is chosen by `params.count` (Intl plural rules).
  */
 export function t(key, params = {}) {
-  const catalog = CATALOGS[current];
-  let entry = catalog[key] ?? en[key];
-  if (entry === undefined && "count" in params) {
-    const form = new Intl.PluralRules(current).select(params.count);
-    entry = catalog[`${key}.${form}`] ?? catalog[`${key}.other`] ?? en[`${key}.other`];
-  }
+  const entry = template(key, params);
   if (entry === undefined) return key;
   return entry.replace(/\{(\w+)\}/g, (match, name) =>
     name in params ? String(params[name]) : match,
   );
+}
+
+/** The catalog's text for `key` (its plural form for `params.count`), or undefined. */
+function template(key, params) {
+  const catalog = CATALOGS[current];
+  const entry = catalog[key] ?? en[key];
+  if (entry !== undefined || !("count" in params)) return entry;
+  const form = new Intl.PluralRules(current).select(params.count);
+  return catalog[`${key}.${form}`] ?? catalog[`${key}.other`] ?? en[`${key}.other`];
+}
+
+/**
+ * The text for `key` as parts to append to an element: as t(), but a parameter that is a
+ * node (a name in a <bdi>) goes in as that node, so that a name in a sentence is laid out
+ * apart from it ("سارة! joined" keeps its "!" at the name's own end).
+ */
+export function tParts(key, params = {}) {
+  const entry = template(key, params);
+  if (entry === undefined) return [key];
+  return entry.split(/\{(\w+)\}/).map((part, index) => {
+    if (index % 2 === 0) return part; // (text between placeholders)
+    if (!(part in params)) return `{${part}}`;
+    const value = params[part];
+    return value instanceof Node ? value : String(value);
+  });
+}
+
+/** What parts (strings and nodes, as tParts gives them) read as text. */
+export function partsText(parts) {
+  return parts.map((part) => (part instanceof Node ? part.textContent : String(part))).join("");
 }
 
 /** Fill `[data-i18n]` (text) and `[data-i18n-<attribute>]` elements under `root`. */
@@ -124,9 +149,16 @@ export function formatDay(date, now = new Date()) {
   return new Intl.DateTimeFormat(regional, options).format(date);
 }
 
-/** Names as a sentence lists them: "ECHO and Calculator" ("ECHO e Calculator"). */
-export function formatList(items) {
-  return new Intl.ListFormat(current, { style: "long", type: "conjunction" }).format(items);
+/**
+ * Names as a sentence lists them ("ECHO and Calculator", "ECHO e Calculator"), each a node
+ * (a <bdi>): the nodes themselves, with the language's words between them.
+ */
+export function formatListParts(nodes) {
+  const format = new Intl.ListFormat(current, { style: "long", type: "conjunction" });
+  let next = 0;
+  return format
+    .formatToParts(nodes.map((node) => node.textContent))
+    .map((part) => (part.type === "element" ? nodes[next++] : part.value));
 }
 
 /** A number for people: "4,000" ("4.000" in Portuguese). */

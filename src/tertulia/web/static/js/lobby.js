@@ -13,7 +13,7 @@ import {
   listMine,
   listRooms,
 } from "./api.js";
-import { h } from "./dom.js";
+import { bdi, h } from "./dom.js";
 import { formatDateTime, formatNumber, t, translate } from "./i18n.js";
 import { icon } from "./icons.js";
 import { languagePicker } from "./language-picker.js";
@@ -223,7 +223,7 @@ export class LobbyView {
                 // The first bot is ticked to start with: one click to a working chat.
                 checked: first ? index === 0 : checked.has(bot),
               }),
-              h("span", {}, icon("bot"), bot),
+              h("span", {}, icon("bot"), bdi(bot)),
             ),
           )
         : [h("p", { class: "muted" }, t("lobby.no_bots"))]),
@@ -419,7 +419,11 @@ export class LobbyView {
     const name = room.name || t("conversation.untitled");
     const created = room.created_at ? new Date(room.created_at) : null;
     const mine = Boolean(room.my_participant_id);
-    setText(row.name, name);
+    // (whole in its tooltip, where the card cuts it short; isolated: "نادي!")
+    if (row.name.title !== name) {
+      row.name.replaceChildren(bdi(name));
+      row.name.title = name;
+    }
     setText(
       row.meta,
       t("lobby.room_people", { count: room.participant_count ?? 0 }) +

@@ -5,8 +5,8 @@
  */
 
 import { SERVER_LANGUAGE } from "./api.js";
-import { h, srOnly } from "./dom.js";
-import { formatDateTime, formatDay, formatSize, formatTime, t } from "./i18n.js";
+import { bdi, h, srOnly } from "./dom.js";
+import { formatDateTime, formatDay, formatSize, formatTime, t, tParts } from "./i18n.js";
 import { icon } from "./icons.js";
 import { richText, safeUrl, snippet } from "./text.js";
 
@@ -18,20 +18,32 @@ export function nameOf(store, id, { you = true } = {}) {
 
 /** The readable line for a system message (PROTOCOL 5.4); "You joined" unless `you` is false. */
 export function systemText(message, store, { you = true } = {}) {
+  return systemSentence(message, store, you, t);
+}
+
+/** The line for a system message as parts to show: the name in it isolated (a <bdi>). */
+function systemParts(message, store) {
+  return systemSentence(message, store, true, (key, params = {}) =>
+    tParts(key, "name" in params ? { ...params, name: bdi(params.name) } : params),
+  );
+}
+
+/** A system message's sentence, said by `say(key, params)` (t or tParts). */
+function systemSentence(message, store, you, say) {
   const id = message.additional_metadata?.participant_id;
   const mine = you && id && id === store.me;
   const name = nameOf(store, id, { you });
   switch (message.event) {
     case "conversation-created":
-      return t("system.created");
+      return say("system.created");
     case "participant-joined":
-      return mine ? t("system.you_joined") : t("system.joined", { name });
+      return mine ? say("system.you_joined") : say("system.joined", { name });
     case "participant-left":
-      return mine ? t("system.you_left") : t("system.left", { name });
+      return mine ? say("system.you_left") : say("system.left", { name });
     case "conversation-ended":
-      return id ? t("system.ended_by", { name }) : t("system.ended");
+      return id ? say("system.ended_by", { name }) : say("system.ended");
     default:
-      return t("system.other", { event: String(message.event ?? "") });
+      return say("system.other", { event: String(message.event ?? "") });
   }
 }
 
@@ -103,7 +115,7 @@ function quoteBlock(info, actions) {
       },
     },
     srOnly(`${t("quote.label")} `),
-    h("span", { class: "quote-name" }, info.name),
+    h("span", { class: "quote-name" }, bdi(info.name)),
     h("span", { class: "quote-text", dir: "auto" }, info.text),
   );
 }
@@ -114,7 +126,8 @@ function fileCard(url, name, size) {
     h(
       "span",
       { class: "file-meta" },
-      h("span", { class: "file-name" }, name || t("kind.attachment")),
+      // (whole in its tooltip, where the card cuts it short)
+      h("span", { class: "file-name", title: name || null }, bdi(name || t("kind.attachment"))),
       Number.isFinite(size) ? h("span", { class: "file-size" }, formatSize(size)) : null,
     ),
   ];
@@ -196,7 +209,7 @@ export function messageRow(message, ctx) {
       ? h(
           "div",
           { class: "sender", style: hueStyle(sender), "aria-hidden": "true" },
-          name,
+          bdi(name),
           sender?.type === "B" ? h("span", { class: "badge-bot" }, t("bot.badge")) : null,
         )
       : null,
@@ -244,7 +257,7 @@ export function messageRow(message, ctx) {
               "aria-disabled": live ? null : "true",
               onclick: live ? () => actions.option(message, option) : null,
             },
-            option,
+            bdi(option),
           ),
         ),
       )
@@ -291,7 +304,7 @@ export function systemRow(message, ctx) {
     h(
       "p",
       { class: "system-line" },
-      h("span", {}, systemText(message, ctx.store)),
+      h("span", {}, systemParts(message, ctx.store)),
       h("time", { datetime: message.time, title: formatDateTime(time) }, formatTime(time)),
     ),
   );

@@ -1,7 +1,7 @@
 /** The participants panel: who is here, who is online, which bots are working. */
 
-import { h, srOnly } from "./dom.js";
-import { formatList, t } from "./i18n.js";
+import { bdi, h, srOnly } from "./dom.js";
+import { formatListParts, t, tParts } from "./i18n.js";
 import { avatar } from "./message-view.js";
 
 /** Me first, then people, then bots, each in the server's order. */
@@ -52,15 +52,16 @@ export function renderParticipants(store) {
         { class: "person-text" },
         h(
           "span",
-          { class: "person-name" },
+          // (whole in its tooltip, where the panel cuts it short; isolated: "سارة!")
+          { class: "person-name", title: name },
           // A bot's name is read with what it is in one piece: "ECHO, a bot" (its visible
           // badge is not read; text beside the name would be read as "ECHO , a bot").
           p.type === "B"
             ? [
-                h("span", { "aria-hidden": "true" }, name),
+                h("bdi", { "aria-hidden": "true" }, name),
                 srOnly(`${name}, ${t("participants.is_bot")}`),
               ]
-            : name,
+            : bdi(name),
           p.id === store.me
             ? h("span", { class: "you-tag" }, ` (${t("you").toLowerCase()})`)
             : null,
@@ -82,12 +83,15 @@ export function renderParticipants(store) {
   return h("ul", { class: "people", "aria-label": t("participants.title") }, items);
 }
 
-/** "ECHO is working…" for the strip above the composer ("" when nobody is). */
-export function workingText(store) {
+/**
+ * "ECHO is working…" for the strip above the composer, as parts (tParts: each name in a
+ * <bdi>), or null when nobody is.
+ */
+export function workingParts(store) {
   const names = [...store.working]
     .filter((id) => store.participants.has(id))
-    .map((id) => store.participant(id).name || t("someone"));
-  if (!names.length) return "";
-  if (names.length === 1) return t("working.one", { name: names[0] });
-  return t("working.many", { names: formatList(names) });
+    .map((id) => bdi(store.participant(id).name || t("someone")));
+  if (!names.length) return null;
+  if (names.length === 1) return tParts("working.one", { name: names[0] });
+  return tParts("working.many", { names: h("span", {}, formatListParts(names)) });
 }

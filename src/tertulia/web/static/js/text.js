@@ -87,6 +87,14 @@ const KIND_LABELS = {
   A: "kind.attachment",
 };
 
+/**
+ * A name for a text of the page's own (a tab's title): isolated between U+2068 and U+2069
+ * (first strong isolate, pop directional isolate), as <bdi> does it in the page.
+ */
+export function isolated(text) {
+  return `\u2068${text}\u2069`;
+}
+
 let graphemes = null;
 
 /**
