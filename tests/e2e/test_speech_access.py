@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from e2e.browser import CONVERSATION_ID, Tab, expect
+from e2e.test_chat import PRESELECT
 from support.bots import bot_person, bots_with
 from support.server import live_server
 
@@ -425,3 +426,36 @@ async def test_a_shortened_quote_keeps_its_characters_whole(make_settings, open_
             "a" * 118 + family + "…",
             "\N{GRINNING FACE}" * 120,
         ]
+
+
+async def test_screen_readers_hear_each_thing_once_and_whole(make_settings, open_tab) -> None:
+    """A message's time is read once (it was read in the hidden "name, time:" before the
+    text and again from the visible time); a bot's message says it is a bot's; the open
+    participants panel on a phone is named by its heading ("Participants", not
+    "Participants Close"); the lobby's error about the name describes the field."""
+    settings = make_settings(bots=PRESELECT, manager="Manager")
+    async with live_server(settings) as server:
+        tab = await open_tab(server.base_url, viewport={"width": 360, "height": 740})
+        page = tab.page
+        await page.goto("/")
+        await page.locator("input[name=bot]").first.wait_for()
+        await page.get_by_role("button", name="Start the conversation").click()
+        nickname = page.locator("#nickname")
+        await expect(nickname).to_have_attribute("aria-invalid", "true")
+        await expect(nickname).to_have_accessible_description("Please enter your name.")
+        await page.fill("#nickname", "alice")
+        await page.get_by_role("button", name="Start the conversation").click()
+        await page.locator("#composer-input").wait_for()
+
+        greeting = tab.bubble("Choose a bot:", mine=False)
+        await expect(greeting).to_have_count(1)
+        time = await greeting.locator("time").text_content()
+        read = await greeting.locator(".bubble").evaluate(
+            "el => [...el.querySelectorAll(':scope > :not([aria-hidden=true])')]"
+            ".map((part) => part.textContent).join('')"
+        )
+        assert read.count(time) == 1, read
+        assert read.startswith("Manager, a bot: "), read
+
+        await page.locator(TOGGLE).click()
+        await expect(page.get_by_role("complementary")).to_have_accessible_name("Participants")

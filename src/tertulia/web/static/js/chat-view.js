@@ -169,7 +169,12 @@ export class ChatView {
     this.peopleList = h("div", { class: "people-wrap" });
     this.peopleHeading = h(
       "h2",
-      { class: "panel-title", tabindex: "-1", "data-i18n": "participants.title" },
+      {
+        class: "panel-title",
+        id: "participants-heading",
+        tabindex: "-1",
+        "data-i18n": "participants.title",
+      },
       t("participants.title"),
     );
     this.panel = h(
@@ -177,7 +182,8 @@ export class ChatView {
       { id: "participants", class: "participants", "aria-labelledby": "participants-heading" },
       h(
         "div",
-        { class: "panel-head", id: "participants-heading" },
+        // (the panel is named by its heading, not by the close button beside it too)
+        { class: "panel-head" },
         this.peopleHeading,
         h(
           "button",

@@ -68,7 +68,8 @@ export class LobbyView {
       { class: "bot-list" },
       h("p", { class: "muted", "data-i18n": "lobby.loading" }, t("lobby.loading")),
     );
-    this.formError = h("p", { class: "form-error", role: "alert" });
+    // (it describes the field it is about: see #refuse)
+    this.formError = h("p", { class: "form-error", id: "form-error", role: "alert" });
     this.startButton = h(
       "button",
       { type: "submit", class: "primary", "data-i18n": "lobby.start" },
@@ -244,7 +245,7 @@ export class LobbyView {
     if (!nickname) problem = "lobby.nickname_missing";
     else if (count > MAX_NAME) problem = "lobby.nickname_too_long";
     if (!problem) {
-      this.nickname.removeAttribute("aria-invalid");
+      accept(this.nickname);
       storage.set("nickname", nickname);
       return nickname;
     }
@@ -260,16 +261,20 @@ export class LobbyView {
     const name = this.conversationName.value.trim();
     const count = textLength(name);
     if (count <= MAX_NAME) {
-      this.conversationName.removeAttribute("aria-invalid");
+      accept(this.conversationName);
       return name || null;
     }
     this.#refuse(this.conversationName, "lobby.name_too_long", count);
     return undefined;
   }
 
-  /** Mark `field`, say why (`key`, with the `count` of characters) and focus it. */
+  /**
+   * Mark `field`, say why (`key`, with the `count` of characters) under the form, which
+   * describes it, and focus it.
+   */
   #refuse(field, key, count) {
     field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-describedby", this.formError.id);
     this.#showFormError(() =>
       t(key, { count: formatNumber(count), max: formatNumber(MAX_NAME) }),
     );
@@ -442,4 +447,10 @@ export class LobbyView {
 /** Set an element's text, only if it changes (a screen reader in it is not disturbed). */
 function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
+}
+
+/** A field found valid: no longer marked, nor described by the form's error. */
+function accept(field) {
+  field.removeAttribute("aria-invalid");
+  field.removeAttribute("aria-describedby");
 }

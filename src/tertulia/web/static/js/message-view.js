@@ -201,16 +201,19 @@ export function messageRow(message, ctx) {
     ? message.options.filter((o) => typeof o === "string")
     : [];
 
+  const bot = sender?.type === "B";
   const bubble = h(
     "div",
     { class: "bubble" },
-    srOnly(`${name}, ${formatTime(time)}: `),
+    // Who, and whether a bot, read before the text (the label and its badge are not read);
+    // the time, once, after it (the visible <time>).
+    srOnly(bot ? `${name}, ${t("participants.is_bot")}: ` : `${name}: `),
     !mine && ctx.groupStart
       ? h(
           "div",
           { class: "sender", style: hueStyle(sender), "aria-hidden": "true" },
           bdi(name),
-          sender?.type === "B" ? h("span", { class: "badge-bot" }, t("bot.badge")) : null,
+          bot ? h("span", { class: "badge-bot" }, t("bot.badge")) : null,
         )
       : null,
     quoteBlock(ctx.quote, actions),
