@@ -579,3 +579,26 @@ async def test_an_avatar_shows_the_names_first_letters(
         await tab.start_conversation(nickname, [])
         mine = tab.page.locator("#participants .avatar:not(.avatar-bot)")
         await expect(mine).to_have_text(initials)
+
+
+async def test_the_lobby_lists_rooms_in_the_order_people_read_names(
+    make_settings, open_tab
+) -> None:
+    """Rooms are listed by name as a dictionary orders them (case and accents aside, numbers
+    by their value), in the person's language; the server's order is by code point, which
+    put every capital first, "Room 10" before "Room 2" and "ábaco" last (web client QA of
+    2026-12-07, noticed). Unnamed conversations come last."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        for name in ("beta", "Room 10", "ábaco", "Alpha", None, "Room 2"):
+            created = await tab.context.request.post(
+                f"{server.base_url}/api/chat/conversations/",
+                data={"nickname": "owner", "name": name, "bots": []},
+            )
+            assert created.status == 201, await created.text()
+        await tab.page.goto("/")
+        names = tab.page.locator("li.room .room-name")
+        await expect(names).to_have_count(6)
+        shown = await names.all_inner_texts()
+        assert shown[:5] == ["ábaco", "Alpha", "beta", "Room 2", "Room 10"]
+        assert shown[5] == "Conversation", "the unnamed one, last"

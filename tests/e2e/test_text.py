@@ -126,3 +126,20 @@ async def test_a_name_is_counted_in_characters_as_the_server_counts_it(
         await page.locator("#composer-input").wait_for()
     assert created["name"] == emoji
     assert [p["name"] for p in created["participants"] if p["type"] == "H"] == [emoji]
+
+
+async def test_a_text_that_shows_nothing_is_not_sent(make_settings, open_tab) -> None:
+    """A text of only invisible characters (a zero-width space, a joiner, the Hangul
+    filler, a lone combining mark) is not sent, as an empty one is not: it became an empty
+    bubble, to everyone (web client QA of 2026-12-07, noticed). With a letter it goes."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url)
+        await tab.start_conversation("alice", ["ECHO"])
+        page = tab.page
+        for nothing in ("\u200b", " \u200d\u200b ", "\u3164", "\u0301", "\u2800\n\u200b"):
+            await tab.send(nothing)
+        await tab.send("\u200bvisible")
+        await expect(tab.bubble("\u200bvisible", mine=True)).to_have_count(1)
+        await expect(tab.bubble("\u200bVISIBLE", mine=False)).to_have_count(1)
+        # (all that was sent: the one text, and ECHO's answer)
+        await expect(page.locator("li.msg")).to_have_count(2)

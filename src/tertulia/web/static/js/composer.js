@@ -18,7 +18,7 @@ import {
 import { icon } from "./icons.js";
 import { nameOf } from "./message-view.js";
 import { VoiceRecorder } from "./recorder.js";
-import { snippet, textLength } from "./text.js";
+import { showsNothing, snippet, textLength } from "./text.js";
 
 /**
  * The longest text the server takes (domain/inputs.py MAX_TEXT), in characters (code
@@ -323,7 +323,9 @@ export class Composer {
       this.input.focus();
       return;
     }
-    const text = this.input.value.trim();
+    // (a text of only invisible characters is no text: it would be an empty bubble)
+    const written = this.input.value.trim();
+    const text = showsNothing(written) ? "" : written;
     const quotedId = this.reply?.id ?? null;
     if (this.staged.length) {
       const staged = this.staged;

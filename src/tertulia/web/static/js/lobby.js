@@ -14,7 +14,7 @@ import {
   listRooms,
 } from "./api.js";
 import { bdi, h } from "./dom.js";
-import { formatDateTime, formatNumber, t, translate } from "./i18n.js";
+import { formatDateTime, formatNumber, language, t, translate } from "./i18n.js";
 import { icon } from "./icons.js";
 import { languagePicker } from "./language-picker.js";
 import { storage } from "./storage.js";
@@ -347,7 +347,8 @@ export class LobbyView {
       const rooms = await listRooms();
       // Rooms off: the list is the person's own conversations (an extension), to go back to.
       this.ownOnly = rooms === null;
-      this.rooms = rooms ?? (await listMine());
+      // (one's own newest first, as the server lists them; rooms by name, as people read)
+      this.rooms = rooms ? byName(rooms) : await listMine();
     } catch {
       return; // Keep showing the last list; the next refresh tries again.
     }
@@ -453,4 +454,16 @@ function setText(el, text) {
 function accept(field) {
   field.removeAttribute("aria-invalid");
   field.removeAttribute("aria-describedby");
+}
+
+/**
+ * Rooms by name as a dictionary of the page's language orders names (case and accents
+ * aside, "Room 2" before "Room 10"), unnamed ones last; the server lists them by code
+ * point, every capital before any small letter and "ábaco" after "zebra".
+ */
+function byName(rooms) {
+  const collator = new Intl.Collator(language(), { sensitivity: "base", numeric: true });
+  return [...rooms].sort(
+    (a, b) => Number(!a.name) - Number(!b.name) || collator.compare(a.name ?? "", b.name ?? ""),
+  );
 }

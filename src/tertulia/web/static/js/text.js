@@ -15,6 +15,19 @@ export function textLength(text) {
   return Array.from(text.replace(SERVER_TRIM, "")).length;
 }
 
+/**
+ * Only what shows as nothing: spaces, zero-width and other format characters, combining
+ * marks with nothing to combine with, controls, blank letters (the Hangul fillers, the
+ * blank Braille pattern); what the server's `shows_nothing` refuses as a name.
+ */
+const NOTHING_VISIBLE =
+  /^[\s\p{Cc}\p{Cf}\p{Mn}\p{Me}\p{Zs}\p{Zl}\p{Zp}\u115f\u1160\u3164\uffa0\u2800]*$/u;
+
+/** Whether `text` shows nothing at all (sent, it would be an empty bubble). */
+export function showsNothing(text) {
+  return NOTHING_VISIBLE.test(text);
+}
+
 const LINK = /\bhttps?:\/\/[^\s<>"']+/gi;
 /** Punctuation that ends a sentence rather than a URL. */
 const TRAILING = ".,;:!?'\"";
