@@ -209,3 +209,32 @@ async def test_deliveries_run_in_order_though_publishing_a_message_failed(
         texts = runner_bots.CALLS[ids["Quiet"]]
         await until(lambda: "second" in texts)
         assert [t for t in texts if t not in ("status", "")] == ["first", "second"]
+
+
+async def test_closing_ends_a_poll_that_swallowed_its_cancellation(make_settings) -> None:
+    """A library the poll awaits may take close()'s cancellation for its own timeout and
+    let the poll go on: it still ends (the stopping server waited for it for ever)."""
+    async with live_server(make_settings(bot_poll_interval=0.05)) as server:
+        bots = server.registry.runner
+        polled = asyncio.Event()
+        swallowed = 0
+
+        async def resume() -> None:
+            nonlocal swallowed
+            polled.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed > 1:  # (the first only: the test can still end the old way)
+                    raise
+
+        bots._resume = resume  # type: ignore[method-assign]
+        await asyncio.wait_for(polled.wait(), 10)
+        closing = asyncio.create_task(bots.close())
+        done, _ = await asyncio.wait({closing}, timeout=5)
+        if not done:  # (the old way: for ever; the test ends it)
+            assert bots._poller is not None
+            bots._poller.cancel()
+            await closing
+        assert done, "close() waits for ever"

@@ -4,13 +4,15 @@ the absences' sweep): started and closed in the app's lifespan."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 log = structlog.get_logger(__name__)
+
+CANCEL_AGAIN_AFTER = 0.1
+"""Seconds :meth:`Periodic.close` waits for the job to end before cancelling it again."""
 
 
 class Periodic:
@@ -29,22 +31,33 @@ class Periodic:
         self.name, self.every, self.retry = name, every, every if retry is None else retry
         self._job, self._failed = job, failed
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop the job, at once if it is running.
+
+        A library the job awaits may take the cancellation for its own (its own timeout
+        firing at the same moment: redis-py's, ``asyncio.wait_for``'s on Python 3.11) and
+        let the job go on: the job is cancelled again until it ends, and once closed it
+        does not run again (a stopping server waited for the absences' sweep for ever)."""
+        self._closed = True
+        task = self._task
+        if task is None:
+            return
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCEL_AGAIN_AFTER)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 await self._job()
                 wait = self.every
             except Exception:
                 log.exception(self._failed)
                 wait = self.retry
-            await asyncio.sleep(wait)
+            if not self._closed:
+                await asyncio.sleep(wait)

@@ -192,8 +192,9 @@ async def test_an_error_notice_reads_in_either_theme(make_settings, open_tab) ->
 
 
 async def test_a_text_being_sent_is_marked_without_fading(make_settings, open_tab) -> None:
-    """A text not yet echoed has a dashed line inside its edge (and its clock and words), not a faded
-    bubble: its text and status stand at 4.5:1 at least, in either theme (faded, 3.6:1)."""
+    """A text not yet echoed has a dashed line inside its edge (and its clock and words),
+    not a faded bubble: its text and status stand at 4.5:1 at least, in either theme (faded,
+    3.6:1)."""
     async with live_server(make_settings()) as server:
         tab = await open_tab(server.base_url)
         page = tab.page

@@ -484,6 +484,10 @@ class BotRunner:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self._poll_interval)
+            # (a cancellation that a library the poll awaits took for its own timeout's let
+            # the loop go on, and close() wait for it for ever)
+            if self._closing:
+                return
             try:
                 await self._resume()
             except Exception:
