@@ -67,6 +67,9 @@ async def test_sockets_closed_at_once_are_not_a_reconnection(make_settings, open
         await page.route_web_socket("**/ws/chat/**", route)
         await page.reload()
         await page.locator("#composer-input").wait_for()
+        # (served through the route: the state frame says who is online; the message box
+        # shows before the socket is open, and closing "the last socket" then found none)
+        await expect(page.locator(".subtitle")).to_have_text("1 online")
         await expect(page.locator(".banner-connection")).to_be_hidden()
         await page.evaluate(WATCH_NOTICES)
 
