@@ -380,6 +380,24 @@ async def test_dates_and_times_follow_the_browsers_region(make_settings, open_ta
         await expect(shown).to_have_text(re.compile(r"^\d\d:\d\d$"))
 
 
+NUMBERS = """async () => {
+  const { formatNumber, formatSize } = await import("/static/js/i18n.js");
+  return [formatNumber(1234567), formatSize(2500000)];
+}"""
+
+
+async def test_numbers_follow_the_browsers_region_as_dates_do(make_settings, open_tab) -> None:
+    """Counts and sizes are grouped as the person's region groups them, as dates are: an
+    Indian English browser gets "12,34,567" (they followed the interface's language
+    alone: "1,234,567")."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, locale="en-IN")
+        await tab.page.goto("/")
+        number, size = await tab.page.evaluate(NUMBERS)
+        assert number == "12,34,567"
+        assert size.startswith("2.4") or size.startswith("2.5"), size
+
+
 SNIPPETS = """async () => {
   const { snippet } = await import("/static/js/text.js");
   const family = "\\u{1F468}\\u200D\\u{1F469}\\u200D\\u{1F467}";

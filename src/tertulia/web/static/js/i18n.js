@@ -15,7 +15,7 @@ export const LANGUAGES = [
 ];
 
 let current = "en";
-/** The locale dates and times are written in (see regionalLocale). */
+/** The locale dates, times and numbers are written in (see regionalLocale). */
 let regional = "en";
 const listeners = new Set();
 
@@ -38,8 +38,8 @@ export function language() {
 
 /**
  * The locale of the browser's languages that is in `code`'s language ("en-GB" for "en" in
- * a British browser, "pt-PT" for "pt-BR" in a Portuguese one), else `code` itself: dates
- * and times are written as in the person's region, not as in the catalog's.
+ * a British browser, "pt-PT" for "pt-BR" in a Portuguese one), else `code` itself: dates,
+ * times and numbers are written as in the person's region, not as in the catalog's.
  */
 function regionalLocale(code) {
   const primary = code.split("-")[0].toLowerCase();
@@ -161,9 +161,12 @@ export function formatListParts(nodes) {
     .map((part) => (part.type === "element" ? nodes[next++] : part.value));
 }
 
-/** A number for people: "4,000" ("4.000" in Portuguese). */
+/**
+ * A number for people: "4,000" ("4.000" in Portuguese), grouped as the person's region
+ * groups numbers, as dates are written ("12,34,567" in an Indian English browser).
+ */
 export function formatNumber(value) {
-  return new Intl.NumberFormat(current).format(value);
+  return new Intl.NumberFormat(regional).format(value);
 }
 
 /**
@@ -186,8 +189,8 @@ export function formatSize(bytes, digits = 1, unit = sizeUnit(bytes)) {
   if (!Number.isFinite(bytes) || bytes < 0) return "";
   const value = bytes / 1000 ** unit;
   // Intl spells bytes out ("721 byte"); "B" reads better next to "kB" and "MB".
-  if (unit === 0) return `${new Intl.NumberFormat(current).format(value)} B`;
-  return new Intl.NumberFormat(current, {
+  if (unit === 0) return `${new Intl.NumberFormat(regional).format(value)} B`;
+  return new Intl.NumberFormat(regional, {
     style: "unit",
     unit: SIZE_UNITS[unit],
     unitDisplay: "short",
@@ -207,7 +210,7 @@ export function formatSizes(a, b) {
     const pair = [formatSize(a, digits, unit), formatSize(b, digits, unit)];
     if (a === b || pair[0] !== pair[1]) return pair;
   }
-  return [a, b].map((bytes) => `${new Intl.NumberFormat(current).format(bytes)} B`);
+  return [a, b].map((bytes) => `${new Intl.NumberFormat(regional).format(bytes)} B`);
 }
 
 /** "0:42" for a recording's length in seconds. */
