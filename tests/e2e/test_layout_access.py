@@ -281,3 +281,22 @@ async def test_long_names_read_whole_on_a_phone(make_settings, open_tab) -> None
         room = other.page.locator(".room-name", has_text=LONG_TITLE)
         await expect(room).to_have_count(1)
         assert await room.evaluate(WHOLE)
+
+
+async def test_a_notice_on_a_short_screen_leaves_the_newest_messages_in_sight(
+    make_settings, open_tab
+) -> None:
+    """At 320x180 (400 % zoom) a notice ("Connected again.") sits at the top, not 96 px up
+    from the bottom, where it covered the middle of the screen and the newest messages."""
+    async with live_server(make_settings()) as server:
+        tab = await open_tab(server.base_url, viewport={"width": 320, "height": 180})
+        page = tab.page
+        await tab.start_conversation("alice", [])
+        await tab.context.set_offline(True)
+        await expect(page.locator(".banner-connection")).to_be_attached()
+        await tab.context.set_offline(False)
+        notice = page.locator(".notice", has_text="Connected again.")
+        await expect(notice).to_be_visible()
+        box = await notice.bounding_box()
+        assert box is not None
+        assert box["y"] <= 16, box  # (at the top: it was at 40-84 px, the middle)
