@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from support.bots import bot_person
 from support.server import live_server
 
 try:
@@ -76,6 +77,26 @@ class Tab:
     async def shot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         await self.page.screenshot(path=str(path))
+
+
+async def bot_leaves(server: Any, page: Any, name: str) -> None:
+    """The external bot ``name`` of the page's conversation connects once and leaves (a
+    required one ends the conversation)."""
+    conversation_id, bot_id = await page.evaluate(
+        """async (name) => {
+          const id = sessionStorage.getItem("tertulia.conversation");
+          const body = await (await fetch(`/api/chat/conversations/${id}/`)).json();
+          return [id, body.participants.find(p => p.name === name).id];
+        }""",
+        name,
+    )
+    bot = await bot_person(server, conversation_id, bot_id)
+    try:
+        socket = await bot.connect()
+        await socket.state()
+        await socket.close()
+    finally:
+        await bot.close()
 
 
 def png(width: int, height: int) -> bytes:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e.browser import ALL_IDS, CONVERSATION_ID, expect, png
+from e2e.browser import ALL_IDS, CONVERSATION_ID, bot_leaves, expect, png
 from e2e.test_reliability import TOP_IN_SCROLLER
-from support.bots import bot_person, bots_with
+from support.bots import bots_with
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -175,20 +175,7 @@ async def test_the_end_of_a_conversation_is_announced(make_settings, open_tab) -
     async with live_server(settings) as server:
         tab = await open_tab(server.base_url)
         await tab.start_conversation("alice", ["ECHO", "Keeper"])
-        conversation_id, keeper_id = await tab.page.evaluate(
-            """async () => {
-              const id = sessionStorage.getItem("tertulia.conversation");
-              const body = await (await fetch(`/api/chat/conversations/${id}/`)).json();
-              return [id, body.participants.find(p => p.name === "Keeper").id];
-            }"""
-        )
-        keeper = await bot_person(server, conversation_id, keeper_id)
-        try:
-            socket = await keeper.connect()
-            await socket.state()
-            await socket.close()
-        finally:
-            await keeper.close()
+        await bot_leaves(server, tab.page, "Keeper")
 
         await expect(tab.page.locator(".banner-ended")).to_have_text(
             "This conversation has ended: Keeper left."

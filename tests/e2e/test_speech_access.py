@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from e2e.browser import CONVERSATION_ID, Tab, expect
+from e2e.browser import CONVERSATION_ID, Tab, bot_leaves, expect
 from e2e.test_chat import PRESELECT
-from support.bots import bot_person, bots_with
+from support.bots import bots_with
 from support.server import live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -159,20 +159,7 @@ async def test_a_status_is_said_again_only_when_it_changes(make_settings, open_t
         said = await spoken(page)
         assert said.count("Sloth is working…") == 1, said
 
-        conversation_id, keeper_id = await page.evaluate(
-            """async () => {
-              const id = sessionStorage.getItem("tertulia.conversation");
-              const body = await (await fetch(`/api/chat/conversations/${id}/`)).json();
-              return [id, body.participants.find(p => p.name === "Keeper").id];
-            }"""
-        )
-        keeper = await bot_person(server, conversation_id, keeper_id)
-        try:
-            socket = await keeper.connect()
-            await socket.state()
-            await socket.close()
-        finally:
-            await keeper.close()
+        await bot_leaves(server, page, "Keeper")
         ended = "This conversation has ended: Keeper left."
         await expect(page.locator(".banner-ended")).to_have_text(ended)
         for _ in range(2):
