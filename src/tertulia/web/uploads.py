@@ -151,6 +151,10 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+_FORM_ESCAPES = ((b"%22", b'"'), (b"%0D", b"\r"), (b"%0A", b"\n"))
+"""The HTML standard's escapes in a multipart file name, and what they stand for."""
+
+
 def _file_name(disposition: bytes, options: dict[bytes, bytes]) -> str | None:
     """A part's file name, None when it names none (a text field): ``filename*`` when it
     has one (RFC 2231, ``charset'language'percent-encoded``, as some HTTP libraries send a
@@ -177,9 +181,6 @@ def _file_name(disposition: bytes, options: dict[bytes, bytes]) -> str | None:
     for escaped, character in _FORM_ESCAPES:
         raw = raw.replace(escaped, character)
     return _decode(raw)
-
-
-_FORM_ESCAPES = ((b"%22", b'"'), (b"%0D", b"\r"), (b"%0A", b"\n"))
 
 
 @dataclass

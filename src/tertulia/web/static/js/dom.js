@@ -41,6 +41,24 @@ export function append(el, children) {
 }
 
 /**
+ * Make `parent`'s children exactly `nodes`, in that order, moving only those out of place
+ * and removing the rest: a node kept (one with the keyboard's focus, say) is not taken out
+ * and put back, as a rebuild would.
+ */
+export function placeChildren(parent, nodes) {
+  let cursor = parent.firstChild;
+  for (const node of nodes) {
+    if (node === cursor) cursor = cursor.nextSibling;
+    else parent.insertBefore(node, cursor);
+  }
+  while (cursor) {
+    const next = cursor.nextSibling;
+    cursor.remove();
+    cursor = next;
+  }
+}
+
+/**
  * A name or a text someone supplied, laid out apart from the words around it and in its
  * own direction: "سارة!" beside "joined" keeps its "!" at its own (left) end, and a list
  * of right-to-left names keeps its order.

@@ -75,11 +75,7 @@ export function onLanguageChange(listener) {
  * `.one` / `.other` variants is chosen by `params.count` (Intl plural rules).
  */
 export function t(key, params = {}) {
-  const entry = template(key, params);
-  if (entry === undefined) return key;
-  return entry.replace(/\{(\w+)\}/g, (match, name) =>
-    name in params ? String(params[name]) : match,
-  );
+  return partsText(tParts(key, params));
 }
 
 /** The catalog's text for `key` (its plural form for `params.count`), or undefined. */

@@ -13,7 +13,7 @@ import {
   listMine,
   listRooms,
 } from "./api.js";
-import { bdi, h } from "./dom.js";
+import { bdi, h, placeChildren } from "./dom.js";
 import { formatDateTime, formatNumber, language, t, translate } from "./i18n.js";
 import { icon } from "./icons.js";
 import { languagePicker } from "./language-picker.js";
@@ -383,16 +383,7 @@ export class LobbyView {
     }
     const kept = new Set(rows);
     for (const [id, row] of this.roomRows) if (!kept.has(row.el)) this.roomRows.delete(id);
-    let cursor = this.roomList.firstChild;
-    for (const row of rows) {
-      if (row === cursor) cursor = cursor.nextSibling;
-      else this.roomList.insertBefore(row, cursor);
-    }
-    while (cursor) {
-      const next = cursor.nextSibling;
-      cursor.remove();
-      cursor = next;
-    }
+    placeChildren(this.roomList, rows);
     // A row moved in the list loses the focus: it goes back to the same room's button, or
     // (the room gone) to the one now in its place, else to the list's refresh button.
     if (focusedRow && !this.roomList.contains(document.activeElement)) {

@@ -18,7 +18,7 @@
  * server) or a jump to one of them. A reader scrolled up keeps every row shown.
  */
 
-import { h, prefersReducedMotion } from "./dom.js";
+import { h, placeChildren, prefersReducedMotion } from "./dom.js";
 import { formatDay, language, t } from "./i18n.js";
 import {
   dayRow,
@@ -179,17 +179,7 @@ export class MessageList {
     const keep = new Set(wanted.map((w) => w.key));
     for (const key of this.cache.keys()) if (!keep.has(key)) this.cache.delete(key);
 
-    // Move nodes into order; whatever is left after the last wanted node goes.
-    let cursor = this.el.firstChild;
-    for (const node of nodes) {
-      if (node === cursor) cursor = cursor.nextSibling;
-      else this.el.insertBefore(node, cursor);
-    }
-    while (cursor) {
-      const next = cursor.nextSibling;
-      cursor.remove();
-      cursor = next;
-    }
+    placeChildren(this.el, nodes);
     if (focusedKey && !this.el.contains(document.activeElement)) {
       this.cache.get(focusedKey)?.node.focus({ preventScroll: true });
     }
